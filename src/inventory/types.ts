@@ -1,0 +1,99 @@
+// The validated inventory: what every other module reads. Built only by parseInventory().
+
+export type Executor = 'shell' | 'dind' | 'dood';
+export type Placement = 'cluster' | 'host';
+export type DockerFlavour = 'apt' | 'snap';
+export type DockerChoice = DockerFlavour | 'auto';
+export type RunnerType = 'instance_type' | 'group_type' | 'project_type';
+export type AccessLevel = 'not_protected' | 'ref_protected';
+
+export const EXECUTORS: readonly Executor[] = ['shell', 'dind', 'dood'];
+export const PLACEMENTS: readonly Placement[] = ['cluster', 'host'];
+
+/** A secret given by reference (`env:NAME` or `file:PATH`); `value` is resolved lazily. */
+export interface SecretRef {
+  ref: string;
+  /** the inventory path that named it, for error messages */
+  path: string;
+}
+
+export type GitlabAuth =
+  | { kind: 'accessToken'; token: SecretRef }
+  | { kind: 'runnerToken'; token: SecretRef }
+  | { kind: 'registrationToken'; token: SecretRef }
+  | { kind: 'none' };
+
+export interface GitlabConfig {
+  url: string;
+  /** host:port, no scheme */
+  registries: string[];
+  auth: GitlabAuth;
+  runnerType: RunnerType;
+  groupId?: number;
+  projectId?: number;
+  /** seconds per API request */
+  timeout: number;
+}
+
+export interface SshDefaults {
+  user: string;
+  port: number;
+  identityFile: string;
+  knownHosts: string;
+  /** seconds */
+  connectTimeout: number;
+}
+
+export interface NodeSpec {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  identityFile: string;
+  knownHosts: string;
+  connectTimeout: number;
+  docker: DockerChoice;
+  /** write containerd's hosts.toml for the registries (issue 6); default true */
+  microk8s: boolean;
+}
+
+export interface KubernetesConfig {
+  kubeconfig?: string;
+  context?: string;
+  fromNode?: string;
+  namespace: string;
+  /** seconds */
+  rolloutTimeout: number;
+  /** label put on inventory nodes; the DaemonSets select it */
+  nodeLabel: string;
+}
+
+export interface RunnersConfig {
+  executor: Executor;
+  placement: Placement;
+  tags: string[];
+  /** Handlebars-free template: `{node}` is replaced by the node name */
+  description: string;
+  runUntagged: boolean;
+  locked: boolean;
+  accessLevel: AccessLevel;
+  maximumTimeout?: number;
+  paused: boolean;
+  concurrent: number;
+  checkInterval: number;
+  image: string;
+  /** default image for docker-executor jobs */
+  jobImage: string;
+  dindImage: string;
+  dockerCliImage: string;
+}
+
+export interface Inventory {
+  /** absolute path the inventory was read from; relative paths inside it resolve against its folder */
+  source: string;
+  gitlab: GitlabConfig;
+  ssh: SshDefaults;
+  nodes: NodeSpec[];
+  kubernetes: KubernetesConfig;
+  runners: RunnersConfig;
+}

@@ -1,0 +1,41 @@
+// Resolves secret references (env:NAME, file:PATH) and redacts every resolved secret from text.
+import { readFileSync } from 'node:fs';
+import { InputError } from './errors.js';
+import type { SecretRef } from './inventory/types.js';
+
+const known = new Set<string>();
+const TOKEN_PATTERNS = [/\bglrt-[A-Za-z0-9_-]{6,}/g, /\bglpat-[A-Za-z0-9_-]{6,}/g, /\bGR1348941[A-Za-z0-9_-]{6,}/g];
+
+/** Remembers a secret value so that redact() hides it wherever it shows up later. */
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 4) known.add(value);
+}
+
+/** Replaces every known secret and anything shaped like a GitLab token with [REDACTED]. */
+export function redact(text: string): string {
+  let out = text;
+  for (const s of known) out = out.split(s).join('[REDACTED]');
+  for (const re of TOKEN_PATTERNS) out = out.replace(re, '[REDACTED]');
+  return out;
+}
+
+export function resolveSecret(secret: SecretRef, env: NodeJS.ProcessEnv = process.env): string {
+  const { ref, path } = secret;
+  let value: string | undefined;
+  if (ref.startsWith('env:')) {
+    const name = ref.slice(4);
+    value = env[name];
+    if (value === undefined || value.trim() === '') throw new InputError([`${path}: environment variable ${name} is not set`]);
+  } else {
+    const file = ref.slice(5);
+    try {
+      value = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new InputError([`${path}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+    }
+    if (value.trim() === '') throw new InputError([`${path}: ${file} is empty`]);
+  }
+  value = value.trim();
+  registerSecret(value);
+  return value;
+}
