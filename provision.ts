@@ -1,0 +1,41 @@
+// runner-fleet entry point: parse arguments, load the inventory, run the command, map errors to exit codes.
+import { parseCli, USAGE } from './src/cli.js';
+import { runConverge, formatSummary } from './src/commands/converge.js';
+import { EXIT_FAILED, EXIT_OK, InputError, exitCodeFor } from './src/errors.js';
+import { loadInventory, selectNodes } from './src/inventory/schema.js';
+import { createLogger } from './src/log.js';
+import { redact } from './src/secrets.js';
+
+async function main(argv: string[]): Promise<number> {
+  const req = parseCli(argv);
+  if (req.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT_OK;
+  }
+  const log = createLogger({ verbosity: req.verbosity });
+  const inventory = selectNodes(loadInventory(req.inventory, { executor: req.executor, placement: req.placement }), req.only);
+  switch (req.command) {
+    case 'apply':
+    case 'plan': {
+      const dryRun = req.command === 'plan';
+      const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor });
+      if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
+      log.summary(formatSummary(report, dryRun));
+      return report.ok ? EXIT_OK : EXIT_FAILED;
+    }
+    default:
+      throw new InputError([`${req.command}: not implemented yet`]);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`runner-fleet: ${redact(message)}\n`);
+    if (!(err instanceof InputError) && process.env.RUNNER_FLEET_DEBUG && err instanceof Error) process.stderr.write(`${redact(err.stack ?? '')}\n`);
+    process.exitCode = exitCodeFor(err) || EXIT_FAILED;
+  },
+);

@@ -1,0 +1,102 @@
+// Command-line parsing: turns argv into a typed request, or an InputError naming the bad flag.
+import { parseArgs } from 'node:util';
+import { InputError } from './errors.js';
+
+export const COMMANDS = ['apply', 'plan', 'status', 'render', 'ci-snippet', 'destroy'] as const;
+export type Command = (typeof COMMANDS)[number];
+
+export interface CliRequest {
+  command: Command;
+  inventory: string;
+  executor?: string;
+  placement?: string;
+  only?: string[];
+  concurrency: number;
+  json: boolean;
+  verbosity: 'quiet' | 'normal' | 'verbose';
+  yes: boolean;
+  out?: string;
+  seal: boolean;
+  purgeRegistryConfig: boolean;
+  help: boolean;
+}
+
+export const USAGE = `Usage: npx tsx provision.ts [apply|plan|status|render|ci-snippet|destroy] [options]
+
+Commands:
+  apply (default)   converge every node: Docker, insecure registry, runners, DaemonSets
+  plan              show what apply would change; change nothing
+  status            one row per node: reachable, Docker, registries, runner health
+  render --out DIR  write the Kubernetes manifests apply would send (GitOps)
+  ci-snippet        print a .gitlab-ci.yml job that builds and pushes to the registry
+  destroy           remove runners and cluster objects runner-fleet created (asks unless --yes)
+
+Options:
+  --inventory PATH      inventory file (default inventory/fleet.yaml)
+  --executor X          shell | dind | dood (overrides runners.executor)
+  --placement P         cluster | host (overrides runners.placement; host needs shell)
+  --only NODE,...       only these nodes
+  --concurrency N       nodes worked on at once (default 10)
+  --json                print one JSON report on stdout
+  --verbose / --quiet   more / less progress on stderr
+  --yes                 do not ask for confirmation (destroy)
+  --purge-registry-config  with destroy: remove the registries runner-fleet added to daemon.json
+Exit codes: 0 converged, 1 something failed, 2 bad input (nothing touched).`;
+
+export function parseCli(argv: string[]): CliRequest {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        inventory: { type: 'string', short: 'i' },
+        executor: { type: 'string', short: 'e' },
+        placement: { type: 'string' },
+        only: { type: 'string' },
+        concurrency: { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean', short: 'v' },
+        quiet: { type: 'boolean', short: 'q' },
+        yes: { type: 'boolean', short: 'y' },
+        out: { type: 'string' },
+        seal: { type: 'boolean' },
+        'purge-registry-config': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new InputError([(err as Error).message], 'bad command line');
+  }
+  const { values, positionals } = parsed;
+  const issues: string[] = [];
+  if (positionals.length > 1) issues.push(`unexpected arguments: ${positionals.slice(1).join(' ')}`);
+  const command = (positionals[0] ?? 'apply') as Command;
+  if (!COMMANDS.includes(command)) issues.push(`unknown command "${command}" (expected ${COMMANDS.join(' | ')})`);
+  let concurrency = 10;
+  if (values.concurrency !== undefined) {
+    concurrency = Number(values.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) issues.push('--concurrency: expected an integer from 1 to 200');
+  }
+  if (values.verbose && values.quiet) issues.push('--verbose and --quiet cannot be combined');
+  const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (values.only !== undefined && (!only || only.length === 0)) issues.push('--only: expected NODE[,NODE…]');
+  if (command === 'render' && !values.out && !values.help) issues.push('render: --out DIR is required');
+  if (issues.length > 0) throw new InputError(issues, 'bad command line');
+  return {
+    command,
+    inventory: values.inventory ?? 'inventory/fleet.yaml',
+    executor: values.executor,
+    placement: values.placement,
+    only,
+    concurrency,
+    json: Boolean(values.json),
+    verbosity: values.verbose ? 'verbose' : values.quiet ? 'quiet' : 'normal',
+    yes: Boolean(values.yes),
+    out: values.out,
+    seal: Boolean(values.seal),
+    purgeRegistryConfig: Boolean(values['purge-registry-config']),
+    help: Boolean(values.help),
+  };
+}

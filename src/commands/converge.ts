@@ -1,0 +1,97 @@
+// `apply` and `plan`: converge every node's Docker, then runners in GitLab, then the cluster; report what changed.
+import { accessSync, constants } from 'node:fs';
+import { InputError } from '../errors.js';
+import { convergeHost, type HostResult } from '../host/converge.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import type { Logger } from '../log.js';
+import { mapPool } from '../pool.js';
+import { buildReport, type Change, type NodeReport, type RunReport } from '../report.js';
+import { redact, resolveSecret } from '../secrets.js';
+import { connectNode, type NodeConnection } from '../ssh.js';
+
+export interface ConvergeOptions {
+  dryRun: boolean;
+  concurrency: number;
+  log: Logger;
+}
+
+/** Problems that make the run pointless before any node is contacted (exit 2). */
+export function preflight(inv: Inventory): void {
+  const issues: string[] = [];
+  const seen = new Set<string>();
+  inv.nodes.forEach((n, i) => {
+    for (const [key, path] of [['identityFile', n.identityFile], ['knownHosts', n.knownHosts]] as const) {
+      if (seen.has(path)) continue;
+      seen.add(path);
+      try {
+        accessSync(path, constants.R_OK);
+      } catch {
+        const field = path === inv.ssh[key] ? `ssh.${key}` : `nodes[${i}].${key}`;
+        issues.push(`${field}: cannot read ${path}`);
+      }
+    }
+  });
+  if (inv.gitlab.auth.kind !== 'none') {
+    try {
+      resolveSecret(inv.gitlab.auth.token);
+    } catch (err) {
+      if (err instanceof InputError) issues.push(...err.issues);
+      else throw err;
+    }
+  }
+  if (issues.length > 0) throw new InputError(issues, 'cannot start');
+}
+
+export interface NodeOutcome {
+  report: NodeReport;
+  host?: HostResult;
+}
+
+/** One node's host phase; never throws: failures land in the report. */
+async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOptions): Promise<NodeOutcome> {
+  const changes: Change[] = [];
+  let conn: NodeConnection | undefined;
+  try {
+    opts.log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
+    conn = await connectNode(node);
+    opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
+    const host = await convergeHost(conn, node, inv.gitlab.registries, {
+      dryRun: opts.dryRun,
+      onChange: (c) => {
+        changes.push(c);
+        if (!opts.dryRun) opts.log.change(node.name, c.detail);
+      },
+    });
+    opts.log.progress(node.name, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
+    return { report: { name: node.name, ok: true, changes }, host };
+  } catch (err) {
+    const message = redact(err instanceof Error ? err.message : String(err));
+    opts.log.error(node.name, message);
+    return { report: { name: node.name, ok: false, changes, error: message } };
+  } finally {
+    conn?.close();
+  }
+}
+
+export async function runConverge(inv: Inventory, opts: ConvergeOptions & { executor: Executor }): Promise<RunReport> {
+  preflight(inv);
+  const outcomes = await mapPool(inv.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts));
+  return buildReport(outcomes.map((o) => o.report));
+}
+
+export function formatSummary(report: RunReport, dryRun: boolean): string {
+  const verb = dryRun ? 'would change' : 'changed';
+  const rows = report.nodes.map((n) => {
+    const status = n.ok ? 'ok' : 'FAILED';
+    const lines = [`  ${n.name.padEnd(16)} ${status.padEnd(7)} ${n.changes.length} ${verb}${n.error ? `: ${n.error}` : ''}`];
+    for (const c of n.changes) lines.push(`      - ${c.detail}`);
+    return lines.join('\n');
+  });
+  for (const [name, section] of [['gitlab', report.gitlab], ['cluster', report.cluster]] as const) {
+    if (!section) continue;
+    rows.push(`  ${name.padEnd(16)} ${(section.ok ? 'ok' : 'FAILED').padEnd(7)} ${section.changes.length} ${verb}${section.error ? `: ${section.error}` : ''}`);
+    for (const c of section.changes) rows.push(`      - ${c.detail}`);
+  }
+  const head = report.ok ? (report.changed === 0 ? 'Converged: nothing to change.' : `Converged: ${report.changed} ${verb}.`) : `Failed: ${report.nodes.filter((n) => !n.ok).length} node(s) failed.`;
+  return `${dryRun ? 'Plan' : 'Summary'}\n${rows.join('\n')}\n${dryRun ? `${report.changed} change(s) planned; nothing was changed.` : head}`;
+}

@@ -1,0 +1,186 @@
+// Host facts: one remote script gathers everything the plan needs, parsed here into HostFacts.
+import { createHash } from 'node:crypto';
+
+export interface FileFact {
+  path: string;
+  /** undefined when the file does not exist */
+  content?: string;
+  sha256: string | 'absent';
+}
+
+export interface HostFacts {
+  os: string;
+  /** Debian architecture name (arm64, armhf, amd64) */
+  arch: string;
+  aptDocker: boolean;
+  snapDocker: boolean;
+  snapd: boolean;
+  /** the running dockerd, if any */
+  dockerd?: { pid: number; configFile?: string };
+  aptDaemonJson: FileFact;
+  snapDaemonJson: FileFact;
+  /** the file named by the running dockerd's --config-file, when it is neither of the above */
+  runningDaemonJson?: FileFact;
+  /** `docker info` output, when the daemon answers */
+  docker?: { version: string; indexConfigs: Record<string, { Secure?: boolean }>; insecureCidrs: string[] };
+  dockerInfoError?: string;
+  microk8s: boolean;
+  /** containerd hosts.toml per registry, on microk8s nodes */
+  hostsToml: Record<string, FileFact>;
+}
+
+export const APT_DAEMON_JSON = '/etc/docker/daemon.json';
+export const SNAP_DAEMON_JSON = '/var/snap/docker/current/config/daemon.json';
+export const MICROK8S_CERTS_D = '/var/snap/microk8s/current/args/certs.d';
+
+export function hostsTomlPath(registry: string): string {
+  return `${MICROK8S_CERTS_D}/${registry}/hosts.toml`;
+}
+
+export const DOCKER_INFO = `docker info --format '{{.ServerVersion}} {{json .RegistryConfig}}'`;
+
+/** Prints a file as `path`, then its base64 or `-` when absent. */
+const FILE_FN = `emit_file() { echo "@@file $1"; if [ -f "$1" ]; then base64 -w0 "$1"; echo; else echo -; fi; }`;
+
+/** The one script the gather round trip runs (as root). Output: `@@key` lines followed by values. */
+export function gatherScript(registries: string[]): string {
+  const hostsToml = registries.map((r) => `  emit_file ${shQuote(hostsTomlPath(r))}`).join('\n');
+  return `
+${FILE_FN}
+echo "@@os"; ( . /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID" ) || uname -s
+echo "@@arch"; dpkg --print-architecture 2>/dev/null || uname -m
+echo "@@apt"; dpkg-query -W -f='\${db:Status-Status}' docker.io 2>/dev/null; echo
+echo "@@snapd"; command -v snap >/dev/null 2>&1 && echo yes || echo no
+echo "@@snap"; if command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1; then echo installed; else echo no; fi
+echo "@@dockerd"
+for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.docker/docker.pid; do
+  if [ -f "$pf" ]; then pid=$(cat "$pf" 2>/dev/null); if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "$pid"; tr '\\0' '\\n' < /proc/$pid/cmdline 2>/dev/null | awk 'p{print "--config-file=" $0; exit} /^--config-file=/{print; exit} /^--config-file$/{p=1}'
+    break
+  fi; fi
+done
+echo
+emit_file ${APT_DAEMON_JSON}
+emit_file ${SNAP_DAEMON_JSON}
+cf=$(for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.docker/docker.pid; do [ -f "$pf" ] && tr '\\0' '\\n' < /proc/$(cat "$pf")/cmdline 2>/dev/null | awk 'p{print; exit} /^--config-file=/{sub(/^--config-file=/,""); print; exit} /^--config-file$/{p=1}' && break; done 2>/dev/null)
+case "$cf" in ""|${APT_DAEMON_JSON}|${SNAP_DAEMON_JSON}) ;; *) emit_file "$cf" ;; esac
+echo "@@docker"
+if command -v docker >/dev/null 2>&1; then timeout 15 ${DOCKER_INFO} 2>&1 | head -c 65536; else echo "docker: command not found"; fi
+echo
+echo "@@microk8s"; if [ -d /var/snap/microk8s ] || command -v microk8s >/dev/null 2>&1; then echo yes
+${hostsToml || '  :'}
+else echo no; fi
+echo "@@end"
+`;
+}
+
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+function fileFact(path: string, encoded: string | undefined): FileFact {
+  if (encoded === undefined || encoded.trim() === '-' || encoded.trim() === '') {
+    // An empty existing file prints as empty base64; treat '-' as absent only.
+    if (encoded !== undefined && encoded.trim() === '') return { path, content: '', sha256: sha256('') };
+    return { path, sha256: 'absent' };
+  }
+  const content = Buffer.from(encoded.trim(), 'base64').toString('utf8');
+  return { path, content, sha256: sha256(content) };
+}
+
+const DEBIAN_ARCH: Record<string, string> = { aarch64: 'arm64', armv7l: 'armhf', armv6l: 'armhf', x86_64: 'amd64' };
+
+/** Parses gatherScript() output. Throws if the output is cut short (e.g. the connection dropped). */
+export function parseFacts(stdout: string): HostFacts {
+  if (!stdout.includes('@@end')) throw new Error('fact gathering was cut short (no end marker)');
+  const sections = new Map<string, string[]>();
+  const files = new Map<string, string>();
+  let current: string[] | undefined;
+  let filePath: string | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('@@file ')) {
+      filePath = line.slice(7);
+      current = undefined;
+      continue;
+    }
+    if (line.startsWith('@@')) {
+      current = [];
+      sections.set(line.slice(2).trim(), current);
+      filePath = undefined;
+      continue;
+    }
+    if (filePath !== undefined) {
+      files.set(filePath, line);
+      filePath = undefined;
+      continue;
+    }
+    current?.push(line);
+  }
+  const text = (key: string) => (sections.get(key) ?? []).join('\n').trim();
+
+  const dockerdLines = text('dockerd').split('\n').filter(Boolean);
+  const pid = Number(dockerdLines[0]);
+  const configFile = dockerdLines.find((l) => l.startsWith('--config-file='))?.slice('--config-file='.length);
+  const facts: HostFacts = {
+    os: text('os'),
+    arch: DEBIAN_ARCH[text('arch')] ?? text('arch'),
+    aptDocker: text('apt') === 'installed',
+    snapDocker: text('snap') === 'installed',
+    snapd: text('snapd') === 'yes',
+    dockerd: Number.isInteger(pid) && pid > 0 ? { pid, configFile } : undefined,
+    aptDaemonJson: fileFact(APT_DAEMON_JSON, files.get(APT_DAEMON_JSON)),
+    snapDaemonJson: fileFact(SNAP_DAEMON_JSON, files.get(SNAP_DAEMON_JSON)),
+    microk8s: text('microk8s').split('\n')[0] === 'yes',
+    hostsToml: {},
+  };
+  if (configFile && configFile !== APT_DAEMON_JSON && configFile !== SNAP_DAEMON_JSON) {
+    facts.runningDaemonJson = fileFact(configFile, files.get(configFile));
+  }
+  for (const [path, encoded] of files) {
+    const m = path.match(/\/certs\.d\/([^/]+)\/hosts\.toml$/);
+    if (m) facts.hostsToml[m[1]] = fileFact(path, encoded);
+  }
+  const parsed = parseDockerInfo(text('docker'));
+  if ('error' in parsed) facts.dockerInfoError = parsed.error;
+  else facts.docker = parsed;
+  return facts;
+}
+
+/** Parses `docker info --format '{{.ServerVersion}} {{json .RegistryConfig}}'`. */
+export function parseDockerInfo(out: string): NonNullable<HostFacts['docker']> | { error: string } {
+  const m = out.trim().match(/^(\S+) (\{.*\})$/s);
+  if (!m) return { error: out.trim().slice(0, 300) || 'docker info printed nothing' };
+  try {
+    const reg = JSON.parse(m[2]) as { IndexConfigs?: Record<string, { Secure?: boolean }>; InsecureRegistryCIDRs?: string[] };
+    return { version: m[1], indexConfigs: reg.IndexConfigs ?? {}, insecureCidrs: reg.InsecureRegistryCIDRs ?? [] };
+  } catch {
+    return { error: out.trim().slice(0, 300) };
+  }
+}
+
+function ipv4ToInt(ip: string): number | undefined {
+  const parts = ip.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
+  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+}
+
+/** Whether the running dockerd treats `registry` (host:port) as insecure, per `docker info`. */
+export function registryIsInsecure(docker: NonNullable<HostFacts['docker']>, registry: string): boolean {
+  const entry = docker.indexConfigs[registry];
+  if (entry) return entry.Secure === false;
+  const host = registry.replace(/:\d+$/, '');
+  const ip = ipv4ToInt(host);
+  if (ip === undefined) return false;
+  return docker.insecureCidrs.some((cidr) => {
+    const [net, bits] = cidr.split('/');
+    const base = ipv4ToInt(net);
+    const n = Number(bits);
+    if (base === undefined || !Number.isInteger(n)) return false;
+    const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
+    return (ip & mask) === (base & mask);
+  });
+}

@@ -1,0 +1,115 @@
+// The pure host plan: from a node's spec, the registries and its gathered facts, the steps that converge it.
+import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
+import { mergeInsecureRegistries, parseDaemonJson, serialiseDaemonJson } from './daemon-json.js';
+import { hostsTomlPath, registryIsInsecure, type FileFact, type HostFacts } from './facts.js';
+
+export type HostStep =
+  | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
+  | { kind: 'write-file'; name: 'daemon.json' | 'hosts.toml'; path: string; content: string; expectSha256: string; mode: string; detail: string }
+  | { kind: 'reload-docker'; flavour: DockerFlavour; action: 'reload' | 'restart' | 'start'; detail: string };
+
+export interface HostPlan {
+  flavour: DockerFlavour;
+  daemonJsonPath: string;
+  steps: HostStep[];
+  /** true when Docker must be installed first; the node is gathered and planned again afterwards */
+  regather: boolean;
+  /** registries the running dockerd does not (yet) treat as insecure, per the gathered `docker info` */
+  notYetInsecure: string[];
+}
+
+export class HostPlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostPlanError';
+  }
+}
+
+/** Which Docker the node has or should get. */
+export function chooseFlavour(node: NodeSpec, facts: HostFacts): DockerFlavour {
+  if (node.docker !== 'auto') return node.docker;
+  if (facts.aptDocker && facts.snapDocker) {
+    throw new HostPlanError('both apt docker.io and snap docker are installed; set docker: apt or docker: snap for this node so runner-fleet edits the daemon.json the running daemon reads');
+  }
+  if (facts.snapDocker) return 'snap';
+  return 'apt';
+}
+
+function daemonJsonFact(flavour: DockerFlavour, facts: HostFacts): FileFact {
+  // The running daemon's own --config-file wins: that is the file it actually reads.
+  if (facts.runningDaemonJson) return facts.runningDaemonJson;
+  return flavour === 'apt' ? facts.aptDaemonJson : facts.snapDaemonJson;
+}
+
+/** containerd (microk8s) hosts.toml that makes `registry` a plain-HTTP mirror for pulls. */
+export function renderHostsToml(registry: string): string {
+  return `# Managed by runner-fleet: ${registry} serves plain HTTP.\nserver = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`;
+}
+
+export function planHost(node: NodeSpec, registries: string[], facts: HostFacts): HostPlan {
+  const flavour = chooseFlavour(node, facts);
+  const installed = flavour === 'apt' ? facts.aptDocker : facts.snapDocker;
+  if (!installed) {
+    if (flavour === 'snap' && !facts.snapd) {
+      throw new HostPlanError('docker: snap was asked for, but snapd is not installed on this node');
+    }
+    const how = flavour === 'apt' ? 'apt-get install -y docker.io' : 'snap install docker';
+    return {
+      flavour,
+      daemonJsonPath: flavour === 'apt' ? facts.aptDaemonJson.path : facts.snapDaemonJson.path,
+      steps: [{ kind: 'install-docker', flavour, detail: `install Docker (${how})` }],
+      regather: true,
+      notYetInsecure: registries,
+    };
+  }
+
+  const steps: HostStep[] = [];
+  const file = daemonJsonFact(flavour, facts);
+  const current = parseDaemonJson(file.content, file.path);
+  const { merged, added } = mergeInsecureRegistries(current, registries);
+  if (added.length > 0) {
+    steps.push({
+      kind: 'write-file',
+      name: 'daemon.json',
+      path: file.path,
+      content: serialiseDaemonJson(merged),
+      expectSha256: file.sha256,
+      mode: '0644',
+      detail: `${file.path}: add ${added.join(', ')} to insecure-registries`,
+    });
+  }
+
+  const notYetInsecure = facts.docker ? registries.filter((r) => !registryIsInsecure(facts.docker!, r)) : registries;
+  const running = facts.dockerd !== undefined || facts.docker !== undefined;
+  if (!running) {
+    steps.push({ kind: 'reload-docker', flavour, action: 'start', detail: 'start dockerd (it was not running)' });
+  } else if (added.length > 0 || notYetInsecure.length > 0) {
+    const why = added.length > 0 ? 'to load the new insecure-registries' : `dockerd has not loaded ${notYetInsecure.join(', ')} yet`;
+    steps.push(
+      flavour === 'apt'
+        ? { kind: 'reload-docker', flavour, action: 'reload', detail: `systemctl reload docker (SIGHUP, running jobs keep going) ${why}` }
+        : { kind: 'reload-docker', flavour, action: 'restart', detail: `snap restart docker (the snap has no reload; running containers restart) ${why}` },
+    );
+  }
+
+  // containerd re-reads certs.d/*/hosts.toml on each pull, so writing the file needs no restart.
+  if (facts.microk8s && node.microk8s) {
+    for (const registry of registries) {
+      const fact = facts.hostsToml[registry] ?? { path: hostsTomlPath(registry), sha256: 'absent' as const };
+      const want = renderHostsToml(registry);
+      if (fact.content !== want) {
+        steps.push({
+          kind: 'write-file',
+          name: 'hosts.toml',
+          path: fact.path,
+          content: want,
+          expectSha256: fact.sha256,
+          mode: '0644',
+          detail: `${fact.path}: microk8s containerd pulls ${registry} over plain HTTP`,
+        });
+      }
+    }
+  }
+
+  return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure };
+}

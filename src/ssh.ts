@@ -1,0 +1,186 @@
+// The SSH adapter: one verified connection per node, exec with a per-connection channel bound, `sudo -n`.
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { NodeSSH } from 'node-ssh';
+import { RemoteCommandError } from './errors.js';
+import type { NodeSpec } from './inventory/types.js';
+import { redact } from './secrets.js';
+
+export interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** What the benchmark reports: connections opened and command round trips, per node. */
+export const sshStats = { connections: 0, roundTrips: 0 };
+
+/** How a host appears in known_hosts: `host` on port 22, `[host]:port` otherwise. */
+export function knownHostsName(host: string, port: number): string {
+  return port === 22 ? host : `[${host}]:${port}`;
+}
+
+function globToRegExp(pattern: string): RegExp {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+}
+
+function hostMatches(field: string, name: string): boolean {
+  if (field.startsWith('|1|')) {
+    const [, , salt, hash] = field.split('|');
+    if (!salt || !hash) return false;
+    return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
+  }
+  let matched = false;
+  for (const pattern of field.split(',')) {
+    if (pattern.startsWith('!')) {
+      if (globToRegExp(pattern.slice(1)).test(name)) return false;
+    } else if (globToRegExp(pattern).test(name)) {
+      matched = true;
+    }
+  }
+  return matched;
+}
+
+/** The host keys known_hosts lists for `name`; `revoked` keys must be refused even if listed. */
+export function knownKeysFor(knownHostsText: string, name: string): { keys: Buffer[]; revoked: Buffer[] } {
+  const keys: Buffer[] = [];
+  const revoked: Buffer[] = [];
+  for (const raw of knownHostsText.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    let parts = line.split(/\s+/);
+    let marker = '';
+    if (parts[0].startsWith('@')) {
+      marker = parts[0];
+      parts = parts.slice(1);
+    }
+    if (marker === '@cert-authority' || parts.length < 3) continue;
+    if (!hostMatches(parts[0], name)) continue;
+    const key = Buffer.from(parts[2], 'base64');
+    (marker === '@revoked' ? revoked : keys).push(key);
+  }
+  return { keys, revoked };
+}
+
+/** Limits concurrent exec channels on one connection: OpenSSH allows 10 sessions per connection by default. */
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  private active = 0;
+  constructor(private readonly limit: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+export interface ExecOptions {
+  /** run as root through `sudo -n` */
+  sudo?: boolean;
+  /** name of the step, for error messages */
+  step?: string;
+}
+
+/** A connection to one node. Create with `connectNode`; always `close()`. */
+export class NodeConnection {
+  private readonly channels = new Semaphore(6);
+  constructor(
+    readonly node: NodeSpec,
+    private readonly ssh: NodeSSH,
+  ) {}
+
+  /** Runs a shell script; never rejects on a non-zero exit (see `check`). */
+  async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    // The script travels on stdin, so it never appears in the remote process list or in sudo logs.
+    // File contents are embedded in the script (base64), so one channel carries a whole step.
+    const command = opts.sudo ? 'sudo -n sh -s' : 'sh -s';
+    const stdin = `${script}\n`;
+    return this.channels.run(async () => {
+      sshStats.roundTrips++;
+      const r = await this.ssh.execCommand(command, { stdin });
+      if (opts.sudo && r.code !== 0 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
+        throw new RemoteCommandError(this.node.name, opts.step ?? 'sudo', r.code, `sudo on ${this.node.host} needs a password for ${this.node.user}; runner-fleet never types passwords: allow NOPASSWD for this user (e.g. /etc/sudoers.d/${this.node.user})`);
+      }
+      return { code: r.code, stdout: r.stdout, stderr: redact(r.stderr) };
+    });
+  }
+
+  /** Like exec, but a non-zero exit rejects with a RemoteCommandError naming the step. */
+  async check(script: string, opts: ExecOptions & { step: string }): Promise<ExecResult> {
+    const r = await this.exec(script, opts);
+    if (r.code !== 0) throw new RemoteCommandError(this.node.name, opts.step, r.code, r.stderr || r.stdout);
+    return r;
+  }
+
+  close(): void {
+    this.ssh.dispose();
+  }
+}
+
+export class SshConnectError extends Error {
+  constructor(
+    readonly nodeName: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SshConnectError';
+  }
+}
+
+/** Opens one SSH connection to a node, refusing any host key that known_hosts does not list. */
+export async function connectNode(node: NodeSpec): Promise<NodeConnection> {
+  const where = `${node.user}@${node.host}:${node.port}`;
+  let knownHosts: string;
+  try {
+    knownHosts = readFileSync(node.knownHosts, 'utf8');
+  } catch (err) {
+    throw new SshConnectError(node.name, `cannot read known_hosts ${node.knownHosts} (${(err as NodeJS.ErrnoException).code}); runner-fleet verifies host keys and never accepts unknown ones`);
+  }
+  let privateKey: string;
+  try {
+    privateKey = readFileSync(node.identityFile, 'utf8');
+  } catch (err) {
+    throw new SshConnectError(node.name, `cannot read identity file ${node.identityFile} (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const name = knownHostsName(node.host, node.port);
+  const { keys, revoked } = knownKeysFor(knownHosts, name);
+  let refusal: string | undefined;
+  const ssh = new NodeSSH();
+  try {
+    sshStats.connections++;
+    await ssh.connect({
+      host: node.host,
+      port: node.port,
+      username: node.user,
+      privateKey,
+      readyTimeout: node.connectTimeout * 1000,
+      keepaliveInterval: 15_000,
+      hostVerifier: (key: Buffer) => {
+        if (revoked.some((k) => k.equals(key))) refusal = `host key of ${name} is marked @revoked in ${node.knownHosts}`;
+        else if (keys.length === 0) refusal = `${name} is not in ${node.knownHosts}; check its fingerprint, then add it (ssh-keyscan -p ${node.port} ${node.host} >> ${node.knownHosts})`;
+        else if (!keys.some((k) => k.equals(key))) refusal = `HOST KEY MISMATCH for ${name}: the key it presented is not the one in ${node.knownHosts} (reinstalled node, or someone in the middle); refusing to connect`;
+        return refusal === undefined;
+      },
+    });
+  } catch (err) {
+    ssh.dispose();
+    const reason = refusal ?? describeConnectError(err);
+    throw new SshConnectError(node.name, `cannot connect to ${where}: ${reason}`);
+  }
+  return new NodeConnection(node, ssh);
+}
+
+function describeConnectError(err: unknown): string {
+  const e = err as { code?: string; level?: string; message?: string };
+  if (e.code === 'ECONNREFUSED') return 'connection refused (is sshd running on that port?)';
+  if (e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH') return 'host unreachable';
+  if (e.code === 'ENOTFOUND') return 'host name not found';
+  if (e.level === 'client-authentication') return 'authentication failed (is the public key in ~/.ssh/authorized_keys of that user?)';
+  if (/Timed out/i.test(e.message ?? '')) return 'timed out while connecting';
+  return redact(e.message ?? String(err));
+}
