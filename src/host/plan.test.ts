@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeSpec } from '../inventory/types.js';
+import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, parseFacts, sha256, type HostFacts } from './facts.js';
+import { planHost, HostPlanError } from './plan.js';
+
+const node: NodeSpec = { name: 'pi1', host: 'h', port: 22, user: 'pi', identityFile: 'k', knownHosts: 'kh', connectTimeout: 5, docker: 'auto', microk8s: true };
+const REG = '198.18.0.2:5000';
+
+function facts(over: Partial<HostFacts> = {}): HostFacts {
+  return {
+    os: 'debian 12',
+    arch: 'arm64',
+    aptDocker: true,
+    snapDocker: false,
+    snapd: false,
+    dockerd: { pid: 42 },
+    aptDaemonJson: { path: APT_DAEMON_JSON, sha256: 'absent' },
+    snapDaemonJson: { path: SNAP_DAEMON_JSON, sha256: 'absent' },
+    docker: { version: '20.10.24', indexConfigs: {}, insecureCidrs: ['127.0.0.0/8'] },
+    microk8s: false,
+    hostsToml: {},
+    ...over,
+  };
+}
+
+const converged = (over: Partial<HostFacts> = {}) => {
+  const content = `{"insecure-registries":["${REG}"]}`;
+  return facts({
+    aptDaemonJson: { path: APT_DAEMON_JSON, content, sha256: sha256(content) },
+    docker: { version: '20.10.24', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [] },
+    ...over,
+  });
+};
+
+describe('planHost', () => {
+  it('writes daemon.json and reloads (SIGHUP) on apt', () => {
+    const plan = planHost(node, [REG], facts());
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
+    expect(plan.steps[1]).toMatchObject({ action: 'reload' });
+    expect(plan.steps[0]).toMatchObject({ path: APT_DAEMON_JSON, expectSha256: 'absent' });
+  });
+
+  it('plans nothing when the file has the registry and dockerd has loaded it', () => {
+    expect(planHost(node, [REG], converged()).steps).toEqual([]);
+  });
+
+  it('reloads without writing when the file is right but dockerd has not loaded it', () => {
+    const plan = planHost(node, [REG], converged({ docker: { version: 'x', indexConfigs: {}, insecureCidrs: [] } }));
+    expect(plan.steps.map((s) => s.kind)).toEqual(['reload-docker']);
+  });
+
+  it('uses the snap daemon.json and restarts the snap', () => {
+    const content = '{"log-level": "error"}';
+    const plan = planHost(node, [REG], facts({ aptDocker: false, snapDocker: true, snapDaemonJson: { path: SNAP_DAEMON_JSON, content, sha256: sha256(content) } }));
+    expect(plan.flavour).toBe('snap');
+    expect(plan.steps[0]).toMatchObject({ path: SNAP_DAEMON_JSON });
+    expect(JSON.parse((plan.steps[0] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
+    expect(plan.steps[1]).toMatchObject({ action: 'restart', flavour: 'snap' });
+  });
+
+  it("prefers the running daemon's own --config-file", () => {
+    const plan = planHost(node, [REG], facts({ runningDaemonJson: { path: '/opt/d.json', sha256: 'absent' } }));
+    expect(plan.steps[0]).toMatchObject({ path: '/opt/d.json' });
+  });
+
+  it('installs with apt when nothing is there (auto) and regathers', () => {
+    const plan = planHost(node, [REG], facts({ aptDocker: false, dockerd: undefined, docker: undefined }));
+    expect(plan.steps).toEqual([expect.objectContaining({ kind: 'install-docker', flavour: 'apt' })]);
+    expect(plan.regather).toBe(true);
+  });
+
+  it('refuses to guess when both Dockers are installed', () => {
+    expect(() => planHost(node, [REG], facts({ snapDocker: true }))).toThrow(HostPlanError);
+  });
+
+  it('starts a stopped dockerd instead of reloading it', () => {
+    const plan = planHost(node, [REG], facts({ dockerd: undefined, docker: undefined }));
+    expect(plan.steps.map((s) => s.kind === 'reload-docker' && s.action)).toContain('start');
+  });
+
+  it('never overwrites invalid JSON', () => {
+    expect(() => planHost(node, [REG], facts({ aptDaemonJson: { path: APT_DAEMON_JSON, content: '{oops', sha256: 'x' } }))).toThrow(/not valid JSON/);
+  });
+
+  it('writes hosts.toml once on microk8s nodes', () => {
+    const plan = planHost(node, [REG], converged({ microk8s: true }));
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file']);
+    const again = planHost(node, [REG], converged({ microk8s: true, hostsToml: { [REG]: { path: 'p', content: (plan.steps[0] as { content: string }).content, sha256: 'x' } } }));
+    expect(again.steps).toEqual([]);
+  });
+});
+
+describe('parseFacts', () => {
+  it('parses the gather output', () => {
+    const json = Buffer.from('{"a":1}').toString('base64');
+    const out = [
+      '@@os', 'debian 12', '@@arch', 'arm64', '@@apt', 'installed', '@@snapd', 'no', '@@snap', 'no',
+      '@@dockerd', '123', '--config-file=/etc/docker/daemon.json', '',
+      `@@file ${APT_DAEMON_JSON}`, json, `@@file ${SNAP_DAEMON_JSON}`, '-',
+      '@@docker', `20.10.24 {"IndexConfigs":{"${REG}":{"Secure":false}},"InsecureRegistryCIDRs":["127.0.0.0/8"]}`,
+      '@@microk8s', 'no', '@@end', '',
+    ].join('\n');
+    const f = parseFacts(out);
+    expect(f).toMatchObject({ arch: 'arm64', aptDocker: true, snapDocker: false, dockerd: { pid: 123, configFile: APT_DAEMON_JSON } });
+    expect(f.aptDaemonJson.content).toBe('{"a":1}');
+    expect(f.snapDaemonJson.sha256).toBe('absent');
+    expect(f.docker?.indexConfigs[REG].Secure).toBe(false);
+  });
+
+  it('refuses truncated output', () => {
+    expect(() => parseFacts('@@os\ndebian')).toThrow(/cut short/);
+  });
+});

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { InputError } from '../errors.js';
+import { parseInventory } from './schema.js';
+
+const base = `
+gitlab:
+  url: http://gitlab.lan
+  registry: gitlab.lan:5050
+nodes:
+  - name: pi1
+    host: 10.0.0.1
+  - name: pi2
+    host: 10.0.0.2
+    docker: snap
+`;
+
+function issuesOf(text: string, opts = {}): string[] {
+  try {
+    parseInventory(text, '/x/fleet.yaml', opts);
+  } catch (err) {
+    if (err instanceof InputError) return err.issues;
+    throw err;
+  }
+  return [];
+}
+
+describe('parseInventory', () => {
+  it('fills defaults and resolves paths against the inventory folder', () => {
+    const inv = parseInventory(base, '/x/fleet.yaml');
+    expect(inv.gitlab.registries).toEqual(['gitlab.lan:5050']);
+    expect(inv.nodes.map((n) => [n.name, n.port, n.user, n.docker])).toEqual([
+      ['pi1', 22, 'pi', 'auto'],
+      ['pi2', 22, 'pi', 'snap'],
+    ]);
+    expect(inv.runners.executor).toBe('dood');
+    expect(inv.kubernetes.namespace).toBe('gitlab-runner');
+  });
+
+  it('names the path of a bad docker value', () => {
+    expect(issuesOf(base.replace('docker: snap', 'docker: brew'))).toEqual(['nodes[1].docker: expected apt | snap | auto, got "brew"']);
+  });
+
+  it('rejects unknown keys, duplicate names and hosts', () => {
+    const text = `${base}  - name: pi1\n    host: 10.0.0.2\n    colour: red\n`;
+    const issues = issuesOf(text);
+    expect(issues).toContain('nodes[2].colour: unknown key (allowed: name, host, port, user, identityFile, knownHosts, docker, microk8s)');
+    expect(issues).toContain('nodes[2].name: duplicate node name "pi1" (also nodes[0])');
+    expect(issues).toContain('nodes[2].host: duplicate host 10.0.0.2:22 (also nodes[1])');
+  });
+
+  it('rejects a registry with a scheme', () => {
+    expect(issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: [http://gitlab.lan:5050]'))).toEqual([
+      'gitlab.registry[0]: expected host:port without a scheme (e.g. gitlab.lan:5050)',
+    ]);
+  });
+
+  it('rejects a bad executor from the inventory or the command line', () => {
+    expect(issuesOf(`${base}runners:\n  executor: kubernetes\n`)).toEqual(['runners.executor: expected shell | dind | dood, got "kubernetes"']);
+    expect(issuesOf(base, { executor: 'docker' })).toEqual(['--executor: expected shell | dind | dood, got "docker"']);
+  });
+
+  it('accepts secrets only by reference and never echoes an inline token', () => {
+    const issues = issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: gitlab.lan:5050\n  accessToken: glpat-abcdefghijklmnop'));
+    expect(issues).toEqual(['gitlab.accessToken: expected a reference `env:NAME` or `file:PATH` (secrets are never written inline)']);
+    expect(issues.join()).not.toContain('glpat-');
+  });
+
+  it('host placement needs the shell executor', () => {
+    expect(issuesOf(`${base}runners:\n  placement: host\n`)).toEqual(['runners.placement: host placement needs the shell executor (executor is dood)']);
+    expect(issuesOf(`${base}runners:\n  placement: host\n  executor: shell\n`)).toEqual([]);
+  });
+
+  it('reports YAML syntax errors and duplicate keys', () => {
+    expect(issuesOf('gitlab: [\n')[0]).toMatch(/YAML/);
+    expect(issuesOf(`${base}nodes: []\n`)[0]).toMatch(/YAML/);
+  });
+});
