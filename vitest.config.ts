@@ -1,6 +1,11 @@
-// Vitest settings: long timeouts for the real test fleet, files one at a time (they share ports and processes).
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
-  test: { testTimeout: 120000, hookTimeout: 300000, fileParallelism: false },
+  test: {
+    testTimeout: 120000,
+    hookTimeout: 300000,
+    // End-to-end suites share the test fleet and the machine's 2 cores: one file at a time.
+    fileParallelism: false,
+    reporters: ['default', './test/support/summary-reporter.ts'],
+  },
 });

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the test fleet and the tests need on a fresh Debian 12 machine (run as root); idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "[setup] apt-get install ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts docker.io's own daemon when it can; the test fleet runs one dockerd per node instead.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then :; fi
+
+[ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
+
+# Kubernetes test cluster binaries, built from Go modules and cached outside the checkout.
+bash scripts/build-test-cluster.sh >/dev/null
