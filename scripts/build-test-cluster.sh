@@ -15,8 +15,13 @@ export CGO_ENABLED=0
 export GOTOOLCHAIN=local
 
 want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+# A stamp per Kubernetes binary records the version it was linked with: binaries built before the
+# version ldflags existed report v0.0.0-master, which confuses version-skew checks, so they are relinked.
+k8s_ok() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$K8S_VERSION" ]; }
 missing=0
-for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
+for b in "${want[@]}"; do
+  case $b in kube-*|kubectl) k8s_ok "$b" || missing=1 ;; *) [ -x "$BIN/$b" ] || missing=1 ;; esac
+done
 if [ "$missing" = 0 ]; then echo "$BIN"; exit 0; fi
 
 command -v go >/dev/null || { echo "go is required to build the test cluster" >&2; exit 1; }
@@ -26,7 +31,7 @@ log() { echo "[build-test-cluster] $*" >&2; }
 # Kubernetes: a wrapper module whose replace list points every staging module (required at v0.0.0
 # in k8s.io/kubernetes' go.mod) at its published v0.X.Y twin.
 k8s_mod=$CACHE/src/k8s-$K8S_VERSION
-if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ] || [ ! -x "$BIN/kube-scheduler" ] || [ ! -x "$BIN/kubectl" ]; then
+if ! k8s_ok kube-apiserver || ! k8s_ok kube-controller-manager || ! k8s_ok kube-scheduler || ! k8s_ok kubectl; then
   mkdir -p "$k8s_mod"; cd "$k8s_mod"
   [ -f go.mod ] || go mod init runnerfleet.test/k8s >/dev/null 2>&1
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -49,11 +54,18 @@ import (
 GO
   log "resolving k8s.io/kubernetes $K8S_VERSION modules"
   go mod tidy -e >/dev/null 2>&1 || true
+  # The same version stamps Kubernetes' own hack/lib/version.sh sets; without them every binary says v0.0.0.
+  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  vflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    vflags="$vflags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
   for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [ -x "$BIN/$c" ] && continue
+    k8s_ok "$c" && continue
     log "building $c"
-    go build -trimpath -ldflags='-s -w' -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+    go build -trimpath -ldflags="-s -w$vflags" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
     mv "$BIN/$c.tmp" "$BIN/$c"
+    echo "$K8S_VERSION" > "$BIN/.$c.version"
   done
 fi
 
@@ -62,7 +74,7 @@ if [ ! -x "$BIN/etcd" ]; then
   mkdir -p "$etcd_mod"; cd "$etcd_mod"
   [ -f go.mod ] || go mod init runnerfleet.test/etcd >/dev/null 2>&1
   log "building etcd $ETCD_VERSION"
-  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
   go build -trimpath -ldflags='-s -w' -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
   mv "$BIN/etcd.tmp" "$BIN/etcd"
 fi

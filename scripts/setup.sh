@@ -14,9 +14,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian starts docker.io's own daemon when it can; the test fleet runs one dockerd per node instead.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then :; fi
-
 [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
 # Kubernetes test cluster binaries, built from Go modules and cached outside the checkout.
