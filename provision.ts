@@ -5,6 +5,7 @@ import { EXIT_FAILED, EXIT_OK, InputError, exitCodeFor } from './src/errors.js';
 import { loadInventory, selectNodes } from './src/inventory/schema.js';
 import { createLogger } from './src/log.js';
 import { redact } from './src/secrets.js';
+import { sshStats } from './src/ssh.js';
 
 async function main(argv: string[]): Promise<number> {
   const req = parseCli(argv);
@@ -19,7 +20,7 @@ async function main(argv: string[]): Promise<number> {
     case 'plan': {
       const dryRun = req.command === 'plan';
       const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor });
-      if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
+      if (req.json) process.stdout.write(`${redact(JSON.stringify({ ...report, ssh: { ...sshStats } }))}\n`);
       log.summary(formatSummary(report, dryRun));
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }

@@ -24,6 +24,8 @@ export interface RunReport {
   nodes: NodeReport[];
   gitlab?: ClusterReport;
   cluster?: ClusterReport;
+  /** SSH connections opened and command round trips made, over all nodes */
+  ssh?: { connections: number; roundTrips: number };
 }
 
 export function buildReport(nodes: NodeReport[], gitlab?: ClusterReport, cluster?: ClusterReport): RunReport {
