@@ -1,0 +1,113 @@
+// config.toml rendering: one [[runners]] block per node, executor-specific docker settings, arch-matched helper image.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { InputError } from '../errors.js';
+import { parseInventory } from '../inventory/schema.js';
+import type { Executor } from '../inventory/types.js';
+import { MANIFESTS_DIR } from '../templates.js';
+import { helperImageFor, renderConfigToml } from './config-toml.js';
+import type { RunnerRecord } from './records.js';
+import { parseToml, type TomlTable } from './toml.js';
+
+const inv = parseInventory(
+  `
+gitlab:
+  url: https://gitlab.lan/
+  registry: [gitlab.lan:5050, 10.0.0.5:5000]
+  accessToken: env:GITLAB_TOKEN
+nodes:
+  - { name: pi-1, host: 10.0.0.11 }
+  - { name: pi-2, host: 10.0.0.12 }
+runners:
+  description: "fleet {node}"
+  concurrent: 3
+  checkInterval: 5
+  jobImage: alpine:3.20
+  dindImage: docker:27-dind
+`,
+  '/tmp/inventory.yaml',
+);
+
+const record: RunnerRecord = {
+  node: 'pi-1',
+  mode: 'access',
+  id: 7,
+  token: 'glrt-abcdefghijklmnop"\\x',
+  systemId: 's_0123456789ab',
+  settings: null,
+  createdAt: '2025-01-01T00:00:00.000Z',
+};
+
+function render(executor: Executor, arch = 'arm64'): { text: string; doc: TomlTable; runner: TomlTable } {
+  const text = renderConfigToml({ inventory: inv, node: inv.nodes[0], record, executor, arch });
+  const doc = parseToml(text);
+  return { text, doc, runner: (doc.runners as TomlTable[])[0] };
+}
+
+describe('renderConfigToml', () => {
+  it('shell: global settings and one runner block with the node token', () => {
+    const { doc, runner } = render('shell');
+    expect(doc.concurrent).toBe(3);
+    expect(doc.check_interval).toBe(5);
+    expect(doc.runners).toHaveLength(1);
+    expect(runner).toMatchObject({ name: 'fleet pi-1', url: 'https://gitlab.lan', token: record.token, executor: 'shell', shell: 'bash' });
+    expect(runner.docker).toBeUndefined();
+  });
+
+  it('dind: privileged docker executor with a dind service that trusts every registry', () => {
+    const { runner } = render('dind');
+    expect(runner.executor).toBe('docker');
+    expect(runner.environment).toEqual(['DOCKER_TLS_CERTDIR=/certs']);
+    const docker = runner.docker as TomlTable;
+    expect(docker).toMatchObject({
+      image: 'alpine:3.20',
+      privileged: true,
+      volumes: ['/certs/client', '/cache'],
+      helper_image: 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:arm64-v${CI_RUNNER_VERSION}',
+    });
+    expect(docker.network_mode).toBeUndefined();
+    expect(docker.services).toEqual([
+      { name: 'docker:27-dind', alias: 'docker', command: ['--insecure-registry=gitlab.lan:5050', '--insecure-registry=10.0.0.5:5000'] },
+    ]);
+  });
+
+  it('dood: unprivileged, host socket, host network', () => {
+    const { runner } = render('dood', 'amd64');
+    const docker = runner.docker as TomlTable;
+    expect(docker).toMatchObject({
+      privileged: false,
+      volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
+      network_mode: 'host',
+      helper_image: 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v${CI_RUNNER_VERSION}',
+    });
+    expect(docker.services).toBeUndefined();
+    expect(runner.environment).toBeUndefined();
+  });
+
+  it('helper image follows the node architecture in Debian or kernel spelling', () => {
+    expect(helperImageFor('aarch64')).toMatch(/:arm64-v\$\{CI_RUNNER_VERSION\}$/);
+    expect(helperImageFor('armhf')).toMatch(/:arm-v/);
+    expect(helperImageFor('x86_64')).toMatch(/:x86_64-v/);
+    expect(() => helperImageFor('riscv64')).toThrow(InputError);
+  });
+
+  it('rejects a customised template whose output is broken, without quoting the token', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rf-tpl-'));
+    writeFileSync(join(dir, 'config.toml.hbs'), 'concurrent = {{json concurrent}}\n[[runners]]\n  token = {{json runner.token}} oops\n');
+    let err: unknown;
+    try {
+      renderConfigToml({ inventory: inv, node: inv.nodes[0], record, executor: 'shell', arch: 'arm64', templateDir: dir });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toMatch(/not valid TOML \(line 3/);
+    expect((err as Error).message).not.toContain('glrt-');
+  });
+
+  it('the shipped template exists where renderTemplate looks', () => {
+    expect(MANIFESTS_DIR.endsWith('manifests')).toBe(true);
+  });
+});

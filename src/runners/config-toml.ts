@@ -1,0 +1,154 @@
+// Renders a node's gitlab-runner config.toml from manifests/config.toml.hbs and checks the result by reading it back.
+import { InputError } from '../errors.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import { redact } from '../secrets.js';
+import { renderTemplate } from '../templates.js';
+import type { RunnerRecord } from './records.js';
+import { parseToml, TomlError, type TomlTable } from './toml.js';
+
+export const CONFIG_TOML_TEMPLATE = 'config.toml.hbs';
+export const HELPER_IMAGE_REPOSITORY = 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper';
+
+// Debian (dpkg --print-architecture) and kernel (uname -m) names → the helper image's tag prefix.
+const HELPER_ARCH: Record<string, string> = {
+  arm64: 'arm64',
+  aarch64: 'arm64',
+  amd64: 'x86_64',
+  x86_64: 'x86_64',
+  armhf: 'arm',
+  armel: 'arm',
+  armv7l: 'arm',
+  armv6l: 'arm',
+  arm: 'arm',
+};
+
+/**
+ * The helper image for the node's architecture. `${CI_RUNNER_VERSION}` is left for gitlab-runner to expand,
+ * so the helper always matches the runner binary (documented in advanced-configuration.md, "Helper image").
+ * Without it, a runner whose own arch detection fails pulls x86_64 helpers on a Pi.
+ */
+export function helperImageFor(arch: string): string {
+  const tag = HELPER_ARCH[arch.trim().toLowerCase()];
+  if (!tag) throw new InputError([`node architecture ${JSON.stringify(arch)}: no gitlab-runner helper image is published for it`]);
+  return `${HELPER_IMAGE_REPOSITORY}:${tag}-v\${CI_RUNNER_VERSION}`;
+}
+
+export interface ConfigTomlInput {
+  inventory: Inventory;
+  node: NodeSpec;
+  record: RunnerRecord;
+  executor: Executor;
+  /** the node's architecture as host facts report it (arm64, armhf, amd64, or uname -m) */
+  arch: string;
+  /** another template folder (tests); default manifests/ */
+  templateDir?: string;
+}
+
+interface DockerSection {
+  image: string;
+  helperImage: string;
+  privileged: boolean;
+  volumes: string[];
+  networkMode: string | null;
+  services: { name: string; alias: string; command: string[] }[];
+}
+
+/** The data the template sees; every key is present (the template is compiled strict). */
+export function configTomlData(input: ConfigTomlInput) {
+  const { inventory: inv, node, record, executor } = input;
+  if (record.node !== node.name) throw new Error(`record for ${record.node} given for node ${node.name}`);
+  const r = inv.runners;
+  let docker: DockerSection | null = null;
+  const environment: string[] = [];
+  if (executor === 'dind') {
+    docker = {
+      image: r.jobImage,
+      helperImage: helperImageFor(input.arch),
+      // The dind service runs its own dockerd, which needs privileges; TLS certs are shared through /certs/client.
+      privileged: true,
+      volumes: ['/certs/client', '/cache'],
+      networkMode: null,
+      services: [
+        {
+          name: r.dindImage,
+          alias: 'docker',
+          // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
+          command: inv.gitlab.registries.map((reg) => `--insecure-registry=${reg}`),
+        },
+      ],
+    };
+    environment.push('DOCKER_TLS_CERTDIR=/certs');
+  } else if (executor === 'dood') {
+    docker = {
+      image: r.jobImage,
+      helperImage: helperImageFor(input.arch),
+      // Jobs drive the host's daemon, whose daemon.json already lists the registries.
+      privileged: false,
+      volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
+      networkMode: 'host',
+      services: [],
+    };
+  }
+  return {
+    node: node.name,
+    concurrent: r.concurrent,
+    checkInterval: r.checkInterval,
+    runner: {
+      name: r.description.split('{node}').join(node.name),
+      url: inv.gitlab.url,
+      token: record.token,
+      executor: executor === 'shell' ? 'shell' : 'docker',
+      shell: executor === 'shell' ? 'bash' : null,
+      environment,
+      docker,
+    },
+  };
+}
+
+/** Renders config.toml for one node; throws InputError (redacted) when the template's output is not what gitlab-runner needs. */
+export function renderConfigToml(input: ConfigTomlInput): string {
+  const data = configTomlData(input);
+  const where = `manifests/${CONFIG_TOML_TEMPLATE}`;
+  let text: string;
+  try {
+    text = renderTemplate(CONFIG_TOML_TEMPLATE, data, input.templateDir);
+  } catch (err) {
+    throw new InputError([`${where}: ${redact((err as Error).message)}`], 'config.toml template failed');
+  }
+  checkConfigToml(text, data, where);
+  return text;
+}
+
+function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, where: string): void {
+  let doc: TomlTable;
+  try {
+    doc = parseToml(text);
+  } catch (err) {
+    // The message names a line, never quotes it: the line may hold the token.
+    throw new InputError([`${where}: rendered config.toml is not valid TOML (${err instanceof TomlError ? err.message : 'parse error'})`], 'config.toml template failed');
+  }
+  const issues: string[] = [];
+  const expect = (ok: boolean, what: string) => {
+    if (!ok) issues.push(`${where}: rendered config.toml ${what}`);
+  };
+  expect(doc.concurrent === data.concurrent, 'has the wrong concurrent');
+  expect(doc.check_interval === data.checkInterval, 'has the wrong check_interval');
+  const runners = doc.runners;
+  expect(Array.isArray(runners) && runners.length === 1, 'must hold exactly one [[runners]] block');
+  const runner = Array.isArray(runners) ? (runners[0] as TomlTable | undefined) : undefined;
+  if (runner) {
+    expect(runner.url === data.runner.url, 'has the wrong url');
+    expect(runner.token === data.runner.token, "does not carry the node's runner token");
+    expect(runner.executor === data.runner.executor, `must use executor ${data.runner.executor}`);
+    if (data.runner.docker) {
+      const d = runner.docker as TomlTable | undefined;
+      expect(typeof d === 'object' && d !== null, 'has no [runners.docker] section');
+      if (d) {
+        expect(d.privileged === data.runner.docker.privileged, `must set privileged = ${data.runner.docker.privileged}`);
+        expect(d.helper_image === data.runner.docker.helperImage, "has a helper_image that does not match the node's architecture");
+        expect(typeof d.image === 'string', 'has no default job image');
+      }
+    }
+  }
+  if (issues.length > 0) throw new InputError(issues, 'config.toml template failed');
+}
