@@ -1,0 +1,487 @@
+// The test fleet's Kubernetes: real etcd, kube-apiserver, controller-manager and scheduler, with kwok playing the kubelets.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { memoryOf, processInfo, run, signal, sleep, spawnDaemon } from './procs.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(HERE, '..', '..');
+const BUILD_SCRIPT = join(REPO, 'scripts', 'build-test-cluster.sh');
+const STAGES = join(HERE, 'kwok', 'stages.yaml');
+
+/** Label that the kwok stages in kwok/stages.yaml read: present = the node reports Ready=False. */
+export const NOT_READY_LABEL = 'runner-fleet.test/not-ready';
+const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
+const SERVICE_CIDR = '10.96.0.0/16';
+
+export interface ClusterOptions {
+  /** everything lives here: PKI, etcd data, logs, kubeconfigs, pids.json; wiped on start */
+  stateDir: string;
+  /** Node objects named like the fleet's nodes */
+  nodes: string[];
+  /** more Node objects the fleet does not know (the DaemonSet must stay off them) */
+  extraNodes?: string[];
+  /** where the binaries are; default: what scripts/build-test-cluster.sh prints */
+  binDir?: string;
+  /** per component start-up limit, seconds */
+  timeout?: number;
+}
+
+export interface TestCluster {
+  /** admin kubeconfig (client certificate in group system:masters) */
+  kubeconfig: string;
+  server: string;
+  stateDir: string;
+  /** PIDs by component, as recorded in pids.json */
+  pids: Record<string, number>;
+  stop(): Promise<void>;
+}
+
+interface PidRecord {
+  component: string;
+  pid: number;
+  /** binary and start time (clock ticks since boot): a recycled PID is never taken for ours */
+  exe: string;
+  startTime: number;
+}
+
+/** Runs the build script (a no-op when built) and returns the bin dir it prints. */
+export async function clusterBinDir(): Promise<string> {
+  const { stdout } = await run('bash', [BUILD_SCRIPT]);
+  const dir = stdout.trim().split('\n').pop() ?? '';
+  if (!existsSync(join(dir, 'kube-apiserver'))) throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
+  return dir;
+}
+
+export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
+  const stateDir = resolve(opts.stateDir);
+  const timeoutMs = (opts.timeout ?? 60) * 1000;
+  const bin = opts.binDir ?? (await clusterBinDir());
+  await stopCluster(stateDir);
+  rmSync(stateDir, { recursive: true, force: true });
+  for (const d of ['pki', 'logs', 'etcd', 'kwok-home']) mkdirSync(join(stateDir, d), { recursive: true, mode: 0o700 });
+
+  const [etcdClient, etcdPeer, apiPort] = await freePorts(3);
+  const pids: PidRecord[] = [];
+  const stop = async (): Promise<void> => stopCluster(stateDir);
+  try {
+    // etcd and the PKI do not depend on each other: start etcd first, it is the slowest to settle.
+    const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+    pids.push(
+      launch(stateDir, 'etcd', join(bin, 'etcd'), [
+        '--name=test',
+        `--data-dir=${join(stateDir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
+        // A throw-away store: durability buys nothing here and fsync makes every write slow.
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ]),
+    );
+    writePids(stateDir, pids);
+
+    const server = `https://127.0.0.1:${apiPort}`;
+    const pki = await makePki(join(stateDir, 'pki'));
+    const kubeconfigs: Record<string, string> = {};
+    for (const [name, cert] of Object.entries(pki.clients)) {
+      kubeconfigs[name] = join(stateDir, `${name}.kubeconfig`);
+      writeKubeconfig(kubeconfigs[name], server, pki.caFile, cert, name);
+    }
+
+    await waitFor('etcd', timeoutMs, async () => (await httpGet(`${etcdUrl}/health`)).includes('"health":"true"'), stateDir, pids);
+
+    const p = (f: string): string => join(stateDir, 'pki', f);
+    pids.push(
+      launch(stateDir, 'kube-apiserver', join(bin, 'kube-apiserver'), [
+        `--etcd-servers=${etcdUrl}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${apiPort}`,
+        `--tls-cert-file=${p('apiserver.crt')}`,
+        `--tls-private-key-file=${p('apiserver.key')}`,
+        `--client-ca-file=${p('ca.crt')}`,
+        '--authorization-mode=Node,RBAC',
+        // The default plugin set stays on; NodeRestriction is what real clusters add on top of it.
+        '--enable-admission-plugins=NodeRestriction',
+        `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+        `--service-account-key-file=${p('sa.pub')}`,
+        `--service-account-signing-key-file=${p('sa.key')}`,
+        `--service-cluster-ip-range=${SERVICE_CIDR}`,
+        // Endpoints may not hold loopback addresses; without this the apiserver logs an error every few seconds.
+        '--endpoint-reconciler-type=none',
+        '--profiling=false',
+        '--v=1',
+      ]),
+    );
+    writePids(stateDir, pids);
+    const admin = { ca: readFileSync(p('ca.crt')), cert: readFileSync(pki.clients.admin.cert), key: readFileSync(pki.clients.admin.key) };
+    await waitFor('kube-apiserver', timeoutMs, async () => (await httpGet(`${server}/readyz`, admin)) === 'ok', stateDir, pids);
+
+    pids.push(
+      launch(stateDir, 'kube-controller-manager', join(bin, 'kube-controller-manager'), [
+        `--kubeconfig=${kubeconfigs['kube-controller-manager']}`,
+        // No metrics/health endpoint is needed, so nothing listens at all.
+        '--secure-port=0',
+        '--leader-elect=false',
+        '--use-service-account-credentials=true',
+        `--service-account-private-key-file=${p('sa.key')}`,
+        `--root-ca-file=${p('ca.crt')}`,
+        `--service-cluster-ip-range=${SERVICE_CIDR}`,
+        // Pods on a node that turned NotReady are marked NotReady within 2 s instead of 5 s.
+        '--node-monitor-period=2s',
+        '--v=1',
+      ]),
+      launch(stateDir, 'kube-scheduler', join(bin, 'kube-scheduler'), [
+        `--kubeconfig=${kubeconfigs['kube-scheduler']}`,
+        '--secure-port=0',
+        '--leader-elect=false',
+        '--v=1',
+      ]),
+      launch(
+        stateDir,
+        'kwok',
+        join(bin, 'kwok'),
+        [
+          `--kubeconfig=${kubeconfigs.kwok}`,
+          `--config=${STAGES}`,
+          `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
+          '--node-lease-duration-seconds=40',
+          '--node-ip=198.18.0.1',
+          '--cidr=10.244.0.0/16',
+        ],
+        // kwok also reads ~/.kwok/kwok.yaml when it exists; a private HOME keeps a developer's file out.
+        { HOME: join(stateDir, 'kwok-home') },
+      ),
+    );
+    writePids(stateDir, pids);
+
+    const client = new ApiClient(server, admin);
+    for (const name of [...opts.nodes, ...(opts.extraNodes ?? [])]) await client.send('POST', '/api/v1/nodes', nodeObject(name));
+    // Ready and untainted: the node lifecycle controller lifts the initial not-ready taint a moment after
+    // kwok reports Ready, and until then the scheduler would leave DaemonSet pods Pending.
+    await waitFor('nodes Ready', timeoutMs, async () => {
+      const list = (await client.send('GET', '/api/v1/nodes')) as { items: NodeJson[] };
+      return [...opts.nodes, ...(opts.extraNodes ?? [])].every((n) =>
+        list.items.some((i) => i.metadata.name === n && nodeReady(i) && !(i.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'))),
+      );
+    }, stateDir, pids);
+    return { kubeconfig: kubeconfigs.admin, server, stateDir, pids: Object.fromEntries(pids.map((r) => [r.component, r.pid])), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Stops whatever startCluster recorded in stateDir; safe from another process and when nothing runs. */
+export async function stopCluster(stateDir: string): Promise<void> {
+  const file = join(resolve(stateDir), 'pids.json');
+  if (!existsSync(file)) return;
+  let records: PidRecord[];
+  try {
+    records = JSON.parse(readFileSync(file, 'utf8')) as PidRecord[];
+  } catch {
+    return;
+  }
+  // Reverse start order: kwok and the controllers go before the apiserver, the apiserver before etcd.
+  for (const r of [...records].reverse()) {
+    if (!isOurProcess(r)) continue;
+    signal(-r.pid, 'SIGTERM'); // the whole process group: spawnDaemon starts each in its own session
+    const deadline = Date.now() + 10_000;
+    while (isOurProcess(r) && Date.now() < deadline) await sleep(50);
+    if (isOurProcess(r)) {
+      signal(-r.pid, 'SIGKILL');
+      while (isOurProcess(r)) await sleep(20);
+    }
+  }
+  rmSync(file, { force: true });
+}
+
+/**
+ * Makes a node report Ready=False (via the kwok stage keyed on NOT_READY_LABEL) or Ready again, and waits
+ * until the cluster shows it: NotReady also waits for the node controller to mark the node's pods NotReady;
+ * Ready deletes the node's pods, because kwok (unlike a kubelet) never reports an existing pod Ready again.
+ */
+export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 30): Promise<void> {
+  const client = ApiClient.fromKubeconfig(kubeconfig);
+  await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
+  const deadline = Date.now() + timeoutSec * 1000;
+  const podsPath = `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`;
+  for (;;) {
+    const node = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson;
+    if (nodeReady(node) === ready) {
+      if (ready) break;
+      const pods = (await client.send('GET', podsPath)) as { items: PodJson[] };
+      if (pods.items.every((p) => !podReady(p))) break;
+    }
+    if (Date.now() > deadline) throw new Error(`node ${name} did not become ${ready ? 'Ready' : 'NotReady'} within ${timeoutSec}s`);
+    await sleep(200);
+  }
+  if (ready) {
+    const pods = (await client.send('GET', podsPath)) as { items: PodJson[] };
+    for (const p of pods.items) {
+      await client.send('DELETE', `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 0 }, 'application/json', [404]);
+    }
+  }
+}
+
+/** Resident memory of the cluster's processes in MiB, by component. */
+export function clusterMemory(stateDir: string): Record<string, number> {
+  const file = join(resolve(stateDir), 'pids.json');
+  if (!existsSync(file)) return {};
+  const records = JSON.parse(readFileSync(file, 'utf8')) as PidRecord[];
+  return Object.fromEntries(records.filter(isOurProcess).map((r) => [r.component, Math.round(memoryOf([r.pid]).rssKb / 1024)]));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+interface NodeJson {
+  metadata: { name: string; labels?: Record<string, string> };
+  spec?: { taints?: { key: string; effect: string }[] };
+  status?: { conditions?: { type: string; status: string }[] };
+}
+interface PodJson {
+  metadata: { name: string; namespace: string };
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+function nodeReady(n: NodeJson): boolean {
+  return n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+function podReady(p: PodJson): boolean {
+  return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+function nodeObject(name: string): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name,
+      labels: {
+        'kubernetes.io/arch': 'arm64',
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/hostname': name,
+        type: 'kwok',
+      },
+      annotations: { [KWOK_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+    },
+    // No taints: the node lifecycle controller adds and removes not-ready taints itself.
+    spec: {},
+  };
+}
+
+function launch(stateDir: string, component: string, exe: string, args: string[], env: Record<string, string> = {}): PidRecord {
+  const pid = spawnDaemon(exe, args, { log: join(stateDir, 'logs', `${component}.log`), env: { ...process.env, ...env } });
+  const info = processInfo(pid);
+  if (!info) throw new Error(`${component} exited at once:\n${tail(join(stateDir, 'logs', `${component}.log`))}`);
+  return { component, pid, exe, startTime: info.startTime };
+}
+
+function writePids(stateDir: string, pids: PidRecord[]): void {
+  writeFileSync(join(stateDir, 'pids.json'), JSON.stringify(pids, null, 2));
+}
+
+function isOurProcess(r: PidRecord): boolean {
+  const info = processInfo(r.pid); // undefined for a zombie too
+  return info !== undefined && info.startTime === r.startTime && info.cmdline.startsWith(r.exe);
+}
+
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>, stateDir: string, pids: PidRecord[]): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const dead = pids.find((r) => !isOurProcess(r));
+    if (dead) throw new Error(`${dead.component} exited while waiting for ${what}:\n${tail(join(stateDir, 'logs', `${dead.component}.log`))}`);
+    try {
+      if (await check()) return;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what} (logs in ${join(stateDir, 'logs')})`);
+    await sleep(100);
+  }
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Free TCP ports on 127.0.0.1 (held open together so that they differ). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((ok, fail) => {
+      const s = createServer();
+      s.once('error', fail);
+      s.listen(0, '127.0.0.1', () => ok(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PKI: one CA signs the apiserver's serving cert and a client cert per component; EC P-256 keys are instant.
+
+interface Pki {
+  caFile: string;
+  clients: Record<'admin' | 'kube-controller-manager' | 'kube-scheduler' | 'kwok', { cert: string; key: string }>;
+}
+
+async function makePki(dir: string): Promise<Pki> {
+  await ensureOpenssl();
+  const f = (n: string): string => join(dir, n);
+  await openssl([
+    'req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=runner-fleet-test-ca', '-days', '30',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  const leaf = async (name: string, subject: string[][], ext: string[]): Promise<{ cert: string; key: string }> => {
+    const cnf = f(`${name}.cnf`);
+    writeFileSync(cnf, [
+      '[req]', 'distinguished_name = dn', 'prompt = no', '[dn]',
+      ...subject.map(([k, v]) => `${k} = ${v}`),
+      '[ext]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', ...ext, '',
+    ].join('\n'));
+    await openssl([
+      'req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', f(`${name}.key`), '-out', f(`${name}.crt`), '-config', cnf, '-extensions', 'ext',
+      '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-days', '30',
+    ]);
+    rmSync(cnf);
+    return { cert: f(`${name}.crt`), key: f(`${name}.key`) };
+  };
+  const client = ['extendedKeyUsage = clientAuth'];
+  const [, admin, cm, sched, kwok] = await Promise.all([
+    leaf('apiserver', [['CN', 'kube-apiserver']], [
+      'extendedKeyUsage = serverAuth',
+      `subjectAltName = IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`,
+    ]),
+    leaf('admin', [['O', 'system:masters'], ['CN', 'runner-fleet-test-admin']], client),
+    leaf('kube-controller-manager', [['CN', 'system:kube-controller-manager']], client),
+    leaf('kube-scheduler', [['CN', 'system:kube-scheduler']], client),
+    // kwok speaks for every fake node at once, which the Node authorizer cannot express (one node per identity).
+    leaf('kwok', [['O', 'system:masters'], ['CN', 'kwok']], client),
+    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]),
+  ]);
+  await openssl(['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
+  return { caFile: f('ca.crt'), clients: { admin, 'kube-controller-manager': cm, 'kube-scheduler': sched, kwok } };
+}
+
+async function openssl(args: string[]): Promise<void> {
+  const r = await run('openssl', args, { check: false });
+  if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr.trim()}`);
+}
+
+async function ensureOpenssl(): Promise<void> {
+  const found = await run('openssl', ['version'], { check: false }).catch(() => undefined);
+  if (found?.code === 0) return;
+  await run('apt-get', ['install', '-y', '--no-install-recommends', 'openssl'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+function writeKubeconfig(path: string, server: string, caFile: string, cert: { cert: string; key: string }, user: string): void {
+  const b64 = (file: string): string => readFileSync(file).toString('base64');
+  const doc = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'runner-fleet-test', cluster: { server, 'certificate-authority-data': b64(caFile) } }],
+    users: [{ name: user, user: { 'client-certificate-data': b64(cert.cert), 'client-key-data': b64(cert.key) } }],
+    contexts: [{ name: 'runner-fleet-test', context: { cluster: 'runner-fleet-test', user } }],
+    'current-context': 'runner-fleet-test',
+  };
+  writeFileSync(path, stringifyYaml(doc), { mode: 0o600 });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A few raw API calls (creating nodes, flipping readiness). The product talks to Kubernetes only through
+// src/kube/client.ts; the test fleet stays independent of it so that it can check that code.
+
+interface TlsMaterial {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+class ApiClient {
+  constructor(readonly server: string, readonly tls: TlsMaterial) {}
+
+  static fromKubeconfig(path: string): ApiClient {
+    const kc = parseYaml(readFileSync(path, 'utf8')) as {
+      'current-context': string;
+      contexts: { name: string; context: { cluster: string; user: string } }[];
+      clusters: { name: string; cluster: { server: string; 'certificate-authority-data': string } }[];
+      users: { name: string; user: { 'client-certificate-data': string; 'client-key-data': string } }[];
+    };
+    const ctx = kc.contexts.find((c) => c.name === kc['current-context'])!.context;
+    const cluster = kc.clusters.find((c) => c.name === ctx.cluster)!.cluster;
+    const user = kc.users.find((u) => u.name === ctx.user)!.user;
+    const buf = (s: string): Buffer => Buffer.from(s, 'base64');
+    return new ApiClient(cluster.server, {
+      ca: buf(cluster['certificate-authority-data']),
+      cert: buf(user['client-certificate-data']),
+      key: buf(user['client-key-data']),
+    });
+  }
+
+  async send(method: string, path: string, body?: unknown, contentType = 'application/json', okCodes: number[] = []): Promise<unknown> {
+    const { status, text } = await httpRequest(`${this.server}${path}`, method, this.tls, body === undefined ? undefined : JSON.stringify(body), contentType);
+    if ((status < 200 || status > 299) && !okCodes.includes(status)) {
+      let msg = text;
+      try {
+        msg = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        /* not JSON */
+      }
+      throw new Error(`${method} ${path}: HTTP ${status}: ${msg}`);
+    }
+    return text ? JSON.parse(text) : undefined;
+  }
+}
+
+function httpRequest(url: string, method: string, tls: TlsMaterial | undefined, body: string | undefined, contentType = 'application/json'): Promise<{ status: number; text: string }> {
+  if (url.startsWith('http://')) {
+    return fetch(url, { method, body, signal: AbortSignal.timeout(5000) }).then(async (r) => ({ status: r.status, text: await r.text() }));
+  }
+  return new Promise((ok, fail) => {
+    const req = request(url, { method, ca: tls?.ca, cert: tls?.cert, key: tls?.key, timeout: 10_000, headers: body ? { 'content-type': contentType } : {} }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => ok({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', fail);
+    req.end(body);
+  });
+}
+
+async function httpGet(url: string, tls?: TlsMaterial): Promise<string> {
+  const { status, text } = await httpRequest(url, 'GET', tls, undefined);
+  return status === 200 ? text.trim() : '';
+}
+
+// `tsx scripts/testbed/cluster.ts start <stateDir> <node>... [--extra <node>...]` | `stop <stateDir>`
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const [cmd, stateDir, ...rest] = process.argv.slice(2);
+  if (cmd === 'stop' && stateDir) {
+    await stopCluster(stateDir);
+  } else if (cmd === 'start' && stateDir) {
+    const i = rest.indexOf('--extra');
+    const nodes = i < 0 ? rest : rest.slice(0, i);
+    const extraNodes = i < 0 ? [] : rest.slice(i + 1);
+    const t0 = Date.now();
+    const c = await startCluster({ stateDir, nodes, extraNodes });
+    console.log(`cluster up in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${c.server}\nKUBECONFIG=${c.kubeconfig}`);
+  } else {
+    console.error('usage: cluster.ts start <stateDir> <node>... [--extra <node>...] | stop <stateDir>');
+    process.exit(2);
+  }
+}
