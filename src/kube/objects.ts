@@ -1,0 +1,57 @@
+// Names, labels and field managers runner-fleet uses in a cluster, and the plain object shape passed around.
+import type { Executor } from '../inventory/types.js';
+
+/** A Kubernetes object as plain JSON: what the templates render and what the API returns. */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'runner-fleet';
+export const PART_OF_LABEL = 'app.kubernetes.io/part-of';
+
+/** Field manager of everything converge applies. */
+export const FIELD_MANAGER = 'runner-fleet';
+/** Field manager of the node label alone, so that removing it never touches what others set on a Node. */
+export const NODE_LABEL_MANAGER = 'runner-fleet-node-label';
+/** Field manager of the records Secret, written by registration rather than by converge. */
+export const RECORDS_MANAGER = 'runner-fleet-records';
+
+export const CONFIG_SECRET = 'runner-fleet-config';
+export const RECORDS_SECRET = 'runner-fleet-records';
+
+export function daemonSetName(executor: Executor): string {
+  return `gitlab-runner-${executor}`;
+}
+
+/** The Secret key holding one node's config.toml. */
+export function configKey(node: string): string {
+  return `${node}.config.toml`;
+}
+
+/** Namespaced kinds converge creates, hence may prune. ConfigMap is listed because no version ever may hold one. */
+export const PRUNABLE_KINDS: readonly { apiVersion: string; kind: string }[] = [
+  { apiVersion: 'apps/v1', kind: 'DaemonSet' },
+  { apiVersion: 'v1', kind: 'Secret' },
+  { apiVersion: 'v1', kind: 'ConfigMap' },
+  { apiVersion: 'v1', kind: 'ServiceAccount' },
+];
+
+/** `DaemonSet gitlab-runner/gitlab-runner-dood`, `Namespace gitlab-runner` */
+export function describeObject(o: Pick<KubeObject, 'kind' | 'metadata'>): string {
+  return `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`;
+}
+
+/** Identity of an object for set operations (prune): group/version does not matter, kind does. */
+export function objectKey(o: Pick<KubeObject, 'kind' | 'metadata'>): string {
+  return `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+}
