@@ -1,0 +1,323 @@
+// The Kubernetes adapter: the only module that imports @kubernetes/client-node. Server-side apply, dry-run plans, prune, node labels, rollout wait.
+import { existsSync } from 'node:fs';
+import {
+  ApiException,
+  AppsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { ApiError, InputError } from '../errors.js';
+import { redact } from '../secrets.js';
+import { describeChange, diffPaths } from './diff.js';
+import {
+  FIELD_MANAGER,
+  MANAGED_BY,
+  MANAGED_BY_LABEL,
+  NODE_LABEL_MANAGER,
+  PRUNABLE_KINDS,
+  RECORDS_SECRET,
+  describeObject,
+  type KubeObject,
+} from './objects.js';
+import { RolloutTimeoutError, describeBehind, rolloutState, type DaemonSetView, type PodView, type RolloutState } from './rollout.js';
+
+export interface KubeSource {
+  /** path of a kubeconfig file; default: $KUBECONFIG or ~/.kube/config */
+  kubeconfig?: string;
+  /** kubeconfig text, e.g. `microk8s config` fetched from a node */
+  kubeconfigText?: string;
+  /** a context in it; default: its current-context */
+  context?: string;
+  /** names the source in error messages (`kubernetes.kubeconfig`, `microk8s config on pi1`) */
+  label?: string;
+}
+
+export type PlanAction = 'create' | 'update' | 'unchanged';
+
+export interface PlannedObject {
+  object: KubeObject;
+  action: PlanAction;
+  /** changed paths (update only) */
+  paths: string[];
+  /** one line for the report; never a Secret value */
+  detail: string;
+}
+
+export interface NodeInfo {
+  name: string;
+  labels: Record<string, string>;
+  ready: boolean;
+  /** the label keys runner-fleet's node-label field manager owns on this node */
+  labelsWeOwn: string[];
+}
+
+export interface ApplyOptions {
+  dryRun?: boolean;
+  fieldManager?: string;
+}
+
+export interface WaitOptions {
+  timeoutSeconds: number;
+  pollMs?: number;
+}
+
+export class KubeClient {
+  private readonly objects: KubernetesObjectApi;
+  private readonly core: CoreV1Api;
+  private readonly apps: AppsV1Api;
+
+  private constructor(private readonly kc: KubeConfig) {
+    this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
+  }
+
+  /** Loads a kubeconfig from a file, from text, or from the default places. Bad input is an InputError. */
+  static load(src: KubeSource = {}): KubeClient {
+    const kc = new KubeConfig();
+    const label = src.label ?? (src.kubeconfigText !== undefined ? 'kubeconfig text' : src.kubeconfig ?? 'default kubeconfig');
+    try {
+      if (src.kubeconfigText !== undefined) kc.loadFromString(src.kubeconfigText);
+      else if (src.kubeconfig !== undefined) {
+        if (!existsSync(src.kubeconfig)) throw new InputError([`${label}: ${src.kubeconfig} does not exist`]);
+        kc.loadFromFile(src.kubeconfig);
+      } else kc.loadFromDefault();
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      throw new InputError([`${label}: cannot load kubeconfig (${redact((err as Error).message.split('\n')[0])})`]);
+    }
+    if (src.context !== undefined) {
+      const names = kc.getContexts().map((c) => c.name);
+      if (!names.includes(src.context)) throw new InputError([`kubernetes.context: no context "${src.context}" in ${label} (has: ${names.join(', ') || 'none'})`]);
+      kc.setCurrentContext(src.context);
+    }
+    if (!kc.getCurrentCluster()?.server) throw new InputError([`${label}: the current context names no cluster server`]);
+    return new KubeClient(kc);
+  }
+
+  get server(): string {
+    return this.kc.getCurrentCluster()?.server ?? '';
+  }
+
+  /** The live object, or undefined when it does not exist. */
+  async read(ref: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<KubeObject | undefined> {
+    try {
+      return plain(await this.objects.read({ apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.metadata.name, namespace: ref.metadata.namespace } }));
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.toApiError(err, `read ${describeObject(ref)}`);
+    }
+  }
+
+  /** Server-side apply with force (we own our fields even if someone edited them by hand). */
+  async apply(obj: KubeObject, opts: ApplyOptions = {}): Promise<KubeObject> {
+    try {
+      const res = await this.objects.patch(
+        obj as KubernetesObject,
+        undefined,
+        opts.dryRun ? 'All' : undefined,
+        opts.fieldManager ?? FIELD_MANAGER,
+        true,
+        PatchStrategy.ServerSideApply,
+      );
+      return plain(res);
+    } catch (err) {
+      throw this.toApiError(err, `${opts.dryRun ? 'dry-run apply' : 'apply'} ${describeObject(obj)}`);
+    }
+  }
+
+  /**
+   * What applying `objects` would do, asked of the apiserver (dry-run apply, so defaulting, admission and
+   * validation all take part) and compared with the live objects. Nothing is written.
+   * `assumeAbsent` skips the server for objects whose namespace does not exist yet (they can only be created).
+   */
+  async plan(objects: KubeObject[], opts: { assumeAbsent?: (o: KubeObject) => boolean } = {}): Promise<PlannedObject[]> {
+    const out: PlannedObject[] = [];
+    for (const object of objects) {
+      if (opts.assumeAbsent?.(object)) {
+        out.push({ object, action: 'create', paths: [], detail: 'create (namespace does not exist yet)' });
+        continue;
+      }
+      const live = await this.read(object);
+      const after = await this.apply(object, { dryRun: true });
+      if (!live) {
+        out.push({ object, action: 'create', paths: [], detail: 'create' });
+        continue;
+      }
+      const paths = diffPaths(live, after);
+      out.push(
+        paths.length === 0
+          ? { object, action: 'unchanged', paths, detail: 'unchanged' }
+          : { object, action: 'update', paths, detail: `update ${describeChange(live, after, paths)}` },
+      );
+    }
+    return out;
+  }
+
+  async namespaceExists(name: string): Promise<boolean> {
+    return (await this.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })) !== undefined;
+  }
+
+  /** Our objects in the namespace (label app.kubernetes.io/managed-by=runner-fleet), of the kinds we create. */
+  async listManaged(namespace: string): Promise<KubeObject[]> {
+    const out: KubeObject[] = [];
+    for (const { apiVersion, kind } of PRUNABLE_KINDS) {
+      try {
+        const list = await this.objects.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, `${MANAGED_BY_LABEL}=${MANAGED_BY}`);
+        // List items come without apiVersion/kind.
+        for (const item of list.items) out.push({ ...plain(item), apiVersion, kind });
+      } catch (err) {
+        if (statusOf(err) === 404) continue; // namespace gone
+        throw this.toApiError(err, `list ${kind} in ${namespace}`);
+      }
+    }
+    // The records Secret is registration's store, never converge's to remove, even if someone labels it.
+    return out.filter((o) => !(o.kind === 'Secret' && o.metadata.name === RECORDS_SECRET));
+  }
+
+  /** Deletes an object; dependants (a DaemonSet's pods) are collected in the background. Gone already is fine. */
+  async delete(obj: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<void> {
+    try {
+      await this.objects.delete({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace } }, undefined, undefined, undefined, undefined, 'Background');
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.toApiError(err, `delete ${describeObject(obj)}`);
+    }
+  }
+
+  async listNodes(labelKey?: string): Promise<NodeInfo[]> {
+    try {
+      const list = await this.core.listNode({});
+      return list.items.map((n) => {
+        const json = plain(n) as KubeObject & { status?: { conditions?: { type: string; status: string }[] } };
+        return {
+          name: json.metadata.name,
+          labels: json.metadata.labels ?? {},
+          ready: json.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+          labelsWeOwn: labelKey ? ownedLabels(json, NODE_LABEL_MANAGER).filter((k) => k === labelKey) : ownedLabels(json, NODE_LABEL_MANAGER),
+        };
+      });
+    } catch (err) {
+      throw this.toApiError(err, 'list nodes');
+    }
+  }
+
+  /**
+   * Sets `key: "true"` on a node, or takes it away, as its own server-side-apply field manager. Removing is
+   * applying a Node that no longer names the label: SSA drops a field its last manager stops applying, and
+   * leaves it alone when someone else also set it. A JSON merge patch would delete the label whoever set it.
+   * Only call for nodes that exist: an apply can create a Node.
+   */
+  async setNodeLabel(node: string, key: string, present: boolean, opts: { dryRun?: boolean } = {}): Promise<void> {
+    const obj: KubeObject = { apiVersion: 'v1', kind: 'Node', metadata: present ? { name: node, labels: { [key]: 'true' } } : { name: node } };
+    await this.apply(obj, { fieldManager: NODE_LABEL_MANAGER, dryRun: opts.dryRun });
+  }
+
+  /** The DaemonSet's rollout right now (see rolloutState), or undefined when it does not exist. */
+  async daemonSetRollout(namespace: string, name: string, nodes: string[]): Promise<RolloutState | undefined> {
+    let ds: DaemonSetView & { spec?: { selector?: { matchLabels?: Record<string, string> } } };
+    try {
+      ds = plain(await this.apps.readNamespacedDaemonSet({ name, namespace })) as typeof ds;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.toApiError(err, `read DaemonSet ${namespace}/${name}`);
+    }
+    const selector = Object.entries(ds.spec?.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    let pods: PodView[];
+    try {
+      pods = (await this.core.listNamespacedPod({ namespace, labelSelector: selector })).items.map((p) => plain(p) as PodView);
+    } catch (err) {
+      throw this.toApiError(err, `list pods in ${namespace}`);
+    }
+    return rolloutState(ds, pods, nodes);
+  }
+
+  /**
+   * Waits like `kubectl rollout status`, and also until each of `nodes` has a current Ready pod. On timeout
+   * throws RolloutTimeoutError naming the nodes still behind (and those that are NotReady themselves).
+   */
+  async waitForDaemonSet(namespace: string, name: string, nodes: string[], opts: WaitOptions): Promise<void> {
+    const deadline = Date.now() + opts.timeoutSeconds * 1000;
+    const pollMs = opts.pollMs ?? 1000;
+    for (;;) {
+      const state = await this.daemonSetRollout(namespace, name, nodes);
+      if (state?.done) return;
+      if (Date.now() >= deadline) {
+        const id = `${namespace}/${name}`;
+        if (!state) throw new RolloutTimeoutError(id, opts.timeoutSeconds, nodes, 'the DaemonSet does not exist');
+        const nodeInfo = await this.listNodes().catch(() => [] as NodeInfo[]);
+        const notes = Object.fromEntries(nodeInfo.filter((n) => !n.ready).map((n) => [n.name, 'node NotReady']));
+        for (const b of state.behind) if (!nodeInfo.some((n) => n.name === b.node)) notes[b.node] = 'no such node in the cluster';
+        throw new RolloutTimeoutError(id, opts.timeoutSeconds, state.behind.map((b) => b.node), describeBehind(state, notes));
+      }
+      await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  /** Reads a Secret's data decoded; undefined when it does not exist. For stores (records), not for reports. */
+  async readSecretData(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    const s = await this.read({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace } });
+    if (!s) return undefined;
+    const data = (s.data ?? {}) as Record<string, string>;
+    return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  }
+
+  /** An ApiError reduced to `<reason>: <message>` from the Status body; never headers, never the raw dump. */
+  toApiError(err: unknown, doing: string): ApiError {
+    return toApiError(err, doing, this.server);
+  }
+}
+
+export function toApiError(err: unknown, doing: string, server = ''): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof ApiException) {
+    let body: unknown = err.body;
+    if (typeof body === 'string') {
+      try {
+        body = JSON.parse(body);
+      } catch {
+        /* plain text */
+      }
+    }
+    const status = body && typeof body === 'object' ? (body as { reason?: string; message?: string; code?: number }) : {};
+    const reason = status.reason || httpReason(err.code);
+    const message = status.message ?? (typeof body === 'string' ? body.trim().slice(0, 200) : '');
+    return new ApiError('kubernetes', err.code, redact(`${doing}: ${reason}${message ? `: ${message}` : ''}`));
+  }
+  const e = err as { message?: string; code?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code;
+  const text = code ? `${code}` : (e.message ?? String(err)).split('\n')[0];
+  return new ApiError('kubernetes', 0, redact(`${doing}: cannot reach ${server || 'the cluster'} (${text})`));
+}
+
+function statusOf(err: unknown): number | undefined {
+  return err instanceof ApiException ? err.code : err instanceof ApiError ? err.status : undefined;
+}
+
+function httpReason(code: number): string {
+  const reasons: Record<number, string> = {
+    400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Gone',
+    422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
+  };
+  return reasons[code] ?? `HTTP ${code}`;
+}
+
+/** Typed client objects (Dates, class instances) → the JSON the server sent, for diffing and storing. */
+function plain<T>(obj: T): KubeObject {
+  return JSON.parse(JSON.stringify(obj)) as KubeObject;
+}
+
+/** Label keys under metadata.labels that `manager` owns through an Apply entry of managedFields. */
+function ownedLabels(obj: KubeObject, manager: string): string[] {
+  const entries = (obj.metadata.managedFields ?? []) as { manager?: string; operation?: string; fieldsV1?: Record<string, unknown> }[];
+  const out: string[] = [];
+  for (const e of entries) {
+    if (e.manager !== manager || e.operation !== 'Apply') continue;
+    const labels = ((e.fieldsV1?.['f:metadata'] as Record<string, unknown> | undefined)?.['f:labels'] ?? {}) as Record<string, unknown>;
+    for (const k of Object.keys(labels)) if (k.startsWith('f:')) out.push(k.slice(2));
+  }
+  return out;
+}

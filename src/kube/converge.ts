@@ -1,0 +1,131 @@
+// The cluster step: namespace → render → plan (server dry-run) → apply what changes → prune → node labels → rollout wait.
+import { InputError } from '../errors.js';
+import type { Executor, Inventory, KubernetesConfig } from '../inventory/types.js';
+import type { Logger } from '../log.js';
+import type { Change, ClusterReport } from '../report.js';
+import { redact } from '../secrets.js';
+import { KubeClient, type PlannedObject } from './client.js';
+import { daemonSetName, describeObject, objectKey, type KubeObject } from './objects.js';
+import { renderClusterObjects } from './render.js';
+
+export { KubeRecordStore, readSecretRecords, writeSecretRecords } from './records.js';
+
+export interface ConvergeClusterInput {
+  inventory: Inventory;
+  executor: Executor;
+  /** node name → config.toml text, one per inventory node */
+  configs: Record<string, string>;
+  /** plan only: every step asks the apiserver (dry-run) or reads, nothing is written, no rollout wait */
+  dryRun: boolean;
+  /** node name → runner token; only to check that none leaks outside the Secret */
+  tokens?: Record<string, string>;
+  /** node name → recorded runner-manager system_id */
+  systemIds?: Record<string, string>;
+  /** default: connectCluster(inventory.kubernetes, kubeconfigText) */
+  client?: KubeClient;
+  /** `microk8s config` from kubernetes.fromNode, fetched by the caller over SSH */
+  kubeconfigText?: string;
+  /** default inventory.kubernetes.rolloutTimeout */
+  rolloutTimeoutSeconds?: number;
+  logger?: Logger;
+}
+
+/** A client for the inventory's cluster: kubeconfig (+context), or the text fetched from kubernetes.fromNode. */
+export function connectCluster(k: KubernetesConfig, kubeconfigText?: string): KubeClient {
+  if (k.fromNode) {
+    if (kubeconfigText === undefined) throw new InputError([`kubernetes.fromNode: no kubeconfig was fetched from ${k.fromNode}`]);
+    return KubeClient.load({ kubeconfigText, context: k.context, label: `microk8s config from ${k.fromNode}` });
+  }
+  return KubeClient.load({ kubeconfig: k.kubeconfig, context: k.context, label: k.kubeconfig ? 'kubernetes.kubeconfig' : undefined });
+}
+
+/**
+ * Converges the cluster and reports each change. Bad input (a template that renders nonsense, a missing
+ * config) throws InputError before anything is touched; everything else ends up in the report's `error`.
+ */
+export async function convergeCluster(input: ConvergeClusterInput): Promise<ClusterReport> {
+  const { inventory: inv, executor, dryRun } = input;
+  const ns = inv.kubernetes.namespace;
+  const log = input.logger;
+  const changes: Change[] = [];
+  const change = (step: string, detail: string): void => {
+    changes.push({ step, detail });
+    log?.change('cluster', `${step}: ${detail}`);
+  };
+
+  // Pure and first: a broken template stops the run before the cluster is touched.
+  const objects = renderClusterObjects({
+    inventory: inv,
+    executor,
+    configs: input.configs,
+    tokens: input.tokens,
+    systemIds: input.systemIds,
+  });
+  const client = input.client ?? connectCluster(inv.kubernetes, input.kubeconfigText);
+  const nodeNames = inv.nodes.map((n) => n.name);
+  const label = inv.kubernetes.nodeLabel;
+
+  try {
+    const nodes = await client.listNodes(label);
+    const missing = nodeNames.filter((n) => !nodes.some((c) => c.name === n));
+    if (missing.length > 0) {
+      throw new Error(`inventory nodes not in the cluster: ${missing.join(', ')} (the cluster has: ${nodes.map((n) => n.name).join(', ') || 'no nodes'})`);
+    }
+
+    log?.progress('cluster', `${dryRun ? 'planning' : 'converging'} namespace ${ns} on ${client.server}`);
+    const namespaceObject = objects.find((o) => o.kind === 'Namespace')!;
+    const [nsPlan] = await client.plan([namespaceObject]);
+    if (nsPlan.action !== 'unchanged') {
+      if (!dryRun) await client.apply(namespaceObject);
+      change('namespace', `${nsPlan.action} ${describeObject(namespaceObject)}${nsPlan.action === 'update' ? `: ${nsPlan.paths.join(', ')}` : ''}`);
+    }
+    const namespaceMissing = nsPlan.action === 'create' && dryRun;
+
+    const rest = objects.filter((o) => o !== namespaceObject);
+    const plan = await client.plan(rest, { assumeAbsent: () => namespaceMissing });
+    for (const p of plan) {
+      if (p.action === 'unchanged') continue;
+      // Only what the dry-run says would change is sent: an unchanged object keeps its resourceVersion.
+      if (!dryRun) await client.apply(p.object);
+      change('apply', describePlanned(p));
+    }
+
+    if (!namespaceMissing) {
+      const desired = new Set(objects.map(objectKey));
+      for (const o of await client.listManaged(ns)) {
+        if (desired.has(objectKey(o))) continue;
+        if (!dryRun) await client.delete(o);
+        change('prune', `delete ${describeObject(o)} (no longer wanted)`);
+      }
+    }
+
+    for (const n of nodes) {
+      const wanted = nodeNames.includes(n.name);
+      const ours = n.labelsWeOwn.includes(label);
+      if (wanted && (!ours || n.labels[label] !== 'true')) {
+        if (!dryRun) await client.setNodeLabel(n.name, label, true);
+        change('label', `label node ${n.name} ${label}=true`);
+      } else if (!wanted && ours) {
+        if (!dryRun) await client.setNodeLabel(n.name, label, false);
+        change('label', `remove ${label} from node ${n.name} (not in the inventory)`);
+      }
+    }
+
+    if (!dryRun) {
+      const timeoutSeconds = input.rolloutTimeoutSeconds ?? inv.kubernetes.rolloutTimeout;
+      log?.progress('cluster', `waiting up to ${timeoutSeconds}s for DaemonSet ${ns}/${daemonSetName(executor)} on ${nodeNames.join(', ')}`);
+      await client.waitForDaemonSet(ns, daemonSetName(executor), nodeNames, { timeoutSeconds });
+    }
+    return { ok: true, changes };
+  } catch (err) {
+    const message = redact(err instanceof Error ? err.message : String(err));
+    log?.error('cluster', message);
+    return { ok: false, changes, error: message };
+  }
+}
+
+function describePlanned(p: PlannedObject): string {
+  const what = describeObject(p.object as KubeObject);
+  if (p.action === 'create') return `create ${what}`;
+  return `${what}: ${p.detail}`;
+}
