@@ -236,7 +236,9 @@ export class GitlabApi implements GitlabRunnerApi {
       }
     }
     if (!res.ok) {
-      throw new ApiError('gitlab', res.status, redact(`${what}: ${res.status} ${reasonFrom(data, res.statusText)}`));
+      const reason = reasonFrom(data, res.statusText);
+      // GitLab's messages usually start with the status already ("403 Forbidden - …").
+      throw new ApiError('gitlab', res.status, redact(`${what}: ${reason.startsWith(String(res.status)) ? reason : `${res.status} ${reason}`}`));
     }
     if (data === undefined && text.trim() !== '') {
       throw new ApiError('gitlab', res.status, `${what}: answered ${res.status} with a body that is not JSON (is gitlab.url the GitLab root?)`);

@@ -56,7 +56,7 @@ describe('GitlabApi', () => {
   it("turns GitLab's error bodies into ApiError with status and GitLab's own words", async () => {
     const unauthorized = await failure(api.createUserRunner('glpat-doesnotexist1', { runner_type: 'instance_type' }));
     expect(unauthorized.status).toBe(401);
-    expect(unauthorized.message).toBe('GitLab POST /user/runners: 401 401 Unauthorized');
+    expect(unauthorized.message).toBe('GitLab POST /user/runners: 401 Unauthorized');
 
     const scope = await failure(api.createUserRunner(gl.tokens.accessTokenNoScope, { runner_type: 'instance_type' }));
     expect(scope.status).toBe(403);
@@ -83,7 +83,7 @@ describe('GitlabApi', () => {
     const echo: typeof fetch = async (_url, init) =>
       new Response(JSON.stringify({ message: `403 Forbidden - token ${JSON.parse(String(init?.body)).token} is not valid` }), { status: 403 });
     const err = await failure(new GitlabApi({ url: gl.url, timeoutSeconds: 5, fetch: echo }).deleteRunnerByToken(token));
-    expect(err.message).toBe('GitLab DELETE /runners: 403 403 Forbidden - token [REDACTED] is not valid');
+    expect(err.message).toBe('GitLab DELETE /runners: 403 Forbidden - token [REDACTED] is not valid');
   });
 
   it('sends tokens in the body, never in the URL', async () => {

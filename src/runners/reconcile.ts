@@ -1,0 +1,383 @@
+// Runs the registration plan against GitLab: verify, create, update, delete; saves records after every step so nothing is orphaned.
+import type { GitlabRunnerApi, CreateRunnerParams, RunnerParams } from '../gitlab/api.js';
+import { ApiError } from '../errors.js';
+import type { Inventory } from '../inventory/types.js';
+import type { Logger } from '../log.js';
+import { mapPool } from '../pool.js';
+import type { Change } from '../report.js';
+import { redact, resolveSecret } from '../secrets.js';
+import { describeAction, describeMode, planRegistrations, type RegistrationAction } from './plan.js';
+import { modeForAuth, newSystemId, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
+
+export interface ReconcileOptions {
+  dryRun: boolean;
+  /** `--only`: pass the whole inventory and the selected names, so other nodes' runners are left alone */
+  only?: string[];
+  /** nodes handled at once (default 4) */
+  concurrency?: number;
+  log?: Logger;
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+  makeSystemId?: () => string;
+}
+
+export interface RunnerChange extends Change {
+  node: string;
+}
+
+export interface RunnerIssue {
+  node: string;
+  message: string;
+}
+
+export interface ReconcileResult {
+  /** the records as saved (dry run: as loaded) */
+  records: RunnerRecord[];
+  /** what changed in GitLab (dry run: what would) */
+  changes: RunnerChange[];
+  /** per node; one node's failure never stops the others */
+  errors: RunnerIssue[];
+  /** things that worked but need a person's attention */
+  warnings: RunnerIssue[];
+  actions: RegistrationAction[];
+}
+
+/** Keeps the working set of records and saves it; saves are serialised so concurrent nodes never interleave them. */
+class Ledger {
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly records: RunnerRecord[],
+    private readonly store: RecordStore,
+  ) {}
+
+  add(r: RunnerRecord): void {
+    this.records.push(r);
+  }
+
+  drop(r: RunnerRecord): void {
+    const i = this.records.indexOf(r);
+    if (i >= 0) this.records.splice(i, 1);
+  }
+
+  commit(): Promise<void> {
+    const run = this.chain.then(() => this.store.save(this.snapshot()));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** sorted by node, then age: the same records always serialise the same, whatever order nodes finished in */
+  snapshot(): RunnerRecord[] {
+    const sorted = [...this.records].sort((a, b) => a.node.localeCompare(b.node) || a.createdAt.localeCompare(b.createdAt));
+    return structuredClone(sorted);
+  }
+}
+
+const isApi = (err: unknown, ...statuses: number[]): err is ApiError => err instanceof ApiError && statuses.includes(err.status);
+const messageOf = (err: unknown): string => redact(err instanceof Error ? err.message : String(err));
+
+export function registrationDisabledMessage(err: ApiError): string {
+  return (
+    `gitlab.registrationToken: registration tokens are disabled on this GitLab (${err.message}). ` +
+    'Since GitLab 17.0 they are off by default (allow_runner_registration_token), and their removal is scheduled for 20.0. ' +
+    'Instead set gitlab.accessToken: file:/path/to/token — a personal, group or project access token with the create_runner scope; ' +
+    'runner-fleet then creates one runner per node — or gitlab.runnerToken: env:NAME — the glrt- token of a runner created in GitLab, ' +
+    'shared by every node. Remove gitlab.registrationToken.'
+  );
+}
+
+export async function reconcileRunners(inv: Inventory, store: RecordStore, api: GitlabRunnerApi, opts: ReconcileOptions): Promise<ReconcileResult> {
+  const mode = modeForAuth(inv.gitlab.auth.kind);
+  // Throws InputError before anything is touched when the reference cannot be read.
+  const secret = inv.gitlab.auth.kind === 'none' ? undefined : resolveSecret(inv.gitlab.auth.token, opts.env);
+  const loaded = await store.load();
+  const actions = planRegistrations(inv, loaded, { sharedToken: mode === 'shared' ? secret : undefined, only: opts.only });
+  const changes: RunnerChange[] = [];
+  const errors: RunnerIssue[] = [];
+  const warnings: RunnerIssue[] = [];
+  const now = () => (opts.now ? opts.now() : new Date()).toISOString();
+  const makeSystemId = opts.makeSystemId ?? newSystemId;
+  const log = opts.log;
+
+  const fail = (node: string, message: string) => {
+    errors.push({ node, message: redact(message) });
+    log?.error(node, redact(message));
+  };
+  const warn = (node: string, message: string) => {
+    warnings.push({ node, message: redact(message) });
+    log?.warn(node, redact(message));
+  };
+  const changed = (node: string, step: string, detail: string) => {
+    changes.push({ node, step, detail: redact(detail) });
+    if (!opts.dryRun) log?.change(node, redact(detail));
+  };
+
+  if (opts.dryRun) {
+    for (const a of actions) {
+      if (a.kind === 'blocked') fail(a.node, a.reason);
+      const d = describeAction(a);
+      if (d) changed(a.node, d.step, d.detail);
+    }
+    return { records: loaded, changes, errors, warnings, actions };
+  }
+
+  const ledger = new Ledger(loaded, store);
+  // The first answer that condemns a token for every node (401, missing scope, 410) is reused instead of asked again.
+  let createBlocked: string | undefined;
+  let sharedBroken: string | undefined;
+  let updateForbidden = false;
+
+  const createParams = (s: RunnerSettings, node: string): RunnerParams => {
+    const p: RunnerParams = {
+      description: s.description,
+      tag_list: s.tagList,
+      run_untagged: s.runUntagged,
+      locked: s.locked,
+      access_level: s.accessLevel,
+      paused: s.paused,
+      maintenance_note: `Managed by runner-fleet for node ${node}; edits here are overwritten on the next run.`,
+    };
+    if (s.maximumTimeout !== null) p.maximum_timeout = s.maximumTimeout;
+    return p;
+  };
+
+  const explainCreateError = (err: ApiError, m: 'access' | 'registration'): string => {
+    if (err.status === 410) return registrationDisabledMessage(err);
+    if (m === 'access' && err.status === 401) return `gitlab.accessToken was not accepted (${err.message}): is it valid and unexpired?`;
+    if (m === 'access' && err.status === 403) {
+      return `gitlab.accessToken may not create runners (${err.message}): it needs the create_runner (or api) scope, and its user must be an administrator (instance_type) or an owner of the group or project`;
+    }
+    if (m === 'registration' && err.status === 403) return `gitlab.registrationToken was rejected (${err.message})`;
+    return err.message;
+  };
+
+  /** Deletes the runner (or manager) behind a record, then forgets the record. */
+  const deleteRecord = async (node: string, rec: RunnerRecord, why: string, tokenDead = false): Promise<void> => {
+    let outcome: 'deleted' | 'gone';
+    if (rec.mode === 'shared') {
+      // Never DELETE /runners with a shared token: that would delete the runner under every other node.
+      try {
+        await api.deleteRunnerManager(rec.token, rec.systemId);
+        outcome = 'deleted';
+      } catch (err) {
+        if (!isApi(err, 403, 404)) throw err;
+        outcome = 'gone';
+      }
+    } else {
+      let dead = tokenDead;
+      outcome = 'gone';
+      if (!dead) {
+        try {
+          await api.deleteRunnerByToken(rec.token);
+          outcome = 'deleted';
+        } catch (err) {
+          if (!isApi(err, 403)) throw err;
+          dead = true;
+        }
+      }
+      // A rejected token may belong to a runner that still exists (token reset): the access token can still reach it by id.
+      if (dead && mode === 'access' && secret && rec.id !== undefined) {
+        try {
+          await api.deleteRunnerById(secret, rec.id);
+          outcome = 'deleted';
+        } catch (err) {
+          if (isApi(err, 401, 403)) warn(node, `could not check whether runner #${rec.id} still exists (${messageOf(err)}); delete it in GitLab if it does`);
+          else if (!isApi(err, 404)) throw err;
+        }
+      }
+    }
+    ledger.drop(rec);
+    await ledger.commit();
+    const what = rec.mode === 'shared' ? `manager ${rec.systemId} of runner #${rec.id ?? '?'}` : `runner #${rec.id ?? '?'}`;
+    if (outcome === 'deleted') changed(node, rec.mode === 'shared' ? 'delete manager' : 'delete runner', `${node}: deleted ${what} (${why})`);
+    else changed(node, 'forget runner', `${node}: ${what} was already gone from GitLab; record removed (${why})`);
+  };
+
+  /** Creates a runner for the node, saves its record, and only then deletes what it replaces. */
+  const createRunner = async (
+    node: string,
+    m: 'access' | 'registration',
+    settings: RunnerSettings,
+    why: string,
+    systemId?: string,
+    replaces?: RunnerRecord,
+    replacesDead = false,
+  ): Promise<void> => {
+    if (createBlocked) throw new Error(createBlocked);
+    if (!secret) throw new Error('no token to create a runner with');
+    let creds;
+    try {
+      creds =
+        m === 'access'
+          ? await api.createUserRunner(secret, {
+              runner_type: settings.runnerType ?? 'instance_type',
+              ...(settings.groupId !== undefined ? { group_id: settings.groupId } : {}),
+              ...(settings.projectId !== undefined ? { project_id: settings.projectId } : {}),
+              ...createParams(settings, node),
+            } satisfies CreateRunnerParams)
+          : await api.registerRunner(secret, createParams(settings, node));
+    } catch (err) {
+      if (isApi(err, 401, 403, 410)) {
+        createBlocked = explainCreateError(err, m);
+        throw new Error(createBlocked);
+      }
+      throw err;
+    }
+    const rec: RunnerRecord = {
+      node,
+      mode: m,
+      id: creds.id,
+      token: creds.token,
+      systemId: systemId ?? makeSystemId(),
+      settings,
+      createdAt: now(),
+      tokenExpiresAt: creds.tokenExpiresAt,
+    };
+    ledger.add(rec);
+    if (replaces) replaces.retiredAt = now();
+    try {
+      await ledger.commit();
+    } catch (err) {
+      // Nobody could ever find this runner's token again: take it back rather than leave an orphan.
+      ledger.drop(rec);
+      if (replaces) delete replaces.retiredAt;
+      let undone = 'deleted it again';
+      try {
+        await api.deleteRunnerByToken(creds.token);
+      } catch (delErr) {
+        undone = `and could not delete it (${messageOf(delErr)}): delete runner #${creds.id} in GitLab`;
+      }
+      throw new Error(`created runner #${creds.id} but could not save its record (${messageOf(err)}); ${undone}`);
+    }
+    changed(
+      node,
+      replaces ? 'replace runner' : 'create runner',
+      replaces
+        ? `${node}: created runner #${creds.id} to replace #${replaces.id ?? '?'} (${why}); tags ${settings.tagList.join(', ')}`
+        : `${node}: created runner #${creds.id} (${why}; tags ${settings.tagList.join(', ')})`,
+    );
+    if (replaces) await deleteRecord(node, replaces, `replaced by #${creds.id}`, replacesDead);
+  };
+
+  /** Verifies a record's token; a rejected one is replaced. Returns whether the record is still the node's runner. */
+  const verifyOrReplace = async (node: string, rec: RunnerRecord, settings: RunnerSettings | null): Promise<boolean> => {
+    try {
+      const c = await api.verifyRunner(rec.token, rec.systemId);
+      const expires = c.tokenExpiresAt ?? null;
+      if ((c.id && rec.id === undefined) || expires !== (rec.tokenExpiresAt ?? null)) {
+        if (c.id && rec.id === undefined) rec.id = c.id;
+        rec.tokenExpiresAt = expires;
+        await ledger.commit();
+      }
+      return true;
+    } catch (err) {
+      // 403: token unknown (runner deleted or token reset); 422: the runner's project or group is gone.
+      if (!isApi(err, 403, 422)) throw err;
+      if (rec.mode === 'shared') {
+        sharedBroken = `gitlab.runnerToken was rejected by GitLab (${err.message}): the runner was deleted or its token reset; put a valid glrt- token in the reference`;
+        throw new Error(sharedBroken);
+      }
+      if (!settings || mode !== rec.mode || (mode !== 'access' && mode !== 'registration')) {
+        throw new Error(`the token of runner #${rec.id ?? '?'} was rejected (${err.message}) and gitlab has no token to create a new one`);
+      }
+      await createRunner(node, mode, settings, `the token of #${rec.id ?? '?'} was rejected (${err.status})`, rec.systemId, rec, true);
+      return false;
+    }
+  };
+
+  const run = async (a: RegistrationAction): Promise<void> => {
+    switch (a.kind) {
+      case 'blocked':
+        throw new Error(a.reason);
+      case 'verify':
+        await verifyOrReplace(a.node, a.record, a.settings);
+        return;
+      case 'create':
+        await createRunner(a.node, a.mode, a.settings, a.reason, a.systemId, a.replaces);
+        return;
+      case 'update': {
+        if (!(await verifyOrReplace(a.node, a.record, a.settings))) return;
+        if (!updateForbidden && secret && a.record.id !== undefined) {
+          try {
+            const params = createParams(a.settings, a.node);
+            delete params.maintenance_note;
+            if (a.settings.maximumTimeout === null && a.record.settings?.maximumTimeout != null) params.maximum_timeout = null;
+            await api.updateRunner(secret, a.record.id, params);
+            a.record.settings = a.settings;
+            await ledger.commit();
+            changed(a.node, 'update runner', `${a.node}: updated runner #${a.record.id}: ${a.changed.join(', ')}`);
+            return;
+          } catch (err) {
+            if (isApi(err, 404)) {
+              await createRunner(a.node, 'access', a.settings, `runner #${a.record.id} is gone`, a.record.systemId, a.record, true);
+              return;
+            }
+            if (!isApi(err, 401, 403)) throw err;
+            // Nodes run side by side, so several may have asked; say it once.
+            if (!updateForbidden) warn(a.node, `gitlab.accessToken may not update runners (${err.message}; needs the manage_runner or api scope): re-creating runners whose settings changed instead`);
+            updateForbidden = true;
+          }
+        }
+        await createRunner(a.node, 'access', a.settings, a.changed.join(', '), a.record.systemId, a.record);
+        return;
+      }
+      case 'join': {
+        if (sharedBroken) throw new Error(sharedBroken);
+        if (!secret) throw new Error('no gitlab.runnerToken');
+        const systemId = a.systemId ?? makeSystemId();
+        let creds;
+        try {
+          creds = await api.verifyRunner(secret, systemId);
+        } catch (err) {
+          if (isApi(err, 403, 422)) {
+            sharedBroken = `gitlab.runnerToken was rejected by GitLab (${err.message}): create a runner in GitLab (or use gitlab.accessToken) and put its glrt- token in the reference`;
+            throw new Error(sharedBroken);
+          }
+          throw err;
+        }
+        const rec: RunnerRecord = {
+          node: a.node,
+          mode: 'shared',
+          id: creds.id || undefined,
+          token: secret,
+          systemId,
+          settings: null,
+          createdAt: now(),
+          tokenExpiresAt: creds.tokenExpiresAt,
+        };
+        ledger.add(rec);
+        if (a.replaces) a.replaces.retiredAt = now();
+        try {
+          await ledger.commit();
+        } catch (err) {
+          ledger.drop(rec);
+          if (a.replaces) delete a.replaces.retiredAt;
+          await api.deleteRunnerManager(secret, systemId).catch(() => undefined);
+          throw new Error(`joined runner #${creds.id} but could not save the record (${messageOf(err)}); left it again`);
+        }
+        changed(a.node, 'join shared runner', `${a.node}: registered as manager ${systemId} of runner #${creds.id} (${a.reason})`);
+        if (a.replaces) await deleteRecord(a.node, a.replaces, `node now uses ${describeMode('shared')}`);
+        return;
+      }
+      case 'delete':
+        await deleteRecord(a.node, a.record, a.reason);
+        return;
+    }
+  };
+
+  // One node's actions run in order (its new runner before its old one's delete); nodes run side by side.
+  const byNode = new Map<string, RegistrationAction[]>();
+  for (const a of actions) byNode.set(a.node, [...(byNode.get(a.node) ?? []), a]);
+  await mapPool([...byNode.entries()], opts.concurrency ?? 4, async ([node, list]) => {
+    for (const a of list) {
+      try {
+        await run(a);
+      } catch (err) {
+        fail(node, messageOf(err));
+      }
+    }
+  });
+
+  return { records: ledger.snapshot(), changes, errors, warnings, actions };
+}
+
