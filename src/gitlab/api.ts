@@ -135,7 +135,7 @@ export class GitlabApi implements GitlabRunnerApi {
     const body: Record<string, unknown> = { token };
     if (systemId) body.system_id = systemId;
     const res = await this.request<Record<string, unknown>>('POST', '/runners/verify', { body, idempotent: true });
-    // Older GitLab answers verify with an empty body; the token we sent is still the token.
+    // Tolerate a verify answer without a body (the old docs showed none): the token we sent is still the token.
     const data = res.data && typeof res.data === 'object' ? res.data : {};
     return credentials({ token, ...data, id: data.id ?? 0 }, 'POST /runners/verify');
   }
