@@ -1,0 +1,121 @@
+// CLI for the local test fleet: up, down, status, exec. The work is in scripts/testbed/fleet.ts.
+import { NODE_KINDS, down, getNode, status, up, type FleetStatus, type NodeKind } from './testbed/fleet.js';
+import { nodeCommand } from './testbed/node.js';
+import { runInherit } from './testbed/procs.js';
+
+const USAGE = `usage: npx tsx scripts/testbed.ts <command>
+  up [--nodes N] [--kinds apt,snap,none] [--json]   start the fleet (tears down a running one first)
+  down                                                stop everything and remove the state directory
+  status [--json]                                     what runs, and its memory per node
+  exec NODE -- CMD...                                 run CMD as root inside NODE
+State directory: $RUNNER_FLEET_TESTBED or /var/tmp/runner-fleet-testbed`;
+
+class UsageError extends Error {}
+
+const stderrLog = (msg: string) => process.stderr.write(`[testbed] ${msg}\n`);
+
+function parseFlags(args: string[], allowed: Record<string, 'flag' | 'value'>): Record<string, string | true> {
+  const out: Record<string, string | true> = {};
+  for (let i = 0; i < args.length; i++) {
+    const [name, inline] = args[i].split(/=(.*)/s, 2);
+    const kind = allowed[name];
+    if (!kind) throw new UsageError(`unknown argument ${args[i]}`);
+    if (kind === 'flag') out[name] = true;
+    else {
+      const value = inline ?? args[++i];
+      if (value === undefined) throw new UsageError(`${name} needs a value`);
+      out[name] = value;
+    }
+  }
+  return out;
+}
+
+function parseKinds(text: string): NodeKind[] {
+  const kinds = text.split(',').map((k) => k.trim()).filter(Boolean);
+  const bad = kinds.filter((k) => !NODE_KINDS.includes(k as NodeKind));
+  if (kinds.length === 0 || bad.length > 0) throw new UsageError(`--kinds: expected a list of ${NODE_KINDS.join(', ')}, got ${text}`);
+  return kinds as NodeKind[];
+}
+
+const mib = (kb: number) => (kb / 1024).toFixed(1);
+
+function printStatus(s: FleetStatus): void {
+  if (s.nodes.length === 0) {
+    console.log(`test fleet is down (${s.stateRoot})`);
+    return;
+  }
+  console.log(`test fleet ${s.up ? 'up' : 'partly down'}: ${s.stateRoot}`);
+  console.log(`inventory ${s.inventory}; registry ${s.registry || '-'}; services ${s.services.join(', ') || '-'}`);
+  const rows = [
+    ['NODE', 'ADDRESS', 'STARTED AS', 'INSTALLED', 'SSHD', 'DOCKERD', 'PROCS', 'RSS MiB', 'PSS MiB'],
+    ...s.nodes.map((n) => [
+      n.name, `${n.host}:${n.port}`, n.docker, n.installed, String(n.sshdPid ?? '-'), String(n.dockerdPid ?? '-'),
+      String(n.processes), mib(n.rssKb), mib(n.pssKb),
+    ]),
+  ];
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
+  const n = s.nodes.length;
+  console.log(`total RSS ${mib(s.total.rssKb)} MiB, PSS ${mib(s.total.pssKb)} MiB; per node RSS ${mib(s.total.rssKb / n)} MiB, PSS ${mib(s.total.pssKb / n)} MiB`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'up': {
+      const f = parseFlags(rest, { '--nodes': 'value', '--kinds': 'value', '--json': 'flag' });
+      let nodes: number | undefined;
+      if (f['--nodes'] !== undefined) {
+        nodes = Number(f['--nodes']);
+        if (!Number.isInteger(nodes) || nodes < 1) throw new UsageError(`--nodes: expected a positive integer, got ${f['--nodes']}`);
+      }
+      const kinds = typeof f['--kinds'] === 'string' ? parseKinds(f['--kinds']) : undefined;
+      const fleet = await up({ nodes, kinds, log: stderrLog });
+      if (f['--json']) console.log(JSON.stringify(fleet));
+      else {
+        for (const n of fleet.nodes) console.log(`${n.name}  ${n.host}:${n.port}  docker=${n.docker}`);
+        console.log(`registry ${fleet.registry}\ninventory ${fleet.inventory}`);
+      }
+      return 0;
+    }
+    case 'down':
+      parseFlags(rest, {});
+      await down({ log: stderrLog });
+      return 0;
+    case 'status': {
+      const f = parseFlags(rest, { '--json': 'flag' });
+      const s = status();
+      if (f['--json']) console.log(JSON.stringify(s));
+      else printStatus(s);
+      return 0;
+    }
+    case 'exec': {
+      const sep = rest.indexOf('--');
+      const name = rest[0];
+      if (!name || name === '--' || sep !== 1 || rest.length < 3) throw new UsageError('exec: expected NODE -- CMD...');
+      const env: Record<string, string> = process.env.TERM ? { TERM: process.env.TERM } : {};
+      const [cmd, args] = nodeCommand(getNode(name), rest.slice(2), env);
+      return runInherit(cmd, args, { cwd: '/' });
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    if (err instanceof UsageError) {
+      console.error(`${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    console.error(`testbed: ${err.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,334 @@
+// The local test fleet's API: up, down, status, and the helpers tests use to run commands on nodes and poke at them.
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureHost } from './host.js';
+import { buildImageTar } from './image.js';
+import { writeInventory } from './inventory.js';
+import {
+  dockerPidFiles, execInNode, logTail, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
+  type NodeInfo, type NodeRecord,
+} from './node.js';
+import { NODE_KINDS, ROOT_MARKER, files, nodeDir, nodeFile as nodePath, stateRoot, type NodeKind } from './paths.js';
+import {
+  listProcesses, memoryOf, mountNamespace, processInfo, processesOf, run, terminate, type RunResult,
+} from './procs.js';
+import { DEFAULT_SERVICES, recordedDaemons, serviceContext, type InventoryFields, type TestbedService } from './services.js';
+
+export type { NodeInfo, NodeKind, TestbedService, InventoryFields };
+export { NODE_KINDS };
+
+export interface UpOptions {
+  /** default: as many as kinds */
+  nodes?: number;
+  /** repeated in order over the nodes; default apt, snap, none */
+  kinds?: NodeKind[];
+  /** default DEFAULT_SERVICES (the registry); started in order after the nodes */
+  services?: TestbedService[];
+  log?: (msg: string) => void;
+}
+
+export interface FleetInfo {
+  inventory: string;
+  /** host:port of the test registry */
+  registry: string;
+  nodes: NodeInfo[];
+}
+
+/** fleet.json: what up started, so that any later process can find it. */
+interface FleetState extends FleetInfo {
+  version: 1;
+  nodes: NodeRecord[];
+  services: string[];
+}
+
+const quiet = (): void => {};
+
+function readState(root = stateRoot()): FleetState | undefined {
+  try {
+    return JSON.parse(readFileSync(files.fleet(root), 'utf8')) as FleetState;
+  } catch {
+    return undefined;
+  }
+}
+
+function saveState(state: FleetState, root: string): void {
+  // rename: a reader never sees half a file
+  writeFileSync(`${files.fleet(root)}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${files.fleet(root)}.tmp`, files.fleet(root));
+}
+
+/** Runs fn over items, at most `limit` at a time; the first failure wins, after the others settle. */
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  const errors: unknown[] = [];
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+      try {
+        await fn(item);
+      } catch (err) {
+        errors.push(err);
+        queue.length = 0;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length > 0) throw errors[0];
+}
+
+/**
+ * Brings the fleet up from nothing. An existing fleet (same state root) is torn down first, so every
+ * up starts clean and a failed up leaves nothing running.
+ */
+export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
+  const log = opts.log ?? quiet;
+  const kinds = opts.kinds ?? [...NODE_KINDS];
+  const planned = planNodes(opts.nodes ?? kinds.length, kinds);
+  const services = opts.services ?? DEFAULT_SERVICES;
+  const root = stateRoot();
+
+  await down({ services, log });
+  await ensureHost(log);
+  mkdirSync(root, { recursive: true });
+  // pi's sshd session reads authorized_keys as pi: the path must be traversable.
+  chmodSync(root, 0o755);
+  writeFileSync(join(root, ROOT_MARKER), 'state of scripts/testbed.ts; `down` removes this directory\n');
+  const state: FleetState = { version: 1, inventory: files.inventory(root), registry: '', nodes: [], services: [] };
+
+  try {
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'runner-fleet-testbed', '-f', files.identity(root)]);
+    writeFileSync(files.authorizedKeys(root), readFileSync(`${files.identity(root)}.pub`), { mode: 0o644 });
+    const dpkg = readDpkgViews();
+    mkdirSync(join(root, 'host'), { recursive: true });
+    writeFileSync(files.dockerIoStanza(root), dpkg.dockerStanza);
+    mkdirSync(join(root, 'image'), { recursive: true });
+    await buildImageTar(files.imageTar(root));
+
+    log(`starting ${planned.length} node(s)`);
+    await pool(planned, 8, async (node) => {
+      await prepareNodeDir(node, root, dpkg);
+      const record: NodeRecord = { ...node, ...(await startNamespace(node, root)) };
+      state.nodes.push(record);
+      await startSshd(record, root);
+    });
+    const order = (n: NodeInfo) => planned.findIndex((p) => p.name === n.name);
+    state.nodes.sort((a, b) => order(a) - order(b));
+    saveState(state, root);
+    writeKnownHosts(state.nodes, root);
+
+    // The starting point of each kind, installed through the stand-ins as a person would have.
+    const withDocker = state.nodes.filter((n) => n.docker !== 'none');
+    log(`starting dockerd on ${withDocker.map((n) => n.name).join(', ') || 'no node'}`);
+    await pool(withDocker, 4, async (node) => {
+      const argv = node.docker === 'apt' ? ['systemctl', 'start', 'docker'] : ['snap', 'install', 'docker'];
+      const res = await execInNode(node, argv);
+      if (res.code !== 0) {
+        const log = nodePath(node.name, node.docker === 'apt' ? '/var/log/docker.log' : '/var/log/snap.docker.dockerd.log', root);
+        throw new Error(`${node.name}: \`${argv.join(' ')}\` exited ${res.code}: ${res.stderr.trim()}\n${logTail(log)}`);
+      }
+    });
+
+    const fields: InventoryFields[] = [];
+    for (const service of services) {
+      const ctx = serviceContext(service, root, planned, log);
+      mkdirSync(ctx.dir, { recursive: true });
+      state.services.push(service.name);
+      saveState(state, root);
+      fields.push(await service.start(ctx));
+    }
+    const inventoryText = writeInventory(state.inventory, { nodes: planned, identityFile: files.identity(root), knownHosts: files.knownHosts(root) }, fields);
+    const registries = fields.flatMap((f) => (Array.isArray(f.gitlab?.registry) ? (f.gitlab.registry as string[]) : []));
+    state.registry = registries.at(-1) ?? '';
+    saveState(state, root);
+    log(`inventory ${state.inventory} (${inventoryText.split('\n').length} lines)`);
+    return info(state);
+  } catch (err) {
+    log(`up failed, tearing down: ${(err as Error).message.split('\n')[0]}`);
+    await down({ services, log }).catch((e: Error) => log(`down after failed up: ${e.message}`));
+    throw err;
+  }
+}
+
+function info(state: FleetState): FleetInfo {
+  return {
+    inventory: state.inventory,
+    registry: state.registry,
+    nodes: state.nodes.map(({ name, host, port, docker }) => ({ name, host, port, docker })),
+  };
+}
+
+function writeKnownHosts(nodes: NodeRecord[], root: string): void {
+  const lines = nodes.map((n) => {
+    const [type, key] = readFileSync(join(nodeDir(n.name, root), 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/);
+    return `[${n.host}]:${n.port} ${type} ${key}`;
+  });
+  writeFileSync(files.knownHosts(root), `${lines.join('\n')}\n`);
+}
+
+/**
+ * Stops everything up started (services, then every process in every node's namespace, containers
+ * included) and removes the state root. Safe to call when nothing is up, and twice.
+ */
+export async function down(opts: { services?: TestbedService[]; log?: (msg: string) => void } = {}): Promise<void> {
+  const log = opts.log ?? quiet;
+  const root = stateRoot();
+  const state = readState(root);
+  const errors: string[] = [];
+  const nodes = state?.nodes ?? [];
+
+  for (const service of [...(opts.services ?? DEFAULT_SERVICES)].reverse()) {
+    try {
+      await service.stop(serviceContext(service, root, nodes, log));
+    } catch (err) {
+      errors.push(`${service.name}: ${(err as Error).message}`);
+    }
+  }
+
+  const hostNs = mountNamespace('self');
+  const procs = listProcesses();
+  const namespaces = new Set(nodes.map((n) => n.mntns));
+  // Also what a lost or older fleet.json does not list: any namespace whose processes name the state root.
+  for (const p of procs) if (p.cmdline.includes(`${root}/`) && p.mntns !== hostNs) namespaces.add(p.mntns);
+  if (hostNs) namespaces.delete(hostNs);
+  const victims = new Set(processesOf(namespaces, procs).map((p) => p.pid));
+  const servicesDir = files.services(root);
+  if (existsSync(servicesDir)) for (const d of readdirSync(servicesDir)) for (const pid of recordedDaemons(join(servicesDir, d))) victims.add(pid);
+  victims.delete(process.pid);
+  if (victims.size > 0) {
+    log(`stopping ${victims.size} process(es)`);
+    // dockerd gets a moment to stop its containers and containerd; the rest is killed after it.
+    await terminate([...victims], 3000);
+  }
+
+  if (existsSync(root)) {
+    if (existsSync(join(root, ROOT_MARKER))) {
+      rmSync(root, { recursive: true, force: true });
+    } else if (readdirSync(root).length > 0) {
+      errors.push(`${root} exists but is not a test fleet state root (no ${ROOT_MARKER}); not removing it`);
+    }
+  }
+  if (errors.length > 0) throw new Error(`down: ${errors.join('; ')}`);
+}
+
+export interface NodeStatus extends NodeInfo {
+  /** what is installed now: apt if dpkg says docker.io is, snap if the docker snap is, else none */
+  installed: NodeKind;
+  sshdPid?: number;
+  dockerdPid?: number;
+  processes: number;
+  rssKb: number;
+  pssKb: number;
+}
+
+export interface FleetStatus {
+  up: boolean;
+  stateRoot: string;
+  inventory?: string;
+  registry?: string;
+  services: string[];
+  nodes: NodeStatus[];
+  total: { rssKb: number; pssKb: number };
+}
+
+export function status(): FleetStatus {
+  const root = stateRoot();
+  const state = readState(root);
+  if (!state) return { up: false, stateRoot: root, services: [], nodes: [], total: { rssKb: 0, pssKb: 0 } };
+  const procs = listProcesses();
+  const nodes = state.nodes.map((n): NodeStatus => {
+    const mine = processesOf(new Set([n.mntns]), procs).map((p) => p.pid);
+    return {
+      name: n.name,
+      host: n.host,
+      port: n.port,
+      docker: n.docker,
+      installed: installedKind(n.name, root),
+      sshdPid: sshdPid(n, root),
+      dockerdPid: nodeDockerPid(n.name),
+      processes: mine.length,
+      ...memoryOf(mine),
+    };
+  });
+  return {
+    up: nodes.length > 0 && nodes.every((n) => n.processes > 0),
+    stateRoot: root,
+    inventory: state.inventory,
+    registry: state.registry,
+    services: state.services,
+    nodes,
+    total: { rssKb: sum(nodes.map((n) => n.rssKb)), pssKb: sum(nodes.map((n) => n.pssKb)) },
+  };
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+function installedKind(name: string, root: string): NodeKind {
+  try {
+    const status = readFileSync(nodePath(name, '/var/lib/dpkg/status', root), 'utf8');
+    if (/^Package: docker\.io\nStatus: install ok installed$/m.test(status)) return 'apt';
+    if (readdirSync(nodePath(name, '/var/lib/snapd/snaps', root)).some((f) => /^docker_\d+\.snap$/.test(f))) return 'snap';
+  } catch {
+    // node directory gone
+  }
+  return 'none';
+}
+
+/** The running node, or an error that says why not. */
+export function getNode(name: string): NodeRecord {
+  const state = readState();
+  if (!state) throw new Error(`the test fleet is not up (no ${files.fleet()})`);
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new Error(`no node named ${name} (nodes: ${state.nodes.map((n) => n.name).join(', ')})`);
+  if (processInfo(node.keeperPid)?.mntns !== node.mntns) throw new Error(`node ${name} is not running (its namespace is gone)`);
+  return node;
+}
+
+/** The fleet that is up, as up returned it. */
+export function fleetInfo(): FleetInfo {
+  const state = readState();
+  if (!state) throw new Error(`the test fleet is not up (no ${files.fleet()})`);
+  return info(state);
+}
+
+/** Runs argv as root inside the node (its mount namespace, PATH with the stand-ins first). Never rejects on exit codes. */
+export function execOnNode(name: string, argv: string[], opts: { input?: string | Buffer } = {}): Promise<RunResult> {
+  return execInNode(getNode(name), argv, opts);
+}
+
+/** Host path of `absPath` as the node sees it (e.g. /etc/docker/daemon.json → <state>/pi1/etc-docker/daemon.json). */
+export function nodeFile(name: string, absPath: string): string {
+  return nodePath(name, absPath);
+}
+
+/** PID of the node's running dockerd (apt's or the snap's), if any. */
+export function nodeDockerPid(name: string): number | undefined {
+  for (const file of dockerPidFiles(name, stateRoot())) {
+    try {
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      if (processInfo(pid)?.comm === 'dockerd') return pid;
+    } catch {
+      // no pidfile
+    }
+  }
+  return undefined;
+}
+
+/** Stops the node's dockerd behind its service manager's back, as a crash or an admin's kill would. */
+export async function stopNodeDockerd(name: string): Promise<void> {
+  const pid = nodeDockerPid(name);
+  if (pid !== undefined) await terminate([pid], 20_000);
+}
+
+/** Stops the node's listening sshd (open sessions continue), so the node is unreachable over SSH. */
+export async function stopNodeSshd(name: string): Promise<void> {
+  await stopSshd(getNode(name), stateRoot());
+}
+
+export async function startNodeSshd(name: string): Promise<void> {
+  await startSshd(getNode(name), stateRoot());
+}
+
+/** Imports the busybox test image into the node's dockerd as `tag`. */
+export async function seedImage(name: string, tag = 'bb:local'): Promise<void> {
+  const res = await execOnNode(name, ['docker', 'import', '-', tag], { input: readFileSync(files.imageTar()) });
+  if (res.code !== 0) throw new Error(`${name}: docker import failed (exit ${res.code}): ${res.stderr.trim()}`);
+}

@@ -1,0 +1,56 @@
+// Prepares this machine for the test fleet, idempotently: apt packages, the `pi` user and its sudo rule, mount points.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { NODE_MOUNTS } from './paths.js';
+import { run } from './procs.js';
+
+/** What the fleet runs for real. openssh-client brings ssh-keygen and the ssh client the tests use. */
+export const HOST_PACKAGES = [
+  'openssh-server', 'openssh-client', 'sudo', 'docker.io', 'docker-registry', 'busybox-static', 'iproute2', 'util-linux',
+];
+
+const SUDOERS = '/etc/sudoers.d/runner-fleet-testbed';
+const SUDOERS_RULE = '# The runner-fleet test fleet: pi may run anything without a password, like on Raspberry Pi OS.\npi ALL=(ALL) NOPASSWD:ALL\n';
+
+export async function ensureHost(log: (msg: string) => void = () => {}): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the test fleet needs root (namespaces, mounts, a network namespace)');
+  await ensurePackages(HOST_PACKAGES, log);
+  await ensurePiUser(log);
+  ensureSudoRule(log);
+  // Every node mounts its own directory over these; the machine's are only mount points.
+  for (const m of NODE_MOUNTS) {
+    if (!m.file && !existsSync(m.path)) {
+      log(`creating mount point ${m.path}`);
+      mkdirSync(m.path, { recursive: true });
+    }
+  }
+}
+
+async function ensurePackages(packages: string[], log: (msg: string) => void): Promise<void> {
+  const res = await run('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\n', ...packages], { check: false });
+  const installed = new Set(res.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
+  const missing = packages.filter((p) => !installed.has(p));
+  if (missing.length === 0) return;
+  log(`installing ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  await run('apt-get', ['update'], { env });
+  await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env });
+}
+
+async function ensurePiUser(log: (msg: string) => void): Promise<void> {
+  if ((await run('id', ['-u', 'pi'], { check: false })).code !== 0) {
+    log('creating user pi');
+    await run('useradd', ['-m', '-s', '/bin/bash', 'pi']);
+  }
+  // '*' allows key login; useradd's '!' makes sshd refuse the account as locked.
+  const shadow = await run('getent', ['shadow', 'pi']);
+  if (shadow.stdout.split(':')[1] !== '*') await run('usermod', ['-p', '*', 'pi']);
+}
+
+function ensureSudoRule(log: (msg: string) => void): void {
+  if (existsSync(SUDOERS) && readFileSync(SUDOERS, 'utf8') === SUDOERS_RULE) return;
+  log(`writing ${SUDOERS}`);
+  // sudo ignores files with a '.' in their name, so the temporary one is never read half-written.
+  const tmp = `${SUDOERS}.tmp`;
+  writeFileSync(tmp, SUDOERS_RULE, { mode: 0o440 });
+  renameSync(tmp, SUDOERS);
+}

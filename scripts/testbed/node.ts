@@ -1,0 +1,194 @@
+// One test node: its directory, its mount namespace (held by a keeper process), its real sshd, and running commands inside it.
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NODE_MOUNTS, NODE_PATH, files, nodeDir, nodeFile, type NodeKind } from './paths.js';
+import { isAlive, mountNamespace, processInfo, run, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
+
+const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
+
+export interface NodeInfo {
+  name: string;
+  host: string;
+  port: number;
+  /** what is installed when the fleet comes up */
+  docker: NodeKind;
+}
+
+/** A started node, as recorded in fleet.json. */
+export interface NodeRecord extends NodeInfo {
+  /** the process holding the node's mount namespace open */
+  keeperPid: number;
+  /** `mnt:[…]` of that namespace: identifies every process of the node */
+  mntns: string;
+}
+
+/** Node i (from 1) is pi<i> on 127.0.0.(10+i):(2200+i); kinds repeat in order. */
+export function planNodes(count: number, kinds: readonly NodeKind[]): NodeInfo[] {
+  if (!Number.isInteger(count) || count < 1 || count > 200) throw new Error(`--nodes: expected 1 to 200, got ${count}`);
+  if (kinds.length === 0) throw new Error('--kinds: expected at least one of apt, snap, none');
+  return Array.from({ length: count }, (_, k) => ({
+    name: `pi${k + 1}`,
+    host: `127.0.0.${11 + k}`,
+    port: 2201 + k,
+    docker: kinds[k % kinds.length],
+  }));
+}
+
+/** The host's dpkg status, with and without its docker.io stanza, and that stanza. */
+export interface DpkgViews {
+  withDocker: string;
+  withoutDocker: string;
+  dockerStanza: string;
+}
+
+export function readDpkgViews(): DpkgViews {
+  const text = readFileSync('/var/lib/dpkg/status', 'utf8');
+  const stanzas = text.split(/\n{2,}/).filter((s) => s.trim() !== '');
+  const isDocker = (s: string) => /^Package: docker\.io$/m.test(s);
+  const dockerStanza = stanzas.find(isDocker);
+  if (!dockerStanza || !/^Status: install ok installed$/m.test(dockerStanza)) {
+    throw new Error('docker.io is not installed on this machine (dpkg status has no installed docker.io)');
+  }
+  const join2 = (list: string[]) => list.map((s) => `${s.replace(/\n+$/, '')}\n\n`).join('');
+  return { withDocker: join2(stanzas), withoutDocker: join2(stanzas.filter((s) => !isDocker(s))), dockerStanza: `${dockerStanza.replace(/\n+$/, '')}\n` };
+}
+
+/** Lays out `<state>/<node>/`: mount sources, dpkg status, stand-ins, host key, sshd_config. */
+export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgViews): Promise<void> {
+  const dir = nodeDir(node.name, root);
+  for (const m of NODE_MOUNTS) if (!m.file) mkdirSync(join(dir, m.from), { recursive: true, mode: 0o755 });
+  // Privilege separation directory: sshd wants it root-owned and not group/world writable.
+  mkdirSync(join(dir, 'run', 'sshd'), { recursive: true, mode: 0o755 });
+  writeFileSync(join(dir, 'dpkg-status'), node.docker === 'apt' ? dpkg.withDocker : dpkg.withoutDocker);
+  writeFileSync(nodeFile(node.name, '/var/cache/apt/archives/docker.io.stanza', root), dpkg.dockerStanza);
+  for (const f of readdirSync(STANDINS)) {
+    const to = join(dir, 'sbin', f);
+    copyFileSync(join(STANDINS, f), to);
+    chmodSync(to, 0o755);
+  }
+  const hostKey = join(dir, 'ssh_host_ed25519_key');
+  if (!existsSync(hostKey)) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', node.name, '-f', hostKey]);
+  writeFileSync(join(dir, 'sshd_config'), sshdConfig(node, hostKey, root));
+}
+
+function sshdConfig(node: NodeInfo, hostKey: string, root: string): string {
+  return [
+    `# Test node ${node.name}: a real OpenSSH server inside the node's mount namespace. Written by scripts/testbed.`,
+    `Port ${node.port}`,
+    `ListenAddress ${node.host}`,
+    `HostKey ${hostKey}`,
+    // As the node sees it: <state>/<node>/run/sshd.pid.
+    'PidFile /run/sshd.pid',
+    `AuthorizedKeysFile ${files.authorizedKeys(root)}`,
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    // The key files live under the state root, not in a home directory sshd would check.
+    'StrictModes no',
+    'MaxSessions 10',
+    // Without PAM, /etc/environment is not read: this puts the stand-ins first, as sudo's secure_path does.
+    `SetEnv PATH=${NODE_PATH}`,
+    'Subsystem sftp /usr/lib/openssh/sftp-server',
+    '',
+  ].join('\n');
+}
+
+function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Starts the keeper (a `sleep` in a new private mount namespace, named after the node so it can be
+ * found again) and bind-mounts the node's directories inside that namespace.
+ */
+export async function startNamespace(node: NodeInfo, root: string): Promise<{ keeperPid: number; mntns: string }> {
+  const dir = nodeDir(node.name, root);
+  const hostNs = mountNamespace('self');
+  const keeperPid = spawnDaemon(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'bash', '-c', 'exec -a "$0" sleep infinity', `runner-fleet-testbed-node ${dir}`],
+    { log: join(dir, 'keeper.log') },
+  );
+  let mntns: string | undefined;
+  const ready = await waitFor(() => {
+    const p = processInfo(keeperPid);
+    if (p?.comm === 'sleep' && p.mntns !== hostNs) mntns = p.mntns;
+    return mntns !== undefined || !isAlive(keeperPid);
+  }, 10_000, 20);
+  if (!ready || !mntns) throw new Error(`${node.name}: the namespace keeper did not start (see ${join(dir, 'keeper.log')})`);
+  const script = ['set -e', ...NODE_MOUNTS.map((m) => `mount --bind ${shq(join(dir, m.from))} ${shq(m.path)}`)].join('\n');
+  await run('nsenter', ['--target', String(keeperPid), '--mount', '--', 'sh', '-c', script]);
+  return { keeperPid, mntns };
+}
+
+function portOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    sock.setTimeout(1000);
+    sock.once('connect', () => { sock.destroy(); resolve(true); });
+    sock.once('error', () => { sock.destroy(); resolve(false); });
+    sock.once('timeout', () => { sock.destroy(); resolve(false); });
+  });
+}
+
+function tail(path: string, lines = 15): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** The node's listening sshd, from its pidfile. */
+export function sshdPid(node: NodeInfo, root: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(nodeFile(node.name, '/run/sshd.pid', root), 'utf8').trim());
+    return processInfo(pid)?.comm === 'sshd' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startSshd(node: NodeRecord, root: string): Promise<void> {
+  if (sshdPid(node, root) !== undefined) return;
+  const dir = nodeDir(node.name, root);
+  const log = join(dir, 'sshd.log');
+  // sshd re-executes itself for each connection, so it needs its absolute path.
+  const pid = spawnDaemon(
+    'nsenter',
+    ['--target', String(node.keeperPid), '--mount', '--', '/usr/sbin/sshd', '-D', '-f', join(dir, 'sshd_config'), '-E', log],
+    { log: join(dir, 'sshd.out') },
+  );
+  const up = await waitFor(async () => !isAlive(pid) || (await portOpen(node.host, node.port)), 10_000, 50);
+  if (!up || !isAlive(pid)) {
+    throw new Error(`${node.name}: sshd did not start on ${node.host}:${node.port}:\n${tail(log)}\n${tail(join(dir, 'sshd.out'))}`);
+  }
+}
+
+export async function stopSshd(node: NodeInfo, root: string): Promise<void> {
+  const pid = sshdPid(node, root);
+  if (pid === undefined) return;
+  // Only the listener: open sessions go on, as with `systemctl stop ssh`.
+  await terminate([pid], 5000);
+  await waitFor(async () => !(await portOpen(node.host, node.port)), 5000, 50);
+}
+
+/** Runs argv as root inside the node's mount namespace, with the node's PATH and a clean environment. */
+export function nodeCommand(node: NodeRecord, argv: string[], env: Record<string, string> = {}): [string, string[]] {
+  const vars = Object.entries({ PATH: NODE_PATH, HOME: '/root', LANG: 'C.UTF-8', ...env }).map(([k, v]) => `${k}=${v}`);
+  return ['nsenter', ['--target', String(node.keeperPid), '--mount', '--', 'env', '-i', ...vars, ...argv]];
+}
+
+export async function execInNode(node: NodeRecord, argv: string[], opts: { input?: string | Buffer } = {}): Promise<RunResult> {
+  const [cmd, args] = nodeCommand(node, argv);
+  return run(cmd, args, { input: opts.input, cwd: '/', check: false });
+}
+
+/** Host paths of the node's dockerd pidfiles, apt's and the snap's. */
+export function dockerPidFiles(name: string, root: string): string[] {
+  return [nodeFile(name, '/run/docker.pid', root), nodeFile(name, '/run/snap.docker/docker.pid', root)];
+}
+
+export { tail as logTail };

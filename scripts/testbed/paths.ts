@@ -1,0 +1,66 @@
+// Where the test fleet keeps its state, and how a path as a node sees it maps to a path on this machine.
+import { join, posix } from 'node:path';
+
+export type NodeKind = 'apt' | 'snap' | 'none';
+export const NODE_KINDS: readonly NodeKind[] = ['apt', 'snap', 'none'];
+
+export function stateRoot(): string {
+  return process.env.RUNNER_FLEET_TESTBED ?? '/var/tmp/runner-fleet-testbed';
+}
+
+/** Present in a state root we made; `down` removes only a directory that has it. */
+export const ROOT_MARKER = '.runner-fleet-testbed';
+
+export const files = {
+  fleet: (root = stateRoot()) => join(root, 'fleet.json'),
+  inventory: (root = stateRoot()) => join(root, 'inventory.yaml'),
+  identity: (root = stateRoot()) => join(root, 'id_ed25519'),
+  authorizedKeys: (root = stateRoot()) => join(root, 'authorized_keys'),
+  knownHosts: (root = stateRoot()) => join(root, 'known_hosts'),
+  imageTar: (root = stateRoot()) => join(root, 'image', 'bb.tar'),
+  /** the host's real docker.io stanza from /var/lib/dpkg/status, what apt-get "installs" */
+  dockerIoStanza: (root = stateRoot()) => join(root, 'host', 'docker.io.stanza'),
+  services: (root = stateRoot()) => join(root, 'services'),
+};
+
+export function nodeDir(name: string, root = stateRoot()): string {
+  return join(root, name);
+}
+
+/**
+ * The node's private view of the file system: each entry is bind-mounted from `<state>/<node>/<from>`
+ * over `path` inside the node's mount namespace. Everything else is the machine's own, shared by all nodes.
+ */
+export const NODE_MOUNTS: readonly { path: string; from: string; file?: boolean }[] = [
+  { path: '/etc/docker', from: 'etc-docker' },
+  { path: '/var/lib/docker', from: 'var-lib-docker' },
+  { path: '/var/snap', from: 'var-snap' },
+  { path: '/snap', from: 'snap' },
+  { path: '/var/lib/snapd', from: 'var-lib-snapd' },
+  { path: '/var/log', from: 'var-log' },
+  { path: '/var/cache/apt/archives', from: 'apt-archives' },
+  { path: '/var/lib/dpkg/status', from: 'dpkg-status', file: true },
+  { path: '/usr/local/sbin', from: 'sbin' },
+  // Last, so that a state root under /run is still reachable while the mounts above are made.
+  { path: '/run', from: 'run' },
+];
+
+/** The PATH of every command on a node: the stand-ins in /usr/local/sbin come first, like sudo's secure_path. */
+export const NODE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * Host path of `absPath` as node `name` sees it, e.g. `/etc/docker/daemon.json` →
+ * `<state>/pi1/etc-docker/daemon.json`. A path outside the node's own mounts is the machine's, returned as is.
+ */
+export function nodeFile(name: string, absPath: string, root = stateRoot()): string {
+  if (!posix.isAbsolute(absPath)) throw new Error(`nodeFile: expected an absolute path, got ${absPath}`);
+  let p = posix.normalize(absPath);
+  // Debian: /var/run is a symlink to /run.
+  if (p === '/var/run' || p.startsWith('/var/run/')) p = p.slice('/var'.length);
+  let best: (typeof NODE_MOUNTS)[number] | undefined;
+  for (const m of NODE_MOUNTS) {
+    if ((p === m.path || p.startsWith(`${m.path}/`)) && (!best || m.path.length > best.path.length)) best = m;
+  }
+  if (!best) return p;
+  return join(nodeDir(name, root), best.from, p.slice(best.path.length));
+}

@@ -1,0 +1,74 @@
+// The extension point of `up`: services that start once the nodes run (registry, GitLab stand-in, test cluster) and add inventory fields.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NodeInfo } from './node.js';
+import { processInfo, spawnDaemon } from './procs.js';
+import { registryService } from './registry.js';
+
+/**
+ * Inventory YAML fields a service contributes, in the file's own shape (src/inventory/schema.ts).
+ * Objects merge key by key over the base inventory; a list or a scalar replaces what was there.
+ */
+export interface InventoryFields {
+  gitlab?: Record<string, unknown>;
+  ssh?: Record<string, unknown>;
+  kubernetes?: Record<string, unknown>;
+  runners?: Record<string, unknown>;
+}
+
+export interface ServiceContext {
+  stateRoot: string;
+  /** `<state>/services/<name>`, created before start; removed with the state root */
+  dir: string;
+  /** the fleet's nodes (running when start is called) */
+  nodes: NodeInfo[];
+  log: (msg: string) => void;
+  /**
+   * Starts a detached process (stdio to `<dir>/<label>.log`) and records it, so `down` kills it even if
+   * the service's own stop cannot. Returns its PID.
+   */
+  spawnDaemon: (label: string, cmd: string, args: string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string }) => number;
+}
+
+export interface TestbedService {
+  name: string;
+  start(ctx: ServiceContext): Promise<InventoryFields>;
+  /** Must be safe to call when the service is not running, or twice. */
+  stop(ctx: ServiceContext): Promise<void>;
+}
+
+/** What `up` starts unless told otherwise; the GitLab stand-in and the test cluster join this list. */
+export const DEFAULT_SERVICES: TestbedService[] = [registryService];
+
+const PIDS = 'daemons.pids';
+
+export function serviceContext(service: TestbedService, stateRoot: string, nodes: NodeInfo[], log: (msg: string) => void): ServiceContext {
+  const dir = join(stateRoot, 'services', service.name);
+  return {
+    stateRoot,
+    dir,
+    nodes,
+    log,
+    spawnDaemon(label, cmd, args, opts = {}) {
+      const pid = spawnDaemon(cmd, args, { log: join(dir, `${label}.log`), ...opts });
+      const start = processInfo(pid)?.startTime ?? 0;
+      writeFileSync(join(dir, PIDS), `${pid} ${start} ${label}\n`, { flag: 'a' });
+      return pid;
+    },
+  };
+}
+
+/** PIDs a service started through its context that are still the same processes. */
+export function recordedDaemons(dir: string): number[] {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, PIDS), 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .map((l) => l.split(' ').map(Number))
+    .filter(([pid, start]) => pid > 0 && processInfo(pid)?.startTime === start)
+    .map(([pid]) => pid);
+}
