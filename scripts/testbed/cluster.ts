@@ -203,28 +203,26 @@ export async function stopCluster(stateDir: string): Promise<void> {
 }
 
 /**
- * Makes a node report Ready=False (via the kwok stage keyed on NOT_READY_LABEL) or Ready again, and waits
- * until the cluster shows it: NotReady also waits for the node controller to mark the node's pods NotReady;
- * Ready deletes the node's pods, because kwok (unlike a kubelet) never reports an existing pod Ready again.
+ * Makes a node's "kubelet" (kwok, via the stage keyed on NOT_READY_LABEL) report Ready=False, or Ready again,
+ * and waits until the Node shows it. Pods on it keep their last status, as with a real kubelet that reports
+ * trouble; on the way back, pods left NotReady are deleted for the DaemonSet to recreate, because kwok (unlike
+ * a kubelet) never reports an existing pod Ready again.
  */
 export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 30): Promise<void> {
   const client = ApiClient.fromKubeconfig(kubeconfig);
   await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
   const deadline = Date.now() + timeoutSec * 1000;
-  const podsPath = `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`;
   for (;;) {
     const node = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson;
-    if (nodeReady(node) === ready) {
-      if (ready) break;
-      const pods = (await client.send('GET', podsPath)) as { items: PodJson[] };
-      if (pods.items.every((p) => !podReady(p))) break;
-    }
+    const tainted = (node.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'));
+    // Ready again also means the node controller lifted its not-ready taints, or nothing schedules there.
+    if (nodeReady(node) === ready && (!ready || !tainted)) break;
     if (Date.now() > deadline) throw new Error(`node ${name} did not become ${ready ? 'Ready' : 'NotReady'} within ${timeoutSec}s`);
     await sleep(200);
   }
   if (ready) {
-    const pods = (await client.send('GET', podsPath)) as { items: PodJson[] };
-    for (const p of pods.items) {
+    const pods = (await client.send('GET', `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`)) as { items: PodJson[] };
+    for (const p of pods.items.filter((x) => !podReady(x))) {
       await client.send('DELETE', `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 0 }, 'application/json', [404]);
     }
   }

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import {
   ApiException,
   AppsV1Api,
+  FetchError,
   CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
@@ -161,18 +162,22 @@ export class KubeClient {
     return (await this.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })) !== undefined;
   }
 
+  /** Objects of one kind (in a namespace, or everywhere), each with apiVersion and kind filled in. */
+  async listObjects(apiVersion: string, kind: string, namespace?: string, labelSelector?: string): Promise<KubeObject[]> {
+    try {
+      const list = await this.objects.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+      // List items come without apiVersion/kind.
+      return list.items.map((item) => ({ ...plain(item), apiVersion, kind }));
+    } catch (err) {
+      throw this.toApiError(err, `list ${kind}${namespace ? ` in ${namespace}` : ''}`);
+    }
+  }
+
   /** Our objects in the namespace (label app.kubernetes.io/managed-by=runner-fleet), of the kinds we create. */
   async listManaged(namespace: string): Promise<KubeObject[]> {
     const out: KubeObject[] = [];
     for (const { apiVersion, kind } of PRUNABLE_KINDS) {
-      try {
-        const list = await this.objects.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, `${MANAGED_BY_LABEL}=${MANAGED_BY}`);
-        // List items come without apiVersion/kind.
-        for (const item of list.items) out.push({ ...plain(item), apiVersion, kind });
-      } catch (err) {
-        if (statusOf(err) === 404) continue; // namespace gone
-        throw this.toApiError(err, `list ${kind} in ${namespace}`);
-      }
+      out.push(...(await this.listObjects(apiVersion, kind, namespace, `${MANAGED_BY_LABEL}=${MANAGED_BY}`)));
     }
     // The records Secret is registration's store, never converge's to remove, even if someone labels it.
     return out.filter((o) => !(o.kind === 'Secret' && o.metadata.name === RECORDS_SECRET));
@@ -232,12 +237,13 @@ export class KubeClient {
     } catch (err) {
       throw this.toApiError(err, `list pods in ${namespace}`);
     }
-    return rolloutState(ds, pods, nodes);
+    const nodeReady = Object.fromEntries((await this.listNodes()).map((n) => [n.name, n.ready]));
+    return rolloutState(ds, pods, nodes, nodeReady);
   }
 
   /**
-   * Waits like `kubectl rollout status`, and also until each of `nodes` has a current Ready pod. On timeout
-   * throws RolloutTimeoutError naming the nodes still behind (and those that are NotReady themselves).
+   * Waits like `kubectl rollout status`, and also until each of `nodes` is Ready with a current Ready pod.
+   * On timeout throws RolloutTimeoutError naming the nodes still behind and why.
    */
   async waitForDaemonSet(namespace: string, name: string, nodes: string[], opts: WaitOptions): Promise<void> {
     const deadline = Date.now() + opts.timeoutSeconds * 1000;
@@ -248,10 +254,7 @@ export class KubeClient {
       if (Date.now() >= deadline) {
         const id = `${namespace}/${name}`;
         if (!state) throw new RolloutTimeoutError(id, opts.timeoutSeconds, nodes, 'the DaemonSet does not exist');
-        const nodeInfo = await this.listNodes().catch(() => [] as NodeInfo[]);
-        const notes = Object.fromEntries(nodeInfo.filter((n) => !n.ready).map((n) => [n.name, 'node NotReady']));
-        for (const b of state.behind) if (!nodeInfo.some((n) => n.name === b.node)) notes[b.node] = 'no such node in the cluster';
-        throw new RolloutTimeoutError(id, opts.timeoutSeconds, state.behind.map((b) => b.node), describeBehind(state, notes));
+        throw new RolloutTimeoutError(id, opts.timeoutSeconds, state.behind.map((b) => b.node), describeBehind(state));
       }
       await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
     }
@@ -288,9 +291,12 @@ export function toApiError(err: unknown, doing: string, server = ''): ApiError {
     return new ApiError('kubernetes', err.code, redact(`${doing}: ${reason}${message ? `: ${message}` : ''}`));
   }
   const e = err as { message?: string; code?: string; cause?: { code?: string } };
-  const code = e.code ?? e.cause?.code;
-  const text = code ? `${code}` : (e.message ?? String(err)).split('\n')[0];
-  return new ApiError('kubernetes', 0, redact(`${doing}: cannot reach ${server || 'the cluster'} (${text})`));
+  const first = (e.message ?? String(err)).split('\n')[0];
+  if (err instanceof FetchError || /^E[A-Z]+$/.test(e.code ?? '')) {
+    // node-fetch's message repeats the URL; the code (ECONNREFUSED, CERT_HAS_EXPIRED, …) says it all.
+    return new ApiError('kubernetes', 0, redact(`${doing}: cannot reach ${server || 'the cluster'} (${e.code ?? e.cause?.code ?? first})`));
+  }
+  return new ApiError('kubernetes', 0, redact(`${doing}: ${first}`));
 }
 
 function statusOf(err: unknown): number | undefined {

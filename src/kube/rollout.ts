@@ -33,9 +33,12 @@ const POD_TEMPLATE_GENERATION_LABEL = 'pod-template-generation';
  * Done when the status says so, as `kubectl rollout status` judges it (observedGeneration caught up,
  * every scheduled pod updated and available), and every inventory node has a current pod that is Ready.
  * The second half matters: a node the scheduler may not use (NotReady, tainted) drops out of
- * desiredNumberScheduled, so the status alone would call a rollout done that skipped a node.
+ * desiredNumberScheduled, so the status alone would call a rollout done that skipped a node. A node whose
+ * kubelet reports NotReady (`nodeReady[node] === false`) counts as behind even with a pod that last said
+ * Ready: nobody vouches for that pod any more (the node controller only marks pods NotReady when the
+ * kubelet goes silent, not when it reports trouble).
  */
-export function rolloutState(ds: DaemonSetView, pods: PodView[], nodes: string[]): RolloutState {
+export function rolloutState(ds: DaemonSetView, pods: PodView[], nodes: string[], nodeReady: Record<string, boolean> = {}): RolloutState {
   const s = ds.status ?? {};
   const desired = s.desiredNumberScheduled ?? 0;
   let waitingFor: string | undefined;
@@ -46,6 +49,10 @@ export function rolloutState(ds: DaemonSetView, pods: PodView[], nodes: string[]
   const generation = ds.metadata.annotations?.[TEMPLATE_GENERATION_ANNOTATION];
   const behind: RolloutState['behind'] = [];
   for (const node of nodes) {
+    if (nodeReady[node] === false) {
+      behind.push({ node, why: 'node NotReady' });
+      continue;
+    }
     const onNode = pods.filter((p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp);
     if (onNode.length === 0) {
       behind.push({ node, why: 'no pod' });
