@@ -71,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const kinds = typeof f['--kinds'] === 'string' ? parseKinds(f['--kinds']) : undefined;
       const fleet = await up({ nodes, kinds, log: stderrLog });
-      if (f['--json']) console.log(JSON.stringify(fleet));
+      if (f['--json']) console.log(JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }));
       else {
         for (const n of fleet.nodes) console.log(`${n.name}  ${n.host}:${n.port}  docker=${n.docker}`);
         console.log(`registry ${fleet.registry}\ninventory ${fleet.inventory}`);

@@ -28,13 +28,16 @@ export interface UpOptions {
 }
 
 export interface FleetInfo {
+  /** the inventory YAML, ready for provision.ts */
   inventory: string;
   /** host:port of the test registry */
   registry: string;
   nodes: NodeInfo[];
+  /** the state root (not in `up --json`): a place for a test's own scratch files, removed by down */
+  stateDir: string;
 }
 
-/** fleet.json: what up started, so that any later process can find it. */
+/** testbed.json: what up started, so that any later process can find it. */
 interface FleetState extends FleetInfo {
   version: 1;
   nodes: NodeRecord[];
@@ -45,7 +48,7 @@ const quiet = (): void => {};
 
 function readState(root = stateRoot()): FleetState | undefined {
   try {
-    return JSON.parse(readFileSync(files.fleet(root), 'utf8')) as FleetState;
+    return JSON.parse(readFileSync(files.state(root), 'utf8')) as FleetState;
   } catch {
     return undefined;
   }
@@ -53,8 +56,8 @@ function readState(root = stateRoot()): FleetState | undefined {
 
 function saveState(state: FleetState, root: string): void {
   // rename: a reader never sees half a file
-  writeFileSync(`${files.fleet(root)}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(`${files.fleet(root)}.tmp`, files.fleet(root));
+  writeFileSync(`${files.state(root)}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${files.state(root)}.tmp`, files.state(root));
 }
 
 /** Runs fn over items, at most `limit` at a time; the first failure wins, after the others settle. */
@@ -92,7 +95,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   // pi's sshd session reads authorized_keys as pi: the path must be traversable.
   chmodSync(root, 0o755);
   writeFileSync(join(root, ROOT_MARKER), 'state of scripts/testbed.ts; `down` removes this directory\n');
-  const state: FleetState = { version: 1, inventory: files.inventory(root), registry: '', nodes: [], services: [] };
+  const state: FleetState = { version: 1, inventory: files.inventory(root), registry: '', nodes: [], services: [], stateDir: root };
 
   try {
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'runner-fleet-testbed', '-f', files.identity(root)]);
@@ -153,6 +156,7 @@ function info(state: FleetState): FleetInfo {
     inventory: state.inventory,
     registry: state.registry,
     nodes: state.nodes.map(({ name, host, port, docker }) => ({ name, host, port, docker })),
+    stateDir: state.stateDir,
   };
 }
 
@@ -186,7 +190,7 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
   const hostNs = mountNamespace('self');
   const procs = listProcesses();
   const namespaces = new Set(nodes.map((n) => n.mntns));
-  // Also what a lost or older fleet.json does not list: any namespace whose processes name the state root.
+  // Also what a lost or older testbed.json does not list: any namespace whose processes name the state root.
   for (const p of procs) if (p.cmdline.includes(`${root}/`) && p.mntns !== hostNs) namespaces.add(p.mntns);
   if (hostNs) namespaces.delete(hostNs);
   const victims = new Set(processesOf(namespaces, procs).map((p) => p.pid));
@@ -275,7 +279,7 @@ function installedKind(name: string, root: string): NodeKind {
 /** The running node, or an error that says why not. */
 export function getNode(name: string): NodeRecord {
   const state = readState();
-  if (!state) throw new Error(`the test fleet is not up (no ${files.fleet()})`);
+  if (!state) throw new Error(`the test fleet is not up (no ${files.state()})`);
   const node = state.nodes.find((n) => n.name === name);
   if (!node) throw new Error(`no node named ${name} (nodes: ${state.nodes.map((n) => n.name).join(', ')})`);
   if (processInfo(node.keeperPid)?.mntns !== node.mntns) throw new Error(`node ${name} is not running (its namespace is gone)`);
@@ -285,7 +289,7 @@ export function getNode(name: string): NodeRecord {
 /** The fleet that is up, as up returned it. */
 export function fleetInfo(): FleetInfo {
   const state = readState();
-  if (!state) throw new Error(`the test fleet is not up (no ${files.fleet()})`);
+  if (!state) throw new Error(`the test fleet is not up (no ${files.state()})`);
   return info(state);
 }
 

@@ -16,7 +16,7 @@ export interface NodeInfo {
   docker: NodeKind;
 }
 
-/** A started node, as recorded in fleet.json. */
+/** A started node, as recorded in testbed.json. */
 export interface NodeRecord extends NodeInfo {
   /** the process holding the node's mount namespace open */
   keeperPid: number;

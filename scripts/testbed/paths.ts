@@ -12,8 +12,10 @@ export function stateRoot(): string {
 export const ROOT_MARKER = '.runner-fleet-testbed';
 
 export const files = {
-  fleet: (root = stateRoot()) => join(root, 'fleet.json'),
-  inventory: (root = stateRoot()) => join(root, 'inventory.yaml'),
+  /** what up started, for any later process (down, status, exec) */
+  state: (root = stateRoot()) => join(root, 'testbed.json'),
+  /** the ready inventory (the README points here) */
+  inventory: (root = stateRoot()) => join(root, 'fleet.yaml'),
   identity: (root = stateRoot()) => join(root, 'id_ed25519'),
   authorizedKeys: (root = stateRoot()) => join(root, 'authorized_keys'),
   knownHosts: (root = stateRoot()) => join(root, 'known_hosts'),
