@@ -1,5 +1,5 @@
 // The test fleet's Kubernetes: real etcd, kube-apiserver, controller-manager and scheduler, with kwok playing the kubelets.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -16,6 +16,7 @@ const STAGES = join(HERE, 'kwok', 'stages.yaml');
 export const NOT_READY_LABEL = 'runner-fleet.test/not-ready';
 const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
 const SERVICE_CIDR = '10.96.0.0/16';
+const STATE_MARKER = '.runner-fleet-test-cluster';
 
 export interface ClusterOptions {
   /** everything lives here: PKI, etcd data, logs, kubeconfigs, pids.json; wiped on start */
@@ -61,8 +62,13 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   const timeoutMs = (opts.timeout ?? 60) * 1000;
   const bin = opts.binDir ?? (await clusterBinDir());
   await stopCluster(stateDir);
+  // Wiped on start, but only a directory that is empty or that we made: a wrong path must not lose data.
+  if (existsSync(stateDir) && readdirSync(stateDir).length > 0 && !existsSync(join(stateDir, STATE_MARKER))) {
+    throw new Error(`${stateDir} is not empty and was not made by startCluster (no ${STATE_MARKER}); refusing to wipe it`);
+  }
   rmSync(stateDir, { recursive: true, force: true });
   for (const d of ['pki', 'logs', 'etcd', 'kwok-home']) mkdirSync(join(stateDir, d), { recursive: true, mode: 0o700 });
+  writeFileSync(join(stateDir, STATE_MARKER), '');
 
   const [etcdClient, etcdPeer, apiPort] = await freePorts(3);
   const pids: PidRecord[] = [];
@@ -383,7 +389,13 @@ async function openssl(args: string[]): Promise<void> {
 async function ensureOpenssl(): Promise<void> {
   const found = await run('openssl', ['version'], { check: false }).catch(() => undefined);
   if (found?.code === 0) return;
-  await run('apt-get', ['install', '-y', '--no-install-recommends', 'openssl'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', 'openssl'], { env });
+  // A fresh machine may have no package lists yet.
+  await install().catch(async () => {
+    await run('apt-get', ['update'], { env });
+    await install();
+  });
 }
 
 function writeKubeconfig(path: string, server: string, caFile: string, cert: { cert: string; key: string }, user: string): void {
