@@ -21,6 +21,8 @@ export interface ConvergeClusterInput {
   tokens?: Record<string, string>;
   /** node name → recorded runner-manager system_id */
   systemIds?: Record<string, string>;
+  /** how long a runner pod may drain its jobs when stopped; default 3600 */
+  terminationGracePeriodSeconds?: number;
   /** default: connectCluster(inventory.kubernetes, kubeconfigText) */
   client?: KubeClient;
   /** `microk8s config` from kubernetes.fromNode, fetched by the caller over SSH */
@@ -60,6 +62,7 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     configs: input.configs,
     tokens: input.tokens,
     systemIds: input.systemIds,
+    terminationGracePeriodSeconds: input.terminationGracePeriodSeconds,
   });
   const client = input.client ?? connectCluster(inv.kubernetes, input.kubeconfigText);
   const nodeNames = inv.nodes.map((n) => n.name);
