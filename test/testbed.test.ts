@@ -1,12 +1,12 @@
 // The local test fleet itself: a real sshd per node with its own view of the files, real dockerd, the registry, the stand-ins, a clean down.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/schema.js';
 import {
   down, execOnNode, getNode, nodeDockerPid, nodeFile, seedImage, startNodeSshd, status, stopNodeSshd, up, type FleetInfo,
 } from '../scripts/testbed/fleet.js';
+import { portOpen } from '../scripts/testbed/node.js';
 import { processInfo, run } from '../scripts/testbed/procs.js';
 import { REGISTRY_NETNS } from '../scripts/testbed/registry.js';
 import { requireRoot } from './support/requireRoot.js';
@@ -14,17 +14,6 @@ import { requireRoot } from './support/requireRoot.js';
 const canRun = requireRoot('the test fleet suite (test/testbed.test.ts)');
 const REPO = join(import.meta.dirname, '..');
 const HTTPS_ERROR = 'server gave HTTP response to HTTPS client';
-
-function portOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host, port });
-    const done = (v: boolean) => { sock.destroy(); resolve(v); };
-    sock.setTimeout(1000);
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-    sock.once('timeout', () => done(false));
-  });
-}
 
 describe.runIf(canRun)('test fleet', () => {
   let fleet: FleetInfo;

@@ -5,7 +5,7 @@ import { ensureHost } from './host.js';
 import { buildImageTar } from './image.js';
 import { writeInventory } from './inventory.js';
 import {
-  dockerPidFiles, execInNode, logTail, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
+  dockerdPid, execInNode, logTail, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
   type NodeInfo, type NodeRecord,
 } from './node.js';
 import { NODE_KINDS, ROOT_MARKER, files, nodeDir, nodeFile as nodePath, stateRoot, type NodeKind } from './paths.js';
@@ -305,15 +305,7 @@ export function nodeFile(name: string, absPath: string): string {
 
 /** PID of the node's running dockerd (apt's or the snap's), if any. */
 export function nodeDockerPid(name: string): number | undefined {
-  for (const file of dockerPidFiles(name, stateRoot())) {
-    try {
-      const pid = Number(readFileSync(file, 'utf8').trim());
-      if (processInfo(pid)?.comm === 'dockerd') return pid;
-    } catch {
-      // no pidfile
-    }
-  }
-  return undefined;
+  return dockerdPid(name, stateRoot());
 }
 
 /** Stops the node's dockerd behind its service manager's back, as a crash or an admin's kill would. */

@@ -123,7 +123,8 @@ export async function startNamespace(node: NodeInfo, root: string): Promise<{ ke
   return { keeperPid, mntns };
 }
 
-function portOpen(host: string, port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on host:port (1 s timeout). */
+export function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect({ host, port });
     sock.setTimeout(1000);
@@ -133,7 +134,8 @@ function portOpen(host: string, port: number): Promise<boolean> {
   });
 }
 
-function tail(path: string, lines = 15): string {
+/** The last lines of a log file, for error messages. */
+export function logTail(path: string, lines = 15): string {
   try {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
@@ -163,7 +165,7 @@ export async function startSshd(node: NodeRecord, root: string): Promise<void> {
   );
   const up = await waitFor(async () => !isAlive(pid) || (await portOpen(node.host, node.port)), 10_000, 50);
   if (!up || !isAlive(pid)) {
-    throw new Error(`${node.name}: sshd did not start on ${node.host}:${node.port}:\n${tail(log)}\n${tail(join(dir, 'sshd.out'))}`);
+    throw new Error(`${node.name}: sshd did not start on ${node.host}:${node.port}:\n${logTail(log)}\n${logTail(join(dir, 'sshd.out'))}`);
   }
 }
 
@@ -186,9 +188,15 @@ export async function execInNode(node: NodeRecord, argv: string[], opts: { input
   return run(cmd, args, { input: opts.input, cwd: '/', check: false });
 }
 
-/** Host paths of the node's dockerd pidfiles, apt's and the snap's. */
-export function dockerPidFiles(name: string, root: string): string[] {
-  return [nodeFile(name, '/run/docker.pid', root), nodeFile(name, '/run/snap.docker/docker.pid', root)];
+/** The node's running dockerd (apt's pidfile, else the snap's), if any. */
+export function dockerdPid(name: string, root: string): number | undefined {
+  for (const pidfile of ['/run/docker.pid', '/run/snap.docker/docker.pid']) {
+    try {
+      const pid = Number(readFileSync(nodeFile(name, pidfile, root), 'utf8').trim());
+      if (processInfo(pid)?.comm === 'dockerd') return pid;
+    } catch {
+      // no pidfile
+    }
+  }
+  return undefined;
 }
-
-export { tail as logTail };
