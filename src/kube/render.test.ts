@@ -1,6 +1,6 @@
 // Unit tests for the cluster manifests: shape per executor, tokens only in the Secret, broken templates refused.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -97,6 +97,8 @@ describe('renderClusterObjects', () => {
       renderClusterObjects({ inventory: inv, executor: 'dood', configs, tokens, templateDir: dir });
     } catch (e) {
       err = e;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
     expect(err).toBeInstanceOf(InputError);
     const issues = (err as InputError).issues;
