@@ -1,0 +1,199 @@
+// Issue 2 end to end: Docker and the insecure registry converge on a real local fleet, idempotently.
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { down, execOnNode, nodeDockerPid, nodeFile, seedImage, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { requireRoot } from '../support/requireRoot.js';
+import { runProvision } from '../support/provision.js';
+
+const canRun = requireRoot('host convergence end to end');
+
+const APT_JSON = '/etc/docker/daemon.json';
+const SNAP_JSON = '/var/snap/docker/current/config/daemon.json';
+const OTHER_KEYS = { 'log-level': 'warn', 'insecure-registries': ['198.19.0.9:5000'], 'max-concurrent-downloads': 2 };
+
+describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
+  let fleet: FleetInfo;
+  let inventory: Record<string, any>;
+  const jsonPath = (name: string) => nodeFile(name, name === 'pi2' ? SNAP_JSON : APT_JSON);
+  const push = (name: string, tag: string) => execOnNode(name, ['sh', '-c', `docker tag bb:local ${fleet.registry}/${tag} && docker push ${fleet.registry}/${tag}`]);
+  const withInventory = (mutate: (inv: Record<string, any>) => void): string => {
+    const copy = structuredClone(inventory);
+    mutate(copy);
+    const path = join(fleet.stateDir ?? '/tmp', `fleet-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, stringify(copy));
+    return path;
+  };
+
+  beforeAll(async () => {
+    fleet = await up({ nodes: 3 });
+    inventory = parse(readFileSync(fleet.inventory, 'utf8'));
+    // Hosts only: the GitLab and cluster phases have their own suites.
+    delete inventory.kubernetes;
+    for (const k of ['accessToken', 'runnerToken', 'registrationToken']) delete inventory.gitlab[k];
+    writeFileSync(fleet.inventory.replace(/\.yaml$/, '.hosts.yaml'), stringify(inventory));
+    writeFileSync(nodeFile('pi1', APT_JSON), `${JSON.stringify(OTHER_KEYS, null, 2)}\n`);
+    await execOnNode('pi1', ['systemctl', 'reload', 'docker']);
+    await seedImage('pi1');
+    await seedImage('pi2');
+  });
+
+  afterAll(async () => {
+    if (canRun) await down();
+  });
+
+  const hostsInventory = () => fleet.inventory.replace(/\.yaml$/, '.hosts.yaml');
+
+  it('before provisioning, a push fails with the HTTPS error', async () => {
+    for (const name of ['pi1', 'pi2']) {
+      const r = await push(name, `before-${name}:1`);
+      expect(r.code).not.toBe(0);
+      expect(r.stdout + r.stderr).toContain('server gave HTTP response to HTTPS client');
+    }
+  });
+
+  it('plan lists the changes and changes nothing', async () => {
+    const before = ['pi1', 'pi2'].map((n) => readFileSync(jsonPath(n), 'utf8'));
+    const pids = await Promise.all(['pi1', 'pi2'].map(nodeDockerPid));
+    const r = await runProvision(['plan', '--inventory', hostsInventory(), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.report!.nodes.map((n) => n.changes.length > 0)).toEqual([true, true, true]);
+    expect(r.report!.nodes.find((n) => n.name === 'pi3')!.changes[0].step).toBe('install-docker');
+    expect(['pi1', 'pi2'].map((n) => readFileSync(jsonPath(n), 'utf8'))).toEqual(before);
+    expect(await Promise.all(['pi1', 'pi2'].map(nodeDockerPid))).toEqual(pids);
+    expect((await execOnNode('pi3', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout).not.toBe('installed');
+  });
+
+  it('apply converges apt, snap and a fresh node; pushes then succeed everywhere', async () => {
+    const r = await runProvision(['apply', '--inventory', hostsInventory(), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.report!.ok).toBe(true);
+    await seedImage('pi3');
+    for (const name of ['pi1', 'pi2', 'pi3']) {
+      const p = await push(name, `after-${name}:1`);
+      expect(p.code, p.stdout + p.stderr).toBe(0);
+      const info = await execOnNode(name, ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      expect(JSON.parse(info.stdout)[fleet.registry]).toMatchObject({ Secure: false });
+    }
+  });
+
+  it('keeps every other key and existing registry', () => {
+    const json = JSON.parse(readFileSync(jsonPath('pi1'), 'utf8'));
+    expect(json).toEqual({ ...OTHER_KEYS, 'insecure-registries': ['198.19.0.9:5000', fleet.registry] });
+    expect(JSON.parse(readFileSync(jsonPath('pi2'), 'utf8'))).toEqual({ 'log-level': 'error', 'insecure-registries': [fleet.registry] });
+    expect(readFileSync(`${jsonPath('pi1')}.runner-fleet.bak`, 'utf8')).toBe(`${JSON.stringify(OTHER_KEYS, null, 2)}\n`);
+  });
+
+  it('a second run changes nothing: same bytes, mtime and dockerd PIDs, one connection and round trip per node', async () => {
+    const files = ['pi1', 'pi2', 'pi3'].map((n) => ({ text: readFileSync(jsonPath(n), 'utf8'), mtime: statSync(jsonPath(n)).mtimeMs }));
+    const pids = await Promise.all(['pi1', 'pi2', 'pi3'].map(nodeDockerPid));
+    const r = await runProvision(['apply', '--inventory', hostsInventory(), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.report!.changed).toBe(0);
+    expect(r.report!.ssh).toEqual({ connections: 3, roundTrips: 3 });
+    expect(['pi1', 'pi2', 'pi3'].map((n) => ({ text: readFileSync(jsonPath(n), 'utf8'), mtime: statSync(jsonPath(n)).mtimeMs }))).toEqual(files);
+    expect(await Promise.all(['pi1', 'pi2', 'pi3'].map(nodeDockerPid))).toEqual(pids);
+  });
+
+  it('adding a registry reloads dockerd in place (apt keeps its PID) and the new one is insecure', async () => {
+    const extra = '198.18.0.2:5001';
+    const path = withInventory((inv) => (inv.gitlab.registry = [fleet.registry, extra]));
+    const pid1 = await nodeDockerPid('pi1');
+    const pid2 = await nodeDockerPid('pi2');
+    const r = await runProvision(['--inventory', path, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.report!.nodes.every((n) => n.changes.some((c) => c.step === 'reload-docker'))).toBe(true);
+    expect(await nodeDockerPid('pi1')).toBe(pid1);
+    expect(await nodeDockerPid('pi2')).not.toBe(pid2); // the snap has no reload: a restart, reported as such
+    for (const name of ['pi1', 'pi2', 'pi3']) {
+      const info = await execOnNode(name, ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      expect(JSON.parse(info.stdout)[extra]).toMatchObject({ Secure: false });
+    }
+  });
+
+  it('one unreachable node: the others converge, exit 1, the report names it and why', async () => {
+    const path = withInventory((inv) => inv.nodes.push({ name: 'pi-gone', host: '127.0.0.99', port: 2299 }));
+    const r = await runProvision(['--inventory', path, '--json']);
+    expect(r.code).toBe(1);
+    const gone = r.report!.nodes.find((n) => n.name === 'pi-gone')!;
+    expect(gone.ok).toBe(false);
+    expect(gone.error).toMatch(/connection refused/);
+    expect(r.report!.nodes.filter((n) => n.name !== 'pi-gone').every((n) => n.ok)).toBe(true);
+    expect(r.stderr).toContain('pi-gone');
+  });
+
+  it('a daemon.json that is not JSON is never overwritten; only that node fails', async () => {
+    const file = nodeFile('pi3', APT_JSON);
+    const good = readFileSync(file, 'utf8');
+    writeFileSync(file, '{"insecure-registries": [');
+    try {
+      const path = withInventory((inv) => (inv.gitlab.registry = [fleet.registry, '198.18.0.2:5002']));
+      const r = await runProvision(['--inventory', path, '--json']);
+      expect(r.code).toBe(1);
+      const pi3 = r.report!.nodes.find((n) => n.name === 'pi3')!;
+      expect(pi3.error).toMatch(/daemon\.json is not valid JSON/);
+      expect(readFileSync(file, 'utf8')).toBe('{"insecure-registries": [');
+      expect(r.report!.nodes.filter((n) => n.name !== 'pi3').every((n) => n.ok)).toBe(true);
+    } finally {
+      writeFileSync(file, good);
+    }
+  });
+});
+
+describe('bad inventories exit 2, name the path, and contact no node', () => {
+  let server: Server;
+  let port = 0;
+  let connections = 0;
+  beforeAll(async () => {
+    server = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  const good = () => ({
+    gitlab: { url: 'http://127.0.0.1:1', registry: ['198.18.0.2:5000'] },
+    ssh: { user: 'pi', identityFile: '/dev/null', knownHosts: '/dev/null' },
+    nodes: [
+      { name: 'pi1', host: '127.0.0.1', port },
+      { name: 'pi2', host: '127.0.0.2', port },
+    ],
+  });
+
+  const cases: [string, (inv: any) => void, string][] = [
+    ['unknown key', (inv) => (inv.nodes[1].dokcer = 'apt'), 'nodes[1].dokcer: unknown key'],
+    ['duplicate node name', (inv) => (inv.nodes[1].name = 'pi1'), 'nodes[1].name: duplicate node name "pi1"'],
+    ["duplicate host", (inv) => (inv.nodes[1].host = "127.0.0.1"), "nodes[1].host: duplicate host 127.0.0.1:"],
+    ['bad docker', (inv) => (inv.nodes[1].docker = 'podman'), 'nodes[1].docker: expected apt | snap | auto'],
+    ['bad executor', (inv) => (inv.runners = { executor: 'kubernetes' }), 'runners.executor: expected shell | dind | dood'],
+    ['registry with a scheme', (inv) => (inv.gitlab.registry = ['http://198.18.0.2:5000']), 'gitlab.registry[0]: expected host:port without a scheme'],
+    ['inline token', (inv) => (inv.gitlab.accessToken = 'glpat-0123456789abcdef'), 'gitlab.accessToken: expected a reference'],
+    ['missing env token', (inv) => (inv.gitlab.accessToken = 'env:RUNNER_FLEET_TEST_UNSET'), 'gitlab.accessToken: environment variable RUNNER_FLEET_TEST_UNSET is not set'],
+  ];
+
+  it.each(cases)('%s', async (_name, mutate, message) => {
+    const inv = good();
+    mutate(inv);
+    const path = join(import.meta.dirname, `.bad-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, stringify(inv));
+    try {
+      const r = await runProvision(['--inventory', path]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).not.toContain('glpat-0123456789abcdef');
+      expect(connections).toBe(0);
+    } finally {
+      (await import('node:fs')).rmSync(path, { force: true });
+    }
+  });
+
+  it('--executor with a bad value exits 2', async () => {
+    const r = await runProvision(['--executor', 'podman', '--inventory', '/nonexistent.yaml']);
+    expect(r.code).toBe(2);
+  });
+});
