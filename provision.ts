@@ -14,12 +14,13 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const log = createLogger({ verbosity: req.verbosity });
-  const inventory = selectNodes(loadInventory(req.inventory, { executor: req.executor, placement: req.placement }), req.only);
+  const inventory = loadInventory(req.inventory, { executor: req.executor, placement: req.placement });
+  selectNodes(inventory, req.only); // an unknown --only name is bad input before anything runs
   switch (req.command) {
     case 'apply':
     case 'plan': {
       const dryRun = req.command === 'plan';
-      const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor });
+      const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
       if (req.json) process.stdout.write(`${redact(JSON.stringify({ ...report, ssh: { ...sshStats } }))}\n`);
       log.summary(formatSummary(report, dryRun));
       return report.ok ? EXIT_OK : EXIT_FAILED;

@@ -1,10 +1,12 @@
 // CLI for the local test fleet: up, down, status, exec. The work is in scripts/testbed/fleet.ts.
 import { NODE_KINDS, down, getNode, status, up, type FleetStatus, type NodeKind } from './testbed/fleet.js';
 import { nodeCommand } from './testbed/node.js';
+import { servicesNamed } from './testbed/services.js';
 import { runInherit } from './testbed/procs.js';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
-  up [--nodes N] [--kinds apt,snap,none] [--json]   start the fleet (tears down a running one first)
+  up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster] [--json]
+                                                      start the fleet (tears down a running one first)
   down                                                stop everything and remove the state directory
   status [--json]                                     what runs, and its memory per node
   exec NODE -- CMD...                                 run CMD as root inside NODE
@@ -63,14 +65,20 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'up': {
-      const f = parseFlags(rest, { '--nodes': 'value', '--kinds': 'value', '--json': 'flag' });
+      const f = parseFlags(rest, { '--nodes': 'value', '--kinds': 'value', '--services': 'value', '--json': 'flag' });
       let nodes: number | undefined;
       if (f['--nodes'] !== undefined) {
         nodes = Number(f['--nodes']);
         if (!Number.isInteger(nodes) || nodes < 1) throw new UsageError(`--nodes: expected a positive integer, got ${f['--nodes']}`);
       }
       const kinds = typeof f['--kinds'] === 'string' ? parseKinds(f['--kinds']) : undefined;
-      const fleet = await up({ nodes, kinds, log: stderrLog });
+      let services;
+      try {
+        services = typeof f['--services'] === 'string' ? servicesNamed(f['--services'].split(',').map((x) => x.trim())) : undefined;
+      } catch (err) {
+        throw new UsageError(`--services: ${(err as Error).message}`);
+      }
+      const fleet = await up({ nodes, kinds, services, log: stderrLog });
       if (f['--json']) console.log(JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }));
       else {
         for (const n of fleet.nodes) console.log(`${n.name}  ${n.host}:${n.port}  docker=${n.docker}`);

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeInfo } from './node.js';
 import { processInfo, spawnDaemon } from './procs.js';
+import { clusterService, gitlabService } from './extra-services.js';
 import { registryService } from './registry.js';
 
 /**
@@ -37,8 +38,15 @@ export interface TestbedService {
   stop(ctx: ServiceContext): Promise<void>;
 }
 
-/** What `up` starts unless told otherwise; the GitLab stand-in and the test cluster join this list. */
-export const DEFAULT_SERVICES: TestbedService[] = [registryService];
+/** What `up` starts unless told otherwise, in this order (`down` stops them in reverse). */
+export const DEFAULT_SERVICES: TestbedService[] = [registryService, gitlabService, clusterService];
+
+/** `--services registry,gitlab`: a lighter fleet (the benchmark needs no cluster). The registry is always on. */
+export function servicesNamed(names: string[]): TestbedService[] {
+  const unknown = names.filter((n) => !DEFAULT_SERVICES.some((s) => s.name === n));
+  if (unknown.length > 0) throw new Error(`unknown service ${unknown.join(', ')} (known: ${DEFAULT_SERVICES.map((s) => s.name).join(', ')})`);
+  return DEFAULT_SERVICES.filter((s) => s.name === 'registry' || names.includes(s.name));
+}
 
 const PIDS = 'daemons.pids';
 

@@ -8,6 +8,8 @@ import { mapPool } from '../pool.js';
 import { buildReport, type Change, type NodeReport, type RunReport } from '../report.js';
 import { redact, resolveSecret } from '../secrets.js';
 import { connectNode, type NodeConnection } from '../ssh.js';
+import { selectNodes } from '../inventory/schema.js';
+import { convergeRunners } from './runners.js';
 
 export interface ConvergeOptions {
   dryRun: boolean;
@@ -73,10 +75,17 @@ async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOption
   }
 }
 
-export async function runConverge(inv: Inventory, opts: ConvergeOptions & { executor: Executor }): Promise<RunReport> {
-  preflight(inv);
-  const outcomes = await mapPool(inv.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts));
-  return buildReport(outcomes.map((o) => o.report));
+/**
+ * Hosts first (Docker and the registry on each selected node), then runners in GitLab, then the cluster.
+ * `inv` is the whole inventory; `only` limits the host phase and keeps the other nodes' runners as they are.
+ */
+export async function runConverge(inv: Inventory, opts: ConvergeOptions & { executor: Executor; only?: string[] }): Promise<RunReport> {
+  const selected = selectNodes(inv, opts.only);
+  preflight(selected);
+  const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts));
+  const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
+  const runners = await convergeRunners({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log, facts });
+  return buildReport(outcomes.map((o) => o.report), runners.gitlab, runners.cluster);
 }
 
 export function formatSummary(report: RunReport, dryRun: boolean): string {
@@ -92,6 +101,7 @@ export function formatSummary(report: RunReport, dryRun: boolean): string {
     rows.push(`  ${name.padEnd(16)} ${(section.ok ? 'ok' : 'FAILED').padEnd(7)} ${section.changes.length} ${verb}${section.error ? `: ${section.error}` : ''}`);
     for (const c of section.changes) rows.push(`      - ${c.detail}`);
   }
-  const head = report.ok ? (report.changed === 0 ? 'Converged: nothing to change.' : `Converged: ${report.changed} ${verb}.`) : `Failed: ${report.nodes.filter((n) => !n.ok).length} node(s) failed.`;
+  const failed = [...report.nodes.filter((n) => !n.ok).map((n) => n.name), ...(report.gitlab?.ok === false ? ['gitlab'] : []), ...(report.cluster?.ok === false ? ['cluster'] : [])];
+  const head = report.ok ? (report.changed === 0 ? 'Converged: nothing to change.' : `Converged: ${report.changed} ${verb}.`) : `Failed: ${failed.join(', ')}.`;
   return `${dryRun ? 'Plan' : 'Summary'}\n${rows.join('\n')}\n${dryRun ? `${report.changed} change(s) planned; nothing was changed.` : head}`;
 }
