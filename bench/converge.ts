@@ -1,0 +1,238 @@
+// Benchmark (issues 2 and 7): runner-fleet's first converge and no-op rerun on the test fleet, optionally against Ansible.
+//
+//   npm run bench                                   3 and 10 nodes, runner-fleet only, medians of 3 runs
+//   npx tsx bench/converge.ts --sizes 3,10,30 --runs 3 --ansible --profile --write
+//
+// "First run" = the first `provision.ts apply` (or playbook run) on a fleet fresh from `testbed up`: apt nodes have
+// docker.io running with no daemon.json, snap nodes the docker snap running with its default daemon.json, `none`
+// nodes no Docker at all (kinds repeat apt, snap, none). Every tool's first run gets a fleet of its own.
+// "No-op rerun" = the same command again right after, with nothing left to change.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ANSIBLE_CORE_VERSION, ensureAnsible, runPlaybook, variants, writeAnsibleInventory, type AnsibleVariant } from './lib/ansible.js';
+import { fleetStatus, freshFleet, sshdLogMark, teardown, type BenchFleet, type SshCounts } from './lib/fleet.js';
+import { median, type Measured } from './lib/measure.js';
+import { reexecInOwnNetns } from './lib/netns.js';
+import { profileRunnerFleet, type Profile } from './lib/profile.js';
+import { renderResults } from './lib/results.js';
+import { REPO, runProvision } from './lib/runner-fleet.js';
+
+export type ToolName = 'runner-fleet' | 'ansible-default' | 'ansible-tuned';
+
+/** One run of one tool: its first converge and its no-op rerun on one fresh fleet. */
+export interface ToolRun {
+  first: RunSample;
+  noop: RunSample;
+  /** per node, from the nodes' sshd logs during the no-op rerun */
+  noopSsh: Record<string, SshCounts>;
+  /** what provision.ts reported for the no-op rerun (runner-fleet only), over all nodes */
+  selfReported?: { connections: number; roundTrips: number };
+}
+
+export interface RunSample {
+  wallMs: number;
+  ok: boolean;
+  changed: number;
+  maxRssKb: number;
+  cpuS: number;
+  load1: number;
+  treePeakPssKb: number;
+  treePeakRssKb: number;
+  error?: string;
+}
+
+export interface SizeResult {
+  nodes: number;
+  runs: Partial<Record<ToolName, ToolRun[]>>;
+  /** the fleet itself (sshd, dockerd, containerd per node) after runner-fleet's first converge */
+  fleetMemory?: { pssKb: number; rssKb: number; processes: number };
+  upMs: number[];
+}
+
+export interface BenchResult {
+  date: string;
+  machine: { nproc: number; memoryGiB: number; kernel: string; cpu: string; node: string; openssh: string; docker: string; ansibleCore?: string };
+  settings: { command: string; sizes: number[]; runs: number; concurrency: number; ansible: boolean; variants: { name: string; describe: string }[] };
+  sizes: SizeResult[];
+  profile?: Profile;
+  totalMs: number;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+function sample(m: Measured, ok: boolean, changed: number, error?: string): RunSample {
+  return { wallMs: m.wallMs, ok, changed, maxRssKb: m.maxRssKb, cpuS: m.cpuS, load1: m.load1, treePeakPssKb: m.treePeakPssKb, treePeakRssKb: m.treePeakRssKb, ...(error ? { error } : {}) };
+}
+
+async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined): Promise<ToolRun> {
+  const registries = fleet.inventory.gitlab.registries;
+  const once = async (): Promise<{ s: RunSample; self?: { connections: number; roundTrips: number } }> => {
+    if (tool === 'runner-fleet') {
+      const r = await runProvision(fleet.info.inventory, concurrency);
+      return { s: sample(r.measured, r.ok, r.changed, r.error), self: r.ssh };
+    }
+    if (!ansible) throw new Error('ansible is not set up');
+    const inv = writeAnsibleInventory(ansible.workDir, fleet.inventory.nodes);
+    const r = await runPlaybook(ansible.bin, inv, registries, ansible.variant, ansible.workDir);
+    return { s: sample(r.measured, r.ok, r.changed, r.ok ? undefined : lastLines(`${r.measured.stdout}\n${r.measured.stderr}`, 12)) };
+  };
+  const first = await once();
+  if (!first.s.ok) log(`${tool}: first run FAILED: ${first.s.error}`);
+  const mark = sshdLogMark(fleet.info);
+  const noop = await once();
+  if (!noop.s.ok) log(`${tool}: no-op rerun FAILED: ${noop.s.error}`);
+  if (noop.s.changed !== 0) log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
+  return { first: first.s, noop: noop.s, noopSsh: Object.fromEntries(mark.count()), ...(noop.self ? { selfReported: noop.self } : {}) };
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join('\n');
+}
+
+function versionOf(cmd: string, args: string[], pattern: RegExp): string {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return pattern.exec(out)?.[1] ?? out.trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+function machine(ansibleCore?: string): BenchResult['machine'] {
+  return {
+    nproc: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()),
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    // ssh -V writes to stderr
+    openssh: versionOf('sh', ['-c', 'ssh -V 2>&1'], /(OpenSSH_[^\s,]+)/),
+    docker: versionOf('dockerd', ['--version'], /version ([^\s,]+)/),
+    ...(ansibleCore ? { ansibleCore } : {}),
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      sizes: { type: 'string', default: '3,10' },
+      runs: { type: 'string', default: '3' },
+      concurrency: { type: 'string', default: '10' },
+      ansible: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      write: { type: 'boolean', default: false },
+      json: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      down: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--runs 3] [--concurrency 10] [--ansible] [--profile] [--write] [--json FILE] [--keep]
+  --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on a fresh fleet
+  --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
+  --write     write bench/RESULTS.md
+  --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
+  --down      only tear down a kept fleet
+`);
+    return;
+  }
+  const sizes = values.sizes.split(',').map((s) => Number(s.trim()));
+  const runs = Number(values.runs);
+  const concurrency = Number(values.concurrency);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 200) || !Number.isInteger(runs) || runs < 1 || !Number.isInteger(concurrency) || concurrency < 1) {
+    throw new Error('--sizes: integers 1..200, --runs and --concurrency: positive integers');
+  }
+  if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
+  // PyPI is reachable only outside the benchmark's network namespace: install first.
+  if (values.ansible) ensureAnsible(log);
+  const outside = await reexecInOwnNetns(log, { keep: Boolean(values.keep) && !values.down });
+  if (outside !== undefined) {
+    process.exitCode = outside;
+    return;
+  }
+  if (values.down) {
+    await teardown(log);
+    return;
+  }
+  const t0 = performance.now();
+
+  const tools: ToolName[] = ['runner-fleet'];
+  let ansibleBin: string | undefined;
+  const ansibleVariants = variants(concurrency);
+  if (values.ansible) {
+    ansibleBin = ensureAnsible(log);
+    tools.push('ansible-default', 'ansible-tuned');
+  }
+  const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);
+  mkdirSync(workDir, { recursive: true });
+
+  const results: SizeResult[] = [];
+  try {
+    for (const n of sizes) {
+      const size: SizeResult = { nodes: n, runs: {}, upMs: [] };
+      results.push(size);
+      for (let r = 0; r < runs; r++) {
+        for (const tool of tools) {
+          log(`${n} nodes, run ${r + 1}/${runs}: ${tool}: fresh fleet`);
+          const fleet = await freshFleet(n, () => {});
+          size.upMs.push(fleet.upMs);
+          const variant = ansibleVariants.find((v) => v.name === tool);
+          const run = await runTool(tool, fleet, concurrency, variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined);
+          (size.runs[tool] ??= []).push(run);
+          log(`  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}), no-op ${(run.noop.wallMs / 1000).toFixed(2)} s (changed ${run.noop.changed}), no-op ssh per node ${perNode(run.noopSsh)}`);
+          if (tool === 'runner-fleet' && r === 0) {
+            const st = fleetStatus();
+            size.fleetMemory = { pssKb: st.total.pssKb, rssKb: st.total.rssKb, processes: st.nodes.reduce((a, x) => a + x.processes, 0) };
+          }
+        }
+      }
+      printSize(size);
+    }
+    let profile: Profile | undefined;
+    if (values.profile) {
+      const n = Math.max(...sizes);
+      log(`profiling runner-fleet's no-op on ${n} nodes`);
+      const fleet = await freshFleet(n, () => {});
+      profile = await profileRunnerFleet(fleet, concurrency, log);
+    }
+    const result: BenchResult = {
+      date: new Date().toISOString(),
+      machine: machine(values.ansible ? ANSIBLE_CORE_VERSION : undefined),
+      settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, concurrency, ansible: Boolean(values.ansible), variants: values.ansible ? ansibleVariants.map(({ name, describe }) => ({ name, describe })) : [] },
+      sizes: results,
+      ...(profile ? { profile } : {}),
+      totalMs: performance.now() - t0,
+    };
+    const markdown = renderResults(result);
+    process.stdout.write(`${markdown}\n`);
+    if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
+    if (values.write) writeFileSync(join(REPO, 'bench', 'RESULTS.md'), markdown);
+  } finally {
+    if (!values.keep) await teardown(() => {}).catch((err: Error) => log(`teardown: ${err.message}`));
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+function perNode(counts: Record<string, SshCounts>): string {
+  const c = Object.values(counts);
+  const conn = c.map((x) => x.connections);
+  const ses = c.map((x) => x.sessions);
+  return `${median(conn)} connection(s), ${median(ses)} session(s) (max ${Math.max(...conn)}/${Math.max(...ses)})`;
+}
+
+function printSize(size: SizeResult): void {
+  for (const [tool, runs] of Object.entries(size.runs)) {
+    log(`${size.nodes} nodes ${tool}: median first ${(median(runs.map((r) => r.first.wallMs)) / 1000).toFixed(2)} s, no-op ${(median(runs.map((r) => r.noop.wallMs)) / 1000).toFixed(2)} s`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,118 @@
+// The Ansible peer: a pinned ansible-core in a private venv, an inventory made from the test fleet's, and playbook runs.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NodeSpec } from '../../src/inventory/types.js';
+import { measure, type Measured } from './measure.js';
+
+/** Pinned so runs stay comparable; the newest ansible-core that installs on Python 3.11. */
+export const ANSIBLE_CORE_VERSION = '2.19.14';
+export const VENV = join(homedir(), '.cache', 'runner-fleet', 'bench-venv');
+export const PLAYBOOK = join(dirname(fileURLToPath(import.meta.url)), '..', 'ansible', 'converge.yml');
+
+export interface AnsibleVariant {
+  name: string;
+  forks: number;
+  pipelining: boolean;
+  /** what the report says about this variant */
+  describe: string;
+}
+
+/** ssh's ControlPersist is on in both: it is ansible-core's default (`-C -o ControlMaster=auto -o ControlPersist=60s`). */
+export function variants(concurrency: number): AnsibleVariant[] {
+  return [
+    { name: 'ansible-default', forks: 5, pipelining: false, describe: 'forks 5, linear, pipelining off, ControlPersist 60s (ansible-core defaults)' },
+    { name: 'ansible-tuned', forks: concurrency, pipelining: true, describe: `forks ${concurrency} (= runner-fleet --concurrency), linear, pipelining on, ControlPersist 60s` },
+  ];
+}
+
+/** Creates or reuses the venv; installs the pinned ansible-core from PyPI. Never touches the system Python. */
+export function ensureAnsible(log: (msg: string) => void): string {
+  const bin = join(VENV, 'bin', 'ansible-playbook');
+  const version = existsSync(bin) ? spawnSync(join(VENV, 'bin', 'python'), ['-c', 'import ansible.release as r; print(r.__version__)'], { encoding: 'utf8' }).stdout.trim() : '';
+  if (version === ANSIBLE_CORE_VERSION) return bin;
+  log(`installing ansible-core ${ANSIBLE_CORE_VERSION} into ${VENV}`);
+  mkdirSync(dirname(VENV), { recursive: true });
+  if (!existsSync(join(VENV, 'bin', 'python'))) {
+    // Prefer the python3 on PATH; Debian's needs python3-venv, which `apt-get install python3-venv` provides.
+    const made = spawnSync('python3', ['-m', 'venv', VENV], { stdio: 'inherit' });
+    if (made.status !== 0) throw new Error(`python3 -m venv ${VENV} failed; on Debian: apt-get install -y python3-venv`);
+  }
+  const pip = spawnSync(join(VENV, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `ansible-core==${ANSIBLE_CORE_VERSION}`], { stdio: 'inherit' });
+  if (pip.status !== 0) throw new Error(`pip install ansible-core==${ANSIBLE_CORE_VERSION} failed`);
+  return bin;
+}
+
+/** Writes an Ansible inventory for the same nodes, keys and known_hosts runner-fleet uses. */
+export function writeAnsibleInventory(dir: string, nodes: NodeSpec[]): string {
+  mkdirSync(dir, { recursive: true });
+  const first = nodes[0];
+  const hosts = nodes.map((n) => `        ${n.name}: { ansible_host: "${n.host}", ansible_port: ${n.port} }`).join('\n');
+  // Host keys are checked against the same known_hosts, strictly, as runner-fleet checks them.
+  const text = `# Written by bench/converge.ts from the test fleet's inventory.
+all:
+  children:
+    pis:
+      hosts:
+${hosts}
+      vars:
+        ansible_user: "${first.user}"
+        ansible_ssh_private_key_file: "${first.identityFile}"
+        ansible_ssh_common_args: "-o UserKnownHostsFile=${first.knownHosts} -o StrictHostKeyChecking=yes"
+`;
+  const path = join(dir, 'hosts.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+export interface PlaybookRun {
+  measured: Measured;
+  /** from PLAY RECAP */
+  ok: boolean;
+  changed: number;
+  recap: string;
+}
+
+/**
+ * Runs the playbook once. Each run gets its own ControlPath folder and closes its masters afterwards, so every
+ * run starts cold (no ssh master left over from the previous run), like runner-fleet, which keeps nothing.
+ */
+export async function runPlaybook(bin: string, inventory: string, registries: string[], variant: AnsibleVariant, workDir: string): Promise<PlaybookRun> {
+  const cp = join(workDir, `cp-${Date.now()}`);
+  mkdirSync(cp, { recursive: true });
+  // An empty config of our own: no ansible.cfg from the current folder or the user's home may change the settings under test.
+  const cfg = join(workDir, 'ansible.cfg');
+  writeFileSync(cfg, '[defaults]\n');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ANSIBLE_HOME: join(workDir, 'ansible-home'),
+    ANSIBLE_LOCAL_TEMP: join(workDir, 'ansible-tmp'),
+    ANSIBLE_FORKS: String(variant.forks),
+    ANSIBLE_PIPELINING: variant.pipelining ? 'True' : 'False',
+    ANSIBLE_SSH_CONTROL_PATH_DIR: cp,
+    ANSIBLE_NOCOLOR: '1',
+    ANSIBLE_RETRY_FILES_ENABLED: 'False',
+    ANSIBLE_CONFIG: cfg,
+  };
+  const measured = await measure([bin, '-i', inventory, PLAYBOOK, '-e', JSON.stringify({ insecure_registries: registries })], { env, timeoutMs: 20 * 60_000 });
+  closeMasters(cp);
+  const recapStart = measured.stdout.lastIndexOf('PLAY RECAP');
+  const recap = recapStart >= 0 ? measured.stdout.slice(recapStart) : '';
+  let changed = 0;
+  let ok = measured.code === 0 && recap !== '';
+  for (const m of recap.matchAll(/changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/g)) {
+    changed += Number(m[1]);
+    if (Number(m[2]) > 0 || Number(m[3]) > 0) ok = false;
+  }
+  return { measured, ok, changed, recap };
+}
+
+/** `ssh -O exit` on every control socket of a run: ends exactly the masters this run started. */
+function closeMasters(cpDir: string): void {
+  for (const sock of readdirSync(cpDir)) {
+    spawnSync('ssh', ['-o', `ControlPath=${join(cpDir, sock)}`, '-O', 'exit', 'placeholder'], { stdio: 'ignore', timeout: 10_000 });
+  }
+  rmSync(cpDir, { recursive: true, force: true });
+}

@@ -1,0 +1,177 @@
+// Renders a benchmark result as the Markdown of bench/RESULTS.md: tables, targets, profile, method.
+import type { BenchResult, RunSample, SizeResult, ToolName, ToolRun } from '../converge.js';
+import { median } from './measure.js';
+
+const s = (ms: number) => (ms / 1000).toFixed(2);
+const mib = (kb: number) => (kb / 1024).toFixed(0);
+
+function range(xs: number[]): string {
+  return `${s(median(xs))} (${s(Math.min(...xs))}–${s(Math.max(...xs))})`;
+}
+
+function perNode(runs: ToolRun[], key: 'connections' | 'sessions'): { mean: number; max: number } {
+  // Every run's no-op, every node: the mean per node and the worst node.
+  const all = runs.flatMap((r) => Object.values(r.noopSsh).map((c) => c[key]));
+  return { mean: all.reduce((a, b) => a + b, 0) / Math.max(1, all.length), max: Math.max(...all) };
+}
+
+function okText(samples: RunSample[]): string {
+  const bad = samples.filter((x) => !x.ok).length;
+  return bad === 0 ? '' : ` ⚠ ${bad} failed`;
+}
+
+function noopMedian(size: SizeResult, tool: ToolName): number | undefined {
+  const runs = size.runs[tool];
+  return runs ? median(runs.map((r) => r.noop.wallMs)) : undefined;
+}
+
+function sizeTable(size: SizeResult): string {
+  const rf = noopMedian(size, 'runner-fleet');
+  const rows = Object.entries(size.runs).map(([tool, runs]) => {
+    const firsts = runs.map((r) => r.first.wallMs);
+    const noops = runs.map((r) => r.noop.wallMs);
+    const conn = perNode(runs, 'connections');
+    const ses = perNode(runs, 'sessions');
+    const ratio = rf !== undefined ? (median(noops) / rf).toFixed(1) : '–';
+    const firstRatio = size.runs['runner-fleet'] ? (median(firsts) / median(size.runs['runner-fleet'].map((r) => r.first.wallMs))).toFixed(1) : '–';
+    const all = runs.flatMap((r) => [r.first, r.noop]);
+    const changed = median(runs.map((r) => r.first.changed));
+    const noopChanged = Math.max(...runs.map((r) => r.noop.changed));
+    const cpu = median(runs.map((r) => r.noop.cpuS)).toFixed(2);
+    return `| ${tool} | ${range(firsts)}${okText(runs.map((r) => r.first))} | ${firstRatio}× | ${range(noops)}${okText(runs.map((r) => r.noop))} | ${ratio}× | ${cpu} | ${conn.mean.toFixed(2)} (max ${conn.max}) | ${ses.mean.toFixed(2)} (max ${ses.max}) | ${changed} / ${noopChanged} | ${mib(Math.max(...all.map((x) => x.maxRssKb)))} | ${mib(Math.max(...all.map((x) => x.treePeakPssKb)))} |`;
+  });
+  const loads = Object.values(size.runs).flatMap((runs) => runs.flatMap((r) => [r.first.load1, r.noop.load1]));
+  return [
+    `### ${size.nodes} nodes (${Object.values(size.runs)[0]?.length ?? 0} runs each)`,
+    '',
+    '| tool | first run, s: median (min–max) | first ÷ rf | no-op rerun, s: median (min–max) | no-op ÷ rf | no-op CPU s, tool side | no-op SSH connections per node | no-op sessions (round trips) per node | changes first / no-op | max RSS largest process, MiB | peak PSS whole tool tree, MiB |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    `1-minute load average when each run started (other work on this machine): median ${median(loads).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}.`,
+    '',
+    size.fleetMemory
+      ? `Fleet after runner-fleet's first converge: ${mib(size.fleetMemory.pssKb)} MiB PSS (${mib(size.fleetMemory.rssKb)} MiB RSS summed) in ${size.fleetMemory.processes} processes (sshd, dockerd, containerd of every node). \`testbed up\` took ${range(size.upMs)} s.`
+      : '',
+    '',
+  ].join('\n');
+}
+
+function selfReportedCheck(size: SizeResult): string {
+  const runs = size.runs['runner-fleet'];
+  if (!runs) return '';
+  const lines = runs.map((r, i) => {
+    const log = Object.values(r.noopSsh).reduce((a, c) => ({ connections: a.connections + c.connections, sessions: a.sessions + c.sessions }), { connections: 0, sessions: 0 });
+    const self = r.selfReported;
+    return `run ${i + 1}: sshd logs ${log.connections} connections / ${log.sessions} sessions, provision.ts --json ${self ? `${self.connections} / ${self.roundTrips}` : 'n/a'}`;
+  });
+  return `- ${size.nodes} nodes: ${lines.join('; ')}`;
+}
+
+interface Target {
+  name: string;
+  value: string;
+  pass: boolean | undefined;
+}
+
+function targets(r: BenchResult): Target[] {
+  const sizes = [...r.sizes].sort((a, b) => a.nodes - b.nodes);
+  const small = sizes[0];
+  const large = sizes[sizes.length - 1];
+  const out: Target[] = [];
+  const rfLarge = noopMedian(large, 'runner-fleet');
+  const ansibleBest = Math.min(...(['ansible-default', 'ansible-tuned'] as const).map((t) => noopMedian(large, t) ?? Infinity));
+  out.push({
+    name: `no-op rerun at ${large.nodes} nodes ≥ 10× faster than Ansible's best`,
+    value: Number.isFinite(ansibleBest) && rfLarge ? `Ansible best ${s(ansibleBest)} s ÷ runner-fleet ${s(rfLarge)} s = ${(ansibleBest / rfLarge).toFixed(1)}×` : 'not measured (run with --ansible)',
+    pass: Number.isFinite(ansibleBest) && rfLarge ? ansibleBest / rfLarge >= 10 : undefined,
+  });
+  const rfRuns = sizes.flatMap((x) => x.runs['runner-fleet'] ?? []);
+  const maxConn = Math.max(...rfRuns.flatMap((x) => Object.values(x.noopSsh).map((c) => c.connections)));
+  const maxSes = Math.max(...rfRuns.flatMap((x) => Object.values(x.noopSsh).map((c) => c.sessions)));
+  out.push({ name: '≤ 1 connection and ≤ 2 round trips per node on a no-op rerun', value: `worst node over all sizes and runs: ${maxConn} connection(s), ${maxSes} session(s)`, pass: maxConn <= 1 && maxSes <= 2 });
+  const rfSmall = noopMedian(small, 'runner-fleet');
+  out.push({
+    name: `no-op at ${large.nodes} nodes ≤ 3× no-op at ${small.nodes} nodes`,
+    value: rfSmall && rfLarge && large !== small ? `${s(rfLarge)} s ÷ ${s(rfSmall)} s = ${(rfLarge / rfSmall).toFixed(2)}×` : 'needs two sizes',
+    pass: rfSmall && rfLarge && large !== small ? rfLarge / rfSmall <= 3 : undefined,
+  });
+  return out;
+}
+
+function profileSection(r: BenchResult): string {
+  const p = r.profile;
+  if (!p) return '';
+  const f = (x: number) => x.toFixed(0);
+  return `## Where runner-fleet's no-op time goes (${p.nodes} nodes, --concurrency ${p.concurrency})
+
+| part | ms |
+| --- | --- |
+| \`node -e 0\` | ${f(p.startup.node)} |
+| \`tsx empty.ts\` (node_modules/.bin) | ${f(p.startup.tsxEmpty)} |
+| \`npx tsx empty.ts\` | ${f(p.startup.npxTsxEmpty)} |
+| \`tsx provision.ts --help\` (start-up + every import, no SSH) | ${f(p.startup.provisionHelpTsx)} |
+| \`npx tsx provision.ts --help\` | ${f(p.startup.provisionHelpNpx)} |
+| in process: importing ssh/converge/pool | ${f(p.inProcess.importMs)} |
+| in process: connect, per node median (max) | ${f(p.inProcess.connect.median)} (${f(p.inProcess.connect.max)}) |
+| in process: gather round trip, per node median (max) | ${f(p.inProcess.gather.median)} (${f(p.inProcess.gather.max)}) |
+| in process: all ${p.nodes} nodes, connect + gather, ${p.concurrency} at a time | ${f(p.inProcess.totalMs)} |
+| one node alone: \`sh -s\` with \`true\` | ${f(p.roundTrip.shTrue)} |
+| one node alone: \`sudo -n sh -s\` with \`true\` | ${f(p.roundTrip.sudoTrue)} |
+| one node alone: the gather script | ${f(p.roundTrip.gatherScript)} |
+| one node alone: \`docker info\` only | ${f(p.roundTrip.dockerInfo)} |
+| the whole no-op, \`npx tsx provision.ts apply\` (median of 3) | ${f(p.noopWallMs)} |
+`;
+}
+
+export function renderResults(r: BenchResult): string {
+  const m = r.machine;
+  const t = targets(r);
+  const mark = (x: boolean | undefined) => (x === undefined ? '–' : x ? 'met' : '**missed**');
+  return `# runner-fleet converge benchmark: results
+
+Written by \`${r.settings.command}\` on ${r.date.slice(0, 10)} (${r.date}), in ${s(r.totalMs)} s.
+
+Machine: ${m.nproc} cores (${m.cpu}), ${m.memoryGiB} GiB, Linux ${m.kernel}; Node ${m.node}; ${m.openssh}; dockerd ${m.docker}${m.ansibleCore ? `; ansible-core ${m.ansibleCore}` : ''}.
+The fleet runs on the same machine as the tool: every node's sshd, sudo, \`docker info\` and (for Ansible) the remote Python share these ${m.nproc} cores.
+
+## Targets
+
+| target | measured | |
+| --- | --- | --- |
+${t.map((x) => `| ${x.name} | ${x.value} | ${mark(x.pass)} |`).join('\n')}
+
+## Results
+
+runner-fleet: \`npx tsx provision.ts apply --inventory … --json --concurrency ${r.settings.concurrency} --quiet\`.
+${r.settings.variants.map((v) => `${v.name}: \`ansible-playbook bench/ansible/converge.yml\`, ${v.describe}.`).join('\n')}
+
+${r.sizes.map(sizeTable).join('\n')}
+SSH counts cross-checked against runner-fleet's own \`--json\` \`ssh\` counters (no-op reruns, all nodes):
+${r.sizes.map(selfReportedCheck).filter(Boolean).join('\n')}
+
+${profileSection(r)}
+## Method
+
+- **Fleet**: \`scripts/testbed\` (\`up\` through its API, state root \`/var/tmp/runner-fleet-bench\`, registry service only):
+  real sshd per node on 127.0.0.(10+i):(2200+i) in its own mount namespace, real dockerd per node, stand-ins only
+  for apt-get/snap/systemctl. Kinds repeat apt, snap, none.
+- **First run**: the first converge on a fleet fresh from \`up\` (apt nodes: docker.io running, no daemon.json; snap
+  nodes: docker snap running, default \`{"log-level": "error"}\`; none nodes: no Docker, so it is installed through
+  the apt-get stand-in and dockerd started). Every tool and every run gets a fleet of its own (down + up).
+  **No-op rerun**: the same command again straight after; it must report 0 changes.
+- **Wall time**: from spawn to exit of the whole command (\`npx tsx provision.ts …\` / \`ansible-playbook …\`),
+  so interpreter start-up is included for both.
+- **SSH counts**: each node's sshd log, raised to \`LogLevel VERBOSE\` by the benchmark after \`up\` (SIGHUP).
+  A connection is an \`Accepted publickey for\` line; a round trip is a \`Starting session:\` line, i.e. one
+  exec or subsystem (sftp) channel. The same lines are counted for both tools. Ansible's ssh ControlMasters are
+  closed after every run (\`ssh -O exit\`, own ControlPath folder per run), so each run starts cold, like
+  runner-fleet, which keeps nothing between runs.
+- **Memory**: \`/usr/bin/time\` %M is the max RSS of the largest single process of the tool's tree (wait4
+  semantics, not a sum). "Peak PSS whole tool tree" samples every 100 ms the summed PSS (smaps_rollup) of every
+  process carrying the run's environment tag: the tool and all its children, including daemonised ssh masters;
+  the remote side (sshd sessions, sudo, python on the nodes) is not included. Fleet memory: \`testbed status\`
+  (PSS of every process in each node's mount namespace and their descendants).
+- Medians over the runs; ratios are median ÷ median.
+`;
+}
