@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSy
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NODE_MOUNTS, NODE_PATH, files, nodeDir, nodeFile, type NodeKind } from './paths.js';
+import { NODE_MOUNTS, NODE_PATH, files, nodeDir, nodeFile, slot, type NodeKind } from './paths.js';
 import { isAlive, mountNamespace, processInfo, run, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
 
 const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
@@ -24,13 +24,13 @@ export interface NodeRecord extends NodeInfo {
   mntns: string;
 }
 
-/** Node i (from 1) is pi<i> on 127.0.0.(10+i):(2200+i); kinds repeat in order. */
+/** Node i (from 1) is pi<i> on 127.0.<slot>.(10+i):(2200+i); kinds repeat in order. */
 export function planNodes(count: number, kinds: readonly NodeKind[]): NodeInfo[] {
   if (!Number.isInteger(count) || count < 1 || count > 200) throw new Error(`--nodes: expected 1 to 200, got ${count}`);
   if (kinds.length === 0) throw new Error('--kinds: expected at least one of apt, snap, none');
   return Array.from({ length: count }, (_, k) => ({
     name: `pi${k + 1}`,
-    host: `127.0.0.${11 + k}`,
+    host: `127.0.${slot()}.${11 + k}`,
     port: 2201 + k,
     docker: kinds[k % kinds.length],
   }));

@@ -4,8 +4,19 @@ import { join, posix } from 'node:path';
 export type NodeKind = 'apt' | 'snap' | 'none';
 export const NODE_KINDS: readonly NodeKind[] = ['apt', 'snap', 'none'];
 
+/**
+ * RUNNER_FLEET_TESTBED_SLOT (0-9, default 0) lets several fleets run side by side on one machine (parallel
+ * work, the benchmark): slot s uses 127.0.s.x for its nodes, 198.18.s.0/24 for its registry and its own state root.
+ */
+export function slot(): number {
+  const raw = process.env.RUNNER_FLEET_TESTBED_SLOT ?? '0';
+  const n = Number(raw);
+  if (!/^[0-9]$/.test(raw)) throw new Error(`RUNNER_FLEET_TESTBED_SLOT: expected 0 to 9, got ${raw}`);
+  return n;
+}
+
 export function stateRoot(): string {
-  return process.env.RUNNER_FLEET_TESTBED ?? '/var/tmp/runner-fleet-testbed';
+  return process.env.RUNNER_FLEET_TESTBED ?? `/var/tmp/runner-fleet-testbed${slot() ? `-${slot()}` : ''}`;
 }
 
 /** Present in a state root we made; `down` removes only a directory that has it. */

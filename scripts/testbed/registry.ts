@@ -1,18 +1,20 @@
 // The test registry: Debian's docker-registry on 198.18.0.2:5000 in network namespace rf-registry, reached over a veth pair.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { slot } from './paths.js';
 import { run, terminate, waitFor } from './procs.js';
 import type { TestbedService } from './services.js';
 
-export const REGISTRY_NETNS = 'rf-registry';
+const SUFFIX = slot() ? `-${slot()}` : '';
+export const REGISTRY_NETNS = `rf-registry${SUFFIX}`;
 /** This machine's end of the veth pair; 198.18.0.0/15 is the benchmarking range, never routed anywhere. */
-export const REGISTRY_HOST_ADDR = '198.18.0.1';
-export const REGISTRY_ADDR = '198.18.0.2';
+export const REGISTRY_HOST_ADDR = `198.18.${slot()}.1`;
+export const REGISTRY_ADDR = `198.18.${slot()}.2`;
 export const REGISTRY_PORT = 5000;
 /** Not loopback on purpose: Docker trusts loopback registries without configuration. */
 export const REGISTRY = `${REGISTRY_ADDR}:${REGISTRY_PORT}`;
-const HOST_LINK = 'rf-reg0';
-const NS_LINK = 'rf-reg1';
+const HOST_LINK = `rf-reg0${SUFFIX}`;
+const NS_LINK = `rf-reg1${SUFFIX}`;
 
 async function registryAnswers(): Promise<boolean> {
   try {
