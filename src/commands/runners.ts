@@ -31,7 +31,7 @@ export interface RunnerPhaseResult {
 const message = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
 
 /** `kubernetes.fromNode`: the admin kubeconfig that microk8s prints on that node. */
-async function kubeconfigFromNode(inv: Inventory): Promise<string | undefined> {
+export async function kubeconfigFromNode(inv: Inventory): Promise<string | undefined> {
   const name = inv.kubernetes.fromNode;
   if (!name) return undefined;
   const node = inv.nodes.find((n) => n.name === name)!;
@@ -45,7 +45,7 @@ async function kubeconfigFromNode(inv: Inventory): Promise<string | undefined> {
 }
 
 /** Records as the store holds them, validated (tokens registered for redaction, never echoed). */
-function typedStore(client: KubeClient, namespace: string, dryRun: boolean): RecordStore {
+export function typedStore(client: KubeClient, namespace: string, dryRun: boolean): RecordStore {
   const raw = new KubeRecordStore<unknown>(client, namespace, { dryRun });
   return {
     load: async () => parseRecords(await raw.load(), `Secret ${namespace}/runner-fleet-records`),
@@ -99,20 +99,45 @@ export async function convergeRunners(input: RunnerPhaseInput): Promise<RunnerPh
   } catch {
     /* convergeCluster reports an unreachable cluster itself */
   }
-  const live = new Map(reconciled.records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const creating = new Set(reconciled.actions.filter((a) => a.kind === 'create' || a.kind === 'join').map((a) => a.node));
+  const desired = desiredCluster({
+    inventory: inv,
+    executor: input.executor,
+    records: reconciled.records,
+    arch: (node) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64',
+    planned: dryRun ? creating : undefined,
+  });
+  const cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });
+  return { gitlab, cluster };
+}
+
+/** What the cluster should hold, before rendering: the input of renderClusterObjects (and so of convergeCluster). */
+export interface DesiredCluster {
+  /** the inventory limited to the nodes that have a runner */
+  inventory: Inventory;
+  executor: Executor;
+  configs: Record<string, string>;
+  tokens: Record<string, string>;
+  systemIds: Record<string, string>;
+}
+
+/**
+ * One config.toml per inventory node that has a live record; a node whose registration failed keeps no pod.
+ * `apply` and `render` both build the cluster objects from this, so `render` writes exactly what `apply` sends.
+ * `planned`: nodes `plan` would register, given a stand-in record so their config can be planned.
+ */
+export function desiredCluster(opts: { inventory: Inventory; executor: Executor; records: RunnerRecord[]; arch: (node: string) => string; planned?: Set<string> }): DesiredCluster {
+  const { inventory: inv } = opts;
+  const live = new Map(opts.records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const configs: Record<string, string> = {};
   const tokens: Record<string, string> = {};
   const systemIds: Record<string, string> = {};
   for (const node of inv.nodes) {
-    const record = live.get(node.name) ?? (dryRun && creating.has(node.name) ? plannedRecord(node.name) : undefined);
+    const record = live.get(node.name) ?? (opts.planned?.has(node.name) ? plannedRecord(node.name) : undefined);
     if (!record) continue;
-    const arch = archByNode.get(node.name) ?? input.facts.get(node.name)?.arch ?? 'arm64';
-    configs[node.name] = renderConfigToml({ inventory: inv, node, record, executor: input.executor, arch });
+    configs[node.name] = renderConfigToml({ inventory: inv, node, record, executor: opts.executor, arch: opts.arch(node.name) });
     tokens[node.name] = record.token;
     systemIds[node.name] = record.systemId;
   }
-  const clusterInv = { ...inv, nodes: inv.nodes.filter((n) => configs[n.name] !== undefined) };
-  const cluster = await convergeCluster({ inventory: clusterInv, executor: input.executor, configs, dryRun, tokens, systemIds, client, logger: log });
-  return { gitlab, cluster };
+  return { inventory: { ...inv, nodes: inv.nodes.filter((n) => configs[n.name] !== undefined) }, executor: opts.executor, configs, tokens, systemIds };
 }
