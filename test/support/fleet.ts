@@ -1,0 +1,41 @@
+// Helpers for end-to-end suites: inventory variants, kubectl against the test cluster, the GitLab stand-in's state.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import type { StandinState } from '../gitlab/standin.js';
+
+export type InventoryDoc = Record<string, any>;
+
+export function readInventory(path: string): InventoryDoc {
+  return parse(readFileSync(path, 'utf8')) as InventoryDoc;
+}
+
+let counter = 0;
+/** Writes a variant of `base` next to `basePath` and returns its path. */
+export function writeVariant(basePath: string, base: InventoryDoc, mutate: (inv: InventoryDoc) => void): string {
+  const copy = structuredClone(base);
+  mutate(copy);
+  const path = basePath.replace(/\.yaml$/, `.variant-${process.pid}-${++counter}.yaml`);
+  writeFileSync(path, stringify(copy));
+  return path;
+}
+
+/** kubectl from the test cluster's build, as an operator would use it. */
+export function kubectl(binDir: string, kubeconfig: string, args: string[]): string {
+  return execFileSync(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function kubectlJson<T = any>(binDir: string, kubeconfig: string, args: string[]): T {
+  return JSON.parse(kubectl(binDir, kubeconfig, [...args, '-o', 'json'])) as T;
+}
+
+export async function standinState(gitlabUrl: string): Promise<StandinState> {
+  const res = await fetch(`${gitlabUrl}/_standin/state`);
+  return (await res.json()) as StandinState;
+}
+
+export async function standinControl(gitlabUrl: string, path: string, method = 'POST', body?: unknown): Promise<void> {
+  const res = await fetch(`${gitlabUrl}/_standin/${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!res.ok) throw new Error(`stand-in ${method} ${path}: ${res.status}`);
+}
