@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { NodeSSH } from 'node-ssh';
 import { RemoteCommandError } from './errors.js';
 import type { NodeSpec } from './inventory/types.js';
+import { commandTrace } from './log.js';
 import { redact } from './secrets.js';
 
 export interface ExecResult {
@@ -102,6 +103,7 @@ export class NodeConnection {
     const stdin = `${script}\n`;
     return this.channels.run(async () => {
       sshStats.roundTrips++;
+      commandTrace.emit?.(this.node.name, `${opts.sudo ? 'sudo ' : ''}${opts.step ?? firstLine(script)}`);
       const r = await this.ssh.execCommand(command, { stdin });
       if (opts.sudo && r.code !== 0 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
         throw new RemoteCommandError(this.node.name, opts.step ?? 'sudo', r.code, `sudo on ${this.node.host} needs a password for ${this.node.user}; runner-fleet never types passwords: allow NOPASSWD for this user (e.g. /etc/sudoers.d/${this.node.user})`);
@@ -120,6 +122,12 @@ export class NodeConnection {
   close(): void {
     this.ssh.dispose();
   }
+}
+
+/** The first line of a script that says something, for --verbose when the caller named no step. */
+function firstLine(script: string): string {
+  const line = script.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#')) ?? '';
+  return line.length > 80 ? `${line.slice(0, 79)}…` : line;
 }
 
 export class SshConnectError extends Error {

@@ -63,11 +63,12 @@ async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOption
         if (!opts.dryRun) opts.log.change(node.name, c.detail);
       },
     });
-    opts.log.progress(node.name, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
+    opts.log.done?.(node.name, true, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
     return { report: { name: node.name, ok: true, changes }, host };
   } catch (err) {
     const message = redact(err instanceof Error ? err.message : String(err));
     opts.log.error(node.name, message);
+    opts.log.done?.(node.name, false, 'failed');
     return { report: { name: node.name, ok: false, changes, error: message } };
   } finally {
     conn?.close();

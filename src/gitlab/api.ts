@@ -1,6 +1,7 @@
 // The GitLab runner API adapter: the only module that talks HTTP to GitLab (Node fetch); errors become ApiError, redacted.
 import { ApiError } from '../errors.js';
 import type { AccessLevel, GitlabConfig, RunnerType } from '../inventory/types.js';
+import { commandTrace } from '../log.js';
 import { redact, registerSecret } from '../secrets.js';
 
 /** Runner settings as the API spells them (POST /user/runners, POST /runners, PUT /runners/:id). */
@@ -204,6 +205,7 @@ export class GitlabApi implements GitlabRunnerApi {
 
   private async once<T>(method: string, path: string, opts: RequestOptions): Promise<Response<T>> {
     const what = `GitLab ${method} ${path}`;
+    commandTrace.emit?.('gitlab', `${method} ${path}`);
     const url = new URL(this.base + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
     const headers: Record<string, string> = { accept: 'application/json' };

@@ -11,6 +11,7 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { ApiError, InputError } from '../errors.js';
+import { commandTrace } from '../log.js';
 import { redact } from '../secrets.js';
 import { describeChange, diffPaths } from './diff.js';
 import {
@@ -115,6 +116,7 @@ export class KubeClient {
 
   /** Server-side apply with force (we own our fields even if someone edited them by hand). */
   async apply(obj: KubeObject, opts: ApplyOptions = {}): Promise<KubeObject> {
+    commandTrace.emit?.('cluster', `${opts.dryRun ? 'dry-run apply' : 'apply'} ${describeObject(obj)}`);
     try {
       const res = await this.objects.patch(
         obj as KubernetesObject,
@@ -185,6 +187,7 @@ export class KubeClient {
 
   /** Deletes an object; dependants (a DaemonSet's pods) are collected in the background. Gone already is fine. */
   async delete(obj: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<void> {
+    commandTrace.emit?.('cluster', `delete ${describeObject(obj)}`);
     try {
       await this.objects.delete({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace } }, undefined, undefined, undefined, undefined, 'Background');
     } catch (err) {
