@@ -3,7 +3,9 @@ import { parseCli, USAGE } from './src/cli.js';
 import { runConverge, formatSummary } from './src/commands/converge.js';
 import { EXIT_FAILED, EXIT_OK, InputError, exitCodeFor } from './src/errors.js';
 import { loadInventory, selectNodes } from './src/inventory/schema.js';
-import { createLogger } from './src/log.js';
+import { runStatus } from './src/commands/status.js';
+import { formatStatusTable } from './src/status/health.js';
+import { commandTrace, createLogger } from './src/log.js';
 import { redact } from './src/secrets.js';
 import { sshStats } from './src/ssh.js';
 
@@ -14,6 +16,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const log = createLogger({ verbosity: req.verbosity });
+  if (req.verbosity === 'verbose') commandTrace.emit = (scope, what) => log.debug(scope, what);
   const inventory = loadInventory(req.inventory, { executor: req.executor, placement: req.placement });
   selectNodes(inventory, req.only); // an unknown --only name is bad input before anything runs
   switch (req.command) {
@@ -23,6 +26,12 @@ async function main(argv: string[]): Promise<number> {
       const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
       if (req.json) process.stdout.write(`${redact(JSON.stringify({ ...report, ssh: { ...sshStats } }))}\n`);
       log.summary(formatSummary(report, dryRun));
+      return report.ok ? EXIT_OK : EXIT_FAILED;
+    }
+    case 'status': {
+      const report = await runStatus(inventory, { concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
+      log.summary(report.ok ? 'Status: healthy.' : 'Status: not healthy.');
+      process.stdout.write(`${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`);
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
     default:

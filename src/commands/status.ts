@@ -1,0 +1,117 @@
+// `status`: ask every node (one read-only round trip), the cluster and GitLab how the fleet is doing; change nothing.
+import { ApiError } from '../errors.js';
+import { GitlabApi } from '../gitlab/api.js';
+import { gatherFacts } from '../host/converge.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import { selectNodes } from '../inventory/schema.js';
+import { connectCluster } from '../kube/converge.js';
+import { EXECUTOR_LABEL } from '../kube/render.js';
+import type { PodView } from '../kube/rollout.js';
+import type { Logger } from '../log.js';
+import { mapPool } from '../pool.js';
+import type { RunnerRecord } from '../runners/records.js';
+import { redact, resolveSecret } from '../secrets.js';
+import { connectNode } from '../ssh.js';
+import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
+import { preflight } from './converge.js';
+import { kubeconfigFromNode, typedStore } from './runners.js';
+
+export interface StatusOptions {
+  concurrency: number;
+  log: Logger;
+  executor: Executor;
+  only?: string[];
+  now?: () => number;
+}
+
+const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err)).split('\n')[0];
+
+async function gatherNode(node: NodeSpec, inv: Inventory, log: Logger): Promise<HostView> {
+  log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
+  let conn;
+  try {
+    conn = await connectNode(node);
+    log.progress(node.name, 'gathering facts (read-only)');
+    const facts = await gatherFacts(conn, inv.gitlab.registries);
+    log.done?.(node.name, true, `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}`);
+    return { facts };
+  } catch (err) {
+    const error = messageOf(err);
+    log.done?.(node.name, false, error);
+    return { error };
+  } finally {
+    conn?.close();
+  }
+}
+
+interface RunnerSide {
+  pods: PodsView;
+  runners: Map<string, RunnerView>;
+  cluster?: { ok: boolean; error?: string };
+}
+
+/** The cluster's pods and records, then each recorded runner's last contact in GitLab. */
+async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions): Promise<RunnerSide> {
+  const { log } = opts;
+  const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
+  if (inv.gitlab.auth.kind === 'none') return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
+  if (inv.runners.placement === 'host') {
+    // Host-placed runners have no pod; their records live on the nodes (issue 5), which status does not read yet.
+    return { pods: 'n/a', runners: all({ kind: 'unknown', why: 'host placement' }) };
+  }
+
+  const ns = inv.kubernetes.namespace;
+  let pods: PodsView;
+  let records: RunnerRecord[];
+  try {
+    log.progress('cluster', `reading pods and records in ${ns}`);
+    const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
+    pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
+    records = await typedStore(client, ns, true).load();
+    log.done?.('cluster', true, `${pods.pods.length} runner pod(s), ${records.length} record(s)`);
+  } catch (err) {
+    const error = messageOf(err);
+    log.done?.('cluster', false, error);
+    return { pods: { error }, runners: all({ kind: 'unknown', why: 'cluster unreachable' }), cluster: { ok: false, error } };
+  }
+
+  const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
+  const runners = new Map<string, RunnerView>();
+  const auth = inv.gitlab.auth;
+  if (auth.kind !== 'accessToken') {
+    for (const n of nodes) runners.set(n.name, live.has(n.name) ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` } : { kind: 'no-record' });
+    return { pods, runners };
+  }
+  const token = resolveSecret(auth.token);
+  const api = GitlabApi.fromConfig(inv.gitlab);
+  log.progress('gitlab', `asking ${inv.gitlab.url} for each runner's last contact`);
+  let failures = 0;
+  await mapPool(nodes, 4, async (n) => {
+    const rec = live.get(n.name);
+    if (!rec) return void runners.set(n.name, { kind: 'no-record' });
+    if (rec.id === undefined) return void runners.set(n.name, { kind: 'unknown', why: 'the record has no runner id' });
+    try {
+      const r = await api.getRunner(token, rec.id);
+      runners.set(n.name, { kind: 'runner', id: rec.id, contactedAt: r.contacted_at ?? null, paused: r.paused });
+    } catch (err) {
+      failures++;
+      const error = err instanceof ApiError && err.status === 404 ? `runner #${rec.id} does not exist in GitLab (run apply)` : messageOf(err);
+      runners.set(n.name, { kind: 'error', id: rec.id, error });
+    }
+  });
+  log.done?.('gitlab', failures === 0, failures === 0 ? `${nodes.length} runner(s) asked` : `${failures} question(s) failed`);
+  return { pods, runners };
+}
+
+export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<StatusReport> {
+  const selected = selectNodes(inv, opts.only);
+  preflight(selected);
+  const [hosts, side] = await Promise.all([
+    mapPool(selected.nodes, opts.concurrency, (node) => gatherNode(node, inv, opts.log)),
+    runnerSide(inv, selected.nodes, opts),
+  ]);
+  const now = (opts.now ?? Date.now)();
+  const rows = selected.nodes.map((node, i) => statusRow(node, inv, hosts[i], side.pods, side.runners.get(node.name) ?? { kind: 'n/a' }, now));
+  return buildStatusReport(rows, side.cluster ? { cluster: side.cluster } : {});
+}

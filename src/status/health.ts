@@ -1,0 +1,213 @@
+// Pure judgement for `status`: one row per node from gathered facts, pods and GitLab answers; what is unhealthy and why; the table.
+import type { HostFacts } from '../host/facts.js';
+import { registryIsInsecure } from '../host/facts.js';
+import { renderHostsToml } from '../host/plan.js';
+import type { Inventory, NodeSpec } from '../inventory/types.js';
+import type { PodView } from '../kube/rollout.js';
+
+/**
+ * GitLab calls a runner online when it asked for jobs within the last 2 hours (Ci::Runner::ONLINE_CONTACT_TIMEOUT);
+ * it writes contacted_at only every 40–55 minutes, so a shorter window would call healthy runners offline.
+ */
+export const ONLINE_CONTACT_TIMEOUT_MS = 2 * 3600 * 1000;
+
+export type PodState = 'ready' | 'not ready' | 'missing' | 'unknown' | 'n/a';
+export type GitlabState = 'online' | 'offline' | 'never contacted' | 'no runner' | 'unknown' | 'n/a';
+
+export interface StatusRow {
+  node: string;
+  reachable: boolean;
+  arch?: string;
+  docker: {
+    /** what is installed: apt docker.io, the docker snap, both, or none */
+    flavour: 'apt' | 'snap' | 'apt+snap' | 'none' | 'unknown';
+    version?: string;
+    running: boolean;
+  };
+  /** per inventory registry: whether the running dockerd treats it as insecure (null: dockerd did not answer) */
+  registries: { registry: string; insecure: boolean | null }[];
+  /** microk8s nodes: registries whose containerd hosts.toml is missing or not ours */
+  microk8s?: { missingHostsToml: string[] };
+  pod: { state: PodState; name?: string; detail?: string };
+  gitlab: { state: GitlabState; runnerId?: number; contactedAt?: string | null; detail?: string };
+  healthy: boolean;
+  /** why not healthy, one phrase each */
+  problems: string[];
+}
+
+export interface StatusReport {
+  ok: boolean;
+  nodes: StatusRow[];
+  /** set when the cluster or GitLab could not be asked at all */
+  cluster?: { ok: boolean; error?: string };
+  gitlab?: { ok: boolean; error?: string };
+}
+
+/** What gathering found on one node: facts, or why there are none. */
+export type HostView = { facts: HostFacts } | { error: string };
+
+/** Pods of our DaemonSet, or why they could not be listed; 'n/a' when the runners do not live in the cluster. */
+export type PodsView = { pods: PodView[] } | { error: string } | 'n/a';
+
+/** A node's runner in GitLab as the API described it, or why we cannot say. */
+export type RunnerView =
+  | { kind: 'runner'; id: number; contactedAt: string | null; paused?: boolean }
+  | { kind: 'no-record' }
+  | { kind: 'unknown'; why: string }
+  | { kind: 'error'; id?: number; error: string }
+  | { kind: 'n/a' };
+
+export function dockerFlavour(facts: HostFacts): StatusRow['docker']['flavour'] {
+  if (facts.aptDocker && facts.snapDocker) return 'apt+snap';
+  if (facts.aptDocker) return 'apt';
+  if (facts.snapDocker) return 'snap';
+  return 'none';
+}
+
+export function podState(node: string, view: PodsView): StatusRow['pod'] {
+  if (view === 'n/a') return { state: 'n/a' };
+  if ('error' in view) return { state: 'unknown', detail: view.error };
+  const pods = view.pods.filter((p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp);
+  if (pods.length === 0) return { state: 'missing' };
+  const ready = pods.find((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+  if (ready) return { state: 'ready', name: ready.metadata.name };
+  const p = pods[0];
+  const cond = p.status?.conditions?.find((c) => c.type === 'Ready');
+  return { state: 'not ready', name: p.metadata.name, detail: cond?.reason ?? p.status?.phase };
+}
+
+export function gitlabState(view: RunnerView, now: number): StatusRow['gitlab'] {
+  switch (view.kind) {
+    case 'n/a':
+      return { state: 'n/a' };
+    case 'no-record':
+      return { state: 'no runner', detail: 'no registration record (run apply)' };
+    case 'unknown':
+      return { state: 'unknown', detail: view.why };
+    case 'error':
+      return { state: 'unknown', runnerId: view.id, detail: view.error };
+    case 'runner': {
+      const base = { runnerId: view.id, contactedAt: view.contactedAt };
+      if (!view.contactedAt) return { state: 'never contacted', ...base };
+      const age = now - Date.parse(view.contactedAt);
+      return { state: age <= ONLINE_CONTACT_TIMEOUT_MS ? 'online' : 'offline', ...base, detail: `last contact ${formatAge(age)} ago` };
+    }
+  }
+}
+
+/** `12s`, `5m`, `3h`, `2d` */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+/** One node's row: every check the node's setup makes applicable, and whether all of them pass. */
+export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: PodsView, runner: RunnerView, now: number): StatusRow {
+  const problems: string[] = [];
+  const registries = inv.gitlab.registries;
+  let row: StatusRow;
+  if ('error' in host) {
+    problems.push(`unreachable: ${host.error}`);
+    row = {
+      node: node.name,
+      reachable: false,
+      docker: { flavour: 'unknown', running: false },
+      registries: registries.map((registry) => ({ registry, insecure: null })),
+      pod: podState(node.name, pods),
+      gitlab: gitlabState(runner, now),
+      healthy: false,
+      problems,
+    };
+  } else {
+    const f = host.facts;
+    const flavour = dockerFlavour(f);
+    const running = f.docker !== undefined;
+    if (flavour === 'none') problems.push('Docker is not installed');
+    else if (!running) problems.push(`dockerd is not answering${f.dockerInfoError ? ` (${f.dockerInfoError.split('\n')[0]})` : ''}`);
+    const regs = registries.map((registry) => ({ registry, insecure: f.docker ? registryIsInsecure(f.docker, registry) : null }));
+    const secure = regs.filter((r) => r.insecure === false).map((r) => r.registry);
+    if (secure.length > 0) problems.push(`dockerd does not treat ${secure.join(', ')} as insecure`);
+    let microk8s: StatusRow['microk8s'];
+    if (f.microk8s && node.microk8s) {
+      const missing = registries.filter((r) => f.hostsToml[r]?.content !== renderHostsToml(r));
+      microk8s = { missingHostsToml: missing };
+      if (missing.length > 0) problems.push(`microk8s containerd has no runner-fleet hosts.toml for ${missing.join(', ')}`);
+    }
+    row = {
+      node: node.name,
+      reachable: true,
+      arch: f.arch,
+      docker: { flavour, version: f.docker?.version, running },
+      registries: regs,
+      ...(microk8s ? { microk8s } : {}),
+      pod: podState(node.name, pods),
+      gitlab: gitlabState(runner, now),
+      healthy: false,
+      problems,
+    };
+  }
+  const pod = row.pod;
+  if (pod.state === 'missing') problems.push('no runner pod on this node');
+  else if (pod.state === 'not ready') problems.push(`runner pod ${pod.name} is not ready${pod.detail ? ` (${pod.detail})` : ''}`);
+  else if (pod.state === 'unknown') problems.push(`runner pod unknown: ${pod.detail ?? 'cluster not asked'}`);
+  const gl = row.gitlab;
+  if (gl.state === 'offline') problems.push(`runner #${gl.runnerId} is offline in GitLab (${gl.detail})`);
+  else if (gl.state === 'never contacted') problems.push(`runner #${gl.runnerId} has never contacted GitLab`);
+  else if (gl.state === 'no runner') problems.push('no runner registered for this node (run apply)');
+  // Only a failed question is a problem; "unknown" because no access token can ask is not.
+  else if (gl.state === 'unknown' && runner.kind === 'error') problems.push(`GitLab: ${gl.detail}`);
+  row.healthy = problems.length === 0;
+  return row;
+}
+
+export function buildStatusReport(nodes: StatusRow[], extra: Pick<StatusReport, 'cluster' | 'gitlab'> = {}): StatusReport {
+  return { ok: nodes.every((n) => n.healthy) && extra.cluster?.ok !== false && extra.gitlab?.ok !== false, nodes, ...extra };
+}
+
+function dockerCell(r: StatusRow): string {
+  if (!r.reachable) return '?';
+  if (r.docker.flavour === 'none') return 'not installed';
+  return `${r.docker.flavour} ${r.docker.running ? r.docker.version : 'NOT RUNNING'}`;
+}
+
+function registryCell(r: StatusRow, registry: string): string {
+  const entry = r.registries.find((x) => x.registry === registry);
+  const docker = entry?.insecure === true ? 'insecure' : entry?.insecure === false ? 'SECURE' : '?';
+  if (!r.microk8s) return docker;
+  return `${docker}, ${r.microk8s.missingHostsToml.includes(registry) ? 'NO hosts.toml' : 'hosts.toml'}`;
+}
+
+function gitlabCell(r: StatusRow): string {
+  const g = r.gitlab;
+  const id = g.runnerId !== undefined ? `#${g.runnerId} ` : '';
+  if (g.state === 'online' || g.state === 'offline') return `${id}${g.state} (${g.detail?.replace(/^last contact /, '')})`;
+  if (g.state === 'unknown' && g.detail && !r.problems.some((p) => p.startsWith('GitLab:'))) return `${id}unknown (${g.detail})`;
+  return `${id}${g.state}`;
+}
+
+/** The table people read: one row per node, then one line per problem. Plain text, no escape codes. */
+export function formatStatusTable(report: StatusReport, registries: string[]): string {
+  const header = ['NODE', 'SSH', 'ARCH', 'DOCKER', ...registries.map((r) => `REGISTRY ${r}`), 'RUNNER POD', 'GITLAB', 'HEALTHY'];
+  const rows = report.nodes.map((r) => [
+    r.node,
+    r.reachable ? 'ok' : 'UNREACHABLE',
+    r.arch ?? '?',
+    dockerCell(r),
+    ...registries.map((reg) => registryCell(r, reg)),
+    r.pod.state === 'not ready' ? 'NOT READY' : r.pod.state === 'missing' ? 'MISSING' : r.pod.state,
+    gitlabCell(r),
+    r.healthy ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((_, c) => Math.max(...[header, ...rows].map((row) => row[c].length)));
+  const lines = [header, ...rows].map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
+  const problems = report.nodes.flatMap((r) => r.problems.map((p) => `  ${r.node}: ${p}`));
+  for (const [name, s] of [['cluster', report.cluster], ['gitlab', report.gitlab]] as const) {
+    if (s && !s.ok) problems.push(`  ${name}: ${s.error}`);
+  }
+  const unhealthy = report.nodes.filter((n) => !n.healthy).length;
+  const verdict = report.ok ? `All ${report.nodes.length} node(s) healthy.` : `${unhealthy} of ${report.nodes.length} node(s) not healthy.`;
+  return [...lines, ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []), '', verdict].join('\n');
+}
