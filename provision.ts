@@ -3,8 +3,6 @@ import { parseCli, USAGE } from './src/cli.js';
 import { runConverge, formatSummary } from './src/commands/converge.js';
 import { EXIT_FAILED, EXIT_OK, InputError, exitCodeFor } from './src/errors.js';
 import { loadInventory, selectNodes } from './src/inventory/schema.js';
-import { runStatus } from './src/commands/status.js';
-import { formatStatusTable } from './src/status/health.js';
 import { commandTrace, createLogger } from './src/log.js';
 import { redact } from './src/secrets.js';
 import { sshStats } from './src/ssh.js';
@@ -29,6 +27,7 @@ async function main(argv: string[]): Promise<number> {
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
     case 'status': {
+      const [{ runStatus }, { formatStatusTable }] = await Promise.all([import('./src/commands/status.js'), import('./src/status/health.js')]);
       const report = await runStatus(inventory, { concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
       log.summary(report.ok ? 'Status: healthy.' : 'Status: not healthy.');
       process.stdout.write(`${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`);

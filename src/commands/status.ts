@@ -4,7 +4,6 @@ import { GitlabApi } from '../gitlab/api.js';
 import { gatherFacts } from '../host/converge.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import { selectNodes } from '../inventory/schema.js';
-import { connectCluster } from '../kube/converge.js';
 import { EXECUTOR_LABEL } from '../kube/render.js';
 import type { PodView } from '../kube/rollout.js';
 import type { Logger } from '../log.js';
@@ -14,7 +13,6 @@ import { redact, resolveSecret } from '../secrets.js';
 import { connectNode } from '../ssh.js';
 import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
 import { preflight } from './converge.js';
-import { kubeconfigFromNode, typedStore } from './runners.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -65,6 +63,8 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   let records: RunnerRecord[];
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
+    // Loaded only when needed: client-node takes over a second to import.
+    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([import('../kube/converge.js'), import('./runners.js')]);
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
     pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
