@@ -33,6 +33,11 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`);
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
+    case 'ci-snippet': {
+      const { ciSnippet } = await import('./src/ci/snippet.js');
+      process.stdout.write(ciSnippet(inventory, inventory.runners.executor));
+      return EXIT_OK;
+    }
     default:
       throw new InputError([`${req.command}: not implemented yet`]);
   }
