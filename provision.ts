@@ -33,6 +33,14 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`);
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
+    case 'render': {
+      const { renderPreflight, runRender, formatRenderSummary } = await import('./src/commands/render.js');
+      const { kubeseal } = renderPreflight(inventory, { seal: req.seal, only: req.only });
+      const result = await runRender(inventory, { out: req.out!, seal: req.seal, kubeseal, executor: inventory.runners.executor, log });
+      if (req.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+      log.summary(formatRenderSummary(result));
+      return EXIT_OK;
+    }
     case 'ci-snippet': {
       const { ciSnippet } = await import('./src/ci/snippet.js');
       process.stdout.write(ciSnippet(inventory, inventory.runners.executor));
