@@ -18,9 +18,30 @@ export class HostVerifyError extends Error {
   }
 }
 
-export async function gatherFacts(conn: NodeConnection, registries: string[]): Promise<HostFacts> {
-  const r = await conn.check(gatherScript(registries), { sudo: true, step: 'gather facts' });
+/** `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. */
+export async function gatherFacts(conn: NodeConnection, registries: string[], extra = ''): Promise<HostFacts> {
+  const r = await conn.check(gatherScript(registries, extra), { sudo: true, step: 'gather facts' });
   return parseFacts(r.stdout);
+}
+
+/**
+ * Shell that replaces `path` atomically (temp file + mv in the same folder) with `content`, keeping the previous file
+ * as `<path>.runner-fleet.bak`, and refuses (exit 17) if the file is no longer the one the plan saw (`expectSha256`).
+ * The temp file is made by mktemp (0600) and gets `mode` before it is moved, so a secret is never readable by others.
+ */
+export function atomicWriteScript(path: string, content: string, expectSha256: string, mode: string): string {
+  const f = shQuote(path);
+  const b64 = Buffer.from(content, 'utf8').toString('base64');
+  return `f=${f}; d=$(dirname "$f"); mkdir -p "$d"
+if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
+if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
+tmp=$(mktemp "$d/.$(basename "$f").runner-fleet.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+echo ${shQuote(b64)} | base64 -d > "$tmp"
+chmod ${mode} "$tmp"
+if [ -e "$f" ]; then cp -p "$f" "$f.runner-fleet.bak"; fi
+mv -f "$tmp" "$f"
+trap - EXIT`;
 }
 
 /** Shell for one step. Every write is atomic (temp file + mv in the same folder) and keeps a backup. */
@@ -32,20 +53,8 @@ export function stepScript(step: HostStep): string {
 apt-get install -y -q docker.io >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; }
 systemctl is-active --quiet docker || systemctl start docker`
         : `snap install docker >/dev/null`;
-    case 'write-file': {
-      const f = shQuote(step.path);
-      const b64 = Buffer.from(step.content, 'utf8').toString('base64');
-      return `f=${f}; d=$(dirname "$f"); mkdir -p "$d"
-if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
-if [ "$cur" != ${shQuote(step.expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
-tmp=$(mktemp "$d/.$(basename "$f").runner-fleet.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-echo ${shQuote(b64)} | base64 -d > "$tmp"
-chmod ${step.mode} "$tmp"
-if [ -e "$f" ]; then cp -p "$f" "$f.runner-fleet.bak"; fi
-mv -f "$tmp" "$f"
-trap - EXIT`;
-    }
+    case 'write-file':
+      return atomicWriteScript(step.path, step.content, step.expectSha256, step.mode);
     case 'reload-docker':
       if (step.flavour === 'apt') return step.action === 'reload' ? 'systemctl reload docker' : `systemctl ${step.action} docker`;
       return `snap ${step.action} docker >/dev/null`;
@@ -102,14 +111,14 @@ export async function convergeHost(
   conn: NodeConnection,
   node: NodeSpec,
   registries: string[],
-  opts: { dryRun: boolean; onChange?: (c: Change) => void },
+  opts: { dryRun: boolean; onChange?: (c: Change) => void; gatherExtra?: string },
 ): Promise<HostResult> {
   const changes: Change[] = [];
   const record = (c: Change) => {
     changes.push(c);
     opts.onChange?.(c);
   };
-  let facts = await gatherFacts(conn, registries);
+  let facts = await gatherFacts(conn, registries, opts.gatherExtra);
   let plan = planHost(node, registries, facts);
 
   if (opts.dryRun) {
@@ -120,7 +129,7 @@ export async function convergeHost(
 
   if (plan.regather) {
     await runStepsRecording(conn, plan.steps, [], record);
-    facts = await gatherFacts(conn, registries);
+    facts = await gatherFacts(conn, registries, opts.gatherExtra);
     plan = planHost(node, registries, facts);
   }
 

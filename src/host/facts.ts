@@ -27,6 +27,14 @@ export interface HostFacts {
   microk8s: boolean;
   /** containerd hosts.toml per registry, on microk8s nodes */
   hostsToml: Record<string, FileFact>;
+  /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
+  gathered?: GatherOutput;
+}
+
+/** The gather's output split up: `@@key` sections (their lines) and `@@file path` files (their base64 or `-`). */
+export interface GatherOutput {
+  sections: Map<string, string[]>;
+  files: Map<string, string>;
 }
 
 export const APT_DAEMON_JSON = '/etc/docker/daemon.json';
@@ -42,8 +50,11 @@ export const DOCKER_INFO = `docker info --format '{{.ServerVersion}} {{json .Reg
 /** Prints a file as `path`, then its base64 or `-` when absent. */
 const FILE_FN = `emit_file() { echo "@@file $1"; if [ -f "$1" ]; then base64 -w0 "$1"; echo; else echo -; fi; }`;
 
-/** The one script the gather round trip runs (as root). Output: `@@key` lines followed by values. */
-export function gatherScript(registries: string[]): string {
+/**
+ * The one script the gather round trip runs (as root). Output: `@@key` lines followed by values.
+ * `extra` is more of the same (it may call emit_file), run last: other concerns join this round trip instead of adding one.
+ */
+export function gatherScript(registries: string[], extra = ''): string {
   const hostsToml = registries.map((r) => `  emit_file ${shQuote(hostsTomlPath(r))}`).join('\n');
   return `
 ${FILE_FN}
@@ -70,6 +81,7 @@ echo
 echo "@@microk8s"; if [ -d /var/snap/microk8s ] || command -v microk8s >/dev/null 2>&1; then echo yes
 ${hostsToml || '  :'}
 else echo no; fi
+${extra}
 echo "@@end"
 `;
 }
@@ -94,9 +106,8 @@ function fileFact(path: string, encoded: string | undefined): FileFact {
 
 const DEBIAN_ARCH: Record<string, string> = { aarch64: 'arm64', armv7l: 'armhf', armv6l: 'armhf', x86_64: 'amd64' };
 
-/** Parses gatherScript() output. Throws if the output is cut short (e.g. the connection dropped). */
-export function parseFacts(stdout: string): HostFacts {
-  if (!stdout.includes('@@end')) throw new Error('fact gathering was cut short (no end marker)');
+/** Splits gatherScript() output into sections and files. */
+export function splitGatherOutput(stdout: string): GatherOutput {
   const sections = new Map<string, string[]>();
   const files = new Map<string, string>();
   let current: string[] | undefined;
@@ -120,6 +131,14 @@ export function parseFacts(stdout: string): HostFacts {
     }
     current?.push(line);
   }
+  return { sections, files };
+}
+
+/** Parses gatherScript() output. Throws if the output is cut short (e.g. the connection dropped). */
+export function parseFacts(stdout: string): HostFacts {
+  if (!stdout.includes('@@end')) throw new Error('fact gathering was cut short (no end marker)');
+  const gathered = splitGatherOutput(stdout);
+  const { sections, files } = gathered;
   const text = (key: string) => (sections.get(key) ?? []).join('\n').trim();
 
   const dockerdLines = text('dockerd').split('\n').filter(Boolean);
@@ -136,6 +155,7 @@ export function parseFacts(stdout: string): HostFacts {
     snapDaemonJson: fileFact(SNAP_DAEMON_JSON, files.get(SNAP_DAEMON_JSON)),
     microk8s: text('microk8s').split('\n')[0] === 'yes',
     hostsToml: {},
+    gathered,
   };
   if (configFile && configFile !== APT_DAEMON_JSON && configFile !== SNAP_DAEMON_JSON) {
     facts.runningDaemonJson = fileFact(configFile, files.get(configFile));
