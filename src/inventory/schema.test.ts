@@ -70,6 +70,27 @@ describe('parseInventory', () => {
     expect(issuesOf(`${base}runners:\n  placement: host\n  executor: shell\n`)).toEqual([]);
   });
 
+  it('installs host runners from GitLab\'s repository unless a mirror and its pinned key are named', () => {
+    expect(parseInventory(base, '/x/fleet.yaml').runners.packageRepository).toEqual({
+      url: 'https://packages.gitlab.com/runner/gitlab-runner',
+      key: { kind: 'url', url: 'https://packages.gitlab.com/runner/gitlab-runner/gpgkey' },
+      fingerprint: 'F6403F6544A38863DAA0B6E03F01618A51312F3F',
+    });
+    const mirror = `${base}runners:\n  packageRepository:\n    url: https://apt.lan/gitlab-runner/\n    key: file:keys/mirror.asc\n    fingerprint: a0d3 d76d cdc5 b3a3 95ea  d837 1ebf e911 b8f8 121f\n`;
+    expect(parseInventory(mirror, '/x/fleet.yaml').runners.packageRepository).toEqual({
+      url: 'https://apt.lan/gitlab-runner',
+      key: { kind: 'file', path: '/x/keys/mirror.asc' },
+      fingerprint: 'A0D3D76DCDC5B3A395EAD8371EBFE911B8F8121F',
+    });
+    expect(issuesOf(`${base}runners:\n  packageRepository:\n    key: https://apt.lan/key.asc\n`)).toEqual([
+      'runners.packageRepository.fingerprint: is required when key is set (runner-fleet refuses a key whose fingerprint it cannot check)',
+    ]);
+    expect(issuesOf(`${base}runners:\n  packageRepository:\n    key: /k.asc\n    fingerprint: F640\n`)).toEqual([
+      'runners.packageRepository.key: expected an http(s):// URL or file:PATH',
+      "runners.packageRepository.fingerprint: expected the key's full fingerprint (40 hex digits, spaces allowed)",
+    ]);
+  });
+
   it('reports YAML syntax errors and duplicate keys', () => {
     expect(issuesOf('gitlab: [\n')[0]).toMatch(/YAML/);
     expect(issuesOf(`${base}nodes: []\n`)[0]).toMatch(/YAML/);

@@ -6,6 +6,7 @@ import { parseDocument } from 'yaml';
 import { InputError } from '../errors.js';
 import {
   EXECUTORS,
+  GITLAB_RUNNER_REPOSITORY,
   PLACEMENTS,
   type AccessLevel,
   type DockerChoice,
@@ -13,6 +14,7 @@ import {
   type GitlabAuth,
   type Inventory,
   type NodeSpec,
+  type PackageRepository,
   type Placement,
   type RunnerType,
   type SecretRef,
@@ -276,7 +278,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   // runners
   const ru = r.object(top.runners, 'runners', [
     'executor', 'placement', 'tags', 'description', 'runUntagged', 'locked', 'accessLevel', 'maximumTimeout', 'paused',
-    'concurrent', 'checkInterval', 'image', 'jobImage', 'dindImage', 'dockerCliImage',
+    'concurrent', 'checkInterval', 'image', 'jobImage', 'dindImage', 'dockerCliImage', 'packageRepository',
   ]);
   let executor = r.oneOf<Executor>(ru, 'executor', 'runners', EXECUTORS) ?? 'dood';
   if (opts.executor !== undefined) {
@@ -291,9 +293,11 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   if (placement === 'host' && executor !== 'shell') {
     r.fail(opts.placement !== undefined ? '--placement' : 'runners.placement', `host placement needs the shell executor (executor is ${executor})`);
   }
+  const packageRepository = readPackageRepository(r, ru, expand);
   const runners = {
     executor,
     placement,
+    packageRepository,
     tags: r.stringList(ru, 'tags', 'runners', { pattern: /^[^,\s][^,]*$/, hint: 'a tag cannot contain a comma' }) ?? [],
     description: r.string(ru, 'description', 'runners') ?? 'runner-fleet {node}',
     runUntagged: r.bool(ru, 'runUntagged', 'runners') ?? false,
@@ -317,6 +321,30 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     nodes,
     kubernetes,
     runners,
+  };
+}
+
+const HTTP_URL = /^https?:\/\/[^\s/]+(\/[^\s]*)?$/;
+
+/** `runners.packageRepository`: GitLab's repository unless a mirror is named; a different key needs its fingerprint. */
+function readPackageRepository(r: Reader, runners: Obj | undefined, expand: (p: string) => string): PackageRepository {
+  const path = 'runners.packageRepository';
+  const o = r.object(runners?.packageRepository, path, ['url', 'key', 'fingerprint']);
+  const url = r.string(o, 'url', path, { pattern: HTTP_URL, hint: 'expected an http:// or https:// URL (the part before /<os>/)' });
+  const keyText = r.string(o, 'key', path, { pattern: /^(https?:\/\/\S+|file:.+)$/, hint: 'expected an http(s):// URL or file:PATH' });
+  const fingerprint = r.string(o, 'fingerprint', path, {
+    pattern: /^\s*(?:[0-9A-Fa-f]{4}\s*){10}$|^\s*[0-9A-Fa-f]{64}\s*$/,
+    hint: 'expected the key\'s full fingerprint (40 hex digits, spaces allowed)',
+  });
+  if (keyText !== undefined && fingerprint === undefined && !r.issues.some((i) => i.startsWith(`${path}.`))) {
+    r.fail(`${path}.fingerprint`, 'is required when key is set (runner-fleet refuses a key whose fingerprint it cannot check)');
+  }
+  const key: PackageRepository['key'] =
+    keyText === undefined ? GITLAB_RUNNER_REPOSITORY.key : keyText.startsWith('file:') ? { kind: 'file', path: expand(keyText.slice(5)) } : { kind: 'url', url: keyText };
+  return {
+    url: (url ?? GITLAB_RUNNER_REPOSITORY.url).replace(/\/+$/, ''),
+    key,
+    fingerprint: fingerprint ? fingerprint.replace(/\s+/g, '').toUpperCase() : GITLAB_RUNNER_REPOSITORY.fingerprint,
   };
 }
 

@@ -68,9 +68,29 @@ export interface KubernetesConfig {
   nodeLabel: string;
 }
 
+/**
+ * The apt repository gitlab-runner is installed from with `placement: host`: `deb [signed-by=…] <url>/<os>/ <codename> main`.
+ * Defaults to GitLab's; a mirror can be named instead.
+ */
+export interface PackageRepository {
+  url: string;
+  /** where runner-fleet fetches the repository's signing key (the nodes never fetch it themselves) */
+  key: { kind: 'url'; url: string } | { kind: 'file'; path: string };
+  /** the key's primary fingerprint, 40 uppercase hex digits; a fetched key that does not match is refused */
+  fingerprint: string;
+}
+
+export const GITLAB_RUNNER_REPOSITORY: PackageRepository = {
+  url: 'https://packages.gitlab.com/runner/gitlab-runner',
+  key: { kind: 'url', url: 'https://packages.gitlab.com/runner/gitlab-runner/gpgkey' },
+  // GitLab's package repository signing key (docs.gitlab.com/omnibus/update/package_signatures).
+  fingerprint: 'F6403F6544A38863DAA0B6E03F01618A51312F3F',
+};
+
 export interface RunnersConfig {
   executor: Executor;
   placement: Placement;
+  packageRepository: PackageRepository;
   tags: string[];
   /** Handlebars-free template: `{node}` is replaced by the node name */
   description: string;
