@@ -5,7 +5,7 @@ import { servicesNamed } from './testbed/services.js';
 import { runInherit } from './testbed/procs.js';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
-  up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster] [--json]
+  up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster] [--microk8s all|NODE,...] [--json]
                                                       start the fleet (tears down a running one first)
   down                                                stop everything and remove the state directory
   status [--json]                                     what runs, and its memory per node
@@ -65,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'up': {
-      const f = parseFlags(rest, { '--nodes': 'value', '--kinds': 'value', '--services': 'value', '--json': 'flag' });
+      const f = parseFlags(rest, { '--nodes': 'value', '--kinds': 'value', '--services': 'value', '--microk8s': 'value', '--json': 'flag' });
       let nodes: number | undefined;
       if (f['--nodes'] !== undefined) {
         nodes = Number(f['--nodes']);
@@ -78,7 +78,9 @@ async function main(argv: string[]): Promise<number> {
       } catch (err) {
         throw new UsageError(`--services: ${(err as Error).message}`);
       }
-      const fleet = await up({ nodes, kinds, services, log: stderrLog });
+      const m = f['--microk8s'];
+      const microk8s = typeof m === 'string' ? (m === 'all' ? true : m.split(',').map((x) => x.trim()).filter(Boolean)) : undefined;
+      const fleet = await up({ nodes, kinds, services, microk8s, log: stderrLog });
       if (f['--json']) console.log(JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }));
       else {
         for (const n of fleet.nodes) console.log(`${n.name}  ${n.host}:${n.port}  docker=${n.docker}`);

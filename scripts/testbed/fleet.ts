@@ -22,6 +22,8 @@ export interface UpOptions {
   nodes?: number;
   /** repeated in order over the nodes; default apt, snap, none */
   kinds?: NodeKind[];
+  /** nodes that get the microk8s snap's layout and CLI stand-in: true for all, or names; default none */
+  microk8s?: boolean | string[];
   /** default DEFAULT_SERVICES (the registry); started in order after the nodes */
   services?: TestbedService[];
   log?: (msg: string) => void;
@@ -85,7 +87,8 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
 export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const log = opts.log ?? quiet;
   const kinds = opts.kinds ?? [...NODE_KINDS];
-  const planned = planNodes(opts.nodes ?? kinds.length, kinds);
+  const withMicrok8s = (name: string) => opts.microk8s === true || (Array.isArray(opts.microk8s) && opts.microk8s.includes(name));
+  const planned = planNodes(opts.nodes ?? kinds.length, kinds).map((n) => (withMicrok8s(n.name) ? { ...n, microk8s: true } : n));
   const services = opts.services ?? DEFAULT_SERVICES;
   const root = stateRoot();
 
@@ -155,7 +158,7 @@ function info(state: FleetState): FleetInfo {
   return {
     inventory: state.inventory,
     registry: state.registry,
-    nodes: state.nodes.map(({ name, host, port, docker }) => ({ name, host, port, docker })),
+    nodes: state.nodes.map(({ name, host, port, docker, microk8s }) => ({ name, host, port, docker, ...(microk8s ? { microk8s } : {}) })),
     stateDir: state.stateDir,
   };
 }

@@ -1,5 +1,5 @@
 // One test node: its directory, its mount namespace (held by a keeper process), its real sshd, and running commands inside it.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +7,9 @@ import { NODE_MOUNTS, NODE_PATH, files, nodeDir, nodeFile, slot, type NodeKind }
 import { isAlive, mountNamespace, processInfo, run, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
 
 const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
+/** The microk8s snap's layout and CLI stand-in, only for nodes started with `microk8s: true`. */
+const MICROK8S = join(dirname(fileURLToPath(import.meta.url)), 'microk8s');
+export const MICROK8S_REVISION = '7000';
 
 export interface NodeInfo {
   name: string;
@@ -14,6 +17,8 @@ export interface NodeInfo {
   port: number;
   /** what is installed when the fleet comes up */
   docker: NodeKind;
+  /** the node has the microk8s snap's layout (/var/snap/microk8s, args/certs.d) and a `microk8s` stand-in */
+  microk8s?: boolean;
 }
 
 /** A started node, as recorded in testbed.json. */
@@ -68,9 +73,20 @@ export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgVie
     copyFileSync(join(STANDINS, f), to);
     chmodSync(to, 0o755);
   }
+  if (node.microk8s) prepareMicrok8s(dir);
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   if (!existsSync(hostKey)) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', node.name, '-f', hostKey]);
   writeFileSync(join(dir, 'sshd_config'), sshdConfig(node, hostKey, root));
+}
+
+/** What `snap install microk8s` leaves that runner-fleet looks at: /var/snap/microk8s/current/args (certs.d) and the CLI. */
+function prepareMicrok8s(dir: string): void {
+  const snapDir = join(dir, 'var-snap', 'microk8s');
+  mkdirSync(join(snapDir, MICROK8S_REVISION, 'args', 'certs.d'), { recursive: true, mode: 0o755 });
+  copyFileSync(join(MICROK8S, 'containerd-template.toml'), join(snapDir, MICROK8S_REVISION, 'args', 'containerd-template.toml'));
+  if (!existsSync(join(snapDir, 'current'))) symlinkSync(MICROK8S_REVISION, join(snapDir, 'current'));
+  copyFileSync(join(MICROK8S, 'microk8s'), join(dir, 'sbin', 'microk8s'));
+  chmodSync(join(dir, 'sbin', 'microk8s'), 0o755);
 }
 
 function sshdConfig(node: NodeInfo, hostKey: string, root: string): string {
