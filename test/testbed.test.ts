@@ -7,6 +7,7 @@ import {
   down, execOnNode, getNode, nodeDockerPid, nodeFile, seedImage, startNodeSshd, status, stopNodeSshd, up, type FleetInfo,
 } from '../scripts/testbed/fleet.js';
 import { portOpen } from '../scripts/testbed/node.js';
+import { slot } from '../scripts/testbed/paths.js';
 import { processInfo, run } from '../scripts/testbed/procs.js';
 import { REGISTRY_NETNS } from '../scripts/testbed/registry.js';
 import { requireRoot } from './support/requireRoot.js';
@@ -38,9 +39,9 @@ describe.runIf(canRun)('test fleet', () => {
 
   it('comes up as pi1 apt, pi2 snap, pi3 none with a valid inventory', () => {
     expect(fleet.nodes).toEqual([
-      { name: 'pi1', host: '127.0.0.11', port: 2201, docker: 'apt' },
-      { name: 'pi2', host: '127.0.0.12', port: 2202, docker: 'snap' },
-      { name: 'pi3', host: '127.0.0.13', port: 2203, docker: 'none' },
+      { name: 'pi1', host: `127.0.${slot()}.11`, port: 2201, docker: 'apt' },
+      { name: 'pi2', host: `127.0.${slot()}.12`, port: 2202, docker: 'snap' },
+      { name: 'pi3', host: `127.0.${slot()}.13`, port: 2203, docker: 'none' },
     ]);
     expect(fleet.registry).toBe('198.18.0.2:5000');
     const inv = loadInventory(fleet.inventory);
@@ -65,7 +66,7 @@ describe.runIf(canRun)('test fleet', () => {
     // A known_hosts naming pi1's key for pi2's address is refused: keys really are checked.
     const wrong = join(fleet.stateDir, 'known_hosts.wrong');
     const pi1Key = readFileSync(join(fleet.stateDir, 'known_hosts'), 'utf8').split('\n')[0].split(' ').slice(1).join(' ');
-    writeFileSync(wrong, `[127.0.0.12]:2202 ${pi1Key}\n`);
+    writeFileSync(wrong, `[127.0.${slot()}.12]:2202 ${pi1Key}\n`);
     const refused = await ssh('pi2', 'true', wrong);
     expect(refused.code).toBe(255);
     expect(refused.stderr).toContain('Host key verification failed');
@@ -137,7 +138,7 @@ describe.runIf(canRun)('test fleet', () => {
 
   it('stopNodeSshd makes a node unreachable and startNodeSshd brings it back', async () => {
     await stopNodeSshd('pi2');
-    expect(await portOpen('127.0.0.12', 2202)).toBe(false);
+    expect(await portOpen(`127.0.${slot()}.12`, 2202)).toBe(false);
     expect((await ssh('pi2', 'true')).code).toBe(255);
     await startNodeSshd('pi2');
     expect((await ssh('pi2', 'sudo -n snap services docker')).stdout).toMatch(/docker\.dockerd\s+enabled\s+active/);
