@@ -43,9 +43,9 @@ describe.runIf(canRun)('test fleet', () => {
       { name: 'pi2', host: `127.0.${slot()}.12`, port: 2202, docker: 'snap' },
       { name: 'pi3', host: `127.0.${slot()}.13`, port: 2203, docker: 'none' },
     ]);
-    expect(fleet.registry).toBe('198.18.0.2:5000');
+    expect(fleet.registry).toBe(`198.18.${slot()}.2:5000`);
     const inv = loadInventory(fleet.inventory);
-    expect(inv.gitlab.registries).toEqual(['198.18.0.2:5000']);
+    expect(inv.gitlab.registries).toEqual([`198.18.${slot()}.2:5000`]);
     expect(inv.nodes.map((n) => [n.name, n.host, n.port, n.docker, n.identityFile, n.knownHosts])).toEqual(
       fleet.nodes.map((n) => [n.name, n.host, n.port, n.docker === 'none' ? 'auto' : n.docker, join(fleet.stateDir, 'id_ed25519'), join(fleet.stateDir, 'known_hosts')]),
     );
