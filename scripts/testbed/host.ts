@@ -36,14 +36,19 @@ async function ensurePackages(packages: string[], log: (msg: string) => void): P
   await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env });
 }
 
+/** Without a sudo rule: sudo would ask it for a password, so tests can pin that runner-fleet never waits for one. */
+export const NO_SUDO_USER = 'pinosudo';
+
 async function ensurePiUser(log: (msg: string) => void): Promise<void> {
-  if ((await run('id', ['-u', 'pi'], { check: false })).code !== 0) {
-    log('creating user pi');
-    await run('useradd', ['-m', '-s', '/bin/bash', 'pi']);
+  for (const user of ['pi', NO_SUDO_USER]) {
+    if ((await run('id', ['-u', user], { check: false })).code !== 0) {
+      log(`creating user ${user}`);
+      await run('useradd', ['-m', '-s', '/bin/bash', user]);
+    }
+    // '*' allows key login; useradd's '!' makes sshd refuse the account as locked.
+    const shadow = await run('getent', ['shadow', user]);
+    if (shadow.stdout.split(':')[1] !== '*') await run('usermod', ['-p', '*', user]);
   }
-  // '*' allows key login; useradd's '!' makes sshd refuse the account as locked.
-  const shadow = await run('getent', ['shadow', 'pi']);
-  if (shadow.stdout.split(':')[1] !== '*') await run('usermod', ['-p', '*', 'pi']);
 }
 
 function ensureSudoRule(log: (msg: string) => void): void {

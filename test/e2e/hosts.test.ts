@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { down, execOnNode, nodeDockerPid, nodeFile, seedImage, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { NO_SUDO_USER } from '../../scripts/testbed/host.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 
@@ -122,6 +123,23 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     expect(gone.error).toMatch(/connection refused/);
     expect(r.report!.nodes.filter((n) => n.name !== 'pi-gone').every((n) => n.ok)).toBe(true);
     expect(r.stderr).toContain('pi-gone');
+  });
+
+  it('sudo that wants a password fails that node at once with a clear message, never a hang', async () => {
+    const path = withInventory((inv) => (inv.nodes[0].user = NO_SUDO_USER));
+    const r = await runProvision(['--inventory', path, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.report!.nodes[0].error).toMatch(/sudo on .* needs a password for pinosudo/);
+    expect(r.report!.nodes.slice(1).every((n) => n.ok)).toBe(true);
+  });
+
+  it('--only works on the named nodes and leaves the others alone', async () => {
+    const r = await runProvision(['--inventory', hostsInventory(), '--only', 'pi2', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.report!.nodes.map((n) => n.name)).toEqual(['pi2']);
+    const bad = await runProvision(['--inventory', hostsInventory(), '--only', 'pi9']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--only: no node named "pi9"');
   });
 
   it('a daemon.json that is not JSON is never overwritten; only that node fails', async () => {
