@@ -7,6 +7,17 @@ import { commandTrace, createLogger } from './src/log.js';
 import { redact } from './src/secrets.js';
 import { sshStats } from './src/ssh.js';
 
+/** One question on the terminal (stdin, prompt on stderr); only "y" or "yes" is a yes. */
+async function askYes(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^(y|yes)$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const req = parseCli(argv);
   if (req.help) {
@@ -40,6 +51,19 @@ async function main(argv: string[]): Promise<number> {
       if (req.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       log.summary(formatRenderSummary(result));
       return EXIT_OK;
+    }
+    case 'destroy': {
+      const { destroyPreflight, runDestroy, formatDestroySummary } = await import('./src/commands/destroy.js');
+      destroyPreflight(inventory, { yes: req.yes, interactive: Boolean(process.stdin.isTTY), only: req.only });
+      const confirm = async (whatGoes: string) => {
+        // Through the logger, so that the live lines end above the question instead of being redrawn over it.
+        log.summary(whatGoes);
+        return askYes('Remove all of this? [y/N] ');
+      };
+      const report = await runDestroy(inventory, { yes: req.yes, purgeRegistryConfig: req.purgeRegistryConfig, concurrency: req.concurrency, log, confirm });
+      if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
+      log.summary(formatDestroySummary(report));
+      return report.ok ? EXIT_OK : EXIT_FAILED;
     }
     case 'ci-snippet': {
       const { ciSnippet } = await import('./src/ci/snippet.js');

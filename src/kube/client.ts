@@ -2,7 +2,9 @@
 import { existsSync } from 'node:fs';
 import {
   ApiException,
+  ApisApi,
   AppsV1Api,
+  CustomObjectsApi,
   FetchError,
   CoreV1Api,
   KubeConfig,
@@ -261,6 +263,36 @@ export class KubeClient {
       }
       await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
     }
+  }
+
+  /**
+   * Every namespaced kind the apiserver can list, from discovery (CRDs included), for `destroy` to check that a
+   * namespace holds nothing but ours. `unlisted` names the API groups whose discovery failed (aggregated APIs down).
+   */
+  async listNamespacedKinds(): Promise<{ kinds: { apiVersion: string; kind: string }[]; unlisted: string[] }> {
+    const kinds: { apiVersion: string; kind: string }[] = [];
+    const unlisted: string[] = [];
+    const take = (apiVersion: string, resources: { name: string; kind: string; namespaced: boolean; verbs: string[] }[]) => {
+      for (const r of resources) if (r.namespaced && !r.name.includes('/') && r.verbs.includes('list')) kinds.push({ apiVersion, kind: r.kind });
+    };
+    try {
+      take('v1', (await this.core.getAPIResources()).resources);
+      const groups = (await this.kc.makeApiClient(ApisApi).getAPIVersions()).groups;
+      const custom = this.kc.makeApiClient(CustomObjectsApi);
+      for (const g of groups) {
+        const gv = g.preferredVersion?.groupVersion ?? g.versions[0]?.groupVersion;
+        if (!gv) continue;
+        const [group, version] = gv.split('/');
+        try {
+          take(gv, (await custom.getAPIResources({ group, version })).resources);
+        } catch {
+          unlisted.push(gv);
+        }
+      }
+    } catch (err) {
+      throw this.toApiError(err, 'discover API resources');
+    }
+    return { kinds, unlisted };
   }
 
   /** Reads a Secret's data decoded; undefined when it does not exist. For stores (records), not for reports. */

@@ -1,0 +1,214 @@
+// `destroy`: remove the runners from GitLab, runner-fleet's objects from the cluster and its files from the nodes; ask first.
+import { InputError } from '../errors.js';
+import { GitlabApi } from '../gitlab/api.js';
+import { planNodeCleanup, runCleanup } from '../host/cleanup.js';
+import type { CleanupPlan } from '../host/cleanup-plan.js';
+import type { Inventory, NodeSpec } from '../inventory/types.js';
+import { connectCluster } from '../kube/converge.js';
+import type { KubeClient } from '../kube/client.js';
+import { planTeardown, runTeardown, teardownChanges, type TeardownPlan } from '../kube/teardown.js';
+import type { Logger } from '../log.js';
+import { mapPool } from '../pool.js';
+import { buildReport, type Change, type ClusterReport, type NodeReport, type RunReport } from '../report.js';
+import { describeAction, planRegistrations } from '../runners/plan.js';
+import { reconcileRunners } from '../runners/reconcile.js';
+import type { RecordStore, RunnerRecord } from '../runners/records.js';
+import { redact } from '../secrets.js';
+import { connectNode } from '../ssh.js';
+import { preflight } from './converge.js';
+import { kubeconfigFromNode, typedStore } from './runners.js';
+
+export interface DestroyOptions {
+  yes: boolean;
+  purgeRegistryConfig: boolean;
+  concurrency: number;
+  log: Logger;
+  /** shows what will go and asks the person at the terminal; resolves true to go ahead (only called without --yes) */
+  confirm: (whatGoes: string) => Promise<boolean>;
+}
+
+export interface DestroyReport extends RunReport {
+  /** nothing of runner-fleet's was found: a no-op */
+  nothingToRemove: boolean;
+  /** the person said no: nothing was removed */
+  declined?: boolean;
+  /** what stays on purpose, and why */
+  kept: string[];
+}
+
+/** Bad input, before anything is contacted (exit 2). `interactive`: there is a terminal to ask on. */
+export function destroyPreflight(inv: Inventory, opts: { yes: boolean; interactive: boolean; only?: string[] }): void {
+  const issues: string[] = [];
+  if (opts.only) issues.push('destroy: --only does not apply; destroy removes the whole fleet (to drop some nodes, remove them from the inventory and run apply)');
+  if (!opts.yes && !opts.interactive) issues.push('destroy asks for confirmation, and there is no terminal to ask on: pass --yes to remove without asking');
+  if (issues.length > 0) throw new InputError(issues, 'cannot destroy');
+  preflight(inv);
+}
+
+const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
+
+/** The inventory with no nodes: reconciling it deletes every recorded runner, with all of apply's care (no orphans). */
+const withoutNodes = (inv: Inventory): Inventory => ({ ...inv, nodes: [] });
+
+interface HostSide {
+  node: NodeSpec;
+  plan?: CleanupPlan;
+  error?: string;
+}
+
+interface ClusterSide {
+  client: KubeClient;
+  store: RecordStore;
+  records: RunnerRecord[];
+  gitlab: Change[];
+  teardown: TeardownPlan;
+}
+
+async function planHosts(inv: Inventory, opts: DestroyOptions): Promise<HostSide[]> {
+  return mapPool(inv.nodes, opts.concurrency, async (node) => {
+    let conn;
+    try {
+      opts.log.progress(node.name, 'looking for what runner-fleet left here (read-only)');
+      conn = await connectNode(node);
+      const plan = await planNodeCleanup(conn, node, inv.gitlab.registries, { purgeRegistryConfig: opts.purgeRegistryConfig });
+      opts.log.done?.(node.name, true, `${plan.steps.length} to remove`);
+      return { node, plan };
+    } catch (err) {
+      const error = messageOf(err);
+      opts.log.done?.(node.name, false, error);
+      return { node, error };
+    } finally {
+      conn?.close();
+    }
+  });
+}
+
+async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
+  const ns = inv.kubernetes.namespace;
+  log.progress('cluster', `looking for runner-fleet's objects in ${ns} (read-only)`);
+  const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+  const store = typedStore(client, ns, false);
+  const records = await store.load();
+  const gitlab = planRegistrations(withoutNodes(inv), records)
+    .map(describeAction)
+    .filter((d): d is Change => d !== null);
+  const teardown = await planTeardown(client, ns, inv.kubernetes.nodeLabel);
+  log.done?.('cluster', true, `${records.length} runner record(s), ${teardownChanges(teardown).length} cluster change(s)`);
+  return { client, store, records, gitlab, teardown };
+}
+
+export function formatDestroyPlan(hosts: HostSide[], cluster: ClusterSide | undefined): string {
+  const lines: string[] = [];
+  if (cluster) {
+    for (const c of cluster.gitlab) lines.push(`  gitlab   ${c.detail}`);
+    for (const c of teardownChanges(cluster.teardown)) lines.push(`  cluster  ${c.detail}`);
+  }
+  for (const h of hosts) for (const s of h.plan?.steps ?? []) lines.push(`  ${h.node.name.padEnd(8)} ${s.detail}`);
+  return lines.join('\n');
+}
+
+export function formatDestroySummary(r: DestroyReport): string {
+  if (r.declined) return 'Destroy: not confirmed; nothing was removed.';
+  const kept = r.kept.length > 0 ? `\nStays on purpose:\n${r.kept.map((k) => `  - ${k}`).join('\n')}` : '';
+  if (r.nothingToRemove) return `Destroy: nothing to remove.${kept}`;
+  const rows: string[] = [];
+  const section = (name: string, s: { ok: boolean; changes: Change[]; error?: string }) => {
+    rows.push(`  ${name.padEnd(16)} ${(s.ok ? 'ok' : 'FAILED').padEnd(7)} ${s.changes.length} removed${s.error ? `: ${s.error}` : ''}`);
+    for (const c of s.changes) rows.push(`      - ${c.detail}`);
+  };
+  for (const n of r.nodes) section(n.name, n);
+  if (r.gitlab) section('gitlab', r.gitlab);
+  if (r.cluster) section('cluster', r.cluster);
+  const failed = [...r.nodes.filter((n) => !n.ok).map((n) => n.name), ...(r.gitlab?.ok === false ? ['gitlab'] : []), ...(r.cluster?.ok === false ? ['cluster'] : [])];
+  const head = r.ok ? `Destroyed: ${r.changed} removed.` : `Failed: ${failed.join(', ')}; run destroy again to finish.`;
+  return `Destroy\n${rows.join('\n')}\n${head}${kept}`;
+}
+
+export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
+  const { log } = opts;
+  const withRunners = inv.gitlab.auth.kind !== 'none';
+  const kept: string[] = [];
+  if (!withRunners) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
+
+  // Read-only first: the prompt lists exactly what goes.
+  const [hosts, clusterOrError] = await Promise.all([
+    planHosts(inv, opts),
+    withRunners ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) })) : Promise.resolve(undefined),
+  ]);
+  if (clusterOrError && 'error' in clusterOrError) {
+    log.error('cluster', clusterOrError.error);
+    const failedCluster: ClusterReport = { ok: false, changes: [], error: clusterOrError.error };
+    const nodes: NodeReport[] = hosts.map((h) => ({ name: h.node.name, ok: !h.error, changes: [], ...(h.error ? { error: h.error } : {}) }));
+    return { ...buildReport(nodes, { ok: false, changes: [], error: 'not attempted: the cluster (which holds the runner records) could not be read' }, failedCluster), nothingToRemove: false, kept };
+  }
+  const cluster = clusterOrError;
+  for (const h of hosts) for (const k of h.plan?.kept ?? []) kept.push(`${h.node.name}: ${k}`);
+  if (cluster?.teardown.namespaceNote) kept.push(cluster.teardown.namespaceNote);
+  // TODO(issue 5): host-placed runners. When src/commands/runners.ts (or the host-runner module) exports
+  // removeHostRunners(inventory, nodes, { dryRun, log }), call it here: with dryRun for the plan below, then for real
+  // before the GitLab step. Until then destroy removes cluster-placed runners only.
+
+  const planText = formatDestroyPlan(hosts, cluster);
+  const unreachable = hosts.filter((h) => h.error);
+  if (planText === '' && unreachable.length === 0) {
+    return { ...buildReport(hosts.map((h) => ({ name: h.node.name, ok: true, changes: [] }))), nothingToRemove: true, kept };
+  }
+  if (planText !== '' && !opts.yes) {
+    const warnUnreachable = unreachable.length > 0 ? `\n(${unreachable.map((h) => h.node.name).join(', ')} could not be reached: what is there stays.)` : '';
+    if (!(await opts.confirm(`runner-fleet destroy will remove:\n${planText}${warnUnreachable}`))) {
+      return { ...buildReport([]), ok: false, nothingToRemove: false, declined: true, kept };
+    }
+  }
+
+  // GitLab first, while the records still hold the tokens; then the cluster (the records go last); then the nodes.
+  let gitlab: ClusterReport | undefined;
+  let clusterReport: ClusterReport | undefined;
+  if (cluster) {
+    let remaining = cluster.records.length;
+    if (cluster.records.length > 0) {
+      try {
+        log.progress('gitlab', `deleting ${cluster.records.length} runner(s) at ${inv.gitlab.url}`);
+        const r = await reconcileRunners(withoutNodes(inv), cluster.store, GitlabApi.fromConfig(inv.gitlab), { dryRun: false, log });
+        remaining = r.records.length;
+        gitlab = {
+          ok: r.errors.length === 0 && remaining === 0,
+          changes: r.changes.map((c) => ({ step: c.step, detail: c.detail })),
+          ...(r.errors.length > 0 ? { error: r.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
+        };
+        log.done?.('gitlab', gitlab.ok, `${r.changes.length} removed`);
+      } catch (err) {
+        gitlab = { ok: false, changes: [], error: messageOf(err) };
+        log.error('gitlab', gitlab.error!);
+      }
+    }
+    log.progress('cluster', 'removing runner-fleet\'s objects');
+    clusterReport = await runTeardown(cluster.client, cluster.teardown, { keepRecords: remaining > 0, log });
+    if (remaining > 0) kept.push(`Secret ${inv.kubernetes.namespace}/runner-fleet-records stays: ${remaining} runner(s) could not be deleted in GitLab; run destroy again`);
+    log.done?.('cluster', clusterReport.ok, `${clusterReport.changes.length} removed`);
+  }
+
+  const nodes = await mapPool(hosts, opts.concurrency, async (h): Promise<NodeReport> => {
+    if (h.error) return { name: h.node.name, ok: false, changes: [], error: h.error };
+    const changes: Change[] = [];
+    if (!h.plan || h.plan.steps.length === 0) return { name: h.node.name, ok: true, changes };
+    let conn;
+    try {
+      log.progress(h.node.name, `removing ${h.plan.steps.length} thing(s)`);
+      conn = await connectNode(h.node);
+      await runCleanup(conn, h.plan.steps, (c) => {
+        changes.push(c);
+        log.change(h.node.name, c.detail);
+      });
+      log.done?.(h.node.name, true, `${changes.length} removed`);
+      return { name: h.node.name, ok: true, changes };
+    } catch (err) {
+      const error = messageOf(err);
+      log.error(h.node.name, error);
+      log.done?.(h.node.name, false, 'failed');
+      return { name: h.node.name, ok: false, changes, error };
+    } finally {
+      conn?.close();
+    }
+  });
+  return { ...buildReport(nodes, gitlab, clusterReport), nothingToRemove: false, kept };
+}

@@ -1,0 +1,97 @@
+// Pure: what `destroy` removes from one node, from its gathered facts: runner identity dirs, and with --purge-registry-config our registry entries.
+import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
+import { parseDaemonJson, removeInsecureRegistries, serialiseDaemonJson } from './daemon-json.js';
+import type { HostFacts } from './facts.js';
+import { chooseFlavour, HostPlanError, renderHostsToml, type HostStep } from './plan.js';
+
+/** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate), per executor. */
+export const IDENTITY_ROOT = '/var/lib/runner-fleet';
+export const IDENTITY_DIRS = ['dind', 'dood', 'shell'].map((e) => `${IDENTITY_ROOT}/${e}`);
+
+/** Gather section (joins the one gather round trip): which identity dirs exist. */
+export const IDENTITY_SECTION = 'rf-identity';
+export const identityGatherScript = `echo "@@${IDENTITY_SECTION}"; for d in ${IDENTITY_DIRS.join(' ')}; do [ -d "$d" ] && echo "$d"; done; :`;
+
+export type CleanupStep =
+  /** removes a file runner-fleet wrote, only if it is still what the plan saw; then its folder if empty */
+  | { kind: 'remove-file'; path: string; expectSha256: string; detail: string }
+  /** removes one of IDENTITY_DIRS, then IDENTITY_ROOT if that leaves it empty */
+  | { kind: 'remove-dir'; path: string; detail: string }
+  | Extract<HostStep, { kind: 'write-file' | 'reload-docker' }>;
+
+export interface CleanupPlan {
+  steps: CleanupStep[];
+  /** what stays on purpose, for the report */
+  kept: string[];
+}
+
+export function existingIdentityDirs(facts: HostFacts): string[] {
+  const lines = facts.gathered?.sections.get(IDENTITY_SECTION) ?? [];
+  return lines.map((l) => l.trim()).filter((l) => IDENTITY_DIRS.includes(l));
+}
+
+/**
+ * Docker and daemon.json always stay. The registry entries runner-fleet adds (the inventory's registries in
+ * insecure-registries, and containerd hosts.toml files it wrote, recognised by their exact content) go only
+ * with `purgeRegistryConfig`: workloads may still pull from that registry, and other keys and entries are never
+ * touched. Throws DaemonJsonError for a daemon.json it cannot read (that node fails, nothing is written).
+ */
+export function planHostCleanup(node: NodeSpec, registries: string[], facts: HostFacts, opts: { purgeRegistryConfig: boolean }): CleanupPlan {
+  const steps: CleanupStep[] = [];
+  const kept: string[] = [];
+  for (const dir of existingIdentityDirs(facts)) steps.push({ kind: 'remove-dir', path: dir, detail: `remove ${dir} (runner identity kept by the runner pods)` });
+
+  let flavour: DockerFlavour | undefined;
+  try {
+    flavour = chooseFlavour(node, facts);
+  } catch (err) {
+    if (!(err instanceof HostPlanError)) throw err;
+  }
+  const file = facts.runningDaemonJson ?? (flavour === 'snap' ? facts.snapDaemonJson : flavour === 'apt' ? facts.aptDaemonJson : undefined);
+  let listed: string[] = [];
+  let merged: Record<string, unknown> | undefined;
+  if (file?.content !== undefined) {
+    const current = parseDaemonJson(file.content, file.path);
+    const r = removeInsecureRegistries(current, registries);
+    listed = r.removed;
+    merged = r.merged;
+  }
+  const tomls = registries
+    .map((registry) => ({ registry, fact: facts.hostsToml[registry] }))
+    .filter((t) => t.fact && t.fact.sha256 !== 'absent');
+
+  if (!opts.purgeRegistryConfig) {
+    const what = [...(listed.length > 0 ? [`${listed.join(', ')} in ${file!.path}`] : []), ...tomls.map((t) => t.fact!.path)];
+    if (what.length > 0) kept.push(`registry configuration stays (${what.join('; ')}): --purge-registry-config removes it`);
+    return { steps, kept };
+  }
+
+  if (listed.length > 0 && file && merged && flavour) {
+    steps.push({
+      kind: 'write-file',
+      name: 'daemon.json',
+      path: file.path,
+      content: serialiseDaemonJson(merged),
+      expectSha256: file.sha256,
+      mode: '0644',
+      detail: `${file.path}: remove ${listed.join(', ')} from insecure-registries (every other key and entry stays)`,
+    });
+    if (facts.dockerd || facts.docker) {
+      steps.push(
+        flavour === 'apt'
+          ? { kind: 'reload-docker', flavour, action: 'reload', detail: 'systemctl reload docker (SIGHUP, running jobs keep going) to drop the registries' }
+          : { kind: 'reload-docker', flavour, action: 'restart', detail: 'snap restart docker (the snap has no reload; running containers restart) to drop the registries' },
+      );
+    }
+  } else if (listed.length > 0) {
+    kept.push(`${listed.join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`);
+  }
+  for (const { registry, fact } of tomls) {
+    if (fact!.content === renderHostsToml(registry)) {
+      steps.push({ kind: 'remove-file', path: fact!.path, expectSha256: fact!.sha256, detail: `remove ${fact!.path} (microk8s containerd trust for ${registry})` });
+    } else {
+      kept.push(`${fact!.path} stays: its content is not what runner-fleet wrote (edited by someone)`);
+    }
+  }
+  return { steps, kept };
+}

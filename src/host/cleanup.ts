@@ -1,0 +1,46 @@
+// Runs a node's cleanup plan for `destroy` in one round trip: removals are guarded by what the plan saw, writes are atomic.
+import type { NodeSpec } from '../inventory/types.js';
+import type { Change } from '../report.js';
+import type { NodeConnection } from '../ssh.js';
+import { IDENTITY_ROOT, identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
+import { gatherFacts, stepScript } from './converge.js';
+import { shQuote } from './facts.js';
+
+/** Gathers (one read-only round trip, the same gather apply makes) and plans. */
+export async function planNodeCleanup(conn: NodeConnection, node: NodeSpec, registries: string[], opts: { purgeRegistryConfig: boolean }): Promise<CleanupPlan> {
+  const facts = await gatherFacts(conn, registries, identityGatherScript);
+  return planHostCleanup(node, registries, facts, opts);
+}
+
+export function cleanupStepScript(step: CleanupStep): string {
+  switch (step.kind) {
+    case 'remove-file': {
+      const f = shQuote(step.path);
+      return `f=${f}
+if [ -e "$f" ]; then
+  cur=$(sha256sum "$f" | cut -d' ' -f1)
+  if [ "$cur" != ${shQuote(step.expectSha256)} ]; then echo "$f changed while runner-fleet was working; not removing it, run again" >&2; exit 17; fi
+  rm -f "$f" "$f.runner-fleet.bak"
+fi
+rmdir "$(dirname "$f")" 2>/dev/null || :`;
+    }
+    case 'remove-dir':
+      // The path is one of IDENTITY_DIRS (never user input); the root goes only when nothing else is left in it.
+      return `rm -rf -- ${shQuote(step.path)}\nrmdir ${shQuote(IDENTITY_ROOT)} 2>/dev/null || :`;
+    default:
+      return stepScript(step);
+  }
+}
+
+/** Runs every step in order in one round trip; `onChange` hears each step that completed, even when a later one fails. */
+export async function runCleanup(conn: NodeConnection, steps: CleanupStep[], onChange: (c: Change) => void): Promise<void> {
+  if (steps.length === 0) return;
+  const body = steps.map((s, i) => `echo "@@begin ${i}"\n${cleanupStepScript(s)}\necho "@@done ${i}"`).join('\n');
+  const r = await conn.exec(`set -e\n${body}`, { sudo: true, step: 'destroy: clean up' });
+  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
+  steps.forEach((s, i) => done.has(i) && onChange({ step: s.kind, detail: s.detail }));
+  if (r.code !== 0) {
+    const failed = steps.find((_, i) => !done.has(i));
+    throw new Error(`${failed?.detail ?? 'clean up'}: failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ')}`);
+  }
+}
