@@ -133,6 +133,21 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     expect(r.report!.nodes.slice(1).every((n) => n.ok)).toBe(true);
   });
 
+  it('host keys are verified: a changed key or an unknown host is refused, never accepted', async () => {
+    const known = readFileSync(inventory.ssh.knownHosts, 'utf8').split('\n').filter(Boolean);
+    const pi1Key = known.find((l) => l.startsWith(`[${fleet.nodes[0].host}]:`))!.split(' ').slice(1).join(' ');
+    const swapped = known.map((l) => (l.startsWith(`[${fleet.nodes[1].host}]:`) ? `${l.split(' ')[0]} ${pi1Key}` : l));
+    const withoutPi3 = known.filter((l) => !l.startsWith(`[${fleet.nodes[2].host}]:`));
+    const kh = join(fleet.stateDir, 'known_hosts.tampered');
+    writeFileSync(kh, `${swapped.filter((l) => withoutPi3.includes(l) || l.includes(pi1Key)).join('\n')}\n`);
+    const r = await runProvision(['--inventory', withInventory((inv) => (inv.ssh.knownHosts = kh)), '--json']);
+    expect(r.code).toBe(1);
+    const byName = Object.fromEntries(r.report!.nodes.map((n) => [n.name, n]));
+    expect(byName.pi1.ok).toBe(true);
+    expect(byName.pi2.error).toMatch(/HOST KEY MISMATCH/);
+    expect(byName.pi3.error).toMatch(/is not in .*known_hosts.tampered/);
+  });
+
   it('--only works on the named nodes and leaves the others alone', async () => {
     const r = await runProvision(['--inventory', hostsInventory(), '--only', 'pi2', '--json']);
     expect(r.code, r.stderr).toBe(0);
