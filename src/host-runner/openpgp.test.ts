@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkPinnedKey, dearmor, inspectKeys, normaliseFingerprint, readPackets } from './openpgp.js';
+import { armorPublicKey, checkPinnedKey, dearmor, inspectKeys, normaliseFingerprint, readPackets } from './openpgp.js';
 
 // The test fleet's repository key (ed25519, no expiry), made with gpg for scripts/testbed.
 const TESTBED_KEY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.asc'), 'utf8');
@@ -60,6 +60,10 @@ describe('openpgp key pinning', () => {
     const r = checkPinnedKey(both, TESTBED_FPR, NOW);
     expect(r.ok).toBe(false);
     expect(!r.ok && r.reason).toMatch(/holds 2 primary keys/);
+  });
+
+  it('armors binary keys the way gpg does (same base64 lines and CRC-24)', () => {
+    expect(armorPublicKey(dearmor(TESTBED_KEY))).toBe(TESTBED_KEY);
   });
 
   it('refuses what is not a key, without throwing', () => {

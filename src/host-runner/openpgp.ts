@@ -215,3 +215,23 @@ export function checkPinnedKey(input: Buffer | string, fingerprint: string, now:
   }
   return { ok: true, key };
 }
+
+/** CRC-24 of RFC 4880 section 6.1, for the armor checksum line. */
+function crc24(data: Buffer): number {
+  let crc = 0xb704ce;
+  for (const byte of data) {
+    crc ^= byte << 16;
+    for (let i = 0; i < 8; i++) {
+      crc <<= 1;
+      if (crc & 0x1000000) crc ^= 0x1864cfb;
+    }
+  }
+  return crc & 0xffffff;
+}
+
+/** ASCII armor for binary key bytes: apt reads a signed-by keyring as armor only when the file ends in .asc. */
+export function armorPublicKey(bytes: Buffer): string {
+  const b64 = bytes.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const crc = Buffer.from([(crc24(bytes) >> 16) & 0xff, (crc24(bytes) >> 8) & 0xff, crc24(bytes) & 0xff]).toString('base64');
+  return `-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${b64}\n=${crc}\n-----END PGP PUBLIC KEY BLOCK-----\n`;
+}

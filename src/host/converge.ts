@@ -28,8 +28,9 @@ export async function gatherFacts(conn: NodeConnection, registries: string[], ex
  * Shell that replaces `path` atomically (temp file + mv in the same folder) with `content`, keeping the previous file
  * as `<path>.runner-fleet.bak`, and refuses (exit 17) if the file is no longer the one the plan saw (`expectSha256`).
  * The temp file is made by mktemp (0600) and gets `mode` before it is moved, so a secret is never readable by others.
+ * `backup: false` for files only runner-fleet reads (its own records), where an old copy is only an old token.
  */
-export function atomicWriteScript(path: string, content: string, expectSha256: string, mode: string): string {
+export function atomicWriteScript(path: string, content: string, expectSha256: string, mode: string, opts: { backup?: boolean } = {}): string {
   const f = shQuote(path);
   const b64 = Buffer.from(content, 'utf8').toString('base64');
   return `f=${f}; d=$(dirname "$f"); mkdir -p "$d"
@@ -39,8 +40,7 @@ tmp=$(mktemp "$d/.$(basename "$f").runner-fleet.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 echo ${shQuote(b64)} | base64 -d > "$tmp"
 chmod ${mode} "$tmp"
-if [ -e "$f" ]; then cp -p "$f" "$f.runner-fleet.bak"; fi
-mv -f "$tmp" "$f"
+${opts.backup === false ? '' : 'if [ -e "$f" ]; then cp -p "$f" "$f.runner-fleet.bak"; fi\n'}mv -f "$tmp" "$f"
 trap - EXIT`;
 }
 

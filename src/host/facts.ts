@@ -47,8 +47,8 @@ export function hostsTomlPath(registry: string): string {
 
 export const DOCKER_INFO = `docker info --format '{{.ServerVersion}} {{json .RegistryConfig}}'`;
 
-/** Prints a file as `path`, then its base64 or `-` when absent. */
-const FILE_FN = `emit_file() { echo "@@file $1"; if [ -f "$1" ]; then base64 -w0 "$1"; echo; else echo -; fi; }`;
+/** Prints a file as `path`, then its base64 or `-` when absent. Also for other gathers that split with splitGatherOutput. */
+export const FILE_FN = `emit_file() { echo "@@file $1"; if [ -f "$1" ]; then base64 -w0 "$1"; echo; else echo -; fi; }`;
 
 /**
  * The one script the gather round trip runs (as root). Output: `@@key` lines followed by values.

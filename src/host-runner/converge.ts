@@ -1,0 +1,221 @@
+// One node's host runner: register (record on the node), plan, apply in one round trip, verify; or unregister and remove it.
+import { atomicWriteScript } from '../host/converge.js';
+import { FILE_FN, sha256, shQuote, splitGatherOutput, type HostFacts } from '../host/facts.js';
+import type { GitlabRunnerApi } from '../gitlab/api.js';
+import type { Inventory, NodeSpec } from '../inventory/types.js';
+import type { Logger } from '../log.js';
+import type { Change } from '../report.js';
+import { renderConfigToml } from '../runners/config-toml.js';
+import { reconcileRunners, type ReconcileResult, type RunnerChange, type RunnerIssue } from '../runners/reconcile.js';
+import type { RunnerRecord } from '../runners/records.js';
+import { redact } from '../secrets.js';
+import type { NodeConnection } from '../ssh.js';
+import { CONFIG_TOML, PACKAGE, RUNNER_DIR, RUNNER_USER, SERVICE, hostRunnerGatherScript, parseHostRunnerFacts, type HostRunnerFacts } from './facts.js';
+import { needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep } from './plan.js';
+import { HostRecordStore } from './records.js';
+
+export interface HostRunnerContext {
+  /** the whole inventory (gitlab, runners settings); each call works on one node */
+  inventory: Inventory;
+  api: GitlabRunnerApi;
+  dryRun: boolean;
+  log: Logger;
+  /** the checked repository key; called only when a node needs it, and memoised by the caller */
+  repositoryKey: () => Promise<string>;
+  now?: () => Date;
+}
+
+export interface HostRunnerOutcome {
+  /** what happened in GitLab, for the run's gitlab section */
+  gitlab: { changes: RunnerChange[]; errors: RunnerIssue[]; warnings: RunnerIssue[] };
+  /** runner-fleet's record is (or, in a dry run, would still be) on the node: it has a host runner to remove some day */
+  present: boolean;
+  /** why the node's host runner is not as wanted; its changes so far are reported all the same */
+  error?: string;
+}
+
+export class HostRunnerVerifyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostRunnerVerifyError';
+  }
+}
+
+const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
+
+const STEP_NAMES: Record<HostRunnerStep['kind'], string> = {
+  'write-file': 'runner-file',
+  chmod: 'runner-file',
+  'install-package': 'runner-package',
+  'docker-group': 'runner-group',
+  service: 'runner-service',
+  'remove-files': 'runner-remove',
+};
+
+const toChange = (s: HostRunnerStep): Change => ({ step: STEP_NAMES[s.kind], detail: s.detail });
+
+/** Shell for one step (run as root, under `set -e`). */
+export function hostRunnerStepScript(step: HostRunnerStep): string {
+  switch (step.kind) {
+    case 'write-file':
+      // gitlab-runner's own folder is root-only; its files hold the runner token.
+      return `${step.secret ? `install -d -m 0700 ${shQuote(RUNNER_DIR)}\n` : ''}${atomicWriteScript(step.path, step.content, step.expectSha256, step.mode)}`;
+    case 'chmod':
+      return `chown root:root ${shQuote(step.path)}\nchmod ${step.mode} ${shQuote(step.path)}`;
+    case 'install-package':
+      // confold: never stop at a conffile question with nobody to answer it.
+      return `export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${PACKAGE} >/dev/null`;
+    case 'docker-group':
+      return `${step.createGroup ? 'groupadd --system docker\n' : ''}usermod -aG docker ${RUNNER_USER}`;
+    case 'service':
+      return `systemctl ${step.action} ${SERVICE}`;
+    case 'remove-files':
+      return `rm -f ${step.paths.map(shQuote).join(' ')}`;
+  }
+}
+
+const VERIFY = `echo "@@verify"
+echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"
+echo "groups=$(id -nG ${RUNNER_USER} 2>/dev/null)"
+echo "config=$(if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d' ' -f1; else echo absent; fi)"
+echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"`;
+
+/** Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it. */
+async function applySteps(conn: NodeConnection, steps: HostRunnerStep[], record: (c: Change) => void): Promise<Record<string, string>> {
+  const body = steps.map((s, i) => `echo "@@begin ${i}"\n${hostRunnerStepScript(s)}\necho "@@done ${i}"`).join('\n');
+  // exec, not check: stdout is never put into a message; stderr comes back redacted.
+  const r = await conn.exec(`set -e\n${body}\nset +e\n${VERIFY}`, { sudo: true, step: 'host runner' });
+  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
+  steps.forEach((s, i) => done.has(i) && record(toChange(s)));
+  if (r.code !== 0) {
+    const failed = steps.find((_, i) => !done.has(i));
+    throw new Error(`${failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${(r.stderr.trim() || 'no output').split('\n').slice(-3).join(' | ')}`);
+  }
+  const verify = r.stdout.slice(r.stdout.indexOf('@@verify'));
+  return Object.fromEntries(verify.split('\n').slice(1).filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]));
+}
+
+/** For a node that gets no host phase (gone from the inventory, destroy): the probe alone, one round trip. */
+export async function gatherHostRunnerProbe(conn: NodeConnection): Promise<HostRunnerFacts> {
+  // The probe does not look at the repository, so its URL does not matter here.
+  const r = await conn.exec(`${FILE_FN}\n${hostRunnerGatherScript('probe', '')}\necho "@@end"`, { sudo: true, step: 'gather host runner' });
+  const facts = r.stdout.includes('@@end') ? parseHostRunnerFacts(splitGatherOutput(r.stdout)) : undefined;
+  if (r.code !== 0 || !facts) throw new Error(`looking for a host runner failed (exit ${r.code}): ${(r.stderr.trim() || 'no output').split('\n').slice(-2).join(' | ')}`);
+  return facts;
+}
+
+export function hostRunnerFactsOf(node: Pick<NodeSpec, 'name'>, facts: HostFacts): HostRunnerFacts {
+  const hr = parseHostRunnerFacts(facts.gathered);
+  if (!hr) throw new Error(`${node.name}: the gather had no host-runner section`);
+  return hr;
+}
+
+function gitlabOf(r: ReconcileResult | undefined): HostRunnerOutcome['gitlab'] {
+  return { changes: r?.changes ?? [], errors: r?.errors ?? [], warnings: r?.warnings ?? [] };
+}
+
+/** For `plan`: the runner apply would create, so that its config can be planned before it exists. */
+function plannedRecord(node: string): RunnerRecord {
+  return { node, mode: 'access', token: 'created-on-apply', systemId: 's_000000000000', settings: null, createdAt: new Date(0).toISOString() };
+}
+
+function sayNotes(plan: HostRunnerPlan, log: Logger, node: string): void {
+  for (const w of plan.warnings) log.warn(node, w);
+  for (const n of plan.notes) log.progress(node, n);
+}
+
+/**
+ * Makes `node` run exactly one host runner: its record (created in GitLab if needed) on the node, the package from
+ * the pinned repository, config.toml with one [[runners]] block, .runner_system_id, the docker group, the service.
+ * Never throws: a failure is the outcome's `error`, after every change that did happen has been reported.
+ */
+export async function convergeHostRunner(
+  conn: NodeConnection,
+  node: NodeSpec,
+  facts: HostFacts,
+  ctx: HostRunnerContext,
+  record: (c: Change) => void,
+): Promise<HostRunnerOutcome> {
+  let reconciled: ReconcileResult | undefined;
+  let store: HostRecordStore | undefined;
+  try {
+    const hr = hostRunnerFactsOf(node, facts);
+    store = new HostRecordStore(conn, node.name, hr.record.content, { dryRun: ctx.dryRun });
+    const inv = ctx.inventory;
+    reconciled = await reconcileRunners({ ...inv, nodes: [node] }, store, ctx.api, { dryRun: ctx.dryRun, log: ctx.log });
+    if (reconciled.errors.length > 0) {
+      return { gitlab: gitlabOf(reconciled), present: store.present, error: `runner registration failed: ${reconciled.errors.map((e) => e.message).join('; ')}` };
+    }
+    const planned = reconciled.actions.some((a) => (a.kind === 'create' || a.kind === 'join') && a.node === node.name);
+    const rec = reconciled.records.find((r) => r.node === node.name && !r.retiredAt) ?? (ctx.dryRun && planned ? plannedRecord(node.name) : undefined);
+    if (!rec) return { gitlab: gitlabOf(reconciled), present: store.present, error: 'no runner is registered for this node' };
+
+    const configToml = renderConfigToml({ inventory: inv, node, record: rec, executor: 'shell', arch: facts.arch });
+    const now = Math.floor((ctx.now?.() ?? new Date()).getTime() / 1000);
+    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired: { configToml, systemId: rec.systemId, label: `runner #${rec.id ?? '?'}` } };
+    // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
+    const key = !ctx.dryRun && needsRepositoryKey(hr, input.repository, now).needed ? await ctx.repositoryKey() : undefined;
+    const plan = planHostRunner({ ...input, key });
+    sayNotes(plan, ctx.log, node.name);
+    if (ctx.dryRun) {
+      plan.steps.forEach((s) => record(toChange(s)));
+      return { gitlab: gitlabOf(reconciled), present: true };
+    }
+    if (plan.steps.length === 0) return { gitlab: gitlabOf(reconciled), present: true };
+
+    const v = await applySteps(conn, plan.steps, record);
+    const problems: string[] = [];
+    if (v.active !== 'active') problems.push(`${SERVICE} is ${v.active || 'not running'} (journalctl -u ${SERVICE})`);
+    if (!(v.groups ?? '').split(/\s+/).includes('docker')) problems.push(`${RUNNER_USER} is not in the docker group`);
+    if (v.config !== sha256(configToml)) problems.push(`${CONFIG_TOML} is not the file runner-fleet wrote`);
+    if (v.mode !== '600 root') problems.push(`${CONFIG_TOML} is ${v.mode}, not 600 root`);
+    if (problems.length > 0) throw new HostRunnerVerifyError(`after applying: ${problems.join('; ')}`);
+    return { gitlab: gitlabOf(reconciled), present: true };
+  } catch (err) {
+    return { gitlab: gitlabOf(reconciled), present: store?.present ?? true, error: messageOf(err) };
+  }
+}
+
+/**
+ * Unregisters the node's host runner (deletes it in GitLab through the record on the node), then stops and disables
+ * the service and removes config.toml, .runner_system_id and the record. The package stays installed. A node without
+ * runner-fleet's record is left alone. Never throws (see convergeHostRunner).
+ */
+export async function removeHostRunner(
+  conn: NodeConnection,
+  node: Pick<NodeSpec, 'name'>,
+  hr: HostRunnerFacts,
+  ctx: HostRunnerContext,
+  record: (c: Change) => void,
+): Promise<HostRunnerOutcome> {
+  let reconciled: ReconcileResult | undefined;
+  try {
+    if (!hr.record.bytes) {
+      sayNotes(planHostRunnerRemoval(hr), ctx.log, node.name);
+      return { gitlab: gitlabOf(undefined), present: false };
+    }
+    const store = new HostRecordStore(conn, node.name, hr.record.content, { dryRun: ctx.dryRun });
+    // No node wanted: every record in the file is deleted in GitLab, and the file removed once it is empty.
+    reconciled = await reconcileRunners({ ...ctx.inventory, nodes: [] }, store, ctx.api, { dryRun: ctx.dryRun, log: ctx.log });
+    if (reconciled.errors.length > 0) {
+      // Files and service stay: the record is what lets the next run try the delete again.
+      return { gitlab: gitlabOf(reconciled), present: true, error: `could not unregister the host runner: ${reconciled.errors.map((e) => e.message).join('; ')}` };
+    }
+    const plan = planHostRunnerRemoval(hr);
+    sayNotes(plan, ctx.log, node.name);
+    if (ctx.dryRun) {
+      plan.steps.forEach((s) => record(toChange(s)));
+      return { gitlab: gitlabOf(reconciled), present: false };
+    }
+    if (plan.steps.length > 0) {
+      const v = await applySteps(conn, plan.steps, record);
+      if (v.active === 'active') throw new HostRunnerVerifyError(`${SERVICE} is still running after systemctl stop`);
+      if (v.config !== 'absent') throw new HostRunnerVerifyError(`${CONFIG_TOML} is still there`);
+    }
+    return { gitlab: gitlabOf(reconciled), present: false };
+  } catch (err) {
+    return { gitlab: gitlabOf(reconciled), present: true, error: messageOf(err) };
+  }
+}

@@ -1,0 +1,202 @@
+// The pure host-runner plan on in-memory facts: fresh install, no-op, config or key changes, permissions, removal.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { sha256, splitGatherOutput } from '../host/facts.js';
+import { GITLAB_RUNNER_REPOSITORY, type PackageRepository } from '../inventory/types.js';
+import { CONFIG_TOML, KEYRING_FILE, PIN_FILE, RECORD_FILE, SOURCES_FILE, SYSTEM_ID_FILE, parseHostRunnerFacts, type GatheredFile, type HostRunnerFacts } from './facts.js';
+import { needsRepositoryKey, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
+
+const KEY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.asc'), 'utf8');
+const REPO: PackageRepository = { ...GITLAB_RUNNER_REPOSITORY, key: { kind: 'file', path: '/k.asc' }, fingerprint: 'A0D3D76DCDC5B3A395EAD8371EBFE911B8F8121F' };
+const NOW = Date.parse('2026-11-01T00:00:00Z') / 1000;
+const CONFIG = 'concurrent = 1\n\n[[runners]]\n  name = "runner-fleet pi1"\n  token = "glrt-abcdefgh"\n  executor = "shell"\n';
+const SYSTEM_ID = 's_0123456789ab';
+
+const file = (path: string, content?: string): GatheredFile =>
+  content === undefined ? { path, sha256: 'absent' } : { path, content, bytes: Buffer.from(content), sha256: sha256(content) };
+
+/** A node that runs the desired runner already. */
+function converged(): HostRunnerFacts {
+  return {
+    os: { id: 'debian', codename: 'bookworm' },
+    package: { installed: true, version: '17.11.0-1' },
+    service: { active: 'active', enabled: 'enabled' },
+    config: { sha256: sha256(CONFIG), mode: '600', owner: 'root' },
+    systemId: { ...file(SYSTEM_ID_FILE, `${SYSTEM_ID}\n`), mode: '600', owner: 'root' },
+    record: { ...file(RECORD_FILE, '[]'), mode: '600', owner: 'root' },
+    install: {
+      user: { exists: true, groups: ['gitlab-runner', 'docker'] },
+      dockerGroup: true,
+      keyring: file(KEYRING_FILE, KEY),
+      sources: file(SOURCES_FILE, sourcesList(REPO, 'debian', 'bookworm', 'arm64')),
+      pin: file(PIN_FILE, pinPreferences(REPO)),
+      otherSources: [],
+    },
+  };
+}
+
+/** A fresh Pi: nothing of gitlab-runner yet. */
+function fresh(): HostRunnerFacts {
+  return {
+    os: { id: 'debian', codename: 'bookworm' },
+    package: { installed: false },
+    service: { active: 'inactive', enabled: '' },
+    config: { sha256: 'absent' },
+    systemId: file(SYSTEM_ID_FILE),
+    record: file(RECORD_FILE),
+    install: { user: { exists: false, groups: [] }, dockerGroup: true, keyring: file(KEYRING_FILE), sources: file(SOURCES_FILE), pin: file(PIN_FILE), otherSources: [] },
+  };
+}
+
+const input = (facts: HostRunnerFacts, extra: Partial<HostRunnerPlanInput> = {}): HostRunnerPlanInput => ({
+  node: 'pi1',
+  arch: 'arm64',
+  facts,
+  repository: REPO,
+  desired: { configToml: CONFIG, systemId: SYSTEM_ID, label: 'runner #7' },
+  key: KEY,
+  now: NOW,
+  ...extra,
+});
+const kinds = (facts: HostRunnerFacts, extra: Partial<HostRunnerPlanInput> = {}) =>
+  planHostRunner(input(facts, extra)).steps.map((s) => (s.kind === 'write-file' || s.kind === 'chmod' ? `${s.kind} ${s.path}` : s.kind === 'service' ? `service ${s.action}` : s.kind));
+
+describe('planHostRunner', () => {
+  it('a fresh node: key, repository, pin, root-only config and system id, then the package (which starts the service), then the docker group', () => {
+    const plan = planHostRunner(input(fresh()));
+    expect(plan.steps.map((s) => (s.kind === 'write-file' ? `${s.path} ${s.mode}` : s.kind))).toEqual([
+      `${KEYRING_FILE} 0644`,
+      `${SOURCES_FILE} 0644`,
+      `${PIN_FILE} 0644`,
+      `${CONFIG_TOML} 0600`,
+      `${SYSTEM_ID_FILE} 0600`,
+      'install-package',
+      'docker-group',
+    ]);
+    const sources = plan.steps.find((s) => s.kind === 'write-file' && s.path === SOURCES_FILE);
+    expect(sources && 'content' in sources && sources.content).toContain(
+      `deb [arch=arm64 signed-by=${KEYRING_FILE}] https://packages.gitlab.com/runner/gitlab-runner/debian/ bookworm main\n`,
+    );
+    expect(pinPreferences(REPO)).toContain('Pin: origin packages.gitlab.com\nPin-Priority: 1001\n');
+    // The token is only ever in the content, never in what is reported.
+    expect(plan.steps.map((s) => s.detail).join('\n')).not.toContain('glrt-');
+  });
+
+  it('a converged node: nothing to do', () => {
+    expect(planHostRunner(input(converged()))).toEqual({ steps: [], notes: [], warnings: [] });
+  });
+
+  it('a changed config.toml is rewritten and the service restarted once; a changed system id too', () => {
+    const facts = converged();
+    facts.config.sha256 = sha256('old');
+    expect(kinds(facts)).toEqual([`write-file ${CONFIG_TOML}`, 'service restart']);
+    facts.systemId = { ...file(SYSTEM_ID_FILE, 's_ffffffffffff\n'), mode: '600', owner: 'root' };
+    const plan = planHostRunner(input(facts));
+    expect(plan.steps.filter((s) => s.kind === 'service')).toEqual([{ kind: 'service', action: 'restart', detail: 'systemctl restart gitlab-runner (config.toml and .runner_system_id changed)' }]);
+  });
+
+  it('a stopped or disabled service is started and enabled without a restart', () => {
+    const facts = converged();
+    facts.service = { active: 'inactive', enabled: 'disabled' };
+    expect(kinds(facts)).toEqual(['service start', 'service enable']);
+  });
+
+  it('config files readable by others are made root-only again without rewriting them', () => {
+    const facts = converged();
+    facts.config = { ...facts.config, mode: '644' };
+    facts.systemId = { ...facts.systemId, mode: '644' };
+    expect(kinds(facts)).toEqual([`chmod ${CONFIG_TOML}`, `chmod ${SYSTEM_ID_FILE}`]);
+  });
+
+  it('gitlab-runner outside the docker group is added; a missing docker group is created first', () => {
+    const facts = converged();
+    facts.install!.user.groups = ['gitlab-runner'];
+    expect(kinds(facts)).toEqual(['docker-group']);
+    facts.install!.dockerGroup = false;
+    expect(planHostRunner(input(facts)).steps[0]).toMatchObject({ kind: 'docker-group', createGroup: true });
+  });
+
+  it('a missing, foreign or expired keyring needs the key; the pinned one does not', () => {
+    expect(needsRepositoryKey(converged(), REPO, NOW)).toEqual({ needed: false, reason: '' });
+    const facts = converged();
+    facts.install!.keyring = file(KEYRING_FILE, '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n');
+    expect(needsRepositoryKey(facts, REPO, NOW).needed).toBe(true);
+    expect(kinds(facts)).toEqual([`write-file ${KEYRING_FILE}`]);
+    expect(planHostRunner(input(facts)).notes).toEqual(['gitlab-runner 17.11.0-1 stays as installed; the repository change applies to its next upgrade']);
+  });
+
+  it('a moved repository (codename, mirror, arch) rewrites the sources entry only', () => {
+    const facts = converged();
+    facts.os.codename = 'trixie';
+    expect(kinds(facts)).toEqual([`write-file ${SOURCES_FILE}`]);
+  });
+
+  it('refuses an OS GitLab does not publish for, and a second entry for the same repository', () => {
+    const facts = converged();
+    facts.os.id = 'fedora';
+    expect(() => planHostRunner(input(facts))).toThrow(/ID=fedora/);
+    const other = converged();
+    other.install!.otherSources = ['/etc/apt/sources.list.d/gitlab.list'];
+    expect(() => planHostRunner(input(other))).toThrow(HostRunnerPlanError);
+  });
+
+  it('warns when it replaces a config.toml runner-fleet did not write', () => {
+    const facts = converged();
+    facts.config.sha256 = sha256('[[runners]]\n  token = "hand-made"\n');
+    facts.record = file(RECORD_FILE);
+    expect(planHostRunner(input(facts)).warnings[0]).toMatch(/not written by runner-fleet/);
+  });
+});
+
+describe('planHostRunnerRemoval', () => {
+  it('stops and disables the service and removes the files with their backups; the package stays', () => {
+    const plan = planHostRunnerRemoval(converged());
+    expect(plan.steps.map((s) => (s.kind === 'service' ? s.action : s.kind))).toEqual(['stop', 'disable', 'remove-files']);
+    const rm = plan.steps.at(-1)!;
+    expect(rm.kind === 'remove-files' && rm.paths).toEqual([CONFIG_TOML, SYSTEM_ID_FILE, RECORD_FILE, `${CONFIG_TOML}.runner-fleet.bak`, `${SYSTEM_ID_FILE}.runner-fleet.bak`, `${RECORD_FILE}.runner-fleet.bak`]);
+    expect(plan.notes).toEqual(['the gitlab-runner package stays installed (apt-get purge gitlab-runner removes it and /etc/gitlab-runner)']);
+  });
+
+  it('leaves a runner alone that runner-fleet did not make', () => {
+    const facts = converged();
+    facts.record = file(RECORD_FILE);
+    const plan = planHostRunnerRemoval(facts);
+    expect(plan.steps).toEqual([]);
+    expect(plan.warnings[0]).toMatch(/left alone/);
+  });
+});
+
+describe('parseHostRunnerFacts', () => {
+  it('reads the gather section', () => {
+    const b64 = (t: string) => Buffer.from(t).toString('base64');
+    const out = [
+      '@@hr-os', 'raspbian bookworm',
+      '@@hr-package', 'installed 17.11.0-1',
+      '@@hr-service', 'active=active', 'enabled=enabled',
+      '@@hr-config', 'abc123', '600 root',
+      '@@hr-system-id-mode', '600 root',
+      `@@file ${SYSTEM_ID_FILE}`, b64('s_0123456789ab\n'),
+      '@@hr-record-mode',
+      `@@file ${RECORD_FILE}`, '-',
+      '@@hr-user', 'user gitlab-runner docker',
+      '@@hr-docker-group', 'yes',
+      `@@file ${KEYRING_FILE}`, b64(KEY),
+      `@@file ${SOURCES_FILE}`, '-',
+      `@@file ${PIN_FILE}`, '-',
+      '@@hr-other-sources', '/etc/apt/sources.list.d/old.list',
+      '@@end',
+    ].join('\n');
+    const f = parseHostRunnerFacts(splitGatherOutput(out))!;
+    expect(f.os).toEqual({ id: 'raspbian', codename: 'bookworm' });
+    expect(f.package).toEqual({ installed: true, version: '17.11.0-1' });
+    expect(f.service).toEqual({ active: 'active', enabled: 'enabled' });
+    expect(f.config).toEqual({ sha256: 'abc123', mode: '600', owner: 'root' });
+    expect(f.systemId.content).toBe('s_0123456789ab\n');
+    expect(f.record.sha256).toBe('absent');
+    expect(f.install!.user).toEqual({ exists: true, groups: ['gitlab-runner', 'docker'] });
+    expect(f.install!.keyring.content).toBe(KEY);
+    expect(f.install!.otherSources).toEqual(['/etc/apt/sources.list.d/old.list']);
+    expect(parseHostRunnerFacts(splitGatherOutput('@@os\ndebian 12\n@@end'))).toBeUndefined();
+  });
+});

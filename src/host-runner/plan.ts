@@ -1,0 +1,223 @@
+// The pure host-runner plan: from gathered facts and the desired runner, the steps that install, configure or remove it.
+import { sha256 } from '../host/facts.js';
+import type { PackageRepository } from '../inventory/types.js';
+import { checkPinnedKey } from './openpgp.js';
+import {
+  CONFIG_TOML, KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
+  type HostRunnerFacts,
+} from './facts.js';
+
+export type HostRunnerStep =
+  /** atomic replace; `secret` files (config.toml, .runner_system_id) go into root-only RUNNER_DIR with mode 0600 */
+  | { kind: 'write-file'; path: string; content: string; expectSha256: string; mode: string; secret: boolean; detail: string }
+  | { kind: 'chmod'; path: string; mode: string; detail: string }
+  /** apt-get update, then apt-get install gitlab-runner (apt picks the node's architecture) */
+  | { kind: 'install-package'; detail: string }
+  | { kind: 'docker-group'; createGroup: boolean; detail: string }
+  | { kind: 'service'; action: 'restart' | 'start' | 'enable' | 'stop' | 'disable'; detail: string }
+  | { kind: 'remove-files'; paths: string[]; detail: string };
+
+export interface HostRunnerPlan {
+  steps: HostRunnerStep[];
+  /** worth saying, not changes (e.g. the package stays installed after a removal) */
+  notes: string[];
+  /** something a person should look at */
+  warnings: string[];
+}
+
+export class HostRunnerPlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostRunnerPlanError';
+  }
+}
+
+/** The repository paths GitLab publishes (packagecloud): <url>/<os>/ <codename> main. */
+const SUPPORTED_OS = ['debian', 'raspbian', 'ubuntu'];
+
+export interface DesiredHostRunner {
+  /** rendered by renderConfigToml (executor shell): exactly one [[runners]] block */
+  configToml: string;
+  systemId: string;
+  /** `runner #12`, for messages */
+  label: string;
+}
+
+export interface HostRunnerPlanInput {
+  node: string;
+  /** the node's Debian architecture (host facts) */
+  arch: string;
+  facts: HostRunnerFacts;
+  repository: PackageRepository;
+  desired: DesiredHostRunner;
+  /** the repository key as fetched, when needsRepositoryKey said so; absent in a dry run */
+  key?: string;
+  /** seconds since the epoch, for key expiry */
+  now: number;
+}
+
+export function sourcesList(repo: PackageRepository, osId: string, codename: string, arch: string): string {
+  return (
+    '# Managed by runner-fleet (runners.placement: host); edits are overwritten on the next run.\n' +
+    `deb [arch=${arch} signed-by=${KEYRING_FILE}] ${repo.url}/${osId}/ ${codename} main\n`
+  );
+}
+
+/** GitLab's documented pin: a distribution's own `gitlab-runner` package must not win over GitLab's. */
+export function pinPreferences(repo: PackageRepository): string {
+  const origin = new URL(repo.url).hostname;
+  return (
+    'Explanation: Managed by runner-fleet: prefer the gitlab-runner package from the repository runner-fleet configured\n' +
+    `Package: ${PACKAGE}\n` +
+    `Pin: origin ${origin}\n` +
+    'Pin-Priority: 1001\n'
+  );
+}
+
+/** Whether the node's keyring must be (re)written: missing, not the pinned key, or expired. */
+export function needsRepositoryKey(facts: HostRunnerFacts, repo: PackageRepository, now: number): { needed: boolean; reason: string } {
+  const keyring = facts.install?.keyring;
+  if (!keyring?.bytes) return { needed: true, reason: 'missing' };
+  const check = checkPinnedKey(keyring.bytes, repo.fingerprint, now);
+  return check.ok ? { needed: false, reason: '' } : { needed: true, reason: `the one there is refused: ${check.reason}` };
+}
+
+function writeIfDifferent(
+  steps: HostRunnerStep[],
+  file: { path: string; content?: string; sha256: string },
+  want: string,
+  mode: string,
+  secret: boolean,
+  detail: string,
+): boolean {
+  if (file.content === want) return false;
+  steps.push({ kind: 'write-file', path: file.path, content: want, expectSha256: file.sha256, mode, secret, detail });
+  return true;
+}
+
+/** The steps that make the node run exactly the desired host runner, in order; none when it already does. */
+export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
+  const { facts, repository: repo, desired } = input;
+  const install = facts.install;
+  if (!install) throw new HostRunnerPlanError('host-runner facts were gathered without the install section');
+  if (!SUPPORTED_OS.includes(facts.os.id)) {
+    throw new HostRunnerPlanError(`GitLab publishes gitlab-runner packages for ${SUPPORTED_OS.join(', ')}; this node's /etc/os-release says ID=${facts.os.id}`);
+  }
+  if (!facts.os.codename) throw new HostRunnerPlanError('/etc/os-release has no VERSION_CODENAME: cannot tell which suite of the package repository to use');
+  if (install.otherSources.length > 0) {
+    throw new HostRunnerPlanError(
+      `${install.otherSources.join(', ')} also list${install.otherSources.length === 1 ? 's' : ''} ${repo.url}; apt refuses one repository with two different Signed-By values. ` +
+        `Remove ${install.otherSources.length === 1 ? 'it' : 'them'}: runner-fleet manages ${SOURCES_FILE}`,
+    );
+  }
+  const steps: HostRunnerStep[] = [];
+  const notes: string[] = [];
+  const warnings: string[] = [];
+
+  const key = needsRepositoryKey(facts, repo, input.now);
+  if (key.needed) {
+    steps.push({
+      kind: 'write-file',
+      path: KEYRING_FILE,
+      // Filled in a dry run only as a description: the key is fetched for apply.
+      content: input.key ?? '',
+      expectSha256: install.keyring.sha256,
+      // apt reads signed-by keyrings as the unprivileged _apt user.
+      mode: '0644',
+      secret: false,
+      detail: `${KEYRING_FILE}: repository key ${repo.fingerprint} from ${repo.key.kind === 'url' ? repo.key.url : repo.key.path} (${key.reason})`,
+    });
+  }
+  const suite = `${repo.url}/${facts.os.id}/ ${facts.os.codename} main`;
+  const sourcesChanged = writeIfDifferent(steps, install.sources, sourcesList(repo, facts.os.id, facts.os.codename, input.arch), '0644', false, `${SOURCES_FILE}: ${suite} (${input.arch}), signed by ${KEYRING_FILE}`);
+  writeIfDifferent(steps, install.pin, pinPreferences(repo), '0644', false, `${PIN_FILE}: prefer ${PACKAGE} from ${new URL(repo.url).hostname}`);
+
+  const installing = !facts.package.installed;
+  const configChanged = facts.config.sha256 !== sha256(desired.configToml);
+  if (configChanged) {
+    steps.push({
+      kind: 'write-file',
+      path: CONFIG_TOML,
+      content: desired.configToml,
+      expectSha256: facts.config.sha256,
+      mode: '0600',
+      secret: true,
+      detail: `${CONFIG_TOML}: one [[runners]] block, ${desired.label} (${facts.config.sha256 === 'absent' ? 'new' : 'rewritten'}, root-only)`,
+    });
+    if (facts.config.sha256 !== 'absent' && !facts.record.bytes && !installing) {
+      warnings.push(
+        `${CONFIG_TOML} was not written by runner-fleet: the previous one is kept as config.toml.runner-fleet.bak; runners registered in it (if any) still exist in GitLab: delete them there`,
+      );
+    }
+  } else if (facts.config.mode !== '600' || facts.config.owner !== 'root') {
+    steps.push({ kind: 'chmod', path: CONFIG_TOML, mode: '0600', detail: `${CONFIG_TOML}: root-only again (was ${facts.config.mode} ${facts.config.owner})` });
+  }
+  const systemIdChanged = writeIfDifferent(steps, facts.systemId, `${desired.systemId}\n`, '0600', true, `${SYSTEM_ID_FILE}: ${desired.systemId}, the runner manager's identity in GitLab`);
+  if (!systemIdChanged && (facts.systemId.mode !== '600' || facts.systemId.owner !== 'root')) {
+    steps.push({ kind: 'chmod', path: SYSTEM_ID_FILE, mode: '0600', detail: `${SYSTEM_ID_FILE}: root-only again` });
+  }
+
+  // Installed after config.toml and .runner_system_id are in place: the package starts the service, which then
+  // starts with them (and does not make up a system_id of its own), so a first install needs no restart.
+  if (installing) steps.push({ kind: 'install-package', detail: `apt-get update && apt-get install ${PACKAGE} from ${suite}` });
+  else if (sourcesChanged || key.needed) notes.push(`${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace('  ', ' '));
+  // The package creates the user; jobs start as fresh logins of it, so the group applies without a restart.
+  if (installing || !install.dockerGroup || !install.user.groups.includes('docker')) {
+    steps.push({
+      kind: 'docker-group',
+      createGroup: !install.dockerGroup,
+      detail: install.dockerGroup
+        ? `add ${RUNNER_USER} to the docker group (shell jobs use the host's Docker)`
+        : `create the docker group and add ${RUNNER_USER} to it (the snap's dockerd hands its socket to that group when it next starts)`,
+    });
+  }
+
+  // gitlab-runner reads .runner_system_id only when it starts; a changed config is picked up by the restart too.
+  const running = facts.service.active === 'active';
+  if (installing) {
+    // the package's postinst enables and starts it
+  } else if (configChanged || systemIdChanged) {
+    steps.push({ kind: 'service', action: 'restart', detail: `systemctl restart ${SERVICE} (${[configChanged && 'config.toml', systemIdChanged && '.runner_system_id'].filter(Boolean).join(' and ')} changed)` });
+  } else if (!running) {
+    steps.push({ kind: 'service', action: 'start', detail: `systemctl start ${SERVICE} (it was ${facts.service.active || 'not running'})` });
+  }
+  // The package enables its unit when it installs it; afterwards only someone's `disable` turns it off.
+  if (!installing && facts.service.enabled !== 'enabled') {
+    steps.push({ kind: 'service', action: 'enable', detail: `systemctl enable ${SERVICE} (it was ${facts.service.enabled || 'not enabled'})` });
+  }
+  return { steps, notes, warnings };
+}
+
+/**
+ * Removing a host runner, after its runner was deleted in GitLab: stop and disable the service, remove what
+ * runner-fleet wrote in RUNNER_DIR. The package and the repository stay; a node without runner-fleet's record
+ * has nothing of ours to remove.
+ */
+export function planHostRunnerRemoval(facts: HostRunnerFacts): HostRunnerPlan {
+  const steps: HostRunnerStep[] = [];
+  const notes: string[] = [];
+  const warnings: string[] = [];
+  if (!facts.record.bytes) {
+    if (facts.config.sha256 !== 'absent' || facts.service.active === 'active') {
+      warnings.push(`${CONFIG_TOML} or a running ${SERVICE} service is here without runner-fleet's record: left alone (runner-fleet did not make that runner)`);
+    }
+    return { steps, notes, warnings };
+  }
+  if (facts.package.installed && facts.service.active === 'active') steps.push({ kind: 'service', action: 'stop', detail: `systemctl stop ${SERVICE}` });
+  if (facts.package.installed && facts.service.enabled === 'enabled') steps.push({ kind: 'service', action: 'disable', detail: `systemctl disable ${SERVICE}` });
+  const present = [
+    ...(facts.config.sha256 !== 'absent' ? [CONFIG_TOML] : []),
+    ...(facts.systemId.bytes ? [SYSTEM_ID_FILE] : []),
+    ...(facts.record.bytes ? [RECORD_FILE] : []),
+  ];
+  if (present.length > 0) {
+    steps.push({
+      kind: 'remove-files',
+      // Backups too: they hold the deleted runner's token.
+      paths: [...present, ...present.map((p) => `${p}.runner-fleet.bak`)],
+      detail: `remove ${present.join(', ')} (and their runner-fleet backups)`,
+    });
+  }
+  if (facts.package.installed) notes.push(`the ${PACKAGE} package stays installed (apt-get purge ${PACKAGE} removes it and ${RUNNER_DIR})`);
+  return { steps, notes, warnings };
+}
