@@ -2,6 +2,7 @@
 import { accessSync, constants } from 'node:fs';
 import { InputError } from '../errors.js';
 import { convergeHost, type HostResult } from '../host/converge.js';
+import { hostRunnerGatherScript } from '../host-runner/facts.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
@@ -9,6 +10,7 @@ import { buildReport, type Change, type NodeReport, type RunReport } from '../re
 import { redact, resolveSecret } from '../secrets.js';
 import { connectNode, type NodeConnection } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
+import type { RunnerPhase } from './runners.js';
 
 export interface ConvergeOptions {
   dryRun: boolean;
@@ -48,21 +50,31 @@ export interface NodeOutcome {
   host?: HostResult;
 }
 
+/** The runner phase's part of a node's host phase: a gather section, and a step on the same connection. */
+interface NodeRunnerStep {
+  gatherExtra: string;
+  onNode: RunnerPhase['onNode'];
+}
+
 /** One node's host phase; never throws: failures land in the report. */
-async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOptions): Promise<NodeOutcome> {
+async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOptions, runners?: NodeRunnerStep): Promise<NodeOutcome> {
   const changes: Change[] = [];
   let conn: NodeConnection | undefined;
   try {
     opts.log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
     conn = await connectNode(node);
     opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
-    const host = await convergeHost(conn, node, inv.gitlab.registries, {
-      dryRun: opts.dryRun,
-      onChange: (c) => {
-        changes.push(c);
-        if (!opts.dryRun) opts.log.change(node.name, c.detail);
-      },
-    });
+    const record = (c: Change) => {
+      changes.push(c);
+      if (!opts.dryRun) opts.log.change(node.name, c.detail);
+    };
+    const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra });
+    const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
+    if (runnerError) {
+      opts.log.error(node.name, runnerError);
+      opts.log.done?.(node.name, false, 'failed');
+      return { report: { name: node.name, ok: false, changes, error: runnerError }, host };
+    }
     opts.log.done?.(node.name, true, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
     return { report: { name: node.name, ok: true, changes }, host };
   } catch (err) {
@@ -84,13 +96,23 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
   preflight(selected);
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
-  const runnersModule = inv.gitlab.auth.kind !== 'none' || inv.runners.placement === 'host' ? import('./runners.js') : undefined;
-  const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts));
+  const withRunners = inv.gitlab.auth.kind !== 'none';
+  const phase = withRunners
+    ? import('./runners.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
+    : undefined;
+  phase?.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+  // The host-runner facts join each node's one gather: everything for host placement; in cluster placement only
+  // what shows a host runner left over from host placement, which must go before the node's cluster runner comes.
+  const runners: NodeRunnerStep | undefined = phase && {
+    gatherExtra: hostRunnerGatherScript(inv.runners.placement === 'host' ? 'full' : 'probe', inv.runners.packageRepository.url),
+    onNode: async (...args) => (await phase).onNode(...args),
+  };
+  const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts, runners));
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
-  const runners = runnersModule
-    ? await (await runnersModule).convergeRunners({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log, facts })
-    : (opts.log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes'), {});
-  return buildReport(outcomes.map((o) => o.report), runners.gitlab, runners.cluster);
+  const after = phase
+    ? await (await phase).afterNodes(facts)
+    : (opts.log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes'), { nodes: [] });
+  return buildReport([...outcomes.map((o) => o.report), ...after.nodes], after.gitlab, after.cluster);
 }
 
 export function formatSummary(report: RunReport, dryRun: boolean): string {

@@ -1,16 +1,26 @@
-// The runner phases of `apply`/`plan`: register runners in GitLab (records in a Secret), then converge the cluster.
-import { GitlabApi } from '../gitlab/api.js';
+// The runner phases of `apply`/`plan` by placement: cluster (records in a Secret, DaemonSet) or host (gitlab-runner on the Pi, record on the node).
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { GitlabApi, type GitlabRunnerApi } from '../gitlab/api.js';
 import type { HostFacts } from '../host/facts.js';
-import type { Executor, Inventory } from '../inventory/types.js';
+import {
+  convergeHostRunner, gatherHostRunnerProbe, hostRunnerFactsOf, removeHostRunner, type HostRunnerContext, type HostRunnerOutcome,
+} from '../host-runner/converge.js';
+import { loadRepositoryKey } from '../host-runner/repository.js';
+import { hostRunnerIndexPath, indexEntry, readHostRunnerIndex, writeHostRunnerIndex, type IndexedNode } from '../host-runner/state.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import { KubeRecordStore, connectCluster, convergeCluster } from '../kube/converge.js';
 import type { KubeClient } from '../kube/client.js';
+import { removeClusterRunners } from '../kube/remove.js';
 import type { Logger } from '../log.js';
-import type { ClusterReport } from '../report.js';
+import { mapPool } from '../pool.js';
+import type { Change, ClusterReport, NodeReport } from '../report.js';
 import { renderConfigToml } from '../runners/config-toml.js';
-import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
+import { reconcileRunners, type ReconcileResult, type RunnerChange, type RunnerIssue } from '../runners/reconcile.js';
 import { parseRecords, type RecordStore, type RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
-import { connectNode } from '../ssh.js';
+import { connectNode, type NodeConnection } from '../ssh.js';
 
 export interface RunnerPhaseInput {
   /** the whole inventory: with --only, the other nodes' runners must be left alone, not taken for removed */
@@ -58,7 +68,7 @@ function plannedRecord(node: string): RunnerRecord {
   return { node, mode: 'access', token: 'created-on-apply', systemId: 's_000000000000', settings: null, createdAt: new Date(0).toISOString() };
 }
 
-export async function convergeRunners(input: RunnerPhaseInput): Promise<RunnerPhaseResult> {
+export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<string> }): Promise<RunnerPhaseResult> {
   const { inventory: inv, dryRun, log } = input;
   if (inv.gitlab.auth.kind === 'none') {
     log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes');
@@ -79,7 +89,10 @@ export async function convergeRunners(input: RunnerPhaseInput): Promise<RunnerPh
   let gitlab: ClusterReport;
   try {
     log.progress('gitlab', `${dryRun ? 'planning' : 'reconciling'} runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
-    reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), { dryRun, only: input.only, log });
+    // Nodes whose host runner could not be removed get no cluster runner beside it (the next run tries again).
+    // With such nodes and no --only, records of nodes gone from the inventory wait for the next run as well.
+    const only = input.exclude?.size ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !input.exclude!.has(n)) : input.only;
+    reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), { dryRun, only, log });
     for (const w of reconciled.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
     gitlab = {
       ok: reconciled.errors.length === 0,
@@ -140,4 +153,230 @@ export function desiredCluster(opts: { inventory: Inventory; executor: Executor;
     systemIds[node.name] = record.systemId;
   }
   return { inventory: { ...inv, nodes: inv.nodes.filter((n) => configs[n.name] !== undefined) }, executor: opts.executor, configs, tokens, systemIds };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Placement. Each node has one runner at a time: in the cluster (record in the Secret, a DaemonSet pod) or on the
+// host (record in RECORD_FILE on the node, the gitlab-runner service). A switch deletes the old runner in GitLab,
+// through its record, before the new one is registered; records never move, so neither side keeps an orphan.
+
+export interface RunnerPhaseOptions {
+  inventory: Inventory;
+  only?: string[];
+  executor: Executor;
+  dryRun: boolean;
+  log: Logger;
+}
+
+/** What `apply`/`plan` call around the host phase; see runnerPhase. */
+export interface RunnerPhase {
+  /**
+   * Per node, after its Docker converged, on the host phase's connection and with its facts (the gather included
+   * the host-runner section). Returns the node's error, if its runner could not be put right.
+   */
+  onNode(conn: NodeConnection, node: NodeSpec, facts: HostFacts, record: (c: Change) => void): Promise<string | undefined>;
+  /** After every node: the cluster (placement cluster), nodes gone from the inventory, the host-runner index. */
+  afterNodes(facts: Map<string, HostFacts>): Promise<{ gitlab?: ClusterReport; cluster?: ClusterReport; nodes: NodeReport[] }>;
+}
+
+const rewordReason = (changes: RunnerChange[], inv: Inventory, why: string): RunnerChange[] =>
+  // The planner says "node left the inventory" for every record it is told to drop; for a node that is still in
+  // the inventory the reason is the placement.
+  changes.map((c) => (inv.nodes.some((n) => n.name === c.node) ? { ...c, detail: c.detail.replace('node left the inventory', why) } : c));
+
+/** Collects the GitLab side of many per-node reconciles into the run's gitlab section. */
+class GitlabLog {
+  readonly changes: RunnerChange[] = [];
+  readonly errors: RunnerIssue[] = [];
+
+  add(g: HostRunnerOutcome['gitlab'] | Pick<ReconcileResult, 'changes' | 'errors'>, inv: Inventory, why: string): void {
+    this.changes.push(...rewordReason(g.changes, inv, why));
+    this.errors.push(...g.errors);
+  }
+
+  report(extra?: ClusterReport): ClusterReport {
+    const changes = [...(extra?.changes ?? []), ...this.changes.map((c) => ({ step: c.step, detail: c.detail }))];
+    const errors = [...(extra?.error ? [extra.error] : []), ...this.errors.map((e) => `${e.node}: ${e.message}`)];
+    return { ok: errors.length === 0 && (extra?.ok ?? true), changes, ...(errors.length > 0 ? { error: errors.join('; ') } : {}) };
+  }
+}
+
+/** Whether this machine can name a cluster: the inventory does, or kubectl's default places exist. */
+function clusterConfigured(inv: Inventory): boolean {
+  if (inv.kubernetes.kubeconfig || inv.kubernetes.fromNode) return true;
+  if (process.env.KUBECONFIG) return true;
+  return existsSync(join(homedir(), '.kube', 'config'));
+}
+
+function hostRunnerContext(inv: Inventory, api: GitlabRunnerApi, dryRun: boolean, log: Logger): HostRunnerContext {
+  let key: Promise<string> | undefined;
+  return {
+    inventory: inv,
+    api,
+    dryRun,
+    log,
+    // One fetch per run, however many nodes need it.
+    repositoryKey: () => (key ??= loadRepositoryKey(inv.runners.packageRepository, Math.floor(Date.now() / 1000))),
+  };
+}
+
+/** Applies a run's host-runner results to the index beside the inventory (never in a dry run). */
+function updateIndex(inv: Inventory, dryRun: boolean, log: Logger, known: IndexedNode[], results: Map<string, { node: IndexedNode; present: boolean }>): void {
+  if (dryRun) return;
+  const next = new Map(known.map((n) => [n.name, n]));
+  for (const [name, r] of results) {
+    if (r.present) next.set(name, indexEntry(r.node));
+    else next.delete(name);
+  }
+  try {
+    writeHostRunnerIndex(hostRunnerIndexPath(inv.source), [...next.values()]);
+  } catch (err) {
+    log.warn('gitlab', `could not write ${hostRunnerIndexPath(inv.source)}: ${message(err)}`);
+  }
+}
+
+function readIndex(inv: Inventory, log: Logger): IndexedNode[] {
+  try {
+    return readHostRunnerIndex(hostRunnerIndexPath(inv.source));
+  } catch (err) {
+    log.warn('gitlab', message(err));
+    return [];
+  }
+}
+
+/**
+ * Unregisters and removes the host runners of `nodes` (each a NodeSpec, or an index entry for a node gone from the
+ * inventory): deletes the runner in GitLab through the record on the node, stops and disables the service, removes
+ * config.toml, .runner_system_id and the record. The gitlab-runner package stays installed. Nodes without
+ * runner-fleet's record are left alone. With `dryRun`, only reports what would go. For `destroy` and for nodes that
+ * left the inventory.
+ */
+export async function removeHostRunners(
+  inventory: Inventory,
+  nodes: (NodeSpec | IndexedNode)[],
+  opts: { dryRun: boolean; log: Logger; concurrency?: number; why?: string },
+): Promise<{ nodes: NodeReport[]; gitlab: ClusterReport }> {
+  const { dryRun, log } = opts;
+  const ctx = hostRunnerContext(inventory, GitlabApi.fromConfig(inventory.gitlab), dryRun, log);
+  const gitlab = new GitlabLog();
+  const results = new Map<string, { node: IndexedNode; present: boolean }>();
+  const reports = await mapPool(nodes, opts.concurrency ?? 10, async (n): Promise<NodeReport> => {
+    const changes: Change[] = [];
+    const record = (c: Change) => {
+      changes.push(c);
+      if (!dryRun) log.change(n.name, c.detail);
+    };
+    let conn: NodeConnection | undefined;
+    try {
+      const spec: NodeSpec = { docker: 'auto', microk8s: true, ...inventory.ssh, ...n };
+      conn = await connectNode(spec);
+      const outcome = await removeHostRunner(conn, n, await gatherHostRunnerProbe(conn), ctx, record);
+      gitlab.add(outcome.gitlab, inventory, opts.why ?? 'node left the inventory');
+      results.set(n.name, { node: indexEntry(spec), present: outcome.present });
+      if (outcome.error) log.error(n.name, outcome.error);
+      return { name: n.name, ok: !outcome.error, changes, ...(outcome.error ? { error: outcome.error } : {}) };
+    } catch (err) {
+      const error = message(err);
+      log.error(n.name, error);
+      return { name: n.name, ok: false, changes, error };
+    } finally {
+      conn?.close();
+    }
+  });
+  updateIndex(inventory, dryRun, log, readIndex(inventory, log), results);
+  return { nodes: reports, gitlab: gitlab.report() };
+}
+
+/**
+ * The runner phase for this run's placement. Host placement starts taking the selected nodes' runners out of the
+ * cluster at once (GitLab first, through the Secret's records), and a node's host runner waits for that, so a
+ * node never has a cluster runner and a host runner at the same time. Cluster placement removes a host runner a
+ * node still has during its host phase, before the cluster phase registers the node's cluster runner.
+ */
+export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
+  const { inventory: inv, dryRun, log } = opts;
+  const api = GitlabApi.fromConfig(inv.gitlab);
+  const ctx = hostRunnerContext(inv, api, dryRun, log);
+  const gitlab = new GitlabLog();
+  const index = readIndex(inv, log);
+  const results = new Map<string, { node: IndexedNode; present: boolean }>();
+  const host = inv.runners.placement === 'host';
+  const why = host ? 'runners.placement is host' : 'runners.placement is cluster';
+
+  // Nodes that must not get a new runner this run: their old one could not be deleted.
+  const blocked = new Map<string, string>();
+  const cleanup: Promise<ClusterReport | undefined> = host ? takeRunnersOutOfCluster() : Promise.resolve(undefined);
+  // Settled before anything awaits it: a rejection is a report, never an unhandled one.
+  cleanup.catch(() => undefined);
+
+  async function takeRunnersOutOfCluster(): Promise<ClusterReport | undefined> {
+    if (!clusterConfigured(inv)) {
+      log.progress('cluster', 'no cluster configured: no cluster runners to take out');
+      return undefined;
+    }
+    const selected = opts.only ?? inv.nodes.map((n) => n.name);
+    let client: KubeClient;
+    try {
+      client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+      // The records stay where they are; only the runners of the selected nodes are deleted through them.
+      const keep = { ...inv, nodes: opts.only ? inv.nodes.filter((n) => !opts.only!.includes(n.name)) : [] };
+      const r = await reconcileRunners(keep, typedStore(client, inv.kubernetes.namespace, dryRun), api, { dryRun, only: opts.only, log });
+      gitlab.add(r, inv, why);
+      for (const e of r.errors) blocked.set(e.node, `not attempted: its cluster runner could not be deleted (${e.message})`);
+    } catch (err) {
+      const error = message(err);
+      log.error('cluster', error);
+      for (const n of selected) blocked.set(n, `not attempted: the cluster, which may still run a runner for this node, could not be cleaned up (${error})`);
+      return { ok: false, changes: [], error };
+    }
+    log.progress('cluster', `${dryRun ? 'planning' : 'taking'} runner pods out of ${client.server} (runners.placement is host)`);
+    return removeClusterRunners(client, inv, { nodes: opts.only, dryRun, logger: log });
+  }
+
+  return {
+    async onNode(conn, node, facts, record) {
+      if (host) {
+        await cleanup;
+        const reason = blocked.get(node.name);
+        if (reason) return reason;
+        log.progress(node.name, dryRun ? 'planning the host runner' : 'converging the host runner');
+        const outcome = await convergeHostRunner(conn, node, facts, ctx, record);
+        gitlab.add(outcome.gitlab, inv, why);
+        results.set(node.name, { node: indexEntry(node), present: outcome.present });
+        return outcome.error;
+      }
+      const hr = hostRunnerFactsOf(node, facts);
+      if (!hr.record.bytes && hr.config.sha256 === 'absent') {
+        results.set(node.name, { node: indexEntry(node), present: false });
+        return undefined;
+      }
+      log.progress(node.name, dryRun ? 'planning the removal of its host runner' : 'removing its host runner (runners.placement is cluster)');
+      const outcome = await removeHostRunner(conn, node, hr, ctx, record);
+      gitlab.add(outcome.gitlab, inv, why);
+      results.set(node.name, { node: indexEntry(node), present: outcome.present });
+      if (outcome.error) blocked.set(node.name, outcome.error);
+      return outcome.error;
+    },
+
+    async afterNodes(facts) {
+      // Nodes in the index that the inventory no longer has: only a whole-fleet run may conclude that.
+      const departed = opts.only ? [] : index.filter((n) => !inv.nodes.some((m) => m.name === n.name));
+      let departedReports: NodeReport[] = [];
+      if (departed.length > 0) {
+        log.progress('gitlab', `removing the host runners of ${departed.map((n) => n.name).join(', ')} (not in the inventory any more)`);
+        const r = await removeHostRunners(inv, departed, { dryRun, log, why: 'node left the inventory' });
+        departedReports = r.nodes;
+        gitlab.changes.push(...r.gitlab.changes.map((c) => ({ ...c, node: '' })));
+        if (r.gitlab.error) gitlab.errors.push({ node: 'gitlab', message: r.gitlab.error });
+      }
+      // removeHostRunners wrote the departed nodes' part of the index; this run's nodes come on top.
+      updateIndex(inv, dryRun, log, readIndex(inv, log), results);
+      if (host) {
+        const cluster = await cleanup;
+        return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports };
+      }
+      const r = await convergeRunners({ ...opts, facts, exclude: new Set(blocked.keys()) });
+      return { gitlab: gitlab.report(r.gitlab), ...(r.cluster ? { cluster: r.cluster } : {}), nodes: departedReports };
+    },
+  };
 }
