@@ -202,7 +202,7 @@ class GitlabLog {
 }
 
 /** Whether this machine can name a cluster: the inventory does, or kubectl's default places exist. */
-function clusterConfigured(inv: Inventory): boolean {
+export function clusterConfigured(inv: Inventory): boolean {
   if (inv.kubernetes.kubeconfig || inv.kubernetes.fromNode) return true;
   if (process.env.KUBECONFIG) return true;
   return existsSync(join(homedir(), '.kube', 'config'));
