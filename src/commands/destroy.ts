@@ -2,6 +2,7 @@
 import { InputError } from '../errors.js';
 import { GitlabApi } from '../gitlab/api.js';
 import { planNodeCleanup, runCleanup } from '../host/cleanup.js';
+import { hostRunnerIndexPath, readHostRunnerIndex, type IndexedNode } from '../host-runner/state.js';
 import type { CleanupPlan } from '../host/cleanup-plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import { connectCluster } from '../kube/converge.js';
@@ -16,7 +17,7 @@ import type { RecordStore, RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import { connectNode } from '../ssh.js';
 import { preflight } from './converge.js';
-import { kubeconfigFromNode, typedStore } from './runners.js';
+import { clusterConfigured, kubeconfigFromNode, removeHostRunners, typedStore } from './runners.js';
 
 export interface DestroyOptions {
   yes: boolean;
@@ -97,8 +98,44 @@ async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
   return { client, store, records, gitlab, teardown };
 }
 
-export function formatDestroyPlan(hosts: HostSide[], cluster: ClusterSide | undefined): string {
-  const lines: string[] = [];
+/**
+ * Nodes that may carry a host-placed runner (issue 5): the inventory's, and those the host-runner index beside the
+ * inventory still lists after they left it. None when the fleet is cluster-placed and the index is empty: no extra
+ * round trip for the common case.
+ */
+function hostRunnerNodes(inv: Inventory, log: Logger): (NodeSpec | IndexedNode)[] {
+  let indexed: IndexedNode[] = [];
+  try {
+    indexed = readHostRunnerIndex(hostRunnerIndexPath(inv.source));
+  } catch (err) {
+    log.warn('gitlab', messageOf(err));
+  }
+  if (inv.runners.placement !== 'host' && indexed.length === 0) return [];
+  return [...inv.nodes, ...indexed.filter((n) => !inv.nodes.some((m) => m.name === n.name))];
+}
+
+type HostRunnerResult = Awaited<ReturnType<typeof removeHostRunners>>;
+
+function hostRunnerLines(r: HostRunnerResult | undefined): string[] {
+  if (!r) return [];
+  return [...r.gitlab.changes.map((c) => `  gitlab   ${c.detail}`), ...r.nodes.flatMap((n) => n.changes.map((c) => `  ${n.name.padEnd(8)} ${c.detail}`))];
+}
+
+/** Two reports of the same node (host runner, then cleanup) as one. */
+function mergeNode(a: NodeReport | undefined, b: NodeReport): NodeReport {
+  if (!a) return b;
+  const error = [a.error, b.error].filter(Boolean).join('; ');
+  return { name: b.name, ok: a.ok && b.ok, changes: [...a.changes, ...b.changes], ...(error ? { error } : {}) };
+}
+
+function mergeSection(a: ClusterReport | undefined, b: ClusterReport | undefined): ClusterReport | undefined {
+  if (!a || !b) return a ?? b;
+  const error = [a.error, b.error].filter(Boolean).join('; ');
+  return { ok: a.ok && b.ok, changes: [...a.changes, ...b.changes], ...(error ? { error } : {}) };
+}
+
+export function formatDestroyPlan(hosts: HostSide[], cluster: ClusterSide | undefined, hostRunners?: HostRunnerResult): string {
+  const lines: string[] = hostRunnerLines(hostRunners);
   if (cluster) {
     for (const c of cluster.gitlab) lines.push(`  gitlab   ${c.detail}`);
     for (const c of teardownChanges(cluster.teardown)) lines.push(`  cluster  ${c.detail}`);
@@ -113,6 +150,7 @@ export function formatDestroySummary(r: DestroyReport): string {
   if (r.nothingToRemove) return `Destroy: nothing to remove.${kept}`;
   const rows: string[] = [];
   const section = (name: string, s: { ok: boolean; changes: Change[]; error?: string }) => {
+    if (s.ok && s.changes.length === 0) return;
     rows.push(`  ${name.padEnd(16)} ${(s.ok ? 'ok' : 'FAILED').padEnd(7)} ${s.changes.length} removed${s.error ? `: ${s.error}` : ''}`);
     for (const c of s.changes) rows.push(`      - ${c.detail}`);
   };
@@ -127,13 +165,17 @@ export function formatDestroySummary(r: DestroyReport): string {
 export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
   const { log } = opts;
   const withRunners = inv.gitlab.auth.kind !== 'none';
+  // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
+  const withCluster = withRunners && (inv.runners.placement !== 'host' || clusterConfigured(inv));
   const kept: string[] = [];
   if (!withRunners) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
+  const runnerNodes = withRunners ? hostRunnerNodes(inv, log) : [];
 
   // Read-only first: the prompt lists exactly what goes.
-  const [hosts, clusterOrError] = await Promise.all([
+  const [hosts, clusterOrError, hostRunnerPlan] = await Promise.all([
     planHosts(inv, opts),
-    withRunners ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) })) : Promise.resolve(undefined),
+    withCluster ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) })) : Promise.resolve(undefined),
+    runnerNodes.length > 0 ? removeHostRunners(inv, runnerNodes, { dryRun: true, log, concurrency: opts.concurrency, why: 'destroy' }) : Promise.resolve(undefined),
   ]);
   if (clusterOrError && 'error' in clusterOrError) {
     log.error('cluster', clusterOrError.error);
@@ -144,42 +186,47 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   const cluster = clusterOrError;
   for (const h of hosts) for (const k of h.plan?.kept ?? []) kept.push(`${h.node.name}: ${k}`);
   if (cluster?.teardown.namespaceNote) kept.push(cluster.teardown.namespaceNote);
-  // TODO(issue 5): host-placed runners. When src/commands/runners.ts (or the host-runner module) exports
-  // removeHostRunners(inventory, nodes, { dryRun, log }), call it here: with dryRun for the plan below, then for real
-  // before the GitLab step. Until then destroy removes cluster-placed runners only.
 
-  const planText = formatDestroyPlan(hosts, cluster);
-  const unreachable = hosts.filter((h) => h.error);
+  const planText = formatDestroyPlan(hosts, cluster, hostRunnerPlan);
+  const unreachable = [...hosts.filter((h) => h.error).map((h) => h.node.name), ...(hostRunnerPlan?.nodes.filter((n) => !n.ok).map((n) => n.name) ?? [])];
   if (planText === '' && unreachable.length === 0) {
     return { ...buildReport(hosts.map((h) => ({ name: h.node.name, ok: true, changes: [] }))), nothingToRemove: true, kept };
   }
   if (planText !== '' && !opts.yes) {
-    const warnUnreachable = unreachable.length > 0 ? `\n(${unreachable.map((h) => h.node.name).join(', ')} could not be reached: what is there stays.)` : '';
+    const warnUnreachable = unreachable.length > 0 ? `\n(${[...new Set(unreachable)].join(', ')} could not be reached: what is there stays.)` : '';
     if (!(await opts.confirm(`runner-fleet destroy will remove:\n${planText}${warnUnreachable}`))) {
       return { ...buildReport([]), ok: false, nothingToRemove: false, declined: true, kept };
     }
   }
 
-  // GitLab first, while the records still hold the tokens; then the cluster (the records go last); then the nodes.
-  let gitlab: ClusterReport | undefined;
+  // Host runners first (their records are on the nodes), then GitLab while the Secret's records still hold the
+  // tokens, then the cluster (the records go last), then the nodes' files.
+  let hostRunners: HostRunnerResult | undefined;
+  if (hostRunnerPlan && hostRunnerLines(hostRunnerPlan).length > 0) {
+    log.progress('gitlab', 'removing host-placed runners');
+    hostRunners = await removeHostRunners(inv, runnerNodes, { dryRun: false, log, concurrency: opts.concurrency, why: 'destroy' });
+  }
+  let gitlab: ClusterReport | undefined = hostRunners?.gitlab;
   let clusterReport: ClusterReport | undefined;
   if (cluster) {
     let remaining = cluster.records.length;
     if (cluster.records.length > 0) {
+      let fromRecords: ClusterReport;
       try {
         log.progress('gitlab', `deleting ${cluster.records.length} runner(s) at ${inv.gitlab.url}`);
         const r = await reconcileRunners(withoutNodes(inv), cluster.store, GitlabApi.fromConfig(inv.gitlab), { dryRun: false, log });
         remaining = r.records.length;
-        gitlab = {
+        fromRecords = {
           ok: r.errors.length === 0 && remaining === 0,
           changes: r.changes.map((c) => ({ step: c.step, detail: c.detail })),
           ...(r.errors.length > 0 ? { error: r.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
         };
-        log.done?.('gitlab', gitlab.ok, `${r.changes.length} removed`);
+        log.done?.('gitlab', fromRecords.ok, `${r.changes.length} removed`);
       } catch (err) {
-        gitlab = { ok: false, changes: [], error: messageOf(err) };
-        log.error('gitlab', gitlab.error!);
+        fromRecords = { ok: false, changes: [], error: messageOf(err) };
+        log.error('gitlab', fromRecords.error!);
       }
+      gitlab = mergeSection(gitlab, fromRecords);
     }
     log.progress('cluster', 'removing runner-fleet\'s objects');
     clusterReport = await runTeardown(cluster.client, cluster.teardown, { keepRecords: remaining > 0, log });
@@ -210,5 +257,11 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
       conn?.close();
     }
   });
-  return { ...buildReport(nodes, gitlab, clusterReport), nothingToRemove: false, kept };
+  // Without anything to remove there, only the host-runner look-ups that failed are worth reporting.
+  const runnerReports = hostRunners?.nodes ?? hostRunnerPlan?.nodes.filter((n) => !n.ok) ?? [];
+  const byName = new Map(runnerReports.map((n) => [n.name, n]));
+  const merged = nodes.map((n) => mergeNode(byName.get(n.name), n));
+  // Nodes only the host-runner index still knew (gone from the inventory) report too.
+  for (const n of runnerReports) if (!nodes.some((m) => m.name === n.name)) merged.push(n);
+  return { ...buildReport(merged, gitlab, clusterReport), nothingToRemove: false, kept };
 }
