@@ -39,6 +39,8 @@ Options:
   --concurrency N       nodes worked on at once (default 10)
   --json                print one JSON report on stdout
   --verbose / --quiet   more / less progress on stderr
+  --out DIR             render: the folder to write (created if missing)
+  --seal                render: SealedSecrets through kubeseal instead of a git-ignored secrets.yaml
   --yes                 do not ask for confirmation (destroy)
   --purge-registry-config  with destroy: remove the registries runner-fleet added to daemon.json
 Exit codes: 0 converged, 1 something failed, 2 bad input (nothing touched).`;
