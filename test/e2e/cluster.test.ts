@@ -1,8 +1,10 @@
 // Issue 4 end to end: one runner DaemonSet per executor on a real Kubernetes API, idempotent, pruned, planned, rolled out.
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterBinDir, setNodeReady } from '../../scripts/testbed/cluster.js';
 import { EXTRA_CLUSTER_NODES } from '../../scripts/testbed/extra-services.js';
-import { down, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { down, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
 import { kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -33,7 +35,7 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
       .sort();
 
   beforeAll(async () => {
-    fleet = await up({ nodes: 3 });
+    fleet = await up({ nodes: 3, microk8s: ['pi1'] });
     base = readInventory(fleet.inventory);
     kubeconfig = base.kubernetes.kubeconfig;
     bin = await clusterBinDir();
@@ -96,6 +98,20 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
     expect(details).toMatch(/delete DaemonSet gitlab-runner\/gitlab-runner-shell/);
     expect(details).toMatch(/Secret gitlab-runner\/runner-fleet-config/);
     expect(versions()).toEqual(before);
+  });
+
+  it('kubernetes.fromNode reads the kubeconfig from `microk8s config` on that node over SSH', async () => {
+    // The test cluster is not microk8s: hand its admin kubeconfig to pi1's microk8s stand-in.
+    const creds = nodeFile('pi1', '/var/snap/microk8s/current/credentials/client.config');
+    mkdirSync(dirname(creds), { recursive: true });
+    copyFileSync(kubeconfig, creds);
+    const path = variant((inv) => {
+      delete inv.kubernetes.kubeconfig;
+      inv.kubernetes.fromNode = 'pi1';
+    });
+    const r = await runProvision(['--inventory', path, '--executor', 'shell', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.report!.cluster).toEqual({ ok: true, changes: [] });
   });
 
   it('a rollout that cannot complete fails after the timeout, exit 1, naming the node', async () => {
