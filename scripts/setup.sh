@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates)
+packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")

@@ -3,9 +3,12 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { NODE_MOUNTS } from './paths.js';
 import { run } from './procs.js';
 
-/** What the fleet runs for real. openssh-client brings ssh-keygen and the ssh client the tests use. */
+/**
+ * What the fleet runs for real. openssh-client brings ssh-keygen and the ssh client the tests use; curl is how the
+ * gitlab-runner stand-in talks to GitLab.
+ */
 export const HOST_PACKAGES = [
-  'openssh-server', 'openssh-client', 'sudo', 'docker.io', 'docker-registry', 'busybox-static', 'iproute2', 'util-linux',
+  'openssh-server', 'openssh-client', 'sudo', 'docker.io', 'docker-registry', 'busybox-static', 'iproute2', 'util-linux', 'curl',
 ];
 
 const SUDOERS = '/etc/sudoers.d/runner-fleet-testbed';

@@ -1,6 +1,8 @@
 // Writes the fleet's inventory YAML: base fields for the nodes and keys, merged with what each service added, checked by the real parser.
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { inspectKeys } from '../../src/host-runner/openpgp.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { NodeInfo } from './node.js';
 import type { InventoryFields } from './services.js';
@@ -13,6 +15,12 @@ export interface InventoryBase {
 
 /** A GitLab that is not there yet: the stand-in service replaces it. Port 1 on loopback refuses at once. */
 export const PLACEHOLDER_GITLAB_URL = 'http://127.0.0.1:1';
+
+/**
+ * The package-repository stand-in's key (the apt-get stand-in serves GitLab's runner repository URL signed with it):
+ * `placement: host` runs fetch this key instead of GitLab's, pinned by its own fingerprint.
+ */
+export const TESTBED_REPOSITORY_KEY = join(import.meta.dirname, 'repository', 'signing-key.asc');
 
 type Tree = Record<string, unknown>;
 
@@ -35,6 +43,9 @@ export function renderInventory(base: InventoryBase, extra: InventoryFields[]): 
     ssh: { user: 'pi', identityFile: base.identityFile, knownHosts: base.knownHosts, connectTimeout: 10 },
     // 'none' nodes have no Docker yet: the provisioner chooses (auto).
     nodes: base.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, docker: n.docker === 'none' ? 'auto' : n.docker })),
+    runners: {
+      packageRepository: { key: `file:${TESTBED_REPOSITORY_KEY}`, fingerprint: inspectKeys(readFileSync(TESTBED_REPOSITORY_KEY))[0].fingerprint },
+    },
   };
   for (const fields of extra) doc = merge(doc, fields as Tree);
   return `# The local test fleet (scripts/testbed.ts up). Rewritten on every up.\n${stringify(doc)}`;

@@ -7,6 +7,8 @@ import { NODE_MOUNTS, NODE_PATH, files, nodeDir, nodeFile, slot, type NodeKind }
 import { isAlive, mountNamespace, processInfo, run, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
 
 const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
+/** What the package-repository stand-in serves (its key, the gitlab-runner stand-in binary); described in scripts/testbed/README.md. */
+const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), 'repository');
 /** The microk8s snap's layout and CLI stand-in, only for nodes started with `microk8s: true`. */
 const MICROK8S = join(dirname(fileURLToPath(import.meta.url)), 'microk8s');
 export const MICROK8S_REVISION = '7000';
@@ -63,7 +65,10 @@ export function readDpkgViews(): DpkgViews {
 /** Lays out `<state>/<node>/`: mount sources, dpkg status, stand-ins, host key, sshd_config. */
 export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgViews): Promise<void> {
   const dir = nodeDir(node.name, root);
-  for (const m of NODE_MOUNTS) if (!m.file) mkdirSync(join(dir, m.from), { recursive: true, mode: 0o755 });
+  for (const m of NODE_MOUNTS) {
+    if (m.overlay) for (const d of ['upper', 'work']) mkdirSync(join(dir, m.from, d), { recursive: true, mode: 0o755 });
+    else if (!m.file) mkdirSync(join(dir, m.from), { recursive: true, mode: 0o755 });
+  }
   // Privilege separation directory: sshd wants it root-owned and not group/world writable.
   mkdirSync(join(dir, 'run', 'sshd'), { recursive: true, mode: 0o755 });
   writeFileSync(join(dir, 'dpkg-status'), node.docker === 'apt' ? dpkg.withDocker : dpkg.withoutDocker);
@@ -73,6 +78,10 @@ export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgVie
     copyFileSync(join(STANDINS, f), to);
     chmodSync(to, 0o755);
   }
+  // The apt-get stand-in reads the repository stand-in from here, as apt would download it.
+  const repo = nodeFile(node.name, '/var/cache/apt/archives/testbed-repository', root);
+  mkdirSync(repo, { recursive: true, mode: 0o755 });
+  for (const f of readdirSync(REPOSITORY)) copyFileSync(join(REPOSITORY, f), join(repo, f));
   if (node.microk8s) prepareMicrok8s(dir);
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   if (!existsSync(hostKey)) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', node.name, '-f', hostKey]);
@@ -134,7 +143,15 @@ export async function startNamespace(node: NodeInfo, root: string): Promise<{ ke
     return mntns !== undefined || !isAlive(keeperPid);
   }, 10_000, 20);
   if (!ready || !mntns) throw new Error(`${node.name}: the namespace keeper did not start (see ${join(dir, 'keeper.log')})`);
-  const script = ['set -e', ...NODE_MOUNTS.map((m) => `mount --bind ${shq(join(dir, m.from))} ${shq(m.path)}`)].join('\n');
+  const mount = (m: (typeof NODE_MOUNTS)[number]) =>
+    m.overlay
+      ? [
+          `mount -t overlay overlay -o ${shq(`lowerdir=${m.path},upperdir=${join(dir, m.from, 'upper')},workdir=${join(dir, m.from, 'work')}`)} ${shq(m.path)}`,
+          // An overlay shows the directory without what is mounted below it (a container's /etc/hosts, say): put those back.
+          `for sub in $(awk -v p=${shq(`${m.path}/`)} 'index($5, p) == 1 { print $5 }' /proc/1/mountinfo); do mount --bind "/proc/1/root$sub" "$sub" || true; done`,
+        ]
+      : [`mount --bind ${shq(join(dir, m.from))} ${shq(m.path)}`];
+  const script = ['set -e', ...NODE_MOUNTS.flatMap(mount)].join('\n');
   await run('nsenter', ['--target', String(keeperPid), '--mount', '--', 'sh', '-c', script]);
   return { keeperPid, mntns };
 }

@@ -40,11 +40,28 @@ export function nodeDir(name: string, root = stateRoot()): string {
   return join(root, name);
 }
 
+export interface NodeMount {
+  path: string;
+  from: string;
+  /** a single file bind-mounted over a file */
+  file?: boolean;
+  /**
+   * an overlay: the machine's directory shows through, and whatever the node writes lands in `<from>/upper` (useradd,
+   * usermod, apt's sources and gitlab-runner's files in /etc; home directories; the binaries packages install)
+   */
+  overlay?: boolean;
+}
+
 /**
- * The node's private view of the file system: each entry is bind-mounted from `<state>/<node>/<from>`
- * over `path` inside the node's mount namespace. Everything else is the machine's own, shared by all nodes.
+ * The node's private view of the file system: each entry is bind-mounted from `<state>/<node>/<from>` (or, for
+ * overlays, layered over the machine's directory) at `path` inside the node's mount namespace, in this order.
+ * Everything else is the machine's own, shared by all nodes.
  */
-export const NODE_MOUNTS: readonly { path: string; from: string; file?: boolean }[] = [
+export const NODE_MOUNTS: readonly NodeMount[] = [
+  // First: the binds below /etc go on top of it.
+  { path: '/etc', from: 'etc', overlay: true },
+  { path: '/home', from: 'home', overlay: true },
+  { path: '/usr/bin', from: 'usr-bin', overlay: true },
   { path: '/etc/docker', from: 'etc-docker' },
   { path: '/var/lib/docker', from: 'var-lib-docker' },
   { path: '/var/snap', from: 'var-snap' },
@@ -52,6 +69,7 @@ export const NODE_MOUNTS: readonly { path: string; from: string; file?: boolean 
   { path: '/var/lib/snapd', from: 'var-lib-snapd' },
   { path: '/var/log', from: 'var-log' },
   { path: '/var/cache/apt/archives', from: 'apt-archives' },
+  { path: '/var/lib/apt/lists', from: 'apt-lists' },
   { path: '/var/lib/dpkg/status', from: 'dpkg-status', file: true },
   { path: '/usr/local/sbin', from: 'sbin' },
   // Last, so that a state root under /run is still reachable while the mounts above are made.
@@ -64,6 +82,8 @@ export const NODE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 /**
  * Host path of `absPath` as node `name` sees it, e.g. `/etc/docker/daemon.json` →
  * `<state>/pi1/etc-docker/daemon.json`. A path outside the node's own mounts is the machine's, returned as is.
+ * Under an overlay it is the node's own layer (`/etc/gitlab-runner/config.toml` → `<state>/pi1/etc/upper/gitlab-runner/
+ * config.toml`), where what the node wrote is: a file the node never touched is not there (it reads the machine's).
  */
 export function nodeFile(name: string, absPath: string, root = stateRoot()): string {
   if (!posix.isAbsolute(absPath)) throw new Error(`nodeFile: expected an absolute path, got ${absPath}`);
@@ -75,5 +95,5 @@ export function nodeFile(name: string, absPath: string, root = stateRoot()): str
     if ((p === m.path || p.startsWith(`${m.path}/`)) && (!best || m.path.length > best.path.length)) best = m;
   }
   if (!best) return p;
-  return join(nodeDir(name, root), best.from, p.slice(best.path.length));
+  return join(nodeDir(name, root), best.from, best.overlay ? 'upper' : '', p.slice(best.path.length));
 }
