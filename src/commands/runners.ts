@@ -194,10 +194,11 @@ class GitlabLog {
     this.errors.push(...g.errors);
   }
 
-  report(extra?: ClusterReport): ClusterReport {
-    const changes = [...(extra?.changes ?? []), ...this.changes.map((c) => ({ step: c.step, detail: c.detail }))];
-    const errors = [...(extra?.error ? [extra.error] : []), ...this.errors.map((e) => `${e.node}: ${e.message}`)];
-    return { ok: errors.length === 0 && (extra?.ok ?? true), changes, ...(errors.length > 0 ? { error: errors.join('; ') } : {}) };
+  /** `later`: the cluster phase's own section, whose changes came after these. */
+  report(later?: ClusterReport): ClusterReport {
+    const changes = [...this.changes.map((c) => ({ step: c.step, detail: c.detail })), ...(later?.changes ?? [])];
+    const errors = [...this.errors.map((e) => `${e.node}: ${e.message}`), ...(later?.error ? [later.error] : [])];
+    return { ok: errors.length === 0 && (later?.ok ?? true), changes, ...(errors.length > 0 ? { error: errors.join('; ') } : {}) };
   }
 }
 
