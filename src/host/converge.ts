@@ -1,4 +1,5 @@
 // Converges one node's Docker: gather facts, plan, run only the planned steps, verify with `docker info`.
+import { RemoteCommandError } from '../errors.js';
 import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
@@ -20,7 +21,9 @@ export class HostVerifyError extends Error {
 
 /** `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. */
 export async function gatherFacts(conn: NodeConnection, registries: string[], extra = ''): Promise<HostFacts> {
-  const r = await conn.check(gatherScript(registries, extra), { sudo: true, step: 'gather facts' });
+  const r = await conn.exec(gatherScript(registries, extra), { sudo: true, step: 'gather facts' });
+  // Only stderr goes into the error: stdout may carry a section's file in base64 (a runner record's token).
+  if (r.code !== 0) throw new RemoteCommandError(conn.node.name, 'gather facts', r.code, r.stderr);
   return parseFacts(r.stdout);
 }
 
