@@ -148,13 +148,15 @@ export async function convergeHostRunner(
     if (reconciled.errors.length > 0) {
       return { gitlab: gitlabOf(reconciled), present: store.present, error: `runner registration failed: ${reconciled.errors.map((e) => e.message).join('; ')}` };
     }
-    const planned = reconciled.actions.some((a) => (a.kind === 'create' || a.kind === 'join') && a.node === node.name);
-    const rec = reconciled.records.find((r) => r.node === node.name && !r.retiredAt) ?? (ctx.dryRun && planned ? plannedRecord(node.name) : undefined);
+    const creating = reconciled.actions.some((a) => (a.kind === 'create' || a.kind === 'join') && a.node === node.name);
+    const rec = (ctx.dryRun && creating ? plannedRecord(node.name) : undefined) ?? reconciled.records.find((r) => r.node === node.name && !r.retiredAt);
     if (!rec) return { gitlab: gitlabOf(reconciled), present: store.present, error: 'no runner is registered for this node' };
 
     const configToml = renderConfigToml({ inventory: inv, node, record: rec, executor: 'shell', arch: facts.arch });
     const now = Math.floor((ctx.now?.() ?? new Date()).getTime() / 1000);
-    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired: { configToml, systemId: rec.systemId, label: `runner #${rec.id ?? '?'}` } };
+    const planned = rec.id === undefined && ctx.dryRun;
+    const desired = { configToml, systemId: rec.systemId, label: planned ? 'the runner apply creates' : `runner #${rec.id ?? '?'}`, planned };
+    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired };
     // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
     const key = !ctx.dryRun && needsRepositoryKey(hr, input.repository, now).needed ? await ctx.repositoryKey() : undefined;
     const plan = planHostRunner({ ...input, key });

@@ -41,6 +41,8 @@ export interface DesiredHostRunner {
   systemId: string;
   /** `runner #12`, for messages */
   label: string;
+  /** `plan` only: the runner does not exist yet, so its token and system id are placeholders */
+  planned?: boolean;
 }
 
 export interface HostRunnerPlanInput {
@@ -152,7 +154,7 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   } else if (facts.config.mode !== '600' || facts.config.owner !== 'root') {
     steps.push({ kind: 'chmod', path: CONFIG_TOML, mode: '0600', detail: `${CONFIG_TOML}: root-only again (was ${facts.config.mode} ${facts.config.owner})` });
   }
-  const systemIdChanged = writeIfDifferent(steps, facts.systemId, `${desired.systemId}\n`, '0600', true, `${SYSTEM_ID_FILE}: ${desired.systemId}, the runner manager's identity in GitLab`);
+  const systemIdChanged = writeIfDifferent(steps, facts.systemId, `${desired.systemId}\n`, '0600', true, `${SYSTEM_ID_FILE}: ${desired.planned ? 'the new runner\'s system id' : desired.systemId}, the runner manager's identity in GitLab`);
   if (!systemIdChanged && (facts.systemId.mode !== '600' || facts.systemId.owner !== 'root')) {
     steps.push({ kind: 'chmod', path: SYSTEM_ID_FILE, mode: '0600', detail: `${SYSTEM_ID_FILE}: root-only again` });
   }
