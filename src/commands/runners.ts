@@ -204,9 +204,16 @@ class GitlabLog {
 
 /** Whether this machine can name a cluster: the inventory does, or kubectl's default places exist. */
 export function clusterConfigured(inv: Inventory): boolean {
-  if (inv.kubernetes.kubeconfig || inv.kubernetes.fromNode) return true;
-  if (process.env.KUBECONFIG) return true;
-  return existsSync(join(homedir(), '.kube', 'config'));
+  return clusterToClear(inv) !== 'none';
+}
+
+/**
+ * Which cluster host placement must clear of runner-fleet's runners: `named` when the inventory (or $KUBECONFIG)
+ * says which, `default` when only kubectl's ~/.kube/config exists, `none` when there is no cluster to look at.
+ */
+function clusterToClear(inv: Inventory): 'named' | 'default' | 'none' {
+  if (inv.kubernetes.kubeconfig || inv.kubernetes.fromNode || process.env.KUBECONFIG) return 'named';
+  return existsSync(join(homedir(), '.kube', 'config')) ? 'default' : 'none';
 }
 
 function hostRunnerContext(inv: Inventory, api: GitlabRunnerApi, dryRun: boolean, log: Logger): HostRunnerContext {
@@ -311,7 +318,8 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
   cleanup.catch(() => undefined);
 
   async function takeRunnersOutOfCluster(): Promise<ClusterReport | undefined> {
-    if (!clusterConfigured(inv)) {
+    const which = clusterToClear(inv);
+    if (which === 'none') {
       log.progress('cluster', 'no cluster configured: no cluster runners to take out');
       return undefined;
     }
@@ -326,6 +334,11 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
       for (const e of r.errors) blocked.set(e.node, `not attempted: its cluster runner could not be deleted (${e.message})`);
     } catch (err) {
       const error = message(err);
+      if (which === 'default') {
+        // The inventory names no cluster: an unreachable default kubeconfig is someone else's cluster, not ours to wait for.
+        log.warn('cluster', `could not look for runner-fleet's runners in the default kubeconfig's cluster (${error}); if it ran them, delete them with destroy`);
+        return undefined;
+      }
       log.error('cluster', error);
       for (const n of selected) blocked.set(n, `not attempted: the cluster, which may still run a runner for this node, could not be cleaned up (${error})`);
       return { ok: false, changes: [], error };
