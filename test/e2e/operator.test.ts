@@ -111,7 +111,8 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
   });
 
   it('status on a terminal: live lines redrawn in place, then the same table', async () => {
-    const out = await underTerminal(['status', '--inventory', inventory]);
+    const { code, out } = await underTerminal(['status', '--inventory', inventory]);
+    expect(code, out).toBe(0);
     expect(out).toMatch(ESC); // cursor moves and colour: a terminal gets them
     const plain = out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, ''); // eslint-disable-line no-control-regex
     expect(plain).toMatch(/^NODE\s+SSH\s+ARCH/m);
@@ -231,6 +232,16 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
     }
   });
 
+  it('destroy on a terminal lists what would go and asks; "n" removes nothing (exit 1)', async () => {
+    const { code, out } = await underTerminal(['destroy', '--inventory', inventory], 'n\n');
+    expect(code, out).toBe(1);
+    const plain = out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, ''); // eslint-disable-line no-control-regex
+    expect(plain).toMatch(/runner-fleet destroy will remove:[\s\S]*gitlab +pi1: delete runner #\d+[\s\S]*cluster +delete DaemonSet gitlab-runner\/gitlab-runner-dood/);
+    expect(plain).toContain('Remove all of this? [y/N]');
+    expect(plain).toContain('Destroy: not confirmed; nothing was removed.');
+    expect(await ours()).toHaveLength(3);
+  });
+
   it('destroy: needs --yes without a terminal; removes our runners and objects; a second run is a no-op; --purge-registry-config takes back only our entries', async () => {
     const noTty = await provision('destroy');
     expect(noTty.code).toBe(2);
@@ -275,8 +286,8 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
   });
 });
 
-/** Runs provision.ts under a pseudo-terminal (util-linux `script`), as a person at a terminal would; returns what the terminal showed. */
-function underTerminal(args: string[]): Promise<string> {
+/** Runs provision.ts under a pseudo-terminal (util-linux `script`), as a person at a terminal would, typing `input`; returns what the terminal showed. */
+function underTerminal(args: string[], input = ''): Promise<{ code: number | null; out: string }> {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const command = [join(REPO, 'node_modules', '.bin', 'tsx'), join(REPO, 'provision.ts'), ...args].map(quote).join(' ');
   return new Promise((resolve, reject) => {
@@ -285,6 +296,15 @@ function underTerminal(args: string[]): Promise<string> {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`script exited ${code}: ${out}`))));
+    child.on('close', (code) => resolve({ code, out }));
+    // Typed once the question is on the screen, as a person would.
+    if (input) {
+      const typeWhenAsked = setInterval(() => {
+        if (!out.includes('[y/N]')) return;
+        clearInterval(typeWhenAsked);
+        child.stdin.end(input);
+      }, 100);
+      child.on('close', () => clearInterval(typeWhenAsked));
+    } else child.stdin.end();
   });
 }
