@@ -1,6 +1,6 @@
 // Benchmark (issues 2 and 7): runner-fleet's first converge and no-op rerun on the test fleet, optionally against Ansible.
 //
-//   npm run bench                                   3 and 10 nodes, runner-fleet only, medians of 3 runs
+//   npm run bench                                   3 and 10 nodes, runner-fleet only: 3 fresh fleets, 3 no-op reruns each
 //   npx tsx bench/converge.ts --sizes 3,10,30 --runs 3 --ansible --profile --write
 //
 // "First run" = the first `provision.ts apply` (or playbook run) on a fleet fresh from `testbed up`: apt nodes have
@@ -8,7 +8,7 @@
 // nodes no Docker at all (kinds repeat apt, snap, none). Every tool's first run gets a fleet of its own.
 // "No-op rerun" = the same command again right after, with nothing left to change.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,13 +22,17 @@ import { REPO, runProvision } from './lib/runner-fleet.js';
 
 export type ToolName = 'runner-fleet' | 'ansible-default' | 'ansible-tuned';
 
-/** One run of one tool: its first converge and its no-op rerun on one fresh fleet. */
+/** One run of one tool on one fresh fleet: its first converge, then its no-op reruns. */
 export interface ToolRun {
   first: RunSample;
-  noop: RunSample;
-  /** per node, from the nodes' sshd logs during the no-op rerun */
-  noopSsh: Record<string, SshCounts>;
-  /** what provision.ts reported for the no-op rerun (runner-fleet only), over all nodes */
+  noops: NoopRun[];
+}
+
+export interface NoopRun {
+  sample: RunSample;
+  /** per node, from the nodes' sshd logs during this rerun */
+  ssh: Record<string, SshCounts>;
+  /** what provision.ts itself reported (runner-fleet only), over all nodes */
   selfReported?: { connections: number; roundTrips: number };
 }
 
@@ -55,7 +59,7 @@ export interface SizeResult {
 export interface BenchResult {
   date: string;
   machine: { nproc: number; memoryGiB: number; kernel: string; cpu: string; node: string; openssh: string; docker: string; ansibleCore?: string };
-  settings: { command: string; sizes: number[]; runs: number; concurrency: number; ansible: boolean; variants: { name: string; describe: string }[] };
+  settings: { command: string; sizes: number[]; runs: number; ansibleRuns: number; noops: number; ansibleNoops: number; concurrency: number; ansible: boolean; variants: { name: string; describe: string }[] };
   sizes: SizeResult[];
   profile?: Profile;
   totalMs: number;
@@ -69,7 +73,7 @@ function sample(m: Measured, ok: boolean, changed: number, error?: string): RunS
   return { wallMs: m.wallMs, ok, changed, maxRssKb: m.maxRssKb, cpuS: m.cpuS, load1: m.load1, treePeakPssKb: m.treePeakPssKb, treePeakRssKb: m.treePeakRssKb, ...(error ? { error } : {}) };
 }
 
-async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined): Promise<ToolRun> {
+async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, noops: number, ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined): Promise<ToolRun> {
   const registries = fleet.inventory.gitlab.registries;
   const once = async (): Promise<{ s: RunSample; self?: { connections: number; roundTrips: number } }> => {
     if (tool === 'runner-fleet') {
@@ -79,19 +83,25 @@ async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, a
     if (!ansible) throw new Error('ansible is not set up');
     const inv = writeAnsibleInventory(ansible.workDir, fleet.inventory.nodes);
     const r = await runPlaybook(ansible.bin, inv, registries, ansible.variant, ansible.workDir);
-    return { s: sample(r.measured, r.ok, r.changed, r.ok ? undefined : lastLines(`${r.measured.stdout}\n${r.measured.stderr}`, 12)) };
+    return { s: sample(r.measured, r.ok, r.changed, r.ok ? undefined : ansibleFailure(`${r.measured.stdout}\n${r.measured.stderr}`)) };
   };
   const first = await once();
   if (!first.s.ok) log(`${tool}: first run FAILED: ${first.s.error}`);
-  const mark = sshdLogMark(fleet.info);
-  const noop = await once();
-  if (!noop.s.ok) log(`${tool}: no-op rerun FAILED: ${noop.s.error}`);
-  if (noop.s.changed !== 0) log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
-  return { first: first.s, noop: noop.s, noopSsh: Object.fromEntries(mark.count()), ...(noop.self ? { selfReported: noop.self } : {}) };
+  const reruns: NoopRun[] = [];
+  for (let i = 0; i < noops; i++) {
+    const mark = sshdLogMark(fleet.info);
+    const noop = await once();
+    if (!noop.s.ok) log(`${tool}: no-op rerun FAILED: ${noop.s.error}`);
+    if (noop.s.changed !== 0) log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
+    reruns.push({ sample: noop.s, ssh: Object.fromEntries(mark.count()), ...(noop.self ? { selfReported: noop.self } : {}) });
+  }
+  return { first: first.s, noops: reruns };
 }
 
-function lastLines(text: string, n: number): string {
-  return text.trim().split('\n').slice(-n).join('\n');
+/** The `fatal:` lines of a playbook run, else its last lines. */
+function ansibleFailure(text: string): string {
+  const fatal = text.split('\n').filter((l) => /^fatal: |^ERROR! |^\[ERROR\]/.test(l));
+  return (fatal.length > 0 ? fatal : text.trim().split('\n').slice(-12)).join('\n').slice(0, 2000);
 }
 
 function versionOf(cmd: string, args: string[], pattern: RegExp): string {
@@ -122,6 +132,9 @@ async function main(): Promise<void> {
     options: {
       sizes: { type: 'string', default: '3,10' },
       runs: { type: 'string', default: '3' },
+      'ansible-runs': { type: 'string', default: '1' },
+      noops: { type: 'string', default: '3' },
+      'ansible-noops': { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '10' },
       ansible: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
@@ -133,8 +146,12 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) {
-    process.stdout.write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--runs 3] [--concurrency 10] [--ansible] [--profile] [--write] [--json FILE] [--keep]
-  --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on a fresh fleet
+    process.stdout.write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
+  --runs N    fresh fleets (first runs) per size for runner-fleet
+  --noops K   no-op reruns after each first run (on the same fleet)
+  --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on fresh fleets;
+              --ansible-runs M of them per size, each with --ansible-noops reruns (Ansible at 30 nodes
+              takes 2-4 minutes per run on 2 cores)
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
@@ -144,9 +161,13 @@ async function main(): Promise<void> {
   }
   const sizes = values.sizes.split(',').map((s) => Number(s.trim()));
   const runs = Number(values.runs);
+  const ansibleRuns = Number(values['ansible-runs']);
+  const noops = Number(values.noops);
+  const ansibleNoops = Number(values['ansible-noops']);
   const concurrency = Number(values.concurrency);
-  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 200) || !Number.isInteger(runs) || runs < 1 || !Number.isInteger(concurrency) || concurrency < 1) {
-    throw new Error('--sizes: integers 1..200, --runs and --concurrency: positive integers');
+  const positive = (x: number) => Number.isInteger(x) && x >= 1;
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 200) || ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive)) {
+    throw new Error('--sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers');
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
   // PyPI is reachable only outside the benchmark's network namespace: install first.
@@ -177,15 +198,17 @@ async function main(): Promise<void> {
     for (const n of sizes) {
       const size: SizeResult = { nodes: n, runs: {}, upMs: [] };
       results.push(size);
-      for (let r = 0; r < runs; r++) {
+      for (let r = 0; r < Math.max(runs, values.ansible ? ansibleRuns : 0); r++) {
         for (const tool of tools) {
-          log(`${n} nodes, run ${r + 1}/${runs}: ${tool}: fresh fleet`);
+          if (r >= (tool === 'runner-fleet' ? runs : ansibleRuns)) continue;
+          log(`${n} nodes, run ${r + 1}: ${tool}: fresh fleet`);
           const fleet = await freshFleet(n, () => {});
           size.upMs.push(fleet.upMs);
           const variant = ansibleVariants.find((v) => v.name === tool);
-          const run = await runTool(tool, fleet, concurrency, variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined);
+          const run = await runTool(tool, fleet, concurrency, tool === 'runner-fleet' ? noops : ansibleNoops, variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined);
           (size.runs[tool] ??= []).push(run);
-          log(`  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}), no-op ${(run.noop.wallMs / 1000).toFixed(2)} s (changed ${run.noop.changed}), no-op ssh per node ${perNode(run.noopSsh)}`);
+          const noopText = run.noops.map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`).join(', ');
+          log(`  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}); no-op ${noopText}; no-op ssh per node ${perNode(run.noops[0].ssh)}`);
           if (tool === 'runner-fleet' && r === 0) {
             const st = fleetStatus();
             size.fleetMemory = { pssKb: st.total.pssKb, rssKb: st.total.rssKb, processes: st.nodes.reduce((a, x) => a + x.processes, 0) };
@@ -204,7 +227,7 @@ async function main(): Promise<void> {
     const result: BenchResult = {
       date: new Date().toISOString(),
       machine: machine(values.ansible ? ANSIBLE_CORE_VERSION : undefined),
-      settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, concurrency, ansible: Boolean(values.ansible), variants: values.ansible ? ansibleVariants.map(({ name, describe }) => ({ name, describe })) : [] },
+      settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), variants: values.ansible ? ansibleVariants.map(({ name, describe }) => ({ name, describe })) : [] },
       sizes: results,
       ...(profile ? { profile } : {}),
       totalMs: performance.now() - t0,
@@ -212,11 +235,26 @@ async function main(): Promise<void> {
     const markdown = renderResults(result);
     process.stdout.write(`${markdown}\n`);
     if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
-    if (values.write) writeFileSync(join(REPO, 'bench', 'RESULTS.md'), markdown);
+    if (values.write) writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
   } finally {
     if (!values.keep) await teardown(() => {}).catch((err: Error) => log(`teardown: ${err.message}`));
     rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/** Everything below this line in RESULTS.md is written by hand and survives a rewrite. */
+const KEPT = '<!-- Below: analysis written by hand; bench/converge.ts --write keeps it. -->';
+
+function writeResults(path: string, markdown: string): void {
+  let kept = `${KEPT}\n`;
+  try {
+    const old = readFileSync(path, 'utf8');
+    const at = old.indexOf(KEPT);
+    if (at >= 0) kept = old.slice(at);
+  } catch {
+    // first write
+  }
+  writeFileSync(path, `${markdown}\n${kept}`);
 }
 
 function perNode(counts: Record<string, SshCounts>): string {
@@ -228,7 +266,7 @@ function perNode(counts: Record<string, SshCounts>): string {
 
 function printSize(size: SizeResult): void {
   for (const [tool, runs] of Object.entries(size.runs)) {
-    log(`${size.nodes} nodes ${tool}: median first ${(median(runs.map((r) => r.first.wallMs)) / 1000).toFixed(2)} s, no-op ${(median(runs.map((r) => r.noop.wallMs)) / 1000).toFixed(2)} s`);
+    log(`${size.nodes} nodes ${tool}: median first ${(median(runs.map((r) => r.first.wallMs)) / 1000).toFixed(2)} s, no-op ${(median(runs.flatMap((r) => r.noops.map((x) => x.sample.wallMs))) / 1000).toFixed(2)} s`);
   }
 }
 

@@ -1,9 +1,9 @@
 // The benchmark's test fleet: a fresh fleet per "first run", sshd logs at VERBOSE, and per-node SSH counts from those logs.
-import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, linkSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
-import { down, status, up, type FleetInfo, type FleetStatus, type TestbedService } from '../../scripts/testbed/fleet.js';
+import { down, nodeFile, status, up, type FleetInfo, type FleetStatus, type TestbedService } from '../../scripts/testbed/fleet.js';
 import { portOpen, sshdPid } from '../../scripts/testbed/node.js';
 import { nodeDir, stateRoot } from '../../scripts/testbed/paths.js';
 import { signal, waitFor } from '../../scripts/testbed/procs.js';
@@ -68,6 +68,29 @@ function readTail(path: string, from: number): string {
   }
 }
 
+/**
+ * Since the testbed gives each node its own /var/lib/apt/lists, filled only by its `apt-get update` stand-in (the
+ * GitLab runner repository), python-apt on a node knows no Debian package and Ansible's apt module answers "No
+ * package matching 'docker.io' is available". A real Pi has its distribution's lists, so each node gets the
+ * machine's (hard links: no copy). The apt-get stand-in still does the "install".
+ */
+function seedAptLists(info: FleetInfo): void {
+  const host = '/var/lib/apt/lists';
+  const lists = readdirSync(host).filter((f) => f.endsWith('_InRelease') || f.includes('_Packages'));
+  for (const node of info.nodes) {
+    const dir = nodeFile(node.name, host);
+    for (const f of lists) {
+      const to = join(dir, f);
+      if (existsSync(to)) continue;
+      try {
+        linkSync(join(host, f), to);
+      } catch {
+        copyFileSync(join(host, f), to); // another file system
+      }
+    }
+  }
+}
+
 /** Brings up a fresh fleet of `n` nodes; call only inside the benchmark's own network namespace (netns.ts). */
 export async function freshFleet(n: number, log: (msg: string) => void): Promise<BenchFleet> {
   if (!process.env.RUNNER_FLEET_BENCH_NETNS) throw new Error('the benchmark fleet runs only inside its own network namespace (bench/lib/netns.ts)');
@@ -76,6 +99,7 @@ export async function freshFleet(n: number, log: (msg: string) => void): Promise
   const info = await up({ nodes: n, services: [registryAddressOnly], log });
   const upMs = performance.now() - t0;
   await verboseSshdLogs(info);
+  seedAptLists(info);
   const inventory = loadInventory(info.inventory);
   return { info, inventory, upMs };
 }

@@ -16,6 +16,8 @@ export interface Profile {
   concurrency: number;
   /** medians of 5 runs, ms */
   startup: { node: number; tsxEmpty: number; npxTsxEmpty: number; provisionHelpTsx: number; provisionHelpNpx: number };
+  /** a fresh tsx process importing what provision.ts imports, one package at a time (bench/lib/import-cost.ts) */
+  imports: { beforeMs: number; steps: { name: string; ms: number; rssMiB: number }[] };
   /** the converge loop re-run inside this process (no start-up): per node and in total, ms */
   inProcess: { importMs: number; totalMs: number; connect: Stat; gather: Stat; nodeTotal: Stat };
   /** one node, sequential, one connection, medians of 7 round trips, ms */
@@ -42,6 +44,9 @@ export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number,
     provisionHelpTsx: await medianWall(['node_modules/.bin/tsx', 'provision.ts', '--help'], 5),
     provisionHelpNpx: await medianWall(['npx', '--no-install', 'tsx', 'provision.ts', '--help'], 5),
   };
+  const cost = await measure(['node_modules/.bin/tsx', 'bench/lib/import-cost.ts'], { cwd: REPO });
+  const parsed = JSON.parse(cost.stdout) as { before: number; steps: { name: string; ms: number; rssMiB: number }[] };
+  const imports = { beforeMs: parsed.before, steps: parsed.steps };
   log(`start-up: node ${startup.node.toFixed(0)} ms, tsx ${startup.tsxEmpty.toFixed(0)} ms, npx tsx ${startup.npxTsxEmpty.toFixed(0)} ms, npx tsx provision.ts --help ${startup.provisionHelpNpx.toFixed(0)} ms`);
 
   // Converge first, so that what follows is the no-op path.
@@ -100,6 +105,7 @@ export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number,
     nodes: fleet.inventory.nodes.length,
     concurrency,
     startup,
+    imports,
     inProcess: { importMs, totalMs, connect: stat(connect), gather: stat(gather), nodeTotal: stat(nodeTotal) },
     roundTrip,
     noopWallMs: median(walls),

@@ -1,5 +1,5 @@
 // Renders a benchmark result as the Markdown of bench/RESULTS.md: tables, targets, profile, method.
-import type { BenchResult, RunSample, SizeResult, ToolName, ToolRun } from '../converge.js';
+import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName, ToolRun } from '../converge.js';
 import { median } from './measure.js';
 
 const s = (ms: number) => (ms / 1000).toFixed(2);
@@ -9,9 +9,11 @@ function range(xs: number[]): string {
   return `${s(median(xs))} (${s(Math.min(...xs))}–${s(Math.max(...xs))})`;
 }
 
+const noopsOf = (runs: ToolRun[]): NoopRun[] => runs.flatMap((r) => r.noops);
+
 function perNode(runs: ToolRun[], key: 'connections' | 'sessions'): { mean: number; max: number } {
-  // Every run's no-op, every node: the mean per node and the worst node.
-  const all = runs.flatMap((r) => Object.values(r.noopSsh).map((c) => c[key]));
+  // Every no-op rerun, every node: the mean per node and the worst node.
+  const all = noopsOf(runs).flatMap((r) => Object.values(r.ssh).map((c) => c[key]));
   return { mean: all.reduce((a, b) => a + b, 0) / Math.max(1, all.length), max: Math.max(...all) };
 }
 
@@ -22,29 +24,30 @@ function okText(samples: RunSample[]): string {
 
 function noopMedian(size: SizeResult, tool: ToolName): number | undefined {
   const runs = size.runs[tool];
-  return runs ? median(runs.map((r) => r.noop.wallMs)) : undefined;
+  return runs ? median(noopsOf(runs).map((r) => r.sample.wallMs)) : undefined;
 }
 
 function sizeTable(size: SizeResult): string {
   const rf = noopMedian(size, 'runner-fleet');
   const rows = Object.entries(size.runs).map(([tool, runs]) => {
     const firsts = runs.map((r) => r.first.wallMs);
-    const noops = runs.map((r) => r.noop.wallMs);
+    const noopSamples = noopsOf(runs).map((r) => r.sample);
+    const noops = noopSamples.map((x) => x.wallMs);
     const conn = perNode(runs, 'connections');
     const ses = perNode(runs, 'sessions');
     const ratio = rf !== undefined ? (median(noops) / rf).toFixed(1) : '–';
     const firstRatio = size.runs['runner-fleet'] ? (median(firsts) / median(size.runs['runner-fleet'].map((r) => r.first.wallMs))).toFixed(1) : '–';
-    const all = runs.flatMap((r) => [r.first, r.noop]);
+    const all = [...runs.map((r) => r.first), ...noopSamples];
     const changed = median(runs.map((r) => r.first.changed));
-    const noopChanged = Math.max(...runs.map((r) => r.noop.changed));
-    const cpu = median(runs.map((r) => r.noop.cpuS)).toFixed(2);
-    return `| ${tool} | ${range(firsts)}${okText(runs.map((r) => r.first))} | ${firstRatio}× | ${range(noops)}${okText(runs.map((r) => r.noop))} | ${ratio}× | ${cpu} | ${conn.mean.toFixed(2)} (max ${conn.max}) | ${ses.mean.toFixed(2)} (max ${ses.max}) | ${changed} / ${noopChanged} | ${mib(Math.max(...all.map((x) => x.maxRssKb)))} | ${mib(Math.max(...all.map((x) => x.treePeakPssKb)))} |`;
+    const noopChanged = Math.max(...noopSamples.map((x) => x.changed));
+    const cpu = median(noopSamples.map((x) => x.cpuS)).toFixed(2);
+    return `| ${tool} | ${range(firsts)} [${firsts.length}]${okText(runs.map((r) => r.first))} | ${firstRatio}× | ${range(noops)} [${noops.length}]${okText(noopSamples)} | ${ratio}× | ${cpu} | ${conn.mean.toFixed(2)} (max ${conn.max}) | ${ses.mean.toFixed(2)} (max ${ses.max}) | ${changed} / ${noopChanged} | ${mib(Math.max(...all.map((x) => x.maxRssKb)))} | ${mib(Math.max(...all.map((x) => x.treePeakPssKb)))} |`;
   });
-  const loads = Object.values(size.runs).flatMap((runs) => runs.flatMap((r) => [r.first.load1, r.noop.load1]));
+  const loads = Object.values(size.runs).flatMap((runs) => [...runs.map((r) => r.first.load1), ...noopsOf(runs).map((x) => x.sample.load1)]);
   return [
-    `### ${size.nodes} nodes (${Object.values(size.runs)[0]?.length ?? 0} runs each)`,
+    `### ${size.nodes} nodes`,
     '',
-    '| tool | first run, s: median (min–max) | first ÷ rf | no-op rerun, s: median (min–max) | no-op ÷ rf | no-op CPU s, tool side | no-op SSH connections per node | no-op sessions (round trips) per node | changes first / no-op | max RSS largest process, MiB | peak PSS whole tool tree, MiB |',
+    '| tool | first run, s: median (min–max) [n] | first ÷ rf | no-op rerun, s: median (min–max) [n] | no-op ÷ rf | no-op CPU s, tool side | no-op SSH connections per node | no-op sessions (round trips) per node | changes first / no-op | max RSS largest process, MiB | peak PSS whole tool tree, MiB |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',
@@ -60,10 +63,10 @@ function sizeTable(size: SizeResult): string {
 function selfReportedCheck(size: SizeResult): string {
   const runs = size.runs['runner-fleet'];
   if (!runs) return '';
-  const lines = runs.map((r, i) => {
-    const log = Object.values(r.noopSsh).reduce((a, c) => ({ connections: a.connections + c.connections, sessions: a.sessions + c.sessions }), { connections: 0, sessions: 0 });
+  const lines = noopsOf(runs).map((r, i) => {
+    const log = Object.values(r.ssh).reduce((a, c) => ({ connections: a.connections + c.connections, sessions: a.sessions + c.sessions }), { connections: 0, sessions: 0 });
     const self = r.selfReported;
-    return `run ${i + 1}: sshd logs ${log.connections} connections / ${log.sessions} sessions, provision.ts --json ${self ? `${self.connections} / ${self.roundTrips}` : 'n/a'}`;
+    return `rerun ${i + 1}: sshd logs ${log.connections} connections / ${log.sessions} sessions, provision.ts --json ${self ? `${self.connections} / ${self.roundTrips}` : 'n/a'}`;
   });
   return `- ${size.nodes} nodes: ${lines.join('; ')}`;
 }
@@ -87,8 +90,8 @@ function targets(r: BenchResult): Target[] {
     pass: Number.isFinite(ansibleBest) && rfLarge ? ansibleBest / rfLarge >= 10 : undefined,
   });
   const rfRuns = sizes.flatMap((x) => x.runs['runner-fleet'] ?? []);
-  const maxConn = Math.max(...rfRuns.flatMap((x) => Object.values(x.noopSsh).map((c) => c.connections)));
-  const maxSes = Math.max(...rfRuns.flatMap((x) => Object.values(x.noopSsh).map((c) => c.sessions)));
+  const maxConn = Math.max(...noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh).map((c) => c.connections)));
+  const maxSes = Math.max(...noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh).map((c) => c.sessions)));
   out.push({ name: '≤ 1 connection and ≤ 2 round trips per node on a no-op rerun', value: `worst node over all sizes and runs: ${maxConn} connection(s), ${maxSes} session(s)`, pass: maxConn <= 1 && maxSes <= 2 });
   const rfSmall = noopMedian(small, 'runner-fleet');
   out.push({
@@ -112,7 +115,8 @@ function profileSection(r: BenchResult): string {
 | \`npx tsx empty.ts\` | ${f(p.startup.npxTsxEmpty)} |
 | \`tsx provision.ts --help\` (start-up + every import, no SSH) | ${f(p.startup.provisionHelpTsx)} |
 | \`npx tsx provision.ts --help\` | ${f(p.startup.provisionHelpNpx)} |
-| in process: importing ssh/converge/pool | ${f(p.inProcess.importMs)} |
+${p.imports.steps.map((x) => `| fresh tsx process: import ${x.name} (RSS after: ${x.rssMiB.toFixed(0)} MiB) | ${f(x.ms)} |`).join('\n')}
+| fresh tsx process: from process start to the first line of the script | ${f(p.imports.beforeMs)} |
 | in process: connect, per node median (max) | ${f(p.inProcess.connect.median)} (${f(p.inProcess.connect.max)}) |
 | in process: gather round trip, per node median (max) | ${f(p.inProcess.gather.median)} (${f(p.inProcess.gather.max)}) |
 | in process: all ${p.nodes} nodes, connect + gather, ${p.concurrency} at a time | ${f(p.inProcess.totalMs)} |
