@@ -1,8 +1,8 @@
 // Pure: what `destroy` removes from one node, from its gathered facts: runner identity dirs, and with --purge-registry-config our registry entries.
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
-import { parseDaemonJson, removeInsecureRegistries, serialiseDaemonJson } from './daemon-json.js';
+import { parseDaemonJson, removeInsecureRegistries } from './daemon-json.js';
 import type { HostFacts } from './facts.js';
-import { chooseFlavour, HostPlanError, renderHostsToml, type HostStep } from './plan.js';
+import { chooseFlavour, daemonJsonWriteStep, HostPlanError, reloadDockerStep, renderHostsToml, type HostStep } from './plan.js';
 
 /** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate), per executor. */
 export const IDENTITY_ROOT = '/var/lib/runner-fleet';
@@ -67,22 +67,8 @@ export function planHostCleanup(node: NodeSpec, registries: string[], facts: Hos
   }
 
   if (listed.length > 0 && file && merged && flavour) {
-    steps.push({
-      kind: 'write-file',
-      name: 'daemon.json',
-      path: file.path,
-      content: serialiseDaemonJson(merged),
-      expectSha256: file.sha256,
-      mode: '0644',
-      detail: `${file.path}: remove ${listed.join(', ')} from insecure-registries (every other key and entry stays)`,
-    });
-    if (facts.dockerd || facts.docker) {
-      steps.push(
-        flavour === 'apt'
-          ? { kind: 'reload-docker', flavour, action: 'reload', detail: 'systemctl reload docker (SIGHUP, running jobs keep going) to drop the registries' }
-          : { kind: 'reload-docker', flavour, action: 'restart', detail: 'snap restart docker (the snap has no reload; running containers restart) to drop the registries' },
-      );
-    }
+    steps.push(daemonJsonWriteStep(file, merged, `remove ${listed.join(', ')} from insecure-registries (every other key and entry stays)`) as CleanupStep);
+    if (facts.dockerd || facts.docker) steps.push(reloadDockerStep(flavour, 'to drop the registries') as CleanupStep);
   } else if (listed.length > 0) {
     kept.push(`${listed.join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`);
   }

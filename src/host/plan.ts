@@ -1,6 +1,6 @@
 // The pure host plan: from a node's spec, the registries and its gathered facts, the steps that converge it.
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
-import { mergeInsecureRegistries, parseDaemonJson, serialiseDaemonJson } from './daemon-json.js';
+import { mergeInsecureRegistries, parseDaemonJson, serialiseDaemonJson, type DaemonJson } from './daemon-json.js';
 import { hostsTomlPath, registryIsInsecure, type FileFact, type HostFacts } from './facts.js';
 
 export type HostStep =
@@ -46,6 +46,18 @@ export function renderHostsToml(registry: string): string {
   return `# Managed by runner-fleet: ${registry} serves plain HTTP.\nserver = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`;
 }
 
+/** Writing daemon.json: atomic, guarded by the sha the plan saw. Shared by apply and destroy's purge. */
+export function daemonJsonWriteStep(file: FileFact, merged: DaemonJson, detail: string): HostStep {
+  return { kind: 'write-file', name: 'daemon.json', path: file.path, content: serialiseDaemonJson(merged), expectSha256: file.sha256, mode: '0644', detail: `${file.path}: ${detail}` };
+}
+
+/** Making dockerd re-read daemon.json: SIGHUP for apt (jobs keep running), a full restart for the snap (it has no reload). */
+export function reloadDockerStep(flavour: DockerFlavour, why: string): HostStep {
+  return flavour === 'apt'
+    ? { kind: 'reload-docker', flavour, action: 'reload', detail: `systemctl reload docker (SIGHUP, running jobs keep going) ${why}` }
+    : { kind: 'reload-docker', flavour, action: 'restart', detail: `snap restart docker (the snap has no reload; running containers restart) ${why}` };
+}
+
 export function planHost(node: NodeSpec, registries: string[], facts: HostFacts): HostPlan {
   const flavour = chooseFlavour(node, facts);
   const installed = flavour === 'apt' ? facts.aptDocker : facts.snapDocker;
@@ -67,17 +79,7 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts)
   const file = daemonJsonFact(flavour, facts);
   const current = parseDaemonJson(file.content, file.path);
   const { merged, added } = mergeInsecureRegistries(current, registries);
-  if (added.length > 0) {
-    steps.push({
-      kind: 'write-file',
-      name: 'daemon.json',
-      path: file.path,
-      content: serialiseDaemonJson(merged),
-      expectSha256: file.sha256,
-      mode: '0644',
-      detail: `${file.path}: add ${added.join(', ')} to insecure-registries`,
-    });
-  }
+  if (added.length > 0) steps.push(daemonJsonWriteStep(file, merged, `add ${added.join(', ')} to insecure-registries`));
 
   const notYetInsecure = facts.docker ? registries.filter((r) => !registryIsInsecure(facts.docker!, r)) : registries;
   const running = facts.dockerd !== undefined || facts.docker !== undefined;
@@ -85,11 +87,7 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts)
     steps.push({ kind: 'reload-docker', flavour, action: 'start', detail: 'start dockerd (it was not running)' });
   } else if (added.length > 0 || notYetInsecure.length > 0) {
     const why = added.length > 0 ? 'to load the new insecure-registries' : `dockerd has not loaded ${notYetInsecure.join(', ')} yet`;
-    steps.push(
-      flavour === 'apt'
-        ? { kind: 'reload-docker', flavour, action: 'reload', detail: `systemctl reload docker (SIGHUP, running jobs keep going) ${why}` }
-        : { kind: 'reload-docker', flavour, action: 'restart', detail: `snap restart docker (the snap has no reload; running containers restart) ${why}` },
-    );
+    steps.push(reloadDockerStep(flavour, why));
   }
 
   // containerd re-reads certs.d/*/hosts.toml on each pull, so writing the file needs no restart.
