@@ -142,6 +142,7 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
       down: { type: 'boolean', default: false },
+      'from-json': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -153,10 +154,19 @@ async function main(): Promise<void> {
               --ansible-runs M of them per size, each with --ansible-noops reruns (Ansible at 30 nodes
               takes 2-4 minutes per run on 2 cores)
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
-  --write     write bench/RESULTS.md
+  --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
   --down      only tear down a kept fleet
+  --from-json FILE  render a run saved with --json (with --write: into bench/RESULTS.md) instead of running
 `);
+    return;
+  }
+  if (values['from-json']) {
+    // Re-render a saved run (e.g. after changing the tables), keeping the hand-written analysis.
+    const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as BenchResult;
+    const markdown = renderResults(saved);
+    process.stdout.write(`${markdown}\n`);
+    if (values.write) writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
     return;
   }
   const sizes = values.sizes.split(',').map((s) => Number(s.trim()));
@@ -235,7 +245,11 @@ async function main(): Promise<void> {
     const markdown = renderResults(result);
     process.stdout.write(`${markdown}\n`);
     if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
-    if (values.write) writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
+    if (values.write) {
+      writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
+      // The raw samples, so the tables can be re-rendered (--from-json) and checked.
+      writeFileSync(join(REPO, 'bench', 'RESULTS.json'), `${JSON.stringify(result, null, 2)}\n`);
+    }
   } finally {
     if (!values.keep) await teardown(() => {}).catch((err: Error) => log(`teardown: ${err.message}`));
     rmSync(workDir, { recursive: true, force: true });

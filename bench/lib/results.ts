@@ -63,12 +63,13 @@ function sizeTable(size: SizeResult): string {
 function selfReportedCheck(size: SizeResult): string {
   const runs = size.runs['runner-fleet'];
   if (!runs) return '';
-  const lines = noopsOf(runs).map((r, i) => {
+  const reruns = noopsOf(runs);
+  const disagree = reruns.filter((r) => {
     const log = Object.values(r.ssh).reduce((a, c) => ({ connections: a.connections + c.connections, sessions: a.sessions + c.sessions }), { connections: 0, sessions: 0 });
-    const self = r.selfReported;
-    return `rerun ${i + 1}: sshd logs ${log.connections} connections / ${log.sessions} sessions, provision.ts --json ${self ? `${self.connections} / ${self.roundTrips}` : 'n/a'}`;
+    return !r.selfReported || r.selfReported.connections !== log.connections || r.selfReported.roundTrips !== log.sessions;
   });
-  return `- ${size.nodes} nodes: ${lines.join('; ')}`;
+  const sessions = reruns.map((r) => Object.values(r.ssh).reduce((a, c) => a + c.sessions, 0));
+  return `- ${size.nodes} nodes: ${reruns.length - disagree.length} of ${reruns.length} no-op reruns agree (sshd logs ${Math.min(...sessions)}–${Math.max(...sessions)} sessions in all)`;
 }
 
 interface Target {
@@ -157,13 +158,21 @@ ${r.sizes.map(selfReportedCheck).filter(Boolean).join('\n')}
 ${profileSection(r)}
 ## Method
 
-- **Fleet**: \`scripts/testbed\` (\`up\` through its API, state root \`/var/tmp/runner-fleet-bench\`, registry service only):
-  real sshd per node on 127.0.0.(10+i):(2200+i) in its own mount namespace, real dockerd per node, stand-ins only
-  for apt-get/snap/systemctl. Kinds repeat apt, snap, none.
+- **Fleet**: \`scripts/testbed\` through its API (\`up\`/\`down\`/\`status\`), state root \`/var/tmp/runner-fleet-bench\`,
+  inside a network namespace of the benchmark's own (\`rf-bench\`), so the end-to-end tests' fleet on the same
+  addresses is never touched. Real sshd per node on 127.0.0.(10+i):(2200+i) in its own mount namespace, real
+  dockerd per node, stand-ins only for apt-get/snap/systemctl. Kinds repeat apt, snap, none. The registry is named
+  (\`198.18.0.2:5000\`) but not started: the host phase only writes it into daemon.json and reads \`docker info\`.
+  After \`up\` the benchmark (1) raises every node's sshd to \`LogLevel VERBOSE\` (SIGHUP) and (2) hard-links the
+  machine's Debian apt lists into each node's \`/var/lib/apt/lists\`, which the testbed leaves without them, so that
+  Ansible's apt module can see docker.io as a Pi would (the apt-get stand-in still does the install).
 - **First run**: the first converge on a fleet fresh from \`up\` (apt nodes: docker.io running, no daemon.json; snap
   nodes: docker snap running, default \`{"log-level": "error"}\`; none nodes: no Docker, so it is installed through
   the apt-get stand-in and dockerd started). Every tool and every run gets a fleet of its own (down + up).
-  **No-op rerun**: the same command again straight after; it must report 0 changes.
+  **No-op rerun**: the same command again straight after on that fleet (runner-fleet ${r.settings.noops}×, Ansible
+  ${r.settings.ansibleNoops}× per fleet); it must report 0 changes. Fresh fleets per size: runner-fleet ${r.settings.runs},
+  each Ansible variant ${r.settings.ansible ? r.settings.ansibleRuns : 0} (Ansible at 30 nodes takes minutes per run; the
+  whole benchmark must stay under ~25 minutes). [n] in the tables is the number of samples behind a median.
 - **Wall time**: from spawn to exit of the whole command (\`npx tsx provision.ts …\` / \`ansible-playbook …\`),
   so interpreter start-up is included for both.
 - **SSH counts**: each node's sshd log, raised to \`LogLevel VERBOSE\` by the benchmark after \`up\` (SIGHUP).
