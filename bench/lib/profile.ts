@@ -24,6 +24,8 @@ export interface Profile {
   roundTrip: { shTrue: number; sudoTrue: number; gatherScript: number; dockerInfo: number };
   /** `npx tsx provision.ts apply` no-op on the same fleet, median of 3, ms */
   noopWallMs: number;
+  /** no-op wall, ms, medians of 5 alternating runs: as is, and with TCP_NODELAY on every socket (bench/lib/nodelay.mjs) */
+  noDelay: { nodes: number; asIs: number; noDelay: number }[];
 }
 
 const stat = (xs: number[]): Stat => ({ median: median(xs), max: Math.max(...xs) });
@@ -53,6 +55,20 @@ export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number,
   await runProvision(fleet.info.inventory, concurrency);
   const walls: number[] = [];
   for (let i = 0; i < 3; i++) walls.push((await runProvision(fleet.info.inventory, concurrency)).measured.wallMs);
+
+  // ssh2 leaves Nagle's algorithm on: what would TCP_NODELAY save? Alternating, so load drifts hit both alike.
+  const withNoDelay = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(REPO, 'bench', 'lib', 'nodelay.mjs')}`.trim() };
+  const noDelay: Profile['noDelay'] = [];
+  const subsets = fleet.inventory.nodes.length > 3 ? [fleet.inventory.nodes.slice(0, 3).map((n) => n.name), undefined] : [undefined];
+  for (const only of subsets) {
+    const asIs: number[] = [];
+    const nd: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      asIs.push((await runProvision(fleet.info.inventory, concurrency, { only })).measured.wallMs);
+      nd.push((await runProvision(fleet.info.inventory, concurrency, { only, env: withNoDelay })).measured.wallMs);
+    }
+    noDelay.push({ nodes: only?.length ?? fleet.inventory.nodes.length, asIs: median(asIs), noDelay: median(nd) });
+  }
 
   const t0 = performance.now();
   const { connectNode } = await import('../../src/ssh.js');
@@ -109,5 +125,6 @@ export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number,
     inProcess: { importMs, totalMs, connect: stat(connect), gather: stat(gather), nodeTotal: stat(nodeTotal) },
     roundTrip,
     noopWallMs: median(walls),
+    noDelay,
   };
 }

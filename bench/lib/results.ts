@@ -126,6 +126,7 @@ ${p.imports.steps.map((x) => `| fresh tsx process: import ${x.name} (RSS after: 
 | one node alone: the gather script | ${f(p.roundTrip.gatherScript)} |
 | one node alone: \`docker info\` only | ${f(p.roundTrip.dockerInfo)} |
 | the whole no-op, \`npx tsx provision.ts apply\` (median of 3) | ${f(p.noopWallMs)} |
+${(p.noDelay ?? []).map((x) => `| no-op on ${x.nodes} nodes: as is → with TCP_NODELAY on every socket (bench/lib/nodelay.mjs; medians of 5, alternating) | ${f(x.asIs)} → ${f(x.noDelay)} |`).join('\n')}
 `;
 }
 

@@ -22,9 +22,11 @@ interface Report {
 }
 
 /** `npx tsx provision.ts apply`, the README's command, so tsx's and npx's start-up are part of the time. */
-export async function runProvision(inventory: string, concurrency: number): Promise<ProvisionRun> {
-  const measured = await measure(['npx', '--no-install', 'tsx', 'provision.ts', 'apply', '--inventory', inventory, '--json', '--concurrency', String(concurrency), '--quiet'], {
+export async function runProvision(inventory: string, concurrency: number, opts: { only?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ProvisionRun> {
+  const only = opts.only ? ['--only', opts.only.join(',')] : [];
+  const measured = await measure(['npx', '--no-install', 'tsx', 'provision.ts', 'apply', '--inventory', inventory, '--json', '--concurrency', String(concurrency), '--quiet', ...only], {
     cwd: REPO,
+    env: opts.env,
     timeoutMs: 20 * 60_000,
   });
   try {
