@@ -1,30 +1,22 @@
 // destroy on a node: identity dirs always, registry entries only with --purge-registry-config and only ours.
 import { describe, expect, it } from 'vitest';
-import type { NodeSpec } from '../inventory/types.js';
+import { TEST_REGISTRY, fileFact, hostFacts, testNode } from './facts.fixture.js';
 import { IDENTITY_SECTION, planHostCleanup } from './cleanup-plan.js';
-import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, sha256, type FileFact, type HostFacts } from './facts.js';
+import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, type HostFacts } from './facts.js';
 import { renderHostsToml } from './plan.js';
 
-const node: NodeSpec = { name: 'pi1', host: 'h', port: 22, user: 'pi', identityFile: 'k', knownHosts: 'kh', connectTimeout: 5, docker: 'auto', microk8s: true };
-const REG = '198.18.0.2:5000';
-const file = (path: string, content?: string): FileFact => (content === undefined ? { path, sha256: 'absent' } : { path, content, sha256: sha256(content) });
+const node = testNode;
+const REG = TEST_REGISTRY;
+const file = fileFact;
 
 function facts(over: Partial<HostFacts> = {}, identity: string[] = []): HostFacts {
-  return {
-    os: 'debian 12',
-    arch: 'arm64',
-    aptDocker: true,
-    snapDocker: false,
-    snapd: false,
-    dockerd: { pid: 1 },
+  return hostFacts({
     aptDaemonJson: file(APT_DAEMON_JSON, JSON.stringify({ 'log-level': 'warn', 'insecure-registries': ['10.9.9.9:5000', REG] })),
-    snapDaemonJson: file(SNAP_DAEMON_JSON),
-    docker: { version: '20.10.24', indexConfigs: {}, insecureCidrs: [] },
     microk8s: true,
     hostsToml: { [REG]: file(`/var/snap/microk8s/current/args/certs.d/${REG}/hosts.toml`, renderHostsToml(REG)) },
     gathered: { sections: new Map([[IDENTITY_SECTION, identity]]), files: new Map() },
     ...over,
-  };
+  });
 }
 
 describe('planHostCleanup', () => {

@@ -1,26 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeSpec } from '../inventory/types.js';
+import { TEST_REGISTRY, hostFacts, testNode } from './facts.fixture.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, parseFacts, sha256, type HostFacts } from './facts.js';
 import { planHost, HostPlanError } from './plan.js';
 
-const node: NodeSpec = { name: 'pi1', host: 'h', port: 22, user: 'pi', identityFile: 'k', knownHosts: 'kh', connectTimeout: 5, docker: 'auto', microk8s: true };
-const REG = '198.18.0.2:5000';
+const node = testNode;
+const REG = TEST_REGISTRY;
 
 function facts(over: Partial<HostFacts> = {}): HostFacts {
-  return {
-    os: 'debian 12',
-    arch: 'arm64',
-    aptDocker: true,
-    snapDocker: false,
-    snapd: false,
-    dockerd: { pid: 42 },
-    aptDaemonJson: { path: APT_DAEMON_JSON, sha256: 'absent' },
-    snapDaemonJson: { path: SNAP_DAEMON_JSON, sha256: 'absent' },
-    docker: { version: '20.10.24', indexConfigs: {}, insecureCidrs: ['127.0.0.0/8'] },
-    microk8s: false,
-    hostsToml: {},
-    ...over,
-  };
+  return hostFacts({ docker: { version: '20.10.24', indexConfigs: {}, insecureCidrs: ['127.0.0.0/8'] }, dockerd: { pid: 42 }, ...over });
 }
 
 const converged = (over: Partial<HostFacts> = {}) => {

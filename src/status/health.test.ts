@@ -1,6 +1,7 @@
 // status judgement: which checks apply, what makes a node unhealthy, and a table without escape codes.
 import { describe, expect, it } from 'vitest';
-import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, type HostFacts } from '../host/facts.js';
+import type { HostFacts } from '../host/facts.js';
+import { hostFacts } from '../host/facts.fixture.js';
 import { renderHostsToml } from '../host/plan.js';
 import { parseInventory } from '../inventory/schema.js';
 import type { PodView } from '../kube/rollout.js';
@@ -12,20 +13,7 @@ const [pi1] = inv.nodes;
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 
 function facts(over: Partial<HostFacts> = {}): HostFacts {
-  return {
-    os: 'debian 12',
-    arch: 'arm64',
-    aptDocker: true,
-    snapDocker: false,
-    snapd: false,
-    dockerd: { pid: 1 },
-    aptDaemonJson: { path: APT_DAEMON_JSON, sha256: 'absent' },
-    snapDaemonJson: { path: SNAP_DAEMON_JSON, sha256: 'absent' },
-    docker: { version: '20.10.24', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [] },
-    microk8s: false,
-    hostsToml: {},
-    ...over,
-  };
+  return hostFacts({ docker: { version: '20.10.24', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [] }, ...over });
 }
 
 const readyPod = (node: string, ready = true): PodView => ({
