@@ -31,22 +31,6 @@ export interface RunnerCredentials {
   tokenExpiresAt: string | null;
 }
 
-export interface RunnerDetails {
-  id: number;
-  description: string | null;
-  paused: boolean;
-  is_shared: boolean;
-  runner_type: RunnerType;
-  status: string;
-  contacted_at: string | null;
-  tag_list: string[];
-  run_untagged: boolean;
-  locked: boolean;
-  access_level: AccessLevel;
-  maximum_timeout: number | null;
-  [key: string]: unknown;
-}
-
 export interface RunnerSummary {
   id: number;
   description: string | null;
@@ -55,6 +39,16 @@ export interface RunnerSummary {
   runner_type: RunnerType;
   status: string;
   [key: string]: unknown;
+}
+
+/** GET /runners/:id: the summary plus contact time and settings. */
+export interface RunnerDetails extends RunnerSummary {
+  contacted_at: string | null;
+  tag_list: string[];
+  run_untagged: boolean;
+  locked: boolean;
+  access_level: AccessLevel;
+  maximum_timeout: number | null;
 }
 
 export interface RunnerManager {
