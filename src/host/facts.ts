@@ -64,16 +64,18 @@ echo "@@apt"; dpkg-query -W -f='\${db:Status-Status}' docker.io 2>/dev/null; ech
 echo "@@snapd"; command -v snap >/dev/null 2>&1 && echo yes || echo no
 echo "@@snap"; if command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1; then echo installed; else echo no; fi
 echo "@@dockerd"
+# The running dockerd and its own --config-file, read once: that file is the daemon.json it actually reads.
+cf=
 for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.docker/docker.pid; do
   if [ -f "$pf" ]; then pid=$(cat "$pf" 2>/dev/null); if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    echo "$pid"; tr '\\0' '\\n' < /proc/$pid/cmdline 2>/dev/null | awk 'p{print "--config-file=" $0; exit} /^--config-file=/{print; exit} /^--config-file$/{p=1}'
+    cf=$(tr '\\0' '\\n' < /proc/$pid/cmdline 2>/dev/null | awk 'p{print; exit} /^--config-file=/{sub(/^--config-file=/,""); print; exit} /^--config-file$/{p=1}')
+    echo "$pid"; [ -n "$cf" ] && echo "--config-file=$cf"
     break
   fi; fi
 done
 echo
 emit_file ${APT_DAEMON_JSON}
 emit_file ${SNAP_DAEMON_JSON}
-cf=$(for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.docker/docker.pid; do [ -f "$pf" ] && tr '\\0' '\\n' < /proc/$(cat "$pf")/cmdline 2>/dev/null | awk 'p{print; exit} /^--config-file=/{sub(/^--config-file=/,""); print; exit} /^--config-file$/{p=1}' && break; done 2>/dev/null)
 case "$cf" in ""|${APT_DAEMON_JSON}|${SNAP_DAEMON_JSON}) ;; *) emit_file "$cf" ;; esac
 echo "@@docker"
 if command -v docker >/dev/null 2>&1; then timeout 15 ${DOCKER_INFO} 2>&1 | head -c 65536; else echo "docker: command not found"; fi
