@@ -69,12 +69,8 @@ function plannedRecord(node: string): RunnerRecord {
 }
 
 export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<string> }): Promise<RunnerPhaseResult> {
+  // Only runnerPhase calls this, and runConverge starts that phase only when the inventory has a gitlab token.
   const { inventory: inv, dryRun, log } = input;
-  if (inv.gitlab.auth.kind === 'none') {
-    log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes');
-    return {};
-  }
-
   let client: KubeClient;
   try {
     client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
