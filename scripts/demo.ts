@@ -1,18 +1,34 @@
-// `npm run demo`: start the local test fleet, then provision it exactly as a user would (dood executor).
-import { spawnSync } from 'node:child_process';
+// `npm run demo`: start the local test fleet, provision it exactly as a user would, then run a real CI job through it.
 import { join } from 'node:path';
+import { $ } from 'zx';
+import { EXECUTORS, type Executor } from '../src/inventory/types.js';
 import { up } from './testbed/fleet.js';
+import { runCiJob } from './testbed/job.js';
 
 const repo = join(import.meta.dirname, '..');
-const executor = process.argv[2] ?? 'dood';
+const executor = (process.argv[2] ?? 'dood') as Executor;
+if (!EXECUTORS.includes(executor)) {
+  process.stderr.write(`usage: npm run demo [-- ${EXECUTORS.join('|')}]\n`);
+  process.exit(2);
+}
 const fleet = await up({ log: (m) => process.stderr.write(`[testbed] ${m}\n`) });
 process.stderr.write(`\n$ npx tsx provision.ts --inventory ${fleet.inventory} --executor ${executor}\n`);
-const run = spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), [join(repo, 'provision.ts'), '--inventory', fleet.inventory, '--executor', executor], { stdio: 'inherit' });
+const tsx = join(repo, 'node_modules', '.bin', 'tsx');
+const provision = await $({ cwd: repo, stdio: 'inherit', nothrow: true })`${tsx} provision.ts --inventory ${fleet.inventory} --executor ${executor}`;
+let code = provision.exitCode ?? 1;
+if (code === 0) {
+  process.stderr.write(`\n$ npx tsx scripts/testbed.ts job --executor ${executor}\n`);
+  const job = await runCiJob({ inventoryPath: fleet.inventory, executor, onTrace: (t) => process.stderr.write(t) });
+  process.stderr.write(`\njob ${job.id}: ${job.status} on ${job.node ?? `runner ${job.runner}`}\n`);
+  if (job.pushed) process.stderr.write(`pushed ${job.image}: curl http://${job.registry}/v2/${job.image.slice(job.registry.length + 1).split(':')[0]}/tags/list\n`);
+  code = job.status === 'success' && job.pushed ? 0 : 1;
+}
 process.stderr.write(`
 The test fleet is still running. Try:
   npx tsx provision.ts --inventory ${fleet.inventory} plan        # a rerun: nothing to change
+  npx tsx provision.ts --inventory ${fleet.inventory} status      # every runner online, by its own polling
+  npx tsx scripts/testbed.ts job --executor ${executor}            # one more CI job through the fleet
   npx tsx scripts/testbed.ts status
-  npx tsx scripts/testbed.ts exec pi1 -- docker info
   npx tsx scripts/testbed.ts down
 `);
-process.exit(run.status ?? 1);
+process.exit(code);

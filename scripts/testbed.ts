@@ -1,5 +1,7 @@
 // CLI for the local test fleet: up, down, status, exec. The work is in scripts/testbed/fleet.ts.
-import { NODE_KINDS, down, getNode, status, up, type FleetStatus, type NodeKind } from './testbed/fleet.js';
+import { EXECUTORS, type Executor } from '../src/inventory/types.js';
+import { NODE_KINDS, down, fleetInfo, getNode, status, up, type FleetStatus, type NodeKind } from './testbed/fleet.js';
+import { runCiJob } from './testbed/job.js';
 import { nodeCommand } from './testbed/node.js';
 import { servicesNamed } from './testbed/services.js';
 import { runInherit } from './testbed/procs.js';
@@ -10,6 +12,10 @@ const USAGE = `usage: npx tsx scripts/testbed.ts <command>
   down                                                stop everything and remove the state directory
   status [--json]                                     what runs, and its memory per node
   exec NODE -- CMD...                                 run CMD as root inside NODE
+  job --executor shell|dind|dood [--node NAME] [--json] [--timeout S]
+                                                      queue the ci-snippet job on the GitLab stand-in, wait for a
+                                                      runner to take it, stream its log; exit 0 when it succeeded
+                                                      and the registry lists the pushed image
 State directory: $RUNNER_FLEET_TESTBED or /var/tmp/runner-fleet-testbed`;
 
 class UsageError extends Error {}
@@ -106,6 +112,31 @@ async function main(argv: string[]): Promise<number> {
       const env: Record<string, string> = process.env.TERM ? { TERM: process.env.TERM } : {};
       const [cmd, args] = nodeCommand(getNode(name), rest.slice(2), env);
       return runInherit(cmd, args, { cwd: '/' });
+    }
+    case 'job': {
+      const f = parseFlags(rest, { '--executor': 'value', '--node': 'value', '--json': 'flag', '--timeout': 'value' });
+      const executor = f['--executor'];
+      if (typeof executor !== 'string' || !EXECUTORS.includes(executor as Executor)) {
+        throw new UsageError(`job: --executor: expected ${EXECUTORS.join(' | ')}, got ${String(executor ?? 'nothing')}`);
+      }
+      const timeout = f['--timeout'] === undefined ? 300 : Number(f['--timeout']);
+      if (!Number.isInteger(timeout) || timeout < 1) throw new UsageError(`job: --timeout: expected seconds, got ${String(f['--timeout'])}`);
+      const json = f['--json'] === true;
+      const result = await runCiJob({
+        inventoryPath: fleetInfo().inventory,
+        executor: executor as Executor,
+        node: typeof f['--node'] === 'string' ? f['--node'] : undefined,
+        timeout,
+        onTrace: (chunk) => process.stderr.write(chunk),
+      });
+      if (json) {
+        const { id, status, runner, node, registry, image, trace } = result;
+        console.log(JSON.stringify({ id, status, runner, node, registry, image, trace }));
+      } else {
+        console.log(`job ${result.id}: ${result.status}${result.failureReason ? ` (${result.failureReason})` : ''} on ${result.node ?? `runner ${result.runner ?? '?'}`}`);
+        console.log(result.pushed ? `pushed ${result.image} (http://${result.registry}/v2/${result.image.slice(result.registry.length + 1).split(':')[0]}/tags/list)` : `the registry does not list ${result.image}`);
+      }
+      return result.status === 'success' && result.pushed ? 0 : 1;
     }
     case undefined:
     case '-h':

@@ -36,6 +36,18 @@ describe('parseInventory', () => {
     expect(inv.kubernetes.namespace).toBe('gitlab-runner');
   });
 
+  it('runners.pullPolicy: one or a list of gitlab-runner spellings, each once; runners.helperImage without spaces', () => {
+    const inv = parseInventory(`${base}runners: { pullPolicy: if-not-present }\n`, '/x/fleet.yaml');
+    expect(inv.runners.pullPolicy).toEqual(['if-not-present']);
+    expect(parseInventory(base, '/x/fleet.yaml').runners.pullPolicy).toBeUndefined();
+    expect(issuesOf(`${base}runners: { pullPolicy: [always, IfNotPresent, always] }\n`)).toEqual([
+      'runners.pullPolicy[1]: expected always | if-not-present | never, got "IfNotPresent"',
+      'runners.pullPolicy[2]: always is listed twice',
+    ]);
+    expect(issuesOf(`${base}runners: { pullPolicy: [] }\n`)).toEqual(['runners.pullPolicy: expected at least one policy']);
+    expect(issuesOf(`${base}runners: { helperImage: "reg.lan/helper:{arch} latest" }\n`)[0]).toMatch(/^runners\.helperImage: expected an image reference/);
+  });
+
   it('names the path of a bad docker value', () => {
     expect(issuesOf(base.replace('docker: snap', 'docker: brew'))).toEqual(['nodes[1].docker: expected apt | snap | auto, got "brew"']);
   });

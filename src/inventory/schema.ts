@@ -8,6 +8,7 @@ import {
   EXECUTORS,
   GITLAB_RUNNER_REPOSITORY,
   PLACEMENTS,
+  PULL_POLICIES,
   type AccessLevel,
   type DockerChoice,
   type Executor,
@@ -16,6 +17,7 @@ import {
   type NodeSpec,
   type PackageRepository,
   type Placement,
+  type PullPolicy,
   type RunnerType,
   type SecretRef,
 } from './types.js';
@@ -279,6 +281,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   const ru = r.object(top.runners, 'runners', [
     'executor', 'placement', 'tags', 'description', 'runUntagged', 'locked', 'accessLevel', 'maximumTimeout', 'paused',
     'concurrent', 'checkInterval', 'image', 'jobImage', 'dindImage', 'dockerCliImage', 'packageRepository',
+    'helperImage', 'pullPolicy',
   ]);
   let executor = r.oneOf<Executor>(ru, 'executor', 'runners', EXECUTORS) ?? 'dood';
   if (opts.executor !== undefined) {
@@ -311,6 +314,8 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     jobImage: r.string(ru, 'jobImage', 'runners') ?? DEFAULT_IMAGES.jobImage,
     dindImage: r.string(ru, 'dindImage', 'runners') ?? DEFAULT_IMAGES.dindImage,
     dockerCliImage: r.string(ru, 'dockerCliImage', 'runners') ?? DEFAULT_IMAGES.dockerCliImage,
+    helperImage: r.string(ru, 'helperImage', 'runners', { pattern: IMAGE_REF, hint: 'expected an image reference without spaces, e.g. registry.lan:5000/gitlab-runner-helper:{arch}-v${CI_RUNNER_VERSION}' }),
+    pullPolicy: readPullPolicy(r, ru),
   };
 
   if (r.issues.length > 0) throw new InputError(r.issues, `${source}: inventory is invalid`);
@@ -322,6 +327,25 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     kubernetes,
     runners,
   };
+}
+
+/** An image reference as the runner passes it on: no white space or quotes; `{arch}` and `${CI_RUNNER_VERSION}` may stand in it. */
+const IMAGE_REF = /^[^\s"'\\]+$/;
+
+/** `runners.pullPolicy`: one policy or a list, each at most once, as gitlab-runner accepts them. */
+function readPullPolicy(r: Reader, runners: Obj | undefined): PullPolicy[] | undefined {
+  const list = r.stringList(runners, 'pullPolicy', 'runners');
+  if (list === undefined) return undefined;
+  const path = 'runners.pullPolicy';
+  const out: PullPolicy[] = [];
+  list.forEach((v, i) => {
+    const p = typeof runners?.pullPolicy === 'string' ? path : `${path}[${i}]`;
+    if (!PULL_POLICIES.includes(v as PullPolicy)) r.fail(p, `expected ${PULL_POLICIES.join(' | ')}, got ${describe(v)}`);
+    else if (out.includes(v as PullPolicy)) r.fail(p, `${v} is listed twice`);
+    else out.push(v as PullPolicy);
+  });
+  if (list.length === 0) r.fail(path, 'expected at least one policy');
+  return out;
 }
 
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/[^\s]*)?$/;

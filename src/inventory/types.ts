@@ -8,6 +8,9 @@ export type RunnerType = 'instance_type' | 'group_type' | 'project_type';
 export type AccessLevel = 'not_protected' | 'ref_protected';
 
 export const EXECUTORS: readonly Executor[] = ['shell', 'dind', 'dood'];
+/** gitlab-runner's `[runners.docker] pull_policy` values, spelled as it spells them (docs: "Configure how runners pull images"). */
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
+export const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
 export const PLACEMENTS: readonly Placement[] = ['cluster', 'host'];
 
 /** A secret given by reference (`env:NAME` or `file:PATH`); `value` is resolved lazily. */
@@ -106,6 +109,13 @@ export interface RunnersConfig {
   jobImage: string;
   dindImage: string;
   dockerCliImage: string;
+  /**
+   * The docker executor's helper image; `{arch}` becomes the node's helper architecture (arm64, arm, x86_64) and
+   * `${CI_RUNNER_VERSION}` is left for gitlab-runner. Default: GitLab's registry (see helperImageFor).
+   */
+  helperImage?: string;
+  /** `[runners.docker] pull_policy`, tried in order; absent: gitlab-runner's default (always) */
+  pullPolicy?: PullPolicy[];
 }
 
 export interface Inventory {

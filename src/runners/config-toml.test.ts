@@ -73,13 +73,15 @@ describe('renderConfigToml', () => {
     ]);
   });
 
-  it('dood: unprivileged, host socket, host network', () => {
+  it('dood: unprivileged, host socket, the job network Docker gives it (services reachable by alias)', () => {
     const { runner } = render('dood', 'amd64');
     const docker = runner.docker as TomlTable;
+    // network_mode = "host" would disable the links that make `services:` reachable by alias.
+    expect(docker.network_mode).toBeUndefined();
+    expect(docker.pull_policy).toBeUndefined();
     expect(docker).toMatchObject({
       privileged: false,
       volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
-      network_mode: 'host',
       helper_image: 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v${CI_RUNNER_VERSION}',
     });
     expect(docker.services).toBeUndefined();
@@ -91,6 +93,25 @@ describe('renderConfigToml', () => {
     expect(helperImageFor('armhf')).toMatch(/:arm-v/);
     expect(helperImageFor('x86_64')).toMatch(/:x86_64-v/);
     expect(() => helperImageFor('riscv64')).toThrow(InputError);
+  });
+
+  it('runners.helperImage (with {arch}) and runners.pullPolicy reach [runners.docker]', () => {
+    const custom = parseInventory(
+      `
+gitlab: { url: https://gitlab.lan/, registry: [gitlab.lan:5050], accessToken: env:GITLAB_TOKEN }
+nodes: [{ name: pi-1, host: 10.0.0.11 }]
+runners:
+  helperImage: "gitlab.lan:5050/mirror/helper:{arch}-v\${CI_RUNNER_VERSION}"
+  pullPolicy: [if-not-present, always]
+`,
+      '/tmp/inventory.yaml',
+    );
+    for (const executor of ['dind', 'dood'] as const) {
+      const text = renderConfigToml({ inventory: custom, node: custom.nodes[0], record, executor, arch: 'aarch64' });
+      const docker = ((parseToml(text).runners as TomlTable[])[0].docker) as TomlTable;
+      expect(docker.helper_image).toBe('gitlab.lan:5050/mirror/helper:arm64-v${CI_RUNNER_VERSION}');
+      expect(docker.pull_policy).toEqual(['if-not-present', 'always']);
+    }
   });
 
   it('rejects a customised template whose output is broken, without quoting the token', () => {

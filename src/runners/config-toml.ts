@@ -1,6 +1,6 @@
 // Renders a node's gitlab-runner config.toml from manifests/config.toml.hbs and checks the result by reading it back.
 import { InputError } from '../errors.js';
-import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import type { Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
 import { redact } from '../secrets.js';
 import { renderTemplate } from '../templates.js';
 import type { RunnerRecord } from './records.js';
@@ -27,15 +27,19 @@ const HELPER_ARCH: Record<string, string> = {
   arm: 'arm',
 };
 
+/** GitLab's helper image; `{arch}` is the node's helper architecture. */
+export const DEFAULT_HELPER_IMAGE = `${HELPER_IMAGE_REPOSITORY}:{arch}-v\${CI_RUNNER_VERSION}`;
+
 /**
- * The helper image for the node's architecture. `${CI_RUNNER_VERSION}` is left for gitlab-runner to expand,
- * so the helper always matches the runner binary (documented in advanced-configuration.md, "Helper image").
- * Without it, a runner whose own arch detection fails pulls x86_64 helpers on a Pi.
+ * The helper image for the node's architecture, from `runners.helperImage` (a mirror, an air-gapped registry) or
+ * GitLab's. `${CI_RUNNER_VERSION}` is left for gitlab-runner to expand, so the helper always matches the runner
+ * binary (advanced-configuration.md, "Helper image"). Without an explicit arch, a runner whose own arch detection
+ * fails pulls x86_64 helpers on a Pi.
  */
-export function helperImageFor(arch: string): string {
+export function helperImageFor(arch: string, template: string = DEFAULT_HELPER_IMAGE): string {
   const tag = HELPER_ARCH[arch.trim().toLowerCase()];
   if (!tag) throw new InputError([`node architecture ${JSON.stringify(arch)}: no gitlab-runner helper image is published for it`]);
-  return `${HELPER_IMAGE_REPOSITORY}:${tag}-v\${CI_RUNNER_VERSION}`;
+  return template.split('{arch}').join(tag);
 }
 
 export interface ConfigTomlInput {
@@ -54,7 +58,8 @@ interface DockerSection {
   helperImage: string;
   privileged: boolean;
   volumes: string[];
-  networkMode: string | null;
+  /** absent: gitlab-runner's default */
+  pullPolicy: PullPolicy[] | null;
   services: { name: string; alias: string; command: string[] }[];
 }
 
@@ -68,11 +73,11 @@ export function configTomlData(input: ConfigTomlInput) {
   if (executor === 'dind') {
     docker = {
       image: r.jobImage,
-      helperImage: helperImageFor(input.arch),
+      helperImage: helperImageFor(input.arch, r.helperImage),
       // The dind service runs its own dockerd, which needs privileges; TLS certs are shared through /certs/client.
       privileged: true,
       volumes: ['/certs/client', '/cache'],
-      networkMode: null,
+      pullPolicy: r.pullPolicy ?? null,
       services: [
         {
           name: r.dindImage,
@@ -86,11 +91,13 @@ export function configTomlData(input: ConfigTomlInput) {
   } else if (executor === 'dood') {
     docker = {
       image: r.jobImage,
-      helperImage: helperImageFor(input.arch),
-      // Jobs drive the host's daemon, whose daemon.json already lists the registries.
+      helperImage: helperImageFor(input.arch, r.helperImage),
+      // Jobs drive the host's daemon, whose daemon.json already lists the registries. No network_mode = "host":
+      // it disables the service links that make a job's `services:` reachable by alias, and concurrent jobs would
+      // share the node's ports.
       privileged: false,
       volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
-      networkMode: 'host',
+      pullPolicy: r.pullPolicy ?? null,
       services: [],
     };
   }
