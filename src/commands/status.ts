@@ -92,8 +92,11 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
     if (!rec) return void runners.set(n.name, { kind: 'no-record' });
     if (rec.id === undefined) return void runners.set(n.name, { kind: 'unknown', why: 'the record has no runner id' });
     try {
-      const r = await api.getRunner(token, rec.id);
-      runners.set(n.name, { kind: 'runner', id: rec.id, contactedAt: r.contacted_at ?? null, paused: r.paused });
+      const id = rec.id;
+      const [r, managers] = await Promise.all([api.getRunner(token, id), rec.systemId ? api.listRunnerManagers(token, id) : undefined]);
+      // The node's own manager, by the system_id its pod or service runs with; verify (each apply) never moves it.
+      const contactedAt = managers ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null) : (r.contacted_at ?? null);
+      runners.set(n.name, { kind: 'runner', id, contactedAt, paused: r.paused, ...(rec.systemId ? { systemId: rec.systemId } : {}) });
     } catch (err) {
       failures++;
       const error = err instanceof ApiError && err.status === 404 ? `runner #${rec.id} does not exist in GitLab (run apply)` : messageOf(err);

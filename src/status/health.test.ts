@@ -49,6 +49,15 @@ describe('statusRow', () => {
     expect(statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'runner', id: 7, contactedAt: null }, NOW).problems).toEqual(['runner #7 has never contacted GitLab']);
   });
 
+  it("judges the node's own runner manager when the record names its system_id", () => {
+    // The runner itself may look contacted (every apply verifies its token); the node's manager never asked for jobs.
+    const noManager: RunnerView = { kind: 'runner', id: 7, contactedAt: null, systemId: 'r_0123456789ab' };
+    const row = statusRow(pi1, inv, { facts: facts() }, pods, noManager, NOW);
+    expect(row.gitlab).toMatchObject({ state: 'never contacted', systemId: 'r_0123456789ab' });
+    expect(row.problems).toEqual(['runner #7: its manager r_0123456789ab (this node) has never asked GitLab for jobs; is the runner process running?']);
+    expect(statusRow(pi1, inv, { facts: facts() }, pods, { ...online, systemId: 'r_0123456789ab' }, NOW).healthy).toBe(true);
+  });
+
   it('"unknown" for want of an access token is not a problem; a failed question is', () => {
     expect(statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'unknown', why: 'no access token (gitlab.runnerToken)' }, NOW).healthy).toBe(true);
     expect(statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'error', id: 7, error: 'HTTP 500' }, NOW).problems).toEqual(['GitLab: HTTP 500']);

@@ -29,7 +29,8 @@ export interface StatusRow {
   /** microk8s nodes: registries whose containerd hosts.toml is missing or not ours */
   microk8s?: { missingHostsToml: string[] };
   pod: { state: PodState; name?: string; detail?: string };
-  gitlab: { state: GitlabState; runnerId?: number; contactedAt?: string | null; detail?: string };
+  /** contactedAt: of the node's runner manager (systemId) when the record names one */
+  gitlab: { state: GitlabState; runnerId?: number; systemId?: string; contactedAt?: string | null; detail?: string };
   healthy: boolean;
   /** why not healthy, one phrase each */
   problems: string[];
@@ -49,9 +50,13 @@ export type HostView = { facts: HostFacts } | { error: string };
 /** Pods of our DaemonSet, or why they could not be listed; 'n/a' when the runners do not live in the cluster. */
 export type PodsView = { pods: PodView[] } | { error: string } | 'n/a';
 
-/** A node's runner in GitLab as the API described it, or why we cannot say. */
+/**
+ * A node's runner in GitLab as the API described it, or why we cannot say. With `systemId`, `contactedAt` is that
+ * runner manager's (GET /runners/:id/managers): only a runner process asking for jobs moves it, while the runner's
+ * own contacted_at also moves on every `POST /runners/verify`, which each apply makes.
+ */
 export type RunnerView =
-  | { kind: 'runner'; id: number; contactedAt: string | null; paused?: boolean }
+  | { kind: 'runner'; id: number; contactedAt: string | null; paused?: boolean; systemId?: string }
   | { kind: 'no-record' }
   | { kind: 'unknown'; why: string }
   | { kind: 'error'; id?: number; error: string }
@@ -87,7 +92,7 @@ export function gitlabState(view: RunnerView, now: number): StatusRow['gitlab'] 
     case 'error':
       return { state: 'unknown', runnerId: view.id, detail: view.error };
     case 'runner': {
-      const base = { runnerId: view.id, contactedAt: view.contactedAt };
+      const base = { runnerId: view.id, contactedAt: view.contactedAt, ...(view.systemId ? { systemId: view.systemId } : {}) };
       if (!view.contactedAt) return { state: 'never contacted', ...base };
       const age = now - Date.parse(view.contactedAt);
       return { state: age <= ONLINE_CONTACT_TIMEOUT_MS ? 'online' : 'offline', ...base, detail: `last contact ${formatAge(age)} ago` };
@@ -155,7 +160,13 @@ export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: 
   else if (pod.state === 'unknown') problems.push(`runner pod unknown: ${pod.detail ?? 'cluster not asked'}`);
   const gl = row.gitlab;
   if (gl.state === 'offline') problems.push(`runner #${gl.runnerId} is offline in GitLab (${gl.detail})`);
-  else if (gl.state === 'never contacted') problems.push(`runner #${gl.runnerId} has never contacted GitLab`);
+  else if (gl.state === 'never contacted') {
+    problems.push(
+      gl.systemId
+        ? `runner #${gl.runnerId}: its manager ${gl.systemId} (this node) has never asked GitLab for jobs; is the runner process running?`
+        : `runner #${gl.runnerId} has never contacted GitLab`,
+    );
+  }
   else if (gl.state === 'no runner') problems.push('no runner registered for this node (run apply)');
   // Only a failed question is a problem; "unknown" because no access token can ask is not.
   else if (gl.state === 'unknown' && runner.kind === 'error') problems.push(`GitLab: ${gl.detail}`);
