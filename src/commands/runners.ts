@@ -82,19 +82,18 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
 
   // GitLab first: the cluster's config.toml needs each node's runner token.
   let reconciled: ReconcileResult;
-  let gitlab: ClusterReport;
   try {
     log.progress('gitlab', `${dryRun ? 'planning' : 'reconciling'} runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
     // Nodes whose host runner could not be removed get no cluster runner beside it (the next run tries again).
     // With such nodes and no --only, records of nodes gone from the inventory wait for the next run as well.
     const only = input.exclude?.size ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !input.exclude!.has(n)) : input.only;
-    reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), { dryRun, only, log });
-    for (const w of reconciled.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
-    gitlab = {
-      ok: reconciled.errors.length === 0,
-      changes: reconciled.changes.map((c) => ({ step: c.step, detail: c.detail })),
-      ...(reconciled.errors.length > 0 ? { error: reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
-    };
+    // New runners first, the cluster next, deletes last (retireLater): old pods never poll with deleted tokens.
+    reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), {
+      dryRun,
+      only,
+      log,
+      retireLater: true,
+    });
   } catch (err) {
     const error = message(err);
     log.error('gitlab', error);
@@ -117,7 +116,20 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
     planned: dryRun ? creating : undefined,
   });
   const cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });
-  return { gitlab, cluster };
+  if (cluster.ok) await reconciled.retire();
+  else if (reconciled.records.some((r) => r.retiredAt)) {
+    log.warn('gitlab', 'replaced and removed runners stay in GitLab until the cluster carries the new tokens (next run)');
+  }
+  return { gitlab: gitlabReport(reconciled, log), cluster };
+}
+
+function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
+  for (const w of reconciled.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
+  return {
+    ok: reconciled.errors.length === 0,
+    changes: reconciled.changes.map((c) => ({ step: c.step, detail: c.detail })),
+    ...(reconciled.errors.length > 0 ? { error: reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
+  };
 }
 
 /** What the cluster should hold, before rendering: the input of renderClusterObjects (and so of convergeCluster). */

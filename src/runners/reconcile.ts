@@ -19,6 +19,13 @@ export interface ReconcileOptions {
   env?: NodeJS.ProcessEnv;
   now?: () => Date;
   makeSystemId?: () => string;
+  /**
+   * Leave every delete (a replaced runner, a node gone from the inventory) to `result.retire()`, which the caller
+   * runs once the cluster or hosts carry the new tokens: until then old pods still poll with the old tokens, and
+   * in shared-token mode a pod still running would re-create the manager just deleted. The records of what waits
+   * are saved as retired first, so a run that dies in between leaves nothing the next run does not delete.
+   */
+  retireLater?: boolean;
 }
 
 export interface RunnerChange extends Change {
@@ -40,6 +47,11 @@ export interface ReconcileResult {
   /** things that worked but need a person's attention */
   warnings: RunnerIssue[];
   actions: RegistrationAction[];
+  /**
+   * Runs the deletes that `retireLater` held back (nothing otherwise), adding to `changes` and `errors`; returns the
+   * records as saved afterwards.
+   */
+  retire(): Promise<RunnerRecord[]>;
 }
 
 /** Keeps the working set of records and saves it; saves are serialised so concurrent nodes never interleave them. */
@@ -118,7 +130,7 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       const d = describeAction(a);
       if (d) changed(a.node, d.step, d.detail);
     }
-    return { records: loaded, changes, errors, warnings, actions };
+    return { records: loaded, changes, errors, warnings, actions, retire: async () => loaded };
   }
 
   const ledger = new Ledger(loaded, store);
@@ -193,6 +205,17 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
     else changed(node, 'forget runner', `${node}: ${what} was already gone from GitLab; record removed (${why})`);
   };
 
+  const later: { node: string; rec: RunnerRecord; why: string; tokenDead: boolean }[] = [];
+  /** Deletes now, or (retireLater) marks the record retired, saves it, and leaves the delete to retire(). */
+  const retireRecord = async (node: string, rec: RunnerRecord, why: string, tokenDead = false): Promise<void> => {
+    if (!opts.retireLater) return deleteRecord(node, rec, why, tokenDead);
+    if (!rec.retiredAt) {
+      rec.retiredAt = now();
+      await ledger.commit();
+    }
+    later.push({ node, rec, why, tokenDead });
+  };
+
   /** Creates a runner for the node, saves its record, and only then deletes what it replaces. */
   const createRunner = async (
     node: string,
@@ -256,7 +279,7 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
         ? `${node}: created runner #${creds.id} to replace #${replaces.id ?? '?'} (${why}); tags ${settings.tagList.join(', ')}`
         : `${node}: created runner #${creds.id} (${why}; tags ${settings.tagList.join(', ')})`,
     );
-    if (replaces) await deleteRecord(node, replaces, `replaced by #${creds.id}`, replacesDead);
+    if (replaces) await retireRecord(node, replaces, `replaced by #${creds.id}`, replacesDead);
   };
 
   /** Verifies a record's token; a rejected one is replaced. Returns whether the record is still the node's runner. */
@@ -358,11 +381,11 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
           throw new Error(`joined runner #${creds.id} but could not save the record (${messageOf(err)}); left it again`);
         }
         changed(a.node, 'join shared runner', `${a.node}: registered as manager ${systemId} of runner #${creds.id} (${a.reason})`);
-        if (a.replaces) await deleteRecord(a.node, a.replaces, `node now uses ${describeMode('shared')}`);
+        if (a.replaces) await retireRecord(a.node, a.replaces, `node now uses ${describeMode('shared')}`);
         return;
       }
       case 'delete':
-        await deleteRecord(a.node, a.record, a.reason);
+        await retireRecord(a.node, a.record, a.reason);
         return;
     }
   };
@@ -380,6 +403,22 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
     }
   });
 
-  return { records: ledger.snapshot(), changes, errors, warnings, actions };
+  const retire = async (): Promise<RunnerRecord[]> => {
+    const pending = later.splice(0);
+    const byNodeLater = new Map<string, typeof pending>();
+    for (const p of pending) byNodeLater.set(p.node, [...(byNodeLater.get(p.node) ?? []), p]);
+    await mapPool([...byNodeLater.entries()], opts.concurrency ?? 4, async ([node, list]) => {
+      for (const p of list) {
+        try {
+          await deleteRecord(node, p.rec, p.why, p.tokenDead);
+        } catch (err) {
+          fail(node, messageOf(err));
+        }
+      }
+    });
+    return ledger.snapshot();
+  };
+
+  return { records: ledger.snapshot(), changes, errors, warnings, actions, retire };
 }
 

@@ -147,6 +147,25 @@ describe('access token mode', () => {
     expect(store.current.map((r) => r.node)).toEqual(['pi-1', 'pi-3']);
   });
 
+  it('retireLater: replaced and removed runners stay in GitLab, recorded as retired, until retire()', async () => {
+    const store = new MemoryRecordStore();
+    await run(inventory('accessTokenCreateOnly', ['pi-1', 'pi-2']), store);
+    const before = store.current;
+    const inv = inventory('accessTokenCreateOnly', ['pi-1']);
+    inv.runners.tags = ['gpu'];
+    const result = await reconcileRunners(inv, store, api, { dryRun: false, retireLater: true });
+    expect(result.errors).toEqual([]);
+    // pi-1's new runner exists beside its old one; pi-2's runner is still there too: old pods keep their tokens.
+    expect(fleetRunners().map((r) => r.description)).toEqual(['fleet pi-1', 'fleet pi-1', 'fleet pi-2']);
+    const retired = store.current.filter((r) => r.retiredAt).map((r) => r.id);
+    expect(retired.sort()).toEqual(before.map((r) => r.id).sort());
+    expect(result.changes.map((c) => c.step)).toEqual(['replace runner']);
+    const after = await result.retire();
+    expect(after.map((r) => r.node)).toEqual(['pi-1']);
+    expect(store.current.map((r) => r.id)).toEqual(fleetRunners().map((r) => r.id));
+    expect(result.changes.map((c) => c.step).sort()).toEqual(['delete runner', 'delete runner', 'replace runner']);
+  });
+
   it('a token deleted in GitLab is replaced, the record updated, and the stale runner removed', async () => {
     const inv = inventory('accessToken', ['pi-1', 'pi-2']);
     const store = new MemoryRecordStore();
