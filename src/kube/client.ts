@@ -26,7 +26,7 @@ import {
   describeObject,
   type KubeObject,
 } from './objects.js';
-import { RolloutTimeoutError, describeBehind, rolloutState, type DaemonSetView, type PodView, type RolloutState } from './rollout.js';
+import { RolloutTimeoutError, describeBehind, onlyDraining, rolloutState, type DaemonSetView, type PodView, type RolloutState } from './rollout.js';
 
 export interface KubeSource {
   /** path of a kubeconfig file; default: $KUBECONFIG or ~/.kube/config */
@@ -250,13 +250,18 @@ export class KubeClient {
    * Waits like `kubectl rollout status`, and also until each of `nodes` is Ready with a current Ready pod.
    * On timeout throws RolloutTimeoutError naming the nodes still behind and why.
    */
-  async waitForDaemonSet(namespace: string, name: string, nodes: string[], opts: WaitOptions): Promise<void> {
+  /**
+   * Waits like `kubectl rollout status`. Returns the last state: done, or (at the deadline) only waiting for old
+   * pods to finish their jobs (`onlyDraining`); anything else at the deadline throws RolloutTimeoutError.
+   */
+  async waitForDaemonSet(namespace: string, name: string, nodes: string[], opts: WaitOptions): Promise<RolloutState> {
     const deadline = Date.now() + opts.timeoutSeconds * 1000;
     const pollMs = opts.pollMs ?? 1000;
     for (;;) {
       const state = await this.daemonSetRollout(namespace, name, nodes);
-      if (state?.done) return;
+      if (state?.done) return state;
       if (Date.now() >= deadline) {
+        if (state && onlyDraining(state)) return state;
         const id = `${namespace}/${name}`;
         if (!state) throw new RolloutTimeoutError(id, opts.timeoutSeconds, nodes, 'the DaemonSet does not exist');
         throw new RolloutTimeoutError(id, opts.timeoutSeconds, state.behind.map((b) => b.node), describeBehind(state));

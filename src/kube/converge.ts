@@ -6,7 +6,8 @@ import type { Change, ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import { KubeClient, type PlannedObject } from './client.js';
 import { daemonSetName, describeObject, objectKey, type KubeObject } from './objects.js';
-import { renderClusterObjects } from './render.js';
+import { DEFAULT_TERMINATION_GRACE_SECONDS, renderClusterObjects } from './render.js';
+import { describeBehind } from './rollout.js';
 
 export { KubeRecordStore, readSecretRecords, writeSecretRecords } from './records.js';
 
@@ -117,7 +118,18 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     if (!dryRun) {
       const timeoutSeconds = input.rolloutTimeoutSeconds ?? inv.kubernetes.rolloutTimeout;
       log?.progress('cluster', `waiting up to ${timeoutSeconds}s for DaemonSet ${ns}/${daemonSetName(executor)} on ${nodeNames.join(', ')}`);
-      await client.waitForDaemonSet(ns, daemonSetName(executor), nodeNames, { timeoutSeconds });
+      const state = await client.waitForDaemonSet(ns, daemonSetName(executor), nodeNames, { timeoutSeconds });
+      if (!state.done) {
+        // Old pods finishing their jobs: Kubernetes carries on, one node at a time (maxUnavailable: 1).
+        const grace = input.terminationGracePeriodSeconds ?? DEFAULT_TERMINATION_GRACE_SECONDS;
+        const left = state.behind.length;
+        log?.warn(
+          'cluster',
+          `rollout of ${ns}/${daemonSetName(executor)} goes on after ${timeoutSeconds}s: ${describeBehind(state)}. ` +
+            `Each old pod stops taking jobs at once and finishes the running ones within ${grace}s; ` +
+            `one node at a time, the ${left} left take up to ${formatSeconds(left * grace)}. Run status to follow it.`,
+        );
+      }
     }
     return { ok: true, changes };
   } catch (err) {
@@ -125,6 +137,13 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     log?.error('cluster', message);
     return { ok: false, changes, error: message };
   }
+}
+
+/** `45s`, `12 min`, `3.5 h` */
+export function formatSeconds(seconds: number): string {
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 360) / 10} h`;
 }
 
 function describePlanned(p: PlannedObject): string {

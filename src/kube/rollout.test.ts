@@ -1,6 +1,6 @@
 // Unit tests for the rollout judgement: kubectl's status rules plus "every inventory node has a current Ready pod".
 import { describe, expect, it } from 'vitest';
-import { describeBehind, rolloutState, type DaemonSetView, type PodView } from './rollout.js';
+import { describeBehind, onlyDraining, rolloutState, type DaemonSetView, type PodView } from './rollout.js';
 
 const ds = (status: DaemonSetView['status'], generation = 2): DaemonSetView => ({
   metadata: { name: 'd', namespace: 'ns', generation, annotations: { 'deprecated.daemonset.template.generation': String(generation) } },
@@ -34,11 +34,11 @@ describe('rolloutState', () => {
     expect(s.done).toBe(false);
     expect(s.behind).toEqual([
       { node: 'pi2', why: 'pod b is Running, not Ready (NodeNotReady)' },
-      { node: 'pi3', why: 'pod c runs an older template' },
+      { node: 'pi3', why: 'pod c runs an older template (waits its turn)', graceful: true },
       { node: 'pi4', why: 'no pod' },
     ]);
     expect(describeBehind(s, { pi4: 'no such node in the cluster' })).toBe(
-      'not ready on pi2 (pod b is Running, not Ready (NodeNotReady)), pi3 (pod c runs an older template), pi4 (no such node in the cluster; no pod)',
+      'not ready on pi2 (pod b is Running, not Ready (NodeNotReady)), pi3 (pod c runs an older template (waits its turn)), pi4 (no such node in the cluster; no pod)',
     );
   });
 
@@ -46,5 +46,19 @@ describe('rolloutState', () => {
     const s = rolloutState(ds(done), [pod('a', 'pi1', true), pod('b', 'pi2', true)], ['pi1', 'pi2'], { pi1: true, pi2: false });
     expect(s.done).toBe(false);
     expect(describeBehind(s)).toBe('not ready on pi2 (node NotReady)');
+  });
+
+  it('an upgrade that is only waiting for old pods to finish their jobs is progress, not failure', () => {
+    const upgrading = ds({ ...done, updatedNumberScheduled: 1, numberAvailable: 1 });
+    // pi1 updated; pi2's old pod is terminating (draining jobs); pi3's old pod waits its turn.
+    const s = rolloutState(upgrading, [pod('a', 'pi1', true), pod('b', 'pi2', true, '1', { deletionTimestamp: 'now' }), pod('c', 'pi3', true, '1')], ['pi1', 'pi2', 'pi3']);
+    expect(s.behind).toEqual([
+      { node: 'pi2', why: 'old pod b is finishing its running jobs', graceful: true },
+      { node: 'pi3', why: 'pod c runs an older template (waits its turn)', graceful: true },
+    ]);
+    expect(onlyDraining(s)).toBe(true);
+    // A new pod that does not come up is a failure, whatever else drains.
+    const broken = rolloutState(upgrading, [pod('a', 'pi1', false), pod('b', 'pi2', true, '1', { deletionTimestamp: 'now' })], ['pi1', 'pi2']);
+    expect(onlyDraining(broken)).toBe(false);
   });
 });

@@ -22,8 +22,11 @@ export interface RolloutState {
   done: boolean;
   /** what `kubectl rollout status` would be waiting for, if anything */
   waitingFor?: string;
-  /** inventory nodes without a current, Ready pod, with the reason */
-  behind: { node: string; why: string }[];
+  /**
+   * inventory nodes without a current, Ready pod, with the reason. `graceful`: the node is only waiting for a
+   * graceful stop (its old pod is finishing running jobs, or waits its turn behind one that is): progress, not failure.
+   */
+  behind: { node: string; why: string; graceful?: boolean }[];
 }
 
 const TEMPLATE_GENERATION_ANNOTATION = 'deprecated.daemonset.template.generation';
@@ -54,13 +57,17 @@ export function rolloutState(ds: DaemonSetView, pods: PodView[], nodes: string[]
       continue;
     }
     const onNode = pods.filter((p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp);
+    const isCurrent = (p: PodView) => !generation || !p.metadata.labels?.[POD_TEMPLATE_GENERATION_LABEL] || p.metadata.labels[POD_TEMPLATE_GENERATION_LABEL] === generation;
     if (onNode.length === 0) {
-      behind.push({ node, why: 'no pod' });
+      // A pod being deleted is the runner finishing its jobs (preStop sends SIGQUIT, then up to the grace period).
+      const stopping = pods.find((p) => p.spec?.nodeName === node && p.metadata.deletionTimestamp && !isCurrent(p));
+      if (stopping) behind.push({ node, why: `old pod ${stopping.metadata.name} is finishing its running jobs`, graceful: true });
+      else behind.push({ node, why: 'no pod' });
       continue;
     }
-    const current = onNode.filter((p) => !generation || !p.metadata.labels?.[POD_TEMPLATE_GENERATION_LABEL] || p.metadata.labels[POD_TEMPLATE_GENERATION_LABEL] === generation);
+    const current = onNode.filter(isCurrent);
     if (current.length === 0) {
-      behind.push({ node, why: `pod ${onNode[0].metadata.name} runs an older template` });
+      behind.push({ node, why: `pod ${onNode[0].metadata.name} runs an older template (waits its turn)`, graceful: podReady(onNode[0]) });
       continue;
     }
     if (!current.some(podReady)) {
@@ -88,6 +95,15 @@ export class RolloutTimeoutError extends RunFailedError {
     super(`DaemonSet ${daemonSet} did not roll out within ${timeoutSeconds}s: ${detail}`);
     this.name = 'RolloutTimeoutError';
   }
+}
+
+/**
+ * Whether a rollout that is not done is only waiting for graceful stops: every node behind is draining or waiting
+ * its turn, and at least one is. A fleet-wide upgrade takes up to (nodes ÷ maxUnavailable) × the grace period, far
+ * longer than any sensible wait, so that is reported as progress.
+ */
+export function onlyDraining(state: RolloutState): boolean {
+  return !state.done && state.behind.length > 0 && state.behind.every((b) => b.graceful);
 }
 
 /** `pi2 (node NotReady; no pod), pi3 (pod x is Pending, not Ready)` */
