@@ -96,7 +96,14 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
       const [r, managers] = await Promise.all([api.getRunner(token, id), rec.systemId ? api.listRunnerManagers(token, id) : undefined]);
       // The node's own manager, by the system_id its pod or service runs with; verify (each apply) never moves it.
       const contactedAt = managers ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null) : (r.contacted_at ?? null);
-      runners.set(n.name, { kind: 'runner', id, contactedAt, paused: r.paused, ...(rec.systemId ? { systemId: rec.systemId } : {}) });
+      runners.set(n.name, {
+        kind: 'runner',
+        id,
+        contactedAt,
+        paused: r.paused,
+        tokenExpiresAt: rec.tokenExpiresAt ?? null,
+        ...(rec.systemId ? { systemId: rec.systemId } : {}),
+      });
     } catch (err) {
       failures++;
       const error = err instanceof ApiError && err.status === 404 ? `runner #${rec.id} does not exist in GitLab (run apply)` : messageOf(err);

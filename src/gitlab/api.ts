@@ -65,6 +65,7 @@ export interface GitlabRunnerApi {
   createUserRunner(accessToken: string, params: CreateRunnerParams): Promise<RunnerCredentials>;
   registerRunner(registrationToken: string, params: RunnerParams): Promise<RunnerCredentials>;
   verifyRunner(token: string, systemId?: string): Promise<RunnerCredentials>;
+  resetRunnerToken(token: string): Promise<RunnerCredentials>;
   deleteRunnerByToken(token: string): Promise<void>;
   deleteRunnerManager(token: string, systemId: string): Promise<void>;
   updateRunner(accessToken: string, id: number, params: RunnerParams): Promise<RunnerDetails>;
@@ -123,6 +124,15 @@ export class GitlabApi implements GitlabRunnerApi {
   async registerRunner(registrationToken: string, params: RunnerParams): Promise<RunnerCredentials> {
     const res = await this.request<Record<string, unknown>>('POST', '/runners', { body: { token: registrationToken, ...params }, idempotent: false });
     return credentials(res.data, 'POST /runners');
+  }
+
+  /**
+   * POST /runners/reset_authentication_token with the runner's own token: GitLab issues a new token (and expiry)
+   * and the old one stops working. Not retried: a second call would rotate again, with a token we never saw.
+   */
+  async resetRunnerToken(token: string): Promise<RunnerCredentials> {
+    const res = await this.request<Record<string, unknown>>('POST', '/runners/reset_authentication_token', { body: { token }, idempotent: false });
+    return credentials({ id: 0, ...res.data }, 'POST /runners/reset_authentication_token');
   }
 
   /** POST /runners/verify: 200 for a valid token; with system_id it creates or refreshes that runner manager. */

@@ -7,7 +7,7 @@ import { mapPool } from '../pool.js';
 import type { Change } from '../report.js';
 import { redact, resolveSecret } from '../secrets.js';
 import { describeAction, describeMode, planRegistrations, type RegistrationAction } from './plan.js';
-import { modeForAuth, newSystemId, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
+import { modeForAuth, newSystemId, tokenRotationDue, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
 
 export interface ReconcileOptions {
   dryRun: boolean;
@@ -129,6 +129,9 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       if (a.kind === 'blocked') fail(a.node, a.reason);
       const d = describeAction(a);
       if (d) changed(a.node, d.step, d.detail);
+      if ((a.kind === 'verify' || a.kind === 'update') && a.record.mode !== 'shared' && tokenRotationDue(a.record, new Date(now()))) {
+        changed(a.node, 'rotate token', `${a.node}: would rotate the token of runner #${a.record.id ?? '?'} (expires at ${a.record.tokenExpiresAt})`);
+      }
     }
     return { records: loaded, changes, errors, warnings, actions, retire: async () => loaded };
   }
@@ -294,6 +297,7 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
         rec.tokenExpiresAt = expires;
         await ledger.commit();
       }
+      if (tokenRotationDue(rec, new Date(now()))) await rotateToken(node, rec);
       return true;
     } catch (err) {
       // 403: token unknown (runner deleted or token reset); 422: the runner's project or group is gone.
@@ -308,6 +312,28 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       await createRunner(node, mode, settings, `the token of #${rec.id ?? '?'} was rejected (${err.status})`, rec.systemId, rec, true);
       return false;
     }
+  };
+
+  /**
+   * A token past half its lifetime gets a new one from GitLab, saved before anything else happens: the old one
+   * stops working at once, and the pods or host pick the new one up with the config this run writes.
+   */
+  const rotateToken = async (node: string, rec: RunnerRecord): Promise<void> => {
+    if (rec.mode === 'shared') {
+      warn(node, `gitlab.runnerToken expires at ${rec.tokenExpiresAt}: reset it in GitLab (or use gitlab.accessToken, whose runners runner-fleet rotates) and update the reference`);
+      return;
+    }
+    const old = rec.tokenExpiresAt;
+    const c = await api.resetRunnerToken(rec.token);
+    rec.token = c.token;
+    rec.tokenExpiresAt = c.tokenExpiresAt;
+    rec.tokenObtainedAt = now();
+    try {
+      await ledger.commit();
+    } catch (err) {
+      throw new Error(`rotated the token of runner #${rec.id ?? '?'} but could not save it (${messageOf(err)}); the next run replaces the runner`);
+    }
+    changed(node, 'rotate token', `${node}: rotated the token of runner #${rec.id ?? '?'} (it expired at ${old}; the new one at ${c.tokenExpiresAt ?? 'never'})`);
   };
 
   const run = async (a: RegistrationAction): Promise<void> => {

@@ -37,6 +37,8 @@ export interface RunnerRecord {
   settings: RunnerSettings | null;
   createdAt: string;
   tokenExpiresAt?: string | null;
+  /** when `token` was issued (created or last rotated); default createdAt */
+  tokenObtainedAt?: string;
   /** set when a newer record replaced this one and its runner (or manager) is not deleted yet:
    *  kept so that a failed delete is retried on the next run instead of leaving an orphan */
   retiredAt?: string;
@@ -147,6 +149,23 @@ export function diffSettings(before: RunnerSettings | null, after: RunnerSetting
 
 function show(v: unknown): string {
   return v === undefined || v === null ? 'none' : typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+/**
+ * Share of a token's lifetime after which runner-fleet rotates it. gitlab-runner itself resets at 0.75
+ * (common.TokenResetIntervalFactor) because it runs all the time; runner-fleet runs when someone or cron runs it,
+ * so it starts at half the lifetime to leave the other half for the next run. The runner is never left to rotate
+ * by itself: it would write the new token only into the pod's copy of config.toml, and the Secret would go stale.
+ */
+export const TOKEN_ROTATION_FACTOR = 0.5;
+
+/** Whether the record's token should be rotated now: it expires, and at least half of its lifetime has passed. */
+export function tokenRotationDue(rec: RunnerRecord, now: Date): boolean {
+  if (!rec.tokenExpiresAt) return false;
+  const expires = Date.parse(rec.tokenExpiresAt);
+  const obtained = Date.parse(rec.tokenObtainedAt ?? rec.createdAt);
+  if (!Number.isFinite(expires) || !Number.isFinite(obtained)) return false;
+  return now.getTime() >= obtained + TOKEN_ROTATION_FACTOR * Math.max(0, expires - obtained);
 }
 
 export function newSystemId(): string {

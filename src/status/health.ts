@@ -30,7 +30,7 @@ export interface StatusRow {
   microk8s?: { missingHostsToml: string[] };
   pod: { state: PodState; name?: string; detail?: string };
   /** contactedAt: of the node's runner manager (systemId) when the record names one */
-  gitlab: { state: GitlabState; runnerId?: number; systemId?: string; contactedAt?: string | null; detail?: string };
+  gitlab: { state: GitlabState; runnerId?: number; systemId?: string; contactedAt?: string | null; tokenExpiresAt?: string; detail?: string };
   healthy: boolean;
   /** why not healthy, one phrase each */
   problems: string[];
@@ -56,7 +56,7 @@ export type PodsView = { pods: PodView[] } | { error: string } | 'n/a';
  * own contacted_at also moves on every `POST /runners/verify`, which each apply makes.
  */
 export type RunnerView =
-  | { kind: 'runner'; id: number; contactedAt: string | null; paused?: boolean; systemId?: string }
+  | { kind: 'runner'; id: number; contactedAt: string | null; paused?: boolean; systemId?: string; tokenExpiresAt?: string | null }
   | { kind: 'no-record' }
   | { kind: 'unknown'; why: string }
   | { kind: 'error'; id?: number; error: string }
@@ -92,7 +92,12 @@ export function gitlabState(view: RunnerView, now: number): StatusRow['gitlab'] 
     case 'error':
       return { state: 'unknown', runnerId: view.id, detail: view.error };
     case 'runner': {
-      const base = { runnerId: view.id, contactedAt: view.contactedAt, ...(view.systemId ? { systemId: view.systemId } : {}) };
+      const base = {
+        runnerId: view.id,
+        contactedAt: view.contactedAt,
+        ...(view.systemId ? { systemId: view.systemId } : {}),
+        ...(view.tokenExpiresAt ? { tokenExpiresAt: view.tokenExpiresAt } : {}),
+      };
       if (!view.contactedAt) return { state: 'never contacted', ...base };
       const age = now - Date.parse(view.contactedAt);
       return { state: age <= ONLINE_CONTACT_TIMEOUT_MS ? 'online' : 'offline', ...base, detail: `last contact ${formatAge(age)} ago` };
@@ -159,6 +164,9 @@ export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: 
   else if (pod.state === 'not ready') problems.push(`runner pod ${pod.name} is not ready${pod.detail ? ` (${pod.detail})` : ''}`);
   else if (pod.state === 'unknown') problems.push(`runner pod unknown: ${pod.detail ?? 'cluster not asked'}`);
   const gl = row.gitlab;
+  if (gl.tokenExpiresAt && Date.parse(gl.tokenExpiresAt) <= now) {
+    problems.push(`runner #${gl.runnerId}'s token expired at ${gl.tokenExpiresAt} (apply rotates tokens before they expire; now it replaces the runner)`);
+  }
   if (gl.state === 'offline') problems.push(`runner #${gl.runnerId} is offline in GitLab (${gl.detail})`);
   else if (gl.state === 'never contacted') {
     problems.push(
@@ -191,16 +199,22 @@ function registryCell(r: StatusRow, registry: string): string {
   return `${docker}, ${r.microk8s.missingHostsToml.includes(registry) ? 'NO hosts.toml' : 'hosts.toml'}`;
 }
 
-function gitlabCell(r: StatusRow): string {
+function tokenAge(expiresAt: string, now: number): string {
+  const left = Date.parse(expiresAt) - now;
+  return left > 0 ? `expires in ${formatAge(left)}` : 'EXPIRED';
+}
+
+function gitlabCell(r: StatusRow, now: number): string {
   const g = r.gitlab;
   const id = g.runnerId !== undefined ? `#${g.runnerId} ` : '';
-  if (g.state === 'online' || g.state === 'offline') return `${id}${g.state} (${g.detail?.replace(/^last contact /, '')})`;
+  const expiry = g.tokenExpiresAt ? `, token ${tokenAge(g.tokenExpiresAt, now)}` : '';
+  if (g.state === 'online' || g.state === 'offline') return `${id}${g.state} (${g.detail?.replace(/^last contact /, '')}${expiry})`;
   if (g.state === 'unknown' && g.detail && !r.problems.some((p) => p.startsWith('GitLab:'))) return `${id}unknown (${g.detail})`;
   return `${id}${g.state}`;
 }
 
 /** The table people read: one row per node, then one line per problem. Plain text, no escape codes. */
-export function formatStatusTable(report: StatusReport, registries: string[]): string {
+export function formatStatusTable(report: StatusReport, registries: string[], now: number = Date.now()): string {
   const header = ['NODE', 'SSH', 'ARCH', 'DOCKER', ...registries.map((r) => `REGISTRY ${r}`), 'RUNNER POD', 'GITLAB', 'HEALTHY'];
   const rows = report.nodes.map((r) => [
     r.node,
@@ -209,7 +223,7 @@ export function formatStatusTable(report: StatusReport, registries: string[]): s
     dockerCell(r),
     ...registries.map((reg) => registryCell(r, reg)),
     r.pod.state === 'not ready' ? 'NOT READY' : r.pod.state === 'missing' ? 'MISSING' : r.pod.state,
-    gitlabCell(r),
+    gitlabCell(r, now),
     r.healthy ? 'yes' : 'NO',
   ]);
   const widths = header.map((_, c) => Math.max(...[header, ...rows].map((row) => row[c].length)));
