@@ -991,6 +991,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         throw badRequest('path: "group/project" (letters, digits, _ . -)');
       const files = p.files ?? {};
       if (typeof files !== 'object' || Array.isArray(files) || Object.values(files).some((v) => typeof v !== 'string')) throw badRequest('files: {name: text}');
+      const badName = Object.keys(files).find((n) => n.startsWith('/') || n.split('/').some((seg) => seg === '..' || seg === '.' || seg === '.git' || seg === ''));
+      if (badName !== undefined) throw badRequest(`files: ${badName} is not a relative path inside the repository`);
       const { sha, beforeSha } = await commitFiles(stateDir, projectPath, files as Record<string, string>);
       // A second POST for the same path commits the files on top (a push): same project, new head.
       let project = state.projects.find((pr) => pr.path === projectPath);
