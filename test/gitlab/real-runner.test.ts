@@ -2,7 +2,7 @@
 // git HTTP with its job token, streams the trace (masking a masked variable), reports success or the failure reason,
 // and its manager row (its system_id) shows it. Proof that the stand-in speaks what the runner speaks.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,8 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
   let runner: ChildProcess | undefined;
   let log = '';
   let runnerId = 0;
+  let config = '';
+  let configLines: (token: string, expiry?: { obtainedAt: string; expiresAt: string }) => string = () => '';
 
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(gl.url + path, {
@@ -50,9 +52,8 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     mkdirSync(configDir);
     mkdirSync(join(dir, 'builds'));
     mkdirSync(join(dir, 'cache'));
-    const config = join(configDir, 'config.toml');
-    writeFileSync(
-      config,
+    config = join(configDir, 'config.toml');
+    configLines = (token, expiry) =>
       [
         'concurrent = 1',
         'check_interval = 1',
@@ -63,15 +64,15 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
         '  name = "real-runner-test"',
         `  url = "${gl.url}"`,
         `  id = ${runnerId}`,
-        `  token = "${created.body.token}"`,
+        `  token = "${token}"`,
+        ...(expiry ? [`  token_obtained_at = ${expiry.obtainedAt}`, `  token_expires_at = ${expiry.expiresAt}`] : []),
         '  executor = "shell"',
         '  shell = "bash"',
         `  builds_dir = "${join(dir, 'builds')}"`,
         `  cache_dir = "${join(dir, 'cache')}"`,
         '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+      ].join('\n');
+    writeFileSync(config, configLines(created.body.token), { mode: 0o600 });
     // The runner reads its system_id from .runner_system_id beside config.toml (common/system_id_state.go).
     writeFileSync(join(configDir, '.runner_system_id'), `${SYSTEM_ID}\n`, { mode: 0o600 });
     const workDir = join(dir, 'work');
@@ -142,4 +143,33 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     expect(done, `${done.trace}\n--- runner log ---\n${log}`).toMatchObject({ status: 'failed', failureReason: 'script_failure', exitCode: 3 });
     expect(done.trace).toContain('going-down');
   }, 120_000);
+
+  it('rotates its own token through POST /runners/reset_authentication_token when config.toml says it expires', async () => {
+    // A fresh token that expires in 12 s; the runner resets at 75 % of the interval (commands/multi.go nextRunnerToReset).
+    gl.setRunnerTokenExpiration(12);
+    const reset = await api('POST', `/api/v4/runners/${runnerId}/reset_authentication_token`);
+    expect(reset.status).toBe(201);
+    const first = reset.body as { token: string; token_expires_at: string };
+    writeFileSync(config, configLines(first.token, { obtainedAt: new Date().toISOString(), expiresAt: first.token_expires_at }), { mode: 0o600 });
+    const until = Date.now() + 40_000;
+    const current = () => gl.state.runners.find((r) => r.id === runnerId)!.token;
+    while (current() === first.token) {
+      if (Date.now() > until) throw new Error(`the runner never reset its token:\n${log}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(gl.calls({ method: 'POST', path: '/api/v4/runners/reset_authentication_token' }).map((c) => c.status)).toContain(201);
+    // It saved the new token and keeps polling with it.
+    const saved = async () => readFileSync(config, 'utf8').includes(`token = "${current()}"`);
+    while (!(await saved())) {
+      if (Date.now() > until) throw new Error(`config.toml never got the new token:\n${readFileSync(config, 'utf8')}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const polls = gl.calls({ method: 'POST', path: '/api/v4/jobs/request' }).length;
+    while (gl.calls({ method: 'POST', path: '/api/v4/jobs/request' }).length < polls + 2) {
+      if (Date.now() > until) throw new Error(`the runner stopped polling after the reset:\n${log}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(gl.calls({ method: 'POST', path: '/api/v4/jobs/request' }).at(-1)!.status).toBe(204);
+    gl.setRunnerTokenExpiration(null);
+  }, 60_000);
 });
