@@ -262,6 +262,7 @@ describe('job updates and the trace', () => {
     const { id, token } = await runningJob();
     const put = (body: Record<string, unknown>) => call('PUT', `/api/v4/jobs/${id}`, { json: { info: INFO, ...body } });
     expect((await put({ token: 'nope', state: 'running' })).status).toBe(403);
+    expect(await put({ state: 'running' })).toMatchObject({ status: 400, body: { error: 'token is missing' } });
     const touch = await put({ token, state: 'running', output: { checksum: 'crc32:00000000', bytesize: 0 } });
     expect(touch.status).toBe(200);
     expect(touch.headers.get('job-status')).toBe('running');

@@ -97,8 +97,9 @@ export interface StandinState {
   runners: StandinRunner[];
   managers: StandinManager[];
   projects: StandinProject[];
-  /** jobs as GET /_standin/jobs shows them (the live records, with token and trace, are internal) */
   calls: StandinCall[];
+  // Jobs are not here: the live records carry tokens and traces (GitlabStandin.jobs); GET /_standin/state adds
+  // `jobs: StandinJobView[]`.
 }
 
 /** GET /_standin/jobs/:id: a job as the lead's testbed sees it (never its token). */
@@ -818,6 +819,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return { status: 201, body };
     }
     if ((m = /^\/api\/v4\/jobs\/(\d+)$/.exec(path)) && method === 'PUT') {
+      // Grape's `requires :token` comes before authenticate_job!.
+      if (str(p, 'token') === undefined) throw badRequest('token is missing');
       const job = authenticateJob(req, m[1], p);
       // UpdateBuildStateService#update_build_state! (live trace off: no 202 "accepted" round).
       const wanted = str(p, 'state') ?? '';
