@@ -352,7 +352,7 @@ const LEGACY_SYSTEM_XID = '<legacy>';
 const TRACE_UPDATE_DEFAULT_S = 60;
 const TRACE_UPDATE_WATCHED_S = 3;
 const TRACE_WATCH_TTL_MS = 10_000;
-/** Ci::Runners::UpdateRunnerService / CommitStatus: GitLab's own job statuses that end a job. */
+/** HasStatus::COMPLETED_STATUSES (the ones the stand-in has): a job in one of them is over. */
 const FINISHED: JobStatus[] = ['success', 'failed', 'canceled'];
 /** masked CI/CD variables: at least 8 characters, one line, no spaces (Ci::Maskable's validation, roughly). */
 const MASKABLE = /^[^\s]{8,}$/;
