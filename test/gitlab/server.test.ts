@@ -19,10 +19,10 @@ async function waitFor<T>(check: () => T | undefined, ms: number): Promise<T> {
   }
 }
 
-it('runs detached, writes its URL and pid, serves the API, cleans up on SIGTERM', async () => {
+it('runs detached on --host, writes its URL and pid, serves the API, cleans up on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-server-'));
   const stateFile = join(dir, 'gitlab.json');
-  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['test/gitlab/server.ts', '--port', '0', '--state-file', stateFile, '--tokens-dir', join(dir, 'tokens')], {
+  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['test/gitlab/server.ts', '--port', '0', '--host', '127.0.0.2', '--state-file', stateFile, '--tokens-dir', join(dir, 'tokens'), '--state-dir', join(dir, 'repos')], {
     cwd: root,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,7 +32,11 @@ it('runs detached, writes its URL and pid, serves the API, cleans up on SIGTERM'
   child.stderr.on('data', (d) => (output += d));
   try {
     const info = await waitFor(() => (existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as StandinServerInfo) : undefined), 30000);
-    expect(info.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(info.url).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+    expect(info.stateDir).toBe(join(dir, 'repos'));
+    const project = await fetch(`${info.url}/_standin/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: 'g/p', files: { a: 'b' } }) });
+    expect(await project.json()).toMatchObject({ repoUrl: `${info.url}/g/p.git` });
+    expect(existsSync(join(dir, 'repos', 'repos', 'g', 'p.git', 'info', 'refs'))).toBe(true);
     const token = readFileSync(info.tokenFiles.runnerToken, 'utf8').trim();
     const res = await fetch(`${info.url}/api/v4/runners/verify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
     expect(res.status).toBe(200);

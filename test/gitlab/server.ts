@@ -1,5 +1,7 @@
 // Runs the GitLab stand-in as its own process for the test fleet: writes {url, pid, ...} to --state-file, removes it on exit.
 // Usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens off]
+//          [--state-dir DIR] [--runner-token-expiration SECONDS] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL]
+// --host is the address it listens on and the host of the URL it reports (the testbed passes 198.18.<slot>.1).
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,6 +15,8 @@ export interface StandinServerInfo {
   port: number;
   tokensDir: string;
   tokenFiles: Record<string, string>;
+  /** the project repositories live here */
+  stateDir: string;
   startedAt: string;
 }
 
@@ -24,13 +28,19 @@ async function main(): Promise<void> {
       'state-file': { type: 'string' },
       'tokens-dir': { type: 'string' },
       'registration-tokens': { type: 'string', default: 'on' },
+      'state-dir': { type: 'string' },
+      'runner-token-expiration': { type: 'string' },
+      'contacted-at-persist-every': { type: 'string' },
+      'external-url': { type: 'string' },
     },
     strict: true,
   });
   const stateFile = values['state-file'];
   const tokensDir = values['tokens-dir'];
   if (!stateFile || !tokensDir) {
-    process.stderr.write('usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens on|off]\n');
+    process.stderr.write(
+      'usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens on|off] [--state-dir DIR] [--runner-token-expiration S] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL]\n',
+    );
     process.exit(2);
   }
   const port = Number(values.port);
@@ -38,11 +48,27 @@ async function main(): Promise<void> {
     process.stderr.write(`--port: expected 0-65535, got ${values.port}\n`);
     process.exit(2);
   }
+  const expiration = values['runner-token-expiration'];
+  if (expiration !== undefined && !(Number(expiration) > 0)) {
+    process.stderr.write(`--runner-token-expiration: expected seconds > 0, got ${expiration}\n`);
+    process.exit(2);
+  }
+  const every = values['contacted-at-persist-every']?.split(',').map(Number);
+  if (every && (every.length !== 2 || every.some((n) => !Number.isFinite(n) || n < 0) || every[0] > every[1])) {
+    process.stderr.write(`--contacted-at-persist-every: expected MIN_MS,MAX_MS, got ${values['contacted-at-persist-every']}\n`);
+    process.exit(2);
+  }
+  // Next to the tokens by default, so one directory holds all the stand-in keeps.
+  const stateDir = resolve(values['state-dir'] ?? resolve(tokensDir, '..', 'gitlab-standin-state'));
   const standin = await startGitlabStandin({
     port,
     host: values.host,
     tokensDir: resolve(tokensDir),
     registrationTokensEnabled: values['registration-tokens'] !== 'off',
+    stateDir,
+    runnerTokenExpirationSeconds: expiration !== undefined ? Number(expiration) : null,
+    contactedAtPersistEveryMs: every as [number, number] | undefined,
+    externalUrl: values['external-url'],
   });
   const info: StandinServerInfo = {
     url: standin.url,
@@ -51,6 +77,7 @@ async function main(): Promise<void> {
     port: standin.port,
     tokensDir: resolve(tokensDir),
     tokenFiles: standin.tokenFiles!,
+    stateDir,
     startedAt: new Date().toISOString(),
   };
   // Written atomically and only once listening, so a reader that sees the file can connect.

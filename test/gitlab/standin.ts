@@ -1,9 +1,38 @@
-// GitLab stand-in for tests: the documented runner API (status codes, fields, error bodies) on node:http, plus /_standin/ controls.
+// GitLab stand-in for tests: GitLab's runner and job API (status codes, fields, headers, side effects) on node:http,
+// git repositories over git's dumb HTTP protocol, plus /_standin/ controls. The one stand-in the project accepts.
+//
+// Followed upstream (read, not copied; GitLab Rails of the 17.9 era, gitlab-runner v17.9.3):
+// - registration, verify, delete, managers: lib/api/ci/runner.rb, lib/api/user_runners.rb, lib/api/ci/runners.rb.
+// - authentication and heartbeats: lib/api/ci/helpers/runner.rb (authenticate_runner!: runner heartbeat, then the
+//   manager for system_id, or '<legacy>' without one; verify with a glrt- token updates no contacted_at;
+//   authenticate_job!: job token from `token` or the JOB-TOKEN header, 403 unless the job runs, heartbeats).
+// - contacted_at: app/models/ci/runner.rb and ci/runner_manager.rb #heartbeat: every heartbeat lands in the Redis
+//   cache that the API reads (cached_attr_reader), the database column only when it is older than a random
+//   40–55 minutes (persist_cached_data?, UPDATE_CONTACT_COLUMN_EVERY; configurable: contactedAtPersistEveryMs).
+// - job queue: lib/api/ci/runner.rb POST /jobs/request (X-GitLab-Last-Update: Ci::Runner#ensure_runner_queue_value,
+//   runner_queue_value_latest?, tick_runner_queue when a matching job is queued or the runner changes),
+//   app/services/ci/register_job_service.rb + Gitlab::Ci::Matching::RunnerMatcher (tags, run_untagged, paused).
+// - job payload: lib/api/entities/ci/job_request/*.rb, app/presenters/ci/build_runner_presenter.rb (standin-jobs.ts).
+// - job update: app/services/ci/update_build_state_service.rb (live trace off, GitLab's default: 200 at once),
+//   trace: app/services/ci/append_build_trace_service.rb (416 with Range when the offset is not the trace size).
+// - token expiry: Ci::Runner#compute_token_expiration (runner_token_expiration_interval), TokenAuthenticatable
+//   (an expired token finds no runner: 403), POST /runners/reset_authentication_token (Entities::Ci::ResetTokenResult:
+//   token_expires_at only when the token expires).
+// - the runner side it must satisfy: gitlab-runner v17.9.3 common/network.go, network/gitlab.go, network/client.go,
+//   network/trace.go, network/remote_job_state_response.go, network/patch_response.go.
+// Left out: artifacts and cache uploads, job timeouts enforced by GitLab, fair scheduling across projects, live trace
+// chunks (202 on final update), canceling (a canceled job is canceled at once), registries/credentials, trace limits.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CiConfigError, parseCiJob } from './standin-ci.js';
+import { commitFiles, dumbHttpFile, writePipelineRef } from './standin-git.js';
+import { jobPayload, type JobStatus, type JobVariableInput, runnerMatchesJob, type StandinJob, type StandinProject, FAILURE_REASONS } from './standin-jobs.js';
+
+export type { JobStatus, StandinJob, StandinProject } from './standin-jobs.js';
 
 export type RunnerType = 'instance_type' | 'group_type' | 'project_type';
 export type AccessLevel = 'not_protected' | 'ref_protected';
@@ -25,16 +54,32 @@ export interface StandinRunner {
   maintenanceNote: string | null;
   createdVia: 'user' | 'registration' | 'preset';
   createdAt: string;
+  /** what the API shows: GitLab's Redis-cached value, set by every heartbeat */
   contactedAt: string | null;
+  /** the database column: written only when older than contactedAtPersistEveryMs (persist_cached_data?) */
+  contactedAtPersisted: string | null;
   tokenExpiresAt: string | null;
+  /** X-GitLab-Last-Update: the runner's queue value (Redis runner:build_queue:<token>, 1 hour) */
+  queueValue: string | null;
+  queueValueExpiresAt: number;
 }
 
 export interface StandinManager {
   id: number;
   runnerId: number;
+  /** system_id, or '<legacy>' for calls without one (LEGACY_SYSTEM_XID) */
   systemId: string;
   createdAt: string;
-  contactedAt: string;
+  /** API-visible (cached) contact time; null until a heartbeat that counts (verify with a glrt- token does not) */
+  contactedAt: string | null;
+  contactedAtPersisted: string | null;
+  version: string | null;
+  revision: string | null;
+  platform: string | null;
+  architecture: string | null;
+  executor: string | null;
+  ipAddress: string | null;
+  config: Record<string, unknown> | null;
 }
 
 /** One API call as the stand-in saw it: never a body, query string or header, so never a token. */
@@ -47,9 +92,31 @@ export interface StandinCall {
 
 export interface StandinState {
   registrationTokensEnabled: boolean;
+  /** runner_token_expiration_interval: seconds a new or reset runner token lives; null: forever */
+  runnerTokenExpirationSeconds: number | null;
   runners: StandinRunner[];
   managers: StandinManager[];
+  projects: StandinProject[];
   calls: StandinCall[];
+  // Jobs are not here: the live records carry tokens and traces (GitlabStandin.jobs); GET /_standin/state adds
+  // `jobs: StandinJobView[]`.
+}
+
+/** GET /_standin/jobs/:id: a job as the lead's testbed sees it (never its token). */
+export interface StandinJobView {
+  id: number;
+  name: string;
+  project: string;
+  pipelineId: number;
+  status: JobStatus;
+  runnerId: number | null;
+  systemId: string | null;
+  failureReason: string | null;
+  exitCode: number | null;
+  trace: string;
+  queuedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
 }
 
 export interface StandinTokens {
@@ -93,6 +160,14 @@ export interface StandinOptions {
   registrationTokensEnabled?: boolean;
   /** delay every API answer (timeout tests) */
   delayMs?: number;
+  /** git repositories live here (default: a new temporary directory, removed on close) */
+  stateDir?: string;
+  /** GitLab's runner_token_expiration_interval in seconds: new and reset runner tokens expire after it */
+  runnerTokenExpirationSeconds?: number | null;
+  /** [min, max] ms: contacted_at reaches the database column only when older than a random value in it; GitLab: 40–55 min */
+  contactedAtPersistEveryMs?: [number, number];
+  /** URL jobs see as CI_SERVER_URL and clone from (default: the URL the stand-in listens on) */
+  externalUrl?: string;
 }
 
 export interface GitlabStandin {
@@ -114,6 +189,11 @@ export interface GitlabStandin {
   /** calls to the API (not /_standin/), optionally filtered */
   calls(filter?: { method?: string; path?: string | RegExp }): StandinCall[];
   setDelay(ms: number): void;
+  setRunnerTokenExpiration(seconds: number | null): void;
+  /** job records with token and trace (tests only) */
+  readonly jobs: StandinJob[];
+  jobView(id: number): StandinJobView | undefined;
+  stateDir: string;
 }
 
 type Params = Record<string, unknown>;
@@ -127,6 +207,8 @@ class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly body: Record<string, unknown> | null,
+    /** headers GitLab sends with this error (Job-Status on 403, Range on 416) */
+    readonly headers?: Record<string, string>,
   ) {
     super(`HTTP ${status}`);
   }
@@ -168,15 +250,16 @@ function loadOrMakeTokens(dir: string | undefined): StandinTokens {
   return fresh;
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > 1024 * 1024) throw new HttpError(413, { message: '413 Request Entity Too Large' });
+    // The runner's trace patches are at most 1 MiB (maxTracePatchSize default) plus headroom; JSON bodies far less.
+    if (size > 8 * 1024 * 1024) throw new HttpError(413, { message: '413 Request Entity Too Large' });
     chunks.push(chunk as Buffer);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /** Grape merges query string and body; the body may be JSON, urlencoded or multipart (curl --form). */
@@ -257,6 +340,23 @@ function oneOf<T extends string>(p: Params, key: string, values: readonly T[]): 
   return v as T;
 }
 
+/** Ci::Runner::ONLINE_CONTACT_TIMEOUT: online when contacted within the last 2 hours. */
+const ONLINE_CONTACT_TIMEOUT_MS = 2 * 3600 * 1000;
+/** Ci::Runner::RUNNER_QUEUE_EXPIRY_TIME: the queue value (X-GitLab-Last-Update) lives 1 hour. */
+const RUNNER_QUEUE_EXPIRY_MS = 3600 * 1000;
+/** Ci::Runner::UPDATE_CONTACT_COLUMN_EVERY, and the same for runner managers. */
+const UPDATE_CONTACT_COLUMN_EVERY_MS: [number, number] = [40 * 60 * 1000, 55 * 60 * 1000];
+/** API::Ci::Helpers::Runner::LEGACY_SYSTEM_XID: the manager of calls without system_id. */
+const LEGACY_SYSTEM_XID = '<legacy>';
+/** Gitlab::Ci::Trace: UPDATE_FREQUENCY_DEFAULT 60 s, UPDATE_FREQUENCY_WHEN_BEING_WATCHED 3 s, WATCH_FLAG_TTL 10 s. */
+const TRACE_UPDATE_DEFAULT_S = 60;
+const TRACE_UPDATE_WATCHED_S = 3;
+const TRACE_WATCH_TTL_MS = 10_000;
+/** HasStatus::COMPLETED_STATUSES (the ones the stand-in has): a job in one of them is over. */
+const FINISHED: JobStatus[] = ['success', 'failed', 'canceled'];
+/** masked CI/CD variables: at least 8 characters, one line, no spaces (Ci::Maskable's validation, roughly). */
+const MASKABLE = /^[^\s]{8,}$/;
+
 export async function startGitlabStandin(opts: StandinOptions = {}): Promise<GitlabStandin> {
   const tokens = loadOrMakeTokens(opts.tokensDir);
   const accessTokens = new Map<string, AccessToken>([
@@ -264,22 +364,49 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     [tokens.accessTokenCreateOnly, { scopes: ['create_runner'], admin: true }],
     [tokens.accessTokenNoScope, { scopes: ['read_api'], admin: true }],
   ]);
+  const ownStateDir = !opts.stateDir;
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'rf-standin-state-'));
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const persistEvery = opts.contactedAtPersistEveryMs ?? UPDATE_CONTACT_COLUMN_EVERY_MS;
   let delayMs = opts.delayMs ?? 0;
   let failRules: (FailRule & { left: number })[] = [];
-  const state: StandinState = { registrationTokensEnabled: opts.registrationTokensEnabled ?? true, runners: [], managers: [], calls: [] };
+  const state: StandinState = {
+    registrationTokensEnabled: opts.registrationTokensEnabled ?? true,
+    runnerTokenExpirationSeconds: opts.runnerTokenExpirationSeconds ?? null,
+    runners: [],
+    managers: [],
+    projects: [],
+    calls: [],
+  };
+  const jobs: StandinJob[] = [];
   let nextRunnerId = 1;
   let nextManagerId = 1;
+  let nextProjectId = 1;
+  let nextJobId = 1;
+  let nextPipelineId = 1;
+  const namespaces = new Map<string, number>();
+  let serverUrl = '';
 
   const now = () => new Date().toISOString();
 
+  const tokenExpiry = () => (state.runnerTokenExpirationSeconds ? new Date(Date.now() + state.runnerTokenExpirationSeconds * 1000).toISOString() : null);
+
   const reset = () => {
     state.registrationTokensEnabled = opts.registrationTokensEnabled ?? true;
+    state.runnerTokenExpirationSeconds = opts.runnerTokenExpirationSeconds ?? null;
     state.runners.length = 0;
     state.managers.length = 0;
+    state.projects.length = 0;
     state.calls.length = 0;
+    jobs.length = 0;
+    namespaces.clear();
+    rmSync(join(stateDir, 'repos'), { recursive: true, force: true });
     failRules = [];
     nextRunnerId = 1;
     nextManagerId = 1;
+    nextProjectId = 1;
+    nextJobId = 1;
+    nextPipelineId = 1;
     // The runner an administrator made in the UI, whose glrt- token every node shares in runner-token mode.
     state.runners.push(
       newRunner({ runnerType: 'instance_type', description: 'shared runner made in the UI', tagList: ['shared'], createdVia: 'preset', runUntagged: true }, tokens.runnerToken),
@@ -302,17 +429,134 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       maintenanceNote: null,
       createdAt: now(),
       contactedAt: null,
-      tokenExpiresAt: null,
+      contactedAtPersisted: null,
+      // Ci::Runner: the token field's expires_at is computed when the token is made (compute_token_expiration).
+      tokenExpiresAt: tokenExpiry(),
+      queueValue: null,
+      queueValueExpiresAt: 0,
       ...fields,
     };
   }
 
+  /** persist_cached_data?: the column is written when empty or older than a random age in the configured range. */
+  const shouldPersist = (persisted: string | null) => {
+    if (!persisted) return true;
+    const maxAge = persistEvery[0] + Math.random() * (persistEvery[1] - persistEvery[0]);
+    return Date.now() - Date.parse(persisted) >= maxAge;
+  };
+
+  /** Ci::Runner#heartbeat: contacted_at into the cache always, into the column when due. */
+  const heartbeatRunner = (runner: StandinRunner) => {
+    const at = now();
+    runner.contactedAt = at;
+    if (shouldPersist(runner.contactedAtPersisted)) runner.contactedAtPersisted = at;
+  };
+
+  /** Ci::Runner#ensure_manager: find or create the manager row of (runner, system_xid). */
+  const ensureManager = (runner: StandinRunner, systemId: string): StandinManager => {
+    let manager = state.managers.find((m) => m.runnerId === runner.id && m.systemId === systemId);
+    if (!manager) {
+      manager = {
+        id: nextManagerId++,
+        runnerId: runner.id,
+        systemId,
+        createdAt: now(),
+        contactedAt: null,
+        contactedAtPersisted: null,
+        version: null,
+        revision: null,
+        platform: null,
+        architecture: null,
+        executor: null,
+        ipAddress: null,
+        config: null,
+      };
+      state.managers.push(manager);
+    }
+    return manager;
+  };
+
+  interface RunnerDetails {
+    version?: string;
+    revision?: string;
+    platform?: string;
+    architecture?: string;
+    executor?: string;
+    config?: Record<string, unknown>;
+    ipAddress: string;
+  }
+
+  /** Ci::RunnerManager#heartbeat: the details always, contacted_at only when update_contacted_at. */
+  const heartbeatManager = (manager: StandinManager, details: RunnerDetails, updateContactedAt: boolean) => {
+    manager.ipAddress = details.ipAddress;
+    for (const key of ['version', 'revision', 'platform', 'architecture', 'executor'] as const) if (details[key] !== undefined) manager[key] = details[key]!;
+    if (details.config !== undefined) manager.config = details.config;
+    if (updateContactedAt) {
+      const at = now();
+      manager.contactedAt = at;
+      if (shouldPersist(manager.contactedAtPersisted)) manager.contactedAtPersisted = at;
+    }
+  };
+
+  const clientIp = (req: IncomingMessage) => (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+
+  /** get_runner_details_from_request: name/version/revision/platform/architecture/executor and config.gpus from info. */
+  const runnerDetails = (req: IncomingMessage, p: Params): RunnerDetails => {
+    const details: RunnerDetails = { ipAddress: clientIp(req) };
+    const info = p.info;
+    if (info && typeof info === 'object' && !Array.isArray(info)) {
+      const i = info as Record<string, unknown>;
+      for (const key of ['version', 'revision', 'platform', 'architecture', 'executor'] as const) if (typeof i[key] === 'string') details[key] = i[key] as string;
+      const config = i.config && typeof i.config === 'object' ? (i.config as Record<string, unknown>) : {};
+      details.config = typeof config.gpus === 'string' ? { gpus: config.gpus } : {};
+    }
+    return details;
+  };
+
+  /** TokenAuthenticatable#find_by_token: an unknown or expired token finds no runner. */
+  const findRunner = (token: string | undefined): StandinRunner | undefined => {
+    if (!token) return undefined;
+    const runner = state.runners.find((r) => r.token !== null && r.token === token);
+    if (!runner) return undefined;
+    if (runner.tokenExpiresAt && Date.parse(runner.tokenExpiresAt) <= Date.now()) return undefined;
+    return runner;
+  };
+
   const runnerByToken = (p: Params): StandinRunner => {
     const token = str(p, 'token');
     if (!token) throw badRequest('token is missing');
-    const runner = state.runners.find((r) => r.token !== null && r.token === token);
+    const runner = findRunner(token);
     if (!runner) throw forbidden();
     return runner;
+  };
+
+  /**
+   * authenticate_runner!(ensure_runner_manager:, update_contacted_at:): 403 for an unknown token, the runner's
+   * heartbeat, then the manager of system_id (or '<legacy>') with the request's details.
+   */
+  const authenticateRunner = (req: IncomingMessage, p: Params, opt: { ensureManager?: boolean; updateContactedAt?: boolean } = {}) => {
+    const runner = runnerByToken(p);
+    const update = opt.updateContactedAt ?? true;
+    if (update) heartbeatRunner(runner);
+    if (opt.ensureManager === false) return { runner, manager: null };
+    const manager = ensureManager(runner, str(p, 'system_id') ?? LEGACY_SYSTEM_XID);
+    heartbeatManager(manager, runnerDetails(req, p), update);
+    return { runner, manager };
+  };
+
+  /** ensure_runner_queue_value: the current value, a new one when none is set or it expired. */
+  const ensureQueueValue = (runner: StandinRunner) => {
+    if (!runner.queueValue || runner.queueValueExpiresAt <= Date.now()) {
+      runner.queueValue = randomBytes(16).toString('hex');
+      runner.queueValueExpiresAt = Date.now() + RUNNER_QUEUE_EXPIRY_MS;
+    }
+    return runner.queueValue;
+  };
+
+  /** tick_runner_queue: a new value, so a runner presenting the old last_update asks the queue again. */
+  const tickQueue = (runner: StandinRunner) => {
+    runner.queueValue = randomBytes(16).toString('hex');
+    runner.queueValueExpiresAt = Date.now() + RUNNER_QUEUE_EXPIRY_MS;
   };
 
   const accessFor = (req: IncomingMessage, scopes: string[]): AccessToken => {
@@ -359,7 +603,10 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     return out;
   };
 
-  const status = (r: StandinRunner) => (r.paused ? 'paused' : r.contactedAt ? 'online' : 'never_contacted');
+  const online = (contactedAt: string | null) => contactedAt !== null && Date.now() - Date.parse(contactedAt) < ONLINE_CONTACT_TIMEOUT_MS;
+
+  // Ci::Runner#deprecated_rest_status (REST v4 `status`): never_contacted, paused, online or offline.
+  const status = (r: StandinRunner) => (!r.contactedAt ? 'never_contacted' : r.paused ? 'paused' : online(r.contactedAt) ? 'online' : 'offline');
 
   const summary = (r: StandinRunner) => ({
     id: r.id,
@@ -370,7 +617,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     is_shared: r.runnerType === 'instance_type',
     runner_type: r.runnerType,
     name: null,
-    online: Boolean(r.contactedAt),
+    online: online(r.contactedAt),
     status: status(r),
   });
 
@@ -393,21 +640,94 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   const registration = (r: StandinRunner) => ({ id: r.id, token: r.token, token_expires_at: r.tokenExpiresAt });
 
-  const touchManager = (runner: StandinRunner, systemId: string | undefined) => {
-    if (!systemId) return;
-    const existing = state.managers.find((m) => m.runnerId === runner.id && m.systemId === systemId);
-    if (existing) existing.contactedAt = now();
-    else state.managers.push({ id: nextManagerId++, runnerId: runner.id, systemId, createdAt: now(), contactedAt: now() });
+  /** Entities::Ci::ResetTokenResult: token, and token_expires_at only when the token expires (expirable?). */
+  const resetResult = (r: StandinRunner) => ({ token: r.token, ...(r.tokenExpiresAt ? { token_expires_at: r.tokenExpiresAt } : {}) });
+
+  /** Ci::Runners::ResetAuthenticationTokenService → reset_token!: a new token, a new expiry, the old one dead. */
+  const resetToken = (r: StandinRunner) => {
+    r.token = r.createdVia === 'registration' ? randomBytes(15).toString('hex') : randomToken('glrt-');
+    r.tokenExpiresAt = tokenExpiry();
+    r.queueValue = null;
   };
+
+  // Entities::Ci::RunnerManager; status via Ci::HasRunnerStatus; job_execution_status active while it runs a job.
+  const managerEntity = (mg: StandinManager) => ({
+    id: mg.id,
+    system_id: mg.systemId,
+    version: mg.version,
+    revision: mg.revision,
+    platform: mg.platform,
+    architecture: mg.architecture,
+    created_at: mg.createdAt,
+    contacted_at: mg.contactedAt,
+    ip_address: mg.ipAddress,
+    status: !mg.contactedAt ? 'never_contacted' : online(mg.contactedAt) ? 'online' : 'offline',
+    job_execution_status: jobs.some((j) => j.status === 'running' && j.runnerId === mg.runnerId && j.systemId === mg.systemId) ? 'active' : 'idle',
+  });
 
   const removeRunner = (runner: StandinRunner) => {
     state.runners.splice(state.runners.indexOf(runner), 1);
     for (let i = state.managers.length - 1; i >= 0; i--) if (state.managers[i].runnerId === runner.id) state.managers.splice(i, 1);
   };
 
-  type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
+  const projectById = (id: number) => state.projects.find((pr) => pr.id === id)!;
 
-  async function api(req: IncomingMessage, method: string, path: string, p: Params, url: URL): Promise<Reply> {
+  /** A queued job: tick the queue of every runner that could take it (Ci::UpdateBuildQueueService#tick_for). */
+  const tickRunnersFor = (job: StandinJob) => {
+    const project = projectById(job.projectId);
+    for (const r of state.runners) if (runnerMatchesJob(r, job, project)) tickQueue(r);
+  };
+
+  const jobView = (j: StandinJob): StandinJobView => ({
+    id: j.id,
+    name: j.name,
+    project: projectById(j.projectId).path,
+    pipelineId: j.pipelineId,
+    status: j.status,
+    runnerId: j.runnerId,
+    systemId: j.systemId,
+    failureReason: j.failureReason,
+    exitCode: j.exitCode,
+    trace: j.trace.toString('utf8'),
+    queuedAt: j.queuedAt,
+    startedAt: j.startedAt,
+    finishedAt: j.finishedAt,
+  });
+
+  type Reply = { status: number; body?: unknown; headers?: Record<string, string>; raw?: Buffer };
+
+  const jobToken = (req: IncomingMessage, p: Params) => {
+    const header = req.headers['job-token'];
+    return str(p, 'token') ?? (Array.isArray(header) ? header[0] : header) ?? '';
+  };
+
+  /**
+   * authenticate_job!(heartbeat_runner: true): 403 for an unknown job or token, 403 with Job-Status when the job
+   * does not run; then heartbeats of the job's runner and manager (ip only).
+   */
+  const authenticateJob = (req: IncomingMessage, idText: string, p: Params): StandinJob => {
+    const job = jobs.find((j) => j.id === Number(idText));
+    if (!job) throw forbidden();
+    if (jobToken(req, p) !== job.token) throw forbidden();
+    if (job.status !== 'running') {
+      // job_forbidden!: the Job-Status header tells the runner to abort (network/remote_job_state_response.go).
+      throw new HttpError(403, { message: '403 Forbidden - Job is not processing on runner' }, { 'Job-Status': job.status });
+    }
+    const runner = state.runners.find((r) => r.id === job.runnerId);
+    if (runner) {
+      heartbeatRunner(runner);
+      const manager = state.managers.find((m) => m.runnerId === runner.id && m.systemId === job.systemId);
+      if (manager) heartbeatManager(manager, { ipAddress: clientIp(req) }, true);
+    }
+    return job;
+  };
+
+  const finish = (job: StandinJob, status: JobStatus) => {
+    job.status = status;
+    job.finishedAt = now();
+  };
+
+  async function api(req: IncomingMessage, method: string, path: string, p: Params, url: URL, raw: Buffer): Promise<Reply> {
     let m: RegExpExecArray | null;
     if (method === 'POST' && path === '/api/v4/user/runners') {
       accessFor(req, ['create_runner']);
@@ -444,19 +764,30 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return { status: 201, body: registration(runner) };
     }
     if (method === 'POST' && path === '/api/v4/runners/verify') {
-      const runner = runnerByToken(p);
-      const systemId = str(p, 'system_id');
-      touchManager(runner, systemId);
-      // A runner created in the UI (glrt-) is not "contacted" by verify, only when it asks for jobs.
-      if (runner.createdVia === 'registration') runner.contactedAt = now();
+      // runner.rb: a runner created in the UI (glrt-) counts as contacted only once it polls for jobs, so verify
+      // makes its manager row but writes no contacted_at (authenticate_runner!(update_contacted_at: false)).
+      const token = str(p, 'token') ?? '';
+      const { runner } = authenticateRunner(req, p, { updateContactedAt: !token.startsWith('glrt-') });
       return { status: 200, body: registration(runner) };
     }
+    if (method === 'POST' && path === '/api/v4/runners/reset_authentication_token') {
+      const { runner } = authenticateRunner(req, p);
+      resetToken(runner);
+      return { status: 201, body: resetResult(runner) };
+    }
+    if ((m = /^\/api\/v4\/runners\/(\d+)\/reset_authentication_token$/.exec(path)) && method === 'POST') {
+      // lib/api/ci/runners.rb: the same with an access token (gitlab-runner's ResetTokenWithPAT).
+      accessFor(req, ['manage_runner']);
+      const runner = runnerById(m[1]);
+      resetToken(runner);
+      return { status: 201, body: resetResult(runner) };
+    }
     if (method === 'DELETE' && path === '/api/v4/runners') {
-      removeRunner(runnerByToken(p));
+      removeRunner(authenticateRunner(req, p).runner);
       return { status: 204 };
     }
     if (method === 'DELETE' && path === '/api/v4/runners/managers') {
-      const runner = runnerByToken(p);
+      const { runner } = authenticateRunner(req, p, { ensureManager: false });
       const systemId = str(p, 'system_id');
       if (!systemId) throw badRequest('system_id is missing');
       const i = state.managers.findIndex((mg) => mg.runnerId === runner.id && mg.systemId === systemId);
@@ -465,10 +796,66 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return { status: 204 };
     }
     if (method === 'POST' && path === '/api/v4/jobs/request') {
-      const runner = runnerByToken(p);
-      runner.contactedAt = now();
-      touchManager(runner, str(p, 'system_id'));
-      return { status: 204 };
+      const { runner, manager } = authenticateRunner(req, p);
+      if (runner.paused) return { status: 204, headers: { 'X-GitLab-Last-Update': ensureQueueValue(runner) } };
+      const lastUpdate = str(p, 'last_update');
+      // runner_queue_value_latest?: nothing changed since this runner last looked, so no queue scan.
+      if (lastUpdate && ensureQueueValue(runner) === lastUpdate) return { status: 204, headers: { 'X-GitLab-Last-Update': lastUpdate } };
+      const newUpdate = ensureQueueValue(runner);
+      // RegisterJobService: the oldest pending job this runner matches.
+      const job = jobs.find((j) => j.status === 'pending' && runnerMatchesJob(runner, j, projectById(j.projectId)));
+      if (!job) return { status: 204, headers: { 'X-GitLab-Last-Update': newUpdate } };
+      job.status = 'running';
+      job.runnerId = runner.id;
+      job.systemId = manager!.systemId;
+      job.startedAt = now();
+      const body = jobPayload(job, {
+        serverUrl,
+        runner,
+        project: projectById(job.projectId),
+        timeInQueue: (Date.parse(job.startedAt) - Date.parse(job.queuedAt)) / 1000,
+        runningOnInstanceRunners: jobs.filter((j) => j.status === 'running' && j.projectId === job.projectId && j !== job).length,
+      });
+      return { status: 201, body };
+    }
+    if ((m = /^\/api\/v4\/jobs\/(\d+)$/.exec(path)) && method === 'PUT') {
+      // Grape's `requires :token` comes before authenticate_job!.
+      if (str(p, 'token') === undefined) throw badRequest('token is missing');
+      const job = authenticateJob(req, m[1], p);
+      // UpdateBuildStateService#update_build_state! (live trace off: no 202 "accepted" round).
+      const wanted = str(p, 'state') ?? '';
+      let code = 200;
+      if (wanted === 'running') {
+        // build.touch: nothing to record here
+      } else if (wanted === 'success') finish(job, 'success');
+      else if (wanted === 'failed') {
+        const reason = str(p, 'failure_reason');
+        // drop_with_exit_code!: a reason GitLab does not know becomes unknown_failure.
+        job.failureReason = reason && FAILURE_REASONS.includes(reason) ? reason : 'unknown_failure';
+        const exitCode = int(p, 'exit_code');
+        job.exitCode = exitCode ?? null;
+        finish(job, 'failed');
+      } else code = 400;
+      return { status: code, headers: { 'Job-Status': job.status }, raw: Buffer.from(String(code)) };
+    }
+    if ((m = /^\/api\/v4\/jobs\/(\d+)\/trace$/.exec(path)) && method === 'PATCH') {
+      const job = authenticateJob(req, m[1], p);
+      const range = req.headers['content-range'];
+      if (range === undefined) throw new HttpError(400, { message: '400 Missing header Content-Range' });
+      // AppendBuildTraceService: only the start counts (the runner's end is off by one, gitlab-runner#3275);
+      // Gitlab::Ci::Trace#append writes nothing unless the start is the current size.
+      const start = Number(/^\s*(\d+)/.exec(String(range))?.[1] ?? 0);
+      const end = start + raw.length;
+      if (start === job.trace.length) job.trace = Buffer.concat([job.trace, raw]);
+      if (job.trace.length !== end) {
+        // The runner resends from the Range end (network/patch_response.go NewOffset).
+        throw new HttpError(416, { message: '416 Range Not Satisfiable' }, { Range: `0-${job.trace.length}` });
+      }
+      const interval = job.watchedUntil > Date.now() ? TRACE_UPDATE_WATCHED_S : TRACE_UPDATE_DEFAULT_S;
+      return {
+        status: 202,
+        headers: { 'Job-Status': job.status, Range: `0-${job.trace.length}`, 'X-GitLab-Trace-Update-Interval': String(interval) },
+      };
     }
     if (method === 'GET' && path === '/api/v4/runners/all') {
       const token = accessFor(req, ['read_api', 'manage_runner']);
@@ -489,12 +876,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     if ((m = /^\/api\/v4\/runners\/(\d+)\/managers$/.exec(path)) && method === 'GET') {
       accessFor(req, ['read_api', 'manage_runner']);
       const runner = runnerById(m[1]);
-      return {
-        status: 200,
-        body: state.managers
-          .filter((mg) => mg.runnerId === runner.id)
-          .map((mg) => ({ id: mg.id, system_id: mg.systemId, version: null, revision: null, platform: null, architecture: null, created_at: mg.createdAt, contacted_at: mg.contactedAt, ip_address: null, status: 'online', job_execution_status: 'idle' })),
-      };
+      return { status: 200, body: state.managers.filter((mg) => mg.runnerId === runner.id).map(managerEntity) };
     }
     if ((m = /^\/api\/v4\/runners\/(\d+)$/.exec(path))) {
       if (method === 'GET') {
@@ -506,6 +888,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         const runner = runnerById(m[1]);
         if (!RUNNER_FIELDS.some((f) => f in p)) throw badRequest(`${RUNNER_FIELDS.join(', ')} are missing, at least one parameter must be provided`);
         Object.assign(runner, runnerAttributes(p));
+        // Ci::Runners::UpdateRunnerService ticks the queue: new tags or an unpaused runner may match other jobs.
+        tickQueue(runner);
         return { status: 200, body: details(runner) };
       }
       if (method === 'DELETE') {
@@ -517,9 +901,57 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     throw notFound();
   }
 
-  function control(method: string, path: string, p: Params): Reply {
+  /**
+   * git's dumb HTTP protocol for GET /<group>/<project>.git/<file>. Authentication as GitLab's
+   * Gitlab::Auth#find_for_git_client: user gitlab-ci-token with the token of a running job of the project (or an
+   * access token); anything else is 401 with a Basic challenge, which is what makes git send the URL's credentials.
+   */
+  function gitHttp(req: IncomingMessage, method: string, path: string): Reply | null {
+    const m = /^\/(.+?)\.git\/(.+)$/.exec(path);
+    if (!m) return null;
+    const project = state.projects.find((pr) => pr.path === m[1]);
+    if (!project || (method !== 'GET' && method !== 'HEAD')) return { status: 404, raw: Buffer.from('Not Found\n') };
+    const basic = /^Basic (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const [user, ...rest] = basic ? Buffer.from(basic, 'base64').toString('utf8').split(':') : [];
+    const password = rest.join(':');
+    const allowed =
+      (user === 'gitlab-ci-token' && jobs.some((j) => j.projectId === project.id && j.status === 'running' && j.token === password)) ||
+      (user !== undefined && accessTokens.get(password)?.admin === true);
+    if (!allowed) return { status: 401, headers: { 'WWW-Authenticate': 'Basic realm="GitLab"' }, raw: Buffer.from('HTTP Basic: Access denied\n') };
+    const file = dumbHttpFile(stateDir, project.path, m[2]);
+    if (!file) return { status: 404, raw: Buffer.from('Not Found\n') };
+    return { status: 200, headers: { 'content-type': file.type, 'cache-control': 'no-cache' }, raw: file.body };
+  }
+
+  const parseJobVariables = (v: unknown): Record<string, JobVariableInput> => {
+    if (v === undefined || v === null) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('variables must be an object');
+    const out: Record<string, JobVariableInput> = {};
+    for (const [key, val] of Object.entries(v as Record<string, unknown>)) {
+      if (!/^[A-Za-z0-9_]+$/.test(key)) throw badRequest(`variable key ${key}: only letters, digits and _ are allowed`);
+      const input: JobVariableInput =
+        typeof val === 'string' || typeof val === 'number' || typeof val === 'boolean'
+          ? { value: String(val) }
+          : val && typeof val === 'object' && 'value' in val
+            ? {
+                value: String((val as { value: unknown }).value),
+                masked: Boolean((val as { masked?: unknown }).masked),
+                file: Boolean((val as { file?: unknown }).file),
+                raw: Boolean((val as { raw?: unknown }).raw),
+              }
+            : (() => {
+                throw badRequest(`variable ${key}: a string or {value, masked?, file?, raw?}`);
+              })();
+      // GitLab refuses to save a masked variable whose value cannot be masked reliably.
+      if (input.masked && !MASKABLE.test(input.value)) throw badRequest(`variable ${key}: a masked value needs at least 8 characters and no whitespace`);
+      out[key] = input;
+    }
+    return out;
+  };
+
+  async function control(method: string, path: string, p: Params): Promise<Reply> {
     let m: RegExpExecArray | null;
-    if (method === 'GET' && path === '/_standin/state') return { status: 200, body: state };
+    if (method === 'GET' && path === '/_standin/state') return { status: 200, body: { ...state, jobs: jobs.map(jobView) } };
     if (method === 'POST' && path === '/_standin/reset') {
       reset();
       return { status: 204 };
@@ -528,8 +960,18 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       state.registrationTokensEnabled = m[1] === 'enable';
       return { status: 204 };
     }
+    if (method === 'POST' && path === '/_standin/runner-token-expiration') {
+      const seconds = p.seconds;
+      if (seconds !== null && !(typeof seconds === 'number' && seconds > 0)) throw badRequest('seconds: a positive number or null');
+      state.runnerTokenExpirationSeconds = seconds;
+      return { status: 204 };
+    }
     if (method === 'POST' && (m = /^\/_standin\/runners\/(\d+)\/delete-token$/.exec(path))) {
       runnerById(m[1]).token = null;
+      return { status: 204 };
+    }
+    if (method === 'POST' && (m = /^\/_standin\/runners\/(\d+)\/expire-token$/.exec(path))) {
+      runnerById(m[1]).tokenExpiresAt = new Date(Date.now() - 1000).toISOString();
       return { status: 204 };
     }
     if (method === 'DELETE' && (m = /^\/_standin\/runners\/(\d+)$/.exec(path))) {
@@ -546,6 +988,83 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       delayMs = Number(p.ms ?? 0);
       return { status: 204 };
     }
+    if (method === 'POST' && path === '/_standin/projects') {
+      const projectPath = str(p, 'path');
+      if (!projectPath || !/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)+$/.test(projectPath) || projectPath.split('/').some((s) => s.startsWith('.') || s.endsWith('.git')))
+        throw badRequest('path: "group/project" (letters, digits, _ . -)');
+      const files = p.files ?? {};
+      if (typeof files !== 'object' || Array.isArray(files) || Object.values(files).some((v) => typeof v !== 'string')) throw badRequest('files: {name: text}');
+      const badName = Object.keys(files).find((n) => n.startsWith('/') || n.split('/').some((seg) => seg === '..' || seg === '.' || seg === '.git' || seg === ''));
+      if (badName !== undefined) throw badRequest(`files: ${badName} is not a relative path inside the repository`);
+      const { sha, beforeSha } = await commitFiles(stateDir, projectPath, files as Record<string, string>);
+      // A second POST for the same path commits the files on top (a push): same project, new head.
+      let project = state.projects.find((pr) => pr.path === projectPath);
+      if (project) Object.assign(project, { sha, beforeSha });
+      else {
+        const group = projectPath.slice(0, projectPath.lastIndexOf('/'));
+        if (!namespaces.has(group)) namespaces.set(group, 100 + namespaces.size);
+        project = { id: nextProjectId++, path: projectPath, namespaceId: namespaces.get(group)!, sha, beforeSha, createdAt: now() };
+        state.projects.push(project);
+      }
+      return { status: 201, body: { path: project.path, repoUrl: `${serverUrl}/${project.path}.git`, sha, id: project.id, namespaceId: project.namespaceId } };
+    }
+    if (method === 'POST' && path === '/_standin/jobs') {
+      const projectPath = str(p, 'project');
+      const ciYaml = str(p, 'ciYaml');
+      const name = str(p, 'job');
+      if (!projectPath || ciYaml === undefined || !name) throw badRequest('project, ciYaml and job are required');
+      const project = state.projects.find((pr) => pr.path === projectPath);
+      if (!project) throw notFound('Project');
+      let spec;
+      try {
+        spec = parseCiJob(ciYaml, name);
+      } catch (err) {
+        if (err instanceof CiConfigError) throw badRequest(err.message);
+        throw err;
+      }
+      const extraVariables = parseJobVariables(p.variables);
+      const job: StandinJob = {
+        id: nextJobId++,
+        pipelineId: nextPipelineId++,
+        projectId: project.id,
+        name,
+        spec,
+        extraVariables,
+        status: 'pending',
+        token: randomToken('glcbt-', 24),
+        sha: project.sha,
+        beforeSha: project.beforeSha,
+        ref: 'main',
+        runnerId: null,
+        systemId: null,
+        failureReason: null,
+        exitCode: null,
+        trace: Buffer.alloc(0),
+        queuedAt: now(),
+        startedAt: null,
+        finishedAt: null,
+        watchedUntil: 0,
+      };
+      await writePipelineRef(stateDir, project.path, job.pipelineId, job.sha);
+      jobs.push(job);
+      tickRunnersFor(job);
+      return { status: 201, body: { id: job.id } };
+    }
+    if (method === 'GET' && path === '/_standin/jobs') return { status: 200, body: jobs.map(jobView) };
+    if ((m = /^\/_standin\/jobs\/(\d+)$/.exec(path)) && method === 'GET') {
+      const job = jobs.find((j) => j.id === Number(m![1]));
+      if (!job) throw notFound('Job');
+      // Reading the log is "watching" it: GitLab then asks the runner for a patch every 3 s instead of 60 s.
+      job.watchedUntil = Date.now() + TRACE_WATCH_TTL_MS;
+      return { status: 200, body: jobView(job) };
+    }
+    if ((m = /^\/_standin\/jobs\/(\d+)\/cancel$/.exec(path)) && method === 'POST') {
+      const job = jobs.find((j) => j.id === Number(m![1]));
+      if (!job) throw notFound('Job');
+      // Ci::Build#cancel: a pending or running job is canceled; the runner learns it from Job-Status on its next call.
+      if (!FINISHED.includes(job.status)) finish(job, 'canceled');
+      return { status: 200, body: jobView(job) };
+    }
     throw notFound();
   }
 
@@ -557,8 +1076,12 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     let reply: Reply;
     try {
       const body = await readBody(req);
-      const params = parseParams(req, url, body);
-      if (isControl) reply = control(method, path, params);
+      // The trace body is the log itself (text/plain), never parameters; Grape reads only the query there.
+      const isTrace = /^\/api\/v4\/jobs\/\d+\/trace$/.test(path);
+      const params = parseParams(req, url, isTrace ? '' : body.toString('utf8'));
+      const git = !isControl && !path.startsWith('/api/') ? gitHttp(req, method, path) : null;
+      if (isControl) reply = await control(method, path, params);
+      else if (git) reply = git;
       else {
         if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
         const rule = failRules.find(
@@ -572,15 +1095,21 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
           rule.left--;
           throw new HttpError(rule.status, { message: `${rule.status} injected by the stand-in` });
         }
-        reply = await api(req, method, path, params, url);
+        reply = await api(req, method, path, params, url, body);
       }
     } catch (err) {
-      reply = err instanceof HttpError ? { status: err.status, body: err.body ?? undefined } : { status: 500, body: { message: '500 Internal Server Error' } };
+      reply =
+        err instanceof HttpError
+          ? { status: err.status, body: err.body ?? undefined, headers: err.headers }
+          : { status: 500, body: { message: '500 Internal Server Error' } };
     }
     if (!isControl) state.calls.push({ method, path, status: reply.status, at: now() });
     if (res.destroyed) return;
     const headers: Record<string, string> = { ...(reply.headers ?? {}) };
-    if (reply.body !== undefined && reply.status !== 204) {
+    if (reply.raw !== undefined) {
+      if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'text/plain';
+      res.writeHead(reply.status, headers).end(method === 'HEAD' ? undefined : reply.raw);
+    } else if (reply.body !== undefined && reply.status !== 204) {
       headers['content-type'] = 'application/json';
       res.writeHead(reply.status, headers).end(JSON.stringify(reply.body));
     } else res.writeHead(reply.status, headers).end();
@@ -599,19 +1128,25 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  serverUrl = (opts.externalUrl ?? url).replace(/\/+$/, '');
 
   return {
     url,
     port,
     state,
     tokens,
+    stateDir,
+    jobs,
     tokenFiles: opts.tokensDir
       ? (Object.fromEntries(Object.entries(TOKEN_FILES).map(([k, f]) => [k, join(opts.tokensDir!, f)])) as Record<keyof StandinTokens, string>)
       : undefined,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
-        server.close(() => resolve());
+        server.close(() => {
+          if (ownStateDir) rmSync(stateDir, { recursive: true, force: true });
+          resolve();
+        });
       }),
     reset,
     setRegistrationTokens(enabled) {
@@ -635,6 +1170,13 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     },
     setDelay(ms) {
       delayMs = ms;
+    },
+    setRunnerTokenExpiration(seconds) {
+      state.runnerTokenExpirationSeconds = seconds;
+    },
+    jobView(id) {
+      const job = jobs.find((j) => j.id === id);
+      return job ? jobView(job) : undefined;
     },
   };
 }
