@@ -288,9 +288,10 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
   /** Verifies a record's token; a rejected one is replaced. Returns whether the record is still the node's runner. */
   const verifyOrReplace = async (node: string, rec: RunnerRecord, settings: RunnerSettings | null): Promise<boolean> => {
     try {
-      // No system_id: GitLab would record this call as that manager's contact, and `status` judges a node by its
-      // manager's last contact, which only the runner process itself may move.
-      const c = await api.verifyRunner(rec.token);
+      // With the node's system_id: without one GitLab files the call under a '<legacy>' manager. For glrt- tokens
+      // verify writes no contacted_at (runner.rb, update_contacted_at: false), so status, which judges that manager's
+      // contact, still sees only what the runner process itself did.
+      const c = await api.verifyRunner(rec.token, rec.systemId);
       const expires = c.tokenExpiresAt ?? null;
       if ((c.id && rec.id === undefined) || expires !== (rec.tokenExpiresAt ?? null)) {
         if (c.id && rec.id === undefined) rec.id = c.id;

@@ -6,8 +6,9 @@ import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { PodView } from '../kube/rollout.js';
 
 /**
- * GitLab calls a runner online when it asked for jobs within the last 2 hours (Ci::Runner::ONLINE_CONTACT_TIMEOUT);
- * it writes contacted_at only every 40–55 minutes, so a shorter window would call healthy runners offline.
+ * GitLab calls a runner online when it asked for jobs within the last 2 hours (Ci::Runner::ONLINE_CONTACT_TIMEOUT).
+ * The API shows the contact time from its cache, fresh on every poll; only the database copy is written every
+ * 40–55 minutes. The same window as GitLab's keeps `status` and GitLab's UI in agreement.
  */
 export const ONLINE_CONTACT_TIMEOUT_MS = 2 * 3600 * 1000;
 

@@ -84,9 +84,11 @@ describe('access token mode', () => {
     expect(mutations()).toEqual([]);
     expect(gl.calls({ path: '/api/v4/runners/verify' })).toHaveLength(3);
     expect(store.current).toEqual(records);
-    // A rerun's verify names no system_id: GitLab would count it as the manager's contact, and only the runner
-    // process may make its manager look alive (status judges by it).
-    for (const r of records) expect(gl.state.managers.filter((m) => m.runnerId === r.id)).toEqual([]);
+    // verify registered each node's system_id as its runner's manager, without counting as its contact
+    for (const r of records) {
+      const ms = gl.state.managers.filter((m) => m.runnerId === r.id);
+      expect(ms.map((m) => [m.systemId, m.contactedAt])).toEqual([[r.systemId, null]]);
+    }
   });
 
   it('changed tags update the runners in place (same ids) and the records', async () => {
@@ -164,6 +166,34 @@ describe('access token mode', () => {
     expect(after.map((r) => r.node)).toEqual(['pi-1']);
     expect(store.current.map((r) => r.id)).toEqual(fleetRunners().map((r) => r.id));
     expect(result.changes.map((c) => c.step).sort()).toEqual(['delete runner', 'delete runner', 'replace runner']);
+  });
+
+  it('an expiring token is rotated from half its lifetime on: same runner, new token saved, the old one dead', async () => {
+    gl.setRunnerTokenExpiration(3600);
+    try {
+      const store = new MemoryRecordStore();
+      await run(inventory('accessToken', ['pi-1']), store);
+      const [first] = store.current;
+      expect(first.tokenExpiresAt).toBeTruthy();
+      const early = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, { dryRun: false, now: () => new Date(Date.now() + 1000 * 1000) });
+      expect(early.changes).toEqual([]);
+      const later = () => new Date(Date.now() + 1900 * 1000);
+      const planned = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, { dryRun: true, now: later });
+      expect(planned.changes.map((c) => c.step)).toEqual(['rotate token']);
+      const rotated = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, { dryRun: false, now: later });
+      expect(rotated.errors).toEqual([]);
+      expect(rotated.changes.map((c) => c.step)).toEqual(['rotate token']);
+      const [second] = store.current;
+      seenTokens.add(second.token);
+      expect(second.id).toBe(first.id);
+      expect(second.token).not.toBe(first.token);
+      expect(second.tokenObtainedAt).toBeTruthy();
+      await expect(api.verifyRunner(first.token)).rejects.toMatchObject({ status: 403 });
+      await expect(api.verifyRunner(second.token)).resolves.toMatchObject({ id: first.id });
+      expect(JSON.stringify(rotated.changes)).not.toContain(second.token);
+    } finally {
+      gl.setRunnerTokenExpiration(null);
+    }
   });
 
   it('a token deleted in GitLab is replaced, the record updated, and the stale runner removed', async () => {

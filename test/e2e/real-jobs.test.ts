@@ -1,0 +1,208 @@
+// Issue 10 end to end: real gitlab-runner 17.9.3 in real pods on real kubelets (and on a Pi's host), running the
+// ci-snippet job that builds an image on the node and pushes it to the plain-HTTP test registry.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterBinDir } from '../../scripts/testbed/cluster.js';
+import { down, execOnNode, nodeDockerPid, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { runCiJob, type JobOptions, type JobResult } from '../../scripts/testbed/job.js';
+import type { Executor } from '../../src/inventory/types.js';
+import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import { runProvision } from '../support/provision.js';
+import { requireRoot } from '../support/requireRoot.js';
+
+const canRun = requireRoot('real CI jobs end to end');
+const NS = 'gitlab-runner';
+const HTTPS_ERROR = 'server gave HTTP response to HTTPS client';
+
+interface PodIdentity {
+  node: string;
+  uid: string;
+  containers: string[];
+  restarts: number;
+}
+
+describe.runIf(canRun)('real CI jobs on every executor', () => {
+  let fleet: FleetInfo;
+  let base: InventoryDoc;
+  let bin: string;
+  let kubeconfig: string;
+  const get = (args: string[]) => kubectlJson(bin, kubeconfig, args);
+  const variant = (mutate: (inv: InventoryDoc) => void) => writeVariant(fleet.inventory, base, mutate);
+  const job = (executor: Executor, opts: Partial<JobOptions> = {}): Promise<JobResult> =>
+    runCiJob({ inventoryPath: opts.inventoryPath ?? fleet.inventory, executor, timeout: 240, ...opts });
+  const apply = async (executor: Executor, inventory = fleet.inventory, extra: string[] = []) => {
+    const r = await runProvision(['--inventory', inventory, '--executor', executor, '--json', ...extra]);
+    expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
+    return r.report!;
+  };
+  const runnerPods = (executor: Executor): PodIdentity[] =>
+    (get(['-n', NS, 'get', 'pods', '-l', `runner-fleet.dev/executor=${executor}`]).items as any[])
+      .filter((p) => !p.metadata.deletionTimestamp)
+      .map((p) => ({
+        node: p.spec.nodeName,
+        uid: p.metadata.uid,
+        containers: (p.status?.containerStatuses ?? []).map((c: any) => c.containerID).sort(),
+        restarts: (p.status?.containerStatuses ?? []).reduce((n: number, c: any) => n + c.restartCount, 0),
+      }))
+      .sort((a, b) => a.node.localeCompare(b.node));
+  const expectPushed = (r: JobResult) => {
+    expect(r.status, `${r.failureReason}\n${r.trace}`).toBe('success');
+    expect(r.pushed, `the registry does not list ${r.image}\n${r.trace}`).toBe(true);
+  };
+  const managers = async (runnerId: number): Promise<string[]> => {
+    const token = readFileSync(base.gitlab.accessToken.slice('file:'.length), 'utf8').trim();
+    const res = await fetch(`${base.gitlab.url}/api/v4/runners/${runnerId}/managers`, { headers: { 'private-token': token } });
+    return ((await res.json()) as { system_id: string }[]).map((m) => m.system_id).sort();
+  };
+
+  beforeAll(async () => {
+    // apt, snap, and a node with no Docker yet: provision installs it. Every node is a microk8s node, whose
+    // containerd pulls the runner image only once runner-fleet wrote its hosts.toml.
+    fleet = await up({ nodes: 3, kinds: ['apt', 'snap', 'none'], microk8s: true });
+    base = readInventory(fleet.inventory);
+    kubeconfig = base.kubernetes.kubeconfig;
+    bin = await clusterBinDir();
+  });
+
+  afterAll(async () => {
+    if (canRun) await down();
+  });
+
+  it('before converge the runner image cannot be pulled on a microk8s node; after it, the pods run it', async () => {
+    const image = base.runners.image as string;
+    kubectl(bin, kubeconfig, ['create', 'namespace', 'pull-probe']);
+    writeFileSync(
+      `${fleet.stateDir}/pull-probe.json`,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'probe', namespace: 'pull-probe' },
+        spec: { nodeName: 'pi1', containers: [{ name: 'c', image, command: ['gitlab-runner', '--version'] }], restartPolicy: 'Never' },
+      }),
+    );
+    kubectl(bin, kubeconfig, ['apply', '-f', `${fleet.stateDir}/pull-probe.json`]);
+    let waiting = '';
+    for (let i = 0; i < 60 && !waiting.includes(HTTPS_ERROR); i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const events = get(['-n', 'pull-probe', 'get', 'events']).items as any[];
+      waiting = events.map((e) => e.message ?? '').join('\n');
+    }
+    expect(waiting).toContain(HTTPS_ERROR);
+    kubectl(bin, kubeconfig, ['delete', 'namespace', 'pull-probe', '--wait=false']);
+
+    const report = await apply('dood');
+    expect(report.ok).toBe(true);
+    expect(runnerPods('dood').map((p) => p.node)).toEqual(['pi1', 'pi2', 'pi3']);
+  });
+
+  it('dood: the job builds on the node through its Docker socket and pushes over HTTP', async () => {
+    for (const node of ['pi1', 'pi2']) {
+      const r = await job('dood', { node });
+      expectPushed(r);
+      expect(r.node).toBe(node);
+      // The job's docker talked to the node's own dockerd: the built image is in that daemon.
+      const inspect = await execOnNode(node, ['docker', 'image', 'inspect', '--format', '{{.Id}}', r.image]);
+      expect(inspect.code, inspect.stderr).toBe(0);
+    }
+  });
+
+  it('status is healthy by the runners polling on their own (no hand-made contact)', async () => {
+    const r = await runProvision(['status', '--inventory', fleet.inventory, '--executor', 'dood', '--json']);
+    expect(r.code, r.stdout).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.ok).toBe(true);
+    for (const n of report.nodes) expect(n.gitlab.state).toBe('online');
+  });
+
+  it('a rerun changes nothing and restarts no runner pod; a tag edit reaches the runner without a restart', async () => {
+    const pods = runnerPods('dood');
+    const rerun = await apply('dood');
+    expect(rerun.changed).toBe(0);
+    expect(runnerPods('dood')).toEqual(pods);
+
+    const tagged = variant((inv) => (inv.runners.tags = ['fleet', 'retagged']));
+    const edit = await apply('dood', tagged);
+    expect(edit.gitlab?.changes.map((c) => c.step)).toEqual(['update runner', 'update runner', 'update runner']);
+    expect(runnerPods('dood')).toEqual(pods);
+    const r = await job('dood', { inventoryPath: tagged });
+    expectPushed(r);
+  });
+
+  it('a runner pod deleted by hand comes back as the same runner manager', async () => {
+    const records = JSON.parse(
+      Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data.records, 'base64').toString('utf8'),
+    ) as { node: string; id: number; systemId: string }[];
+    const pi3 = records.find((r) => r.node === 'pi3')!;
+    const before = await managers(pi3.id);
+    expect(before).toEqual([pi3.systemId]);
+    const old = runnerPods('dood').find((p) => p.node === 'pi3')!;
+    kubectl(bin, kubeconfig, ['-n', NS, 'delete', 'pod', '-l', 'runner-fleet.dev/executor=dood', '--field-selector', 'spec.nodeName=pi3', '--wait=true']);
+    kubectl(bin, kubeconfig, ['-n', NS, 'rollout', 'status', 'daemonset/gitlab-runner-dood', '--timeout=120s']);
+    expect(runnerPods('dood').find((p) => p.node === 'pi3')!.uid).not.toBe(old.uid);
+    const r = await job('dood', { node: 'pi3' });
+    expectPushed(r);
+    expect(await managers(pi3.id)).toEqual(before);
+  });
+
+  it('a job running while apply reloads Docker (apt) keeps running and succeeds', async () => {
+    const pid = nodeDockerPid('pi1');
+    const running = job('dood', { node: 'pi1', beforeScript: ['echo holding the job open; sleep 20'] });
+    // Wait until the runner has the job, then change the registries: apt's dockerd gets a SIGHUP.
+    await new Promise((r) => setTimeout(r, 8000));
+    const more = variant((inv) => (inv.gitlab.registry = [...inv.gitlab.registry, 'mirror.fleet.test:5000']));
+    const report = await apply('dood', more);
+    expect(report.nodes.find((n) => n.name === 'pi1')!.changes.map((c) => c.step)).toContain('reload docker');
+    expectPushed(await running);
+    expect(nodeDockerPid('pi1')).toBe(pid);
+    await apply('dood');
+  });
+
+  it.each([
+    ['pi1', 'apt'],
+    ['pi2', 'snap'],
+  ])('%s (%s): the push fails with the HTTPS error until runner-fleet converges the node, then succeeds', async (node) => {
+    const path = node === 'pi1' ? '/etc/docker/daemon.json' : '/var/snap/docker/current/config/daemon.json';
+    const file = nodeFile(node, path);
+    const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const registries = (config['insecure-registries'] as string[]).filter((r) => r !== fleet.registry);
+    writeFileSync(file, `${JSON.stringify({ ...config, 'insecure-registries': registries }, null, 2)}\n`);
+    const reload = node === 'pi1' ? ['systemctl', 'reload', 'docker'] : ['systemctl', 'kill', '-s', 'HUP', '--kill-whom=main', 'snap.docker.dockerd.service'];
+    expect((await execOnNode(node, reload)).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1000));
+
+    // The job's images are already on the node (pull policy if-not-present): the push is what meets the registry.
+    const broken = await job('dood', { node });
+    expect(broken.status).toBe('failed');
+    expect(broken.trace).toContain(HTTPS_ERROR);
+
+    await apply('dood');
+    expectPushed(await job('dood', { node }));
+  });
+
+  it("dind: the job's own dockerd trusts the registry only through the service's command", async () => {
+    await apply('dind');
+    const r = await job('dind', { node: 'pi2', beforeScript: ['docker info --format "insecure: {{json .RegistryConfig.IndexConfigs}}"'] });
+    expectPushed(r);
+    // The daemon the job used is the dind service's (its own data root), not the node's.
+    const onNode = await execOnNode('pi2', ['docker', 'image', 'inspect', r.image]);
+    expect(onNode.code).not.toBe(0);
+    expect(r.trace).toMatch(new RegExp(`insecure: .*"${fleet.registry.replace(/\./g, '\\.')}"[^}]*"Secure":false`));
+  });
+
+  it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {
+    await apply('shell');
+    const r = await job('shell', { node: 'pi1' });
+    expectPushed(r);
+    expect((await execOnNode('pi1', ['docker', 'image', 'inspect', r.image])).code).toBe(0);
+  });
+
+  it('shell (placement host): the real gitlab-runner service on the Pi runs the job', async () => {
+    await apply('shell', fleet.inventory, ['--placement', 'host']);
+    const r = await job('shell', { node: 'pi3' });
+    expectPushed(r);
+    const ps = await execOnNode('pi3', ['sh', '-c', 'cat /proc/$(cat /run/gitlab-runner.pid)/cmdline | tr "\\0" " "']);
+    expect(ps.stdout).toContain('gitlab-runner run');
+    // The cluster runners went first: no runner pod is left.
+    expect((get(['-n', NS, 'get', 'pods']).items as any[]).length).toBe(0);
+  });
+});
