@@ -13,6 +13,7 @@ import {
   copyExecutable,
   busyboxListFull,
   debianVersions,
+  FileFacts,
   exists,
   fileEntry,
   goBuild,
@@ -137,10 +138,10 @@ function sharedToolDirs(): string[] {
 }
 
 /** The unpacked, sha256-checked binary in the cache (from $ENV, a plain or .xz file, else from ../shared). */
-async function runnerBinary(which: RunnerBinary, root: string): Promise<string> {
+async function runnerBinary(facts: FileFacts, which: RunnerBinary, root: string): Promise<string> {
   const { sha256, env } = RUNNER_BINARIES[which];
   const dest = join(root, 'bin', `${which}-17.9.3`);
-  if ((await exists(dest)) && (await sha256File(dest)) === sha256) return dest;
+  if ((await exists(dest)) && (await facts.sha256(dest)) === sha256) return dest;
   const fromEnv = process.env[env];
   const candidates = fromEnv ? [fromEnv] : sharedToolDirs().map((d) => join(d, `${which}.xz`));
   const src = candidates.find((c) => existsSync(c));
@@ -153,7 +154,7 @@ async function runnerBinary(which: RunnerBinary, root: string): Promise<string> 
   }
   if (src.endsWith('.xz')) await unxz(src, dest);
   else await copyExecutable(src, dest);
-  const got = await sha256File(dest);
+  const got = await facts.sha256(dest);
   if (got !== sha256) throw new MissingImageInputError(`${src}: unpacked sha256 ${got}, expected ${sha256} (gitlab-runner 17.9.3 ${which})`);
   return dest;
 }
@@ -295,14 +296,14 @@ function imageSpecs(i: Inputs): Record<ImageName, ImageSpec> {
 
 // ---------------------------------------------------------------------------------------------- build
 
-async function layerEntries(spec: LayerSpec): Promise<RootfsEntry[]> {
+async function layerEntries(facts: FileFacts, spec: LayerSpec): Promise<RootfsEntry[]> {
   const lists: RootfsEntry[][] = [];
   if (spec.busybox) lists.push(skeletonEntries(), busyboxEntries(spec.busybox, await busyboxListFull(spec.busybox)));
   const treeLists: RootfsEntry[] = [];
   for (const t of spec.trees ?? []) treeLists.push(...(await treeEntries(t)));
   // ELF files found in trees (git-remote-http, the xtables modules) need their libraries too.
   const treeFiles = treeLists.flatMap((e) => (e.kind === 'file' ? [{ from: e.from, path: e.path }] : []));
-  lists.push(await programEntries([...(spec.programs ?? []), ...treeFiles]));
+  lists.push(await programEntries(facts, [...(spec.programs ?? []), ...treeFiles]));
   lists.push(treeLists);
   for (const f of spec.files ?? []) lists.push([await fileEntry(f.from, f.path, f.mode)]);
   lists.push(spec.entries ?? []);
@@ -323,11 +324,12 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
   const store: BuildStore = { root: join(root, 'images'), epoch: opts.epoch ?? Number(process.env.SOURCE_DATE_EPOCH ?? 0) };
   const log = opts.log ?? (() => {});
   await mkdir(store.root, { recursive: true });
+  const facts = await FileFacts.load(join(store.root, 'file-facts.json'));
 
   const inputs: Inputs = {
     busybox: required('/bin/busybox', 'busybox-static'),
-    gitlabRunner: await runnerBinary('gitlab-runner', root),
-    gitlabRunnerHelper: await runnerBinary('gitlab-runner-helper', root),
+    gitlabRunner: await runnerBinary(facts, 'gitlab-runner', root),
+    gitlabRunnerHelper: await runnerBinary(facts, 'gitlab-runner-helper', root),
     pause: await pauseBinary(root),
     dockerCli: dockerCli(),
     dumbInit: existsSync('/usr/bin/dumb-init') ? '/usr/bin/dumb-init' : undefined,
@@ -341,8 +343,8 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
     const done = layers.get(name);
     if (done) return done;
     const spec = layerSpec[name];
-    const entries = await layerEntries(spec);
-    const hashes = await hashSources(entries);
+    const entries = await layerEntries(facts, spec);
+    const hashes = await hashSources(facts, entries);
     const packages = Object.fromEntries(spec.packages.map((p) => [p, versions[p] ?? 'absent']));
     const key = cacheKey({ buildVersion: BUILD_VERSION, inputs: layerInputs(entries, hashes), packages, config: { layer: name, epoch: store.epoch } });
     const t0 = Date.now();
@@ -379,6 +381,7 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
     await writeOciArchive(store, ociArchive, pause.img, PAUSE_REF);
     await writeFileAtomic(stamp, want);
   }
+  await facts.save();
   return { images, pause: { ociArchive, ref: PAUSE_REF, manifest: pause.img.manifest.descriptor, binary: inputs.pause }, store: store.root };
 }
 

@@ -54,10 +54,65 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/**
+ * Remembers, across builds, each host file's sha256 (by path, size, mtime and inode) and each ELF file's libraries
+ * (by content), so a warm build neither re-reads hundreds of MB nor runs ldd on every xtables module again.
+ */
+export class FileFacts {
+  private hashes = new Map<string, string>();
+  private libs = new Map<string, string[]>();
+  private dirty = false;
+
+  private constructor(private readonly file: string) {}
+
+  static async load(file: string): Promise<FileFacts> {
+    const f = new FileFacts(file);
+    try {
+      const raw = JSON.parse(await readFile(file, 'utf8')) as { hashes: Record<string, string>; libs: Record<string, string[]> };
+      f.hashes = new Map(Object.entries(raw.hashes));
+      f.libs = new Map(Object.entries(raw.libs));
+    } catch {
+      // first build, or an unreadable file: start empty
+    }
+    return f;
+  }
+
+  async sha256(path: string): Promise<string> {
+    const st = await stat(path);
+    const id = `${path}|${st.size}|${st.mtimeMs}|${st.ino}`;
+    const known = this.hashes.get(id);
+    if (known) return known;
+    const h = await sha256File(path);
+    this.hashes.set(id, h);
+    this.dirty = true;
+    return h;
+  }
+
+  /** Shared libraries of an ELF file, as ldd resolves them on this machine; static programs and non-ELF files have none. */
+  async libraries(path: string): Promise<string[]> {
+    if (!(await isElf(path))) return [];
+    const id = await this.sha256(path);
+    const known = this.libs.get(id);
+    if (known) return known;
+    const r = await sh({ nothrow: true })`ldd ${path}`;
+    // ldd exits 1 for static binaries ("not a dynamic executable"): nothing to copy.
+    const libs = r.exitCode === 0 ? parseLdd(r.stdout) : [];
+    this.libs.set(id, libs);
+    this.dirty = true;
+    return libs;
+  }
+
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    await writeFileAtomic(this.file, JSON.stringify({ hashes: Object.fromEntries(this.hashes), libs: Object.fromEntries(this.libs) }));
+    this.dirty = false;
+  }
+}
+
 /** sha256 of every host file the entries copy, keyed by host path. */
-export async function hashSources(entries: readonly RootfsEntry[]): Promise<Map<string, string>> {
+export async function hashSources(facts: FileFacts, entries: readonly RootfsEntry[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for (const f of sourceFiles(entries)) out.set(f, await sha256File(f));
+  for (const f of sourceFiles(entries)) out.set(f, await facts.sha256(f));
   return out;
 }
 
@@ -73,15 +128,10 @@ async function isElf(path: string): Promise<boolean> {
   }
 }
 
-/** The shared libraries of ELF files, as ldd resolves them on this machine; static programs have none. */
-export async function sharedLibraries(paths: readonly string[]): Promise<string[]> {
+/** The shared libraries of ELF files (each once, sorted). */
+export async function sharedLibraries(facts: FileFacts, paths: readonly string[]): Promise<string[]> {
   const libs = new Set<string>();
-  for (const p of paths) {
-    if (!(await isElf(p))) continue;
-    const r = await sh({ nothrow: true })`ldd ${p}`;
-    // ldd exits 1 for static binaries ("not a dynamic executable"): nothing to copy.
-    if (r.exitCode === 0) for (const l of parseLdd(r.stdout)) libs.add(l);
-  }
+  for (const p of paths) for (const l of await facts.libraries(p)) libs.add(l);
   return [...libs].sort();
 }
 
@@ -119,10 +169,10 @@ export async function treeEntries(dir: string): Promise<RootfsEntry[]> {
 }
 
 /** ELF programs with their libraries (each library at its canonical path, symlinks on the host followed). */
-export async function programEntries(programs: readonly { from: string; path?: string }[]): Promise<RootfsEntry[]> {
+export async function programEntries(facts: FileFacts, programs: readonly { from: string; path?: string }[]): Promise<RootfsEntry[]> {
   const out: RootfsEntry[] = [];
   for (const p of programs) out.push(await fileEntry(p.from, p.path));
-  for (const lib of await sharedLibraries(programs.map((p) => p.from))) out.push(await fileEntry(lib, canonicalPath(lib), 0o755));
+  for (const lib of await sharedLibraries(facts, programs.map((p) => p.from))) out.push(await fileEntry(lib, canonicalPath(lib), 0o755));
   return out;
 }
 

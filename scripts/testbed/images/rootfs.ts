@@ -35,6 +35,9 @@ export function skeletonEntries(): RootfsEntry[] {
   entries.push({ kind: 'text', path: '/etc/group', mode: 0o644, text: 'root:x:0:\nnogroup:x:65534:\n' });
   // glibc programs (git, curl) resolve names through NSS; without this file the order is not the usual one.
   entries.push({ kind: 'text', path: '/etc/nsswitch.conf', mode: 0o644, text: 'passwd: files\ngroup: files\nhosts: files dns\n' });
+  // dockerd and others log a warning per start without one.
+  entries.push({ kind: 'text', path: '/usr/lib/os-release', mode: 0o644, text: 'NAME="runner-fleet test image"\nID=runner-fleet\nPRETTY_NAME="runner-fleet test image (busybox + Debian 12 binaries)"\n' });
+  entries.push({ kind: 'symlink', path: '/etc/os-release', target: '../usr/lib/os-release' });
   return entries;
 }
 
