@@ -22,3 +22,12 @@ fi
 
 # Kubernetes test cluster binaries, built from Go modules and cached outside the checkout.
 bash scripts/build-test-cluster.sh >/dev/null
+
+# The real-runner test fleet's images (gitlab-runner, helper, docker cli/dind, base, pause), cached the same way.
+rc=0
+npx tsx scripts/testbed/images.ts build >/dev/null || rc=$?
+if [ "$rc" = 3 ]; then
+  echo "[setup] WARNING: test images not built (see above); the real-runner test fleet needs them" >&2
+elif [ "$rc" != 0 ]; then
+  exit "$rc"
+fi
