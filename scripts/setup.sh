@@ -3,7 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates curl)
+packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates curl
+  # the real test fleet: each node runs containerd + runc + a kubelet with the CNI bridge plugin; the runc wrapper
+  # for privileged containers needs jq and capsh; xz unpacks the shared gitlab-runner binaries; git goes into the
+  # runner and helper images (with iptables and openssl into the dind image, dumb-init into the runner image)
+  containerd runc containernetworking-plugins jq libcap2-bin iptables xz-utils git dumb-init)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
@@ -18,3 +22,12 @@ fi
 
 # Kubernetes test cluster binaries, built from Go modules and cached outside the checkout.
 bash scripts/build-test-cluster.sh >/dev/null
+
+# The real-runner test fleet's images (gitlab-runner, helper, docker cli/dind, base, pause), cached the same way.
+rc=0
+npx tsx scripts/testbed/images.ts build >/dev/null || rc=$?
+if [ "$rc" = 3 ]; then
+  echo "[setup] WARNING: test images not built (see above); the real-runner test fleet needs them" >&2
+elif [ "$rc" != 0 ]; then
+  exit "$rc"
+fi
