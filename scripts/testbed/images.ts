@@ -44,7 +44,7 @@ import { type PushBlob, pushImage } from './images/push.js';
 import { type RootfsEntry, busyboxEntries, mergeEntries, skeletonEntries } from './images/rootfs.js';
 
 /** Bump when this file or build.ts changes what lands in an image: every cache key changes with it. */
-export const BUILD_VERSION = '1';
+export const BUILD_VERSION = '2';
 
 export type ImageName = 'gitlab-runner' | 'gitlab-runner-helper' | 'docker-cli' | 'docker-dind' | 'base';
 export const IMAGE_NAMES: readonly ImageName[] = ['gitlab-runner', 'gitlab-runner-helper', 'docker-cli', 'docker-dind', 'base'];
@@ -214,10 +214,11 @@ function layerSpecs(i: Inputs): Record<LayerName, LayerSpec> {
     git: {
       // git's helpers (git-remote-http for https clones, ...) live in git-core; /usr/bin/git is one of its links.
       trees: ['/usr/lib/git-core', '/usr/share/git-core/templates'],
-      programs: [],
+      // bash as in GitLab's images: the shell executor (shell = "bash") and gitlab-runner-build prefer it.
+      programs: [{ from: required('/bin/bash', 'bash'), path: '/bin/bash' }],
       files: [{ from: '/etc/ssl/certs/ca-certificates.crt', mode: 0o644 }],
       entries: [{ kind: 'symlink', path: '/usr/bin/git', target: '../lib/git-core/git' }],
-      packages: ['git', 'ca-certificates', 'libcurl3-gnutls', 'libc6'],
+      packages: ['git', 'ca-certificates', 'libcurl3-gnutls', 'libc6', 'bash'],
     },
     'gitlab-runner': {
       programs: [{ from: i.gitlabRunner, path: '/usr/bin/gitlab-runner' }, ...dumbInit],
