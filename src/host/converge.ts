@@ -4,6 +4,7 @@ import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import { DOCKER_INFO, gatherScript, parseDockerInfo, parseFacts, registryIsInsecure, shQuote, type HostFacts } from './facts.js';
+import { DOCKER_FLAVOURS } from './flavours.js';
 import { planHost, type HostPlan, type HostStep } from './plan.js';
 
 export interface HostResult {
@@ -51,16 +52,11 @@ trap - EXIT`;
 export function stepScript(step: HostStep): string {
   switch (step.kind) {
     case 'install-docker':
-      return step.flavour === 'apt'
-        ? `export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q docker.io >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; }
-systemctl is-active --quiet docker || systemctl start docker`
-        : `snap install docker >/dev/null`;
+      return DOCKER_FLAVOURS[step.flavour].installScript;
     case 'write-file':
       return atomicWriteScript(step.path, step.content, step.expectSha256, step.mode);
     case 'reload-docker':
-      if (step.flavour === 'apt') return step.action === 'reload' ? 'systemctl reload docker' : `systemctl ${step.action} docker`;
-      return `snap ${step.action} docker >/dev/null`;
+      return DOCKER_FLAVOURS[step.flavour].script[step.action];
   }
 }
 
