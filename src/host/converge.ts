@@ -34,9 +34,9 @@ export async function gatherFacts(conn: NodeConnection, registries: string[], ex
  * The temp file is made by mktemp (0600) and gets `mode` before it is moved, so a secret is never readable by others.
  * `backup: false` for files only runner-fleet reads (its own records), where an old copy is only an old token.
  */
-export function atomicWriteScript(path: string, content: string, expectSha256: string, mode: string, opts: { backup?: boolean } = {}): string {
+export function atomicWriteScript(path: string, content: string | Buffer, expectSha256: string, mode: string, opts: { backup?: boolean } = {}): string {
   const f = shQuote(path);
-  const b64 = Buffer.from(content, 'utf8').toString('base64');
+  const b64 = (typeof content === 'string' ? Buffer.from(content, 'utf8') : content).toString('base64');
   return `f=${f}; d=$(dirname "$f"); mkdir -p "$d"
 if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
 if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
