@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, createReadStream, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { $ } from 'zx';
 import { nodeFile } from './paths.js';
 import type { TestbedService } from './services.js';
@@ -12,7 +12,7 @@ export const GITLAB_RUNNER_VERSION = '17.9.3';
 /** sha256 of the unpacked binary, from /work/shared/tools/gitlab-runner/README.md (tag v17.9.3, linux/amd64). */
 export const GITLAB_RUNNER_SHA256 = '080c4e589e62b87b73b7d6857950fbdbd9a546f8408c677777c7d6ca5df3f56f';
 export const SHARED_GITLAB_RUNNER_XZ = '/work/shared/tools/gitlab-runner/gitlab-runner.xz';
-/** A gitlab-runner binary to use instead (say, one downloaded from GitLab); taken as it is, its version checked. */
+/** Where else to take gitlab-runner 17.9.3 from (say, one downloaded from GitLab): plain or .xz, sha256 checked. */
 export const GITLAB_RUNNER_ENV = 'RUNNER_FLEET_GITLAB_RUNNER';
 
 /** Where the repository stand-in looks on each node (scripts/testbed/standins/apt-get). */
@@ -35,34 +35,38 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** `../shared/tools/gitlab-runner` beside the checkout, and the machine's /work/shared. */
+function sharedXzCandidates(): string[] {
+  const here = join(import.meta.dirname, '..', '..', '..', 'shared', 'tools', 'gitlab-runner', 'gitlab-runner.xz');
+  return [...new Set([SHARED_GITLAB_RUNNER_XZ, here])];
+}
+
 /**
- * The path of a real gitlab-runner binary on this machine: $RUNNER_FLEET_GITLAB_RUNNER, or the shared build unpacked
- * into `~/.cache/runner-fleet/gitlab-runner/17.9.3/` (checked against its sha256 every time: a cache can rot).
- * Throws GitlabRunnerMissingError saying what is missing.
+ * The path of the real gitlab-runner 17.9.3 on this machine, unpacked (from $RUNNER_FLEET_GITLAB_RUNNER, plain or .xz,
+ * else the shared build) into `~/.cache/runner-fleet/bin/gitlab-runner-17.9.3`, the path the test images' build uses
+ * too, and checked against its sha256 every time (a cache can rot). Throws GitlabRunnerMissingError saying what is
+ * missing.
  */
 export async function ensureGitlabRunner(): Promise<string> {
-  const fromEnv = process.env[GITLAB_RUNNER_ENV];
-  if (fromEnv) {
-    if (!existsSync(fromEnv)) throw new GitlabRunnerMissingError(`${GITLAB_RUNNER_ENV}=${fromEnv}: no such file`);
-    const v = await $({ nothrow: true, quiet: true })`${fromEnv} --version`;
-    if (v.exitCode !== 0 || !v.stdout.includes('Version:')) throw new GitlabRunnerMissingError(`${GITLAB_RUNNER_ENV}=${fromEnv} is not a gitlab-runner binary (--version: ${v.stderr.trim().slice(0, 200)})`);
-    return fromEnv;
-  }
-  const dir = join(cacheRoot(), 'gitlab-runner', GITLAB_RUNNER_VERSION);
-  const bin = join(dir, 'gitlab-runner');
+  const bin = join(cacheRoot(), 'bin', `gitlab-runner-${GITLAB_RUNNER_VERSION}`);
   if (existsSync(bin) && (await sha256File(bin)) === GITLAB_RUNNER_SHA256) return bin;
-  if (!existsSync(SHARED_GITLAB_RUNNER_XZ)) {
+  const fromEnv = process.env[GITLAB_RUNNER_ENV];
+  const candidates = fromEnv ? [fromEnv] : sharedXzCandidates();
+  const src = candidates.find((c) => existsSync(c));
+  if (!src) {
     throw new GitlabRunnerMissingError(
-      `the real gitlab-runner ${GITLAB_RUNNER_VERSION} is missing: neither ${SHARED_GITLAB_RUNNER_XZ} nor ${bin} exists; ` +
-        `set ${GITLAB_RUNNER_ENV} to a linux/amd64 gitlab-runner binary (e.g. one downloaded from GitLab)`,
+      fromEnv
+        ? `${GITLAB_RUNNER_ENV}=${fromEnv}: no such file (it should be the gitlab-runner ${GITLAB_RUNNER_VERSION} linux/amd64 binary, plain or .xz)`
+        : `the real gitlab-runner ${GITLAB_RUNNER_VERSION} is missing: no ${candidates.join(' or ')}; set ${GITLAB_RUNNER_ENV} to the binary (plain or .xz, e.g. downloaded from GitLab)`,
     );
   }
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dirname(bin), { recursive: true });
   const tmp = `${bin}.tmp-${process.pid}`;
   try {
-    await $({ quiet: true })`xz -dc ${SHARED_GITLAB_RUNNER_XZ} > ${tmp}`;
+    if (src.endsWith('.xz')) await $({ quiet: true })`xz -dc ${src} > ${tmp}`;
+    else await $({ quiet: true })`cp ${src} ${tmp}`;
     const got = await sha256File(tmp);
-    if (got !== GITLAB_RUNNER_SHA256) throw new GitlabRunnerMissingError(`${SHARED_GITLAB_RUNNER_XZ} unpacks to sha256 ${got}, not ${GITLAB_RUNNER_SHA256}: refusing it`);
+    if (got !== GITLAB_RUNNER_SHA256) throw new GitlabRunnerMissingError(`${src}: unpacked sha256 ${got}, expected ${GITLAB_RUNNER_SHA256} (gitlab-runner ${GITLAB_RUNNER_VERSION}); refusing it`);
     chmodSync(tmp, 0o755);
     renameSync(tmp, bin);
   } finally {
