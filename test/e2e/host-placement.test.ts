@@ -46,7 +46,9 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
   const listed = async (node: string) => {
     const r = await sh(node, 'gitlab-runner list');
     expect(r.code).toBe(0);
-    return r.stderr.split('\n').filter((l) => l.includes('Executor=')).map((l) => ({
+    // logrus colours the field names even without a terminal: compare the text without its escapes.
+    // eslint-disable-next-line no-control-regex
+    return r.stderr.replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.includes('Executor=')).map((l) => ({
       name: l.slice(0, 52).trim(),
       executor: /Executor=(\S+)/.exec(l)![1],
       token: /Token=(\S+)/.exec(l)![1],
