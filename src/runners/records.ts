@@ -149,17 +149,12 @@ function show(v: unknown): string {
   return v === undefined || v === null ? 'none' : typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
-const ALPHANUMERIC = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-
-/**
- * A random runner manager id as gitlab-runner makes one: `r_` and 12 alphanumerics (`s_` is for ids it derives from
- * the machine). Rejection sampling keeps every character equally likely.
- */
 export function newSystemId(): string {
+  // A random runner manager id as gitlab-runner makes one: `r_` and 12 alphanumerics (`s_` is for ids it derives
+  // from the machine). Rejection sampling keeps every character equally likely.
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
   let id = '';
-  while (id.length < 12) {
-    for (const b of randomBytes(16)) if (b < 248 && id.length < 12) id += ALPHANUMERIC[b % 62];
-  }
+  while (id.length < 12) for (const b of randomBytes(16)) if (b < 248 && id.length < 12) id += alphabet[b % 62];
   return `r_${id}`;
 }
 
