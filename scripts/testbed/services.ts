@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { NodeInfo } from './node.js';
 import { processInfo, spawnDaemon } from './procs.js';
 import { clusterService, gitlabService } from './extra-services.js';
+import { gitlabRunnerPackageService } from './gitlab-runner.js';
 import { registryService } from './registry.js';
 
 /**
@@ -39,13 +40,18 @@ export interface TestbedService {
 }
 
 /** What `up` starts unless told otherwise, in this order (`down` stops them in reverse). */
-export const DEFAULT_SERVICES: TestbedService[] = [registryService, gitlabService, clusterService];
+export const DEFAULT_SERVICES: TestbedService[] = [registryService, gitlabRunnerPackageService, gitlabService, clusterService];
 
-/** `--services registry,gitlab`: a lighter fleet (the benchmark needs no cluster). The registry is always on. */
+const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
+
+/**
+ * `--services registry,gitlab`: a lighter fleet (the benchmark needs no cluster). The registry is always on, and so is
+ * the gitlab-runner package (it starts nothing: it only hands the nodes' apt-get the real binary).
+ */
 export function servicesNamed(names: string[]): TestbedService[] {
   const unknown = names.filter((n) => !DEFAULT_SERVICES.some((s) => s.name === n));
   if (unknown.length > 0) throw new Error(`unknown service ${unknown.join(', ')} (known: ${DEFAULT_SERVICES.map((s) => s.name).join(', ')})`);
-  return DEFAULT_SERVICES.filter((s) => s.name === 'registry' || names.includes(s.name));
+  return DEFAULT_SERVICES.filter((s) => ALWAYS_ON.includes(s.name) || names.includes(s.name));
 }
 
 const PIDS = 'daemons.pids';

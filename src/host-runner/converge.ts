@@ -1,5 +1,7 @@
 // One node's host runner: register (record on the node), plan, apply in one round trip, verify; or unregister and remove it.
 import { atomicWriteScript } from '../host/converge.js';
+import { DOCKER_FLAVOURS } from '../host/flavours.js';
+import { chooseFlavour } from '../host/plan.js';
 import { FILE_FN, sha256, shQuote, splitGatherOutput, type HostFacts } from '../host/facts.js';
 import type { GitlabRunnerApi } from '../gitlab/api.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
@@ -49,6 +51,7 @@ const STEP_NAMES: Record<HostRunnerStep['kind'], string> = {
   'install-package': 'runner-package',
   'docker-group': 'runner-group',
   service: 'runner-service',
+  'daemon-reload': 'runner-service',
   'remove-files': 'runner-remove',
 };
 
@@ -68,9 +71,12 @@ export function hostRunnerStepScript(step: HostRunnerStep): string {
 apt-get update -q >/dev/null
 apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${PACKAGE} >/dev/null`;
     case 'docker-group':
-      return `${step.createGroup ? 'groupadd --system docker\n' : ''}usermod -aG docker ${RUNNER_USER}`;
+      return `${step.createGroup ? 'groupadd --system docker\n' : ''}usermod -aG docker ${RUNNER_USER}${step.restartSnapDockerd ? `\n${DOCKER_FLAVOURS.snap.script.restart}` : ''}`;
     case 'service':
-      return `systemctl ${step.action} ${SERVICE}`;
+      // The unit has no ExecReload: the SIGHUP goes to its main process, gitlab-runner itself (commands/multi.go).
+      return step.action === 'reload' ? `systemctl kill -s HUP --kill-whom=main ${SERVICE}` : `systemctl ${step.action} ${SERVICE}`;
+    case 'daemon-reload':
+      return 'systemctl daemon-reload';
     case 'remove-files':
       return `rm -f ${step.paths.map(shQuote).join(' ')}`;
   }
@@ -118,7 +124,7 @@ function gitlabOf(r: ReconcileResult | undefined): HostRunnerOutcome['gitlab'] {
 
 /** For `plan`: the runner apply would create, so that its config can be planned before it exists. */
 function plannedRecord(node: string): RunnerRecord {
-  return { node, mode: 'access', token: 'created-on-apply', systemId: 's_000000000000', settings: null, createdAt: new Date(0).toISOString() };
+  return { node, mode: 'access', token: 'created-on-apply', systemId: 'r_000000000000', settings: null, createdAt: new Date(0).toISOString() };
 }
 
 function sayNotes(plan: HostRunnerPlan, log: Logger, node: string): void {
@@ -156,7 +162,13 @@ export async function convergeHostRunner(
     const now = Math.floor((ctx.now?.() ?? new Date()).getTime() / 1000);
     const planned = rec.id === undefined && ctx.dryRun;
     const desired = { configToml, systemId: rec.systemId, label: planned ? 'the runner apply creates' : `runner #${rec.id ?? '?'}`, planned };
-    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired };
+    let dockerFlavour: ReturnType<typeof chooseFlavour> | undefined;
+    try {
+      dockerFlavour = chooseFlavour(node, facts);
+    } catch {
+      // two Dockers: the host phase has failed this node already
+    }
+    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour };
     // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
     const key = !ctx.dryRun && needsRepositoryKey(hr, input.repository, now).needed ? await ctx.repositoryKey() : undefined;
     const plan = planHostRunner({ ...input, key });

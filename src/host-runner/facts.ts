@@ -10,11 +10,40 @@ export const RECORD_FILE = `${RUNNER_DIR}/runner-fleet-record.json`;
 // The names GitLab's own setup script uses, so that a node set up by hand with it converges instead of ending up
 // with two entries for one repository (apt refuses conflicting Signed-By values for the same source).
 export const SOURCES_FILE = '/etc/apt/sources.list.d/runner_gitlab-runner.list';
-export const KEYRING_FILE = '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.asc';
+// GitLab's script.deb.sh dearmors the key (`gpg --dearmor`) into this binary keyring.
+export const KEYRING_FILE = '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.gpg';
+/** The armored keyring earlier runner-fleet versions wrote; removed once the .gpg one is in place. */
+export const OLD_KEYRING_FILE = '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.asc';
 export const PIN_FILE = '/etc/apt/preferences.d/pin-gitlab-runner.pref';
 export const PACKAGE = 'gitlab-runner';
 export const SERVICE = 'gitlab-runner';
 export const RUNNER_USER = 'gitlab-runner';
+/** systemd drop-in for the unit `gitlab-runner install` writes: a graceful stop (SIGQUIT) for the stops that remain. */
+export const DROP_IN_FILE = '/etc/systemd/system/gitlab-runner.service.d/runner-fleet.conf';
+
+/**
+ * The part of config.toml gitlab-runner reads only when it starts (commands/multi.go at v17.9.3: the metrics server
+ * and the session server are set up once in run(); everything else, concurrent, check_interval, log_level and the
+ * [[runners]] blocks, is re-read on every reload). Its top-level listen_address and the [session_server] table,
+ * one trimmed line each: no secrets there. The awk in the gather and this function must agree.
+ */
+export function restartOnlyConfig(toml: string): string[] {
+  const out: string[] = [];
+  let table = '';
+  for (const raw of toml.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('[')) {
+      table = line;
+      if (table === '[session_server]') out.push(line);
+      continue;
+    }
+    if ((table === '' && /^listen_address\s*=/.test(line)) || table === '[session_server]') out.push(line);
+  }
+  return out;
+}
+
+const RESTART_ONLY_AWK = `awk '{ l = $0; gsub(/^[ \\t]+|[ \\t\\r]+$/, "", l) } l == "" || l ~ /^#/ { next } l ~ /^\\[/ { t = l; if (t == "[session_server]") print l; next } (t == "" && l ~ /^listen_address[ \\t]*=/) || t == "[session_server]" { print l }'`;
 
 /** A small file as gathered: undefined content when absent. Bytes are kept: a keyring may be binary. */
 export interface GatheredFile {
@@ -37,8 +66,10 @@ export interface HostRunnerFacts {
   package: { installed: boolean; version?: string };
   /** `systemctl is-active` / `is-enabled` answers; empty when the unit does not exist */
   service: { active: string; enabled: string };
-  /** only the digest: config.toml holds the token and is never sent back */
-  config: { sha256: string | 'absent' } & Partial<FileMode>;
+  /** only the digest: config.toml holds the token and is never sent back; and the lines only a restart applies */
+  config: { sha256: string | 'absent'; restartOnly?: string[] } & Partial<FileMode>;
+  /** runner-fleet's systemd drop-in for the unit */
+  dropIn?: GatheredFile;
   systemId: GatheredFile & Partial<FileMode>;
   /** holds the runner token: parsed into records (and registered for redaction), never printed */
   record: GatheredFile & Partial<FileMode>;
@@ -47,6 +78,8 @@ export interface HostRunnerFacts {
     user: { exists: boolean; groups: string[] };
     dockerGroup: boolean;
     keyring: GatheredFile;
+    /** the .asc keyring earlier runner-fleet versions wrote */
+    oldKeyring: boolean;
     sources: GatheredFile;
     pin: GatheredFile;
     /** other apt source files that name the same repository */
@@ -67,6 +100,8 @@ echo "@@hr-os"; ( . /etc/os-release 2>/dev/null; echo "\${ID:-unknown} \${VERSIO
 echo "@@hr-package"; dpkg-query -W -f='\${db:Status-Status} \${Version}' ${PACKAGE} 2>/dev/null; echo
 echo "@@hr-service"; echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"; echo "enabled=$(systemctl is-enabled ${SERVICE} 2>/dev/null)"
 echo "@@hr-config"; if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d' ' -f1; stat -c '%a %U' ${CONFIG_TOML}; else echo absent; fi
+echo "@@hr-config-restart-only"; [ -f ${CONFIG_TOML} ] && ${RESTART_ONLY_AWK} ${CONFIG_TOML}; :
+emit_file ${DROP_IN_FILE}
 echo "@@hr-system-id-mode"; stat -c '%a %U' ${SYSTEM_ID_FILE} 2>/dev/null; :
 emit_file ${SYSTEM_ID_FILE}
 echo "@@hr-record-mode"; stat -c '%a %U' ${RECORD_FILE} 2>/dev/null; :
@@ -77,6 +112,7 @@ emit_file ${RECORD_FILE}`;
 echo "@@hr-user"; if id -u ${RUNNER_USER} >/dev/null 2>&1; then echo "user $(id -nG ${RUNNER_USER})"; else echo none; fi
 echo "@@hr-docker-group"; if getent group docker >/dev/null 2>&1; then echo yes; else echo no; fi
 emit_file ${KEYRING_FILE}
+echo "@@hr-old-keyring"; [ -e ${OLD_KEYRING_FILE} ] && echo yes; :
 emit_file ${SOURCES_FILE}
 emit_file ${PIN_FILE}
 echo "@@hr-other-sources"; grep -lsF ${shQuote(hostPath)} /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -vxF ${SOURCES_FILE}; :`;
@@ -107,7 +143,8 @@ export function parseHostRunnerFacts(g: GatherOutput | undefined): HostRunnerFac
     os: { id, codename },
     package: status === 'installed' ? { installed: true, version } : { installed: false },
     service: { active: svc.active ?? '', enabled: svc.enabled ?? '' },
-    config: !configSha || configSha === 'absent' ? { sha256: 'absent' } : { sha256: configSha, ...fileMode(configMode) },
+    config: !configSha || configSha === 'absent' ? { sha256: 'absent' } : { sha256: configSha, restartOnly: lines('hr-config-restart-only'), ...fileMode(configMode) },
+    dropIn: gatheredFile(DROP_IN_FILE, g.files.get(DROP_IN_FILE)),
     systemId: { ...gatheredFile(SYSTEM_ID_FILE, g.files.get(SYSTEM_ID_FILE)), ...fileMode(lines('hr-system-id-mode')[0]) },
     record: { ...gatheredFile(RECORD_FILE, g.files.get(RECORD_FILE)), ...fileMode(lines('hr-record-mode')[0]) },
   };
@@ -117,6 +154,7 @@ export function parseHostRunnerFacts(g: GatherOutput | undefined): HostRunnerFac
       user: user.startsWith('user') ? { exists: true, groups: user.split(/\s+/).slice(1) } : { exists: false, groups: [] },
       dockerGroup: lines('hr-docker-group')[0] === 'yes',
       keyring: gatheredFile(KEYRING_FILE, g.files.get(KEYRING_FILE)),
+      oldKeyring: lines('hr-old-keyring')[0] === 'yes',
       sources: gatheredFile(SOURCES_FILE, g.files.get(SOURCES_FILE)),
       pin: gatheredFile(PIN_FILE, g.files.get(PIN_FILE)),
       otherSources: lines('hr-other-sources'),

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256, splitGatherOutput } from '../host/facts.js';
 import { GITLAB_RUNNER_REPOSITORY, type PackageRepository } from '../inventory/types.js';
-import { CONFIG_TOML, KEYRING_FILE, PIN_FILE, RECORD_FILE, SOURCES_FILE, SYSTEM_ID_FILE, parseHostRunnerFacts, type GatheredFile, type HostRunnerFacts } from './facts.js';
-import { needsRepositoryKey, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
+import { CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, PIN_FILE, RECORD_FILE, SOURCES_FILE, SYSTEM_ID_FILE, parseHostRunnerFacts, restartOnlyConfig, type GatheredFile, type HostRunnerFacts } from './facts.js';
+import { dropIn, needsRepositoryKey, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
 
 const KEY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.asc'), 'utf8');
 const REPO: PackageRepository = { ...GITLAB_RUNNER_REPOSITORY, key: { kind: 'file', path: '/k.asc' }, fingerprint: 'A0D3D76DCDC5B3A395EAD8371EBFE911B8F8121F' };
@@ -25,10 +25,12 @@ function converged(): HostRunnerFacts {
     config: { sha256: sha256(CONFIG), mode: '600', owner: 'root' },
     systemId: { ...file(SYSTEM_ID_FILE, `${SYSTEM_ID}\n`), mode: '600', owner: 'root' },
     record: { ...file(RECORD_FILE, '[]'), mode: '600', owner: 'root' },
+    dropIn: file(DROP_IN_FILE, dropIn()),
     install: {
       user: { exists: true, groups: ['gitlab-runner', 'docker'] },
       dockerGroup: true,
       keyring: file(KEYRING_FILE, KEY),
+      oldKeyring: false,
       sources: file(SOURCES_FILE, sourcesList(REPO, 'debian', 'bookworm', 'arm64')),
       pin: file(PIN_FILE, pinPreferences(REPO)),
       otherSources: [],
@@ -45,7 +47,7 @@ function fresh(): HostRunnerFacts {
     config: { sha256: 'absent' },
     systemId: file(SYSTEM_ID_FILE),
     record: file(RECORD_FILE),
-    install: { user: { exists: false, groups: [] }, dockerGroup: true, keyring: file(KEYRING_FILE), sources: file(SOURCES_FILE), pin: file(PIN_FILE), otherSources: [] },
+    install: { user: { exists: false, groups: [] }, dockerGroup: true, keyring: file(KEYRING_FILE), oldKeyring: false, sources: file(SOURCES_FILE), pin: file(PIN_FILE), otherSources: [] },
   };
 }
 
@@ -69,6 +71,7 @@ describe('planHostRunner', () => {
       `${KEYRING_FILE} 0644`,
       `${SOURCES_FILE} 0644`,
       `${PIN_FILE} 0644`,
+      `${DROP_IN_FILE} 0644`,
       `${CONFIG_TOML} 0600`,
       `${SYSTEM_ID_FILE} 0600`,
       'install-package',
@@ -79,6 +82,12 @@ describe('planHostRunner', () => {
       `deb [arch=arm64 signed-by=${KEYRING_FILE}] https://packages.gitlab.com/runner/gitlab-runner/debian/ bookworm main\n`,
     );
     expect(pinPreferences(REPO)).toContain('Pin: origin packages.gitlab.com\nPin-Priority: 1001\n');
+    // GitLab's keyring: binary (dearmored), named .gpg.
+    const keyring = plan.steps.find((s) => s.kind === 'write-file' && s.path === KEYRING_FILE) as { content: Buffer };
+    expect(KEYRING_FILE).toBe('/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.gpg');
+    expect(Buffer.isBuffer(keyring.content) && (keyring.content[0] & 0x80) !== 0).toBe(true);
+    // Installing runs the postinst's own daemon-reload: none of ours.
+    expect(plan.steps.some((s) => s.kind === 'daemon-reload')).toBe(false);
     // The token is only ever in the content, never in what is reported.
     expect(plan.steps.map((s) => s.detail).join('\n')).not.toContain('glrt-');
   });
@@ -87,13 +96,50 @@ describe('planHostRunner', () => {
     expect(planHostRunner(input(converged()))).toEqual({ steps: [], notes: [], warnings: [] });
   });
 
-  it('a changed config.toml is rewritten and the service restarted once; a changed system id too', () => {
+  it('a changed config.toml is rewritten and reloaded (SIGHUP), never restarted: running jobs keep going; a changed system id too', () => {
     const facts = converged();
     facts.config.sha256 = sha256('old');
-    expect(kinds(facts)).toEqual([`write-file ${CONFIG_TOML}`, 'service restart']);
-    facts.systemId = { ...file(SYSTEM_ID_FILE, 's_ffffffffffff\n'), mode: '600', owner: 'root' };
+    facts.config.restartOnly = [];
+    expect(kinds(facts)).toEqual([`write-file ${CONFIG_TOML}`, 'service reload']);
+    facts.systemId = { ...file(SYSTEM_ID_FILE, 'r_ffffffffffff\n'), mode: '600', owner: 'root' };
     const plan = planHostRunner(input(facts));
-    expect(plan.steps.filter((s) => s.kind === 'service')).toEqual([{ kind: 'service', action: 'restart', detail: 'systemctl restart gitlab-runner (config.toml and .runner_system_id changed)' }]);
+    expect(plan.steps.filter((s) => s.kind === 'service')).toEqual([
+      { kind: 'service', action: 'reload', detail: 'reload gitlab-runner: SIGHUP, it re-reads config.toml and .runner_system_id itself (running jobs keep going)' },
+    ]);
+  });
+
+  it('restarts only for what gitlab-runner reads once at start-up (listen_address, [session_server])', () => {
+    const facts = converged();
+    facts.config.sha256 = sha256('old');
+    facts.config.restartOnly = ['listen_address = ":9252"'];
+    expect(kinds(facts)).toEqual([`write-file ${CONFIG_TOML}`, 'service restart']);
+    expect(restartOnlyConfig('concurrent = 4\nlisten_address = ":9252"\n[session_server]\n  session_timeout = 1800\n[[runners]]\n  name = "x"\n')).toEqual(['listen_address = ":9252"', '[session_server]', 'session_timeout = 1800']);
+    expect(restartOnlyConfig(CONFIG)).toEqual([]);
+  });
+
+  it('the graceful-stop drop-in: written when missing or different, then daemon-reload once; no restart', () => {
+    const facts = converged();
+    facts.dropIn = file(DROP_IN_FILE);
+    expect(kinds(facts)).toEqual([`write-file ${DROP_IN_FILE}`, 'daemon-reload']);
+    expect(dropIn()).toBe('# Managed by runner-fleet: gitlab-runner stops gracefully, letting running jobs finish.\n[Service]\nKillSignal=SIGQUIT\nKillMode=mixed\nTimeoutStopSec=3600\n');
+  });
+
+  it('removes the .asc keyring earlier versions wrote', () => {
+    const facts = converged();
+    facts.install!.oldKeyring = true;
+    expect(planHostRunner(input(facts)).steps).toEqual([expect.objectContaining({ kind: 'remove-files', paths: ['/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.asc'] })]);
+  });
+
+  it('on snap Docker a docker group made now needs the snap\'s dockerd restarted (it takes the socket group at start-up); with the group there, no restart', () => {
+    const facts = converged();
+    facts.install!.dockerGroup = false;
+    facts.install!.user.groups = ['gitlab-runner'];
+    const group = (flavour: 'apt' | 'snap', f: HostRunnerFacts) => planHostRunner(input(f, { dockerFlavour: flavour })).steps.find((s) => s.kind === 'docker-group');
+    expect(group('snap', facts)).toMatchObject({ createGroup: true, restartSnapDockerd: true });
+    expect(group('snap', facts)!.detail).toContain('restart the snap\'s dockerd');
+    expect(group('apt', facts)).toMatchObject({ createGroup: true, restartSnapDockerd: false });
+    facts.install!.dockerGroup = true;
+    expect(group('snap', facts)).toMatchObject({ createGroup: false, restartSnapDockerd: false });
   });
 
   it('a stopped or disabled service is started and enabled without a restart', () => {
@@ -175,6 +221,7 @@ describe('parseHostRunnerFacts', () => {
       '@@hr-package', 'installed 17.11.0-1',
       '@@hr-service', 'active=active', 'enabled=enabled',
       '@@hr-config', 'abc123', '600 root',
+      '@@hr-config-restart-only', 'listen_address = ":9252"',
       '@@hr-system-id-mode', '600 root',
       `@@file ${SYSTEM_ID_FILE}`, b64('s_0123456789ab\n'),
       '@@hr-record-mode',
@@ -191,7 +238,7 @@ describe('parseHostRunnerFacts', () => {
     expect(f.os).toEqual({ id: 'raspbian', codename: 'bookworm' });
     expect(f.package).toEqual({ installed: true, version: '17.11.0-1' });
     expect(f.service).toEqual({ active: 'active', enabled: 'enabled' });
-    expect(f.config).toEqual({ sha256: 'abc123', mode: '600', owner: 'root' });
+    expect(f.config).toEqual({ sha256: 'abc123', restartOnly: ['listen_address = ":9252"'], mode: '600', owner: 'root' });
     expect(f.systemId.content).toBe('s_0123456789ab\n');
     expect(f.record.sha256).toBe('absent');
     expect(f.install!.user).toEqual({ exists: true, groups: ['gitlab-runner', 'docker'] });

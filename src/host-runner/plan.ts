@@ -1,20 +1,24 @@
 // The pure host-runner plan: from gathered facts and the desired runner, the steps that install, configure or remove it.
 import { sha256 } from '../host/facts.js';
-import type { PackageRepository } from '../inventory/types.js';
-import { checkPinnedKey } from './openpgp.js';
+import type { DockerFlavour, PackageRepository } from '../inventory/types.js';
+import { DEFAULT_TERMINATION_GRACE_SECONDS } from '../kube/render.js';
+import { checkPinnedKey, dearmor } from './openpgp.js';
 import {
-  CONFIG_TOML, KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
-  type HostRunnerFacts,
+  CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, OLD_KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
+  restartOnlyConfig, type HostRunnerFacts,
 } from './facts.js';
 
 export type HostRunnerStep =
   /** atomic replace; `secret` files (config.toml, .runner_system_id) go into root-only RUNNER_DIR with mode 0600 */
-  | { kind: 'write-file'; path: string; content: string; expectSha256: string; mode: string; secret: boolean; detail: string }
+  | { kind: 'write-file'; path: string; content: string | Buffer; expectSha256: string; mode: string; secret: boolean; detail: string }
   | { kind: 'chmod'; path: string; mode: string; detail: string }
   /** apt-get update, then apt-get install gitlab-runner (apt picks the node's architecture) */
   | { kind: 'install-package'; detail: string }
-  | { kind: 'docker-group'; createGroup: boolean; detail: string }
-  | { kind: 'service'; action: 'restart' | 'start' | 'enable' | 'stop' | 'disable'; detail: string }
+  /** `restartSnapDockerd`: the snap's dockerd takes its socket's group (--group docker) only when it starts */
+  | { kind: 'docker-group'; createGroup: boolean; restartSnapDockerd: boolean; detail: string }
+  /** reload: SIGHUP to gitlab-runner, which re-reads config.toml and .runner_system_id; running jobs keep going */
+  | { kind: 'service'; action: 'restart' | 'reload' | 'start' | 'enable' | 'stop' | 'disable'; detail: string }
+  | { kind: 'daemon-reload'; detail: string }
   | { kind: 'remove-files'; paths: string[]; detail: string };
 
 export interface HostRunnerPlan {
@@ -56,6 +60,29 @@ export interface HostRunnerPlanInput {
   key?: string;
   /** seconds since the epoch, for key expiry */
   now: number;
+  /** the node's Docker (host plan): what a new docker group needs */
+  dockerFlavour?: DockerFlavour;
+}
+
+/**
+ * How long a stop waits for running jobs before systemd kills them: the runner pods' termination grace, so a host
+ * runner and a cluster runner give a job the same time.
+ */
+export const STOP_TIMEOUT_SECONDS = DEFAULT_TERMINATION_GRACE_SECONDS;
+
+/**
+ * The drop-in for the unit `gitlab-runner install` writes (which sets neither): SIGQUIT is gitlab-runner's graceful
+ * stop (it stops asking for jobs and waits for the running ones; SIGTERM aborts them), only to the main process
+ * (KillMode=mixed: a job's own processes are the runner's to end, and get SIGKILL only when the timeout runs out).
+ */
+export function dropIn(): string {
+  return (
+    '# Managed by runner-fleet: gitlab-runner stops gracefully, letting running jobs finish.\n' +
+    '[Service]\n' +
+    'KillSignal=SIGQUIT\n' +
+    'KillMode=mixed\n' +
+    `TimeoutStopSec=${STOP_TIMEOUT_SECONDS}\n`
+  );
 }
 
 export function sourcesList(repo: PackageRepository, osId: string, codename: string, arch: string): string {
@@ -121,8 +148,8 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
     steps.push({
       kind: 'write-file',
       path: KEYRING_FILE,
-      // Filled in a dry run only as a description: the key is fetched for apply.
-      content: input.key ?? '',
+      // Binary, as GitLab's script writes it (gpg --dearmor). Empty in a dry run: the key is fetched for apply.
+      content: input.key ? dearmor(input.key) : '',
       expectSha256: install.keyring.sha256,
       // apt reads signed-by keyrings as the unprivileged _apt user.
       mode: '0644',
@@ -133,6 +160,10 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   const suite = `${repo.url}/${facts.os.id}/ ${facts.os.codename} main`;
   const sourcesChanged = writeIfDifferent(steps, install.sources, sourcesList(repo, facts.os.id, facts.os.codename, input.arch), '0644', false, `${SOURCES_FILE}: ${suite} (${input.arch}), signed by ${KEYRING_FILE}`);
   writeIfDifferent(steps, install.pin, pinPreferences(repo), '0644', false, `${PIN_FILE}: prefer ${PACKAGE} from ${new URL(repo.url).hostname}`);
+  // After the sources name the new keyring: apt never sees an entry without its key.
+  if (install.oldKeyring) steps.push({ kind: 'remove-files', paths: [OLD_KEYRING_FILE], detail: `remove ${OLD_KEYRING_FILE} (the keyring is ${KEYRING_FILE} now, GitLab's name)` });
+  // Before the package: its postinst's own daemon-reload then loads it with the unit.
+  const dropInChanged = writeIfDifferent(steps, facts.dropIn ?? { path: DROP_IN_FILE, sha256: 'absent' }, dropIn(), '0644', false, `${DROP_IN_FILE}: stop gracefully (KillSignal=SIGQUIT, KillMode=mixed, TimeoutStopSec=${STOP_TIMEOUT_SECONDS})`);
 
   const installing = !facts.package.installed;
   const configChanged = facts.config.sha256 !== sha256(desired.configToml);
@@ -165,21 +196,33 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   else if (sourcesChanged || key.needed) notes.push(`${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace('  ', ' '));
   // The package creates the user; jobs start as fresh logins of it, so the group applies without a restart.
   if (installing || !install.dockerGroup || !install.user.groups.includes('docker')) {
+    // The snap's dockerd gives its socket to the docker group when it starts (dockerd --group docker), and to root
+    // when there is none: a group made now reaches the socket only through a restart, which stops its containers.
+    const restartSnapDockerd = !install.dockerGroup && input.dockerFlavour === 'snap';
     steps.push({
       kind: 'docker-group',
       createGroup: !install.dockerGroup,
+      restartSnapDockerd,
       detail: install.dockerGroup
         ? `add ${RUNNER_USER} to the docker group (shell jobs use the host's Docker)`
-        : `create the docker group and add ${RUNNER_USER} to it (the snap's dockerd hands its socket to that group when it next starts)`,
+        : restartSnapDockerd
+          ? `create the docker group, add ${RUNNER_USER} to it, and restart the snap's dockerd (snap restart docker: it takes its socket's group only when it starts; running containers restart)`
+          : `create the docker group and add ${RUNNER_USER} to it`,
     });
   }
 
-  // gitlab-runner reads .runner_system_id only when it starts; a changed config is picked up by the restart too.
+  // gitlab-runner re-reads config.toml (and .runner_system_id with it) on a SIGHUP, and on its own within 3 s of the
+  // file changing; running jobs keep going. Only the metrics and session servers are set up once: a restart for those.
   const running = facts.service.active === 'active';
+  const changed = [configChanged && 'config.toml', systemIdChanged && '.runner_system_id'].filter(Boolean).join(' and ');
+  const restartOnly = (facts.config.restartOnly ?? []).join('\n') !== restartOnlyConfig(desired.configToml).join('\n');
+  if (dropInChanged && !installing) steps.push({ kind: 'daemon-reload', detail: `systemctl daemon-reload (${DROP_IN_FILE} changed; the running runner is not touched)` });
   if (installing) {
     // the package's postinst enables and starts it
-  } else if (configChanged || systemIdChanged) {
-    steps.push({ kind: 'service', action: 'restart', detail: `systemctl restart ${SERVICE} (${[configChanged && 'config.toml', systemIdChanged && '.runner_system_id'].filter(Boolean).join(' and ')} changed)` });
+  } else if (running && configChanged && restartOnly) {
+    steps.push({ kind: 'service', action: 'restart', detail: `systemctl restart ${SERVICE} (listen_address or [session_server] changed, which gitlab-runner reads only when it starts; running jobs finish first: SIGQUIT)` });
+  } else if (running && (configChanged || systemIdChanged)) {
+    steps.push({ kind: 'service', action: 'reload', detail: `reload ${SERVICE}: SIGHUP, it re-reads ${changed} itself (running jobs keep going)` });
   } else if (!running) {
     steps.push({ kind: 'service', action: 'start', detail: `systemctl start ${SERVICE} (it was ${facts.service.active || 'not running'})` });
   }

@@ -35,9 +35,9 @@ describe('planHostCleanup', () => {
     expect(plan.steps[1]).toMatchObject({ action: 'reload', flavour: 'apt' });
   });
 
-  it('snap Docker restarts (no reload); a stopped dockerd is not started', () => {
+  it('snap Docker reloads (SIGHUP to its dockerd); a stopped dockerd is not started', () => {
     const snap = facts({ aptDocker: false, snapDocker: true, aptDaemonJson: file(APT_DAEMON_JSON), snapDaemonJson: file(SNAP_DAEMON_JSON, `{"insecure-registries":["${REG}"]}`) });
-    expect(planHostCleanup(node, [REG], snap, { purgeRegistryConfig: true }).steps[1]).toMatchObject({ action: 'restart', flavour: 'snap' });
+    expect(planHostCleanup(node, [REG], snap, { purgeRegistryConfig: true }).steps[1]).toMatchObject({ action: 'reload', flavour: 'snap' });
     const stopped = facts({ dockerd: undefined, docker: undefined });
     expect(planHostCleanup(node, [REG], stopped, { purgeRegistryConfig: true }).steps.map((s) => s.kind)).toEqual(['write-file', 'remove-file']);
   });

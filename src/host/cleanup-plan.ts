@@ -2,6 +2,7 @@
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
 import { parseDaemonJson, removeInsecureRegistries } from './daemon-json.js';
 import type { HostFacts } from './facts.js';
+import { DOCKER_FLAVOURS } from './flavours.js';
 import { chooseFlavour, daemonJsonWriteStep, HostPlanError, reloadDockerStep, renderHostsToml, type HostStep } from './plan.js';
 
 /** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate), per executor. */
@@ -47,7 +48,7 @@ export function planHostCleanup(node: NodeSpec, registries: string[], facts: Hos
   } catch (err) {
     if (!(err instanceof HostPlanError)) throw err;
   }
-  const file = facts.runningDaemonJson ?? (flavour === 'snap' ? facts.snapDaemonJson : flavour === 'apt' ? facts.aptDaemonJson : undefined);
+  const file = facts.runningDaemonJson ?? (flavour ? DOCKER_FLAVOURS[flavour].defaultDaemonJson(facts) : undefined);
   let listed: string[] = [];
   let merged: Record<string, unknown> | undefined;
   if (file?.content !== undefined) {

@@ -4,6 +4,7 @@ import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import { DOCKER_INFO, gatherScript, parseDockerInfo, parseFacts, registryIsInsecure, shQuote, type HostFacts } from './facts.js';
+import { DOCKER_FLAVOURS } from './flavours.js';
 import { planHost, type HostPlan, type HostStep } from './plan.js';
 
 export interface HostResult {
@@ -33,9 +34,9 @@ export async function gatherFacts(conn: NodeConnection, registries: string[], ex
  * The temp file is made by mktemp (0600) and gets `mode` before it is moved, so a secret is never readable by others.
  * `backup: false` for files only runner-fleet reads (its own records), where an old copy is only an old token.
  */
-export function atomicWriteScript(path: string, content: string, expectSha256: string, mode: string, opts: { backup?: boolean } = {}): string {
+export function atomicWriteScript(path: string, content: string | Buffer, expectSha256: string, mode: string, opts: { backup?: boolean } = {}): string {
   const f = shQuote(path);
-  const b64 = Buffer.from(content, 'utf8').toString('base64');
+  const b64 = (typeof content === 'string' ? Buffer.from(content, 'utf8') : content).toString('base64');
   return `f=${f}; d=$(dirname "$f"); mkdir -p "$d"
 if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
 if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
@@ -51,16 +52,11 @@ trap - EXIT`;
 export function stepScript(step: HostStep): string {
   switch (step.kind) {
     case 'install-docker':
-      return step.flavour === 'apt'
-        ? `export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q docker.io >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; }
-systemctl is-active --quiet docker || systemctl start docker`
-        : `snap install docker >/dev/null`;
+      return DOCKER_FLAVOURS[step.flavour].installScript;
     case 'write-file':
       return atomicWriteScript(step.path, step.content, step.expectSha256, step.mode);
     case 'reload-docker':
-      if (step.flavour === 'apt') return step.action === 'reload' ? 'systemctl reload docker' : `systemctl ${step.action} docker`;
-      return `snap ${step.action} docker >/dev/null`;
+      return DOCKER_FLAVOURS[step.flavour].script[step.action];
   }
 }
 

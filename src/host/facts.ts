@@ -1,5 +1,6 @@
 // Host facts: one remote script gathers everything the plan needs, parsed here into HostFacts.
 import { createHash } from 'node:crypto';
+import { APT_DOCKER_PACKAGES } from './flavours.js';
 
 export interface FileFact {
   path: string;
@@ -12,11 +13,17 @@ export interface HostFacts {
   os: string;
   /** Debian architecture name (arm64, armhf, amd64) */
   arch: string;
+  /**
+   * Docker from apt: docker.io, docker-ce or moby-engine installed (aptDockerPackages), or a dockerd running that is
+   * not the snap's (installed some other way, still Docker: never installed over)
+   */
   aptDocker: boolean;
+  /** which of APT_DOCKER_PACKAGES dpkg says are installed */
+  aptDockerPackages?: string[];
   snapDocker: boolean;
   snapd: boolean;
   /** the running dockerd, if any */
-  dockerd?: { pid: number; configFile?: string };
+  dockerd?: { pid: number; configFile?: string; /** found through the snap's pidfile */ snap?: boolean };
   aptDaemonJson: FileFact;
   snapDaemonJson: FileFact;
   /** the file named by the running dockerd's --config-file, when it is neither of the above */
@@ -60,7 +67,7 @@ export function gatherScript(registries: string[], extra = ''): string {
 ${FILE_FN}
 echo "@@os"; ( . /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID" ) || uname -s
 echo "@@arch"; dpkg --print-architecture 2>/dev/null || uname -m
-echo "@@apt"; dpkg-query -W -f='\${db:Status-Status}' docker.io 2>/dev/null; echo
+echo "@@apt"; dpkg-query -W -f='\${Package} \${db:Status-Status}\\n' ${APT_DOCKER_PACKAGES.join(' ')} 2>/dev/null; :
 echo "@@snapd"; command -v snap >/dev/null 2>&1 && echo yes || echo no
 echo "@@snap"; if command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1; then echo installed; else echo no; fi
 echo "@@dockerd"
@@ -69,7 +76,7 @@ cf=
 for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.docker/docker.pid; do
   if [ -f "$pf" ]; then pid=$(cat "$pf" 2>/dev/null); if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     cf=$(tr '\\0' '\\n' < /proc/$pid/cmdline 2>/dev/null | awk 'p{print; exit} /^--config-file=/{sub(/^--config-file=/,""); print; exit} /^--config-file$/{p=1}')
-    echo "$pid"; [ -n "$cf" ] && echo "--config-file=$cf"
+    echo "$pid"; echo "pidfile=$pf"; [ -n "$cf" ] && echo "--config-file=$cf"
     break
   fi; fi
 done
@@ -146,13 +153,23 @@ export function parseFacts(stdout: string): HostFacts {
   const dockerdLines = text('dockerd').split('\n').filter(Boolean);
   const pid = Number(dockerdLines[0]);
   const configFile = dockerdLines.find((l) => l.startsWith('--config-file='))?.slice('--config-file='.length);
+  const pidfile = dockerdLines.find((l) => l.startsWith('pidfile='))?.slice('pidfile='.length);
+  const dockerd = Number.isInteger(pid) && pid > 0 ? { pid, configFile, snap: pidfile !== undefined && pidfile.includes('snap') } : undefined;
+  const aptDockerPackages = text('apt')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([name, status]) => (APT_DOCKER_PACKAGES as readonly string[]).includes(name) && status === 'installed')
+    .map(([name]) => name);
+  const snapDocker = text('snap') === 'installed';
   const facts: HostFacts = {
     os: text('os'),
     arch: DEBIAN_ARCH[text('arch')] ?? text('arch'),
-    aptDocker: text('apt') === 'installed',
-    snapDocker: text('snap') === 'installed',
+    // A dockerd running outside the snap is Docker however it got there: never planned as missing.
+    aptDocker: aptDockerPackages.length > 0 || (dockerd !== undefined && !dockerd.snap),
+    aptDockerPackages,
+    snapDocker,
     snapd: text('snapd') === 'yes',
-    dockerd: Number.isInteger(pid) && pid > 0 ? { pid, configFile } : undefined,
+    dockerd,
     aptDaemonJson: fileFact(APT_DAEMON_JSON, files.get(APT_DAEMON_JSON)),
     snapDaemonJson: fileFact(SNAP_DAEMON_JSON, files.get(SNAP_DAEMON_JSON)),
     microk8s: text('microk8s').split('\n')[0] === 'yes',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { stepScript } from './converge.js';
 import { TEST_REGISTRY, hostFacts, testNode } from './facts.fixture.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, parseFacts, sha256, type HostFacts } from './facts.js';
 import { planHost, HostPlanError } from './plan.js';
@@ -36,13 +37,35 @@ describe('planHost', () => {
     expect(plan.steps.map((s) => s.kind)).toEqual(['reload-docker']);
   });
 
-  it('uses the snap daemon.json and restarts the snap', () => {
+  it('uses the snap daemon.json and reloads the snap\'s dockerd with SIGHUP to its main PID, no restart', () => {
     const content = '{"log-level": "error"}';
     const plan = planHost(node, [REG], facts({ aptDocker: false, snapDocker: true, snapDaemonJson: { path: SNAP_DAEMON_JSON, content, sha256: sha256(content) } }));
     expect(plan.flavour).toBe('snap');
     expect(plan.steps[0]).toMatchObject({ path: SNAP_DAEMON_JSON });
     expect(JSON.parse((plan.steps[0] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
-    expect(plan.steps[1]).toMatchObject({ action: 'restart', flavour: 'snap' });
+    expect(plan.steps[1]).toMatchObject({ action: 'reload', flavour: 'snap' });
+    expect(stepScript(plan.steps[1])).toBe('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
+  });
+
+  it('Docker from Docker\'s own packages (docker-ce) is installed Docker: no install, its daemon.json, apt\'s reload', () => {
+    const gathered = parseFacts(`@@os\ndebian 12\n@@arch\narm64\n@@apt\ndocker.io not-installed\ndocker-ce installed\n@@snapd\nno\n@@snap\nno\n@@dockerd\n4242\npidfile=/run/docker.pid\n\n@@file ${APT_DAEMON_JSON}\n-\n@@file ${SNAP_DAEMON_JSON}\n-\n@@docker\n27.3.1 {"IndexConfigs":{},"InsecureRegistryCIDRs":[]}\n@@microk8s\nno\n@@end\n`);
+    expect(gathered.aptDocker).toBe(true);
+    expect(gathered.aptDockerPackages).toEqual(['docker-ce']);
+    const plan = planHost(node, [REG], gathered);
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
+    expect(plan.steps[0]).toMatchObject({ path: APT_DAEMON_JSON });
+    expect(stepScript(plan.steps[1])).toBe('systemctl reload docker');
+    expect(plan.steps.map(stepScript).join('\n')).not.toContain('apt-get install');
+  });
+
+  it('a dockerd running without any package is installed Docker too; its --config-file is the daemon.json', () => {
+    const plan = planHost(node, [REG], facts({ aptDocker: true, aptDockerPackages: [], dockerd: { pid: 7, configFile: '/opt/docker/daemon.json' }, runningDaemonJson: { path: '/opt/docker/daemon.json', sha256: 'absent' } }));
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
+    expect(plan.steps[0]).toMatchObject({ path: '/opt/docker/daemon.json' });
+  });
+
+  it('docker: snap asked for on a node with apt Docker installs nothing over it', () => {
+    expect(() => planHost({ ...node, docker: 'snap' }, [REG], facts({ snapd: true, aptDockerPackages: ['docker-ce'] }))).toThrow(/will not install a second one/);
   });
 
   it("prefers the running daemon's own --config-file", () => {

@@ -2,11 +2,12 @@
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
 import { mergeInsecureRegistries, parseDaemonJson, serialiseDaemonJson, type DaemonJson } from './daemon-json.js';
 import { hostsTomlPath, registryIsInsecure, type FileFact, type HostFacts } from './facts.js';
+import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 
 export type HostStep =
   | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
   | { kind: 'write-file'; name: 'daemon.json' | 'hosts.toml'; path: string; content: string; expectSha256: string; mode: string; detail: string }
-  | { kind: 'reload-docker'; flavour: DockerFlavour; action: 'reload' | 'restart' | 'start'; detail: string };
+  | { kind: 'reload-docker'; flavour: DockerFlavour; action: DockerAction; detail: string };
 
 export interface HostPlan {
   flavour: DockerFlavour;
@@ -28,17 +29,17 @@ export class HostPlanError extends Error {
 /** Which Docker the node has or should get. */
 export function chooseFlavour(node: NodeSpec, facts: HostFacts): DockerFlavour {
   if (node.docker !== 'auto') return node.docker;
-  if (facts.aptDocker && facts.snapDocker) {
-    throw new HostPlanError('both apt docker.io and snap docker are installed; set docker: apt or docker: snap for this node so runner-fleet edits the daemon.json the running daemon reads');
+  const installed = DOCKER_FLAVOUR_NAMES.filter((f) => DOCKER_FLAVOURS[f].installed(facts));
+  if (installed.length > 1) {
+    throw new HostPlanError(`Docker is installed both as ${installed.join(' and ')}; set docker: ${installed.join(' or docker: ')} for this node so runner-fleet edits the daemon.json the running daemon reads`);
   }
-  if (facts.snapDocker) return 'snap';
-  return 'apt';
+  // Nothing installed: apt's docker.io is what runner-fleet installs.
+  return installed[0] ?? 'apt';
 }
 
 function daemonJsonFact(flavour: DockerFlavour, facts: HostFacts): FileFact {
   // The running daemon's own --config-file wins: that is the file it actually reads.
-  if (facts.runningDaemonJson) return facts.runningDaemonJson;
-  return flavour === 'apt' ? facts.aptDaemonJson : facts.snapDaemonJson;
+  return facts.runningDaemonJson ?? DOCKER_FLAVOURS[flavour].defaultDaemonJson(facts);
 }
 
 /** containerd (microk8s) hosts.toml that makes `registry` a plain-HTTP mirror for pulls. */
@@ -51,25 +52,25 @@ export function daemonJsonWriteStep(file: FileFact, merged: DaemonJson, detail: 
   return { kind: 'write-file', name: 'daemon.json', path: file.path, content: serialiseDaemonJson(merged), expectSha256: file.sha256, mode: '0644', detail: `${file.path}: ${detail}` };
 }
 
-/** Making dockerd re-read daemon.json: SIGHUP for apt (jobs keep running), a full restart for the snap (it has no reload). */
+/** Making dockerd re-read daemon.json: a SIGHUP to dockerd, the way each flavour reaches it; running jobs keep going. */
 export function reloadDockerStep(flavour: DockerFlavour, why: string): HostStep {
-  return flavour === 'apt'
-    ? { kind: 'reload-docker', flavour, action: 'reload', detail: `systemctl reload docker (SIGHUP, running jobs keep going) ${why}` }
-    : { kind: 'reload-docker', flavour, action: 'restart', detail: `snap restart docker (the snap has no reload; running containers restart) ${why}` };
+  return { kind: 'reload-docker', flavour, action: 'reload', detail: `${DOCKER_FLAVOURS[flavour].reloadDetail} ${why}` };
 }
 
 export function planHost(node: NodeSpec, registries: string[], facts: HostFacts): HostPlan {
   const flavour = chooseFlavour(node, facts);
-  const installed = flavour === 'apt' ? facts.aptDocker : facts.snapDocker;
-  if (!installed) {
+  const ops = DOCKER_FLAVOURS[flavour];
+  if (!ops.installed(facts)) {
+    // Asked for by name (docker: apt|snap) while the other flavour is there: installing would leave two Dockers.
+    const other = DOCKER_FLAVOUR_NAMES.filter((f) => f !== flavour && DOCKER_FLAVOURS[f].installed(facts));
+    if (other.length > 0) throw new HostPlanError(`docker: ${flavour} was asked for, but this node has ${other.join(', ')} Docker${facts.aptDockerPackages?.length ? ` (${facts.aptDockerPackages.join(', ')})` : ''}; runner-fleet will not install a second one over it`);
     if (flavour === 'snap' && !facts.snapd) {
       throw new HostPlanError('docker: snap was asked for, but snapd is not installed on this node');
     }
-    const how = flavour === 'apt' ? 'apt-get install -y docker.io' : 'snap install docker';
     return {
       flavour,
-      daemonJsonPath: flavour === 'apt' ? facts.aptDaemonJson.path : facts.snapDaemonJson.path,
-      steps: [{ kind: 'install-docker', flavour, detail: `install Docker (${how})` }],
+      daemonJsonPath: ops.defaultDaemonJson(facts).path,
+      steps: [{ kind: 'install-docker', flavour, detail: `install Docker (${ops.installCommand})` }],
       regather: true,
       notYetInsecure: registries,
     };

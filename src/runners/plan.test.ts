@@ -192,7 +192,7 @@ describe('records', () => {
     } catch (err) {
       msg = (err as Error).message;
     }
-    expect(msg).toContain('secret/runner-fleet[0].systemId: expected s_ and 12 hex digits');
+    expect(msg).toContain('secret/runner-fleet[0].systemId: expected r_ or s_ and 12 letters or digits');
     expect(msg).not.toContain('leaky');
   });
 });

@@ -169,10 +169,16 @@ export function tokenRotationDue(rec: RunnerRecord, now: Date): boolean {
 }
 
 export function newSystemId(): string {
-  return `s_${randomBytes(6).toString('hex')}`;
+  // A random runner manager id as gitlab-runner makes one: `r_` and 12 alphanumerics (`s_` is for ids it derives
+  // from the machine). Rejection sampling keeps every character equally likely.
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  let id = '';
+  while (id.length < 12) for (const b of randomBytes(16)) if (b < 248 && id.length < 12) id += alphabet[b % 62];
+  return `r_${id}`;
 }
 
-const SYSTEM_ID = /^s_[0-9a-f]{12}$/;
+/** What gitlab-runner accepts in .runner_system_id (both its random and its machine-derived ids). */
+export const SYSTEM_ID = /^[sr]_[0-9a-zA-Z]{12}$/;
 
 /** Validates records read back from a store; a store implementation calls this on what it loaded. */
 export function parseRecords(raw: unknown, source: string): RunnerRecord[] {
@@ -188,7 +194,7 @@ export function parseRecords(raw: unknown, source: string): RunnerRecord[] {
     if (!['access', 'registration', 'shared'].includes(rec.mode as string)) bad('mode', 'access | registration | shared');
     if (rec.id !== undefined && !Number.isInteger(rec.id)) bad('id', 'an integer');
     if (typeof rec.token !== 'string' || !rec.token) bad('token', 'a token');
-    if (typeof rec.systemId !== 'string' || !SYSTEM_ID.test(rec.systemId)) bad('systemId', 's_ and 12 hex digits');
+    if (typeof rec.systemId !== 'string' || !SYSTEM_ID.test(rec.systemId)) bad('systemId', 'r_ or s_ and 12 letters or digits');
     if (rec.settings !== null && (typeof rec.settings !== 'object' || !Array.isArray((rec.settings as RunnerSettings)?.tagList))) bad('settings', 'settings or null');
     if (typeof rec.createdAt !== 'string') bad('createdAt', 'a timestamp');
     if (typeof rec.token === 'string') registerSecret(rec.token);

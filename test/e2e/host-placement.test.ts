@@ -17,6 +17,8 @@ const CONFIG = '/etc/gitlab-runner/config.toml';
 const SYSTEM_ID = '/etc/gitlab-runner/.runner_system_id';
 const RECORD = '/etc/gitlab-runner/runner-fleet-record.json';
 const RESTARTS = '/var/log/gitlab-runner.restarts';
+const RUNNER_LOG = '/var/log/gitlab-runner.log';
+const DROP_IN = '/etc/systemd/system/gitlab-runner.service.d/runner-fleet.conf';
 
 describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
   let fleet: FleetInfo;
@@ -44,7 +46,9 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
   const listed = async (node: string) => {
     const r = await sh(node, 'gitlab-runner list');
     expect(r.code).toBe(0);
-    return r.stderr.split('\n').filter((l) => l.includes('Executor=')).map((l) => ({
+    // logrus colours the field names even without a terminal: compare the text without its escapes.
+    // eslint-disable-next-line no-control-regex
+    return r.stderr.replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.includes('Executor=')).map((l) => ({
       name: l.slice(0, 52).trim(),
       executor: /Executor=(\S+)/.exec(l)![1],
       token: /Token=(\S+)/.exec(l)![1],
@@ -63,6 +67,9 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     bin = await clusterBinDir();
     inventoryPath = join(fleet.stateDir, 'host-placement.yaml');
     writeInventory();
+    // The snap node as a fresh Pi with the docker snap: no docker group yet, so its dockerd gave the socket to root.
+    const g = await sh('pi2', 'groupdel docker && snap restart docker >/dev/null && stat -c %G /var/run/docker.sock');
+    expect(g.stdout.trim(), g.stderr).toBe('root');
   });
 
   afterAll(async () => {
@@ -97,7 +104,21 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect((await standinState(gitlabUrl)).managers.filter((m) => m.runnerId === mine.id).map((m) => m.systemId)).toEqual([sid]);
       // Started by the package with the config already in place: no restart was needed.
       expect(restarts(node)).toBe(0);
+      // The real gitlab-runner, installed by the package's postinst: its own unit, our graceful-stop drop-in.
+      const main = readFileSync(`/proc/${await servicePid(node)}/cmdline`, 'utf8').split('\0');
+      expect(main.slice(0, 4)).toEqual(['/usr/bin/gitlab-runner', 'run', '--config', CONFIG]);
+      expect((await sh(node, 'gitlab-runner --version')).stdout).toContain('Version:      17.9.3');
+      expect(readFileSync(nodeFile(node, DROP_IN), 'utf8')).toContain('KillSignal=SIGQUIT');
+      expect((await sh(node, 'systemctl show -p KillSignal -p KillMode gitlab-runner')).stdout.split('\n').slice(0, 2)).toEqual(['KillSignal=SIGQUIT', 'KillMode=mixed']);
+      // Shell jobs run as gitlab-runner against the node's own Docker.
+      const info = await sh(node, "runuser -u gitlab-runner -- docker info --format '{{.ServerVersion}}'");
+      expect(info.code, info.stderr).toBe(0);
+      expect(existsSync(nodeFile(node, '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.gpg'))).toBe(true);
     }
+    // The snap node: the group was made and its dockerd restarted once for it (said in the changes).
+    const pi2 = r.report!.nodes.find((n) => n.name === 'pi2')!;
+    expect(pi2.changes.map((c) => c.detail).join('\n')).toContain("restart the snap's dockerd");
+    expect((await sh('pi2', 'stat -c %G /var/run/docker.sock')).stdout.trim()).toBe('docker');
     // Nothing of it in the cluster.
     expect(pods()).toEqual([]);
     expect(existsSync(inventoryPath.replace(/\.yaml$/, '.state.json'))).toBe(true);
@@ -133,9 +154,10 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     expect(NODES.map((n) => ({ text: readFileSync(configFile(n), 'utf8'), restarts: restarts(n) }))).toEqual(before);
   });
 
-  it('a change that is in config.toml rewrites its one block in place and restarts the service once', async () => {
+  it('a change that is in config.toml rewrites its one block in place and the running runner reloads it: same process, no restart', async () => {
     const tokens = NODES.map((n) => record(n).token);
-    const before = await Promise.all(NODES.map(async (n) => ({ restarts: restarts(n), pid: await servicePid(n) })));
+    const loads = (n: string) => (readFileSync(nodeFile(n, RUNNER_LOG), 'utf8').match(/Configuration loaded/g) ?? []).length;
+    const before = await Promise.all(NODES.map(async (n) => ({ restarts: restarts(n), pid: await servicePid(n), loads: loads(n) })));
     const n = (await calls()).length;
     base.runners.description = 'pi runner {node}';
     writeInventory();
@@ -146,8 +168,12 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect(text.match(/^\[\[runners\]\]/gm)).toHaveLength(1);
       expect(text).toContain(`name = "pi runner ${node}"`);
       expect(record(node).token === tokens[i]).toBe(true);
-      expect(restarts(node)).toBe(before[i].restarts + 1);
-      expect(await servicePid(node)).not.toBe(before[i].pid);
+      expect(restarts(node)).toBe(before[i].restarts);
+      expect(await servicePid(node)).toBe(before[i].pid);
+      // gitlab-runner says so when it re-reads config.toml (SIGHUP, or its own 3 s check of the file).
+      const until = Date.now() + 10_000;
+      while (loads(node) <= before[i].loads && Date.now() < until) await new Promise((res) => setTimeout(res, 200));
+      expect(loads(node)).toBeGreaterThan(before[i].loads);
       expect((await listed(node)).map((l) => l.name)).toEqual([`pi runner ${node}`]);
     }
     expect((await calls()).slice(n).filter((c) => c.method === 'POST' && c.path === '/api/v4/user/runners')).toEqual([]);
@@ -166,6 +192,8 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect((await sh(node, "dpkg-query -W -f='${db:Status-Status}' gitlab-runner")).stdout).toBe('installed');
     }
     expect(r.stderr).toContain('the gitlab-runner package stays installed');
+    // Stopped with the drop-in's SIGQUIT: gitlab-runner's graceful shutdown, not the forceful one SIGTERM starts.
+    for (const node of NODES) expect(readFileSync(nodeFile(node, RUNNER_LOG), 'utf8')).toContain('Starting graceful shutdown');
     const runners = await ours();
     expect(runners).toHaveLength(3);
     expect(runners.some((x) => hostIds.includes(x.id))).toBe(false);

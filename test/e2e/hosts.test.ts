@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { down, execOnNode, nodeDockerPid, nodeFile, seedImage, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
 import { NO_SUDO_USER } from '../../scripts/testbed/host.js';
+import { servicesNamed } from '../../scripts/testbed/services.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 
@@ -103,11 +104,19 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     const path = withInventory((inv) => (inv.gitlab.registry = [fleet.registry, extra]));
     const pid1 = await nodeDockerPid('pi1');
     const pid2 = await nodeDockerPid('pi2');
+    // A job's container on the snap node: a reload must not stop it.
+    const run = await execOnNode('pi2', ['docker', 'run', '-d', '--network', 'none', 'bb:local', 'sleep', '600']);
+    expect(run.code, run.stderr).toBe(0);
+    const container = run.stdout.trim();
     const r = await runProvision(['--inventory', path, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.report!.nodes.every((n) => n.changes.some((c) => c.step === 'reload-docker'))).toBe(true);
+    expect(r.report!.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.detail).join('\n')).toContain('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
     expect(await nodeDockerPid('pi1')).toBe(pid1);
-    expect(await nodeDockerPid('pi2')).not.toBe(pid2); // the snap has no reload: a restart, reported as such
+    // The snap's wrapper execs dockerd: SIGHUP to the unit's main PID reloads it in place, same PID.
+    expect(await nodeDockerPid('pi2')).toBe(pid2);
+    expect((await execOnNode('pi2', ['docker', 'inspect', '-f', '{{.State.Running}} {{.RestartCount}}', container])).stdout.trim()).toBe('true 0');
+    await execOnNode('pi2', ['docker', 'rm', '-f', container]);
     for (const name of ['pi1', 'pi2', 'pi3']) {
       const info = await execOnNode(name, ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
       expect(JSON.parse(info.stdout)[extra]).toMatchObject({ Secure: false });
@@ -172,6 +181,42 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     } finally {
       writeFileSync(file, good);
     }
+  });
+});
+
+describe.runIf(canRun)('hosts: Docker from Docker\'s own packages', () => {
+  afterAll(async () => {
+    if (canRun) await down();
+  });
+
+  it('docker-ce with a running dockerd is installed Docker: no docker.io over it, its daemon.json, reloaded the apt way', async () => {
+    const fleet = await up({ nodes: 1, kinds: ['apt'], services: servicesNamed([]) });
+    const inventory = parse(readFileSync(fleet.inventory, 'utf8'));
+    delete inventory.kubernetes;
+    for (const k of ['accessToken', 'runnerToken', 'registrationToken']) delete inventory.gitlab[k];
+    const path = fleet.inventory.replace(/\.yaml$/, '.docker-ce.yaml');
+    writeFileSync(path, stringify(inventory));
+    // The node's own package database (never the machine's): Docker's docker-ce where Debian's docker.io was.
+    const status = nodeFile('pi1', '/var/lib/dpkg/status');
+    const stanzas = readFileSync(status, 'utf8').split(/\n\n+/);
+    const dockerIo = stanzas.findIndex((st) => /^Package: docker\.io$/m.test(st));
+    expect(dockerIo).toBeGreaterThanOrEqual(0);
+    stanzas[dockerIo] = 'Package: docker-ce\nStatus: install ok installed\nPriority: optional\nSection: admin\nMaintainer: Docker <support@docker.com>\nArchitecture: amd64\nVersion: 5:27.3.1-1~debian.12~bookworm\nConflicts: docker, docker-engine, docker.io\nDescription: Docker: the open-source application container engine';
+    writeFileSync(status, `${stanzas.filter(Boolean).join('\n\n')}\n\n`);
+    const pid = await nodeDockerPid('pi1');
+    expect(pid).toBeGreaterThan(0);
+
+    const r = await runProvision(['--inventory', path, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const changes = r.report!.nodes[0].changes;
+    expect(changes.map((c) => c.step)).toEqual(['write-file', 'reload-docker']);
+    expect(changes[1].detail).toContain('systemctl reload docker');
+    expect(await nodeDockerPid('pi1')).toBe(pid);
+    expect((await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout).not.toBe('installed');
+    expect((await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker-ce'])).stdout).toBe('installed');
+    expect(JSON.parse(readFileSync(nodeFile('pi1', APT_JSON), 'utf8'))['insecure-registries']).toEqual([fleet.registry]);
+    const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+    expect(JSON.parse(info.stdout)[fleet.registry]).toMatchObject({ Secure: false });
   });
 });
 

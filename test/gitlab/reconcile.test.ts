@@ -73,7 +73,7 @@ describe('access token mode', () => {
     expect(records.map((r) => r.node).sort()).toEqual(['pi-1', 'pi-2', 'pi-3']);
     for (const r of records) {
       expect(r.mode).toBe('access');
-      expect(r.systemId).toMatch(/^s_[0-9a-f]{12}$/);
+      expect(r.systemId).toMatch(/^r_[0-9a-zA-Z]{12}$/);
       expect(gl.state.runners.find((x) => x.id === r.id)?.token).toBe(r.token);
     }
 

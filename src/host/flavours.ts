@@ -1,0 +1,62 @@
+// The Docker flavours runner-fleet knows, one entry each: how the gather shows it installed, which daemon.json it
+// reads, how it is installed, reloaded, started and restarted. A new flavour is a compile error until it has them all.
+import type { DockerFlavour } from '../inventory/types.js';
+import type { FileFact, HostFacts } from './facts.js';
+
+export type DockerAction = 'reload' | 'restart' | 'start';
+
+export interface DockerFlavourOps {
+  /** is this flavour's Docker on the node (a package, a snap, or its dockerd running) */
+  installed(facts: HostFacts): boolean;
+  /** the daemon.json its dockerd reads when it names none with --config-file */
+  defaultDaemonJson(facts: HostFacts): FileFact;
+  /** shown in the plan */
+  installCommand: string;
+  installScript: string;
+  /** shell per action, run as root */
+  script: Record<DockerAction, string>;
+  /** the reload step's detail: what it does to running containers */
+  reloadDetail: string;
+  /** why a restart (new socket group) is what it is */
+  restartDetail: string;
+}
+
+/**
+ * apt: Debian's docker.io, Docker's own docker-ce (get.docker.com) or moby-engine, or any dockerd running outside the
+ * snap: all read /etc/docker/daemon.json by default and run as systemd's docker.service, whose ExecReload is
+ * `kill -s HUP $MAINPID`. docker.io is installed only when none of them is there (never over docker-ce: its
+ * containerd.io conflicts with the containerd docker.io depends on).
+ * snap: the docker snap. Its service declares no reload, but its wrapper execs dockerd, so the unit's main PID is
+ * dockerd and a SIGHUP to it alone is the same reload (`systemctl kill --kill-whom=main`).
+ */
+export const DOCKER_FLAVOURS: Record<DockerFlavour, DockerFlavourOps> = {
+  apt: {
+    installed: (f) => f.aptDocker,
+    defaultDaemonJson: (f) => f.aptDaemonJson,
+    installCommand: 'apt-get install -y docker.io',
+    installScript: `export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q docker.io >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; }
+systemctl is-active --quiet docker || systemctl start docker`,
+    script: { reload: 'systemctl reload docker', restart: 'systemctl restart docker', start: 'systemctl start docker' },
+    reloadDetail: 'systemctl reload docker (SIGHUP, running jobs keep going)',
+    restartDetail: 'systemctl restart docker (running containers restart)',
+  },
+  snap: {
+    installed: (f) => f.snapDocker,
+    defaultDaemonJson: (f) => f.snapDaemonJson,
+    installCommand: 'snap install docker',
+    installScript: 'snap install docker >/dev/null',
+    script: {
+      reload: 'systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service',
+      restart: 'snap restart docker >/dev/null',
+      start: 'snap start docker >/dev/null',
+    },
+    reloadDetail: 'systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service (SIGHUP to dockerd, which the snap\'s wrapper execs; running jobs keep going)',
+    restartDetail: 'snap restart docker (running containers restart)',
+  },
+};
+
+export const DOCKER_FLAVOUR_NAMES = Object.keys(DOCKER_FLAVOURS) as DockerFlavour[];
+
+/** Packages that are apt-flavoured Docker: a node with any of them installed has Docker. */
+export const APT_DOCKER_PACKAGES = ['docker.io', 'docker-ce', 'moby-engine'] as const;
