@@ -71,8 +71,8 @@ describe('createLogger on a terminal', () => {
     const screen = render(out.text);
     expect(screen).toEqual([
       expect.stringMatching(/^\s+1\.5s pi1\s+changed: wrote daemon\.json$/),
-      expect.stringMatching(/^\+ pi1\s+2\.5s  changed 1$/),
-      expect.stringMatching(/^\+ pi2\s+2\.5s  connecting$/),
+      expect.stringMatching(/^\+ pi1\s+2\.5s {2}changed 1$/),
+      expect.stringMatching(/^\+ pi2\s+2\.5s {2}connecting$/),
       'Summary',
     ]);
   });

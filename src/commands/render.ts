@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 import { connectCluster } from '../kube/converge.js';
-import { GITIGNORE, SECRETS_FILE, gitignoreWith, manifestFiles, staleFiles, type ManifestFile } from '../kube/manifest-files.js';
+import { GITIGNORE, SECRETS_FILE, gitignoreWith, manifestFiles, staleFiles } from '../kube/manifest-files.js';
 import { RECORDS_SECRET, objectKey, type KubeObject } from '../kube/objects.js';
 import { renderClusterObjects } from '../kube/render.js';
 import { findOnPath, runLocal } from '../local.js';

@@ -20,7 +20,7 @@ beforeEach(() => gl.reset());
 
 interface Res {
   status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any;
   text: string;
   headers: Headers;
 }
