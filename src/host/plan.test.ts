@@ -22,9 +22,11 @@ const converged = (over: Partial<HostFacts> = {}) => {
 describe('planHost', () => {
   it('writes daemon.json and reloads (SIGHUP) on apt', () => {
     const plan = planHost(node, [REG], facts());
-    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
-    expect(plan.steps[1]).toMatchObject({ action: 'reload' });
-    expect(plan.steps[0]).toMatchObject({ path: APT_DAEMON_JSON, expectSha256: 'absent' });
+    // The record of what runner-fleet added goes first, so a run cut off after the write still knows.
+    expect(plan.steps.map((s) => (s.kind === 'write-file' ? s.name : s.kind))).toEqual(['registry state', 'daemon.json', 'reload-docker']);
+    expect(plan.steps[2]).toMatchObject({ action: 'reload' });
+    expect(plan.steps[0]).toMatchObject({ path: `${APT_DAEMON_JSON}.runner-fleet.json`, mode: '0600' });
+    expect(plan.steps[1]).toMatchObject({ path: APT_DAEMON_JSON, expectSha256: 'absent', preserve: true });
   });
 
   it('plans nothing when the file has the registry and dockerd has loaded it', () => {
@@ -40,14 +42,14 @@ describe('planHost', () => {
     const content = '{"log-level": "error"}';
     const plan = planHost(node, [REG], facts({ aptDocker: false, snapDocker: true, snapDaemonJson: { path: SNAP_DAEMON_JSON, content, sha256: sha256(content) } }));
     expect(plan.flavour).toBe('snap');
-    expect(plan.steps[0]).toMatchObject({ path: SNAP_DAEMON_JSON });
-    expect(JSON.parse((plan.steps[0] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
-    expect(plan.steps[1]).toMatchObject({ action: 'restart', flavour: 'snap' });
+    expect(plan.steps[1]).toMatchObject({ path: SNAP_DAEMON_JSON });
+    expect(JSON.parse((plan.steps[1] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
+    expect(plan.steps[2]).toMatchObject({ action: 'restart', flavour: 'snap' });
   });
 
   it("prefers the running daemon's own --config-file", () => {
     const plan = planHost(node, [REG], facts({ runningDaemonJson: { path: '/opt/d.json', sha256: 'absent' } }));
-    expect(plan.steps[0]).toMatchObject({ path: '/opt/d.json' });
+    expect(plan.steps.slice(0, 2)).toMatchObject([{ path: '/opt/d.json.runner-fleet.json' }, { path: '/opt/d.json' }]);
   });
 
   it('installs with apt when nothing is there (auto) and regathers', () => {
@@ -74,6 +76,31 @@ describe('planHost', () => {
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file']);
     const again = planHost(node, [REG], converged({ microk8s: true, hostsToml: { [REG]: { path: 'p', content: (plan.steps[0] as { content: string }).content, sha256: 'x' } } }));
     expect(again.steps).toEqual([]);
+  });
+});
+
+describe('planHost: registries runner-fleet added', () => {
+  const withState = (list: string[], file: string[]) => {
+    const content = JSON.stringify({ 'insecure-registries': file });
+    const state = JSON.stringify({ 'insecure-registries-added': list });
+    return facts({
+      aptDaemonJson: { path: APT_DAEMON_JSON, content, sha256: sha256(content) },
+      registryState: { [APT_DAEMON_JSON]: { path: `${APT_DAEMON_JSON}.runner-fleet.json`, content: state, sha256: sha256(state) } },
+      docker: { version: 'x', indexConfigs: Object.fromEntries(file.map((r) => [r, { Secure: false }])), insecureCidrs: [] },
+    });
+  };
+  it('removes an entry it added once the inventory drops it, and forgets it after the verify', () => {
+    const plan = planHost(node, [REG], withState(['old.lan:5000', REG], ['user.lan:5000', 'old.lan:5000', REG]));
+    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
+    expect(JSON.parse(write.content)['insecure-registries']).toEqual(['user.lan:5000', REG]);
+    expect(write.detail).toMatch(/remove old\.lan:5000 from insecure-registries \(runner-fleet added it/);
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
+    expect(plan.afterVerify).toHaveLength(1);
+    expect(JSON.parse((plan.afterVerify[0] as { content: string }).content)['insecure-registries-added']).toEqual([REG]);
+  });
+  it('never touches an entry it did not add, even when the inventory drops it', () => {
+    expect(planHost(node, [], withState([], ['user.lan:5000'])).steps).toEqual([]);
+    expect(planHost(node, [], withState(['other.lan:1'], ['user.lan:5000'])).steps).toEqual([]);
   });
 });
 
