@@ -146,6 +146,13 @@ describe('parseInventory: hostile and oversized input (issue 12)', () => {
     expect(issuesOf(big)).toEqual([expect.stringMatching(/^nodes: 400 nodes with these settings need about \d+ KiB in one Secret; Kubernetes allows at most 1 MiB$/)]);
   });
 
+  it('refuses half a UTF-16 character from a YAML escape (no file can carry it)', () => {
+    expect(issuesOf(`${base}runners:\n  description: "a \\ud800 b"\n  tags: ["\\udc00"]\n`)).toEqual([
+      'runners.tags[0]: holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it',
+      'runners.description: holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it',
+    ]);
+  });
+
   it('catches two spellings of one host on one port', () => {
     const text = base.replace('host: 10.0.0.1', 'host: localhost').replace('host: 10.0.0.2', 'host: 127.0.0.1');
     expect(issuesOf(text)).toEqual(['nodes[1].host: duplicate host 127.0.0.1:22 (also nodes[0], as localhost: the same address)']);

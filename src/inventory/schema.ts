@@ -65,6 +65,10 @@ class Reader {
       this.fail(p, `expected a non-empty string, got ${describe(value)}`);
       return undefined;
     }
+    if (LONE_SURROGATE.test(value)) {
+      this.fail(p, 'holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it');
+      return undefined;
+    }
     if (opts.max !== undefined && charCount(value) > opts.max) {
       this.fail(p, `is ${charCount(value)} characters long; at most ${opts.max} allowed`);
       return undefined;
@@ -118,6 +122,7 @@ class Reader {
     list.forEach((v, i) => {
       const p = typeof value === 'string' ? join(path, key) : `${join(path, key)}[${i}]`;
       if (typeof v !== 'string' || v.trim() === '') this.fail(p, `expected a non-empty string, got ${describe(v)}`);
+      else if (LONE_SURROGATE.test(v)) this.fail(p, 'holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it');
       else {
         const problem = item && ('check' in item ? item.check(v) : item.pattern.test(v) ? undefined : item.hint);
         if (problem) this.fail(p, problem);
@@ -139,6 +144,8 @@ class Reader {
     return { ref: value, path: p };
   }
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Characters as GitLab (Ruby) and Kubernetes count them: code points, not UTF-16 units. */
 function charCount(value: string): number {
