@@ -160,8 +160,8 @@ async function runSteps(conn: NodeConnection, steps: HostStep[], registries: str
     const reload = steps.find((s) => s.kind === 'reload-docker');
     const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as Extract<HostStep, { kind: 'write-file' }> | undefined;
     const err = new HostVerifyError(
-      `dockerd did not run with the new ${file?.path ?? 'daemon.json'} and list ${registries.join(', ')} after ${reload ? reload.detail.split(' (')[0] : 'the change'}` +
-        ` (check its log: journalctl -u docker); restored the previous file from .runner-fleet.bak and ${back ? 'brought Docker back: it runs with the previous configuration' : 'tried to bring Docker back, but DOCKERD IS NOT RUNNING'}` +
+      `dockerd did not take the new ${file?.path ?? 'daemon.json'} (it must run and list ${registries.join(', ')} after ${reload ? reload.detail.split(' (')[0] : 'the change'};` +
+        ` check its log: journalctl -u ${reload?.flavour === 'snap' ? 'snap.docker.dockerd' : 'docker'}); restored the previous file from .runner-fleet.bak and ${back ? 'brought Docker back: it runs with the previous configuration' : 'tried to bring Docker back, but DOCKERD IS NOT RUNNING'}` +
         `${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}` : ''}`,
     );
     (err as HostVerifyError & { rolledBack: boolean }).rolledBack = true;
