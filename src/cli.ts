@@ -78,8 +78,9 @@ export function parseCli(argv: string[]): CliRequest {
   if (!COMMANDS.includes(command)) issues.push(`unknown command "${command}" (expected ${COMMANDS.join(' | ')})`);
   let concurrency = 10;
   if (values.concurrency !== undefined) {
-    concurrency = Number(values.concurrency);
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) issues.push('--concurrency: expected an integer from 1 to 200');
+    // Decimal digits only: Number() would also take `0x10`, `1e1`, ` 5` and `5.0`.
+    concurrency = /^[0-9]{1,3}$/.test(values.concurrency) ? Number(values.concurrency) : NaN;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) issues.push('--concurrency: expected a decimal integer from 1 to 200');
   }
   if (values.verbose && values.quiet) issues.push('--verbose and --quiet cannot be combined');
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);

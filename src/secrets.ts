@@ -16,6 +16,8 @@ export function redact(text: string): string {
   let out = text;
   for (const s of known) out = out.split(s).join('[REDACTED]');
   for (const re of TOKEN_PATTERNS) out = out.replace(re, '[REDACTED]');
+  // Credentials in a URL (`http://user:pass@host`): the inventory refuses them, but a message may quote one anyway.
+  out = out.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, '$1[REDACTED]@');
   return out;
 }
 

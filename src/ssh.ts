@@ -42,23 +42,43 @@ function hostMatches(field: string, name: string): boolean {
   return matched;
 }
 
+type Marker = 'none' | 'cert-authority' | 'revoked';
+
+/**
+ * A line's marker as OpenSSH's hostfile.c (check_markers) reads it: at most one, compared case-sensitively
+ * (`@cert-authority`, `@revoked`). Anything else starting with `@` (`@Revoked`, `@revoked@x`, two markers) is an
+ * error, and OpenSSH then skips the whole line: such a line must never count as a trusted key.
+ */
+function readMarker(fields: string[]): { marker: Marker; rest: string[] } | undefined {
+  if (!fields[0]?.startsWith('@')) return { marker: 'none', rest: fields };
+  const word = fields[0];
+  // hostfile.c: a marker is 2..31 bytes, terminated by whitespace, and only one is allowed.
+  if (word.length < 2 || word.length > 31 || fields[1]?.startsWith('@')) return undefined;
+  if (word === '@cert-authority') return { marker: 'cert-authority', rest: fields.slice(1) };
+  if (word === '@revoked') return { marker: 'revoked', rest: fields.slice(1) };
+  return undefined;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
 /** The host keys known_hosts lists for `name`; `revoked` keys must be refused even if listed. */
 export function knownKeysFor(knownHostsText: string, name: string): { keys: Buffer[]; revoked: Buffer[] } {
   const keys: Buffer[] = [];
   const revoked: Buffer[] = [];
   for (const raw of knownHostsText.split('\n')) {
-    const line = raw.trim();
+    // OpenSSH skips leading spaces and tabs only, and splits fields on spaces and tabs.
+    const line = raw.replace(/^[ \t]+/, '');
     if (!line || line.startsWith('#')) continue;
-    let parts = line.split(/\s+/);
-    let marker = '';
-    if (parts[0].startsWith('@')) {
-      marker = parts[0];
-      parts = parts.slice(1);
-    }
-    if (marker === '@cert-authority' || parts.length < 3) continue;
+    const read = readMarker(line.split(/[ \t]+/));
+    if (!read) continue; // invalid marker: the line is ignored, as OpenSSH does
+    const { marker, rest: parts } = read;
+    // Certificates are not offered by ssh2, so CA lines can never vouch for a plain host key.
+    if (marker === 'cert-authority' || parts.length < 3) continue;
     if (!hostMatches(parts[0], name)) continue;
+    // A key OpenSSH cannot decode makes the line invalid (ignored), not a key that matches by accident.
+    if (!BASE64.test(parts[2])) continue;
     const key = Buffer.from(parts[2], 'base64');
-    (marker === '@revoked' ? revoked : keys).push(key);
+    (marker === 'revoked' ? revoked : keys).push(key);
   }
   return { keys, revoked };
 }

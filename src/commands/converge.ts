@@ -109,9 +109,17 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
   };
   const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts, runners));
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
-  const after = phase
-    ? await (await phase).afterNodes(facts)
-    : (opts.log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes'), { nodes: [] });
+  let after: Awaited<ReturnType<RunnerPhase['afterNodes']>>;
+  try {
+    after = phase
+      ? await (await phase).afterNodes(facts)
+      : (opts.log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes'), { nodes: [] });
+  } catch (err) {
+    // Nodes have changed by now: whatever goes wrong is a failed run with its report (exit 1), never "bad input".
+    const error = redact(err instanceof Error ? err.message : String(err));
+    opts.log.error('gitlab', error);
+    after = { gitlab: { ok: false, changes: [], error }, nodes: [] };
+  }
   return buildReport([...outcomes.map((o) => o.report), ...after.nodes], after.gitlab, after.cluster);
 }
 

@@ -1,11 +1,27 @@
 // `render --out DIR`: the cluster objects exactly as apply would send them, one file per object, for a GitOps repository.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 import { connectCluster } from '../kube/converge.js';
-import { GITIGNORE, SECRETS_FILE, gitignoreWith, manifestFiles, staleFiles } from '../kube/manifest-files.js';
+import { GITIGNORE, SECRETS_FILE, gitignoreWith, manifestFiles, staleFiles, type ManifestFile } from '../kube/manifest-files.js';
 import { RECORDS_SECRET, objectKey, type KubeObject } from '../kube/objects.js';
 import { renderClusterObjects } from '../kube/render.js';
 import { findOnPath, runLocal } from '../local.js';
@@ -31,8 +47,12 @@ export interface RenderResult {
 }
 
 /** Checks that need nothing but the inventory and the flags (exit 2 before anything is contacted). */
-export function renderPreflight(inv: Inventory, opts: { seal: boolean; only?: string[] }): { kubeseal?: string } {
+export function renderPreflight(inv: Inventory, opts: { seal: boolean; only?: string[]; out?: string }): { kubeseal?: string } {
   const issues: string[] = [];
+  if (opts.out !== undefined) {
+    const problem = outputDirProblem(resolve(opts.out), { mayBeMissing: true });
+    if (problem) issues.push(`--out: ${problem}`);
+  }
   if (opts.only) issues.push('render: --only does not apply; render writes the whole fleet, as apply sends it');
   if (inv.gitlab.auth.kind === 'none') issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
   if (inv.runners.placement === 'host') issues.push('render: runners.placement is host; apply sends nothing to the cluster');
@@ -73,18 +93,127 @@ async function sealSecrets(inv: Inventory, objects: KubeObject[], kubeseal: stri
   return sealed;
 }
 
-/** Writes a file atomically (temp file in the same folder, then rename) with its mode. */
-function writeAtomic(path: string, content: string, mode: number): void {
-  const tmp = `${path}.runner-fleet.tmp`;
-  writeFileSync(tmp, content, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
+/**
+ * Why `dir` is not a safe place for render to write tokens, or undefined. render runs as whoever holds the
+ * cluster's credentials, often root: in a folder that someone else can write to (or owns), they could plant a link
+ * or swap a file between our check and our write, and read the Secrets or make us overwrite something else.
+ */
+export function outputDirProblem(dir: string, opts: { mayBeMissing?: boolean } = {}): string | undefined {
+  let st: Stats;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && opts.mayBeMissing) return undefined;
+    return `cannot use ${dir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+  }
+  if (st.isSymbolicLink()) return `${dir} is a symlink; render never follows links: give the folder itself`;
+  if (!st.isDirectory()) return `${dir} is not a folder`;
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) return `${dir} belongs to another user (uid ${st.uid}); render writes Secrets only into a folder of its own`;
+  if ((st.mode & 0o022) !== 0) {
+    return `${dir} can be written by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}); render writes Secrets only where nobody else can (chmod go-w)`;
+  }
+  return undefined;
+}
+
+/**
+ * Writes a file atomically without ever following a link: the temp file has a random name and is created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW (a planted file or link there makes the open fail, nothing is written through it), gets
+ * its mode on the open descriptor, and is renamed over `path` (rename replaces a link at `path`, never its target).
+ */
+export function writeExclusive(path: string, content: string, mode: number): void {
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  const tmp = `${dir}/.${name}.runner-fleet-${randomBytes(8).toString('hex')}.tmp`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    fchmodSync(fd, mode);
+    const data = Buffer.from(content, 'utf8');
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** The first line of a regular file, read without following a link (O_NOFOLLOW); undefined for anything else. */
+function firstLineOf(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n).toString('utf8').split('\n', 1)[0];
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function firstLines(dir: string): { name: string; firstLine: string }[] {
-  return readdirSync(dir)
-    .filter((name) => name.endsWith('.yaml') && statSync(join(dir, name)).isFile())
-    .map((name) => ({ name, firstLine: readFileSync(join(dir, name), 'utf8').split('\n', 1)[0] }));
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.name.endsWith('.yaml') && e.isFile()) // a link is not a file render wrote
+    .flatMap((e) => {
+      const firstLine = firstLineOf(join(dir, e.name));
+      return firstLine === undefined ? [] : [{ name: e.name, firstLine }];
+    });
+}
+
+export interface WrittenOutput {
+  removed: string[];
+  secretsFile?: string;
+  /** .gitignore was a link or not a file: left alone, the user must list secrets.yaml themselves */
+  gitignoreSkipped?: string;
+}
+
+/** Writes the rendered files into `out` (created 0700 if missing), removes our stale ones, lists secrets.yaml in .gitignore. */
+export function writeRenderOutput(out: string, files: ManifestFile[]): WrittenOutput {
+  const before = outputDirProblem(out, { mayBeMissing: true });
+  if (before) throw new InputError([`--out: ${before}`], 'cannot render');
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  // Again after mkdir: the folder may have appeared (someone else's) between the check and the mkdir.
+  const after = outputDirProblem(out);
+  if (after) throw new InputError([`--out: ${after}`], 'cannot render');
+  const removed = staleFiles(firstLines(out), files);
+  for (const f of files) writeExclusive(join(out, f.name), f.content, f.mode);
+  for (const name of removed) rmSync(join(out, name), { force: true });
+  if (!files.some((f) => f.plainSecret)) return { removed };
+  const secretsFile = join(out, SECRETS_FILE);
+  const gitignore = join(out, GITIGNORE);
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(gitignore);
+  } catch {
+    st = undefined;
+  }
+  if (st && !st.isFile()) return { removed, secretsFile, gitignoreSkipped: gitignore };
+  const current = st ? readWhole(gitignore) : undefined;
+  const next = gitignoreWith(current);
+  if (next !== undefined) writeExclusive(gitignore, next, 0o644);
+  return { removed, secretsFile };
+}
+
+function readWhole(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const chunks: Buffer[] = [];
+    const buf = Buffer.alloc(65536);
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) chunks.push(Buffer.from(buf.subarray(0, n)));
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export async function runRender(inv: Inventory, opts: RenderOptions): Promise<RenderResult> {
@@ -119,21 +248,9 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
     if (!f.plainSecret && tokens.some((t) => f.content.includes(t))) throw new RunFailedError(`render: ${f.name} would contain a runner token; nothing was written`);
   }
 
-  mkdirSync(out, { recursive: true });
-  const removed = staleFiles(firstLines(out), files);
-  for (const f of files) writeAtomic(join(out, f.name), f.content, f.mode);
-  for (const name of removed) rmSync(join(out, name), { force: true });
-  let secretsFile: string | undefined;
-  if (files.some((f) => f.plainSecret)) {
-    secretsFile = join(out, SECRETS_FILE);
-    let current: string | undefined;
-    try {
-      current = readFileSync(join(out, GITIGNORE), 'utf8');
-    } catch {
-      current = undefined;
-    }
-    const next = gitignoreWith(current);
-    if (next !== undefined) writeAtomic(join(out, GITIGNORE), next, 0o644);
+  const { removed, secretsFile, gitignoreSkipped } = writeRenderOutput(out, files);
+  if (gitignoreSkipped) log.warn('render', `${gitignoreSkipped} is not a plain file; render left it alone: make sure ${SECRETS_FILE} is git-ignored`);
+  if (secretsFile) {
     log.warn('render', `${secretsFile} holds the runner tokens in plain text (mode 0600, listed in ${join(out, GITIGNORE)}): never commit it; apply it out of band, or use --seal with kubeseal`);
   }
   log.done?.('render', true, `${files.length} file(s) in ${out}`);

@@ -13,6 +13,7 @@ import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import { KubeRecordStore, connectCluster, convergeCluster } from '../kube/converge.js';
 import type { KubeClient } from '../kube/client.js';
 import { removeClusterRunners } from '../kube/remove.js';
+import { CLUSTER_ARCHITECTURES, renderClusterObjects } from '../kube/render.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { Change, ClusterReport, NodeReport } from '../report.js';
@@ -80,13 +81,33 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
     return { gitlab: { ok: false, changes: [], error: `not attempted: ${error}` }, cluster: { ok: false, changes: [], error } };
   }
 
+  // Everything checkable without a change, before GitLab changes anything: each node's architecture, and every
+  // config.toml and cluster object rendered with stand-in records. What fails here fails the run (exit 1) with
+  // the report; never an exit 2 after other changes.
+  let archByNode = new Map<string, string>();
+  try {
+    archByNode = new Map((await client.listNodes()).map((n) => [n.name, n.labels['kubernetes.io/arch']]));
+  } catch {
+    /* convergeCluster reports an unreachable cluster itself */
+  }
+  const archOf = (node: string) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64';
+  const check = clusterPreflight(inv, input.executor, archOf);
+  if (check.error) {
+    log.error('cluster', check.error);
+    return { gitlab: { ok: false, changes: [], error: `not attempted: ${check.error}` }, cluster: { ok: false, changes: [], error: check.error } };
+  }
+  for (const [node, why] of check.unfit) log.error(node, why);
+  const fit: Inventory = check.unfit.size > 0 ? { ...inv, nodes: inv.nodes.filter((n) => !check.unfit.has(n.name)) } : inv;
+  const unfitError = [...check.unfit].map(([node, why]) => `${node}: ${why}; it gets no runner`).join('; ');
+
   // GitLab first: the cluster's config.toml needs each node's runner token.
   let reconciled: ReconcileResult;
   try {
     log.progress('gitlab', `${dryRun ? 'planning' : 'reconciling'} runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
     // Nodes whose host runner could not be removed get no cluster runner beside it (the next run tries again).
     // With such nodes and no --only, records of nodes gone from the inventory wait for the next run as well.
-    const only = input.exclude?.size ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !input.exclude!.has(n)) : input.only;
+    const exclude = new Set([...(input.exclude ?? []), ...check.unfit.keys()]);
+    const only = exclude.size ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !exclude.has(n)) : input.only;
     // New runners first, the cluster next, deletes last (retireLater): old pods never poll with deleted tokens.
     reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), {
       dryRun,
@@ -101,21 +122,18 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
   }
 
   // One config.toml per inventory node that has a runner; a node whose registration failed keeps no pod.
-  let archByNode = new Map<string, string>();
-  try {
-    archByNode = new Map((await client.listNodes()).map((n) => [n.name, n.labels['kubernetes.io/arch']]));
-  } catch {
-    /* convergeCluster reports an unreachable cluster itself */
-  }
   const creating = new Set(reconciled.actions.filter((a) => a.kind === 'create' || a.kind === 'join').map((a) => a.node));
-  const desired = desiredCluster({
-    inventory: inv,
-    executor: input.executor,
-    records: reconciled.records,
-    arch: (node) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64',
-    planned: dryRun ? creating : undefined,
-  });
-  const cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });
+  let cluster: ClusterReport;
+  try {
+    const desired = desiredCluster({ inventory: fit, executor: input.executor, records: reconciled.records, arch: archOf, planned: dryRun ? creating : undefined });
+    cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });
+  } catch (err) {
+    // GitLab may have changed already: a failure now is a failed run with its report (exit 1), whatever its kind.
+    const error = message(err);
+    log.error('cluster', error);
+    cluster = { ok: false, changes: [], error };
+  }
+  if (unfitError) cluster = { ...cluster, ok: false, error: cluster.error ? `${cluster.error}; ${unfitError}` : unfitError };
   if (cluster.ok) await reconciled.retire();
   else if (reconciled.records.some((r) => r.retiredAt)) {
     log.warn('gitlab', 'replaced and removed runners stay in GitLab until the cluster carries the new tokens (next run)');
@@ -130,6 +148,29 @@ function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
     changes: reconciled.changes.map((c) => ({ step: c.step, detail: c.detail })),
     ...(reconciled.errors.length > 0 ? { error: reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
   };
+}
+
+/**
+ * Pure: what can be known to fail before anything changes. `unfit`: nodes whose architecture no runner pod can run
+ * on (they get no runner; the others go on). `error`: the cluster objects cannot be rendered at all (a template, or
+ * a value config.toml cannot hold), checked with stand-in records for every node.
+ */
+export function clusterPreflight(inv: Inventory, executor: Executor, arch: (node: string) => string): { unfit: Map<string, string>; error?: string } {
+  const unfit = new Map<string, string>();
+  for (const node of inv.nodes) {
+    const a = arch(node.name);
+    if (!CLUSTER_ARCHITECTURES.includes(a)) {
+      unfit.set(node.name, `node architecture ${JSON.stringify(a)}: runner pods run on ${CLUSTER_ARCHITECTURES.join(' and ')} only (gitlab/gitlab-runner publishes no image for it)`);
+    }
+  }
+  const fit = inv.nodes.filter((n) => !unfit.has(n.name));
+  if (fit.length === 0) return { unfit };
+  try {
+    renderClusterObjects(desiredCluster({ inventory: { ...inv, nodes: fit }, executor, records: [], arch, planned: new Set(fit.map((n) => n.name)) }));
+  } catch (err) {
+    return { unfit, error: message(err) };
+  }
+  return { unfit };
 }
 
 /** What the cluster should hold, before rendering: the input of renderClusterObjects (and so of convergeCluster). */

@@ -5,6 +5,7 @@ import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import { DOCKER_INFO, gatherScript, parseDockerInfo, parseFacts, registryIsInsecure, shQuote, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
+import type { DockerFlavour } from '../inventory/types.js';
 import { planHost, type HostPlan, type HostStep } from './plan.js';
 
 export interface HostResult {
@@ -33,18 +34,29 @@ export async function gatherFacts(conn: NodeConnection, registries: string[], ex
  * as `<path>.runner-fleet.bak`, and refuses (exit 17) if the file is no longer the one the plan saw (`expectSha256`).
  * The temp file is made by mktemp (0600) and gets `mode` before it is moved, so a secret is never readable by others.
  * `backup: false` for files only runner-fleet reads (its own records), where an old copy is only an old token.
+ * `preserve` (a file the user owns, daemon.json): an existing file keeps its mode and owner (a 0600 daemon.json with
+ * proxy credentials stays 0600), and a symlink is written through to its target (`readlink -f` on the node), so the
+ * link stays a link to the file the user manages instead of being replaced by a plain copy.
+ * `remember`: shell variable prefix set to the written path (`<p>_path`) and whether a previous file existed
+ * (`<p>_had`), for the rollback after a failed reload.
  */
-export function atomicWriteScript(path: string, content: string | Buffer, expectSha256: string, mode: string, opts: { backup?: boolean } = {}): string {
+export function atomicWriteScript(path: string, content: string | Buffer, expectSha256: string, mode: string, opts: { backup?: boolean; preserve?: boolean; remember?: string } = {}): string {
   const f = shQuote(path);
   const b64 = (typeof content === 'string' ? Buffer.from(content, 'utf8') : content).toString('base64');
-  return `f=${f}; d=$(dirname "$f"); mkdir -p "$d"
+  const follow = opts.preserve
+    ? `if [ -L "$f" ]; then t=$(readlink -f -- "$f") || { echo "$f is a symlink runner-fleet cannot resolve; not writing it" >&2; exit 19; }; f=$t; fi\n`
+    : '';
+  const keep = opts.preserve ? `if [ -e "$f" ]; then chmod --reference="$f" "$tmp" && chown --reference="$f" "$tmp"; fi\n` : '';
+  const remember = opts.remember ? `${opts.remember}_path=$f; if [ -e "$f" ]; then ${opts.remember}_had=1; else ${opts.remember}_had=0; fi\n` : '';
+  return `f=${f}
+${follow}d=$(dirname "$f"); mkdir -p "$d"
 if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
 if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
 tmp=$(mktemp "$d/.$(basename "$f").runner-fleet.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 echo ${shQuote(b64)} | base64 -d > "$tmp"
 chmod ${mode} "$tmp"
-${opts.backup === false ? '' : 'if [ -e "$f" ]; then cp -p "$f" "$f.runner-fleet.bak"; fi\n'}mv -f "$tmp" "$f"
+${keep}${remember}${opts.backup === false ? '' : 'if [ -e "$f" ]; then cp -p "$f" "$f.runner-fleet.bak"; fi\n'}mv -f "$tmp" "$f"
 trap - EXIT`;
 }
 
@@ -54,34 +66,102 @@ export function stepScript(step: HostStep): string {
     case 'install-docker':
       return DOCKER_FLAVOURS[step.flavour].installScript;
     case 'write-file':
-      return atomicWriteScript(step.path, step.content, step.expectSha256, step.mode);
+      return atomicWriteScript(step.path, step.content, step.expectSha256, step.mode, {
+        preserve: step.preserve,
+        remember: step.name === 'daemon.json' ? 'rf_dj' : undefined,
+      });
     case 'reload-docker':
       return DOCKER_FLAVOURS[step.flavour].script[step.action];
   }
 }
 
-/** Waits until dockerd answers and lists every registry, then prints its registry config. */
-export function verifyScript(registries: string[]): string {
+/**
+ * Waits until dockerd answers and lists every registry (at most `tries` × ~0.5 s), then prints its registry
+ * config; `$ok` is 1 when it did.
+ */
+export function verifyScript(registries: string[], tries: number | string = 60): string {
   const checks = registries.map((r) => `case "$out" in *${shQuote(`"${r}":{`)}*) ;; *) ok=0 ;; esac`).join('\n  ');
   return `i=0
 while :; do
   ok=1; out=$(timeout 10 ${DOCKER_INFO} 2>&1) || ok=0
   ${checks || ':'}
   [ $ok = 1 ] && break
-  i=$((i+1)); [ $i -ge 60 ] && break
+  i=$((i+1)); [ $i -ge ${tries} ] && break
   sleep 0.5
+done`;
+}
+
+/** Exit code of the apply script when dockerd did not take the new daemon.json and the previous one was put back. */
+export const ROLLED_BACK = 18;
+
+/**
+ * Shell that puts the previous daemon.json back (the `.runner-fleet.bak` the write just made, or no file if there
+ * was none) and brings dockerd back with it: apt reloads a running dockerd (SIGHUP: jobs keep running) or starts a
+ * stopped one, for every flavour (DOCKER_FLAVOURS[f].bringBack). Prints `@@rollback ok` once dockerd answers again.
+ */
+function rollbackScript(flavour: DockerFlavour): string {
+  const bringBack = DOCKER_FLAVOURS[flavour].bringBack;
+  return `echo "@@rollback"
+if [ "$rf_dj_had" = 1 ]; then
+  r=$(mktemp "$(dirname "$rf_dj_path")/.$(basename "$rf_dj_path").runner-fleet.XXXXXX") && cp -p "$rf_dj_path.runner-fleet.bak" "$r" && mv -f "$r" "$rf_dj_path"
+else
+  rm -f "$rf_dj_path"
+fi
+${bringBack} || echo "bringing Docker back failed" >&2
+j=0; up=0
+while [ $j -lt 60 ]; do
+  if timeout 10 docker info >/dev/null 2>&1; then up=1; break; fi
+  j=$((j+1)); sleep 0.5
 done
-echo "@@docker"; echo "$out"`;
+if [ $up = 1 ]; then echo "@@rollback ok"; else echo "@@rollback dockerd-down"; fi
+exit ${ROLLED_BACK}`;
+}
+
+/**
+ * The apply round trip: the steps in order (stop at the first that fails), then verify that dockerd runs and lists
+ * every registry. If it does not after a daemon.json write, the previous file goes back and Docker with it (exit
+ * ROLLED_BACK). A reload that fails is not the end of the script: the verify and the rollback still run.
+ * `afterVerify` runs only once the verify passed. dockerd handles a SIGHUP within a second, so a reload is given
+ * 10 s to show the registries; a start or restart 30 s.
+ */
+export function applyScript(steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], opts: { verifyTries?: number } = {}): string {
+  const body = steps
+    .map((s, i) =>
+      s.kind === 'reload-docker'
+        ? `echo "@@begin ${i}"\nif ${stepScript(s)}; then echo "@@done ${i}"; else echo "${s.detail}: failed" >&2; rf_reload_failed=1; fi`
+        : `echo "@@begin ${i}"\n${stepScript(s)}\necho "@@done ${i}"`,
+    )
+    .join('\n');
+  const reload = steps.find((s): s is Extract<HostStep, { kind: 'reload-docker' }> => s.kind === 'reload-docker');
+  const rollback = reload ? `if [ $ok != 1 ] && [ -n "$rf_dj_path" ]; then\n${rollbackScript(reload.flavour)}\nfi\n` : '';
+  const after = afterVerify.map((s) => stepScript(s)).join('\n');
+  return `set -e
+rf_dj_path=; rf_dj_had=0; rf_reload_failed=0
+${body}
+set +e
+tries=${opts.verifyTries ?? (reload?.action === 'reload' ? 20 : 60)}; [ "$rf_reload_failed" = 1 ] && tries=4
+${verifyScript(registries, '$tries')}
+${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''}echo "@@docker"; echo "$out"`;
 }
 
 /** Runs the steps (and the verify) in one round trip; reports which step failed if one does. */
-async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[]): Promise<string> {
-  const body = steps.map((s, i) => `echo "@@begin ${i}"\n${stepScript(s)}\necho "@@done ${i}"`).join('\n');
-  const script = `set -e\n${body}\nset +e\n${verifyScript(registries)}`;
-  const r = await conn.exec(script, { sudo: true, step: 'apply' });
+async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[], afterVerify: HostStep[] = []): Promise<string> {
+  const r = await conn.exec(applyScript(steps, registries, afterVerify), { sudo: true, step: 'apply' });
+  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
+  if (r.code === ROLLED_BACK && r.stdout.includes('@@rollback')) {
+    const back = /@@rollback ok/.test(r.stdout);
+    const reload = steps.find((s) => s.kind === 'reload-docker');
+    const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as Extract<HostStep, { kind: 'write-file' }> | undefined;
+    const err = new HostVerifyError(
+      `dockerd did not take the new ${file?.path ?? 'daemon.json'} (it must run and list ${registries.join(', ')} after ${reload ? reload.detail.split(' (')[0] : 'the change'};` +
+        ` check its log: journalctl -u ${DOCKER_FLAVOURS[reload?.flavour ?? 'apt'].unit}); restored the previous file from .runner-fleet.bak and ${back ? 'brought Docker back: it runs with the previous configuration' : 'tried to bring Docker back, but DOCKERD IS NOT RUNNING'}` +
+        `${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}` : ''}`,
+    );
+    (err as HostVerifyError & { rolledBack: boolean }).rolledBack = true;
+    throw err;
+  }
   if (r.code !== 0) {
     const begun = [...r.stdout.matchAll(/@@begin (\d+)/g)].map((m) => Number(m[1]));
-    const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
     const failed = begun.find((i) => !done.has(i));
     const which = failed !== undefined ? steps[failed].detail : 'apply';
     const err = new Error(`${which}: failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ')}`);
@@ -139,17 +219,22 @@ export async function convergeHost(
     }
     return { facts, plan, changes };
   }
-  const info = await runStepsRecording(conn, plan.steps, registries, record);
+  const info = await runStepsRecording(conn, plan.steps, registries, record, plan.afterVerify);
   checkInsecure(info, registries);
   return { facts, plan, changes };
 }
 
-async function runStepsRecording(conn: NodeConnection, steps: HostStep[], registries: string[], record: (c: Change) => void): Promise<string> {
+async function runStepsRecording(conn: NodeConnection, steps: HostStep[], registries: string[], record: (c: Change) => void, afterVerify: HostStep[] = []): Promise<string> {
   try {
-    const info = await runSteps(conn, steps, registries);
-    steps.forEach((s) => record(toChange(s)));
+    const info = await runSteps(conn, steps, registries, afterVerify);
+    [...steps, ...afterVerify].forEach((s) => record(toChange(s)));
     return info;
   } catch (err) {
+    if ((err as { rolledBack?: boolean }).rolledBack) {
+      const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as Extract<HostStep, { kind: 'write-file' }> | undefined;
+      record({ step: 'restore', detail: `${file?.path ?? 'daemon.json'}: put the previous file back (dockerd did not take the new one) and brought Docker back` });
+      throw err;
+    }
     const completed = (err as { completed?: number[] }).completed ?? [];
     completed.forEach((i) => record(toChange(steps[i])));
     throw err;

@@ -54,3 +54,31 @@ export function removeInsecureRegistries(current: DaemonJson, registries: string
 export function serialiseDaemonJson(value: DaemonJson): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
+
+/** The state file beside daemon.json (see registryStatePath): which insecure-registries entries runner-fleet added. */
+export interface RegistryState {
+  'insecure-registries-added': string[];
+}
+
+/**
+ * The entries runner-fleet recorded as its own. A missing file is none; so is an unreadable one: runner-fleet then
+ * removes nothing (it never touches an entry it cannot show it added), and the next write replaces the file.
+ */
+export function parseRegistryState(text: string | undefined): string[] {
+  if (text === undefined || text.trim() === '') return [];
+  try {
+    const value = JSON.parse(text) as Partial<RegistryState> | null;
+    const list = value?.['insecure-registries-added'];
+    return Array.isArray(list) ? list.filter((e): e is string => typeof e === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+export function serialiseRegistryState(added: string[]): string {
+  const state: RegistryState & { comment: string } = {
+    comment: 'Written by runner-fleet: the insecure-registries entries it added to the daemon.json beside this file. It removes them when the inventory no longer lists them, and never touches other entries.',
+    'insecure-registries-added': [...new Set(added)],
+  };
+  return `${JSON.stringify(state, null, 2)}\n`;
+}

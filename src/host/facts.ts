@@ -32,6 +32,8 @@ export interface HostFacts {
   docker?: { version: string; indexConfigs: Record<string, { Secure?: boolean }>; insecureCidrs: string[] };
   dockerInfoError?: string;
   microk8s: boolean;
+  /** per daemon.json path: the file where runner-fleet records which insecure-registries entries it added */
+  registryState?: Record<string, FileFact>;
   /** containerd hosts.toml per registry, on microk8s nodes */
   hostsToml: Record<string, FileFact>;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
@@ -47,6 +49,15 @@ export interface GatherOutput {
 export const APT_DAEMON_JSON = '/etc/docker/daemon.json';
 export const SNAP_DAEMON_JSON = '/var/snap/docker/current/config/daemon.json';
 export const MICROK8S_CERTS_D = '/var/snap/microk8s/current/args/certs.d';
+
+/**
+ * Beside daemon.json (root, 0600): the insecure-registries entries runner-fleet added, so that it removes only those
+ * once the inventory no longer lists them. A file of its own, not a key in daemon.json: dockerd refuses to start
+ * with a key it does not know, and a user editing daemon.json by hand keeps or drops a marker without noticing.
+ */
+export function registryStatePath(daemonJsonPath: string): string {
+  return `${daemonJsonPath}.runner-fleet.json`;
+}
 
 export function hostsTomlPath(registry: string): string {
   return `${MICROK8S_CERTS_D}/${registry}/hosts.toml`;
@@ -81,9 +92,9 @@ for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.dock
   fi; fi
 done
 echo
-emit_file ${APT_DAEMON_JSON}
-emit_file ${SNAP_DAEMON_JSON}
-case "$cf" in ""|${APT_DAEMON_JSON}|${SNAP_DAEMON_JSON}) ;; *) emit_file "$cf" ;; esac
+emit_file ${APT_DAEMON_JSON}; emit_file ${registryStatePath(APT_DAEMON_JSON)}
+emit_file ${SNAP_DAEMON_JSON}; emit_file ${registryStatePath(SNAP_DAEMON_JSON)}
+case "$cf" in ""|${APT_DAEMON_JSON}|${SNAP_DAEMON_JSON}) ;; *) emit_file "$cf"; emit_file "$cf.runner-fleet.json" ;; esac
 echo "@@docker"
 if command -v docker >/dev/null 2>&1; then timeout 15 ${DOCKER_INFO} 2>&1 | head -c 65536; else echo "docker: command not found"; fi
 echo
@@ -103,7 +114,7 @@ export function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-function fileFact(path: string, encoded: string | undefined): FileFact {
+export function fileFact(path: string, encoded: string | undefined): FileFact {
   if (encoded === undefined || encoded.trim() === '-' || encoded.trim() === '') {
     // An empty existing file prints as empty base64; treat '-' as absent only.
     if (encoded !== undefined && encoded.trim() === '') return { path, content: '', sha256: sha256('') };
@@ -178,6 +189,11 @@ export function parseFacts(stdout: string): HostFacts {
   };
   if (configFile && configFile !== APT_DAEMON_JSON && configFile !== SNAP_DAEMON_JSON) {
     facts.runningDaemonJson = fileFact(configFile, files.get(configFile));
+  }
+  facts.registryState = {};
+  for (const dj of [APT_DAEMON_JSON, SNAP_DAEMON_JSON, ...(facts.runningDaemonJson ? [facts.runningDaemonJson.path] : [])]) {
+    const state = registryStatePath(dj);
+    if (files.has(state)) facts.registryState[dj] = fileFact(state, files.get(state));
   }
   for (const [path, encoded] of files) {
     const m = path.match(/\/certs\.d\/([^/]+)\/hosts\.toml$/);

@@ -19,6 +19,13 @@ export interface DockerFlavourOps {
   reloadDetail: string;
   /** why a restart (new socket group) is what it is */
   restartDetail: string;
+  /**
+   * Shell that brings dockerd back after the previous daemon.json was put back: reload a running one (SIGHUP, jobs
+   * keep running), start a stopped one.
+   */
+  bringBack: string;
+  /** the systemd unit whose journal has dockerd's log */
+  unit: string;
 }
 
 /**
@@ -40,6 +47,8 @@ systemctl is-active --quiet docker || systemctl start docker`,
     script: { reload: 'systemctl reload docker', restart: 'systemctl restart docker', start: 'systemctl start docker' },
     reloadDetail: 'systemctl reload docker (SIGHUP, running jobs keep going)',
     restartDetail: 'systemctl restart docker (running containers restart)',
+    unit: 'docker',
+    bringBack: 'if timeout 10 docker info >/dev/null 2>&1; then systemctl reload docker; else systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl start docker; fi',
   },
   snap: {
     installed: (f) => f.snapDocker,
@@ -53,6 +62,8 @@ systemctl is-active --quiet docker || systemctl start docker`,
     },
     reloadDetail: 'systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service (SIGHUP to dockerd, which the snap\'s wrapper execs; running jobs keep going)',
     restartDetail: 'snap restart docker (running containers restart)',
+    unit: 'snap.docker.dockerd',
+    bringBack: 'if timeout 10 docker info >/dev/null 2>&1; then systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service; else snap start docker >/dev/null; fi',
   },
 };
 

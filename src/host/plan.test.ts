@@ -23,9 +23,11 @@ const converged = (over: Partial<HostFacts> = {}) => {
 describe('planHost', () => {
   it('writes daemon.json and reloads (SIGHUP) on apt', () => {
     const plan = planHost(node, [REG], facts());
-    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
-    expect(plan.steps[1]).toMatchObject({ action: 'reload' });
-    expect(plan.steps[0]).toMatchObject({ path: APT_DAEMON_JSON, expectSha256: 'absent' });
+    // The record of what runner-fleet added goes first, so a run cut off after the write still knows.
+    expect(plan.steps.map((s) => (s.kind === 'write-file' ? s.name : s.kind))).toEqual(['registry state', 'daemon.json', 'reload-docker']);
+    expect(plan.steps[2]).toMatchObject({ action: 'reload' });
+    expect(plan.steps[0]).toMatchObject({ path: `${APT_DAEMON_JSON}.runner-fleet.json`, mode: '0600' });
+    expect(plan.steps[1]).toMatchObject({ path: APT_DAEMON_JSON, expectSha256: 'absent', preserve: true });
   });
 
   it('plans nothing when the file has the registry and dockerd has loaded it', () => {
@@ -41,10 +43,10 @@ describe('planHost', () => {
     const content = '{"log-level": "error"}';
     const plan = planHost(node, [REG], facts({ aptDocker: false, snapDocker: true, snapDaemonJson: { path: SNAP_DAEMON_JSON, content, sha256: sha256(content) } }));
     expect(plan.flavour).toBe('snap');
-    expect(plan.steps[0]).toMatchObject({ path: SNAP_DAEMON_JSON });
-    expect(JSON.parse((plan.steps[0] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
-    expect(plan.steps[1]).toMatchObject({ action: 'reload', flavour: 'snap' });
-    expect(stepScript(plan.steps[1])).toBe('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
+    expect(plan.steps[1]).toMatchObject({ path: SNAP_DAEMON_JSON });
+    expect(JSON.parse((plan.steps[1] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
+    expect(plan.steps[2]).toMatchObject({ action: 'reload', flavour: 'snap' });
+    expect(stepScript(plan.steps[2])).toBe('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
   });
 
   it('Docker from Docker\'s own packages (docker-ce) is installed Docker: no install, its daemon.json, apt\'s reload', () => {
@@ -52,16 +54,17 @@ describe('planHost', () => {
     expect(gathered.aptDocker).toBe(true);
     expect(gathered.aptDockerPackages).toEqual(['docker-ce']);
     const plan = planHost(node, [REG], gathered);
-    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
-    expect(plan.steps[0]).toMatchObject({ path: APT_DAEMON_JSON });
-    expect(stepScript(plan.steps[1])).toBe('systemctl reload docker');
+    // the registry record, daemon.json, the reload
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'write-file', 'reload-docker']);
+    expect(plan.steps[1]).toMatchObject({ path: APT_DAEMON_JSON });
+    expect(stepScript(plan.steps[2])).toBe('systemctl reload docker');
     expect(plan.steps.map(stepScript).join('\n')).not.toContain('apt-get install');
   });
 
   it('a dockerd running without any package is installed Docker too; its --config-file is the daemon.json', () => {
     const plan = planHost(node, [REG], facts({ aptDocker: true, aptDockerPackages: [], dockerd: { pid: 7, configFile: '/opt/docker/daemon.json' }, runningDaemonJson: { path: '/opt/docker/daemon.json', sha256: 'absent' } }));
-    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
-    expect(plan.steps[0]).toMatchObject({ path: '/opt/docker/daemon.json' });
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'write-file', 'reload-docker']);
+    expect(plan.steps[1]).toMatchObject({ path: '/opt/docker/daemon.json' });
   });
 
   it('docker: snap asked for on a node with apt Docker installs nothing over it', () => {
@@ -70,7 +73,7 @@ describe('planHost', () => {
 
   it("prefers the running daemon's own --config-file", () => {
     const plan = planHost(node, [REG], facts({ runningDaemonJson: { path: '/opt/d.json', sha256: 'absent' } }));
-    expect(plan.steps[0]).toMatchObject({ path: '/opt/d.json' });
+    expect(plan.steps.slice(0, 2)).toMatchObject([{ path: '/opt/d.json.runner-fleet.json' }, { path: '/opt/d.json' }]);
   });
 
   it('installs with apt when nothing is there (auto) and regathers', () => {
@@ -97,6 +100,31 @@ describe('planHost', () => {
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file']);
     const again = planHost(node, [REG], converged({ microk8s: true, hostsToml: { [REG]: { path: 'p', content: (plan.steps[0] as { content: string }).content, sha256: 'x' } } }));
     expect(again.steps).toEqual([]);
+  });
+});
+
+describe('planHost: registries runner-fleet added', () => {
+  const withState = (list: string[], file: string[]) => {
+    const content = JSON.stringify({ 'insecure-registries': file });
+    const state = JSON.stringify({ 'insecure-registries-added': list });
+    return facts({
+      aptDaemonJson: { path: APT_DAEMON_JSON, content, sha256: sha256(content) },
+      registryState: { [APT_DAEMON_JSON]: { path: `${APT_DAEMON_JSON}.runner-fleet.json`, content: state, sha256: sha256(state) } },
+      docker: { version: 'x', indexConfigs: Object.fromEntries(file.map((r) => [r, { Secure: false }])), insecureCidrs: [] },
+    });
+  };
+  it('removes an entry it added once the inventory drops it, and forgets it after the verify', () => {
+    const plan = planHost(node, [REG], withState(['old.lan:5000', REG], ['user.lan:5000', 'old.lan:5000', REG]));
+    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
+    expect(JSON.parse(write.content)['insecure-registries']).toEqual(['user.lan:5000', REG]);
+    expect(write.detail).toMatch(/remove old\.lan:5000 from insecure-registries \(runner-fleet added it/);
+    expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
+    expect(plan.afterVerify).toHaveLength(1);
+    expect(JSON.parse((plan.afterVerify[0] as { content: string }).content)['insecure-registries-added']).toEqual([REG]);
+  });
+  it('never touches an entry it did not add, even when the inventory drops it', () => {
+    expect(planHost(node, [], withState([], ['user.lan:5000'])).steps).toEqual([]);
+    expect(planHost(node, [], withState(['other.lan:1'], ['user.lan:5000'])).steps).toEqual([]);
   });
 });
 

@@ -1,12 +1,31 @@
 // The pure host plan: from a node's spec, the registries and its gathered facts, the steps that converge it.
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
-import { mergeInsecureRegistries, parseDaemonJson, serialiseDaemonJson, type DaemonJson } from './daemon-json.js';
-import { hostsTomlPath, registryIsInsecure, type FileFact, type HostFacts } from './facts.js';
+import {
+  mergeInsecureRegistries,
+  parseDaemonJson,
+  parseRegistryState,
+  removeInsecureRegistries,
+  serialiseDaemonJson,
+  serialiseRegistryState,
+  type DaemonJson,
+} from './daemon-json.js';
+import { hostsTomlPath, registryIsInsecure, registryStatePath, sha256 as sha256Of, type FileFact, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 
 export type HostStep =
   | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
-  | { kind: 'write-file'; name: 'daemon.json' | 'hosts.toml'; path: string; content: string; expectSha256: string; mode: string; detail: string }
+  | {
+      kind: 'write-file';
+      name: 'daemon.json' | 'hosts.toml' | 'registry state';
+      path: string;
+      content: string;
+      expectSha256: string;
+      /** mode of a new file; with `preserve` an existing file keeps its own mode and owner */
+      mode: string;
+      /** keep an existing file's mode and owner, and write through a symlink to its target (daemon.json: the user's file) */
+      preserve?: boolean;
+      detail: string;
+    }
   | { kind: 'reload-docker'; flavour: DockerFlavour; action: DockerAction; detail: string };
 
 export interface HostPlan {
@@ -17,6 +36,8 @@ export interface HostPlan {
   regather: boolean;
   /** registries the running dockerd does not (yet) treat as insecure, per the gathered `docker info` */
   notYetInsecure: string[];
+  /** steps that run only once dockerd verified the new daemon.json (the final registry state) */
+  afterVerify: HostStep[];
 }
 
 export class HostPlanError extends Error {
@@ -49,7 +70,7 @@ export function renderHostsToml(registry: string): string {
 
 /** Writing daemon.json: atomic, guarded by the sha the plan saw. Shared by apply and destroy's purge. */
 export function daemonJsonWriteStep(file: FileFact, merged: DaemonJson, detail: string): HostStep {
-  return { kind: 'write-file', name: 'daemon.json', path: file.path, content: serialiseDaemonJson(merged), expectSha256: file.sha256, mode: '0644', detail: `${file.path}: ${detail}` };
+  return { kind: 'write-file', name: 'daemon.json', path: file.path, content: serialiseDaemonJson(merged), expectSha256: file.sha256, mode: '0644', preserve: true, detail: `${file.path}: ${detail}` };
 }
 
 /** Making dockerd re-read daemon.json: a SIGHUP to dockerd, the way each flavour reaches it; running jobs keep going. */
@@ -73,21 +94,51 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts)
       steps: [{ kind: 'install-docker', flavour, detail: `install Docker (${ops.installCommand})` }],
       regather: true,
       notYetInsecure: registries,
+      afterVerify: [],
     };
   }
 
   const steps: HostStep[] = [];
   const file = daemonJsonFact(flavour, facts);
   const current = parseDaemonJson(file.content, file.path);
-  const { merged, added } = mergeInsecureRegistries(current, registries);
-  if (added.length > 0) steps.push(daemonJsonWriteStep(file, merged, `add ${added.join(', ')} to insecure-registries`));
-
+  // Entries runner-fleet added (per its state file) that the inventory no longer lists go; nobody else's do.
+  const stateFact = facts.registryState?.[file.path] ?? { path: registryStatePath(file.path), sha256: 'absent' as const };
+  const owned = [...new Set(parseRegistryState(stateFact.content))];
+  const { merged: pruned, removed } = removeInsecureRegistries(current, owned.filter((r) => !registries.includes(r)));
+  const { merged, added } = mergeInsecureRegistries(pruned, registries);
+  // Recorded before the write (a superset), so a run cut off after it still knows what it added; narrowed to the
+  // inventory's entries only once dockerd runs with the new file (a rolled-back removal stays recorded).
+  const before = [...new Set([...owned, ...added])];
+  const after = before.filter((r) => registries.includes(r));
+  const stateStep = (list: string[], expectSha256: string, why: string): HostStep => ({
+    kind: 'write-file',
+    name: 'registry state',
+    path: stateFact.path,
+    content: serialiseRegistryState(list),
+    expectSha256,
+    mode: '0600',
+    detail: `${stateFact.path}: ${why}`,
+  });
+  const afterVerify: HostStep[] = [];
+  if (added.length > 0 || removed.length > 0) {
+    let stateSha = stateFact.sha256;
+    if (before.length > owned.length) {
+      steps.push(stateStep(before, stateSha, `record that runner-fleet added ${added.join(', ')}`));
+      stateSha = sha256Of(serialiseRegistryState(before));
+    }
+    const what = [
+      ...(added.length > 0 ? [`add ${added.join(', ')} to insecure-registries`] : []),
+      ...(removed.length > 0 ? [`remove ${removed.join(', ')} from insecure-registries (runner-fleet added it; the inventory no longer lists it)`] : []),
+    ].join('; ');
+    steps.push(daemonJsonWriteStep(file, merged, what));
+    if (after.length < before.length) afterVerify.push(stateStep(after, stateSha, `forget ${before.filter((r) => !after.includes(r)).join(', ')} (removed)`));
+  }
   const notYetInsecure = facts.docker ? registries.filter((r) => !registryIsInsecure(facts.docker!, r)) : registries;
   const running = facts.dockerd !== undefined || facts.docker !== undefined;
   if (!running) {
     steps.push({ kind: 'reload-docker', flavour, action: 'start', detail: 'start dockerd (it was not running)' });
-  } else if (added.length > 0 || notYetInsecure.length > 0) {
-    const why = added.length > 0 ? 'to load the new insecure-registries' : `dockerd has not loaded ${notYetInsecure.join(', ')} yet`;
+  } else if (added.length > 0 || removed.length > 0 || notYetInsecure.length > 0) {
+    const why = added.length > 0 || removed.length > 0 ? 'to load the new insecure-registries' : `dockerd has not loaded ${notYetInsecure.join(', ')} yet`;
     steps.push(reloadDockerStep(flavour, why));
   }
 
@@ -110,5 +161,5 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts)
     }
   }
 
-  return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure };
+  return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure, afterVerify };
 }

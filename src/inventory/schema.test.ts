@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
-import { parseInventory } from './schema.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { redact } from '../secrets.js';
+import { loadInventory, parseInventory } from './schema.js';
 
 const base = `
 gitlab:
@@ -106,5 +110,82 @@ describe('parseInventory', () => {
   it('reports YAML syntax errors and duplicate keys', () => {
     expect(issuesOf('gitlab: [\n')[0]).toMatch(/YAML/);
     expect(issuesOf(`${base}nodes: []\n`)[0]).toMatch(/YAML/);
+  });
+});
+
+describe('parseInventory: hostile and oversized input (issue 12)', () => {
+  it('validates registries as dockerd does and names the path', () => {
+    const text = base.replace('registry: gitlab.lan:5050', 'registry: [gitlab.lan:5050, "reg.lan:99999", "[..]:5000", reg.lan:0]');
+    expect(issuesOf(text)).toEqual([
+      'gitlab.registry[1]: invalid port "99999" (expected 1–65535; dockerd refuses to start with it)',
+      'gitlab.registry[2]: [..] is not an IPv6 address (zones are not allowed)',
+      'gitlab.registry[3]: invalid port "0" (expected 1–65535; dockerd refuses to start with it)',
+    ]);
+  });
+
+  it('refuses a GitLab URL with a user or password, and never echoes it', () => {
+    for (const url of ['http://user:s3cret-pw@gitlab.lan', 'https://s3cret-pw@gitlab.lan/', 'http://:s3cret-pw@gitlab.lan']) {
+      const issues = issuesOf(base.replace('url: http://gitlab.lan', `url: ${url}`));
+      expect(issues).toEqual([expect.stringMatching(/^gitlab\.url: must not contain a user name or password/)]);
+      expect(issues.join()).not.toContain('s3cret-pw');
+    }
+  });
+
+  it('refuses an alias bomb as bad input', () => {
+    const bomb = `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n`;
+    let err: unknown;
+    try {
+      parseInventory(`${base}${bomb}`, '/x/fleet.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as InputError).issues[0]).toMatch(/YAML .*alias/i);
+  });
+
+  it('enforces GitLab and Kubernetes size limits up front', () => {
+    expect(issuesOf(`${base}runners:\n  description: "${'d'.repeat(1025)}"\n`)).toEqual(['runners.description: is 1025 characters long; at most 1024 allowed']);
+    const longName = base.replace('name: pi1', 'name: pi-with-a-long-name-0001');
+    expect(issuesOf(`${longName}runners:\n  description: "${'d'.repeat(1010)} {node}"\n`)).toEqual([
+      'runners.description: is 1035 characters long for node pi-with-a-long-name-0001; GitLab allows at most 1024',
+    ]);
+    expect(issuesOf(`${base}runners:\n  tags: [${Array.from({ length: 51 }, (_, i) => `t${i}`).join(', ')}]\n`)).toEqual(['runners.tags: 51 tags; GitLab allows at most 50']);
+    expect(issuesOf(`${base}runners:\n  tags: ["${'t'.repeat(256)}"]\n`)).toEqual(["runners.tags[0]: a tag is at most 255 characters (GitLab's limit)"]);
+    expect(issuesOf(`${base}kubernetes:\n  namespace: a.b\n`)[0]).toMatch(/^kubernetes\.namespace: expected a Kubernetes namespace name/);
+    expect(issuesOf(`${base}kubernetes:\n  nodeLabel: x/${'l'.repeat(64)}\n`)[0]).toMatch(/^kubernetes\.nodeLabel: expected a Kubernetes label key/);
+    const many = Array.from({ length: 400 }, (_, i) => `  - { name: n${i}, host: 10.1.${i >> 8}.${i & 255} }`).join('\n');
+    const big = `gitlab:\n  url: http://gitlab.lan\n  registry: gitlab.lan:5050\nnodes:\n${many}\nrunners:\n  description: "${'d'.repeat(1000)}"\n  tags: [${Array.from({ length: 50 }, () => `"${'t'.repeat(250)}"`).join(', ')}]\n`;
+    expect(issuesOf(big)).toEqual([expect.stringMatching(/^nodes: 400 nodes with these settings need about \d+ KiB in one Secret; Kubernetes allows at most 1 MiB$/)]);
+  });
+
+  it('refuses half a UTF-16 character from a YAML escape (no file can carry it)', () => {
+    expect(issuesOf(`${base}runners:\n  description: "a \\ud800 b"\n  tags: ["\\udc00"]\n`)).toEqual([
+      'runners.tags[0]: holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it',
+      'runners.description: holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it',
+    ]);
+  });
+
+  it('catches two spellings of one host on one port', () => {
+    const text = base.replace('host: 10.0.0.1', 'host: localhost').replace('host: 10.0.0.2', 'host: 127.0.0.1');
+    expect(issuesOf(text)).toEqual(['nodes[1].host: duplicate host 127.0.0.1:22 (also nodes[0], as localhost: the same address)']);
+    expect(issuesOf(base.replace('host: 10.0.0.2', 'host: 10.0.0.1\n    port: 2222'))).toEqual([]);
+  });
+});
+
+describe('loadInventory', () => {
+  it('refuses an inventory that is not UTF-8 instead of running with replacement characters', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rf-inv-'));
+    const path = join(dir, 'fleet.yaml');
+    writeFileSync(path, Buffer.concat([Buffer.from(`${base}runners:\n  description: "caf`), Buffer.from([0xe9]), Buffer.from('"\n')]));
+    expect(() => loadInventory(path)).toThrow(InputError);
+    expect(() => loadInventory(path)).toThrow(/not valid UTF-8/);
+    writeFileSync(path, `${base}runners:\n  description: "café {node}"\n`);
+    expect(loadInventory(path).runners.description).toBe('café {node}');
+  });
+});
+
+describe('redact', () => {
+  it('hides the credentials of any URL in a message', () => {
+    expect(redact('GET http://user:pw@gitlab.lan/api/v4 failed; also https://tok@x.lan')).toBe('GET http://[REDACTED]@gitlab.lan/api/v4 failed; also https://[REDACTED]@x.lan');
   });
 });

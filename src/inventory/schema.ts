@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
+import { hostIdentity, registryProblem } from './addresses.js';
 import { InputError } from '../errors.js';
 import {
   EXECUTORS,
@@ -55,7 +56,7 @@ class Reader {
     return obj;
   }
 
-  string(obj: Obj | undefined, key: string, path: string, opts: { required?: boolean; pattern?: RegExp; hint?: string } = {}): string | undefined {
+  string(obj: Obj | undefined, key: string, path: string, opts: { required?: boolean; pattern?: RegExp; hint?: string; max?: number } = {}): string | undefined {
     const value = obj?.[key];
     const p = join(path, key);
     if (value === undefined || value === null) {
@@ -64,6 +65,14 @@ class Reader {
     }
     if (typeof value !== 'string' || value.trim() === '') {
       this.fail(p, `expected a non-empty string, got ${describe(value)}`);
+      return undefined;
+    }
+    if (LONE_SURROGATE.test(value)) {
+      this.fail(p, 'holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it');
+      return undefined;
+    }
+    if (opts.max !== undefined && charCount(value) > opts.max) {
+      this.fail(p, `is ${charCount(value)} characters long; at most ${opts.max} allowed`);
       return undefined;
     }
     if (opts.pattern && !opts.pattern.test(value)) {
@@ -103,7 +112,7 @@ class Reader {
     return value as T;
   }
 
-  stringList(obj: Obj | undefined, key: string, path: string, item?: { pattern: RegExp; hint: string }): string[] | undefined {
+  stringList(obj: Obj | undefined, key: string, path: string, item?: { pattern: RegExp; hint: string } | { check: (v: string) => string | undefined }): string[] | undefined {
     const value = obj?.[key];
     if (value === undefined || value === null) return undefined;
     const list = typeof value === 'string' ? [value] : value;
@@ -115,8 +124,12 @@ class Reader {
     list.forEach((v, i) => {
       const p = typeof value === 'string' ? join(path, key) : `${join(path, key)}[${i}]`;
       if (typeof v !== 'string' || v.trim() === '') this.fail(p, `expected a non-empty string, got ${describe(v)}`);
-      else if (item && !item.pattern.test(v)) this.fail(p, item.hint);
-      else out.push(v);
+      else if (LONE_SURROGATE.test(v)) this.fail(p, 'holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it');
+      else {
+        const problem = item && ('check' in item ? item.check(v) : item.pattern.test(v) ? undefined : item.hint);
+        if (problem) this.fail(p, problem);
+        else out.push(v);
+      }
     });
     return out;
   }
@@ -134,6 +147,18 @@ class Reader {
   }
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Characters as GitLab (Ruby) and Kubernetes count them: code points, not UTF-16 units. */
+function charCount(value: string): number {
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdbff) n++;
+  }
+  return n;
+}
+
 function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
@@ -146,8 +171,41 @@ function describe(value: unknown): string {
   return String(value);
 }
 
-const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** RFC 1123 label: a Kubernetes namespace name (no dots, at most 63 characters). */
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A label key: optional DNS-subdomain prefix (at most 253) and `/`, then a name of at most 63 characters. */
+const LABEL_KEY = /^(?:(?=[a-z0-9.-]{1,253}\/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(?=[A-Za-z0-9._-]{1,63}$)[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
+
+/** Limits of the systems the values end up in, checked before anything is contacted. */
+export const LIMITS = {
+  /** GitLab app/models/ci/runner.rb: `validates :description, length: { maximum: 1024 }` */
+  description: 1024,
+  /** GitLab Ci::Runner::TAG_LIST_MAX_LENGTH */
+  tags: 50,
+  /** GitLab app/models/ci/tag.rb: `validates :name, length: { maximum: 255 }` */
+  tag: 255,
+  /** Kubernetes node names are DNS subdomains (253); the config Secret's key `<node>.config.toml` must fit 253 too */
+  nodeName: 253 - '.config.toml'.length,
+  /** Kubernetes: a Secret holds at most 1 MiB (etcd's request limit) */
+  secretBytes: 1024 * 1024,
+  /** distribution/reference: 255 for the name, 128 for the tag, plus a digest; generous, only to bound sizes */
+  image: 512,
+  /** YAML anchors an inventory may dereference: enough for shared defaults, far from an alias bomb */
+  aliases: 100,
+} as const;
+
+/** Upper estimate of the bytes the per-node Secrets hold (config.toml and records, base64), to fail before contact. */
+function estimateSecretBytes(inv: { nodes: { name: string }[]; description: string; tags: string[]; url: string; images: string[]; registries: string[] }): number {
+  const longest = inv.nodes.reduce((m, n) => Math.max(m, n.name.length), 0);
+  const description = inv.description.split('{node}').join('x'.repeat(longest)).length;
+  // ~1 KiB of fixed config.toml text and token/system id, plus every value that lands in it.
+  const perNode = 1024 + description + inv.url.length + inv.images.reduce((a, i) => a + i.length, 0) + inv.registries.reduce((a, r) => a + r.length + 40, 0) + longest * 2;
+  // The records hold each node's settings (description, tags) besides its token.
+  const perRecord = 512 + description + inv.tags.reduce((a, t) => a + t.length + 3, 0) + longest;
+  return Math.ceil((Math.max(perNode, perRecord) * inv.nodes.length * 4) / 3);
+}
 
 export interface ParseOptions {
   /** CLI overrides, validated like inventory values */
@@ -158,11 +216,18 @@ export interface ParseOptions {
 /** Reads, parses and validates an inventory file. Throws InputError listing every problem. */
 export function loadInventory(path: string, opts: ParseOptions = {}): Inventory {
   const abs = resolve(path);
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(abs, 'utf8');
+    bytes = readFileSync(abs);
   } catch (err) {
     throw new InputError([`${path}: cannot read inventory (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+  }
+  let text: string;
+  try {
+    // fatal: a byte sequence that is not UTF-8 is an error, not a U+FFFD that ends up in a runner's description.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new InputError([`${path}: the inventory is not valid UTF-8 text`], 'inventory is not valid YAML');
   }
   return parseInventory(text, abs, opts);
 }
@@ -173,7 +238,13 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     throw new InputError(doc.errors.map((e) => `${source}: YAML ${e.message.split('\n')[0]}`), 'inventory is not valid YAML');
   }
   // YAML 1.2 core schema: `yes`/`no` stay strings, so a typo cannot silently become a boolean.
-  const raw = doc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: LIMITS.aliases });
+  } catch (err) {
+    // yaml throws a ReferenceError for "Excessive alias count" (an alias bomb) and for unresolved aliases.
+    throw new InputError([`${source}: YAML ${(err as Error).message.split('\n')[0]}`], 'inventory is not valid YAML');
+  }
   const r = new Reader();
   const base = dirname(source);
   const expand = (p: string): string => {
@@ -187,9 +258,8 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   const g = r.object(top.gitlab, 'gitlab', [
     'url', 'registry', 'accessToken', 'runnerToken', 'registrationToken', 'runnerType', 'groupId', 'projectId', 'timeout',
   ], true);
-  const url = r.string(g, 'url', 'gitlab', { required: true, pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/, hint: 'expected an http:// or https:// URL' });
-  const registryHint = 'expected host:port without a scheme (e.g. gitlab.lan:5050)';
-  const registries = r.stringList(g, 'registry', 'gitlab', { pattern: HOST_PORT, hint: registryHint }) ?? [];
+  const url = gitlabUrl(r, g);
+  const registries = r.stringList(g, 'registry', 'gitlab', { check: registryProblem }) ?? [];
   if (g && (g.registry === undefined || registries.length === 0) && !r.issues.some((i) => i.startsWith('gitlab.registry'))) {
     r.fail('gitlab.registry', 'is required (one or more host:port)');
   }
@@ -224,12 +294,12 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   } else {
     if (top.nodes.length === 0) r.fail('nodes', 'is empty');
     const seenNames = new Map<string, number>();
-    const seenHosts = new Map<string, number>();
+    const seenHosts = new Map<string, { index: number; host: string }>();
     top.nodes.forEach((entry, i) => {
       const p = `nodes[${i}]`;
       const n = r.object(entry, p, ['name', 'host', 'port', 'user', 'identityFile', 'knownHosts', 'docker', 'microk8s'], true);
       if (!n) return;
-      const name = r.string(n, 'name', p, { required: true, pattern: NODE_NAME, hint: 'expected a Kubernetes node name (lowercase letters, digits, - and .)' });
+      const name = r.string(n, 'name', p, { required: true, pattern: NODE_NAME, hint: 'expected a Kubernetes node name (lowercase letters, digits, - and .)', max: LIMITS.nodeName });
       const host = r.string(n, 'host', p, { required: true, pattern: /^[^\s@/]+$/, hint: 'expected a hostname or address' });
       const port = r.int(n, 'port', p, 1, 65535) ?? ssh.port;
       const docker = r.oneOf<DockerChoice>(n, 'docker', p, ['apt', 'snap', 'auto']) ?? 'auto';
@@ -242,9 +312,12 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
         else seenNames.set(name, i);
       }
       if (host !== undefined) {
-        const key = `${host}:${port}`;
-        if (seenHosts.has(key)) r.fail(`${p}.host`, `duplicate host ${key} (also nodes[${seenHosts.get(key)}])`);
-        else seenHosts.set(key, i);
+        // By what the address reaches: `localhost` and `127.0.0.1` on one port are one sshd, so one node.
+        const key = `${hostIdentity(host)}:${port}`;
+        if (seenHosts.has(key)) {
+          const other = seenHosts.get(key)!;
+          r.fail(`${p}.host`, `duplicate host ${host}:${port} (also nodes[${other.index}]${other.host === host ? '' : `, as ${other.host}: the same address`})`);
+        } else seenHosts.set(key, { index: i, host });
       }
       if (name && host) {
         nodes.push({
@@ -272,9 +345,9 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     kubeconfig: kubeconfig ? expand(kubeconfig) : undefined,
     context: r.string(k, 'context', 'kubernetes'),
     fromNode,
-    namespace: r.string(k, 'namespace', 'kubernetes', { pattern: NODE_NAME, hint: 'expected a Kubernetes namespace name' }) ?? 'gitlab-runner',
+    namespace: r.string(k, 'namespace', 'kubernetes', { pattern: DNS_LABEL, hint: 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)' }) ?? 'gitlab-runner',
     rolloutTimeout: r.int(k, 'rolloutTimeout', 'kubernetes', 1, 3600) ?? 300,
-    nodeLabel: r.string(k, 'nodeLabel', 'kubernetes', { pattern: /^([a-z0-9.-]+\/)?[A-Za-z0-9._-]+$/, hint: 'expected a label key' }) ?? 'runner-fleet.dev/runner',
+    nodeLabel: r.string(k, 'nodeLabel', 'kubernetes', { pattern: LABEL_KEY, hint: 'expected a Kubernetes label key (optional DNS prefix of at most 253 characters and /, then at most 63 letters, digits, -, _ or .)' }) ?? 'runner-fleet.dev/runner',
   };
 
   // runners
@@ -301,8 +374,8 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     executor,
     placement,
     packageRepository,
-    tags: r.stringList(ru, 'tags', 'runners', { pattern: /^[^,\s][^,]*$/, hint: 'a tag cannot contain a comma' }) ?? [],
-    description: r.string(ru, 'description', 'runners') ?? 'runner-fleet {node}',
+    tags: r.stringList(ru, 'tags', 'runners', { check: tagProblem }) ?? [],
+    description: r.string(ru, 'description', 'runners', { max: LIMITS.description }) ?? 'runner-fleet {node}',
     runUntagged: r.bool(ru, 'runUntagged', 'runners') ?? false,
     locked: r.bool(ru, 'locked', 'runners') ?? false,
     accessLevel: r.oneOf<AccessLevel>(ru, 'accessLevel', 'runners', ['not_protected', 'ref_protected']) ?? 'not_protected',
@@ -310,13 +383,19 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     paused: r.bool(ru, 'paused', 'runners') ?? false,
     concurrent: r.int(ru, 'concurrent', 'runners', 1, 64) ?? 1,
     checkInterval: r.int(ru, 'checkInterval', 'runners', 1, 3600) ?? 3,
-    image: r.string(ru, 'image', 'runners') ?? DEFAULT_IMAGES.image,
-    jobImage: r.string(ru, 'jobImage', 'runners') ?? DEFAULT_IMAGES.jobImage,
-    dindImage: r.string(ru, 'dindImage', 'runners') ?? DEFAULT_IMAGES.dindImage,
-    dockerCliImage: r.string(ru, 'dockerCliImage', 'runners') ?? DEFAULT_IMAGES.dockerCliImage,
-    helperImage: r.string(ru, 'helperImage', 'runners', { pattern: IMAGE_REF, hint: 'expected an image reference without spaces, e.g. registry.lan:5000/gitlab-runner-helper:{arch}-v${CI_RUNNER_VERSION}' }),
+    image: r.string(ru, 'image', 'runners', { max: LIMITS.image }) ?? DEFAULT_IMAGES.image,
+    jobImage: r.string(ru, 'jobImage', 'runners', { max: LIMITS.image }) ?? DEFAULT_IMAGES.jobImage,
+    dindImage: r.string(ru, 'dindImage', 'runners', { max: LIMITS.image }) ?? DEFAULT_IMAGES.dindImage,
+    dockerCliImage: r.string(ru, 'dockerCliImage', 'runners', { max: LIMITS.image }) ?? DEFAULT_IMAGES.dockerCliImage,
+    helperImage: r.string(ru, 'helperImage', 'runners', {
+      max: LIMITS.image,
+      pattern: IMAGE_REF,
+      hint: 'expected an image reference without spaces, e.g. registry.lan:5000/gitlab-runner-helper:{arch}-v${CI_RUNNER_VERSION}',
+    }),
     pullPolicy: readPullPolicy(r, ru),
   };
+
+  checkSizes(r, nodes, runners, url ?? '', registries);
 
   if (r.issues.length > 0) throw new InputError(r.issues, `${source}: inventory is invalid`);
   return {
@@ -349,6 +428,52 @@ function readPullPolicy(r: Reader, runners: Obj | undefined): PullPolicy[] | und
 }
 
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/[^\s]*)?$/;
+
+/**
+ * `gitlab.url`: http(s), no user or password in it. Credentials in the URL would be printed in progress, the
+ * report and status, and sent to every request's logs: refused before anything is contacted, and never echoed.
+ */
+function gitlabUrl(r: Reader, g: Obj | undefined): string | undefined {
+  const value = r.string(g, 'url', 'gitlab', { required: true, pattern: HTTP_URL, hint: 'expected an http:// or https:// URL', max: 2048 });
+  if (value === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    r.fail('gitlab.url', 'expected an http:// or https:// URL');
+    return undefined;
+  }
+  if (parsed.username !== '' || parsed.password !== '' || /^https?:\/\/[^/]*@/.test(value)) {
+    r.fail('gitlab.url', 'must not contain a user name or password (user:pass@…); give GitLab a token with accessToken, runnerToken or registrationToken');
+    return undefined;
+  }
+  if (parsed.search !== '' || parsed.hash !== '') {
+    r.fail('gitlab.url', 'expected the GitLab base URL, without ?query or #fragment');
+    return undefined;
+  }
+  return value;
+}
+
+/** GitLab splits tag_list on commas, and keeps at most 255 characters per tag. */
+function tagProblem(tag: string): string | undefined {
+  if (!/^[^,\s][^,]*$/.test(tag)) return 'a tag cannot contain a comma or start with a space';
+  if (charCount(tag) > LIMITS.tag) return `a tag is at most ${LIMITS.tag} characters (GitLab's limit)`;
+  return undefined;
+}
+
+/** Sizes that would fail only in GitLab or Kubernetes, after other changes: checked here instead. */
+function checkSizes(r: Reader, nodes: NodeSpec[], runners: { description: string; tags: string[]; image: string; jobImage: string; dindImage: string }, url: string, registries: string[]): void {
+  if (runners.tags.length > LIMITS.tags) r.fail('runners.tags', `${runners.tags.length} tags; GitLab allows at most ${LIMITS.tags}`);
+  const longest = nodes.reduce((m, n) => (n.name.length > m.length ? n.name : m), '');
+  const expanded = charCount(runners.description.split('{node}').join(longest));
+  if (expanded > LIMITS.description && charCount(runners.description) <= LIMITS.description) {
+    r.fail('runners.description', `is ${expanded} characters long for node ${longest}; GitLab allows at most ${LIMITS.description}`);
+  }
+  const bytes = estimateSecretBytes({ nodes, description: runners.description, tags: runners.tags, url, images: [runners.image, runners.jobImage, runners.dindImage], registries });
+  if (bytes > LIMITS.secretBytes) {
+    r.fail('nodes', `${nodes.length} nodes with these settings need about ${Math.ceil(bytes / 1024)} KiB in one Secret; Kubernetes allows at most 1 MiB`);
+  }
+}
 
 /** `runners.packageRepository`: GitLab's repository unless a mirror is named; a different key needs its fingerprint. */
 function readPackageRepository(r: Reader, runners: Obj | undefined, expand: (p: string) => string): PackageRepository {

@@ -17,6 +17,8 @@ import {
 export const CLUSTER_TEMPLATES = ['namespace.yaml.hbs', 'serviceaccount.yaml.hbs', 'secret.yaml.hbs', 'daemonset.yaml.hbs'] as const;
 export const SERVICE_ACCOUNT = 'gitlab-runner';
 export const EXECUTOR_LABEL = 'runner-fleet.dev/executor';
+/** Where the runner pods may run (kubernetes.io/arch): gitlab/gitlab-runner images exist for these only. */
+export const CLUSTER_ARCHITECTURES: readonly string[] = ['arm64', 'amd64'];
 /** Long enough for a typical CI job to finish during a rollout; the runner stops taking new jobs at once. */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 3600;
 
@@ -63,7 +65,7 @@ export function clusterTemplateData(input: RenderInput) {
     configSecret: CONFIG_SECRET,
     secretData,
     nodeLabel: inv.kubernetes.nodeLabel,
-    architectures: ['arm64', 'amd64'],
+    architectures: [...CLUSTER_ARCHITECTURES],
     image: inv.runners.image,
     dockerCliImage: inv.runners.dockerCliImage,
     identityHostPath: `/var/lib/runner-fleet/${executor}`,

@@ -1,15 +1,11 @@
 // config.toml rendering: one [[runners]] block per node, executor-specific docker settings, arch-matched helper image.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
 import { parseInventory } from '../inventory/schema.js';
 import type { Executor } from '../inventory/types.js';
-import { MANIFESTS_DIR } from '../templates.js';
 import { helperImageFor, renderConfigToml } from './config-toml.js';
 import type { RunnerRecord } from './records.js';
-import { parseToml, type TomlTable } from './toml.js';
+import { parse as parseToml, type TomlTable } from 'smol-toml';
 
 const inv = parseInventory(
   `
@@ -114,21 +110,29 @@ runners:
     }
   });
 
-  it('rejects a customised template whose output is broken, without quoting the token', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rf-tpl-'));
-    writeFileSync(join(dir, 'config.toml.hbs'), 'concurrent = {{json concurrent}}\n[[runners]]\n  token = {{json runner.token}} oops\n');
+  it('escapes DEL and every other control character, so gitlab-runner (BurntSushi/toml) can read the file', () => {
+    const nasty = `x\u007fy\u0001z\u001f\tq`;
+    const hostile = { ...inv, runners: { ...inv.runners, description: `${nasty} {node}` } };
+    const text = renderConfigToml({ inventory: hostile, node: inv.nodes[0], record, executor: 'dood', arch: 'arm64' });
+    expect(text).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/); // eslint-disable-line no-control-regex
+    expect(text).toContain('\\u007f');
+    expect(((parseToml(text).runners as TomlTable[])[0] as TomlTable).name).toBe(`${nasty} pi-1`);
+  });
+
+  it('refuses a lone surrogate without quoting the token', () => {
+    const hostile = { ...inv, runners: { ...inv.runners, description: 'half \ud800 {node}' } };
     let err: unknown;
     try {
-      renderConfigToml({ inventory: inv, node: inv.nodes[0], record, executor: 'shell', arch: 'arm64', templateDir: dir });
+      renderConfigToml({ inventory: hostile, node: inv.nodes[0], record, executor: 'shell', arch: 'arm64' });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(InputError);
-    expect((err as Error).message).toMatch(/not valid TOML \(line 3/);
+    expect((err as Error).message).toMatch(/lone UTF-16 surrogate/);
     expect((err as Error).message).not.toContain('glrt-');
   });
 
-  it('the shipped template exists where renderTemplate looks', () => {
-    expect(MANIFESTS_DIR.endsWith('manifests')).toBe(true);
+  it('the checker rejects what TOML forbids raw (a DEL inside a string)', () => {
+    expect(() => parseToml('name = "a\u007fb"\n')).toThrow(/control characters/);
   });
 });

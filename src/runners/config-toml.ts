@@ -1,12 +1,9 @@
-// Renders a node's gitlab-runner config.toml from manifests/config.toml.hbs and checks the result by reading it back.
+// Serialises a node's gitlab-runner config.toml with a TOML library (smol-toml) and checks it by parsing it back.
+import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
 import type { Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
-import { redact } from '../secrets.js';
-import { renderTemplate } from '../templates.js';
 import type { RunnerRecord } from './records.js';
-import { parseToml, TomlError, type TomlTable } from './toml.js';
 
-export const CONFIG_TOML_TEMPLATE = 'config.toml.hbs';
 /**
  * gitlab-runner keeps its system_id in this file beside config.toml and makes up a new one when it is missing,
  * which GitLab shows as one more stale manager per restart. Write `record.systemId` (and a newline) there.
@@ -49,8 +46,6 @@ export interface ConfigTomlInput {
   executor: Executor;
   /** the node's architecture as host facts report it (arm64, armhf, amd64, or uname -m) */
   arch: string;
-  /** another template folder (tests); default manifests/ */
-  templateDir?: string;
 }
 
 interface DockerSection {
@@ -63,7 +58,7 @@ interface DockerSection {
   services: { name: string; alias: string; command: string[] }[];
 }
 
-/** The data the template sees; every key is present (the template is compiled strict). */
+/** What goes into config.toml, before it becomes TOML. */
 export function configTomlData(input: ConfigTomlInput) {
   const { inventory: inv, node, record, executor } = input;
   if (record.node !== node.name) throw new Error(`record for ${record.node} given for node ${node.name}`);
@@ -117,17 +112,61 @@ export function configTomlData(input: ConfigTomlInput) {
   };
 }
 
-/** Renders config.toml for one node; throws InputError (redacted) when the template's output is not what gitlab-runner needs. */
+/** config.toml as gitlab-runner reads it (its config.go field names); absent fields are omitted. */
+function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable {
+  const { runner } = data;
+  const docker = runner.docker && {
+    image: runner.docker.image,
+    helper_image: runner.docker.helperImage,
+    privileged: runner.docker.privileged,
+    volumes: runner.docker.volumes,
+    tls_verify: false,
+    disable_cache: false,
+    ...(runner.docker.pullPolicy ? { pull_policy: runner.docker.pullPolicy } : {}),
+    ...(runner.docker.services.length > 0 ? { services: runner.docker.services.map((s) => ({ name: s.name, alias: s.alias, command: s.command })) } : {}),
+  };
+  return {
+    concurrent: data.concurrent,
+    check_interval: data.checkInterval,
+    runners: [
+      {
+        name: runner.name,
+        url: runner.url,
+        token: runner.token,
+        executor: runner.executor,
+        ...(runner.shell ? { shell: runner.shell } : {}),
+        ...(runner.environment.length > 0 ? { environment: runner.environment } : {}),
+        ...(docker ? { docker } : {}),
+      },
+    ],
+  };
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function hasLoneSurrogate(value: unknown): boolean {
+  if (typeof value === 'string') return LONE_SURROGATE.test(value);
+  if (Array.isArray(value)) return value.some(hasLoneSurrogate);
+  if (value && typeof value === 'object') return Object.values(value).some(hasLoneSurrogate);
+  return false;
+}
+
+/**
+ * Renders config.toml for one node: serialised by smol-toml (it escapes what TOML forbids raw, such as DEL and the
+ * other control characters), then parsed back by it (TOML 1.0, as strict as gitlab-runner's BurntSushi/toml about
+ * strings) and checked. Throws InputError, never quoting the token, when that fails.
+ */
 export function renderConfigToml(input: ConfigTomlInput): string {
   const data = configTomlData(input);
-  const where = `manifests/${CONFIG_TOML_TEMPLATE}`;
-  let text: string;
-  try {
-    text = renderTemplate(CONFIG_TOML_TEMPLATE, data, input.templateDir);
-  } catch (err) {
-    throw new InputError([`${where}: ${redact((err as Error).message)}`], 'config.toml template failed');
+  const doc = configTomlDocument(data);
+  // A YAML "\ud800" escape makes a lone surrogate: it has no UTF-8 encoding, so config.toml cannot carry it.
+  // The node name is a Kubernetes node name (letters, digits, - and .): safe in a comment.
+  const text = `# Written by runner-fleet for node ${JSON.stringify(data.node)}; edits are overwritten on the next run.\n${stringifyToml(doc)}`;
+  // The serialiser would silently turn one into U+FFFD; refuse instead.
+  if (hasLoneSurrogate(doc)) {
+    throw new InputError([`config.toml for ${input.node.name}: a value holds a lone UTF-16 surrogate (a YAML \\u escape of half a character)`], 'config.toml failed');
   }
-  checkConfigToml(text, data, where);
+  checkConfigToml(text, data, `config.toml for ${input.node.name}`);
   return text;
 }
 
@@ -137,11 +176,12 @@ function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, 
     doc = parseToml(text);
   } catch (err) {
     // The message names a line, never quotes it: the line may hold the token.
-    throw new InputError([`${where}: rendered config.toml is not valid TOML (${err instanceof TomlError ? err.message : 'parse error'})`], 'config.toml template failed');
+    const line = err instanceof TomlError ? ` (line ${err.line})` : '';
+    throw new InputError([`${where}: is not valid TOML${line}`], 'config.toml failed');
   }
   const issues: string[] = [];
   const expect = (ok: boolean, what: string) => {
-    if (!ok) issues.push(`${where}: rendered config.toml ${what}`);
+    if (!ok) issues.push(`${where}: ${what}`);
   };
   expect(doc.concurrent === data.concurrent, 'has the wrong concurrent');
   expect(doc.check_interval === data.checkInterval, 'has the wrong check_interval');
@@ -162,5 +202,5 @@ function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, 
       }
     }
   }
-  if (issues.length > 0) throw new InputError(issues, 'config.toml template failed');
+  if (issues.length > 0) throw new InputError(issues, 'config.toml failed');
 }

@@ -182,6 +182,30 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
       writeFileSync(file, good);
     }
   });
+
+  it('a reload dockerd refuses puts the previous daemon.json back, keeps Docker running, and fails that node saying so', async () => {
+    const file = nodeFile('pi1', APT_JSON);
+    const good = readFileSync(file, 'utf8');
+    // A key dockerd also gets as a flag (the testbed's --storage-driver): its reload fails, the daemon keeps running.
+    const conflicting = `${JSON.stringify({ ...JSON.parse(good), 'storage-driver': 'vfs' }, null, 2)}\n`;
+    writeFileSync(file, conflicting);
+    const pid = await nodeDockerPid('pi1');
+    try {
+      const path = withInventory((inv) => (inv.gitlab.registry = [fleet.registry, '198.18.0.2:5003']));
+      const r = await runProvision(['--inventory', path, '--json', '--only', 'pi1']);
+      expect(r.code, r.stderr).toBe(1);
+      const pi1 = r.report!.nodes.find((n) => n.name === 'pi1')!;
+      expect(pi1.error).toMatch(/dockerd did not take the new \/etc\/docker\/daemon\.json .*restored the previous file from \.runner-fleet\.bak and brought Docker back/);
+      expect(pi1.changes.map((c) => c.step)).toContain('restore');
+      expect(readFileSync(file, 'utf8')).toBe(conflicting);
+      expect(await nodeDockerPid('pi1')).toBe(pid);
+      const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      expect(JSON.parse(info.stdout)['198.18.0.2:5003']).toBeUndefined();
+    } finally {
+      writeFileSync(file, good);
+      await execOnNode('pi1', ['systemctl', 'reload', 'docker']);
+    }
+  });
 });
 
 describe.runIf(canRun)('hosts: Docker from Docker\'s own packages', () => {
@@ -251,6 +275,12 @@ describe('bad inventories exit 2, name the path, and contact no node', () => {
     ['bad executor', (inv) => (inv.runners = { executor: 'kubernetes' }), 'runners.executor: expected shell | dind | dood'],
     ['registry with a scheme', (inv) => (inv.gitlab.registry = ['http://198.18.0.2:5000']), 'gitlab.registry[0]: expected host:port without a scheme'],
     ['inline token', (inv) => (inv.gitlab.accessToken = 'glpat-0123456789abcdef'), 'gitlab.accessToken: expected a reference'],
+    ['registry port dockerd refuses', (inv) => (inv.gitlab.registry = ['198.18.0.2:5000', 'reg.lan:99999']), 'gitlab.registry[1]: invalid port "99999"'],
+    ['registry that is not an IPv6 address', (inv) => (inv.gitlab.registry = ['[..]:5000']), 'gitlab.registry[0]: [..] is not an IPv6 address'],
+    ['registry port 0', (inv) => (inv.gitlab.registry = ['reg.lan:0']), 'gitlab.registry[0]: invalid port "0"'],
+    ['one host spelled twice', (inv) => ((inv.nodes[0].host = 'localhost'), (inv.nodes[1].host = '127.0.0.1'), (inv.nodes[1].port = port)), 'nodes[1].host: duplicate host 127.0.0.1:'],
+    ['GitLab URL with a password', (inv) => (inv.gitlab.url = 'http://root:glpat-0123456789abcdef@127.0.0.1:1'), 'gitlab.url: must not contain a user name or password'],
+    ['description over GitLab\'s limit', (inv) => (inv.runners = { description: 'd'.repeat(20_000_000) }), 'runners.description: is 20000000 characters long; at most 1024 allowed'],
     ['missing env token', (inv) => (inv.gitlab.accessToken = 'env:RUNNER_FLEET_TEST_UNSET'), 'gitlab.accessToken: environment variable RUNNER_FLEET_TEST_UNSET is not set'],
   ];
 
@@ -267,6 +297,28 @@ describe('bad inventories exit 2, name the path, and contact no node', () => {
       expect(connections).toBe(0);
     } finally {
       (await import('node:fs')).rmSync(path, { force: true });
+    }
+  });
+
+  it.each([['0x10'], ['1e1'], [' 5']])('--concurrency %j exits 2', async (value) => {
+    const r = await runProvision([`--concurrency=${value}`, '--inventory', '/nonexistent.yaml']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--concurrency: expected a decimal integer');
+  });
+
+  it('an alias bomb or a file that is not UTF-8 exits 2', async () => {
+    const bomb = `${stringify(good())}a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`;
+    for (const [text, message] of [[Buffer.from(bomb), /alias/i], [Buffer.concat([Buffer.from(stringify(good())), Buffer.from([0xff, 0xfe])]), /not valid UTF-8/]] as const) {
+      const path = join(import.meta.dirname, `.bad-${Math.random().toString(36).slice(2)}.yaml`);
+      writeFileSync(path, text);
+      try {
+        const r = await runProvision(['--inventory', path]);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(message);
+        expect(connections).toBe(0);
+      } finally {
+        (await import('node:fs')).rmSync(path, { force: true });
+      }
     }
   });
 
