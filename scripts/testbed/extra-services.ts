@@ -3,17 +3,21 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
 import { startCluster, stopCluster } from './cluster.js';
+import { net } from './paths.js';
 import type { TestbedService } from './services.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 
-/** The GitLab stand-in as a detached process; the inventory gets its URL and an access-token file reference. */
+/**
+ * The GitLab stand-in as a detached process on this machine's address on the fleet's bridge (nodes, their
+ * containers and pods reach it there); the inventory gets its URL and an access-token file reference.
+ */
 export const gitlabService: TestbedService = {
   name: 'gitlab',
   async start(ctx) {
     const stateFile = join(ctx.dir, 'server.json');
     const tokensDir = join(ctx.dir, 'tokens');
-    ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'test', 'gitlab', 'server.ts'), '--port', '0', '--state-file', stateFile, '--tokens-dir', tokensDir]);
+    ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'test', 'gitlab', 'server.ts'), '--host', net.hostAddr(), '--port', '0', '--state-file', stateFile, '--tokens-dir', tokensDir]);
     const deadline = Date.now() + 30_000;
     while (!existsSync(stateFile)) {
       if (Date.now() > deadline) throw new Error(`GitLab stand-in did not start within 30 s (see ${join(ctx.dir, 'gitlab.log')})`);
