@@ -1,9 +1,11 @@
 // Test-fleet services beyond the registry: the GitLab stand-in and the real Kubernetes test cluster.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
 import { startCluster, stopCluster } from './cluster.js';
+import { removeNodeCgroups, restoreSysctls, saveSysctls, startNodeKubelet, stopNodeKubelet, type PauseImage } from './kubelet.js';
 import { net } from './paths.js';
+import { REGISTRY } from './registry.js';
 import type { TestbedService } from './services.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -35,14 +37,57 @@ export const gitlabService: TestbedService = {
 /** Nodes the cluster has that the inventory does not: the DaemonSet must not land there. */
 export const EXTRA_CLUSTER_NODES = ['edge-extra'];
 
+/**
+ * RUNNER_FLEET_TESTBED_KWOK=all: kwok plays every node (big benchmark fleets: a real node costs ~130 MiB and a
+ * second of CPU to start). Otherwise each fleet node runs containerd and a real kubelet, and kwok only the
+ * cluster's extra nodes.
+ */
+export function kwokForAll(): boolean {
+  return process.env.RUNNER_FLEET_TESTBED_KWOK === 'all';
+}
+
+/** The sandbox image every node's containerd imports (helper "images": scripts/testbed/images.ts). */
+async function pauseImage(): Promise<PauseImage> {
+  const mod = './images.js';
+  const images = (await import(mod)) as { ensureTestImages(): Promise<{ pause: PauseImage }> };
+  return (await images.ensureTestImages()).pause;
+}
+
 export const clusterService: TestbedService = {
   name: 'cluster',
   async start(ctx) {
-    const cluster = await startCluster({ stateDir: join(ctx.dir, 'k8s'), nodes: ctx.nodes.map((n) => n.name), extraNodes: EXTRA_CLUSTER_NODES });
+    const real = kwokForAll() ? [] : ctx.nodes;
+    const pause = real.length > 0 ? await pauseImage() : undefined;
+    if (real.length > 0) saveSysctls();
+    const cluster = await startCluster({
+      stateDir: join(ctx.dir, 'k8s'),
+      nodes: kwokForAll() ? ctx.nodes.map((n) => n.name) : [],
+      kubelets: real.map((n) => n.name),
+      extraNodes: EXTRA_CLUSTER_NODES,
+      bindAddress: net.hostAddr(),
+      startKubelets: async (plane) => {
+        writeFileSync(join(ctx.dir, 'bin-dir'), plane.binDir);
+        ctx.log(`starting containerd and kubelet on ${real.length} node(s)`);
+        for (const node of real) {
+          await startNodeKubelet(node, ctx.stateRoot, {
+            binDir: plane.binDir, caFile: plane.caFile, kubeconfig: plane.nodeKubeconfigs[node.name], pause: pause!, registry: REGISTRY,
+          });
+        }
+      },
+    });
     ctx.log(`kubernetes test cluster on ${cluster.server}`);
     return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 60 } };
   },
   async stop(ctx) {
+    const binDir = existsSync(join(ctx.dir, 'bin-dir')) ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim() : undefined;
+    const errors: string[] = [];
+    // Kubelets (and their pods) before the control plane: a kubelet without its apiserver cannot finish anything.
+    for (const node of ctx.nodes) {
+      await stopNodeKubelet(node, ctx.stateRoot, binDir && join(binDir, 'crictl')).catch((e: Error) => errors.push(`${node.name}: ${e.message}`));
+    }
     await stopCluster(join(ctx.dir, 'k8s'));
+    removeNodeCgroups();
+    restoreSysctls();
+    if (errors.length > 0) throw new Error(errors.join('; '));
   },
 };

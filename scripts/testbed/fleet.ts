@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ensureHost } from './host.js';
 import { buildImageTar } from './image.js';
 import { writeInventory } from './inventory.js';
+import { removeNodeCgroups, restoreSysctls } from './kubelet.js';
 import { createBridge, joinLan, netnsId, removeLan, slotNodeNetns } from './network.js';
 import {
   dockerdPid, execInNode, logTail, nodeLan, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
@@ -223,6 +224,10 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
   }
   // The namespaces go once nothing holds them; their veths with them.
   await removeLan();
+  // What the cluster service's stop could not remove while processes still ran.
+  const cgroupsLeft = removeNodeCgroups();
+  if (cgroupsLeft.length > 0) errors.push(`cgroups still in use: ${cgroupsLeft.join(', ')}`);
+  restoreSysctls();
 
   if (existsSync(root)) {
     if (existsSync(join(root, ROOT_MARKER))) {

@@ -92,6 +92,10 @@ export const NODE_MOUNTS: readonly NodeMount[] = [
   // appended to, the machine's own file: issue 12 item 12). /var/lib/dpkg itself is never renamed.
   { path: '/var/lib/dpkg', from: 'dpkg', overlay: true },
   { path: '/usr/local/sbin', from: 'sbin' },
+  // The cluster service's containerd and kubelet keep their state at their default places, per node.
+  { path: '/var/lib/kubelet', from: 'var-lib-kubelet' },
+  { path: '/var/lib/containerd', from: 'var-lib-containerd' },
+  { path: '/var/lib/cni', from: 'var-lib-cni' },
   // Tools that upload through /tmp must not race between nodes.
   { path: '/tmp', from: 'tmp', mode: 0o1777 },
   // Last, so that a state root under /run is still reachable while the mounts above are made.
