@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds the test cluster's binaries (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok)
-# from Go modules into a cache outside the checkout; a no-op when they are already there.
+# Builds the test cluster's binaries (kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, and for
+# the real nodes kubelet and crictl) from Go modules into a cache outside the checkout; a no-op when they are there.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+# cri-tools publishes no v1.36.x module; v1.37.0 speaks the same CRI v1 API to Debian's containerd 1.6.
+CRICTL_VERSION=${CRICTL_VERSION:-v1.37.0}
 CACHE=${RUNNER_FLEET_CACHE:-$HOME/.cache/runner-fleet}
 BIN=$CACHE/bin/k8s-$K8S_VERSION
 export GOMODCACHE=${GOMODCACHE:-$CACHE/gomod}
@@ -14,24 +16,43 @@ export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
 
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+want=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok crictl)
 # A stamp per Kubernetes binary records the version it was linked with: binaries built before the
 # version ldflags existed report v0.0.0-master, which confuses version-skew checks, so they are relinked.
 k8s_ok() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$K8S_VERSION" ]; }
-missing=0
-for b in "${want[@]}"; do
-  case $b in kube-*|kubectl) k8s_ok "$b" || missing=1 ;; *) [ -x "$BIN/$b" ] || missing=1 ;; esac
-done
-if [ "$missing" = 0 ]; then echo "$BIN"; exit 0; fi
+crictl_ok() { [ -x "$BIN/crictl" ] && [ "$(cat "$BIN/.crictl.version" 2>/dev/null)" = "$CRICTL_VERSION" ]; }
+all_ok() {
+  local b
+  for b in "${want[@]}"; do
+    case $b in kube*) k8s_ok "$b" ;; crictl) crictl_ok ;; *) [ -x "$BIN/$b" ] ;; esac || return 1
+  done
+}
+if all_ok; then echo "$BIN"; exit 0; fi
 
 command -v go >/dev/null || { echo "go is required to build the test cluster" >&2; exit 1; }
 mkdir -p "$BIN" "$CACHE/src"
 log() { echo "[build-test-cluster] $*" >&2; }
+# Two runs at once (setup.sh and a testbed, two worktrees) would compile the same packages twice on few cores.
+exec 9>"$CACHE/.build-test-cluster.lock"
+flock 9
+
+# crictl first with kubelet (below): the real test nodes need only these two from this script.
+if ! crictl_ok; then
+  log "building crictl $CRICTL_VERSION"
+  GOBIN=$BIN.crictl go install -trimpath \
+    -ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  mv "$BIN.crictl/crictl" "$BIN/crictl"; rmdir "$BIN.crictl"
+  echo "$CRICTL_VERSION" > "$BIN/.crictl.version"
+fi
 
 # Kubernetes: a wrapper module whose replace list points every staging module (required at v0.0.0
 # in k8s.io/kubernetes' go.mod) at its published v0.X.Y twin.
 k8s_mod=$CACHE/src/k8s-$K8S_VERSION
-if ! k8s_ok kube-apiserver || ! k8s_ok kube-controller-manager || ! k8s_ok kube-scheduler || ! k8s_ok kubectl; then
+k8s_cmds=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl)
+k8s_missing=0
+for c in "${k8s_cmds[@]}"; do k8s_ok "$c" || k8s_missing=1; done
+if [ "$k8s_missing" = 1 ]; then
   mkdir -p "$k8s_mod"; cd "$k8s_mod"
   [ -f go.mod ] || go mod init runnerfleet.test/k8s >/dev/null 2>&1
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -50,6 +71,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   log "resolving k8s.io/kubernetes $K8S_VERSION modules"
@@ -60,7 +82,7 @@ GO
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     vflags="$vflags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for c in "${k8s_cmds[@]}"; do
     k8s_ok "$c" && continue
     log "building $c"
     go build -trimpath -ldflags="-s -w$vflags" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"

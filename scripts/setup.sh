@@ -3,7 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates curl)
+packages=(openssh-server openssh-client sudo docker.io docker-registry busybox-static iproute2 openssl util-linux procps ca-certificates curl
+  # the real test fleet: each node runs containerd + runc + a kubelet with the CNI bridge plugin; the runc wrapper
+  # for privileged containers needs jq and capsh; xz unpacks the shared gitlab-runner binaries; git goes into the
+  # runner and helper images (with iptables and openssl into the dind image, dumb-init into the runner image)
+  containerd runc containernetworking-plugins jq libcap2-bin iptables xz-utils git dumb-init)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")

@@ -1,0 +1,3 @@
+module runnerfleet.test/pause
+
+go 1.22
