@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
 import { startCluster, stopCluster } from './cluster.js';
 import { removeNodeCgroups, restoreSysctls, saveSysctls, startNodeKubelet, stopNodeKubelet, type PauseImage } from './kubelet.js';
+import { PAUSE_REF, cacheRoot, ensureTestImages } from './images.js';
 import { net } from './paths.js';
 import { REGISTRY } from './registry.js';
 import type { TestbedService } from './services.js';
@@ -48,9 +49,10 @@ export function kwokForAll(): boolean {
 
 /** The sandbox image every node's containerd imports (helper "images": scripts/testbed/images.ts). */
 async function pauseImage(): Promise<PauseImage> {
-  const mod = './images.js';
-  const images = (await import(mod)) as { ensureTestImages(): Promise<{ pause: PauseImage }> };
-  return (await images.ensureTestImages()).pause;
+  // ensureTestImages re-hashes every image's inputs (~15 s warm); the pause archive alone is enough here.
+  const cached = join(cacheRoot(), 'images', 'pause.oci.tar');
+  if (existsSync(cached)) return { ociArchive: cached, ref: PAUSE_REF };
+  return (await ensureTestImages()).pause;
 }
 
 export const clusterService: TestbedService = {
