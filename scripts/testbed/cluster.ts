@@ -1,11 +1,13 @@
 // The test fleet's Kubernetes: real etcd, kube-apiserver, controller-manager and scheduler; real kubelets join from the
 // fleet's nodes (scripts/testbed/kubelet.ts), kwok plays the nodes the fleet does not have.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { CNI_CONFLIST } from './kubelet.js';
+import { nodeDir, nodeFile } from './paths.js';
 import { memoryOf, processInfo, run, signal, sleep, spawnDaemon } from './procs.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -238,14 +240,24 @@ export async function stopCluster(stateDir: string): Promise<void> {
 }
 
 /**
- * Makes a node's "kubelet" (kwok, via the stage keyed on NOT_READY_LABEL) report Ready=False, or Ready again,
- * and waits until the Node shows it. Pods on it keep their last status, as with a real kubelet that reports
- * trouble; on the way back, pods left NotReady are deleted for the DaemonSet to recreate, because kwok (unlike
- * a kubelet) never reports an existing pod Ready again.
+ * Makes a node report Ready=False, or Ready again, and waits until the Node shows it. A kwok node through the stage
+ * keyed on NOT_READY_LABEL; a real kubelet the way a real one gets there: its CNI configuration goes away (the
+ * container runtime's network is not ready; containerd notices at once, the kubelet reports it within ~10 s) and
+ * comes back. Pods on the node keep running and keep their last status. On the way back, kwok pods left NotReady
+ * are deleted for the DaemonSet to recreate, because kwok (unlike a kubelet) never reports an existing pod Ready again.
  */
-export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 30): Promise<void> {
+export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 60): Promise<void> {
   const client = ApiClient.fromKubeconfig(kubeconfig);
-  await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
+  const current = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson & { metadata: { annotations?: Record<string, string> } };
+  const kwok = current.metadata.annotations?.[KWOK_ANNOTATION] !== undefined;
+  if (kwok) {
+    await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
+  } else {
+    const conf = nodeFile(name, `/etc/cni/net.d/${CNI_CONFLIST}`);
+    const parked = join(nodeDir(name), 'k8s', `${CNI_CONFLIST}.parked`);
+    if (ready && existsSync(parked)) renameSync(parked, conf);
+    if (!ready && existsSync(conf)) renameSync(conf, parked);
+  }
   const deadline = Date.now() + timeoutSec * 1000;
   for (;;) {
     const node = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson;
@@ -255,6 +267,7 @@ export async function setNodeReady(kubeconfig: string, name: string, ready: bool
     if (Date.now() > deadline) throw new Error(`node ${name} did not become ${ready ? 'Ready' : 'NotReady'} within ${timeoutSec}s`);
     await sleep(200);
   }
+  if (!kwok) return;
   if (ready) {
     const pods = (await client.send('GET', `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`)) as { items: PodJson[] };
     for (const p of pods.items.filter((x) => !podReady(x))) {

@@ -115,14 +115,23 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     await buildImageTar(files.imageTar(root));
 
     log(`starting ${planned.length} node(s)`);
+    const t0 = Date.now();
     await createBridge();
     await joinLan(planned.map(nodeLan));
+    const t1 = Date.now();
+    const phase = { dir: 0, ns: 0, sshd: 0 };
     await pool(planned, 8, async (node) => {
+      let t = Date.now();
+      const lap = (k: keyof typeof phase) => { phase[k] += Date.now() - t; t = Date.now(); };
       await prepareNodeDir(node, root, dpkg);
+      lap('dir');
       const record: NodeRecord = { ...node, ...(await startNamespace(node, root)) };
+      lap('ns');
       state.nodes.push(record);
       await startSshd(record, root);
+      lap('sshd');
     });
+    log(`LAN ${t1 - t0} ms; nodes ${Date.now() - t1} ms (summed over workers: dirs ${phase.dir} ms, namespaces ${phase.ns} ms, sshd ${phase.sshd} ms)`);
     const order = (n: NodeInfo) => planned.findIndex((p) => p.name === n.name);
     state.nodes.sort((a, b) => order(a) - order(b));
     saveState(state, root);

@@ -23,6 +23,9 @@ export interface KubeletSetup {
   registry: string;
 }
 
+/** The node's CNI configuration in /etc/cni/net.d (cluster.ts setNodeReady parks it to make the node NotReady). */
+export const CNI_CONFLIST = '10-testbed.conflist';
+
 /** Pod network inside every node: each node has its own network namespace, so they all use the same range. */
 const POD_SUBNET = '10.244.0.0/24';
 /** The certs.d microk8s's containerd reads (as the node sees it), where runner-fleet writes hosts.toml. */
@@ -221,7 +224,7 @@ export async function startNodeKubelet(node: NodeRecord, root: string, setup: Ku
   writeFileSync(join(d, 'kubelet.yaml'), kubeletYaml(node, root, setup));
   const netd = nodeFile(node.name, '/etc/cni/net.d', root);
   mkdirSync(netd, { recursive: true });
-  writeFileSync(join(netd, '10-testbed.conflist'), cniConflist(node));
+  writeFileSync(join(netd, CNI_CONFLIST), cniConflist(node));
   // microk8s nodes: certs.d (from the snap's layout) stays as runner-fleet leaves it; before converge a pull fails.
   if (!node.microk8s) {
     const dir = nodeFile(node.name, `${CERTS_D}/${setup.registry}`, root);
