@@ -191,7 +191,7 @@ describe.runIf(canRun)('test fleet', () => {
       const r = await execOnNode(name, ['docker', 'run', '--rm', 'bb:local', 'sh', '-c', probe]);
       expect(r.stdout, r.stderr).toBe('{}registry-ok\nhost-ok\n');
     }
-    const priv = await execOnNode('pi1', ['docker', 'run', '--rm', '--privileged', 'bb:local', 'sh', '-c', 'ip link add dummy0 type dummy && echo privileged-ok']);
+    const priv = await execOnNode('pi1', ['docker', 'run', '--rm', '--privileged', 'bb:local', 'sh', '-c', 'mkdir -p /m && mount -t tmpfs none /m && echo privileged-ok']);
     expect(priv.stdout, priv.stderr).toBe('privileged-ok\n');
     const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{.Driver}} {{.DefaultRuntime}}']);
     expect(info.stdout.trim()).toBe('overlay2 runc-bnd');
@@ -297,7 +297,7 @@ describe.runIf(canRun)('test fleet', () => {
     await down();
     for (const pid of pids) expect(processInfo(pid)).toBeUndefined();
     expect(listProcesses().filter((p) => netns.has(p.netns) || mntns.has(p.mntns))).toEqual([]);
-    for (const n of fleet.nodes) expect(await portOpen(n.host, n.port)).toBe(false);
+    // (No connection attempt: with the bridge gone, 198.18.s.x would be routed out of this machine.)
     const nsList = (await run('ip', ['netns', 'list'])).stdout;
     expect(nsList).not.toContain(REGISTRY_NETNS);
     expect(nsList).not.toMatch(new RegExp(`^rf${slot()}-pi`, 'm'));
