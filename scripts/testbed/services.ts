@@ -5,6 +5,7 @@ import type { NodeRecord } from './node.js';
 import { processInfo, spawnDaemon } from './procs.js';
 import { clusterService, gitlabService } from './extra-services.js';
 import { gitlabRunnerPackageService } from './gitlab-runner.js';
+import { imagesService } from './images-service.js';
 import { registryService } from './registry.js';
 
 /**
@@ -40,7 +41,7 @@ export interface TestbedService {
 }
 
 /** What `up` starts unless told otherwise, in this order (`down` stops them in reverse). */
-export const DEFAULT_SERVICES: TestbedService[] = [registryService, gitlabRunnerPackageService, gitlabService, clusterService];
+export const DEFAULT_SERVICES: TestbedService[] = [registryService, imagesService, gitlabRunnerPackageService, gitlabService, clusterService];
 
 const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
 
