@@ -130,7 +130,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
 
   it('a runner pod deleted by hand comes back as the same runner manager', async () => {
     const records = JSON.parse(
-      Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data.records, 'base64').toString('utf8'),
+      Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'], 'base64').toString('utf8'),
     ) as { node: string; id: number; systemId: string }[];
     const pi3 = records.find((r) => r.node === 'pi3')!;
     const before = await managers(pi3.id);
@@ -147,11 +147,16 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
   it('a job running while apply reloads Docker (apt) keeps running and succeeds', async () => {
     const pid = nodeDockerPid('pi1');
     const running = job('dood', { node: 'pi1', beforeScript: ['echo holding the job open; sleep 20'] });
-    // Wait until the runner has the job, then change the registries: apt's dockerd gets a SIGHUP.
-    await new Promise((r) => setTimeout(r, 8000));
+    // Wait until the job's script is running, then change the registries: apt's dockerd gets a SIGHUP.
+    for (let i = 0; i < 120; i++) {
+      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as { status: string; trace: string }[];
+      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const more = variant((inv) => (inv.gitlab.registry = [...inv.gitlab.registry, 'mirror.fleet.test:5000']));
     const report = await apply('dood', more);
-    expect(report.nodes.find((n) => n.name === 'pi1')!.changes.map((c) => c.step)).toContain('reload docker');
+    const pi1 = report.nodes.find((n) => n.name === 'pi1')!.changes;
+    expect(pi1.find((c) => c.step === 'reload-docker')?.detail).toMatch(/^systemctl reload docker/);
     expectPushed(await running);
     expect(nodeDockerPid('pi1')).toBe(pid);
     await apply('dood');
