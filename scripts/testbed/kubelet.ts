@@ -160,7 +160,7 @@ function makeCgroupRoot(node: NodeRecord): void {
 }
 
 function rmdirTree(dir: string): void {
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
   } catch {
@@ -179,7 +179,7 @@ export function removeNodeCgroups(): string[] {
   const left: string[] = [];
   const re = new RegExp(`^rf${slot()}-pi\\d+$`);
   for (const h of hierarchies()) {
-    let names: string[] = [];
+    let names: string[];
     try {
       names = readdirSync(join('/sys/fs/cgroup', h)).filter((n) => re.test(n));
     } catch {
