@@ -96,6 +96,8 @@ export const NODE_MOUNTS: readonly NodeMount[] = [
   { path: '/var/lib/kubelet', from: 'var-lib-kubelet' },
   { path: '/var/lib/containerd', from: 'var-lib-containerd' },
   { path: '/var/lib/cni', from: 'var-lib-cni' },
+  // runner-fleet's per-node runner identity (the runner pods' hostPath, host runners' state): each Pi has its own disk.
+  { path: '/var/lib/runner-fleet', from: 'var-lib-runner-fleet' },
   // Tools that upload through /tmp must not race between nodes.
   { path: '/tmp', from: 'tmp', mode: 0o1777 },
   // Last, so that a state root under /run is still reachable while the mounts above are made.

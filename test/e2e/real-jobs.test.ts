@@ -49,6 +49,12 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(r.status, `${r.failureReason}\n${r.trace}`).toBe('success');
     expect(r.pushed, `the registry does not list ${r.image}\n${r.trace}`).toBe(true);
   };
+  const records = () =>
+    JSON.parse(Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'], 'base64').toString('utf8')) as {
+      node: string;
+      id: number;
+      systemId: string;
+    }[];
   const managers = async (runnerId: number): Promise<string[]> => {
     const token = readFileSync(base.gitlab.accessToken.slice('file:'.length), 'utf8').trim();
     const res = await fetch(`${base.gitlab.url}/api/v4/runners/${runnerId}/managers`, { headers: { 'private-token': token } });
@@ -112,6 +118,10 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const report = JSON.parse(r.stdout);
     expect(report.ok).toBe(true);
     for (const n of report.nodes) expect(n.gitlab.state).toBe('online');
+    // Each node's pod is its own runner manager: the system_id registration recorded, one per node.
+    const ids = records().map((r) => r.systemId);
+    expect(new Set(ids).size).toBe(3);
+    for (const r of records()) expect(await managers(r.id)).toEqual([r.systemId]);
   });
 
   it('a rerun changes nothing and restarts no runner pod; a tag edit reaches the runner without a restart', async () => {
@@ -129,10 +139,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
   });
 
   it('a runner pod deleted by hand comes back as the same runner manager', async () => {
-    const records = JSON.parse(
-      Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'], 'base64').toString('utf8'),
-    ) as { node: string; id: number; systemId: string }[];
-    const pi3 = records.find((r) => r.node === 'pi3')!;
+    const pi3 = records().find((r) => r.node === 'pi3')!;
     const before = await managers(pi3.id);
     expect(before).toEqual([pi3.systemId]);
     const old = runnerPods('dood').find((p) => p.node === 'pi3')!;
