@@ -1,7 +1,7 @@
 // Serialises a node's gitlab-runner config.toml with a TOML library (smol-toml) and checks it by parsing it back.
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
-import type { Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
+import type { DindService, Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
 import type { RunnerRecord } from './records.js';
 
 /**
@@ -58,6 +58,12 @@ interface DockerSection {
   services: { name: string; alias: string; command: string[] }[];
 }
 
+/** The services config.toml starts for every dind job, by runners.dindService. */
+const DIND_SERVICE_DEFAULTS: Record<DindService, (image: string, registries: string[]) => DockerSection['services']> = {
+  runner: (image, registries) => [{ name: image, alias: 'docker', command: registries.map((reg) => `--insecure-registry=${reg}`) }],
+  job: () => [],
+};
+
 /** What goes into config.toml, before it becomes TOML. */
 export function configTomlData(input: ConfigTomlInput) {
   const { inventory: inv, node, record, executor } = input;
@@ -73,14 +79,8 @@ export function configTomlData(input: ConfigTomlInput) {
       privileged: true,
       volumes: ['/certs/client', '/cache'],
       pullPolicy: r.pullPolicy ?? null,
-      services: [
-        {
-          name: r.dindImage,
-          alias: 'docker',
-          // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
-          command: inv.gitlab.registries.map((reg) => `--insecure-registry=${reg}`),
-        },
-      ],
+      // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
+      services: DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries),
     };
     environment.push('DOCKER_TLS_CERTDIR=/certs');
   } else if (executor === 'dood') {

@@ -199,6 +199,8 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const onNode = await execOnNode('pi2', ['docker', 'image', 'inspect', r.image]);
     expect(onNode.code).not.toBe(0);
     expect(r.trace).toMatch(new RegExp(`insecure: .*"${fleet.registry.replace(/\./g, '\\.')}"[^}]*"Secure":false`));
+    // A second job on the same node: the runner keeps /certs/client between jobs, the dind service's CA is new.
+    expectPushed(await job('dind', { node: 'pi2' }));
   });
 
   it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {
