@@ -10,7 +10,8 @@ const USAGE = `usage: npx tsx scripts/testbed.ts <command>
   down                                                stop everything and remove the state directory
   status [--json]                                     what runs, and its memory per node
   exec NODE -- CMD...                                 run CMD as root inside NODE
-State directory: $RUNNER_FLEET_TESTBED or /var/tmp/runner-fleet-testbed`;
+State directory: $RUNNER_FLEET_TESTBED or /var/tmp/runner-fleet-testbed[-SLOT]; RUNNER_FLEET_TESTBED_SLOT=0-9 runs
+fleets side by side; RUNNER_FLEET_TESTBED_KWOK=all makes kwok play every node instead of real kubelets`;
 
 class UsageError extends Error {}
 
