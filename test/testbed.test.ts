@@ -14,6 +14,7 @@ import { portOpen } from '../scripts/testbed/node.js';
 import { net, slot, stateRoot } from '../scripts/testbed/paths.js';
 import { listProcesses, processInfo, run } from '../scripts/testbed/procs.js';
 import { REGISTRY_NETNS } from '../scripts/testbed/registry.js';
+import { servicesNamed } from '../scripts/testbed/services.js';
 import { kubectl, kubectlJson } from './support/fleet.js';
 import { requireRoot } from './support/requireRoot.js';
 
@@ -310,5 +311,18 @@ describe.runIf(canRun)('test fleet', () => {
       expect(readdirSync(`/sys/fs/cgroup/${h}`).filter((c) => c.startsWith(`rf${slot()}-pi`))).toEqual([]);
     }
     await down();
+  });
+
+  it('an up with other --services stops what the running fleet started (its cluster too); so does down', async () => {
+    await up({ nodes: 1, kinds: ['none'] });
+    const plane = JSON.parse(readFileSync(join(stateRoot(), 'services', 'cluster', 'k8s', 'pids.json'), 'utf8')) as { component: string; pid: number }[];
+    const kubelet = listProcesses().find((p) => p.comm === 'kubelet' && p.cmdline.includes(`${stateRoot()}/pi1/`));
+    await up({ nodes: 1, kinds: ['none'], services: servicesNamed([]) });
+    for (const r of plane) expect(processInfo(r.pid), r.component).toBeUndefined();
+    expect(kubelet).toBeDefined();
+    expect(processInfo(kubelet!.pid)).toBeUndefined();
+    await down({ services: servicesNamed([]) });
+    expect(status().up).toBe(false);
+    expect(await snapshot()).toEqual(before);
   });
 });

@@ -6,8 +6,8 @@ import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { CNI_CONFLIST } from './kubelet.js';
-import { nodeDir, nodeFile } from './paths.js';
+import { CNI_CONFLIST, cniConfDir } from './kubelet.js';
+import { nodeDir, stateRoot } from './paths.js';
 import { memoryOf, processInfo, run, signal, sleep, spawnDaemon } from './procs.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -253,9 +253,13 @@ export async function setNodeReady(kubeconfig: string, name: string, ready: bool
   if (kwok) {
     await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
   } else {
-    const conf = nodeFile(name, `/etc/cni/net.d/${CNI_CONFLIST}`);
+    const conf = join(cniConfDir({ name }, stateRoot()), CNI_CONFLIST);
     const parked = join(nodeDir(name), 'k8s', `${CNI_CONFLIST}.parked`);
-    if (ready && existsSync(parked)) renameSync(parked, conf);
+    // containerd 1.6 reloads on rename, remove and write, not on create: put it back by writing it.
+    if (ready && existsSync(parked)) {
+      writeFileSync(conf, readFileSync(parked));
+      rmSync(parked);
+    }
     if (!ready && existsSync(conf)) renameSync(conf, parked);
   }
   const deadline = Date.now() + timeoutSec * 1000;

@@ -13,6 +13,8 @@ export const HOST_PACKAGES = [
   'jq', 'libcap2-bin',
   // each node's dockerd keeps its NAT in the node's network namespace.
   'iptables',
+  // the cluster service's real nodes: containerd 1.6 + runc, bridge/host-local CNI plugins (/usr/lib/cni); openssl for the PKI.
+  'containerd', 'runc', 'containernetworking-plugins', 'openssl',
 ];
 
 const SUDOERS = '/etc/sudoers.d/runner-fleet-testbed';

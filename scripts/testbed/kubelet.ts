@@ -23,8 +23,16 @@ export interface KubeletSetup {
   registry: string;
 }
 
-/** The node's CNI configuration in /etc/cni/net.d (cluster.ts setNodeReady parks it to make the node NotReady). */
+/** The node's CNI configuration (cluster.ts setNodeReady parks it to make the node NotReady). */
 export const CNI_CONFLIST = '10-testbed.conflist';
+
+/**
+ * containerd's CNI conf_dir: in the node's state directory, not in its /etc overlay, because containerd watches it
+ * with inotify, which does not see changes made from this machine to an overlay's upper directory.
+ */
+export function cniConfDir(node: Pick<NodeRecord, 'name'>, root: string): string {
+  return join(k8sDir(node, root), 'net.d');
+}
 
 /** Pod network inside every node: each node has its own network namespace, so they all use the same range. */
 const POD_SUBNET = '10.244.0.0/24';
@@ -80,7 +88,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "/etc/cni/net.d"
+    conf_dir = "${cniConfDir(node, root)}"
   [plugins."io.containerd.grpc.v1.cri".registry]
     # re-read on every pull: a hosts.toml written here later applies at once
     config_path = "${certsD}"
@@ -222,7 +230,7 @@ export async function startNodeKubelet(node: NodeRecord, root: string, setup: Ku
   for (const sub of ['', 'opt', 'pod-logs']) mkdirSync(join(d, sub), { recursive: true, mode: 0o750 });
   writeFileSync(join(d, 'containerd.toml'), containerdToml(node, root, setup));
   writeFileSync(join(d, 'kubelet.yaml'), kubeletYaml(node, root, setup));
-  const netd = nodeFile(node.name, '/etc/cni/net.d', root);
+  const netd = cniConfDir(node, root);
   mkdirSync(netd, { recursive: true });
   writeFileSync(join(netd, CNI_CONFLIST), cniConflist(node));
   // microk8s nodes: certs.d (from the snap's layout) stays as runner-fleet leaves it; before converge a pull fails.

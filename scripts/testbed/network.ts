@@ -29,14 +29,32 @@ async function batch(lines: string[], netns?: string): Promise<void> {
   await run('ip', [...(netns ? ['-n', netns] : []), '-batch', '-'], { input: `${lines.join('\n')}\n` });
 }
 
-/** The bridge with the host's address on it; made again from nothing. */
+/**
+ * Nodes route everything via this machine (a default route, like a Pi behind its router): a pod pulling from
+ * docker.io sends DNS and HTTPS there. With ip_forward off (the default here) the kernel drops it; this rule drops
+ * it also where something turned forwarding on, so that nothing of the fleet leaves 198.18.s.0/24.
+ */
+function forwardGuard(): string[] {
+  return ['FORWARD', '-i', net.bridge(), '!', '-o', net.bridge(), '-m', 'comment', '--comment', `runner-fleet-testbed ${net.bridge()}`, '-j', 'DROP'];
+}
+
+/** The bridge with the host's address on it, and the forward guard; made again from nothing. */
 export async function createBridge(): Promise<void> {
-  await run('ip', ['link', 'del', net.bridge()], { check: false });
+  await removeBridge();
   await batch([
     `link add ${net.bridge()} type bridge`,
     `addr add ${net.hostAddr()}/24 dev ${net.bridge()}`,
     `link set ${net.bridge()} up`,
   ]);
+  await run('iptables', ['-w', '-I', ...forwardGuard()]);
+}
+
+async function removeBridge(): Promise<void> {
+  // -C/-D until it is gone: an earlier crashed up may have left more than one.
+  while ((await run('iptables', ['-w', '-C', ...forwardGuard()], { check: false })).code === 0) {
+    await run('iptables', ['-w', '-D', ...forwardGuard()], { check: false });
+  }
+  await run('ip', ['link', 'del', net.bridge()], { check: false });
 }
 
 /**
@@ -74,7 +92,7 @@ export async function removeLan(): Promise<void> {
     .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
     .filter((l): l is string => l !== undefined && new RegExp(`^${net.nodeLink(0).replace(/0$/, '')}\\d+$`).test(l));
   for (const l of links) await run('ip', ['link', 'del', l], { check: false });
-  await run('ip', ['link', 'del', net.bridge()], { check: false });
+  await removeBridge();
 }
 
 /** `net:[inode]` of a named namespace, as /proc/<pid>/ns/net reads for its processes. */
