@@ -25,6 +25,8 @@ export interface JobOptions {
   onTrace?: (chunk: string) => void;
   /** a shell line run before the snippet's script (tests use it to hold a job open) */
   beforeScript?: string[];
+  /** another .gitlab-ci.yml job instead of the ci-snippet's (its name and the YAML text) */
+  custom?: { job: string; yaml: string };
 }
 
 export interface JobResult {
@@ -103,7 +105,7 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
   const inv = parseInventory(readFileSync(opts.inventoryPath, 'utf8'), opts.inventoryPath);
   const base = inv.gitlab.url;
   const registry = inv.gitlab.registries[0];
-  const { yaml, job } = await snippetFor(opts, inv);
+  const { yaml, job } = opts.custom ?? (await snippetFor(opts, inv));
   const project = await call<{ path: string; sha: string }>(base, 'POST', '/_standin/projects', {
     path: DEMO_PROJECT,
     files: { Dockerfile: demoDockerfile(registry) },

@@ -2,6 +2,7 @@
 // ci-snippet job that builds an image on the node and pushes it to the plain-HTTP test registry.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify as stringifyYaml } from 'yaml';
 import { clusterBinDir } from '../../scripts/testbed/cluster.js';
 import { down, execOnNode, nodeDockerPid, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
 import { runCiJob, type JobOptions, type JobResult } from '../../scripts/testbed/job.js';
@@ -112,6 +113,20 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     }
   });
 
+  it("dood: a job's service is reached by its alias (no network_mode host)", async () => {
+    const yaml = stringifyYaml({
+      'service-alias': {
+        image: base.runners.dockerCliImage,
+        tags: ['pi2'],
+        services: [{ name: `${fleet.registry}/runner-fleet/base:1`, alias: 'web', entrypoint: ['httpd', '-f', '-p', '8080', '-h', '/etc'] }],
+        script: ['for i in $(seq 1 30); do if wget -qO- http://web:8080/passwd | grep -q "^root:"; then echo reached web by its alias; exit 0; fi; sleep 1; done; exit 1'],
+      },
+    });
+    const r = await job('dood', { custom: { job: 'service-alias', yaml } });
+    expect(r.status, r.trace).toBe('success');
+    expect(r.trace).toContain('reached web by its alias');
+  });
+
   it('status is healthy by the runners polling on their own (no hand-made contact)', async () => {
     const r = await runProvision(['status', '--inventory', fleet.inventory, '--executor', 'dood', '--json']);
     expect(r.code, r.stdout).toBe(0);
@@ -218,5 +233,23 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(ps.stdout).toContain('gitlab-runner run');
     // The cluster runners went first: no runner pod is left.
     expect((get(['-n', NS, 'get', 'pods']).items as any[]).length).toBe(0);
+  });
+
+  it('shell (placement host): a config change during a running job reloads the runner; the job finishes', async () => {
+    const pidOf = async () => (await execOnNode('pi3', ['cat', '/run/gitlab-runner.pid'])).stdout.trim();
+    const restarts = async () => (await execOnNode('pi3', ['sh', '-c', 'cat /var/log/gitlab-runner.restarts 2>/dev/null || echo 0'])).stdout.trim();
+    const [pid, before] = [await pidOf(), await restarts()];
+    const running = job('shell', { node: 'pi3', beforeScript: ['echo holding the job open; sleep 15'] });
+    for (let i = 0; i < 120; i++) {
+      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as { status: string; trace: string }[];
+      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // concurrent is in config.toml: the runner re-reads the file; nothing may restart it under the job.
+    const more = variant((inv) => (inv.runners.concurrent = 2));
+    await apply('shell', more, ['--placement', 'host']);
+    expectPushed(await running);
+    expect(await pidOf()).toBe(pid);
+    expect(await restarts()).toBe(before);
   });
 });
