@@ -266,7 +266,7 @@ function clusterToClear(inv: Inventory): 'named' | 'default' | 'none' {
 }
 
 function hostRunnerContext(inv: Inventory, api: GitlabRunnerApi, dryRun: boolean, log: Logger): HostRunnerContext {
-  let key: Promise<string> | undefined;
+  let key: Promise<Buffer> | undefined;
   return {
     inventory: inv,
     api,

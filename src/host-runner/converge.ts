@@ -13,7 +13,7 @@ import type { RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import type { NodeConnection } from '../ssh.js';
 import { CONFIG_TOML, PACKAGE, RUNNER_DIR, RUNNER_USER, SERVICE, hostRunnerGatherScript, parseHostRunnerFacts, type HostRunnerFacts } from './facts.js';
-import { needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep } from './plan.js';
+import { checkNodeKeyring, needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep } from './plan.js';
 import { HostRecordStore } from './records.js';
 
 export interface HostRunnerContext {
@@ -22,8 +22,8 @@ export interface HostRunnerContext {
   api: GitlabRunnerApi;
   dryRun: boolean;
   log: Logger;
-  /** the checked repository key; called only when a node needs it, and memoised by the caller */
-  repositoryKey: () => Promise<string>;
+  /** the checked repository key (binary); called only when a node needs it, and memoised by the caller */
+  repositoryKey: () => Promise<Buffer>;
   now?: () => Date;
 }
 
@@ -168,9 +168,10 @@ export async function convergeHostRunner(
     } catch {
       // two Dockers: the host phase has failed this node already
     }
-    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour };
+    const keyring = await checkNodeKeyring(hr, inv.runners.packageRepository, now);
+    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour, keyring };
     // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
-    const key = !ctx.dryRun && needsRepositoryKey(hr, input.repository, now).needed ? await ctx.repositoryKey() : undefined;
+    const key = !ctx.dryRun && needsRepositoryKey(keyring).needed ? await ctx.repositoryKey() : undefined;
     const plan = planHostRunner({ ...input, key });
     sayNotes(plan, ctx.log, node.name);
     if (ctx.dryRun) {
