@@ -11,6 +11,7 @@ import { redact, resolveSecret } from '../secrets.js';
 import { connectNode, type NodeConnection } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
 import type { RunnerPhase } from './runners.js';
+import { authToken, withRunners } from '../gitlab/auth-modes.js';
 
 export interface ConvergeOptions {
   dryRun: boolean;
@@ -34,9 +35,10 @@ export function preflight(inv: Inventory): void {
       }
     }
   });
-  if (inv.gitlab.auth.kind !== 'none') {
+  const token = authToken(inv.gitlab.auth);
+  if (token) {
     try {
-      resolveSecret(inv.gitlab.auth.token);
+      resolveSecret(token);
     } catch (err) {
       if (err instanceof InputError) issues.push(...err.issues);
       else throw err;
@@ -96,8 +98,7 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
   preflight(selected);
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
-  const withRunners = inv.gitlab.auth.kind !== 'none';
-  const phase = withRunners
+  const phase = withRunners(inv.gitlab.auth)
     ? import('./runners.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
     : undefined;
   phase?.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile

@@ -18,6 +18,7 @@ import { redact } from '../secrets.js';
 import { connectNode } from '../ssh.js';
 import { preflight } from './converge.js';
 import { clusterConfigured, kubeconfigFromNode, removeHostRunners, typedStore } from './runners.js';
+import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface DestroyOptions {
   yes: boolean;
@@ -164,12 +165,12 @@ export function formatDestroySummary(r: DestroyReport): string {
 
 export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
   const { log } = opts;
-  const withRunners = inv.gitlab.auth.kind !== 'none';
+  const registers = withRunners(inv.gitlab.auth);
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
-  const withCluster = withRunners && (inv.runners.placement !== 'host' || clusterConfigured(inv));
+  const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));
   const kept: string[] = [];
-  if (!withRunners) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
-  const runnerNodes = withRunners ? hostRunnerNodes(inv, log) : [];
+  if (!registers) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
+  const runnerNodes = registers ? hostRunnerNodes(inv, log) : [];
 
   // Read-only first: the prompt lists exactly what goes.
   const [hosts, clusterOrError, hostRunnerPlan] = await Promise.all([

@@ -28,6 +28,7 @@ import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { redact } from '../secrets.js';
 import { desiredCluster, kubeconfigFromNode, typedStore } from './runners.js';
+import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface RenderOptions {
   out: string;
@@ -54,7 +55,7 @@ export function renderPreflight(inv: Inventory, opts: { seal: boolean; only?: st
     if (problem) issues.push(`--out: ${problem}`);
   }
   if (opts.only) issues.push('render: --only does not apply; render writes the whole fleet, as apply sends it');
-  if (inv.gitlab.auth.kind === 'none') issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
+  if (!withRunners(inv.gitlab.auth)) issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
   if (inv.runners.placement === 'host') issues.push('render: runners.placement is host; apply sends nothing to the cluster');
   let kubeseal: string | undefined;
   if (opts.seal) {

@@ -13,6 +13,7 @@ import { redact, resolveSecret } from '../secrets.js';
 import { connectNode } from '../ssh.js';
 import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
 import { preflight } from './converge.js';
+import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -52,7 +53,7 @@ interface RunnerSide {
 async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions): Promise<RunnerSide> {
   const { log } = opts;
   const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
-  if (inv.gitlab.auth.kind === 'none') return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
+  if (!withRunners(inv.gitlab.auth)) return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
   if (inv.runners.placement === 'host') {
     // Host-placed runners have no pod; their records live on the nodes (issue 5), which status does not read yet.
     return { pods: 'n/a', runners: all({ kind: 'unknown', why: 'host placement' }) };
@@ -79,11 +80,12 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const runners = new Map<string, RunnerView>();
   const auth = inv.gitlab.auth;
-  if (auth.kind !== 'accessToken') {
+  const ref = AUTH_MODES[auth.kind].statusAsksGitlab ? authToken(auth) : undefined;
+  if (!ref) {
     for (const n of nodes) runners.set(n.name, live.has(n.name) ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` } : { kind: 'no-record' });
     return { pods, runners };
   }
-  const token = resolveSecret(auth.token);
+  const token = resolveSecret(ref);
   const api = GitlabApi.fromConfig(inv.gitlab);
   log.progress('gitlab', `asking ${inv.gitlab.url} for each runner's last contact`);
   let failures = 0;

@@ -2,7 +2,8 @@
 import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
-import { IDENTITY_ROOT, identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
+import { IDENTITY_ROOT } from '../executors.js';
+import { identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
 import { gatherFacts, stepScript } from './converge.js';
 import { shQuote } from './facts.js';
 

@@ -1,5 +1,6 @@
 // Pure registration planner: inventory + stored records → the GitLab actions that make one runner (or manager) per node.
 import type { Inventory } from '../inventory/types.js';
+import { REGISTRATION_MODE_KEYS } from '../gitlab/auth-modes.js';
 import { desiredSettings, diffSettings, modeForAuth, SCOPE_FIELDS, type RegistrationMode, type RunnerRecord, type RunnerSettings } from './records.js';
 
 /**
@@ -87,7 +88,7 @@ export function planRegistrations(inv: Inventory, records: readonly RunnerRecord
 }
 
 export function describeMode(mode: RegistrationMode): string {
-  return mode === 'access' ? 'gitlab.accessToken' : mode === 'registration' ? 'gitlab.registrationToken' : 'gitlab.runnerToken';
+  return REGISTRATION_MODE_KEYS[mode];
 }
 
 /** One line per action that would change GitLab; verify-only actions say nothing. For `plan` and --dry-run. */
