@@ -16,12 +16,12 @@ import { removeClusterRunners } from '../kube/remove.js';
 import { CLUSTER_ARCHITECTURES, renderClusterObjects } from '../kube/render.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
-import type { Change, ClusterReport, NodeReport } from '../report.js';
+import { changeRecorder, type Change, type ClusterReport, type NodeReport } from '../report.js';
 import { renderConfigToml } from '../runners/config-toml.js';
 import { reconcileRunners, type ReconcileResult, type RunnerChange, type RunnerIssue } from '../runners/reconcile.js';
 import { parseRecords, type RecordStore, type RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
-import { connectNode, type NodeConnection } from '../ssh.js';
+import { withNode, type NodeConnection } from '../ssh.js';
 
 export interface RunnerPhaseInput {
   /** the whole inventory: with --only, the other nodes' runners must be left alone, not taken for removed */
@@ -46,13 +46,7 @@ export async function kubeconfigFromNode(inv: Inventory): Promise<string | undef
   const name = inv.kubernetes.fromNode;
   if (!name) return undefined;
   const node = inv.nodes.find((n) => n.name === name)!;
-  const conn = await connectNode(node);
-  try {
-    const r = await conn.check('microk8s config', { sudo: true, step: `microk8s config on ${name}` });
-    return r.stdout;
-  } finally {
-    conn.close();
-  }
+  return withNode(node, async (conn) => (await conn.check('microk8s config', { sudo: true, step: `microk8s config on ${name}` })).stdout);
 }
 
 /** Records as the store holds them, validated (tokens registered for redaction, never echoed). */
@@ -318,16 +312,10 @@ export async function removeHostRunners(
   const gitlab = new GitlabLog();
   const results = new Map<string, { node: IndexedNode; present: boolean }>();
   const reports = await mapPool(nodes, opts.concurrency ?? 10, async (n): Promise<NodeReport> => {
-    const changes: Change[] = [];
-    const record = (c: Change) => {
-      changes.push(c);
-      if (!dryRun) log.change(n.name, c.detail);
-    };
-    let conn: NodeConnection | undefined;
+    const { changes, record } = changeRecorder(n.name, { dryRun, log });
     try {
       const spec: NodeSpec = { docker: 'auto', microk8s: true, ...inventory.ssh, ...n };
-      conn = await connectNode(spec);
-      const outcome = await removeHostRunner(conn, n, await gatherHostRunnerProbe(conn), ctx, record);
+      const outcome = await withNode(spec, async (conn) => removeHostRunner(conn, n, await gatherHostRunnerProbe(conn), ctx, record));
       gitlab.add(outcome.gitlab, inventory, opts.why ?? 'node left the inventory');
       results.set(n.name, { node: indexEntry(spec), present: outcome.present });
       if (outcome.error) log.error(n.name, outcome.error);
@@ -336,8 +324,6 @@ export async function removeHostRunners(
       const error = message(err);
       log.error(n.name, error);
       return { name: n.name, ok: false, changes, error };
-    } finally {
-      conn?.close();
     }
   });
   updateIndex(inventory, dryRun, log, readIndex(inventory, log), results);

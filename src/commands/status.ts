@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact, resolveSecret } from '../secrets.js';
-import { connectNode } from '../ssh.js';
+import { withNode } from '../ssh.js';
 import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
 import { preflight } from './converge.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
@@ -27,19 +27,17 @@ const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : 
 
 async function gatherNode(node: NodeSpec, inv: Inventory, log: Logger): Promise<HostView> {
   log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
-  let conn;
   try {
-    conn = await connectNode(node);
-    log.progress(node.name, 'gathering facts (read-only)');
-    const facts = await gatherFacts(conn, inv.gitlab.registries);
+    const facts = await withNode(node, (conn) => {
+      log.progress(node.name, 'gathering facts (read-only)');
+      return gatherFacts(conn, inv.gitlab.registries);
+    });
     log.done?.(node.name, true, `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}`);
     return { facts };
   } catch (err) {
     const error = messageOf(err);
     log.done?.(node.name, false, error);
     return { error };
-  } finally {
-    conn?.close();
   }
 }
 

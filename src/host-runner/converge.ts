@@ -10,6 +10,7 @@ import type { Change } from '../report.js';
 import { renderConfigToml } from '../runners/config-toml.js';
 import { reconcileRunners, type ReconcileResult, type RunnerChange, type RunnerIssue } from '../runners/reconcile.js';
 import type { RunnerRecord } from '../runners/records.js';
+import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import { redact } from '../secrets.js';
 import type { NodeConnection } from '../ssh.js';
 import { CONFIG_TOML, PACKAGE, RUNNER_DIR, RUNNER_USER, SERVICE, hostRunnerGatherScript, parseHostRunnerFacts, type HostRunnerFacts } from './facts.js';
@@ -90,15 +91,11 @@ echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"`;
 
 /** Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it. */
 async function applySteps(conn: NodeConnection, steps: HostRunnerStep[], record: (c: Change) => void): Promise<Record<string, string>> {
-  const body = steps.map((s, i) => `echo "@@begin ${i}"\n${hostRunnerStepScript(s)}\necho "@@done ${i}"`).join('\n');
   // exec, not check: stdout is never put into a message; stderr comes back redacted.
-  const r = await conn.exec(`set -e\n${body}\nset +e\n${VERIFY}`, { sudo: true, step: 'host runner' });
-  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
-  steps.forEach((s, i) => done.has(i) && record(toChange(s)));
-  if (r.code !== 0) {
-    const failed = steps.find((_, i) => !done.has(i));
-    throw new Error(`${failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${(r.stderr.trim() || 'no output').split('\n').slice(-3).join(' | ')}`);
-  }
+  const r = await conn.exec(`set -e\n${stepsScript(steps, hostRunnerStepScript)}\nset +e\n${VERIFY}`, { sudo: true, step: 'host runner' });
+  const run = readStepsRun(steps, r);
+  run.done.forEach((s) => record(toChange(s)));
+  if (r.code !== 0) throw new Error(`${run.failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || 'no output')}`);
   const verify = r.stdout.slice(r.stdout.indexOf('@@verify'));
   return Object.fromEntries(verify.split('\n').slice(1).filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]));
 }

@@ -2,7 +2,7 @@
 import { InputError } from '../errors.js';
 import type { Executor, Inventory, KubernetesConfig } from '../inventory/types.js';
 import type { Logger } from '../log.js';
-import type { Change, ClusterReport } from '../report.js';
+import { changeRecorder, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import { KubeClient, type PlannedObject } from './client.js';
 import { daemonSetName, describeObject, objectKey, type KubeObject } from './objects.js';
@@ -50,11 +50,9 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
   const { inventory: inv, executor, dryRun } = input;
   const ns = inv.kubernetes.namespace;
   const log = input.logger;
-  const changes: Change[] = [];
-  const change = (step: string, detail: string): void => {
-    changes.push({ step, detail });
-    log?.change('cluster', `${step}: ${detail}`);
-  };
+  // Printed as it lands on apply; `plan` lists the changes once, at the end.
+  const { changes, record } = changeRecorder('cluster', { dryRun, log, say: (c) => `${c.step}: ${c.detail}` });
+  const change = (step: string, detail: string): void => record({ step, detail });
 
   // Pure and first: a broken template stops the run before the cluster is touched.
   const objects = renderClusterObjects({
