@@ -10,7 +10,7 @@ import { buildReport, changeRecorder, type Change, type NodeReport, type RunRepo
 import { redact, resolveSecret } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
-import type { RunnerPhase } from './runners.js';
+import type { RunnerPhase } from '../placement/phase.js';
 import { authToken, withRunners } from '../gitlab/auth-modes.js';
 
 export interface ConvergeOptions {
@@ -94,7 +94,7 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
   const phase = withRunners(inv.gitlab.auth)
-    ? import('./runners.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
+    ? import('../placement/phase.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
     : undefined;
   phase?.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
   // The host-runner facts join each node's one gather: everything for host placement; in cluster placement only

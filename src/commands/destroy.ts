@@ -17,7 +17,9 @@ import type { RecordStore, RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { preflight } from './converge.js';
-import { clusterConfigured, kubeconfigFromNode, removeHostRunners, typedStore } from './runners.js';
+import { clusterConfigured } from '../placement/cluster.js';
+import { removeHostRunners } from '../placement/host.js';
+import { kubeconfigFromNode, typedStore } from '../placement/records.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface DestroyOptions {
@@ -172,7 +174,7 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   const [hosts, clusterOrError, hostRunnerPlan] = await Promise.all([
     planHosts(inv, opts),
     withCluster ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) })) : Promise.resolve(undefined),
-    runnerNodes.length > 0 ? removeHostRunners(inv, runnerNodes, { dryRun: true, log, concurrency: opts.concurrency, why: 'destroy' }) : Promise.resolve(undefined),
+    runnerNodes.length > 0 ? removeHostRunners(inv, runnerNodes, { dryRun: true, log, concurrency: opts.concurrency, cause: { kind: 'destroy' } }) : Promise.resolve(undefined),
   ]);
   if (clusterOrError && 'error' in clusterOrError) {
     log.error('cluster', clusterOrError.error);
@@ -201,7 +203,7 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   let hostRunners: HostRunnerResult | undefined;
   if (hostRunnerPlan && hostRunnerLines(hostRunnerPlan).length > 0) {
     log.progress('gitlab', 'removing host-placed runners');
-    hostRunners = await removeHostRunners(inv, runnerNodes, { dryRun: false, log, concurrency: opts.concurrency, why: 'destroy' });
+    hostRunners = await removeHostRunners(inv, runnerNodes, { dryRun: false, log, concurrency: opts.concurrency, cause: { kind: 'destroy' } });
   }
   let gitlab: ClusterReport | undefined = hostRunners?.gitlab;
   let clusterReport: ClusterReport | undefined;

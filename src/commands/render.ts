@@ -27,7 +27,8 @@ import { renderClusterObjects } from '../kube/render.js';
 import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { redact } from '../secrets.js';
-import { desiredCluster, kubeconfigFromNode, typedStore } from './runners.js';
+import { desiredCluster } from '../placement/desired.js';
+import { kubeconfigFromNode, typedStore } from '../placement/records.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface RenderOptions {

@@ -63,7 +63,7 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
-    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([import('../kube/converge.js'), import('./runners.js')]);
+    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([import('../kube/converge.js'), import('../placement/records.js')]);
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
     pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };

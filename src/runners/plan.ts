@@ -27,6 +27,11 @@ export interface PlanOptions {
   sharedToken?: string;
   /** limit the run to these nodes (`--only`): other records are neither verified nor deleted */
   only?: string[];
+  /**
+   * Why records of nodes the given inventory lacks are deleted, for their messages (default "node left the
+   * inventory"). Placement passes its own ("runners.placement is host") once reconcileRunners passes it through.
+   */
+  dropReason?: string;
 }
 
 const NO_TOKEN = 'gitlab has no accessToken, runnerToken or registrationToken: set one to register a runner for this node';
@@ -82,7 +87,7 @@ export function planRegistrations(inv: Inventory, records: readonly RunnerRecord
   for (const r of records) {
     if (!inScope(r.node)) continue;
     if (r.retiredAt) actions.push({ kind: 'delete', node: r.node, record: r, reason: 'replaced earlier; its delete did not finish' });
-    else if (!wanted.has(r.node)) actions.push({ kind: 'delete', node: r.node, record: r, reason: 'node left the inventory' });
+    else if (!wanted.has(r.node)) actions.push({ kind: 'delete', node: r.node, record: r, reason: opts.dropReason ?? 'node left the inventory' });
   }
   return actions;
 }
