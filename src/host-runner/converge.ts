@@ -25,7 +25,6 @@ export interface HostRunnerContext {
   log: Logger;
   /** the checked repository key (binary); called only when a node needs it, and memoised by the caller */
   repositoryKey: () => Promise<Buffer>;
-  now?: () => Date;
 }
 
 export interface HostRunnerOutcome {
@@ -156,7 +155,7 @@ export async function convergeHostRunner(
     if (!rec) return { gitlab: gitlabOf(reconciled), present: store.present, error: 'no runner is registered for this node' };
 
     const configToml = renderConfigToml({ inventory: inv, node, record: rec, executor: 'shell', arch: facts.arch });
-    const now = Math.floor((ctx.now?.() ?? new Date()).getTime() / 1000);
+    const now = Math.floor(Date.now() / 1000);
     const planned = rec.id === undefined && ctx.dryRun;
     const desired = { configToml, systemId: rec.systemId, label: planned ? 'the runner apply creates' : `runner #${rec.id ?? '?'}`, planned };
     let dockerFlavour: ReturnType<typeof chooseFlavour> | undefined;

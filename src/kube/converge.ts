@@ -22,8 +22,6 @@ export interface ConvergeClusterInput {
   tokens?: Record<string, string>;
   /** node name → recorded runner-manager system_id */
   systemIds?: Record<string, string>;
-  /** how long a runner pod may drain its jobs when stopped; default 3600 */
-  terminationGracePeriodSeconds?: number;
   /** default: connectCluster(inventory.kubernetes, kubeconfigText) */
   client?: KubeClient;
   /** `microk8s config` from kubernetes.fromNode, fetched by the caller over SSH */
@@ -61,7 +59,6 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     configs: input.configs,
     tokens: input.tokens,
     systemIds: input.systemIds,
-    terminationGracePeriodSeconds: input.terminationGracePeriodSeconds,
   });
   const client = input.client ?? connectCluster(inv.kubernetes, input.kubeconfigText);
   const nodeNames = inv.nodes.map((n) => n.name);
@@ -119,7 +116,7 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
       const state = await client.waitForDaemonSet(ns, daemonSetName(executor), nodeNames, { timeoutSeconds });
       if (!state.done) {
         // Old pods finishing their jobs: Kubernetes carries on, one node at a time (maxUnavailable: 1).
-        const grace = input.terminationGracePeriodSeconds ?? DEFAULT_TERMINATION_GRACE_SECONDS;
+        const grace = DEFAULT_TERMINATION_GRACE_SECONDS;
         const left = state.behind.length;
         log?.warn(
           'cluster',

@@ -49,30 +49,6 @@ export interface RecordStore {
   save(records: RunnerRecord[]): Promise<void>;
 }
 
-/** For tests and dry runs: keeps records in memory, copies on the way in and out. */
-export class MemoryRecordStore implements RecordStore {
-  saves = 0;
-  private records: RunnerRecord[];
-
-  constructor(initial: RunnerRecord[] = []) {
-    this.records = structuredClone(initial);
-  }
-
-  async load(): Promise<RunnerRecord[]> {
-    return structuredClone(this.records);
-  }
-
-  async save(records: RunnerRecord[]): Promise<void> {
-    this.saves++;
-    this.records = structuredClone(records);
-  }
-
-  /** what was last saved, for assertions */
-  get current(): RunnerRecord[] {
-    return structuredClone(this.records);
-  }
-}
-
 export function modeForAuth(kind: Inventory['gitlab']['auth']['kind']): RegistrationMode | null {
   return AUTH_MODES[kind].registration;
 }
