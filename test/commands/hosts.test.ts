@@ -11,7 +11,7 @@ import { APT_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { setNodeConnector, type NodeConnector } from '../../src/ssh.js';
-import { FakeNodeConnection, fakeNodeState, recordingLogger, type FakeNodeState } from '../support/fakeNode.js';
+import { FakeNodeConnection, fakeNodeState, recordingLogger, text, type FakeNodeState } from '../support/fakeNode.js';
 
 const REGISTRY = '198.18.0.2:5000';
 let dir: string;
@@ -58,7 +58,7 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     expect(report.nodes.map((n) => n.name)).toEqual(['pi1', 'pi2']);
     for (const n of report.nodes) expect(n.changes.map((c) => c.step)).toContain('write-file');
     expect(nodes.get('pi1')!.files.has(APT_DAEMON_JSON)).toBe(false);
-    expect(nodes.get('pi2')!.files.get(APT_DAEMON_JSON)).toBe('{"log-driver": "journald"}\n');
+    expect(text(nodes.get('pi2')!, APT_DAEMON_JSON)).toBe('{"log-driver": "journald"}\n');
     expect(log.lines.filter((l) => l.kind === 'change')).toEqual([]);
     // One connection and one round trip (the gather) per node, every connection closed.
     for (const s of nodes.values()) expect([s.opened, s.closed, s.scripts.length]).toEqual([1, 1, 1]);
@@ -72,8 +72,8 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     expect(first.changed).toBeGreaterThan(0);
     expect(log.lines.filter((l) => l.kind === 'change').map((l) => l.scope)).toEqual(expect.arrayContaining(['pi1', 'pi2']));
     const pi2 = nodes.get('pi2')!;
-    expect(JSON.parse(pi2.files.get(APT_DAEMON_JSON)!)).toEqual({ 'log-driver': 'journald', 'insecure-registries': [REGISTRY] });
-    expect(JSON.parse(pi2.files.get(registryStatePath(APT_DAEMON_JSON))!)).toMatchObject({ 'insecure-registries-added': [REGISTRY] });
+    expect(JSON.parse(text(pi2, APT_DAEMON_JSON)!)).toEqual({ 'log-driver': 'journald', 'insecure-registries': [REGISTRY] });
+    expect(JSON.parse(text(pi2, registryStatePath(APT_DAEMON_JSON))!)).toMatchObject({ 'insecure-registries-added': [REGISTRY] });
 
     const scripts = pi2.scripts.length;
     const again = await converge(false);
@@ -100,6 +100,6 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     expect(asked).toEqual([]);
     expect(report.ok).toBe(true);
     expect(report.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.step)).toEqual(['write-file', 'reload-docker']);
-    expect(JSON.parse(nodes.get('pi2')!.files.get(APT_DAEMON_JSON)!)).toEqual({ 'insecure-registries': ['10.9.9.9:5000'] });
+    expect(JSON.parse(text(nodes.get('pi2')!, APT_DAEMON_JSON)!)).toEqual({ 'insecure-registries': ['10.9.9.9:5000'] });
   });
 });
