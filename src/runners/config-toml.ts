@@ -5,11 +5,6 @@ import { EXECUTOR_SPECS } from '../executors.js';
 import type { Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
 import type { RunnerRecord } from './records.js';
 
-/**
- * gitlab-runner keeps its system_id in this file beside config.toml and makes up a new one when it is missing,
- * which GitLab shows as one more stale manager per restart. Write `record.systemId` (and a newline) there.
- */
-export const RUNNER_SYSTEM_ID_FILE = '.runner_system_id';
 export const HELPER_IMAGE_REPOSITORY = 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper';
 
 // Debian (dpkg --print-architecture) and kernel (uname -m) names → the helper image's tag prefix.
