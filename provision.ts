@@ -46,8 +46,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'render': {
       const { renderPreflight, runRender, formatRenderSummary } = await import('./src/commands/render.js');
-      const { kubeseal } = renderPreflight(inventory, { seal: req.seal, only: req.only, out: req.out });
-      const result = await runRender(inventory, { out: req.out!, seal: req.seal, kubeseal, executor: inventory.runners.executor, log });
+      const { kubeseal, sealCert, argocd } = renderPreflight(inventory, { seal: req.seal, only: req.only, out: req.out, sealCert: req.sealCert, argocd: req.argocd });
+      const result = await runRender(inventory, { out: req.out!, seal: req.seal, kubeseal, sealCert, argocd, executor: inventory.runners.executor, log });
       if (req.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       log.summary(formatRenderSummary(result));
       return EXIT_OK;

@@ -22,6 +22,8 @@ fi
 
 # Kubernetes test cluster binaries, built from Go modules and cached outside the checkout.
 bash scripts/build-test-cluster.sh >/dev/null
+# The real kubeseal, for render --seal's round-trip test (seal with a certificate, unseal with its key).
+bash scripts/build-kubeseal.sh >/dev/null
 
 # The real-runner test fleet's images (gitlab-runner, helper, docker cli/dind, base, pause), cached the same way.
 rc=0

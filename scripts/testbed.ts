@@ -16,7 +16,8 @@ const USAGE = `usage: npx tsx scripts/testbed.ts <command>
                                                       queue the ci-snippet job on the GitLab stand-in, wait for a
                                                       runner to take it, stream its log; exit 0 when it succeeded
                                                       and the registry lists the pushed image
-State directory: $RUNNER_FLEET_TESTBED or /var/tmp/runner-fleet-testbed`;
+State directory: $RUNNER_FLEET_TESTBED or /var/tmp/runner-fleet-testbed[-SLOT]; RUNNER_FLEET_TESTBED_SLOT=0-9 runs
+fleets side by side; RUNNER_FLEET_TESTBED_KWOK=all makes kwok play every node instead of real kubelets`;
 
 class UsageError extends Error {}
 

@@ -18,6 +18,10 @@ export interface CliRequest {
   yes: boolean;
   out?: string;
   seal: boolean;
+  /** render: the Sealed Secrets controller's certificate (implies seal) */
+  sealCert?: string;
+  /** render: the Argo CD Application's source and namespace, checked by render's preflight */
+  argocd?: { repo?: string; path?: string; revision?: string; namespace?: string };
   purgeRegistryConfig: boolean;
   help: boolean;
 }
@@ -42,6 +46,11 @@ Options:
   --verbose / --quiet   more / less progress on stderr
   --out DIR             render: the folder to write (created if missing)
   --seal                render: SealedSecrets through kubeseal instead of a git-ignored secrets.yaml
+  --seal-cert PATH      render: seal with this controller certificate (kubeseal --fetch-cert); implies --seal
+  --argocd-repo URL     render: also write DIR/argocd/application.yaml, an Argo CD Application for the folder
+  --argocd-path PATH    render: the folder's path in that repository (required with --argocd-repo)
+  --argocd-revision REV render: branch, tag or commit Argo CD follows (default HEAD)
+  --argocd-namespace NS render: the namespace Argo CD reads Applications from (default argocd)
   --yes                 do not ask for confirmation (destroy)
   --purge-registry-config  with destroy: remove the registries runner-fleet added to daemon.json
 Exit codes: 0 converged, 1 something failed, 2 bad input (nothing touched).`;
@@ -65,6 +74,11 @@ export function parseCli(argv: string[]): CliRequest {
         yes: { type: 'boolean', short: 'y' },
         out: { type: 'string' },
         seal: { type: 'boolean' },
+        'seal-cert': { type: 'string' },
+        'argocd-repo': { type: 'string' },
+        'argocd-path': { type: 'string' },
+        'argocd-revision': { type: 'string' },
+        'argocd-namespace': { type: 'string' },
         'purge-registry-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -87,6 +101,9 @@ export function parseCli(argv: string[]): CliRequest {
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
   if (values.only !== undefined && (!only || only.length === 0)) issues.push('--only: expected NODE[,NODE…]');
   if (command === 'render' && !values.out && !values.help) issues.push('render: --out DIR is required');
+  const renderOnly = ['seal-cert', 'argocd-repo', 'argocd-path', 'argocd-revision', 'argocd-namespace'] as const;
+  for (const flag of renderOnly) if (command !== 'render' && values[flag] !== undefined) issues.push(`--${flag}: only applies to render`);
+  const argocd = { repo: values['argocd-repo'], path: values['argocd-path'], revision: values['argocd-revision'], namespace: values['argocd-namespace'] };
   if (issues.length > 0) throw new InputError(issues, 'bad command line');
   return {
     command,
@@ -100,6 +117,8 @@ export function parseCli(argv: string[]): CliRequest {
     yes: Boolean(values.yes),
     out: values.out,
     seal: Boolean(values.seal),
+    sealCert: values['seal-cert'],
+    argocd: Object.values(argocd).some((v) => v !== undefined) ? argocd : undefined,
     purgeRegistryConfig: Boolean(values['purge-registry-config']),
     help: Boolean(values.help),
   };

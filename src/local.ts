@@ -1,5 +1,5 @@
 // The local-process adapter: finds and runs programs on this machine (kubeseal), stdin in, stdout and redacted stderr out.
-import { spawn } from 'node:child_process';
+// Every local program runner-fleet itself starts goes through here.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { commandTrace } from './log.js';
@@ -26,18 +26,21 @@ export function findOnPath(program: string, path = process.env.PATH ?? ''): stri
   return undefined;
 }
 
-/** Runs a program without a shell; never rejects on a non-zero exit. `input` goes to its stdin. */
-export function runLocal(program: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<LocalResult> {
+/**
+ * Runs a program through zx (its quoting: every argument is passed as one word, nothing is expanded); never rejects
+ * on a non-zero exit. `input` goes to its stdin. zx is loaded on first use: only render starts local programs, and
+ * the other commands should not pay for the import.
+ */
+export async function runLocal(program: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<LocalResult> {
   commandTrace.emit?.('local', [program, ...args].join(' '));
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr: redact(stderr) }));
-    child.stdin.on('error', () => undefined); // a program that exits without reading stdin is not our failure
-    child.stdin.end(opts.input ?? '');
-  });
+  const { $ } = await import('zx');
+  const out = await $({
+    input: opts.input ?? '',
+    env: opts.env ?? process.env,
+    timeout: opts.timeoutMs ?? 60_000,
+    nothrow: true,
+    quiet: true,
+    verbose: false,
+  })`${program} ${args}`;
+  return { code: out.exitCode, stdout: out.stdout, stderr: redact(out.stderr) };
 }

@@ -1,10 +1,13 @@
-// The test fleet's Kubernetes: real etcd, kube-apiserver, controller-manager and scheduler, with kwok playing the kubelets.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// The test fleet's Kubernetes: real etcd, kube-apiserver, controller-manager and scheduler; real kubelets join from the
+// fleet's nodes (scripts/testbed/kubelet.ts), kwok plays the nodes the fleet does not have.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { CNI_CONFLIST, cniConfDir } from './kubelet.js';
+import { nodeDir, stateRoot } from './paths.js';
 import { memoryOf, processInfo, run, signal, sleep, spawnDaemon } from './procs.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -21,14 +24,29 @@ const STATE_MARKER = '.runner-fleet-test-cluster';
 export interface ClusterOptions {
   /** everything lives here: PKI, etcd data, logs, kubeconfigs, pids.json; wiped on start */
   stateDir: string;
-  /** Node objects named like the fleet's nodes */
+  /** Node objects kwok plays (created here) */
   nodes: string[];
+  /** nodes a real kubelet registers: each gets a client certificate (system:node:<name>) and a kubeconfig */
+  kubelets?: string[];
+  /** starts those kubelets once the control plane answers; `up` waits for them to be Ready after it */
+  startKubelets?: (plane: ControlPlane) => Promise<void>;
+  /** the apiserver's address (default 127.0.0.1); kubelets in node namespaces reach the fleet's host address */
+  bindAddress?: string;
   /** more Node objects the fleet does not know (the DaemonSet must stay off them) */
   extraNodes?: string[];
   /** where the binaries are; default: what scripts/build-test-cluster.sh prints */
   binDir?: string;
   /** per component start-up limit, seconds */
   timeout?: number;
+}
+
+/** What a kubelet needs from the control plane. */
+export interface ControlPlane {
+  server: string;
+  caFile: string;
+  /** kubeconfig per kubelet node name */
+  nodeKubeconfigs: Record<string, string>;
+  binDir: string;
 }
 
 export interface TestCluster {
@@ -70,7 +88,10 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   for (const d of ['pki', 'logs', 'etcd', 'kwok-home']) mkdirSync(join(stateDir, d), { recursive: true, mode: 0o700 });
   writeFileSync(join(stateDir, STATE_MARKER), '');
 
-  const [etcdClient, etcdPeer, apiPort] = await freePorts(3);
+  const bind = opts.bindAddress ?? '127.0.0.1';
+  const kubelets = opts.kubelets ?? [];
+  const [etcdClient, etcdPeer] = await freePorts(2);
+  const [apiPort] = await freePorts(1, bind);
   const pids: PidRecord[] = [];
   const stop = async (): Promise<void> => stopCluster(stateDir);
   try {
@@ -92,12 +113,17 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
     );
     writePids(stateDir, pids);
 
-    const server = `https://127.0.0.1:${apiPort}`;
-    const pki = await makePki(join(stateDir, 'pki'));
+    const server = `https://${bind}:${apiPort}`;
+    const pki = await makePki(join(stateDir, 'pki'), bind, kubelets);
     const kubeconfigs: Record<string, string> = {};
     for (const [name, cert] of Object.entries(pki.clients)) {
       kubeconfigs[name] = join(stateDir, `${name}.kubeconfig`);
       writeKubeconfig(kubeconfigs[name], server, pki.caFile, cert, name);
+    }
+    const nodeKubeconfigs: Record<string, string> = {};
+    for (const [name, cert] of Object.entries(pki.nodes)) {
+      nodeKubeconfigs[name] = join(stateDir, `node-${name}.kubeconfig`);
+      writeKubeconfig(nodeKubeconfigs[name], server, pki.caFile, cert, `system:node:${name}`);
     }
 
     await waitFor('etcd', timeoutMs, async () => (await httpGet(`${etcdUrl}/health`)).includes('"health":"true"'), stateDir, pids);
@@ -106,12 +132,16 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
     pids.push(
       launch(stateDir, 'kube-apiserver', join(bin, 'kube-apiserver'), [
         `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        `--bind-address=${bind}`,
+        `--advertise-address=${bind}`,
         `--secure-port=${apiPort}`,
         `--tls-cert-file=${p('apiserver.crt')}`,
         `--tls-private-key-file=${p('apiserver.key')}`,
         `--client-ca-file=${p('ca.crt')}`,
+        // logs, exec and port-forward go to the kubelets as system:masters, at the node's own address
+        `--kubelet-client-certificate=${p('apiserver-kubelet-client.crt')}`,
+        `--kubelet-client-key=${p('apiserver-kubelet-client.key')}`,
+        '--kubelet-preferred-address-types=InternalIP,Hostname',
         '--authorization-mode=Node,RBAC',
         // The default plugin set stays on; NodeRestriction is what real clusters add on top of it.
         '--enable-admission-plugins=NodeRestriction',
@@ -169,11 +199,12 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
 
     const client = new ApiClient(server, admin);
     for (const name of [...opts.nodes, ...(opts.extraNodes ?? [])]) await client.send('POST', '/api/v1/nodes', nodeObject(name));
+    await opts.startKubelets?.({ server, caFile: pki.caFile, nodeKubeconfigs, binDir: bin });
     // Ready and untainted: the node lifecycle controller lifts the initial not-ready taint a moment after
     // kwok reports Ready, and until then the scheduler would leave DaemonSet pods Pending.
     await waitFor('nodes Ready', timeoutMs, async () => {
       const list = (await client.send('GET', '/api/v1/nodes')) as { items: NodeJson[] };
-      return [...opts.nodes, ...(opts.extraNodes ?? [])].every((n) =>
+      return [...opts.nodes, ...kubelets, ...(opts.extraNodes ?? [])].every((n) =>
         list.items.some((i) => i.metadata.name === n && nodeReady(i) && !(i.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'))),
       );
     }, stateDir, pids);
@@ -209,14 +240,28 @@ export async function stopCluster(stateDir: string): Promise<void> {
 }
 
 /**
- * Makes a node's "kubelet" (kwok, via the stage keyed on NOT_READY_LABEL) report Ready=False, or Ready again,
- * and waits until the Node shows it. Pods on it keep their last status, as with a real kubelet that reports
- * trouble; on the way back, pods left NotReady are deleted for the DaemonSet to recreate, because kwok (unlike
- * a kubelet) never reports an existing pod Ready again.
+ * Makes a node report Ready=False, or Ready again, and waits until the Node shows it. A kwok node through the stage
+ * keyed on NOT_READY_LABEL; a real kubelet the way a real one gets there: its CNI configuration goes away (the
+ * container runtime's network is not ready; containerd notices at once, the kubelet reports it within ~10 s) and
+ * comes back. Pods on the node keep running and keep their last status. On the way back, kwok pods left NotReady
+ * are deleted for the DaemonSet to recreate, because kwok (unlike a kubelet) never reports an existing pod Ready again.
  */
-export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 30): Promise<void> {
+export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 60): Promise<void> {
   const client = ApiClient.fromKubeconfig(kubeconfig);
-  await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
+  const current = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson & { metadata: { annotations?: Record<string, string> } };
+  const kwok = current.metadata.annotations?.[KWOK_ANNOTATION] !== undefined;
+  if (kwok) {
+    await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
+  } else {
+    const conf = join(cniConfDir({ name }, stateRoot()), CNI_CONFLIST);
+    const parked = join(nodeDir(name), 'k8s', `${CNI_CONFLIST}.parked`);
+    // containerd 1.6 reloads on rename, remove and write, not on create: put it back by writing it.
+    if (ready && existsSync(parked)) {
+      writeFileSync(conf, readFileSync(parked));
+      rmSync(parked);
+    }
+    if (!ready && existsSync(conf)) renameSync(conf, parked);
+  }
   const deadline = Date.now() + timeoutSec * 1000;
   for (;;) {
     const node = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson;
@@ -226,6 +271,7 @@ export async function setNodeReady(kubeconfig: string, name: string, ready: bool
     if (Date.now() > deadline) throw new Error(`node ${name} did not become ${ready ? 'Ready' : 'NotReady'} within ${timeoutSec}s`);
     await sleep(200);
   }
+  if (!kwok) return;
   if (ready) {
     const pods = (await client.send('GET', `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`)) as { items: PodJson[] };
     for (const p of pods.items.filter((x) => !podReady(x))) {
@@ -319,13 +365,13 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-/** Free TCP ports on 127.0.0.1 (held open together so that they differ). */
-async function freePorts(n: number): Promise<number[]> {
+/** Free TCP ports on host (held open together so that they differ). */
+async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((ok, fail) => {
       const s = createServer();
       s.once('error', fail);
-      s.listen(0, '127.0.0.1', () => ok(s));
+      s.listen(0, host, () => ok(s));
     })),
   );
   const ports = servers.map((s) => (s.address() as { port: number }).port);
@@ -339,9 +385,11 @@ async function freePorts(n: number): Promise<number[]> {
 interface Pki {
   caFile: string;
   clients: Record<'admin' | 'kube-controller-manager' | 'kube-scheduler' | 'kwok', { cert: string; key: string }>;
+  /** per kubelet node: O=system:nodes, CN=system:node:<name> (what the Node authorizer and NodeRestriction expect) */
+  nodes: Record<string, { cert: string; key: string }>;
 }
 
-async function makePki(dir: string): Promise<Pki> {
+async function makePki(dir: string, bind: string, kubelets: string[]): Promise<Pki> {
   await ensureOpenssl();
   const f = (n: string): string => join(dir, n);
   await openssl([
@@ -368,7 +416,7 @@ async function makePki(dir: string): Promise<Pki> {
   const [, admin, cm, sched, kwok] = await Promise.all([
     leaf('apiserver', [['CN', 'kube-apiserver']], [
       'extendedKeyUsage = serverAuth',
-      `subjectAltName = IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`,
+      `subjectAltName = IP:127.0.0.1,${bind === '127.0.0.1' ? '' : `IP:${bind},`}IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`,
     ]),
     leaf('admin', [['O', 'system:masters'], ['CN', 'runner-fleet-test-admin']], client),
     leaf('kube-controller-manager', [['CN', 'system:kube-controller-manager']], client),
@@ -376,9 +424,12 @@ async function makePki(dir: string): Promise<Pki> {
     // kwok speaks for every fake node at once, which the Node authorizer cannot express (one node per identity).
     leaf('kwok', [['O', 'system:masters'], ['CN', 'kwok']], client),
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]),
+    leaf('apiserver-kubelet-client', [['O', 'system:masters'], ['CN', 'kube-apiserver-kubelet-client']], client),
   ]);
   await openssl(['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
-  return { caFile: f('ca.crt'), clients: { admin, 'kube-controller-manager': cm, 'kube-scheduler': sched, kwok } };
+  const nodes: Pki['nodes'] = {};
+  for (const name of kubelets) nodes[name] = await leaf(`node-${name}`, [['O', 'system:nodes'], ['CN', `system:node:${name}`]], client);
+  return { caFile: f('ca.crt'), clients: { admin, 'kube-controller-manager': cm, 'kube-scheduler': sched, kwok }, nodes };
 }
 
 async function openssl(args: string[]): Promise<void> {

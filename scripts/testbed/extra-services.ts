@@ -1,19 +1,26 @@
 // Test-fleet services beyond the registry: the GitLab stand-in and the real Kubernetes test cluster.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
 import { startCluster, stopCluster } from './cluster.js';
+import { removeNodeCgroups, restoreSysctls, saveSysctls, startNodeKubelet, stopNodeKubelet, type PauseImage } from './kubelet.js';
+import { PAUSE_REF, cacheRoot, ensureTestImages } from './images.js';
+import { net } from './paths.js';
+import { REGISTRY } from './registry.js';
 import type { TestbedService } from './services.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 
-/** The GitLab stand-in as a detached process; the inventory gets its URL and an access-token file reference. */
+/**
+ * The GitLab stand-in as a detached process on this machine's address on the fleet's bridge (nodes, their
+ * containers and pods reach it there); the inventory gets its URL and an access-token file reference.
+ */
 export const gitlabService: TestbedService = {
   name: 'gitlab',
   async start(ctx) {
     const stateFile = join(ctx.dir, 'server.json');
     const tokensDir = join(ctx.dir, 'tokens');
-    ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'test', 'gitlab', 'server.ts'), '--port', '0', '--state-file', stateFile, '--tokens-dir', tokensDir]);
+    ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'test', 'gitlab', 'server.ts'), '--host', net.hostAddr(), '--port', '0', '--state-file', stateFile, '--tokens-dir', tokensDir]);
     const deadline = Date.now() + 30_000;
     while (!existsSync(stateFile)) {
       if (Date.now() > deadline) throw new Error(`GitLab stand-in did not start within 30 s (see ${join(ctx.dir, 'gitlab.log')})`);
@@ -31,14 +38,63 @@ export const gitlabService: TestbedService = {
 /** Nodes the cluster has that the inventory does not: the DaemonSet must not land there. */
 export const EXTRA_CLUSTER_NODES = ['edge-extra'];
 
+/**
+ * RUNNER_FLEET_TESTBED_KWOK=all: kwok plays every node (big benchmark fleets: a real node costs ~130 MiB and a
+ * second of CPU to start). Otherwise each fleet node runs containerd and a real kubelet, and kwok only the
+ * cluster's extra nodes.
+ */
+export function kwokForAll(): boolean {
+  return process.env.RUNNER_FLEET_TESTBED_KWOK === 'all';
+}
+
+/** The sandbox image every node's containerd imports (helper "images": scripts/testbed/images.ts). */
+async function pauseImage(): Promise<PauseImage> {
+  // ensureTestImages re-hashes every image's inputs (~15 s warm); the pause archive alone is enough here.
+  const cached = join(cacheRoot(), 'images', 'pause.oci.tar');
+  if (existsSync(cached)) return { ociArchive: cached, ref: PAUSE_REF };
+  return (await ensureTestImages()).pause;
+}
+
 export const clusterService: TestbedService = {
   name: 'cluster',
   async start(ctx) {
-    const cluster = await startCluster({ stateDir: join(ctx.dir, 'k8s'), nodes: ctx.nodes.map((n) => n.name), extraNodes: EXTRA_CLUSTER_NODES });
+    const real = kwokForAll() ? [] : ctx.nodes;
+    const pause = real.length > 0 ? await pauseImage() : undefined;
+    if (real.length > 0) saveSysctls();
+    const cluster = await startCluster({
+      stateDir: join(ctx.dir, 'k8s'),
+      nodes: kwokForAll() ? ctx.nodes.map((n) => n.name) : [],
+      kubelets: real.map((n) => n.name),
+      extraNodes: EXTRA_CLUSTER_NODES,
+      bindAddress: net.hostAddr(),
+      startKubelets: async (plane) => {
+        writeFileSync(join(ctx.dir, 'bin-dir'), plane.binDir);
+        ctx.log(`starting containerd and kubelet on ${real.length} node(s)`);
+        // Four at a time: each is a containerd start, an image import and a kubelet launch (~1 s of CPU).
+        const queue = [...real];
+        const worker = async (): Promise<void> => {
+          for (let node = queue.shift(); node; node = queue.shift()) {
+            await startNodeKubelet(node, ctx.stateRoot, {
+              binDir: plane.binDir, caFile: plane.caFile, kubeconfig: plane.nodeKubeconfigs[node.name], pause: pause!, registry: REGISTRY,
+            });
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(4, real.length) }, worker));
+      },
+    });
     ctx.log(`kubernetes test cluster on ${cluster.server}`);
     return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 60 } };
   },
   async stop(ctx) {
+    const binDir = existsSync(join(ctx.dir, 'bin-dir')) ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim() : undefined;
+    const errors: string[] = [];
+    // Kubelets (and their pods) before the control plane: a kubelet without its apiserver cannot finish anything.
+    for (const node of ctx.nodes) {
+      await stopNodeKubelet(node, ctx.stateRoot, binDir && join(binDir, 'crictl')).catch((e: Error) => errors.push(`${node.name}: ${e.message}`));
+    }
     await stopCluster(join(ctx.dir, 'k8s'));
+    removeNodeCgroups();
+    restoreSysctls();
+    if (errors.length > 0) throw new Error(errors.join('; '));
   },
 };

@@ -1,11 +1,14 @@
 // The local test fleet's API: up, down, status, and the helpers tests use to run commands on nodes and poke at them.
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureHost } from './host.js';
 import { buildImageTar } from './image.js';
 import { writeInventory } from './inventory.js';
+import { removeNodeCgroups, restoreSysctls } from './kubelet.js';
+import { createBridge, joinLan, netnsId, removeLan, slotNodeNetns } from './network.js';
 import {
-  dockerdPid, execInNode, logTail, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
+  dockerdPid, execInNode, logTail, nodeLan, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
   type NodeInfo, type NodeRecord,
 } from './node.js';
 import { NODE_KINDS, ROOT_MARKER, files, nodeDir, nodeFile as nodePath, stateRoot, type NodeKind } from './paths.js';
@@ -106,16 +109,29 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     const dpkg = readDpkgViews();
     mkdirSync(join(root, 'host'), { recursive: true });
     writeFileSync(files.dockerIoStanza(root), dpkg.dockerStanza);
+    const own = statSync('/var/lib/dpkg/status');
+    writeFileSync(files.machineDpkgStatus(root), `${own.dev}:${own.ino}\n`);
     mkdirSync(join(root, 'image'), { recursive: true });
     await buildImageTar(files.imageTar(root));
 
     log(`starting ${planned.length} node(s)`);
+    const t0 = Date.now();
+    await createBridge();
+    await joinLan(planned.map(nodeLan));
+    const t1 = Date.now();
+    const phase = { dir: 0, ns: 0, sshd: 0 };
     await pool(planned, 8, async (node) => {
+      let t = Date.now();
+      const lap = (k: keyof typeof phase) => { phase[k] += Date.now() - t; t = Date.now(); };
       await prepareNodeDir(node, root, dpkg);
+      lap('dir');
       const record: NodeRecord = { ...node, ...(await startNamespace(node, root)) };
+      lap('ns');
       state.nodes.push(record);
       await startSshd(record, root);
+      lap('sshd');
     });
+    log(`LAN ${t1 - t0} ms; nodes ${Date.now() - t1} ms (summed over workers: dirs ${phase.dir} ms, namespaces ${phase.ns} ms, sshd ${phase.sshd} ms)`);
     const order = (n: NodeInfo) => planned.findIndex((p) => p.name === n.name);
     state.nodes.sort((a, b) => order(a) - order(b));
     saveState(state, root);
@@ -135,7 +151,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
 
     const fields: InventoryFields[] = [];
     for (const service of services) {
-      const ctx = serviceContext(service, root, planned, log);
+      const ctx = serviceContext(service, root, state.nodes, log);
       mkdirSync(ctx.dir, { recursive: true });
       state.services.push(service.name);
       saveState(state, root);
@@ -166,7 +182,8 @@ function info(state: FleetState): FleetInfo {
 function writeKnownHosts(nodes: NodeRecord[], root: string): void {
   const lines = nodes.map((n) => {
     const [type, key] = readFileSync(join(nodeDir(n.name, root), 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/);
-    return `[${n.host}]:${n.port} ${type} ${key}`;
+    // OpenSSH writes the default port without brackets.
+    return `${n.port === 22 ? n.host : `[${n.host}]:${n.port}`} ${type} ${key}`;
   });
   writeFileSync(files.knownHosts(root), `${lines.join('\n')}\n`);
 }
@@ -182,7 +199,11 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
   const errors: string[] = [];
   const nodes = state?.nodes ?? [];
 
-  for (const service of [...(opts.services ?? DEFAULT_SERVICES)].reverse()) {
+  // Every service this fleet started (testbed.json), and every known one: an `up` with other --services than the
+  // running fleet must not leave the first one's cluster running. stop() is safe when a service is not running.
+  const stopping = [...DEFAULT_SERVICES];
+  for (const s of opts.services ?? []) if (!stopping.includes(s)) stopping.push(s);
+  for (const service of stopping.reverse()) {
     try {
       await service.stop(serviceContext(service, root, nodes, log));
     } catch (err) {
@@ -193,6 +214,11 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
   const hostNs = mountNamespace('self');
   const procs = listProcesses();
   const namespaces = new Set(nodes.map((n) => n.mntns));
+  // Whatever runs in a node's network namespace is the node's too, whatever mount namespace it made for itself.
+  for (const name of new Set([...nodes.map((n) => n.netns).filter(Boolean), ...slotNodeNetns()])) {
+    const id = netnsId(name);
+    if (id) namespaces.add(id);
+  }
   // Also what a lost or older testbed.json does not list: any namespace whose processes name the state root.
   for (const p of procs) if (p.cmdline.includes(`${root}/`) && p.mntns !== hostNs) namespaces.add(p.mntns);
   if (hostNs) namespaces.delete(hostNs);
@@ -205,6 +231,12 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
     // dockerd gets a moment to stop its containers and containerd; the rest is killed after it.
     await terminate([...victims], 3000);
   }
+  // The namespaces go once nothing holds them; their veths with them.
+  await removeLan();
+  // What the cluster service's stop could not remove while processes still ran.
+  const cgroupsLeft = removeNodeCgroups();
+  if (cgroupsLeft.length > 0) errors.push(`cgroups still in use: ${cgroupsLeft.join(', ')}`);
+  restoreSysctls();
 
   if (existsSync(root)) {
     if (existsSync(join(root, ROOT_MARKER))) {
@@ -214,6 +246,17 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
     }
   }
   if (errors.length > 0) throw new Error(`down: ${errors.join('; ')}`);
+}
+
+/** sha256 of the machine's own files that no node may ever write (issue 12 item 12), recorded at up. */
+export const MACHINE_FILES = ['/var/lib/dpkg/status', '/etc/passwd', '/etc/group', '/etc/shadow'];
+
+export function machineFileHashes(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of MACHINE_FILES) {
+    out[f] = existsSync(f) ? createHash('sha256').update(readFileSync(f)).digest('hex') : 'missing';
+  }
+  return out;
 }
 
 export interface NodeStatus extends NodeInfo {

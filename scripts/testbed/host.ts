@@ -9,6 +9,12 @@ import { run } from './procs.js';
  */
 export const HOST_PACKAGES = [
   'openssh-server', 'openssh-client', 'sudo', 'docker.io', 'docker-registry', 'busybox-static', 'iproute2', 'util-linux', 'curl',
+  // runc-bnd (the runtime wrapper for privileged containers) reads and edits OCI specs with these.
+  'jq', 'libcap2-bin',
+  // each node's dockerd keeps its NAT in the node's network namespace.
+  'iptables',
+  // the cluster service's real nodes: containerd 1.6 + runc, bridge/host-local CNI plugins (/usr/lib/cni); openssl for the PKI.
+  'containerd', 'runc', 'containernetworking-plugins', 'openssl',
 ];
 
 const SUDOERS = '/etc/sudoers.d/runner-fleet-testbed';
@@ -21,7 +27,7 @@ export async function ensureHost(log: (msg: string) => void = () => {}): Promise
   ensureSudoRule(log);
   // Every node mounts its own directory over these; the machine's are only mount points.
   for (const m of NODE_MOUNTS) {
-    if (!m.file && !existsSync(m.path)) {
+    if (!existsSync(m.path)) {
       log(`creating mount point ${m.path}`);
       mkdirSync(m.path, { recursive: true });
     }

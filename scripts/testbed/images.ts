@@ -44,7 +44,7 @@ import { type PushBlob, pushImage } from './images/push.js';
 import { type RootfsEntry, busyboxEntries, mergeEntries, skeletonEntries } from './images/rootfs.js';
 
 /** Bump when this file or build.ts changes what lands in an image: every cache key changes with it. */
-export const BUILD_VERSION = '2';
+export const BUILD_VERSION = '3';
 
 export type ImageName = 'gitlab-runner' | 'gitlab-runner-helper' | 'docker-cli' | 'docker-dind' | 'base';
 export const IMAGE_NAMES: readonly ImageName[] = ['gitlab-runner', 'gitlab-runner-helper', 'docker-cli', 'docker-dind', 'base'];

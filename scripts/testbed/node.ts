@@ -1,9 +1,9 @@
-// One test node: its directory, its mount namespace (held by a keeper process), its real sshd, and running commands inside it.
+// One test node: its directory, its namespaces (network, mount, UTS; held by a keeper process), its real sshd, and running commands inside it.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NODE_MOUNTS, NODE_PATH, files, nodeDir, nodeFile, slot, type NodeKind } from './paths.js';
+import { NODE_MOUNTS, NODE_PATH, files, net, nodeDir, nodeFile, type NodeKind } from './paths.js';
 import { isAlive, mountNamespace, processInfo, run, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
 
 const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
@@ -11,6 +11,8 @@ const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
 const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), 'repository');
 /** The microk8s snap's layout and CLI stand-in, only for nodes started with `microk8s: true`. */
 const MICROK8S = join(dirname(fileURLToPath(import.meta.url)), 'microk8s');
+/** As the node sees it: `dev:ino` of the machine's own /var/lib/dpkg/status (see files.machineDpkgStatus). */
+export const MACHINE_DPKG_STATUS = '/var/cache/apt/archives/testbed-machine-dpkg-status';
 export const MICROK8S_REVISION = '7000';
 
 export interface NodeInfo {
@@ -25,22 +27,32 @@ export interface NodeInfo {
 
 /** A started node, as recorded in testbed.json. */
 export interface NodeRecord extends NodeInfo {
-  /** the process holding the node's mount namespace open */
+  /** the process holding the node's namespaces open */
   keeperPid: number;
-  /** `mnt:[…]` of that namespace: identifies every process of the node */
+  /** `mnt:[…]` of its mount namespace: identifies every process of the node */
   mntns: string;
+  /** its named network namespace (/run/netns/<netns>) and the host end of its veth pair */
+  netns: string;
+  link: string;
 }
 
-/** Node i (from 1) is pi<i> on 127.0.<slot>.(10+i):(2200+i); kinds repeat in order. */
+/** Node i (from 1) is pi<i> on 198.18.<slot>.(10+i):22 in network namespace rf<slot>-pi<i>; kinds repeat in order. */
 export function planNodes(count: number, kinds: readonly NodeKind[]): NodeInfo[] {
   if (!Number.isInteger(count) || count < 1 || count > 200) throw new Error(`--nodes: expected 1 to 200, got ${count}`);
   if (kinds.length === 0) throw new Error('--kinds: expected at least one of apt, snap, none');
   return Array.from({ length: count }, (_, k) => ({
     name: `pi${k + 1}`,
-    host: `127.0.${slot()}.${11 + k}`,
-    port: 2201 + k,
+    host: net.nodeAddr(k + 1),
+    port: 22,
     docker: kinds[k % kinds.length],
   }));
+}
+
+/** The node's place on the fleet LAN. */
+export function nodeLan(node: NodeInfo): { netns: string; link: string; addr: string } {
+  const index = Number(/^pi(\d+)$/.exec(node.name)?.[1]);
+  if (!Number.isInteger(index) || index < 1) throw new Error(`nodeLan: not a fleet node name: ${node.name}`);
+  return { netns: net.nodeNetns(index), link: net.nodeLink(index), addr: node.host };
 }
 
 /** The host's dpkg status, with and without its docker.io stanza, and that stanza. */
@@ -67,12 +79,21 @@ export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgVie
   const dir = nodeDir(node.name, root);
   for (const m of NODE_MOUNTS) {
     if (m.overlay) for (const d of ['upper', 'work']) mkdirSync(join(dir, m.from, d), { recursive: true, mode: 0o755 });
-    else if (!m.file) mkdirSync(join(dir, m.from), { recursive: true, mode: 0o755 });
+    else {
+      mkdirSync(join(dir, m.from), { recursive: true, mode: 0o755 });
+      // mkdir's mode is masked by the umask (and the sticky bit dropped): set it exactly.
+      chmodSync(join(dir, m.from), m.mode ?? 0o755);
+    }
   }
   // Privilege separation directory: sshd wants it root-owned and not group/world writable.
   mkdirSync(join(dir, 'run', 'sshd'), { recursive: true, mode: 0o755 });
-  writeFileSync(join(dir, 'dpkg-status'), node.docker === 'apt' ? dpkg.withDocker : dpkg.withoutDocker);
+  writeFileSync(nodeFile(node.name, '/var/lib/dpkg/status', root), node.docker === 'apt' ? dpkg.withDocker : dpkg.withoutDocker);
   writeFileSync(nodeFile(node.name, '/var/cache/apt/archives/docker.io.stanza', root), dpkg.dockerStanza);
+  // What the stand-ins compare the node's status file with before they write it: never the machine's own.
+  copyFileSync(files.machineDpkgStatus(root), nodeFile(node.name, MACHINE_DPKG_STATUS, root));
+  // Its own name, and one that resolves (sudo warns about a hostname it cannot resolve).
+  writeFileSync(nodeFile(node.name, '/etc/hostname', root), `${node.name}\n`);
+  writeFileSync(nodeFile(node.name, '/etc/hosts', root), `${readFileSync('/etc/hosts', 'utf8').trimEnd()}\n${node.host} ${node.name}\n`);
   for (const f of readdirSync(STANDINS)) {
     const to = join(dir, 'sbin', f);
     copyFileSync(join(STANDINS, f), to);
@@ -102,6 +123,7 @@ function sshdConfig(node: NodeInfo, hostKey: string, root: string): string {
   return [
     `# Test node ${node.name}: a real OpenSSH server inside the node's mount namespace. Written by scripts/testbed.`,
     `Port ${node.port}`,
+    // The node's own address, inside its network namespace.
     `ListenAddress ${node.host}`,
     `HostKey ${hostKey}`,
     // As the node sees it: <state>/<node>/run/sshd.pid.
@@ -124,16 +146,27 @@ function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The machine's cgroup mounts (/proc/self/mounts lines under /sys/fs/cgroup), to make again in a fresh sysfs. */
+function cgroupMounts(): { path: string; type: string; opts: string }[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([, path, type]) => path?.startsWith('/sys/fs/cgroup') && ['tmpfs', 'cgroup', 'cgroup2'].includes(type))
+    .map(([, path, type, opts]) => ({ path, type, opts }));
+}
+
 /**
- * Starts the keeper (a `sleep` in a new private mount namespace, named after the node so it can be
- * found again) and bind-mounts the node's directories inside that namespace.
+ * Starts the keeper (a `sleep` in the node's network namespace and in a new private mount and UTS namespace,
+ * named after the node so it can be found again), then sets the namespace up: hostname, a sysfs of its own
+ * network namespace with the cgroup hierarchies mounted again, the node's directories.
  */
-export async function startNamespace(node: NodeInfo, root: string): Promise<{ keeperPid: number; mntns: string }> {
+export async function startNamespace(node: NodeInfo, root: string): Promise<{ keeperPid: number; mntns: string; netns: string; link: string }> {
   const dir = nodeDir(node.name, root);
+  const lan = nodeLan(node);
   const hostNs = mountNamespace('self');
   const keeperPid = spawnDaemon(
-    'unshare',
-    ['--mount', '--propagation', 'private', 'bash', '-c', 'exec -a "$0" sleep infinity', `runner-fleet-testbed-node ${dir}`],
+    'nsenter',
+    [`--net=/run/netns/${lan.netns}`, '--', 'unshare', '--mount', '--uts', '--propagation', 'private', 'bash', '-c', 'exec -a "$0" sleep infinity', `runner-fleet-testbed-node ${dir}`],
     { log: join(dir, 'keeper.log') },
   );
   let mntns: string | undefined;
@@ -151,9 +184,20 @@ export async function startNamespace(node: NodeInfo, root: string): Promise<{ ke
           `for sub in $(awk -v p=${shq(`${m.path}/`)} 'index($5, p) == 1 { print $5 }' /proc/1/mountinfo); do mount --bind "/proc/1/root$sub" "$sub" || true; done`,
         ]
       : [`mount --bind ${shq(join(dir, m.from))} ${shq(m.path)}`];
-  const script = ['set -e', ...NODE_MOUNTS.flatMap(mount)].join('\n');
-  await run('nsenter', ['--target', String(keeperPid), '--mount', '--', 'sh', '-c', script]);
-  return { keeperPid, mntns };
+  const script = [
+    'set -e',
+    `hostname ${shq(node.name)}`,
+    // Copies of every named network namespace came along with the mount namespace; holding them would keep other
+    // nodes' namespaces (and their veths) alive after they are deleted.
+    'if mountpoint -q /run/netns; then umount -R -l /run/netns; fi',
+    // The machine's sysfs shows the machine's network devices; a fresh one shows this namespace's (docker0, cni0).
+    // Its /sys/fs/cgroup is empty: mount the hierarchies again, as they are on the machine.
+    'mount -t sysfs sysfs /sys',
+    ...cgroupMounts().flatMap((m) => [`mkdir -p ${shq(m.path)}`, `mount -t ${m.type} -o ${shq(m.opts)} ${m.type === 'tmpfs' ? 'tmpfs' : 'cgroup'} ${shq(m.path)}`]),
+    ...NODE_MOUNTS.flatMap(mount),
+  ].join('\n');
+  await run('nsenter', [...enterNode({ keeperPid }), 'sh', '-c', script]);
+  return { keeperPid, mntns, netns: lan.netns, link: lan.link };
 }
 
 /** Whether something accepts TCP connections on host:port (1 s timeout). */
@@ -193,7 +237,7 @@ export async function startSshd(node: NodeRecord, root: string): Promise<void> {
   // sshd re-executes itself for each connection, so it needs its absolute path.
   const pid = spawnDaemon(
     'nsenter',
-    ['--target', String(node.keeperPid), '--mount', '--', '/usr/sbin/sshd', '-D', '-f', join(dir, 'sshd_config'), '-E', log],
+    [...enterNode(node), '/usr/sbin/sshd', '-D', '-f', join(dir, 'sshd_config'), '-E', log],
     { log: join(dir, 'sshd.out') },
   );
   const up = await waitFor(async () => !isAlive(pid) || (await portOpen(node.host, node.port)), 10_000, 50);
@@ -210,10 +254,15 @@ export async function stopSshd(node: NodeInfo, root: string): Promise<void> {
   await waitFor(async () => !(await portOpen(node.host, node.port)), 5000, 50);
 }
 
-/** Runs argv as root inside the node's mount namespace, with the node's PATH and a clean environment. */
+/** nsenter's arguments (up to `--`) that put a command into the node: its mount, network and UTS namespaces. */
+export function enterNode(node: Pick<NodeRecord, 'keeperPid'>): string[] {
+  return ['--target', String(node.keeperPid), '--mount', '--net', '--uts', '--'];
+}
+
+/** Runs argv as root inside the node's namespaces, with the node's PATH and a clean environment. */
 export function nodeCommand(node: NodeRecord, argv: string[], env: Record<string, string> = {}): [string, string[]] {
   const vars = Object.entries({ PATH: NODE_PATH, HOME: '/root', LANG: 'C.UTF-8', ...env }).map(([k, v]) => `${k}=${v}`);
-  return ['nsenter', ['--target', String(node.keeperPid), '--mount', '--', 'env', '-i', ...vars, ...argv]];
+  return ['nsenter', [...enterNode(node), 'env', '-i', ...vars, ...argv]];
 }
 
 export async function execInNode(node: NodeRecord, argv: string[], opts: { input?: string | Buffer } = {}): Promise<RunResult> {

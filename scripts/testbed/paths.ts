@@ -6,7 +6,8 @@ export const NODE_KINDS: readonly NodeKind[] = ['apt', 'snap', 'none'];
 
 /**
  * RUNNER_FLEET_TESTBED_SLOT (0-9, default 0) lets several fleets run side by side on one machine (parallel
- * work, the benchmark): slot s uses 127.0.s.x for its nodes, 198.18.s.0/24 for its registry and its own state root.
+ * work, the benchmark): slot s uses bridge rfbr<s> and 198.18.s.0/24 for its nodes and registry, netns names rf<s>-pi<i>,
+ * and its own state root.
  */
 export function slot(): number {
   const raw = process.env.RUNNER_FLEET_TESTBED_SLOT ?? '0';
@@ -16,8 +17,22 @@ export function slot(): number {
 }
 
 export function stateRoot(): string {
-  return process.env.RUNNER_FLEET_TESTBED ?? `/var/tmp/runner-fleet-testbed${slot() ? `-${slot()}` : ''}`;
+  const root = process.env.RUNNER_FLEET_TESTBED ?? `/var/tmp/runner-fleet-testbed${slot() ? `-${slot()}` : ''}`;
+  // Each node mounts its own /tmp before /run: a state root under /tmp would be hidden from the mounts after it.
+  if (root === '/tmp' || root.startsWith('/tmp/')) throw new Error(`RUNNER_FLEET_TESTBED: ${root} is under /tmp, which every node mounts privately; use /var/tmp`);
+  return root;
 }
+
+/** The fleet's LAN (PLAN.md): the host is .1 on the bridge, the registry .2, node i is .(10+i). */
+export const net = {
+  bridge: () => `rfbr${slot()}`,
+  prefix: () => `198.18.${slot()}`,
+  hostAddr: () => `198.18.${slot()}.1`,
+  nodeAddr: (index: number) => `198.18.${slot()}.${10 + index}`,
+  nodeNetns: (index: number) => `rf${slot()}-pi${index}`,
+  /** the host end of node i's veth pair (the other end is eth0 inside the node); at most 15 characters */
+  nodeLink: (index: number) => `rf${slot()}v${index}`,
+};
 
 /** Present in a state root we made; `down` removes only a directory that has it. */
 export const ROOT_MARKER = '.runner-fleet-testbed';
@@ -31,6 +46,8 @@ export const files = {
   authorizedKeys: (root = stateRoot()) => join(root, 'authorized_keys'),
   knownHosts: (root = stateRoot()) => join(root, 'known_hosts'),
   imageTar: (root = stateRoot()) => join(root, 'image', 'bb.tar'),
+  /** `dev:ino` of the machine's own /var/lib/dpkg/status at up: the stand-ins refuse to write a file that is it */
+  machineDpkgStatus: (root = stateRoot()) => join(root, 'host', 'machine-dpkg-status'),
   /** the host's real docker.io stanza from /var/lib/dpkg/status, what apt-get "installs" */
   dockerIoStanza: (root = stateRoot()) => join(root, 'host', 'docker.io.stanza'),
   services: (root = stateRoot()) => join(root, 'services'),
@@ -43,8 +60,8 @@ export function nodeDir(name: string, root = stateRoot()): string {
 export interface NodeMount {
   path: string;
   from: string;
-  /** a single file bind-mounted over a file */
-  file?: boolean;
+  /** the directory's mode (default 0755) */
+  mode?: number;
   /**
    * an overlay: the machine's directory shows through, and whatever the node writes lands in `<from>/upper` (useradd,
    * usermod, apt's sources and gitlab-runner's files in /etc; home directories; the binaries packages install)
@@ -70,8 +87,19 @@ export const NODE_MOUNTS: readonly NodeMount[] = [
   { path: '/var/log', from: 'var-log' },
   { path: '/var/cache/apt/archives', from: 'apt-archives' },
   { path: '/var/lib/apt/lists', from: 'apt-lists' },
-  { path: '/var/lib/dpkg/status', from: 'dpkg-status', file: true },
+  // An overlay on the directory, not a bind on the file: dpkg on the machine replaces its status file by rename,
+  // and the kernel then detaches every mount on the old file in every namespace (the node saw, and apt-get
+  // appended to, the machine's own file: issue 12 item 12). /var/lib/dpkg itself is never renamed.
+  { path: '/var/lib/dpkg', from: 'dpkg', overlay: true },
   { path: '/usr/local/sbin', from: 'sbin' },
+  // The cluster service's containerd and kubelet keep their state at their default places, per node.
+  { path: '/var/lib/kubelet', from: 'var-lib-kubelet' },
+  { path: '/var/lib/containerd', from: 'var-lib-containerd' },
+  { path: '/var/lib/cni', from: 'var-lib-cni' },
+  // runner-fleet's per-node runner identity (the runner pods' hostPath, host runners' state): each Pi has its own disk.
+  { path: '/var/lib/runner-fleet', from: 'var-lib-runner-fleet' },
+  // Tools that upload through /tmp must not race between nodes.
+  { path: '/tmp', from: 'tmp', mode: 0o1777 },
   // Last, so that a state root under /run is still reachable while the mounts above are made.
   { path: '/run', from: 'run' },
 ];

@@ -88,6 +88,8 @@ export interface ProcInfo {
   ppid: number;
   /** e.g. `mnt:[4026532301]` */
   mntns: string;
+  /** e.g. `net:[4026532305]` */
+  netns: string;
   comm: string;
   cmdline: string;
   /** process start time in clock ticks since boot: tells a reused PID from the one we started */
@@ -106,6 +108,7 @@ function readProc(pid: number): ProcInfo | undefined {
       pid,
       ppid: Number(fields[1]),
       mntns: readlinkSync(`/proc/${pid}/ns/mnt`),
+      netns: readlinkSync(`/proc/${pid}/ns/net`),
       comm,
       cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').split('\0').join(' '),
       startTime: Number(fields[19]),
@@ -143,12 +146,12 @@ export function mountNamespace(pid: number | 'self'): string | undefined {
 }
 
 /**
- * Processes inside the given mount namespaces plus all their descendants: containers get mount
- * namespaces of their own but are still children of the node's containerd-shim.
+ * Processes inside the given mount or network namespaces (`mnt:[…]`, `net:[…]`) plus all their descendants:
+ * containers get namespaces of their own but are still children of the node's containerd-shim.
  */
 export function processesOf(namespaces: Set<string>, procs = listProcesses()): ProcInfo[] {
   const picked = new Map<number, ProcInfo>();
-  for (const p of procs) if (namespaces.has(p.mntns)) picked.set(p.pid, p);
+  for (const p of procs) if (namespaces.has(p.mntns) || namespaces.has(p.netns)) picked.set(p.pid, p);
   let grew = true;
   while (grew) {
     grew = false;

@@ -1,20 +1,22 @@
-// The test registry: Debian's docker-registry on 198.18.0.2:5000 in network namespace rf-registry, reached over a veth pair.
+// The test registry: Debian's docker-registry on 198.18.<slot>.2:5000 in network namespace rf-registry[-<slot>], on the fleet's bridge.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { slot } from './paths.js';
+import { leaveLan, joinLan } from './network.js';
+import { net, slot } from './paths.js';
 import { run, terminate, waitFor } from './procs.js';
 import type { TestbedService } from './services.js';
 
 const SUFFIX = slot() ? `-${slot()}` : '';
 export const REGISTRY_NETNS = `rf-registry${SUFFIX}`;
-/** This machine's end of the veth pair; 198.18.0.0/15 is the benchmarking range, never routed anywhere. */
-export const REGISTRY_HOST_ADDR = `198.18.${slot()}.1`;
+/** This machine's address on the fleet's bridge; 198.18.0.0/15 is the benchmarking range, never routed anywhere. */
+export const REGISTRY_HOST_ADDR = net.hostAddr();
 export const REGISTRY_ADDR = `198.18.${slot()}.2`;
 export const REGISTRY_PORT = 5000;
 /** Not loopback on purpose: Docker trusts loopback registries without configuration. */
 export const REGISTRY = `${REGISTRY_ADDR}:${REGISTRY_PORT}`;
-const HOST_LINK = `rf-reg0${SUFFIX}`;
-const NS_LINK = `rf-reg1${SUFFIX}`;
+const HOST_LINK = `rf${slot()}vreg`;
+/** The point-to-point pair of fleets before the bridge; removed if one is left over. */
+const OLD_HOST_LINK = `rf-reg0${SUFFIX}`;
 
 async function registryAnswers(): Promise<boolean> {
   try {
@@ -29,10 +31,10 @@ async function removeNetwork(): Promise<void> {
   const pids = await run('ip', ['netns', 'pids', REGISTRY_NETNS], { check: false });
   if (pids.code === 0) {
     await terminate(pids.stdout.split('\n').filter(Boolean).map(Number), 3000);
-    await run('ip', ['netns', 'del', REGISTRY_NETNS], { check: false });
   }
-  // Gone with the namespace's end normally; a half-made pair may be left from a failed start.
-  await run('ip', ['link', 'del', HOST_LINK], { check: false });
+  // The host end goes with the namespace normally; a half-made pair may be left from a failed start.
+  await leaveLan({ netns: REGISTRY_NETNS, link: HOST_LINK });
+  await run('ip', ['link', 'del', OLD_HOST_LINK], { check: false });
 }
 
 export const registryService: TestbedService = {
@@ -40,14 +42,8 @@ export const registryService: TestbedService = {
 
   async start(ctx) {
     await removeNetwork();
-    const ip = (...args: string[]) => run('ip', args);
-    await ip('netns', 'add', REGISTRY_NETNS);
-    await ip('link', 'add', HOST_LINK, 'type', 'veth', 'peer', 'name', NS_LINK, 'netns', REGISTRY_NETNS);
-    await ip('addr', 'add', `${REGISTRY_HOST_ADDR}/24`, 'dev', HOST_LINK);
-    await ip('link', 'set', HOST_LINK, 'up');
-    await ip('-n', REGISTRY_NETNS, 'addr', 'add', `${REGISTRY_ADDR}/24`, 'dev', NS_LINK);
-    await ip('-n', REGISTRY_NETNS, 'link', 'set', NS_LINK, 'up');
-    await ip('-n', REGISTRY_NETNS, 'link', 'set', 'lo', 'up');
+    // On the bridge up made before the nodes: nodes, their containers and pods reach it directly.
+    await joinLan([{ netns: REGISTRY_NETNS, link: HOST_LINK, addr: REGISTRY_ADDR }]);
 
     const data = join(ctx.dir, 'data');
     mkdirSync(data, { recursive: true });
@@ -63,7 +59,8 @@ export const registryService: TestbedService = {
         '',
       ].join('\n'),
     );
-    ctx.spawnDaemon('registry', 'ip', ['netns', 'exec', REGISTRY_NETNS, 'docker-registry', 'serve', config]);
+    // nsenter, not `ip netns exec`: that one makes a mount namespace holding a copy of every named netns.
+    ctx.spawnDaemon('registry', 'nsenter', [`--net=/run/netns/${REGISTRY_NETNS}`, '--', 'docker-registry', 'serve', config]);
     if (!(await waitFor(registryAnswers, 15_000, 100))) {
       throw new Error(`registry did not answer on http://${REGISTRY}/v2/ (see ${join(ctx.dir, 'registry.log')})`);
     }

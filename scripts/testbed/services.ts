@@ -1,10 +1,11 @@
 // The extension point of `up`: services that start once the nodes run (registry, GitLab stand-in, test cluster) and add inventory fields.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NodeInfo } from './node.js';
+import type { NodeRecord } from './node.js';
 import { processInfo, spawnDaemon } from './procs.js';
 import { clusterService, gitlabService } from './extra-services.js';
 import { gitlabRunnerPackageService } from './gitlab-runner.js';
+import { imagesService } from './images-service.js';
 import { registryService } from './registry.js';
 
 /**
@@ -22,8 +23,8 @@ export interface ServiceContext {
   stateRoot: string;
   /** `<state>/services/<name>`, created before start; removed with the state root */
   dir: string;
-  /** the fleet's nodes (running when start is called) */
-  nodes: NodeInfo[];
+  /** the fleet's nodes (running when start is called; on stop, what testbed.json recorded, maybe none) */
+  nodes: NodeRecord[];
   log: (msg: string) => void;
   /**
    * Starts a detached process (stdio to `<dir>/<label>.log`) and records it, so `down` kills it even if
@@ -40,7 +41,7 @@ export interface TestbedService {
 }
 
 /** What `up` starts unless told otherwise, in this order (`down` stops them in reverse). */
-export const DEFAULT_SERVICES: TestbedService[] = [registryService, gitlabRunnerPackageService, gitlabService, clusterService];
+export const DEFAULT_SERVICES: TestbedService[] = [registryService, imagesService, gitlabRunnerPackageService, gitlabService, clusterService];
 
 const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
 
@@ -56,7 +57,7 @@ export function servicesNamed(names: string[]): TestbedService[] {
 
 const PIDS = 'daemons.pids';
 
-export function serviceContext(service: TestbedService, stateRoot: string, nodes: NodeInfo[], log: (msg: string) => void): ServiceContext {
+export function serviceContext(service: TestbedService, stateRoot: string, nodes: NodeRecord[], log: (msg: string) => void): ServiceContext {
   const dir = join(stateRoot, 'services', service.name);
   return {
     stateRoot,

@@ -17,13 +17,15 @@ import {
   type Stats,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
+import { APPLICATION_FILE, applicationFile, readArgoCd, type ArgoCdInput, type ArgoCdSource } from '../kube/argocd.js';
 import { connectCluster } from '../kube/converge.js';
 import { GITIGNORE, SECRETS_FILE, gitignoreWith, manifestFiles, staleFiles, type ManifestFile } from '../kube/manifest-files.js';
 import { RECORDS_SECRET, objectKey, type KubeObject } from '../kube/objects.js';
 import { renderClusterObjects } from '../kube/render.js';
+import { sealCertProblem } from '../kube/seal-cert.js';
 import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { redact } from '../secrets.js';
@@ -38,6 +40,10 @@ export interface RenderOptions {
   log: Logger;
   /** default: kubeseal found on PATH */
   kubeseal?: string;
+  /** the controller's certificate (--seal-cert): kubeseal seals with it instead of fetching it from the cluster */
+  sealCert?: string;
+  /** also write an Argo CD Application for the folder (--argocd-repo, --argocd-path, …) */
+  argocd?: ArgoCdSource;
 }
 
 export interface RenderResult {
@@ -46,11 +52,31 @@ export interface RenderResult {
   files: { name: string; plainSecret: boolean }[];
   removed: string[];
   secretsFile?: string;
+  /** the Argo CD Application, when one was asked for */
+  application?: string;
+}
+
+export interface RenderFlags {
+  seal: boolean;
+  only?: string[];
+  out?: string;
+  /** --seal-cert PATH (implies --seal) */
+  sealCert?: string;
+  argocd?: ArgoCdInput;
 }
 
 /** Checks that need nothing but the inventory and the flags (exit 2 before anything is contacted). */
-export function renderPreflight(inv: Inventory, opts: { seal: boolean; only?: string[]; out?: string }): { kubeseal?: string } {
+export function renderPreflight(inv: Inventory, opts: RenderFlags): { kubeseal?: string; sealCert?: string; argocd?: ArgoCdSource } {
   const issues: string[] = [];
+  let sealCert: string | undefined;
+  if (opts.sealCert !== undefined) {
+    sealCert = resolve(opts.sealCert);
+    const problem = opts.sealCert.trim() === '' ? 'expected the path of the controller\'s certificate' : sealCertProblem(sealCert);
+    if (problem) issues.push(`--seal-cert: ${problem}`);
+  }
+  const seal = opts.seal || sealCert !== undefined;
+  const argo = readArgoCd(opts.argocd ?? {});
+  issues.push(...argo.issues);
   if (opts.out !== undefined) {
     const problem = outputDirProblem(resolve(opts.out), { mayBeMissing: true });
     if (problem) issues.push(`--out: ${problem}`);
@@ -59,31 +85,51 @@ export function renderPreflight(inv: Inventory, opts: { seal: boolean; only?: st
   if (!withRunners(inv.gitlab.auth)) issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
   if (inv.runners.placement === 'host') issues.push('render: runners.placement is host; apply sends nothing to the cluster');
   let kubeseal: string | undefined;
-  if (opts.seal) {
+  if (seal) {
     kubeseal = findOnPath('kubeseal');
-    if (!kubeseal) issues.push('--seal: kubeseal is not on PATH (install it from github.com/bitnami-labs/sealed-secrets), or drop --seal to get the Secrets in a git-ignored secrets.yaml');
+    const flag = opts.seal ? '--seal' : '--seal-cert';
+    if (!kubeseal) issues.push(`${flag}: kubeseal is not on PATH (install it from github.com/bitnami-labs/sealed-secrets), or drop ${flag} to get the Secrets in a git-ignored secrets.yaml`);
   }
   if (issues.length > 0) throw new InputError(issues, 'cannot render');
-  return { kubeseal };
+  return { kubeseal, sealCert, argocd: argo.source };
 }
 
-/** kubeseal for every Secret, with the inventory's cluster (it fetches the controller's public key from there). */
-async function sealSecrets(inv: Inventory, objects: KubeObject[], kubeseal: string, kubeconfigText: string | undefined, log: Logger): Promise<Map<string, string>> {
+export interface SealOptions {
+  kubeseal: string;
+  /** the controller's certificate: no cluster is contacted for sealing */
+  cert?: string;
+  /** without a cert: where kubeseal finds the controller (its kubeconfig text from a node, or a file, and a context) */
+  kubeconfigText?: string;
+  kubeconfig?: string;
+  context?: string;
+  log: Logger;
+}
+
+/**
+ * kubeseal for every Secret, as a SealedSecret in YAML keyed by objectKey. With a certificate kubeseal encrypts
+ * with it; without one it fetches the controller's public key from the inventory's cluster.
+ */
+export async function sealSecrets(objects: KubeObject[], opts: SealOptions): Promise<Map<string, string>> {
+  const { log } = opts;
   const sealed = new Map<string, string>();
   const args = ['--format', 'yaml'];
   let tmp: string | undefined;
   try {
-    if (kubeconfigText !== undefined) {
-      tmp = mkdtempSync(join(tmpdir(), 'runner-fleet-kubeseal-'));
-      writeFileSync(join(tmp, 'kubeconfig'), kubeconfigText, { mode: 0o600 });
-      args.push('--kubeconfig', join(tmp, 'kubeconfig'));
-    } else if (inv.kubernetes.kubeconfig) {
-      args.push('--kubeconfig', inv.kubernetes.kubeconfig);
+    if (opts.cert !== undefined) {
+      args.push('--cert', opts.cert);
+    } else {
+      if (opts.kubeconfigText !== undefined) {
+        tmp = mkdtempSync(join(tmpdir(), 'runner-fleet-kubeseal-'));
+        writeFileSync(join(tmp, 'kubeconfig'), opts.kubeconfigText, { mode: 0o600 });
+        args.push('--kubeconfig', join(tmp, 'kubeconfig'));
+      } else if (opts.kubeconfig) {
+        args.push('--kubeconfig', opts.kubeconfig);
+      }
+      if (opts.context) args.push('--context', opts.context);
     }
-    if (inv.kubernetes.context) args.push('--context', inv.kubernetes.context);
     for (const o of objects.filter((x) => x.kind === 'Secret')) {
-      log.progress('render', `sealing Secret ${o.metadata.name} with kubeseal`);
-      const r = await runLocal(kubeseal, args, { input: JSON.stringify(o) });
+      log.progress('render', `sealing Secret ${o.metadata.name} with kubeseal${opts.cert ? ` and ${opts.cert}` : ''}`);
+      const r = await runLocal(opts.kubeseal, args, { input: JSON.stringify(o) });
       if (r.code !== 0 || !/kind:\s*SealedSecret/.test(r.stdout)) {
         throw new RunFailedError(`kubeseal failed for Secret ${o.metadata.name} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no SealedSecret in its output'}`);
       }
@@ -188,6 +234,8 @@ export function writeRenderOutput(out: string, files: ManifestFile[]): WrittenOu
   const after = outputDirProblem(out);
   if (after) throw new InputError([`--out: ${after}`], 'cannot render');
   const removed = staleFiles(firstLines(out), files);
+  // Subfolders first: a bad one (a planted link) stops render before any file is written.
+  for (const sub of new Set(files.filter((f) => f.name.includes('/')).map((f) => dirname(f.name)))) ensureSubfolder(out, sub);
   for (const f of files) writeExclusive(join(out, f.name), f.content, f.mode);
   for (const name of removed) rmSync(join(out, name), { force: true });
   if (!files.some((f) => f.plainSecret)) return { removed };
@@ -204,6 +252,16 @@ export function writeRenderOutput(out: string, files: ManifestFile[]): WrittenOu
   const next = gitignoreWith(current);
   if (next !== undefined) writeExclusive(gitignore, next, 0o644);
   return { removed, secretsFile };
+}
+
+/** A folder below `out` (argocd/), held to the same rules as `out`: ours, nobody else's to write, not a link. */
+function ensureSubfolder(out: string, rel: string): void {
+  const dir = join(out, rel);
+  const before = outputDirProblem(dir, { mayBeMissing: true });
+  if (before) throw new InputError([`--out: ${before}`], 'cannot render');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const after = outputDirProblem(dir);
+  if (after) throw new InputError([`--out: ${after}`], 'cannot render');
 }
 
 function readWhole(path: string): string {
@@ -241,8 +299,13 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
   // The same function apply uses, then the same renderer convergeCluster uses.
   const desired = desiredCluster({ inventory: inv, executor: opts.executor, records, arch: (node) => archByNode.get(node) ?? 'arm64' });
   const objects = renderClusterObjects(desired);
-  const sealed = opts.seal ? await sealSecrets(inv, objects, opts.kubeseal!, kubeconfigText, log) : undefined;
-  const files = manifestFiles(objects, { source: `${inv.source}, executor ${opts.executor}`, sealed });
+  const seal = opts.seal || opts.sealCert !== undefined;
+  const sealed = seal
+    ? await sealSecrets(objects, { kubeseal: opts.kubeseal!, cert: opts.sealCert, kubeconfigText, kubeconfig: inv.kubernetes.kubeconfig, context: inv.kubernetes.context, log })
+    : undefined;
+  const source = `${inv.source}, executor ${opts.executor}`;
+  const files = manifestFiles(objects, { source, sealed });
+  if (opts.argocd) files.push(applicationFile(opts.argocd, ns, source));
 
   // Belt and braces: renderClusterObjects already refuses tokens outside Secrets.
   const tokens = Object.values(desired.tokens).filter((t) => t.length >= 4);
@@ -255,12 +318,25 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
   if (secretsFile) {
     log.warn('render', `${secretsFile} holds the runner tokens in plain text (mode 0600, listed in ${join(out, GITIGNORE)}): never commit it; apply it out of band, or use --seal with kubeseal`);
   }
+  if (opts.argocd && secretsFile) {
+    log.warn('render', `Argo CD deploys only what is in git, and ${SECRETS_FILE} never is: apply it once out of band, or render with --seal so the Secrets go to git sealed`);
+  }
   log.done?.('render', true, `${files.length} file(s) in ${out}`);
-  return { ok: true, out, files: files.map((f) => ({ name: f.name, plainSecret: f.plainSecret })), removed, ...(secretsFile ? { secretsFile } : {}) };
+  return {
+    ok: true,
+    out,
+    files: files.map((f) => ({ name: f.name, plainSecret: f.plainSecret })),
+    removed,
+    ...(secretsFile ? { secretsFile } : {}),
+    ...(opts.argocd ? { application: join(out, APPLICATION_FILE) } : {}),
+  };
 }
 
 export function formatRenderSummary(r: RenderResult): string {
   const lines = r.files.map((f) => `  ${f.name}${f.plainSecret ? '   (plain-text Secrets: git-ignored, do not commit)' : ''}`);
   for (const name of r.removed) lines.push(`  ${name}   (removed: no longer rendered)`);
-  return redact(`Rendered into ${r.out}:\n${lines.join('\n')}\nApply with: kubectl apply --server-side --field-manager=runner-fleet -f ${r.out}${r.secretsFile ? ` (secrets.yaml included)` : ''}`);
+  const how = r.application
+    ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Argo CD once: kubectl apply -f ${r.application}`
+    : `Apply with: kubectl apply --server-side --field-manager=runner-fleet -f ${r.out}${r.secretsFile ? ` (secrets.yaml included)` : ''}`;
+  return redact(`Rendered into ${r.out}:\n${lines.join('\n')}\n${how}`);
 }

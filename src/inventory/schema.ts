@@ -10,7 +10,9 @@ import {
   GITLAB_RUNNER_REPOSITORY,
   PLACEMENTS,
   PULL_POLICIES,
+  DIND_SERVICES,
   type AccessLevel,
+  type DindService,
   type DockerChoice,
   type Executor,
   type GitlabAuth,
@@ -354,7 +356,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   const ru = r.object(top.runners, 'runners', [
     'executor', 'placement', 'tags', 'description', 'runUntagged', 'locked', 'accessLevel', 'maximumTimeout', 'paused',
     'concurrent', 'checkInterval', 'image', 'jobImage', 'dindImage', 'dockerCliImage', 'packageRepository',
-    'helperImage', 'pullPolicy',
+    'helperImage', 'pullPolicy', 'dindService',
   ]);
   let executor = r.oneOf<Executor>(ru, 'executor', 'runners', EXECUTORS) ?? 'dood';
   if (opts.executor !== undefined) {
@@ -393,6 +395,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
       hint: 'expected an image reference without spaces, e.g. registry.lan:5000/gitlab-runner-helper:{arch}-v${CI_RUNNER_VERSION}',
     }),
     pullPolicy: readPullPolicy(r, ru),
+    dindService: r.oneOf<DindService>(ru, 'dindService', 'runners', DIND_SERVICES) ?? 'runner',
   };
 
   checkSizes(r, nodes, runners, url ?? '', registries);

@@ -11,6 +11,13 @@ export const EXECUTORS: readonly Executor[] = ['shell', 'dind', 'dood'];
 /** gitlab-runner's `[runners.docker] pull_policy` values, spelled as it spells them (docs: "Configure how runners pull images"). */
 export type PullPolicy = 'always' | 'if-not-present' | 'never';
 export const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
+/**
+ * dind executor: `runner` starts the Docker-in-Docker service (told the registries) for every job from config.toml;
+ * `job` leaves it to the jobs that declare it (ci-snippet's does), saving a privileged dockerd per job that does
+ * not build images, at the price of jobs whose own `services:` entry lacks `--insecure-registry`.
+ */
+export type DindService = 'runner' | 'job';
+export const DIND_SERVICES: readonly DindService[] = ['runner', 'job'];
 export const PLACEMENTS: readonly Placement[] = ['cluster', 'host'];
 
 /** A secret given by reference (`env:NAME` or `file:PATH`); `value` is resolved lazily. */
@@ -116,6 +123,7 @@ export interface RunnersConfig {
   helperImage?: string;
   /** `[runners.docker] pull_policy`, tried in order; absent: gitlab-runner's default (always) */
   pullPolicy?: PullPolicy[];
+  dindService: DindService;
 }
 
 export interface Inventory {

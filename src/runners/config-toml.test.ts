@@ -91,6 +91,14 @@ describe('renderConfigToml', () => {
     expect(() => helperImageFor('riscv64')).toThrow(InputError);
   });
 
+  it('runners.dindService: job leaves the dind service to the jobs that declare it', () => {
+    const jobSide = { ...inv, runners: { ...inv.runners, dindService: 'job' as const } };
+    const text = renderConfigToml({ inventory: jobSide, node: inv.nodes[0], record, executor: 'dind', arch: 'arm64' });
+    const docker = ((parseToml(text).runners as TomlTable[])[0].docker) as TomlTable;
+    expect(docker.services).toBeUndefined();
+    expect(docker.privileged).toBe(true);
+  });
+
   it('runners.helperImage (with {arch}) and runners.pullPolicy reach [runners.docker]', () => {
     const custom = parseInventory(
       `

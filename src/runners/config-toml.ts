@@ -2,7 +2,7 @@
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS } from '../executors.js';
-import type { Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
+import type { DindService, Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
 import type { RunnerRecord } from './records.js';
 
 export const HELPER_IMAGE_REPOSITORY = 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper';
@@ -54,6 +54,12 @@ interface DockerSection {
   services: { name: string; alias: string; command: string[] }[];
 }
 
+/** The services config.toml starts for every dind job, by runners.dindService. */
+const DIND_SERVICE_DEFAULTS: Record<DindService, (image: string, registries: string[]) => DockerSection['services']> = {
+  runner: (image, registries) => [{ name: image, alias: 'docker', command: registries.map((reg) => `--insecure-registry=${reg}`) }],
+  job: () => [],
+};
+
 /** What goes into config.toml, before it becomes TOML. */
 export function configTomlData(input: ConfigTomlInput) {
   const { inventory: inv, node, record, executor } = input;
@@ -66,16 +72,8 @@ export function configTomlData(input: ConfigTomlInput) {
     privileged: spec.docker.privileged,
     volumes: [...spec.docker.volumes],
     pullPolicy: r.pullPolicy ?? null,
-    services: spec.docker.dindService
-      ? [
-          {
-            name: r.dindImage,
-            alias: 'docker',
-            // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
-            command: inv.gitlab.registries.map((reg) => `--insecure-registry=${reg}`),
-          },
-        ]
-      : [],
+    // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
+    services: spec.docker.dindService ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries) : [],
   };
   return {
     node: node.name,

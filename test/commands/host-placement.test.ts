@@ -12,7 +12,8 @@ import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { setNodeConnector, type NodeConnector } from '../../src/ssh.js';
 import { startGitlabStandin, type GitlabStandin } from '../gitlab/standin.js';
-import { FakeNodeConnection, fakeNodeState, recordingLogger, text, type FakeNodeState } from '../support/fakeNode.js';
+import { FakeNodeConnection, fakeNodeState, text, type FakeNodeState } from '../support/fakeNode.js';
+import { recordingLogger } from '../support/logger.js';
 
 let dir: string;
 let gl: GitlabStandin;

@@ -11,7 +11,8 @@ import { APT_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { setNodeConnector, type NodeConnector } from '../../src/ssh.js';
-import { FakeNodeConnection, fakeNodeState, recordingLogger, text, type FakeNodeState } from '../support/fakeNode.js';
+import { FakeNodeConnection, fakeNodeState, text, type FakeNodeState } from '../support/fakeNode.js';
+import { recordingLogger } from '../support/logger.js';
 
 const REGISTRY = '198.18.0.2:5000';
 let dir: string;

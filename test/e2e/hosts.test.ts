@@ -144,9 +144,11 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
 
   it('host keys are verified: a changed key or an unknown host is refused, never accepted', async () => {
     const known = readFileSync(inventory.ssh.knownHosts, 'utf8').split('\n').filter(Boolean);
-    const pi1Key = known.find((l) => l.startsWith(`[${fleet.nodes[0].host}]:`))!.split(' ').slice(1).join(' ');
-    const swapped = known.map((l) => (l.startsWith(`[${fleet.nodes[1].host}]:`) ? `${l.split(' ')[0]} ${pi1Key}` : l));
-    const withoutPi3 = known.filter((l) => !l.startsWith(`[${fleet.nodes[2].host}]:`));
+    // OpenSSH's form: `host` for port 22, `[host]:port` otherwise.
+    const of = (i: number) => { const n = fleet.nodes[i]; return n.port === 22 ? `${n.host} ` : `[${n.host}]:${n.port} `; };
+    const pi1Key = known.find((l) => l.startsWith(of(0)))!.split(' ').slice(1).join(' ');
+    const swapped = known.map((l) => (l.startsWith(of(1)) ? `${l.split(' ')[0]} ${pi1Key}` : l));
+    const withoutPi3 = known.filter((l) => !l.startsWith(of(2)));
     const kh = join(fleet.stateDir, 'known_hosts.tampered');
     writeFileSync(kh, `${swapped.filter((l) => withoutPi3.includes(l) || l.includes(pi1Key)).join('\n')}\n`);
     const r = await runProvision(['--inventory', withInventory((inv) => (inv.ssh.knownHosts = kh)), '--json']);

@@ -1,6 +1,6 @@
 // Issue 6 end to end: status, render, ci-snippet, destroy and the progress output, through provision.ts on the real test fleet.
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -9,9 +9,11 @@ import { down, execOnNode, nodeFile, seedImage, stopNodeDockerd, up, type FleetI
 import type { StatusReport } from '../../src/status/health.js';
 import { kubectl, kubectlJson, readInventory, standinState, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { REPO, allOutput, runProvision } from '../support/provision.js';
+import { findKubeseal, requireKubeseal } from '../support/kubeseal.js';
 import { requireRoot } from '../support/requireRoot.js';
 
 const canRun = requireRoot('operator commands end to end');
+const hasKubeseal = canRun && requireKubeseal('render --seal end to end');
 
 const NS = 'gitlab-runner';
 const HOSTS_TOML = (reg: string) => `/var/snap/microk8s/current/args/certs.d/${reg}/hosts.toml`;
@@ -156,25 +158,46 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     expect((await ours()).length).toBe(runnersBefore);
   });
 
-  it('render --seal: kubeseal missing is exit 2; with kubeseal the Secret is sealed and no secrets.yaml is written', async () => {
+  it.runIf(hasKubeseal)('render --seal: kubeseal missing is exit 2; the real kubeseal seals with --seal-cert, and the key unseals the Secret apply sent', async () => {
     const out = join(fleet.stateDir, 'gitops-sealed');
     const noSeal = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
     expect(noSeal.code).toBe(2);
     expect(noSeal.stderr).toMatch(/--seal: kubeseal is not on PATH/);
-    // A kubeseal double: reads the Secret and prints a SealedSecret whose "encrypted" values are digests.
-    const binDir = join(fleet.stateDir, 'fake-bin');
+    const binDir = join(fleet.stateDir, 'kubeseal-bin');
     mkdirSync(binDir, { recursive: true });
-    writeFileSync(
-      join(binDir, 'kubeseal'),
-      `#!/bin/sh\nnode -e 'const s=JSON.parse(require("fs").readFileSync(0,"utf8"));const h=require("crypto");const enc=Object.fromEntries(Object.entries(s.data).map(([k,v])=>[k,h.createHash("sha256").update(v).digest("hex")]));process.stdout.write(require("${join(REPO, 'node_modules', 'yaml')}").stringify({apiVersion:"bitnami.com/v1alpha1",kind:"SealedSecret",metadata:{name:s.metadata.name,namespace:s.metadata.namespace},spec:{encryptedData:enc,template:{metadata:{labels:s.metadata.labels}}}}))'\n`,
-    );
-    chmodSync(join(binDir, 'kubeseal'), 0o755);
-    const sealed = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], { PATH: `${binDir}:${process.env.PATH}` });
+    rmSync(join(binDir, 'kubeseal'), { force: true });
+    symlinkSync(findKubeseal().path!, join(binDir, 'kubeseal'));
+    const PATH = `${binDir}:${process.env.PATH}`;
+
+    // Without a certificate kubeseal asks the cluster for the controller's key; the test cluster runs no controller.
+    const noController = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], { PATH });
+    expect(noController.code).toBe(1);
+    expect(noController.stderr).toMatch(/kubeseal failed for Secret runner-fleet-config/);
+    expect(existsSync(out)).toBe(false);
+
+    // The controller's key pair, as `kubeseal --fetch-cert` and a key backup would give them.
+    const cert = join(fleet.stateDir, 'sealed-secrets.crt');
+    const key = join(fleet.stateDir, 'sealed-secrets.key');
+    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=sealed-secret'], { encoding: 'utf8' });
+    expect(gen.status, gen.stderr).toBe(0);
+    const badCert = await runProvision(['render', '--seal-cert', key, '--out', out, '--inventory', inventory], { PATH });
+    expect(badCert.code).toBe(2);
+    expect(badCert.stderr).toMatch(/--seal-cert: .*holds a private key/);
+
+    const sealed = await runProvision(['render', '--seal-cert', cert, '--out', out, '--inventory', inventory], { PATH });
     expect(sealed.code, sealed.stderr).toBe(0);
     expect(readdirSync(out).sort()).toEqual(['01-namespace-gitlab-runner.yaml', '02-serviceaccount-gitlab-runner.yaml', '03-sealedsecret-runner-fleet-config.yaml', '04-daemonset-gitlab-runner-dood.yaml']);
-    const doc = parse(readFileSync(join(out, '03-sealedsecret-runner-fleet-config.yaml'), 'utf8'));
-    expect(doc.kind).toBe('SealedSecret');
+    const sealedText = readFileSync(join(out, '03-sealedsecret-runner-fleet-config.yaml'), 'utf8');
+    expect(parse(sealedText).kind).toBe('SealedSecret');
     for (const t of await tokens()) for (const f of readdirSync(out)) expect(readFileSync(join(out, f), 'utf8')).not.toContain(t);
+
+    const un = spawnSync(findKubeseal().path!, ['--recovery-unseal', '--recovery-private-key', key, '--format', 'json'], { input: sealedText, encoding: 'utf8' });
+    expect(un.status, un.stderr).toBe(0);
+    const secret = JSON.parse(un.stdout);
+    const live = kj(['-n', NS, 'get', 'secret/runner-fleet-config']);
+    expect(secret.data).toEqual(live.data);
+    expect(secret.metadata.labels).toEqual(live.metadata.labels);
+    expect(secret.type).toBe(live.type);
   });
 
   it('ci-snippet: each executor\'s job pushes to the test registry from a test node', async () => {

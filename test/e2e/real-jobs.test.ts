@@ -49,6 +49,12 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(r.status, `${r.failureReason}\n${r.trace}`).toBe('success');
     expect(r.pushed, `the registry does not list ${r.image}\n${r.trace}`).toBe(true);
   };
+  const records = () =>
+    JSON.parse(Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'], 'base64').toString('utf8')) as {
+      node: string;
+      id: number;
+      systemId: string;
+    }[];
   const managers = async (runnerId: number): Promise<string[]> => {
     const token = readFileSync(base.gitlab.accessToken.slice('file:'.length), 'utf8').trim();
     const res = await fetch(`${base.gitlab.url}/api/v4/runners/${runnerId}/managers`, { headers: { 'private-token': token } });
@@ -112,6 +118,10 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const report = JSON.parse(r.stdout);
     expect(report.ok).toBe(true);
     for (const n of report.nodes) expect(n.gitlab.state).toBe('online');
+    // Each node's pod is its own runner manager: the system_id registration recorded, one per node.
+    const ids = records().map((r) => r.systemId);
+    expect(new Set(ids).size).toBe(3);
+    for (const r of records()) expect(await managers(r.id)).toEqual([r.systemId]);
   });
 
   it('a rerun changes nothing and restarts no runner pod; a tag edit reaches the runner without a restart', async () => {
@@ -129,10 +139,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
   });
 
   it('a runner pod deleted by hand comes back as the same runner manager', async () => {
-    const records = JSON.parse(
-      Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data.records, 'base64').toString('utf8'),
-    ) as { node: string; id: number; systemId: string }[];
-    const pi3 = records.find((r) => r.node === 'pi3')!;
+    const pi3 = records().find((r) => r.node === 'pi3')!;
     const before = await managers(pi3.id);
     expect(before).toEqual([pi3.systemId]);
     const old = runnerPods('dood').find((p) => p.node === 'pi3')!;
@@ -147,11 +154,16 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
   it('a job running while apply reloads Docker (apt) keeps running and succeeds', async () => {
     const pid = nodeDockerPid('pi1');
     const running = job('dood', { node: 'pi1', beforeScript: ['echo holding the job open; sleep 20'] });
-    // Wait until the runner has the job, then change the registries: apt's dockerd gets a SIGHUP.
-    await new Promise((r) => setTimeout(r, 8000));
+    // Wait until the job's script is running, then change the registries: apt's dockerd gets a SIGHUP.
+    for (let i = 0; i < 120; i++) {
+      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as { status: string; trace: string }[];
+      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const more = variant((inv) => (inv.gitlab.registry = [...inv.gitlab.registry, 'mirror.fleet.test:5000']));
     const report = await apply('dood', more);
-    expect(report.nodes.find((n) => n.name === 'pi1')!.changes.map((c) => c.step)).toContain('reload docker');
+    const pi1 = report.nodes.find((n) => n.name === 'pi1')!.changes;
+    expect(pi1.find((c) => c.step === 'reload-docker')?.detail).toMatch(/^systemctl reload docker/);
     expectPushed(await running);
     expect(nodeDockerPid('pi1')).toBe(pid);
     await apply('dood');
@@ -187,6 +199,8 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const onNode = await execOnNode('pi2', ['docker', 'image', 'inspect', r.image]);
     expect(onNode.code).not.toBe(0);
     expect(r.trace).toMatch(new RegExp(`insecure: .*"${fleet.registry.replace(/\./g, '\\.')}"[^}]*"Secure":false`));
+    // A second job on the same node: the runner keeps /certs/client between jobs, the dind service's CA is new.
+    expectPushed(await job('dind', { node: 'pi2' }));
   });
 
   it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {

@@ -2,7 +2,6 @@
 // to them, so plan, apply, a no-op rerun, status and destroy run end to end without SSH or root.
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
 import type { NodeSpec } from '../../src/inventory/types.js';
-import type { Logger } from '../../src/log.js';
 import { RemoteCommandError } from '../../src/errors.js';
 import type { ExecOptions, ExecResult, NodeConnection } from '../../src/ssh.js';
 import { sha256 } from '../../src/host/facts.js';
@@ -149,11 +148,4 @@ export class FakeNodeConnection implements NodeConnection {
   close(): void {
     this.state.closed++;
   }
-}
-
-/** A logger that keeps every line, by kind, for assertions. */
-export function recordingLogger(): Logger & { lines: { kind: string; scope: string; message: string }[] } {
-  const lines: { kind: string; scope: string; message: string }[] = [];
-  const keep = (kind: string) => (scope: string, message: string) => void lines.push({ kind, scope, message });
-  return { lines, progress: keep('progress'), change: keep('change'), warn: keep('warn'), error: keep('error'), debug: keep('debug'), summary: (t) => void lines.push({ kind: 'summary', scope: '', message: t }), done: () => {} };
 }

@@ -37,7 +37,11 @@ generate_certs() {
       -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
   fi
   for kind in server client; do
-    [ -s "$dir/$kind/cert.pem" ] && continue
+    # Kept only while it still verifies against this CA: /certs/client is a volume the runner keeps between jobs
+    # (a cache volume), while the CA is new with every service container, as in docker:dind's own entrypoint.
+    if [ -s "$dir/$kind/cert.pem" ] && openssl verify -CAfile "$dir/ca/cert.pem" "$dir/$kind/cert.pem" >/dev/null 2>&1; then
+      continue
+    fi
     if [ "$kind" = server ]; then
       ext="extendedKeyUsage=serverAuth
 subjectAltName=$(san)"
