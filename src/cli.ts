@@ -1,6 +1,7 @@
 // Command-line parsing: turns argv into a typed request, or an InputError naming the bad flag.
 import { parseArgs } from 'node:util';
 import { InputError } from './errors.js';
+import { EXECUTOR_NAMES } from './executors.js';
 
 export const COMMANDS = ['apply', 'plan', 'status', 'render', 'ci-snippet', 'destroy'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -37,7 +38,7 @@ Commands:
 
 Options:
   --inventory PATH      inventory file (default inventory/fleet.yaml)
-  --executor X          shell | dind | dood (overrides runners.executor)
+  --executor X          ${EXECUTOR_NAMES.join(' | ')} (overrides runners.executor)
   --placement P         cluster | host (overrides runners.placement; host needs shell)
   --only NODE,...       only these nodes
   --concurrency N       nodes worked on at once (default 10)

@@ -158,8 +158,6 @@ export function createLogger(opts: LoggerOptions): Logger {
   };
 }
 
-export const silentLogger: Logger = { progress() {}, change() {}, warn() {}, error() {}, debug() {}, summary() {}, done() {} };
-
 /**
  * Where the adapters (SSH, GitLab, Kubernetes) report each remote command or API call: provision.ts points
  * it at Logger.debug under --verbose. Step names and paths only, never a script body or a request body.

@@ -38,3 +38,21 @@ export function buildReport(nodes: NodeReport[], gitlab?: ClusterReport, cluster
     ...(cluster ? { cluster } : {}),
   };
 }
+
+/**
+ * The one change recorder: collects a scope's changes and tells the log each one as it lands, so a failure later
+ * still shows what was done; in a dry run it only collects (`plan` prints the list, nothing "changed").
+ */
+export function changeRecorder(
+  scope: string,
+  opts: { dryRun: boolean; log?: { change(scope: string, message: string): void }; changes?: Change[]; say?: (c: Change) => string },
+): { changes: Change[]; record: (c: Change) => void } {
+  const changes = opts.changes ?? [];
+  return {
+    changes,
+    record: (c) => {
+      changes.push(c);
+      if (!opts.dryRun) opts.log?.change(scope, opts.say ? opts.say(c) : c.detail);
+    },
+  };
+}

@@ -107,8 +107,17 @@ export interface ExecOptions {
   step?: string;
 }
 
-/** A connection to one node. Create with `connectNode`; always `close()`. */
-export class NodeConnection {
+/** A connection to one node: SSH (`connectNode`), or a fake in tests. Always `close()` (or use `withNode`). */
+export interface NodeConnection {
+  readonly node: NodeSpec;
+  /** Runs a shell script; never rejects on a non-zero exit (see `check`). */
+  exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Like exec, but a non-zero exit rejects with a RemoteCommandError naming the step. */
+  check(script: string, opts: ExecOptions & { step: string }): Promise<ExecResult>;
+  close(): void;
+}
+
+class SshNodeConnection implements NodeConnection {
   private readonly channels = new Semaphore(6);
   constructor(
     readonly node: NodeSpec,
@@ -203,7 +212,30 @@ export async function connectNode(node: NodeSpec): Promise<NodeConnection> {
   // ssh2 leaves Nagle's algorithm on: each small command exchange then waits for delayed ACKs (measured here:
   // 88 ms per round trip instead of 8 ms on an idle node; see bench/RESULTS.md).
   ssh.connection?.setNoDelay(true);
-  return new NodeConnection(node, ssh);
+  return new SshNodeConnection(node, ssh);
+}
+
+export type NodeConnector = (node: NodeSpec) => Promise<NodeConnection>;
+let connector: NodeConnector = connectNode;
+
+/**
+ * Replaces how withNode connects, and returns the previous connector: tests answer with a fake connection
+ * (test/support/fakeNode.ts) instead of mocking a module.
+ */
+export function setNodeConnector(next: NodeConnector): NodeConnector {
+  const previous = connector;
+  connector = next;
+  return previous;
+}
+
+/** Connects to the node, runs `fn` on the connection and closes it, whatever happens. */
+export async function withNode<T>(node: NodeSpec, fn: (conn: NodeConnection) => Promise<T>): Promise<T> {
+  const conn = await connector(node);
+  try {
+    return await fn(conn);
+  } finally {
+    conn.close();
+  }
 }
 
 function describeConnectError(err: unknown): string {

@@ -7,6 +7,8 @@ const steps: [string, string][] = [
   ['the rest of what `apply` loads up front (src/commands/converge.ts and its graph)', '../../src/commands/converge.js'],
   // Loaded lazily by `apply` only when the inventory has a GitLab token, overlapping the SSH work; not on our runs.
   ['@kubernetes/client-node (lazy: only with a GitLab token)', '@kubernetes/client-node'],
+  // Loaded lazily by src/host-runner/openpgp.ts only for host placement, when a repository key is checked.
+  ['openpgp (lazy: only for runners.placement host)', 'openpgp'],
 ];
 
 const out: { before: number; steps: { name: string; ms: number; rssMiB: number }[] } = { before: performance.now(), steps: [] };

@@ -1,8 +1,7 @@
 // Writes the fleet's inventory YAML: base fields for the nodes and keys, merged with what each service added, checked by the real parser.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { inspectKeys } from '../../src/host-runner/openpgp.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { NodeInfo } from './node.js';
 import type { InventoryFields } from './services.js';
@@ -21,6 +20,8 @@ export const PLACEHOLDER_GITLAB_URL = 'http://127.0.0.1:1';
  * `placement: host` runs fetch this key instead of GitLab's, pinned by its own fingerprint.
  */
 export const TESTBED_REPOSITORY_KEY = join(import.meta.dirname, 'repository', 'signing-key.asc');
+/** That key's fingerprint (src/host-runner/openpgp.test.ts checks it against the file). */
+export const TESTBED_REPOSITORY_FINGERPRINT = 'A0D3D76DCDC5B3A395EAD8371EBFE911B8F8121F';
 
 type Tree = Record<string, unknown>;
 
@@ -44,7 +45,7 @@ export function renderInventory(base: InventoryBase, extra: InventoryFields[]): 
     // 'none' nodes have no Docker yet: the provisioner chooses (auto).
     nodes: base.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, docker: n.docker === 'none' ? 'auto' : n.docker })),
     runners: {
-      packageRepository: { key: `file:${TESTBED_REPOSITORY_KEY}`, fingerprint: inspectKeys(readFileSync(TESTBED_REPOSITORY_KEY))[0].fingerprint },
+      packageRepository: { key: `file:${TESTBED_REPOSITORY_KEY}`, fingerprint: TESTBED_REPOSITORY_FINGERPRINT },
     },
   };
   for (const fields of extra) doc = merge(doc, fields as Tree);

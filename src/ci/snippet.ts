@@ -1,4 +1,5 @@
 // Pure: the .gitlab-ci.yml job `ci-snippet` prints, building an image and pushing it to the inventory's first registry with one executor.
+import { EXECUTOR_SPECS } from '../executors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 
 export const JOB_NAME = 'build-image';
@@ -27,47 +28,13 @@ const sq = (s: string) => `'${s.replace(/'/g, "''")}'`;
 export function ciSnippet(inv: Inventory, executor: Executor): string {
   const registry = inv.gitlab.registries[0];
   const { tags, note } = jobTags(inv);
-  const r = inv.runners;
-  const lines: string[] = [];
-  const head: Record<Executor, string> = {
-    dind: `a Docker-in-Docker service per job (its own dockerd, told that ${registry} is plain HTTP)`,
-    dood: `the node's own dockerd through /var/run/docker.sock (its daemon.json trusts ${registry}; runner-fleet set that)`,
-    shell: `the node's own dockerd from the runner's shell (its daemon.json trusts ${registry}; runner-fleet set that)`,
-  };
-  lines.push(
+  const spec = EXECUTOR_SPECS[executor];
+  const lines: string[] = [
     `# .gitlab-ci.yml job printed by runner-fleet (executor: ${executor}): builds the repository's Dockerfile and`,
-    `# pushes it to ${registry} with ${head[executor]}.`,
-  );
+    `# pushes it to ${registry} with ${spec.ciHead(registry)}.`,
+  ];
   if (inv.gitlab.registries.length > 1) lines.push(`# The inventory lists more registries (${inv.gitlab.registries.slice(1).join(', ')}); this job pushes to the first.`);
-  lines.push(`${JOB_NAME}:`, '  stage: build');
-  if (executor === 'dind') {
-    lines.push(
-      `  image: ${q(r.dockerCliImage)}`,
-      '  services:',
-      "    # The service's dockerd never reads the node's daemon.json: the registry is passed as a flag. runner-fleet's",
-      '    # runners start this same service from config.toml already; GitLab Runner then ignores the duplicate alias,',
-      '    # so the job also works on other dind runners.',
-      `    - name: ${q(r.dindImage)}`,
-      '      alias: docker',
-      `      command: [${q(`--insecure-registry=${registry}`)}]`,
-      '  variables:',
-      '    # TLS between the job and its dind service, as GitLab documents for the Docker executor.',
-      `    DOCKER_HOST: ${q('tcp://docker:2376')}`,
-      `    DOCKER_TLS_CERTDIR: ${q('/certs')}`,
-      `    DOCKER_TLS_VERIFY: ${q('1')}`,
-      `    DOCKER_CERT_PATH: ${q('/certs/client')}`,
-    );
-  } else if (executor === 'dood') {
-    lines.push(
-      `  image: ${q(r.dockerCliImage)}`,
-      '  variables:',
-      "    # The runner mounts the node's Docker socket into the job; no dind service, no TLS.",
-      `    DOCKER_HOST: ${q('unix:///var/run/docker.sock')}`,
-      `    DOCKER_TLS_CERTDIR: ${q('')}`,
-    );
-  } else {
-    lines.push('  variables:');
-  }
+  lines.push(`${JOB_NAME}:`, '  stage: build', ...spec.ciLines(inv, registry));
   lines.push(
     `    REGISTRY: ${q(registry)}`,
     `    IMAGE: ${q('$REGISTRY/$CI_PROJECT_PATH:$CI_COMMIT_SHORT_SHA')}`,

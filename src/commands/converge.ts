@@ -6,11 +6,12 @@ import { hostRunnerGatherScript } from '../host-runner/facts.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
-import { buildReport, type Change, type NodeReport, type RunReport } from '../report.js';
+import { buildReport, changeRecorder, type Change, type NodeReport, type RunReport } from '../report.js';
 import { redact, resolveSecret } from '../secrets.js';
-import { connectNode, type NodeConnection } from '../ssh.js';
+import { withNode } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
-import type { RunnerPhase } from './runners.js';
+import type { RunnerPhase } from '../placement/phase.js';
+import { authToken, withRunners } from '../gitlab/auth-modes.js';
 
 export interface ConvergeOptions {
   dryRun: boolean;
@@ -34,9 +35,10 @@ export function preflight(inv: Inventory): void {
       }
     }
   });
-  if (inv.gitlab.auth.kind !== 'none') {
+  const token = authToken(inv.gitlab.auth);
+  if (token) {
     try {
-      resolveSecret(inv.gitlab.auth.token);
+      resolveSecret(token);
     } catch (err) {
       if (err instanceof InputError) issues.push(...err.issues);
       else throw err;
@@ -59,31 +61,26 @@ interface NodeRunnerStep {
 /** One node's host phase; never throws: failures land in the report. */
 async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOptions, runners?: NodeRunnerStep): Promise<NodeOutcome> {
   const changes: Change[] = [];
-  let conn: NodeConnection | undefined;
   try {
     opts.log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
-    conn = await connectNode(node);
-    opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
-    const record = (c: Change) => {
-      changes.push(c);
-      if (!opts.dryRun) opts.log.change(node.name, c.detail);
-    };
-    const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra });
-    const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
-    if (runnerError) {
-      opts.log.error(node.name, runnerError);
-      opts.log.done?.(node.name, false, 'failed');
-      return { report: { name: node.name, ok: false, changes, error: runnerError }, host };
-    }
-    opts.log.done?.(node.name, true, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
-    return { report: { name: node.name, ok: true, changes }, host };
+    return await withNode(node, async (conn) => {
+      opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
+      const { record } = changeRecorder(node.name, { dryRun: opts.dryRun, log: opts.log, changes });
+      const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra });
+      const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
+      if (runnerError) {
+        opts.log.error(node.name, runnerError);
+        opts.log.done?.(node.name, false, 'failed');
+        return { report: { name: node.name, ok: false, changes, error: runnerError }, host };
+      }
+      opts.log.done?.(node.name, true, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
+      return { report: { name: node.name, ok: true, changes }, host };
+    });
   } catch (err) {
     const message = redact(err instanceof Error ? err.message : String(err));
     opts.log.error(node.name, message);
     opts.log.done?.(node.name, false, 'failed');
     return { report: { name: node.name, ok: false, changes, error: message } };
-  } finally {
-    conn?.close();
   }
 }
 
@@ -96,9 +93,8 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
   preflight(selected);
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
-  const withRunners = inv.gitlab.auth.kind !== 'none';
-  const phase = withRunners
-    ? import('./runners.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
+  const phase = withRunners(inv.gitlab.auth)
+    ? import('../placement/phase.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
     : undefined;
   phase?.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
   // The host-runner facts join each node's one gather: everything for host placement; in cluster placement only

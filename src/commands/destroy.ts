@@ -10,14 +10,17 @@ import type { KubeClient } from '../kube/client.js';
 import { planTeardown, runTeardown, teardownChanges, type TeardownPlan } from '../kube/teardown.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
-import { buildReport, type Change, type ClusterReport, type NodeReport, type RunReport } from '../report.js';
+import { buildReport, changeRecorder, type Change, type ClusterReport, type NodeReport, type RunReport } from '../report.js';
 import { describeAction, planRegistrations } from '../runners/plan.js';
 import { reconcileRunners } from '../runners/reconcile.js';
 import type { RecordStore, RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
-import { connectNode } from '../ssh.js';
+import { withNode } from '../ssh.js';
 import { preflight } from './converge.js';
-import { clusterConfigured, kubeconfigFromNode, removeHostRunners, typedStore } from './runners.js';
+import { clusterConfigured } from '../placement/cluster.js';
+import { removeHostRunners } from '../placement/host.js';
+import { kubeconfigFromNode, typedStore } from '../placement/records.js';
+import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface DestroyOptions {
   yes: boolean;
@@ -67,19 +70,15 @@ interface ClusterSide {
 
 async function planHosts(inv: Inventory, opts: DestroyOptions): Promise<HostSide[]> {
   return mapPool(inv.nodes, opts.concurrency, async (node) => {
-    let conn;
     try {
       opts.log.progress(node.name, 'looking for what runner-fleet left here (read-only)');
-      conn = await connectNode(node);
-      const plan = await planNodeCleanup(conn, node, inv.gitlab.registries, { purgeRegistryConfig: opts.purgeRegistryConfig });
+      const plan = await withNode(node, (conn) => planNodeCleanup(conn, node, inv.gitlab.registries, { purgeRegistryConfig: opts.purgeRegistryConfig }));
       opts.log.done?.(node.name, true, `${plan.steps.length} to remove`);
       return { node, plan };
     } catch (err) {
       const error = messageOf(err);
       opts.log.done?.(node.name, false, error);
       return { node, error };
-    } finally {
-      conn?.close();
     }
   });
 }
@@ -164,18 +163,18 @@ export function formatDestroySummary(r: DestroyReport): string {
 
 export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
   const { log } = opts;
-  const withRunners = inv.gitlab.auth.kind !== 'none';
+  const registers = withRunners(inv.gitlab.auth);
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
-  const withCluster = withRunners && (inv.runners.placement !== 'host' || clusterConfigured(inv));
+  const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));
   const kept: string[] = [];
-  if (!withRunners) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
-  const runnerNodes = withRunners ? hostRunnerNodes(inv, log) : [];
+  if (!registers) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
+  const runnerNodes = registers ? hostRunnerNodes(inv, log) : [];
 
   // Read-only first: the prompt lists exactly what goes.
   const [hosts, clusterOrError, hostRunnerPlan] = await Promise.all([
     planHosts(inv, opts),
     withCluster ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) })) : Promise.resolve(undefined),
-    runnerNodes.length > 0 ? removeHostRunners(inv, runnerNodes, { dryRun: true, log, concurrency: opts.concurrency, why: 'destroy' }) : Promise.resolve(undefined),
+    runnerNodes.length > 0 ? removeHostRunners(inv, runnerNodes, { dryRun: true, log, concurrency: opts.concurrency, cause: { kind: 'destroy' } }) : Promise.resolve(undefined),
   ]);
   if (clusterOrError && 'error' in clusterOrError) {
     log.error('cluster', clusterOrError.error);
@@ -204,7 +203,7 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   let hostRunners: HostRunnerResult | undefined;
   if (hostRunnerPlan && hostRunnerLines(hostRunnerPlan).length > 0) {
     log.progress('gitlab', 'removing host-placed runners');
-    hostRunners = await removeHostRunners(inv, runnerNodes, { dryRun: false, log, concurrency: opts.concurrency, why: 'destroy' });
+    hostRunners = await removeHostRunners(inv, runnerNodes, { dryRun: false, log, concurrency: opts.concurrency, cause: { kind: 'destroy' } });
   }
   let gitlab: ClusterReport | undefined = hostRunners?.gitlab;
   let clusterReport: ClusterReport | undefined;
@@ -238,14 +237,11 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
     if (h.error) return { name: h.node.name, ok: false, changes: [], error: h.error };
     const changes: Change[] = [];
     if (!h.plan || h.plan.steps.length === 0) return { name: h.node.name, ok: true, changes };
-    let conn;
+    const steps = h.plan.steps;
     try {
-      log.progress(h.node.name, `removing ${h.plan.steps.length} thing(s)`);
-      conn = await connectNode(h.node);
-      await runCleanup(conn, h.plan.steps, (c) => {
-        changes.push(c);
-        log.change(h.node.name, c.detail);
-      });
+      log.progress(h.node.name, `removing ${steps.length} thing(s)`);
+      const { record } = changeRecorder(h.node.name, { dryRun: false, log, changes });
+      await withNode(h.node, (conn) => runCleanup(conn, steps, record));
       log.done?.(h.node.name, true, `${changes.length} removed`);
       return { name: h.node.name, ok: true, changes };
     } catch (err) {
@@ -253,8 +249,6 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
       log.error(h.node.name, error);
       log.done?.(h.node.name, false, 'failed');
       return { name: h.node.name, ok: false, changes, error };
-    } finally {
-      conn?.close();
     }
   });
   // Without anything to remove there, only the host-runner look-ups that failed are worth reporting.

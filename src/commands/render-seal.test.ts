@@ -13,7 +13,7 @@ import type { KubeObject } from '../kube/objects.js';
 import { renderClusterObjects } from '../kube/render.js';
 import { sealCertProblem } from '../kube/seal-cert.js';
 import { runLocal } from '../local.js';
-import { silentLogger } from '../log.js';
+import { silentLogger } from '../../test/support/logger.js';
 import { renderPreflight, sealSecrets, writeRenderOutput } from './render.js';
 
 const inv = parseInventory(

@@ -29,7 +29,9 @@ import { sealCertProblem } from '../kube/seal-cert.js';
 import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { redact } from '../secrets.js';
-import { desiredCluster, kubeconfigFromNode, typedStore } from './runners.js';
+import { desiredCluster } from '../placement/desired.js';
+import { kubeconfigFromNode, typedStore } from '../placement/records.js';
+import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface RenderOptions {
   out: string;
@@ -80,7 +82,7 @@ export function renderPreflight(inv: Inventory, opts: RenderFlags): { kubeseal?:
     if (problem) issues.push(`--out: ${problem}`);
   }
   if (opts.only) issues.push('render: --only does not apply; render writes the whole fleet, as apply sends it');
-  if (inv.gitlab.auth.kind === 'none') issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
+  if (!withRunners(inv.gitlab.auth)) issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
   if (inv.runners.placement === 'host') issues.push('render: runners.placement is host; apply sends nothing to the cluster');
   let kubeseal: string | undefined;
   if (seal) {

@@ -10,9 +10,10 @@ import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact, resolveSecret } from '../secrets.js';
-import { connectNode } from '../ssh.js';
+import { withNode } from '../ssh.js';
 import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
 import { preflight } from './converge.js';
+import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -26,19 +27,17 @@ const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : 
 
 async function gatherNode(node: NodeSpec, inv: Inventory, log: Logger): Promise<HostView> {
   log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
-  let conn;
   try {
-    conn = await connectNode(node);
-    log.progress(node.name, 'gathering facts (read-only)');
-    const facts = await gatherFacts(conn, inv.gitlab.registries);
+    const facts = await withNode(node, (conn) => {
+      log.progress(node.name, 'gathering facts (read-only)');
+      return gatherFacts(conn, inv.gitlab.registries);
+    });
     log.done?.(node.name, true, `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}`);
     return { facts };
   } catch (err) {
     const error = messageOf(err);
     log.done?.(node.name, false, error);
     return { error };
-  } finally {
-    conn?.close();
   }
 }
 
@@ -52,7 +51,7 @@ interface RunnerSide {
 async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions): Promise<RunnerSide> {
   const { log } = opts;
   const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
-  if (inv.gitlab.auth.kind === 'none') return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
+  if (!withRunners(inv.gitlab.auth)) return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
   if (inv.runners.placement === 'host') {
     // Host-placed runners have no pod; their records live on the nodes (issue 5), which status does not read yet.
     return { pods: 'n/a', runners: all({ kind: 'unknown', why: 'host placement' }) };
@@ -64,7 +63,7 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
-    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([import('../kube/converge.js'), import('./runners.js')]);
+    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([import('../kube/converge.js'), import('../placement/records.js')]);
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
     pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
@@ -79,11 +78,12 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const runners = new Map<string, RunnerView>();
   const auth = inv.gitlab.auth;
-  if (auth.kind !== 'accessToken') {
+  const ref = AUTH_MODES[auth.kind].statusAsksGitlab ? authToken(auth) : undefined;
+  if (!ref) {
     for (const n of nodes) runners.set(n.name, live.has(n.name) ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` } : { kind: 'no-record' });
     return { pods, runners };
   }
-  const token = resolveSecret(auth.token);
+  const token = resolveSecret(ref);
   const api = GitlabApi.fromConfig(inv.gitlab);
   log.progress('gitlab', `asking ${inv.gitlab.url} for each runner's last contact`);
   let failures = 0;

@@ -10,10 +10,11 @@ import type { Change } from '../report.js';
 import { renderConfigToml } from '../runners/config-toml.js';
 import { reconcileRunners, type ReconcileResult, type RunnerChange, type RunnerIssue } from '../runners/reconcile.js';
 import type { RunnerRecord } from '../runners/records.js';
+import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import { redact } from '../secrets.js';
 import type { NodeConnection } from '../ssh.js';
 import { CONFIG_TOML, PACKAGE, RUNNER_DIR, RUNNER_USER, SERVICE, hostRunnerGatherScript, parseHostRunnerFacts, type HostRunnerFacts } from './facts.js';
-import { needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep } from './plan.js';
+import { checkNodeKeyring, needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep } from './plan.js';
 import { HostRecordStore } from './records.js';
 
 export interface HostRunnerContext {
@@ -22,9 +23,8 @@ export interface HostRunnerContext {
   api: GitlabRunnerApi;
   dryRun: boolean;
   log: Logger;
-  /** the checked repository key; called only when a node needs it, and memoised by the caller */
-  repositoryKey: () => Promise<string>;
-  now?: () => Date;
+  /** the checked repository key (binary); called only when a node needs it, and memoised by the caller */
+  repositoryKey: () => Promise<Buffer>;
 }
 
 export interface HostRunnerOutcome {
@@ -90,15 +90,11 @@ echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"`;
 
 /** Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it. */
 async function applySteps(conn: NodeConnection, steps: HostRunnerStep[], record: (c: Change) => void): Promise<Record<string, string>> {
-  const body = steps.map((s, i) => `echo "@@begin ${i}"\n${hostRunnerStepScript(s)}\necho "@@done ${i}"`).join('\n');
   // exec, not check: stdout is never put into a message; stderr comes back redacted.
-  const r = await conn.exec(`set -e\n${body}\nset +e\n${VERIFY}`, { sudo: true, step: 'host runner' });
-  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
-  steps.forEach((s, i) => done.has(i) && record(toChange(s)));
-  if (r.code !== 0) {
-    const failed = steps.find((_, i) => !done.has(i));
-    throw new Error(`${failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${(r.stderr.trim() || 'no output').split('\n').slice(-3).join(' | ')}`);
-  }
+  const r = await conn.exec(`set -e\n${stepsScript(steps, hostRunnerStepScript)}\nset +e\n${VERIFY}`, { sudo: true, step: 'host runner' });
+  const run = readStepsRun(steps, r);
+  run.done.forEach((s) => record(toChange(s)));
+  if (r.code !== 0) throw new Error(`${run.failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || 'no output')}`);
   const verify = r.stdout.slice(r.stdout.indexOf('@@verify'));
   return Object.fromEntries(verify.split('\n').slice(1).filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]));
 }
@@ -159,7 +155,7 @@ export async function convergeHostRunner(
     if (!rec) return { gitlab: gitlabOf(reconciled), present: store.present, error: 'no runner is registered for this node' };
 
     const configToml = renderConfigToml({ inventory: inv, node, record: rec, executor: 'shell', arch: facts.arch });
-    const now = Math.floor((ctx.now?.() ?? new Date()).getTime() / 1000);
+    const now = Math.floor(Date.now() / 1000);
     const planned = rec.id === undefined && ctx.dryRun;
     const desired = { configToml, systemId: rec.systemId, label: planned ? 'the runner apply creates' : `runner #${rec.id ?? '?'}`, planned };
     let dockerFlavour: ReturnType<typeof chooseFlavour> | undefined;
@@ -168,9 +164,10 @@ export async function convergeHostRunner(
     } catch {
       // two Dockers: the host phase has failed this node already
     }
-    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour };
+    const keyring = await checkNodeKeyring(hr, inv.runners.packageRepository, now);
+    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour, keyring };
     // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
-    const key = !ctx.dryRun && needsRepositoryKey(hr, input.repository, now).needed ? await ctx.repositoryKey() : undefined;
+    const key = !ctx.dryRun && needsRepositoryKey(keyring).needed ? await ctx.repositoryKey() : undefined;
     const plan = planHostRunner({ ...input, key });
     sayNotes(plan, ctx.log, node.name);
     if (ctx.dryRun) {

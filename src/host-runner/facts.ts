@@ -4,6 +4,10 @@ import { sha256, shQuote, type GatherOutput } from '../host/facts.js';
 /** Where the host runner lives on a node. config.toml's folder and file names are gitlab-runner's own (system mode). */
 export const RUNNER_DIR = '/etc/gitlab-runner';
 export const CONFIG_TOML = `${RUNNER_DIR}/config.toml`;
+/**
+ * gitlab-runner keeps its system_id in this file beside config.toml and makes up a new one when it is missing,
+ * which GitLab shows as one more stale manager per restart: runner-fleet writes the record's system_id there.
+ */
 export const SYSTEM_ID_FILE = `${RUNNER_DIR}/.runner_system_id`;
 /** runner-fleet's registration record for the node (id, token, system_id): root-only, beside the config it explains. */
 export const RECORD_FILE = `${RUNNER_DIR}/runner-fleet-record.json`;

@@ -5,9 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { sha256, splitGatherOutput } from '../host/facts.js';
 import { GITLAB_RUNNER_REPOSITORY, type PackageRepository } from '../inventory/types.js';
 import { CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, PIN_FILE, RECORD_FILE, SOURCES_FILE, SYSTEM_ID_FILE, parseHostRunnerFacts, restartOnlyConfig, type GatheredFile, type HostRunnerFacts } from './facts.js';
-import { dropIn, needsRepositoryKey, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
+import { checkNodeKeyring, dropIn, needsRepositoryKey, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
 
 const KEY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.asc'), 'utf8');
+const KEY_BINARY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.gpg'));
+const FOREIGN_KEYRING = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n';
 const REPO: PackageRepository = { ...GITLAB_RUNNER_REPOSITORY, key: { kind: 'file', path: '/k.asc' }, fingerprint: 'A0D3D76DCDC5B3A395EAD8371EBFE911B8F8121F' };
 const NOW = Date.parse('2026-11-01T00:00:00Z') / 1000;
 const CONFIG = 'concurrent = 1\n\n[[runners]]\n  name = "runner-fleet pi1"\n  token = "glrt-abcdefgh"\n  executor = "shell"\n';
@@ -51,13 +53,22 @@ function fresh(): HostRunnerFacts {
   };
 }
 
+// The keyring checks the converge makes before planning, for the two keyrings these facts hold.
+const CHECKS = new Map<string | undefined, Awaited<ReturnType<typeof checkNodeKeyring>>>();
+for (const content of [KEY, FOREIGN_KEYRING, undefined]) {
+  const facts = converged();
+  facts.install!.keyring = file(KEYRING_FILE, content);
+  CHECKS.set(content, await checkNodeKeyring(facts, REPO, NOW));
+}
+
 const input = (facts: HostRunnerFacts, extra: Partial<HostRunnerPlanInput> = {}): HostRunnerPlanInput => ({
   node: 'pi1',
+  keyring: CHECKS.get(facts.install?.keyring.content),
   arch: 'arm64',
   facts,
   repository: REPO,
   desired: { configToml: CONFIG, systemId: SYSTEM_ID, label: 'runner #7' },
-  key: KEY,
+  key: KEY_BINARY,
   now: NOW,
   ...extra,
 });
@@ -163,11 +174,12 @@ describe('planHostRunner', () => {
     expect(planHostRunner(input(facts)).steps[0]).toMatchObject({ kind: 'docker-group', createGroup: true });
   });
 
-  it('a missing, foreign or expired keyring needs the key; the pinned one does not', () => {
-    expect(needsRepositoryKey(converged(), REPO, NOW)).toEqual({ needed: false, reason: '' });
+  it('a missing, foreign or expired keyring needs the key; the pinned one does not', async () => {
+    expect(needsRepositoryKey(await checkNodeKeyring(converged(), REPO, NOW))).toEqual({ needed: false, reason: '' });
+    expect(needsRepositoryKey(undefined)).toEqual({ needed: true, reason: 'missing' });
     const facts = converged();
-    facts.install!.keyring = file(KEYRING_FILE, '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n');
-    expect(needsRepositoryKey(facts, REPO, NOW).needed).toBe(true);
+    facts.install!.keyring = file(KEYRING_FILE, FOREIGN_KEYRING);
+    expect(needsRepositoryKey(await checkNodeKeyring(facts, REPO, NOW)).needed).toBe(true);
     expect(kinds(facts)).toEqual([`write-file ${KEYRING_FILE}`]);
     expect(planHostRunner(input(facts)).notes).toEqual(['gitlab-runner 17.11.0-1 stays as installed; the repository change applies to its next upgrade']);
   });

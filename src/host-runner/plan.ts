@@ -2,7 +2,7 @@
 import { sha256 } from '../host/facts.js';
 import type { DockerFlavour, PackageRepository } from '../inventory/types.js';
 import { DEFAULT_TERMINATION_GRACE_SECONDS } from '../kube/render.js';
-import { checkPinnedKey, dearmor } from './openpgp.js';
+import { checkPinnedKey, type PinCheck } from './openpgp.js';
 import {
   CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, OLD_KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
   restartOnlyConfig, type HostRunnerFacts,
@@ -56,8 +56,10 @@ export interface HostRunnerPlanInput {
   facts: HostRunnerFacts;
   repository: PackageRepository;
   desired: DesiredHostRunner;
-  /** the repository key as fetched, when needsRepositoryKey said so; absent in a dry run */
-  key?: string;
+  /** the node's keyring checked against the pin (checkNodeKeyring); absent when the node has none */
+  keyring?: PinCheck;
+  /** the repository key as fetched and checked (binary), when needsRepositoryKey said so; absent in a dry run */
+  key?: Buffer;
   /** seconds since the epoch, for key expiry */
   now: number;
   /** the node's Docker (host plan): what a new docker group needs */
@@ -103,12 +105,16 @@ export function pinPreferences(repo: PackageRepository): string {
   );
 }
 
-/** Whether the node's keyring must be (re)written: missing, not the pinned key, or expired. */
-export function needsRepositoryKey(facts: HostRunnerFacts, repo: PackageRepository, now: number): { needed: boolean; reason: string } {
+/** The node's keyring checked against the pin, before planning (the OpenPGP library is async); undefined: none there. */
+export async function checkNodeKeyring(facts: HostRunnerFacts, repo: PackageRepository, now: number): Promise<PinCheck | undefined> {
   const keyring = facts.install?.keyring;
-  if (!keyring?.bytes) return { needed: true, reason: 'missing' };
-  const check = checkPinnedKey(keyring.bytes, repo.fingerprint, now);
-  return check.ok ? { needed: false, reason: '' } : { needed: true, reason: `the one there is refused: ${check.reason}` };
+  return keyring?.bytes ? checkPinnedKey(keyring.bytes, repo.fingerprint, now) : undefined;
+}
+
+/** Whether the node's keyring must be (re)written: missing, not the pinned key, revoked or expired. */
+export function needsRepositoryKey(keyring: PinCheck | undefined): { needed: boolean; reason: string } {
+  if (!keyring) return { needed: true, reason: 'missing' };
+  return keyring.ok ? { needed: false, reason: '' } : { needed: true, reason: `the one there is refused: ${keyring.reason}` };
 }
 
 function writeIfDifferent(
@@ -143,13 +149,13 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   const notes: string[] = [];
   const warnings: string[] = [];
 
-  const key = needsRepositoryKey(facts, repo, input.now);
+  const key = needsRepositoryKey(input.keyring);
   if (key.needed) {
     steps.push({
       kind: 'write-file',
       path: KEYRING_FILE,
       // Binary, as GitLab's script writes it (gpg --dearmor). Empty in a dry run: the key is fetched for apply.
-      content: input.key ? dearmor(input.key) : '',
+      content: input.key ?? '',
       expectSha256: install.keyring.sha256,
       // apt reads signed-by keyrings as the unprivileged _apt user.
       mode: '0644',

@@ -2,17 +2,17 @@
 import { readFileSync } from 'node:fs';
 import type { PackageRepository } from '../inventory/types.js';
 import { commandTrace } from '../log.js';
-import { armorPublicKey, checkPinnedKey, formatFingerprint } from './openpgp.js';
+import { checkPinnedKey, dearmor, formatFingerprint } from './openpgp.js';
 
 export function describeKeySource(repo: PackageRepository): string {
   return repo.key.kind === 'url' ? repo.key.url : repo.key.path;
 }
 
 /**
- * The key as an armored text ready for the node's .asc keyring. Throws, naming the source, when it cannot be read
+ * The key as binary bytes ready for the node's .gpg keyring (what `gpg --dearmor` writes). Throws, naming the source, when it cannot be read
  * or is not exactly the pinned, unexpired key: the nodes then get no repository rather than an unchecked one.
  */
-export async function loadRepositoryKey(repo: PackageRepository, now: number, opts: { timeoutMs?: number } = {}): Promise<string> {
+export async function loadRepositoryKey(repo: PackageRepository, now: number, opts: { timeoutMs?: number } = {}): Promise<Buffer> {
   const where = describeKeySource(repo);
   let bytes: Buffer;
   if (repo.key.kind === 'file') {
@@ -32,8 +32,7 @@ export async function loadRepositoryKey(repo: PackageRepository, now: number, op
     if (!res.ok) throw new Error(`cannot fetch the gitlab-runner repository key from ${where}: HTTP ${res.status}`);
     bytes = Buffer.from(await res.arrayBuffer());
   }
-  const check = checkPinnedKey(bytes, repo.fingerprint, now);
+  const check = await checkPinnedKey(bytes, repo.fingerprint, now);
   if (!check.ok) throw new Error(`the repository key from ${where} is refused (pinned ${formatFingerprint(repo.fingerprint)}): ${check.reason}`);
-  const armored = bytes.length > 0 && (bytes[0] & 0x80) === 0;
-  return armored ? bytes.toString('utf8') : armorPublicKey(bytes);
+  return dearmor(bytes);
 }

@@ -1,13 +1,13 @@
 // Pure: what `destroy` removes from one node, from its gathered facts: runner identity dirs, and with --purge-registry-config our registry entries.
+import { EXECUTOR_NAMES, identityDir } from '../executors.js';
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
 import { parseDaemonJson, removeInsecureRegistries } from './daemon-json.js';
 import type { HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import { chooseFlavour, daemonJsonWriteStep, HostPlanError, reloadDockerStep, renderHostsToml, type HostStep } from './plan.js';
 
-/** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate), per executor. */
-export const IDENTITY_ROOT = '/var/lib/runner-fleet';
-export const IDENTITY_DIRS = ['dind', 'dood', 'shell'].map((e) => `${IDENTITY_ROOT}/${e}`);
+/** The identity folders of every executor's pods (src/executors.ts), in a stable order. */
+export const IDENTITY_DIRS = [...EXECUTOR_NAMES].sort().map(identityDir);
 
 /** Gather section (joins the one gather round trip): which identity dirs exist. */
 export const IDENTITY_SECTION = 'rf-identity';

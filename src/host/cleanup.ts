@@ -1,8 +1,10 @@
 // Runs a node's cleanup plan for `destroy` in one round trip: removals are guarded by what the plan saw, writes are atomic.
 import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
+import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import type { NodeConnection } from '../ssh.js';
-import { IDENTITY_ROOT, identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
+import { IDENTITY_ROOT } from '../executors.js';
+import { identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
 import { gatherFacts, stepScript } from './converge.js';
 import { shQuote } from './facts.js';
 
@@ -35,12 +37,8 @@ rmdir "$(dirname "$f")" 2>/dev/null || :`;
 /** Runs every step in order in one round trip; `onChange` hears each step that completed, even when a later one fails. */
 export async function runCleanup(conn: NodeConnection, steps: CleanupStep[], onChange: (c: Change) => void): Promise<void> {
   if (steps.length === 0) return;
-  const body = steps.map((s, i) => `echo "@@begin ${i}"\n${cleanupStepScript(s)}\necho "@@done ${i}"`).join('\n');
-  const r = await conn.exec(`set -e\n${body}`, { sudo: true, step: 'destroy: clean up' });
-  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
-  steps.forEach((s, i) => done.has(i) && onChange({ step: s.kind, detail: s.detail }));
-  if (r.code !== 0) {
-    const failed = steps.find((_, i) => !done.has(i));
-    throw new Error(`${failed?.detail ?? 'clean up'}: failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ')}`);
-  }
+  const r = await conn.exec(`set -e\n${stepsScript(steps, cleanupStepScript)}`, { sudo: true, step: 'destroy: clean up' });
+  const run = readStepsRun(steps, r);
+  run.done.forEach((s) => onChange({ step: s.kind, detail: s.detail }));
+  if (r.code !== 0) throw new Error(`${run.failed?.detail ?? 'clean up'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || r.stdout)}`);
 }

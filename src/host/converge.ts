@@ -7,6 +7,7 @@ import { DOCKER_INFO, gatherScript, parseDockerInfo, parseFacts, registryIsInsec
 import { DOCKER_FLAVOURS } from './flavours.js';
 import type { DockerFlavour } from '../inventory/types.js';
 import { planHost, type HostPlan, type HostStep } from './plan.js';
+import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
 
 export interface HostResult {
   facts: HostFacts;
@@ -125,12 +126,9 @@ exit ${ROLLED_BACK}`;
  * 10 s to show the registries; a start or restart 30 s.
  */
 export function applyScript(steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], opts: { verifyTries?: number } = {}): string {
+  // A failed reload does not stop the script: the verify, and the rollback, still run.
   const body = steps
-    .map((s, i) =>
-      s.kind === 'reload-docker'
-        ? `echo "@@begin ${i}"\nif ${stepScript(s)}; then echo "@@done ${i}"; else echo "${s.detail}: failed" >&2; rf_reload_failed=1; fi`
-        : `echo "@@begin ${i}"\n${stepScript(s)}\necho "@@done ${i}"`,
-    )
+    .map((s, i) => stepBlock(i, stepScript(s), s.kind === 'reload-docker' ? { tolerate: { detail: s.detail, flag: 'rf_reload_failed' } } : {}))
     .join('\n');
   const reload = steps.find((s): s is Extract<HostStep, { kind: 'reload-docker' }> => s.kind === 'reload-docker');
   const rollback = reload ? `if [ $ok != 1 ] && [ -n "$rf_dj_path" ]; then\n${rollbackScript(reload.flavour)}\nfi\n` : '';
@@ -147,7 +145,7 @@ ${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''
 /** Runs the steps (and the verify) in one round trip; reports which step failed if one does. */
 async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[], afterVerify: HostStep[] = []): Promise<string> {
   const r = await conn.exec(applyScript(steps, registries, afterVerify), { sudo: true, step: 'apply' });
-  const done = new Set([...r.stdout.matchAll(/@@done (\d+)/g)].map((m) => Number(m[1])));
+  const done = doneSteps(r.stdout);
   if (r.code === ROLLED_BACK && r.stdout.includes('@@rollback')) {
     const back = /@@rollback ok/.test(r.stdout);
     const reload = steps.find((s) => s.kind === 'reload-docker');
@@ -161,10 +159,8 @@ async function runSteps(conn: NodeConnection, steps: HostStep[], registries: str
     throw err;
   }
   if (r.code !== 0) {
-    const begun = [...r.stdout.matchAll(/@@begin (\d+)/g)].map((m) => Number(m[1]));
-    const failed = begun.find((i) => !done.has(i));
-    const which = failed !== undefined ? steps[failed].detail : 'apply';
-    const err = new Error(`${which}: failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ')}`);
+    const which = failedStep(steps, r.stdout)?.detail ?? 'apply';
+    const err = new Error(`${which}: failed (exit ${r.code}): ${tail(r.stderr.trim() || r.stdout)}`);
     (err as Error & { completed: number[] }).completed = [...done];
     throw err;
   }

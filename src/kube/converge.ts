@@ -2,7 +2,7 @@
 import { InputError } from '../errors.js';
 import type { Executor, Inventory, KubernetesConfig } from '../inventory/types.js';
 import type { Logger } from '../log.js';
-import type { Change, ClusterReport } from '../report.js';
+import { changeRecorder, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import { KubeClient, type PlannedObject } from './client.js';
 import { daemonSetName, describeObject, objectKey, type KubeObject } from './objects.js';
@@ -22,8 +22,6 @@ export interface ConvergeClusterInput {
   tokens?: Record<string, string>;
   /** node name → recorded runner-manager system_id */
   systemIds?: Record<string, string>;
-  /** how long a runner pod may drain its jobs when stopped; default 3600 */
-  terminationGracePeriodSeconds?: number;
   /** default: connectCluster(inventory.kubernetes, kubeconfigText) */
   client?: KubeClient;
   /** `microk8s config` from kubernetes.fromNode, fetched by the caller over SSH */
@@ -50,11 +48,9 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
   const { inventory: inv, executor, dryRun } = input;
   const ns = inv.kubernetes.namespace;
   const log = input.logger;
-  const changes: Change[] = [];
-  const change = (step: string, detail: string): void => {
-    changes.push({ step, detail });
-    log?.change('cluster', `${step}: ${detail}`);
-  };
+  // Printed as it lands on apply; `plan` lists the changes once, at the end.
+  const { changes, record } = changeRecorder('cluster', { dryRun, log, say: (c) => `${c.step}: ${c.detail}` });
+  const change = (step: string, detail: string): void => record({ step, detail });
 
   // Pure and first: a broken template stops the run before the cluster is touched.
   const objects = renderClusterObjects({
@@ -63,7 +59,6 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     configs: input.configs,
     tokens: input.tokens,
     systemIds: input.systemIds,
-    terminationGracePeriodSeconds: input.terminationGracePeriodSeconds,
   });
   const client = input.client ?? connectCluster(inv.kubernetes, input.kubeconfigText);
   const nodeNames = inv.nodes.map((n) => n.name);
@@ -121,7 +116,7 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
       const state = await client.waitForDaemonSet(ns, daemonSetName(executor), nodeNames, { timeoutSeconds });
       if (!state.done) {
         // Old pods finishing their jobs: Kubernetes carries on, one node at a time (maxUnavailable: 1).
-        const grace = input.terminationGracePeriodSeconds ?? DEFAULT_TERMINATION_GRACE_SECONDS;
+        const grace = DEFAULT_TERMINATION_GRACE_SECONDS;
         const left = state.behind.length;
         log?.warn(
           'cluster',

@@ -1,7 +1,7 @@
 // Takes runner-fleet's runner pods out of a cluster without adding anything (host placement): objects and node labels.
 import type { Inventory } from '../inventory/types.js';
 import type { Logger } from '../log.js';
-import type { Change, ClusterReport } from '../report.js';
+import { changeRecorder, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
 import { describeObject } from './objects.js';
@@ -19,11 +19,8 @@ export async function removeClusterRunners(
 ): Promise<ClusterReport> {
   const ns = inv.kubernetes.namespace;
   const label = inv.kubernetes.nodeLabel;
-  const changes: Change[] = [];
-  const change = (step: string, detail: string) => {
-    changes.push({ step, detail });
-    if (!opts.dryRun) opts.logger?.change('cluster', `${step}: ${detail}`);
-  };
+  const { changes, record } = changeRecorder('cluster', { dryRun: opts.dryRun, log: opts.logger, say: (c) => `${c.step}: ${c.detail}` });
+  const change = (step: string, detail: string) => record({ step, detail });
   try {
     if (!opts.nodes) {
       for (const o of await client.listManaged(ns)) {

@@ -1,6 +1,7 @@
 // Renders the cluster objects (Namespace, ServiceAccount, config Secret, DaemonSet) from manifests/*.yaml.hbs and checks them.
 import { parseAllDocuments } from 'yaml';
 import { InputError } from '../errors.js';
+import { EXECUTOR_SPECS, identityDir } from '../executors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 import { redact } from '../secrets.js';
 import { renderTemplate } from '../templates.js';
@@ -59,6 +60,8 @@ export function clusterTemplateData(input: RenderInput) {
     labels,
     name: daemonSetName(executor),
     executor,
+    /** the registry's say: the docker CLI is copied into the runner container (shell jobs run there) */
+    dockerCliInRunner: EXECUTOR_SPECS[executor].dockerCliInRunner,
     selector,
     podLabels: { ...labels, ...selector },
     serviceAccount: SERVICE_ACCOUNT,
@@ -68,7 +71,7 @@ export function clusterTemplateData(input: RenderInput) {
     architectures: [...CLUSTER_ARCHITECTURES],
     image: inv.runners.image,
     dockerCliImage: inv.runners.dockerCliImage,
-    identityHostPath: `/var/lib/runner-fleet/${executor}`,
+    identityHostPath: identityDir(executor),
     terminationGracePeriodSeconds: input.terminationGracePeriodSeconds ?? DEFAULT_TERMINATION_GRACE_SECONDS,
   };
 }

@@ -1,6 +1,6 @@
 // The cluster half of `destroy`: find what runner-fleet made (managed objects, node labels, records, the namespace if it made it) and remove it.
 import type { Logger } from '../log.js';
-import type { Change, ClusterReport } from '../report.js';
+import { changeRecorder, type Change, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
 import {
@@ -131,11 +131,8 @@ export async function planTeardown(client: KubeClient, ns: string, nodeLabel: st
  * records Secret (and with it the namespace) stays for the next destroy to finish the job.
  */
 export async function runTeardown(client: KubeClient, plan: TeardownPlan, opts: { keepRecords: boolean; log?: Logger }): Promise<ClusterReport> {
-  const changes: Change[] = [];
-  const done = (step: string, detail: string) => {
-    changes.push({ step, detail });
-    opts.log?.change('cluster', detail);
-  };
+  const { changes, record } = changeRecorder('cluster', { dryRun: false, log: opts.log });
+  const done = (step: string, detail: string) => record({ step, detail });
   const ns = plan.namespace;
   try {
     for (const o of plan.objects) {

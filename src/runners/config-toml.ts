@@ -1,14 +1,10 @@
 // Serialises a node's gitlab-runner config.toml with a TOML library (smol-toml) and checks it by parsing it back.
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
+import { EXECUTOR_SPECS } from '../executors.js';
 import type { DindService, Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
 import type { RunnerRecord } from './records.js';
 
-/**
- * gitlab-runner keeps its system_id in this file beside config.toml and makes up a new one when it is missing,
- * which GitLab shows as one more stale manager per restart. Write `record.systemId` (and a newline) there.
- */
-export const RUNNER_SYSTEM_ID_FILE = '.runner_system_id';
 export const HELPER_IMAGE_REPOSITORY = 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper';
 
 // Debian (dpkg --print-architecture) and kernel (uname -m) names → the helper image's tag prefix.
@@ -69,33 +65,16 @@ export function configTomlData(input: ConfigTomlInput) {
   const { inventory: inv, node, record, executor } = input;
   if (record.node !== node.name) throw new Error(`record for ${record.node} given for node ${node.name}`);
   const r = inv.runners;
-  let docker: DockerSection | null = null;
-  const environment: string[] = [];
-  if (executor === 'dind') {
-    docker = {
-      image: r.jobImage,
-      helperImage: helperImageFor(input.arch, r.helperImage),
-      // The dind service runs its own dockerd, which needs privileges; TLS certs are shared through /certs/client.
-      privileged: true,
-      volumes: ['/certs/client', '/cache'],
-      pullPolicy: r.pullPolicy ?? null,
-      // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
-      services: DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries),
-    };
-    environment.push('DOCKER_TLS_CERTDIR=/certs');
-  } else if (executor === 'dood') {
-    docker = {
-      image: r.jobImage,
-      helperImage: helperImageFor(input.arch, r.helperImage),
-      // Jobs drive the host's daemon, whose daemon.json already lists the registries. No network_mode = "host":
-      // it disables the service links that make a job's `services:` reachable by alias, and concurrent jobs would
-      // share the node's ports.
-      privileged: false,
-      volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
-      pullPolicy: r.pullPolicy ?? null,
-      services: [],
-    };
-  }
+  const spec = EXECUTOR_SPECS[executor];
+  const docker: DockerSection | null = spec.docker && {
+    image: r.jobImage,
+    helperImage: helperImageFor(input.arch, r.helperImage),
+    privileged: spec.docker.privileged,
+    volumes: [...spec.docker.volumes],
+    pullPolicy: r.pullPolicy ?? null,
+    // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
+    services: spec.docker.dindService ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries) : [],
+  };
   return {
     node: node.name,
     concurrent: r.concurrent,
@@ -104,9 +83,9 @@ export function configTomlData(input: ConfigTomlInput) {
       name: r.description.split('{node}').join(node.name),
       url: inv.gitlab.url,
       token: record.token,
-      executor: executor === 'shell' ? 'shell' : 'docker',
-      shell: executor === 'shell' ? 'bash' : null,
-      environment,
+      executor: spec.runner.executor,
+      shell: spec.runner.shell,
+      environment: [...spec.environment],
       docker,
     },
   };

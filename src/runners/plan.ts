@@ -1,5 +1,6 @@
 // Pure registration planner: inventory + stored records → the GitLab actions that make one runner (or manager) per node.
 import type { Inventory } from '../inventory/types.js';
+import { REGISTRATION_MODE_KEYS } from '../gitlab/auth-modes.js';
 import { desiredSettings, diffSettings, modeForAuth, SCOPE_FIELDS, type RegistrationMode, type RunnerRecord, type RunnerSettings } from './records.js';
 
 /**
@@ -26,6 +27,11 @@ export interface PlanOptions {
   sharedToken?: string;
   /** limit the run to these nodes (`--only`): other records are neither verified nor deleted */
   only?: string[];
+  /**
+   * Why records of nodes the given inventory lacks are deleted, for their messages (default "node left the
+   * inventory"). Placement passes its own ("runners.placement is host") once reconcileRunners passes it through.
+   */
+  dropReason?: string;
 }
 
 const NO_TOKEN = 'gitlab has no accessToken, runnerToken or registrationToken: set one to register a runner for this node';
@@ -81,13 +87,13 @@ export function planRegistrations(inv: Inventory, records: readonly RunnerRecord
   for (const r of records) {
     if (!inScope(r.node)) continue;
     if (r.retiredAt) actions.push({ kind: 'delete', node: r.node, record: r, reason: 'replaced earlier; its delete did not finish' });
-    else if (!wanted.has(r.node)) actions.push({ kind: 'delete', node: r.node, record: r, reason: 'node left the inventory' });
+    else if (!wanted.has(r.node)) actions.push({ kind: 'delete', node: r.node, record: r, reason: opts.dropReason ?? 'node left the inventory' });
   }
   return actions;
 }
 
 export function describeMode(mode: RegistrationMode): string {
-  return mode === 'access' ? 'gitlab.accessToken' : mode === 'registration' ? 'gitlab.registrationToken' : 'gitlab.runnerToken';
+  return REGISTRATION_MODE_KEYS[mode];
 }
 
 /** One line per action that would change GitLab; verify-only actions say nothing. For `plan` and --dry-run. */

@@ -1,12 +1,11 @@
 // Registration records: which GitLab runner (token, system_id, settings) belongs to which node, and where they are kept.
 import { randomBytes } from 'node:crypto';
 import { InputError } from '../errors.js';
+import { AUTH_MODES, REGISTRATION_MODE_KEYS, type RegistrationMode } from '../gitlab/auth-modes.js';
 import type { AccessLevel, Inventory, NodeSpec, RunnerType } from '../inventory/types.js';
 import { registerSecret } from '../secrets.js';
 
-/** access: one runner per node made with an access token; registration: one per node via a legacy
- *  registration token; shared: every node is a manager of the one runner behind gitlab.runnerToken. */
-export type RegistrationMode = 'access' | 'registration' | 'shared';
+export type { RegistrationMode };
 
 /** The settings a runner was created or last updated with, in our words (the API's are snake_case). */
 export interface RunnerSettings {
@@ -50,41 +49,8 @@ export interface RecordStore {
   save(records: RunnerRecord[]): Promise<void>;
 }
 
-/** For tests and dry runs: keeps records in memory, copies on the way in and out. */
-export class MemoryRecordStore implements RecordStore {
-  saves = 0;
-  private records: RunnerRecord[];
-
-  constructor(initial: RunnerRecord[] = []) {
-    this.records = structuredClone(initial);
-  }
-
-  async load(): Promise<RunnerRecord[]> {
-    return structuredClone(this.records);
-  }
-
-  async save(records: RunnerRecord[]): Promise<void> {
-    this.saves++;
-    this.records = structuredClone(records);
-  }
-
-  /** what was last saved, for assertions */
-  get current(): RunnerRecord[] {
-    return structuredClone(this.records);
-  }
-}
-
 export function modeForAuth(kind: Inventory['gitlab']['auth']['kind']): RegistrationMode | null {
-  switch (kind) {
-    case 'accessToken':
-      return 'access';
-    case 'registrationToken':
-      return 'registration';
-    case 'runnerToken':
-      return 'shared';
-    default:
-      return null;
-  }
+  return AUTH_MODES[kind].registration;
 }
 
 /** The settings a node's runner should have according to the inventory. */
@@ -191,7 +157,7 @@ export function parseRecords(raw: unknown, source: string): RunnerRecord[] {
     const rec = r as Record<string, unknown>;
     const bad = (k: string, want: string) => issues.push(`${p}.${k}: expected ${want}`);
     if (typeof rec.node !== 'string' || !rec.node) bad('node', 'a node name');
-    if (!['access', 'registration', 'shared'].includes(rec.mode as string)) bad('mode', 'access | registration | shared');
+    if (!Object.keys(REGISTRATION_MODE_KEYS).includes(rec.mode as string)) bad('mode', Object.keys(REGISTRATION_MODE_KEYS).join(' | '));
     if (rec.id !== undefined && !Number.isInteger(rec.id)) bad('id', 'an integer');
     if (typeof rec.token !== 'string' || !rec.token) bad('token', 'a token');
     if (typeof rec.systemId !== 'string' || !SYSTEM_ID.test(rec.systemId)) bad('systemId', 'r_ or s_ and 12 letters or digits');

@@ -7,7 +7,8 @@ import { GitlabApi } from '../../src/gitlab/api.js';
 import { InputError } from '../../src/errors.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
-import { MemoryRecordStore, type RunnerRecord } from '../../src/runners/records.js';
+import type { RunnerRecord } from '../../src/runners/records.js';
+import { MemoryRecordStore } from '../support/memoryRecordStore.js';
 import { reconcileRunners, type ReconcileResult } from '../../src/runners/reconcile.js';
 import { startGitlabStandin, type GitlabStandin, type StandinTokens } from './standin.js';
 

@@ -1,7 +1,8 @@
 // What the cluster phase checks before GitLab changes anything (issue 12 item 5).
 import { describe, expect, it } from 'vitest';
 import { parseInventory } from '../inventory/schema.js';
-import { clusterPreflight } from './runners.js';
+import { clusterPreflight } from './desired.js';
+import { describeUnfit } from './reasons.js';
 
 const inv = parseInventory(
   `
@@ -24,7 +25,7 @@ describe('clusterPreflight', () => {
       const r = clusterPreflight(inv, executor, arch);
       expect(r.error).toBeUndefined();
       expect([...r.unfit.keys()]).toEqual(['rv-1']);
-      expect(r.unfit.get('rv-1')).toMatch(/node architecture "riscv64": runner pods run on arm64 and amd64 only/);
+      expect(describeUnfit(r.unfit.get('rv-1')!)).toMatch(/node architecture "riscv64": runner pods run on arm64 and amd64 only/);
     }
   });
 

@@ -1,0 +1,129 @@
+// Cluster placement: GitLab reconcile with records in the Secret, then config.toml per node and the DaemonSet.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { GitlabApi } from '../gitlab/api.js';
+import type { HostFacts } from '../host/facts.js';
+import type { Executor, Inventory } from '../inventory/types.js';
+import type { KubeClient } from '../kube/client.js';
+import { connectCluster, convergeCluster } from '../kube/converge.js';
+import type { Logger } from '../log.js';
+import type { ClusterReport } from '../report.js';
+import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
+import { redact } from '../secrets.js';
+import { clusterPreflight, desiredCluster } from './desired.js';
+import { describeUnfit } from './reasons.js';
+import { kubeconfigFromNode, typedStore } from './records.js';
+
+export interface RunnerPhaseInput {
+  /** the whole inventory: with --only, the other nodes' runners must be left alone, not taken for removed */
+  inventory: Inventory;
+  only?: string[];
+  executor: Executor;
+  dryRun: boolean;
+  log: Logger;
+  /** facts gathered by the host phase this run, by node name */
+  facts: Map<string, HostFacts>;
+}
+
+export interface RunnerPhaseResult {
+  gitlab?: ClusterReport;
+  cluster?: ClusterReport;
+}
+
+export const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
+
+export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<string> }): Promise<RunnerPhaseResult> {
+  // Only runnerPhase calls this, and runConverge starts that phase only when the inventory has a gitlab token.
+  const { inventory: inv, dryRun, log } = input;
+  let client: KubeClient;
+  try {
+    client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+  } catch (err) {
+    const error = messageOf(err);
+    log.error('cluster', error);
+    return { gitlab: { ok: false, changes: [], error: `not attempted: ${error}` }, cluster: { ok: false, changes: [], error } };
+  }
+
+  // Everything checkable without a change, before GitLab changes anything: each node's architecture, and every
+  // config.toml and cluster object rendered with stand-in records. What fails here fails the run (exit 1) with
+  // the report; never an exit 2 after other changes.
+  let archByNode = new Map<string, string>();
+  try {
+    archByNode = new Map((await client.listNodes()).map((n) => [n.name, n.labels['kubernetes.io/arch']]));
+  } catch {
+    /* convergeCluster reports an unreachable cluster itself */
+  }
+  const archOf = (node: string) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64';
+  const check = clusterPreflight(inv, input.executor, archOf);
+  if (check.error) {
+    log.error('cluster', check.error);
+    return { gitlab: { ok: false, changes: [], error: `not attempted: ${check.error}` }, cluster: { ok: false, changes: [], error: check.error } };
+  }
+  for (const [node, why] of check.unfit) log.error(node, describeUnfit(why));
+  const fit: Inventory = check.unfit.size > 0 ? { ...inv, nodes: inv.nodes.filter((n) => !check.unfit.has(n.name)) } : inv;
+  const unfitError = [...check.unfit].map(([node, why]) => `${node}: ${describeUnfit(why)}; it gets no runner`).join('; ');
+
+  // GitLab first: the cluster's config.toml needs each node's runner token.
+  let reconciled: ReconcileResult;
+  try {
+    log.progress('gitlab', `${dryRun ? 'planning' : 'reconciling'} runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
+    // Nodes whose host runner could not be removed get no cluster runner beside it (the next run tries again).
+    // With such nodes and no --only, records of nodes gone from the inventory wait for the next run as well.
+    const exclude = new Set([...(input.exclude ?? []), ...check.unfit.keys()]);
+    const only = exclude.size ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !exclude.has(n)) : input.only;
+    // New runners first, the cluster next, deletes last (retireLater): old pods never poll with deleted tokens.
+    reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), {
+      dryRun,
+      only,
+      log,
+      retireLater: true,
+    });
+  } catch (err) {
+    const error = messageOf(err);
+    log.error('gitlab', error);
+    return { gitlab: { ok: false, changes: [], error }, cluster: { ok: false, changes: [], error: 'not attempted: runner registration failed' } };
+  }
+
+  // One config.toml per inventory node that has a runner; a node whose registration failed keeps no pod.
+  const creating = new Set(reconciled.actions.filter((a) => a.kind === 'create' || a.kind === 'join').map((a) => a.node));
+  let cluster: ClusterReport;
+  try {
+    const desired = desiredCluster({ inventory: fit, executor: input.executor, records: reconciled.records, arch: archOf, planned: dryRun ? creating : undefined });
+    cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });
+  } catch (err) {
+    // GitLab may have changed already: a failure now is a failed run with its report (exit 1), whatever its kind.
+    const error = messageOf(err);
+    log.error('cluster', error);
+    cluster = { ok: false, changes: [], error };
+  }
+  if (unfitError) cluster = { ...cluster, ok: false, error: cluster.error ? `${cluster.error}; ${unfitError}` : unfitError };
+  if (cluster.ok) await reconciled.retire();
+  else if (reconciled.records.some((r) => r.retiredAt)) {
+    log.warn('gitlab', 'replaced and removed runners stay in GitLab until the cluster carries the new tokens (next run)');
+  }
+  return { gitlab: gitlabReport(reconciled, log), cluster };
+}
+
+function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
+  for (const w of reconciled.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
+  return {
+    ok: reconciled.errors.length === 0,
+    changes: reconciled.changes.map((c) => ({ step: c.step, detail: c.detail })),
+    ...(reconciled.errors.length > 0 ? { error: reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
+  };
+}
+
+/** Whether this machine can name a cluster: the inventory does, or kubectl's default places exist. */
+export function clusterConfigured(inv: Inventory): boolean {
+  return clusterToClear(inv) !== 'none';
+}
+
+/**
+ * Which cluster host placement must clear of runner-fleet's runners: `named` when the inventory (or $KUBECONFIG)
+ * says which, `default` when only kubectl's ~/.kube/config exists, `none` when there is no cluster to look at.
+ */
+export function clusterToClear(inv: Inventory): 'named' | 'default' | 'none' {
+  if (inv.kubernetes.kubeconfig || inv.kubernetes.fromNode || process.env.KUBECONFIG) return 'named';
+  return existsSync(join(homedir(), '.kube', 'config')) ? 'default' : 'none';
+}

@@ -1,0 +1,104 @@
+// The runner phase of `apply`/`plan` by placement. Each node has one runner at a time: in the cluster (record in
+// the Secret, a DaemonSet pod) or on the host (record on the node, the gitlab-runner service). A switch deletes the
+// old runner in GitLab, through its record, before the new one is registered; records never move, so neither side
+// keeps an orphan.
+import { GitlabApi } from '../gitlab/api.js';
+import type { HostFacts } from '../host/facts.js';
+import { convergeHostRunner, hostRunnerFactsOf, removeHostRunner } from '../host-runner/converge.js';
+import { indexEntry } from '../host-runner/state.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import type { Logger } from '../log.js';
+import type { Change, ClusterReport, NodeReport } from '../report.js';
+import type { NodeConnection } from '../ssh.js';
+import { convergeRunners } from './cluster.js';
+import { GitlabLog } from './gitlab-log.js';
+import { hostRunnerContext, readIndex, removeHostRunners, takeRunnersOutOfCluster, updateIndex, type HostRunnerResults } from './host.js';
+import { describeBlock, type DeleteCause, type NodeBlock } from './reasons.js';
+
+export interface RunnerPhaseOptions {
+  inventory: Inventory;
+  only?: string[];
+  executor: Executor;
+  dryRun: boolean;
+  log: Logger;
+}
+
+/** What `apply`/`plan` call around the host phase; see runnerPhase. */
+export interface RunnerPhase {
+  /**
+   * Per node, after its Docker converged, on the host phase's connection and with its facts (the gather included
+   * the host-runner section). Returns the node's error, if its runner could not be put right.
+   */
+  onNode(conn: NodeConnection, node: NodeSpec, facts: HostFacts, record: (c: Change) => void): Promise<string | undefined>;
+  /** After every node: the cluster (placement cluster), nodes gone from the inventory, the host-runner index. */
+  afterNodes(facts: Map<string, HostFacts>): Promise<{ gitlab?: ClusterReport; cluster?: ClusterReport; nodes: NodeReport[] }>;
+}
+
+/**
+ * The runner phase for this run's placement. Host placement starts taking the selected nodes' runners out of the
+ * cluster at once (GitLab first, through the Secret's records), and a node's host runner waits for that, so a
+ * node never has a cluster runner and a host runner at the same time. Cluster placement removes a host runner a
+ * node still has during its host phase, before the cluster phase registers the node's cluster runner.
+ */
+export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
+  const { inventory: inv, dryRun, log } = opts;
+  const api = GitlabApi.fromConfig(inv.gitlab);
+  const ctx = hostRunnerContext(inv, api, dryRun, log);
+  const gitlab = new GitlabLog();
+  const index = readIndex(inv, log);
+  const results: HostRunnerResults = new Map();
+  const host = inv.runners.placement === 'host';
+  const cause: DeleteCause = { kind: 'placement', placement: inv.runners.placement };
+
+  // Nodes that must not get a new runner this run: their old one could not be deleted.
+  const blocked = new Map<string, NodeBlock>();
+  const cleanup: Promise<ClusterReport | undefined> = host ? takeRunnersOutOfCluster(opts, api, gitlab, blocked) : Promise.resolve(undefined);
+  // Settled before anything awaits it: a rejection is a report, never an unhandled one.
+  cleanup.catch(() => undefined);
+
+  return {
+    async onNode(conn, node, facts, record) {
+      if (host) {
+        await cleanup;
+        const block = blocked.get(node.name);
+        if (block) return describeBlock(block);
+        log.progress(node.name, dryRun ? 'planning the host runner' : 'converging the host runner');
+        const outcome = await convergeHostRunner(conn, node, facts, ctx, record);
+        gitlab.add(outcome.gitlab, inv, cause);
+        results.set(node.name, { node: indexEntry(node), present: outcome.present });
+        return outcome.error;
+      }
+      const hr = hostRunnerFactsOf(node, facts);
+      if (!hr.record.bytes && hr.config.sha256 === 'absent') {
+        results.set(node.name, { node: indexEntry(node), present: false });
+        return undefined;
+      }
+      log.progress(node.name, dryRun ? 'planning the removal of its host runner' : 'removing its host runner (runners.placement is cluster)');
+      const outcome = await removeHostRunner(conn, node, hr, ctx, record);
+      gitlab.add(outcome.gitlab, inv, cause);
+      results.set(node.name, { node: indexEntry(node), present: outcome.present });
+      if (outcome.error) blocked.set(node.name, { kind: 'host-runner-not-removed', error: outcome.error });
+      return outcome.error;
+    },
+
+    async afterNodes(facts) {
+      // Nodes in the index that the inventory no longer has: only a whole-fleet run may conclude that.
+      const departed = opts.only ? [] : index.filter((n) => !inv.nodes.some((m) => m.name === n.name));
+      let departedReports: NodeReport[] = [];
+      if (departed.length > 0) {
+        log.progress('gitlab', `removing the host runners of ${departed.map((n) => n.name).join(', ')} (not in the inventory any more)`);
+        const r = await removeHostRunners(inv, departed, { dryRun, log, cause: { kind: 'left-inventory' } });
+        departedReports = r.nodes;
+        gitlab.addReport(r.gitlab);
+      }
+      // removeHostRunners wrote the departed nodes' part of the index; this run's nodes come on top.
+      updateIndex(inv, dryRun, log, readIndex(inv, log), results);
+      if (host) {
+        const cluster = await cleanup;
+        return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports };
+      }
+      const r = await convergeRunners({ ...opts, facts, exclude: new Set(blocked.keys()) });
+      return { gitlab: gitlab.report(r.gitlab), ...(r.cluster ? { cluster: r.cluster } : {}), nodes: departedReports };
+    },
+  };
+}
