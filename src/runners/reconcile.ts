@@ -8,7 +8,7 @@ import { mapPool } from '../pool.js';
 import type { Change } from '../report.js';
 import { redact, resolveSecret } from '../secrets.js';
 import { creationMarker, describeAction, describeMode, parseCreationMarker, planRegistrations, type RegistrationAction } from './plan.js';
-import { modeForAuth, newSystemId, tokenRotationDue, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
+import { diffSettings, modeForAuth, newSystemId, SCOPE_FIELDS, tokenRotationDue, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
 
 export interface ReconcileOptions {
   dryRun: boolean;
@@ -314,6 +314,23 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       throw new Error(`adopted runner #${id} (left by an interrupted create) but could not save its record (${messageOf(err)}); the next run adopts it again`);
     }
     changed(node, 'adopt runner', `${node}: adopted runner #${id}, made by an earlier create whose answer was lost (attempt ${keep.attempt}); reset its token, which nobody knew`);
+    // Settings made by another inventory (or edited since): put right now, as an update would be on the next run.
+    const diff = diffSettings(rec.settings, settings).filter((x) => !SCOPE_FIELDS.includes(x.field));
+    if (diff.length > 0 && !updateForbidden) {
+      try {
+        const params = createParams(settings, node);
+        delete params.maintenance_note;
+        if (settings.maximumTimeout === null && d.maximum_timeout != null) params.maximum_timeout = null;
+        await api.updateRunner(secret, id, params);
+        rec.settings = settings;
+        await ledger.commit();
+        changed(node, 'update runner', `${node}: updated runner #${id}: ${diff.map((x) => x.text).join(', ')}`);
+      } catch (err) {
+        // The record holds what GitLab has: the next run updates or re-creates it.
+        if (!isApi(err, 401, 403)) throw err;
+        updateForbidden = true;
+      }
+    }
     if (replaces) await retireRecord(node, replaces, `replaced by #${id}`, replacesDead);
     return true;
   };

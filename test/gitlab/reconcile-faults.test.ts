@@ -99,13 +99,16 @@ describe('a create that times out', () => {
     const r = await reconcileRunners(inventory(['pi1', 'pi2']), store, api, { dryRun: false });
     expect(r.errors).toEqual([]);
     const steps = r.changes.map((c) => `${c.node} ${c.step}`).sort();
-    expect(steps).toEqual(['pi1 adopt runner', 'pi1 delete runner', 'pi2 create runner']);
+    // The strays were made with GitLab's defaults (run_untagged): the adopted one is put right in the same run.
+    expect(steps).toEqual(['pi1 adopt runner', 'pi1 delete runner', 'pi1 update runner', 'pi2 create runner']);
     expect(r.changes.find((c) => c.step === 'delete runner')!.detail).toContain(`deleted runner #${a.id}, left in GitLab by an interrupted create (attempt aaaa1111)`);
     const ids = fleet().map((x) => x.id);
     expect(ids).not.toContain(a.id);
     expect(ids).toContain(b.id);
     expect(ids).toContain(foreign.id);
     expect(store.current.find((x) => x.node === 'pi1')!.id).toBe(b.id);
+    expect(gl.state.runners.find((x) => x.id === b.id)!.runUntagged).toBe(false);
+    expect((await reconcileRunners(inventory(['pi1', 'pi2']), store, api, { dryRun: false })).changes).toEqual([]);
     // Every runner with runner-fleet's marker is in the records.
     const held = new Set(store.current.map((x) => x.id));
     expect(fleet().filter((x) => x.maintenanceNote?.includes('[runner-fleet node=')).every((x) => held.has(x.id))).toBe(true);
