@@ -1,6 +1,9 @@
 // `apply` and `plan`: converge every node's Docker, then runners in GitLab, then the cluster; report what changed.
-import { accessSync, constants } from 'node:fs';
-import { InputError } from '../errors.js';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { InputError, RunFailedError } from '../errors.js';
+import type { FleetLock } from '../lock/fleet-lock.js';
 import { convergeHost, type HostResult } from '../host/converge.js';
 import { hostRunnerGatherScript } from '../host-runner/facts.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
@@ -88,9 +91,58 @@ async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOption
  * Hosts first (Docker and the registry on each selected node), then runners in GitLab, then the cluster.
  * `inv` is the whole inventory; `only` limits the host phase and keeps the other nodes' runners as they are.
  */
-export async function runConverge(inv: Inventory, opts: ConvergeOptions & { executor: Executor; only?: string[] }): Promise<RunReport> {
+export async function runConverge(inv: Inventory, opts: ConvergeOptions & { executor: Executor; only?: string[]; lockSeconds?: number }): Promise<RunReport> {
   const selected = selectNodes(inv, opts.only);
   preflight(selected);
+  // The fleet lock comes before GitLab or any node is touched: a second apply fails here, having changed nothing.
+  const lock = opts.dryRun ? undefined : await takeFleetLock(inv, opts);
+  try {
+    const report = await convergeLocked(inv, selected, opts);
+    const lost = lock?.lost();
+    if (!lost) return report;
+    // Another run may have changed runners meanwhile: this run cannot vouch for the records.
+    const gitlab = report.gitlab ?? { ok: true, changes: [] };
+    return buildReport(report.nodes, { ...gitlab, ok: false, error: gitlab.error ? `${gitlab.error}; ${lost}` : lost }, report.cluster);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/**
+ * Which cluster holds the Lease: the inventory's (or $KUBECONFIG's), else kubectl's default if there is one.
+ * Without a cluster there is no fleet-wide lock; each node's daemon.json edit still takes its own lock on the node.
+ */
+async function takeFleetLock(inv: Inventory, opts: ConvergeOptions & { lockSeconds?: number }): Promise<FleetLock | undefined> {
+  const named = Boolean(inv.kubernetes.kubeconfig || inv.kubernetes.fromNode || process.env.KUBECONFIG);
+  const usesCluster = inv.gitlab.auth.kind !== 'none' && inv.runners.placement === 'cluster';
+  if (!named && !existsSync(join(homedir(), '.kube', 'config'))) {
+    opts.log.progress('cluster', 'no cluster configured: no fleet-wide lock for this run (each node locks its own daemon.json edit)');
+    return undefined;
+  }
+  const [{ acquireFleetLock, LockHeldError }, { connectCluster }, { kubeconfigFromNode }] = await Promise.all([
+    import('../lock/fleet-lock.js'),
+    import('../kube/converge.js'),
+    import('../placement/records.js'),
+  ]);
+  let server = inv.kubernetes.kubeconfig ?? inv.kubernetes.fromNode ?? 'the default kubeconfig';
+  try {
+    const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    server = client.server;
+    opts.log.progress('cluster', `taking the fleet lock (Lease ${inv.kubernetes.namespace}/runner-fleet-lock) on ${server}`);
+    return await acquireFleetLock(client, inv.kubernetes.namespace, { log: opts.log, durationSeconds: opts.lockSeconds });
+  } catch (err) {
+    if (err instanceof LockHeldError || err instanceof InputError) throw err;
+    const why = redact(err instanceof Error ? err.message : String(err));
+    if (!named && !usesCluster) {
+      // Host placement or hosts only, and only kubectl's default cluster: maybe not ours; go on with per-node locks.
+      opts.log.warn('cluster', `no fleet-wide lock: the default kubeconfig's cluster did not answer (${why})`);
+      return undefined;
+    }
+    throw new RunFailedError(`cannot take the fleet lock on the cluster ${server} (${why}); nothing was changed`);
+  }
+}
+
+async function convergeLocked(inv: Inventory, selected: Inventory, opts: ConvergeOptions & { executor: Executor; only?: string[] }): Promise<RunReport> {
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
   const phase = withRunners(inv.gitlab.auth)

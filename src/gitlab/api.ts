@@ -66,6 +66,7 @@ export interface GitlabRunnerApi {
   registerRunner(registrationToken: string, params: RunnerParams): Promise<RunnerCredentials>;
   verifyRunner(token: string, systemId?: string): Promise<RunnerCredentials>;
   resetRunnerToken(token: string): Promise<RunnerCredentials>;
+  resetRunnerTokenById(accessToken: string, id: number): Promise<RunnerCredentials>;
   deleteRunnerByToken(token: string): Promise<void>;
   deleteRunnerManager(token: string, systemId: string): Promise<void>;
   updateRunner(accessToken: string, id: number, params: RunnerParams): Promise<RunnerDetails>;
@@ -133,6 +134,16 @@ export class GitlabApi implements GitlabRunnerApi {
   async resetRunnerToken(token: string): Promise<RunnerCredentials> {
     const res = await this.request<Record<string, unknown>>('POST', '/runners/reset_authentication_token', { body: { token }, idempotent: false });
     return credentials({ id: 0, ...res.data }, 'POST /runners/reset_authentication_token');
+  }
+
+  /**
+   * POST /runners/:id/reset_authentication_token with an access token (manage_runner), as gitlab-runner's
+   * ResetTokenWithPAT: the way to get a token for a runner whose token nobody knows (one adopted after a lost create
+   * answer). Not retried, like resetRunnerToken.
+   */
+  async resetRunnerTokenById(accessToken: string, id: number): Promise<RunnerCredentials> {
+    const res = await this.request<Record<string, unknown>>('POST', `/runners/${id}/reset_authentication_token`, { accessToken, idempotent: false });
+    return credentials({ id, ...res.data }, `POST /runners/${id}/reset_authentication_token`);
   }
 
   /** POST /runners/verify: 200 for a valid token; with system_id it creates or refreshes that runner manager. */

@@ -1,4 +1,5 @@
 // Converges one node's Docker: gather facts, plan, run only the planned steps, verify with `docker info`.
+import { withNodeLock } from '../lock/node-lock.js';
 import { RemoteCommandError } from '../errors.js';
 import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
@@ -144,7 +145,8 @@ ${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''
 
 /** Runs the steps (and the verify) in one round trip; reports which step failed if one does. */
 async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[], afterVerify: HostStep[] = []): Promise<string> {
-  const r = await conn.exec(applyScript(steps, registries, afterVerify), { sudo: true, step: 'apply' });
+  // Under the node's lock: a second run waits for this edit (or fails, naming the lock) instead of interleaving.
+  const r = await conn.exec(withNodeLock(applyScript(steps, registries, afterVerify)), { sudo: true, step: 'apply' });
   const done = doneSteps(r.stdout);
   if (r.code === ROLLED_BACK && r.stdout.includes('@@rollback')) {
     const back = /@@rollback ok/.test(r.stdout);

@@ -338,7 +338,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
   }
 
   // kubernetes
-  const k = r.object(top.kubernetes, 'kubernetes', ['kubeconfig', 'context', 'fromNode', 'namespace', 'rolloutTimeout', 'nodeLabel']);
+  const k = r.object(top.kubernetes, 'kubernetes', ['kubeconfig', 'context', 'fromNode', 'namespace', 'rolloutTimeout', 'requestTimeout', 'nodeLabel']);
   const kubeconfig = r.string(k, 'kubeconfig', 'kubernetes');
   const fromNode = r.string(k, 'fromNode', 'kubernetes');
   if (kubeconfig && fromNode) r.fail('kubernetes', 'set kubeconfig or fromNode, not both');
@@ -349,6 +349,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     fromNode,
     namespace: r.string(k, 'namespace', 'kubernetes', { pattern: DNS_LABEL, hint: 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)' }) ?? 'gitlab-runner',
     rolloutTimeout: r.int(k, 'rolloutTimeout', 'kubernetes', 1, 3600) ?? 300,
+    requestTimeout: r.int(k, 'requestTimeout', 'kubernetes', 1, 600) ?? 30,
     nodeLabel: r.string(k, 'nodeLabel', 'kubernetes', { pattern: LABEL_KEY, hint: 'expected a Kubernetes label key (optional DNS prefix of at most 253 characters and /, then at most 63 letters, digits, -, _ or .)' }) ?? 'runner-fleet.dev/runner',
   };
 

@@ -74,6 +74,8 @@ export interface KubernetesConfig {
   namespace: string;
   /** seconds */
   rolloutTimeout: number;
+  /** seconds any one Kubernetes request may take (a frozen apiserver fails the run instead of hanging it) */
+  requestTimeout: number;
   /** label put on inventory nodes; the DaemonSets select it */
   nodeLabel: string;
 }

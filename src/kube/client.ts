@@ -10,6 +10,10 @@ import {
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
+  ServerConfiguration,
+  createConfiguration,
+  type ApiConstructor,
+  type ApiType,
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { ApiError, InputError } from '../errors.js';
@@ -37,7 +41,46 @@ export interface KubeSource {
   context?: string;
   /** names the source in error messages (`kubernetes.kubeconfig`, `microk8s config on pi1`) */
   label?: string;
+  /** seconds any one request may take, body included (kubernetes.requestTimeout); default 30 */
+  requestTimeoutSeconds?: number;
 }
+
+export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 30;
+
+/**
+ * A KubeConfig whose API clients abort every request after `timeoutSeconds`: client-node itself waits forever, so
+ * a frozen apiserver (accepting connections, never answering) would hang the run. Every client KubeClient makes
+ * (typed APIs and KubernetesObjectApi) comes from makeApiClient, so this one place covers them all.
+ */
+class TimedKubeConfig extends KubeConfig {
+  timeoutSeconds = DEFAULT_REQUEST_TIMEOUT_SECONDS;
+
+  override makeApiClient<T extends ApiType>(apiClientType: ApiConstructor<T>): T {
+    const cluster = this.getCurrentCluster();
+    if (!cluster) throw new Error('No active cluster!');
+    const ms = this.timeoutSeconds * 1000;
+    const config = createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: this },
+      promiseMiddleware: [
+        {
+          pre: async (ctx) => {
+            ctx.setSignal(AbortSignal.timeout(ms));
+            return ctx;
+          },
+          post: async (res) => res,
+        },
+      ],
+    });
+    return new apiClientType(config);
+  }
+}
+
+/** Thrown (as its message) when a request got no answer in time; toApiError turns it into one naming the cluster. */
+const isTimeout = (err: unknown): boolean => {
+  const e = err as { name?: string; type?: string; cause?: { name?: string } } | undefined;
+  return e?.name === 'AbortError' || e?.name === 'TimeoutError' || e?.type === 'aborted' || e?.cause?.name === 'TimeoutError';
+};
 
 export type PlanAction = 'create' | 'update' | 'unchanged';
 
@@ -73,7 +116,7 @@ export class KubeClient {
   private readonly core: CoreV1Api;
   private readonly apps: AppsV1Api;
 
-  private constructor(private readonly kc: KubeConfig) {
+  private constructor(private readonly kc: TimedKubeConfig) {
     this.objects = KubernetesObjectApi.makeApiClient(kc);
     this.core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
@@ -81,7 +124,8 @@ export class KubeClient {
 
   /** Loads a kubeconfig from a file, from text, or from the default places. Bad input is an InputError. */
   static load(src: KubeSource = {}): KubeClient {
-    const kc = new KubeConfig();
+    const kc = new TimedKubeConfig();
+    kc.timeoutSeconds = src.requestTimeoutSeconds ?? DEFAULT_REQUEST_TIMEOUT_SECONDS;
     const label = src.label ?? (src.kubeconfigText !== undefined ? 'kubeconfig text' : src.kubeconfig ?? 'default kubeconfig');
     try {
       if (src.kubeconfigText !== undefined) kc.loadFromString(src.kubeconfigText);
@@ -131,6 +175,45 @@ export class KubeClient {
       return plain(res);
     } catch (err) {
       throw this.toApiError(err, `${opts.dryRun ? 'dry-run apply' : 'apply'} ${describeObject(obj)}`);
+    }
+  }
+
+  /** Creates an object (POST). An object that exists already is an ApiError with status 409 (AlreadyExists). */
+  async create(obj: KubeObject, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
+    commandTrace.emit?.('cluster', `create ${describeObject(obj)}`);
+    try {
+      return plain(await this.objects.create(obj as KubernetesObject, undefined, undefined, opts.fieldManager ?? FIELD_MANAGER));
+    } catch (err) {
+      throw this.toApiError(err, `create ${describeObject(obj)}`);
+    }
+  }
+
+  /**
+   * Replaces an object (PUT) whose `metadata.resourceVersion` says which version it replaces: the apiserver
+   * answers 409 Conflict when anyone wrote it since, so two writers never silently overwrite each other.
+   */
+  async replace(obj: KubeObject, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
+    if (!obj.metadata.resourceVersion) throw new Error(`replace ${describeObject(obj)}: no resourceVersion to replace`);
+    commandTrace.emit?.('cluster', `replace ${describeObject(obj)}`);
+    try {
+      return plain(await this.objects.replace(obj as KubernetesObject, undefined, undefined, opts.fieldManager ?? FIELD_MANAGER));
+    } catch (err) {
+      throw this.toApiError(err, `replace ${describeObject(obj)}`);
+    }
+  }
+
+  /** Deletes an object only while it is still at `resourceVersion` (409 Conflict otherwise); gone already is fine. */
+  async deleteAt(obj: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, resourceVersion: string): Promise<void> {
+    commandTrace.emit?.('cluster', `delete ${describeObject(obj)}`);
+    try {
+      await this.objects.delete(
+        { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace } },
+        undefined, undefined, undefined, undefined, undefined,
+        { preconditions: { resourceVersion } },
+      );
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.toApiError(err, `delete ${describeObject(obj)}`);
     }
   }
 
@@ -310,6 +393,9 @@ export class KubeClient {
 
   /** An ApiError reduced to `<reason>: <message>` from the Status body; never headers, never the raw dump. */
   toApiError(err: unknown, doing: string): ApiError {
+    if (isTimeout(err)) {
+      return new ApiError('kubernetes', 0, redact(`${doing}: no answer from ${this.server} within ${this.kc.timeoutSeconds}s (kubernetes.requestTimeout)`));
+    }
     return toApiError(err, doing, this.server);
   }
 }

@@ -35,9 +35,9 @@ export interface ConvergeClusterInput {
 export function connectCluster(k: KubernetesConfig, kubeconfigText?: string): KubeClient {
   if (k.fromNode) {
     if (kubeconfigText === undefined) throw new InputError([`kubernetes.fromNode: no kubeconfig was fetched from ${k.fromNode}`]);
-    return KubeClient.load({ kubeconfigText, context: k.context, label: `microk8s config from ${k.fromNode}` });
+    return KubeClient.load({ kubeconfigText, context: k.context, label: `microk8s config from ${k.fromNode}`, requestTimeoutSeconds: k.requestTimeout });
   }
-  return KubeClient.load({ kubeconfig: k.kubeconfig, context: k.context, label: k.kubeconfig ? 'kubernetes.kubeconfig' : undefined });
+  return KubeClient.load({ kubeconfig: k.kubeconfig, context: k.context, label: k.kubeconfig ? 'kubernetes.kubeconfig' : undefined, requestTimeoutSeconds: k.requestTimeout });
 }
 
 /**

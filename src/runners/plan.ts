@@ -122,3 +122,20 @@ export function describeAction(a: RegistrationAction): { step: string; detail: s
       return null;
   }
 }
+
+/**
+ * The mark runner-fleet leaves in the maintenance note of every runner it creates: the node and a per-attempt id.
+ * A create whose answer is lost (a timeout, a gateway error) may still have made the runner; the next look for
+ * runners of that node that no record holds finds it by this mark, and adopts or deletes it instead of leaving an
+ * orphan beside a second create.
+ */
+export function creationMarker(node: string, attempt: string): string {
+  return `[runner-fleet node=${node} attempt=${attempt}]`;
+}
+
+/** The node and attempt of a creation marker in a maintenance note, or undefined when it has none. */
+export function parseCreationMarker(note: unknown): { node: string; attempt: string } | undefined {
+  if (typeof note !== 'string') return undefined;
+  const m = /\[runner-fleet node=([^\s\]]+) attempt=([0-9a-z]+)\]/.exec(note);
+  return m ? { node: m[1], attempt: m[2] } : undefined;
+}

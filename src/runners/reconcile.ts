@@ -1,13 +1,14 @@
 // Runs the registration plan against GitLab: verify, create, update, delete; saves records after every step so nothing is orphaned.
-import type { GitlabRunnerApi, CreateRunnerParams, RunnerParams } from '../gitlab/api.js';
+import { randomBytes } from 'node:crypto';
+import type { GitlabRunnerApi, CreateRunnerParams, RunnerDetails, RunnerParams } from '../gitlab/api.js';
 import { ApiError } from '../errors.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { Change } from '../report.js';
 import { redact, resolveSecret } from '../secrets.js';
-import { describeAction, describeMode, planRegistrations, type RegistrationAction } from './plan.js';
-import { modeForAuth, newSystemId, tokenRotationDue, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
+import { creationMarker, describeAction, describeMode, parseCreationMarker, planRegistrations, type RegistrationAction } from './plan.js';
+import { diffSettings, modeForAuth, newSystemId, SCOPE_FIELDS, tokenRotationDue, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
 
 export interface ReconcileOptions {
   dryRun: boolean;
@@ -142,7 +143,7 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
   let sharedBroken: string | undefined;
   let updateForbidden = false;
 
-  const createParams = (s: RunnerSettings, node: string): RunnerParams => {
+  const createParams = (s: RunnerSettings, node: string, attempt?: string): RunnerParams => {
     const p: RunnerParams = {
       description: s.description,
       tag_list: s.tagList,
@@ -150,7 +151,7 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       locked: s.locked,
       access_level: s.accessLevel,
       paused: s.paused,
-      maintenance_note: `Managed by runner-fleet for node ${node}; edits here are overwritten on the next run.`,
+      maintenance_note: `Managed by runner-fleet for node ${node}; edits here are overwritten on the next run.${attempt ? ` ${creationMarker(node, attempt)}` : ''}`,
     };
     if (s.maximumTimeout !== null) p.maximum_timeout = s.maximumTimeout;
     return p;
@@ -219,6 +220,121 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
     later.push({ node, rec, why, tokenDead });
   };
 
+  let strayLookupDenied: string | undefined;
+  /**
+   * Runners GitLab has for `node` (its name is one of their tags) carrying runner-fleet's creation marker for it
+   * that no record holds: made by a create whose answer was lost, in this run or a killed one. Newest first.
+   * undefined: they cannot be looked for (no access token, or one that may not list every runner).
+   */
+  const findStrays = async (node: string, settings: RunnerSettings): Promise<{ details: RunnerDetails; attempt: string }[] | undefined> => {
+    if (mode !== 'access' || !secret || strayLookupDenied) return undefined;
+    let list;
+    try {
+      list = await api.listAllRunners(secret, { tagList: [node], type: settings.runnerType });
+    } catch (err) {
+      if (!isApi(err, 401, 403)) throw err;
+      // Said only when it matters: in the error of a create that got no answer.
+      strayLookupDenied = `this token cannot list runners to look for it (${messageOf(err)}; GET /runners/all needs read_api or manage_runner and an administrator)`;
+      return undefined;
+    }
+    const held = new Set(ledger.snapshot().map((r) => r.id));
+    const out: { details: RunnerDetails; attempt: string }[] = [];
+    for (const r of list) {
+      if (held.has(r.id)) continue;
+      let details: RunnerDetails;
+      try {
+        details = await api.getRunner(secret, r.id);
+      } catch (err) {
+        if (isApi(err, 404)) continue;
+        throw err;
+      }
+      const mark = parseCreationMarker(details.maintenance_note);
+      if (mark?.node === node) out.push({ details, attempt: mark.attempt });
+    }
+    return out.sort((a, b) => b.details.id - a.details.id);
+  };
+
+  /**
+   * Takes over the newest stray runner of the node (its token is unknown: reset with the access token, as
+   * gitlab-runner's ResetTokenWithPAT does), deletes any other, and says so. Returns whether the node now has a
+   * runner; false when there was none to adopt.
+   */
+  const adoptStrays = async (node: string, settings: RunnerSettings, systemId?: string, replaces?: RunnerRecord, replacesDead = false): Promise<boolean> => {
+    const strays = await findStrays(node, settings);
+    if (!strays?.length || !secret) return false;
+    const [keep, ...rest] = strays;
+    for (const s of rest) {
+      try {
+        await api.deleteRunnerById(secret, s.details.id);
+      } catch (err) {
+        if (isApi(err, 401, 403)) throw new Error(`runner #${s.details.id} was left in GitLab by an interrupted create (${creationMarker(node, s.attempt)}) and this token may not delete it (${messageOf(err)}): delete it in GitLab`);
+        if (!isApi(err, 404)) throw err;
+      }
+      changed(node, 'delete runner', `${node}: deleted runner #${s.details.id}, left in GitLab by an interrupted create (attempt ${s.attempt}) and held by no record`);
+    }
+    const id = keep.details.id;
+    let creds;
+    try {
+      creds = await api.resetRunnerTokenById(secret, id);
+    } catch (err) {
+      if (isApi(err, 401, 403)) {
+        throw new Error(`runner #${id} was left in GitLab by an interrupted create (${creationMarker(node, keep.attempt)}) and this token may not reset its token to adopt it (${messageOf(err)}; needs manage_runner): delete it in GitLab, then run again`);
+      }
+      throw err;
+    }
+    const d = keep.details;
+    const rec: RunnerRecord = {
+      node,
+      mode: 'access',
+      id,
+      token: creds.token,
+      systemId: systemId ?? makeSystemId(),
+      // What GitLab has, so that a difference from the inventory is an update on the next run, not hidden.
+      settings: {
+        ...settings,
+        description: d.description ?? '',
+        tagList: d.tag_list ?? settings.tagList,
+        runUntagged: d.run_untagged ?? settings.runUntagged,
+        locked: d.locked ?? settings.locked,
+        accessLevel: d.access_level ?? settings.accessLevel,
+        maximumTimeout: d.maximum_timeout ?? null,
+        paused: d.paused ?? settings.paused,
+      },
+      createdAt: now(),
+      tokenExpiresAt: creds.tokenExpiresAt,
+    };
+    ledger.add(rec);
+    if (replaces) replaces.retiredAt = now();
+    try {
+      await ledger.commit();
+    } catch (err) {
+      // It keeps its marker: the next run finds it again.
+      ledger.drop(rec);
+      if (replaces) delete replaces.retiredAt;
+      throw new Error(`adopted runner #${id} (left by an interrupted create) but could not save its record (${messageOf(err)}); the next run adopts it again`);
+    }
+    changed(node, 'adopt runner', `${node}: adopted runner #${id}, made by an earlier create whose answer was lost (attempt ${keep.attempt}); reset its token, which nobody knew`);
+    // Settings made by another inventory (or edited since): put right now, as an update would be on the next run.
+    const diff = diffSettings(rec.settings, settings).filter((x) => !SCOPE_FIELDS.includes(x.field));
+    if (diff.length > 0 && !updateForbidden) {
+      try {
+        const params = createParams(settings, node);
+        delete params.maintenance_note;
+        if (settings.maximumTimeout === null && d.maximum_timeout != null) params.maximum_timeout = null;
+        await api.updateRunner(secret, id, params);
+        rec.settings = settings;
+        await ledger.commit();
+        changed(node, 'update runner', `${node}: updated runner #${id}: ${diff.map((x) => x.text).join(', ')}`);
+      } catch (err) {
+        // The record holds what GitLab has: the next run updates or re-creates it.
+        if (!isApi(err, 401, 403)) throw err;
+        updateForbidden = true;
+      }
+    }
+    if (replaces) await retireRecord(node, replaces, `replaced by #${id}`, replacesDead);
+    return true;
+  };
+
   /** Creates a runner for the node, saves its record, and only then deletes what it replaces. */
   const createRunner = async (
     node: string,
@@ -231,6 +347,9 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
   ): Promise<void> => {
     if (createBlocked) throw new Error(createBlocked);
     if (!secret) throw new Error('no token to create a runner with');
+    // A runner an earlier create made without its answer reaching us: adopt it rather than make another.
+    if (m === 'access' && (await adoptStrays(node, settings, systemId, replaces, replacesDead))) return;
+    const attempt = randomBytes(4).toString('hex');
     let creds;
     try {
       creds =
@@ -239,13 +358,27 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
               runner_type: settings.runnerType ?? 'instance_type',
               ...(settings.groupId !== undefined ? { group_id: settings.groupId } : {}),
               ...(settings.projectId !== undefined ? { project_id: settings.projectId } : {}),
-              ...createParams(settings, node),
+              ...createParams(settings, node, attempt),
             } satisfies CreateRunnerParams)
-          : await api.registerRunner(secret, createParams(settings, node));
+          : await api.registerRunner(secret, createParams(settings, node, attempt));
     } catch (err) {
       if (isApi(err, 401, 403, 410)) {
         createBlocked = explainCreateError(err, m);
         throw new Error(createBlocked);
+      }
+      // No clear answer (timeout, connection lost, a gateway's 502/503/504): GitLab may have made the runner anyway.
+      // Look once; never create again blindly, which is how two runners for one node came about (issue 12, item 4).
+      if (isApi(err, 0, 502, 503, 504)) {
+        const adopted = m === 'access' ? await adoptStrays(node, settings, systemId, replaces, replacesDead).catch(() => false) : false;
+        if (adopted) return;
+        throw new Error(
+          `creating its runner got no clear answer (${messageOf(err)}); GitLab may still create it, marked ${creationMarker(node, attempt)} in its maintenance note. ` +
+            (m === 'registration'
+              ? 'Not retried; with gitlab.registrationToken runners cannot be listed: delete that runner in GitLab if it appears'
+              : strayLookupDenied
+                ? `Not retried, and ${strayLookupDenied}: delete that runner in GitLab if it appears`
+                : 'Not retried: the next run looks for it and adopts or deletes it'),
+        );
       }
       throw err;
     }
