@@ -235,8 +235,9 @@ describe.runIf(canRun)('hosts: Docker from Docker\'s own packages', () => {
     const r = await runProvision(['--inventory', path, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const changes = r.report!.nodes[0].changes;
-    expect(changes.map((c) => c.step)).toEqual(['write-file', 'reload-docker']);
-    expect(changes[1].detail).toContain('systemctl reload docker');
+    // the record of runner-fleet's registry entries, daemon.json, the reload
+    expect(changes.map((c) => c.step)).toEqual(['write-file', 'write-file', 'reload-docker']);
+    expect(changes[2].detail).toContain('systemctl reload docker');
     expect(await nodeDockerPid('pi1')).toBe(pid);
     expect((await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout).not.toBe('installed');
     expect((await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker-ce'])).stdout).toBe('installed');
