@@ -188,8 +188,8 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
   it('a reload dockerd refuses puts the previous daemon.json back, keeps Docker running, and fails that node saying so', async () => {
     const file = nodeFile('pi1', APT_JSON);
     const good = readFileSync(file, 'utf8');
-    // A key dockerd also gets as a flag (the testbed's --storage-driver): its reload fails, the daemon keeps running.
-    const conflicting = `${JSON.stringify({ ...JSON.parse(good), 'storage-driver': 'vfs' }, null, 2)}\n`;
+    // A key dockerd also gets as a flag (the testbed's --default-runtime runc-bnd): its reload fails, the daemon keeps running.
+    const conflicting = `${JSON.stringify({ ...JSON.parse(good), 'default-runtime': 'runc' }, null, 2)}\n`;
     writeFileSync(file, conflicting);
     const pid = await nodeDockerPid('pi1');
     try {
