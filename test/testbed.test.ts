@@ -40,7 +40,8 @@ describe.runIf(canRun)('test fleet', () => {
   const snapshot = async () => ({
     hashes: machineFileHashes(),
     sysctls: sysctlValues(),
-    iptables: (await sh`iptables-save`).stdout.replace(/^#.*\n/gm, ''),
+    // Other slots' fleets add and remove their own forward guards meanwhile: only this slot's rules count.
+    iptables: (await sh`iptables-save`).stdout.replace(/^#.*\n/gm, '').split('\n').filter((l) => !/runner-fleet-testbed rfbr\d/.test(l) || l.includes(`runner-fleet-testbed ${net.bridge()}"`)).join('\n'),
     links: (await sh`ip -br link`).stdout.split('\n').filter((l) => l.startsWith(`rf${slot()}`) || l.startsWith(net.bridge())).join('\n'),
     // Only ours: other work on the machine mounts and unmounts meanwhile.
     mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateRoot()) || l.includes(`/run/netns/rf${slot()}-`) || l.includes(`/run/netns/${REGISTRY_NETNS} `)),
