@@ -8,8 +8,9 @@ import { $, type ProcessOutput } from 'zx';
 /**
  * zx for the fleet's commands: quiet (callers print what matters; zx would echo every stderr line), stdin at
  * /dev/null (a command that reads stdin must get EOF, not wait on a pipe nobody closes; with `input` give
- * `stdio: 'pipe'` too). A non-zero exit rejects with zx's ProcessOutput (exitCode, stderr, the caller's line);
- * `.nothrow()` or `{ nothrow: true }` where the caller reads the code. Arguments go through zx's quoting.
+ * `stdio: 'pipe'` too). A non-zero exit rejects with zx's ProcessOutput: exitCode and stderr (its message
+ * names no command, and under tsx its caller location is zx's own frame, not ours). `.nothrow()` or
+ * `{ nothrow: true }` where the caller reads the code. Arguments go through zx's quoting.
  */
 export const sh = $({ quiet: true, stdio: ['ignore', 'pipe', 'pipe'] });
 
