@@ -7,11 +7,12 @@
 // docker.io running with no daemon.json, snap nodes the docker snap running with its default daemon.json, `none`
 // nodes no Docker at all (kinds repeat apt, snap, none). Every tool's first run gets a fleet of its own.
 // "No-op rerun" = the same command again right after, with nothing left to change.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { ProcessOutput } from 'zx';
+import { sh } from '../scripts/testbed/procs.js';
 import { ANSIBLE_CORE_VERSION, ensureAnsible, runPlaybook, variants, writeAnsibleInventory, type AnsibleVariant } from './lib/ansible.js';
 import { fleetStatus, freshFleet, sshdLogMark, teardown, type BenchFleet, type SshCounts } from './lib/fleet.js';
 import { median, type Measured } from './lib/measure.js';
@@ -104,9 +105,10 @@ function ansibleFailure(text: string): string {
   return (fatal.length > 0 ? fatal : text.trim().split('\n').slice(-12)).join('\n').slice(0, 2000);
 }
 
-function versionOf(cmd: string, args: string[], pattern: RegExp): string {
+/** `run`'s output (stdout and stderr: `ssh -V` writes to stderr) through `pattern`; 'unknown' if it fails. */
+function versionOf(run: () => ProcessOutput, pattern: RegExp): string {
   try {
-    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = run().stdall;
     return pattern.exec(out)?.[1] ?? out.trim();
   } catch {
     return 'unknown';
@@ -114,15 +116,15 @@ function versionOf(cmd: string, args: string[], pattern: RegExp): string {
 }
 
 function machine(ansibleCore?: string): BenchResult['machine'] {
+  const sync = sh({ sync: true });
   return {
-    nproc: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()),
+    nproc: Number(sync`nproc`.stdout.trim()),
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
+    kernel: sync`uname -r`.stdout.trim(),
     cpu: cpus()[0]?.model ?? 'unknown',
     node: process.version,
-    // ssh -V writes to stderr
-    openssh: versionOf('sh', ['-c', 'ssh -V 2>&1'], /(OpenSSH_[^\s,]+)/),
-    docker: versionOf('dockerd', ['--version'], /version ([^\s,]+)/),
+    openssh: versionOf(() => sync`ssh -V`, /(OpenSSH_[^\s,]+)/),
+    docker: versionOf(() => sync`dockerd --version`, /version ([^\s,]+)/),
     ...(ansibleCore ? { ansibleCore } : {}),
   };
 }
@@ -181,7 +183,7 @@ async function main(): Promise<void> {
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
   // PyPI is reachable only outside the benchmark's network namespace: install first.
-  if (values.ansible) ensureAnsible(log);
+  if (values.ansible) await ensureAnsible(log);
   const outside = await reexecInOwnNetns(log, { keep: Boolean(values.keep) && !values.down });
   if (outside !== undefined) {
     process.exitCode = outside;
@@ -197,7 +199,7 @@ async function main(): Promise<void> {
   let ansibleBin: string | undefined;
   const ansibleVariants = variants(concurrency);
   if (values.ansible) {
-    ansibleBin = ensureAnsible(log);
+    ansibleBin = await ensureAnsible(log);
     tools.push('ansible-default', 'ansible-tuned');
   }
   const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);

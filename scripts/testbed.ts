@@ -4,7 +4,8 @@ import { NODE_KINDS, down, fleetInfo, getNode, status, up, type FleetStatus, typ
 import { runCiJob } from './testbed/job.js';
 import { nodeCommand } from './testbed/node.js';
 import { servicesNamed } from './testbed/services.js';
-import { runInherit } from './testbed/procs.js';
+import { $ } from 'zx';
+import { resultOf } from './testbed/procs.js';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
   up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster] [--microk8s all|NODE,...] [--json]
@@ -112,7 +113,7 @@ async function main(argv: string[]): Promise<number> {
       if (!name || name === '--' || sep !== 1 || rest.length < 3) throw new UsageError('exec: expected NODE -- CMD...');
       const env: Record<string, string> = process.env.TERM ? { TERM: process.env.TERM } : {};
       const [cmd, args] = nodeCommand(getNode(name), rest.slice(2), env);
-      return runInherit(cmd, args, { cwd: '/' });
+      return resultOf(await $({ cwd: '/', stdio: 'inherit', nothrow: true })`${cmd} ${args}`).code;
     }
     case 'job': {
       const f = parseFlags(rest, { '--executor': 'value', '--node': 'value', '--json': 'flag', '--timeout': 'value' });

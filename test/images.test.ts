@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE_NAMES, ensureTestImages, pushTestImages, type ImageName, type TestImages } from '../scripts/testbed/images.js';
-import { isAlive, run, spawnDaemon, terminate, waitFor } from '../scripts/testbed/procs.js';
+import { retry } from 'zx';
+import { isAlive, sh, spawnDaemon, terminate, waitFor } from '../scripts/testbed/procs.js';
 import { requireRoot } from './support/requireRoot.js';
 
 const canRun = requireRoot('the test images suite (test/images.test.ts)');
@@ -30,7 +31,10 @@ describe.runIf(canRun)('test images', () => {
   let refs: Record<ImageName, string>;
   const pids: number[] = [];
   let sock: string;
-  const docker = (...args: string[]) => run('docker', ['-H', `unix://${sock}`, ...args], { check: false });
+  const docker = (...args: string[]) => sh({ nothrow: true })`docker -H ${`unix://${sock}`} ${args}`;
+  /** Until `docker …args` exits 0 (every `everyMs`, about `ms` in all); false if it never does. */
+  const dockerUntilOk = (ms: number, everyMs: number, ...args: string[]) =>
+    retry(Math.ceil(ms / everyMs), everyMs, () => sh`docker -H ${`unix://${sock}`} ${args}`).then(() => true, () => false);
   const inImage = async (name: ImageName, ...cmd: string[]) => (await docker('run', '--rm', '--network', 'none', refs[name], ...cmd)).stdout.trim();
 
   beforeAll(async () => {
@@ -59,7 +63,7 @@ describe.runIf(canRun)('test images', () => {
     );
     const registryUp = await waitFor(async () => (await fetch(`http://${registry}/v2/`).catch(() => undefined))?.status === 200, 20_000);
     expect(registryUp, readFileSync(join(work, 'registry.log'), 'utf8')).toBe(true);
-    const dockerUp = await waitFor(async () => (await docker('version')).code === 0, 60_000, 250);
+    const dockerUp = await dockerUntilOk(60_000, 250, 'version');
     expect(dockerUp, readFileSync(join(work, 'dockerd.log'), 'utf8').slice(-2000)).toBe(true);
     refs = await pushTestImages(registry, images);
   });
@@ -70,7 +74,7 @@ describe.runIf(canRun)('test images', () => {
     await terminate(pids.filter(isAlive), 20_000);
     // Anything dockerd left mounted below the work folder (it unmounts on a clean stop) would make rm fail.
     const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(work));
-    for (const m of mounts.reverse()) await run('umount', ['-l', m], { check: false });
+    for (const m of mounts.reverse()) await sh({ nothrow: true })`umount -l ${m}`;
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -94,7 +98,7 @@ describe.runIf(canRun)('test images', () => {
   it('pulls them all with dockerd', async () => {
     for (const name of IMAGE_NAMES) {
       const r = await docker('pull', '-q', refs[name]);
-      expect(r.code, r.stderr).toBe(0);
+      expect(r.exitCode, r.stderr).toBe(0);
       const id = (await docker('image', 'inspect', '--format', '{{.RepoDigests}}', refs[name])).stdout;
       expect(id).toContain(images.images[name].manifest.digest);
     }
@@ -108,10 +112,7 @@ describe.runIf(canRun)('test images', () => {
     // git's https transport is a helper program with its own libraries (libcurl): it must load.
     expect(await inImage('gitlab-runner-helper', 'sh', '-c', 'git ls-remote https://127.0.0.1:1/x 2>&1 || true')).toMatch(/Failed to connect|Connection refused|Could not connect/);
     // What the docker executor does: the stage script on stdin of gitlab-runner-build, with umask 0000.
-    const stage = await run('docker', ['-H', `unix://${sock}`, 'run', '--rm', '-i', '--network', 'none', refs['gitlab-runner-helper'], 'gitlab-runner-build'], {
-      input: 'echo "stage ran in $(pwd)"; umask\n',
-      check: false,
-    });
+    const stage = await sh({ nothrow: true, stdio: 'pipe', input: 'echo "stage ran in $(pwd)"; umask\n' })`docker -H ${`unix://${sock}`} run --rm -i --network none ${refs['gitlab-runner-helper']} gitlab-runner-build`;
     expect(stage.stdout).toContain('stage ran in /');
     expect(stage.stdout).toContain('0000');
   });
@@ -125,8 +126,8 @@ describe.runIf(canRun)('test images', () => {
   it('runs dind privileged: plain TCP 2375 when DOCKER_TLS_CERTDIR is empty, extra args reach dockerd', async () => {
     const r = await docker('run', '-d', '--name', 'rf-dind-plain', '--privileged', '--network', 'none', '-e', 'DOCKER_TLS_CERTDIR=',
       refs['docker-dind'], '--insecure-registry=198.18.9.2:5000');
-    expect(r.code, r.stderr).toBe(0);
-    const up = await waitFor(async () => (await docker('exec', 'rf-dind-plain', 'docker', '-H', 'tcp://127.0.0.1:2375', 'version')).code === 0, 60_000, 500);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const up = await dockerUntilOk(60_000, 500, 'exec', 'rf-dind-plain', 'docker', '-H', 'tcp://127.0.0.1:2375', 'version');
     expect(up, (await docker('logs', 'rf-dind-plain')).stderr.slice(-2000)).toBe(true);
     const info = await docker('exec', 'rf-dind-plain', 'docker', 'info', '--format', '{{.Driver}} {{json .RegistryConfig.IndexConfigs}}');
     expect(info.stdout).toMatch(/^vfs /);
@@ -138,12 +139,12 @@ describe.runIf(canRun)('test images', () => {
 
   it('runs dind with TLS on 2376 by default, client certs in /certs/client', async () => {
     const r = await docker('run', '-d', '--name', 'rf-dind-tls', '--privileged', '--network', 'none', '-v', '/certs/client', refs['docker-dind']);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.exitCode, r.stderr).toBe(0);
     const tls = ['exec', '-e', 'DOCKER_HOST=tcp://127.0.0.1:2376', '-e', 'DOCKER_TLS_VERIFY=1', '-e', 'DOCKER_CERT_PATH=/certs/client', 'rf-dind-tls'];
-    const up = await waitFor(async () => (await docker(...tls, 'docker', 'version')).code === 0, 60_000, 500);
+    const up = await dockerUntilOk(60_000, 500, ...tls, 'docker', 'version');
     expect(up, (await docker('logs', 'rf-dind-tls')).stderr.slice(-2000)).toBe(true);
     expect((await docker('exec', 'rf-dind-tls', 'ls', '/certs/client')).stdout.trim().split('\n').sort()).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
     // Without client certificates the daemon refuses.
-    expect((await docker('exec', 'rf-dind-tls', 'docker', '-H', 'tcp://127.0.0.1:2376', 'version')).code).not.toBe(0);
+    expect((await docker('exec', 'rf-dind-tls', 'docker', '-H', 'tcp://127.0.0.1:2376', 'version')).exitCode).not.toBe(0);
   });
 });

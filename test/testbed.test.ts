@@ -12,7 +12,7 @@ import { pushTestImages } from '../scripts/testbed/images.js';
 import { MICROK8S_CERTS_D, hostsToml, sysctlValues } from '../scripts/testbed/kubelet.js';
 import { portOpen } from '../scripts/testbed/node.js';
 import { net, slot, stateRoot } from '../scripts/testbed/paths.js';
-import { listProcesses, processInfo, run } from '../scripts/testbed/procs.js';
+import { listProcesses, processInfo, resultOf, sh } from '../scripts/testbed/procs.js';
 import { REGISTRY_NETNS } from '../scripts/testbed/registry.js';
 import { servicesNamed } from '../scripts/testbed/services.js';
 import { kubectl, kubectlJson } from './support/fleet.js';
@@ -20,9 +20,6 @@ import { requireRoot } from './support/requireRoot.js';
 
 const canRun = requireRoot('the test fleet suite (test/testbed.test.ts)');
 
-function execFile(cmd: string, args: string[], input: string): Promise<void> {
-  return run(cmd, args, { input }).then(() => undefined);
-}
 const REPO = join(import.meta.dirname, '..');
 const HTTPS_ERROR = 'server gave HTTP response to HTTPS client';
 
@@ -31,20 +28,21 @@ describe.runIf(canRun)('test fleet', () => {
   const node = (name: string) => fleet.nodes.find((n) => n.name === name)!;
 
   /** The real OpenSSH client, as pi, with host keys checked against `knownHosts`. */
-  const ssh = (name: string, command: string, knownHosts = join(fleet.stateDir, 'known_hosts')) =>
-    run('ssh', [
+  const ssh = async (name: string, command: string, knownHosts = join(fleet.stateDir, 'known_hosts')) =>
+    resultOf(await sh({ nothrow: true })`ssh ${[
       '-i', join(fleet.stateDir, 'id_ed25519'), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
       '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'ConnectTimeout=5',
       '-p', String(node(name).port), `pi@${node(name).host}`, command,
-    ], { check: false });
+    ]}`);
   const push = (name: string, tag: string) => ssh(name, `sudo -n docker tag bb:local ${fleet.registry}/${tag} && sudo -n docker push ${fleet.registry}/${tag}`);
   /** What `down` must leave as it found it. */
   let before: Awaited<ReturnType<typeof snapshot>>;
   const snapshot = async () => ({
     hashes: machineFileHashes(),
     sysctls: sysctlValues(),
-    iptables: (await run('iptables-save', [])).stdout.replace(/^#.*\n/gm, ''),
-    links: (await run('ip', ['-br', 'link'])).stdout.split('\n').filter((l) => l.startsWith(`rf${slot()}`) || l.startsWith(net.bridge())).join('\n'),
+    // Other slots' fleets add and remove their own forward guards meanwhile: only this slot's rules count.
+    iptables: (await sh`iptables-save`).stdout.replace(/^#.*\n/gm, '').split('\n').filter((l) => !/runner-fleet-testbed rfbr\d/.test(l) || l.includes(`runner-fleet-testbed ${net.bridge()}"`)).join('\n'),
+    links: (await sh`ip -br link`).stdout.split('\n').filter((l) => l.startsWith(`rf${slot()}`) || l.startsWith(net.bridge())).join('\n'),
     // Only ours: other work on the machine mounts and unmounts meanwhile.
     mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateRoot()) || l.includes(`/run/netns/rf${slot()}-`) || l.includes(`/run/netns/${REGISTRY_NETNS} `)),
   });
@@ -223,13 +221,13 @@ describe.runIf(canRun)('test fleet', () => {
   });
 
   it('the CLI: status --json reports memory per node, exec passes the exit code through', async () => {
-    const st = await run('npx', ['tsx', 'scripts/testbed.ts', 'status', '--json'], { cwd: REPO });
+    const st = await sh({ cwd: REPO })`npx tsx scripts/testbed.ts status --json`;
     const parsed = JSON.parse(st.stdout) as ReturnType<typeof status>;
     expect(parsed.up).toBe(true);
     expect(parsed.nodes.map((n) => [n.name, n.installed])).toEqual([['pi1', 'apt'], ['pi2', 'snap'], ['pi3', 'apt']]);
     for (const n of parsed.nodes) expect(n.rssKb).toBeGreaterThan(0);
-    const ex = await run('npx', ['tsx', 'scripts/testbed.ts', 'exec', 'pi1', '--', 'sh', '-c', 'cat /etc/docker/daemon.json; exit 7'], { cwd: REPO, check: false });
-    expect(ex.code).toBe(7);
+    const ex = await sh({ cwd: REPO, nothrow: true })`npx tsx scripts/testbed.ts exec pi1 -- sh -c ${'cat /etc/docker/daemon.json; exit 7'}`;
+    expect(ex.exitCode).toBe(7);
     expect(ex.stdout).toContain(fleet.registry);
   });
 
@@ -242,7 +240,7 @@ describe.runIf(canRun)('test fleet', () => {
         containers: [{ name: 'main', image: image(), command: ['sh', '-c', `echo hello from ${node}; exec sleep 3600`] }],
       },
     });
-    const apply = (json: string) => execFile(join(bin, 'kubectl'), ['--kubeconfig', kubeconfig, 'apply', '-f', '-'], json);
+    const apply = async (json: string) => void (await sh({ stdio: 'pipe', input: json })`${join(bin, 'kubectl')} --kubeconfig ${kubeconfig} apply -f -`);
     const waitPod = async (name: string, until: (p: any) => boolean, timeoutMs = 60_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -299,7 +297,7 @@ describe.runIf(canRun)('test fleet', () => {
     for (const pid of pids) expect(processInfo(pid)).toBeUndefined();
     expect(listProcesses().filter((p) => netns.has(p.netns) || mntns.has(p.mntns))).toEqual([]);
     // (No connection attempt: with the bridge gone, 198.18.s.x would be routed out of this machine.)
-    const nsList = (await run('ip', ['netns', 'list'])).stdout;
+    const nsList = (await sh`ip netns list`).stdout;
     expect(nsList).not.toContain(REGISTRY_NETNS);
     expect(nsList).not.toMatch(new RegExp(`^rf${slot()}-pi`, 'm'));
     expect(existsSync(fleet.stateDir)).toBe(false);

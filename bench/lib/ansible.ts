@@ -1,9 +1,9 @@
 // The Ansible peer: a pinned ansible-core in a private venv, an inventory made from the test fleet's, and playbook runs.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sh } from '../../scripts/testbed/procs.js';
 import type { NodeSpec } from '../../src/inventory/types.js';
 import { measure, type Measured } from './measure.js';
 
@@ -29,19 +29,19 @@ export function variants(concurrency: number): AnsibleVariant[] {
 }
 
 /** Creates or reuses the venv; installs the pinned ansible-core from PyPI. Never touches the system Python. */
-export function ensureAnsible(log: (msg: string) => void): string {
+export async function ensureAnsible(log: (msg: string) => void): Promise<string> {
   const bin = join(VENV, 'bin', 'ansible-playbook');
-  const version = existsSync(bin) ? spawnSync(join(VENV, 'bin', 'python'), ['-c', 'import ansible.release as r; print(r.__version__)'], { encoding: 'utf8' }).stdout.trim() : '';
+  const version = existsSync(bin) ? (await sh({ nothrow: true })`${join(VENV, 'bin', 'python')} -c ${'import ansible.release as r; print(r.__version__)'}`).stdout.trim() : '';
   if (version === ANSIBLE_CORE_VERSION) return bin;
   log(`installing ansible-core ${ANSIBLE_CORE_VERSION} into ${VENV}`);
   mkdirSync(dirname(VENV), { recursive: true });
   if (!existsSync(join(VENV, 'bin', 'python'))) {
     // Prefer the python3 on PATH; Debian's needs python3-venv, which `apt-get install python3-venv` provides.
-    const made = spawnSync('python3', ['-m', 'venv', VENV], { stdio: 'inherit' });
-    if (made.status !== 0) throw new Error(`python3 -m venv ${VENV} failed; on Debian: apt-get install -y python3-venv`);
+    const made = await sh({ stdio: 'inherit', nothrow: true })`python3 -m venv ${VENV}`;
+    if (!made.ok) throw new Error(`python3 -m venv ${VENV} failed; on Debian: apt-get install -y python3-venv`);
   }
-  const pip = spawnSync(join(VENV, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `ansible-core==${ANSIBLE_CORE_VERSION}`], { stdio: 'inherit' });
-  if (pip.status !== 0) throw new Error(`pip install ansible-core==${ANSIBLE_CORE_VERSION} failed`);
+  const pip = await sh({ stdio: 'inherit', nothrow: true })`${join(VENV, 'bin', 'pip')} install --quiet --disable-pip-version-check ${`ansible-core==${ANSIBLE_CORE_VERSION}`}`;
+  if (!pip.ok) throw new Error(`pip install ansible-core==${ANSIBLE_CORE_VERSION} failed`);
   return bin;
 }
 
@@ -97,7 +97,7 @@ export async function runPlaybook(bin: string, inventory: string, registries: st
     ANSIBLE_CONFIG: cfg,
   };
   const measured = await measure([bin, '-i', inventory, PLAYBOOK, '-e', JSON.stringify({ insecure_registries: registries })], { env, timeoutMs: 20 * 60_000 });
-  closeMasters(cp);
+  await closeMasters(cp);
   const recapStart = measured.stdout.lastIndexOf('PLAY RECAP');
   const recap = recapStart >= 0 ? measured.stdout.slice(recapStart) : '';
   let changed = 0;
@@ -110,9 +110,9 @@ export async function runPlaybook(bin: string, inventory: string, registries: st
 }
 
 /** `ssh -O exit` on every control socket of a run: ends exactly the masters this run started. */
-function closeMasters(cpDir: string): void {
+async function closeMasters(cpDir: string): Promise<void> {
   for (const sock of readdirSync(cpDir)) {
-    spawnSync('ssh', ['-o', `ControlPath=${join(cpDir, sock)}`, '-O', 'exit', 'placeholder'], { stdio: 'ignore', timeout: 10_000 });
+    await sh({ nothrow: true, timeout: '10s' })`ssh -o ${`ControlPath=${join(cpDir, sock)}`} -O exit placeholder`;
   }
   rmSync(cpDir, { recursive: true, force: true });
 }

@@ -1,9 +1,9 @@
 // Runs one benchmarked command: wall time, GNU time's max RSS, and the peak memory of its whole process tree.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resultOf, sh } from '../../scripts/testbed/procs.js';
 
 export interface Measured {
   argv: string[];
@@ -107,20 +107,14 @@ export async function measure(argv: string[], opts: MeasureOptions = {}): Promis
   const sampler = new TreeSampler(`${TAG}=${tag}`);
   const started = performance.now();
   const load1 = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-  const child = spawn('/usr/bin/time', ['-f', '%M %U %S', '-o', timeFile, '--', ...argv], { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (b: Buffer) => out.push(b));
-  child.stderr.on('data', (b: Buffer) => err.push(b));
   const timer = setInterval(() => sampler.sample(), opts.sampleMs ?? 100);
-  const killer = opts.timeoutMs ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs) : undefined;
-  const code = await new Promise<number>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c, signal) => resolve(c ?? (signal ? 128 + 15 : 1)));
-  });
+  // bash execs its last command, so the tree is time and the tool, as with a direct spawn. zx's timeout TERMs the
+  // whole tree (time does not pass signals on).
+  const { code, stdout, stderr } = resultOf(
+    await sh({ env, cwd: opts.cwd, nothrow: true, timeout: opts.timeoutMs })`/usr/bin/time -f ${'%M %U %S'} -o ${timeFile} -- ${argv}`,
+  );
   const wallMs = performance.now() - started;
   clearInterval(timer);
-  if (killer) clearTimeout(killer);
   let maxRssKb = 0;
   let cpuS = 0;
   try {
@@ -136,8 +130,8 @@ export async function measure(argv: string[], opts: MeasureOptions = {}): Promis
     argv,
     code,
     wallMs,
-    stdout: Buffer.concat(out).toString('utf8'),
-    stderr: Buffer.concat(err).toString('utf8'),
+    stdout,
+    stderr,
     maxRssKb,
     cpuS,
     load1,

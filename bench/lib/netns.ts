@@ -1,6 +1,7 @@
 // Runs the benchmark inside a network namespace of its own, so its fleet never collides with a test fleet on this machine.
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { $ } from 'zx';
+import { resultOf, sh } from '../../scripts/testbed/procs.js';
 
 const INSIDE = 'RUNNER_FLEET_BENCH_NETNS';
 export const BENCH_NETNS = 'rf-bench';
@@ -13,26 +14,22 @@ export const BENCH_NETNS = 'rf-bench';
  */
 export async function reexecInOwnNetns(log: (msg: string) => void, opts: { keep: boolean }): Promise<number | undefined> {
   if (process.env[INSIDE]) return undefined;
-  const ip = (...args: string[]) => {
-    const r = spawnSync('ip', args, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
-  };
   // Reused if a kept fleet (--keep) still lives there.
-  if (!existsSync(`/run/netns/${BENCH_NETNS}`)) ip('netns', 'add', BENCH_NETNS);
+  if (!existsSync(`/run/netns/${BENCH_NETNS}`)) await sh`ip netns add ${BENCH_NETNS}`;
   const name = BENCH_NETNS;
   try {
-    ip('-n', name, 'link', 'set', 'lo', 'up');
+    await sh`ip -n ${name} link set lo up`;
     log(`running in network namespace ${name}`);
     const argv = [...process.execArgv, ...process.argv.slice(1)];
     // nsenter, not `ip netns exec`: that one remounts /sys, which hides the cgroup mounts dockerd needs.
-    const child = spawn('nsenter', [`--net=/run/netns/${name}`, '--', process.execPath, ...argv], { stdio: 'inherit', env: { ...process.env, [INSIDE]: name } });
+    const child = $({ stdio: 'inherit', nothrow: true, env: { ...process.env, [INSIDE]: name } })`nsenter ${`--net=/run/netns/${name}`} -- ${process.execPath} ${argv}`;
     // Ctrl-C reaches the child through the terminal; wait for it to tear its fleet down.
     const ignore = () => {};
     process.on('SIGINT', ignore);
-    process.on('SIGTERM', () => child.kill('SIGTERM'));
-    return await new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+    process.on('SIGTERM', () => void child.kill('SIGTERM').catch(() => {}));
+    return resultOf(await child).code;
   } finally {
     if (opts.keep) log(`fleet kept; reach it with: nsenter --net=/run/netns/${name} -- ssh …; remove with --down`);
-    else spawnSync('ip', ['netns', 'del', name]);
+    else await sh({ nothrow: true })`ip netns del ${name}`;
   }
 }

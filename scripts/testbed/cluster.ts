@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { CNI_CONFLIST, cniConfDir } from './kubelet.js';
 import { nodeDir, stateRoot } from './paths.js';
-import { memoryOf, processInfo, run, signal, sleep, spawnDaemon } from './procs.js';
+import { memoryOf, processInfo, sh, signal, sleep, spawnDaemon } from './procs.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, '..', '..');
@@ -69,7 +69,7 @@ interface PidRecord {
 
 /** Runs the build script (a no-op when built) and returns the bin dir it prints. */
 export async function clusterBinDir(): Promise<string> {
-  const { stdout } = await run('bash', [BUILD_SCRIPT]);
+  const { stdout } = await sh`bash ${BUILD_SCRIPT}`;
   const dir = stdout.trim().split('\n').pop() ?? '';
   if (!existsSync(join(dir, 'kube-apiserver'))) throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
   return dir;
@@ -433,18 +433,17 @@ async function makePki(dir: string, bind: string, kubelets: string[]): Promise<P
 }
 
 async function openssl(args: string[]): Promise<void> {
-  const r = await run('openssl', args, { check: false });
-  if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr.trim()}`);
+  const r = await sh({ nothrow: true })`openssl ${args}`;
+  if (!r.ok) throw new Error(`openssl ${args[0]} failed: ${r.stderr.trim()}`);
 }
 
 async function ensureOpenssl(): Promise<void> {
-  const found = await run('openssl', ['version'], { check: false }).catch(() => undefined);
-  if (found?.code === 0) return;
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', 'openssl'], { env });
+  if ((await sh({ nothrow: true })`openssl version`).ok) return;
+  const apt = sh({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const install = () => apt`apt-get install -y --no-install-recommends openssl`;
   // A fresh machine may have no package lists yet.
   await install().catch(async () => {
-    await run('apt-get', ['update'], { env });
+    await apt`apt-get update`;
     await install();
   });
 }

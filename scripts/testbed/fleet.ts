@@ -13,7 +13,7 @@ import {
 } from './node.js';
 import { NODE_KINDS, ROOT_MARKER, files, nodeDir, nodeFile as nodePath, stateRoot, type NodeKind } from './paths.js';
 import {
-  listProcesses, memoryOf, mountNamespace, processInfo, processesOf, run, terminate, type RunResult,
+  listProcesses, memoryOf, mountNamespace, processInfo, processesOf, sh, terminate, type RunResult,
 } from './procs.js';
 import { DEFAULT_SERVICES, recordedDaemons, serviceContext, type InventoryFields, type TestbedService } from './services.js';
 
@@ -104,7 +104,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const state: FleetState = { version: 1, inventory: files.inventory(root), registry: '', nodes: [], services: [], stateDir: root };
 
   try {
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'runner-fleet-testbed', '-f', files.identity(root)]);
+    await sh`ssh-keygen -q -t ed25519 -N ${''} -C runner-fleet-testbed -f ${files.identity(root)}`;
     writeFileSync(files.authorizedKeys(root), readFileSync(`${files.identity(root)}.pub`), { mode: 0o644 });
     const dpkg = readDpkgViews();
     mkdirSync(join(root, 'host'), { recursive: true });

@@ -1,7 +1,7 @@
 // Prepares this machine for the test fleet, idempotently: apt packages, the `pi` user and its sudo rule, mount points.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { NODE_MOUNTS } from './paths.js';
-import { run } from './procs.js';
+import { sh } from './procs.js';
 
 /**
  * What the fleet runs for real. openssh-client brings ssh-keygen and the ssh client the tests use; curl is how the
@@ -35,14 +35,14 @@ export async function ensureHost(log: (msg: string) => void = () => {}): Promise
 }
 
 async function ensurePackages(packages: string[], log: (msg: string) => void): Promise<void> {
-  const res = await run('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\n', ...packages], { check: false });
+  const res = await sh({ nothrow: true })`dpkg-query -W ${'-f=${Package} ${db:Status-Status}\n'} ${packages}`;
   const installed = new Set(res.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
   const missing = packages.filter((p) => !installed.has(p));
   if (missing.length === 0) return;
   log(`installing ${missing.join(' ')}`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  await run('apt-get', ['update'], { env });
-  await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env });
+  const apt = sh({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  await apt`apt-get update`;
+  await apt`apt-get install -y --no-install-recommends ${missing}`;
 }
 
 /** Without a sudo rule: sudo would ask it for a password, so tests can pin that runner-fleet never waits for one. */
@@ -50,13 +50,13 @@ export const NO_SUDO_USER = 'pinosudo';
 
 async function ensurePiUser(log: (msg: string) => void): Promise<void> {
   for (const user of ['pi', NO_SUDO_USER]) {
-    if ((await run('id', ['-u', user], { check: false })).code !== 0) {
+    if (!(await sh({ nothrow: true })`id -u ${user}`).ok) {
       log(`creating user ${user}`);
-      await run('useradd', ['-m', '-s', '/bin/bash', user]);
+      await sh`useradd -m -s /bin/bash ${user}`;
     }
     // '*' allows key login; useradd's '!' makes sshd refuse the account as locked.
-    const shadow = await run('getent', ['shadow', user]);
-    if (shadow.stdout.split(':')[1] !== '*') await run('usermod', ['-p', '*', user]);
+    const shadow = await sh`getent shadow ${user}`;
+    if (shadow.stdout.split(':')[1] !== '*') await sh`usermod -p ${'*'} ${user}`;
   }
 }
 

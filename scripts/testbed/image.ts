@@ -1,7 +1,7 @@
 // The tiny test image: Debian's static busybox plus its applet links, as a tarball for `docker import`.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { run } from './procs.js';
+import { sh } from './procs.js';
 
 const BUSYBOX = '/bin/busybox';
 
@@ -14,8 +14,8 @@ export async function buildImageTar(tarPath: string): Promise<void> {
   chmodSync(join(rootfs, 'tmp'), 0o1777);
   copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
   chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
-  const applets = (await run(BUSYBOX, ['--list'])).stdout.split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
+  const applets = (await sh`${BUSYBOX} --list`).stdout.split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
   for (const a of applets) if (!existsSync(join(rootfs, 'bin', a))) symlinkSync('busybox', join(rootfs, 'bin', a));
-  await run('tar', ['-C', rootfs, '--owner=0', '--group=0', '--numeric-owner', '-cf', `${tarPath}.tmp`, '.']);
-  await run('mv', [`${tarPath}.tmp`, tarPath]);
+  await sh`tar -C ${rootfs} --owner=0 --group=0 --numeric-owner -cf ${`${tarPath}.tmp`} .`;
+  await sh`mv ${`${tarPath}.tmp`} ${tarPath}`;
 }

@@ -1,7 +1,6 @@
 // The real-runner test fleet's images (gitlab-runner, its helper, docker CLI and dind, a base, the pod sandbox's
 // pause), built from this machine's files into ~/.cache/runner-fleet/images, reproducibly, and pushed to a test
 // registry over the Docker Registry HTTP API. `tsx scripts/testbed/images.ts build | push HOST:PORT`.
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -42,6 +41,7 @@ import {
 } from './images/oci.js';
 import { type PushBlob, pushImage } from './images/push.js';
 import { type RootfsEntry, busyboxEntries, mergeEntries, skeletonEntries } from './images/rootfs.js';
+import { sh } from './procs.js';
 
 /** Bump when this file or build.ts changes what lands in an image: every cache key changes with it. */
 export const BUILD_VERSION = '3';
@@ -126,10 +126,7 @@ type RunnerBinary = keyof typeof RUNNER_BINARIES;
 function sharedToolDirs(): string[] {
   const dirs = [join(REPO_ROOT, '..', 'shared', 'tools', 'gitlab-runner')];
   try {
-    const common = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--path-format=absolute', '--git-common-dir'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
+    const common = sh({ sync: true })`git -C ${REPO_ROOT} rev-parse --path-format=absolute --git-common-dir`.stdout.trim();
     dirs.push(join(dirname(dirname(common)), 'shared', 'tools', 'gitlab-runner'));
   } catch {
     // not a git checkout: only the first place

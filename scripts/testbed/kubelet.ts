@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, st
 import { join } from 'node:path';
 import { enterNode, logTail, nodeLan, type NodeRecord } from './node.js';
 import { nodeDir, nodeFile, slot } from './paths.js';
-import { isAlive, listProcesses, processInfo, run, sleep, spawnDaemon, terminate, waitFor } from './procs.js';
+import { isAlive, listProcesses, processInfo, sh, sleep, spawnDaemon, terminate, waitFor } from './procs.js';
 
 /** The sandbox image, imported into each node's containerd (never pulled). */
 export interface PauseImage {
@@ -221,7 +221,7 @@ function readPid(file: string): number | undefined {
 }
 
 function nodeRun(node: NodeRecord, argv: string[]) {
-  return run('nsenter', [...enterNode(node), ...argv], { check: false, cwd: '/' });
+  return sh({ nothrow: true, cwd: '/' })`nsenter ${enterNode(node)} ${argv}`;
 }
 
 /** Starts containerd (pause imported) and the kubelet inside the node; returns once both run (not yet Ready). */
@@ -245,10 +245,10 @@ export async function startNodeKubelet(node: NodeRecord, root: string, setup: Ku
   const containerd = spawnDaemon('nsenter', [...enterNode(node), 'containerd', '--config', join(d, 'containerd.toml')], { log: join(d, 'containerd.log') });
   writePid(join(d, 'containerd.pid'), containerd);
   const ctr = (...args: string[]) => nodeRun(node, ['ctr', '-a', sock, ...args]);
-  const up = await waitFor(async () => !isAlive(containerd) || (await ctr('version')).code === 0, 30_000, 100);
+  const up = await waitFor(async () => !isAlive(containerd) || (await ctr('version')).ok, 30_000, 100);
   if (!up || !isAlive(containerd)) throw new Error(`${node.name}: containerd did not start:\n${logTail(join(d, 'containerd.log'))}`);
   const imported = await ctr('-n', 'k8s.io', 'images', 'import', '--no-unpack=false', setup.pause.ociArchive);
-  if (imported.code !== 0) throw new Error(`${node.name}: importing the pause image failed: ${imported.stderr.trim()}`);
+  if (!imported.ok) throw new Error(`${node.name}: importing the pause image failed: ${imported.stderr.trim()}`);
 
   const kubelet = spawnDaemon('nsenter', [
     ...enterNode(node), join(setup.binDir, 'kubelet'),
@@ -275,7 +275,8 @@ export async function stopNodeKubelet(node: NodeRecord, root: string, crictl: st
   if (kubelet !== undefined) await terminate([kubelet], 10_000);
   const containerd = readPid(join(d, 'containerd.pid'));
   if (containerd !== undefined && crictl && isAlive(node.keeperPid)) {
-    await run('timeout', ['60', 'nsenter', ...enterNode(node), crictl, '-r', `unix://${containerdSocket(node)}`, 'rmp', '-af'], { check: false });
+    // zx's timeout TERMs the whole tree (shell, nsenter, crictl): a wedged CNI DEL must not hold `down` forever.
+    await sh({ nothrow: true, timeout: '60s' })`nsenter ${enterNode(node)} ${crictl} -r ${`unix://${containerdSocket(node)}`} rmp -af`;
   }
   if (containerd !== undefined) await terminate([containerd], 10_000);
   // Shims outlive containerd by design; they are the node's (its mount namespace).

@@ -1,7 +1,7 @@
 // The fleet's LAN: a host bridge and one network namespace per node (and the registry), each on a veth pair.
 import { readdirSync, statSync } from 'node:fs';
 import { net } from './paths.js';
-import { run } from './procs.js';
+import { sh } from './procs.js';
 
 /** A namespace on the bridge: its name, the host end of its veth pair, its address (eth0 inside). */
 export interface LanMember {
@@ -26,7 +26,7 @@ export function memberBatch(m: LanMember): string[] {
 
 async function batch(lines: string[], netns?: string): Promise<void> {
   if (lines.length === 0) return;
-  await run('ip', [...(netns ? ['-n', netns] : []), '-batch', '-'], { input: `${lines.join('\n')}\n` });
+  await sh({ stdio: 'pipe', input: `${lines.join('\n')}\n` })`ip ${netns ? ['-n', netns] : []} -batch -`;
 }
 
 /**
@@ -46,15 +46,14 @@ export async function createBridge(): Promise<void> {
     `addr add ${net.hostAddr()}/24 dev ${net.bridge()}`,
     `link set ${net.bridge()} up`,
   ]);
-  await run('iptables', ['-w', '-I', ...forwardGuard()]);
+  await sh`iptables -w -I ${forwardGuard()}`;
 }
 
 async function removeBridge(): Promise<void> {
   // -C/-D until it is gone: an earlier crashed up may have left more than one.
-  while ((await run('iptables', ['-w', '-C', ...forwardGuard()], { check: false })).code === 0) {
-    await run('iptables', ['-w', '-D', ...forwardGuard()], { check: false });
-  }
-  await run('ip', ['link', 'del', net.bridge()], { check: false });
+  const tolerant = sh({ nothrow: true });
+  while ((await tolerant`iptables -w -C ${forwardGuard()}`).ok) await tolerant`iptables -w -D ${forwardGuard()}`;
+  await tolerant`ip link del ${net.bridge()}`;
 }
 
 /**
@@ -68,8 +67,8 @@ export async function joinLan(members: LanMember[]): Promise<void> {
 
 /** Removes one namespace and the host end of its pair (normally gone with the namespace). */
 export async function leaveLan(m: Pick<LanMember, 'netns' | 'link'>): Promise<void> {
-  await run('ip', ['netns', 'del', m.netns], { check: false });
-  await run('ip', ['link', 'del', m.link], { check: false });
+  await sh({ nothrow: true })`ip netns del ${m.netns}`;
+  await sh({ nothrow: true })`ip link del ${m.link}`;
 }
 
 /** Node namespaces of this slot (rf<s>-pi<i>) that exist, found by name: also those a lost testbed.json did not list. */
@@ -85,13 +84,13 @@ export function slotNodeNetns(): string[] {
 /** Every node namespace of this slot, their veths, and the bridge. */
 export async function removeLan(): Promise<void> {
   const lines = slotNodeNetns().map((n) => `netns del ${n}`);
-  if (lines.length > 0) await run('ip', ['-force', '-batch', '-'], { input: `${lines.join('\n')}\n`, check: false });
+  if (lines.length > 0) await sh({ nothrow: true, stdio: 'pipe', input: `${lines.join('\n')}\n` })`ip -force -batch -`;
   // The host ends die with their namespaces; one whose namespace is still held open somewhere would stay.
-  const links = (await run('ip', ['-o', 'link', 'show'], { check: false })).stdout
+  const links = (await sh({ nothrow: true })`ip -o link show`).stdout
     .split('\n')
     .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
     .filter((l): l is string => l !== undefined && new RegExp(`^${net.nodeLink(0).replace(/0$/, '')}\\d+$`).test(l));
-  for (const l of links) await run('ip', ['link', 'del', l], { check: false });
+  for (const l of links) await sh({ nothrow: true })`ip link del ${l}`;
   await removeBridge();
 }
 

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_MOUNTS, NODE_PATH, files, net, nodeDir, nodeFile, type NodeKind } from './paths.js';
-import { isAlive, mountNamespace, processInfo, run, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
+import { isAlive, mountNamespace, processInfo, resultOf, sh, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
 
 const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
 /** What the package-repository stand-in serves (its key, the gitlab-runner stand-in binary); described in scripts/testbed/README.md. */
@@ -105,7 +105,7 @@ export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgVie
   for (const f of readdirSync(REPOSITORY)) copyFileSync(join(REPOSITORY, f), join(repo, f));
   if (node.microk8s) prepareMicrok8s(dir);
   const hostKey = join(dir, 'ssh_host_ed25519_key');
-  if (!existsSync(hostKey)) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', node.name, '-f', hostKey]);
+  if (!existsSync(hostKey)) await sh`ssh-keygen -q -t ed25519 -N ${''} -C ${node.name} -f ${hostKey}`;
   writeFileSync(join(dir, 'sshd_config'), sshdConfig(node, hostKey, root));
 }
 
@@ -196,7 +196,7 @@ export async function startNamespace(node: NodeInfo, root: string): Promise<{ ke
     ...cgroupMounts().flatMap((m) => [`mkdir -p ${shq(m.path)}`, `mount -t ${m.type} -o ${shq(m.opts)} ${m.type === 'tmpfs' ? 'tmpfs' : 'cgroup'} ${shq(m.path)}`]),
     ...NODE_MOUNTS.flatMap(mount),
   ].join('\n');
-  await run('nsenter', [...enterNode({ keeperPid }), 'sh', '-c', script]);
+  await sh`nsenter ${enterNode({ keeperPid })} sh -c ${script}`;
   return { keeperPid, mntns, netns: lan.netns, link: lan.link };
 }
 
@@ -267,7 +267,8 @@ export function nodeCommand(node: NodeRecord, argv: string[], env: Record<string
 
 export async function execInNode(node: NodeRecord, argv: string[], opts: { input?: string | Buffer } = {}): Promise<RunResult> {
   const [cmd, args] = nodeCommand(node, argv);
-  return run(cmd, args, { input: opts.input, cwd: '/', check: false });
+  const input = opts.input === undefined ? {} : { input: opts.input, stdio: 'pipe' as const };
+  return resultOf(await sh({ cwd: '/', nothrow: true, ...input })`${cmd} ${args}`);
 }
 
 /** The node's running dockerd (apt's pidfile, else the snap's), if any. */

@@ -1,74 +1,37 @@
 // Local processes for the test fleet: the only testbed module that spawns, signals or reads /proc.
+// Commands that run to completion go through zx (`sh` below); only daemons are spawned by hand (spawnDaemon).
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
+import { $, type ProcessOutput } from 'zx';
 
+/**
+ * zx for the fleet's commands: quiet (callers print what matters; zx would echo every stderr line), stdin at
+ * /dev/null (a command that reads stdin must get EOF, not wait on a pipe nobody closes; with `input` give
+ * `stdio: 'pipe'` too). A non-zero exit rejects with zx's ProcessOutput: exitCode and stderr (its message
+ * names no command, and under tsx its caller location is zx's own frame, not ours). `.nothrow()` or
+ * `{ nothrow: true }` where the caller reads the code. Arguments go through zx's quoting.
+ */
+export const sh = $({ quiet: true, stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** What a finished command left, as execOnNode has always returned it (the suites read `.code`). */
 export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
 }
 
-export interface RunOptions {
-  input?: string | Buffer;
-  env?: NodeJS.ProcessEnv;
-  cwd?: string;
-  /** reject on a non-zero exit (default true) */
-  check?: boolean;
-}
-
-/** A local command that exited non-zero; carries what a person needs to see why. */
-export class CommandError extends Error {
-  constructor(
-    readonly argv: string[],
-    readonly result: RunResult,
-  ) {
-    const detail = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-15).join('\n');
-    super(`\`${argv.join(' ')}\` exited ${result.code}${detail ? `:\n${detail}` : ''}`);
-    this.name = 'CommandError';
-  }
-}
-
-/** Runs a command to completion, collecting its output. */
-export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    // A command that never reads stdin closes it early; that is not our failure.
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
-    child.on('close', (code, signal) => {
-      const result = {
-        code: code ?? (signal ? 128 + signalNumber(signal) : 1),
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-      };
-      if (result.code !== 0 && opts.check !== false) reject(new CommandError([cmd, ...args], result));
-      else resolve(result);
-    });
-  });
-}
-
-/** Runs a command with this process's stdio; resolves to its exit code (128+n for a signal, like a shell). */
-export function runInherit(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: 'inherit' });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 1)));
-  });
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  const n: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
-  return n[signal] ?? 0;
+/** A settled ProcessOutput as a RunResult: death by a signal reads 128+n, as a shell reports it. */
+export function resultOf(out: ProcessOutput): RunResult {
+  const signo = out.signal ? (constants.signals[out.signal] ?? 0) : undefined;
+  return { code: out.exitCode ?? (signo !== undefined ? 128 + signo : 1), stdout: out.stdout, stderr: out.stderr };
 }
 
 /**
  * Starts a long-lived process in its own session with stdio on a log file, and lets this process exit
- * without waiting for it. Returns its PID.
+ * without waiting for it. Returns its PID. Not zx: `$` runs a command to completion through a shell and
+ * collects its output; a daemon must outlive this process (`up` returns, the CLI exits), write to its own
+ * log file descriptor and carry no shell between us and its PID (the fleet signals and records that PID).
  */
 export function spawnDaemon(cmd: string, args: string[], opts: { log: string; env?: NodeJS.ProcessEnv; cwd?: string }): number {
   const fd = openSync(opts.log, 'a');

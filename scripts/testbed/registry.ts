@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { leaveLan, joinLan } from './network.js';
 import { net, slot } from './paths.js';
-import { run, terminate, waitFor } from './procs.js';
+import { sh, terminate, waitFor } from './procs.js';
 import type { TestbedService } from './services.js';
 
 const SUFFIX = slot() ? `-${slot()}` : '';
@@ -28,13 +28,13 @@ async function registryAnswers(): Promise<boolean> {
 }
 
 async function removeNetwork(): Promise<void> {
-  const pids = await run('ip', ['netns', 'pids', REGISTRY_NETNS], { check: false });
-  if (pids.code === 0) {
+  const pids = await sh({ nothrow: true })`ip netns pids ${REGISTRY_NETNS}`;
+  if (pids.ok) {
     await terminate(pids.stdout.split('\n').filter(Boolean).map(Number), 3000);
   }
   // The host end goes with the namespace normally; a half-made pair may be left from a failed start.
   await leaveLan({ netns: REGISTRY_NETNS, link: HOST_LINK });
-  await run('ip', ['link', 'del', OLD_HOST_LINK], { check: false });
+  await sh({ nothrow: true })`ip link del ${OLD_HOST_LINK}`;
 }
 
 export const registryService: TestbedService = {

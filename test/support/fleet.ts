@@ -1,8 +1,8 @@
 // Helpers for end-to-end suites: inventory variants, kubectl against the test cluster, the GitLab stand-in's state.
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { sh } from '../../scripts/testbed/procs.js';
 import type { StandinState } from '../gitlab/standin.js';
 
 export type InventoryDoc = Record<string, any>;
@@ -21,9 +21,10 @@ export function writeVariant(basePath: string, base: InventoryDoc, mutate: (inv:
   return path;
 }
 
-/** kubectl from the test cluster's build, as an operator would use it. */
+/** kubectl from the test cluster's build, as an operator would use it. Synchronous (the suites' expectations read
+ * its output inline); a failure throws zx's ProcessOutput with kubectl's exit code and stderr. */
 export function kubectl(binDir: string, kubeconfig: string, args: string[]): string {
-  return execFileSync(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return sh({ sync: true })`${join(binDir, 'kubectl')} --kubeconfig ${kubeconfig} ${args}`.stdout;
 }
 
 export function kubectlJson<T = any>(binDir: string, kubeconfig: string, args: string[]): T {

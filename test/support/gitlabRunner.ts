@@ -1,11 +1,11 @@
 // The real gitlab-runner 17.9.3 for tests: unpacked once from the shared tools into the user cache, checked by sha256.
 // Missing binary: the suite skips loudly, or fails under CI=true (like requireRoot).
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sh } from '../../scripts/testbed/procs.js';
 
 export const GITLAB_RUNNER_VERSION = '17.9.3';
 /** /work/shared/tools/gitlab-runner/README.md: sha256 of the unpacked binary */
@@ -34,12 +34,12 @@ export function findGitlabRunner(): { path?: string; problem?: string } {
   if (!xz) return (cached = { problem: `no gitlab-runner binary: none of ${xzCandidates().join(', ')} exists` });
   mkdirSync(dirname(target), { recursive: true });
   const tmp = `${target}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o755);
-  const r = spawnSync('xz', ['-dc', xz], { stdio: ['ignore', fd, 'pipe'], timeout: 120_000 });
-  closeSync(fd);
-  if (r.status !== 0) {
+  // Synchronous: describe.runIf needs the answer while the file is collected. The shell writes the file, so its
+  // bytes never pass through this process.
+  const r = sh({ sync: true, nothrow: true })`xz -dc ${xz} > ${tmp}`;
+  if (!r.ok) {
     rmSync(tmp, { force: true });
-    return (cached = { problem: `xz -dc ${xz} failed: ${r.error?.message ?? r.stderr?.toString().trim() ?? `exit ${r.status}`}` });
+    return (cached = { problem: `xz -dc ${xz} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}` });
   }
   const sum = sha256(tmp);
   if (sum !== RUNNER_SHA256) {

@@ -1,6 +1,6 @@
 // Runs provision.ts as a user would (a separate process through tsx) and captures everything it prints.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { sh } from '../../scripts/testbed/procs.js';
 import type { RunReport } from '../../src/report.js';
 
 export const REPO = join(import.meta.dirname, '..', '..');
@@ -16,29 +16,17 @@ export interface ProvisionRun {
 /** Every byte any run printed, for the "no token anywhere" checks. */
 export const allOutput: string[] = [];
 
-export function runProvision(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProvisionRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'provision.ts'), ...args], {
-      cwd: REPO,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      allOutput.push(stdout, stderr);
-      let report: ProvisionRun['report'];
-      if (args.includes('--json') && stdout.trim()) {
-        try {
-          report = JSON.parse(stdout.trim().split('\n').pop()!);
-        } catch {
-          /* leave undefined: the test will say what was printed */
-        }
-      }
-      resolve({ code, stdout, stderr, report });
-    });
-  });
+export async function runProvision(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProvisionRun> {
+  const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
+  const { exitCode: code, stdout, stderr } = await sh({ cwd: REPO, env: { ...process.env, ...env }, nothrow: true })`${tsx} ${join(REPO, 'provision.ts')} ${args}`;
+  allOutput.push(stdout, stderr);
+  let report: ProvisionRun['report'];
+  if (args.includes('--json') && stdout.trim()) {
+    try {
+      report = JSON.parse(stdout.trim().split('\n').pop()!);
+    } catch {
+      /* leave undefined: the test will say what was printed */
+    }
+  }
+  return { code, stdout, stderr, report };
 }

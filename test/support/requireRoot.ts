@@ -1,5 +1,5 @@
 // Gate for suites that need root and namespaces (the test fleet): under CI they fail, elsewhere they skip loudly.
-import { spawnSync } from 'node:child_process';
+import { sh } from '../../scripts/testbed/procs.js';
 
 let cached: string | undefined | null = null;
 
@@ -8,8 +8,9 @@ export function rootProblem(): string | undefined {
   if (cached !== null) return cached;
   if (process.getuid?.() !== 0) cached = `not root (uid ${process.getuid?.() ?? 'unknown'})`;
   else {
-    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'true'], { encoding: 'utf8', timeout: 10_000 });
-    cached = r.status === 0 ? undefined : `\`unshare --mount\` failed: ${(r.error?.message ?? r.stderr ?? '').trim() || `exit ${r.status}`}`;
+    // Synchronous: describe.runIf needs the answer while the file is collected.
+    const r = sh({ sync: true, nothrow: true })`unshare --mount --propagation private true`;
+    cached = r.ok ? undefined : `\`unshare --mount\` failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`;
   }
   return cached;
 }
