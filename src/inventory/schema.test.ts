@@ -64,6 +64,27 @@ describe('parseInventory', () => {
     expect(issues).toContain('nodes[2].host: duplicate host 10.0.0.2:22 (also nodes[1])');
   });
 
+  it('reports every unknown key, a list where a mapping belongs, and takes `key: null` as absent', () => {
+    expect(issuesOf(`${base}runners: { colour: red, size: 3 }\n`)).toEqual([
+      expect.stringMatching(/^runners\.colour: unknown key \(allowed: executor, placement, /),
+      expect.stringMatching(/^runners\.size: unknown key \(allowed: /),
+    ]);
+    expect(issuesOf(`${base}ssh: [a]\n`)).toEqual(['ssh: expected a mapping, got a list']);
+    expect(issuesOf(`${base}kubernetes: { "__proto__": { namespace: x } }\n`)).toEqual([expect.stringMatching(/^kubernetes\.__proto__: unknown key/)]);
+    const inv = parseInventory(`${base}kubernetes:\n  namespace:\nrunners:\n`, '/x/fleet.yaml');
+    expect([inv.kubernetes.namespace, inv.runners.concurrent]).toEqual(['gitlab-runner', 1]);
+    expect(issuesOf('nodes: [{ name: pi1 }]\n')).toEqual(['gitlab: is required', 'nodes[0].host: is required']);
+  });
+
+  it('checks cross-field rules even where other fields of the same mapping are wrong', () => {
+    const text = base.replace('registry: gitlab.lan:5050', 'registry: gitlab.lan:5050\n  accessToken: env:A\n  runnerToken: env:B\n  runnerType: project_type\n  timeout: 0');
+    expect(issuesOf(text)).toEqual([
+      'gitlab.timeout: expected an integer from 1 to 600, got 0',
+      'gitlab: set only one of accessToken, runnerToken, registrationToken (got accessToken, runnerToken)',
+      'gitlab.projectId: is required when runnerType is project_type',
+    ]);
+  });
+
   it('rejects a registry with a scheme', () => {
     expect(issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: [http://gitlab.lan:5050]'))).toEqual([
       'gitlab.registry[0]: expected host:port without a scheme (e.g. gitlab.lan:5050)',

@@ -1,24 +1,18 @@
-// The validated inventory: what every other module reads. Built only by parseInventory().
+// The validated inventory: what every other module reads. Built only by parseInventory(); every field's type
+// comes from the one definition in fields.ts.
+import type { InventoryFile, PackageKey, SecretRef } from './fields.js';
+import { ACCESS_LEVELS, DOCKER_CHOICES, EXECUTORS, PLACEMENTS, PULL_POLICIES, RUNNER_TYPES } from './fields.js';
 
-export type Executor = 'shell' | 'dind' | 'dood';
-export type Placement = 'cluster' | 'host';
-export type DockerFlavour = 'apt' | 'snap';
-export type DockerChoice = DockerFlavour | 'auto';
-export type RunnerType = 'instance_type' | 'group_type' | 'project_type';
-export type AccessLevel = 'not_protected' | 'ref_protected';
+export { EXECUTORS, GITLAB_RUNNER_REPOSITORY, PLACEMENTS, PULL_POLICIES } from './fields.js';
+export type { SecretRef } from './fields.js';
 
-export const EXECUTORS: readonly Executor[] = ['shell', 'dind', 'dood'];
-/** gitlab-runner's `[runners.docker] pull_policy` values, spelled as it spells them (docs: "Configure how runners pull images"). */
-export type PullPolicy = 'always' | 'if-not-present' | 'never';
-export const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
-export const PLACEMENTS: readonly Placement[] = ['cluster', 'host'];
-
-/** A secret given by reference (`env:NAME` or `file:PATH`); `value` is resolved lazily. */
-export interface SecretRef {
-  ref: string;
-  /** the inventory path that named it, for error messages */
-  path: string;
-}
+export type Executor = (typeof EXECUTORS)[number];
+export type Placement = (typeof PLACEMENTS)[number];
+export type DockerChoice = (typeof DOCKER_CHOICES)[number];
+export type DockerFlavour = Exclude<DockerChoice, 'auto'>;
+export type RunnerType = (typeof RUNNER_TYPES)[number];
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+export type PullPolicy = (typeof PULL_POLICIES)[number];
 
 export type GitlabAuth =
   | { kind: 'accessToken'; token: SecretRef }
@@ -26,50 +20,21 @@ export type GitlabAuth =
   | { kind: 'registrationToken'; token: SecretRef }
   | { kind: 'none' };
 
-export interface GitlabConfig {
-  url: string;
-  /** host:port, no scheme */
+type File = InventoryFile;
+
+export interface GitlabConfig extends Omit<File['gitlab'], 'registry' | 'accessToken' | 'runnerToken' | 'registrationToken'> {
+  /** host:port, no scheme, each once */
   registries: string[];
   auth: GitlabAuth;
-  runnerType: RunnerType;
-  groupId?: number;
-  projectId?: number;
-  /** seconds per API request */
-  timeout: number;
 }
 
-export interface SshDefaults {
-  user: string;
-  port: number;
-  identityFile: string;
-  knownHosts: string;
-  /** seconds */
-  connectTimeout: number;
-}
+/** `identityFile` and `knownHosts` are absolute (resolved against the inventory's folder). */
+export type SshDefaults = File['ssh'];
 
-export interface NodeSpec {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  identityFile: string;
-  knownHosts: string;
-  connectTimeout: number;
-  docker: DockerChoice;
-  /** write containerd's hosts.toml for the registries (issue 6); default true */
-  microk8s: boolean;
-}
+/** A node with the ssh defaults filled in. */
+export type NodeSpec = Required<File['nodes'][number]> & { connectTimeout: number };
 
-export interface KubernetesConfig {
-  kubeconfig?: string;
-  context?: string;
-  fromNode?: string;
-  namespace: string;
-  /** seconds */
-  rolloutTimeout: number;
-  /** label put on inventory nodes; the DaemonSets select it */
-  nodeLabel: string;
-}
+export type KubernetesConfig = File['kubernetes'];
 
 /**
  * The apt repository gitlab-runner is installed from with `placement: host`: `deb [signed-by=…] <url>/<os>/ <codename> main`.
@@ -78,44 +43,13 @@ export interface KubernetesConfig {
 export interface PackageRepository {
   url: string;
   /** where runner-fleet fetches the repository's signing key (the nodes never fetch it themselves) */
-  key: { kind: 'url'; url: string } | { kind: 'file'; path: string };
+  key: PackageKey;
   /** the key's primary fingerprint, 40 uppercase hex digits; a fetched key that does not match is refused */
   fingerprint: string;
 }
 
-export const GITLAB_RUNNER_REPOSITORY: PackageRepository = {
-  url: 'https://packages.gitlab.com/runner/gitlab-runner',
-  key: { kind: 'url', url: 'https://packages.gitlab.com/runner/gitlab-runner/gpgkey' },
-  // GitLab's package repository signing key (docs.gitlab.com/omnibus/update/package_signatures).
-  fingerprint: 'F6403F6544A38863DAA0B6E03F01618A51312F3F',
-};
-
-export interface RunnersConfig {
-  executor: Executor;
-  placement: Placement;
+export interface RunnersConfig extends Omit<File['runners'], 'packageRepository'> {
   packageRepository: PackageRepository;
-  tags: string[];
-  /** Handlebars-free template: `{node}` is replaced by the node name */
-  description: string;
-  runUntagged: boolean;
-  locked: boolean;
-  accessLevel: AccessLevel;
-  maximumTimeout?: number;
-  paused: boolean;
-  concurrent: number;
-  checkInterval: number;
-  image: string;
-  /** default image for docker-executor jobs */
-  jobImage: string;
-  dindImage: string;
-  dockerCliImage: string;
-  /**
-   * The docker executor's helper image; `{arch}` becomes the node's helper architecture (arm64, arm, x86_64) and
-   * `${CI_RUNNER_VERSION}` is left for gitlab-runner. Default: GitLab's registry (see helperImageFor).
-   */
-  helperImage?: string;
-  /** `[runners.docker] pull_policy`, tried in order; absent: gitlab-runner's default (always) */
-  pullPolicy?: PullPolicy[];
 }
 
 export interface Inventory {
