@@ -13,6 +13,8 @@ export const PULL_POLICIES = ['always', 'if-not-present', 'never'] as const;
 
 export const DEFAULT_IMAGES = {
   image: 'gitlab/gitlab-runner:alpine-v17.11.0',
+  /** with runners.version */
+  versionedImage: 'gitlab/gitlab-runner:alpine-v{version}',
   jobImage: 'alpine:3.20',
   dindImage: 'docker:27-dind',
   dockerCliImage: 'docker:27-cli',
@@ -285,6 +287,88 @@ const packageRepository = strict({
   ),
 });
 
+/** A Kubernetes quantity as the runner pod's resources take it: `250m`, `0.5`, `64Mi`, `1G`. */
+const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+const quantity = (what: string) => str({ pattern: QUANTITY, hint: `expected a Kubernetes quantity for ${what} (e.g. ${what === 'cpu' ? '250m or 0.5' : '64Mi or 1Gi'})` });
+const resourceList = strict({ cpu: v.optional(quantity('cpu')), memory: v.optional(quantity('memory')) });
+
+/** Docker's byte sizes (units.RAMInBytes: b, k, m, g, case-insensitive): `[runners.docker] memory`, log-opts max-size. */
+export const DOCKER_SIZE = /^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$/;
+
+/** `runners.cache`: S3-compatible shared cache, `[runners.cache]` + `[runners.cache.s3]` in config.toml. */
+const cache = strict({
+  /** gitlab-runner's ServerAddress: host[:port], no scheme (`insecure` picks http) */
+  serverAddress: str({ pattern: /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$/, hint: 'expected host or host:port without a scheme (e.g. minio.lan:9000), as gitlab-runner\'s ServerAddress' }),
+  /** S3 bucket naming rules: 3–63 lowercase letters, digits, dots and hyphens */
+  bucketName: str({ pattern: /^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$/, hint: 'expected an S3 bucket name (3–63 lowercase letters, digits, . and -)' }),
+  bucketLocation: v.optional(str({ pattern: /^[a-z0-9-]+$/, hint: 'expected an S3 region name (e.g. us-east-1)' })),
+  /** plain HTTP to the S3 server (gitlab-runner's Insecure) */
+  insecure: v.optional(bool(), false),
+  accessKey: secret('runners.cache.accessKey'),
+  secretKey: secret('runners.cache.secretKey'),
+  /** a prefix inside the bucket */
+  path: v.optional(str({ pattern: /^[A-Za-z0-9._/-]+$/, hint: 'expected a path of letters, digits, ., _, / and -' })),
+  /** one cache for every node's runner (gitlab-runner's Shared); without it each runner keys the cache by its own token */
+  shared: v.optional(bool(), true),
+}, { accessKey: 'is required (env:NAME or file:PATH)', secretKey: 'is required (env:NAME or file:PATH)' });
+
+/** `runners.metrics`: gitlab-runner's Prometheus endpoint (top-level `listen_address`). */
+const metrics = strict({
+  port: v.optional(int(1, 65535), 9252),
+  /** prometheus.io/scrape, /port and /path on the runner pods, for annotation-based scrape configs */
+  annotations: v.optional(bool(), false),
+});
+
+const TOLERATION_OPERATORS = ['Equal', 'Exists'] as const;
+const TAINT_EFFECTS = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const;
+const toleration = strict({
+  key: v.optional(str({ pattern: LABEL_KEY, hint: 'expected a Kubernetes taint key' })),
+  operator: v.optional(oneOf(TOLERATION_OPERATORS), 'Equal'),
+  value: v.optional(v.pipe(v.string((issue) => `expected a string, got ${got(issue)}`), v.maxLength(63, 'is longer than 63 characters'))),
+  effect: v.optional(oneOf(TAINT_EFFECTS)),
+  tolerationSeconds: v.optional(int(0, 365 * 24 * 3600)),
+});
+
+/** A label value: at most 63 letters, digits, -, _ and ., starting and ending alphanumeric (may be empty). */
+const LABEL_VALUE = /^(?:(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+
+/** gitlab-runner's version as its packages and images are tagged: 17.9.3 */
+const VERSION = /^[0-9]+\.[0-9]+\.[0-9]+$/;
+
+/** `docker.logs`: the log driver of new containers and its rotation (daemon.json log-driver, log-opts). */
+export const LOG_DRIVERS = ['json-file', 'local', 'journald', 'syslog', 'none'] as const;
+const dockerLogs = strict({
+  driver: v.optional(oneOf(LOG_DRIVERS)),
+  /** log-opts max-size: a size such as 10m (json-file, local) */
+  maxSize: v.optional(str({ pattern: DOCKER_SIZE, hint: 'expected a size such as 10m or 1g (dockerd\'s log-opts max-size)' })),
+  /** log-opts max-file */
+  maxFile: v.optional(int(1, 100)),
+});
+
+/** `docker`: what runner-fleet merges into each node's daemon.json besides the registries. */
+const docker = strict({
+  /** registry-mirrors: pull-through mirrors of Docker Hub, http(s) URLs */
+  registryMirrors: v.optional(stringList(v.pipe(str({ max: 2048 }), problem(mirrorProblem))), []),
+  logs: v.optional(dockerLogs),
+});
+
+/**
+ * Why dockerd would refuse `value` in registry-mirrors (moby registry.ValidateMirror): an http(s) URL with a host
+ * and without credentials, query or fragment.
+ */
+function mirrorProblem(value: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return 'expected an http:// or https:// URL (e.g. https://mirror.lan:5000)';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'expected an http:// or https:// URL (e.g. https://mirror.lan:5000)';
+  if (u.username !== '' || u.password !== '') return 'must not contain a user name or password';
+  if (u.search !== '' || u.hash !== '' || value.includes('?') || value.includes('#')) return 'expected a URL without ?query or #fragment (dockerd refuses them)';
+  return undefined;
+}
+
 const runners = strict({
   executor: v.optional(oneOf(EXECUTORS), 'dood'),
   placement: v.optional(oneOf(PLACEMENTS), 'cluster'),
@@ -299,7 +383,8 @@ const runners = strict({
   paused: v.optional(bool(), false),
   concurrent: v.optional(int(1, 64), 1),
   checkInterval: v.optional(int(1, 3600), 3),
-  image: v.optional(image(), DEFAULT_IMAGES.image),
+  /** default DEFAULT_IMAGES.image, or .versionedImage with runners.version (schema.ts fills it in) */
+  image: v.optional(image()),
   /** default image for docker-executor jobs */
   jobImage: v.optional(image(), DEFAULT_IMAGES.jobImage),
   dindImage: v.optional(image(), DEFAULT_IMAGES.dindImage),
@@ -313,6 +398,40 @@ const runners = strict({
   ),
   /** `[runners.docker] pull_policy`, tried in order; absent: gitlab-runner's default (always). Duplicates: rules.ts */
   pullPolicy: v.optional(v.pipe(stringList(oneOf(PULL_POLICIES)), v.minLength(1, 'expected at least one policy'))),
+  /**
+   * One gitlab-runner version for the fleet: `{version}` in image (default gitlab/gitlab-runner:alpine-v{version}) and
+   * the host package gitlab-runner=VERSION-1 (held). Absent: the image as given, hosts keep what apt installed.
+   */
+  version: v.optional(str({ pattern: VERSION, hint: 'expected a gitlab-runner version such as 17.9.3' })),
+  cache: v.optional(cache),
+  metrics: v.optional(metrics),
+  /** the runner pod's requests and limits (the jobs run beside it, in the node's Docker) */
+  resources: v.optional(strict({ requests: v.optional(resourceList, { cpu: '50m', memory: '64Mi' }), limits: v.optional(resourceList) }), {}),
+  /** `[runners.docker] memory` and `cpus` for each job container */
+  jobResources: v.optional(
+    strict({
+      memory: v.optional(str({ pattern: DOCKER_SIZE, hint: 'expected a size such as 2g or 512m (gitlab-runner\'s [runners.docker] memory)' })),
+      cpus: v.optional(
+        v.pipe(
+          v.union([v.pipe(v.number(), v.transform(String)), v.string()], (issue) => `expected a number of CPUs such as 1.5, got ${got(issue)}`),
+          v.check((c) => /^[0-9]+(\.[0-9]+)?$/.test(c) && Number(c) > 0, (issue) => `expected a number of CPUs above 0 such as 1.5, got ${got(issue)}`),
+        ),
+      ),
+    }),
+  ),
+  tolerations: v.optional(v.array(toleration, (issue) => `expected a list of tolerations, got ${got(issue)}`), []),
+  /** more node labels the runner pods need, besides kubernetes.nodeLabel */
+  nodeSelector: v.optional(
+    v.record(
+      str({ pattern: LABEL_KEY, hint: 'expected a Kubernetes label key' }),
+      v.pipe(
+        v.string((issue) => `expected a label value as a string (quote true, false and numbers), got ${got(issue)}`),
+        v.regex(LABEL_VALUE, 'expected a label value (at most 63 letters, digits, -, _ and ., alphanumeric at both ends)'),
+      ),
+      (issue) => `expected a mapping of label keys to values, got ${got(issue)}`,
+    ),
+    {},
+  ),
 });
 
 export const inventoryFile = strict(
@@ -325,6 +444,7 @@ export const inventoryFile = strict(
     ),
     kubernetes: v.optional(kubernetes, {}),
     runners: v.optional(runners, {}),
+    docker: v.optional(docker, {}),
   },
   { nodes: 'is required (a list of nodes)' },
 );

@@ -2,6 +2,7 @@
 // duplicate nodes, cluster access and the limits of GitLab and Kubernetes that depend on several fields.
 import { hostIdentity } from './addresses.js';
 import { EXECUTORS, LIMITS, PLACEMENTS, charCount, describe, type FieldIssue, type InventoryFile } from './fields.js';
+import { dockerBytes, quantityValue } from './quantities.js';
 
 export interface ParseOptions {
   /** CLI overrides, validated like inventory values */
@@ -61,6 +62,9 @@ export function checkRules(ctx: RuleContext, opts: ParseOptions = {}): Choices {
   packageRepositoryRules(ctx);
   pullPolicyRules(ctx);
   sizeRules(ctx);
+  versionRules(ctx);
+  podRules(ctx);
+  dockerRules(ctx);
   return choices;
 }
 
@@ -163,7 +167,7 @@ function sizeRules(ctx: RuleContext): void {
   }
   const url = ctx.ok('gitlab.url') ? ctx.file.gitlab.url : '';
   const registries = ctx.ok('gitlab.registry') ? ctx.file.gitlab.registry : [];
-  const images = (['image', 'jobImage', 'dindImage'] as const).filter((k) => ctx.ok(`runners.${k}`)).map((k) => r[k]);
+  const images = (['image', 'jobImage', 'dindImage'] as const).filter((k) => ctx.ok(`runners.${k}`)).map((k) => r[k] ?? '');
   const bytes = estimateSecretBytes({ names, description: r.description, tags: r.tags, url, images, registries });
   if (bytes > LIMITS.secretBytes) {
     ctx.fail('nodes', `${ctx.file.nodes.length} nodes with these settings need about ${Math.ceil(bytes / 1024)} KiB in one Secret; Kubernetes allows at most 1 MiB`);
@@ -179,4 +183,60 @@ function estimateSecretBytes(inv: { names: string[]; description: string; tags: 
   // The records hold each node's settings (description, tags) besides its token.
   const perRecord = 512 + description + inv.tags.reduce((a, t) => a + t.length + 3, 0) + longest;
   return Math.ceil((Math.max(perNode, perRecord) * inv.names.length * 4) / 3);
+}
+
+/** `{version}` in the image and runners.version go together: one version for pods and hosts. */
+function versionRules(ctx: RuleContext): void {
+  if (!ctx.ok('runners.version', 'runners.image', 'runners.helperImage')) return;
+  const { version, image, helperImage } = ctx.file.runners;
+  if (version !== undefined && image !== undefined && !image.includes('{version}')) {
+    ctx.fail('runners.image', 'put {version} in the tag (e.g. registry.lan/gitlab-runner:alpine-v{version}) or drop runners.version: the pods must run the version the hosts install');
+  }
+  if (version === undefined) {
+    if (image?.includes('{version}')) ctx.fail('runners.image', '{version} needs runners.version');
+    if (helperImage?.includes('{version}')) ctx.fail('runners.helperImage', '{version} needs runners.version (or use ${CI_RUNNER_VERSION}, which gitlab-runner fills in)');
+  }
+}
+
+/** What the apiserver would refuse in the runner pod spec, found before anything changes. */
+function podRules(ctx: RuleContext): void {
+  const r = ctx.file.runners;
+  if (ctx.ok('runners.resources')) {
+    for (const kind of ['cpu', 'memory'] as const) {
+      const request = r.resources.requests?.[kind];
+      const limit = r.resources.limits?.[kind];
+      if (request !== undefined && limit !== undefined && quantityValue(request) > quantityValue(limit)) {
+        ctx.fail(`runners.resources.requests.${kind}`, `${request} is more than the limit ${limit} (Kubernetes refuses a request above its limit)`);
+      }
+    }
+  }
+  if (ctx.ok('runners.jobResources.memory') && r.jobResources?.memory !== undefined && dockerBytes(r.jobResources.memory) < 6 * 1024 * 1024) {
+    ctx.fail('runners.jobResources.memory', `${r.jobResources.memory} is below Docker's minimum memory limit (6m)`);
+  }
+  if (!ctx.reported('runners.tolerations')) {
+    r.tolerations.forEach((t, i) => {
+      const p = `runners.tolerations[${i}]`;
+      if (!ctx.ok(p)) return;
+      if (t.operator === 'Exists' && t.value !== undefined) ctx.fail(`${p}.value`, 'must be empty with operator Exists');
+      if (t.key === undefined && t.operator !== 'Exists') ctx.fail(`${p}.operator`, 'a toleration without a key must use operator Exists (it tolerates every taint)');
+      if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') ctx.fail(`${p}.tolerationSeconds`, 'applies only with effect NoExecute');
+    });
+  }
+  if (ctx.ok('runners.nodeSelector', 'kubernetes.nodeLabel') && Object.hasOwn(r.nodeSelector, ctx.file.kubernetes.nodeLabel)) {
+    ctx.fail(`runners.nodeSelector`, `${ctx.file.kubernetes.nodeLabel} is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself`);
+  }
+}
+
+/** Log options dockerd would refuse to start with. */
+function dockerRules(ctx: RuleContext): void {
+  if (!ctx.ok('docker.logs')) return;
+  const logs = ctx.file.docker.logs;
+  if (!logs) return;
+  const opts = [logs.maxSize !== undefined && 'maxSize', logs.maxFile !== undefined && 'maxFile'].filter(Boolean).join(' and ');
+  if (opts && logs.driver !== 'json-file' && logs.driver !== 'local') {
+    ctx.fail('docker.logs.driver', `${opts} need${opts.includes(' and ') ? '' : 's'} driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)`);
+  }
+  if (logs.driver === 'json-file' && (logs.maxFile ?? 1) > 1 && logs.maxSize === undefined) {
+    ctx.fail('docker.logs.maxFile', 'needs maxSize with the json-file driver (it rotates only by size)');
+  }
 }

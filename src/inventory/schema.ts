@@ -5,7 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { InputError } from '../errors.js';
-import { GITLAB_RUNNER_REPOSITORY, LIMITS, checkFields, type FieldIssue } from './fields.js';
+import { DEFAULT_IMAGES, GITLAB_RUNNER_REPOSITORY, LIMITS, checkFields, type FieldIssue } from './fields.js';
 import { RuleContext, checkRules, type ParseOptions } from './rules.js';
 import type { GitlabAuth, Inventory } from './types.js';
 
@@ -65,6 +65,10 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
         : { kind: 'none' };
   const ssh = { ...file.ssh, identityFile: expand(file.ssh.identityFile), knownHosts: expand(file.ssh.knownHosts) };
   const repo = file.runners.packageRepository;
+  const { version } = file.runners;
+  // rules.ts made sure {version} appears only with runners.version.
+  const withVersion = (image: string): string => (version === undefined ? image : image.split('{version}').join(version));
+  const image = file.runners.image ?? (version === undefined ? DEFAULT_IMAGES.image : DEFAULT_IMAGES.versionedImage);
   return {
     source,
     gitlab: { ...gitlab, url: gitlab.url.replace(/\/+$/, ''), registries: [...new Set(registry)], auth },
@@ -82,12 +86,15 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
       ...file.runners,
       executor,
       placement,
+      image: withVersion(image),
+      helperImage: file.runners.helperImage === undefined ? undefined : withVersion(file.runners.helperImage),
       packageRepository: {
         url: repo.url,
         key: repo.key === undefined ? GITLAB_RUNNER_REPOSITORY.key : repo.key.kind === 'file' ? { kind: 'file', path: expand(repo.key.path) } : repo.key,
         fingerprint: repo.fingerprint ?? GITLAB_RUNNER_REPOSITORY.fingerprint,
       },
     },
+    docker: file.docker,
   };
 }
 

@@ -48,9 +48,20 @@ export interface PackageRepository {
   fingerprint: string;
 }
 
-export interface RunnersConfig extends Omit<File['runners'], 'packageRepository'> {
+export interface RunnersConfig extends Omit<File['runners'], 'packageRepository' | 'image'> {
   packageRepository: PackageRepository;
+  /** the runner pods' image, `{version}` filled in */
+  image: string;
 }
+
+/** S3-compatible shared cache (`runners.cache`); the keys are references, resolved only into config.toml. */
+export type CacheConfig = NonNullable<File['runners']['cache']>;
+export type MetricsConfig = NonNullable<File['runners']['metrics']>;
+export type Toleration = File['runners']['tolerations'][number];
+
+/** What runner-fleet merges into each node's daemon.json besides the registries (`docker`). */
+export type DockerSettings = File['docker'];
+export type DockerLogs = NonNullable<DockerSettings['logs']>;
 
 export interface Inventory {
   /** absolute path the inventory was read from; relative paths inside it resolve against its folder */
@@ -60,4 +71,5 @@ export interface Inventory {
   nodes: NodeSpec[];
   kubernetes: KubernetesConfig;
   runners: RunnersConfig;
+  docker: DockerSettings;
 }
