@@ -68,7 +68,7 @@ async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOption
       changes.push(c);
       if (!opts.dryRun) opts.log.change(node.name, c.detail);
     };
-    const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra });
+    const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra, docker: inv.docker });
     const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
     if (runnerError) {
       opts.log.error(node.name, runnerError);
