@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redact } from '../secrets.js';
@@ -288,5 +288,21 @@ describe('parseInventory: issue 15 fields', () => {
       'docker.logs.driver: maxSize needs driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)',
     ]);
     expect(issuesOf(`${base}docker: { logs: { driver: json-file, maxFile: 3 } }\n`)).toEqual(['docker.logs.maxFile: needs maxSize with the json-file driver (it rotates only by size)']);
+  });
+});
+
+describe('inventory/fleet.example.yaml', () => {
+  const text = readFileSync(join(import.meta.dirname, '..', '..', 'inventory', 'fleet.example.yaml'), 'utf8');
+  it('parses as shipped, and with the issue 15 settings uncommented', () => {
+    expect(parseInventory(text, '/x/fleet.yaml').nodes).toHaveLength(2);
+    const lines = text.split('\n');
+    const start = lines.findIndex((l) => l.includes('# cache:'));
+    const on = lines.map((l, i) => (i >= start || l.includes('# version:') ? l.replace(/^(\s*)# /, '$1') : l)).join('\n');
+    const inv = parseInventory(on, '/x/fleet.yaml');
+    expect(inv.runners.cache?.bucketName).toBe('runner-cache');
+    expect(inv.runners.metrics).toEqual({ port: 9252, annotations: false });
+    expect(inv.runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
+    expect(inv.docker.logs).toEqual({ driver: 'local', maxSize: '10m', maxFile: 3 });
+    expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.9.3');
   });
 });

@@ -159,7 +159,7 @@ runners:
     expect(runner.cache).toEqual({
       Type: 's3',
       Shared: true,
-      s3: { ServerAddress: 'minio.lan:9000', AccessKey: 'AKIA-test', SecretKey: 'sk-test/with"quote', BucketName: 'runner-cache', Insecure: true },
+      s3: { ServerAddress: 'minio.lan:9000', AccessKey: 'AKIA-test', SecretKey: 'sk-test/with"quote', BucketName: 'runner-cache', Insecure: true, AuthenticationType: 'access-key' },
     });
   });
 

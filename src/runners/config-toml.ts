@@ -179,6 +179,8 @@ function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable 
       BucketName: runner.cache.s3.bucketName,
       ...(runner.cache.s3.bucketLocation ? { BucketLocation: runner.cache.s3.bucketLocation } : {}),
       Insecure: runner.cache.s3.insecure,
+      // What AuthType() infers from the three values anyway; said outright so that nothing falls back to IAM.
+      AuthenticationType: 'access-key',
     },
   };
   return {
