@@ -215,7 +215,7 @@ export function parseFacts(stdout: string): HostFacts {
 
 /** Parses DOCKER_INFO's output (the log driver is optional: earlier gathers printed only version and registry config). */
 export function parseDockerInfo(out: string): NonNullable<HostFacts['docker']> | { error: string } {
-  const m = out.trim().match(/^(\S+) (?:([^\s{]+) )?(\{.*\})$/s);
+  const m = out.trim().match(/^(\S+) +(?:([^\s{]+) +)?(\{.*\})$/s);
   if (!m) return { error: out.trim().slice(0, 300) || 'docker info printed nothing' };
   try {
     const reg = JSON.parse(m[3]) as { IndexConfigs?: Record<string, { Secure?: boolean }>; InsecureRegistryCIDRs?: string[]; Mirrors?: string[] };

@@ -204,3 +204,12 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
     expect(stale.steps).toEqual([expect.objectContaining({ kind: 'reload-docker', action: 'restart' })]);
   });
 });
+
+describe('parseDockerInfo with the log driver', () => {
+  it('reads version, driver and registry config, and the older two-field form', async () => {
+    const { parseDockerInfo } = await import('./facts.js');
+    expect(parseDockerInfo('27.5.1 local {"IndexConfigs":{},"Mirrors":["https://m.lan/"]}')).toMatchObject({ version: '27.5.1', loggingDriver: 'local', mirrors: ['https://m.lan/'] });
+    expect(parseDockerInfo('20.10.24 {"IndexConfigs":{}}')).toMatchObject({ version: '20.10.24', mirrors: [] });
+    expect(parseDockerInfo('20.10.24  {"IndexConfigs":{}}')).not.toHaveProperty('loggingDriver');
+  });
+});
