@@ -1,0 +1,190 @@
+// Issue 15 with the REAL gitlab-runner 17.9.3 (shell executor) against the GitLab stand-in, each runner started from
+// the config.toml runner-fleet renders for it: the shared S3 cache (a real S3 server, s3rver, which checks the
+// presigned URLs' signatures) saved by one node's runner and restored by the other's, and the metrics listener
+// read the way `status` reads it while a job runs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import S3rver from 's3rver';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { splitGatherOutput } from '../../src/host/facts.js';
+import { parseInventory } from '../../src/inventory/schema.js';
+import type { Inventory } from '../../src/inventory/types.js';
+import { renderConfigToml } from '../../src/runners/config-toml.js';
+import { metricsGatherScript, metricsTarget, parseJobs } from '../../src/status/metrics.js';
+import { startGitlabStandin, type GitlabStandin, type StandinJobView } from '../gitlab/standin.js';
+import { findGitlabRunner, requireGitlabRunner } from '../support/gitlabRunner.js';
+
+const enabled = requireGitlabRunner('operator settings (cache, metrics) with the real gitlab-runner');
+const BUCKET = 'runner-cache';
+// s3rver's fixed credentials; runner-fleet reads them by reference like any secret.
+const ACCESS_KEY = 'S3RVER';
+const SECRET_KEY = 'S3RVER';
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+interface Node {
+  name: string;
+  runnerId: number;
+  metricsPort: number;
+  process?: ChildProcess;
+  log: string;
+}
+
+describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-runner', () => {
+  let dir: string;
+  let gl: GitlabStandin;
+  let s3: S3rver;
+  let s3Port = 0;
+  let inv: Inventory;
+  const nodes: Node[] = [
+    { name: 'pi1', runnerId: 0, metricsPort: 0, log: '' },
+    { name: 'pi2', runnerId: 0, metricsPort: 0, log: '' },
+  ];
+
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(gl.url + path, { method, headers: { 'content-type': 'application/json', 'PRIVATE-TOKEN': gl.tokens.accessToken }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const queue = async (job: string, ciYaml: string) => {
+    const res = await fetch(`${gl.url}/_standin/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project: 'ci/cached', ciYaml, job }) });
+    expect(res.status).toBe(201);
+    return ((await res.json()) as { id: number }).id;
+  };
+  const view = async (id: number) => (await (await fetch(`${gl.url}/_standin/jobs/${id}`)).json()) as StandinJobView;
+  const waitFor = async (id: number, ms: number, done = (v: StandinJobView) => ['success', 'failed', 'canceled'].includes(v.status)) => {
+    const until = Date.now() + ms;
+    for (;;) {
+      const v = await view(id);
+      if (done(v)) return v;
+      if (Date.now() > until) throw new Error(`job ${id} still ${v.status} after ${ms} ms; runner logs:\n${nodes.map((n) => `--- ${n.name}\n${n.log}`).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  };
+  /** What `status` runs on the node, here on this machine: the sum of gitlab_runner_jobs. */
+  const jobsOf = async (node: Node) => {
+    const target = metricsTarget('127.0.0.1', node.metricsPort);
+    const { stdout } = await promisify(execFile)('sh', ['-c', metricsGatherScript(target)]);
+    return parseJobs(splitGatherOutput(stdout).sections, target);
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'rf-operator-settings-'));
+    s3 = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: join(dir, 's3'), configureBuckets: [{ name: BUCKET, configs: [] }] });
+    s3Port = (await s3.run()).port;
+    gl = await startGitlabStandin({ stateDir: join(dir, 'gitlab') });
+    const res = await fetch(`${gl.url}/_standin/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: 'ci/cached', files: { 'README.md': 'cache test\n' } }) });
+    expect(res.status).toBe(201);
+
+    process.env.RF_TEST_CACHE_AK = ACCESS_KEY;
+    writeFileSync(join(dir, 'secret-key'), `${SECRET_KEY}\n`, { mode: 0o600 });
+    for (const n of nodes) n.metricsPort = await freePort();
+    inv = parseInventory(
+      [
+        `gitlab: { url: "${gl.url}", registry: "127.0.0.1:5000", accessToken: env:RF_UNUSED }`,
+        'nodes: [{ name: pi1, host: 127.0.0.11 }, { name: pi2, host: 127.0.0.12 }]',
+        'runners:',
+        '  executor: shell',
+        '  checkInterval: 1',
+        `  cache: { serverAddress: "127.0.0.1:${s3Port}", bucketName: ${BUCKET}, bucketLocation: us-east-1, insecure: true, accessKey: env:RF_TEST_CACHE_AK, secretKey: "file:${join(dir, 'secret-key')}", path: fleet }`,
+        '  metrics: { port: 9252 }',
+        '',
+      ].join('\n'),
+      join(dir, 'fleet.yaml'),
+    );
+
+    for (const n of nodes) {
+      const created = await api('POST', '/api/v4/user/runners', { runner_type: 'instance_type', description: n.name, tag_list: [n.name], run_untagged: false });
+      expect(created.status).toBe(201);
+      n.runnerId = created.body.id;
+      const systemId = `s_${n.name}settings00`.slice(0, 14);
+      const record = { node: n.name, mode: 'access' as const, id: n.runnerId, token: created.body.token as string, systemId, settings: null, createdAt: new Date().toISOString() };
+      const node = inv.nodes.find((x) => x.name === n.name)!;
+      // Rendered by runner-fleet; only the listener moves to 127.0.0.1 (nothing on this machine listens on every
+      // address; on a Pi or in a pod `:9252` is what the runner gets).
+      const rendered = renderConfigToml({ inventory: inv, node, record, executor: 'shell', arch: 'amd64' });
+      expect(rendered).toContain('listen_address = ":9252"');
+      const text = rendered.replace('listen_address = ":9252"', `listen_address = "127.0.0.1:${n.metricsPort}"`);
+      const configDir = join(dir, n.name, 'config');
+      mkdirSync(configDir, { recursive: true });
+      writeFileSync(join(configDir, 'config.toml'), text, { mode: 0o600 });
+      writeFileSync(join(configDir, '.runner_system_id'), `${systemId}\n`, { mode: 0o600 });
+      const work = join(dir, n.name, 'work');
+      mkdirSync(work);
+      n.process = spawn(findGitlabRunner().path!, ['run', '--config', join(configDir, 'config.toml'), '--working-directory', work], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: work } });
+      n.process.stdout!.on('data', (d) => (n.log += d));
+      n.process.stderr!.on('data', (d) => (n.log += d));
+    }
+    const until = Date.now() + 60_000;
+    while (!nodes.every((n) => gl.state.managers.some((m) => m.runnerId === n.runnerId && m.systemId !== '<legacy>' && m.contactedAt))) {
+      for (const n of nodes) if (n.process!.exitCode !== null) throw new Error(`gitlab-runner ${n.name} exited ${n.process!.exitCode}:\n${n.log}`);
+      if (Date.now() > until) throw new Error(`the runners never polled:\n${nodes.map((n) => n.log).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(
+      nodes.map(async (n) => {
+        const p = n.process;
+        if (!p || p.exitCode !== null) return;
+        const exited = new Promise<void>((r) => p.once('exit', () => r()));
+        p.kill('SIGQUIT');
+        const killed = setTimeout(() => p.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(killed);
+      }),
+    );
+    await gl?.close();
+    await s3?.close();
+    delete process.env.RF_TEST_CACHE_AK;
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('the metrics listener answers with 0 jobs, then counts the one running', async () => {
+    expect(await jobsOf(nodes[0])).toEqual({ jobs: 0 });
+    const id = await queue('busy', ['busy:', '  tags: [pi1]', '  script:', '    - sleep 6', ''].join('\n'));
+    await waitFor(id, 60_000, (v) => v.status === 'running');
+    // The runner counts the job from the moment it starts it; give the metric a moment to show it.
+    let seen = 0;
+    for (let i = 0; i < 20 && seen === 0; i++) {
+      const j = await jobsOf(nodes[0]);
+      if (j && 'jobs' in j) seen = j.jobs;
+      if (seen === 0) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(seen).toBe(1);
+    expect((await waitFor(id, 60_000)).status).toBe('success');
+    expect(await jobsOf(nodes[0])).toEqual({ jobs: 0 });
+  }, 120_000);
+
+  it('a cache saved by pi1\'s runner is restored by pi2\'s, through the S3 server', async () => {
+    const value = `cached-${Math.random().toString(36).slice(2)}`;
+    const save = await queue('save', ['save:', '  tags: [pi1]', '  cache: { key: fleet-shared, paths: [cached/] }', '  script:', `    - mkdir -p cached && echo ${value} > cached/value.txt`, ''].join('\n'));
+    const saved = await waitFor(save, 90_000);
+    expect(saved.status, `${saved.trace}\n--- runner ---\n${nodes[0].log}`).toBe('success');
+    expect(saved.runnerId).toBe(nodes[0].runnerId);
+    // Shared: one object for every runner, under the path prefix, in the bucket.
+    expect(saved.trace).toMatch(new RegExp(`Uploading cache\\.zip to http://127\\.0\\.0\\.1:${s3Port}/${BUCKET}/fleet/project/\\d+/fleet-shared-protected`));
+    expect(saved.trace).toContain('Created cache');
+
+    const restore = await queue('restore', ['restore:', '  tags: [pi2]', '  cache: { key: fleet-shared, paths: [cached/], policy: pull }', '  script:', '    - cat cached/value.txt', ''].join('\n'));
+    const restored = await waitFor(restore, 90_000);
+    expect(restored.status, `${restored.trace}\n--- runner ---\n${nodes[1].log}`).toBe('success');
+    expect(restored.runnerId).toBe(nodes[1].runnerId);
+    expect(restored.trace).toContain('Successfully extracted cache');
+    expect(restored.trace).toContain(value);
+    // The keys reached the runner only through config.toml: never in a trace.
+    expect(saved.trace + restored.trace).not.toContain(`AccessKey`);
+  }, 200_000);
+});
