@@ -18,6 +18,11 @@ import { renderConfigToml } from '../../src/runners/config-toml.js';
 import { metricsGatherScript, metricsTarget, parseJobs } from '../../src/status/metrics.js';
 import { startGitlabStandin, type GitlabStandin, type StandinJobView } from '../gitlab/standin.js';
 import { findGitlabRunner, requireGitlabRunner } from '../support/gitlabRunner.js';
+import { readFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
+import { down, execOnNode, nodeDockerPid, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { requireRoot } from '../support/requireRoot.js';
+import { runProvision } from '../support/provision.js';
 
 const enabled = requireGitlabRunner('operator settings (cache, metrics) with the real gitlab-runner');
 const BUCKET = 'runner-cache';
@@ -187,4 +192,95 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
     // The keys reached the runner only through config.toml: never in a trace.
     expect(saved.trace + restored.trace).not.toContain(`AccessKey`);
   }, 200_000);
+});
+
+// docker.registryMirrors and docker.logs on a node's REAL dockerd (the test fleet's apt node): merged into its
+// daemon.json, a mirror loaded by a reload (same dockerd), the log settings by a restart (a new dockerd), a rerun
+// changing nothing, and dropping them taking back only what runner-fleet set.
+const canRunFleet = requireRoot('docker.registryMirrors and docker.logs on a real dockerd');
+const APT_JSON = '/etc/docker/daemon.json';
+
+describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real dockerd', () => {
+  let fleet: FleetInfo;
+  let inventory: Record<string, any>;
+  const USER_KEYS = { 'log-level': 'warn', 'max-concurrent-downloads': 2 };
+  const write = (docker: unknown) => {
+    const copy = structuredClone(inventory);
+    if (docker !== undefined) copy.docker = docker;
+    const path = join(fleet.stateDir, `settings-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, stringify(copy));
+    return path;
+  };
+  const info = async () => {
+    const r = await execOnNode('pi1', ['docker', 'info', '--format', '{{.LoggingDriver}} {{json .RegistryConfig.Mirrors}}']);
+    const [driver, mirrors] = r.stdout.trim().split(' ');
+    return { driver, mirrors: JSON.parse(mirrors) as string[] };
+  };
+  const daemonJson = () => JSON.parse(readFileSync(nodeFile('pi1', APT_JSON), 'utf8')) as Record<string, unknown>;
+  const changesOf = (r: { report?: { nodes: { name: string; changes: { step: string; detail: string }[] }[] } }) => r.report!.nodes.find((n) => n.name === 'pi1')!.changes;
+
+  beforeAll(async () => {
+    fleet = await up({ nodes: 1 });
+    inventory = parse(readFileSync(fleet.inventory, 'utf8'));
+    delete inventory.kubernetes;
+    for (const k of ['accessToken', 'runnerToken', 'registrationToken']) delete inventory.gitlab[k];
+    writeFileSync(nodeFile('pi1', APT_JSON), `${JSON.stringify({ ...USER_KEYS, 'log-driver': 'json-file' }, null, 2)}\n`);
+    await execOnNode('pi1', ['systemctl', 'restart', 'docker']);
+    // The registries first, so that what follows is only the docker.* settings.
+    const r = await runProvision(['apply', '--inventory', write(undefined), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+  }, 600_000);
+
+  afterAll(async () => {
+    if (canRunFleet) await down();
+  }, 300_000);
+
+  const logs = { driver: 'local', maxSize: '10m', maxFile: 3 };
+
+  it('mirror and log settings: merged, dockerd restarted once (the plan says containers stop), a rerun changes nothing', async () => {
+    const mirror = `http://${fleet.registry}`;
+    const pid = await nodeDockerPid('pi1');
+    const path = write({ registryMirrors: [mirror], logs });
+    const plan = await runProvision(['plan', '--inventory', path, '--json']);
+    expect(plan.code, plan.stderr).toBe(0);
+    const restart = changesOf(plan).find((c) => c.step === 'reload-docker');
+    expect(restart?.detail).toMatch(/^restart dockerd \(systemctl restart docker\): log-driver and log-opts are read only when dockerd starts.*EVERY RUNNING CONTAINER STOPS/);
+    expect(await nodeDockerPid('pi1')).toBe(pid);
+
+    const r = await runProvision(['apply', '--inventory', path, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(daemonJson()).toMatchObject({ ...USER_KEYS, 'registry-mirrors': [mirror], 'log-driver': 'local', 'log-opts': { 'max-size': '10m', 'max-file': '3' } });
+    expect(await info()).toEqual({ driver: 'local', mirrors: [`${mirror}/`] });
+    const restarted = await nodeDockerPid('pi1');
+    expect(restarted).not.toBe(pid);
+    const record = JSON.parse(readFileSync(nodeFile('pi1', `${APT_JSON}.runner-fleet.json`), 'utf8'));
+    expect(record).toMatchObject({ 'registry-mirrors-added': [mirror], 'settings-set': { 'log-driver': { value: 'local', previous: 'json-file' } } });
+
+    const again = await runProvision(['apply', '--inventory', path, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.report!.changed).toBe(0);
+    expect(await nodeDockerPid('pi1')).toBe(restarted);
+  }, 300_000);
+
+  it('another mirror alone is a reload: the same dockerd loads it', async () => {
+    const mirrors = [`http://${fleet.registry}`, 'https://mirror.example.invalid'];
+    const pid = await nodeDockerPid('pi1');
+    const r = await runProvision(['apply', '--inventory', write({ registryMirrors: mirrors, logs }), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(changesOf(r).find((c) => c.step === 'reload-docker')?.detail).toMatch(/^systemctl reload docker .*to load the new registry-mirrors/);
+    expect(await nodeDockerPid('pi1')).toBe(pid);
+    expect((await info()).mirrors).toEqual(mirrors.map((m) => `${m}/`));
+  }, 300_000);
+
+  it('dropping them takes back only what runner-fleet set: the previous log driver returns, other keys stay', async () => {
+    const r = await runProvision(['apply', '--inventory', write(undefined), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const now = daemonJson();
+    expect(now).toMatchObject({ ...USER_KEYS, 'log-driver': 'json-file' });
+    expect(now).not.toHaveProperty('registry-mirrors');
+    expect(now).not.toHaveProperty('log-opts');
+    expect(await info()).toEqual({ driver: 'json-file', mirrors: [] });
+    const again = await runProvision(['apply', '--inventory', write(undefined), '--json']);
+    expect(again.report!.changed).toBe(0);
+  }, 300_000);
 });
