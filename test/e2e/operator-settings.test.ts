@@ -23,6 +23,9 @@ import { parse, stringify } from 'yaml';
 import { down, execOnNode, nodeDockerPid, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
+import { startCluster, type TestCluster } from '../../scripts/testbed/cluster.js';
+import { KubeClient } from '../../src/kube/client.js';
+import { convergeCluster } from '../../src/kube/converge.js';
 
 const enabled = requireGitlabRunner('operator settings (cache, metrics) with the real gitlab-runner');
 const BUCKET = 'runner-cache';
@@ -282,5 +285,77 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
     expect(await info()).toEqual({ driver: 'json-file', mirrors: [] });
     const again = await runProvision(['apply', '--inventory', write(undefined), '--json']);
     expect(again.report!.changed).toBe(0);
+  }, 300_000);
+});
+
+// The pod settings against the real test control plane (apiserver, controllers, scheduler; kwok kubelets): applied,
+// a rerun changes nothing although the apiserver rewrites quantities (0.5 → 500m), and a runners.version change is
+// planned as an upgrade that rolls out one node at a time.
+const canRunCluster = requireRoot('runners.resources, tolerations, nodeSelector, metrics and version on the test cluster');
+
+describe.runIf(canRunCluster)('pod settings and runners.version on the test cluster', () => {
+  let cluster: TestCluster;
+  let stateDir: string;
+  let client: KubeClient;
+  const NODES = ['pi1', 'pi2'];
+
+  beforeAll(async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'rf-operator-cluster-'));
+    cluster = await startCluster({ stateDir, nodes: NODES });
+    client = KubeClient.load({ kubeconfig: cluster.kubeconfig });
+  }, 300_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  }, 120_000);
+
+  const inventory = (version: string) =>
+    parseInventory(
+      [
+        'gitlab: { url: "https://gitlab.lan", registry: "gitlab.lan:5050" }',
+        `nodes: [${NODES.map((n, i) => `{ name: ${n}, host: 127.0.0.${11 + i} }`).join(', ')}]`,
+        `kubernetes: { kubeconfig: "${cluster.kubeconfig}", rolloutTimeout: 90 }`,
+        'runners:',
+        `  version: ${version}`,
+        '  image: "reg.lan:5000/gitlab-runner:alpine-v{version}"',
+        '  metrics: { port: 9252, annotations: true }',
+        '  resources: { requests: { cpu: "0.05", memory: 64Mi }, limits: { cpu: "0.5", memory: 0.25Gi } }',
+        '  tolerations: [{ key: dedicated, value: ci, effect: NoSchedule }]',
+        '  nodeSelector: { "kubernetes.io/os": linux }',
+        '',
+      ].join('\n'),
+      join(stateDir, 'fleet.yaml'),
+    );
+  const configs = Object.fromEntries(NODES.map((n) => [n, `[[runners]]\n  name = "${n}"\n  token = "glrt-fake${n}tokenxyz"\n`]));
+  const converge = (version: string, dryRun = false) => convergeCluster({ inventory: inventory(version), executor: 'dood', configs, dryRun, client });
+
+  it('applies the pod settings; a rerun changes nothing; a new version is a visible one-node-at-a-time upgrade', async () => {
+    const first = await converge('17.9.3');
+    expect(first.ok, first.error).toBe(true);
+    const ds = (await client.read({ apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'gitlab-runner-dood', namespace: 'gitlab-runner' } })) as any;
+    const pod = ds.spec.template.spec;
+    expect(pod.containers[0].image).toBe('reg.lan:5000/gitlab-runner:alpine-v17.9.3');
+    expect(pod.containers[0].ports).toEqual([{ name: 'metrics', containerPort: 9252, protocol: 'TCP' }]);
+    // The apiserver keeps quantities in its canonical form.
+    expect(pod.containers[0].resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: '256Mi' } });
+    expect(pod.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' }]);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'runner-fleet.dev/runner': 'true' });
+    expect(ds.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9252' });
+
+    const again = await converge('17.9.3');
+    expect(again).toEqual({ ok: true, changes: [] });
+
+    const planned = await converge('17.11.0', true);
+    expect(planned.ok, planned.error).toBe(true);
+    expect(planned.changes).toEqual([
+      {
+        step: 'apply',
+        detail: expect.stringMatching(
+          /^DaemonSet gitlab-runner\/gitlab-runner-dood: update gitlab-runner reg\.lan:5000\/gitlab-runner:alpine-v17\.9\.3 → reg\.lan:5000\/gitlab-runner:alpine-v17\.11\.0, one node at a time \(each old pod finishes its running jobs first\)/,
+        ),
+      },
+    ]);
+    expect(ds.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
   }, 300_000);
 });
