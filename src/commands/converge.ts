@@ -69,7 +69,7 @@ async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOption
     return await withNode(node, async (conn) => {
       opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
       const { record } = changeRecorder(node.name, { dryRun: opts.dryRun, log: opts.log, changes });
-      const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra });
+      const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra, docker: inv.docker });
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {
         opts.log.error(node.name, runnerError);

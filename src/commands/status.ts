@@ -14,6 +14,7 @@ import { withNode } from '../ssh.js';
 import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
 import { preflight } from './converge.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
+import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -25,12 +26,17 @@ export interface StatusOptions {
 
 const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err)).split('\n')[0];
 
-async function gatherNode(node: NodeSpec, inv: Inventory, log: Logger): Promise<HostView> {
+/**
+ * `metricsAt`: where the node reaches its runner's metrics (runners.metrics), known once the pods are listed; the
+ * connection is opened meanwhile, and the read joins the gather's one round trip.
+ */
+async function gatherNode(node: NodeSpec, inv: Inventory, log: Logger, metricsAt?: Promise<string | undefined>): Promise<HostView> {
   log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
   try {
-    const facts = await withNode(node, (conn) => {
+    const facts = await withNode(node, async (conn) => {
       log.progress(node.name, 'gathering facts (read-only)');
-      return gatherFacts(conn, inv.gitlab.registries);
+      const extra = metricsAt ? metricsGatherScript(await metricsAt) : '';
+      return gatherFacts(conn, inv.gitlab.registries, extra);
     });
     log.done?.(node.name, true, `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}`);
     return { facts };
@@ -47,8 +53,8 @@ interface RunnerSide {
   cluster?: { ok: boolean; error?: string };
 }
 
-/** The cluster's pods and records, then each recorded runner's last contact in GitLab. */
-async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions): Promise<RunnerSide> {
+/** The cluster's pods and records, then each recorded runner's last contact in GitLab. `onPods` hears the pods first. */
+async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions, onPods: (pods: PodView[]) => void = () => {}): Promise<RunnerSide> {
   const { log } = opts;
   const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
   if (!withRunners(inv.gitlab.auth)) return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
@@ -67,6 +73,7 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
     pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
+    onPods(pods.pods);
     records = await typedStore(client, ns, true).load();
     log.done?.('cluster', true, `${pods.pods.length} runner pod(s), ${records.length} record(s)`);
   } catch (err) {
@@ -117,11 +124,25 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
 export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<StatusReport> {
   const selected = selectNodes(inv, opts.only);
   preflight(selected);
-  const [hosts, side] = await Promise.all([
-    mapPool(selected.nodes, opts.concurrency, (node) => gatherNode(node, inv, opts.log)),
-    runnerSide(inv, selected.nodes, opts),
-  ]);
+  // runners.metrics: a host runner listens on its node; a pod on its pod IP, which the pod list gives.
+  const metrics = inv.runners.metrics;
+  let podsListed: (pods: PodView[]) => void = () => {};
+  const podIps = new Promise<Map<string, string>>((resolve) => {
+    podsListed = (pods) => resolve(new Map(pods.filter((p) => p.spec?.nodeName && p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => [p.spec!.nodeName!, p.status!.podIP!])));
+  });
+  const targets = new Map<string, string | undefined>();
+  const metricsAt = (node: NodeSpec): Promise<string | undefined> | undefined => {
+    if (!metrics) return undefined;
+    const at = inv.runners.placement === 'host' ? Promise.resolve('127.0.0.1') : podIps.then((ips) => ips.get(node.name));
+    return at.then((ip) => {
+      const target = ip === undefined ? undefined : metricsTarget(ip, metrics.port);
+      targets.set(node.name, target);
+      return target;
+    });
+  };
+  const side = runnerSide(inv, selected.nodes, opts, podsListed).finally(() => podsListed([]));
+  const [hosts, sideResult] = await Promise.all([mapPool(selected.nodes, opts.concurrency, (node) => gatherNode(node, inv, opts.log, metricsAt(node))), side]);
   const now = (opts.now ?? Date.now)();
-  const rows = selected.nodes.map((node, i) => statusRow(node, inv, hosts[i], side.pods, side.runners.get(node.name) ?? { kind: 'n/a' }, now));
-  return buildStatusReport(rows, side.cluster ? { cluster: side.cluster } : {});
+  const rows = selected.nodes.map((node, i) => statusRow(node, inv, hosts[i], sideResult.pods, sideResult.runners.get(node.name) ?? { kind: 'n/a' }, now, targets.get(node.name)));
+  return buildStatusReport(rows, sideResult.cluster ? { cluster: sideResult.cluster } : {});
 }

@@ -14,7 +14,7 @@ import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import { redact } from '../secrets.js';
 import type { NodeConnection } from '../ssh.js';
 import { CONFIG_TOML, PACKAGE, RUNNER_DIR, RUNNER_USER, SERVICE, hostRunnerGatherScript, parseHostRunnerFacts, type HostRunnerFacts } from './facts.js';
-import { checkNodeKeyring, needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep } from './plan.js';
+import { checkNodeKeyring, needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep, type PackagePin } from './plan.js';
 import { HostRecordStore } from './records.js';
 
 export interface HostRunnerContext {
@@ -49,6 +49,8 @@ const STEP_NAMES: Record<HostRunnerStep['kind'], string> = {
   'write-file': 'runner-file',
   chmod: 'runner-file',
   'install-package': 'runner-package',
+  'upgrade-package': 'runner-upgrade',
+  'hold-package': 'runner-package',
   'docker-group': 'runner-group',
   service: 'runner-service',
   'daemon-reload': 'runner-service',
@@ -56,6 +58,20 @@ const STEP_NAMES: Record<HostRunnerStep['kind'], string> = {
 };
 
 const toChange = (s: HostRunnerStep): Change => ({ step: STEP_NAMES[s.kind], detail: s.detail });
+
+const pinNames = (pin: PackagePin) => pin.packages.map((p) => shQuote(p.split('=')[0])).join(' ');
+const holdScript = (pin: PackagePin) => `apt-mark hold ${pinNames(pin)} >/dev/null`;
+
+/**
+ * Upgrades take the lock one at a time: while one node's runner drains its jobs and restarts, the other nodes'
+ * runners keep taking jobs (the host counterpart of the DaemonSet's maxUnavailable: 1).
+ */
+let upgradeQueue: Promise<unknown> = Promise.resolve();
+export function oneUpgradeAtATime<T>(fn: () => Promise<T>): Promise<T> {
+  const run = upgradeQueue.then(fn, fn);
+  upgradeQueue = run.catch(() => undefined);
+  return run;
+}
 
 /** Shell for one step (run as root, under `set -e`). */
 export function hostRunnerStepScript(step: HostRunnerStep): string {
@@ -69,7 +85,18 @@ export function hostRunnerStepScript(step: HostRunnerStep): string {
       // confold: never stop at a conffile question with nobody to answer it.
       return `export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
-apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${PACKAGE} >/dev/null`;
+apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${step.pin ? step.pin.packages.map(shQuote).join(' ') : PACKAGE} >/dev/null${step.pin ? `\n${holdScript(step.pin)}` : ''}`;
+    case 'upgrade-package':
+      // The stop is the drop-in's graceful one (KillSignal=SIGQUIT, TimeoutStopSec): systemctl waits for the jobs.
+      return `export DEBIAN_FRONTEND=noninteractive
+apt-mark unhold ${pinNames(step.pin)} >/dev/null 2>&1 || :
+systemctl stop ${SERVICE}
+apt-get update -q >/dev/null
+apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${step.pin.packages.map(shQuote).join(' ')} >/dev/null
+${holdScript(step.pin)}
+systemctl start ${SERVICE}`;
+    case 'hold-package':
+      return holdScript(step.pin);
     case 'docker-group':
       return `${step.createGroup ? 'groupadd --system docker\n' : ''}usermod -aG docker ${RUNNER_USER}${step.restartSnapDockerd ? `\n${DOCKER_FLAVOURS.snap.script.restart}` : ''}`;
     case 'service':
@@ -86,7 +113,8 @@ const VERIFY = `echo "@@verify"
 echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"
 echo "groups=$(id -nG ${RUNNER_USER} 2>/dev/null)"
 echo "config=$(if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d' ' -f1; else echo absent; fi)"
-echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"`;
+echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"
+echo "version=$(dpkg-query -W -f='\${Version}' ${PACKAGE} 2>/dev/null)"`;
 
 /** Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it. */
 async function applySteps(conn: NodeConnection, steps: HostRunnerStep[], record: (c: Change) => void): Promise<Record<string, string>> {
@@ -165,7 +193,7 @@ export async function convergeHostRunner(
       // two Dockers: the host phase has failed this node already
     }
     const keyring = await checkNodeKeyring(hr, inv.runners.packageRepository, now);
-    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour, keyring };
+    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour, keyring, version: inv.runners.version };
     // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
     const key = !ctx.dryRun && needsRepositoryKey(keyring).needed ? await ctx.repositoryKey() : undefined;
     const plan = planHostRunner({ ...input, key });
@@ -176,8 +204,12 @@ export async function convergeHostRunner(
     }
     if (plan.steps.length === 0) return { gitlab: gitlabOf(reconciled), present: true };
 
-    const v = await applySteps(conn, plan.steps, record);
+    const upgrade = plan.steps.find((s): s is Extract<HostRunnerStep, { kind: 'upgrade-package' }> => s.kind === 'upgrade-package');
+    if (upgrade) ctx.log.progress(node.name, `waiting for its turn to upgrade ${PACKAGE} (one node at a time)`);
+    const v = upgrade ? await oneUpgradeAtATime(() => applySteps(conn, plan.steps, record)) : await applySteps(conn, plan.steps, record);
     const problems: string[] = [];
+    const pinned = plan.steps.find((s) => s.kind === 'upgrade-package' || (s.kind === 'install-package' && s.pin)) as { pin?: PackagePin } | undefined;
+    if (pinned?.pin && v.version !== pinned.pin.version) problems.push(`${PACKAGE} is ${v.version || 'not installed'}, not ${pinned.pin.version}`);
     if (v.active !== 'active') problems.push(`${SERVICE} is ${v.active || 'not running'} (journalctl -u ${SERVICE})`);
     if (!(v.groups ?? '').split(/\s+/).includes('docker')) problems.push(`${RUNNER_USER} is not in the docker group`);
     if (v.config !== sha256(configToml)) problems.push(`${CONFIG_TOML} is not the file runner-fleet wrote`);

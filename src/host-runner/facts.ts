@@ -20,6 +20,8 @@ export const KEYRING_FILE = '/etc/apt/keyrings/runner_gitlab-runner-archive-keyr
 export const OLD_KEYRING_FILE = '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.asc';
 export const PIN_FILE = '/etc/apt/preferences.d/pin-gitlab-runner.pref';
 export const PACKAGE = 'gitlab-runner';
+/** From 17.7.0 gitlab-runner depends on exactly its own version of this package; a pinned install names both. */
+export const HELPER_PACKAGE = 'gitlab-runner-helper-images';
 export const SERVICE = 'gitlab-runner';
 export const RUNNER_USER = 'gitlab-runner';
 /** systemd drop-in for the unit `gitlab-runner install` writes: a graceful stop (SIGQUIT) for the stops that remain. */
@@ -67,7 +69,7 @@ export interface FileMode {
 export interface HostRunnerFacts {
   /** /etc/os-release ID and VERSION_CODENAME: the repository path is <url>/<id>/ <codename> */
   os: { id: string; codename: string };
-  package: { installed: boolean; version?: string };
+  package: { installed: boolean; version?: string; /** packages apt-mark holds, of PACKAGE and HELPER_PACKAGE */ held?: string[] };
   /** `systemctl is-active` / `is-enabled` answers; empty when the unit does not exist */
   service: { active: string; enabled: string };
   /** only the digest: config.toml holds the token and is never sent back; and the lines only a restart applies */
@@ -102,6 +104,7 @@ export function hostRunnerGatherScript(mode: HostRunnerGather, repositoryUrl: st
   const probe = `
 echo "@@hr-os"; ( . /etc/os-release 2>/dev/null; echo "\${ID:-unknown} \${VERSION_CODENAME:-}" )
 echo "@@hr-package"; dpkg-query -W -f='\${db:Status-Status} \${Version}' ${PACKAGE} 2>/dev/null; echo
+echo "@@hr-held"; apt-mark showhold ${PACKAGE} ${HELPER_PACKAGE} 2>/dev/null; :
 echo "@@hr-service"; echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"; echo "enabled=$(systemctl is-enabled ${SERVICE} 2>/dev/null)"
 echo "@@hr-config"; if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d' ' -f1; stat -c '%a %U' ${CONFIG_TOML}; else echo absent; fi
 echo "@@hr-config-restart-only"; [ -f ${CONFIG_TOML} ] && ${RESTART_ONLY_AWK} ${CONFIG_TOML}; :
@@ -145,7 +148,7 @@ export function parseHostRunnerFacts(g: GatherOutput | undefined): HostRunnerFac
   const [configSha, configMode] = lines('hr-config');
   const facts: HostRunnerFacts = {
     os: { id, codename },
-    package: status === 'installed' ? { installed: true, version } : { installed: false },
+    package: status === 'installed' ? { installed: true, version, held: lines('hr-held') } : { installed: false },
     service: { active: svc.active ?? '', enabled: svc.enabled ?? '' },
     config: !configSha || configSha === 'absent' ? { sha256: 'absent' } : { sha256: configSha, restartOnly: lines('hr-config-restart-only'), ...fileMode(configMode) },
     dropIn: gatheredFile(DROP_IN_FILE, g.files.get(DROP_IN_FILE)),

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { sha256, splitGatherOutput } from '../host/facts.js';
 import { GITLAB_RUNNER_REPOSITORY, type PackageRepository } from '../inventory/types.js';
 import { CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, PIN_FILE, RECORD_FILE, SOURCES_FILE, SYSTEM_ID_FILE, parseHostRunnerFacts, restartOnlyConfig, type GatheredFile, type HostRunnerFacts } from './facts.js';
-import { checkNodeKeyring, dropIn, needsRepositoryKey, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
+import { checkNodeKeyring, dropIn, needsRepositoryKey, packagePin, pinPreferences, planHostRunner, planHostRunnerRemoval, sourcesList, HostRunnerPlanError, type HostRunnerPlanInput } from './plan.js';
+import { hostRunnerStepScript, oneUpgradeAtATime } from './converge.js';
 
 const KEY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.asc'), 'utf8');
 const KEY_BINARY = readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.gpg'));
@@ -248,7 +249,7 @@ describe('parseHostRunnerFacts', () => {
     ].join('\n');
     const f = parseHostRunnerFacts(splitGatherOutput(out))!;
     expect(f.os).toEqual({ id: 'raspbian', codename: 'bookworm' });
-    expect(f.package).toEqual({ installed: true, version: '17.11.0-1' });
+    expect(f.package).toEqual({ installed: true, version: '17.11.0-1', held: [] });
     expect(f.service).toEqual({ active: 'active', enabled: 'enabled' });
     expect(f.config).toEqual({ sha256: 'abc123', restartOnly: ['listen_address = ":9252"'], mode: '600', owner: 'root' });
     expect(f.systemId.content).toBe('s_0123456789ab\n');
@@ -257,5 +258,47 @@ describe('parseHostRunnerFacts', () => {
     expect(f.install!.keyring.content).toBe(KEY);
     expect(f.install!.otherSources).toEqual(['/etc/apt/sources.list.d/old.list']);
     expect(parseHostRunnerFacts(splitGatherOutput('@@os\ndebian 12\n@@end'))).toBeUndefined();
+  });
+});
+
+describe('planHostRunner: runners.version (issue 15)', () => {
+  it('a fresh node installs exactly that version with its helper images, held', () => {
+    const plan = planHostRunner(input(fresh(), { version: '17.9.3' }));
+    const install = plan.steps.find((s) => s.kind === 'install-package');
+    expect(install).toMatchObject({ pin: { version: '17.9.3-1', packages: ['gitlab-runner=17.9.3-1', 'gitlab-runner-helper-images=17.9.3-1'] } });
+    expect(hostRunnerStepScript(install!)).toContain("apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold 'gitlab-runner=17.9.3-1' 'gitlab-runner-helper-images=17.9.3-1' >/dev/null\napt-mark hold 'gitlab-runner' 'gitlab-runner-helper-images'");
+    expect(packagePin('16.11.1').packages).toEqual(['gitlab-runner=16.11.1-1']);
+  });
+
+  it('another version installed is a visible upgrade that stops gracefully, pins, holds and starts, and replaces the reload', () => {
+    const facts = converged();
+    facts.config = { sha256: 'old', mode: '600', owner: 'root' };
+    const plan = planHostRunner(input(facts, { version: '17.9.3' }));
+    expect(kinds(facts, { version: '17.9.3' })).toEqual([`write-file ${CONFIG_TOML}`, 'upgrade-package']);
+    const up = plan.steps.find((s) => s.kind === 'upgrade-package')!;
+    expect(up.detail).toMatch(/^upgrade gitlab-runner 17\.11\.0-1 → 17\.9\.3-1 \(runners\.version\), one node at a time: systemctl stop gitlab-runner \(SIGQUIT: .* waits up to 3600s/);
+    const script = hostRunnerStepScript(up);
+    expect(script.indexOf('systemctl stop gitlab-runner')).toBeLessThan(script.indexOf('apt-get install'));
+    expect(script).toMatch(/--allow-downgrades .*'gitlab-runner=17\.9\.3-1'/);
+    expect(script.trim().endsWith('systemctl start gitlab-runner')).toBe(true);
+  });
+
+  it('the right version, held: nothing to do; not held: a hold', () => {
+    const facts = converged();
+    facts.package = { installed: true, version: '17.9.3-1', held: ['gitlab-runner', 'gitlab-runner-helper-images'] };
+    expect(planHostRunner(input(facts, { version: '17.9.3' })).steps).toEqual([]);
+    facts.package.held = ['gitlab-runner'];
+    expect(planHostRunner(input(facts, { version: '17.9.3' })).steps).toEqual([expect.objectContaining({ kind: 'hold-package', detail: expect.stringMatching(/^apt-mark hold gitlab-runner-helper-images/) })]);
+  });
+
+  it('upgrades run one at a time', async () => {
+    const order: string[] = [];
+    const work = (name: string) => async () => {
+      order.push(`${name} start`);
+      await new Promise((r) => setTimeout(r, 5));
+      order.push(`${name} end`);
+    };
+    await Promise.all([oneUpgradeAtATime(work('a')), oneUpgradeAtATime(work('b')), oneUpgradeAtATime(async () => { throw new Error('c'); }).catch(() => order.push('c failed')), oneUpgradeAtATime(work('d'))]);
+    expect(order).toEqual(['a start', 'a end', 'b start', 'b end', 'c failed', 'd start', 'd end']);
   });
 });

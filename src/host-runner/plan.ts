@@ -4,7 +4,7 @@ import type { DockerFlavour, PackageRepository } from '../inventory/types.js';
 import { DEFAULT_TERMINATION_GRACE_SECONDS } from '../kube/render.js';
 import { checkPinnedKey, type PinCheck } from './openpgp.js';
 import {
-  CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, OLD_KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
+  CONFIG_TOML, DROP_IN_FILE, HELPER_PACKAGE, KEYRING_FILE, OLD_KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
   restartOnlyConfig, type HostRunnerFacts,
 } from './facts.js';
 
@@ -12,8 +12,15 @@ export type HostRunnerStep =
   /** atomic replace; `secret` files (config.toml, .runner_system_id) go into root-only RUNNER_DIR with mode 0600 */
   | { kind: 'write-file'; path: string; content: string | Buffer; expectSha256: string; mode: string; secret: boolean; detail: string }
   | { kind: 'chmod'; path: string; mode: string; detail: string }
-  /** apt-get update, then apt-get install gitlab-runner (apt picks the node's architecture) */
-  | { kind: 'install-package'; detail: string }
+  /** apt-get update, then apt-get install gitlab-runner (apt picks the node's architecture); `pin`: exactly that version, held */
+  | { kind: 'install-package'; pin?: PackagePin; detail: string }
+  /**
+   * runners.version on a node that runs another one: graceful stop (SIGQUIT, the drop-in's TimeoutStopSec for running
+   * jobs), install exactly the pinned version (up or down), hold it, start. Applied one node at a time.
+   */
+  | { kind: 'upgrade-package'; pin: PackagePin; from: string; detail: string }
+  /** apt-mark hold, so an unattended upgrade does not move the runner off runners.version */
+  | { kind: 'hold-package'; pin: PackagePin; detail: string }
   /** `restartSnapDockerd`: the snap's dockerd takes its socket's group (--group docker) only when it starts */
   | { kind: 'docker-group'; createGroup: boolean; restartSnapDockerd: boolean; detail: string }
   /** reload: SIGHUP to gitlab-runner, which re-reads config.toml and .runner_system_id; running jobs keep going */
@@ -49,6 +56,20 @@ export interface DesiredHostRunner {
   planned?: boolean;
 }
 
+/** `gitlab-runner=17.9.3-1` (and its helper images from 17.7.0 on): the Debian version of GitLab's packages. */
+export interface PackagePin {
+  version: string;
+  /** `name=version` for apt-get install */
+  packages: string[];
+}
+
+export function packagePin(version: string): PackagePin {
+  const [major, minor] = version.split('.').map(Number);
+  const deb = `${version}-1`;
+  const names = major > 17 || (major === 17 && minor >= 7) ? [PACKAGE, HELPER_PACKAGE] : [PACKAGE];
+  return { version: deb, packages: names.map((n) => `${n}=${deb}`) };
+}
+
 export interface HostRunnerPlanInput {
   node: string;
   /** the node's Debian architecture (host facts) */
@@ -64,6 +85,8 @@ export interface HostRunnerPlanInput {
   now: number;
   /** the node's Docker (host plan): what a new docker group needs */
   dockerFlavour?: DockerFlavour;
+  /** runners.version: install exactly this gitlab-runner and hold it; absent: whatever apt installs, never upgraded */
+  version?: string;
 }
 
 /**
@@ -198,8 +221,16 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
 
   // Installed after config.toml and .runner_system_id are in place: the package starts the service, which then
   // starts with them (and does not make up a system_id of its own), so a first install needs no restart.
-  if (installing) steps.push({ kind: 'install-package', detail: `apt-get update && apt-get install ${PACKAGE} from ${suite}` });
-  else if (sourcesChanged || key.needed) notes.push(`${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace('  ', ' '));
+  const pin = input.version === undefined ? undefined : packagePin(input.version);
+  if (installing) {
+    steps.push(
+      pin
+        ? { kind: 'install-package', pin, detail: `apt-get update && apt-get install ${pin.packages.join(' ')} from ${suite}, held (apt-mark hold)` }
+        : { kind: 'install-package', detail: `apt-get update && apt-get install ${PACKAGE} from ${suite}` },
+    );
+  }
+  const upgrading = !installing && pin !== undefined && facts.package.version !== pin.version;
+  if (!installing && (sourcesChanged || key.needed) && !upgrading) notes.push(`${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace('  ', ' '));
   // The package creates the user; jobs start as fresh logins of it, so the group applies without a restart.
   if (installing || !install.dockerGroup || !install.user.groups.includes('docker')) {
     // The snap's dockerd gives its socket to the docker group when it starts (dockerd --group docker), and to root
@@ -225,6 +256,17 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   if (dropInChanged && !installing) steps.push({ kind: 'daemon-reload', detail: `systemctl daemon-reload (${DROP_IN_FILE} changed; the running runner is not touched)` });
   if (installing) {
     // the package's postinst enables and starts it
+  } else if (upgrading) {
+    // Stops and starts the service itself: the new binary reads the new config.toml when it starts.
+    steps.push({
+      kind: 'upgrade-package',
+      pin: pin!,
+      from: facts.package.version ?? 'unknown',
+      detail:
+        `upgrade ${PACKAGE} ${facts.package.version ?? '?'} → ${pin!.version} (runners.version), one node at a time: ` +
+        `systemctl stop ${SERVICE} (SIGQUIT: it takes no new jobs and waits up to ${STOP_TIMEOUT_SECONDS}s for the running ones), ` +
+        `apt-get install ${pin!.packages.join(' ')}, apt-mark hold, systemctl start`,
+    });
   } else if (running && configChanged && restartOnly) {
     steps.push({ kind: 'service', action: 'restart', detail: `systemctl restart ${SERVICE} (listen_address or [session_server] changed, which gitlab-runner reads only when it starts; running jobs finish first: SIGQUIT)` });
   } else if (running && (configChanged || systemIdChanged)) {
@@ -232,6 +274,12 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   } else if (!running) {
     steps.push({ kind: 'service', action: 'start', detail: `systemctl start ${SERVICE} (it was ${facts.service.active || 'not running'})` });
   }
+  if (pin && !installing && !upgrading) {
+    const names = pin.packages.map((p) => p.split('=')[0]);
+    const unheld = names.filter((n) => !(facts.package.held ?? []).includes(n));
+    if (unheld.length > 0) steps.push({ kind: 'hold-package', pin, detail: `apt-mark hold ${unheld.join(' ')} (runners.version ${input.version}: no unattended upgrade moves it)` });
+  }
+  if (!pin && (facts.package.held ?? []).includes(PACKAGE)) notes.push(`${PACKAGE} is held (apt-mark showhold); without runners.version runner-fleet leaves the hold as it is`);
   // The package enables its unit when it installs it; afterwards only someone's `disable` turns it off.
   if (!installing && facts.service.enabled !== 'enabled') {
     steps.push({ kind: 'service', action: 'enable', detail: `systemctl enable ${SERVICE} (it was ${facts.service.enabled || 'not enabled'})` });

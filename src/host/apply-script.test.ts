@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { fileFact, hostFacts, testNode } from './facts.fixture.js';
 import { registryStatePath, sha256, type HostFacts } from './facts.js';
-import { applyScript, ROLLED_BACK } from './converge.js';
+import { applyScript, loadedMarkers, ROLLED_BACK } from './converge.js';
 import { planHost } from './plan.js';
 
 const REG = 'reg.lan:5000';
@@ -151,5 +151,18 @@ describe('apply script: insecure-registries runner-fleet added', () => {
     expect(r.code).toBe(ROLLED_BACK);
     expect(existsSync(dj)).toBe(false);
     expect(sha256('')).toHaveLength(64);
+  });
+});
+
+describe('apply script: docker.* settings are verified like registries', () => {
+  it('a registry mirror the reloaded dockerd does not list puts the previous daemon.json back', () => {
+    const before = readFileSync(dj, 'utf8');
+    const settings = { registryMirrors: ['https://mirror.lan:5000'] };
+    const plan = planHost(testNode, [REG], { ...factsNow(), runningDaemonJson: factsNow().aptDaemonJson }, settings);
+    expect(loadedMarkers(settings)).toEqual(['"https://mirror.lan:5000/"']);
+    const r = run(applyScript(plan.steps, [REG], plan.afterVerify, { verifyTries: 4, expect: loadedMarkers(settings) }));
+    expect(r.code).toBe(ROLLED_BACK);
+    expect(r.stdout).toContain('@@rollback ok');
+    expect(readFileSync(dj, 'utf8')).toBe(before);
   });
 });

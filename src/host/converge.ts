@@ -7,8 +7,10 @@ import type { NodeConnection } from '../ssh.js';
 import { DOCKER_INFO, gatherScript, parseDockerInfo, parseFacts, registryIsInsecure, shQuote, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import type { DockerFlavour } from '../inventory/types.js';
-import { planHost, type HostPlan, type HostStep } from './plan.js';
+import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './plan.js';
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
+import type { DockerSettings } from '../inventory/types.js';
+import { logScalars } from './daemon-json.js';
 
 export interface HostResult {
   facts: HostFacts;
@@ -81,8 +83,8 @@ export function stepScript(step: HostStep): string {
  * Waits until dockerd answers and lists every registry (at most `tries` × ~0.5 s), then prints its registry
  * config; `$ok` is 1 when it did.
  */
-export function verifyScript(registries: string[], tries: number | string = 60): string {
-  const checks = registries.map((r) => `case "$out" in *${shQuote(`"${r}":{`)}*) ;; *) ok=0 ;; esac`).join('\n  ');
+export function verifyScript(registries: string[], tries: number | string = 60, expect: string[] = []): string {
+  const checks = [...registries.map((r) => `"${r}":{`), ...expect].map((text) => `case "$out" in *${shQuote(text)}*) ;; *) ok=0 ;; esac`).join('\n  ');
   return `i=0
 while :; do
   ok=1; out=$(timeout 10 ${DOCKER_INFO} 2>&1) || ok=0
@@ -126,7 +128,7 @@ exit ${ROLLED_BACK}`;
  * `afterVerify` runs only once the verify passed. dockerd handles a SIGHUP within a second, so a reload is given
  * 10 s to show the registries; a start or restart 30 s.
  */
-export function applyScript(steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], opts: { verifyTries?: number } = {}): string {
+export function applyScript(steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], opts: { verifyTries?: number; expect?: string[] } = {}): string {
   // A failed reload does not stop the script: the verify, and the rollback, still run.
   const body = steps
     .map((s, i) => stepBlock(i, stepScript(s), s.kind === 'reload-docker' ? { tolerate: { detail: s.detail, flag: 'rf_reload_failed' } } : {}))
@@ -139,14 +141,14 @@ rf_dj_path=; rf_dj_had=0; rf_reload_failed=0
 ${body}
 set +e
 tries=${opts.verifyTries ?? (reload?.action === 'reload' ? 20 : 60)}; [ "$rf_reload_failed" = 1 ] && tries=4
-${verifyScript(registries, '$tries')}
+${verifyScript(registries, '$tries', opts.expect)}
 ${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''}echo "@@docker"; echo "$out"`;
 }
 
 /** Runs the steps (and the verify) in one round trip; reports which step failed if one does. */
-async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[], afterVerify: HostStep[] = []): Promise<string> {
+async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], expect: string[] = []): Promise<string> {
   // Under the node's lock: a second run waits for this edit (or fails, naming the lock) instead of interleaving.
-  const r = await conn.exec(withNodeLock(applyScript(steps, registries, afterVerify)), { sudo: true, step: 'apply' });
+  const r = await conn.exec(withNodeLock(applyScript(steps, registries, afterVerify, { expect })), { sudo: true, step: 'apply' });
   const done = doneSteps(r.stdout);
   if (r.code === ROLLED_BACK && r.stdout.includes('@@rollback')) {
     const back = /@@rollback ok/.test(r.stdout);
@@ -169,12 +171,29 @@ async function runSteps(conn: NodeConnection, steps: HostStep[], registries: str
   return r.stdout.slice(r.stdout.indexOf('@@docker') + '@@docker'.length);
 }
 
-function checkInsecure(dockerInfo: string, registries: string[]): void {
+/**
+ * What DOCKER_INFO prints once dockerd runs with the docker.* settings: each mirror as it normalises it (a trailing
+ * slash) and the log driver before the registry JSON. Missing after the reload or restart: the previous daemon.json
+ * goes back, as for a registry.
+ */
+export function loadedMarkers(settings: DockerSettings): string[] {
+  const driver = logScalars(settings.logs)['log-driver'];
+  return [...settings.registryMirrors.map((m) => `"${m.replace(/\/+$/, '')}/"`), ...(driver ? [` ${driver} {`] : [])];
+}
+
+function checkInsecure(dockerInfo: string, registries: string[], settings: DockerSettings = NO_DOCKER_SETTINGS): void {
   const parsed = parseDockerInfo(dockerInfo);
   if ('error' in parsed) throw new HostVerifyError(`docker info failed after applying: ${parsed.error}`);
   const missing = registries.filter((r) => !registryIsInsecure(parsed, r));
   if (missing.length > 0) {
     throw new HostVerifyError(`dockerd does not treat ${missing.join(', ')} as insecure after the reload (check its log: a daemon.json conflict makes reloads fail while the daemon keeps running)`);
+  }
+  const norm = (u: string) => u.replace(/\/+$/, '');
+  const mirrors = settings.registryMirrors.filter((m) => !(parsed.mirrors ?? []).some((l) => norm(l) === norm(m)));
+  if (mirrors.length > 0) throw new HostVerifyError(`dockerd did not load the registry mirror${mirrors.length > 1 ? 's' : ''} ${mirrors.join(', ')} (check its log)`);
+  const driver = logScalars(settings.logs)['log-driver'];
+  if (driver !== undefined && parsed.loggingDriver !== undefined && parsed.loggingDriver !== driver) {
+    throw new HostVerifyError(`dockerd runs with log driver ${parsed.loggingDriver}, not ${driver}, after the restart (check its log)`);
   }
 }
 
@@ -188,15 +207,16 @@ export async function convergeHost(
   conn: NodeConnection,
   node: NodeSpec,
   registries: string[],
-  opts: { dryRun: boolean; onChange?: (c: Change) => void; gatherExtra?: string },
+  opts: { dryRun: boolean; onChange?: (c: Change) => void; gatherExtra?: string; docker?: DockerSettings },
 ): Promise<HostResult> {
+  const settings = opts.docker ?? NO_DOCKER_SETTINGS;
   const changes: Change[] = [];
   const record = (c: Change) => {
     changes.push(c);
     opts.onChange?.(c);
   };
   let facts = await gatherFacts(conn, registries, opts.gatherExtra);
-  let plan = planHost(node, registries, facts);
+  let plan = planHost(node, registries, facts, settings);
 
   if (opts.dryRun) {
     plan.steps.forEach((s) => record(toChange(s)));
@@ -207,7 +227,7 @@ export async function convergeHost(
   if (plan.regather) {
     await runStepsRecording(conn, plan.steps, [], record);
     facts = await gatherFacts(conn, registries, opts.gatherExtra);
-    plan = planHost(node, registries, facts);
+    plan = planHost(node, registries, facts, settings);
   }
 
   if (plan.steps.length === 0) {
@@ -217,14 +237,14 @@ export async function convergeHost(
     }
     return { facts, plan, changes };
   }
-  const info = await runStepsRecording(conn, plan.steps, registries, record, plan.afterVerify);
-  checkInsecure(info, registries);
+  const info = await runStepsRecording(conn, plan.steps, registries, record, plan.afterVerify, loadedMarkers(settings));
+  checkInsecure(info, registries, settings);
   return { facts, plan, changes };
 }
 
-async function runStepsRecording(conn: NodeConnection, steps: HostStep[], registries: string[], record: (c: Change) => void, afterVerify: HostStep[] = []): Promise<string> {
+async function runStepsRecording(conn: NodeConnection, steps: HostStep[], registries: string[], record: (c: Change) => void, afterVerify: HostStep[] = [], expect: string[] = []): Promise<string> {
   try {
-    const info = await runSteps(conn, steps, registries, afterVerify);
+    const info = await runSteps(conn, steps, registries, afterVerify, expect);
     [...steps, ...afterVerify].forEach((s) => record(toChange(s)));
     return info;
   } catch (err) {

@@ -29,7 +29,15 @@ export interface HostFacts {
   /** the file named by the running dockerd's --config-file, when it is neither of the above */
   runningDaemonJson?: FileFact;
   /** `docker info` output, when the daemon answers */
-  docker?: { version: string; indexConfigs: Record<string, { Secure?: boolean }>; insecureCidrs: string[] };
+  docker?: {
+    version: string;
+    indexConfigs: Record<string, { Secure?: boolean }>;
+    insecureCidrs: string[];
+    /** registry-mirrors the running dockerd loaded (normalised with a trailing slash, as dockerd prints them) */
+    mirrors?: string[];
+    /** the default log driver of new containers (loaded when dockerd started) */
+    loggingDriver?: string;
+  };
   dockerInfoError?: string;
   microk8s: boolean;
   /** per daemon.json path: the file where runner-fleet records which insecure-registries entries it added */
@@ -63,7 +71,7 @@ export function hostsTomlPath(registry: string): string {
   return `${MICROK8S_CERTS_D}/${registry}/hosts.toml`;
 }
 
-export const DOCKER_INFO = `docker info --format '{{.ServerVersion}} {{json .RegistryConfig}}'`;
+export const DOCKER_INFO = `docker info --format '{{.ServerVersion}} {{.LoggingDriver}} {{json .RegistryConfig}}'`;
 
 /** Prints a file as `path`, then its base64 or `-` when absent. Also for other gathers that split with splitGatherOutput. */
 export const FILE_FN = `emit_file() { echo "@@file $1"; if [ -f "$1" ]; then base64 -w0 "$1"; echo; else echo -; fi; }`;
@@ -205,13 +213,19 @@ export function parseFacts(stdout: string): HostFacts {
   return facts;
 }
 
-/** Parses `docker info --format '{{.ServerVersion}} {{json .RegistryConfig}}'`. */
+/** Parses DOCKER_INFO's output (the log driver is optional: earlier gathers printed only version and registry config). */
 export function parseDockerInfo(out: string): NonNullable<HostFacts['docker']> | { error: string } {
-  const m = out.trim().match(/^(\S+) (\{.*\})$/s);
+  const m = out.trim().match(/^(\S+) +(?:([^\s{]+) +)?(\{.*\})$/s);
   if (!m) return { error: out.trim().slice(0, 300) || 'docker info printed nothing' };
   try {
-    const reg = JSON.parse(m[2]) as { IndexConfigs?: Record<string, { Secure?: boolean }>; InsecureRegistryCIDRs?: string[] };
-    return { version: m[1], indexConfigs: reg.IndexConfigs ?? {}, insecureCidrs: reg.InsecureRegistryCIDRs ?? [] };
+    const reg = JSON.parse(m[3]) as { IndexConfigs?: Record<string, { Secure?: boolean }>; InsecureRegistryCIDRs?: string[]; Mirrors?: string[] };
+    return {
+      version: m[1],
+      indexConfigs: reg.IndexConfigs ?? {},
+      insecureCidrs: reg.InsecureRegistryCIDRs ?? [],
+      mirrors: reg.Mirrors ?? [],
+      ...(m[2] ? { loggingDriver: m[2] } : {}),
+    };
   } catch {
     return { error: out.trim().slice(0, 300) };
   }

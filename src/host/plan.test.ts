@@ -149,3 +149,67 @@ describe('parseFacts', () => {
     expect(() => parseFacts('@@os\ndebian')).toThrow(/cut short/);
   });
 });
+
+describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
+  const MIRROR = 'https://mirror.lan:5000';
+  const settings = { registryMirrors: [MIRROR], logs: { driver: 'local' as const, maxSize: '10m', maxFile: 3 } };
+  /** A node after such a run: the file, runner-fleet's record of it, and a dockerd that loaded it. */
+  const after = (plan: ReturnType<typeof planHost>, loaded: { mirrors: string[]; loggingDriver: string }) => {
+    const file = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string };
+    const stateStep = [...plan.steps, ...plan.afterVerify].filter((s) => s.kind === 'write-file' && s.name === 'registry state').at(-1) as { content: string };
+    return facts({
+      aptDaemonJson: { path: APT_DAEMON_JSON, content: file.content, sha256: sha256(file.content) },
+      registryState: { [APT_DAEMON_JSON]: { path: `${APT_DAEMON_JSON}.runner-fleet.json`, content: stateStep.content, sha256: sha256(stateStep.content) } },
+      docker: { version: '27.5.1', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [], ...loaded },
+    });
+  };
+
+  it('merges mirrors and log settings, restarts dockerd for the log settings and says what that does to containers', () => {
+    const plan = planHost(node, [REG], converged(), settings);
+    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
+    expect(JSON.parse(write.content)).toEqual({ 'insecure-registries': [REG], 'registry-mirrors': [MIRROR], 'log-driver': 'local', 'log-opts': { 'max-size': '10m', 'max-file': '3' } });
+    expect(write.detail).toContain(`add ${MIRROR} to registry-mirrors; set log-driver to local; set log-opts.max-file to 3; set log-opts.max-size to 10m`);
+    const restart = plan.steps.at(-1) as { kind: string; action: string; detail: string };
+    expect(restart).toMatchObject({ kind: 'reload-docker', action: 'restart' });
+    expect(restart.detail).toMatch(/log-driver and log-opts are read only when dockerd starts .*EVERY RUNNING CONTAINER STOPS/);
+    // The rerun: nothing to do.
+    expect(planHost(node, [REG], after(plan, { mirrors: [`${MIRROR}/`], loggingDriver: 'local' }), settings).steps).toEqual([]);
+  });
+
+  it('mirrors alone are a reload (SIGHUP: running jobs keep going); live-restore makes the restart harmless and says so', () => {
+    const plan = planHost(node, [REG], converged(), { registryMirrors: [MIRROR] });
+    expect(plan.steps.at(-1)).toMatchObject({ kind: 'reload-docker', action: 'reload' });
+    expect((plan.steps.at(-1) as { detail: string }).detail).toMatch(/to load the new registry-mirrors/);
+    const live = `{"insecure-registries":["${REG}"],"live-restore":true}`;
+    const withLive = planHost(node, [REG], converged({ aptDaemonJson: { path: APT_DAEMON_JSON, content: live, sha256: sha256(live) } }), settings);
+    expect((withLive.steps.at(-1) as { detail: string }).detail).toMatch(/live-restore is on, so running containers keep going/);
+  });
+
+  it('takes back only what it set: the previous log driver returns, a user\'s mirror stays', () => {
+    const own = `{"insecure-registries":["${REG}"],"registry-mirrors":["https://user.lan"],"log-driver":"journald"}`;
+    const start = converged({ aptDaemonJson: { path: APT_DAEMON_JSON, content: own, sha256: sha256(own) } });
+    const first = planHost(node, [REG], start, settings);
+    const state = after(first, { mirrors: ['https://user.lan/', `${MIRROR}/`], loggingDriver: 'local' });
+    expect(JSON.parse(state.registryState![APT_DAEMON_JSON].content!)['settings-set']['log-driver']).toEqual({ value: 'local', previous: 'journald' });
+    const back = planHost(node, [REG], state, { registryMirrors: [] });
+    const write = back.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
+    expect(JSON.parse(write.content)).toEqual({ 'insecure-registries': [REG], 'registry-mirrors': ['https://user.lan'], 'log-driver': 'journald' });
+    expect(write.detail).toMatch(/remove https:\/\/mirror\.lan:5000 from registry-mirrors .*put log-driver back to journald/);
+    expect(back.steps.at(-1)).toMatchObject({ action: 'restart' });
+  });
+
+  it('reloads or restarts when the file is right but the running dockerd has not loaded it (a run cut off)', () => {
+    const plan = planHost(node, [REG], converged(), settings);
+    const stale = planHost(node, [REG], after(plan, { mirrors: [], loggingDriver: 'json-file' }), settings);
+    expect(stale.steps).toEqual([expect.objectContaining({ kind: 'reload-docker', action: 'restart' })]);
+  });
+});
+
+describe('parseDockerInfo with the log driver', () => {
+  it('reads version, driver and registry config, and the older two-field form', async () => {
+    const { parseDockerInfo } = await import('./facts.js');
+    expect(parseDockerInfo('27.5.1 local {"IndexConfigs":{},"Mirrors":["https://m.lan/"]}')).toMatchObject({ version: '27.5.1', loggingDriver: 'local', mirrors: ['https://m.lan/'] });
+    expect(parseDockerInfo('20.10.24 {"IndexConfigs":{}}')).toMatchObject({ version: '20.10.24', mirrors: [] });
+    expect(parseDockerInfo('20.10.24  {"IndexConfigs":{}}')).not.toHaveProperty('loggingDriver');
+  });
+});

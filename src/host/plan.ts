@@ -1,13 +1,18 @@
 // The pure host plan: from a node's spec, the registries and its gathered facts, the steps that converge it.
-import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
+import type { DockerFlavour, DockerSettings, NodeSpec } from '../inventory/types.js';
 import {
+  OWNED_KEYS,
+  logScalars,
   mergeInsecureRegistries,
+  mergeOwnedSettings,
   parseDaemonJson,
-  parseRegistryState,
+  parseOwnership,
   removeInsecureRegistries,
+  sameOwnership,
   serialiseDaemonJson,
-  serialiseRegistryState,
+  serialiseOwnership,
   type DaemonJson,
+  type Ownership,
 } from './daemon-json.js';
 import { hostsTomlPath, registryIsInsecure, registryStatePath, sha256 as sha256Of, type FileFact, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
@@ -78,7 +83,12 @@ export function reloadDockerStep(flavour: DockerFlavour, why: string): HostStep 
   return { kind: 'reload-docker', flavour, action: 'reload', detail: `${DOCKER_FLAVOURS[flavour].reloadDetail} ${why}` };
 }
 
-export function planHost(node: NodeSpec, registries: string[], facts: HostFacts): HostPlan {
+/** No mirrors, no log settings: what a caller that predates docker.* asks for. */
+export const NO_DOCKER_SETTINGS: DockerSettings = { registryMirrors: [] };
+
+const norm = (url: string) => url.replace(/\/+$/, '');
+
+export function planHost(node: NodeSpec, registries: string[], facts: HostFacts, settings: DockerSettings = NO_DOCKER_SETTINGS): HostPlan {
   const flavour = chooseFlavour(node, facts);
   const ops = DOCKER_FLAVOURS[flavour];
   if (!ops.installed(facts)) {
@@ -103,42 +113,79 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts)
   const current = parseDaemonJson(file.content, file.path);
   // Entries runner-fleet added (per its state file) that the inventory no longer lists go; nobody else's do.
   const stateFact = facts.registryState?.[file.path] ?? { path: registryStatePath(file.path), sha256: 'absent' as const };
-  const owned = [...new Set(parseRegistryState(stateFact.content))];
+  const ownership = parseOwnership(stateFact.content);
+  const owned = ownership.insecure;
   const { merged: pruned, removed } = removeInsecureRegistries(current, owned.filter((r) => !registries.includes(r)));
-  const { merged, added } = mergeInsecureRegistries(pruned, registries);
-  // Recorded before the write (a superset), so a run cut off after it still knows what it added; narrowed to the
-  // inventory's entries only once dockerd runs with the new file (a rolled-back removal stays recorded).
-  const before = [...new Set([...owned, ...added])];
-  const after = before.filter((r) => registries.includes(r));
-  const stateStep = (list: string[], expectSha256: string, why: string): HostStep => ({
+  const { merged: withRegistries, added } = mergeInsecureRegistries(pruned, registries);
+  // docker.registryMirrors and docker.logs, owned and taken back the same way.
+  const scalars = logScalars(settings.logs);
+  const other = mergeOwnedSettings(withRegistries, { mirrors: settings.registryMirrors, scalars }, ownership);
+  const merged = other.merged;
+  // Recorded before the write (a superset), so a run cut off after it still knows what it added; narrowed to what the
+  // inventory wants only once dockerd runs with the new file (a rolled-back removal stays recorded).
+  const insecureBefore = [...new Set([...owned, ...added])];
+  const before: Ownership = {
+    insecure: insecureBefore,
+    mirrors: [...new Set([...ownership.mirrors, ...other.owned.mirrors])],
+    settings: { ...ownership.settings, ...other.owned.settings },
+  };
+  const after: Ownership = { insecure: insecureBefore.filter((r) => registries.includes(r)), mirrors: other.owned.mirrors, settings: other.owned.settings };
+  const stateStep = (o: Ownership, expectSha256: string, why: string): HostStep => ({
     kind: 'write-file',
     name: 'registry state',
     path: stateFact.path,
-    content: serialiseRegistryState(list),
+    content: serialiseOwnership(o),
     expectSha256,
     mode: '0600',
     detail: `${stateFact.path}: ${why}`,
   });
   const afterVerify: HostStep[] = [];
-  if (added.length > 0 || removed.length > 0) {
+  const fileChanges = added.length > 0 || removed.length > 0 || other.changes.length > 0;
+  if (fileChanges) {
     let stateSha = stateFact.sha256;
-    if (before.length > owned.length) {
-      steps.push(stateStep(before, stateSha, `record that runner-fleet added ${added.join(', ')}`));
-      stateSha = sha256Of(serialiseRegistryState(before));
+    if (!sameOwnership(before, ownership)) {
+      const what = [...added, ...other.changes.filter((c) => !c.detail.startsWith('remove') && !c.detail.startsWith('put')).map((c) => c.key)];
+      steps.push(stateStep(before, stateSha, `record that runner-fleet added ${[...new Set(what)].join(', ')}`));
+      stateSha = sha256Of(serialiseOwnership(before));
     }
     const what = [
       ...(added.length > 0 ? [`add ${added.join(', ')} to insecure-registries`] : []),
       ...(removed.length > 0 ? [`remove ${removed.join(', ')} from insecure-registries (runner-fleet added it; the inventory no longer lists it)`] : []),
+      ...other.changes.map((c) => c.detail),
     ].join('; ');
     steps.push(daemonJsonWriteStep(file, merged, what));
-    if (after.length < before.length) afterVerify.push(stateStep(after, stateSha, `forget ${before.filter((r) => !after.includes(r)).join(', ')} (removed)`));
+    if (!sameOwnership(after, before)) afterVerify.push(stateStep(after, stateSha, `forget what runner-fleet no longer sets (${describeForgotten(before, after)})`));
   }
   const notYetInsecure = facts.docker ? registries.filter((r) => !registryIsInsecure(facts.docker!, r)) : registries;
+  // What the file says but the running dockerd has not loaded (a run cut off before its reload or restart).
+  const wantMirrors = ((merged['registry-mirrors'] as string[] | undefined) ?? []).map(norm);
+  const loadedMirrors = (facts.docker?.mirrors ?? []).map(norm);
+  const mirrorsPending = facts.docker?.mirrors !== undefined && (wantMirrors.length !== loadedMirrors.length || wantMirrors.some((m, i) => m !== loadedMirrors[i]));
+  const driver = merged['log-driver'];
+  const driverPending = typeof driver === 'string' && facts.docker?.loggingDriver !== undefined && facts.docker.loggingDriver !== driver;
+  const restartFor = [...new Set(other.changes.filter((c) => OWNED_KEYS[c.key] === 'restart').map((c) => c.key))];
+  if (restartFor.length === 0 && driverPending) restartFor.push('log-driver');
   const running = facts.dockerd !== undefined || facts.docker !== undefined;
   if (!running) {
     steps.push({ kind: 'reload-docker', flavour, action: 'start', detail: 'start dockerd (it was not running)' });
-  } else if (added.length > 0 || removed.length > 0 || notYetInsecure.length > 0) {
-    const why = added.length > 0 || removed.length > 0 ? 'to load the new insecure-registries' : `dockerd has not loaded ${notYetInsecure.join(', ')} yet`;
+  } else if (restartFor.length > 0) {
+    // live-restore keeps containers running while dockerd restarts; without it every container stops.
+    const live = merged['live-restore'] === true;
+    steps.push({
+      kind: 'reload-docker',
+      flavour,
+      action: 'restart',
+      detail:
+        `restart dockerd (${ops.script.restart}): ${restartFor.join(' and ')} ${restartFor.length > 1 ? 'are' : 'is'} read only when dockerd starts (a SIGHUP does not load ${restartFor.length > 1 ? 'them' : 'it'}), and apply to containers started afterwards; ` +
+        (live ? 'live-restore is on, so running containers keep going' : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail (set live-restore: true in daemon.json to keep them)'),
+    });
+  } else if (added.length > 0 || removed.length > 0 || other.changes.length > 0 || notYetInsecure.length > 0 || mirrorsPending) {
+    const why =
+      added.length > 0 || removed.length > 0 || other.changes.length > 0
+        ? `to load the new ${[...(added.length > 0 || removed.length > 0 ? ['insecure-registries'] : []), ...(other.changes.length > 0 ? ['registry-mirrors'] : [])].join(' and ')}`
+        : notYetInsecure.length > 0
+          ? `dockerd has not loaded ${notYetInsecure.join(', ')} yet`
+          : 'dockerd has not loaded the registry-mirrors yet';
     steps.push(reloadDockerStep(flavour, why));
   }
 
@@ -162,4 +209,12 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts)
   }
 
   return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure, afterVerify };
+}
+
+function describeForgotten(before: Ownership, after: Ownership): string {
+  return [
+    ...before.insecure.filter((r) => !after.insecure.includes(r)),
+    ...before.mirrors.filter((m) => !after.mirrors.includes(m)),
+    ...Object.keys(before.settings).filter((k) => !(k in after.settings)),
+  ].join(', ');
 }

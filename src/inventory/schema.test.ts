@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redact } from '../secrets.js';
@@ -62,6 +62,27 @@ describe('parseInventory', () => {
     expect(issues).toContain('nodes[2].colour: unknown key (allowed: name, host, port, user, identityFile, knownHosts, docker, microk8s)');
     expect(issues).toContain('nodes[2].name: duplicate node name "pi1" (also nodes[0])');
     expect(issues).toContain('nodes[2].host: duplicate host 10.0.0.2:22 (also nodes[1])');
+  });
+
+  it('reports every unknown key, a list where a mapping belongs, and takes `key: null` as absent', () => {
+    expect(issuesOf(`${base}runners: { colour: red, size: 3 }\n`)).toEqual([
+      expect.stringMatching(/^runners\.colour: unknown key \(allowed: executor, placement, /),
+      expect.stringMatching(/^runners\.size: unknown key \(allowed: /),
+    ]);
+    expect(issuesOf(`${base}ssh: [a]\n`)).toEqual(['ssh: expected a mapping, got a list']);
+    expect(issuesOf(`${base}kubernetes: { "__proto__": { namespace: x } }\n`)).toEqual([expect.stringMatching(/^kubernetes\.__proto__: unknown key/)]);
+    const inv = parseInventory(`${base}kubernetes:\n  namespace:\nrunners:\n`, '/x/fleet.yaml');
+    expect([inv.kubernetes.namespace, inv.runners.concurrent]).toEqual(['gitlab-runner', 1]);
+    expect(issuesOf('nodes: [{ name: pi1 }]\n')).toEqual(['gitlab: is required', 'nodes[0].host: is required']);
+  });
+
+  it('checks cross-field rules even where other fields of the same mapping are wrong', () => {
+    const text = base.replace('registry: gitlab.lan:5050', 'registry: gitlab.lan:5050\n  accessToken: env:A\n  runnerToken: env:B\n  runnerType: project_type\n  timeout: 0');
+    expect(issuesOf(text)).toEqual([
+      'gitlab.timeout: expected an integer from 1 to 600, got 0',
+      'gitlab: set only one of accessToken, runnerToken, registrationToken (got accessToken, runnerToken)',
+      'gitlab.projectId: is required when runnerType is project_type',
+    ]);
   });
 
   it('rejects a registry with a scheme', () => {
@@ -187,5 +208,101 @@ describe('loadInventory', () => {
 describe('redact', () => {
   it('hides the credentials of any URL in a message', () => {
     expect(redact('GET http://user:pw@gitlab.lan/api/v4 failed; also https://tok@x.lan')).toBe('GET http://[REDACTED]@gitlab.lan/api/v4 failed; also https://[REDACTED]@x.lan');
+  });
+});
+
+describe('parseInventory: issue 15 fields', () => {
+  it('fills the defaults: no cache, no metrics, the runner pod\'s requests, no mirrors or log settings', () => {
+    const inv = parseInventory(base, '/x/fleet.yaml');
+    expect(inv.runners.cache).toBeUndefined();
+    expect(inv.runners.metrics).toBeUndefined();
+    expect(inv.runners.version).toBeUndefined();
+    expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.11.0');
+    expect(inv.runners.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' } });
+    expect([inv.runners.tolerations, inv.runners.nodeSelector, inv.runners.jobResources]).toEqual([[], {}, undefined]);
+    expect(inv.docker).toEqual({ registryMirrors: [] });
+  });
+
+  it('runners.version fills {version} in the images; an image without it is refused', () => {
+    const inv = parseInventory(`${base}runners: { version: 17.9.3, helperImage: "reg.lan/helper:{arch}-v{version}" }\n`, '/x/fleet.yaml');
+    expect([inv.runners.image, inv.runners.helperImage]).toEqual(['gitlab/gitlab-runner:alpine-v17.9.3', 'reg.lan/helper:{arch}-v17.9.3']);
+    expect(issuesOf(`${base}runners: { version: 17.9.3, image: "reg.lan/gitlab-runner:17.9.3" }\n`)).toEqual([expect.stringMatching(/^runners\.image: put \{version\} in the tag/)]);
+    expect(issuesOf(`${base}runners: { version: "17.9", image: "r/g:{version}" }\n`)).toEqual(['runners.version: expected a gitlab-runner version such as 17.9.3']);
+    expect(issuesOf(`${base}runners: { image: "r/g:{version}" }\n`)).toEqual(['runners.image: {version} needs runners.version']);
+  });
+
+  it('runners.cache: bucket and endpoint checked, both keys required by reference', () => {
+    const ok = `${base}runners:\n  cache: { serverAddress: "minio.lan:9000", bucketName: ci-cache, accessKey: env:AK, secretKey: file:sk }\n`;
+    expect(parseInventory(ok, '/x/fleet.yaml').runners.cache).toEqual({
+      serverAddress: 'minio.lan:9000',
+      bucketName: 'ci-cache',
+      insecure: false,
+      shared: true,
+      accessKey: { ref: 'env:AK', path: 'runners.cache.accessKey' },
+      secretKey: { ref: 'file:sk', path: 'runners.cache.secretKey' },
+    });
+    expect(issuesOf(`${base}runners:\n  cache: { serverAddress: "http://minio.lan:9000", bucketName: CI, accessKey: AKIAINLINE }\n`)).toEqual([
+      "runners.cache.serverAddress: expected host or host:port without a scheme (e.g. minio.lan:9000), as gitlab-runner's ServerAddress",
+      'runners.cache.bucketName: expected an S3 bucket name (3–63 lowercase letters, digits, . and -)',
+      'runners.cache.accessKey: expected a reference `env:NAME` or `file:PATH` (secrets are never written inline)',
+      'runners.cache.secretKey: is required (env:NAME or file:PATH)',
+    ]);
+  });
+
+  it('runners.metrics, resources, jobResources, tolerations and nodeSelector: the apiserver\'s and Docker\'s refusals up front', () => {
+    expect(parseInventory(`${base}runners: { metrics: {} }\n`, '/x/fleet.yaml').runners.metrics).toEqual({ port: 9252, annotations: false });
+    expect(issuesOf(`${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi, cpu: lots } }\n`)).toEqual([
+      'runners.resources.limits.cpu: expected a Kubernetes quantity for cpu (e.g. 250m or 0.5)',
+    ]);
+    expect(issuesOf(`${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi } }\n`)).toEqual([
+      'runners.resources.requests.memory: 512Mi is more than the limit 0.25Gi (Kubernetes refuses a request above its limit)',
+    ]);
+    expect(parseInventory(`${base}runners: { jobResources: { memory: 2g, cpus: 3 } }\n`, '/x/fleet.yaml').runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
+    expect(issuesOf(`${base}runners: { jobResources: { memory: 4m, cpus: 0 } }\n`)).toEqual([
+      'runners.jobResources.cpus: expected a number of CPUs above 0 such as 1.5, got "0"',
+      "runners.jobResources.memory: 4m is below Docker's minimum memory limit (6m)",
+    ]);
+    expect(issuesOf(`${base}runners:\n  tolerations: [{ operator: Exists, value: x }, { key: a, effect: NoSchedule, tolerationSeconds: 5 }, { value: y }]\n`)).toEqual([
+      'runners.tolerations[0].value: must be empty with operator Exists',
+      'runners.tolerations[1].tolerationSeconds: applies only with effect NoExecute',
+      'runners.tolerations[2].operator: a toleration without a key must use operator Exists (it tolerates every taint)',
+    ]);
+    expect(issuesOf(`${base}runners:\n  nodeSelector: { "runner-fleet.dev/runner": "x", zone: true }\n`)).toEqual([
+      'runners.nodeSelector.zone: expected a label value as a string (quote true, false and numbers), got true',
+    ]);
+    expect(issuesOf(`${base}runners:\n  nodeSelector: { "runner-fleet.dev/runner": "x" }\n`)).toEqual([
+      'runners.nodeSelector: runner-fleet.dev/runner is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself',
+    ]);
+  });
+
+  it('docker.registryMirrors and docker.logs: what dockerd would refuse to start with', () => {
+    const inv = parseInventory(`${base}docker: { registryMirrors: "https://mirror.lan:5000", logs: { driver: local, maxSize: 10m, maxFile: 3 } }\n`, '/x/fleet.yaml');
+    expect(inv.docker).toEqual({ registryMirrors: ['https://mirror.lan:5000'], logs: { driver: 'local', maxSize: '10m', maxFile: 3 } });
+    expect(issuesOf(`${base}docker: { registryMirrors: ["mirror.lan:5000", "https://u:p@m.lan", "https://m.lan/?x"], logs: { maxSize: 10 } }\n`)).toEqual([
+      'docker.registryMirrors[0]: expected an http:// or https:// URL (e.g. https://mirror.lan:5000)',
+      'docker.registryMirrors[1]: must not contain a user name or password',
+      'docker.registryMirrors[2]: expected a URL without ?query or #fragment (dockerd refuses them)',
+      'docker.logs.maxSize: expected a non-empty string, got 10',
+    ]);
+    expect(issuesOf(`${base}docker: { logs: { driver: journald, maxSize: 10m } }\n`)).toEqual([
+      'docker.logs.driver: maxSize needs driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)',
+    ]);
+    expect(issuesOf(`${base}docker: { logs: { driver: json-file, maxFile: 3 } }\n`)).toEqual(['docker.logs.maxFile: needs maxSize with the json-file driver (it rotates only by size)']);
+  });
+});
+
+describe('inventory/fleet.example.yaml', () => {
+  const text = readFileSync(join(import.meta.dirname, '..', '..', 'inventory', 'fleet.example.yaml'), 'utf8');
+  it('parses as shipped, and with the issue 15 settings uncommented', () => {
+    expect(parseInventory(text, '/x/fleet.yaml').nodes).toHaveLength(2);
+    const lines = text.split('\n');
+    const start = lines.findIndex((l) => l.includes('# cache:'));
+    const on = lines.map((l, i) => (i >= start || l.includes('# version:') ? l.replace(/^(\s*)# /, '$1') : l)).join('\n');
+    const inv = parseInventory(on, '/x/fleet.yaml');
+    expect(inv.runners.cache?.bucketName).toBe('runner-cache');
+    expect(inv.runners.metrics).toEqual({ port: 9252, annotations: false });
+    expect(inv.runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
+    expect(inv.docker.logs).toEqual({ driver: 'local', maxSize: '10m', maxFile: 3 });
+    expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.9.3');
   });
 });

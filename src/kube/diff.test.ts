@@ -43,3 +43,16 @@ describe('describeChange', () => {
     expect(describeChange(undefined, ds('i'), paths)).toBe('a, b, c, d, e, f (+2 more)');
   });
 });
+
+describe('describeChange: a gitlab-runner upgrade', () => {
+  const ds = (image: string): KubeObject =>
+    ({ apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'gitlab-runner-dood' }, spec: { template: { spec: { containers: [{ name: 'gitlab-runner', image }] } } } }) as KubeObject;
+  it('says which version goes to which and how it rolls out', () => {
+    const before = ds('gitlab/gitlab-runner:alpine-v17.9.3');
+    const after = ds('gitlab/gitlab-runner:alpine-v17.11.0');
+    expect(describeChange(before, after, diffPaths(before, after))).toBe(
+      'gitlab-runner gitlab/gitlab-runner:alpine-v17.9.3 → gitlab/gitlab-runner:alpine-v17.11.0, one node at a time (each old pod finishes its running jobs first); spec.template.spec.containers',
+    );
+    expect(describeChange(before, before, [])).toBe('');
+  });
+});

@@ -71,7 +71,24 @@ export function describeChange(before: KubeObject | undefined, after: KubeObject
     return summary.join(', ') || 'no visible change';
   }
   const shown = paths.slice(0, 6);
-  return shown.join(', ') + (paths.length > shown.length ? ` (+${paths.length - shown.length} more)` : '');
+  const listed = shown.join(', ') + (paths.length > shown.length ? ` (+${paths.length - shown.length} more)` : '');
+  const upgrade = runnerImageChange(before, after);
+  return upgrade ? `${upgrade}; ${listed}` : listed;
+}
+
+/**
+ * A new gitlab-runner image (runners.version, runners.image) said in words: it is the change a reader must not miss.
+ * The DaemonSet rolls it out one node at a time (maxUnavailable: 1), each old pod finishing its jobs first (preStop
+ * SIGQUIT, within terminationGracePeriodSeconds).
+ */
+export function runnerImageChange(before: KubeObject | undefined, after: KubeObject): string | undefined {
+  if (after.kind !== 'DaemonSet') return undefined;
+  const image = (o: KubeObject | undefined) =>
+    ((o?.spec as { template?: { spec?: { containers?: { name: string; image?: string }[] } } } | undefined)?.template?.spec?.containers ?? []).find((c) => c.name === 'gitlab-runner')?.image;
+  const from = image(before);
+  const to = image(after);
+  if (!from || !to || from === to) return undefined;
+  return `gitlab-runner ${from} → ${to}, one node at a time (each old pod finishes its running jobs first)`;
 }
 
 /** key → value, only ever compared, never printed. */

@@ -107,3 +107,43 @@ describe('renderClusterObjects', () => {
     expect((err as Error).message).not.toMatch(/glrt-pi1/);
   });
 });
+
+describe('renderClusterObjects: issue 15 pod settings', () => {
+  const tuned = parseInventory(
+    `
+gitlab: {url: https://gitlab.lan, registry: gitlab.lan:5050}
+nodes: [{name: pi1, host: 127.0.0.11}, {name: pi2, host: 127.0.0.12}]
+runners:
+  version: 17.9.3
+  image: "reg.lan:5000/gitlab-runner:{version}"
+  metrics: { port: 9400, annotations: true }
+  resources: { requests: { cpu: 100m, memory: 96Mi }, limits: { memory: 256Mi } }
+  tolerations: [{ key: dedicated, value: ci, effect: NoSchedule }, { operator: Exists, effect: NoExecute, tolerationSeconds: 60 }]
+  nodeSelector: { "kubernetes.io/os": linux }
+`,
+    '/tmp/inventory.yaml',
+  );
+
+  it('a metrics port named metrics, scrape annotations, resources, tolerations and the extra node selector', () => {
+    const objs = renderClusterObjects({ inventory: tuned, executor: 'dood', configs, tokens });
+    const ds = objs.find((o) => o.kind === 'DaemonSet') as any;
+    expect(ds.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9400', 'prometheus.io/path': '/metrics' });
+    const pod = podOf(objs);
+    const c = pod.containers[0];
+    expect(c.image).toBe('reg.lan:5000/gitlab-runner:17.9.3');
+    expect(c.ports).toEqual([{ name: 'metrics', containerPort: 9400, protocol: 'TCP' }]);
+    expect(c.resources).toEqual({ requests: { cpu: '100m', memory: '96Mi' }, limits: { memory: '256Mi' } });
+    expect(pod.tolerations).toEqual([
+      { key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' },
+      { operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 },
+    ]);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'runner-fleet.dev/runner': 'true' });
+  });
+
+  it('without them: no ports, annotations or tolerations, the default requests', () => {
+    const pod = podOf(renderClusterObjects({ inventory: inv, executor: 'dood', configs, tokens }));
+    expect(pod.containers[0].ports).toBeUndefined();
+    expect(pod.tolerations).toBeUndefined();
+    expect(pod.containers[0].resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' } });
+  });
+});

@@ -2,7 +2,7 @@
 import { parseAllDocuments } from 'yaml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS, identityDir } from '../executors.js';
-import type { Executor, Inventory } from '../inventory/types.js';
+import type { Executor, Inventory, Toleration } from '../inventory/types.js';
 import { redact } from '../secrets.js';
 import { renderTemplate } from '../templates.js';
 import {
@@ -73,7 +73,29 @@ export function clusterTemplateData(input: RenderInput) {
     dockerCliImage: inv.runners.dockerCliImage,
     identityHostPath: identityDir(executor),
     terminationGracePeriodSeconds: input.terminationGracePeriodSeconds ?? DEFAULT_TERMINATION_GRACE_SECONDS,
+    // runners.nodeSelector adds to the inventory label; rules.ts keeps it from overriding that one.
+    nodeSelector: { ...inv.runners.nodeSelector, [inv.kubernetes.nodeLabel]: 'true' },
+    tolerations: inv.runners.tolerations.map(tolerationObject),
+    resources: resourcesObject(inv.runners.resources),
+    metricsPort: inv.runners.metrics?.port ?? null,
+    podAnnotations: inv.runners.metrics?.annotations
+      ? { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(inv.runners.metrics.port), 'prometheus.io/path': '/metrics' }
+      : null,
   };
+}
+
+/** A toleration as the API spells it, without the keys left out (so a rerun compares equal to what the server keeps). */
+function tolerationObject(t: Toleration): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(t).filter(([, value]) => value !== undefined));
+}
+
+function resourcesObject(r: Inventory['runners']['resources']): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const kind of ['requests', 'limits'] as const) {
+    const list = Object.fromEntries(Object.entries(r[kind] ?? {}).filter(([, value]) => value !== undefined)) as Record<string, string>;
+    if (Object.keys(list).length > 0) out[kind] = list;
+  }
+  return out;
 }
 
 /**

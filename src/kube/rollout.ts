@@ -15,7 +15,7 @@ export interface DaemonSetView {
 export interface PodView {
   metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
   spec?: { nodeName?: string };
-  status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+  status?: { phase?: string; /** for status's metrics read on the node */ podIP?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] };
 }
 
 export interface RolloutState {

@@ -144,3 +144,49 @@ runners:
     expect(() => parseToml('name = "a\u007fb"\n')).toThrow(/control characters/);
   });
 });
+
+describe('renderConfigToml: issue 15 settings', () => {
+  const withSettings = parseInventory(
+    `
+gitlab: { url: https://gitlab.lan, registry: gitlab.lan:5050 }
+nodes: [{ name: pi-1, host: 10.0.0.11 }]
+runners:
+  cache: { serverAddress: "minio.lan:9000", bucketName: runner-cache, insecure: true, accessKey: env:RF_CACHE_AK, secretKey: "file:/run/secrets/sk" }
+  metrics: { port: 9400 }
+  jobResources: { memory: 2g, cpus: 1.5 }
+`,
+    '/tmp/inventory.yaml',
+  );
+  const resolve = (ref: { ref: string }) => (ref.ref === 'env:RF_CACHE_AK' ? 'AKIA-test' : 'sk-test/with"quote');
+
+  it('writes [runners.cache] and [runners.cache.s3] as gitlab-runner 17.9 names them, keys resolved from their references', () => {
+    const text = renderConfigToml({ inventory: withSettings, node: withSettings.nodes[0], record: { ...record, node: 'pi-1' }, executor: 'dood', arch: 'arm64', resolve });
+    expect(text).toContain('[runners.cache]\n');
+    expect(text).toContain('[runners.cache.s3]\n');
+    const runner = (parseToml(text).runners as TomlTable[])[0];
+    expect(runner.cache).toEqual({
+      Type: 's3',
+      Shared: true,
+      s3: { ServerAddress: 'minio.lan:9000', AccessKey: 'AKIA-test', SecretKey: 'sk-test/with"quote', BucketName: 'runner-cache', Insecure: true, AuthenticationType: 'access-key' },
+    });
+  });
+
+  it('listens for metrics on the port and limits each job container', () => {
+    const text = renderConfigToml({ inventory: withSettings, node: withSettings.nodes[0], record: { ...record, node: 'pi-1' }, executor: 'dind', arch: 'arm64', resolve });
+    const doc = parseToml(text);
+    expect(doc.listen_address).toBe(':9400');
+    expect((doc.runners as TomlTable[])[0].docker).toMatchObject({ memory: '2g', cpus: '1.5' });
+    // Without the settings: no listener, no limits, no cache.
+    const plain = parseToml(render('dood').text);
+    expect(plain.listen_address).toBeUndefined();
+    expect((plain.runners as TomlTable[])[0].cache).toBeUndefined();
+    expect(((plain.runners as TomlTable[])[0].docker as TomlTable).memory).toBeUndefined();
+  });
+
+  it('an unset credential is bad input naming its path', () => {
+    delete process.env.RF_CACHE_AK;
+    expect(() => renderConfigToml({ inventory: withSettings, node: withSettings.nodes[0], record: { ...record, node: 'pi-1' }, executor: 'dood', arch: 'arm64' })).toThrow(
+      /runners\.cache\.accessKey: environment variable RF_CACHE_AK is not set/,
+    );
+  });
+});

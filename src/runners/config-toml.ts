@@ -2,7 +2,8 @@
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS } from '../executors.js';
-import type { DindService, Executor, Inventory, NodeSpec, PullPolicy } from '../inventory/types.js';
+import type { CacheConfig, DindService, Executor, Inventory, NodeSpec, PullPolicy, SecretRef } from '../inventory/types.js';
+import { resolveSecret } from '../secrets.js';
 import type { RunnerRecord } from './records.js';
 
 export const HELPER_IMAGE_REPOSITORY = 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper';
@@ -42,6 +43,8 @@ export interface ConfigTomlInput {
   executor: Executor;
   /** the node's architecture as host facts report it (arm64, armhf, amd64, or uname -m) */
   arch: string;
+  /** resolves the cache's credentials (default resolveSecret: env:/file:, registered for redaction) */
+  resolve?: (ref: SecretRef) => string;
 }
 
 interface DockerSection {
@@ -52,6 +55,37 @@ interface DockerSection {
   /** absent: gitlab-runner's default */
   pullPolicy: PullPolicy[] | null;
   services: { name: string; alias: string; command: string[] }[];
+  /** per job container (runners.jobResources); absent: unlimited */
+  memory: string | null;
+  cpus: string | null;
+}
+
+/** `[runners.cache]` with `[runners.cache.s3]`, the keys resolved: this text goes only into Secrets and root-only files. */
+interface CacheSection {
+  shared: boolean;
+  path: string | null;
+  s3: { serverAddress: string; accessKey: string; secretKey: string; bucketName: string; bucketLocation: string | null; insecure: boolean };
+}
+
+function cacheSection(cache: CacheConfig | undefined, resolve: (ref: SecretRef) => string): CacheSection | null {
+  if (!cache) return null;
+  return {
+    shared: cache.shared,
+    path: cache.path ?? null,
+    s3: {
+      serverAddress: cache.serverAddress,
+      accessKey: resolve(cache.accessKey),
+      secretKey: resolve(cache.secretKey),
+      bucketName: cache.bucketName,
+      bucketLocation: cache.bucketLocation ?? null,
+      insecure: cache.insecure,
+    },
+  };
+}
+
+/** gitlab-runner's metrics listener: every address of the pod (or host) on the port; read once when it starts. */
+export function metricsListenAddress(inv: Inventory): string | null {
+  return inv.runners.metrics ? `:${inv.runners.metrics.port}` : null;
 }
 
 /** The services config.toml starts for every dind job, by runners.dindService. */
@@ -72,6 +106,8 @@ export function configTomlData(input: ConfigTomlInput) {
     privileged: spec.docker.privileged,
     volumes: [...spec.docker.volumes],
     pullPolicy: r.pullPolicy ?? null,
+    memory: r.jobResources?.memory ?? null,
+    cpus: r.jobResources?.cpus ?? null,
     // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
     services: spec.docker.dindService ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries) : [],
   };
@@ -79,6 +115,7 @@ export function configTomlData(input: ConfigTomlInput) {
     node: node.name,
     concurrent: r.concurrent,
     checkInterval: r.checkInterval,
+    listenAddress: metricsListenAddress(inv),
     runner: {
       name: r.description.split('{node}').join(node.name),
       url: inv.gitlab.url,
@@ -87,6 +124,7 @@ export function configTomlData(input: ConfigTomlInput) {
       shell: spec.runner.shell,
       environment: [...spec.environment],
       docker,
+      cache: cacheSection(r.cache, input.resolve ?? resolveSecret),
     },
   };
 }
@@ -102,9 +140,28 @@ function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable 
     tls_verify: false,
     disable_cache: false,
     ...(runner.docker.pullPolicy ? { pull_policy: runner.docker.pullPolicy } : {}),
+    ...(runner.docker.memory ? { memory: runner.docker.memory } : {}),
+    ...(runner.docker.cpus ? { cpus: runner.docker.cpus } : {}),
     ...(runner.docker.services.length > 0 ? { services: runner.docker.services.map((s) => ({ name: s.name, alias: s.alias, command: s.command })) } : {}),
   };
+  // gitlab-runner 17.9 common/config.go: CacheConfig (Type, Path, Shared) and CacheS3Config, spelled as its toml tags.
+  const cache = runner.cache && {
+    Type: 's3',
+    ...(runner.cache.path ? { Path: runner.cache.path } : {}),
+    Shared: runner.cache.shared,
+    s3: {
+      ServerAddress: runner.cache.s3.serverAddress,
+      AccessKey: runner.cache.s3.accessKey,
+      SecretKey: runner.cache.s3.secretKey,
+      BucketName: runner.cache.s3.bucketName,
+      ...(runner.cache.s3.bucketLocation ? { BucketLocation: runner.cache.s3.bucketLocation } : {}),
+      Insecure: runner.cache.s3.insecure,
+      // What AuthType() infers from the three values anyway; said outright so that nothing falls back to IAM.
+      AuthenticationType: 'access-key',
+    },
+  };
   return {
+    ...(data.listenAddress ? { listen_address: data.listenAddress } : {}),
     concurrent: data.concurrent,
     check_interval: data.checkInterval,
     runners: [
@@ -116,6 +173,7 @@ function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable 
         ...(runner.shell ? { shell: runner.shell } : {}),
         ...(runner.environment.length > 0 ? { environment: runner.environment } : {}),
         ...(docker ? { docker } : {}),
+        ...(cache ? { cache } : {}),
       },
     ],
   };
@@ -164,6 +222,7 @@ function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, 
   };
   expect(doc.concurrent === data.concurrent, 'has the wrong concurrent');
   expect(doc.check_interval === data.checkInterval, 'has the wrong check_interval');
+  expect((doc.listen_address ?? null) === data.listenAddress, 'has the wrong listen_address');
   const runners = doc.runners;
   expect(Array.isArray(runners) && runners.length === 1, 'must hold exactly one [[runners]] block');
   const runner = Array.isArray(runners) ? (runners[0] as TomlTable | undefined) : undefined;
@@ -171,6 +230,10 @@ function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, 
     expect(runner.url === data.runner.url, 'has the wrong url');
     expect(runner.token === data.runner.token, "does not carry the node's runner token");
     expect(runner.executor === data.runner.executor, `must use executor ${data.runner.executor}`);
+    if (data.runner.cache) {
+      const s3 = (runner.cache as TomlTable | undefined)?.s3 as TomlTable | undefined;
+      expect(s3?.BucketName === data.runner.cache.s3.bucketName && s3?.SecretKey === data.runner.cache.s3.secretKey, 'has no [runners.cache.s3] with the bucket and keys');
+    }
     if (data.runner.docker) {
       const d = runner.docker as TomlTable | undefined;
       expect(typeof d === 'object' && d !== null, 'has no [runners.docker] section');

@@ -1,4 +1,5 @@
 // Pure judgement for `status`: one row per node from gathered facts, pods and GitLab answers; what is unhealthy and why; the table.
+import { parseJobs } from './metrics.js';
 import type { HostFacts } from '../host/facts.js';
 import { registryIsInsecure } from '../host/facts.js';
 import { renderHostsToml } from '../host/plan.js';
@@ -32,6 +33,8 @@ export interface StatusRow {
   pod: { state: PodState; name?: string; detail?: string };
   /** contactedAt: of the node's runner manager (systemId) when the record names one */
   gitlab: { state: GitlabState; runnerId?: number; systemId?: string; contactedAt?: string | null; tokenExpiresAt?: string; detail?: string };
+  /** runners.metrics: gitlab_runner_jobs summed over its series (jobs running now); null when it could not be read */
+  metrics?: { jobs: number | null; detail?: string };
   healthy: boolean;
   /** why not healthy, one phrase each */
   problems: string[];
@@ -116,7 +119,7 @@ export function formatAge(ms: number): string {
 }
 
 /** One node's row: every check the node's setup makes applicable, and whether all of them pass. */
-export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: PodsView, runner: RunnerView, now: number): StatusRow {
+export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: PodsView, runner: RunnerView, now: number, metricsAt?: string): StatusRow {
   const problems: string[] = [];
   const registries = inv.gitlab.registries;
   let row: StatusRow;
@@ -159,6 +162,15 @@ export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: 
       healthy: false,
       problems,
     };
+  }
+  if (inv.runners.metrics && 'facts' in host) {
+    const jobs = parseJobs(host.facts.gathered?.sections, metricsAt);
+    if (jobs && 'jobs' in jobs) row.metrics = { jobs: jobs.jobs };
+    else if (jobs) {
+      row.metrics = { jobs: null, detail: jobs.error };
+      // Without a pod (or a cluster to ask) the pod column says it already.
+      if (inv.runners.placement === 'host' || row.pod.state === 'ready' || row.pod.state === 'not ready') problems.push(`metrics: ${jobs.error}`);
+    }
   }
   const pod = row.pod;
   if (pod.state === 'missing') problems.push('no runner pod on this node');
@@ -216,7 +228,9 @@ function gitlabCell(r: StatusRow, now: number): string {
 
 /** The table people read: one row per node, then one line per problem. Plain text, no escape codes. */
 export function formatStatusTable(report: StatusReport, registries: string[], now: number = Date.now()): string {
-  const header = ['NODE', 'SSH', 'ARCH', 'DOCKER', ...registries.map((r) => `REGISTRY ${r}`), 'RUNNER POD', 'GITLAB', 'HEALTHY'];
+  // A JOBS column only when the runners export metrics (runners.metrics).
+  const jobs = report.nodes.some((r) => r.metrics);
+  const header = ['NODE', 'SSH', 'ARCH', 'DOCKER', ...registries.map((r) => `REGISTRY ${r}`), 'RUNNER POD', 'GITLAB', ...(jobs ? ['JOBS'] : []), 'HEALTHY'];
   const rows = report.nodes.map((r) => [
     r.node,
     r.reachable ? 'ok' : 'UNREACHABLE',
@@ -225,6 +239,7 @@ export function formatStatusTable(report: StatusReport, registries: string[], no
     ...registries.map((reg) => registryCell(r, reg)),
     r.pod.state === 'not ready' ? 'NOT READY' : r.pod.state === 'missing' ? 'MISSING' : r.pod.state,
     gitlabCell(r, now),
+    ...(jobs ? [r.metrics ? (r.metrics.jobs === null ? '?' : String(r.metrics.jobs)) : '?'] : []),
     r.healthy ? 'yes' : 'NO',
   ]);
   const widths = header.map((_, c) => Math.max(...[header, ...rows].map((row) => row[c].length)));

@@ -29,8 +29,14 @@ k:
       script: ['echo global-before', 'echo one'],
       afterScript: [],
       tags: ['x', 'y'],
+      cache: [],
     });
     expect(parseCiJob(yaml, 'k')).toMatchObject({ image: { name: 'reg/own:2' }, script: ['nested', 'list'] });
+  });
+
+  it('reads a job cache as GitLab sends it (key, paths, policy, when)', () => {
+    expect(parseCiJob('j:\n  script: [x]\n  cache: {key: k, paths: [a/], policy: pull}\n', 'j').cache).toEqual([{ key: 'k', paths: ['a/'], policy: 'pull', when: 'on_success', untracked: false }]);
+    expect(() => parseCiJob('j:\n  script: [x]\n  cache: {key: {files: [a]}}\n', 'j')).toThrow(/key should be a string/);
   });
 
   it('names what it cannot honour', () => {

@@ -29,11 +29,35 @@ export interface CiJobSpec {
   script: string[];
   afterScript: string[];
   tags: string[];
+  /** the job's `cache:` (one entry; lib/gitlab/ci/config/entry/cache.rb): key, paths, policy */
+  cache: CiCache[];
+}
+
+export interface CiCache {
+  key: string;
+  paths: string[];
+  policy: 'pull-push' | 'pull' | 'push';
+  when: 'on_success' | 'on_failure' | 'always';
+  untracked: boolean;
+}
+
+const CACHE_KEYS = new Set(['key', 'paths', 'policy', 'when', 'untracked']);
+
+function cacheEntry(v: unknown, what: string): CiCache[] {
+  if (!isObject(v)) throw new CiConfigError(`${what} config should be a hash (the stand-in takes one cache)`);
+  const extra = Object.keys(v).filter((k) => !CACHE_KEYS.has(k));
+  if (extra.length) throw new CiConfigError(`${what}: unsupported keys: ${extra.join(', ')}`);
+  if (v.key !== undefined && typeof v.key !== 'string') throw new CiConfigError(`${what}:key should be a string (the stand-in takes no files: key)`);
+  const policy = (v.policy ?? 'pull-push') as CiCache['policy'];
+  if (!['pull-push', 'pull', 'push'].includes(policy)) throw new CiConfigError(`${what}:policy should be pull-push, pull or push`);
+  const when = (v.when ?? 'on_success') as CiCache['when'];
+  if (!['on_success', 'on_failure', 'always'].includes(when)) throw new CiConfigError(`${what}:when should be on_success, on_failure or always`);
+  return [{ key: (v.key as string | undefined) ?? 'default', paths: v.paths === undefined ? [] : stringList(v.paths, `${what}:paths`), policy, when, untracked: v.untracked === true }];
 }
 
 export class CiConfigError extends Error {}
 
-const JOB_KEYS = new Set(['image', 'services', 'variables', 'before_script', 'script', 'after_script', 'tags', 'stage']);
+const JOB_KEYS = new Set(['image', 'services', 'variables', 'before_script', 'script', 'after_script', 'tags', 'stage', 'cache']);
 // Top-level keywords that are not jobs (lib/gitlab/ci/config/entry/root.rb). Those the stand-in honours: stages,
 // variables, and the deprecated global image/services/before_script/after_script (same meaning as under default:).
 const GLOBAL_SUPPORTED = new Set(['stages', 'variables', 'image', 'services', 'before_script', 'after_script']);
@@ -130,5 +154,6 @@ export function parseCiJob(yamlText: string, jobName: string): CiJobSpec {
     script: [...pick('before_script', stringList, []), ...stringList(job.script, `jobs:${jobName}:script`)],
     afterScript: pick('after_script', stringList, []),
     tags: [...new Set(tags)],
+    cache: job.cache === undefined ? [] : cacheEntry(job.cache, `jobs:${jobName}:cache`),
   };
 }

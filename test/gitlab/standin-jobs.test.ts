@@ -101,8 +101,8 @@ describe('projects and the job queue controls', () => {
   it('POST /_standin/jobs parses the job, refuses unsupported keys by name, needs a known project', async () => {
     await project();
     expect((await call('POST', '/_standin/jobs', { json: { project: 'nope/x', ciYaml: CI, job: 'build' } })).status).toBe(404);
-    const bad = await call('POST', '/_standin/jobs', { json: { project: 'group/app', ciYaml: 'j:\n  script: [x]\n  rules: []\n  cache: {}\n', job: 'j' } });
-    expect(bad).toMatchObject({ status: 400, body: { error: 'jobs:j: unsupported keys: rules, cache' } });
+    const bad = await call('POST', '/_standin/jobs', { json: { project: 'group/app', ciYaml: 'j:\n  script: [x]\n  rules: []\n  artifacts: {}\n', job: 'j' } });
+    expect(bad).toMatchObject({ status: 400, body: { error: 'jobs:j: unsupported keys: rules, artifacts' } });
     expect((await call('POST', '/_standin/jobs', { json: { project: 'group/app', ciYaml: 'include: x\nj:\n  script: [x]\n', job: 'j' } })).body.error).toBe('unsupported keys: include');
     expect((await call('POST', '/_standin/jobs', { json: { project: 'group/app', ciYaml: CI, job: 'missing' } })).status).toBe(400);
     expect((await call('POST', '/_standin/jobs', { json: { project: 'group/app', ciYaml: CI, job: 'build', variables: { S: { value: 'short', masked: true } } } })).status).toBe(400);

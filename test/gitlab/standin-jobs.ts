@@ -334,7 +334,9 @@ export function jobPayload(job: StandinJob, ctx: PayloadContext): Record<string,
       variables: Object.entries(s.variables ?? {}).map(([key, value]) => ({ key, value, public: true, masked: false })),
     })),
     artifacts: null,
-    cache: [],
+    // Entities::Ci::JobRequest::Cache; GitLab suffixes the key by the ref's protection (Ci::Build#cache), so
+    // protected and unprotected pipelines never share a cache.
+    cache: (job.spec.cache ?? []).map((c) => ({ key: `${c.key}-protected`, untracked: c.untracked, paths: c.paths, policy: c.policy, when: c.when, fallback_keys: [] })),
     credentials: [],
     dependencies: [],
     features: { trace_sections: true, failure_reasons: FAILURE_REASONS },
