@@ -125,6 +125,14 @@ function applySteps(state: FakeNodeState, script: string): string {
   return `${out.join('\n')}\n`;
 }
 
+// withNodeLock (src/lock/node-lock.ts) ships the script base64-encoded into a temp file run under flock; the fake
+// holds no lock and runs the script inside it.
+const NODE_LOCKED = /^printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d > "\$rf_s"/m;
+const unwrapNodeLock = (script: string): string => {
+  const m = NODE_LOCKED.exec(script);
+  return m ? Buffer.from(m[1], 'base64').toString('utf8') : script;
+};
+
 export class FakeNodeConnection implements NodeConnection {
   constructor(
     readonly node: NodeSpec,
@@ -133,8 +141,9 @@ export class FakeNodeConnection implements NodeConnection {
     state.opened++;
   }
 
-  async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    this.state.scripts.push({ step: opts.step, script });
+  async exec(wrapped: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    this.state.scripts.push({ step: opts.step, script: wrapped });
+    const script = unwrapNodeLock(wrapped);
     const stdout = script.includes('echo "@@os"') || script.includes('echo "@@hr-os"') ? gather(this.state, script) : applySteps(this.state, script);
     return { code: 0, stdout, stderr: '' };
   }
