@@ -133,7 +133,10 @@ export class FakeNodeConnection implements NodeConnection {
     state.opened++;
   }
 
-  async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  async exec(wrapped: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    // A script under the node lock (src/lock/node-lock.ts) travels base64-encoded: the fake reads the script inside.
+    const inner = /^printf '%s' '([A-Za-z0-9+/=]+)' \| base64 -d/m.exec(wrapped);
+    const script = inner ? Buffer.from(inner[1], 'base64').toString('utf8') : wrapped;
     this.state.scripts.push({ step: opts.step, script });
     const stdout = script.includes('echo "@@os"') || script.includes('echo "@@hr-os"') ? gather(this.state, script) : applySteps(this.state, script);
     return { code: 0, stdout, stderr: '' };
