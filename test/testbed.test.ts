@@ -298,7 +298,7 @@ describe.runIf(canRun)('test fleet', () => {
     expect(listProcesses().filter((p) => netns.has(p.netns) || mntns.has(p.mntns))).toEqual([]);
     // (No connection attempt: with the bridge gone, 198.18.s.x would be routed out of this machine.)
     const nsList = (await sh`ip netns list`).stdout;
-    expect(nsList).not.toContain(REGISTRY_NETNS);
+    expect(nsList).not.toMatch(new RegExp(`^${REGISTRY_NETNS}( |$)`, 'm')); // this slot's, not another fleet's
     expect(nsList).not.toMatch(new RegExp(`^rf${slot()}-pi`, 'm'));
     expect(existsSync(fleet.stateDir)).toBe(false);
     expect(status().up).toBe(false);

@@ -83,7 +83,8 @@ export const clusterService: TestbedService = {
       },
     });
     ctx.log(`kubernetes test cluster on ${cluster.server}`);
-    return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 60 } };
+    // Real kubelets pull the 155 MB runner image on first use: on a loaded 2-core machine that alone has taken over 60 s.
+    return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240 } };
   },
   async stop(ctx) {
     const binDir = existsSync(join(ctx.dir, 'bin-dir')) ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim() : undefined;
