@@ -247,6 +247,8 @@ async function main(): Promise<void> {
         }
       }
       printSize(size);
+      // Saved after every size, so a long run cut short keeps what it measured (render it with --from-json).
+      if (values.json) writeFileSync(values.json, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results, totalMs: performance.now() - t0, partial: true }, null, 2)}\n`);
     }
     let profile: Profile | undefined;
     if (values.profile) {
