@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'bench/RESULTS.json'] },
+  { ignores: ['node_modules/', 'coverage/', 'dist/', 'bench/RESULTS.json'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

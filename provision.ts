@@ -1,11 +1,9 @@
 // runner-fleet entry point: parse arguments, load the inventory, run the command, map errors to exit codes.
+// Start-up is part of every no-op rerun (issue 14): only argument parsing and the error types load up front; the
+// rest is imported after the arguments are known, and each command loads only its own graph (`--help` loads none).
 import { parseCli, USAGE } from './src/cli.js';
-import { runConverge, formatSummary } from './src/commands/converge.js';
 import { EXIT_FAILED, EXIT_OK, InputError, exitCodeFor } from './src/errors.js';
-import { loadInventory, selectNodes } from './src/inventory/schema.js';
-import { commandTrace, createLogger } from './src/log.js';
 import { redact } from './src/secrets.js';
-import { sshStats } from './src/ssh.js';
 
 /** One question on the terminal (stdin, prompt on stderr); only "y" or "yes" is a yes. */
 async function askYes(question: string): Promise<boolean> {
@@ -24,6 +22,10 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return EXIT_OK;
   }
+  // apply/plan: their graph (with ssh2, the heaviest import) starts loading now, while the inventory is read.
+  const converging = req.command === 'apply' || req.command === 'plan' ? Promise.all([import('./src/commands/converge.js'), import('./src/ssh.js')]) : undefined;
+  converging?.catch(() => {}); // awaited below; an inventory error must not leave an unhandled rejection
+  const [{ commandTrace, createLogger }, { loadInventory, selectNodes }] = await Promise.all([import('./src/log.js'), import('./src/inventory/schema.js')]);
   const log = createLogger({ verbosity: req.verbosity });
   if (req.verbosity === 'verbose') commandTrace.emit = (scope, what) => log.debug(scope, what);
   const inventory = loadInventory(req.inventory, { executor: req.executor, placement: req.placement });
@@ -32,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
     case 'apply':
     case 'plan': {
       const dryRun = req.command === 'plan';
+      const [{ runConverge, formatSummary }, { sshStats }] = await converging!;
       const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
       if (req.json) process.stdout.write(`${redact(JSON.stringify({ ...report, ssh: { ...sshStats } }))}\n`);
       log.summary(formatSummary(report, dryRun));

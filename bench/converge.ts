@@ -7,7 +7,7 @@
 // docker.io running with no daemon.json, snap nodes the docker snap running with its default daemon.json, `none`
 // nodes no Docker at all (kinds repeat apt, snap, none). Every tool's first run gets a fleet of its own.
 // "No-op rerun" = the same command again right after, with nothing left to change.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,10 +18,11 @@ import { fleetStatus, freshFleet, sshdLogMark, teardown, type BenchFleet, type S
 import { median, type Measured } from './lib/measure.js';
 import { reexecInOwnNetns } from './lib/netns.js';
 import { profileRunnerFleet, type Profile } from './lib/profile.js';
-import { renderResults } from './lib/results.js';
+import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from './lib/pyinfra.js';
+import { renderPlot, renderResults } from './lib/results.js';
 import { REPO, runProvision } from './lib/runner-fleet.js';
 
-export type ToolName = 'runner-fleet' | 'ansible-default' | 'ansible-tuned';
+export type ToolName = 'runner-fleet' | 'runner-fleet-compiled' | 'ansible-default' | 'ansible-tuned' | 'ansible-fastest' | 'ansible-mitogen' | 'pyinfra';
 
 /** One run of one tool on one fresh fleet: its first converge, then its no-op reruns. */
 export interface ToolRun {
@@ -59,8 +60,8 @@ export interface SizeResult {
 
 export interface BenchResult {
   date: string;
-  machine: { nproc: number; memoryGiB: number; kernel: string; cpu: string; node: string; openssh: string; docker: string; ansibleCore?: string };
-  settings: { command: string; sizes: number[]; runs: number; ansibleRuns: number; noops: number; ansibleNoops: number; concurrency: number; ansible: boolean; variants: { name: string; describe: string }[] };
+  machine: { nproc: number; memoryGiB: number; kernel: string; cpu: string; node: string; openssh: string; docker: string; ansibleCore?: string; pyinfra?: string };
+  settings: { command: string; sizes: number[]; runs: number; ansibleRuns: number; noops: number; ansibleNoops: number; concurrency: number; ansible: boolean; peers?: boolean; variants: { name: string; describe: string }[] };
   sizes: SizeResult[];
   profile?: Profile;
   totalMs: number;
@@ -74,12 +75,19 @@ function sample(m: Measured, ok: boolean, changed: number, error?: string): RunS
   return { wallMs: m.wallMs, ok, changed, maxRssKb: m.maxRssKb, cpuS: m.cpuS, load1: m.load1, treePeakPssKb: m.treePeakPssKb, treePeakRssKb: m.treePeakRssKb, ...(error ? { error } : {}) };
 }
 
-async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, noops: number, ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined): Promise<ToolRun> {
+async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, noops: number, ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined, pyinfra?: { bin: string; workDir: string }): Promise<ToolRun> {
   const registries = fleet.inventory.gitlab.registries;
   const once = async (): Promise<{ s: RunSample; self?: { connections: number; roundTrips: number } }> => {
-    if (tool === 'runner-fleet') {
-      const r = await runProvision(fleet.info.inventory, concurrency);
+    if (tool === 'runner-fleet' || tool === 'runner-fleet-compiled') {
+      const r = await runProvision(fleet.info.inventory, concurrency, { compiled: tool === 'runner-fleet-compiled' });
       return { s: sample(r.measured, r.ok, r.changed, r.error), self: r.ssh };
+    }
+    if (tool === 'pyinfra') {
+      if (!pyinfra) throw new Error('pyinfra is not set up');
+      const inv = writePyinfraInventory(pyinfra.workDir, fleet.inventory.nodes, registries);
+      // Every node at once: pyinfra's fastest setting, and what runner-fleet does at --concurrency >= node count.
+      const r = await runDeploy(pyinfra.bin, inv, fleet.inventory.nodes.length, pyinfra.workDir);
+      return { s: sample(r.measured, r.ok, r.changed, r.ok ? undefined : ansibleFailure(`${r.measured.stdout}\n${r.measured.stderr}`)) };
     }
     if (!ansible) throw new Error('ansible is not set up');
     const inv = writeAnsibleInventory(ansible.workDir, fleet.inventory.nodes);
@@ -139,6 +147,7 @@ async function main(): Promise<void> {
       'ansible-noops': { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '10' },
       ansible: { type: 'boolean', default: false },
+      peers: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       write: { type: 'boolean', default: false },
       json: { type: 'string' },
@@ -155,6 +164,8 @@ async function main(): Promise<void> {
   --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on fresh fleets;
               --ansible-runs M of them per size, each with --ansible-noops reruns (Ansible at 30 nodes
               takes 2-4 minutes per run on 2 cores)
+  --peers     also run pyinfra (bench/pyinfra/deploy.py, --parallel = node count) and ansible-fastest (forks = node
+              count, strategy free, pipelining, no facts), each on fresh fleets, --ansible-runs/--ansible-noops as Ansible
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
@@ -168,7 +179,10 @@ async function main(): Promise<void> {
     const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as BenchResult;
     const markdown = renderResults(saved);
     process.stdout.write(`${markdown}\n`);
-    if (values.write) writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
+    if (values.write) {
+      writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
+      writeFileSync(join(REPO, 'bench', 'noop.svg'), renderPlot(saved));
+    }
     return;
   }
   const sizes = values.sizes.split(',').map((s) => Number(s.trim()));
@@ -183,7 +197,8 @@ async function main(): Promise<void> {
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
   // PyPI is reachable only outside the benchmark's network namespace: install first.
-  if (values.ansible) await ensureAnsible(log);
+  if (values.ansible || values.peers) await ensureAnsible(log);
+  if (values.peers) ensurePyinfra(log);
   const outside = await reexecInOwnNetns(log, { keep: Boolean(values.keep) && !values.down });
   if (outside !== undefined) {
     process.exitCode = outside;
@@ -198,10 +213,15 @@ async function main(): Promise<void> {
   const tools: ToolName[] = ['runner-fleet'];
   let ansibleBin: string | undefined;
   const ansibleVariants = variants(concurrency);
-  if (values.ansible) {
-    ansibleBin = await ensureAnsible(log);
-    tools.push('ansible-default', 'ansible-tuned');
+  let pyinfraBin: string | undefined;
+  if (values.peers) {
+    if (!existsSync(join(REPO, 'dist', 'provision.js'))) throw new Error('--peers also runs the compiled entry: npm run build first');
+    pyinfraBin = ensurePyinfra(log);
+    tools.push('runner-fleet-compiled', 'pyinfra');
   }
+  if (values.ansible || values.peers) ansibleBin = await ensureAnsible(log);
+  if (values.ansible) tools.push('ansible-default', 'ansible-tuned');
+  if (values.peers) tools.push('ansible-fastest', 'ansible-mitogen');
   const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
@@ -210,14 +230,15 @@ async function main(): Promise<void> {
     for (const n of sizes) {
       const size: SizeResult = { nodes: n, runs: {}, upMs: [] };
       results.push(size);
-      for (let r = 0; r < Math.max(runs, values.ansible ? ansibleRuns : 0); r++) {
+      const peerRuns = values.ansible || values.peers ? ansibleRuns : 0;
+      for (let r = 0; r < Math.max(runs, peerRuns); r++) {
         for (const tool of tools) {
-          if (r >= (tool === 'runner-fleet' ? runs : ansibleRuns)) continue;
+          if (r >= (tool.startsWith('runner-fleet') ? runs : peerRuns)) continue;
           log(`${n} nodes, run ${r + 1}: ${tool}: fresh fleet`);
           const fleet = await freshFleet(n, () => {});
           size.upMs.push(fleet.upMs);
-          const variant = ansibleVariants.find((v) => v.name === tool);
-          const run = await runTool(tool, fleet, concurrency, tool === 'runner-fleet' ? noops : ansibleNoops, variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined);
+          const variant = variants(concurrency, n).find((v) => v.name === tool);
+          const run = await runTool(tool, fleet, concurrency, tool.startsWith('runner-fleet') ? noops : ansibleNoops, variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined, pyinfraBin ? { bin: pyinfraBin, workDir } : undefined);
           (size.runs[tool] ??= []).push(run);
           const noopText = run.noops.map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`).join(', ');
           log(`  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}); no-op ${noopText}; no-op ssh per node ${perNode(run.noops[0].ssh)}`);
@@ -228,6 +249,8 @@ async function main(): Promise<void> {
         }
       }
       printSize(size);
+      // Saved after every size, so a long run cut short keeps what it measured (render it with --from-json).
+      if (values.json) writeFileSync(values.json, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results, totalMs: performance.now() - t0, partial: true }, null, 2)}\n`);
     }
     let profile: Profile | undefined;
     if (values.profile) {
@@ -238,8 +261,8 @@ async function main(): Promise<void> {
     }
     const result: BenchResult = {
       date: new Date().toISOString(),
-      machine: machine(values.ansible ? ANSIBLE_CORE_VERSION : undefined),
-      settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), variants: values.ansible ? ansibleVariants.map(({ name, describe }) => ({ name, describe })) : [] },
+      machine: { ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined), ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}) },
+      settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: ansibleVariants.filter((v) => tools.includes(v.name as ToolName)).map(({ name, describe }) => ({ name, describe })) },
       sizes: results,
       ...(profile ? { profile } : {}),
       totalMs: performance.now() - t0,
@@ -249,6 +272,7 @@ async function main(): Promise<void> {
     if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
     if (values.write) {
       writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
+      writeFileSync(join(REPO, 'bench', 'noop.svg'), renderPlot(result));
       // The raw samples, so the tables can be re-rendered (--from-json) and checked.
       writeFileSync(join(REPO, 'bench', 'RESULTS.json'), `${JSON.stringify(result, null, 2)}\n`);
     }

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { $ } from 'zx';
 import { sh } from '../../scripts/testbed/procs.js';
 import type { NodeSpec } from '../../src/inventory/types.js';
 import { measure, type Measured } from './measure.js';
@@ -16,17 +17,42 @@ export interface AnsibleVariant {
   name: string;
   forks: number;
   pipelining: boolean;
+  /** linear (ansible-core's default) or free: each host runs through the play without waiting for the others */
+  strategy?: 'linear' | 'free' | 'mitogen_free';
+  /** false: ANSIBLE_GATHERING=explicit, no fact gathering (the playbook uses no facts) */
+  gatherFacts?: boolean;
   /** what the report says about this variant */
   describe: string;
 }
 
 /** ssh's ControlPersist is on in both: it is ansible-core's default (`-C -o ControlMaster=auto -o ControlPersist=60s`). */
-export function variants(concurrency: number): AnsibleVariant[] {
+export function variants(concurrency: number, nodes = concurrency): AnsibleVariant[] {
   return [
     { name: 'ansible-default', forks: 5, pipelining: false, describe: 'forks 5, linear, pipelining off, ControlPersist 60s (ansible-core defaults)' },
     { name: 'ansible-tuned', forks: concurrency, pipelining: true, describe: `forks ${concurrency} (= runner-fleet --concurrency), linear, pipelining on, ControlPersist 60s` },
+    // Issue 14: Ansible at its fastest without plugins from outside ansible-core (mitogen: see RESULTS.md).
+    // mitogen (PyPI, installed into the same venv): one Python per host over the ssh connection, modules sent as
+    // messages instead of files; its strategy plugin wraps `free`.
+    { name: 'ansible-mitogen', forks: nodes, pipelining: true, strategy: 'mitogen_free', gatherFacts: false, describe: 'ansible-fastest with mitogen (strategy mitogen_free)' },
+    { name: 'ansible-fastest', forks: nodes, pipelining: true, strategy: 'free', gatherFacts: false, describe: 'forks = node count, strategy free, pipelining on, ControlPersist 60s, fact gathering off' },
   ];
 }
+
+/** mitogen's strategy plugins in the venv; installed on demand (a failed install leaves the variant failing, loudly). */
+function mitogenStrategyDir(): string {
+  const py = join(VENV, 'bin', 'python');
+  const code = 'import ansible_mitogen, os; print(os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy"))';
+  const find = () => $.sync({ nothrow: true, quiet: true })`${py} -c ${code}`;
+  let dir = find();
+  if (dir.exitCode !== 0) {
+    $.sync({ nothrow: true, stdio: 'inherit' })`${join(VENV, 'bin', 'pip')} install --quiet --disable-pip-version-check ${`mitogen==${MITOGEN_VERSION}`}`;
+    dir = find();
+  }
+  if (dir.exitCode !== 0) throw new Error(`mitogen ${MITOGEN_VERSION} is not importable in ${VENV}`);
+  return dir.stdout.trim();
+}
+
+export const MITOGEN_VERSION = '0.3.54';
 
 /** Creates or reuses the venv; installs the pinned ansible-core from PyPI. Never touches the system Python. */
 export async function ensureAnsible(log: (msg: string) => void): Promise<string> {
@@ -95,6 +121,9 @@ export async function runPlaybook(bin: string, inventory: string, registries: st
     ANSIBLE_NOCOLOR: '1',
     ANSIBLE_RETRY_FILES_ENABLED: 'False',
     ANSIBLE_CONFIG: cfg,
+    ANSIBLE_STRATEGY: variant.strategy ?? 'linear',
+    ...(variant.strategy === 'mitogen_free' ? { ANSIBLE_STRATEGY_PLUGINS: mitogenStrategyDir() } : {}),
+    ...(variant.gatherFacts === false ? { ANSIBLE_GATHERING: 'explicit' } : {}),
   };
   const measured = await measure([bin, '-i', inventory, PLAYBOOK, '-e', JSON.stringify({ insecure_registries: registries })], { env, timeoutMs: 20 * 60_000 });
   await closeMasters(cp);

@@ -84,7 +84,7 @@ function targets(r: BenchResult): Target[] {
   const large = sizes[sizes.length - 1];
   const out: Target[] = [];
   const rfLarge = noopMedian(large, 'runner-fleet');
-  const ansibleBest = Math.min(...(['ansible-default', 'ansible-tuned'] as const).map((t) => noopMedian(large, t) ?? Infinity));
+  const ansibleBest = Math.min(...ANSIBLE_TOOLS.map((t) => noopMedian(large, t) ?? Infinity));
   out.push({
     name: `no-op rerun at ${large.nodes} nodes ≥ 10× faster than Ansible's best`,
     value: Number.isFinite(ansibleBest) && rfLarge ? `Ansible best ${s(ansibleBest)} s ÷ runner-fleet ${s(rfLarge)} s = ${(ansibleBest / rfLarge).toFixed(1)}×` : 'not measured (run with --ansible)',
@@ -100,7 +100,93 @@ function targets(r: BenchResult): Target[] {
     value: rfSmall && rfLarge && large !== small ? `${s(rfLarge)} s ÷ ${s(rfSmall)} s = ${(rfLarge / rfSmall).toFixed(2)}×` : 'needs two sizes',
     pass: rfSmall && rfLarge && large !== small ? rfLarge / rfSmall <= 3 : undefined,
   });
+  // Issue 14: faster than pyinfra at every size, through either entry.
+  for (const rf of ['runner-fleet', 'runner-fleet-compiled'] as const) {
+    const pairs = sizes.map((x) => ({ n: x.nodes, rf: noopMedian(x, rf), py: noopMedian(x, 'pyinfra') })).filter((x) => x.rf !== undefined && x.py !== undefined);
+    if (pairs.length === 0) continue;
+    out.push({
+      name: `${rf}: no-op rerun faster than pyinfra at every size`,
+      value: pairs.map((x) => `${x.n}: pyinfra ÷ rf = ${(x.py! / x.rf!).toFixed(2)}×`).join('; '),
+      pass: pairs.every((x) => x.rf! < x.py!),
+    });
+  }
   return out;
+}
+
+const ANSIBLE_TOOLS = ['ansible-default', 'ansible-tuned', 'ansible-fastest', 'ansible-mitogen'] as const;
+const ALL_TOOLS: ToolName[] = ['runner-fleet', 'runner-fleet-compiled', 'pyinfra', ...ANSIBLE_TOOLS];
+
+/** No-op medians per size and tool, and each as a multiple of runner-fleet's (npx tsx) and compiled entry's. */
+function scalingTable(r: BenchResult): string {
+  const sizes = [...r.sizes].sort((a, b) => a.nodes - b.nodes);
+  const tools = ALL_TOOLS.filter((t) => sizes.some((x) => x.runs[t]));
+  const cell = (x: SizeResult, t: ToolName) => {
+    const v = noopMedian(x, t);
+    if (v === undefined) return '–';
+    const rf = noopMedian(x, 'runner-fleet');
+    const rfc = noopMedian(x, 'runner-fleet-compiled');
+    const ratios = [rf && t !== 'runner-fleet' ? `${(v / rf).toFixed(2)}× rf` : '', rfc && t !== 'runner-fleet-compiled' ? `${(v / rfc).toFixed(2)}× rf-compiled` : ''].filter(Boolean);
+    return `${s(v)}${ratios.length ? ` (${ratios.join(', ')})` : ''}`;
+  };
+  return [`| nodes | ${tools.join(' | ')} |`, `| --- | ${tools.map(() => '---').join(' | ')} |`, ...sizes.map((x) => `| ${x.nodes} | ${tools.map((t) => cell(x, t)).join(' | ')} |`)].join('\n');
+}
+
+const COLOURS: Record<ToolName, string> = {
+  'runner-fleet': '#1f77b4',
+  'runner-fleet-compiled': '#17becf',
+  pyinfra: '#2ca02c',
+  'ansible-default': '#d62728',
+  'ansible-tuned': '#ff7f0e',
+  'ansible-fastest': '#9467bd',
+  'ansible-mitogen': '#8c564b',
+};
+
+/**
+ * bench/noop.svg: no-op rerun (median) against node count, one line per tool, both axes logarithmic (node counts
+ * and tools span two orders of magnitude). Plain SVG text: no plotting dependency.
+ */
+export function renderPlot(r: BenchResult): string {
+  const W = 720;
+  const H = 420;
+  const L = 70;
+  const R = 190;
+  const T = 30;
+  const B = 50;
+  const sizes = [...r.sizes].sort((a, b) => a.nodes - b.nodes);
+  const series = ALL_TOOLS.map((t) => ({ t, pts: sizes.flatMap((x) => (noopMedian(x, t) === undefined ? [] : [{ n: x.nodes, ms: noopMedian(x, t)! }])) })).filter((x) => x.pts.length > 0);
+  const all = series.flatMap((x) => x.pts);
+  if (all.length === 0) return '';
+  const nMin = Math.min(...all.map((p) => p.n));
+  const nMax = Math.max(nMin * 2, ...all.map((p) => p.n));
+  const yMin = 10 ** Math.floor(Math.log10(Math.min(...all.map((p) => p.ms / 1000))));
+  const yMax = 10 ** Math.ceil(Math.log10(Math.max(...all.map((p) => p.ms / 1000))));
+  const x = (n: number) => L + ((Math.log(n) - Math.log(nMin)) / (Math.log(nMax) - Math.log(nMin))) * (W - L - R);
+  const y = (sec: number) => H - B - ((Math.log(sec) - Math.log(yMin)) / (Math.log(yMax) - Math.log(yMin))) * (H - T - B);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${L}" y="18" font-size="14">No-op rerun, median seconds, against node count (${r.date.slice(0, 10)}, log–log)</text>`,
+  ];
+  for (let d = yMin; d <= yMax * 1.0001; d *= 10) {
+    for (const m of [1, 2, 5]) {
+      const v = d * m;
+      if (v > yMax * 1.0001) break;
+      parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toFixed(1)}</text>`);
+    }
+  }
+  for (const n of sizes.map((z) => z.nodes)) {
+    parts.push(`<line x1="${x(n).toFixed(1)}" x2="${x(n).toFixed(1)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x(n).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${n}</text>`);
+  }
+  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">nodes</text>`, `<text x="16" y="${(T + H - B) / 2}" transform="rotate(-90 16 ${(T + H - B) / 2})" text-anchor="middle">seconds</text>`);
+  parts.push(`<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="none" stroke="#888"/>`);
+  series.forEach((sr, i) => {
+    const c = COLOURS[sr.t];
+    parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${sr.pts.map((p) => `${x(p.n).toFixed(1)},${y(p.ms / 1000).toFixed(1)}`).join(' ')}"/>`);
+    for (const p of sr.pts) parts.push(`<circle cx="${x(p.n).toFixed(1)}" cy="${y(p.ms / 1000).toFixed(1)}" r="3" fill="${c}"/>`);
+    parts.push(`<line x1="${W - R + 15}" x2="${W - R + 35}" y1="${T + 10 + i * 20}" y2="${T + 10 + i * 20}" stroke="${c}" stroke-width="2"/>`, `<text x="${W - R + 40}" y="${T + 14 + i * 20}">${sr.t}</text>`);
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
 }
 
 function profileSection(r: BenchResult): string {
@@ -150,7 +236,13 @@ ${t.map((x) => `| ${x.name} | ${x.value} | ${mark(x.pass)} |`).join('\n')}
 ## Results
 
 runner-fleet: \`npx tsx provision.ts apply --inventory … --json --concurrency ${r.settings.concurrency} --quiet\`.
-${r.settings.variants.map((v) => `${v.name}: \`ansible-playbook bench/ansible/converge.yml\`, ${v.describe}.`).join('\n')}
+${r.settings.peers ? `runner-fleet-compiled: the same through \`node dist/provision.js apply …\` (\`npm run build\`).\npyinfra${m.pyinfra ? ` ${m.pyinfra}` : ''}: \`pyinfra -y --sudo --parallel <node count> inventory.py bench/pyinfra/deploy.py\` (the playbook's work; facts decide, so a no-op runs no operation).\n` : ''}${r.settings.variants.map((v) => `${v.name}: \`ansible-playbook bench/ansible/converge.yml\`, ${v.describe}.`).join('\n')}
+
+### No-op rerun against node count
+
+![no-op rerun against node count](noop.svg)
+
+${scalingTable(r)}
 
 ${r.sizes.map(sizeTable).join('\n')}
 SSH counts cross-checked against runner-fleet's own \`--json\` \`ssh\` counters (no-op reruns, all nodes):
@@ -161,7 +253,7 @@ ${profileSection(r)}
 
 - **Fleet**: \`scripts/testbed\` through its API (\`up\`/\`down\`/\`status\`), state root \`/var/tmp/runner-fleet-bench\`,
   inside a network namespace of the benchmark's own (\`rf-bench\`), so the end-to-end tests' fleet on the same
-  addresses is never touched. Real sshd per node on 127.0.0.(10+i):(2200+i) in its own mount namespace, real
+  addresses is never touched. Real sshd per node on 198.18.s.(10+i):22 in the node's own network, mount and UTS namespaces (a veth on the slot's bridge), real
   dockerd per node, stand-ins only for apt-get/snap/systemctl. Kinds repeat apt, snap, none. The registry is named
   (\`198.18.0.2:5000\`) but not started: the host phase only writes it into daemon.json and reads \`docker info\`.
   After \`up\` the benchmark (1) raises every node's sshd to \`LogLevel VERBOSE\` (SIGHUP) and (2) hard-links the

@@ -22,9 +22,11 @@ interface Report {
 }
 
 /** `npx tsx provision.ts apply`, the README's command, so tsx's and npx's start-up are part of the time. */
-export async function runProvision(inventory: string, concurrency: number, opts: { only?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ProvisionRun> {
+export async function runProvision(inventory: string, concurrency: number, opts: { only?: string[]; env?: NodeJS.ProcessEnv; compiled?: boolean } = {}): Promise<ProvisionRun> {
   const only = opts.only ? ['--only', opts.only.join(',')] : [];
-  const measured = await measure(['npx', '--no-install', 'tsx', 'provision.ts', 'apply', '--inventory', inventory, '--json', '--concurrency', String(concurrency), '--quiet', ...only], {
+  // compiled: `node dist/provision.js` (npm run build), the entry for cron and CI: no npx, no tsx.
+  const entry = opts.compiled ? ['node', 'dist/provision.js'] : ['npx', '--no-install', 'tsx', 'provision.ts'];
+  const measured = await measure([...entry, 'apply', '--inventory', inventory, '--json', '--concurrency', String(concurrency), '--quiet', ...only], {
     cwd: REPO,
     env: opts.env,
     timeoutMs: 20 * 60_000,
