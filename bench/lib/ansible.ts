@@ -45,7 +45,7 @@ function mitogenStrategyDir(): string {
   const find = () => $.sync({ nothrow: true, quiet: true })`${py} -c ${code}`;
   let dir = find();
   if (dir.exitCode !== 0) {
-    $.sync({ nothrow: true, stdio: 'inherit' })`${join(VENV, 'bin', 'pip')} install --quiet --disable-pip-version-check ${`mitogen==${MITOGEN_VERSION}`}`;
+    void $.sync({ nothrow: true, stdio: 'inherit' })`${join(VENV, 'bin', 'pip')} install --quiet --disable-pip-version-check ${`mitogen==${MITOGEN_VERSION}`}`;
     dir = find();
   }
   if (dir.exitCode !== 0) throw new Error(`mitogen ${MITOGEN_VERSION} is not importable in ${VENV}`);
