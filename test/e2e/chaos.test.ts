@@ -102,7 +102,7 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
   beforeAll(async () => {
     fleet = await up({ nodes: 3 });
     base = readInventory(fleet.inventory);
-    base.runners = { tags: ['arm64', 'pi'], executor: 'dood' };
+    base.runners = { ...base.runners, tags: ['arm64', 'pi'], executor: 'dood' };
     // Short limits, so that a slow GitLab and a frozen apiserver show within the test's time.
     base.gitlab.timeout = 3;
     base.kubernetes.requestTimeout = 5;

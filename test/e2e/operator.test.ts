@@ -48,7 +48,7 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
   beforeAll(async () => {
     fleet = await up({ nodes: 3, microk8s: ['pi1', 'pi2'] });
     base = readInventory(fleet.inventory);
-    base.runners = { tags: ['pi'], executor: 'dood' };
+    base.runners = { ...base.runners, tags: ['pi'], executor: 'dood' };
     inventory = writeVariant(fleet.inventory, base, () => {});
     gitlabUrl = base.gitlab.url;
     kubeconfig = base.kubernetes.kubeconfig;
