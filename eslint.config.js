@@ -13,7 +13,10 @@ export default tseslint.config(
       // Errors are re-worded on purpose: the new message is redacted and says what to do; a cause would carry the
       // unredacted original (a URL with a token, a response body) to whoever inspects the error.
       'preserve-caught-error': 'off',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
     },
   },
 );

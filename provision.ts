@@ -23,9 +23,15 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   // apply/plan: their graph (with ssh2, the heaviest import) starts loading now, while the inventory is read.
-  const converging = req.command === 'apply' || req.command === 'plan' ? Promise.all([import('./src/commands/converge.js'), import('./src/ssh.js')]) : undefined;
+  const converging =
+    req.command === 'apply' || req.command === 'plan'
+      ? Promise.all([import('./src/commands/converge.js'), import('./src/ssh.js')])
+      : undefined;
   converging?.catch(() => {}); // awaited below; an inventory error must not leave an unhandled rejection
-  const [{ commandTrace, createLogger }, { loadInventory, selectNodes }] = await Promise.all([import('./src/log.js'), import('./src/inventory/schema.js')]);
+  const [{ commandTrace, createLogger }, { loadInventory, selectNodes }] = await Promise.all([
+    import('./src/log.js'),
+    import('./src/inventory/schema.js'),
+  ]);
   const log = createLogger({ verbosity: req.verbosity });
   if (req.verbosity === 'verbose') commandTrace.emit = (scope, what) => log.debug(scope, what);
   const inventory = loadInventory(req.inventory, { executor: req.executor, placement: req.placement });
@@ -35,35 +41,76 @@ async function main(argv: string[]): Promise<number> {
     case 'plan': {
       const dryRun = req.command === 'plan';
       const [{ runConverge, formatSummary }, { sshStats }] = await converging!;
-      const report = await runConverge(inventory, { dryRun, concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
+      const report = await runConverge(inventory, {
+        dryRun,
+        concurrency: req.concurrency,
+        log,
+        executor: inventory.runners.executor,
+        only: req.only,
+      });
       if (req.json) process.stdout.write(`${redact(JSON.stringify({ ...report, ssh: { ...sshStats } }))}\n`);
       log.summary(formatSummary(report, dryRun));
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
     case 'status': {
-      const [{ runStatus }, { formatStatusTable }] = await Promise.all([import('./src/commands/status.js'), import('./src/status/health.js')]);
-      const report = await runStatus(inventory, { concurrency: req.concurrency, log, executor: inventory.runners.executor, only: req.only });
+      const [{ runStatus }, { formatStatusTable }] = await Promise.all([
+        import('./src/commands/status.js'),
+        import('./src/status/health.js'),
+      ]);
+      const report = await runStatus(inventory, {
+        concurrency: req.concurrency,
+        log,
+        executor: inventory.runners.executor,
+        only: req.only,
+      });
       log.summary(report.ok ? 'Status: healthy.' : 'Status: not healthy.');
-      process.stdout.write(`${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`);
+      process.stdout.write(
+        `${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`,
+      );
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
     case 'render': {
       const { renderPreflight, runRender, formatRenderSummary } = await import('./src/commands/render.js');
-      const { kubeseal, sealCert, argocd } = renderPreflight(inventory, { seal: req.seal, only: req.only, out: req.out, sealCert: req.sealCert, argocd: req.argocd });
-      const result = await runRender(inventory, { out: req.out!, seal: req.seal, kubeseal, sealCert, argocd, executor: inventory.runners.executor, log });
+      const { kubeseal, sealCert, argocd } = renderPreflight(inventory, {
+        seal: req.seal,
+        only: req.only,
+        out: req.out,
+        sealCert: req.sealCert,
+        argocd: req.argocd,
+      });
+      const result = await runRender(inventory, {
+        out: req.out!,
+        seal: req.seal,
+        kubeseal,
+        sealCert,
+        argocd,
+        executor: inventory.runners.executor,
+        log,
+      });
       if (req.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       log.summary(formatRenderSummary(result));
       return EXIT_OK;
     }
     case 'destroy': {
-      const { destroyPreflight, runDestroy, formatDestroySummary } = await import('./src/commands/destroy.js');
-      destroyPreflight(inventory, { yes: req.yes, interactive: Boolean(process.stdin.isTTY), only: req.only });
+      const { destroyPreflight, runDestroy, formatDestroySummary } =
+        await import('./src/commands/destroy.js');
+      destroyPreflight(inventory, {
+        yes: req.yes,
+        interactive: Boolean(process.stdin.isTTY),
+        only: req.only,
+      });
       const confirm = async (whatGoes: string) => {
         // Through the logger, so that the live lines end above the question instead of being redrawn over it.
         log.summary(whatGoes);
         return askYes('Remove all of this? [y/N] ');
       };
-      const report = await runDestroy(inventory, { yes: req.yes, purgeRegistryConfig: req.purgeRegistryConfig, concurrency: req.concurrency, log, confirm });
+      const report = await runDestroy(inventory, {
+        yes: req.yes,
+        purgeRegistryConfig: req.purgeRegistryConfig,
+        concurrency: req.concurrency,
+        log,
+        confirm,
+      });
       if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
       log.summary(formatDestroySummary(report));
       return report.ok ? EXIT_OK : EXIT_FAILED;
@@ -85,7 +132,8 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`runner-fleet: ${redact(message)}\n`);
-    if (!(err instanceof InputError) && process.env.RUNNER_FLEET_DEBUG && err instanceof Error) process.stderr.write(`${redact(err.stack ?? '')}\n`);
+    if (!(err instanceof InputError) && process.env.RUNNER_FLEET_DEBUG && err instanceof Error)
+      process.stderr.write(`${redact(err.stack ?? '')}\n`);
     process.exitCode = exitCodeFor(err) || EXIT_FAILED;
   },
 );

@@ -13,8 +13,22 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ProcessOutput } from 'zx';
 import { sh } from '../scripts/testbed/procs.js';
-import { ANSIBLE_CORE_VERSION, ensureAnsible, runPlaybook, variants, writeAnsibleInventory, type AnsibleVariant } from './lib/ansible.js';
-import { fleetStatus, freshFleet, sshdLogMark, teardown, type BenchFleet, type SshCounts } from './lib/fleet.js';
+import {
+  ANSIBLE_CORE_VERSION,
+  ensureAnsible,
+  runPlaybook,
+  variants,
+  writeAnsibleInventory,
+  type AnsibleVariant,
+} from './lib/ansible.js';
+import {
+  fleetStatus,
+  freshFleet,
+  sshdLogMark,
+  teardown,
+  type BenchFleet,
+  type SshCounts,
+} from './lib/fleet.js';
 import { median, type Measured } from './lib/measure.js';
 import { reexecInOwnNetns } from './lib/netns.js';
 import { profileRunnerFleet, type Profile } from './lib/profile.js';
@@ -22,7 +36,14 @@ import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from
 import { renderPlot, renderResults } from './lib/results.js';
 import { REPO, runProvision } from './lib/runner-fleet.js';
 
-export type ToolName = 'runner-fleet' | 'runner-fleet-compiled' | 'ansible-default' | 'ansible-tuned' | 'ansible-fastest' | 'ansible-mitogen' | 'pyinfra';
+export type ToolName =
+  | 'runner-fleet'
+  | 'runner-fleet-compiled'
+  | 'ansible-default'
+  | 'ansible-tuned'
+  | 'ansible-fastest'
+  | 'ansible-mitogen'
+  | 'pyinfra';
 
 /** One run of one tool on one fresh fleet: its first converge, then its no-op reruns. */
 export interface ToolRun {
@@ -60,8 +81,29 @@ export interface SizeResult {
 
 export interface BenchResult {
   date: string;
-  machine: { nproc: number; memoryGiB: number; kernel: string; cpu: string; node: string; openssh: string; docker: string; ansibleCore?: string; pyinfra?: string };
-  settings: { command: string; sizes: number[]; runs: number; ansibleRuns: number; noops: number; ansibleNoops: number; concurrency: number; ansible: boolean; peers?: boolean; variants: { name: string; describe: string }[] };
+  machine: {
+    nproc: number;
+    memoryGiB: number;
+    kernel: string;
+    cpu: string;
+    node: string;
+    openssh: string;
+    docker: string;
+    ansibleCore?: string;
+    pyinfra?: string;
+  };
+  settings: {
+    command: string;
+    sizes: number[];
+    runs: number;
+    ansibleRuns: number;
+    noops: number;
+    ansibleNoops: number;
+    concurrency: number;
+    ansible: boolean;
+    peers?: boolean;
+    variants: { name: string; describe: string }[];
+  };
   sizes: SizeResult[];
   profile?: Profile;
   totalMs: number;
@@ -72,14 +114,33 @@ function log(msg: string): void {
 }
 
 function sample(m: Measured, ok: boolean, changed: number, error?: string): RunSample {
-  return { wallMs: m.wallMs, ok, changed, maxRssKb: m.maxRssKb, cpuS: m.cpuS, load1: m.load1, treePeakPssKb: m.treePeakPssKb, treePeakRssKb: m.treePeakRssKb, ...(error ? { error } : {}) };
+  return {
+    wallMs: m.wallMs,
+    ok,
+    changed,
+    maxRssKb: m.maxRssKb,
+    cpuS: m.cpuS,
+    load1: m.load1,
+    treePeakPssKb: m.treePeakPssKb,
+    treePeakRssKb: m.treePeakRssKb,
+    ...(error ? { error } : {}),
+  };
 }
 
-async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, noops: number, ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined, pyinfra?: { bin: string; workDir: string }): Promise<ToolRun> {
+async function runTool(
+  tool: ToolName,
+  fleet: BenchFleet,
+  concurrency: number,
+  noops: number,
+  ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined,
+  pyinfra?: { bin: string; workDir: string },
+): Promise<ToolRun> {
   const registries = fleet.inventory.gitlab.registries;
   const once = async (): Promise<{ s: RunSample; self?: { connections: number; roundTrips: number } }> => {
     if (tool === 'runner-fleet' || tool === 'runner-fleet-compiled') {
-      const r = await runProvision(fleet.info.inventory, concurrency, { compiled: tool === 'runner-fleet-compiled' });
+      const r = await runProvision(fleet.info.inventory, concurrency, {
+        compiled: tool === 'runner-fleet-compiled',
+      });
       return { s: sample(r.measured, r.ok, r.changed, r.error), self: r.ssh };
     }
     if (tool === 'pyinfra') {
@@ -87,12 +148,26 @@ async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, n
       const inv = writePyinfraInventory(pyinfra.workDir, fleet.inventory.nodes, registries);
       // Every node at once: pyinfra's fastest setting, and what runner-fleet does at --concurrency >= node count.
       const r = await runDeploy(pyinfra.bin, inv, fleet.inventory.nodes.length, pyinfra.workDir);
-      return { s: sample(r.measured, r.ok, r.changed, r.ok ? undefined : ansibleFailure(`${r.measured.stdout}\n${r.measured.stderr}`)) };
+      return {
+        s: sample(
+          r.measured,
+          r.ok,
+          r.changed,
+          r.ok ? undefined : ansibleFailure(`${r.measured.stdout}\n${r.measured.stderr}`),
+        ),
+      };
     }
     if (!ansible) throw new Error('ansible is not set up');
     const inv = writeAnsibleInventory(ansible.workDir, fleet.inventory.nodes);
     const r = await runPlaybook(ansible.bin, inv, registries, ansible.variant, ansible.workDir);
-    return { s: sample(r.measured, r.ok, r.changed, r.ok ? undefined : ansibleFailure(`${r.measured.stdout}\n${r.measured.stderr}`)) };
+    return {
+      s: sample(
+        r.measured,
+        r.ok,
+        r.changed,
+        r.ok ? undefined : ansibleFailure(`${r.measured.stdout}\n${r.measured.stderr}`),
+      ),
+    };
   };
   const first = await once();
   if (!first.s.ok) log(`${tool}: first run FAILED: ${first.s.error}`);
@@ -101,8 +176,13 @@ async function runTool(tool: ToolName, fleet: BenchFleet, concurrency: number, n
     const mark = sshdLogMark(fleet.info);
     const noop = await once();
     if (!noop.s.ok) log(`${tool}: no-op rerun FAILED: ${noop.s.error}`);
-    if (noop.s.changed !== 0) log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
-    reruns.push({ sample: noop.s, ssh: Object.fromEntries(mark.count()), ...(noop.self ? { selfReported: noop.self } : {}) });
+    if (noop.s.changed !== 0)
+      log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
+    reruns.push({
+      sample: noop.s,
+      ssh: Object.fromEntries(mark.count()),
+      ...(noop.self ? { selfReported: noop.self } : {}),
+    });
   }
   return { first: first.s, noops: reruns };
 }
@@ -158,7 +238,8 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) {
-    process.stdout.write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
+    process.stdout
+      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
   --runs N    fresh fleets (first runs) per size for runner-fleet
   --noops K   no-op reruns after each first run (on the same fleet)
   --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on fresh fleets;
@@ -192,8 +273,13 @@ async function main(): Promise<void> {
   const ansibleNoops = Number(values['ansible-noops']);
   const concurrency = Number(values.concurrency);
   const positive = (x: number) => Number.isInteger(x) && x >= 1;
-  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 200) || ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive)) {
-    throw new Error('--sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers');
+  if (
+    sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 200) ||
+    ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive)
+  ) {
+    throw new Error(
+      '--sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers',
+    );
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
   // PyPI is reachable only outside the benchmark's network namespace: install first.
@@ -215,7 +301,8 @@ async function main(): Promise<void> {
   const ansibleVariants = variants(concurrency);
   let pyinfraBin: string | undefined;
   if (values.peers) {
-    if (!existsSync(join(REPO, 'dist', 'provision.js'))) throw new Error('--peers also runs the compiled entry: npm run build first');
+    if (!existsSync(join(REPO, 'dist', 'provision.js')))
+      throw new Error('--peers also runs the compiled entry: npm run build first');
     pyinfraBin = ensurePyinfra(log);
     tools.push('runner-fleet-compiled', 'pyinfra');
   }
@@ -238,19 +325,38 @@ async function main(): Promise<void> {
           const fleet = await freshFleet(n, () => {});
           size.upMs.push(fleet.upMs);
           const variant = variants(concurrency, n).find((v) => v.name === tool);
-          const run = await runTool(tool, fleet, concurrency, tool.startsWith('runner-fleet') ? noops : ansibleNoops, variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined, pyinfraBin ? { bin: pyinfraBin, workDir } : undefined);
+          const run = await runTool(
+            tool,
+            fleet,
+            concurrency,
+            tool.startsWith('runner-fleet') ? noops : ansibleNoops,
+            variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined,
+            pyinfraBin ? { bin: pyinfraBin, workDir } : undefined,
+          );
           (size.runs[tool] ??= []).push(run);
-          const noopText = run.noops.map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`).join(', ');
-          log(`  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}); no-op ${noopText}; no-op ssh per node ${perNode(run.noops[0].ssh)}`);
+          const noopText = run.noops
+            .map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`)
+            .join(', ');
+          log(
+            `  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}); no-op ${noopText}; no-op ssh per node ${perNode(run.noops[0].ssh)}`,
+          );
           if (tool === 'runner-fleet' && r === 0) {
             const st = fleetStatus();
-            size.fleetMemory = { pssKb: st.total.pssKb, rssKb: st.total.rssKb, processes: st.nodes.reduce((a, x) => a + x.processes, 0) };
+            size.fleetMemory = {
+              pssKb: st.total.pssKb,
+              rssKb: st.total.rssKb,
+              processes: st.nodes.reduce((a, x) => a + x.processes, 0),
+            };
           }
         }
       }
       printSize(size);
       // Saved after every size, so a long run cut short keeps what it measured (render it with --from-json).
-      if (values.json) writeFileSync(values.json, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results, totalMs: performance.now() - t0, partial: true }, null, 2)}\n`);
+      if (values.json)
+        writeFileSync(
+          values.json,
+          `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results, totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
+        );
     }
     let profile: Profile | undefined;
     if (values.profile) {
@@ -261,8 +367,24 @@ async function main(): Promise<void> {
     }
     const result: BenchResult = {
       date: new Date().toISOString(),
-      machine: { ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined), ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}) },
-      settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: ansibleVariants.filter((v) => tools.includes(v.name as ToolName)).map(({ name, describe }) => ({ name, describe })) },
+      machine: {
+        ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined),
+        ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}),
+      },
+      settings: {
+        command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`,
+        sizes,
+        runs,
+        ansibleRuns,
+        noops,
+        ansibleNoops,
+        concurrency,
+        ansible: Boolean(values.ansible),
+        peers: Boolean(values.peers),
+        variants: ansibleVariants
+          .filter((v) => tools.includes(v.name as ToolName))
+          .map(({ name, describe }) => ({ name, describe })),
+      },
       sizes: results,
       ...(profile ? { profile } : {}),
       totalMs: performance.now() - t0,
@@ -306,7 +428,9 @@ function perNode(counts: Record<string, SshCounts>): string {
 
 function printSize(size: SizeResult): void {
   for (const [tool, runs] of Object.entries(size.runs)) {
-    log(`${size.nodes} nodes ${tool}: median first ${(median(runs.map((r) => r.first.wallMs)) / 1000).toFixed(2)} s, no-op ${(median(runs.flatMap((r) => r.noops.map((x) => x.sample.wallMs))) / 1000).toFixed(2)} s`);
+    log(
+      `${size.nodes} nodes ${tool}: median first ${(median(runs.map((r) => r.first.wallMs)) / 1000).toFixed(2)} s, no-op ${(median(runs.flatMap((r) => r.noops.map((x) => x.sample.wallMs))) / 1000).toFixed(2)} s`,
+    );
   }
 }
 

@@ -18,7 +18,9 @@ import { readInventory, writeVariant } from '../test/support/fleet.js';
 import { median } from './lib/measure.js';
 import { REPO } from './lib/runner-fleet.js';
 
-const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '5' }, write: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({
+  options: { runs: { type: 'string', default: '5' }, write: { type: 'boolean', default: false } },
+});
 const RUNS = Number(args.runs);
 
 interface JobView {
@@ -30,14 +32,26 @@ interface JobView {
 }
 
 async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
 
 /** Seconds from queued to finished, and the part before the script (service start-up, pulls, clone). */
-async function timeJob(base: string, ciYaml: string, job: string): Promise<{ total: number; toScript: number }> {
-  const { id } = await api<{ id: number }>(base, 'POST', '/_standin/jobs', { project: DEMO_PROJECT, ciYaml, job });
+async function timeJob(
+  base: string,
+  ciYaml: string,
+  job: string,
+): Promise<{ total: number; toScript: number }> {
+  const { id } = await api<{ id: number }>(base, 'POST', '/_standin/jobs', {
+    project: DEMO_PROJECT,
+    ciYaml,
+    job,
+  });
   for (;;) {
     const j = await api<JobView>(base, 'GET', `/_standin/jobs/${id}`);
     if (j.status === 'success' || j.status === 'failed' || j.status === 'canceled') {
@@ -53,15 +67,34 @@ async function timeJob(base: string, ciYaml: string, job: string): Promise<{ tot
   }
 }
 
-const fleet = await up({ nodes: 1, kinds: ['apt'], microk8s: true, log: (m) => process.stderr.write(`[testbed] ${m}\n`) });
+const fleet = await up({
+  nodes: 1,
+  kinds: ['apt'],
+  microk8s: true,
+  log: (m) => process.stderr.write(`[testbed] ${m}\n`),
+});
 const rows: string[] = [];
 try {
   const base = readInventory(fleet.inventory);
   const url = base.gitlab.url as string;
-  await api(url, 'POST', '/_standin/projects', { path: DEMO_PROJECT, files: { Dockerfile: demoDockerfile(fleet.registry) } });
+  await api(url, 'POST', '/_standin/projects', {
+    path: DEMO_PROJECT,
+    files: { Dockerfile: demoDockerfile(fleet.registry) },
+  });
   const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
-  const snippet = (await $({ cwd: REPO, quiet: true })`${tsx} provision.ts ci-snippet --inventory ${fleet.inventory} --executor dind`).stdout;
-  const echoJob = stringify({ 'no-docker': { image: base.runners.dockerCliImage, tags: ['pi1'], script: ['echo this job needs no Docker'] } });
+  const snippet = (
+    await $({
+      cwd: REPO,
+      quiet: true,
+    })`${tsx} provision.ts ci-snippet --inventory ${fleet.inventory} --executor dind`
+  ).stdout;
+  const echoJob = stringify({
+    'no-docker': {
+      image: base.runners.dockerCliImage,
+      tags: ['pi1'],
+      script: ['echo this job needs no Docker'],
+    },
+  });
   const results: Record<string, Record<string, { total: number; toScript: number }[]>> = {};
   for (const mode of ['runner', 'job'] as const) {
     const inv = writeVariant(fleet.inventory, base, (d) => (d.runners.dindService = mode));
@@ -75,10 +108,15 @@ try {
       results[mode]['build+push'].push(await timeJob(url, snippet, 'build-image'));
     }
   }
-  rows.push('| dindService | job | median queued → finished | median executor start → script |', '|---|---|---|---|');
+  rows.push(
+    '| dindService | job | median queued → finished | median executor start → script |',
+    '|---|---|---|---|',
+  );
   for (const [mode, jobs] of Object.entries(results)) {
     for (const [job, samples] of Object.entries(jobs)) {
-      rows.push(`| ${mode} | ${job} | ${median(samples.map((s) => s.total)).toFixed(1)} s | ${median(samples.map((s) => s.toScript)).toFixed(0)} s |`);
+      rows.push(
+        `| ${mode} | ${job} | ${median(samples.map((s) => s.total)).toFixed(1)} s | ${median(samples.map((s) => s.toScript)).toFixed(0)} s |`,
+      );
     }
   }
 } finally {

@@ -8,26 +8,70 @@ import { renderPlot, renderResults } from './lib/results.js';
 const [logPath, out, command] = process.argv.slice(2);
 const lines = readFileSync(logPath, 'utf8').split('\n');
 const sizes: SizeResult[] = [];
-const sample = (wallS: number, changed: number): RunSample => ({ wallMs: wallS * 1000, ok: true, changed, maxRssKb: NaN, cpuS: NaN, load1: NaN, treePeakPssKb: NaN, treePeakRssKb: NaN });
+const sample = (wallS: number, changed: number): RunSample => ({
+  wallMs: wallS * 1000,
+  ok: true,
+  changed,
+  maxRssKb: NaN,
+  cpuS: NaN,
+  load1: NaN,
+  treePeakPssKb: NaN,
+  treePeakRssKb: NaN,
+});
 for (let i = 0; i < lines.length; i++) {
   const head = /^\[bench\] (\d+) nodes, run \d+: ([\w-]+): fresh fleet$/.exec(lines[i]);
-  const body = /^\[bench\] +first ([\d.]+) s \(changed (\d+)\); no-op (.*); no-op ssh per node (\d+) connection\(s\), (\d+) session\(s\)/.exec(lines[i + 1] ?? '');
+  const body =
+    /^\[bench\] +first ([\d.]+) s \(changed (\d+)\); no-op (.*); no-op ssh per node (\d+) connection\(s\), (\d+) session\(s\)/.exec(
+      lines[i + 1] ?? '',
+    );
   if (!head || !body) continue;
   const n = Number(head[1]);
   let size = sizes.find((x) => x.nodes === n);
   if (!size) sizes.push((size = { nodes: n, runs: {}, upMs: [] }));
   // per-node median counts, the only ones in the log, given to every node
-  const ssh = Object.fromEntries(Array.from({ length: n }, (_, k) => [`pi${k + 1}`, { connections: Number(body[4]), sessions: Number(body[5]) }]));
-  const noops: NoopRun[] = [...body[3].matchAll(/([\d.]+) s \(changed (\d+)\)/g)].map((m) => ({ sample: sample(Number(m[1]), Number(m[2])), ssh }));
+  const ssh = Object.fromEntries(
+    Array.from({ length: n }, (_, k) => [
+      `pi${k + 1}`,
+      { connections: Number(body[4]), sessions: Number(body[5]) },
+    ]),
+  );
+  const noops: NoopRun[] = [...body[3].matchAll(/([\d.]+) s \(changed (\d+)\)/g)].map((m) => ({
+    sample: sample(Number(m[1]), Number(m[2])),
+    ssh,
+  }));
   (size.runs[head[2] as ToolName] ??= []).push({ first: sample(Number(body[1]), Number(body[2])), noops });
 }
 const result = {
   date: new Date().toISOString(),
-  machine: { nproc: 2, memoryGiB: 23.5, kernel: '6.18.44-fc-v669', cpu: 'AMD EPYC', node: process.version, openssh: 'OpenSSH_9.2p1', docker: '20.10.24+dfsg1', ansibleCore: '2.19.14', pyinfra: '3.10.0' },
-  settings: { command: command ?? '', sizes: sizes.map((x) => x.nodes), runs: 1, ansibleRuns: 1, noops: 3, ansibleNoops: 2, concurrency: 10, ansible: false, peers: true, variants: [
-    { name: 'ansible-mitogen', describe: 'ansible-fastest with mitogen (strategy mitogen_free)' },
-    { name: 'ansible-fastest', describe: 'forks = node count, strategy free, pipelining on, ControlPersist 60s, fact gathering off' },
-  ] },
+  machine: {
+    nproc: 2,
+    memoryGiB: 23.5,
+    kernel: '6.18.44-fc-v669',
+    cpu: 'AMD EPYC',
+    node: process.version,
+    openssh: 'OpenSSH_9.2p1',
+    docker: '20.10.24+dfsg1',
+    ansibleCore: '2.19.14',
+    pyinfra: '3.10.0',
+  },
+  settings: {
+    command: command ?? '',
+    sizes: sizes.map((x) => x.nodes),
+    runs: 1,
+    ansibleRuns: 1,
+    noops: 3,
+    ansibleNoops: 2,
+    concurrency: 10,
+    ansible: false,
+    peers: true,
+    variants: [
+      { name: 'ansible-mitogen', describe: 'ansible-fastest with mitogen (strategy mitogen_free)' },
+      {
+        name: 'ansible-fastest',
+        describe: 'forks = node count, strategy free, pipelining on, ControlPersist 60s, fact gathering off',
+      },
+    ],
+  },
   sizes,
   totalMs: NaN,
 } satisfies BenchResult;

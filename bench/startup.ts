@@ -44,14 +44,30 @@ function variants(inventory: string | undefined): Variant[] {
   const plan = inventory ? ['plan', '--inventory', inventory, '--quiet'] : [];
   const v: Variant[] = [
     { name: '`node -e 0`', argv: ['node', '-e', '0'], until: 'exit' },
-    { name: '`npx tsx provision.ts --help`', argv: ['npx', '--no-install', 'tsx', 'provision.ts', '--help'], until: 'exit' },
+    {
+      name: '`npx tsx provision.ts --help`',
+      argv: ['npx', '--no-install', 'tsx', 'provision.ts', '--help'],
+      until: 'exit',
+    },
     { name: '`node dist/provision.js --help`', argv: ['node', 'dist/provision.js', '--help'], until: 'exit' },
   ];
   if (inventory) {
     v.push(
-      { name: '`npx tsx provision.ts plan` → first SSH connect', argv: ['npx', '--no-install', 'tsx', 'provision.ts', ...plan], until: 'connect' },
-      { name: '`node_modules/.bin/tsx provision.ts plan` → first SSH connect', argv: ['node_modules/.bin/tsx', 'provision.ts', ...plan], until: 'connect' },
-      { name: '`node dist/provision.js plan` → first SSH connect', argv: ['node', 'dist/provision.js', ...plan], until: 'connect' },
+      {
+        name: '`npx tsx provision.ts plan` → first SSH connect',
+        argv: ['npx', '--no-install', 'tsx', 'provision.ts', ...plan],
+        until: 'connect',
+      },
+      {
+        name: '`node_modules/.bin/tsx provision.ts plan` → first SSH connect',
+        argv: ['node_modules/.bin/tsx', 'provision.ts', ...plan],
+        until: 'connect',
+      },
+      {
+        name: '`node dist/provision.js plan` → first SSH connect',
+        argv: ['node', 'dist/provision.js', ...plan],
+        until: 'connect',
+      },
     );
   }
   return v;
@@ -65,12 +81,20 @@ async function runOnce(v: Variant, dir: string, i: number): Promise<StartupSampl
     const child = spawn(v.argv[0], v.argv.slice(1), {
       cwd: REPO,
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, RF_STARTUP_TRACE: trace, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${TRACE_PRELOAD}`.trim() },
+      env: {
+        ...process.env,
+        RF_STARTUP_TRACE: trace,
+        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${TRACE_PRELOAD}`.trim(),
+      },
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (c) => (c === 0 || v.until === 'connect' ? resolve(c ?? 1) : reject(new Error(`${v.argv.join(' ')}: exit ${c}: ${stderr.slice(-500)}`))));
+    child.on('close', (c) =>
+      c === 0 || v.until === 'connect'
+        ? resolve(c ?? 1)
+        : reject(new Error(`${v.argv.join(' ')}: exit ${c}: ${stderr.slice(-500)}`)),
+    );
   });
   const tEnd = performance.timeOrigin + performance.now();
   const lines: TraceLine[] = existsSync(trace)
@@ -79,7 +103,10 @@ async function runOnce(v: Variant, dir: string, i: number): Promise<StartupSampl
         .split('\n')
         .map((l) => JSON.parse(l) as TraceLine)
     : [];
-  const marks = lines.map((l) => ({ what: l.what === 'connect' ? 'first TCP connect' : `node starts: ${(l.argv ?? []).join(' ')}`, ms: l.t - t0 }));
+  const marks = lines.map((l) => ({
+    what: l.what === 'connect' ? 'first TCP connect' : `node starts: ${(l.argv ?? []).join(' ')}`,
+    ms: l.t - t0,
+  }));
   let ms = tEnd - t0;
   if (v.until === 'connect') {
     const c = lines.find((l) => l.what === 'connect');
@@ -116,17 +143,30 @@ export function renderStartup(r: StartupResult): string {
     out.push(`${v.name}: ${steps.join('; ')}.`, '');
   }
   const loads = r.variants.flatMap((v) => v.samples.map((s) => s.load1));
-  out.push(`1-minute load average during the runs: median ${median(loads).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}.`);
+  out.push(
+    `1-minute load average during the runs: median ${median(loads).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}.`,
+  );
   return out.join('\n');
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { inventory: { type: 'string' }, runs: { type: 'string', default: '10' }, json: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: {
+      inventory: { type: 'string' },
+      runs: { type: 'string', default: '10' },
+      json: { type: 'string' },
+    },
+  });
   const runs = Number(values.runs);
-  if (!existsSync(join(REPO, 'dist', 'provision.js'))) throw new Error('dist/provision.js is missing: npm run build first');
+  if (!existsSync(join(REPO, 'dist', 'provision.js')))
+    throw new Error('dist/provision.js is missing: npm run build first');
   const dir = mkdtempSync(join(tmpdir(), 'rf-startup-'));
   const vs = variants(values.inventory);
-  const result: StartupResult = { date: new Date().toISOString(), runs, variants: vs.map((v) => ({ name: v.name, argv: v.argv, samples: [] })) };
+  const result: StartupResult = {
+    date: new Date().toISOString(),
+    runs,
+    variants: vs.map((v) => ({ name: v.name, argv: v.argv, samples: [] })),
+  };
   try {
     // One warm-up each (tsx's transform cache, the page cache), then alternating rounds so that load drifts hit all alike.
     for (const v of vs) await runOnce(v, dir, -1);

@@ -14,13 +14,24 @@ if (!EXECUTORS.includes(executor)) {
 const fleet = await up({ log: (m) => process.stderr.write(`[testbed] ${m}\n`) });
 process.stderr.write(`\n$ npx tsx provision.ts --inventory ${fleet.inventory} --executor ${executor}\n`);
 const tsx = join(repo, 'node_modules', '.bin', 'tsx');
-const provision = await $({ cwd: repo, stdio: 'inherit', nothrow: true })`${tsx} provision.ts --inventory ${fleet.inventory} --executor ${executor}`;
+const provision = await $({
+  cwd: repo,
+  stdio: 'inherit',
+  nothrow: true,
+})`${tsx} provision.ts --inventory ${fleet.inventory} --executor ${executor}`;
 let code = provision.exitCode ?? 1;
 if (code === 0) {
   process.stderr.write(`\n$ npx tsx scripts/testbed.ts job --executor ${executor}\n`);
-  const job = await runCiJob({ inventoryPath: fleet.inventory, executor, onTrace: (t) => process.stderr.write(t) });
+  const job = await runCiJob({
+    inventoryPath: fleet.inventory,
+    executor,
+    onTrace: (t) => process.stderr.write(t),
+  });
   process.stderr.write(`\njob ${job.id}: ${job.status} on ${job.node ?? `runner ${job.runner}`}\n`);
-  if (job.pushed) process.stderr.write(`pushed ${job.image}: curl http://${job.registry}/v2/${job.image.slice(job.registry.length + 1).split(':')[0]}/tags/list\n`);
+  if (job.pushed)
+    process.stderr.write(
+      `pushed ${job.image}: curl http://${job.registry}/v2/${job.image.slice(job.registry.length + 1).split(':')[0]}/tags/list\n`,
+    );
   code = job.status === 'success' && job.pushed ? 0 : 1;
 }
 process.stderr.write(`

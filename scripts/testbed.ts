@@ -1,6 +1,15 @@
 // CLI for the local test fleet: up, down, status, exec. The work is in scripts/testbed/fleet.ts.
 import { EXECUTORS, type Executor } from '../src/inventory/types.js';
-import { NODE_KINDS, down, fleetInfo, getNode, status, up, type FleetStatus, type NodeKind } from './testbed/fleet.js';
+import {
+  NODE_KINDS,
+  down,
+  fleetInfo,
+  getNode,
+  status,
+  up,
+  type FleetStatus,
+  type NodeKind,
+} from './testbed/fleet.js';
 import { runCiJob } from './testbed/job.js';
 import { nodeCommand } from './testbed/node.js';
 import { servicesNamed } from './testbed/services.js';
@@ -24,7 +33,10 @@ class UsageError extends Error {}
 
 const stderrLog = (msg: string) => process.stderr.write(`[testbed] ${msg}\n`);
 
-function parseFlags(args: string[], allowed: Record<string, 'flag' | 'value'>): Record<string, string | true> {
+function parseFlags(
+  args: string[],
+  allowed: Record<string, 'flag' | 'value'>,
+): Record<string, string | true> {
   const out: Record<string, string | true> = {};
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i].split(/=(.*)/s, 2);
@@ -41,9 +53,13 @@ function parseFlags(args: string[], allowed: Record<string, 'flag' | 'value'>): 
 }
 
 function parseKinds(text: string): NodeKind[] {
-  const kinds = text.split(',').map((k) => k.trim()).filter(Boolean);
+  const kinds = text
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   const bad = kinds.filter((k) => !NODE_KINDS.includes(k as NodeKind));
-  if (kinds.length === 0 || bad.length > 0) throw new UsageError(`--kinds: expected a list of ${NODE_KINDS.join(', ')}, got ${text}`);
+  if (kinds.length === 0 || bad.length > 0)
+    throw new UsageError(`--kinds: expected a list of ${NODE_KINDS.join(', ')}, got ${text}`);
   return kinds as NodeKind[];
 }
 
@@ -55,41 +71,79 @@ function printStatus(s: FleetStatus): void {
     return;
   }
   console.log(`test fleet ${s.up ? 'up' : 'partly down'}: ${s.stateRoot}`);
-  console.log(`inventory ${s.inventory}; registry ${s.registry || '-'}; services ${s.services.join(', ') || '-'}`);
+  console.log(
+    `inventory ${s.inventory}; registry ${s.registry || '-'}; services ${s.services.join(', ') || '-'}`,
+  );
   const rows = [
     ['NODE', 'ADDRESS', 'STARTED AS', 'INSTALLED', 'SSHD', 'DOCKERD', 'PROCS', 'RSS MiB', 'PSS MiB'],
     ...s.nodes.map((n) => [
-      n.name, `${n.host}:${n.port}`, n.docker, n.installed, String(n.sshdPid ?? '-'), String(n.dockerdPid ?? '-'),
-      String(n.processes), mib(n.rssKb), mib(n.pssKb),
+      n.name,
+      `${n.host}:${n.port}`,
+      n.docker,
+      n.installed,
+      String(n.sshdPid ?? '-'),
+      String(n.dockerdPid ?? '-'),
+      String(n.processes),
+      mib(n.rssKb),
+      mib(n.pssKb),
     ]),
   ];
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
+  for (const r of rows)
+    console.log(
+      r
+        .map((cell, c) => cell.padEnd(widths[c]))
+        .join('  ')
+        .trimEnd(),
+    );
   const n = s.nodes.length;
-  console.log(`total RSS ${mib(s.total.rssKb)} MiB, PSS ${mib(s.total.pssKb)} MiB; per node RSS ${mib(s.total.rssKb / n)} MiB, PSS ${mib(s.total.pssKb / n)} MiB`);
+  console.log(
+    `total RSS ${mib(s.total.rssKb)} MiB, PSS ${mib(s.total.pssKb)} MiB; per node RSS ${mib(s.total.rssKb / n)} MiB, PSS ${mib(s.total.pssKb / n)} MiB`,
+  );
 }
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'up': {
-      const f = parseFlags(rest, { '--nodes': 'value', '--kinds': 'value', '--services': 'value', '--microk8s': 'value', '--json': 'flag' });
+      const f = parseFlags(rest, {
+        '--nodes': 'value',
+        '--kinds': 'value',
+        '--services': 'value',
+        '--microk8s': 'value',
+        '--json': 'flag',
+      });
       let nodes: number | undefined;
       if (f['--nodes'] !== undefined) {
         nodes = Number(f['--nodes']);
-        if (!Number.isInteger(nodes) || nodes < 1) throw new UsageError(`--nodes: expected a positive integer, got ${f['--nodes']}`);
+        if (!Number.isInteger(nodes) || nodes < 1)
+          throw new UsageError(`--nodes: expected a positive integer, got ${f['--nodes']}`);
       }
       const kinds = typeof f['--kinds'] === 'string' ? parseKinds(f['--kinds']) : undefined;
       let services;
       try {
-        services = typeof f['--services'] === 'string' ? servicesNamed(f['--services'].split(',').map((x) => x.trim())) : undefined;
+        services =
+          typeof f['--services'] === 'string'
+            ? servicesNamed(f['--services'].split(',').map((x) => x.trim()))
+            : undefined;
       } catch (err) {
         throw new UsageError(`--services: ${(err as Error).message}`);
       }
       const m = f['--microk8s'];
-      const microk8s = typeof m === 'string' ? (m === 'all' ? true : m.split(',').map((x) => x.trim()).filter(Boolean)) : undefined;
+      const microk8s =
+        typeof m === 'string'
+          ? m === 'all'
+            ? true
+            : m
+                .split(',')
+                .map((x) => x.trim())
+                .filter(Boolean)
+          : undefined;
       const fleet = await up({ nodes, kinds, services, microk8s, log: stderrLog });
-      if (f['--json']) console.log(JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }));
+      if (f['--json'])
+        console.log(
+          JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }),
+        );
       else {
         for (const n of fleet.nodes) console.log(`${n.name}  ${n.host}:${n.port}  docker=${n.docker}`);
         console.log(`registry ${fleet.registry}\ninventory ${fleet.inventory}`);
@@ -110,19 +164,28 @@ async function main(argv: string[]): Promise<number> {
     case 'exec': {
       const sep = rest.indexOf('--');
       const name = rest[0];
-      if (!name || name === '--' || sep !== 1 || rest.length < 3) throw new UsageError('exec: expected NODE -- CMD...');
+      if (!name || name === '--' || sep !== 1 || rest.length < 3)
+        throw new UsageError('exec: expected NODE -- CMD...');
       const env: Record<string, string> = process.env.TERM ? { TERM: process.env.TERM } : {};
       const [cmd, args] = nodeCommand(getNode(name), rest.slice(2), env);
       return resultOf(await $({ cwd: '/', stdio: 'inherit', nothrow: true })`${cmd} ${args}`).code;
     }
     case 'job': {
-      const f = parseFlags(rest, { '--executor': 'value', '--node': 'value', '--json': 'flag', '--timeout': 'value' });
+      const f = parseFlags(rest, {
+        '--executor': 'value',
+        '--node': 'value',
+        '--json': 'flag',
+        '--timeout': 'value',
+      });
       const executor = f['--executor'];
       if (typeof executor !== 'string' || !EXECUTORS.includes(executor as Executor)) {
-        throw new UsageError(`job: --executor: expected ${EXECUTORS.join(' | ')}, got ${String(executor ?? 'nothing')}`);
+        throw new UsageError(
+          `job: --executor: expected ${EXECUTORS.join(' | ')}, got ${String(executor ?? 'nothing')}`,
+        );
       }
       const timeout = f['--timeout'] === undefined ? 300 : Number(f['--timeout']);
-      if (!Number.isInteger(timeout) || timeout < 1) throw new UsageError(`job: --timeout: expected seconds, got ${String(f['--timeout'])}`);
+      if (!Number.isInteger(timeout) || timeout < 1)
+        throw new UsageError(`job: --timeout: expected seconds, got ${String(f['--timeout'])}`);
       const json = f['--json'] === true;
       const result = await runCiJob({
         inventoryPath: fleetInfo().inventory,
@@ -135,8 +198,14 @@ async function main(argv: string[]): Promise<number> {
         const { id, status, runner, node, registry, image, trace } = result;
         console.log(JSON.stringify({ id, status, runner, node, registry, image, trace }));
       } else {
-        console.log(`job ${result.id}: ${result.status}${result.failureReason ? ` (${result.failureReason})` : ''} on ${result.node ?? `runner ${result.runner ?? '?'}`}`);
-        console.log(result.pushed ? `pushed ${result.image} (http://${result.registry}/v2/${result.image.slice(result.registry.length + 1).split(':')[0]}/tags/list)` : `the registry does not list ${result.image}`);
+        console.log(
+          `job ${result.id}: ${result.status}${result.failureReason ? ` (${result.failureReason})` : ''} on ${result.node ?? `runner ${result.runner ?? '?'}`}`,
+        );
+        console.log(
+          result.pushed
+            ? `pushed ${result.image} (http://${result.registry}/v2/${result.image.slice(result.registry.length + 1).split(':')[0]}/tags/list)`
+            : `the registry does not list ${result.image}`,
+        );
       }
       return result.status === 'success' && result.pushed ? 0 : 1;
     }

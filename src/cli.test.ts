@@ -7,8 +7,13 @@ describe('parseCli --concurrency', () => {
   it.each(['1', '10', '200', '007'])('accepts %j', (v) => {
     expect(parseCli(['plan', '--concurrency', v]).concurrency).toBe(Number(v));
   });
-  it.each(['0x10', '1e1', ' 5', '5 ', '5.0', '+5', '-1', '0', '201', '', 'ten', '1_0'])('refuses %j (decimal integers only)', (v) => {
-    expect(() => parseCli(['plan', `--concurrency=${v}`])).toThrow(InputError);
-    expect(() => parseCli(['plan', `--concurrency=${v}`])).toThrow(/--concurrency: expected a decimal integer from 1 to 200/);
-  });
+  it.each(['0x10', '1e1', ' 5', '5 ', '5.0', '+5', '-1', '0', '201', '', 'ten', '1_0'])(
+    'refuses %j (decimal integers only)',
+    (v) => {
+      expect(() => parseCli(['plan', `--concurrency=${v}`])).toThrow(InputError);
+      expect(() => parseCli(['plan', `--concurrency=${v}`])).toThrow(
+        /--concurrency: expected a decimal integer from 1 to 200/,
+      );
+    },
+  );
 });

@@ -90,20 +90,37 @@ export function parseCli(argv: string[]): CliRequest {
   const issues: string[] = [];
   if (positionals.length > 1) issues.push(`unexpected arguments: ${positionals.slice(1).join(' ')}`);
   const command = (positionals[0] ?? 'apply') as Command;
-  if (!COMMANDS.includes(command)) issues.push(`unknown command "${command}" (expected ${COMMANDS.join(' | ')})`);
+  if (!COMMANDS.includes(command))
+    issues.push(`unknown command "${command}" (expected ${COMMANDS.join(' | ')})`);
   let concurrency = 10;
   if (values.concurrency !== undefined) {
     // Decimal digits only: Number() would also take `0x10`, `1e1`, ` 5` and `5.0`.
     concurrency = /^[0-9]{1,3}$/.test(values.concurrency) ? Number(values.concurrency) : NaN;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) issues.push('--concurrency: expected a decimal integer from 1 to 200');
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200)
+      issues.push('--concurrency: expected a decimal integer from 1 to 200');
   }
   if (values.verbose && values.quiet) issues.push('--verbose and --quiet cannot be combined');
-  const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = values.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (values.only !== undefined && (!only || only.length === 0)) issues.push('--only: expected NODE[,NODE…]');
   if (command === 'render' && !values.out && !values.help) issues.push('render: --out DIR is required');
-  const renderOnly = ['seal-cert', 'argocd-repo', 'argocd-path', 'argocd-revision', 'argocd-namespace'] as const;
-  for (const flag of renderOnly) if (command !== 'render' && values[flag] !== undefined) issues.push(`--${flag}: only applies to render`);
-  const argocd = { repo: values['argocd-repo'], path: values['argocd-path'], revision: values['argocd-revision'], namespace: values['argocd-namespace'] };
+  const renderOnly = [
+    'seal-cert',
+    'argocd-repo',
+    'argocd-path',
+    'argocd-revision',
+    'argocd-namespace',
+  ] as const;
+  for (const flag of renderOnly)
+    if (command !== 'render' && values[flag] !== undefined) issues.push(`--${flag}: only applies to render`);
+  const argocd = {
+    repo: values['argocd-repo'],
+    path: values['argocd-path'],
+    revision: values['argocd-revision'],
+    namespace: values['argocd-namespace'],
+  };
   if (issues.length > 0) throw new InputError(issues, 'bad command line');
   return {
     command,

@@ -7,7 +7,10 @@ export const EXIT_BAD_INPUT = 2;
 /** Bad input (inventory, flags): nothing was touched. Each issue names the path it is about. */
 export class InputError extends Error {
   readonly exitCode = EXIT_BAD_INPUT;
-  constructor(readonly issues: string[], headline = 'invalid input') {
+  constructor(
+    readonly issues: string[],
+    headline = 'invalid input',
+  ) {
     super(`${headline}:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
     this.name = 'InputError';
   }
@@ -30,7 +33,9 @@ export class RemoteCommandError extends Error {
     readonly code: number | null,
     readonly stderr: string,
   ) {
-    super(`${step} failed on ${host} (exit ${code ?? 'signal'}): ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`);
+    super(
+      `${step} failed on ${host} (exit ${code ?? 'signal'}): ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`,
+    );
     this.name = 'RemoteCommandError';
   }
 }
@@ -48,7 +53,12 @@ export class ApiError extends Error {
 }
 
 export function exitCodeFor(err: unknown): number {
-  if (err && typeof err === 'object' && 'exitCode' in err && typeof (err as { exitCode: unknown }).exitCode === 'number') {
+  if (
+    err &&
+    typeof err === 'object' &&
+    'exitCode' in err &&
+    typeof (err as { exitCode: unknown }).exitCode === 'number'
+  ) {
     return (err as { exitCode: number }).exitCode;
   }
   return EXIT_FAILED;

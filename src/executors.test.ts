@@ -20,6 +20,10 @@ describe('registries', () => {
       expect(spec.inventoryKey, kind).toBe(spec.registration ? `gitlab.${kind}` : null);
       if (spec.registration) expect(REGISTRATION_MODE_KEYS[spec.registration]).toBe(spec.inventoryKey);
     }
-    expect(Object.values(AUTH_MODES).filter((m) => m.statusAsksGitlab).map((m) => m.registration)).toEqual(['access']);
+    expect(
+      Object.values(AUTH_MODES)
+        .filter((m) => m.statusAsksGitlab)
+        .map((m) => m.registration),
+    ).toEqual(['access']);
   });
 });

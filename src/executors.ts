@@ -33,7 +33,8 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     environment: [],
     // Shell jobs run inside the runner container and expect a docker CLI there.
     dockerCliInRunner: true,
-    ciHead: (registry) => `the node's own dockerd from the runner's shell (its daemon.json trusts ${registry}; runner-fleet set that)`,
+    ciHead: (registry) =>
+      `the node's own dockerd from the runner's shell (its daemon.json trusts ${registry}; runner-fleet set that)`,
     ciLines: () => ['  variables:'],
   },
   dind: {
@@ -42,7 +43,8 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     docker: { privileged: true, volumes: ['/certs/client', '/cache'], dindService: true },
     environment: ['DOCKER_TLS_CERTDIR=/certs'],
     dockerCliInRunner: false,
-    ciHead: (registry) => `a Docker-in-Docker service per job (its own dockerd, told that ${registry} is plain HTTP)`,
+    ciHead: (registry) =>
+      `a Docker-in-Docker service per job (its own dockerd, told that ${registry} is plain HTTP)`,
     ciLines: (inv, registry) => [
       `  image: ${q(inv.runners.dockerCliImage)}`,
       '  services:',
@@ -65,10 +67,15 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     // Jobs drive the host's daemon, whose daemon.json already lists the registries. No network_mode = "host":
     // it disables the service links that make a job's `services:` reachable by alias, and concurrent jobs would
     // share the node's ports.
-    docker: { privileged: false, volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'], dindService: false },
+    docker: {
+      privileged: false,
+      volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
+      dindService: false,
+    },
     environment: [],
     dockerCliInRunner: false,
-    ciHead: (registry) => `the node's own dockerd through /var/run/docker.sock (its daemon.json trusts ${registry}; runner-fleet set that)`,
+    ciHead: (registry) =>
+      `the node's own dockerd through /var/run/docker.sock (its daemon.json trusts ${registry}; runner-fleet set that)`,
     ciLines: (inv) => [
       `  image: ${q(inv.runners.dockerCliImage)}`,
       '  variables:',

@@ -31,7 +31,11 @@ export function findOnPath(program: string, path = process.env.PATH ?? ''): stri
  * on a non-zero exit. `input` goes to its stdin. zx is loaded on first use: only render starts local programs, and
  * the other commands should not pay for the import.
  */
-export async function runLocal(program: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<LocalResult> {
+export async function runLocal(
+  program: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<LocalResult> {
   commandTrace.emit?.('local', [program, ...args].join(' '));
   const { $ } = await import('zx');
   const out = await $({

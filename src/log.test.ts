@@ -14,7 +14,12 @@ function sink(opts: { tty: boolean; columns?: number }) {
     }),
     { isTTY: opts.tty, columns: opts.columns ?? 80 },
   );
-  return { stream, get text() { return text; } };
+  return {
+    stream,
+    get text() {
+      return text;
+    },
+  };
 }
 
 // eslint-disable-next-line no-control-regex
@@ -95,7 +100,8 @@ function render(text: string): string[] {
     const up = tok.match(/^\x1b\[(\d+)A$/); // eslint-disable-line no-control-regex
     if (up) row = Math.max(0, row - Number(up[1]));
     else if (tok === '\x1b[J') screen.length = row;
-    else if (/^\x1b\[\d*m$/.test(tok) || tok === '\r') continue; // eslint-disable-line no-control-regex
+    // eslint-disable-next-line no-control-regex
+    else if (/^\x1b\[\d*m$/.test(tok) || tok === '\r') continue;
     else if (tok === '\n') row++;
     else screen[row] = (screen[row] ?? '') + tok;
   }

@@ -50,7 +50,13 @@ export function formatElapsed(ms: number): string {
 }
 
 /** One live line, cut to the terminal's width so that it never wraps (a wrapped line breaks the redraw). */
-export function formatLiveLine(scope: string, line: LiveLine, now: number, frame: number, columns: number): string {
+export function formatLiveLine(
+  scope: string,
+  line: LiveLine,
+  now: number,
+  frame: number,
+  columns: number,
+): string {
   const mark = line.ended === undefined ? SPINNER[frame % SPINNER.length] : line.ok === false ? 'x' : '+';
   const elapsed = formatElapsed((line.ended ?? now) - line.started);
   const head = `${mark} ${scope.padEnd(12)} ${elapsed.padStart(6)}  `;

@@ -10,7 +10,11 @@ describe('changeRecorder', () => {
 
   it('collects and tells the log on apply', () => {
     const { said, log } = sink();
-    const { changes, record } = changeRecorder('cluster', { dryRun: false, log, say: (c) => `${c.step}: ${c.detail}` });
+    const { changes, record } = changeRecorder('cluster', {
+      dryRun: false,
+      log,
+      say: (c) => `${c.step}: ${c.detail}`,
+    });
     record({ step: 'apply', detail: 'create DaemonSet x' });
     expect(changes).toEqual([{ step: 'apply', detail: 'create DaemonSet x' }]);
     expect(said).toEqual(['cluster: apply: create DaemonSet x']);

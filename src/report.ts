@@ -45,7 +45,12 @@ export function buildReport(nodes: NodeReport[], gitlab?: ClusterReport, cluster
  */
 export function changeRecorder(
   scope: string,
-  opts: { dryRun: boolean; log?: { change(scope: string, message: string): void }; changes?: Change[]; say?: (c: Change) => string },
+  opts: {
+    dryRun: boolean;
+    log?: { change(scope: string, message: string): void };
+    changes?: Change[];
+    say?: (c: Change) => string;
+  },
 ): { changes: Change[]; record: (c: Change) => void } {
   const changes = opts.changes ?? [];
   return {

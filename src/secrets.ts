@@ -4,7 +4,11 @@ import { InputError } from './errors.js';
 import type { SecretRef } from './inventory/types.js';
 
 const known = new Set<string>();
-const TOKEN_PATTERNS = [/\bglrt-[A-Za-z0-9_-]{6,}/g, /\bglpat-[A-Za-z0-9_-]{6,}/g, /\bGR1348941[A-Za-z0-9_-]{6,}/g];
+const TOKEN_PATTERNS = [
+  /\bglrt-[A-Za-z0-9_-]{6,}/g,
+  /\bglpat-[A-Za-z0-9_-]{6,}/g,
+  /\bGR1348941[A-Za-z0-9_-]{6,}/g,
+];
 
 /** Remembers a secret value so that redact() hides it wherever it shows up later. */
 export function registerSecret(value: string | undefined): void {
@@ -27,13 +31,16 @@ export function resolveSecret(secret: SecretRef, env: NodeJS.ProcessEnv = proces
   if (ref.startsWith('env:')) {
     const name = ref.slice(4);
     value = env[name];
-    if (value === undefined || value.trim() === '') throw new InputError([`${path}: environment variable ${name} is not set`]);
+    if (value === undefined || value.trim() === '')
+      throw new InputError([`${path}: environment variable ${name} is not set`]);
   } else {
     const file = ref.slice(5);
     try {
       value = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new InputError([`${path}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+      throw new InputError([
+        `${path}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      ]);
     }
     if (value.trim() === '') throw new InputError([`${path}: ${file} is empty`]);
   }

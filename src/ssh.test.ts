@@ -37,12 +37,19 @@ describe('known_hosts markers, as OpenSSH hostfile.c reads them', () => {
     expect(knownKeysFor(lines('@cert-authority'), 'pi7')).toEqual({ keys: [], revoked: [] });
     expect(knownKeysFor(`\t ${lines('@revoked')}`, 'pi7').revoked).toHaveLength(1);
   });
-  it.each(['@Revoked', '@REVOKED', '@revoked:', '@Cert-Authority', '@cert_authority', '@', '@revoked @revoked', '@revoked @cert-authority', '@foo'])(
-    'a line marked %j is ignored: neither trusted nor revoked',
-    (marker) => {
-      expect(knownKeysFor(lines(marker), 'pi7')).toEqual({ keys: [], revoked: [] });
-    },
-  );
+  it.each([
+    '@Revoked',
+    '@REVOKED',
+    '@revoked:',
+    '@Cert-Authority',
+    '@cert_authority',
+    '@',
+    '@revoked @revoked',
+    '@revoked @cert-authority',
+    '@foo',
+  ])('a line marked %j is ignored: neither trusted nor revoked', (marker) => {
+    expect(knownKeysFor(lines(marker), 'pi7')).toEqual({ keys: [], revoked: [] });
+  });
   it('a key that is not base64 makes the line invalid', () => {
     expect(knownKeysFor('pi7 ssh-ed25519 not*base64', 'pi7').keys).toEqual([]);
   });

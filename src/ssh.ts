@@ -22,7 +22,13 @@ export function knownHostsName(host: string, port: number): string {
 }
 
 function globToRegExp(pattern: string): RegExp {
-  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  return new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i',
+  );
 }
 
 function hostMatches(field: string, name: string): boolean {
@@ -134,8 +140,17 @@ class SshNodeConnection implements NodeConnection {
       sshStats.roundTrips++;
       commandTrace.emit?.(this.node.name, `${opts.sudo ? 'sudo ' : ''}${opts.step ?? firstLine(script)}`);
       const r = await this.ssh.execCommand(command, { stdin });
-      if (opts.sudo && r.code !== 0 && /sudo: (a password is required|a terminal is required)/.test(r.stderr)) {
-        throw new RemoteCommandError(this.node.name, opts.step ?? 'sudo', r.code, `sudo on ${this.node.host} needs a password for ${this.node.user}; runner-fleet never types passwords: allow NOPASSWD for this user (e.g. /etc/sudoers.d/${this.node.user})`);
+      if (
+        opts.sudo &&
+        r.code !== 0 &&
+        /sudo: (a password is required|a terminal is required)/.test(r.stderr)
+      ) {
+        throw new RemoteCommandError(
+          this.node.name,
+          opts.step ?? 'sudo',
+          r.code,
+          `sudo on ${this.node.host} needs a password for ${this.node.user}; runner-fleet never types passwords: allow NOPASSWD for this user (e.g. /etc/sudoers.d/${this.node.user})`,
+        );
       }
       return { code: r.code, stdout: r.stdout, stderr: redact(r.stderr) };
     });
@@ -155,7 +170,11 @@ class SshNodeConnection implements NodeConnection {
 
 /** The first line of a script that says something, for --verbose when the caller named no step. */
 function firstLine(script: string): string {
-  const line = script.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#')) ?? '';
+  const line =
+    script
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l && !l.startsWith('#')) ?? '';
   return line.length > 80 ? `${line.slice(0, 79)}…` : line;
 }
 
@@ -176,13 +195,19 @@ export async function connectNode(node: NodeSpec): Promise<NodeConnection> {
   try {
     knownHosts = readFileSync(node.knownHosts, 'utf8');
   } catch (err) {
-    throw new SshConnectError(node.name, `cannot read known_hosts ${node.knownHosts} (${(err as NodeJS.ErrnoException).code}); runner-fleet verifies host keys and never accepts unknown ones`);
+    throw new SshConnectError(
+      node.name,
+      `cannot read known_hosts ${node.knownHosts} (${(err as NodeJS.ErrnoException).code}); runner-fleet verifies host keys and never accepts unknown ones`,
+    );
   }
   let privateKey: string;
   try {
     privateKey = readFileSync(node.identityFile, 'utf8');
   } catch (err) {
-    throw new SshConnectError(node.name, `cannot read identity file ${node.identityFile} (${(err as NodeJS.ErrnoException).code})`);
+    throw new SshConnectError(
+      node.name,
+      `cannot read identity file ${node.identityFile} (${(err as NodeJS.ErrnoException).code})`,
+    );
   }
   const name = knownHostsName(node.host, node.port);
   const { keys, revoked } = knownKeysFor(knownHosts, name);
@@ -198,9 +223,12 @@ export async function connectNode(node: NodeSpec): Promise<NodeConnection> {
       readyTimeout: node.connectTimeout * 1000,
       keepaliveInterval: 15_000,
       hostVerifier: (key: Buffer) => {
-        if (revoked.some((k) => k.equals(key))) refusal = `host key of ${name} is marked @revoked in ${node.knownHosts}`;
-        else if (keys.length === 0) refusal = `${name} is not in ${node.knownHosts}; check its fingerprint, then add it (ssh-keyscan -p ${node.port} ${node.host} >> ${node.knownHosts})`;
-        else if (!keys.some((k) => k.equals(key))) refusal = `HOST KEY MISMATCH for ${name}: the key it presented is not the one in ${node.knownHosts} (reinstalled node, or someone in the middle); refusing to connect`;
+        if (revoked.some((k) => k.equals(key)))
+          refusal = `host key of ${name} is marked @revoked in ${node.knownHosts}`;
+        else if (keys.length === 0)
+          refusal = `${name} is not in ${node.knownHosts}; check its fingerprint, then add it (ssh-keyscan -p ${node.port} ${node.host} >> ${node.knownHosts})`;
+        else if (!keys.some((k) => k.equals(key)))
+          refusal = `HOST KEY MISMATCH for ${name}: the key it presented is not the one in ${node.knownHosts} (reinstalled node, or someone in the middle); refusing to connect`;
         return refusal === undefined;
       },
     });
@@ -243,7 +271,8 @@ function describeConnectError(err: unknown): string {
   if (e.code === 'ECONNREFUSED') return 'connection refused (is sshd running on that port?)';
   if (e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH') return 'host unreachable';
   if (e.code === 'ENOTFOUND') return 'host name not found';
-  if (e.level === 'client-authentication') return 'authentication failed (is the public key in ~/.ssh/authorized_keys of that user?)';
+  if (e.level === 'client-authentication')
+    return 'authentication failed (is the public key in ~/.ssh/authorized_keys of that user?)';
   if (/Timed out/i.test(e.message ?? '')) return 'timed out while connecting';
   return redact(e.message ?? String(err));
 }

@@ -13,7 +13,12 @@ hb.registerHelper('json', (value: unknown) => {
   return JSON.stringify(value);
 });
 // `{{indent n text}}`: re-indents a multi-line block (for embedding rendered files in YAML).
-hb.registerHelper('indent', (n: number, text: string) => String(text).split('\n').map((l) => (l ? ' '.repeat(n) + l : l)).join('\n'));
+hb.registerHelper('indent', (n: number, text: string) =>
+  String(text)
+    .split('\n')
+    .map((l) => (l ? ' '.repeat(n) + l : l))
+    .join('\n'),
+);
 hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
 
 const cache = new Map<string, HandlebarsTemplateDelegate>();

@@ -5,7 +5,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/schema.js';
 import { clusterBinDir } from '../scripts/testbed/cluster.js';
 import {
-  down, execOnNode, getNode, machineFileHashes, nodeDockerPid, nodeFile, seedImage, startNodeSshd, status, stopNodeSshd, up, type FleetInfo,
+  down,
+  execOnNode,
+  getNode,
+  machineFileHashes,
+  nodeDockerPid,
+  nodeFile,
+  seedImage,
+  startNodeSshd,
+  status,
+  stopNodeSshd,
+  up,
+  type FleetInfo,
 } from '../scripts/testbed/fleet.js';
 import { ensureHost } from '../scripts/testbed/host.js';
 import { pushTestImages } from '../scripts/testbed/images.js';
@@ -29,22 +40,57 @@ describe.runIf(canRun)('test fleet', () => {
 
   /** The real OpenSSH client, as pi, with host keys checked against `knownHosts`. */
   const ssh = async (name: string, command: string, knownHosts = join(fleet.stateDir, 'known_hosts')) =>
-    resultOf(await sh({ nothrow: true })`ssh ${[
-      '-i', join(fleet.stateDir, 'id_ed25519'), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'ConnectTimeout=5',
-      '-p', String(node(name).port), `pi@${node(name).host}`, command,
-    ]}`);
-  const push = (name: string, tag: string) => ssh(name, `sudo -n docker tag bb:local ${fleet.registry}/${tag} && sudo -n docker push ${fleet.registry}/${tag}`);
+    resultOf(
+      await sh({ nothrow: true })`ssh ${[
+        '-i',
+        join(fleet.stateDir, 'id_ed25519'),
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `UserKnownHostsFile=${knownHosts}`,
+        '-o',
+        'ConnectTimeout=5',
+        '-p',
+        String(node(name).port),
+        `pi@${node(name).host}`,
+        command,
+      ]}`,
+    );
+  const push = (name: string, tag: string) =>
+    ssh(
+      name,
+      `sudo -n docker tag bb:local ${fleet.registry}/${tag} && sudo -n docker push ${fleet.registry}/${tag}`,
+    );
   /** What `down` must leave as it found it. */
   let before: Awaited<ReturnType<typeof snapshot>>;
   const snapshot = async () => ({
     hashes: machineFileHashes(),
     sysctls: sysctlValues(),
     // Other slots' fleets add and remove their own forward guards meanwhile: only this slot's rules count.
-    iptables: (await sh`iptables-save`).stdout.replace(/^#.*\n/gm, '').split('\n').filter((l) => !/runner-fleet-testbed rfbr\d/.test(l) || l.includes(`runner-fleet-testbed ${net.bridge()}"`)).join('\n'),
-    links: (await sh`ip -br link`).stdout.split('\n').filter((l) => l.startsWith(`rf${slot()}`) || l.startsWith(net.bridge())).join('\n'),
+    iptables: (await sh`iptables-save`).stdout
+      .replace(/^#.*\n/gm, '')
+      .split('\n')
+      .filter(
+        (l) => !/runner-fleet-testbed rfbr\d/.test(l) || l.includes(`runner-fleet-testbed ${net.bridge()}"`),
+      )
+      .join('\n'),
+    links: (await sh`ip -br link`).stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`rf${slot()}`) || l.startsWith(net.bridge()))
+      .join('\n'),
     // Only ours: other work on the machine mounts and unmounts meanwhile.
-    mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stateRoot()) || l.includes(`/run/netns/rf${slot()}-`) || l.includes(`/run/netns/${REGISTRY_NETNS} `)),
+    mounts: readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter(
+        (l) =>
+          l.includes(stateRoot()) ||
+          l.includes(`/run/netns/rf${slot()}-`) ||
+          l.includes(`/run/netns/${REGISTRY_NETNS} `),
+      ),
   });
   let bin: string;
   let kubeconfig: string;
@@ -56,7 +102,8 @@ describe.runIf(canRun)('test fleet', () => {
     bin = await clusterBinDir();
     before = await snapshot();
     fleet = await up({ nodes: 3, microk8s: ['pi3'] });
-    kubeconfig = (await import('yaml')).parse(readFileSync(fleet.inventory, 'utf8')).kubernetes.kubeconfig as string;
+    kubeconfig = (await import('yaml')).parse(readFileSync(fleet.inventory, 'utf8')).kubernetes
+      .kubeconfig as string;
   });
 
   afterAll(async () => {
@@ -73,12 +120,21 @@ describe.runIf(canRun)('test fleet', () => {
     const inv = loadInventory(fleet.inventory);
     expect(inv.gitlab.registries).toEqual([`198.18.${slot()}.2:5000`]);
     expect(inv.nodes.map((n) => [n.name, n.host, n.port, n.docker, n.identityFile, n.knownHosts])).toEqual(
-      fleet.nodes.map((n) => [n.name, n.host, n.port, n.docker === 'none' ? 'auto' : n.docker, join(fleet.stateDir, 'id_ed25519'), join(fleet.stateDir, 'known_hosts')]),
+      fleet.nodes.map((n) => [
+        n.name,
+        n.host,
+        n.port,
+        n.docker === 'none' ? 'auto' : n.docker,
+        join(fleet.stateDir, 'id_ed25519'),
+        join(fleet.stateDir, 'known_hosts'),
+      ]),
     );
   });
 
-  it('each node is a real sshd with a verified host key, and sudo sees the node\'s own /etc/docker', async () => {
-    const hostJson = existsSync('/etc/docker/daemon.json') ? readFileSync('/etc/docker/daemon.json', 'utf8') : undefined;
+  it("each node is a real sshd with a verified host key, and sudo sees the node's own /etc/docker", async () => {
+    const hostJson = existsSync('/etc/docker/daemon.json')
+      ? readFileSync('/etc/docker/daemon.json', 'utf8')
+      : undefined;
     // Valid for dockerd: pi3's is read when apt-get starts its dockerd below.
     const own = (name: string) => `{"labels": ["testbed-node=${name}"]}\n`;
     for (const n of fleet.nodes) writeFileSync(nodeFile(n.name, '/etc/docker/daemon.json'), own(n.name));
@@ -88,10 +144,16 @@ describe.runIf(canRun)('test fleet', () => {
       expect([r.code, r.stdout]).toEqual([0, own(n.name)]);
     }
     // The machine's own file is untouched.
-    expect(existsSync('/etc/docker/daemon.json') ? readFileSync('/etc/docker/daemon.json', 'utf8') : undefined).toBe(hostJson);
+    expect(
+      existsSync('/etc/docker/daemon.json') ? readFileSync('/etc/docker/daemon.json', 'utf8') : undefined,
+    ).toBe(hostJson);
     // A known_hosts naming pi1's key for pi2's address is refused: keys really are checked.
     const wrong = join(fleet.stateDir, 'known_hosts.wrong');
-    const pi1Key = readFileSync(join(fleet.stateDir, 'known_hosts'), 'utf8').split('\n')[0].split(' ').slice(1).join(' ');
+    const pi1Key = readFileSync(join(fleet.stateDir, 'known_hosts'), 'utf8')
+      .split('\n')[0]
+      .split(' ')
+      .slice(1)
+      .join(' ');
     writeFileSync(wrong, `198.18.${slot()}.12 ${pi1Key}\n`);
     const refused = await ssh('pi2', 'true', wrong);
     expect(refused.code).toBe(255);
@@ -106,7 +168,10 @@ describe.runIf(canRun)('test fleet', () => {
       const ns = readlinkSync(`/proc/${keeper}/ns/net`);
       expect(ns).not.toBe(host);
       seen.add(ns);
-      const r = await ssh(n.name, 'hostname; ip -4 -o addr show eth0; ip route show default; echo x > /tmp/mine; ls /tmp');
+      const r = await ssh(
+        n.name,
+        'hostname; ip -4 -o addr show eth0; ip route show default; echo x > /tmp/mine; ls /tmp',
+      );
       expect(r.code, r.stderr).toBe(0);
       const [hostname, addr, route, ...tmp] = r.stdout.trim().split('\n');
       expect(hostname).toBe(n.name);
@@ -124,14 +189,25 @@ describe.runIf(canRun)('test fleet', () => {
     for (const name of ['pi1', 'pi2']) {
       const r = await ssh(name, "sudo -n docker info --format '{{.ServerVersion}} {{.DockerRootDir}}'");
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout.trim()).toMatch(name === 'pi1' ? / \/var\/lib\/docker$/ : / \/var\/snap\/docker\/common\/var-lib-docker$/);
+      expect(r.stdout.trim()).toMatch(
+        name === 'pi1' ? / \/var\/lib\/docker$/ : / \/var\/snap\/docker\/common\/var-lib-docker$/,
+      );
     }
-    const apt = await ssh('pi1', "dpkg-query -W -f='${db:Status-Status}' docker.io; sudo -n systemctl is-active docker");
+    const apt = await ssh(
+      'pi1',
+      "dpkg-query -W -f='${db:Status-Status}' docker.io; sudo -n systemctl is-active docker",
+    );
     expect(apt.stdout).toBe('installedactive\n');
-    const snap = await ssh('pi2', "dpkg-query -W -f='${db:Status-Status}' docker.io; snap list docker >/dev/null && echo snap; cat /var/snap/docker/current/config/daemon.json");
+    const snap = await ssh(
+      'pi2',
+      "dpkg-query -W -f='${db:Status-Status}' docker.io; snap list docker >/dev/null && echo snap; cat /var/snap/docker/current/config/daemon.json",
+    );
     expect(snap.stdout).toMatch(/^not-installedsnap\n/);
     expect(JSON.parse(snap.stdout.split('\n').slice(1).join('\n'))).toEqual({ 'log-level': 'error' });
-    const none = await ssh('pi3', "dpkg-query -W -f='${db:Status-Status}' docker.io; snap list docker; sudo -n systemctl start docker");
+    const none = await ssh(
+      'pi3',
+      "dpkg-query -W -f='${db:Status-Status}' docker.io; snap list docker; sudo -n systemctl start docker",
+    );
     expect(none.stdout).toBe('not-installed');
     expect(none.stderr).toContain('error: no matching snaps installed');
     expect(none.stderr).toContain('Unit docker.service not found.');
@@ -151,7 +227,10 @@ describe.runIf(canRun)('test fleet', () => {
 
   it('stand-ins: apt reload is a SIGHUP (same dockerd), the snap restarts (new dockerd); both then push', async () => {
     const aptPid = nodeDockerPid('pi1');
-    writeFileSync(nodeFile('pi1', '/etc/docker/daemon.json'), `{"insecure-registries": ["${fleet.registry}"]}\n`);
+    writeFileSync(
+      nodeFile('pi1', '/etc/docker/daemon.json'),
+      `{"insecure-registries": ["${fleet.registry}"]}\n`,
+    );
     expect((await ssh('pi1', 'sudo -n systemctl daemon-reload')).code).toBe(0);
     expect((await push('pi1', 'still-https:1')).stderr).toContain(HTTPS_ERROR);
     expect((await ssh('pi1', 'sudo -n systemctl reload docker')).code).toBe(0);
@@ -177,11 +256,17 @@ describe.runIf(canRun)('test fleet', () => {
     expect(noYes.stdout).toContain('Abort.');
     const r = await ssh('pi3', 'sudo -n apt-get install -y docker.io');
     expect(r.code, r.stderr).toBe(0);
-    const after = await execOnNode('pi3', ['sh', '-c', "dpkg-query -W -f='${db:Status-Status}' docker.io; systemctl is-active docker"]);
+    const after = await execOnNode('pi3', [
+      'sh',
+      '-c',
+      "dpkg-query -W -f='${db:Status-Status}' docker.io; systemctl is-active docker",
+    ]);
     expect(after.stdout).toBe('installedactive\n');
     expect(nodeDockerPid('pi3')).toBeGreaterThan(0);
     // The other nodes' dpkg status is their own.
-    expect((await execOnNode('pi2', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout).toBe('not-installed');
+    expect(
+      (await execOnNode('pi2', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout,
+    ).toBe('not-installed');
   });
 
   it('a container on a node reaches the registry and the host; privileged containers run (runc-bnd)', async () => {
@@ -190,24 +275,44 @@ describe.runIf(canRun)('test fleet', () => {
       const r = await execOnNode(name, ['docker', 'run', '--rm', 'bb:local', 'sh', '-c', probe]);
       expect(r.stdout, r.stderr).toBe('{}registry-ok\nhost-ok\n');
     }
-    const priv = await execOnNode('pi1', ['docker', 'run', '--rm', '--privileged', 'bb:local', 'sh', '-c', 'mkdir -p /m && mount -t tmpfs none /m && echo privileged-ok']);
+    const priv = await execOnNode('pi1', [
+      'docker',
+      'run',
+      '--rm',
+      '--privileged',
+      'bb:local',
+      'sh',
+      '-c',
+      'mkdir -p /m && mount -t tmpfs none /m && echo privileged-ok',
+    ]);
     expect(priv.stdout, priv.stderr).toBe('privileged-ok\n');
     const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{.Driver}} {{.DefaultRuntime}}']);
     expect(info.stdout.trim()).toBe('overlay2 runc-bnd');
   });
 
-  it('apt-get fails closed when the node\'s own dpkg status is not mounted', async () => {
+  it("apt-get fails closed when the node's own dpkg status is not mounted", async () => {
     const src = join(REPO, 'scripts', 'testbed', 'repository', 'signing-key.asc');
     writeFileSync(nodeFile('pi2', '/etc/gl.asc'), readFileSync(src));
     mkdirSync(nodeFile('pi2', '/etc/apt/sources.list.d'), { recursive: true });
-    writeFileSync(nodeFile('pi2', '/etc/apt/sources.list.d/gl.list'), 'deb [signed-by=/etc/gl.asc] https://packages.gitlab.com/runner/gitlab-runner/debian bookworm main\n');
+    writeFileSync(
+      nodeFile('pi2', '/etc/apt/sources.list.d/gl.list'),
+      'deb [signed-by=/etc/gl.asc] https://packages.gitlab.com/runner/gitlab-runner/debian bookworm main\n',
+    );
     expect((await execOnNode('pi2', ['apt-get', 'update'])).code).toBe(0);
     const hash = machineFileHashes()['/var/lib/dpkg/status'];
     // The overlay gone (what a rename of the machine's status file used to do to the old file bind), then the
     // machine's directory bound in its place: both are refused.
-    const gone = await execOnNode('pi2', ['sh', '-c', 'umount -l /var/lib/dpkg && apt-get install -y gitlab-runner']);
+    const gone = await execOnNode('pi2', [
+      'sh',
+      '-c',
+      'umount -l /var/lib/dpkg && apt-get install -y gitlab-runner',
+    ]);
     expect([gone.code, gone.stderr]).toEqual([100, expect.stringContaining('not mounted')]);
-    const same = await execOnNode('pi2', ['sh', '-c', 'mount --bind /var/lib/dpkg /var/lib/dpkg && apt-get install -y gitlab-runner']);
+    const same = await execOnNode('pi2', [
+      'sh',
+      '-c',
+      'mount --bind /var/lib/dpkg /var/lib/dpkg && apt-get install -y gitlab-runner',
+    ]);
     expect([same.code, same.stderr]).toEqual([100, expect.stringContaining("the machine's own file")]);
     expect(machineFileHashes()['/var/lib/dpkg/status']).toBe(hash);
   });
@@ -217,30 +322,53 @@ describe.runIf(canRun)('test fleet', () => {
     expect(await portOpen(`198.18.${slot()}.12`, 22)).toBe(false);
     expect((await ssh('pi2', 'true')).code).toBe(255);
     await startNodeSshd('pi2');
-    expect((await ssh('pi2', 'sudo -n snap services docker')).stdout).toMatch(/docker\.dockerd\s+enabled\s+active/);
+    expect((await ssh('pi2', 'sudo -n snap services docker')).stdout).toMatch(
+      /docker\.dockerd\s+enabled\s+active/,
+    );
   });
 
   it('the CLI: status --json reports memory per node, exec passes the exit code through', async () => {
     const st = await sh({ cwd: REPO })`npx tsx scripts/testbed.ts status --json`;
     const parsed = JSON.parse(st.stdout) as ReturnType<typeof status>;
     expect(parsed.up).toBe(true);
-    expect(parsed.nodes.map((n) => [n.name, n.installed])).toEqual([['pi1', 'apt'], ['pi2', 'snap'], ['pi3', 'apt']]);
+    expect(parsed.nodes.map((n) => [n.name, n.installed])).toEqual([
+      ['pi1', 'apt'],
+      ['pi2', 'snap'],
+      ['pi3', 'apt'],
+    ]);
     for (const n of parsed.nodes) expect(n.rssKb).toBeGreaterThan(0);
-    const ex = await sh({ cwd: REPO, nothrow: true })`npx tsx scripts/testbed.ts exec pi1 -- sh -c ${'cat /etc/docker/daemon.json; exit 7'}`;
+    const ex = await sh({
+      cwd: REPO,
+      nothrow: true,
+    })`npx tsx scripts/testbed.ts exec pi1 -- sh -c ${'cat /etc/docker/daemon.json; exit 7'}`;
     expect(ex.exitCode).toBe(7);
     expect(ex.stdout).toContain(fleet.registry);
   });
 
   describe('the cluster', () => {
     const image = () => `${fleet.registry}/runner-fleet/base:1`;
-    const pod = (name: string, node: string) => JSON.stringify({
-      apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' },
-      spec: {
-        nodeName: node, terminationGracePeriodSeconds: 1,
-        containers: [{ name: 'main', image: image(), command: ['sh', '-c', `echo hello from ${node}; exec sleep 3600`] }],
-      },
-    });
-    const apply = async (json: string) => void (await sh({ stdio: 'pipe', input: json })`${join(bin, 'kubectl')} --kubeconfig ${kubeconfig} apply -f -`);
+    const pod = (name: string, node: string) =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: 'default' },
+        spec: {
+          nodeName: node,
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: 'main',
+              image: image(),
+              command: ['sh', '-c', `echo hello from ${node}; exec sleep 3600`],
+            },
+          ],
+        },
+      });
+    const apply = async (json: string) =>
+      void (await sh({
+        stdio: 'pipe',
+        input: json,
+      })`${join(bin, 'kubectl')} --kubeconfig ${kubeconfig} apply -f -`);
     const waitPod = async (name: string, until: (p: any) => boolean, timeoutMs = 60_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -261,7 +389,9 @@ describe.runIf(canRun)('test fleet', () => {
         expect(obj.status.conditions.find((c: any) => c.type === 'Ready').status).toBe('True');
         expect(obj.spec.taints ?? []).toEqual([]);
       }
-      expect(nodes.filter((x) => x.metadata.annotations?.['kwok.x-k8s.io/node']).map((x) => x.metadata.name)).toEqual(['edge-extra']);
+      expect(
+        nodes.filter((x) => x.metadata.annotations?.['kwok.x-k8s.io/node']).map((x) => x.metadata.name),
+      ).toEqual(['edge-extra']);
     });
 
     it('a pod from the registry runs on the nodes that trust it; logs and exec work', async () => {
@@ -270,14 +400,22 @@ describe.runIf(canRun)('test fleet', () => {
       for (const n of ['pi1', 'pi2']) {
         await waitPod(`hello-${n}`, (p) => p.status.phase === 'Running');
         expect(k(['logs', `hello-${n}`])).toBe(`hello from ${n}\n`);
-        expect(k(['exec', `hello-${n}`, '--', 'sh', '-c', `wget -qO- http://${fleet.registry}/v2/; hostname`])).toBe(`{}hello-${n}\n`);
+        expect(
+          k(['exec', `hello-${n}`, '--', 'sh', '-c', `wget -qO- http://${fleet.registry}/v2/; hostname`]),
+        ).toBe(`{}hello-${n}\n`);
       }
     });
 
     it('on a microk8s node the pull fails until a hosts.toml is in its certs.d, then succeeds', async () => {
       await apply(pod('hello-pi3', 'pi3'));
-      const failing = await waitPod('hello-pi3', (p) => ['ErrImagePull', 'ImagePullBackOff'].includes(p.status.containerStatuses?.[0]?.state?.waiting?.reason));
-      expect(failing.status.containerStatuses[0].state.waiting.message).toContain('http: server gave HTTP response to HTTPS client');
+      const failing = await waitPod('hello-pi3', (p) =>
+        ['ErrImagePull', 'ImagePullBackOff'].includes(
+          p.status.containerStatuses?.[0]?.state?.waiting?.reason,
+        ),
+      );
+      expect(failing.status.containerStatuses[0].state.waiting.message).toContain(
+        'http: server gave HTTP response to HTTPS client',
+      );
       const dir = nodeFile('pi3', `${MICROK8S_CERTS_D.replace('/current/', '/7000/')}/${fleet.registry}`);
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'hosts.toml'), hostsToml(fleet.registry));
@@ -288,7 +426,9 @@ describe.runIf(canRun)('test fleet', () => {
 
   it('down stops every process, removes namespaces, links, mounts, cgroups, restores sysctls, and can run twice', async () => {
     const keepers = fleet.nodes.map((n) => getNode(n.name).keeperPid);
-    const dockerds = fleet.nodes.map((n) => nodeDockerPid(n.name)).filter((p): p is number => p !== undefined);
+    const dockerds = fleet.nodes
+      .map((n) => nodeDockerPid(n.name))
+      .filter((p): p is number => p !== undefined);
     expect(dockerds.length).toBeGreaterThanOrEqual(2);
     const netns = new Set(keepers.map((p) => readlinkSync(`/proc/${p}/ns/net`)));
     const mntns = new Set(keepers.map((p) => readlinkSync(`/proc/${p}/ns/mnt`)));
@@ -313,8 +453,12 @@ describe.runIf(canRun)('test fleet', () => {
 
   it('an up with other --services stops what the running fleet started (its cluster too); so does down', async () => {
     await up({ nodes: 1, kinds: ['none'] });
-    const plane = JSON.parse(readFileSync(join(stateRoot(), 'services', 'cluster', 'k8s', 'pids.json'), 'utf8')) as { component: string; pid: number }[];
-    const kubelet = listProcesses().find((p) => p.comm === 'kubelet' && p.cmdline.includes(`${stateRoot()}/pi1/`));
+    const plane = JSON.parse(
+      readFileSync(join(stateRoot(), 'services', 'cluster', 'k8s', 'pids.json'), 'utf8'),
+    ) as { component: string; pid: number }[];
+    const kubelet = listProcesses().find(
+      (p) => p.comm === 'kubelet' && p.cmdline.includes(`${stateRoot()}/pi1/`),
+    );
     await up({ nodes: 1, kinds: ['none'], services: servicesNamed([]) });
     for (const r of plane) expect(processInfo(r.pid), r.component).toBeUndefined();
     expect(kubelet).toBeDefined();

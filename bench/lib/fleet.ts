@@ -1,9 +1,28 @@
 // The benchmark's test fleet: a fresh fleet per "first run", sshd logs at VERBOSE, and per-node SSH counts from those logs.
-import { closeSync, copyFileSync, existsSync, linkSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
-import { down, nodeFile, status, up, type FleetInfo, type FleetStatus, type TestbedService } from '../../scripts/testbed/fleet.js';
+import {
+  down,
+  nodeFile,
+  status,
+  up,
+  type FleetInfo,
+  type FleetStatus,
+  type TestbedService,
+} from '../../scripts/testbed/fleet.js';
 import { portOpen, sshdPid } from '../../scripts/testbed/node.js';
 import { nodeDir, stateRoot } from '../../scripts/testbed/paths.js';
 import { signal, waitFor } from '../../scripts/testbed/procs.js';
@@ -42,7 +61,11 @@ async function verboseSshdLogs(info: FleetInfo): Promise<void> {
     info.nodes.map(async (node) => {
       const config = join(nodeDir(node.name, root), 'sshd_config');
       const text = readFileSync(config, 'utf8');
-      if (!/^LogLevel VERBOSE$/m.test(text)) writeFileSync(config, `${text}# Added by bench/: one log line per session, to count round trips.\nLogLevel VERBOSE\n`);
+      if (!/^LogLevel VERBOSE$/m.test(text))
+        writeFileSync(
+          config,
+          `${text}# Added by bench/: one log line per session, to count round trips.\nLogLevel VERBOSE\n`,
+        );
       const pid = sshdPid(node, root);
       if (pid === undefined) throw new Error(`${node.name}: sshd is not running`);
       const log = join(nodeDir(node.name, root), 'sshd.log');
@@ -50,7 +73,8 @@ async function verboseSshdLogs(info: FleetInfo): Promise<void> {
       signal(pid, 'SIGHUP');
       // Back when the re-executed listener logs that it listens again.
       const ok = await waitFor(() => readTail(log, before).includes('Server listening'), 10_000, 20);
-      if (!ok || !(await portOpen(node.host, node.port))) throw new Error(`${node.name}: sshd did not come back after SIGHUP`);
+      if (!ok || !(await portOpen(node.host, node.port)))
+        throw new Error(`${node.name}: sshd did not come back after SIGHUP`);
     }),
   );
 }
@@ -93,7 +117,8 @@ function seedAptLists(info: FleetInfo): void {
 
 /** Brings up a fresh fleet of `n` nodes; call only inside the benchmark's own network namespace (netns.ts). */
 export async function freshFleet(n: number, log: (msg: string) => void): Promise<BenchFleet> {
-  if (!process.env.RUNNER_FLEET_BENCH_NETNS) throw new Error('the benchmark fleet runs only inside its own network namespace (bench/lib/netns.ts)');
+  if (!process.env.RUNNER_FLEET_BENCH_NETNS)
+    throw new Error('the benchmark fleet runs only inside its own network namespace (bench/lib/netns.ts)');
   process.env.RUNNER_FLEET_TESTBED = BENCH_STATE_ROOT;
   const t0 = performance.now();
   const info = await up({ nodes: n, services: [registryAddressOnly], log });

@@ -4,14 +4,20 @@ const steps: [string, string][] = [
   ['node-ssh (ssh2)', 'node-ssh'],
   ['yaml', 'yaml'],
   ['handlebars', 'handlebars'],
-  ['the rest of what `apply` loads up front (src/commands/converge.ts and its graph)', '../../src/commands/converge.js'],
+  [
+    'the rest of what `apply` loads up front (src/commands/converge.ts and its graph)',
+    '../../src/commands/converge.js',
+  ],
   // Loaded lazily by `apply` only when the inventory has a GitLab token, overlapping the SSH work; not on our runs.
   ['@kubernetes/client-node (lazy: only with a GitLab token)', '@kubernetes/client-node'],
   // Loaded lazily by src/host-runner/openpgp.ts only for host placement, when a repository key is checked.
   ['openpgp (lazy: only for runners.placement host)', 'openpgp'],
 ];
 
-const out: { before: number; steps: { name: string; ms: number; rssMiB: number }[] } = { before: performance.now(), steps: [] };
+const out: { before: number; steps: { name: string; ms: number; rssMiB: number }[] } = {
+  before: performance.now(),
+  steps: [],
+};
 for (const [name, spec] of steps) {
   const t = performance.now();
   await import(spec);

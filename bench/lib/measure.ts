@@ -111,7 +111,12 @@ export async function measure(argv: string[], opts: MeasureOptions = {}): Promis
   // bash execs its last command, so the tree is time and the tool, as with a direct spawn. zx's timeout TERMs the
   // whole tree (time does not pass signals on).
   const { code, stdout, stderr } = resultOf(
-    await sh({ env, cwd: opts.cwd, nothrow: true, timeout: opts.timeoutMs })`/usr/bin/time -f ${'%M %U %S'} -o ${timeFile} -- ${argv}`,
+    await sh({
+      env,
+      cwd: opts.cwd,
+      nothrow: true,
+      timeout: opts.timeoutMs,
+    })`/usr/bin/time -f ${'%M %U %S'} -o ${timeFile} -- ${argv}`,
   );
   const wallMs = performance.now() - started;
   clearInterval(timer);
@@ -119,7 +124,9 @@ export async function measure(argv: string[], opts: MeasureOptions = {}): Promis
   let cpuS = 0;
   try {
     // GNU time writes "Command exited with non-zero status N" before the format line.
-    const [rss, user, sys] = (readFileSync(timeFile, 'utf8').trim().split('\n').pop() ?? '').split(' ').map(Number);
+    const [rss, user, sys] = (readFileSync(timeFile, 'utf8').trim().split('\n').pop() ?? '')
+      .split(' ')
+      .map(Number);
     maxRssKb = rss;
     cpuS = user + sys;
   } catch {

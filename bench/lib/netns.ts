@@ -12,7 +12,10 @@ export const BENCH_NETNS = 'rf-bench';
  * Ansible all talk inside it, and the tests' fleet outside is never touched (nor can it take our ports).
  * Returns the exit code of the re-executed benchmark, or undefined when already inside.
  */
-export async function reexecInOwnNetns(log: (msg: string) => void, opts: { keep: boolean }): Promise<number | undefined> {
+export async function reexecInOwnNetns(
+  log: (msg: string) => void,
+  opts: { keep: boolean },
+): Promise<number | undefined> {
   if (process.env[INSIDE]) return undefined;
   // Reused if a kept fleet (--keep) still lives there.
   if (!existsSync(`/run/netns/${BENCH_NETNS}`)) await sh`ip netns add ${BENCH_NETNS}`;
@@ -22,14 +25,19 @@ export async function reexecInOwnNetns(log: (msg: string) => void, opts: { keep:
     log(`running in network namespace ${name}`);
     const argv = [...process.execArgv, ...process.argv.slice(1)];
     // nsenter, not `ip netns exec`: that one remounts /sys, which hides the cgroup mounts dockerd needs.
-    const child = $({ stdio: 'inherit', nothrow: true, env: { ...process.env, [INSIDE]: name } })`nsenter ${`--net=/run/netns/${name}`} -- ${process.execPath} ${argv}`;
+    const child = $({
+      stdio: 'inherit',
+      nothrow: true,
+      env: { ...process.env, [INSIDE]: name },
+    })`nsenter ${`--net=/run/netns/${name}`} -- ${process.execPath} ${argv}`;
     // Ctrl-C reaches the child through the terminal; wait for it to tear its fleet down.
     const ignore = () => {};
     process.on('SIGINT', ignore);
     process.on('SIGTERM', () => void child.kill('SIGTERM').catch(() => {}));
     return resultOf(await child).code;
   } finally {
-    if (opts.keep) log(`fleet kept; reach it with: nsenter --net=/run/netns/${name} -- ssh …; remove with --down`);
+    if (opts.keep)
+      log(`fleet kept; reach it with: nsenter --net=/run/netns/${name} -- ssh …; remove with --down`);
     else await sh({ nothrow: true })`ip netns del ${name}`;
   }
 }

@@ -15,7 +15,13 @@ export interface Profile {
   nodes: number;
   concurrency: number;
   /** medians of 5 runs, ms */
-  startup: { node: number; tsxEmpty: number; npxTsxEmpty: number; provisionHelpTsx: number; provisionHelpNpx: number };
+  startup: {
+    node: number;
+    tsxEmpty: number;
+    npxTsxEmpty: number;
+    provisionHelpTsx: number;
+    provisionHelpNpx: number;
+  };
   /** a fresh tsx process importing what provision.ts imports, one package at a time (bench/lib/import-cost.ts) */
   imports: { beforeMs: number; steps: { name: string; ms: number; rssMiB: number }[] };
   /** the converge loop re-run inside this process (no start-up): per node and in total, ms */
@@ -36,7 +42,11 @@ async function medianWall(argv: string[], times: number): Promise<number> {
   return median(walls);
 }
 
-export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number, log: (msg: string) => void): Promise<Profile> {
+export async function profileRunnerFleet(
+  fleet: BenchFleet,
+  concurrency: number,
+  log: (msg: string) => void,
+): Promise<Profile> {
   const empty = join(tmpdir(), 'rf-bench-empty.ts');
   writeFileSync(empty, 'export {};\n');
   const startup = {
@@ -47,27 +57,46 @@ export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number,
     provisionHelpNpx: await medianWall(['npx', '--no-install', 'tsx', 'provision.ts', '--help'], 5),
   };
   const cost = await measure(['node_modules/.bin/tsx', 'bench/lib/import-cost.ts'], { cwd: REPO });
-  const parsed = JSON.parse(cost.stdout) as { before: number; steps: { name: string; ms: number; rssMiB: number }[] };
+  const parsed = JSON.parse(cost.stdout) as {
+    before: number;
+    steps: { name: string; ms: number; rssMiB: number }[];
+  };
   const imports = { beforeMs: parsed.before, steps: parsed.steps };
-  log(`start-up: node ${startup.node.toFixed(0)} ms, tsx ${startup.tsxEmpty.toFixed(0)} ms, npx tsx ${startup.npxTsxEmpty.toFixed(0)} ms, npx tsx provision.ts --help ${startup.provisionHelpNpx.toFixed(0)} ms`);
+  log(
+    `start-up: node ${startup.node.toFixed(0)} ms, tsx ${startup.tsxEmpty.toFixed(0)} ms, npx tsx ${startup.npxTsxEmpty.toFixed(0)} ms, npx tsx provision.ts --help ${startup.provisionHelpNpx.toFixed(0)} ms`,
+  );
 
   // Converge first, so that what follows is the no-op path.
   await runProvision(fleet.info.inventory, concurrency);
   const walls: number[] = [];
-  for (let i = 0; i < 3; i++) walls.push((await runProvision(fleet.info.inventory, concurrency)).measured.wallMs);
+  for (let i = 0; i < 3; i++)
+    walls.push((await runProvision(fleet.info.inventory, concurrency)).measured.wallMs);
 
   // ssh2 leaves Nagle's algorithm on: what would TCP_NODELAY save? Alternating, so load drifts hit both alike.
-  const withNoDelay = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(REPO, 'bench', 'lib', 'nodelay.mjs')}`.trim() };
+  const withNoDelay = {
+    ...process.env,
+    NODE_OPTIONS:
+      `${process.env.NODE_OPTIONS ?? ''} --import ${join(REPO, 'bench', 'lib', 'nodelay.mjs')}`.trim(),
+  };
   const noDelay: Profile['noDelay'] = [];
-  const subsets = fleet.inventory.nodes.length > 3 ? [fleet.inventory.nodes.slice(0, 3).map((n) => n.name), undefined] : [undefined];
+  const subsets =
+    fleet.inventory.nodes.length > 3
+      ? [fleet.inventory.nodes.slice(0, 3).map((n) => n.name), undefined]
+      : [undefined];
   for (const only of subsets) {
     const asIs: number[] = [];
     const nd: number[] = [];
     for (let i = 0; i < 5; i++) {
       asIs.push((await runProvision(fleet.info.inventory, concurrency, { only })).measured.wallMs);
-      nd.push((await runProvision(fleet.info.inventory, concurrency, { only, env: withNoDelay })).measured.wallMs);
+      nd.push(
+        (await runProvision(fleet.info.inventory, concurrency, { only, env: withNoDelay })).measured.wallMs,
+      );
     }
-    noDelay.push({ nodes: only?.length ?? fleet.inventory.nodes.length, asIs: median(asIs), noDelay: median(nd) });
+    noDelay.push({
+      nodes: only?.length ?? fleet.inventory.nodes.length,
+      asIs: median(asIs),
+      noDelay: median(nd),
+    });
   }
 
   const t0 = performance.now();
@@ -122,7 +151,13 @@ export async function profileRunnerFleet(fleet: BenchFleet, concurrency: number,
     concurrency,
     startup,
     imports,
-    inProcess: { importMs, totalMs, connect: stat(connect), gather: stat(gather), nodeTotal: stat(nodeTotal) },
+    inProcess: {
+      importMs,
+      totalMs,
+      connect: stat(connect),
+      gather: stat(gather),
+      nodeTotal: stat(nodeTotal),
+    },
     roundTrip,
     noopWallMs: median(walls),
     noDelay,

@@ -15,15 +15,21 @@ export const DEPLOY = join(dirname(fileURLToPath(import.meta.url)), '..', 'pyinf
 /** Creates or reuses the venv; installs the pinned pyinfra from PyPI. Never touches the system Python. */
 export function ensurePyinfra(log: (msg: string) => void): string {
   const bin = join(PYINFRA_VENV, 'bin', 'pyinfra');
-  const version = existsSync(bin) ? $.sync({ nothrow: true, quiet: true })`${bin} --version`.stdout.trim() : '';
+  const version = existsSync(bin)
+    ? $.sync({ nothrow: true, quiet: true })`${bin} --version`.stdout.trim()
+    : '';
   if (version === `pyinfra: v${PYINFRA_VERSION}`) return bin;
   log(`installing pyinfra ${PYINFRA_VERSION} into ${PYINFRA_VENV}`);
   mkdirSync(dirname(PYINFRA_VENV), { recursive: true });
   if (!existsSync(join(PYINFRA_VENV, 'bin', 'python'))) {
     const made = $.sync({ nothrow: true, stdio: 'inherit' })`python3 -m venv ${PYINFRA_VENV}`;
-    if (made.exitCode !== 0) throw new Error(`python3 -m venv ${PYINFRA_VENV} failed; on Debian: apt-get install -y python3-venv`);
+    if (made.exitCode !== 0)
+      throw new Error(`python3 -m venv ${PYINFRA_VENV} failed; on Debian: apt-get install -y python3-venv`);
   }
-  const pip = $.sync({ nothrow: true, stdio: 'inherit' })`${join(PYINFRA_VENV, 'bin', 'pip')} install --quiet --disable-pip-version-check ${`pyinfra==${PYINFRA_VERSION}`}`;
+  const pip = $.sync({
+    nothrow: true,
+    stdio: 'inherit',
+  })`${join(PYINFRA_VENV, 'bin', 'pip')} install --quiet --disable-pip-version-check ${`pyinfra==${PYINFRA_VERSION}`}`;
   if (pip.exitCode !== 0) throw new Error(`pip install pyinfra==${PYINFRA_VERSION} failed`);
   return bin;
 }
@@ -32,11 +38,22 @@ export function ensurePyinfra(log: (msg: string) => void): string {
 export function writePyinfraInventory(dir: string, nodes: NodeSpec[], registries: string[]): string {
   mkdirSync(dir, { recursive: true });
   const hosts = nodes.map((n) => {
-    const data = { ssh_hostname: n.host, ssh_port: n.port, ssh_user: n.user, ssh_key: n.identityFile, ssh_known_hosts_file: n.knownHosts, ssh_strict_host_key_checking: 'yes', insecure_registries: registries };
+    const data = {
+      ssh_hostname: n.host,
+      ssh_port: n.port,
+      ssh_user: n.user,
+      ssh_key: n.identityFile,
+      ssh_known_hosts_file: n.knownHosts,
+      ssh_strict_host_key_checking: 'yes',
+      insecure_registries: registries,
+    };
     return `    (${JSON.stringify(n.name)}, ${JSON.stringify(data)}),`;
   });
   const path = join(dir, 'inventory.py');
-  writeFileSync(path, `# Written by bench/converge.ts from the test fleet's inventory.\npis = [\n${hosts.join('\n')}\n]\n`);
+  writeFileSync(
+    path,
+    `# Written by bench/converge.ts from the test fleet's inventory.\npis = [\n${hosts.join('\n')}\n]\n`,
+  );
   return path;
 }
 
@@ -48,8 +65,17 @@ export interface DeployRun {
 }
 
 /** `pyinfra -y --sudo --parallel N inventory deploy.py`: every host at once, like runner-fleet's one wave. */
-export async function runDeploy(bin: string, inventory: string, parallel: number, workDir: string): Promise<DeployRun> {
-  const measured = await measure([bin, '-y', '--sudo', '--parallel', String(parallel), inventory, DEPLOY], { cwd: workDir, env: { ...process.env, PYINFRA_PROGRESS: 'off' }, timeoutMs: 20 * 60_000 });
+export async function runDeploy(
+  bin: string,
+  inventory: string,
+  parallel: number,
+  workDir: string,
+): Promise<DeployRun> {
+  const measured = await measure([bin, '-y', '--sudo', '--parallel', String(parallel), inventory, DEPLOY], {
+    cwd: workDir,
+    env: { ...process.env, PYINFRA_PROGRESS: 'off' },
+    timeoutMs: 20 * 60_000,
+  });
   const out = `${measured.stdout}\n${measured.stderr}`;
   // "    Grand total    15    11    -    4" (Hosts, Success, Error, No Change); absent when there was nothing to do.
   const total = /Grand total\s+(\d+|-)\s+(\d+|-)\s+(\d+|-)\s+(\d+|-)/.exec(out);

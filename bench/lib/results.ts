@@ -36,14 +36,19 @@ function sizeTable(size: SizeResult): string {
     const conn = perNode(runs, 'connections');
     const ses = perNode(runs, 'sessions');
     const ratio = rf !== undefined ? (median(noops) / rf).toFixed(1) : '–';
-    const firstRatio = size.runs['runner-fleet'] ? (median(firsts) / median(size.runs['runner-fleet'].map((r) => r.first.wallMs))).toFixed(1) : '–';
+    const firstRatio = size.runs['runner-fleet']
+      ? (median(firsts) / median(size.runs['runner-fleet'].map((r) => r.first.wallMs))).toFixed(1)
+      : '–';
     const all = [...runs.map((r) => r.first), ...noopSamples];
     const changed = median(runs.map((r) => r.first.changed));
     const noopChanged = Math.max(...noopSamples.map((x) => x.changed));
     const cpu = median(noopSamples.map((x) => x.cpuS)).toFixed(2);
     return `| ${tool} | ${range(firsts)} [${firsts.length}]${okText(runs.map((r) => r.first))} | ${firstRatio}× | ${range(noops)} [${noops.length}]${okText(noopSamples)} | ${ratio}× | ${cpu} | ${conn.mean.toFixed(2)} (max ${conn.max}) | ${ses.mean.toFixed(2)} (max ${ses.max}) | ${changed} / ${noopChanged} | ${mib(Math.max(...all.map((x) => x.maxRssKb)))} | ${mib(Math.max(...all.map((x) => x.treePeakPssKb)))} |`;
   });
-  const loads = Object.values(size.runs).flatMap((runs) => [...runs.map((r) => r.first.load1), ...noopsOf(runs).map((x) => x.sample.load1)]);
+  const loads = Object.values(size.runs).flatMap((runs) => [
+    ...runs.map((r) => r.first.load1),
+    ...noopsOf(runs).map((x) => x.sample.load1),
+  ]);
   return [
     `### ${size.nodes} nodes`,
     '',
@@ -65,8 +70,15 @@ function selfReportedCheck(size: SizeResult): string {
   if (!runs) return '';
   const reruns = noopsOf(runs);
   const disagree = reruns.filter((r) => {
-    const log = Object.values(r.ssh).reduce((a, c) => ({ connections: a.connections + c.connections, sessions: a.sessions + c.sessions }), { connections: 0, sessions: 0 });
-    return !r.selfReported || r.selfReported.connections !== log.connections || r.selfReported.roundTrips !== log.sessions;
+    const log = Object.values(r.ssh).reduce(
+      (a, c) => ({ connections: a.connections + c.connections, sessions: a.sessions + c.sessions }),
+      { connections: 0, sessions: 0 },
+    );
+    return (
+      !r.selfReported ||
+      r.selfReported.connections !== log.connections ||
+      r.selfReported.roundTrips !== log.sessions
+    );
   });
   const sessions = reruns.map((r) => Object.values(r.ssh).reduce((a, c) => a + c.sessions, 0));
   return `- ${size.nodes} nodes: ${reruns.length - disagree.length} of ${reruns.length} no-op reruns agree (sshd logs ${Math.min(...sessions)}–${Math.max(...sessions)} sessions in all)`;
@@ -87,22 +99,34 @@ function targets(r: BenchResult): Target[] {
   const ansibleBest = Math.min(...ANSIBLE_TOOLS.map((t) => noopMedian(large, t) ?? Infinity));
   out.push({
     name: `no-op rerun at ${large.nodes} nodes ≥ 10× faster than Ansible's best`,
-    value: Number.isFinite(ansibleBest) && rfLarge ? `Ansible best ${s(ansibleBest)} s ÷ runner-fleet ${s(rfLarge)} s = ${(ansibleBest / rfLarge).toFixed(1)}×` : 'not measured (run with --ansible)',
+    value:
+      Number.isFinite(ansibleBest) && rfLarge
+        ? `Ansible best ${s(ansibleBest)} s ÷ runner-fleet ${s(rfLarge)} s = ${(ansibleBest / rfLarge).toFixed(1)}×`
+        : 'not measured (run with --ansible)',
     pass: Number.isFinite(ansibleBest) && rfLarge ? ansibleBest / rfLarge >= 10 : undefined,
   });
   const rfRuns = sizes.flatMap((x) => x.runs['runner-fleet'] ?? []);
   const maxConn = Math.max(...noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh).map((c) => c.connections)));
   const maxSes = Math.max(...noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh).map((c) => c.sessions)));
-  out.push({ name: '≤ 1 connection and ≤ 2 round trips per node on a no-op rerun', value: `worst node over all sizes and runs: ${maxConn} connection(s), ${maxSes} session(s)`, pass: maxConn <= 1 && maxSes <= 2 });
+  out.push({
+    name: '≤ 1 connection and ≤ 2 round trips per node on a no-op rerun',
+    value: `worst node over all sizes and runs: ${maxConn} connection(s), ${maxSes} session(s)`,
+    pass: maxConn <= 1 && maxSes <= 2,
+  });
   const rfSmall = noopMedian(small, 'runner-fleet');
   out.push({
     name: `no-op at ${large.nodes} nodes ≤ 3× no-op at ${small.nodes} nodes`,
-    value: rfSmall && rfLarge && large !== small ? `${s(rfLarge)} s ÷ ${s(rfSmall)} s = ${(rfLarge / rfSmall).toFixed(2)}×` : 'needs two sizes',
+    value:
+      rfSmall && rfLarge && large !== small
+        ? `${s(rfLarge)} s ÷ ${s(rfSmall)} s = ${(rfLarge / rfSmall).toFixed(2)}×`
+        : 'needs two sizes',
     pass: rfSmall && rfLarge && large !== small ? rfLarge / rfSmall <= 3 : undefined,
   });
   // Issue 14: faster than pyinfra at every size, through either entry.
   for (const rf of ['runner-fleet', 'runner-fleet-compiled'] as const) {
-    const pairs = sizes.map((x) => ({ n: x.nodes, rf: noopMedian(x, rf), py: noopMedian(x, 'pyinfra') })).filter((x) => x.rf !== undefined && x.py !== undefined);
+    const pairs = sizes
+      .map((x) => ({ n: x.nodes, rf: noopMedian(x, rf), py: noopMedian(x, 'pyinfra') }))
+      .filter((x) => x.rf !== undefined && x.py !== undefined);
     if (pairs.length === 0) continue;
     out.push({
       name: `${rf}: no-op rerun faster than pyinfra at every size`,
@@ -125,10 +149,17 @@ function scalingTable(r: BenchResult): string {
     if (v === undefined) return '–';
     const rf = noopMedian(x, 'runner-fleet');
     const rfc = noopMedian(x, 'runner-fleet-compiled');
-    const ratios = [rf && t !== 'runner-fleet' ? `${(v / rf).toFixed(2)}× rf` : '', rfc && t !== 'runner-fleet-compiled' ? `${(v / rfc).toFixed(2)}× rf-compiled` : ''].filter(Boolean);
+    const ratios = [
+      rf && t !== 'runner-fleet' ? `${(v / rf).toFixed(2)}× rf` : '',
+      rfc && t !== 'runner-fleet-compiled' ? `${(v / rfc).toFixed(2)}× rf-compiled` : '',
+    ].filter(Boolean);
     return `${s(v)}${ratios.length ? ` (${ratios.join(', ')})` : ''}`;
   };
-  return [`| nodes | ${tools.join(' | ')} |`, `| --- | ${tools.map(() => '---').join(' | ')} |`, ...sizes.map((x) => `| ${x.nodes} | ${tools.map((t) => cell(x, t)).join(' | ')} |`)].join('\n');
+  return [
+    `| nodes | ${tools.join(' | ')} |`,
+    `| --- | ${tools.map(() => '---').join(' | ')} |`,
+    ...sizes.map((x) => `| ${x.nodes} | ${tools.map((t) => cell(x, t)).join(' | ')} |`),
+  ].join('\n');
 }
 
 const COLOURS: Record<ToolName, string> = {
@@ -153,15 +184,22 @@ export function renderPlot(r: BenchResult): string {
   const T = 30;
   const B = 50;
   const sizes = [...r.sizes].sort((a, b) => a.nodes - b.nodes);
-  const series = ALL_TOOLS.map((t) => ({ t, pts: sizes.flatMap((x) => (noopMedian(x, t) === undefined ? [] : [{ n: x.nodes, ms: noopMedian(x, t)! }])) })).filter((x) => x.pts.length > 0);
+  const series = ALL_TOOLS.map((t) => ({
+    t,
+    pts: sizes.flatMap((x) =>
+      noopMedian(x, t) === undefined ? [] : [{ n: x.nodes, ms: noopMedian(x, t)! }],
+    ),
+  })).filter((x) => x.pts.length > 0);
   const all = series.flatMap((x) => x.pts);
   if (all.length === 0) return '';
   const nMin = Math.min(...all.map((p) => p.n));
   const nMax = Math.max(nMin * 2, ...all.map((p) => p.n));
   const yMin = 10 ** Math.floor(Math.log10(Math.min(...all.map((p) => p.ms / 1000))));
   const yMax = 10 ** Math.ceil(Math.log10(Math.max(...all.map((p) => p.ms / 1000))));
-  const x = (n: number) => L + ((Math.log(n) - Math.log(nMin)) / (Math.log(nMax) - Math.log(nMin))) * (W - L - R);
-  const y = (sec: number) => H - B - ((Math.log(sec) - Math.log(yMin)) / (Math.log(yMax) - Math.log(yMin))) * (H - T - B);
+  const x = (n: number) =>
+    L + ((Math.log(n) - Math.log(nMin)) / (Math.log(nMax) - Math.log(nMin))) * (W - L - R);
+  const y = (sec: number) =>
+    H - B - ((Math.log(sec) - Math.log(yMin)) / (Math.log(yMax) - Math.log(yMin))) * (H - T - B);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
@@ -171,19 +209,36 @@ export function renderPlot(r: BenchResult): string {
     for (const m of [1, 2, 5]) {
       const v = d * m;
       if (v > yMax * 1.0001) break;
-      parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toFixed(1)}</text>`);
+      parts.push(
+        `<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#ddd"/>`,
+        `<text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toFixed(1)}</text>`,
+      );
     }
   }
   for (const n of sizes.map((z) => z.nodes)) {
-    parts.push(`<line x1="${x(n).toFixed(1)}" x2="${x(n).toFixed(1)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x(n).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${n}</text>`);
+    parts.push(
+      `<line x1="${x(n).toFixed(1)}" x2="${x(n).toFixed(1)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`,
+      `<text x="${x(n).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${n}</text>`,
+    );
   }
-  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">nodes</text>`, `<text x="16" y="${(T + H - B) / 2}" transform="rotate(-90 16 ${(T + H - B) / 2})" text-anchor="middle">seconds</text>`);
-  parts.push(`<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="none" stroke="#888"/>`);
+  parts.push(
+    `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">nodes</text>`,
+    `<text x="16" y="${(T + H - B) / 2}" transform="rotate(-90 16 ${(T + H - B) / 2})" text-anchor="middle">seconds</text>`,
+  );
+  parts.push(
+    `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="none" stroke="#888"/>`,
+  );
   series.forEach((sr, i) => {
     const c = COLOURS[sr.t];
-    parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${sr.pts.map((p) => `${x(p.n).toFixed(1)},${y(p.ms / 1000).toFixed(1)}`).join(' ')}"/>`);
-    for (const p of sr.pts) parts.push(`<circle cx="${x(p.n).toFixed(1)}" cy="${y(p.ms / 1000).toFixed(1)}" r="3" fill="${c}"/>`);
-    parts.push(`<line x1="${W - R + 15}" x2="${W - R + 35}" y1="${T + 10 + i * 20}" y2="${T + 10 + i * 20}" stroke="${c}" stroke-width="2"/>`, `<text x="${W - R + 40}" y="${T + 14 + i * 20}">${sr.t}</text>`);
+    parts.push(
+      `<polyline fill="none" stroke="${c}" stroke-width="2" points="${sr.pts.map((p) => `${x(p.n).toFixed(1)},${y(p.ms / 1000).toFixed(1)}`).join(' ')}"/>`,
+    );
+    for (const p of sr.pts)
+      parts.push(`<circle cx="${x(p.n).toFixed(1)}" cy="${y(p.ms / 1000).toFixed(1)}" r="3" fill="${c}"/>`);
+    parts.push(
+      `<line x1="${W - R + 15}" x2="${W - R + 35}" y1="${T + 10 + i * 20}" y2="${T + 10 + i * 20}" stroke="${c}" stroke-width="2"/>`,
+      `<text x="${W - R + 40}" y="${T + 14 + i * 20}">${sr.t}</text>`,
+    );
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -22,15 +22,34 @@ interface Report {
 }
 
 /** `npx tsx provision.ts apply`, the README's command, so tsx's and npx's start-up are part of the time. */
-export async function runProvision(inventory: string, concurrency: number, opts: { only?: string[]; env?: NodeJS.ProcessEnv; compiled?: boolean } = {}): Promise<ProvisionRun> {
+export async function runProvision(
+  inventory: string,
+  concurrency: number,
+  opts: { only?: string[]; env?: NodeJS.ProcessEnv; compiled?: boolean } = {},
+): Promise<ProvisionRun> {
   const only = opts.only ? ['--only', opts.only.join(',')] : [];
   // compiled: `node dist/provision.js` (npm run build), the entry for cron and CI: no npx, no tsx.
-  const entry = opts.compiled ? ['node', 'dist/provision.js'] : ['npx', '--no-install', 'tsx', 'provision.ts'];
-  const measured = await measure([...entry, 'apply', '--inventory', inventory, '--json', '--concurrency', String(concurrency), '--quiet', ...only], {
-    cwd: REPO,
-    env: opts.env,
-    timeoutMs: 20 * 60_000,
-  });
+  const entry = opts.compiled
+    ? ['node', 'dist/provision.js']
+    : ['npx', '--no-install', 'tsx', 'provision.ts'];
+  const measured = await measure(
+    [
+      ...entry,
+      'apply',
+      '--inventory',
+      inventory,
+      '--json',
+      '--concurrency',
+      String(concurrency),
+      '--quiet',
+      ...only,
+    ],
+    {
+      cwd: REPO,
+      env: opts.env,
+      timeoutMs: 20 * 60_000,
+    },
+  );
   try {
     const report = JSON.parse(measured.stdout.trim().split('\n').pop() ?? '') as Report;
     const failed = report.nodes.filter((n) => !n.ok);
@@ -42,6 +61,11 @@ export async function runProvision(inventory: string, concurrency: number, opts:
       error: failed.length > 0 ? failed.map((n) => `${n.name}: ${n.error}`).join('; ') : undefined,
     };
   } catch {
-    return { measured, ok: false, changed: -1, error: `exit ${measured.code}, no JSON report: ${measured.stderr.trim().split('\n').slice(-5).join(' | ')}` };
+    return {
+      measured,
+      ok: false,
+      changed: -1,
+      error: `exit ${measured.code}, no JSON report: ${measured.stderr.trim().split('\n').slice(-5).join(' | ')}`,
+    };
   }
 }

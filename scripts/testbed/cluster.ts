@@ -71,7 +71,8 @@ interface PidRecord {
 export async function clusterBinDir(): Promise<string> {
   const { stdout } = await sh`bash ${BUILD_SCRIPT}`;
   const dir = stdout.trim().split('\n').pop() ?? '';
-  if (!existsSync(join(dir, 'kube-apiserver'))) throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
+  if (!existsSync(join(dir, 'kube-apiserver')))
+    throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
   return dir;
 }
 
@@ -82,10 +83,13 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   await stopCluster(stateDir);
   // Wiped on start, but only a directory that is empty or that we made: a wrong path must not lose data.
   if (existsSync(stateDir) && readdirSync(stateDir).length > 0 && !existsSync(join(stateDir, STATE_MARKER))) {
-    throw new Error(`${stateDir} is not empty and was not made by startCluster (no ${STATE_MARKER}); refusing to wipe it`);
+    throw new Error(
+      `${stateDir} is not empty and was not made by startCluster (no ${STATE_MARKER}); refusing to wipe it`,
+    );
   }
   rmSync(stateDir, { recursive: true, force: true });
-  for (const d of ['pki', 'logs', 'etcd', 'kwok-home']) mkdirSync(join(stateDir, d), { recursive: true, mode: 0o700 });
+  for (const d of ['pki', 'logs', 'etcd', 'kwok-home'])
+    mkdirSync(join(stateDir, d), { recursive: true, mode: 0o700 });
   writeFileSync(join(stateDir, STATE_MARKER), '');
 
   const bind = opts.bindAddress ?? '127.0.0.1';
@@ -126,7 +130,13 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       writeKubeconfig(nodeKubeconfigs[name], server, pki.caFile, cert, `system:node:${name}`);
     }
 
-    await waitFor('etcd', timeoutMs, async () => (await httpGet(`${etcdUrl}/health`)).includes('"health":"true"'), stateDir, pids);
+    await waitFor(
+      'etcd',
+      timeoutMs,
+      async () => (await httpGet(`${etcdUrl}/health`)).includes('"health":"true"'),
+      stateDir,
+      pids,
+    );
 
     const p = (f: string): string => join(stateDir, 'pki', f);
     pids.push(
@@ -156,8 +166,18 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       ]),
     );
     writePids(stateDir, pids);
-    const admin = { ca: readFileSync(p('ca.crt')), cert: readFileSync(pki.clients.admin.cert), key: readFileSync(pki.clients.admin.key) };
-    await waitFor('kube-apiserver', timeoutMs, async () => (await httpGet(`${server}/readyz`, admin)) === 'ok', stateDir, pids);
+    const admin = {
+      ca: readFileSync(p('ca.crt')),
+      cert: readFileSync(pki.clients.admin.cert),
+      key: readFileSync(pki.clients.admin.key),
+    };
+    await waitFor(
+      'kube-apiserver',
+      timeoutMs,
+      async () => (await httpGet(`${server}/readyz`, admin)) === 'ok',
+      stateDir,
+      pids,
+    );
 
     pids.push(
       launch(stateDir, 'kube-controller-manager', join(bin, 'kube-controller-manager'), [
@@ -198,17 +218,35 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
     writePids(stateDir, pids);
 
     const client = new ApiClient(server, admin);
-    for (const name of [...opts.nodes, ...(opts.extraNodes ?? [])]) await client.send('POST', '/api/v1/nodes', nodeObject(name));
+    for (const name of [...opts.nodes, ...(opts.extraNodes ?? [])])
+      await client.send('POST', '/api/v1/nodes', nodeObject(name));
     await opts.startKubelets?.({ server, caFile: pki.caFile, nodeKubeconfigs, binDir: bin });
     // Ready and untainted: the node lifecycle controller lifts the initial not-ready taint a moment after
     // kwok reports Ready, and until then the scheduler would leave DaemonSet pods Pending.
-    await waitFor('nodes Ready', timeoutMs, async () => {
-      const list = (await client.send('GET', '/api/v1/nodes')) as { items: NodeJson[] };
-      return [...opts.nodes, ...kubelets, ...(opts.extraNodes ?? [])].every((n) =>
-        list.items.some((i) => i.metadata.name === n && nodeReady(i) && !(i.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'))),
-      );
-    }, stateDir, pids);
-    return { kubeconfig: kubeconfigs.admin, server, stateDir, pids: Object.fromEntries(pids.map((r) => [r.component, r.pid])), stop };
+    await waitFor(
+      'nodes Ready',
+      timeoutMs,
+      async () => {
+        const list = (await client.send('GET', '/api/v1/nodes')) as { items: NodeJson[] };
+        return [...opts.nodes, ...kubelets, ...(opts.extraNodes ?? [])].every((n) =>
+          list.items.some(
+            (i) =>
+              i.metadata.name === n &&
+              nodeReady(i) &&
+              !(i.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/')),
+          ),
+        );
+      },
+      stateDir,
+      pids,
+    );
+    return {
+      kubeconfig: kubeconfigs.admin,
+      server,
+      stateDir,
+      pids: Object.fromEntries(pids.map((r) => [r.component, r.pid])),
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -246,12 +284,24 @@ export async function stopCluster(stateDir: string): Promise<void> {
  * comes back. Pods on the node keep running and keep their last status. On the way back, kwok pods left NotReady
  * are deleted for the DaemonSet to recreate, because kwok (unlike a kubelet) never reports an existing pod Ready again.
  */
-export async function setNodeReady(kubeconfig: string, name: string, ready: boolean, timeoutSec = 60): Promise<void> {
+export async function setNodeReady(
+  kubeconfig: string,
+  name: string,
+  ready: boolean,
+  timeoutSec = 60,
+): Promise<void> {
   const client = ApiClient.fromKubeconfig(kubeconfig);
-  const current = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson & { metadata: { annotations?: Record<string, string> } };
+  const current = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson & {
+    metadata: { annotations?: Record<string, string> };
+  };
   const kwok = current.metadata.annotations?.[KWOK_ANNOTATION] !== undefined;
   if (kwok) {
-    await client.send('PATCH', `/api/v1/nodes/${name}`, { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } }, 'application/merge-patch+json');
+    await client.send(
+      'PATCH',
+      `/api/v1/nodes/${name}`,
+      { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } },
+      'application/merge-patch+json',
+    );
   } else {
     const conf = join(cniConfDir({ name }, stateRoot()), CNI_CONFLIST);
     const parked = join(nodeDir(name), 'k8s', `${CNI_CONFLIST}.parked`);
@@ -268,14 +318,24 @@ export async function setNodeReady(kubeconfig: string, name: string, ready: bool
     const tainted = (node.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'));
     // Ready again also means the node controller lifted its not-ready taints, or nothing schedules there.
     if (nodeReady(node) === ready && (!ready || !tainted)) break;
-    if (Date.now() > deadline) throw new Error(`node ${name} did not become ${ready ? 'Ready' : 'NotReady'} within ${timeoutSec}s`);
+    if (Date.now() > deadline)
+      throw new Error(`node ${name} did not become ${ready ? 'Ready' : 'NotReady'} within ${timeoutSec}s`);
     await sleep(200);
   }
   if (!kwok) return;
   if (ready) {
-    const pods = (await client.send('GET', `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`)) as { items: PodJson[] };
+    const pods = (await client.send(
+      'GET',
+      `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`,
+    )) as { items: PodJson[] };
     for (const p of pods.items.filter((x) => !podReady(x))) {
-      await client.send('DELETE', `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 0 }, 'application/json', [404]);
+      await client.send(
+        'DELETE',
+        `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`,
+        { gracePeriodSeconds: 0 },
+        'application/json',
+        [404],
+      );
     }
   }
 }
@@ -285,7 +345,9 @@ export function clusterMemory(stateDir: string): Record<string, number> {
   const file = join(resolve(stateDir), 'pids.json');
   if (!existsSync(file)) return {};
   const records = JSON.parse(readFileSync(file, 'utf8')) as PidRecord[];
-  return Object.fromEntries(records.filter(isOurProcess).map((r) => [r.component, Math.round(memoryOf([r.pid]).rssKb / 1024)]));
+  return Object.fromEntries(
+    records.filter(isOurProcess).map((r) => [r.component, Math.round(memoryOf([r.pid]).rssKb / 1024)]),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -326,10 +388,20 @@ function nodeObject(name: string): object {
   };
 }
 
-function launch(stateDir: string, component: string, exe: string, args: string[], env: Record<string, string> = {}): PidRecord {
-  const pid = spawnDaemon(exe, args, { log: join(stateDir, 'logs', `${component}.log`), env: { ...process.env, ...env } });
+function launch(
+  stateDir: string,
+  component: string,
+  exe: string,
+  args: string[],
+  env: Record<string, string> = {},
+): PidRecord {
+  const pid = spawnDaemon(exe, args, {
+    log: join(stateDir, 'logs', `${component}.log`),
+    env: { ...process.env, ...env },
+  });
   const info = processInfo(pid);
-  if (!info) throw new Error(`${component} exited at once:\n${tail(join(stateDir, 'logs', `${component}.log`))}`);
+  if (!info)
+    throw new Error(`${component} exited at once:\n${tail(join(stateDir, 'logs', `${component}.log`))}`);
   return { component, pid, exe, startTime: info.startTime };
 }
 
@@ -342,17 +414,29 @@ function isOurProcess(r: PidRecord): boolean {
   return info !== undefined && info.startTime === r.startTime && info.cmdline.startsWith(r.exe);
 }
 
-async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>, stateDir: string, pids: PidRecord[]): Promise<void> {
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  stateDir: string,
+  pids: PidRecord[],
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const dead = pids.find((r) => !isOurProcess(r));
-    if (dead) throw new Error(`${dead.component} exited while waiting for ${what}:\n${tail(join(stateDir, 'logs', `${dead.component}.log`))}`);
+    if (dead)
+      throw new Error(
+        `${dead.component} exited while waiting for ${what}:\n${tail(join(stateDir, 'logs', `${dead.component}.log`))}`,
+      );
     try {
       if (await check()) return;
     } catch {
       /* not up yet */
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what} (logs in ${join(stateDir, 'logs')})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs / 1000}s waiting for ${what} (logs in ${join(stateDir, 'logs')})`,
+      );
     await sleep(100);
   }
 }
@@ -368,11 +452,15 @@ function tail(file: string, lines = 15): string {
 /** Free TCP ports on host (held open together so that they differ). */
 async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((ok, fail) => {
-      const s = createServer();
-      s.once('error', fail);
-      s.listen(0, host, () => ok(s));
-    })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((ok, fail) => {
+          const s = createServer();
+          s.once('error', fail);
+          s.listen(0, host, () => ok(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
@@ -384,7 +472,10 @@ async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
 
 interface Pki {
   caFile: string;
-  clients: Record<'admin' | 'kube-controller-manager' | 'kube-scheduler' | 'kwok', { cert: string; key: string }>;
+  clients: Record<
+    'admin' | 'kube-controller-manager' | 'kube-scheduler' | 'kwok',
+    { cert: string; key: string }
+  >;
   /** per kubelet node: O=system:nodes, CN=system:node:<name> (what the Node authorizer and NodeRestriction expect) */
   nodes: Record<string, { cert: string; key: string }>;
 }
@@ -393,43 +484,130 @@ async function makePki(dir: string, bind: string, kubelets: string[]): Promise<P
   await ensureOpenssl();
   const f = (n: string): string => join(dir, n);
   await openssl([
-    'req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=runner-fleet-test-ca', '-days', '30',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.crt'),
+    '-subj',
+    '/CN=runner-fleet-test-ca',
+    '-days',
+    '30',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
-  const leaf = async (name: string, subject: string[][], ext: string[]): Promise<{ cert: string; key: string }> => {
+  const leaf = async (
+    name: string,
+    subject: string[][],
+    ext: string[],
+  ): Promise<{ cert: string; key: string }> => {
     const cnf = f(`${name}.cnf`);
-    writeFileSync(cnf, [
-      '[req]', 'distinguished_name = dn', 'prompt = no', '[dn]',
-      ...subject.map(([k, v]) => `${k} = ${v}`),
-      '[ext]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', ...ext, '',
-    ].join('\n'));
+    writeFileSync(
+      cnf,
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        ...subject.map(([k, v]) => `${k} = ${v}`),
+        '[ext]',
+        'basicConstraints = critical,CA:FALSE',
+        'keyUsage = critical,digitalSignature,keyEncipherment',
+        ...ext,
+        '',
+      ].join('\n'),
+    );
     await openssl([
-      'req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', f(`${name}.key`), '-out', f(`${name}.crt`), '-config', cnf, '-extensions', 'ext',
-      '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-days', '30',
+      'req',
+      '-x509',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      f(`${name}.key`),
+      '-out',
+      f(`${name}.crt`),
+      '-config',
+      cnf,
+      '-extensions',
+      'ext',
+      '-CA',
+      f('ca.crt'),
+      '-CAkey',
+      f('ca.key'),
+      '-days',
+      '30',
     ]);
     rmSync(cnf);
     return { cert: f(`${name}.crt`), key: f(`${name}.key`) };
   };
   const client = ['extendedKeyUsage = clientAuth'];
   const [, admin, cm, sched, kwok] = await Promise.all([
-    leaf('apiserver', [['CN', 'kube-apiserver']], [
-      'extendedKeyUsage = serverAuth',
-      `subjectAltName = IP:127.0.0.1,${bind === '127.0.0.1' ? '' : `IP:${bind},`}IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`,
-    ]),
-    leaf('admin', [['O', 'system:masters'], ['CN', 'runner-fleet-test-admin']], client),
+    leaf(
+      'apiserver',
+      [['CN', 'kube-apiserver']],
+      [
+        'extendedKeyUsage = serverAuth',
+        `subjectAltName = IP:127.0.0.1,${bind === '127.0.0.1' ? '' : `IP:${bind},`}IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`,
+      ],
+    ),
+    leaf(
+      'admin',
+      [
+        ['O', 'system:masters'],
+        ['CN', 'runner-fleet-test-admin'],
+      ],
+      client,
+    ),
     leaf('kube-controller-manager', [['CN', 'system:kube-controller-manager']], client),
     leaf('kube-scheduler', [['CN', 'system:kube-scheduler']], client),
     // kwok speaks for every fake node at once, which the Node authorizer cannot express (one node per identity).
-    leaf('kwok', [['O', 'system:masters'], ['CN', 'kwok']], client),
+    leaf(
+      'kwok',
+      [
+        ['O', 'system:masters'],
+        ['CN', 'kwok'],
+      ],
+      client,
+    ),
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]),
-    leaf('apiserver-kubelet-client', [['O', 'system:masters'], ['CN', 'kube-apiserver-kubelet-client']], client),
+    leaf(
+      'apiserver-kubelet-client',
+      [
+        ['O', 'system:masters'],
+        ['CN', 'kube-apiserver-kubelet-client'],
+      ],
+      client,
+    ),
   ]);
   await openssl(['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
   const nodes: Pki['nodes'] = {};
-  for (const name of kubelets) nodes[name] = await leaf(`node-${name}`, [['O', 'system:nodes'], ['CN', `system:node:${name}`]], client);
-  return { caFile: f('ca.crt'), clients: { admin, 'kube-controller-manager': cm, 'kube-scheduler': sched, kwok }, nodes };
+  for (const name of kubelets)
+    nodes[name] = await leaf(
+      `node-${name}`,
+      [
+        ['O', 'system:nodes'],
+        ['CN', `system:node:${name}`],
+      ],
+      client,
+    );
+  return {
+    caFile: f('ca.crt'),
+    clients: { admin, 'kube-controller-manager': cm, 'kube-scheduler': sched, kwok },
+    nodes,
+  };
 }
 
 async function openssl(args: string[]): Promise<void> {
@@ -448,13 +626,21 @@ async function ensureOpenssl(): Promise<void> {
   });
 }
 
-function writeKubeconfig(path: string, server: string, caFile: string, cert: { cert: string; key: string }, user: string): void {
+function writeKubeconfig(
+  path: string,
+  server: string,
+  caFile: string,
+  cert: { cert: string; key: string },
+  user: string,
+): void {
   const b64 = (file: string): string => readFileSync(file).toString('base64');
   const doc = {
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: 'runner-fleet-test', cluster: { server, 'certificate-authority-data': b64(caFile) } }],
-    users: [{ name: user, user: { 'client-certificate-data': b64(cert.cert), 'client-key-data': b64(cert.key) } }],
+    users: [
+      { name: user, user: { 'client-certificate-data': b64(cert.cert), 'client-key-data': b64(cert.key) } },
+    ],
     contexts: [{ name: 'runner-fleet-test', context: { cluster: 'runner-fleet-test', user } }],
     'current-context': 'runner-fleet-test',
   };
@@ -472,7 +658,10 @@ interface TlsMaterial {
 }
 
 class ApiClient {
-  constructor(readonly server: string, readonly tls: TlsMaterial) {}
+  constructor(
+    readonly server: string,
+    readonly tls: TlsMaterial,
+  ) {}
 
   static fromKubeconfig(path: string): ApiClient {
     const kc = parseYaml(readFileSync(path, 'utf8')) as {
@@ -492,8 +681,20 @@ class ApiClient {
     });
   }
 
-  async send(method: string, path: string, body?: unknown, contentType = 'application/json', okCodes: number[] = []): Promise<unknown> {
-    const { status, text } = await httpRequest(`${this.server}${path}`, method, this.tls, body === undefined ? undefined : JSON.stringify(body), contentType);
+  async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+    okCodes: number[] = [],
+  ): Promise<unknown> {
+    const { status, text } = await httpRequest(
+      `${this.server}${path}`,
+      method,
+      this.tls,
+      body === undefined ? undefined : JSON.stringify(body),
+      contentType,
+    );
     if ((status < 200 || status > 299) && !okCodes.includes(status)) {
       let msg = text;
       try {
@@ -507,16 +708,38 @@ class ApiClient {
   }
 }
 
-function httpRequest(url: string, method: string, tls: TlsMaterial | undefined, body: string | undefined, contentType = 'application/json'): Promise<{ status: number; text: string }> {
+function httpRequest(
+  url: string,
+  method: string,
+  tls: TlsMaterial | undefined,
+  body: string | undefined,
+  contentType = 'application/json',
+): Promise<{ status: number; text: string }> {
   if (url.startsWith('http://')) {
-    return fetch(url, { method, body, signal: AbortSignal.timeout(5000) }).then(async (r) => ({ status: r.status, text: await r.text() }));
+    return fetch(url, { method, body, signal: AbortSignal.timeout(5000) }).then(async (r) => ({
+      status: r.status,
+      text: await r.text(),
+    }));
   }
   return new Promise((ok, fail) => {
-    const req = request(url, { method, ca: tls?.ca, cert: tls?.cert, key: tls?.key, timeout: 10_000, headers: body ? { 'content-type': contentType } : {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => ok({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const req = request(
+      url,
+      {
+        method,
+        ca: tls?.ca,
+        cert: tls?.cert,
+        key: tls?.key,
+        timeout: 10_000,
+        headers: body ? { 'content-type': contentType } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          ok({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', fail);
     req.end(body);
@@ -539,7 +762,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     const extraNodes = i < 0 ? [] : rest.slice(i + 1);
     const t0 = Date.now();
     const c = await startCluster({ stateDir, nodes, extraNodes });
-    console.log(`cluster up in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${c.server}\nKUBECONFIG=${c.kubeconfig}`);
+    console.log(
+      `cluster up in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${c.server}\nKUBECONFIG=${c.kubeconfig}`,
+    );
   } else {
     console.error('usage: cluster.ts start <stateDir> <node>... [--extra <node>...] | stop <stateDir>');
     process.exit(2);

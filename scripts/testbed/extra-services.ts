@@ -3,7 +3,14 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
 import { startCluster, stopCluster } from './cluster.js';
-import { removeNodeCgroups, restoreSysctls, saveSysctls, startNodeKubelet, stopNodeKubelet, type PauseImage } from './kubelet.js';
+import {
+  removeNodeCgroups,
+  restoreSysctls,
+  saveSysctls,
+  startNodeKubelet,
+  stopNodeKubelet,
+  type PauseImage,
+} from './kubelet.js';
 import { PAUSE_REF, cacheRoot, ensureTestImages } from './images.js';
 import { net } from './paths.js';
 import { REGISTRY } from './registry.js';
@@ -20,15 +27,31 @@ export const gitlabService: TestbedService = {
   async start(ctx) {
     const stateFile = join(ctx.dir, 'server.json');
     const tokensDir = join(ctx.dir, 'tokens');
-    ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'test', 'gitlab', 'server.ts'), '--host', net.hostAddr(), '--port', '0', '--state-file', stateFile, '--tokens-dir', tokensDir]);
+    ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [
+      join(REPO, 'test', 'gitlab', 'server.ts'),
+      '--host',
+      net.hostAddr(),
+      '--port',
+      '0',
+      '--state-file',
+      stateFile,
+      '--tokens-dir',
+      tokensDir,
+    ]);
     const deadline = Date.now() + 30_000;
     while (!existsSync(stateFile)) {
-      if (Date.now() > deadline) throw new Error(`GitLab stand-in did not start within 30 s (see ${join(ctx.dir, 'gitlab.log')})`);
+      if (Date.now() > deadline)
+        throw new Error(`GitLab stand-in did not start within 30 s (see ${join(ctx.dir, 'gitlab.log')})`);
       await new Promise((r) => setTimeout(r, 100));
     }
     const info = JSON.parse(readFileSync(stateFile, 'utf8')) as StandinServerInfo;
     ctx.log(`gitlab stand-in on ${info.url}`);
-    return { gitlab: { url: info.url, accessToken: `file:${info.tokenFiles['access-token'] ?? join(tokensDir, 'access-token')}` } };
+    return {
+      gitlab: {
+        url: info.url,
+        accessToken: `file:${info.tokenFiles['access-token'] ?? join(tokensDir, 'access-token')}`,
+      },
+    };
   },
   async stop() {
     // spawnDaemon recorded the process; `down` ends it.
@@ -75,7 +98,11 @@ export const clusterService: TestbedService = {
         const worker = async (): Promise<void> => {
           for (let node = queue.shift(); node; node = queue.shift()) {
             await startNodeKubelet(node, ctx.stateRoot, {
-              binDir: plane.binDir, caFile: plane.caFile, kubeconfig: plane.nodeKubeconfigs[node.name], pause: pause!, registry: REGISTRY,
+              binDir: plane.binDir,
+              caFile: plane.caFile,
+              kubeconfig: plane.nodeKubeconfigs[node.name],
+              pause: pause!,
+              registry: REGISTRY,
             });
           }
         };
@@ -87,11 +114,15 @@ export const clusterService: TestbedService = {
     return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240 } };
   },
   async stop(ctx) {
-    const binDir = existsSync(join(ctx.dir, 'bin-dir')) ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim() : undefined;
+    const binDir = existsSync(join(ctx.dir, 'bin-dir'))
+      ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim()
+      : undefined;
     const errors: string[] = [];
     // Kubelets (and their pods) before the control plane: a kubelet without its apiserver cannot finish anything.
     for (const node of ctx.nodes) {
-      await stopNodeKubelet(node, ctx.stateRoot, binDir && join(binDir, 'crictl')).catch((e: Error) => errors.push(`${node.name}: ${e.message}`));
+      await stopNodeKubelet(node, ctx.stateRoot, binDir && join(binDir, 'crictl')).catch((e: Error) =>
+        errors.push(`${node.name}: ${e.message}`),
+      );
     }
     await stopCluster(join(ctx.dir, 'k8s'));
     removeNodeCgroups();

@@ -1,6 +1,16 @@
 // The local test fleet's API: up, down, status, and the helpers tests use to run commands on nodes and poke at them.
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { ensureHost } from './host.js';
 import { buildImageTar } from './image.js';
@@ -8,14 +18,46 @@ import { writeInventory } from './inventory.js';
 import { removeNodeCgroups, restoreSysctls } from './kubelet.js';
 import { createBridge, joinLan, netnsId, removeLan, slotNodeNetns } from './network.js';
 import {
-  dockerdPid, execInNode, logTail, nodeLan, planNodes, prepareNodeDir, readDpkgViews, sshdPid, startNamespace, startSshd, stopSshd,
-  type NodeInfo, type NodeRecord,
+  dockerdPid,
+  execInNode,
+  logTail,
+  nodeLan,
+  planNodes,
+  prepareNodeDir,
+  readDpkgViews,
+  sshdPid,
+  startNamespace,
+  startSshd,
+  stopSshd,
+  type NodeInfo,
+  type NodeRecord,
 } from './node.js';
-import { NODE_KINDS, ROOT_MARKER, files, nodeDir, nodeFile as nodePath, stateRoot, type NodeKind } from './paths.js';
 import {
-  listProcesses, memoryOf, mountNamespace, processInfo, processesOf, sh, terminate, type RunResult,
+  NODE_KINDS,
+  ROOT_MARKER,
+  files,
+  nodeDir,
+  nodeFile as nodePath,
+  stateRoot,
+  type NodeKind,
+} from './paths.js';
+import {
+  listProcesses,
+  memoryOf,
+  mountNamespace,
+  processInfo,
+  processesOf,
+  sh,
+  terminate,
+  type RunResult,
 } from './procs.js';
-import { DEFAULT_SERVICES, recordedDaemons, serviceContext, type InventoryFields, type TestbedService } from './services.js';
+import {
+  DEFAULT_SERVICES,
+  recordedDaemons,
+  serviceContext,
+  type InventoryFields,
+  type TestbedService,
+} from './services.js';
 
 export type { NodeInfo, NodeKind, TestbedService, InventoryFields };
 export { NODE_KINDS };
@@ -90,8 +132,11 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
 export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const log = opts.log ?? quiet;
   const kinds = opts.kinds ?? [...NODE_KINDS];
-  const withMicrok8s = (name: string) => opts.microk8s === true || (Array.isArray(opts.microk8s) && opts.microk8s.includes(name));
-  const planned = planNodes(opts.nodes ?? kinds.length, kinds).map((n) => (withMicrok8s(n.name) ? { ...n, microk8s: true } : n));
+  const withMicrok8s = (name: string) =>
+    opts.microk8s === true || (Array.isArray(opts.microk8s) && opts.microk8s.includes(name));
+  const planned = planNodes(opts.nodes ?? kinds.length, kinds).map((n) =>
+    withMicrok8s(n.name) ? { ...n, microk8s: true } : n,
+  );
   const services = opts.services ?? DEFAULT_SERVICES;
   const root = stateRoot();
 
@@ -101,7 +146,14 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   // pi's sshd session reads authorized_keys as pi: the path must be traversable.
   chmodSync(root, 0o755);
   writeFileSync(join(root, ROOT_MARKER), 'state of scripts/testbed.ts; `down` removes this directory\n');
-  const state: FleetState = { version: 1, inventory: files.inventory(root), registry: '', nodes: [], services: [], stateDir: root };
+  const state: FleetState = {
+    version: 1,
+    inventory: files.inventory(root),
+    registry: '',
+    nodes: [],
+    services: [],
+    stateDir: root,
+  };
 
   try {
     await sh`ssh-keygen -q -t ed25519 -N ${''} -C runner-fleet-testbed -f ${files.identity(root)}`;
@@ -122,7 +174,10 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     const phase = { dir: 0, ns: 0, sshd: 0 };
     await pool(planned, 8, async (node) => {
       let t = Date.now();
-      const lap = (k: keyof typeof phase) => { phase[k] += Date.now() - t; t = Date.now(); };
+      const lap = (k: keyof typeof phase) => {
+        phase[k] += Date.now() - t;
+        t = Date.now();
+      };
       await prepareNodeDir(node, root, dpkg);
       lap('dir');
       const record: NodeRecord = { ...node, ...(await startNamespace(node, root)) };
@@ -131,7 +186,9 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
       await startSshd(record, root);
       lap('sshd');
     });
-    log(`LAN ${t1 - t0} ms; nodes ${Date.now() - t1} ms (summed over workers: dirs ${phase.dir} ms, namespaces ${phase.ns} ms, sshd ${phase.sshd} ms)`);
+    log(
+      `LAN ${t1 - t0} ms; nodes ${Date.now() - t1} ms (summed over workers: dirs ${phase.dir} ms, namespaces ${phase.ns} ms, sshd ${phase.sshd} ms)`,
+    );
     const order = (n: NodeInfo) => planned.findIndex((p) => p.name === n.name);
     state.nodes.sort((a, b) => order(a) - order(b));
     saveState(state, root);
@@ -144,8 +201,14 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
       const argv = node.docker === 'apt' ? ['systemctl', 'start', 'docker'] : ['snap', 'install', 'docker'];
       const res = await execInNode(node, argv);
       if (res.code !== 0) {
-        const log = nodePath(node.name, node.docker === 'apt' ? '/var/log/docker.log' : '/var/log/snap.docker.dockerd.log', root);
-        throw new Error(`${node.name}: \`${argv.join(' ')}\` exited ${res.code}: ${res.stderr.trim()}\n${logTail(log)}`);
+        const log = nodePath(
+          node.name,
+          node.docker === 'apt' ? '/var/log/docker.log' : '/var/log/snap.docker.dockerd.log',
+          root,
+        );
+        throw new Error(
+          `${node.name}: \`${argv.join(' ')}\` exited ${res.code}: ${res.stderr.trim()}\n${logTail(log)}`,
+        );
       }
     });
 
@@ -157,8 +220,14 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
       saveState(state, root);
       fields.push(await service.start(ctx));
     }
-    const inventoryText = writeInventory(state.inventory, { nodes: planned, identityFile: files.identity(root), knownHosts: files.knownHosts(root) }, fields);
-    const registries = fields.flatMap((f) => (Array.isArray(f.gitlab?.registry) ? (f.gitlab.registry as string[]) : []));
+    const inventoryText = writeInventory(
+      state.inventory,
+      { nodes: planned, identityFile: files.identity(root), knownHosts: files.knownHosts(root) },
+      fields,
+    );
+    const registries = fields.flatMap((f) =>
+      Array.isArray(f.gitlab?.registry) ? (f.gitlab.registry as string[]) : [],
+    );
     state.registry = registries.at(-1) ?? '';
     saveState(state, root);
     log(`inventory ${state.inventory} (${inventoryText.split('\n').length} lines)`);
@@ -174,14 +243,22 @@ function info(state: FleetState): FleetInfo {
   return {
     inventory: state.inventory,
     registry: state.registry,
-    nodes: state.nodes.map(({ name, host, port, docker, microk8s }) => ({ name, host, port, docker, ...(microk8s ? { microk8s } : {}) })),
+    nodes: state.nodes.map(({ name, host, port, docker, microk8s }) => ({
+      name,
+      host,
+      port,
+      docker,
+      ...(microk8s ? { microk8s } : {}),
+    })),
     stateDir: state.stateDir,
   };
 }
 
 function writeKnownHosts(nodes: NodeRecord[], root: string): void {
   const lines = nodes.map((n) => {
-    const [type, key] = readFileSync(join(nodeDir(n.name, root), 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/);
+    const [type, key] = readFileSync(join(nodeDir(n.name, root), 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/);
     // OpenSSH writes the default port without brackets.
     return `${n.port === 22 ? n.host : `[${n.host}]:${n.port}`} ${type} ${key}`;
   });
@@ -192,7 +269,9 @@ function writeKnownHosts(nodes: NodeRecord[], root: string): void {
  * Stops everything up started (services, then every process in every node's namespace, containers
  * included) and removes the state root. Safe to call when nothing is up, and twice.
  */
-export async function down(opts: { services?: TestbedService[]; log?: (msg: string) => void } = {}): Promise<void> {
+export async function down(
+  opts: { services?: TestbedService[]; log?: (msg: string) => void } = {},
+): Promise<void> {
   const log = opts.log ?? quiet;
   const root = stateRoot();
   const state = readState(root);
@@ -224,7 +303,9 @@ export async function down(opts: { services?: TestbedService[]; log?: (msg: stri
   if (hostNs) namespaces.delete(hostNs);
   const victims = new Set(processesOf(namespaces, procs).map((p) => p.pid));
   const servicesDir = files.services(root);
-  if (existsSync(servicesDir)) for (const d of readdirSync(servicesDir)) for (const pid of recordedDaemons(join(servicesDir, d))) victims.add(pid);
+  if (existsSync(servicesDir))
+    for (const d of readdirSync(servicesDir))
+      for (const pid of recordedDaemons(join(servicesDir, d))) victims.add(pid);
   victims.delete(process.pid);
   if (victims.size > 0) {
     log(`stopping ${victims.size} process(es)`);
@@ -315,7 +396,8 @@ function installedKind(name: string, root: string): NodeKind {
   try {
     const status = readFileSync(nodePath(name, '/var/lib/dpkg/status', root), 'utf8');
     if (/^Package: docker\.io\nStatus: install ok installed$/m.test(status)) return 'apt';
-    if (readdirSync(nodePath(name, '/var/lib/snapd/snaps', root)).some((f) => /^docker_\d+\.snap$/.test(f))) return 'snap';
+    if (readdirSync(nodePath(name, '/var/lib/snapd/snaps', root)).some((f) => /^docker_\d+\.snap$/.test(f)))
+      return 'snap';
   } catch {
     // node directory gone
   }
@@ -328,7 +410,8 @@ export function getNode(name: string): NodeRecord {
   if (!state) throw new Error(`the test fleet is not up (no ${files.state()})`);
   const node = state.nodes.find((n) => n.name === name);
   if (!node) throw new Error(`no node named ${name} (nodes: ${state.nodes.map((n) => n.name).join(', ')})`);
-  if (processInfo(node.keeperPid)?.mntns !== node.mntns) throw new Error(`node ${name} is not running (its namespace is gone)`);
+  if (processInfo(node.keeperPid)?.mntns !== node.mntns)
+    throw new Error(`node ${name} is not running (its namespace is gone)`);
   return node;
 }
 
@@ -340,7 +423,11 @@ export function fleetInfo(): FleetInfo {
 }
 
 /** Runs argv as root inside the node (its mount namespace, PATH with the stand-ins first). Never rejects on exit codes. */
-export function execOnNode(name: string, argv: string[], opts: { input?: string | Buffer } = {}): Promise<RunResult> {
+export function execOnNode(
+  name: string,
+  argv: string[],
+  opts: { input?: string | Buffer } = {},
+): Promise<RunResult> {
   return execInNode(getNode(name), argv, opts);
 }
 
@@ -371,6 +458,9 @@ export async function startNodeSshd(name: string): Promise<void> {
 
 /** Imports the busybox test image into the node's dockerd as `tag`. */
 export async function seedImage(name: string, tag = 'bb:local'): Promise<void> {
-  const res = await execOnNode(name, ['docker', 'import', '-', tag], { input: readFileSync(files.imageTar()) });
-  if (res.code !== 0) throw new Error(`${name}: docker import failed (exit ${res.code}): ${res.stderr.trim()}`);
+  const res = await execOnNode(name, ['docker', 'import', '-', tag], {
+    input: readFileSync(files.imageTar()),
+  });
+  if (res.code !== 0)
+    throw new Error(`${name}: docker import failed (exit ${res.code}): ${res.stderr.trim()}`);
 }

@@ -1,7 +1,16 @@
 // The real gitlab-runner 17.9.3 for the test fleet: what the repository stand-in's `apt-get install gitlab-runner`
 // unpacks on a node. Unpacked once from the shared build (sha256 checked) into the cache outside the checkout.
 import { createHash } from 'node:crypto';
-import { chmodSync, createReadStream, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { $ } from 'zx';
@@ -37,7 +46,16 @@ async function sha256File(path: string): Promise<string> {
 
 /** `../shared/tools/gitlab-runner` beside the checkout, and the machine's /work/shared. */
 function sharedXzCandidates(): string[] {
-  const here = join(import.meta.dirname, '..', '..', '..', 'shared', 'tools', 'gitlab-runner', 'gitlab-runner.xz');
+  const here = join(
+    import.meta.dirname,
+    '..',
+    '..',
+    '..',
+    'shared',
+    'tools',
+    'gitlab-runner',
+    'gitlab-runner.xz',
+  );
   return [...new Set([SHARED_GITLAB_RUNNER_XZ, here])];
 }
 
@@ -66,7 +84,10 @@ export async function ensureGitlabRunner(): Promise<string> {
     if (src.endsWith('.xz')) await $({ quiet: true })`xz -dc ${src} > ${tmp}`;
     else await $({ quiet: true })`cp ${src} ${tmp}`;
     const got = await sha256File(tmp);
-    if (got !== GITLAB_RUNNER_SHA256) throw new GitlabRunnerMissingError(`${src}: unpacked sha256 ${got}, expected ${GITLAB_RUNNER_SHA256} (gitlab-runner ${GITLAB_RUNNER_VERSION}); refusing it`);
+    if (got !== GITLAB_RUNNER_SHA256)
+      throw new GitlabRunnerMissingError(
+        `${src}: unpacked sha256 ${got}, expected ${GITLAB_RUNNER_SHA256} (gitlab-runner ${GITLAB_RUNNER_VERSION}); refusing it`,
+      );
     chmodSync(tmp, 0o755);
     renameSync(tmp, bin);
   } finally {

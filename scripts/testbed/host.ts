@@ -8,20 +8,34 @@ import { sh } from './procs.js';
  * gitlab-runner stand-in talks to GitLab.
  */
 export const HOST_PACKAGES = [
-  'openssh-server', 'openssh-client', 'sudo', 'docker.io', 'docker-registry', 'busybox-static', 'iproute2', 'util-linux', 'curl',
+  'openssh-server',
+  'openssh-client',
+  'sudo',
+  'docker.io',
+  'docker-registry',
+  'busybox-static',
+  'iproute2',
+  'util-linux',
+  'curl',
   // runc-bnd (the runtime wrapper for privileged containers) reads and edits OCI specs with these.
-  'jq', 'libcap2-bin',
+  'jq',
+  'libcap2-bin',
   // each node's dockerd keeps its NAT in the node's network namespace.
   'iptables',
   // the cluster service's real nodes: containerd 1.6 + runc, bridge/host-local CNI plugins (/usr/lib/cni); openssl for the PKI.
-  'containerd', 'runc', 'containernetworking-plugins', 'openssl',
+  'containerd',
+  'runc',
+  'containernetworking-plugins',
+  'openssl',
 ];
 
 const SUDOERS = '/etc/sudoers.d/runner-fleet-testbed';
-const SUDOERS_RULE = '# The runner-fleet test fleet: pi may run anything without a password, like on Raspberry Pi OS.\npi ALL=(ALL) NOPASSWD:ALL\n';
+const SUDOERS_RULE =
+  '# The runner-fleet test fleet: pi may run anything without a password, like on Raspberry Pi OS.\npi ALL=(ALL) NOPASSWD:ALL\n';
 
 export async function ensureHost(log: (msg: string) => void = () => {}): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the test fleet needs root (namespaces, mounts, a network namespace)');
+  if (process.getuid?.() !== 0)
+    throw new Error('the test fleet needs root (namespaces, mounts, a network namespace)');
   await ensurePackages(HOST_PACKAGES, log);
   await ensurePiUser(log);
   ensureSudoRule(log);
@@ -36,7 +50,12 @@ export async function ensureHost(log: (msg: string) => void = () => {}): Promise
 
 async function ensurePackages(packages: string[], log: (msg: string) => void): Promise<void> {
   const res = await sh({ nothrow: true })`dpkg-query -W ${'-f=${Package} ${db:Status-Status}\n'} ${packages}`;
-  const installed = new Set(res.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
+  const installed = new Set(
+    res.stdout
+      .split('\n')
+      .filter((l) => l.endsWith(' installed'))
+      .map((l) => l.split(' ')[0]),
+  );
   const missing = packages.filter((p) => !installed.has(p));
   if (missing.length === 0) return;
   log(`installing ${missing.join(' ')}`);

@@ -14,8 +14,11 @@ export async function buildImageTar(tarPath: string): Promise<void> {
   chmodSync(join(rootfs, 'tmp'), 0o1777);
   copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
   chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
-  const applets = (await sh`${BUSYBOX} --list`).stdout.split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
-  for (const a of applets) if (!existsSync(join(rootfs, 'bin', a))) symlinkSync('busybox', join(rootfs, 'bin', a));
+  const applets = (await sh`${BUSYBOX} --list`).stdout
+    .split('\n')
+    .filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
+  for (const a of applets)
+    if (!existsSync(join(rootfs, 'bin', a))) symlinkSync('busybox', join(rootfs, 'bin', a));
   await sh`tar -C ${rootfs} --owner=0 --group=0 --numeric-owner -cf ${`${tarPath}.tmp`} .`;
   await sh`mv ${`${tarPath}.tmp`} ${tarPath}`;
 }

@@ -47,7 +47,13 @@ import { sh } from './procs.js';
 export const BUILD_VERSION = '3';
 
 export type ImageName = 'gitlab-runner' | 'gitlab-runner-helper' | 'docker-cli' | 'docker-dind' | 'base';
-export const IMAGE_NAMES: readonly ImageName[] = ['gitlab-runner', 'gitlab-runner-helper', 'docker-cli', 'docker-dind', 'base'];
+export const IMAGE_NAMES: readonly ImageName[] = [
+  'gitlab-runner',
+  'gitlab-runner-helper',
+  'docker-cli',
+  'docker-dind',
+  'base',
+];
 
 /** repository:tag of each image in any registry; a ref is `REGISTRY/repository:tag`. */
 export const IMAGE_PATHS: Record<ImageName, { repository: string; tag: string }> = {
@@ -111,7 +117,10 @@ export function cacheRoot(): string {
 
 /** The real gitlab-runner 17.9.3 binaries in ../shared (README there: unpacked sha256 of each). */
 const RUNNER_BINARIES = {
-  'gitlab-runner': { sha256: '080c4e589e62b87b73b7d6857950fbdbd9a546f8408c677777c7d6ca5df3f56f', env: 'RUNNER_FLEET_GITLAB_RUNNER' },
+  'gitlab-runner': {
+    sha256: '080c4e589e62b87b73b7d6857950fbdbd9a546f8408c677777c7d6ca5df3f56f',
+    env: 'RUNNER_FLEET_GITLAB_RUNNER',
+  },
   'gitlab-runner-helper': {
     sha256: '14b6aaee016c09a9514319297706c9e9ec5d6dceb47f9cc63d1269d9c29d4de0',
     env: 'RUNNER_FLEET_GITLAB_RUNNER_HELPER',
@@ -126,7 +135,9 @@ type RunnerBinary = keyof typeof RUNNER_BINARIES;
 function sharedToolDirs(): string[] {
   const dirs = [join(REPO_ROOT, '..', 'shared', 'tools', 'gitlab-runner')];
   try {
-    const common = sh({ sync: true })`git -C ${REPO_ROOT} rev-parse --path-format=absolute --git-common-dir`.stdout.trim();
+    const common = sh({
+      sync: true,
+    })`git -C ${REPO_ROOT} rev-parse --path-format=absolute --git-common-dir`.stdout.trim();
     dirs.push(join(dirname(dirname(common)), 'shared', 'tools', 'gitlab-runner'));
   } catch {
     // not a git checkout: only the first place
@@ -152,7 +163,10 @@ async function runnerBinary(facts: FileFacts, which: RunnerBinary, root: string)
   if (src.endsWith('.xz')) await unxz(src, dest);
   else await copyExecutable(src, dest);
   const got = await facts.sha256(dest);
-  if (got !== sha256) throw new MissingImageInputError(`${src}: unpacked sha256 ${got}, expected ${sha256} (gitlab-runner 17.9.3 ${which})`);
+  if (got !== sha256)
+    throw new MissingImageInputError(
+      `${src}: unpacked sha256 ${got}, expected ${sha256} (gitlab-runner 17.9.3 ${which})`,
+    );
   return dest;
 }
 
@@ -160,7 +174,11 @@ async function runnerBinary(facts: FileFacts, which: RunnerBinary, root: string)
 async function pauseBinary(root: string): Promise<string> {
   const dir = join(SCRIPTS, 'pause');
   const src = await Promise.all(['go.mod', 'main.go'].map((f) => sha256File(join(dir, f))));
-  const out = join(root, 'bin', `pause-${cacheKey({ buildVersion: BUILD_VERSION, inputs: src, packages: {}, config: 'pause' })}`);
+  const out = join(
+    root,
+    'bin',
+    `pause-${cacheKey({ buildVersion: BUILD_VERSION, inputs: src, packages: {}, config: 'pause' })}`,
+  );
   if (!(await exists(out))) await goBuild({ cacheRoot: root, dir, out });
   return out;
 }
@@ -172,7 +190,8 @@ function dockerCli(): string {
 }
 
 function required(path: string, pkg: string): string {
-  if (!existsSync(path)) throw new MissingImageInputError(`${path} is missing: install Debian's ${pkg} (scripts/setup.sh does)`);
+  if (!existsSync(path))
+    throw new MissingImageInputError(`${path} is missing: install Debian's ${pkg} (scripts/setup.sh does)`);
   return path;
 }
 
@@ -188,7 +207,8 @@ interface Inputs {
 
 // ---------------------------------------------------------------------------------------------- specs (pure)
 
-export type LayerName = 'busybox' | 'git' | 'gitlab-runner' | 'gitlab-runner-helper' | 'docker-cli' | 'dind' | 'pause';
+export type LayerName =
+  'busybox' | 'git' | 'gitlab-runner' | 'gitlab-runner-helper' | 'docker-cli' | 'dind' | 'pause';
 
 /** What a layer holds. Programs bring the libraries ldd lists; trees are copied whole. */
 interface LayerSpec {
@@ -202,7 +222,14 @@ interface LayerSpec {
 }
 
 const XTABLES = '/usr/lib/x86_64-linux-gnu/xtables';
-const IPTABLES_LINKS = ['iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore'];
+const IPTABLES_LINKS = [
+  'iptables',
+  'iptables-save',
+  'iptables-restore',
+  'ip6tables',
+  'ip6tables-save',
+  'ip6tables-restore',
+];
 
 function layerSpecs(i: Inputs): Record<LayerName, LayerSpec> {
   const dumbInit = i.dumbInit ? [{ from: i.dumbInit, path: '/usr/bin/dumb-init' }] : [];
@@ -219,13 +246,20 @@ function layerSpecs(i: Inputs): Record<LayerName, LayerSpec> {
     },
     'gitlab-runner': {
       programs: [{ from: i.gitlabRunner, path: '/usr/bin/gitlab-runner' }, ...dumbInit],
-      entries: [{ kind: 'dir', path: '/home/gitlab-runner', mode: 0o755 }, { kind: 'dir', path: '/etc/gitlab-runner', mode: 0o700 }],
+      entries: [
+        { kind: 'dir', path: '/home/gitlab-runner', mode: 0o755 },
+        { kind: 'dir', path: '/etc/gitlab-runner', mode: 0o700 },
+      ],
       packages: ['dumb-init'],
     },
     'gitlab-runner-helper': {
       programs: [{ from: i.gitlabRunnerHelper, path: '/usr/bin/gitlab-runner-helper' }, ...dumbInit],
       files: [
-        { from: join(SCRIPTS, 'helper', 'gitlab-runner-build'), path: '/usr/bin/gitlab-runner-build', mode: 0o755 },
+        {
+          from: join(SCRIPTS, 'helper', 'gitlab-runner-build'),
+          path: '/usr/bin/gitlab-runner-build',
+          mode: 0o755,
+        },
         { from: join(SCRIPTS, 'helper', 'entrypoint'), path: '/entrypoint', mode: 0o755 },
       ],
       packages: ['dumb-init'],
@@ -245,10 +279,18 @@ function layerSpecs(i: Inputs): Record<LayerName, LayerSpec> {
       trees: [XTABLES],
       files: [
         { from: '/etc/ssl/openssl.cnf', mode: 0o644 },
-        { from: join(SCRIPTS, 'dind', 'dockerd-entrypoint.sh'), path: '/usr/local/bin/dockerd-entrypoint.sh', mode: 0o755 },
+        {
+          from: join(SCRIPTS, 'dind', 'dockerd-entrypoint.sh'),
+          path: '/usr/local/bin/dockerd-entrypoint.sh',
+          mode: 0o755,
+        },
       ],
       entries: [
-        ...IPTABLES_LINKS.map((n): RootfsEntry => ({ kind: 'symlink', path: `/usr/sbin/${n}`, target: 'xtables-nft-multi' })),
+        ...IPTABLES_LINKS.map((n): RootfsEntry => ({
+          kind: 'symlink',
+          path: `/usr/sbin/${n}`,
+          target: 'xtables-nft-multi',
+        })),
         { kind: 'symlink', path: '/usr/lib/ssl/openssl.cnf', target: '/etc/ssl/openssl.cnf' },
         { kind: 'dir', path: '/var/lib/docker', mode: 0o711 },
         { kind: 'dir', path: '/certs', mode: 0o1777 },
@@ -275,7 +317,10 @@ function imageSpecs(i: Inputs): Record<ImageName, ImageSpec> {
     'gitlab-runner-helper': {
       layers: ['busybox', 'git', 'gitlab-runner-helper'],
       // As GitLab's helper images: the executor replaces CMD with gitlab-runner-build and keeps the entrypoint.
-      config: { entrypoint: i.dumbInit ? ['/usr/bin/dumb-init', '/entrypoint'] : ['/entrypoint'], cmd: ['sh'] },
+      config: {
+        entrypoint: i.dumbInit ? ['/usr/bin/dumb-init', '/entrypoint'] : ['/entrypoint'],
+        cmd: ['sh'],
+      },
     },
     'docker-cli': { layers: ['busybox', 'docker-cli'], config: { cmd: ['sh'] } },
     'docker-dind': {
@@ -296,7 +341,8 @@ function imageSpecs(i: Inputs): Record<ImageName, ImageSpec> {
 
 async function layerEntries(facts: FileFacts, spec: LayerSpec): Promise<RootfsEntry[]> {
   const lists: RootfsEntry[][] = [];
-  if (spec.busybox) lists.push(skeletonEntries(), busyboxEntries(spec.busybox, await busyboxListFull(spec.busybox)));
+  if (spec.busybox)
+    lists.push(skeletonEntries(), busyboxEntries(spec.busybox, await busyboxListFull(spec.busybox)));
   const treeLists: RootfsEntry[] = [];
   for (const t of spec.trees ?? []) treeLists.push(...(await treeEntries(t)));
   // ELF files found in trees (git-remote-http, the xtables modules) need their libraries too.
@@ -319,7 +365,10 @@ export interface EnsureOptions {
 /** Builds every test image and the pause archive, or reuses them from the cache when no input changed. */
 export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestImages> {
   const root = opts.cacheRoot ?? cacheRoot();
-  const store: BuildStore = { root: join(root, 'images'), epoch: opts.epoch ?? Number(process.env.SOURCE_DATE_EPOCH ?? 0) };
+  const store: BuildStore = {
+    root: join(root, 'images'),
+    epoch: opts.epoch ?? Number(process.env.SOURCE_DATE_EPOCH ?? 0),
+  };
   const log = opts.log ?? (() => {});
   await mkdir(store.root, { recursive: true });
   const facts = await FileFacts.load(join(store.root, 'file-facts.json'));
@@ -344,10 +393,17 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
     const entries = await layerEntries(facts, spec);
     const hashes = await hashSources(facts, entries);
     const packages = Object.fromEntries(spec.packages.map((p) => [p, versions[p] ?? 'absent']));
-    const key = cacheKey({ buildVersion: BUILD_VERSION, inputs: layerInputs(entries, hashes), packages, config: { layer: name, epoch: store.epoch } });
+    const key = cacheKey({
+      buildVersion: BUILD_VERSION,
+      inputs: layerInputs(entries, hashes),
+      packages,
+      config: { layer: name, epoch: store.epoch },
+    });
     const t0 = Date.now();
     const blob = await buildLayer(store, `${name}-${key}`, entries);
-    log(`layer ${name} ${blob.digest.slice(7, 19)} ${(blob.size / 1e6).toFixed(1)} MB (${Date.now() - t0} ms)`);
+    log(
+      `layer ${name} ${blob.digest.slice(7, 19)} ${(blob.size / 1e6).toFixed(1)} MB (${Date.now() - t0} ms)`,
+    );
     const built = { blob, key };
     layers.set(name, built);
     return built;
@@ -356,9 +412,22 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
   const assemble = async (flavor: ManifestFlavor, names: LayerName[], config: ImageRuntimeConfig) => {
     const ls = [];
     for (const n of names) ls.push(await layer(n));
-    const img = assembleImage(flavor, config, ls.map((l) => l.blob), store.epoch);
+    const img = assembleImage(
+      flavor,
+      config,
+      ls.map((l) => l.blob),
+      store.epoch,
+    );
     await storeImageBlobs(store, img);
-    return { img, key: cacheKey({ buildVersion: BUILD_VERSION, inputs: ls.map((l) => l.key), packages: {}, config: [flavor, config] }) };
+    return {
+      img,
+      key: cacheKey({
+        buildVersion: BUILD_VERSION,
+        inputs: ls.map((l) => l.key),
+        packages: {},
+        config: [flavor, config],
+      }),
+    };
   };
 
   const specs = imageSpecs(inputs);
@@ -368,7 +437,17 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
     const { img, key } = await assemble('docker', specs[name].layers, specs[name].config);
     const layout = join(store.root, 'layouts', name);
     await ensureLayout(store, layout, img, `${repository}:${tag}`);
-    images[name] = { name, repository, tag, layout, manifest: img.manifest.descriptor, config: img.config.descriptor, layers: img.layers, size: imageSize(img), key };
+    images[name] = {
+      name,
+      repository,
+      tag,
+      layout,
+      manifest: img.manifest.descriptor,
+      config: img.config.descriptor,
+      layers: img.layers,
+      size: imageSize(img),
+      key,
+    };
   }
 
   const pause = await assemble('oci', ['pause'], { entrypoint: ['/pause'], env: [DEFAULT_PATH] });
@@ -380,7 +459,11 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
     await writeFileAtomic(stamp, want);
   }
   await facts.save();
-  return { images, pause: { ociArchive, ref: PAUSE_REF, manifest: pause.img.manifest.descriptor, binary: inputs.pause }, store: store.root };
+  return {
+    images,
+    pause: { ociArchive, ref: PAUSE_REF, manifest: pause.img.manifest.descriptor, binary: inputs.pause },
+    store: store.root,
+  };
 }
 
 async function ensureLayout(store: BuildStore, dir: string, img: AssembledImage, ref: string): Promise<void> {
@@ -412,9 +495,21 @@ export async function pushTestImages(
   const refs = {} as Record<ImageName, string>;
   for (const name of only) {
     const img = built.images[name];
-    const blobs: PushBlob[] = [img.config, ...img.layers].map((b) => ({ digest: b.digest, size: b.size, path: storeBlob(b.digest) }));
+    const blobs: PushBlob[] = [img.config, ...img.layers].map((b) => ({
+      digest: b.digest,
+      size: b.size,
+      path: storeBlob(b.digest),
+    }));
     const manifest = await readFile(storeBlob(img.manifest.digest));
-    await pushImage({ registry, repository: img.repository, tag: img.tag, blobs, manifest, manifestMediaType: img.manifest.mediaType, mountFrom: mounted });
+    await pushImage({
+      registry,
+      repository: img.repository,
+      tag: img.tag,
+      blobs,
+      manifest,
+      manifestMediaType: img.manifest.mediaType,
+      mountFrom: mounted,
+    });
     refs[name] = imageRef(registry, name);
   }
   return refs;
@@ -434,9 +529,29 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const summary = Object.fromEntries(
-      IMAGE_NAMES.map((n) => [n, { ref: `${built.images[n].repository}:${built.images[n].tag}`, digest: built.images[n].manifest.digest, mb: +(built.images[n].size / 1e6).toFixed(1) }]),
+      IMAGE_NAMES.map((n) => [
+        n,
+        {
+          ref: `${built.images[n].repository}:${built.images[n].tag}`,
+          digest: built.images[n].manifest.digest,
+          mb: +(built.images[n].size / 1e6).toFixed(1),
+        },
+      ]),
     );
-    console.log(JSON.stringify({ images: summary, pause: { ociArchive: built.pause.ociArchive, ref: built.pause.ref, digest: built.pause.manifest.digest } }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          images: summary,
+          pause: {
+            ociArchive: built.pause.ociArchive,
+            ref: built.pause.ref,
+            digest: built.pause.manifest.digest,
+          },
+        },
+        null,
+        2,
+      ),
+    );
     return 0;
   }
   return usage();

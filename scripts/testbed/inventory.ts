@@ -43,9 +43,17 @@ export function renderInventory(base: InventoryBase, extra: InventoryFields[]): 
     gitlab: { url: PLACEHOLDER_GITLAB_URL, registry: [] },
     ssh: { user: 'pi', identityFile: base.identityFile, knownHosts: base.knownHosts, connectTimeout: 10 },
     // 'none' nodes have no Docker yet: the provisioner chooses (auto).
-    nodes: base.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, docker: n.docker === 'none' ? 'auto' : n.docker })),
+    nodes: base.nodes.map((n) => ({
+      name: n.name,
+      host: n.host,
+      port: n.port,
+      docker: n.docker === 'none' ? 'auto' : n.docker,
+    })),
     runners: {
-      packageRepository: { key: `file:${TESTBED_REPOSITORY_KEY}`, fingerprint: TESTBED_REPOSITORY_FINGERPRINT },
+      packageRepository: {
+        key: `file:${TESTBED_REPOSITORY_KEY}`,
+        fingerprint: TESTBED_REPOSITORY_FINGERPRINT,
+      },
     },
   };
   for (const fields of extra) doc = merge(doc, fields as Tree);

@@ -83,14 +83,19 @@ export function demoDockerfile(registry: string): string {
 
 /** The ci-snippet job, as `provision.ts ci-snippet` prints it, optionally pinned to one node's tag. */
 async function snippetFor(opts: JobOptions, inv: Inventory): Promise<{ yaml: string; job: string }> {
-  const out = await $({ cwd: REPO, quiet: true })`${join(REPO, 'node_modules', '.bin', 'tsx')} provision.ts ci-snippet --inventory ${opts.inventoryPath} --executor ${opts.executor}`;
+  const out = await $({
+    cwd: REPO,
+    quiet: true,
+  })`${join(REPO, 'node_modules', '.bin', 'tsx')} provision.ts ci-snippet --inventory ${opts.inventoryPath} --executor ${opts.executor}`;
   const doc = parseYaml(out.stdout) as Record<string, Record<string, unknown>>;
   const [job] = Object.keys(doc);
   if (opts.node) {
-    if (!inv.nodes.some((n) => n.name === opts.node)) throw new Error(`--node: no node ${opts.node} in ${opts.inventoryPath}`);
+    if (!inv.nodes.some((n) => n.name === opts.node))
+      throw new Error(`--node: no node ${opts.node} in ${opts.inventoryPath}`);
     doc[job].tags = [opts.node];
   }
-  if (opts.variables) doc[job].variables = { ...(doc[job].variables as Record<string, string>), ...opts.variables };
+  if (opts.variables)
+    doc[job].variables = { ...(doc[job].variables as Record<string, string>), ...opts.variables };
   if (opts.beforeScript) doc[job].before_script = opts.beforeScript;
   return { yaml: opts.node || opts.variables || opts.beforeScript ? stringifyYaml(doc) : out.stdout, job };
 }
@@ -98,7 +103,9 @@ async function snippetFor(opts: JobOptions, inv: Inventory): Promise<{ yaml: str
 /** Which inventory node a runner belongs to: its description is runners.description with {node} filled in. */
 function nodeOfRunner(inv: Inventory, description: string | undefined): string | null {
   if (description === undefined) return null;
-  return inv.nodes.find((n) => inv.runners.description.split('{node}').join(n.name) === description)?.name ?? null;
+  return (
+    inv.nodes.find((n) => inv.runners.description.split('{node}').join(n.name) === description)?.name ?? null
+  );
 }
 
 export async function runCiJob(opts: JobOptions): Promise<JobResult> {
@@ -110,7 +117,11 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
     path: DEMO_PROJECT,
     files: { Dockerfile: demoDockerfile(registry) },
   });
-  const { id } = await call<{ id: number }>(base, 'POST', '/_standin/jobs', { project: project.path, ciYaml: yaml, job });
+  const { id } = await call<{ id: number }>(base, 'POST', '/_standin/jobs', {
+    project: project.path,
+    ciYaml: yaml,
+    job,
+  });
   const deadline = Date.now() + (opts.timeout ?? 300) * 1000;
   let seen = 0;
   let state: StandinJob;
@@ -121,7 +132,10 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
       seen = state.trace.length;
     }
     if (TERMINAL.has(state.status)) break;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${state.status} after ${opts.timeout ?? 300} s (no runner took it, or it hangs)`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `job ${id} still ${state.status} after ${opts.timeout ?? 300} s (no runner took it, or it hangs)`,
+      );
     await new Promise((r) => setTimeout(r, 500));
   }
   const image = `${registry}/${project.path}:${project.sha.slice(0, 8)}`;
@@ -142,7 +156,9 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
 /** The Docker Registry HTTP API's tag list (the registry is plain HTTP on a test-host address). */
 export async function registryHasTag(registry: string, repository: string, tag: string): Promise<boolean> {
   try {
-    const res = await fetch(`http://${registry}/v2/${repository}/tags/list`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`http://${registry}/v2/${repository}/tags/list`, {
+      signal: AbortSignal.timeout(5000),
+    });
     if (!res.ok) return false;
     const body = (await res.json()) as { tags?: string[] | null };
     return (body.tags ?? []).includes(tag);

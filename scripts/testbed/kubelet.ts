@@ -1,5 +1,14 @@
 // Real Kubernetes nodes: containerd (Debian's 1.6) and a real kubelet inside each fleet node's namespaces.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { enterNode, logTail, nodeLan, type NodeRecord } from './node.js';
 import { nodeDir, nodeFile, slot } from './paths.js';
@@ -44,7 +53,9 @@ export const CERTS_D = '/etc/containerd/certs.d';
  * dockerd must not depend on the cluster service. microk8s's containerd listens where the snap puts it.
  */
 export function containerdSocket(node: Pick<NodeRecord, 'microk8s'>): string {
-  return node.microk8s ? '/var/snap/microk8s/common/run/containerd.sock' : '/run/testbed-containerd/containerd.sock';
+  return node.microk8s
+    ? '/var/snap/microk8s/common/run/containerd.sock'
+    : '/run/testbed-containerd/containerd.sock';
 }
 
 /** The cgroup every pod of the node lives under, in every v1 hierarchy (cgroupfs driver). */
@@ -97,14 +108,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 /** Bridge + host-local inside the node's network namespace; ipMasq, so pods reach the LAN as the node's address. */
 export function cniConflist(node: NodeRecord): string {
-  return `${JSON.stringify({
-    cniVersion: '0.4.0',
-    name: `testbed-${node.name}`,
-    plugins: [{
-      type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: true, hairpinMode: true,
-      ipam: { type: 'host-local', ranges: [[{ subnet: POD_SUBNET }]], routes: [{ dst: '0.0.0.0/0' }] },
-    }],
-  }, null, 2)}\n`;
+  return `${JSON.stringify(
+    {
+      cniVersion: '0.4.0',
+      name: `testbed-${node.name}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: 'cni0',
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          ipam: { type: 'host-local', ranges: [[{ subnet: POD_SUBNET }]], routes: [{ dst: '0.0.0.0/0' }] },
+        },
+      ],
+    },
+    null,
+    2,
+  )}\n`;
 }
 
 export function kubeletYaml(node: NodeRecord, root: string, setup: KubeletSetup): string {
@@ -150,7 +171,9 @@ const V1_SKIP = new Set(['unified']);
 
 function hierarchies(): string[] {
   try {
-    return readdirSync('/sys/fs/cgroup').filter((h) => !V1_SKIP.has(h) && statSync(join('/sys/fs/cgroup', h)).isDirectory());
+    return readdirSync('/sys/fs/cgroup').filter(
+      (h) => !V1_SKIP.has(h) && statSync(join('/sys/fs/cgroup', h)).isDirectory(),
+    );
   } catch {
     return [];
   }
@@ -162,7 +185,8 @@ function makeCgroupRoot(node: NodeRecord): void {
     const dir = join('/sys/fs/cgroup', h, cgroupRoot(node));
     mkdirSync(dir, { recursive: true });
     if (h === 'cpuset') {
-      for (const f of ['cpuset.cpus', 'cpuset.mems']) writeFileSync(join(dir, f), readFileSync(join('/sys/fs/cgroup', h, f)));
+      for (const f of ['cpuset.cpus', 'cpuset.mems'])
+        writeFileSync(join(dir, f), readFileSync(join('/sys/fs/cgroup', h, f)));
     }
   }
 }
@@ -170,7 +194,9 @@ function makeCgroupRoot(node: NodeRecord): void {
 function rmdirTree(dir: string): void {
   let entries: string[];
   try {
-    entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    entries = readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
   } catch {
     return;
   }
@@ -242,22 +268,39 @@ export async function startNodeKubelet(node: NodeRecord, root: string, setup: Ku
   makeCgroupRoot(node);
 
   const sock = containerdSocket(node);
-  const containerd = spawnDaemon('nsenter', [...enterNode(node), 'containerd', '--config', join(d, 'containerd.toml')], { log: join(d, 'containerd.log') });
+  const containerd = spawnDaemon(
+    'nsenter',
+    [...enterNode(node), 'containerd', '--config', join(d, 'containerd.toml')],
+    { log: join(d, 'containerd.log') },
+  );
   writePid(join(d, 'containerd.pid'), containerd);
   const ctr = (...args: string[]) => nodeRun(node, ['ctr', '-a', sock, ...args]);
   const up = await waitFor(async () => !isAlive(containerd) || (await ctr('version')).ok, 30_000, 100);
-  if (!up || !isAlive(containerd)) throw new Error(`${node.name}: containerd did not start:\n${logTail(join(d, 'containerd.log'))}`);
+  if (!up || !isAlive(containerd))
+    throw new Error(`${node.name}: containerd did not start:\n${logTail(join(d, 'containerd.log'))}`);
   const imported = await ctr('-n', 'k8s.io', 'images', 'import', '--no-unpack=false', setup.pause.ociArchive);
-  if (!imported.ok) throw new Error(`${node.name}: importing the pause image failed: ${imported.stderr.trim()}`);
+  if (!imported.ok)
+    throw new Error(`${node.name}: importing the pause image failed: ${imported.stderr.trim()}`);
 
-  const kubelet = spawnDaemon('nsenter', [
-    ...enterNode(node), join(setup.binDir, 'kubelet'),
-    `--config=${join(d, 'kubelet.yaml')}`, `--kubeconfig=${setup.kubeconfig}`, '--root-dir=/var/lib/kubelet',
-    `--cert-dir=/var/lib/kubelet/pki`, `--hostname-override=${node.name}`, `--node-ip=${nodeLan(node).addr}`, '--v=1',
-  ], { log: join(d, 'kubelet.log') });
+  const kubelet = spawnDaemon(
+    'nsenter',
+    [
+      ...enterNode(node),
+      join(setup.binDir, 'kubelet'),
+      `--config=${join(d, 'kubelet.yaml')}`,
+      `--kubeconfig=${setup.kubeconfig}`,
+      '--root-dir=/var/lib/kubelet',
+      `--cert-dir=/var/lib/kubelet/pki`,
+      `--hostname-override=${node.name}`,
+      `--node-ip=${nodeLan(node).addr}`,
+      '--v=1',
+    ],
+    { log: join(d, 'kubelet.log') },
+  );
   writePid(join(d, 'kubelet.pid'), kubelet);
   await sleep(200);
-  if (!isAlive(kubelet)) throw new Error(`${node.name}: kubelet exited at once:\n${logTail(join(d, 'kubelet.log'))}`);
+  if (!isAlive(kubelet))
+    throw new Error(`${node.name}: kubelet exited at once:\n${logTail(join(d, 'kubelet.log'))}`);
 }
 
 export function kubeletPid(node: Pick<NodeRecord, 'name'>, root: string): number | undefined {
@@ -269,18 +312,27 @@ export function kubeletPid(node: Pick<NodeRecord, 'name'>, root: string): number
  * is removed), then every pod sandbox through containerd (CNI DEL frees addresses and masquerade rules), then
  * containerd and the shims it leaves behind; then the node's cgroups.
  */
-export async function stopNodeKubelet(node: NodeRecord, root: string, crictl: string | undefined): Promise<void> {
+export async function stopNodeKubelet(
+  node: NodeRecord,
+  root: string,
+  crictl: string | undefined,
+): Promise<void> {
   const d = k8sDir(node, root);
   const kubelet = readPid(join(d, 'kubelet.pid'));
   if (kubelet !== undefined) await terminate([kubelet], 10_000);
   const containerd = readPid(join(d, 'containerd.pid'));
   if (containerd !== undefined && crictl && isAlive(node.keeperPid)) {
     // zx's timeout TERMs the whole tree (shell, nsenter, crictl): a wedged CNI DEL must not hold `down` forever.
-    await sh({ nothrow: true, timeout: '60s' })`nsenter ${enterNode(node)} ${crictl} -r ${`unix://${containerdSocket(node)}`} rmp -af`;
+    await sh({
+      nothrow: true,
+      timeout: '60s',
+    })`nsenter ${enterNode(node)} ${crictl} -r ${`unix://${containerdSocket(node)}`} rmp -af`;
   }
   if (containerd !== undefined) await terminate([containerd], 10_000);
   // Shims outlive containerd by design; they are the node's (its mount namespace).
-  const shims = listProcesses().filter((p) => p.mntns === node.mntns && p.comm.startsWith('containerd-shim')).map((p) => p.pid);
+  const shims = listProcesses()
+    .filter((p) => p.mntns === node.mntns && p.comm.startsWith('containerd-shim'))
+    .map((p) => p.pid);
   await terminate(shims, 5000);
 }
 
@@ -288,7 +340,14 @@ export async function stopNodeKubelet(node: NodeRecord, root: string, crictl: st
  * The kubelet rewrites these machine-wide sysctls at start (vm.overcommit_memory, kernel.panic, ...). One file
  * for the whole machine, written by the first fleet that starts kubelets and restored by the last one to stop.
  */
-const SYSCTLS = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
+const SYSCTLS = [
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
+];
 const SYSCTLS_FILE = '/var/tmp/runner-fleet-testbed-sysctls.orig';
 
 export function saveSysctls(): void {
@@ -300,7 +359,9 @@ export function saveSysctls(): void {
 /** Restores what saveSysctls saved, once no test-fleet kubelet of any slot runs any more. */
 export function restoreSysctls(): void {
   if (!existsSync(SYSCTLS_FILE)) return;
-  const others = listProcesses().some((p) => p.comm === 'kubelet' && p.cmdline.includes('--hostname-override=pi'));
+  const others = listProcesses().some(
+    (p) => p.comm === 'kubelet' && p.cmdline.includes('--hostname-override=pi'),
+  );
   if (others) return;
   for (const line of readFileSync(SYSCTLS_FILE, 'utf8').split('\n').filter(Boolean)) {
     const [k, v] = line.split('=');

@@ -21,7 +21,12 @@ export function hostBatch(members: LanMember[]): string[] {
 
 /** `ip -n <netns> -batch` lines: the member's address and its default route via the host, like a Pi behind a router. */
 export function memberBatch(m: LanMember): string[] {
-  return ['link set lo up', `addr add ${m.addr}/24 dev eth0`, 'link set eth0 up', `route add default via ${net.hostAddr()}`];
+  return [
+    'link set lo up',
+    `addr add ${m.addr}/24 dev eth0`,
+    'link set eth0 up',
+    `route add default via ${net.hostAddr()}`,
+  ];
 }
 
 async function batch(lines: string[], netns?: string): Promise<void> {
@@ -35,7 +40,20 @@ async function batch(lines: string[], netns?: string): Promise<void> {
  * it also where something turned forwarding on, so that nothing of the fleet leaves 198.18.s.0/24.
  */
 function forwardGuard(): string[] {
-  return ['FORWARD', '-i', net.bridge(), '!', '-o', net.bridge(), '-m', 'comment', '--comment', `runner-fleet-testbed ${net.bridge()}`, '-j', 'DROP'];
+  return [
+    'FORWARD',
+    '-i',
+    net.bridge(),
+    '!',
+    '-o',
+    net.bridge(),
+    '-m',
+    'comment',
+    '--comment',
+    `runner-fleet-testbed ${net.bridge()}`,
+    '-j',
+    'DROP',
+  ];
 }
 
 /** The bridge with the host's address on it, and the forward guard; made again from nothing. */
@@ -52,7 +70,8 @@ export async function createBridge(): Promise<void> {
 async function removeBridge(): Promise<void> {
   // -C/-D until it is gone: an earlier crashed up may have left more than one.
   const tolerant = sh({ nothrow: true });
-  while ((await tolerant`iptables -w -C ${forwardGuard()}`).ok) await tolerant`iptables -w -D ${forwardGuard()}`;
+  while ((await tolerant`iptables -w -C ${forwardGuard()}`).ok)
+    await tolerant`iptables -w -D ${forwardGuard()}`;
   await tolerant`ip link del ${net.bridge()}`;
 }
 
@@ -84,12 +103,15 @@ export function slotNodeNetns(): string[] {
 /** Every node namespace of this slot, their veths, and the bridge. */
 export async function removeLan(): Promise<void> {
   const lines = slotNodeNetns().map((n) => `netns del ${n}`);
-  if (lines.length > 0) await sh({ nothrow: true, stdio: 'pipe', input: `${lines.join('\n')}\n` })`ip -force -batch -`;
+  if (lines.length > 0)
+    await sh({ nothrow: true, stdio: 'pipe', input: `${lines.join('\n')}\n` })`ip -force -batch -`;
   // The host ends die with their namespaces; one whose namespace is still held open somewhere would stay.
   const links = (await sh({ nothrow: true })`ip -o link show`).stdout
     .split('\n')
     .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
-    .filter((l): l is string => l !== undefined && new RegExp(`^${net.nodeLink(0).replace(/0$/, '')}\\d+$`).test(l));
+    .filter(
+      (l): l is string => l !== undefined && new RegExp(`^${net.nodeLink(0).replace(/0$/, '')}\\d+$`).test(l),
+    );
   for (const l of links) await sh({ nothrow: true })`ip link del ${l}`;
   await removeBridge();
 }

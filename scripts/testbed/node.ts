@@ -1,10 +1,29 @@
 // One test node: its directory, its namespaces (network, mount, UTS; held by a keeper process), its real sshd, and running commands inside it.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_MOUNTS, NODE_PATH, files, net, nodeDir, nodeFile, type NodeKind } from './paths.js';
-import { isAlive, mountNamespace, processInfo, resultOf, sh, spawnDaemon, terminate, waitFor, type RunResult } from './procs.js';
+import {
+  isAlive,
+  mountNamespace,
+  processInfo,
+  resultOf,
+  sh,
+  spawnDaemon,
+  terminate,
+  waitFor,
+  type RunResult,
+} from './procs.js';
 
 const STANDINS = join(dirname(fileURLToPath(import.meta.url)), 'standins');
 /** What the package-repository stand-in serves (its key, the gitlab-runner stand-in binary); described in scripts/testbed/README.md. */
@@ -38,7 +57,8 @@ export interface NodeRecord extends NodeInfo {
 
 /** Node i (from 1) is pi<i> on 198.18.<slot>.(10+i):22 in network namespace rf<slot>-pi<i>; kinds repeat in order. */
 export function planNodes(count: number, kinds: readonly NodeKind[]): NodeInfo[] {
-  if (!Number.isInteger(count) || count < 1 || count > 200) throw new Error(`--nodes: expected 1 to 200, got ${count}`);
+  if (!Number.isInteger(count) || count < 1 || count > 200)
+    throw new Error(`--nodes: expected 1 to 200, got ${count}`);
   if (kinds.length === 0) throw new Error('--kinds: expected at least one of apt, snap, none');
   return Array.from({ length: count }, (_, k) => ({
     name: `pi${k + 1}`,
@@ -71,14 +91,19 @@ export function readDpkgViews(): DpkgViews {
     throw new Error('docker.io is not installed on this machine (dpkg status has no installed docker.io)');
   }
   const join2 = (list: string[]) => list.map((s) => `${s.replace(/\n+$/, '')}\n\n`).join('');
-  return { withDocker: join2(stanzas), withoutDocker: join2(stanzas.filter((s) => !isDocker(s))), dockerStanza: `${dockerStanza.replace(/\n+$/, '')}\n` };
+  return {
+    withDocker: join2(stanzas),
+    withoutDocker: join2(stanzas.filter((s) => !isDocker(s))),
+    dockerStanza: `${dockerStanza.replace(/\n+$/, '')}\n`,
+  };
 }
 
 /** Lays out `<state>/<node>/`: mount sources, dpkg status, stand-ins, host key, sshd_config. */
 export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgViews): Promise<void> {
   const dir = nodeDir(node.name, root);
   for (const m of NODE_MOUNTS) {
-    if (m.overlay) for (const d of ['upper', 'work']) mkdirSync(join(dir, m.from, d), { recursive: true, mode: 0o755 });
+    if (m.overlay)
+      for (const d of ['upper', 'work']) mkdirSync(join(dir, m.from, d), { recursive: true, mode: 0o755 });
     else {
       mkdirSync(join(dir, m.from), { recursive: true, mode: 0o755 });
       // mkdir's mode is masked by the umask (and the sticky bit dropped): set it exactly.
@@ -87,13 +112,19 @@ export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgVie
   }
   // Privilege separation directory: sshd wants it root-owned and not group/world writable.
   mkdirSync(join(dir, 'run', 'sshd'), { recursive: true, mode: 0o755 });
-  writeFileSync(nodeFile(node.name, '/var/lib/dpkg/status', root), node.docker === 'apt' ? dpkg.withDocker : dpkg.withoutDocker);
+  writeFileSync(
+    nodeFile(node.name, '/var/lib/dpkg/status', root),
+    node.docker === 'apt' ? dpkg.withDocker : dpkg.withoutDocker,
+  );
   writeFileSync(nodeFile(node.name, '/var/cache/apt/archives/docker.io.stanza', root), dpkg.dockerStanza);
   // What the stand-ins compare the node's status file with before they write it: never the machine's own.
   copyFileSync(files.machineDpkgStatus(root), nodeFile(node.name, MACHINE_DPKG_STATUS, root));
   // Its own name, and one that resolves (sudo warns about a hostname it cannot resolve).
   writeFileSync(nodeFile(node.name, '/etc/hostname', root), `${node.name}\n`);
-  writeFileSync(nodeFile(node.name, '/etc/hosts', root), `${readFileSync('/etc/hosts', 'utf8').trimEnd()}\n${node.host} ${node.name}\n`);
+  writeFileSync(
+    nodeFile(node.name, '/etc/hosts', root),
+    `${readFileSync('/etc/hosts', 'utf8').trimEnd()}\n${node.host} ${node.name}\n`,
+  );
   for (const f of readdirSync(STANDINS)) {
     const to = join(dir, 'sbin', f);
     copyFileSync(join(STANDINS, f), to);
@@ -113,7 +144,10 @@ export async function prepareNodeDir(node: NodeInfo, root: string, dpkg: DpkgVie
 function prepareMicrok8s(dir: string): void {
   const snapDir = join(dir, 'var-snap', 'microk8s');
   mkdirSync(join(snapDir, MICROK8S_REVISION, 'args', 'certs.d'), { recursive: true, mode: 0o755 });
-  copyFileSync(join(MICROK8S, 'containerd-template.toml'), join(snapDir, MICROK8S_REVISION, 'args', 'containerd-template.toml'));
+  copyFileSync(
+    join(MICROK8S, 'containerd-template.toml'),
+    join(snapDir, MICROK8S_REVISION, 'args', 'containerd-template.toml'),
+  );
   if (!existsSync(join(snapDir, 'current'))) symlinkSync(MICROK8S_REVISION, join(snapDir, 'current'));
   copyFileSync(join(MICROK8S, 'microk8s'), join(dir, 'sbin', 'microk8s'));
   chmodSync(join(dir, 'sbin', 'microk8s'), 0o755);
@@ -151,7 +185,9 @@ function cgroupMounts(): { path: string; type: string; opts: string }[] {
   return readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .map((l) => l.split(' '))
-    .filter(([, path, type]) => path?.startsWith('/sys/fs/cgroup') && ['tmpfs', 'cgroup', 'cgroup2'].includes(type))
+    .filter(
+      ([, path, type]) => path?.startsWith('/sys/fs/cgroup') && ['tmpfs', 'cgroup', 'cgroup2'].includes(type),
+    )
     .map(([, path, type, opts]) => ({ path, type, opts }));
 }
 
@@ -160,22 +196,42 @@ function cgroupMounts(): { path: string; type: string; opts: string }[] {
  * named after the node so it can be found again), then sets the namespace up: hostname, a sysfs of its own
  * network namespace with the cgroup hierarchies mounted again, the node's directories.
  */
-export async function startNamespace(node: NodeInfo, root: string): Promise<{ keeperPid: number; mntns: string; netns: string; link: string }> {
+export async function startNamespace(
+  node: NodeInfo,
+  root: string,
+): Promise<{ keeperPid: number; mntns: string; netns: string; link: string }> {
   const dir = nodeDir(node.name, root);
   const lan = nodeLan(node);
   const hostNs = mountNamespace('self');
   const keeperPid = spawnDaemon(
     'nsenter',
-    [`--net=/run/netns/${lan.netns}`, '--', 'unshare', '--mount', '--uts', '--propagation', 'private', 'bash', '-c', 'exec -a "$0" sleep infinity', `runner-fleet-testbed-node ${dir}`],
+    [
+      `--net=/run/netns/${lan.netns}`,
+      '--',
+      'unshare',
+      '--mount',
+      '--uts',
+      '--propagation',
+      'private',
+      'bash',
+      '-c',
+      'exec -a "$0" sleep infinity',
+      `runner-fleet-testbed-node ${dir}`,
+    ],
     { log: join(dir, 'keeper.log') },
   );
   let mntns: string | undefined;
-  const ready = await waitFor(() => {
-    const p = processInfo(keeperPid);
-    if (p?.comm === 'sleep' && p.mntns !== hostNs) mntns = p.mntns;
-    return mntns !== undefined || !isAlive(keeperPid);
-  }, 10_000, 20);
-  if (!ready || !mntns) throw new Error(`${node.name}: the namespace keeper did not start (see ${join(dir, 'keeper.log')})`);
+  const ready = await waitFor(
+    () => {
+      const p = processInfo(keeperPid);
+      if (p?.comm === 'sleep' && p.mntns !== hostNs) mntns = p.mntns;
+      return mntns !== undefined || !isAlive(keeperPid);
+    },
+    10_000,
+    20,
+  );
+  if (!ready || !mntns)
+    throw new Error(`${node.name}: the namespace keeper did not start (see ${join(dir, 'keeper.log')})`);
   const mount = (m: (typeof NODE_MOUNTS)[number]) =>
     m.overlay
       ? [
@@ -193,7 +249,10 @@ export async function startNamespace(node: NodeInfo, root: string): Promise<{ ke
     // The machine's sysfs shows the machine's network devices; a fresh one shows this namespace's (docker0, cni0).
     // Its /sys/fs/cgroup is empty: mount the hierarchies again, as they are on the machine.
     'mount -t sysfs sysfs /sys',
-    ...cgroupMounts().flatMap((m) => [`mkdir -p ${shq(m.path)}`, `mount -t ${m.type} -o ${shq(m.opts)} ${m.type === 'tmpfs' ? 'tmpfs' : 'cgroup'} ${shq(m.path)}`]),
+    ...cgroupMounts().flatMap((m) => [
+      `mkdir -p ${shq(m.path)}`,
+      `mount -t ${m.type} -o ${shq(m.opts)} ${m.type === 'tmpfs' ? 'tmpfs' : 'cgroup'} ${shq(m.path)}`,
+    ]),
     ...NODE_MOUNTS.flatMap(mount),
   ].join('\n');
   await sh`nsenter ${enterNode({ keeperPid })} sh -c ${script}`;
@@ -205,9 +264,18 @@ export function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect({ host, port });
     sock.setTimeout(1000);
-    sock.once('connect', () => { sock.destroy(); resolve(true); });
-    sock.once('error', () => { sock.destroy(); resolve(false); });
-    sock.once('timeout', () => { sock.destroy(); resolve(false); });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('timeout', () => {
+      sock.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -242,7 +310,9 @@ export async function startSshd(node: NodeRecord, root: string): Promise<void> {
   );
   const up = await waitFor(async () => !isAlive(pid) || (await portOpen(node.host, node.port)), 10_000, 50);
   if (!up || !isAlive(pid)) {
-    throw new Error(`${node.name}: sshd did not start on ${node.host}:${node.port}:\n${logTail(log)}\n${logTail(join(dir, 'sshd.out'))}`);
+    throw new Error(
+      `${node.name}: sshd did not start on ${node.host}:${node.port}:\n${logTail(log)}\n${logTail(join(dir, 'sshd.out'))}`,
+    );
   }
 }
 
@@ -260,12 +330,22 @@ export function enterNode(node: Pick<NodeRecord, 'keeperPid'>): string[] {
 }
 
 /** Runs argv as root inside the node's namespaces, with the node's PATH and a clean environment. */
-export function nodeCommand(node: NodeRecord, argv: string[], env: Record<string, string> = {}): [string, string[]] {
-  const vars = Object.entries({ PATH: NODE_PATH, HOME: '/root', LANG: 'C.UTF-8', ...env }).map(([k, v]) => `${k}=${v}`);
+export function nodeCommand(
+  node: NodeRecord,
+  argv: string[],
+  env: Record<string, string> = {},
+): [string, string[]] {
+  const vars = Object.entries({ PATH: NODE_PATH, HOME: '/root', LANG: 'C.UTF-8', ...env }).map(
+    ([k, v]) => `${k}=${v}`,
+  );
   return ['nsenter', [...enterNode(node), 'env', '-i', ...vars, ...argv]];
 }
 
-export async function execInNode(node: NodeRecord, argv: string[], opts: { input?: string | Buffer } = {}): Promise<RunResult> {
+export async function execInNode(
+  node: NodeRecord,
+  argv: string[],
+  opts: { input?: string | Buffer } = {},
+): Promise<RunResult> {
   const [cmd, args] = nodeCommand(node, argv);
   const input = opts.input === undefined ? {} : { input: opts.input, stdio: 'pipe' as const };
   return resultOf(await sh({ cwd: '/', nothrow: true, ...input })`${cmd} ${args}`);

@@ -17,9 +17,13 @@ export function slot(): number {
 }
 
 export function stateRoot(): string {
-  const root = process.env.RUNNER_FLEET_TESTBED ?? `/var/tmp/runner-fleet-testbed${slot() ? `-${slot()}` : ''}`;
+  const root =
+    process.env.RUNNER_FLEET_TESTBED ?? `/var/tmp/runner-fleet-testbed${slot() ? `-${slot()}` : ''}`;
   // Each node mounts its own /tmp before /run: a state root under /tmp would be hidden from the mounts after it.
-  if (root === '/tmp' || root.startsWith('/tmp/')) throw new Error(`RUNNER_FLEET_TESTBED: ${root} is under /tmp, which every node mounts privately; use /var/tmp`);
+  if (root === '/tmp' || root.startsWith('/tmp/'))
+    throw new Error(
+      `RUNNER_FLEET_TESTBED: ${root} is under /tmp, which every node mounts privately; use /var/tmp`,
+    );
   return root;
 }
 

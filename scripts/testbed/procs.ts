@@ -24,7 +24,11 @@ export interface RunResult {
 /** A settled ProcessOutput as a RunResult: death by a signal reads 128+n, as a shell reports it. */
 export function resultOf(out: ProcessOutput): RunResult {
   const signo = out.signal ? (constants.signals[out.signal] ?? 0) : undefined;
-  return { code: out.exitCode ?? (signo !== undefined ? 128 + signo : 1), stdout: out.stdout, stderr: out.stderr };
+  return {
+    code: out.exitCode ?? (signo !== undefined ? 128 + signo : 1),
+    stdout: out.stdout,
+    stderr: out.stderr,
+  };
 }
 
 /**
@@ -33,10 +37,19 @@ export function resultOf(out: ProcessOutput): RunResult {
  * collects its output; a daemon must outlive this process (`up` returns, the CLI exits), write to its own
  * log file descriptor and carry no shell between us and its PID (the fleet signals and records that PID).
  */
-export function spawnDaemon(cmd: string, args: string[], opts: { log: string; env?: NodeJS.ProcessEnv; cwd?: string }): number {
+export function spawnDaemon(
+  cmd: string,
+  args: string[],
+  opts: { log: string; env?: NodeJS.ProcessEnv; cwd?: string },
+): number {
   const fd = openSync(opts.log, 'a');
   try {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? '/', detached: true, stdio: ['ignore', fd, fd] });
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd ?? '/',
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    });
     child.on('error', () => {});
     child.unref();
     if (child.pid === undefined) throw new Error(`cannot start ${cmd}`);
@@ -139,7 +152,11 @@ export function signal(pid: number, sig: NodeJS.Signals): void {
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `test` is true; returns false on timeout. */
-export async function waitFor(test: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+export async function waitFor(
+  test: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await test()) return true;

@@ -60,9 +60,17 @@ export const registryService: TestbedService = {
       ].join('\n'),
     );
     // nsenter, not `ip netns exec`: that one makes a mount namespace holding a copy of every named netns.
-    ctx.spawnDaemon('registry', 'nsenter', [`--net=/run/netns/${REGISTRY_NETNS}`, '--', 'docker-registry', 'serve', config]);
+    ctx.spawnDaemon('registry', 'nsenter', [
+      `--net=/run/netns/${REGISTRY_NETNS}`,
+      '--',
+      'docker-registry',
+      'serve',
+      config,
+    ]);
     if (!(await waitFor(registryAnswers, 15_000, 100))) {
-      throw new Error(`registry did not answer on http://${REGISTRY}/v2/ (see ${join(ctx.dir, 'registry.log')})`);
+      throw new Error(
+        `registry did not answer on http://${REGISTRY}/v2/ (see ${join(ctx.dir, 'registry.log')})`,
+      );
     }
     ctx.log(`registry on ${REGISTRY}`);
     return { gitlab: { registry: [REGISTRY] } };

@@ -30,7 +30,12 @@ export interface ServiceContext {
    * Starts a detached process (stdio to `<dir>/<label>.log`) and records it, so `down` kills it even if
    * the service's own stop cannot. Returns its PID.
    */
-  spawnDaemon: (label: string, cmd: string, args: string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string }) => number;
+  spawnDaemon: (
+    label: string,
+    cmd: string,
+    args: string[],
+    opts?: { env?: NodeJS.ProcessEnv; cwd?: string },
+  ) => number;
 }
 
 export interface TestbedService {
@@ -41,7 +46,13 @@ export interface TestbedService {
 }
 
 /** What `up` starts unless told otherwise, in this order (`down` stops them in reverse). */
-export const DEFAULT_SERVICES: TestbedService[] = [registryService, imagesService, gitlabRunnerPackageService, gitlabService, clusterService];
+export const DEFAULT_SERVICES: TestbedService[] = [
+  registryService,
+  imagesService,
+  gitlabRunnerPackageService,
+  gitlabService,
+  clusterService,
+];
 
 const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
 
@@ -51,13 +62,21 @@ const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
  */
 export function servicesNamed(names: string[]): TestbedService[] {
   const unknown = names.filter((n) => !DEFAULT_SERVICES.some((s) => s.name === n));
-  if (unknown.length > 0) throw new Error(`unknown service ${unknown.join(', ')} (known: ${DEFAULT_SERVICES.map((s) => s.name).join(', ')})`);
+  if (unknown.length > 0)
+    throw new Error(
+      `unknown service ${unknown.join(', ')} (known: ${DEFAULT_SERVICES.map((s) => s.name).join(', ')})`,
+    );
   return DEFAULT_SERVICES.filter((s) => ALWAYS_ON.includes(s.name) || names.includes(s.name));
 }
 
 const PIDS = 'daemons.pids';
 
-export function serviceContext(service: TestbedService, stateRoot: string, nodes: NodeRecord[], log: (msg: string) => void): ServiceContext {
+export function serviceContext(
+  service: TestbedService,
+  stateRoot: string,
+  nodes: NodeRecord[],
+  log: (msg: string) => void,
+): ServiceContext {
   const dir = join(stateRoot, 'services', service.name);
   return {
     stateRoot,

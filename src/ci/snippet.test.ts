@@ -17,10 +17,17 @@ ${runners}
 const job = (text: string) => (parse(text) as Record<string, any>)[JOB_NAME];
 
 describe('ciSnippet', () => {
-  it('dind: the first registry goes to the service as --insecure-registry, with GitLab\'s TLS variables', () => {
+  it("dind: the first registry goes to the service as --insecure-registry, with GitLab's TLS variables", () => {
     const j = job(ciSnippet(inv(), 'dind'));
-    expect(j.services).toEqual([{ name: 'docker:27-dind', alias: 'docker', command: ['--insecure-registry=gitlab.lan:5050'] }]);
-    expect(j.variables).toMatchObject({ DOCKER_HOST: 'tcp://docker:2376', DOCKER_TLS_CERTDIR: '/certs', DOCKER_CERT_PATH: '/certs/client', REGISTRY: 'gitlab.lan:5050' });
+    expect(j.services).toEqual([
+      { name: 'docker:27-dind', alias: 'docker', command: ['--insecure-registry=gitlab.lan:5050'] },
+    ]);
+    expect(j.variables).toMatchObject({
+      DOCKER_HOST: 'tcp://docker:2376',
+      DOCKER_TLS_CERTDIR: '/certs',
+      DOCKER_CERT_PATH: '/certs/client',
+      REGISTRY: 'gitlab.lan:5050',
+    });
     expect(j.image).toBe('docker:27-cli');
     expect(j.tags).toEqual(['pi', 'arm']);
     expect(j.script).toContain('docker push "$IMAGE"');
@@ -33,7 +40,10 @@ describe('ciSnippet', () => {
     const shell = job(ciSnippet(inv(), 'shell'));
     expect(shell.image).toBeUndefined();
     expect(shell.services).toBeUndefined();
-    expect(shell.variables).toEqual({ REGISTRY: 'gitlab.lan:5050', IMAGE: '$REGISTRY/$CI_PROJECT_PATH:$CI_COMMIT_SHORT_SHA' });
+    expect(shell.variables).toEqual({
+      REGISTRY: 'gitlab.lan:5050',
+      IMAGE: '$REGISTRY/$CI_PROJECT_PATH:$CI_COMMIT_SHORT_SHA',
+    });
     expect(shell.script.at(-2)).toBe('docker build -t "$IMAGE" .');
   });
 

@@ -8,7 +8,8 @@ export const JOB_NAME = 'build-image';
 export function jobTags(inv: Inventory): { tags: string[]; note?: string } {
   const r = inv.runners;
   if (r.tags.length > 0) return { tags: r.tags };
-  if (r.runUntagged) return { tags: [], note: 'no runners.tags: untagged jobs run on these runners (runners.runUntagged)' };
+  if (r.runUntagged)
+    return { tags: [], note: 'no runners.tags: untagged jobs run on these runners (runners.runUntagged)' };
   // Each runner is tagged with its node name; without a common tag a job can only pin itself to one node.
   const first = inv.nodes[0]?.name;
   return {
@@ -33,7 +34,10 @@ export function ciSnippet(inv: Inventory, executor: Executor): string {
     `# .gitlab-ci.yml job printed by runner-fleet (executor: ${executor}): builds the repository's Dockerfile and`,
     `# pushes it to ${registry} with ${spec.ciHead(registry)}.`,
   ];
-  if (inv.gitlab.registries.length > 1) lines.push(`# The inventory lists more registries (${inv.gitlab.registries.slice(1).join(', ')}); this job pushes to the first.`);
+  if (inv.gitlab.registries.length > 1)
+    lines.push(
+      `# The inventory lists more registries (${inv.gitlab.registries.slice(1).join(', ')}); this job pushes to the first.`,
+    );
   lines.push(`${JOB_NAME}:`, '  stage: build', ...spec.ciLines(inv, registry));
   lines.push(
     `    REGISTRY: ${q(registry)}`,
@@ -44,7 +48,7 @@ export function ciSnippet(inv: Inventory, executor: Executor): string {
   lines.push(
     '  script:',
     '    - docker version',
-    '    # Only for GitLab\'s own registry: CI_REGISTRY_* are the job\'s credentials there.',
+    "    # Only for GitLab's own registry: CI_REGISTRY_* are the job's credentials there.",
     `    - ${sq('if [ -n "${CI_REGISTRY_PASSWORD:-}" ] && [ "${CI_REGISTRY:-}" = "$REGISTRY" ]; then echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$REGISTRY"; fi')}`,
     `    - ${sq('docker build -t "$IMAGE" .')}`,
     `    - ${sq('docker push "$IMAGE"')}`,

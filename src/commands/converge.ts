@@ -27,7 +27,10 @@ export function preflight(inv: Inventory): void {
   const issues: string[] = [];
   const seen = new Set<string>();
   inv.nodes.forEach((n, i) => {
-    for (const [key, path] of [['identityFile', n.identityFile], ['knownHosts', n.knownHosts]] as const) {
+    for (const [key, path] of [
+      ['identityFile', n.identityFile],
+      ['knownHosts', n.knownHosts],
+    ] as const) {
       if (seen.has(path)) continue;
       seen.add(path);
       try {
@@ -62,21 +65,35 @@ interface NodeRunnerStep {
 }
 
 /** One node's host phase; never throws: failures land in the report. */
-async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOptions, runners?: NodeRunnerStep): Promise<NodeOutcome> {
+async function convergeNode(
+  node: NodeSpec,
+  inv: Inventory,
+  opts: ConvergeOptions,
+  runners?: NodeRunnerStep,
+): Promise<NodeOutcome> {
   const changes: Change[] = [];
   try {
     opts.log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
     return await withNode(node, async (conn) => {
       opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
       const { record } = changeRecorder(node.name, { dryRun: opts.dryRun, log: opts.log, changes });
-      const host = await convergeHost(conn, node, inv.gitlab.registries, { dryRun: opts.dryRun, onChange: record, gatherExtra: runners?.gatherExtra, docker: inv.docker });
+      const host = await convergeHost(conn, node, inv.gitlab.registries, {
+        dryRun: opts.dryRun,
+        onChange: record,
+        gatherExtra: runners?.gatherExtra,
+        docker: inv.docker,
+      });
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {
         opts.log.error(node.name, runnerError);
         opts.log.done?.(node.name, false, 'failed');
         return { report: { name: node.name, ok: false, changes, error: runnerError }, host };
       }
-      opts.log.done?.(node.name, true, `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`);
+      opts.log.done?.(
+        node.name,
+        true,
+        `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`,
+      );
       return { report: { name: node.name, ok: true, changes }, host };
     });
   } catch (err) {
@@ -91,7 +108,10 @@ async function convergeNode(node: NodeSpec, inv: Inventory, opts: ConvergeOption
  * Hosts first (Docker and the registry on each selected node), then runners in GitLab, then the cluster.
  * `inv` is the whole inventory; `only` limits the host phase and keeps the other nodes' runners as they are.
  */
-export async function runConverge(inv: Inventory, opts: ConvergeOptions & { executor: Executor; only?: string[]; lockSeconds?: number }): Promise<RunReport> {
+export async function runConverge(
+  inv: Inventory,
+  opts: ConvergeOptions & { executor: Executor; only?: string[]; lockSeconds?: number },
+): Promise<RunReport> {
   const selected = selectNodes(inv, opts.only);
   preflight(selected);
   // The fleet lock comes before GitLab or any node is touched: a second apply fails here, having changed nothing.
@@ -102,7 +122,11 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
     if (!lost) return report;
     // Another run may have changed runners meanwhile: this run cannot vouch for the records.
     const gitlab = report.gitlab ?? { ok: true, changes: [] };
-    return buildReport(report.nodes, { ...gitlab, ok: false, error: gitlab.error ? `${gitlab.error}; ${lost}` : lost }, report.cluster);
+    return buildReport(
+      report.nodes,
+      { ...gitlab, ok: false, error: gitlab.error ? `${gitlab.error}; ${lost}` : lost },
+      report.cluster,
+    );
   } finally {
     await lock?.release();
   }
@@ -112,56 +136,92 @@ export async function runConverge(inv: Inventory, opts: ConvergeOptions & { exec
  * Which cluster holds the Lease: the inventory's (or $KUBECONFIG's), else kubectl's default if there is one.
  * Without a cluster there is no fleet-wide lock; each node's daemon.json edit still takes its own lock on the node.
  */
-async function takeFleetLock(inv: Inventory, opts: ConvergeOptions & { lockSeconds?: number }): Promise<FleetLock | undefined> {
+async function takeFleetLock(
+  inv: Inventory,
+  opts: ConvergeOptions & { lockSeconds?: number },
+): Promise<FleetLock | undefined> {
   const named = Boolean(inv.kubernetes.kubeconfig || inv.kubernetes.fromNode || process.env.KUBECONFIG);
   const usesCluster = inv.gitlab.auth.kind !== 'none' && inv.runners.placement === 'cluster';
   if (!named && !existsSync(join(homedir(), '.kube', 'config'))) {
-    opts.log.progress('cluster', 'no cluster configured: no fleet-wide lock for this run (each node locks its own daemon.json edit)');
+    opts.log.progress(
+      'cluster',
+      'no cluster configured: no fleet-wide lock for this run (each node locks its own daemon.json edit)',
+    );
     return undefined;
   }
-  const [{ acquireFleetLock, LockHeldError }, { connectCluster }, { kubeconfigFromNode }] = await Promise.all([
-    import('../lock/fleet-lock.js'),
-    import('../kube/converge.js'),
-    import('../placement/records.js'),
-  ]);
+  const [{ acquireFleetLock, LockHeldError }, { connectCluster }, { kubeconfigFromNode }] = await Promise.all(
+    [import('../lock/fleet-lock.js'), import('../kube/converge.js'), import('../placement/records.js')],
+  );
   let server = inv.kubernetes.kubeconfig ?? inv.kubernetes.fromNode ?? 'the default kubeconfig';
   try {
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     server = client.server;
-    opts.log.progress('cluster', `taking the fleet lock (Lease ${inv.kubernetes.namespace}/runner-fleet-lock) on ${server}`);
-    return await acquireFleetLock(client, inv.kubernetes.namespace, { log: opts.log, durationSeconds: opts.lockSeconds });
+    opts.log.progress(
+      'cluster',
+      `taking the fleet lock (Lease ${inv.kubernetes.namespace}/runner-fleet-lock) on ${server}`,
+    );
+    return await acquireFleetLock(client, inv.kubernetes.namespace, {
+      log: opts.log,
+      durationSeconds: opts.lockSeconds,
+    });
   } catch (err) {
     if (err instanceof LockHeldError || err instanceof InputError) throw err;
     const why = redact(err instanceof Error ? err.message : String(err));
     if (!named && !usesCluster) {
       // Host placement or hosts only, and only kubectl's default cluster: maybe not ours; go on with per-node locks.
-      opts.log.warn('cluster', `no fleet-wide lock: the default kubeconfig's cluster did not answer (${why})`);
+      opts.log.warn(
+        'cluster',
+        `no fleet-wide lock: the default kubeconfig's cluster did not answer (${why})`,
+      );
       return undefined;
     }
-    throw new RunFailedError(`cannot take the fleet lock on the cluster ${server} (${why}); nothing was changed`);
+    throw new RunFailedError(
+      `cannot take the fleet lock on the cluster ${server} (${why}); nothing was changed`,
+    );
   }
 }
 
-async function convergeLocked(inv: Inventory, selected: Inventory, opts: ConvergeOptions & { executor: Executor; only?: string[] }): Promise<RunReport> {
+async function convergeLocked(
+  inv: Inventory,
+  selected: Inventory,
+  opts: ConvergeOptions & { executor: Executor; only?: string[] },
+): Promise<RunReport> {
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
   const phase = withRunners(inv.gitlab.auth)
-    ? import('../placement/phase.js').then((m) => m.runnerPhase({ inventory: inv, only: opts.only, executor: opts.executor, dryRun: opts.dryRun, log: opts.log }))
+    ? import('../placement/phase.js').then((m) =>
+        m.runnerPhase({
+          inventory: inv,
+          only: opts.only,
+          executor: opts.executor,
+          dryRun: opts.dryRun,
+          log: opts.log,
+        }),
+      )
     : undefined;
   phase?.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
   // The host-runner facts join each node's one gather: everything for host placement; in cluster placement only
   // what shows a host runner left over from host placement, which must go before the node's cluster runner comes.
   const runners: NodeRunnerStep | undefined = phase && {
-    gatherExtra: hostRunnerGatherScript(inv.runners.placement === 'host' ? 'full' : 'probe', inv.runners.packageRepository.url),
+    gatherExtra: hostRunnerGatherScript(
+      inv.runners.placement === 'host' ? 'full' : 'probe',
+      inv.runners.packageRepository.url,
+    ),
     onNode: async (...args) => (await phase).onNode(...args),
   };
-  const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) => convergeNode(node, inv, opts, runners));
+  const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) =>
+    convergeNode(node, inv, opts, runners),
+  );
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
   let after: Awaited<ReturnType<RunnerPhase['afterNodes']>>;
   try {
     after = phase
       ? await (await phase).afterNodes(facts)
-      : (opts.log.progress('gitlab', 'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes'), { nodes: [] });
+      : (opts.log.progress(
+          'gitlab',
+          'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes',
+        ),
+        { nodes: [] });
   } catch (err) {
     // Nodes have changed by now: whatever goes wrong is a failed run with its report (exit 1), never "bad input".
     const error = redact(err instanceof Error ? err.message : String(err));
@@ -175,16 +235,31 @@ export function formatSummary(report: RunReport, dryRun: boolean): string {
   const verb = dryRun ? 'would change' : 'changed';
   const rows = report.nodes.map((n) => {
     const status = n.ok ? 'ok' : 'FAILED';
-    const lines = [`  ${n.name.padEnd(16)} ${status.padEnd(7)} ${n.changes.length} ${verb}${n.error ? `: ${n.error}` : ''}`];
+    const lines = [
+      `  ${n.name.padEnd(16)} ${status.padEnd(7)} ${n.changes.length} ${verb}${n.error ? `: ${n.error}` : ''}`,
+    ];
     for (const c of n.changes) lines.push(`      - ${c.detail}`);
     return lines.join('\n');
   });
-  for (const [name, section] of [['gitlab', report.gitlab], ['cluster', report.cluster]] as const) {
+  for (const [name, section] of [
+    ['gitlab', report.gitlab],
+    ['cluster', report.cluster],
+  ] as const) {
     if (!section) continue;
-    rows.push(`  ${name.padEnd(16)} ${(section.ok ? 'ok' : 'FAILED').padEnd(7)} ${section.changes.length} ${verb}${section.error ? `: ${section.error}` : ''}`);
+    rows.push(
+      `  ${name.padEnd(16)} ${(section.ok ? 'ok' : 'FAILED').padEnd(7)} ${section.changes.length} ${verb}${section.error ? `: ${section.error}` : ''}`,
+    );
     for (const c of section.changes) rows.push(`      - ${c.detail}`);
   }
-  const failed = [...report.nodes.filter((n) => !n.ok).map((n) => n.name), ...(report.gitlab?.ok === false ? ['gitlab'] : []), ...(report.cluster?.ok === false ? ['cluster'] : [])];
-  const head = report.ok ? (report.changed === 0 ? 'Converged: nothing to change.' : `Converged: ${report.changed} ${verb}.`) : `Failed: ${failed.join(', ')}.`;
+  const failed = [
+    ...report.nodes.filter((n) => !n.ok).map((n) => n.name),
+    ...(report.gitlab?.ok === false ? ['gitlab'] : []),
+    ...(report.cluster?.ok === false ? ['cluster'] : []),
+  ];
+  const head = report.ok
+    ? report.changed === 0
+      ? 'Converged: nothing to change.'
+      : `Converged: ${report.changed} ${verb}.`
+    : `Failed: ${failed.join(', ')}.`;
   return `${dryRun ? 'Plan' : 'Summary'}\n${rows.join('\n')}\n${dryRun ? `${report.changed} change(s) planned; nothing was changed.` : head}`;
 }

@@ -10,7 +10,14 @@ import type { KubeClient } from '../kube/client.js';
 import { planTeardown, runTeardown, teardownChanges, type TeardownPlan } from '../kube/teardown.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
-import { buildReport, changeRecorder, type Change, type ClusterReport, type NodeReport, type RunReport } from '../report.js';
+import {
+  buildReport,
+  changeRecorder,
+  type Change,
+  type ClusterReport,
+  type NodeReport,
+  type RunReport,
+} from '../report.js';
 import { describeAction, planRegistrations } from '../runners/plan.js';
 import { reconcileRunners } from '../runners/reconcile.js';
 import type { RecordStore, RunnerRecord } from '../runners/records.js';
@@ -41,10 +48,19 @@ export interface DestroyReport extends RunReport {
 }
 
 /** Bad input, before anything is contacted (exit 2). `interactive`: there is a terminal to ask on. */
-export function destroyPreflight(inv: Inventory, opts: { yes: boolean; interactive: boolean; only?: string[] }): void {
+export function destroyPreflight(
+  inv: Inventory,
+  opts: { yes: boolean; interactive: boolean; only?: string[] },
+): void {
   const issues: string[] = [];
-  if (opts.only) issues.push('destroy: --only does not apply; destroy removes the whole fleet (to drop some nodes, remove them from the inventory and run apply)');
-  if (!opts.yes && !opts.interactive) issues.push('destroy asks for confirmation, and there is no terminal to ask on: pass --yes to remove without asking');
+  if (opts.only)
+    issues.push(
+      'destroy: --only does not apply; destroy removes the whole fleet (to drop some nodes, remove them from the inventory and run apply)',
+    );
+  if (!opts.yes && !opts.interactive)
+    issues.push(
+      'destroy asks for confirmation, and there is no terminal to ask on: pass --yes to remove without asking',
+    );
   if (issues.length > 0) throw new InputError(issues, 'cannot destroy');
   preflight(inv);
 }
@@ -72,7 +88,9 @@ async function planHosts(inv: Inventory, opts: DestroyOptions): Promise<HostSide
   return mapPool(inv.nodes, opts.concurrency, async (node) => {
     try {
       opts.log.progress(node.name, 'looking for what runner-fleet left here (read-only)');
-      const plan = await withNode(node, (conn) => planNodeCleanup(conn, node, inv.gitlab.registries, { purgeRegistryConfig: opts.purgeRegistryConfig }));
+      const plan = await withNode(node, (conn) =>
+        planNodeCleanup(conn, node, inv.gitlab.registries, { purgeRegistryConfig: opts.purgeRegistryConfig }),
+      );
       opts.log.done?.(node.name, true, `${plan.steps.length} to remove`);
       return { node, plan };
     } catch (err) {
@@ -93,7 +111,11 @@ async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
     .map(describeAction)
     .filter((d): d is Change => d !== null);
   const teardown = await planTeardown(client, ns, inv.kubernetes.nodeLabel);
-  log.done?.('cluster', true, `${records.length} runner record(s), ${teardownChanges(teardown).length} cluster change(s)`);
+  log.done?.(
+    'cluster',
+    true,
+    `${records.length} runner record(s), ${teardownChanges(teardown).length} cluster change(s)`,
+  );
   return { client, store, records, gitlab, teardown };
 }
 
@@ -117,14 +139,22 @@ type HostRunnerResult = Awaited<ReturnType<typeof removeHostRunners>>;
 
 function hostRunnerLines(r: HostRunnerResult | undefined): string[] {
   if (!r) return [];
-  return [...r.gitlab.changes.map((c) => `  gitlab   ${c.detail}`), ...r.nodes.flatMap((n) => n.changes.map((c) => `  ${n.name.padEnd(8)} ${c.detail}`))];
+  return [
+    ...r.gitlab.changes.map((c) => `  gitlab   ${c.detail}`),
+    ...r.nodes.flatMap((n) => n.changes.map((c) => `  ${n.name.padEnd(8)} ${c.detail}`)),
+  ];
 }
 
 /** Two reports of the same node (host runner, then cleanup) as one. */
 function mergeNode(a: NodeReport | undefined, b: NodeReport): NodeReport {
   if (!a) return b;
   const error = [a.error, b.error].filter(Boolean).join('; ');
-  return { name: b.name, ok: a.ok && b.ok, changes: [...a.changes, ...b.changes], ...(error ? { error } : {}) };
+  return {
+    name: b.name,
+    ok: a.ok && b.ok,
+    changes: [...a.changes, ...b.changes],
+    ...(error ? { error } : {}),
+  };
 }
 
 function mergeSection(a: ClusterReport | undefined, b: ClusterReport | undefined): ClusterReport | undefined {
@@ -133,13 +163,18 @@ function mergeSection(a: ClusterReport | undefined, b: ClusterReport | undefined
   return { ok: a.ok && b.ok, changes: [...a.changes, ...b.changes], ...(error ? { error } : {}) };
 }
 
-export function formatDestroyPlan(hosts: HostSide[], cluster: ClusterSide | undefined, hostRunners?: HostRunnerResult): string {
+export function formatDestroyPlan(
+  hosts: HostSide[],
+  cluster: ClusterSide | undefined,
+  hostRunners?: HostRunnerResult,
+): string {
   const lines: string[] = hostRunnerLines(hostRunners);
   if (cluster) {
     for (const c of cluster.gitlab) lines.push(`  gitlab   ${c.detail}`);
     for (const c of teardownChanges(cluster.teardown)) lines.push(`  cluster  ${c.detail}`);
   }
-  for (const h of hosts) for (const s of h.plan?.steps ?? []) lines.push(`  ${h.node.name.padEnd(8)} ${s.detail}`);
+  for (const h of hosts)
+    for (const s of h.plan?.steps ?? []) lines.push(`  ${h.node.name.padEnd(8)} ${s.detail}`);
   return lines.join('\n');
 }
 
@@ -150,14 +185,22 @@ export function formatDestroySummary(r: DestroyReport): string {
   const rows: string[] = [];
   const section = (name: string, s: { ok: boolean; changes: Change[]; error?: string }) => {
     if (s.ok && s.changes.length === 0) return;
-    rows.push(`  ${name.padEnd(16)} ${(s.ok ? 'ok' : 'FAILED').padEnd(7)} ${s.changes.length} removed${s.error ? `: ${s.error}` : ''}`);
+    rows.push(
+      `  ${name.padEnd(16)} ${(s.ok ? 'ok' : 'FAILED').padEnd(7)} ${s.changes.length} removed${s.error ? `: ${s.error}` : ''}`,
+    );
     for (const c of s.changes) rows.push(`      - ${c.detail}`);
   };
   for (const n of r.nodes) section(n.name, n);
   if (r.gitlab) section('gitlab', r.gitlab);
   if (r.cluster) section('cluster', r.cluster);
-  const failed = [...r.nodes.filter((n) => !n.ok).map((n) => n.name), ...(r.gitlab?.ok === false ? ['gitlab'] : []), ...(r.cluster?.ok === false ? ['cluster'] : [])];
-  const head = r.ok ? `Destroyed: ${r.changed} removed.` : `Failed: ${failed.join(', ')}; run destroy again to finish.`;
+  const failed = [
+    ...r.nodes.filter((n) => !n.ok).map((n) => n.name),
+    ...(r.gitlab?.ok === false ? ['gitlab'] : []),
+    ...(r.cluster?.ok === false ? ['cluster'] : []),
+  ];
+  const head = r.ok
+    ? `Destroyed: ${r.changed} removed.`
+    : `Failed: ${failed.join(', ')}; run destroy again to finish.`;
   return `Destroy\n${rows.join('\n')}\n${head}${kept}`;
 }
 
@@ -167,32 +210,71 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
   const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));
   const kept: string[] = [];
-  if (!registers) kept.push('no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only');
+  if (!registers)
+    kept.push(
+      'no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only',
+    );
   const runnerNodes = registers ? hostRunnerNodes(inv, log) : [];
 
   // Read-only first: the prompt lists exactly what goes.
   const [hosts, clusterOrError, hostRunnerPlan] = await Promise.all([
     planHosts(inv, opts),
-    withCluster ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) })) : Promise.resolve(undefined),
-    runnerNodes.length > 0 ? removeHostRunners(inv, runnerNodes, { dryRun: true, log, concurrency: opts.concurrency, cause: { kind: 'destroy' } }) : Promise.resolve(undefined),
+    withCluster
+      ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) }))
+      : Promise.resolve(undefined),
+    runnerNodes.length > 0
+      ? removeHostRunners(inv, runnerNodes, {
+          dryRun: true,
+          log,
+          concurrency: opts.concurrency,
+          cause: { kind: 'destroy' },
+        })
+      : Promise.resolve(undefined),
   ]);
   if (clusterOrError && 'error' in clusterOrError) {
     log.error('cluster', clusterOrError.error);
     const failedCluster: ClusterReport = { ok: false, changes: [], error: clusterOrError.error };
-    const nodes: NodeReport[] = hosts.map((h) => ({ name: h.node.name, ok: !h.error, changes: [], ...(h.error ? { error: h.error } : {}) }));
-    return { ...buildReport(nodes, { ok: false, changes: [], error: 'not attempted: the cluster (which holds the runner records) could not be read' }, failedCluster), nothingToRemove: false, kept };
+    const nodes: NodeReport[] = hosts.map((h) => ({
+      name: h.node.name,
+      ok: !h.error,
+      changes: [],
+      ...(h.error ? { error: h.error } : {}),
+    }));
+    return {
+      ...buildReport(
+        nodes,
+        {
+          ok: false,
+          changes: [],
+          error: 'not attempted: the cluster (which holds the runner records) could not be read',
+        },
+        failedCluster,
+      ),
+      nothingToRemove: false,
+      kept,
+    };
   }
   const cluster = clusterOrError;
   for (const h of hosts) for (const k of h.plan?.kept ?? []) kept.push(`${h.node.name}: ${k}`);
   if (cluster?.teardown.namespaceNote) kept.push(cluster.teardown.namespaceNote);
 
   const planText = formatDestroyPlan(hosts, cluster, hostRunnerPlan);
-  const unreachable = [...hosts.filter((h) => h.error).map((h) => h.node.name), ...(hostRunnerPlan?.nodes.filter((n) => !n.ok).map((n) => n.name) ?? [])];
+  const unreachable = [
+    ...hosts.filter((h) => h.error).map((h) => h.node.name),
+    ...(hostRunnerPlan?.nodes.filter((n) => !n.ok).map((n) => n.name) ?? []),
+  ];
   if (planText === '' && unreachable.length === 0) {
-    return { ...buildReport(hosts.map((h) => ({ name: h.node.name, ok: true, changes: [] }))), nothingToRemove: true, kept };
+    return {
+      ...buildReport(hosts.map((h) => ({ name: h.node.name, ok: true, changes: [] }))),
+      nothingToRemove: true,
+      kept,
+    };
   }
   if (planText !== '' && !opts.yes) {
-    const warnUnreachable = unreachable.length > 0 ? `\n(${[...new Set(unreachable)].join(', ')} could not be reached: what is there stays.)` : '';
+    const warnUnreachable =
+      unreachable.length > 0
+        ? `\n(${[...new Set(unreachable)].join(', ')} could not be reached: what is there stays.)`
+        : '';
     if (!(await opts.confirm(`runner-fleet destroy will remove:\n${planText}${warnUnreachable}`))) {
       return { ...buildReport([]), ok: false, nothingToRemove: false, declined: true, kept };
     }
@@ -203,7 +285,12 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   let hostRunners: HostRunnerResult | undefined;
   if (hostRunnerPlan && hostRunnerLines(hostRunnerPlan).length > 0) {
     log.progress('gitlab', 'removing host-placed runners');
-    hostRunners = await removeHostRunners(inv, runnerNodes, { dryRun: false, log, concurrency: opts.concurrency, cause: { kind: 'destroy' } });
+    hostRunners = await removeHostRunners(inv, runnerNodes, {
+      dryRun: false,
+      log,
+      concurrency: opts.concurrency,
+      cause: { kind: 'destroy' },
+    });
   }
   let gitlab: ClusterReport | undefined = hostRunners?.gitlab;
   let clusterReport: ClusterReport | undefined;
@@ -213,12 +300,17 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
       let fromRecords: ClusterReport;
       try {
         log.progress('gitlab', `deleting ${cluster.records.length} runner(s) at ${inv.gitlab.url}`);
-        const r = await reconcileRunners(withoutNodes(inv), cluster.store, GitlabApi.fromConfig(inv.gitlab), { dryRun: false, log });
+        const r = await reconcileRunners(withoutNodes(inv), cluster.store, GitlabApi.fromConfig(inv.gitlab), {
+          dryRun: false,
+          log,
+        });
         remaining = r.records.length;
         fromRecords = {
           ok: r.errors.length === 0 && remaining === 0,
           changes: r.changes.map((c) => ({ step: c.step, detail: c.detail })),
-          ...(r.errors.length > 0 ? { error: r.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
+          ...(r.errors.length > 0
+            ? { error: r.errors.map((e) => `${e.node}: ${e.message}`).join('; ') }
+            : {}),
         };
         log.done?.('gitlab', fromRecords.ok, `${r.changes.length} removed`);
       } catch (err) {
@@ -227,9 +319,12 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
       }
       gitlab = mergeSection(gitlab, fromRecords);
     }
-    log.progress('cluster', 'removing runner-fleet\'s objects');
+    log.progress('cluster', "removing runner-fleet's objects");
     clusterReport = await runTeardown(cluster.client, cluster.teardown, { keepRecords: remaining > 0, log });
-    if (remaining > 0) kept.push(`Secret ${inv.kubernetes.namespace}/runner-fleet-records stays: ${remaining} runner(s) could not be deleted in GitLab; run destroy again`);
+    if (remaining > 0)
+      kept.push(
+        `Secret ${inv.kubernetes.namespace}/runner-fleet-records stays: ${remaining} runner(s) could not be deleted in GitLab; run destroy again`,
+      );
     log.done?.('cluster', clusterReport.ok, `${clusterReport.changes.length} removed`);
   }
 

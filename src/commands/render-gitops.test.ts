@@ -1,5 +1,14 @@
 // render --argocd-*: the flags reach render's preflight (exit 2 naming the flag), the Application lands in DIR/argocd/.
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -18,8 +27,18 @@ nodes: [{name: pi1, host: 127.0.0.11}]
 `,
   '/tmp/inventory.yaml',
 );
-const src = { repoURL: 'https://gitlab.lan/ops/runners.git', path: 'clusters/pi', targetRevision: 'HEAD', namespace: 'argocd' };
-const ns: ManifestFile = { name: '01-namespace-gitlab-runner.yaml', content: `${RENDER_HEADER}\nkind: Namespace\n`, plainSecret: false, mode: 0o644 };
+const src = {
+  repoURL: 'https://gitlab.lan/ops/runners.git',
+  path: 'clusters/pi',
+  targetRevision: 'HEAD',
+  namespace: 'argocd',
+};
+const ns: ManifestFile = {
+  name: '01-namespace-gitlab-runner.yaml',
+  content: `${RENDER_HEADER}\nkind: Namespace\n`,
+  plainSecret: false,
+  mode: 0o644,
+};
 
 let base: string;
 beforeEach(() => {
@@ -39,24 +58,53 @@ const inputError = (f: () => unknown): string => {
 
 describe('render --argocd-* on the command line', () => {
   it('parses the flags for render, refuses them for other commands', () => {
-    const req = parseCli(['render', '--out', 'gitops', '--argocd-repo', 'git@gitlab.lan:ops/r.git', '--argocd-path', 'pi', '--argocd-revision', 'main', '--seal-cert', 'c.pem']);
-    expect(req.argocd).toEqual({ repo: 'git@gitlab.lan:ops/r.git', path: 'pi', revision: 'main', namespace: undefined });
+    const req = parseCli([
+      'render',
+      '--out',
+      'gitops',
+      '--argocd-repo',
+      'git@gitlab.lan:ops/r.git',
+      '--argocd-path',
+      'pi',
+      '--argocd-revision',
+      'main',
+      '--seal-cert',
+      'c.pem',
+    ]);
+    expect(req.argocd).toEqual({
+      repo: 'git@gitlab.lan:ops/r.git',
+      path: 'pi',
+      revision: 'main',
+      namespace: undefined,
+    });
     expect(req.sealCert).toBe('c.pem');
     expect(parseCli(['render', '--out', 'gitops']).argocd).toBeUndefined();
-    expect(inputError(() => parseCli(['apply', '--argocd-repo', 'https://x/y']))).toMatch(/--argocd-repo: only applies to render/);
-    expect(inputError(() => parseCli(['plan', '--seal-cert', 'c.pem']))).toMatch(/--seal-cert: only applies to render/);
+    expect(inputError(() => parseCli(['apply', '--argocd-repo', 'https://x/y']))).toMatch(
+      /--argocd-repo: only applies to render/,
+    );
+    expect(inputError(() => parseCli(['plan', '--seal-cert', 'c.pem']))).toMatch(
+      /--seal-cert: only applies to render/,
+    );
   });
 
   it('bad values are exit 2 from the preflight, before anything is contacted, each naming its flag', () => {
     const message = inputError(() =>
-      renderPreflight(inv, { seal: false, out: join(base, 'gitops'), argocd: { repo: 'https://user:secret@gitlab.lan/ops/r.git', path: '../up', namespace: 'Argo' } }),
+      renderPreflight(inv, {
+        seal: false,
+        out: join(base, 'gitops'),
+        argocd: { repo: 'https://user:secret@gitlab.lan/ops/r.git', path: '../up', namespace: 'Argo' },
+      }),
     );
     expect(message).toMatch(/--argocd-repo: must not contain a password/);
     expect(message).toMatch(/--argocd-path: must stay inside the repository/);
     expect(message).toMatch(/--argocd-namespace: /);
     expect(message).not.toContain('secret@');
-    expect(inputError(() => renderPreflight(inv, { seal: false, argocd: { path: 'x' } }))).toMatch(/--argocd-repo: is required/);
-    expect(renderPreflight(inv, { seal: false, argocd: { repo: src.repoURL, path: 'clusters/pi/' } }).argocd).toEqual(src);
+    expect(inputError(() => renderPreflight(inv, { seal: false, argocd: { path: 'x' } }))).toMatch(
+      /--argocd-repo: is required/,
+    );
+    expect(
+      renderPreflight(inv, { seal: false, argocd: { repo: src.repoURL, path: 'clusters/pi/' } }).argocd,
+    ).toEqual(src);
   });
 });
 
@@ -71,7 +119,15 @@ describe('render writes the Application into DIR/argocd/', () => {
     expect(app.spec.source.path).toBe('clusters/pi');
     expect(writeRenderOutput(out, [ns]).removed).toEqual([]);
     expect(existsSync(join(out, APPLICATION_FILE))).toBe(true);
-    expect(formatRenderSummary({ ok: true, out, files: [], removed: [], application: join(out, APPLICATION_FILE) })).toMatch(/kubectl apply -f .*argocd\/application\.yaml/);
+    expect(
+      formatRenderSummary({
+        ok: true,
+        out,
+        files: [],
+        removed: [],
+        application: join(out, APPLICATION_FILE),
+      }),
+    ).toMatch(/kubectl apply -f .*argocd\/application\.yaml/);
   });
 
   it('refuses a planted argocd link instead of writing through it', () => {
@@ -80,7 +136,9 @@ describe('render writes the Application into DIR/argocd/', () => {
     const elsewhere = join(base, 'elsewhere');
     mkdirSync(elsewhere, { mode: 0o700 });
     symlinkSync(elsewhere, join(out, 'argocd'));
-    expect(() => writeRenderOutput(out, [ns, applicationFile(src, 'gitlab-runner', 'fleet.yaml')])).toThrow(/--out: .*argocd is a symlink/);
+    expect(() => writeRenderOutput(out, [ns, applicationFile(src, 'gitlab-runner', 'fleet.yaml')])).toThrow(
+      /--out: .*argocd is a symlink/,
+    );
     expect(readdirSync(elsewhere)).toEqual([]);
     expect(readdirSync(out)).toEqual(['argocd']); // nothing written before the refusal
   });

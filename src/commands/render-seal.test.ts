@@ -1,6 +1,15 @@
 // render --seal with the real kubeseal: sealed with a generated certificate, unsealed with its private key, the
 // Secret that comes back is the one render would have written to secrets.yaml. No cluster is needed on this path.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -27,7 +36,10 @@ kubernetes: {namespace: ci}
   '/tmp/inventory.yaml',
 );
 const tokens = { pi1: 'glrt-pi1secretvalue0', pi2: 'glrt-pi2secretvalue0' };
-const configs = { pi1: `[[runners]]\n  token = "${tokens.pi1}"\n`, pi2: `[[runners]]\n  token = "${tokens.pi2}"\n` };
+const configs = {
+  pi1: `[[runners]]\n  token = "${tokens.pi1}"\n`,
+  pi2: `[[runners]]\n  token = "${tokens.pi2}"\n`,
+};
 const objects = renderClusterObjects({ inventory: inv, executor: 'dood', configs, tokens });
 
 let base: string;
@@ -36,10 +48,27 @@ let cert: string;
 let key: string;
 
 /** A self-signed RSA certificate and its key, as the controller keeps them (it makes 4096-bit ones; 2048 is faster). */
-async function makeCert(dir: string, name: string, extra: string[] = ['-newkey', 'rsa:2048']): Promise<{ cert: string; key: string }> {
+async function makeCert(
+  dir: string,
+  name: string,
+  extra: string[] = ['-newkey', 'rsa:2048'],
+): Promise<{ cert: string; key: string }> {
   const c = join(dir, `${name}.crt`);
   const k = join(dir, `${name}.key`);
-  const r = await runLocal('openssl', ['req', '-x509', ...extra, '-nodes', '-keyout', k, '-out', c, '-days', '30', '-subj', '/CN=sealed-secret/O=sealed-secret']);
+  const r = await runLocal('openssl', [
+    'req',
+    '-x509',
+    ...extra,
+    '-nodes',
+    '-keyout',
+    k,
+    '-out',
+    c,
+    '-days',
+    '30',
+    '-subj',
+    '/CN=sealed-secret/O=sealed-secret',
+  ]);
   if (r.code !== 0) throw new Error(`openssl failed: ${r.stderr}`);
   return { cert: c, key: k };
 }
@@ -67,7 +96,12 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
     vi.stubEnv('KUBECONFIG', env.KUBECONFIG);
     let sealed: Map<string, string>;
     try {
-      sealed = await sealSecrets(objects, { kubeseal, cert, kubeconfig: join(base, 'ignored'), log: silentLogger });
+      sealed = await sealSecrets(objects, {
+        kubeseal,
+        cert,
+        kubeconfig: join(base, 'ignored'),
+        log: silentLogger,
+      });
     } finally {
       vi.unstubAllEnvs();
     }
@@ -77,45 +111,71 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
     const files = manifestFiles(objects, { source: 'fleet.yaml', sealed });
     const written = writeRenderOutput(out, files);
     expect(written.secretsFile).toBeUndefined();
-    expect(readdirSync(out).sort()).toEqual(['01-namespace-ci.yaml', '02-serviceaccount-gitlab-runner.yaml', '03-sealedsecret-runner-fleet-config.yaml', '04-daemonset-gitlab-runner-dood.yaml']);
+    expect(readdirSync(out).sort()).toEqual([
+      '01-namespace-ci.yaml',
+      '02-serviceaccount-gitlab-runner.yaml',
+      '03-sealedsecret-runner-fleet-config.yaml',
+      '04-daemonset-gitlab-runner-dood.yaml',
+    ]);
     for (const f of readdirSync(out)) {
       const text = readFileSync(join(out, f), 'utf8');
       for (const t of Object.values(tokens)) expect(text, f).not.toContain(t);
-      for (const c of Object.values(configs)) expect(text, f).not.toContain(Buffer.from(c).toString('base64'));
+      for (const c of Object.values(configs))
+        expect(text, f).not.toContain(Buffer.from(c).toString('base64'));
     }
 
     const sealedText = readFileSync(join(out, '03-sealedsecret-runner-fleet-config.yaml'), 'utf8');
     const doc = parse(sealedText);
-    expect(doc).toMatchObject({ apiVersion: 'bitnami.com/v1alpha1', kind: 'SealedSecret', metadata: { name: 'runner-fleet-config', namespace: 'ci' } });
+    expect(doc).toMatchObject({
+      apiVersion: 'bitnami.com/v1alpha1',
+      kind: 'SealedSecret',
+      metadata: { name: 'runner-fleet-config', namespace: 'ci' },
+    });
     expect(Object.keys(doc.spec.encryptedData).sort()).toEqual(['pi1.config.toml', 'pi2.config.toml']);
 
-    const un = await runLocal(kubeseal, ['--recovery-unseal', '--recovery-private-key', key, '--format', 'yaml'], { input: sealedText });
+    const un = await runLocal(
+      kubeseal,
+      ['--recovery-unseal', '--recovery-private-key', key, '--format', 'yaml'],
+      { input: sealedText },
+    );
     expect(un.code, un.stderr).toBe(0);
     const secret = parse(un.stdout) as KubeObject;
     // The controller owns the Secret it makes from the SealedSecret; everything else is what render would have applied.
-    expect(secret.metadata.ownerReferences).toMatchObject([{ kind: 'SealedSecret', name: 'runner-fleet-config', controller: true }]);
+    expect(secret.metadata.ownerReferences).toMatchObject([
+      { kind: 'SealedSecret', name: 'runner-fleet-config', controller: true },
+    ]);
     const { ownerReferences: _owner, ...metadata } = secret.metadata;
     expect({ ...secret, metadata }).toEqual(expected);
-    expect(Buffer.from((secret.data as Record<string, string>)['pi1.config.toml'], 'base64').toString()).toBe(configs.pi1);
+    expect(Buffer.from((secret.data as Record<string, string>)['pi1.config.toml'], 'base64').toString()).toBe(
+      configs.pi1,
+    );
   });
 
   it('another key cannot unseal it', async () => {
     const other = await makeCert(base, 'other');
     const sealed = await sealSecrets(objects, { kubeseal, cert, log: silentLogger });
-    const un = await runLocal(kubeseal, ['--recovery-unseal', '--recovery-private-key', other.key, '--format', 'yaml'], { input: [...sealed.values()][0] });
+    const un = await runLocal(
+      kubeseal,
+      ['--recovery-unseal', '--recovery-private-key', other.key, '--format', 'yaml'],
+      { input: [...sealed.values()][0] },
+    );
     expect(un.code).not.toBe(0);
     expect(un.stdout).not.toContain(Buffer.from(configs.pi1).toString('base64'));
   });
 
-  it('without a certificate it still asks the inventory\'s cluster (fails, and says so, when there is none)', async () => {
+  it("without a certificate it still asks the inventory's cluster (fails, and says so, when there is none)", async () => {
     const kubeconfig = join(base, 'kubeconfig');
     writeFileSync(
       kubeconfig,
       'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n',
       { mode: 0o600 },
     );
-    await expect(sealSecrets(objects, { kubeseal, kubeconfig, log: silentLogger })).rejects.toThrow(RunFailedError);
-    await expect(sealSecrets(objects, { kubeseal, kubeconfig, log: silentLogger })).rejects.toThrow(/kubeseal failed for Secret runner-fleet-config/);
+    await expect(sealSecrets(objects, { kubeseal, kubeconfig, log: silentLogger })).rejects.toThrow(
+      RunFailedError,
+    );
+    await expect(sealSecrets(objects, { kubeseal, kubeconfig, log: silentLogger })).rejects.toThrow(
+      /kubeseal failed for Secret runner-fleet-config/,
+    );
   });
 
   it('--seal-cert: found on PATH, checked before anything is contacted; a key, an expired or a non-RSA certificate is exit 2', async () => {
@@ -138,22 +198,30 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
       };
       expect(preflightError(key)).toMatch(/--seal-cert: .*holds a private key/);
       expect(preflightError(key)).not.toContain(readFileSync(key, 'utf8').split('\n')[1]);
-      expect(preflightError(join(base, 'missing.crt'))).toMatch(/--seal-cert: cannot read .*missing\.crt \(ENOENT\)/);
+      expect(preflightError(join(base, 'missing.crt'))).toMatch(
+        /--seal-cert: cannot read .*missing\.crt \(ENOENT\)/,
+      );
       expect(preflightError(base)).toMatch(/--seal-cert: .* is not a file/);
-      writeFileSync(join(base, 'junk.crt'), '-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n');
+      writeFileSync(
+        join(base, 'junk.crt'),
+        '-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n',
+      );
       expect(preflightError(join(base, 'junk.crt'))).toMatch(/--seal-cert: .* is not a valid certificate/);
       const ec = await makeCert(base, 'ec', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1']);
-      expect(preflightError(ec.cert)).toMatch(/--seal-cert: .* has a ec key; Sealed Secrets certificates are RSA/);
+      expect(preflightError(ec.cert)).toMatch(
+        /--seal-cert: .* has a ec key; Sealed Secrets certificates are RSA/,
+      );
       expect(sealCertProblem(cert, new Date(Date.now() + 60 * 86400_000))).toMatch(/expired on/);
     } finally {
       vi.unstubAllEnvs();
     }
     vi.stubEnv('PATH', '/nonexistent');
     try {
-      expect(() => renderPreflight(inv, { seal: false, sealCert: cert })).toThrow(/--seal-cert: kubeseal is not on PATH/);
+      expect(() => renderPreflight(inv, { seal: false, sealCert: cert })).toThrow(
+        /--seal-cert: kubeseal is not on PATH/,
+      );
     } finally {
       vi.unstubAllEnvs();
     }
   });
 });
-

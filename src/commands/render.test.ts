@@ -1,5 +1,16 @@
 // render --out writes where nobody else can, creates files exclusively and never follows a link.
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -9,8 +20,18 @@ import { outputDirProblem, writeRenderOutput } from './render.js';
 
 let base: string;
 const files: ManifestFile[] = [
-  { name: '01-namespace-x.yaml', content: `${RENDER_HEADER}\nkind: Namespace\n`, plainSecret: false, mode: 0o644 },
-  { name: 'secrets.yaml', content: `${RENDER_HEADER}\nkind: Secret\ndata: {token: c2VjcmV0}\n`, plainSecret: true, mode: 0o600 },
+  {
+    name: '01-namespace-x.yaml',
+    content: `${RENDER_HEADER}\nkind: Namespace\n`,
+    plainSecret: false,
+    mode: 0o644,
+  },
+  {
+    name: 'secrets.yaml',
+    content: `${RENDER_HEADER}\nkind: Secret\ndata: {token: c2VjcmV0}\n`,
+    plainSecret: true,
+    mode: 0o600,
+  },
 ];
 
 beforeEach(() => {

@@ -20,9 +20,22 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
-import { APPLICATION_FILE, applicationFile, readArgoCd, type ArgoCdInput, type ArgoCdSource } from '../kube/argocd.js';
+import {
+  APPLICATION_FILE,
+  applicationFile,
+  readArgoCd,
+  type ArgoCdInput,
+  type ArgoCdSource,
+} from '../kube/argocd.js';
 import { connectCluster } from '../kube/converge.js';
-import { GITIGNORE, SECRETS_FILE, gitignoreWith, manifestFiles, staleFiles, type ManifestFile } from '../kube/manifest-files.js';
+import {
+  GITIGNORE,
+  SECRETS_FILE,
+  gitignoreWith,
+  manifestFiles,
+  staleFiles,
+  type ManifestFile,
+} from '../kube/manifest-files.js';
 import { RECORDS_SECRET, objectKey, type KubeObject } from '../kube/objects.js';
 import { renderClusterObjects } from '../kube/render.js';
 import { sealCertProblem } from '../kube/seal-cert.js';
@@ -66,12 +79,18 @@ export interface RenderFlags {
 }
 
 /** Checks that need nothing but the inventory and the flags (exit 2 before anything is contacted). */
-export function renderPreflight(inv: Inventory, opts: RenderFlags): { kubeseal?: string; sealCert?: string; argocd?: ArgoCdSource } {
+export function renderPreflight(
+  inv: Inventory,
+  opts: RenderFlags,
+): { kubeseal?: string; sealCert?: string; argocd?: ArgoCdSource } {
   const issues: string[] = [];
   let sealCert: string | undefined;
   if (opts.sealCert !== undefined) {
     sealCert = resolve(opts.sealCert);
-    const problem = opts.sealCert.trim() === '' ? 'expected the path of the controller\'s certificate' : sealCertProblem(sealCert);
+    const problem =
+      opts.sealCert.trim() === ''
+        ? "expected the path of the controller's certificate"
+        : sealCertProblem(sealCert);
     if (problem) issues.push(`--seal-cert: ${problem}`);
   }
   const seal = opts.seal || sealCert !== undefined;
@@ -81,14 +100,22 @@ export function renderPreflight(inv: Inventory, opts: RenderFlags): { kubeseal?:
     const problem = outputDirProblem(resolve(opts.out), { mayBeMissing: true });
     if (problem) issues.push(`--out: ${problem}`);
   }
-  if (opts.only) issues.push('render: --only does not apply; render writes the whole fleet, as apply sends it');
-  if (!withRunners(inv.gitlab.auth)) issues.push('render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)');
-  if (inv.runners.placement === 'host') issues.push('render: runners.placement is host; apply sends nothing to the cluster');
+  if (opts.only)
+    issues.push('render: --only does not apply; render writes the whole fleet, as apply sends it');
+  if (!withRunners(inv.gitlab.auth))
+    issues.push(
+      'render: the inventory has no gitlab token, so apply sends nothing to the cluster (hosts only)',
+    );
+  if (inv.runners.placement === 'host')
+    issues.push('render: runners.placement is host; apply sends nothing to the cluster');
   let kubeseal: string | undefined;
   if (seal) {
     kubeseal = findOnPath('kubeseal');
     const flag = opts.seal ? '--seal' : '--seal-cert';
-    if (!kubeseal) issues.push(`${flag}: kubeseal is not on PATH (install it from github.com/bitnami-labs/sealed-secrets), or drop ${flag} to get the Secrets in a git-ignored secrets.yaml`);
+    if (!kubeseal)
+      issues.push(
+        `${flag}: kubeseal is not on PATH (install it from github.com/bitnami-labs/sealed-secrets), or drop ${flag} to get the Secrets in a git-ignored secrets.yaml`,
+      );
   }
   if (issues.length > 0) throw new InputError(issues, 'cannot render');
   return { kubeseal, sealCert, argocd: argo.source };
@@ -128,10 +155,15 @@ export async function sealSecrets(objects: KubeObject[], opts: SealOptions): Pro
       if (opts.context) args.push('--context', opts.context);
     }
     for (const o of objects.filter((x) => x.kind === 'Secret')) {
-      log.progress('render', `sealing Secret ${o.metadata.name} with kubeseal${opts.cert ? ` and ${opts.cert}` : ''}`);
+      log.progress(
+        'render',
+        `sealing Secret ${o.metadata.name} with kubeseal${opts.cert ? ` and ${opts.cert}` : ''}`,
+      );
       const r = await runLocal(opts.kubeseal, args, { input: JSON.stringify(o) });
       if (r.code !== 0 || !/kind:\s*SealedSecret/.test(r.stdout)) {
-        throw new RunFailedError(`kubeseal failed for Secret ${o.metadata.name} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no SealedSecret in its output'}`);
+        throw new RunFailedError(
+          `kubeseal failed for Secret ${o.metadata.name} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no SealedSecret in its output'}`,
+        );
       }
       sealed.set(objectKey(o), r.stdout);
     }
@@ -157,7 +189,8 @@ export function outputDirProblem(dir: string, opts: { mayBeMissing?: boolean } =
   if (st.isSymbolicLink()) return `${dir} is a symlink; render never follows links: give the folder itself`;
   if (!st.isDirectory()) return `${dir} is not a folder`;
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) return `${dir} belongs to another user (uid ${st.uid}); render writes Secrets only into a folder of its own`;
+  if (uid !== undefined && st.uid !== uid)
+    return `${dir} belongs to another user (uid ${st.uid}); render writes Secrets only into a folder of its own`;
   if ((st.mode & 0o022) !== 0) {
     return `${dir} can be written by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}); render writes Secrets only where nobody else can (chmod go-w)`;
   }
@@ -173,11 +206,15 @@ export function writeExclusive(path: string, content: string, mode: number): voi
   const dir = path.slice(0, path.lastIndexOf('/'));
   const name = path.slice(path.lastIndexOf('/') + 1);
   const tmp = `${dir}/.${name}.runner-fleet-${randomBytes(8).toString('hex')}.tmp`;
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  const fd = openSync(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode,
+  );
   try {
     fchmodSync(fd, mode);
     const data = Buffer.from(content, 'utf8');
-    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off);
+    for (let off = 0; off < data.length;) off += writeSync(fd, data, off);
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });
@@ -235,7 +272,8 @@ export function writeRenderOutput(out: string, files: ManifestFile[]): WrittenOu
   if (after) throw new InputError([`--out: ${after}`], 'cannot render');
   const removed = staleFiles(firstLines(out), files);
   // Subfolders first: a bad one (a planted link) stops render before any file is written.
-  for (const sub of new Set(files.filter((f) => f.name.includes('/')).map((f) => dirname(f.name)))) ensureSubfolder(out, sub);
+  for (const sub of new Set(files.filter((f) => f.name.includes('/')).map((f) => dirname(f.name))))
+    ensureSubfolder(out, sub);
   for (const f of files) writeExclusive(join(out, f.name), f.content, f.mode);
   for (const name of removed) rmSync(join(out, name), { force: true });
   if (!files.some((f) => f.plainSecret)) return { removed };
@@ -269,7 +307,8 @@ function readWhole(path: string): string {
   try {
     const chunks: Buffer[] = [];
     const buf = Buffer.alloc(65536);
-    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) chunks.push(Buffer.from(buf.subarray(0, n)));
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf))
+      chunks.push(Buffer.from(buf.subarray(0, n)));
     return Buffer.concat(chunks).toString('utf8');
   } finally {
     closeSync(fd);
@@ -297,11 +336,23 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
   log.done?.('cluster', true, `${records.length} record(s)`);
 
   // The same function apply uses, then the same renderer convergeCluster uses.
-  const desired = desiredCluster({ inventory: inv, executor: opts.executor, records, arch: (node) => archByNode.get(node) ?? 'arm64' });
+  const desired = desiredCluster({
+    inventory: inv,
+    executor: opts.executor,
+    records,
+    arch: (node) => archByNode.get(node) ?? 'arm64',
+  });
   const objects = renderClusterObjects(desired);
   const seal = opts.seal || opts.sealCert !== undefined;
   const sealed = seal
-    ? await sealSecrets(objects, { kubeseal: opts.kubeseal!, cert: opts.sealCert, kubeconfigText, kubeconfig: inv.kubernetes.kubeconfig, context: inv.kubernetes.context, log })
+    ? await sealSecrets(objects, {
+        kubeseal: opts.kubeseal!,
+        cert: opts.sealCert,
+        kubeconfigText,
+        kubeconfig: inv.kubernetes.kubeconfig,
+        context: inv.kubernetes.context,
+        log,
+      })
     : undefined;
   const source = `${inv.source}, executor ${opts.executor}`;
   const files = manifestFiles(objects, { source, sealed });
@@ -310,16 +361,27 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
   // Belt and braces: renderClusterObjects already refuses tokens outside Secrets.
   const tokens = Object.values(desired.tokens).filter((t) => t.length >= 4);
   for (const f of files) {
-    if (!f.plainSecret && tokens.some((t) => f.content.includes(t))) throw new RunFailedError(`render: ${f.name} would contain a runner token; nothing was written`);
+    if (!f.plainSecret && tokens.some((t) => f.content.includes(t)))
+      throw new RunFailedError(`render: ${f.name} would contain a runner token; nothing was written`);
   }
 
   const { removed, secretsFile, gitignoreSkipped } = writeRenderOutput(out, files);
-  if (gitignoreSkipped) log.warn('render', `${gitignoreSkipped} is not a plain file; render left it alone: make sure ${SECRETS_FILE} is git-ignored`);
+  if (gitignoreSkipped)
+    log.warn(
+      'render',
+      `${gitignoreSkipped} is not a plain file; render left it alone: make sure ${SECRETS_FILE} is git-ignored`,
+    );
   if (secretsFile) {
-    log.warn('render', `${secretsFile} holds the runner tokens in plain text (mode 0600, listed in ${join(out, GITIGNORE)}): never commit it; apply it out of band, or use --seal with kubeseal`);
+    log.warn(
+      'render',
+      `${secretsFile} holds the runner tokens in plain text (mode 0600, listed in ${join(out, GITIGNORE)}): never commit it; apply it out of band, or use --seal with kubeseal`,
+    );
   }
   if (opts.argocd && secretsFile) {
-    log.warn('render', `Argo CD deploys only what is in git, and ${SECRETS_FILE} never is: apply it once out of band, or render with --seal so the Secrets go to git sealed`);
+    log.warn(
+      'render',
+      `Argo CD deploys only what is in git, and ${SECRETS_FILE} never is: apply it once out of band, or render with --seal so the Secrets go to git sealed`,
+    );
   }
   log.done?.('render', true, `${files.length} file(s) in ${out}`);
   return {
@@ -333,7 +395,9 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
 }
 
 export function formatRenderSummary(r: RenderResult): string {
-  const lines = r.files.map((f) => `  ${f.name}${f.plainSecret ? '   (plain-text Secrets: git-ignored, do not commit)' : ''}`);
+  const lines = r.files.map(
+    (f) => `  ${f.name}${f.plainSecret ? '   (plain-text Secrets: git-ignored, do not commit)' : ''}`,
+  );
   for (const name of r.removed) lines.push(`  ${name}   (removed: no longer rendered)`);
   const how = r.application
     ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Argo CD once: kubectl apply -f ${r.application}`

@@ -11,7 +11,14 @@ import { mapPool } from '../pool.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact, resolveSecret } from '../secrets.js';
 import { withNode } from '../ssh.js';
-import { buildStatusReport, statusRow, type HostView, type PodsView, type RunnerView, type StatusReport } from '../status/health.js';
+import {
+  buildStatusReport,
+  statusRow,
+  type HostView,
+  type PodsView,
+  type RunnerView,
+  type StatusReport,
+} from '../status/health.js';
 import { preflight } from './converge.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
@@ -30,7 +37,12 @@ const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : 
  * `metricsAt`: where the node reaches its runner's metrics (runners.metrics), known once the pods are listed; the
  * connection is opened meanwhile, and the read joins the gather's one round trip.
  */
-async function gatherNode(node: NodeSpec, inv: Inventory, log: Logger, metricsAt?: Promise<string | undefined>): Promise<HostView> {
+async function gatherNode(
+  node: NodeSpec,
+  inv: Inventory,
+  log: Logger,
+  metricsAt?: Promise<string | undefined>,
+): Promise<HostView> {
   log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
   try {
     const facts = await withNode(node, async (conn) => {
@@ -54,7 +66,12 @@ interface RunnerSide {
 }
 
 /** The cluster's pods and records, then each recorded runner's last contact in GitLab. `onPods` hears the pods first. */
-async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions, onPods: (pods: PodView[]) => void = () => {}): Promise<RunnerSide> {
+async function runnerSide(
+  inv: Inventory,
+  nodes: NodeSpec[],
+  opts: StatusOptions,
+  onPods: (pods: PodView[]) => void = () => {},
+): Promise<RunnerSide> {
   const { log } = opts;
   const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
   if (!withRunners(inv.gitlab.auth)) return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
@@ -69,7 +86,10 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
-    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([import('../kube/converge.js'), import('../placement/records.js')]);
+    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([
+      import('../kube/converge.js'),
+      import('../placement/records.js'),
+    ]);
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
     pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
@@ -79,7 +99,11 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   } catch (err) {
     const error = messageOf(err);
     log.done?.('cluster', false, error);
-    return { pods: { error }, runners: all({ kind: 'unknown', why: 'cluster unreachable' }), cluster: { ok: false, error } };
+    return {
+      pods: { error },
+      runners: all({ kind: 'unknown', why: 'cluster unreachable' }),
+      cluster: { ok: false, error },
+    };
   }
 
   const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
@@ -87,7 +111,13 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   const auth = inv.gitlab.auth;
   const ref = AUTH_MODES[auth.kind].statusAsksGitlab ? authToken(auth) : undefined;
   if (!ref) {
-    for (const n of nodes) runners.set(n.name, live.has(n.name) ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` } : { kind: 'no-record' });
+    for (const n of nodes)
+      runners.set(
+        n.name,
+        live.has(n.name)
+          ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` }
+          : { kind: 'no-record' },
+      );
     return { pods, runners };
   }
   const token = resolveSecret(ref);
@@ -97,12 +127,18 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
   await mapPool(nodes, 4, async (n) => {
     const rec = live.get(n.name);
     if (!rec) return void runners.set(n.name, { kind: 'no-record' });
-    if (rec.id === undefined) return void runners.set(n.name, { kind: 'unknown', why: 'the record has no runner id' });
+    if (rec.id === undefined)
+      return void runners.set(n.name, { kind: 'unknown', why: 'the record has no runner id' });
     try {
       const id = rec.id;
-      const [r, managers] = await Promise.all([api.getRunner(token, id), rec.systemId ? api.listRunnerManagers(token, id) : undefined]);
+      const [r, managers] = await Promise.all([
+        api.getRunner(token, id),
+        rec.systemId ? api.listRunnerManagers(token, id) : undefined,
+      ]);
       // The node's own manager, by the system_id its pod or service runs with; verify (each apply) never moves it.
-      const contactedAt = managers ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null) : (r.contacted_at ?? null);
+      const contactedAt = managers
+        ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null)
+        : (r.contacted_at ?? null);
       runners.set(n.name, {
         kind: 'runner',
         id,
@@ -113,11 +149,18 @@ async function runnerSide(inv: Inventory, nodes: NodeSpec[], opts: StatusOptions
       });
     } catch (err) {
       failures++;
-      const error = err instanceof ApiError && err.status === 404 ? `runner #${rec.id} does not exist in GitLab (run apply)` : messageOf(err);
+      const error =
+        err instanceof ApiError && err.status === 404
+          ? `runner #${rec.id} does not exist in GitLab (run apply)`
+          : messageOf(err);
       runners.set(n.name, { kind: 'error', id: rec.id, error });
     }
   });
-  log.done?.('gitlab', failures === 0, failures === 0 ? `${nodes.length} runner(s) asked` : `${failures} question(s) failed`);
+  log.done?.(
+    'gitlab',
+    failures === 0,
+    failures === 0 ? `${nodes.length} runner(s) asked` : `${failures} question(s) failed`,
+  );
   return { pods, runners };
 }
 
@@ -128,12 +171,22 @@ export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<St
   const metrics = inv.runners.metrics;
   let podsListed: (pods: PodView[]) => void = () => {};
   const podIps = new Promise<Map<string, string>>((resolve) => {
-    podsListed = (pods) => resolve(new Map(pods.filter((p) => p.spec?.nodeName && p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => [p.spec!.nodeName!, p.status!.podIP!])));
+    podsListed = (pods) =>
+      resolve(
+        new Map(
+          pods
+            .filter((p) => p.spec?.nodeName && p.status?.podIP && !p.metadata.deletionTimestamp)
+            .map((p) => [p.spec!.nodeName!, p.status!.podIP!]),
+        ),
+      );
   });
   const targets = new Map<string, string | undefined>();
   const metricsAt = (node: NodeSpec): Promise<string | undefined> | undefined => {
     if (!metrics) return undefined;
-    const at = inv.runners.placement === 'host' ? Promise.resolve('127.0.0.1') : podIps.then((ips) => ips.get(node.name));
+    const at =
+      inv.runners.placement === 'host'
+        ? Promise.resolve('127.0.0.1')
+        : podIps.then((ips) => ips.get(node.name));
     return at.then((ip) => {
       const target = ip === undefined ? undefined : metricsTarget(ip, metrics.port);
       targets.set(node.name, target);
@@ -141,8 +194,21 @@ export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<St
     });
   };
   const side = runnerSide(inv, selected.nodes, opts, podsListed).finally(() => podsListed([]));
-  const [hosts, sideResult] = await Promise.all([mapPool(selected.nodes, opts.concurrency, (node) => gatherNode(node, inv, opts.log, metricsAt(node))), side]);
+  const [hosts, sideResult] = await Promise.all([
+    mapPool(selected.nodes, opts.concurrency, (node) => gatherNode(node, inv, opts.log, metricsAt(node))),
+    side,
+  ]);
   const now = (opts.now ?? Date.now)();
-  const rows = selected.nodes.map((node, i) => statusRow(node, inv, hosts[i], sideResult.pods, sideResult.runners.get(node.name) ?? { kind: 'n/a' }, now, targets.get(node.name)));
+  const rows = selected.nodes.map((node, i) =>
+    statusRow(
+      node,
+      inv,
+      hosts[i],
+      sideResult.pods,
+      sideResult.runners.get(node.name) ?? { kind: 'n/a' },
+      now,
+      targets.get(node.name),
+    ),
+  );
   return buildStatusReport(rows, sideResult.cluster ? { cluster: sideResult.cluster } : {});
 }

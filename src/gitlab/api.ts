@@ -73,7 +73,10 @@ export interface GitlabRunnerApi {
   deleteRunnerById(accessToken: string, id: number): Promise<void>;
   getRunner(accessToken: string, id: number): Promise<RunnerDetails>;
   listRunnerManagers(accessToken: string, id: number): Promise<RunnerManager[]>;
-  listAllRunners(accessToken: string, filter?: { tagList?: string[]; type?: RunnerType }): Promise<RunnerSummary[]>;
+  listAllRunners(
+    accessToken: string,
+    filter?: { tagList?: string[]; type?: RunnerType },
+  ): Promise<RunnerSummary[]>;
 }
 
 export interface GitlabApiOptions {
@@ -117,13 +120,20 @@ export class GitlabApi implements GitlabRunnerApi {
 
   /** POST /user/runners: needs an access token with the create_runner scope. */
   async createUserRunner(accessToken: string, params: CreateRunnerParams): Promise<RunnerCredentials> {
-    const res = await this.request<Record<string, unknown>>('POST', '/user/runners', { accessToken, body: { ...params }, idempotent: false });
+    const res = await this.request<Record<string, unknown>>('POST', '/user/runners', {
+      accessToken,
+      body: { ...params },
+      idempotent: false,
+    });
     return credentials(res.data, 'POST /user/runners');
   }
 
   /** POST /runners with a legacy registration token (410 Gone when GitLab disallows them). */
   async registerRunner(registrationToken: string, params: RunnerParams): Promise<RunnerCredentials> {
-    const res = await this.request<Record<string, unknown>>('POST', '/runners', { body: { token: registrationToken, ...params }, idempotent: false });
+    const res = await this.request<Record<string, unknown>>('POST', '/runners', {
+      body: { token: registrationToken, ...params },
+      idempotent: false,
+    });
     return credentials(res.data, 'POST /runners');
   }
 
@@ -132,7 +142,10 @@ export class GitlabApi implements GitlabRunnerApi {
    * and the old one stops working. Not retried: a second call would rotate again, with a token we never saw.
    */
   async resetRunnerToken(token: string): Promise<RunnerCredentials> {
-    const res = await this.request<Record<string, unknown>>('POST', '/runners/reset_authentication_token', { body: { token }, idempotent: false });
+    const res = await this.request<Record<string, unknown>>('POST', '/runners/reset_authentication_token', {
+      body: { token },
+      idempotent: false,
+    });
     return credentials({ id: 0, ...res.data }, 'POST /runners/reset_authentication_token');
   }
 
@@ -142,7 +155,11 @@ export class GitlabApi implements GitlabRunnerApi {
    * answer). Not retried, like resetRunnerToken.
    */
   async resetRunnerTokenById(accessToken: string, id: number): Promise<RunnerCredentials> {
-    const res = await this.request<Record<string, unknown>>('POST', `/runners/${id}/reset_authentication_token`, { accessToken, idempotent: false });
+    const res = await this.request<Record<string, unknown>>(
+      'POST',
+      `/runners/${id}/reset_authentication_token`,
+      { accessToken, idempotent: false },
+    );
     return credentials({ id, ...res.data }, `POST /runners/${id}/reset_authentication_token`);
   }
 
@@ -150,7 +167,10 @@ export class GitlabApi implements GitlabRunnerApi {
   async verifyRunner(token: string, systemId?: string): Promise<RunnerCredentials> {
     const body: Record<string, unknown> = { token };
     if (systemId) body.system_id = systemId;
-    const res = await this.request<Record<string, unknown>>('POST', '/runners/verify', { body, idempotent: true });
+    const res = await this.request<Record<string, unknown>>('POST', '/runners/verify', {
+      body,
+      idempotent: true,
+    });
     // Tolerate a verify answer without a body (the old docs showed none): the token we sent is still the token.
     const data = res.data && typeof res.data === 'object' ? res.data : {};
     return credentials({ token, ...data, id: data.id ?? 0 }, 'POST /runners/verify');
@@ -163,12 +183,19 @@ export class GitlabApi implements GitlabRunnerApi {
 
   /** DELETE /runners/managers: removes one manager (system_id) of the runner, leaving the runner. */
   async deleteRunnerManager(token: string, systemId: string): Promise<void> {
-    await this.request('DELETE', '/runners/managers', { body: { token, system_id: systemId }, idempotent: true });
+    await this.request('DELETE', '/runners/managers', {
+      body: { token, system_id: systemId },
+      idempotent: true,
+    });
   }
 
   /** PUT /runners/:id: needs an access token with the api or manage_runner scope. */
   async updateRunner(accessToken: string, id: number, params: RunnerParams): Promise<RunnerDetails> {
-    const res = await this.request<RunnerDetails>('PUT', `/runners/${id}`, { accessToken, body: { ...params }, idempotent: true });
+    const res = await this.request<RunnerDetails>('PUT', `/runners/${id}`, {
+      accessToken,
+      body: { ...params },
+      idempotent: true,
+    });
     return res.data;
   }
 
@@ -178,15 +205,21 @@ export class GitlabApi implements GitlabRunnerApi {
   }
 
   async getRunner(accessToken: string, id: number): Promise<RunnerDetails> {
-    return (await this.request<RunnerDetails>('GET', `/runners/${id}`, { accessToken, idempotent: true })).data;
+    return (await this.request<RunnerDetails>('GET', `/runners/${id}`, { accessToken, idempotent: true }))
+      .data;
   }
 
   async listRunnerManagers(accessToken: string, id: number): Promise<RunnerManager[]> {
-    return (await this.request<RunnerManager[]>('GET', `/runners/${id}/managers`, { accessToken, idempotent: true })).data;
+    return (
+      await this.request<RunnerManager[]>('GET', `/runners/${id}/managers`, { accessToken, idempotent: true })
+    ).data;
   }
 
   /** GET /runners/all (administrators), every page. */
-  async listAllRunners(accessToken: string, filter: { tagList?: string[]; type?: RunnerType } = {}): Promise<RunnerSummary[]> {
+  async listAllRunners(
+    accessToken: string,
+    filter: { tagList?: string[]; type?: RunnerType } = {},
+  ): Promise<RunnerSummary[]> {
     const out: RunnerSummary[] = [];
     let page = '1';
     // GitLab pages list endpoints (20 by default); follow X-Next-Page until it is empty.
@@ -194,8 +227,13 @@ export class GitlabApi implements GitlabRunnerApi {
       const query: Record<string, string> = { per_page: '100', page };
       if (filter.tagList?.length) query.tag_list = filter.tagList.join(',');
       if (filter.type) query.type = filter.type;
-      const res = await this.request<RunnerSummary[]>('GET', '/runners/all', { accessToken, query, idempotent: true });
-      if (!Array.isArray(res.data)) throw new ApiError('gitlab', res.status, 'GitLab GET /runners/all: expected a list');
+      const res = await this.request<RunnerSummary[]>('GET', '/runners/all', {
+        accessToken,
+        query,
+        idempotent: true,
+      });
+      if (!Array.isArray(res.data))
+        throw new ApiError('gitlab', res.status, 'GitLab GET /runners/all: expected a list');
       out.push(...res.data);
       page = res.headers.get('x-next-page') ?? '';
     }
@@ -210,7 +248,9 @@ export class GitlabApi implements GitlabRunnerApi {
         return await this.once<T>(method, path, opts);
       } catch (err) {
         last = err;
-        const retriable = err instanceof ApiError && (err.status === 0 || err.status === 502 || err.status === 503 || err.status === 504);
+        const retriable =
+          err instanceof ApiError &&
+          (err.status === 0 || err.status === 502 || err.status === 503 || err.status === 504);
         if (!retriable || attempt === attempts) throw err;
         await new Promise((r) => setTimeout(r, this.opts.retryDelayMs ?? 500));
       }
@@ -239,10 +279,20 @@ export class GitlabApi implements GitlabRunnerApi {
     let res: globalThis.Response;
     let text: string;
     try {
-      res = await this.fetchImpl(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
+      res = await this.fetchImpl(url, {
+        method,
+        headers,
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: 'error',
+      });
       text = await res.text();
     } catch (err) {
-      throw new ApiError('gitlab', 0, redact(`${what}: ${networkReason(err, this.opts.timeoutSeconds, url.origin)}`));
+      throw new ApiError(
+        'gitlab',
+        0,
+        redact(`${what}: ${networkReason(err, this.opts.timeoutSeconds, url.origin)}`),
+      );
     }
     let data: unknown = undefined;
     if (text.trim() !== '') {
@@ -255,10 +305,18 @@ export class GitlabApi implements GitlabRunnerApi {
     if (!res.ok) {
       const reason = reasonFrom(data, res.statusText);
       // GitLab's messages usually start with the status already ("403 Forbidden - …").
-      throw new ApiError('gitlab', res.status, redact(`${what}: ${reason.startsWith(String(res.status)) ? reason : `${res.status} ${reason}`}`));
+      throw new ApiError(
+        'gitlab',
+        res.status,
+        redact(`${what}: ${reason.startsWith(String(res.status)) ? reason : `${res.status} ${reason}`}`),
+      );
     }
     if (data === undefined && text.trim() !== '') {
-      throw new ApiError('gitlab', res.status, `${what}: answered ${res.status} with a body that is not JSON (is gitlab.url the GitLab root?)`);
+      throw new ApiError(
+        'gitlab',
+        res.status,
+        `${what}: answered ${res.status} with a body that is not JSON (is gitlab.url the GitLab root?)`,
+      );
     }
     return { status: res.status, data: data as T, headers: res.headers };
   }
@@ -269,7 +327,8 @@ function reasonFrom(data: unknown, statusText: string): string {
   if (data && typeof data === 'object') {
     const d = data as Record<string, unknown>;
     const parts: string[] = [];
-    if (d.message !== undefined) parts.push(typeof d.message === 'string' ? d.message : JSON.stringify(d.message));
+    if (d.message !== undefined)
+      parts.push(typeof d.message === 'string' ? d.message : JSON.stringify(d.message));
     if (typeof d.error === 'string') parts.push(d.error);
     if (typeof d.error_description === 'string') parts.push(d.error_description);
     if (typeof d.scope === 'string') parts.push(`(needs scope: ${d.scope})`);
@@ -284,7 +343,8 @@ function clip(text: string): string {
 
 function networkReason(err: unknown, timeoutSeconds: number, origin: string): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer within ${timeoutSeconds}s (gitlab.timeout)`;
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError')
+    return `no answer within ${timeoutSeconds}s (gitlab.timeout)`;
   const cause = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
   return `cannot reach ${origin} (${cause})`;
 }
@@ -295,5 +355,9 @@ function credentials(data: Record<string, unknown>, what: string): RunnerCredent
     throw new ApiError('gitlab', 200, `GitLab ${what}: the answer has no runner id and token`);
   }
   registerSecret(data.token);
-  return { id, token: data.token, tokenExpiresAt: typeof data.token_expires_at === 'string' ? data.token_expires_at : null };
+  return {
+    id,
+    token: data.token,
+    tokenExpiresAt: typeof data.token_expires_at === 'string' ? data.token_expires_at : null,
+  };
 }

@@ -17,7 +17,11 @@ export interface AuthModeSpec {
 export const AUTH_MODES: Record<GitlabAuth['kind'], AuthModeSpec> = {
   accessToken: { registration: 'access', inventoryKey: 'gitlab.accessToken', statusAsksGitlab: true },
   runnerToken: { registration: 'shared', inventoryKey: 'gitlab.runnerToken', statusAsksGitlab: false },
-  registrationToken: { registration: 'registration', inventoryKey: 'gitlab.registrationToken', statusAsksGitlab: false },
+  registrationToken: {
+    registration: 'registration',
+    inventoryKey: 'gitlab.registrationToken',
+    statusAsksGitlab: false,
+  },
   none: { registration: null, inventoryKey: null, statusAsksGitlab: false },
 };
 

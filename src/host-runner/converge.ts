@@ -8,13 +8,35 @@ import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import type { Change } from '../report.js';
 import { renderConfigToml } from '../runners/config-toml.js';
-import { reconcileRunners, type ReconcileResult, type RunnerChange, type RunnerIssue } from '../runners/reconcile.js';
+import {
+  reconcileRunners,
+  type ReconcileResult,
+  type RunnerChange,
+  type RunnerIssue,
+} from '../runners/reconcile.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import { redact } from '../secrets.js';
 import type { NodeConnection } from '../ssh.js';
-import { CONFIG_TOML, PACKAGE, RUNNER_DIR, RUNNER_USER, SERVICE, hostRunnerGatherScript, parseHostRunnerFacts, type HostRunnerFacts } from './facts.js';
-import { checkNodeKeyring, needsRepositoryKey, planHostRunner, planHostRunnerRemoval, type HostRunnerPlan, type HostRunnerStep, type PackagePin } from './plan.js';
+import {
+  CONFIG_TOML,
+  PACKAGE,
+  RUNNER_DIR,
+  RUNNER_USER,
+  SERVICE,
+  hostRunnerGatherScript,
+  parseHostRunnerFacts,
+  type HostRunnerFacts,
+} from './facts.js';
+import {
+  checkNodeKeyring,
+  needsRepositoryKey,
+  planHostRunner,
+  planHostRunnerRemoval,
+  type HostRunnerPlan,
+  type HostRunnerStep,
+  type PackagePin,
+} from './plan.js';
 import { HostRecordStore } from './records.js';
 
 export interface HostRunnerContext {
@@ -101,7 +123,9 @@ systemctl start ${SERVICE}`;
       return `${step.createGroup ? 'groupadd --system docker\n' : ''}usermod -aG docker ${RUNNER_USER}${step.restartSnapDockerd ? `\n${DOCKER_FLAVOURS.snap.script.restart}` : ''}`;
     case 'service':
       // The unit has no ExecReload: the SIGHUP goes to its main process, gitlab-runner itself (commands/multi.go).
-      return step.action === 'reload' ? `systemctl kill -s HUP --kill-whom=main ${SERVICE}` : `systemctl ${step.action} ${SERVICE}`;
+      return step.action === 'reload'
+        ? `systemctl kill -s HUP --kill-whom=main ${SERVICE}`
+        : `systemctl ${step.action} ${SERVICE}`;
     case 'daemon-reload':
       return 'systemctl daemon-reload';
     case 'remove-files':
@@ -117,22 +141,44 @@ echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"
 echo "version=$(dpkg-query -W -f='\${Version}' ${PACKAGE} 2>/dev/null)"`;
 
 /** Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it. */
-async function applySteps(conn: NodeConnection, steps: HostRunnerStep[], record: (c: Change) => void): Promise<Record<string, string>> {
+async function applySteps(
+  conn: NodeConnection,
+  steps: HostRunnerStep[],
+  record: (c: Change) => void,
+): Promise<Record<string, string>> {
   // exec, not check: stdout is never put into a message; stderr comes back redacted.
-  const r = await conn.exec(`set -e\n${stepsScript(steps, hostRunnerStepScript)}\nset +e\n${VERIFY}`, { sudo: true, step: 'host runner' });
+  const r = await conn.exec(`set -e\n${stepsScript(steps, hostRunnerStepScript)}\nset +e\n${VERIFY}`, {
+    sudo: true,
+    step: 'host runner',
+  });
   const run = readStepsRun(steps, r);
   run.done.forEach((s) => record(toChange(s)));
-  if (r.code !== 0) throw new Error(`${run.failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || 'no output')}`);
+  if (r.code !== 0)
+    throw new Error(
+      `${run.failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || 'no output')}`,
+    );
   const verify = r.stdout.slice(r.stdout.indexOf('@@verify'));
-  return Object.fromEntries(verify.split('\n').slice(1).filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]));
+  return Object.fromEntries(
+    verify
+      .split('\n')
+      .slice(1)
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]),
+  );
 }
 
 /** For a node that gets no host phase (gone from the inventory, destroy): the probe alone, one round trip. */
 export async function gatherHostRunnerProbe(conn: NodeConnection): Promise<HostRunnerFacts> {
   // The probe does not look at the repository, so its URL does not matter here.
-  const r = await conn.exec(`${FILE_FN}\n${hostRunnerGatherScript('probe', '')}\necho "@@end"`, { sudo: true, step: 'gather host runner' });
+  const r = await conn.exec(`${FILE_FN}\n${hostRunnerGatherScript('probe', '')}\necho "@@end"`, {
+    sudo: true,
+    step: 'gather host runner',
+  });
   const facts = r.stdout.includes('@@end') ? parseHostRunnerFacts(splitGatherOutput(r.stdout)) : undefined;
-  if (r.code !== 0 || !facts) throw new Error(`looking for a host runner failed (exit ${r.code}): ${(r.stderr.trim() || 'no output').split('\n').slice(-2).join(' | ')}`);
+  if (r.code !== 0 || !facts)
+    throw new Error(
+      `looking for a host runner failed (exit ${r.code}): ${(r.stderr.trim() || 'no output').split('\n').slice(-2).join(' | ')}`,
+    );
   return facts;
 }
 
@@ -148,7 +194,14 @@ function gitlabOf(r: ReconcileResult | undefined): HostRunnerOutcome['gitlab'] {
 
 /** For `plan`: the runner apply would create, so that its config can be planned before it exists. */
 function plannedRecord(node: string): RunnerRecord {
-  return { node, mode: 'access', token: 'created-on-apply', systemId: 'r_000000000000', settings: null, createdAt: new Date(0).toISOString() };
+  return {
+    node,
+    mode: 'access',
+    token: 'created-on-apply',
+    systemId: 'r_000000000000',
+    settings: null,
+    createdAt: new Date(0).toISOString(),
+  };
 }
 
 function sayNotes(plan: HostRunnerPlan, log: Logger, node: string): void {
@@ -174,18 +227,45 @@ export async function convergeHostRunner(
     const hr = hostRunnerFactsOf(node, facts);
     store = new HostRecordStore(conn, node.name, hr.record.content, { dryRun: ctx.dryRun });
     const inv = ctx.inventory;
-    reconciled = await reconcileRunners({ ...inv, nodes: [node] }, store, ctx.api, { dryRun: ctx.dryRun, log: ctx.log });
+    reconciled = await reconcileRunners({ ...inv, nodes: [node] }, store, ctx.api, {
+      dryRun: ctx.dryRun,
+      log: ctx.log,
+    });
     if (reconciled.errors.length > 0) {
-      return { gitlab: gitlabOf(reconciled), present: store.present, error: `runner registration failed: ${reconciled.errors.map((e) => e.message).join('; ')}` };
+      return {
+        gitlab: gitlabOf(reconciled),
+        present: store.present,
+        error: `runner registration failed: ${reconciled.errors.map((e) => e.message).join('; ')}`,
+      };
     }
-    const creating = reconciled.actions.some((a) => (a.kind === 'create' || a.kind === 'join') && a.node === node.name);
-    const rec = (ctx.dryRun && creating ? plannedRecord(node.name) : undefined) ?? reconciled.records.find((r) => r.node === node.name && !r.retiredAt);
-    if (!rec) return { gitlab: gitlabOf(reconciled), present: store.present, error: 'no runner is registered for this node' };
+    const creating = reconciled.actions.some(
+      (a) => (a.kind === 'create' || a.kind === 'join') && a.node === node.name,
+    );
+    const rec =
+      (ctx.dryRun && creating ? plannedRecord(node.name) : undefined) ??
+      reconciled.records.find((r) => r.node === node.name && !r.retiredAt);
+    if (!rec)
+      return {
+        gitlab: gitlabOf(reconciled),
+        present: store.present,
+        error: 'no runner is registered for this node',
+      };
 
-    const configToml = renderConfigToml({ inventory: inv, node, record: rec, executor: 'shell', arch: facts.arch });
+    const configToml = renderConfigToml({
+      inventory: inv,
+      node,
+      record: rec,
+      executor: 'shell',
+      arch: facts.arch,
+    });
     const now = Math.floor(Date.now() / 1000);
     const planned = rec.id === undefined && ctx.dryRun;
-    const desired = { configToml, systemId: rec.systemId, label: planned ? 'the runner apply creates' : `runner #${rec.id ?? '?'}`, planned };
+    const desired = {
+      configToml,
+      systemId: rec.systemId,
+      label: planned ? 'the runner apply creates' : `runner #${rec.id ?? '?'}`,
+      planned,
+    };
     let dockerFlavour: ReturnType<typeof chooseFlavour> | undefined;
     try {
       dockerFlavour = chooseFlavour(node, facts);
@@ -193,7 +273,17 @@ export async function convergeHostRunner(
       // two Dockers: the host phase has failed this node already
     }
     const keyring = await checkNodeKeyring(hr, inv.runners.packageRepository, now);
-    const input = { node: node.name, arch: facts.arch, facts: hr, repository: inv.runners.packageRepository, now, desired, dockerFlavour, keyring, version: inv.runners.version };
+    const input = {
+      node: node.name,
+      arch: facts.arch,
+      facts: hr,
+      repository: inv.runners.packageRepository,
+      now,
+      desired,
+      dockerFlavour,
+      keyring,
+      version: inv.runners.version,
+    };
     // Fetched only for a node whose keyring is missing or refused, and never by `plan`.
     const key = !ctx.dryRun && needsRepositoryKey(keyring).needed ? await ctx.repositoryKey() : undefined;
     const plan = planHostRunner({ ...input, key });
@@ -204,14 +294,24 @@ export async function convergeHostRunner(
     }
     if (plan.steps.length === 0) return { gitlab: gitlabOf(reconciled), present: true };
 
-    const upgrade = plan.steps.find((s): s is Extract<HostRunnerStep, { kind: 'upgrade-package' }> => s.kind === 'upgrade-package');
-    if (upgrade) ctx.log.progress(node.name, `waiting for its turn to upgrade ${PACKAGE} (one node at a time)`);
-    const v = upgrade ? await oneUpgradeAtATime(() => applySteps(conn, plan.steps, record)) : await applySteps(conn, plan.steps, record);
+    const upgrade = plan.steps.find(
+      (s): s is Extract<HostRunnerStep, { kind: 'upgrade-package' }> => s.kind === 'upgrade-package',
+    );
+    if (upgrade)
+      ctx.log.progress(node.name, `waiting for its turn to upgrade ${PACKAGE} (one node at a time)`);
+    const v = upgrade
+      ? await oneUpgradeAtATime(() => applySteps(conn, plan.steps, record))
+      : await applySteps(conn, plan.steps, record);
     const problems: string[] = [];
-    const pinned = plan.steps.find((s) => s.kind === 'upgrade-package' || (s.kind === 'install-package' && s.pin)) as { pin?: PackagePin } | undefined;
-    if (pinned?.pin && v.version !== pinned.pin.version) problems.push(`${PACKAGE} is ${v.version || 'not installed'}, not ${pinned.pin.version}`);
-    if (v.active !== 'active') problems.push(`${SERVICE} is ${v.active || 'not running'} (journalctl -u ${SERVICE})`);
-    if (!(v.groups ?? '').split(/\s+/).includes('docker')) problems.push(`${RUNNER_USER} is not in the docker group`);
+    const pinned = plan.steps.find(
+      (s) => s.kind === 'upgrade-package' || (s.kind === 'install-package' && s.pin),
+    ) as { pin?: PackagePin } | undefined;
+    if (pinned?.pin && v.version !== pinned.pin.version)
+      problems.push(`${PACKAGE} is ${v.version || 'not installed'}, not ${pinned.pin.version}`);
+    if (v.active !== 'active')
+      problems.push(`${SERVICE} is ${v.active || 'not running'} (journalctl -u ${SERVICE})`);
+    if (!(v.groups ?? '').split(/\s+/).includes('docker'))
+      problems.push(`${RUNNER_USER} is not in the docker group`);
     if (v.config !== sha256(configToml)) problems.push(`${CONFIG_TOML} is not the file runner-fleet wrote`);
     if (v.mode !== '600 root') problems.push(`${CONFIG_TOML} is ${v.mode}, not 600 root`);
     if (problems.length > 0) throw new HostRunnerVerifyError(`after applying: ${problems.join('; ')}`);
@@ -241,10 +341,17 @@ export async function removeHostRunner(
     }
     const store = new HostRecordStore(conn, node.name, hr.record.content, { dryRun: ctx.dryRun });
     // No node wanted: every record in the file is deleted in GitLab, and the file removed once it is empty.
-    reconciled = await reconcileRunners({ ...ctx.inventory, nodes: [] }, store, ctx.api, { dryRun: ctx.dryRun, log: ctx.log });
+    reconciled = await reconcileRunners({ ...ctx.inventory, nodes: [] }, store, ctx.api, {
+      dryRun: ctx.dryRun,
+      log: ctx.log,
+    });
     if (reconciled.errors.length > 0) {
       // Files and service stay: the record is what lets the next run try the delete again.
-      return { gitlab: gitlabOf(reconciled), present: true, error: `could not unregister the host runner: ${reconciled.errors.map((e) => e.message).join('; ')}` };
+      return {
+        gitlab: gitlabOf(reconciled),
+        present: true,
+        error: `could not unregister the host runner: ${reconciled.errors.map((e) => e.message).join('; ')}`,
+      };
     }
     const plan = planHostRunnerRemoval(hr);
     sayNotes(plan, ctx.log, node.name);
@@ -254,7 +361,8 @@ export async function removeHostRunner(
     }
     if (plan.steps.length > 0) {
       const v = await applySteps(conn, plan.steps, record);
-      if (v.active === 'active') throw new HostRunnerVerifyError(`${SERVICE} is still running after systemctl stop`);
+      if (v.active === 'active')
+        throw new HostRunnerVerifyError(`${SERVICE} is still running after systemctl stop`);
       if (v.config !== 'absent') throw new HostRunnerVerifyError(`${CONFIG_TOML} is still there`);
     }
     return { gitlab: gitlabOf(reconciled), present: false };

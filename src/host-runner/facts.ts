@@ -69,7 +69,11 @@ export interface FileMode {
 export interface HostRunnerFacts {
   /** /etc/os-release ID and VERSION_CODENAME: the repository path is <url>/<id>/ <codename> */
   os: { id: string; codename: string };
-  package: { installed: boolean; version?: string; /** packages apt-mark holds, of PACKAGE and HELPER_PACKAGE */ held?: string[] };
+  package: {
+    installed: boolean;
+    version?: string;
+    /** packages apt-mark holds, of PACKAGE and HELPER_PACKAGE */ held?: string[];
+  };
   /** `systemctl is-active` / `is-enabled` answers; empty when the unit does not exist */
   service: { active: string; enabled: string };
   /** only the digest: config.toml holds the token and is never sent back; and the lines only a restart applies */
@@ -148,17 +152,29 @@ export function parseHostRunnerFacts(g: GatherOutput | undefined): HostRunnerFac
   const [configSha, configMode] = lines('hr-config');
   const facts: HostRunnerFacts = {
     os: { id, codename },
-    package: status === 'installed' ? { installed: true, version, held: lines('hr-held') } : { installed: false },
+    package:
+      status === 'installed' ? { installed: true, version, held: lines('hr-held') } : { installed: false },
     service: { active: svc.active ?? '', enabled: svc.enabled ?? '' },
-    config: !configSha || configSha === 'absent' ? { sha256: 'absent' } : { sha256: configSha, restartOnly: lines('hr-config-restart-only'), ...fileMode(configMode) },
+    config:
+      !configSha || configSha === 'absent'
+        ? { sha256: 'absent' }
+        : { sha256: configSha, restartOnly: lines('hr-config-restart-only'), ...fileMode(configMode) },
     dropIn: gatheredFile(DROP_IN_FILE, g.files.get(DROP_IN_FILE)),
-    systemId: { ...gatheredFile(SYSTEM_ID_FILE, g.files.get(SYSTEM_ID_FILE)), ...fileMode(lines('hr-system-id-mode')[0]) },
-    record: { ...gatheredFile(RECORD_FILE, g.files.get(RECORD_FILE)), ...fileMode(lines('hr-record-mode')[0]) },
+    systemId: {
+      ...gatheredFile(SYSTEM_ID_FILE, g.files.get(SYSTEM_ID_FILE)),
+      ...fileMode(lines('hr-system-id-mode')[0]),
+    },
+    record: {
+      ...gatheredFile(RECORD_FILE, g.files.get(RECORD_FILE)),
+      ...fileMode(lines('hr-record-mode')[0]),
+    },
   };
   if (g.sections.has('hr-user')) {
     const user = lines('hr-user')[0] ?? 'none';
     facts.install = {
-      user: user.startsWith('user') ? { exists: true, groups: user.split(/\s+/).slice(1) } : { exists: false, groups: [] },
+      user: user.startsWith('user')
+        ? { exists: true, groups: user.split(/\s+/).slice(1) }
+        : { exists: false, groups: [] },
       dockerGroup: lines('hr-docker-group')[0] === 'yes',
       keyring: gatheredFile(KEYRING_FILE, g.files.get(KEYRING_FILE)),
       oldKeyring: lines('hr-old-keyring')[0] === 'yes',

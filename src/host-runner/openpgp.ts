@@ -35,7 +35,9 @@ async function readKeys(input: Buffer | string): Promise<OpenPgp.Key[]> {
     throw new KeyFormatError('not an OpenPGP public key (no BEGIN/END PGP PUBLIC KEY BLOCK armor)');
   }
   try {
-    return isBinary(buf) ? await pgp.readKeys({ binaryKeys: buf }) : await pgp.readKeys({ armoredKeys: buf.toString('utf8') });
+    return isBinary(buf)
+      ? await pgp.readKeys({ binaryKeys: buf })
+      : await pgp.readKeys({ armoredKeys: buf.toString('utf8') });
   } catch (err) {
     throw new KeyFormatError(`not a readable OpenPGP key: ${(err as Error).message}`);
   }
@@ -116,7 +118,11 @@ export function describeRefusal(r: PinRefusal): string {
 const refuse = (refusal: PinRefusal): PinCheck => ({ ok: false, refusal, reason: describeRefusal(refusal) });
 
 /** Whether a key file holds exactly the pinned primary key, unrevoked and unexpired at `now` (seconds). Never throws. */
-export async function checkPinnedKey(input: Buffer | string, fingerprint: string, now: number): Promise<PinCheck> {
+export async function checkPinnedKey(
+  input: Buffer | string,
+  fingerprint: string,
+  now: number,
+): Promise<PinCheck> {
   let keys: KeyInfo[];
   try {
     keys = await inspectKeys(input);
@@ -128,6 +134,7 @@ export async function checkPinnedKey(input: Buffer | string, fingerprint: string
   const [key] = keys;
   if (key.fingerprint !== want) return refuse({ kind: 'fingerprint', found: key.fingerprint, want });
   if (key.revoked) return refuse({ kind: 'revoked', fingerprint: key.fingerprint });
-  if (key.expiresAt !== undefined && key.expiresAt <= now) return refuse({ kind: 'expired', expiresAt: key.expiresAt });
+  if (key.expiresAt !== undefined && key.expiresAt <= now)
+    return refuse({ kind: 'expired', expiresAt: key.expiresAt });
   return { ok: true, key };
 }

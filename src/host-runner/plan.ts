@@ -4,13 +4,34 @@ import type { DockerFlavour, PackageRepository } from '../inventory/types.js';
 import { DEFAULT_TERMINATION_GRACE_SECONDS } from '../kube/render.js';
 import { checkPinnedKey, type PinCheck } from './openpgp.js';
 import {
-  CONFIG_TOML, DROP_IN_FILE, HELPER_PACKAGE, KEYRING_FILE, OLD_KEYRING_FILE, PACKAGE, PIN_FILE, RECORD_FILE, RUNNER_DIR, RUNNER_USER, SERVICE, SOURCES_FILE, SYSTEM_ID_FILE,
-  restartOnlyConfig, type HostRunnerFacts,
+  CONFIG_TOML,
+  DROP_IN_FILE,
+  HELPER_PACKAGE,
+  KEYRING_FILE,
+  OLD_KEYRING_FILE,
+  PACKAGE,
+  PIN_FILE,
+  RECORD_FILE,
+  RUNNER_DIR,
+  RUNNER_USER,
+  SERVICE,
+  SOURCES_FILE,
+  SYSTEM_ID_FILE,
+  restartOnlyConfig,
+  type HostRunnerFacts,
 } from './facts.js';
 
 export type HostRunnerStep =
   /** atomic replace; `secret` files (config.toml, .runner_system_id) go into root-only RUNNER_DIR with mode 0600 */
-  | { kind: 'write-file'; path: string; content: string | Buffer; expectSha256: string; mode: string; secret: boolean; detail: string }
+  | {
+      kind: 'write-file';
+      path: string;
+      content: string | Buffer;
+      expectSha256: string;
+      mode: string;
+      secret: boolean;
+      detail: string;
+    }
   | { kind: 'chmod'; path: string; mode: string; detail: string }
   /** apt-get update, then apt-get install gitlab-runner (apt picks the node's architecture); `pin`: exactly that version, held */
   | { kind: 'install-package'; pin?: PackagePin; detail: string }
@@ -24,7 +45,11 @@ export type HostRunnerStep =
   /** `restartSnapDockerd`: the snap's dockerd takes its socket's group (--group docker) only when it starts */
   | { kind: 'docker-group'; createGroup: boolean; restartSnapDockerd: boolean; detail: string }
   /** reload: SIGHUP to gitlab-runner, which re-reads config.toml and .runner_system_id; running jobs keep going */
-  | { kind: 'service'; action: 'restart' | 'reload' | 'start' | 'enable' | 'stop' | 'disable'; detail: string }
+  | {
+      kind: 'service';
+      action: 'restart' | 'reload' | 'start' | 'enable' | 'stop' | 'disable';
+      detail: string;
+    }
   | { kind: 'daemon-reload'; detail: string }
   | { kind: 'remove-files'; paths: string[]; detail: string };
 
@@ -129,7 +154,11 @@ export function pinPreferences(repo: PackageRepository): string {
 }
 
 /** The node's keyring checked against the pin, before planning (the OpenPGP library is async); undefined: none there. */
-export async function checkNodeKeyring(facts: HostRunnerFacts, repo: PackageRepository, now: number): Promise<PinCheck | undefined> {
+export async function checkNodeKeyring(
+  facts: HostRunnerFacts,
+  repo: PackageRepository,
+  now: number,
+): Promise<PinCheck | undefined> {
   const keyring = facts.install?.keyring;
   return keyring?.bytes ? checkPinnedKey(keyring.bytes, repo.fingerprint, now) : undefined;
 }
@@ -137,7 +166,9 @@ export async function checkNodeKeyring(facts: HostRunnerFacts, repo: PackageRepo
 /** Whether the node's keyring must be (re)written: missing, not the pinned key, revoked or expired. */
 export function needsRepositoryKey(keyring: PinCheck | undefined): { needed: boolean; reason: string } {
   if (!keyring) return { needed: true, reason: 'missing' };
-  return keyring.ok ? { needed: false, reason: '' } : { needed: true, reason: `the one there is refused: ${keyring.reason}` };
+  return keyring.ok
+    ? { needed: false, reason: '' }
+    : { needed: true, reason: `the one there is refused: ${keyring.reason}` };
 }
 
 function writeIfDifferent(
@@ -149,7 +180,15 @@ function writeIfDifferent(
   detail: string,
 ): boolean {
   if (file.content === want) return false;
-  steps.push({ kind: 'write-file', path: file.path, content: want, expectSha256: file.sha256, mode, secret, detail });
+  steps.push({
+    kind: 'write-file',
+    path: file.path,
+    content: want,
+    expectSha256: file.sha256,
+    mode,
+    secret,
+    detail,
+  });
   return true;
 }
 
@@ -159,9 +198,14 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   const install = facts.install;
   if (!install) throw new HostRunnerPlanError('host-runner facts were gathered without the install section');
   if (!SUPPORTED_OS.includes(facts.os.id)) {
-    throw new HostRunnerPlanError(`GitLab publishes gitlab-runner packages for ${SUPPORTED_OS.join(', ')}; this node's /etc/os-release says ID=${facts.os.id}`);
+    throw new HostRunnerPlanError(
+      `GitLab publishes gitlab-runner packages for ${SUPPORTED_OS.join(', ')}; this node's /etc/os-release says ID=${facts.os.id}`,
+    );
   }
-  if (!facts.os.codename) throw new HostRunnerPlanError('/etc/os-release has no VERSION_CODENAME: cannot tell which suite of the package repository to use');
+  if (!facts.os.codename)
+    throw new HostRunnerPlanError(
+      '/etc/os-release has no VERSION_CODENAME: cannot tell which suite of the package repository to use',
+    );
   if (install.otherSources.length > 0) {
     throw new HostRunnerPlanError(
       `${install.otherSources.join(', ')} also list${install.otherSources.length === 1 ? 's' : ''} ${repo.url}; apt refuses one repository with two different Signed-By values. ` +
@@ -187,12 +231,38 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
     });
   }
   const suite = `${repo.url}/${facts.os.id}/ ${facts.os.codename} main`;
-  const sourcesChanged = writeIfDifferent(steps, install.sources, sourcesList(repo, facts.os.id, facts.os.codename, input.arch), '0644', false, `${SOURCES_FILE}: ${suite} (${input.arch}), signed by ${KEYRING_FILE}`);
-  writeIfDifferent(steps, install.pin, pinPreferences(repo), '0644', false, `${PIN_FILE}: prefer ${PACKAGE} from ${new URL(repo.url).hostname}`);
+  const sourcesChanged = writeIfDifferent(
+    steps,
+    install.sources,
+    sourcesList(repo, facts.os.id, facts.os.codename, input.arch),
+    '0644',
+    false,
+    `${SOURCES_FILE}: ${suite} (${input.arch}), signed by ${KEYRING_FILE}`,
+  );
+  writeIfDifferent(
+    steps,
+    install.pin,
+    pinPreferences(repo),
+    '0644',
+    false,
+    `${PIN_FILE}: prefer ${PACKAGE} from ${new URL(repo.url).hostname}`,
+  );
   // After the sources name the new keyring: apt never sees an entry without its key.
-  if (install.oldKeyring) steps.push({ kind: 'remove-files', paths: [OLD_KEYRING_FILE], detail: `remove ${OLD_KEYRING_FILE} (the keyring is ${KEYRING_FILE} now, GitLab's name)` });
+  if (install.oldKeyring)
+    steps.push({
+      kind: 'remove-files',
+      paths: [OLD_KEYRING_FILE],
+      detail: `remove ${OLD_KEYRING_FILE} (the keyring is ${KEYRING_FILE} now, GitLab's name)`,
+    });
   // Before the package: its postinst's own daemon-reload then loads it with the unit.
-  const dropInChanged = writeIfDifferent(steps, facts.dropIn ?? { path: DROP_IN_FILE, sha256: 'absent' }, dropIn(), '0644', false, `${DROP_IN_FILE}: stop gracefully (KillSignal=SIGQUIT, KillMode=mixed, TimeoutStopSec=${STOP_TIMEOUT_SECONDS})`);
+  const dropInChanged = writeIfDifferent(
+    steps,
+    facts.dropIn ?? { path: DROP_IN_FILE, sha256: 'absent' },
+    dropIn(),
+    '0644',
+    false,
+    `${DROP_IN_FILE}: stop gracefully (KillSignal=SIGQUIT, KillMode=mixed, TimeoutStopSec=${STOP_TIMEOUT_SECONDS})`,
+  );
 
   const installing = !facts.package.installed;
   const configChanged = facts.config.sha256 !== sha256(desired.configToml);
@@ -212,11 +282,28 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
       );
     }
   } else if (facts.config.mode !== '600' || facts.config.owner !== 'root') {
-    steps.push({ kind: 'chmod', path: CONFIG_TOML, mode: '0600', detail: `${CONFIG_TOML}: root-only again (was ${facts.config.mode} ${facts.config.owner})` });
+    steps.push({
+      kind: 'chmod',
+      path: CONFIG_TOML,
+      mode: '0600',
+      detail: `${CONFIG_TOML}: root-only again (was ${facts.config.mode} ${facts.config.owner})`,
+    });
   }
-  const systemIdChanged = writeIfDifferent(steps, facts.systemId, `${desired.systemId}\n`, '0600', true, `${SYSTEM_ID_FILE}: ${desired.planned ? 'the new runner\'s system id' : desired.systemId}, the runner manager's identity in GitLab`);
+  const systemIdChanged = writeIfDifferent(
+    steps,
+    facts.systemId,
+    `${desired.systemId}\n`,
+    '0600',
+    true,
+    `${SYSTEM_ID_FILE}: ${desired.planned ? "the new runner's system id" : desired.systemId}, the runner manager's identity in GitLab`,
+  );
   if (!systemIdChanged && (facts.systemId.mode !== '600' || facts.systemId.owner !== 'root')) {
-    steps.push({ kind: 'chmod', path: SYSTEM_ID_FILE, mode: '0600', detail: `${SYSTEM_ID_FILE}: root-only again` });
+    steps.push({
+      kind: 'chmod',
+      path: SYSTEM_ID_FILE,
+      mode: '0600',
+      detail: `${SYSTEM_ID_FILE}: root-only again`,
+    });
   }
 
   // Installed after config.toml and .runner_system_id are in place: the package starts the service, which then
@@ -225,12 +312,22 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   if (installing) {
     steps.push(
       pin
-        ? { kind: 'install-package', pin, detail: `apt-get update && apt-get install ${pin.packages.join(' ')} from ${suite}, held (apt-mark hold)` }
+        ? {
+            kind: 'install-package',
+            pin,
+            detail: `apt-get update && apt-get install ${pin.packages.join(' ')} from ${suite}, held (apt-mark hold)`,
+          }
         : { kind: 'install-package', detail: `apt-get update && apt-get install ${PACKAGE} from ${suite}` },
     );
   }
   const upgrading = !installing && pin !== undefined && facts.package.version !== pin.version;
-  if (!installing && (sourcesChanged || key.needed) && !upgrading) notes.push(`${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace('  ', ' '));
+  if (!installing && (sourcesChanged || key.needed) && !upgrading)
+    notes.push(
+      `${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace(
+        '  ',
+        ' ',
+      ),
+    );
   // The package creates the user; jobs start as fresh logins of it, so the group applies without a restart.
   if (installing || !install.dockerGroup || !install.user.groups.includes('docker')) {
     // The snap's dockerd gives its socket to the docker group when it starts (dockerd --group docker), and to root
@@ -251,9 +348,16 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
   // gitlab-runner re-reads config.toml (and .runner_system_id with it) on a SIGHUP, and on its own within 3 s of the
   // file changing; running jobs keep going. Only the metrics and session servers are set up once: a restart for those.
   const running = facts.service.active === 'active';
-  const changed = [configChanged && 'config.toml', systemIdChanged && '.runner_system_id'].filter(Boolean).join(' and ');
-  const restartOnly = (facts.config.restartOnly ?? []).join('\n') !== restartOnlyConfig(desired.configToml).join('\n');
-  if (dropInChanged && !installing) steps.push({ kind: 'daemon-reload', detail: `systemctl daemon-reload (${DROP_IN_FILE} changed; the running runner is not touched)` });
+  const changed = [configChanged && 'config.toml', systemIdChanged && '.runner_system_id']
+    .filter(Boolean)
+    .join(' and ');
+  const restartOnly =
+    (facts.config.restartOnly ?? []).join('\n') !== restartOnlyConfig(desired.configToml).join('\n');
+  if (dropInChanged && !installing)
+    steps.push({
+      kind: 'daemon-reload',
+      detail: `systemctl daemon-reload (${DROP_IN_FILE} changed; the running runner is not touched)`,
+    });
   if (installing) {
     // the package's postinst enables and starts it
   } else if (upgrading) {
@@ -268,21 +372,45 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
         `apt-get install ${pin!.packages.join(' ')}, apt-mark hold, systemctl start`,
     });
   } else if (running && configChanged && restartOnly) {
-    steps.push({ kind: 'service', action: 'restart', detail: `systemctl restart ${SERVICE} (listen_address or [session_server] changed, which gitlab-runner reads only when it starts; running jobs finish first: SIGQUIT)` });
+    steps.push({
+      kind: 'service',
+      action: 'restart',
+      detail: `systemctl restart ${SERVICE} (listen_address or [session_server] changed, which gitlab-runner reads only when it starts; running jobs finish first: SIGQUIT)`,
+    });
   } else if (running && (configChanged || systemIdChanged)) {
-    steps.push({ kind: 'service', action: 'reload', detail: `reload ${SERVICE}: SIGHUP, it re-reads ${changed} itself (running jobs keep going)` });
+    steps.push({
+      kind: 'service',
+      action: 'reload',
+      detail: `reload ${SERVICE}: SIGHUP, it re-reads ${changed} itself (running jobs keep going)`,
+    });
   } else if (!running) {
-    steps.push({ kind: 'service', action: 'start', detail: `systemctl start ${SERVICE} (it was ${facts.service.active || 'not running'})` });
+    steps.push({
+      kind: 'service',
+      action: 'start',
+      detail: `systemctl start ${SERVICE} (it was ${facts.service.active || 'not running'})`,
+    });
   }
   if (pin && !installing && !upgrading) {
     const names = pin.packages.map((p) => p.split('=')[0]);
     const unheld = names.filter((n) => !(facts.package.held ?? []).includes(n));
-    if (unheld.length > 0) steps.push({ kind: 'hold-package', pin, detail: `apt-mark hold ${unheld.join(' ')} (runners.version ${input.version}: no unattended upgrade moves it)` });
+    if (unheld.length > 0)
+      steps.push({
+        kind: 'hold-package',
+        pin,
+        detail: `apt-mark hold ${unheld.join(' ')} (runners.version ${input.version}: no unattended upgrade moves it)`,
+      });
   }
-  if (!pin && (facts.package.held ?? []).includes(PACKAGE)) notes.push(`${PACKAGE} is held (apt-mark showhold); without runners.version runner-fleet leaves the hold as it is`);
+  if (!pin && (facts.package.held ?? []).includes(PACKAGE))
+    notes.push(
+      `${PACKAGE} is held (apt-mark showhold); without runners.version runner-fleet leaves the hold as it is`,
+    );
   // The package enables its unit when it installs it; afterwards only someone's `disable` turns it off.
   if (!installing && facts.service.enabled !== 'enabled') {
-    steps.push({ kind: 'service', action: 'enable', detail: `systemctl enable ${SERVICE} (it was ${facts.service.enabled || 'not enabled'})` });
+    steps.push({
+      kind: 'service',
+      action: 'enable',
+      detail: `systemctl enable ${SERVICE} (it was ${facts.service.enabled || 'not enabled'})`,
+    });
   }
   return { steps, notes, warnings };
 }
@@ -298,12 +426,16 @@ export function planHostRunnerRemoval(facts: HostRunnerFacts): HostRunnerPlan {
   const warnings: string[] = [];
   if (!facts.record.bytes) {
     if (facts.config.sha256 !== 'absent' || facts.service.active === 'active') {
-      warnings.push(`${CONFIG_TOML} or a running ${SERVICE} service is here without runner-fleet's record: left alone (runner-fleet did not make that runner)`);
+      warnings.push(
+        `${CONFIG_TOML} or a running ${SERVICE} service is here without runner-fleet's record: left alone (runner-fleet did not make that runner)`,
+      );
     }
     return { steps, notes, warnings };
   }
-  if (facts.package.installed && facts.service.active === 'active') steps.push({ kind: 'service', action: 'stop', detail: `systemctl stop ${SERVICE}` });
-  if (facts.package.installed && facts.service.enabled === 'enabled') steps.push({ kind: 'service', action: 'disable', detail: `systemctl disable ${SERVICE}` });
+  if (facts.package.installed && facts.service.active === 'active')
+    steps.push({ kind: 'service', action: 'stop', detail: `systemctl stop ${SERVICE}` });
+  if (facts.package.installed && facts.service.enabled === 'enabled')
+    steps.push({ kind: 'service', action: 'disable', detail: `systemctl disable ${SERVICE}` });
   const present = [
     ...(facts.config.sha256 !== 'absent' ? [CONFIG_TOML] : []),
     ...(facts.systemId.bytes ? [SYSTEM_ID_FILE] : []),
@@ -317,6 +449,9 @@ export function planHostRunnerRemoval(facts: HostRunnerFacts): HostRunnerPlan {
       detail: `remove ${present.join(', ')} (and their runner-fleet backups)`,
     });
   }
-  if (facts.package.installed) notes.push(`the ${PACKAGE} package stays installed (apt-get purge ${PACKAGE} removes it and ${RUNNER_DIR})`);
+  if (facts.package.installed)
+    notes.push(
+      `the ${PACKAGE} package stays installed (apt-get purge ${PACKAGE} removes it and ${RUNNER_DIR})`,
+    );
   return { steps, notes, warnings };
 }

@@ -10,7 +10,15 @@ import { HostRecordStore, serialiseRecords } from './records.js';
 import { hostRunnerIndexPath, readHostRunnerIndex, writeHostRunnerIndex } from './state.js';
 
 const TOKEN = 'glrt-recordstoretest1234';
-const rec: RunnerRecord = { node: 'pi1', mode: 'access', id: 7, token: TOKEN, systemId: 's_0123456789ab', settings: null, createdAt: '2026-11-01T00:00:00.000Z' };
+const rec: RunnerRecord = {
+  node: 'pi1',
+  mode: 'access',
+  id: 7,
+  token: TOKEN,
+  systemId: 's_0123456789ab',
+  settings: null,
+  createdAt: '2026-11-01T00:00:00.000Z',
+};
 
 function fakeConn(code = 0) {
   const scripts: string[] = [];
@@ -62,7 +70,15 @@ describe('HostRecordStore', () => {
 describe('host-runner index', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-index-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const node = (name: string) => ({ name, host: `10.0.0.${name.slice(2)}`, port: 22, user: 'pi', identityFile: '/k', knownHosts: '/kh', connectTimeout: 20 });
+  const node = (name: string) => ({
+    name,
+    host: `10.0.0.${name.slice(2)}`,
+    port: 22,
+    user: 'pi',
+    identityFile: '/k',
+    knownHosts: '/kh',
+    connectTimeout: 20,
+  });
 
   it('sits beside the inventory, is written only on change, sorted, and removed when empty', () => {
     const path = hostRunnerIndexPath(join(dir, 'fleet.yaml'));

@@ -40,7 +40,9 @@ export class HostRecordStore implements RecordStore {
       raw = JSON.parse(this.text);
     } catch {
       // Never quote the text: it holds a token.
-      throw new Error(`${this.source} is not valid JSON; move it aside (the runner it names may need deleting in GitLab by hand)`);
+      throw new Error(
+        `${this.source} is not valid JSON; move it aside (the runner it names may need deleting in GitLab by hand)`,
+      );
     }
     return parseRecords(raw, this.source);
   }
@@ -56,7 +58,10 @@ export class HostRecordStore implements RecordStore {
         : `install -d -m 0700 ${shQuote(RUNNER_DIR)}\n${atomicWriteScript(RECORD_FILE, next, expect, '0600', { backup: false })}`;
     // exec, not check: on failure only stderr (never the script, which carries the token) goes into the message.
     const r = await this.conn.exec(script, { sudo: true, step: 'save runner record' });
-    if (r.code !== 0) throw new Error(`cannot write ${this.source} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no output'}`);
+    if (r.code !== 0)
+      throw new Error(
+        `cannot write ${this.source} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no output'}`,
+      );
     this.saves++;
     this.text = next;
   }

@@ -3,7 +3,10 @@
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { NodeSpec } from '../inventory/types.js';
 
-export type IndexedNode = Pick<NodeSpec, 'name' | 'host' | 'port' | 'user' | 'identityFile' | 'knownHosts' | 'connectTimeout'>;
+export type IndexedNode = Pick<
+  NodeSpec,
+  'name' | 'host' | 'port' | 'user' | 'identityFile' | 'knownHosts' | 'connectTimeout'
+>;
 
 interface IndexFile {
   /** for people opening the file */
@@ -18,7 +21,15 @@ export function hostRunnerIndexPath(inventorySource: string): string {
 }
 
 export function indexEntry(n: NodeSpec | IndexedNode): IndexedNode {
-  return { name: n.name, host: n.host, port: n.port, user: n.user, identityFile: n.identityFile, knownHosts: n.knownHosts, connectTimeout: n.connectTimeout };
+  return {
+    name: n.name,
+    host: n.host,
+    port: n.port,
+    user: n.user,
+    identityFile: n.identityFile,
+    knownHosts: n.knownHosts,
+    connectTimeout: n.connectTimeout,
+  };
 }
 
 export function readHostRunnerIndex(path: string): IndexedNode[] {
@@ -29,8 +40,12 @@ export function readHostRunnerIndex(path: string): IndexedNode[] {
   } catch {
     throw new Error(`${path} is not valid JSON (runner-fleet's index of host runners; fix or remove it)`);
   }
-  if (doc.version !== 1 || !Array.isArray(doc.nodes)) throw new Error(`${path}: not a runner-fleet host-runner index (version 1)`);
-  return doc.nodes.filter((n): n is IndexedNode => typeof n?.name === 'string' && typeof n.host === 'string' && Number.isInteger(n.port));
+  if (doc.version !== 1 || !Array.isArray(doc.nodes))
+    throw new Error(`${path}: not a runner-fleet host-runner index (version 1)`);
+  return doc.nodes.filter(
+    (n): n is IndexedNode =>
+      typeof n?.name === 'string' && typeof n.host === 'string' && Number.isInteger(n.port),
+  );
 }
 
 /** Writes the index when it changed (sorted by name); removes the file when no node has a host runner. */
@@ -43,7 +58,8 @@ export function writeHostRunnerIndex(path: string, nodes: IndexedNode[]): boolea
     return true;
   }
   const doc: IndexFile = {
-    about: 'Written by runner-fleet: the nodes that run a host-placed gitlab-runner, so that one removed from the inventory can still be cleaned up. Keep it beside the inventory.',
+    about:
+      'Written by runner-fleet: the nodes that run a host-placed gitlab-runner, so that one removed from the inventory can still be cleaned up. Keep it beside the inventory.',
     version: 1,
     nodes: sorted,
   };

@@ -1,7 +1,18 @@
 // The apply round trip's shell, run for real with sh against a folder and stand-in docker/systemctl/snap commands:
 // owned registries come and go, daemon.json keeps its mode and links, a reload that fails puts the old file back.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -53,7 +64,11 @@ function factsNow(): HostFacts {
   return hostFacts({
     aptDaemonJson: fileFact(dj, read(dj)),
     registryState: { [dj]: fileFact(registryStatePath(dj), read(registryStatePath(dj))) },
-    docker: { version: '20.10.24', indexConfigs: Object.fromEntries(loaded.map((r) => [r, { Secure: false }])), insecureCidrs: [] },
+    docker: {
+      version: '20.10.24',
+      indexConfigs: Object.fromEntries(loaded.map((r) => [r, { Secure: false }])),
+      insecureCidrs: [],
+    },
   });
 }
 
@@ -84,13 +99,18 @@ describe('apply script: insecure-registries runner-fleet added', () => {
     expect(first.code).toBe(0);
     expect(insecure()).toEqual(['mine.lan:5000', REG]);
     // mine.lan was there before: not runner-fleet's, so not recorded.
-    expect(JSON.parse(readFileSync(registryStatePath(dj), 'utf8'))['insecure-registries-added']).toEqual([REG]);
+    expect(JSON.parse(readFileSync(registryStatePath(dj), 'utf8'))['insecure-registries-added']).toEqual([
+      REG,
+    ]);
     expect(statSync(registryStatePath(dj)).mode & 0o777).toBe(0o600);
 
     expect(converge([REG, 'mine.lan:5000']).plan.steps).toEqual([]); // a rerun changes nothing
 
     const dropped = converge([]);
-    expect(dropped.plan.steps.map((s) => s.kind === 'write-file' ? s.name : s.kind)).toEqual(['daemon.json', 'reload-docker']);
+    expect(dropped.plan.steps.map((s) => (s.kind === 'write-file' ? s.name : s.kind))).toEqual([
+      'daemon.json',
+      'reload-docker',
+    ]);
     expect(dropped.code).toBe(0);
     expect(insecure()).toEqual(['mine.lan:5000']);
     expect(readFileSync(join(dir, 'loaded'), 'utf8').trim()).toBe('mine.lan:5000');
@@ -123,16 +143,27 @@ describe('apply script: insecure-registries runner-fleet added', () => {
     expect(r.code).toBe(ROLLED_BACK);
     expect(r.stdout).toContain('@@rollback ok');
     expect(readFileSync(dj, 'utf8')).toBe(before);
-    expect(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')).toEqual(['loaded reload', 'refused', 'loaded reload']);
+    expect(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')).toEqual([
+      'loaded reload',
+      'refused',
+      'loaded reload',
+    ]);
     // Recorded before the write, so it is still known as runner-fleet's: the next run without it has nothing to remove.
-    expect(JSON.parse(readFileSync(registryStatePath(dj), 'utf8'))['insecure-registries-added']).toEqual([POISON]);
+    expect(JSON.parse(readFileSync(registryStatePath(dj), 'utf8'))['insecure-registries-added']).toEqual([
+      POISON,
+    ]);
     expect(converge([]).plan.steps).toEqual([]);
   });
 
   it('starts a dockerd that a restart with the new file took down (snap), with the previous file', () => {
     const before = readFileSync(dj, 'utf8');
     const facts = factsNow();
-    const plan = planHost({ ...testNode, docker: 'snap' }, [POISON], { ...facts, aptDocker: false, snapDocker: true, runningDaemonJson: facts.aptDaemonJson });
+    const plan = planHost({ ...testNode, docker: 'snap' }, [POISON], {
+      ...facts,
+      aptDocker: false,
+      snapDocker: true,
+      runningDaemonJson: facts.aptDaemonJson,
+    });
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'write-file', 'reload-docker']);
     const r = run(applyScript(plan.steps, [POISON], plan.afterVerify, { verifyTries: 6 }));
     expect(r.code).toBe(ROLLED_BACK);
@@ -158,9 +189,16 @@ describe('apply script: docker.* settings are verified like registries', () => {
   it('a registry mirror the reloaded dockerd does not list puts the previous daemon.json back', () => {
     const before = readFileSync(dj, 'utf8');
     const settings = { registryMirrors: ['https://mirror.lan:5000'] };
-    const plan = planHost(testNode, [REG], { ...factsNow(), runningDaemonJson: factsNow().aptDaemonJson }, settings);
+    const plan = planHost(
+      testNode,
+      [REG],
+      { ...factsNow(), runningDaemonJson: factsNow().aptDaemonJson },
+      settings,
+    );
     expect(loadedMarkers(settings)).toEqual(['"https://mirror.lan:5000/"']);
-    const r = run(applyScript(plan.steps, [REG], plan.afterVerify, { verifyTries: 4, expect: loadedMarkers(settings) }));
+    const r = run(
+      applyScript(plan.steps, [REG], plan.afterVerify, { verifyTries: 4, expect: loadedMarkers(settings) }),
+    );
     expect(r.code).toBe(ROLLED_BACK);
     expect(r.stdout).toContain('@@rollback ok');
     expect(readFileSync(dj, 'utf8')).toBe(before);

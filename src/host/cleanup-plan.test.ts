@@ -11,9 +11,14 @@ const file = fileFact;
 
 function facts(over: Partial<HostFacts> = {}, identity: string[] = []): HostFacts {
   return hostFacts({
-    aptDaemonJson: file(APT_DAEMON_JSON, JSON.stringify({ 'log-level': 'warn', 'insecure-registries': ['10.9.9.9:5000', REG] })),
+    aptDaemonJson: file(
+      APT_DAEMON_JSON,
+      JSON.stringify({ 'log-level': 'warn', 'insecure-registries': ['10.9.9.9:5000', REG] }),
+    ),
     microk8s: true,
-    hostsToml: { [REG]: file(`/var/snap/microk8s/current/args/certs.d/${REG}/hosts.toml`, renderHostsToml(REG)) },
+    hostsToml: {
+      [REG]: file(`/var/snap/microk8s/current/args/certs.d/${REG}/hosts.toml`, renderHostsToml(REG)),
+    },
     gathered: { sections: new Map([[IDENTITY_SECTION, identity]]), files: new Map() },
     ...over,
   });
@@ -21,36 +26,68 @@ function facts(over: Partial<HostFacts> = {}, identity: string[] = []): HostFact
 
 describe('planHostCleanup', () => {
   it('without purge: removes the runner identity dirs only and says the registry configuration stays', () => {
-    const plan = planHostCleanup(node, [REG], facts({}, ['/var/lib/runner-fleet/dood', '/etc/passwd']), { purgeRegistryConfig: false });
-    expect(plan.steps).toEqual([{ kind: 'remove-dir', path: '/var/lib/runner-fleet/dood', detail: expect.any(String) }]);
-    expect(plan.kept[0]).toMatch(/registry configuration stays \(198\.18\.0\.2:5000 in \/etc\/docker\/daemon\.json; .*hosts\.toml\): --purge-registry-config/);
+    const plan = planHostCleanup(node, [REG], facts({}, ['/var/lib/runner-fleet/dood', '/etc/passwd']), {
+      purgeRegistryConfig: false,
+    });
+    expect(plan.steps).toEqual([
+      { kind: 'remove-dir', path: '/var/lib/runner-fleet/dood', detail: expect.any(String) },
+    ]);
+    expect(plan.kept[0]).toMatch(
+      /registry configuration stays \(198\.18\.0\.2:5000 in \/etc\/docker\/daemon\.json; .*hosts\.toml\): --purge-registry-config/,
+    );
   });
 
   it('with purge: our registry leaves daemon.json (other keys and entries stay), dockerd reloads, our hosts.toml goes', () => {
     const plan = planHostCleanup(node, [REG], facts(), { purgeRegistryConfig: true });
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker', 'remove-file']);
     const write = plan.steps[0] as Extract<(typeof plan.steps)[number], { kind: 'write-file' }>;
-    expect(JSON.parse(write.content)).toEqual({ 'log-level': 'warn', 'insecure-registries': ['10.9.9.9:5000'] });
+    expect(JSON.parse(write.content)).toEqual({
+      'log-level': 'warn',
+      'insecure-registries': ['10.9.9.9:5000'],
+    });
     expect(write.expectSha256).toBe(facts().aptDaemonJson.sha256);
     expect(plan.steps[1]).toMatchObject({ action: 'reload', flavour: 'apt' });
   });
 
   it('snap Docker reloads (SIGHUP to its dockerd); a stopped dockerd is not started', () => {
-    const snap = facts({ aptDocker: false, snapDocker: true, aptDaemonJson: file(APT_DAEMON_JSON), snapDaemonJson: file(SNAP_DAEMON_JSON, `{"insecure-registries":["${REG}"]}`) });
-    expect(planHostCleanup(node, [REG], snap, { purgeRegistryConfig: true }).steps[1]).toMatchObject({ action: 'reload', flavour: 'snap' });
+    const snap = facts({
+      aptDocker: false,
+      snapDocker: true,
+      aptDaemonJson: file(APT_DAEMON_JSON),
+      snapDaemonJson: file(SNAP_DAEMON_JSON, `{"insecure-registries":["${REG}"]}`),
+    });
+    expect(planHostCleanup(node, [REG], snap, { purgeRegistryConfig: true }).steps[1]).toMatchObject({
+      action: 'reload',
+      flavour: 'snap',
+    });
     const stopped = facts({ dockerd: undefined, docker: undefined });
-    expect(planHostCleanup(node, [REG], stopped, { purgeRegistryConfig: true }).steps.map((s) => s.kind)).toEqual(['write-file', 'remove-file']);
+    expect(
+      planHostCleanup(node, [REG], stopped, { purgeRegistryConfig: true }).steps.map((s) => s.kind),
+    ).toEqual(['write-file', 'remove-file']);
   });
 
   it('a hosts.toml someone edited stays; nothing of ours means nothing to do', () => {
-    const edited = facts({ hostsToml: { [REG]: file('/x/hosts.toml', 'server = "https://elsewhere"\n') }, aptDaemonJson: file(APT_DAEMON_JSON, '{}') });
+    const edited = facts({
+      hostsToml: { [REG]: file('/x/hosts.toml', 'server = "https://elsewhere"\n') },
+      aptDaemonJson: file(APT_DAEMON_JSON, '{}'),
+    });
     const plan = planHostCleanup(node, [REG], edited, { purgeRegistryConfig: true });
     expect(plan.steps).toEqual([]);
-    expect(plan.kept).toEqual(['/x/hosts.toml stays: its content is not what runner-fleet wrote (edited by someone)']);
-    expect(planHostCleanup(node, [REG], facts({ hostsToml: {}, aptDaemonJson: file(APT_DAEMON_JSON) }), { purgeRegistryConfig: true })).toEqual({ steps: [], kept: [] });
+    expect(plan.kept).toEqual([
+      '/x/hosts.toml stays: its content is not what runner-fleet wrote (edited by someone)',
+    ]);
+    expect(
+      planHostCleanup(node, [REG], facts({ hostsToml: {}, aptDaemonJson: file(APT_DAEMON_JSON) }), {
+        purgeRegistryConfig: true,
+      }),
+    ).toEqual({ steps: [], kept: [] });
   });
 
   it('refuses a daemon.json that is not JSON', () => {
-    expect(() => planHostCleanup(node, [REG], facts({ aptDaemonJson: file(APT_DAEMON_JSON, '{"insecure') }), { purgeRegistryConfig: true })).toThrow(/not valid JSON/);
+    expect(() =>
+      planHostCleanup(node, [REG], facts({ aptDaemonJson: file(APT_DAEMON_JSON, '{"insecure') }), {
+        purgeRegistryConfig: true,
+      }),
+    ).toThrow(/not valid JSON/);
   });
 });

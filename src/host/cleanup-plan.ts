@@ -4,7 +4,14 @@ import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
 import { parseDaemonJson, removeInsecureRegistries } from './daemon-json.js';
 import type { HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
-import { chooseFlavour, daemonJsonWriteStep, HostPlanError, reloadDockerStep, renderHostsToml, type HostStep } from './plan.js';
+import {
+  chooseFlavour,
+  daemonJsonWriteStep,
+  HostPlanError,
+  reloadDockerStep,
+  renderHostsToml,
+  type HostStep,
+} from './plan.js';
 
 /** The identity folders of every executor's pods (src/executors.ts), in a stable order. */
 export const IDENTITY_DIRS = [...EXECUTOR_NAMES].sort().map(identityDir);
@@ -37,10 +44,20 @@ export function existingIdentityDirs(facts: HostFacts): string[] {
  * with `purgeRegistryConfig`: workloads may still pull from that registry, and other keys and entries are never
  * touched. Throws DaemonJsonError for a daemon.json it cannot read (that node fails, nothing is written).
  */
-export function planHostCleanup(node: NodeSpec, registries: string[], facts: HostFacts, opts: { purgeRegistryConfig: boolean }): CleanupPlan {
+export function planHostCleanup(
+  node: NodeSpec,
+  registries: string[],
+  facts: HostFacts,
+  opts: { purgeRegistryConfig: boolean },
+): CleanupPlan {
   const steps: CleanupStep[] = [];
   const kept: string[] = [];
-  for (const dir of existingIdentityDirs(facts)) steps.push({ kind: 'remove-dir', path: dir, detail: `remove ${dir} (runner identity kept by the runner pods)` });
+  for (const dir of existingIdentityDirs(facts))
+    steps.push({
+      kind: 'remove-dir',
+      path: dir,
+      detail: `remove ${dir} (runner identity kept by the runner pods)`,
+    });
 
   let flavour: DockerFlavour | undefined;
   try {
@@ -48,7 +65,8 @@ export function planHostCleanup(node: NodeSpec, registries: string[], facts: Hos
   } catch (err) {
     if (!(err instanceof HostPlanError)) throw err;
   }
-  const file = facts.runningDaemonJson ?? (flavour ? DOCKER_FLAVOURS[flavour].defaultDaemonJson(facts) : undefined);
+  const file =
+    facts.runningDaemonJson ?? (flavour ? DOCKER_FLAVOURS[flavour].defaultDaemonJson(facts) : undefined);
   let listed: string[] = [];
   let merged: Record<string, unknown> | undefined;
   if (file?.content !== undefined) {
@@ -62,20 +80,38 @@ export function planHostCleanup(node: NodeSpec, registries: string[], facts: Hos
     .filter((t) => t.fact && t.fact.sha256 !== 'absent');
 
   if (!opts.purgeRegistryConfig) {
-    const what = [...(listed.length > 0 ? [`${listed.join(', ')} in ${file!.path}`] : []), ...tomls.map((t) => t.fact!.path)];
-    if (what.length > 0) kept.push(`registry configuration stays (${what.join('; ')}): --purge-registry-config removes it`);
+    const what = [
+      ...(listed.length > 0 ? [`${listed.join(', ')} in ${file!.path}`] : []),
+      ...tomls.map((t) => t.fact!.path),
+    ];
+    if (what.length > 0)
+      kept.push(`registry configuration stays (${what.join('; ')}): --purge-registry-config removes it`);
     return { steps, kept };
   }
 
   if (listed.length > 0 && file && merged && flavour) {
-    steps.push(daemonJsonWriteStep(file, merged, `remove ${listed.join(', ')} from insecure-registries (every other key and entry stays)`) as CleanupStep);
-    if (facts.dockerd || facts.docker) steps.push(reloadDockerStep(flavour, 'to drop the registries') as CleanupStep);
+    steps.push(
+      daemonJsonWriteStep(
+        file,
+        merged,
+        `remove ${listed.join(', ')} from insecure-registries (every other key and entry stays)`,
+      ) as CleanupStep,
+    );
+    if (facts.dockerd || facts.docker)
+      steps.push(reloadDockerStep(flavour, 'to drop the registries') as CleanupStep);
   } else if (listed.length > 0) {
-    kept.push(`${listed.join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`);
+    kept.push(
+      `${listed.join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`,
+    );
   }
   for (const { registry, fact } of tomls) {
     if (fact!.content === renderHostsToml(registry)) {
-      steps.push({ kind: 'remove-file', path: fact!.path, expectSha256: fact!.sha256, detail: `remove ${fact!.path} (microk8s containerd trust for ${registry})` });
+      steps.push({
+        kind: 'remove-file',
+        path: fact!.path,
+        expectSha256: fact!.sha256,
+        detail: `remove ${fact!.path} (microk8s containerd trust for ${registry})`,
+      });
     } else {
       kept.push(`${fact!.path} stays: its content is not what runner-fleet wrote (edited by someone)`);
     }

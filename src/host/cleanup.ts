@@ -9,7 +9,12 @@ import { gatherFacts, stepScript } from './converge.js';
 import { shQuote } from './facts.js';
 
 /** Gathers (one read-only round trip, the same gather apply makes) and plans. */
-export async function planNodeCleanup(conn: NodeConnection, node: NodeSpec, registries: string[], opts: { purgeRegistryConfig: boolean }): Promise<CleanupPlan> {
+export async function planNodeCleanup(
+  conn: NodeConnection,
+  node: NodeSpec,
+  registries: string[],
+  opts: { purgeRegistryConfig: boolean },
+): Promise<CleanupPlan> {
   const facts = await gatherFacts(conn, registries, identityGatherScript);
   return planHostCleanup(node, registries, facts, opts);
 }
@@ -35,10 +40,20 @@ rmdir "$(dirname "$f")" 2>/dev/null || :`;
 }
 
 /** Runs every step in order in one round trip; `onChange` hears each step that completed, even when a later one fails. */
-export async function runCleanup(conn: NodeConnection, steps: CleanupStep[], onChange: (c: Change) => void): Promise<void> {
+export async function runCleanup(
+  conn: NodeConnection,
+  steps: CleanupStep[],
+  onChange: (c: Change) => void,
+): Promise<void> {
   if (steps.length === 0) return;
-  const r = await conn.exec(`set -e\n${stepsScript(steps, cleanupStepScript)}`, { sudo: true, step: 'destroy: clean up' });
+  const r = await conn.exec(`set -e\n${stepsScript(steps, cleanupStepScript)}`, {
+    sudo: true,
+    step: 'destroy: clean up',
+  });
   const run = readStepsRun(steps, r);
   run.done.forEach((s) => onChange({ step: s.kind, detail: s.detail }));
-  if (r.code !== 0) throw new Error(`${run.failed?.detail ?? 'clean up'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || r.stdout)}`);
+  if (r.code !== 0)
+    throw new Error(
+      `${run.failed?.detail ?? 'clean up'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || r.stdout)}`,
+    );
 }

@@ -4,7 +4,15 @@ import { RemoteCommandError } from '../errors.js';
 import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
-import { DOCKER_INFO, gatherScript, parseDockerInfo, parseFacts, registryIsInsecure, shQuote, type HostFacts } from './facts.js';
+import {
+  DOCKER_INFO,
+  gatherScript,
+  parseDockerInfo,
+  parseFacts,
+  registryIsInsecure,
+  shQuote,
+  type HostFacts,
+} from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import type { DockerFlavour } from '../inventory/types.js';
 import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './plan.js';
@@ -26,7 +34,11 @@ export class HostVerifyError extends Error {
 }
 
 /** `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. */
-export async function gatherFacts(conn: NodeConnection, registries: string[], extra = ''): Promise<HostFacts> {
+export async function gatherFacts(
+  conn: NodeConnection,
+  registries: string[],
+  extra = '',
+): Promise<HostFacts> {
   const r = await conn.exec(gatherScript(registries, extra), { sudo: true, step: 'gather facts' });
   // Only stderr goes into the error: stdout may carry a section's file in base64 (a runner record's token).
   if (r.code !== 0) throw new RemoteCommandError(conn.node.name, 'gather facts', r.code, r.stderr);
@@ -44,14 +56,24 @@ export async function gatherFacts(conn: NodeConnection, registries: string[], ex
  * `remember`: shell variable prefix set to the written path (`<p>_path`) and whether a previous file existed
  * (`<p>_had`), for the rollback after a failed reload.
  */
-export function atomicWriteScript(path: string, content: string | Buffer, expectSha256: string, mode: string, opts: { backup?: boolean; preserve?: boolean; remember?: string } = {}): string {
+export function atomicWriteScript(
+  path: string,
+  content: string | Buffer,
+  expectSha256: string,
+  mode: string,
+  opts: { backup?: boolean; preserve?: boolean; remember?: string } = {},
+): string {
   const f = shQuote(path);
   const b64 = (typeof content === 'string' ? Buffer.from(content, 'utf8') : content).toString('base64');
   const follow = opts.preserve
     ? `if [ -L "$f" ]; then t=$(readlink -f -- "$f") || { echo "$f is a symlink runner-fleet cannot resolve; not writing it" >&2; exit 19; }; f=$t; fi\n`
     : '';
-  const keep = opts.preserve ? `if [ -e "$f" ]; then chmod --reference="$f" "$tmp" && chown --reference="$f" "$tmp"; fi\n` : '';
-  const remember = opts.remember ? `${opts.remember}_path=$f; if [ -e "$f" ]; then ${opts.remember}_had=1; else ${opts.remember}_had=0; fi\n` : '';
+  const keep = opts.preserve
+    ? `if [ -e "$f" ]; then chmod --reference="$f" "$tmp" && chown --reference="$f" "$tmp"; fi\n`
+    : '';
+  const remember = opts.remember
+    ? `${opts.remember}_path=$f; if [ -e "$f" ]; then ${opts.remember}_had=1; else ${opts.remember}_had=0; fi\n`
+    : '';
   return `f=${f}
 ${follow}d=$(dirname "$f"); mkdir -p "$d"
 if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
@@ -83,8 +105,14 @@ export function stepScript(step: HostStep): string {
  * Waits until dockerd answers and lists every registry (at most `tries` × ~0.5 s), then prints its registry
  * config; `$ok` is 1 when it did.
  */
-export function verifyScript(registries: string[], tries: number | string = 60, expect: string[] = []): string {
-  const checks = [...registries.map((r) => `"${r}":{`), ...expect].map((text) => `case "$out" in *${shQuote(text)}*) ;; *) ok=0 ;; esac`).join('\n  ');
+export function verifyScript(
+  registries: string[],
+  tries: number | string = 60,
+  expect: string[] = [],
+): string {
+  const checks = [...registries.map((r) => `"${r}":{`), ...expect]
+    .map((text) => `case "$out" in *${shQuote(text)}*) ;; *) ok=0 ;; esac`)
+    .join('\n  ');
   return `i=0
 while :; do
   ok=1; out=$(timeout 10 ${DOCKER_INFO} 2>&1) || ok=0
@@ -128,13 +156,28 @@ exit ${ROLLED_BACK}`;
  * `afterVerify` runs only once the verify passed. dockerd handles a SIGHUP within a second, so a reload is given
  * 10 s to show the registries; a start or restart 30 s.
  */
-export function applyScript(steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], opts: { verifyTries?: number; expect?: string[] } = {}): string {
+export function applyScript(
+  steps: HostStep[],
+  registries: string[],
+  afterVerify: HostStep[] = [],
+  opts: { verifyTries?: number; expect?: string[] } = {},
+): string {
   // A failed reload does not stop the script: the verify, and the rollback, still run.
   const body = steps
-    .map((s, i) => stepBlock(i, stepScript(s), s.kind === 'reload-docker' ? { tolerate: { detail: s.detail, flag: 'rf_reload_failed' } } : {}))
+    .map((s, i) =>
+      stepBlock(
+        i,
+        stepScript(s),
+        s.kind === 'reload-docker' ? { tolerate: { detail: s.detail, flag: 'rf_reload_failed' } } : {},
+      ),
+    )
     .join('\n');
-  const reload = steps.find((s): s is Extract<HostStep, { kind: 'reload-docker' }> => s.kind === 'reload-docker');
-  const rollback = reload ? `if [ $ok != 1 ] && [ -n "$rf_dj_path" ]; then\n${rollbackScript(reload.flavour)}\nfi\n` : '';
+  const reload = steps.find(
+    (s): s is Extract<HostStep, { kind: 'reload-docker' }> => s.kind === 'reload-docker',
+  );
+  const rollback = reload
+    ? `if [ $ok != 1 ] && [ -n "$rf_dj_path" ]; then\n${rollbackScript(reload.flavour)}\nfi\n`
+    : '';
   const after = afterVerify.map((s) => stepScript(s)).join('\n');
   return `set -e
 rf_dj_path=; rf_dj_had=0; rf_reload_failed=0
@@ -146,14 +189,24 @@ ${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''
 }
 
 /** Runs the steps (and the verify) in one round trip; reports which step failed if one does. */
-async function runSteps(conn: NodeConnection, steps: HostStep[], registries: string[], afterVerify: HostStep[] = [], expect: string[] = []): Promise<string> {
+async function runSteps(
+  conn: NodeConnection,
+  steps: HostStep[],
+  registries: string[],
+  afterVerify: HostStep[] = [],
+  expect: string[] = [],
+): Promise<string> {
   // Under the node's lock: a second run waits for this edit (or fails, naming the lock) instead of interleaving.
-  const r = await conn.exec(withNodeLock(applyScript(steps, registries, afterVerify, { expect })), { sudo: true, step: 'apply' });
+  const r = await conn.exec(withNodeLock(applyScript(steps, registries, afterVerify, { expect })), {
+    sudo: true,
+    step: 'apply',
+  });
   const done = doneSteps(r.stdout);
   if (r.code === ROLLED_BACK && r.stdout.includes('@@rollback')) {
     const back = /@@rollback ok/.test(r.stdout);
     const reload = steps.find((s) => s.kind === 'reload-docker');
-    const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as Extract<HostStep, { kind: 'write-file' }> | undefined;
+    const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as
+      Extract<HostStep, { kind: 'write-file' }> | undefined;
     const err = new HostVerifyError(
       `dockerd did not take the new ${file?.path ?? 'daemon.json'} (it must run and list ${registries.join(', ')} after ${reload ? reload.detail.split(' (')[0] : 'the change'};` +
         ` check its log: journalctl -u ${DOCKER_FLAVOURS[reload?.flavour ?? 'apt'].unit}); restored the previous file from .runner-fleet.bak and ${back ? 'brought Docker back: it runs with the previous configuration' : 'tried to bring Docker back, but DOCKERD IS NOT RUNNING'}` +
@@ -178,22 +231,38 @@ async function runSteps(conn: NodeConnection, steps: HostStep[], registries: str
  */
 export function loadedMarkers(settings: DockerSettings): string[] {
   const driver = logScalars(settings.logs)['log-driver'];
-  return [...settings.registryMirrors.map((m) => `"${m.replace(/\/+$/, '')}/"`), ...(driver ? [` ${driver} {`] : [])];
+  return [
+    ...settings.registryMirrors.map((m) => `"${m.replace(/\/+$/, '')}/"`),
+    ...(driver ? [` ${driver} {`] : []),
+  ];
 }
 
-function checkInsecure(dockerInfo: string, registries: string[], settings: DockerSettings = NO_DOCKER_SETTINGS): void {
+function checkInsecure(
+  dockerInfo: string,
+  registries: string[],
+  settings: DockerSettings = NO_DOCKER_SETTINGS,
+): void {
   const parsed = parseDockerInfo(dockerInfo);
   if ('error' in parsed) throw new HostVerifyError(`docker info failed after applying: ${parsed.error}`);
   const missing = registries.filter((r) => !registryIsInsecure(parsed, r));
   if (missing.length > 0) {
-    throw new HostVerifyError(`dockerd does not treat ${missing.join(', ')} as insecure after the reload (check its log: a daemon.json conflict makes reloads fail while the daemon keeps running)`);
+    throw new HostVerifyError(
+      `dockerd does not treat ${missing.join(', ')} as insecure after the reload (check its log: a daemon.json conflict makes reloads fail while the daemon keeps running)`,
+    );
   }
   const norm = (u: string) => u.replace(/\/+$/, '');
-  const mirrors = settings.registryMirrors.filter((m) => !(parsed.mirrors ?? []).some((l) => norm(l) === norm(m)));
-  if (mirrors.length > 0) throw new HostVerifyError(`dockerd did not load the registry mirror${mirrors.length > 1 ? 's' : ''} ${mirrors.join(', ')} (check its log)`);
+  const mirrors = settings.registryMirrors.filter(
+    (m) => !(parsed.mirrors ?? []).some((l) => norm(l) === norm(m)),
+  );
+  if (mirrors.length > 0)
+    throw new HostVerifyError(
+      `dockerd did not load the registry mirror${mirrors.length > 1 ? 's' : ''} ${mirrors.join(', ')} (check its log)`,
+    );
   const driver = logScalars(settings.logs)['log-driver'];
   if (driver !== undefined && parsed.loggingDriver !== undefined && parsed.loggingDriver !== driver) {
-    throw new HostVerifyError(`dockerd runs with log driver ${parsed.loggingDriver}, not ${driver}, after the restart (check its log)`);
+    throw new HostVerifyError(
+      `dockerd runs with log driver ${parsed.loggingDriver}, not ${driver}, after the restart (check its log)`,
+    );
   }
 }
 
@@ -220,7 +289,11 @@ export async function convergeHost(
 
   if (opts.dryRun) {
     plan.steps.forEach((s) => record(toChange(s)));
-    if (plan.regather) record({ step: 'write-file', detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker` });
+    if (plan.regather)
+      record({
+        step: 'write-file',
+        detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker`,
+      });
     return { facts, plan, changes };
   }
 
@@ -233,24 +306,46 @@ export async function convergeHost(
   if (plan.steps.length === 0) {
     // Nothing to change: the gathered `docker info` is the verification, no further round trip.
     if (plan.notYetInsecure.length > 0 || !facts.docker) {
-      throw new HostVerifyError(facts.dockerInfoError ? `docker info failed: ${facts.dockerInfoError}` : `dockerd does not treat ${plan.notYetInsecure.join(', ')} as insecure`);
+      throw new HostVerifyError(
+        facts.dockerInfoError
+          ? `docker info failed: ${facts.dockerInfoError}`
+          : `dockerd does not treat ${plan.notYetInsecure.join(', ')} as insecure`,
+      );
     }
     return { facts, plan, changes };
   }
-  const info = await runStepsRecording(conn, plan.steps, registries, record, plan.afterVerify, loadedMarkers(settings));
+  const info = await runStepsRecording(
+    conn,
+    plan.steps,
+    registries,
+    record,
+    plan.afterVerify,
+    loadedMarkers(settings),
+  );
   checkInsecure(info, registries, settings);
   return { facts, plan, changes };
 }
 
-async function runStepsRecording(conn: NodeConnection, steps: HostStep[], registries: string[], record: (c: Change) => void, afterVerify: HostStep[] = [], expect: string[] = []): Promise<string> {
+async function runStepsRecording(
+  conn: NodeConnection,
+  steps: HostStep[],
+  registries: string[],
+  record: (c: Change) => void,
+  afterVerify: HostStep[] = [],
+  expect: string[] = [],
+): Promise<string> {
   try {
     const info = await runSteps(conn, steps, registries, afterVerify, expect);
     [...steps, ...afterVerify].forEach((s) => record(toChange(s)));
     return info;
   } catch (err) {
     if ((err as { rolledBack?: boolean }).rolledBack) {
-      const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as Extract<HostStep, { kind: 'write-file' }> | undefined;
-      record({ step: 'restore', detail: `${file?.path ?? 'daemon.json'}: put the previous file back (dockerd did not take the new one) and brought Docker back` });
+      const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as
+        Extract<HostStep, { kind: 'write-file' }> | undefined;
+      record({
+        step: 'restore',
+        detail: `${file?.path ?? 'daemon.json'}: put the previous file back (dockerd did not take the new one) and brought Docker back`,
+      });
       throw err;
     }
     const completed = (err as { completed?: number[] }).completed ?? [];

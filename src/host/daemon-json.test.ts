@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DaemonJsonError, mergeInsecureRegistries, parseDaemonJson, removeInsecureRegistries, serialiseDaemonJson } from './daemon-json.js';
+import {
+  DaemonJsonError,
+  mergeInsecureRegistries,
+  parseDaemonJson,
+  removeInsecureRegistries,
+  serialiseDaemonJson,
+} from './daemon-json.js';
 
 describe('daemon.json', () => {
   it('keeps every other key and existing entry, adding only what is missing', () => {
@@ -22,13 +28,17 @@ describe('daemon.json', () => {
 
   it('refuses invalid JSON, non-objects and a malformed insecure-registries', () => {
     expect(() => parseDaemonJson('{"a":', '/etc/docker/daemon.json')).toThrow(DaemonJsonError);
-    expect(() => parseDaemonJson('{"a":', '/etc/docker/daemon.json')).toThrow(/\/etc\/docker\/daemon.json is not valid JSON/);
+    expect(() => parseDaemonJson('{"a":', '/etc/docker/daemon.json')).toThrow(
+      /\/etc\/docker\/daemon.json is not valid JSON/,
+    );
     expect(() => parseDaemonJson('[]', 'f')).toThrow(/JSON object/);
     expect(() => parseDaemonJson('{"insecure-registries":"a:1"}', 'f')).toThrow(/list of strings/);
   });
 
   it('removes only the named registries', () => {
-    const { merged, removed } = removeInsecureRegistries({ 'insecure-registries': ['a:1', 'b:2'], x: 1 }, ['b:2']);
+    const { merged, removed } = removeInsecureRegistries({ 'insecure-registries': ['a:1', 'b:2'], x: 1 }, [
+      'b:2',
+    ]);
     expect(removed).toEqual(['b:2']);
     expect(merged).toEqual({ 'insecure-registries': ['a:1'], x: 1 });
     expect(removeInsecureRegistries({ 'insecure-registries': ['b:2'] }, ['b:2']).merged).toEqual({});

@@ -16,14 +16,18 @@ export function parseDaemonJson(text: string | undefined, path: string): DaemonJ
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new DaemonJsonError(`${path} is not valid JSON (${(err as Error).message}); fix or remove it by hand, runner-fleet will not overwrite it`);
+    throw new DaemonJsonError(
+      `${path} is not valid JSON (${(err as Error).message}); fix or remove it by hand, runner-fleet will not overwrite it`,
+    );
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new DaemonJsonError(`${path} must hold a JSON object; runner-fleet will not overwrite it`);
   }
   const existing = (value as DaemonJson)['insecure-registries'];
   if (existing !== undefined && (!Array.isArray(existing) || existing.some((e) => typeof e !== 'string'))) {
-    throw new DaemonJsonError(`${path}: "insecure-registries" must be a list of strings; runner-fleet will not overwrite it`);
+    throw new DaemonJsonError(
+      `${path}: "insecure-registries" must be a list of strings; runner-fleet will not overwrite it`,
+    );
   }
   return value as DaemonJson;
 }
@@ -32,7 +36,10 @@ export function parseDaemonJson(text: string | undefined, path: string): DaemonJ
  * Returns daemon.json with every registry in `insecure-registries`, keeping every other key and existing entry
  * in place; `added` lists the registries that were missing.
  */
-export function mergeInsecureRegistries(current: DaemonJson, registries: string[]): { merged: DaemonJson; added: string[] } {
+export function mergeInsecureRegistries(
+  current: DaemonJson,
+  registries: string[],
+): { merged: DaemonJson; added: string[] } {
   const existing = (current['insecure-registries'] as string[] | undefined) ?? [];
   const added = registries.filter((r) => !existing.includes(r));
   if (added.length === 0) return { merged: current, added };
@@ -40,7 +47,10 @@ export function mergeInsecureRegistries(current: DaemonJson, registries: string[
 }
 
 /** Removes only the given registries (for `destroy --purge-registry-config`). */
-export function removeInsecureRegistries(current: DaemonJson, registries: string[]): { merged: DaemonJson; removed: string[] } {
+export function removeInsecureRegistries(
+  current: DaemonJson,
+  registries: string[],
+): { merged: DaemonJson; removed: string[] } {
   const existing = (current['insecure-registries'] as string[] | undefined) ?? [];
   const removed = existing.filter((r) => registries.includes(r));
   if (removed.length === 0) return { merged: current, removed };
@@ -86,21 +96,28 @@ export function parseOwnership(text: string | undefined): Ownership {
   } catch {
     return empty;
   }
-  const strings = (list: unknown) => (Array.isArray(list) ? list.filter((e): e is string => typeof e === 'string') : []);
+  const strings = (list: unknown) =>
+    Array.isArray(list) ? list.filter((e): e is string => typeof e === 'string') : [];
   const settings: Record<string, OwnedSetting> = {};
   const raw = value?.['settings-set'];
   if (raw && typeof raw === 'object') {
     for (const [key, s] of Object.entries(raw)) {
-      if (s && typeof s.value === 'string' && (s.previous === null || typeof s.previous === 'string')) settings[key] = { value: s.value, previous: s.previous };
+      if (s && typeof s.value === 'string' && (s.previous === null || typeof s.previous === 'string'))
+        settings[key] = { value: s.value, previous: s.previous };
     }
   }
-  return { insecure: [...new Set(strings(value?.['insecure-registries-added']))], mirrors: [...new Set(strings(value?.['registry-mirrors-added']))], settings };
+  return {
+    insecure: [...new Set(strings(value?.['insecure-registries-added']))],
+    mirrors: [...new Set(strings(value?.['registry-mirrors-added']))],
+    settings,
+  };
 }
 
 /** Written only with what is there: a state file with registries alone reads exactly as before these settings existed. */
 export function serialiseOwnership(o: Ownership): string {
   const state: RegistryState & { comment: string } = {
-    comment: 'Written by runner-fleet: the entries and settings it added to the daemon.json beside this file. It removes them when the inventory no longer lists them, and never touches other entries.',
+    comment:
+      'Written by runner-fleet: the entries and settings it added to the daemon.json beside this file. It removes them when the inventory no longer lists them, and never touches other entries.',
     'insecure-registries-added': [...new Set(o.insecure)],
     ...(o.mirrors.length > 0 ? { 'registry-mirrors-added': [...new Set(o.mirrors)] } : {}),
     ...(Object.keys(o.settings).length > 0 ? { 'settings-set': o.settings } : {}),
@@ -109,7 +126,12 @@ export function serialiseOwnership(o: Ownership): string {
 }
 
 export function sameOwnership(a: Ownership, b: Ownership): boolean {
-  const norm = (o: Ownership) => JSON.stringify({ i: [...new Set(o.insecure)].sort(), m: [...new Set(o.mirrors)].sort(), s: Object.entries(o.settings).sort(([x], [y]) => x.localeCompare(y)) });
+  const norm = (o: Ownership) =>
+    JSON.stringify({
+      i: [...new Set(o.insecure)].sort(),
+      m: [...new Set(o.mirrors)].sort(),
+      s: Object.entries(o.settings).sort(([x], [y]) => x.localeCompare(y)),
+    });
   return norm(a) === norm(b);
 }
 
@@ -140,7 +162,9 @@ function getPath(obj: DaemonJson, path: string): unknown {
   const [top, sub] = path.split('.', 2);
   if (sub === undefined) return obj[top];
   const inner = obj[top];
-  return inner && typeof inner === 'object' && !Array.isArray(inner) ? (inner as Record<string, unknown>)[sub] : undefined;
+  return inner && typeof inner === 'object' && !Array.isArray(inner)
+    ? (inner as Record<string, unknown>)[sub]
+    : undefined;
 }
 
 function setPath(obj: DaemonJson, path: string, value: string | null): DaemonJson {
@@ -164,16 +188,24 @@ function setPath(obj: DaemonJson, path: string, value: string | null): DaemonJso
  * runner-fleet owns (per `owned`) is ever taken back, and a setting it replaced gets its previous value back.
  * Returns the new file, the new ownership, and each change with the key it touches (which says reload or restart).
  */
-export function mergeOwnedSettings(current: DaemonJson, wanted: SettingsWanted, owned: Ownership): { merged: DaemonJson; owned: Ownership; changes: SettingsChange[] } {
+export function mergeOwnedSettings(
+  current: DaemonJson,
+  wanted: SettingsWanted,
+  owned: Ownership,
+): { merged: DaemonJson; owned: Ownership; changes: SettingsChange[] } {
   let merged = current;
   const changes: SettingsChange[] = [];
   const existing = current['registry-mirrors'];
   if (existing !== undefined && (!Array.isArray(existing) || existing.some((e) => typeof e !== 'string'))) {
-    throw new DaemonJsonError('daemon.json: "registry-mirrors" must be a list of strings; runner-fleet will not overwrite it');
+    throw new DaemonJsonError(
+      'daemon.json: "registry-mirrors" must be a list of strings; runner-fleet will not overwrite it',
+    );
   }
   const mirrors = (existing as string[] | undefined) ?? [];
   const norm = (u: string) => u.replace(/\/+$/, '');
-  const drop = owned.mirrors.filter((m) => !wanted.mirrors.some((w) => norm(w) === norm(m)) && mirrors.some((e) => norm(e) === norm(m)));
+  const drop = owned.mirrors.filter(
+    (m) => !wanted.mirrors.some((w) => norm(w) === norm(m)) && mirrors.some((e) => norm(e) === norm(m)),
+  );
   const add = wanted.mirrors.filter((w) => !mirrors.some((e) => norm(e) === norm(w)));
   const kept = mirrors.filter((e) => !drop.some((d) => norm(d) === norm(e)));
   if (add.length > 0 || drop.length > 0) {
@@ -181,10 +213,20 @@ export function mergeOwnedSettings(current: DaemonJson, wanted: SettingsWanted, 
     merged = { ...merged };
     if (list.length > 0) merged['registry-mirrors'] = list;
     else delete merged['registry-mirrors'];
-    const what = [add.length ? `add ${add.join(', ')} to registry-mirrors` : '', drop.length ? `remove ${drop.join(', ')} from registry-mirrors (runner-fleet added it; the inventory no longer lists it)` : ''];
+    const what = [
+      add.length ? `add ${add.join(', ')} to registry-mirrors` : '',
+      drop.length
+        ? `remove ${drop.join(', ')} from registry-mirrors (runner-fleet added it; the inventory no longer lists it)`
+        : '',
+    ];
     changes.push({ key: 'registry-mirrors', detail: what.filter(Boolean).join('; ') });
   }
-  const ownedMirrors = [...new Set([...owned.mirrors.filter((m) => !drop.includes(m) && wanted.mirrors.some((w) => norm(w) === norm(m))), ...add])];
+  const ownedMirrors = [
+    ...new Set([
+      ...owned.mirrors.filter((m) => !drop.includes(m) && wanted.mirrors.some((w) => norm(w) === norm(m))),
+      ...add,
+    ]),
+  ];
 
   const settings: Record<string, OwnedSetting> = {};
   const paths = [...new Set([...Object.keys(wanted.scalars), ...Object.keys(owned.settings)])].sort();
@@ -206,7 +248,13 @@ export function mergeOwnedSettings(current: DaemonJson, wanted: SettingsWanted, 
       // Taken back only if it still holds what runner-fleet wrote; otherwise someone changed it since: theirs now.
       if (now === mine.value) {
         merged = setPath(merged, path, mine.previous);
-        changes.push({ key, detail: mine.previous === null ? `remove ${path} (runner-fleet set it; the inventory no longer does)` : `put ${path} back to ${mine.previous} (runner-fleet had set ${mine.value})` });
+        changes.push({
+          key,
+          detail:
+            mine.previous === null
+              ? `remove ${path} (runner-fleet set it; the inventory no longer does)`
+              : `put ${path} back to ${mine.previous} (runner-fleet had set ${mine.value})`,
+        });
       }
     }
   }
@@ -214,7 +262,9 @@ export function mergeOwnedSettings(current: DaemonJson, wanted: SettingsWanted, 
 }
 
 /** docker.logs as daemon.json paths: `log-driver`, `log-opts.max-size`, `log-opts.max-file` (log-opts values are strings). */
-export function logScalars(logs: { driver?: string; maxSize?: string; maxFile?: number } | undefined): Record<string, string> {
+export function logScalars(
+  logs: { driver?: string; maxSize?: string; maxFile?: number } | undefined,
+): Record<string, string> {
   const out: Record<string, string> = {};
   if (logs?.driver !== undefined) out['log-driver'] = logs.driver;
   if (logs?.maxSize !== undefined) out['log-opts.max-size'] = logs.maxSize;
@@ -239,7 +289,8 @@ export function parseRegistryState(text: string | undefined): string[] {
 
 export function serialiseRegistryState(added: string[]): string {
   const state: RegistryState & { comment: string } = {
-    comment: 'Written by runner-fleet: the insecure-registries entries it added to the daemon.json beside this file. It removes them when the inventory no longer lists them, and never touches other entries.',
+    comment:
+      'Written by runner-fleet: the insecure-registries entries it added to the daemon.json beside this file. It removes them when the inventory no longer lists them, and never touches other entries.',
     'insecure-registries-added': [...new Set(added)],
   };
   return `${JSON.stringify(state, null, 2)}\n`;

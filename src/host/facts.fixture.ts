@@ -4,10 +4,21 @@ import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, sha256, type FileFact, type HostFact
 
 export const TEST_REGISTRY = '198.18.0.2:5000';
 
-export const testNode: NodeSpec = { name: 'pi1', host: 'h', port: 22, user: 'pi', identityFile: 'k', knownHosts: 'kh', connectTimeout: 5, docker: 'auto', microk8s: true };
+export const testNode: NodeSpec = {
+  name: 'pi1',
+  host: 'h',
+  port: 22,
+  user: 'pi',
+  identityFile: 'k',
+  knownHosts: 'kh',
+  connectTimeout: 5,
+  docker: 'auto',
+  microk8s: true,
+};
 
 /** A file as the gather reports it; no content means absent. */
-export const fileFact = (path: string, content?: string): FileFact => (content === undefined ? { path, sha256: 'absent' } : { path, content, sha256: sha256(content) });
+export const fileFact = (path: string, content?: string): FileFact =>
+  content === undefined ? { path, sha256: 'absent' } : { path, content, sha256: sha256(content) };
 
 export function hostFacts(over: Partial<HostFacts> = {}): HostFacts {
   return {

@@ -132,7 +132,12 @@ export function fileFact(path: string, encoded: string | undefined): FileFact {
   return { path, content, sha256: sha256(content) };
 }
 
-const DEBIAN_ARCH: Record<string, string> = { aarch64: 'arm64', armv7l: 'armhf', armv6l: 'armhf', x86_64: 'amd64' };
+const DEBIAN_ARCH: Record<string, string> = {
+  aarch64: 'arm64',
+  armv7l: 'armhf',
+  armv6l: 'armhf',
+  x86_64: 'amd64',
+};
 
 /** Splits gatherScript() output into sections and files. */
 export function splitGatherOutput(stdout: string): GatherOutput {
@@ -173,11 +178,16 @@ export function parseFacts(stdout: string): HostFacts {
   const pid = Number(dockerdLines[0]);
   const configFile = dockerdLines.find((l) => l.startsWith('--config-file='))?.slice('--config-file='.length);
   const pidfile = dockerdLines.find((l) => l.startsWith('pidfile='))?.slice('pidfile='.length);
-  const dockerd = Number.isInteger(pid) && pid > 0 ? { pid, configFile, snap: pidfile !== undefined && pidfile.includes('snap') } : undefined;
+  const dockerd =
+    Number.isInteger(pid) && pid > 0
+      ? { pid, configFile, snap: pidfile !== undefined && pidfile.includes('snap') }
+      : undefined;
   const aptDockerPackages = text('apt')
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
-    .filter(([name, status]) => (APT_DOCKER_PACKAGES as readonly string[]).includes(name) && status === 'installed')
+    .filter(
+      ([name, status]) => (APT_DOCKER_PACKAGES as readonly string[]).includes(name) && status === 'installed',
+    )
     .map(([name]) => name);
   const snapDocker = text('snap') === 'installed';
   const facts: HostFacts = {
@@ -199,7 +209,11 @@ export function parseFacts(stdout: string): HostFacts {
     facts.runningDaemonJson = fileFact(configFile, files.get(configFile));
   }
   facts.registryState = {};
-  for (const dj of [APT_DAEMON_JSON, SNAP_DAEMON_JSON, ...(facts.runningDaemonJson ? [facts.runningDaemonJson.path] : [])]) {
+  for (const dj of [
+    APT_DAEMON_JSON,
+    SNAP_DAEMON_JSON,
+    ...(facts.runningDaemonJson ? [facts.runningDaemonJson.path] : []),
+  ]) {
     const state = registryStatePath(dj);
     if (files.has(state)) facts.registryState[dj] = fileFact(state, files.get(state));
   }
@@ -218,7 +232,11 @@ export function parseDockerInfo(out: string): NonNullable<HostFacts['docker']> |
   const m = out.trim().match(/^(\S+) +(?:([^\s{]+) +)?(\{.*\})$/s);
   if (!m) return { error: out.trim().slice(0, 300) || 'docker info printed nothing' };
   try {
-    const reg = JSON.parse(m[3]) as { IndexConfigs?: Record<string, { Secure?: boolean }>; InsecureRegistryCIDRs?: string[]; Mirrors?: string[] };
+    const reg = JSON.parse(m[3]) as {
+      IndexConfigs?: Record<string, { Secure?: boolean }>;
+      InsecureRegistryCIDRs?: string[];
+      Mirrors?: string[];
+    };
     return {
       version: m[1],
       indexConfigs: reg.IndexConfigs ?? {},

@@ -44,11 +44,16 @@ export const DOCKER_FLAVOURS: Record<DockerFlavour, DockerFlavourOps> = {
     installScript: `export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q docker.io >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; }
 systemctl is-active --quiet docker || systemctl start docker`,
-    script: { reload: 'systemctl reload docker', restart: 'systemctl restart docker', start: 'systemctl start docker' },
+    script: {
+      reload: 'systemctl reload docker',
+      restart: 'systemctl restart docker',
+      start: 'systemctl start docker',
+    },
     reloadDetail: 'systemctl reload docker (SIGHUP, running jobs keep going)',
     restartDetail: 'systemctl restart docker (running containers restart)',
     unit: 'docker',
-    bringBack: 'if timeout 10 docker info >/dev/null 2>&1; then systemctl reload docker; else systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl start docker; fi',
+    bringBack:
+      'if timeout 10 docker info >/dev/null 2>&1; then systemctl reload docker; else systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl start docker; fi',
   },
   snap: {
     installed: (f) => f.snapDocker,
@@ -60,10 +65,12 @@ systemctl is-active --quiet docker || systemctl start docker`,
       restart: 'snap restart docker >/dev/null',
       start: 'snap start docker >/dev/null',
     },
-    reloadDetail: 'systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service (SIGHUP to dockerd, which the snap\'s wrapper execs; running jobs keep going)',
+    reloadDetail:
+      "systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service (SIGHUP to dockerd, which the snap's wrapper execs; running jobs keep going)",
     restartDetail: 'snap restart docker (running containers restart)',
     unit: 'snap.docker.dockerd',
-    bringBack: 'if timeout 10 docker info >/dev/null 2>&1; then systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service; else snap start docker >/dev/null; fi',
+    bringBack:
+      'if timeout 10 docker info >/dev/null 2>&1; then systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service; else snap start docker >/dev/null; fi',
   },
 };
 

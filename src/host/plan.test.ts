@@ -8,7 +8,11 @@ const node = testNode;
 const REG = TEST_REGISTRY;
 
 function facts(over: Partial<HostFacts> = {}): HostFacts {
-  return hostFacts({ docker: { version: '20.10.24', indexConfigs: {}, insecureCidrs: ['127.0.0.0/8'] }, dockerd: { pid: 42 }, ...over });
+  return hostFacts({
+    docker: { version: '20.10.24', indexConfigs: {}, insecureCidrs: ['127.0.0.0/8'] },
+    dockerd: { pid: 42 },
+    ...over,
+  });
 }
 
 const converged = (over: Partial<HostFacts> = {}) => {
@@ -24,7 +28,11 @@ describe('planHost', () => {
   it('writes daemon.json and reloads (SIGHUP) on apt', () => {
     const plan = planHost(node, [REG], facts());
     // The record of what runner-fleet added goes first, so a run cut off after the write still knows.
-    expect(plan.steps.map((s) => (s.kind === 'write-file' ? s.name : s.kind))).toEqual(['registry state', 'daemon.json', 'reload-docker']);
+    expect(plan.steps.map((s) => (s.kind === 'write-file' ? s.name : s.kind))).toEqual([
+      'registry state',
+      'daemon.json',
+      'reload-docker',
+    ]);
     expect(plan.steps[2]).toMatchObject({ action: 'reload' });
     expect(plan.steps[0]).toMatchObject({ path: `${APT_DAEMON_JSON}.runner-fleet.json`, mode: '0600' });
     expect(plan.steps[1]).toMatchObject({ path: APT_DAEMON_JSON, expectSha256: 'absent', preserve: true });
@@ -35,22 +43,41 @@ describe('planHost', () => {
   });
 
   it('reloads without writing when the file is right but dockerd has not loaded it', () => {
-    const plan = planHost(node, [REG], converged({ docker: { version: 'x', indexConfigs: {}, insecureCidrs: [] } }));
+    const plan = planHost(
+      node,
+      [REG],
+      converged({ docker: { version: 'x', indexConfigs: {}, insecureCidrs: [] } }),
+    );
     expect(plan.steps.map((s) => s.kind)).toEqual(['reload-docker']);
   });
 
-  it('uses the snap daemon.json and reloads the snap\'s dockerd with SIGHUP to its main PID, no restart', () => {
+  it("uses the snap daemon.json and reloads the snap's dockerd with SIGHUP to its main PID, no restart", () => {
     const content = '{"log-level": "error"}';
-    const plan = planHost(node, [REG], facts({ aptDocker: false, snapDocker: true, snapDaemonJson: { path: SNAP_DAEMON_JSON, content, sha256: sha256(content) } }));
+    const plan = planHost(
+      node,
+      [REG],
+      facts({
+        aptDocker: false,
+        snapDocker: true,
+        snapDaemonJson: { path: SNAP_DAEMON_JSON, content, sha256: sha256(content) },
+      }),
+    );
     expect(plan.flavour).toBe('snap');
     expect(plan.steps[1]).toMatchObject({ path: SNAP_DAEMON_JSON });
-    expect(JSON.parse((plan.steps[1] as { content: string }).content)).toEqual({ 'log-level': 'error', 'insecure-registries': [REG] });
+    expect(JSON.parse((plan.steps[1] as { content: string }).content)).toEqual({
+      'log-level': 'error',
+      'insecure-registries': [REG],
+    });
     expect(plan.steps[2]).toMatchObject({ action: 'reload', flavour: 'snap' });
-    expect(stepScript(plan.steps[2])).toBe('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
+    expect(stepScript(plan.steps[2])).toBe(
+      'systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service',
+    );
   });
 
-  it('Docker from Docker\'s own packages (docker-ce) is installed Docker: no install, its daemon.json, apt\'s reload', () => {
-    const gathered = parseFacts(`@@os\ndebian 12\n@@arch\narm64\n@@apt\ndocker.io not-installed\ndocker-ce installed\n@@snapd\nno\n@@snap\nno\n@@dockerd\n4242\npidfile=/run/docker.pid\n\n@@file ${APT_DAEMON_JSON}\n-\n@@file ${SNAP_DAEMON_JSON}\n-\n@@docker\n27.3.1 {"IndexConfigs":{},"InsecureRegistryCIDRs":[]}\n@@microk8s\nno\n@@end\n`);
+  it("Docker from Docker's own packages (docker-ce) is installed Docker: no install, its daemon.json, apt's reload", () => {
+    const gathered = parseFacts(
+      `@@os\ndebian 12\n@@arch\narm64\n@@apt\ndocker.io not-installed\ndocker-ce installed\n@@snapd\nno\n@@snap\nno\n@@dockerd\n4242\npidfile=/run/docker.pid\n\n@@file ${APT_DAEMON_JSON}\n-\n@@file ${SNAP_DAEMON_JSON}\n-\n@@docker\n27.3.1 {"IndexConfigs":{},"InsecureRegistryCIDRs":[]}\n@@microk8s\nno\n@@end\n`,
+    );
     expect(gathered.aptDocker).toBe(true);
     expect(gathered.aptDockerPackages).toEqual(['docker-ce']);
     const plan = planHost(node, [REG], gathered);
@@ -62,18 +89,36 @@ describe('planHost', () => {
   });
 
   it('a dockerd running without any package is installed Docker too; its --config-file is the daemon.json', () => {
-    const plan = planHost(node, [REG], facts({ aptDocker: true, aptDockerPackages: [], dockerd: { pid: 7, configFile: '/opt/docker/daemon.json' }, runningDaemonJson: { path: '/opt/docker/daemon.json', sha256: 'absent' } }));
+    const plan = planHost(
+      node,
+      [REG],
+      facts({
+        aptDocker: true,
+        aptDockerPackages: [],
+        dockerd: { pid: 7, configFile: '/opt/docker/daemon.json' },
+        runningDaemonJson: { path: '/opt/docker/daemon.json', sha256: 'absent' },
+      }),
+    );
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'write-file', 'reload-docker']);
     expect(plan.steps[1]).toMatchObject({ path: '/opt/docker/daemon.json' });
   });
 
   it('docker: snap asked for on a node with apt Docker installs nothing over it', () => {
-    expect(() => planHost({ ...node, docker: 'snap' }, [REG], facts({ snapd: true, aptDockerPackages: ['docker-ce'] }))).toThrow(/will not install a second one/);
+    expect(() =>
+      planHost({ ...node, docker: 'snap' }, [REG], facts({ snapd: true, aptDockerPackages: ['docker-ce'] })),
+    ).toThrow(/will not install a second one/);
   });
 
   it("prefers the running daemon's own --config-file", () => {
-    const plan = planHost(node, [REG], facts({ runningDaemonJson: { path: '/opt/d.json', sha256: 'absent' } }));
-    expect(plan.steps.slice(0, 2)).toMatchObject([{ path: '/opt/d.json.runner-fleet.json' }, { path: '/opt/d.json' }]);
+    const plan = planHost(
+      node,
+      [REG],
+      facts({ runningDaemonJson: { path: '/opt/d.json', sha256: 'absent' } }),
+    );
+    expect(plan.steps.slice(0, 2)).toMatchObject([
+      { path: '/opt/d.json.runner-fleet.json' },
+      { path: '/opt/d.json' },
+    ]);
   });
 
   it('installs with apt when nothing is there (auto) and regathers', () => {
@@ -92,13 +137,28 @@ describe('planHost', () => {
   });
 
   it('never overwrites invalid JSON', () => {
-    expect(() => planHost(node, [REG], facts({ aptDaemonJson: { path: APT_DAEMON_JSON, content: '{oops', sha256: 'x' } }))).toThrow(/not valid JSON/);
+    expect(() =>
+      planHost(
+        node,
+        [REG],
+        facts({ aptDaemonJson: { path: APT_DAEMON_JSON, content: '{oops', sha256: 'x' } }),
+      ),
+    ).toThrow(/not valid JSON/);
   });
 
   it('writes hosts.toml once on microk8s nodes', () => {
     const plan = planHost(node, [REG], converged({ microk8s: true }));
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file']);
-    const again = planHost(node, [REG], converged({ microk8s: true, hostsToml: { [REG]: { path: 'p', content: (plan.steps[0] as { content: string }).content, sha256: 'x' } } }));
+    const again = planHost(
+      node,
+      [REG],
+      converged({
+        microk8s: true,
+        hostsToml: {
+          [REG]: { path: 'p', content: (plan.steps[0] as { content: string }).content, sha256: 'x' },
+        },
+      }),
+    );
     expect(again.steps).toEqual([]);
   });
 });
@@ -109,18 +169,37 @@ describe('planHost: registries runner-fleet added', () => {
     const state = JSON.stringify({ 'insecure-registries-added': list });
     return facts({
       aptDaemonJson: { path: APT_DAEMON_JSON, content, sha256: sha256(content) },
-      registryState: { [APT_DAEMON_JSON]: { path: `${APT_DAEMON_JSON}.runner-fleet.json`, content: state, sha256: sha256(state) } },
-      docker: { version: 'x', indexConfigs: Object.fromEntries(file.map((r) => [r, { Secure: false }])), insecureCidrs: [] },
+      registryState: {
+        [APT_DAEMON_JSON]: {
+          path: `${APT_DAEMON_JSON}.runner-fleet.json`,
+          content: state,
+          sha256: sha256(state),
+        },
+      },
+      docker: {
+        version: 'x',
+        indexConfigs: Object.fromEntries(file.map((r) => [r, { Secure: false }])),
+        insecureCidrs: [],
+      },
     });
   };
   it('removes an entry it added once the inventory drops it, and forgets it after the verify', () => {
-    const plan = planHost(node, [REG], withState(['old.lan:5000', REG], ['user.lan:5000', 'old.lan:5000', REG]));
-    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
+    const plan = planHost(
+      node,
+      [REG],
+      withState(['old.lan:5000', REG], ['user.lan:5000', 'old.lan:5000', REG]),
+    );
+    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as {
+      content: string;
+      detail: string;
+    };
     expect(JSON.parse(write.content)['insecure-registries']).toEqual(['user.lan:5000', REG]);
     expect(write.detail).toMatch(/remove old\.lan:5000 from insecure-registries \(runner-fleet added it/);
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker']);
     expect(plan.afterVerify).toHaveLength(1);
-    expect(JSON.parse((plan.afterVerify[0] as { content: string }).content)['insecure-registries-added']).toEqual([REG]);
+    expect(
+      JSON.parse((plan.afterVerify[0] as { content: string }).content)['insecure-registries-added'],
+    ).toEqual([REG]);
   });
   it('never touches an entry it did not add, even when the inventory drops it', () => {
     expect(planHost(node, [], withState([], ['user.lan:5000'])).steps).toEqual([]);
@@ -132,14 +211,38 @@ describe('parseFacts', () => {
   it('parses the gather output', () => {
     const json = Buffer.from('{"a":1}').toString('base64');
     const out = [
-      '@@os', 'debian 12', '@@arch', 'arm64', '@@apt', 'installed', '@@snapd', 'no', '@@snap', 'no',
-      '@@dockerd', '123', '--config-file=/etc/docker/daemon.json', '',
-      `@@file ${APT_DAEMON_JSON}`, json, `@@file ${SNAP_DAEMON_JSON}`, '-',
-      '@@docker', `20.10.24 {"IndexConfigs":{"${REG}":{"Secure":false}},"InsecureRegistryCIDRs":["127.0.0.0/8"]}`,
-      '@@microk8s', 'no', '@@end', '',
+      '@@os',
+      'debian 12',
+      '@@arch',
+      'arm64',
+      '@@apt',
+      'installed',
+      '@@snapd',
+      'no',
+      '@@snap',
+      'no',
+      '@@dockerd',
+      '123',
+      '--config-file=/etc/docker/daemon.json',
+      '',
+      `@@file ${APT_DAEMON_JSON}`,
+      json,
+      `@@file ${SNAP_DAEMON_JSON}`,
+      '-',
+      '@@docker',
+      `20.10.24 {"IndexConfigs":{"${REG}":{"Secure":false}},"InsecureRegistryCIDRs":["127.0.0.0/8"]}`,
+      '@@microk8s',
+      'no',
+      '@@end',
+      '',
     ].join('\n');
     const f = parseFacts(out);
-    expect(f).toMatchObject({ arch: 'arm64', aptDocker: true, snapDocker: false, dockerd: { pid: 123, configFile: APT_DAEMON_JSON } });
+    expect(f).toMatchObject({
+      arch: 'arm64',
+      aptDocker: true,
+      snapDocker: false,
+      dockerd: { pid: 123, configFile: APT_DAEMON_JSON },
+    });
     expect(f.aptDaemonJson.content).toBe('{"a":1}');
     expect(f.snapDaemonJson.sha256).toBe('absent');
     expect(f.docker?.indexConfigs[REG].Secure).toBe(false);
@@ -152,28 +255,55 @@ describe('parseFacts', () => {
 
 describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
   const MIRROR = 'https://mirror.lan:5000';
-  const settings = { registryMirrors: [MIRROR], logs: { driver: 'local' as const, maxSize: '10m', maxFile: 3 } };
+  const settings = {
+    registryMirrors: [MIRROR],
+    logs: { driver: 'local' as const, maxSize: '10m', maxFile: 3 },
+  };
   /** A node after such a run: the file, runner-fleet's record of it, and a dockerd that loaded it. */
   const after = (plan: ReturnType<typeof planHost>, loaded: { mirrors: string[]; loggingDriver: string }) => {
-    const file = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string };
-    const stateStep = [...plan.steps, ...plan.afterVerify].filter((s) => s.kind === 'write-file' && s.name === 'registry state').at(-1) as { content: string };
+    const file = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as {
+      content: string;
+    };
+    const stateStep = [...plan.steps, ...plan.afterVerify]
+      .filter((s) => s.kind === 'write-file' && s.name === 'registry state')
+      .at(-1) as { content: string };
     return facts({
       aptDaemonJson: { path: APT_DAEMON_JSON, content: file.content, sha256: sha256(file.content) },
-      registryState: { [APT_DAEMON_JSON]: { path: `${APT_DAEMON_JSON}.runner-fleet.json`, content: stateStep.content, sha256: sha256(stateStep.content) } },
+      registryState: {
+        [APT_DAEMON_JSON]: {
+          path: `${APT_DAEMON_JSON}.runner-fleet.json`,
+          content: stateStep.content,
+          sha256: sha256(stateStep.content),
+        },
+      },
       docker: { version: '27.5.1', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [], ...loaded },
     });
   };
 
   it('merges mirrors and log settings, restarts dockerd for the log settings and says what that does to containers', () => {
     const plan = planHost(node, [REG], converged(), settings);
-    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
-    expect(JSON.parse(write.content)).toEqual({ 'insecure-registries': [REG], 'registry-mirrors': [MIRROR], 'log-driver': 'local', 'log-opts': { 'max-size': '10m', 'max-file': '3' } });
-    expect(write.detail).toContain(`add ${MIRROR} to registry-mirrors; set log-driver to local; set log-opts.max-file to 3; set log-opts.max-size to 10m`);
+    const write = plan.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as {
+      content: string;
+      detail: string;
+    };
+    expect(JSON.parse(write.content)).toEqual({
+      'insecure-registries': [REG],
+      'registry-mirrors': [MIRROR],
+      'log-driver': 'local',
+      'log-opts': { 'max-size': '10m', 'max-file': '3' },
+    });
+    expect(write.detail).toContain(
+      `add ${MIRROR} to registry-mirrors; set log-driver to local; set log-opts.max-file to 3; set log-opts.max-size to 10m`,
+    );
     const restart = plan.steps.at(-1) as { kind: string; action: string; detail: string };
     expect(restart).toMatchObject({ kind: 'reload-docker', action: 'restart' });
-    expect(restart.detail).toMatch(/log-driver and log-opts are read only when dockerd starts .*EVERY RUNNING CONTAINER STOPS/);
+    expect(restart.detail).toMatch(
+      /log-driver and log-opts are read only when dockerd starts .*EVERY RUNNING CONTAINER STOPS/,
+    );
     // The rerun: nothing to do.
-    expect(planHost(node, [REG], after(plan, { mirrors: [`${MIRROR}/`], loggingDriver: 'local' }), settings).steps).toEqual([]);
+    expect(
+      planHost(node, [REG], after(plan, { mirrors: [`${MIRROR}/`], loggingDriver: 'local' }), settings).steps,
+    ).toEqual([]);
   });
 
   it('mirrors alone are a reload (SIGHUP: running jobs keep going); live-restore makes the restart harmless and says so', () => {
@@ -181,20 +311,39 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
     expect(plan.steps.at(-1)).toMatchObject({ kind: 'reload-docker', action: 'reload' });
     expect((plan.steps.at(-1) as { detail: string }).detail).toMatch(/to load the new registry-mirrors/);
     const live = `{"insecure-registries":["${REG}"],"live-restore":true}`;
-    const withLive = planHost(node, [REG], converged({ aptDaemonJson: { path: APT_DAEMON_JSON, content: live, sha256: sha256(live) } }), settings);
-    expect((withLive.steps.at(-1) as { detail: string }).detail).toMatch(/live-restore is on, so running containers keep going/);
+    const withLive = planHost(
+      node,
+      [REG],
+      converged({ aptDaemonJson: { path: APT_DAEMON_JSON, content: live, sha256: sha256(live) } }),
+      settings,
+    );
+    expect((withLive.steps.at(-1) as { detail: string }).detail).toMatch(
+      /live-restore is on, so running containers keep going/,
+    );
   });
 
-  it('takes back only what it set: the previous log driver returns, a user\'s mirror stays', () => {
+  it("takes back only what it set: the previous log driver returns, a user's mirror stays", () => {
     const own = `{"insecure-registries":["${REG}"],"registry-mirrors":["https://user.lan"],"log-driver":"journald"}`;
     const start = converged({ aptDaemonJson: { path: APT_DAEMON_JSON, content: own, sha256: sha256(own) } });
     const first = planHost(node, [REG], start, settings);
     const state = after(first, { mirrors: ['https://user.lan/', `${MIRROR}/`], loggingDriver: 'local' });
-    expect(JSON.parse(state.registryState![APT_DAEMON_JSON].content!)['settings-set']['log-driver']).toEqual({ value: 'local', previous: 'journald' });
+    expect(JSON.parse(state.registryState![APT_DAEMON_JSON].content!)['settings-set']['log-driver']).toEqual({
+      value: 'local',
+      previous: 'journald',
+    });
     const back = planHost(node, [REG], state, { registryMirrors: [] });
-    const write = back.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as { content: string; detail: string };
-    expect(JSON.parse(write.content)).toEqual({ 'insecure-registries': [REG], 'registry-mirrors': ['https://user.lan'], 'log-driver': 'journald' });
-    expect(write.detail).toMatch(/remove https:\/\/mirror\.lan:5000 from registry-mirrors .*put log-driver back to journald/);
+    const write = back.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as {
+      content: string;
+      detail: string;
+    };
+    expect(JSON.parse(write.content)).toEqual({
+      'insecure-registries': [REG],
+      'registry-mirrors': ['https://user.lan'],
+      'log-driver': 'journald',
+    });
+    expect(write.detail).toMatch(
+      /remove https:\/\/mirror\.lan:5000 from registry-mirrors .*put log-driver back to journald/,
+    );
     expect(back.steps.at(-1)).toMatchObject({ action: 'restart' });
   });
 
@@ -208,8 +357,15 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
 describe('parseDockerInfo with the log driver', () => {
   it('reads version, driver and registry config, and the older two-field form', async () => {
     const { parseDockerInfo } = await import('./facts.js');
-    expect(parseDockerInfo('27.5.1 local {"IndexConfigs":{},"Mirrors":["https://m.lan/"]}')).toMatchObject({ version: '27.5.1', loggingDriver: 'local', mirrors: ['https://m.lan/'] });
-    expect(parseDockerInfo('20.10.24 {"IndexConfigs":{}}')).toMatchObject({ version: '20.10.24', mirrors: [] });
+    expect(parseDockerInfo('27.5.1 local {"IndexConfigs":{},"Mirrors":["https://m.lan/"]}')).toMatchObject({
+      version: '27.5.1',
+      loggingDriver: 'local',
+      mirrors: ['https://m.lan/'],
+    });
+    expect(parseDockerInfo('20.10.24 {"IndexConfigs":{}}')).toMatchObject({
+      version: '20.10.24',
+      mirrors: [],
+    });
     expect(parseDockerInfo('20.10.24  {"IndexConfigs":{}}')).not.toHaveProperty('loggingDriver');
   });
 });

@@ -14,7 +14,14 @@ import {
   type DaemonJson,
   type Ownership,
 } from './daemon-json.js';
-import { hostsTomlPath, registryIsInsecure, registryStatePath, sha256 as sha256Of, type FileFact, type HostFacts } from './facts.js';
+import {
+  hostsTomlPath,
+  registryIsInsecure,
+  registryStatePath,
+  sha256 as sha256Of,
+  type FileFact,
+  type HostFacts,
+} from './facts.js';
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 
 export type HostStep =
@@ -57,7 +64,9 @@ export function chooseFlavour(node: NodeSpec, facts: HostFacts): DockerFlavour {
   if (node.docker !== 'auto') return node.docker;
   const installed = DOCKER_FLAVOUR_NAMES.filter((f) => DOCKER_FLAVOURS[f].installed(facts));
   if (installed.length > 1) {
-    throw new HostPlanError(`Docker is installed both as ${installed.join(' and ')}; set docker: ${installed.join(' or docker: ')} for this node so runner-fleet edits the daemon.json the running daemon reads`);
+    throw new HostPlanError(
+      `Docker is installed both as ${installed.join(' and ')}; set docker: ${installed.join(' or docker: ')} for this node so runner-fleet edits the daemon.json the running daemon reads`,
+    );
   }
   // Nothing installed: apt's docker.io is what runner-fleet installs.
   return installed[0] ?? 'apt';
@@ -75,12 +84,26 @@ export function renderHostsToml(registry: string): string {
 
 /** Writing daemon.json: atomic, guarded by the sha the plan saw. Shared by apply and destroy's purge. */
 export function daemonJsonWriteStep(file: FileFact, merged: DaemonJson, detail: string): HostStep {
-  return { kind: 'write-file', name: 'daemon.json', path: file.path, content: serialiseDaemonJson(merged), expectSha256: file.sha256, mode: '0644', preserve: true, detail: `${file.path}: ${detail}` };
+  return {
+    kind: 'write-file',
+    name: 'daemon.json',
+    path: file.path,
+    content: serialiseDaemonJson(merged),
+    expectSha256: file.sha256,
+    mode: '0644',
+    preserve: true,
+    detail: `${file.path}: ${detail}`,
+  };
 }
 
 /** Making dockerd re-read daemon.json: a SIGHUP to dockerd, the way each flavour reaches it; running jobs keep going. */
 export function reloadDockerStep(flavour: DockerFlavour, why: string): HostStep {
-  return { kind: 'reload-docker', flavour, action: 'reload', detail: `${DOCKER_FLAVOURS[flavour].reloadDetail} ${why}` };
+  return {
+    kind: 'reload-docker',
+    flavour,
+    action: 'reload',
+    detail: `${DOCKER_FLAVOURS[flavour].reloadDetail} ${why}`,
+  };
 }
 
 /** No mirrors, no log settings: what a caller that predates docker.* asks for. */
@@ -88,13 +111,21 @@ export const NO_DOCKER_SETTINGS: DockerSettings = { registryMirrors: [] };
 
 const norm = (url: string) => url.replace(/\/+$/, '');
 
-export function planHost(node: NodeSpec, registries: string[], facts: HostFacts, settings: DockerSettings = NO_DOCKER_SETTINGS): HostPlan {
+export function planHost(
+  node: NodeSpec,
+  registries: string[],
+  facts: HostFacts,
+  settings: DockerSettings = NO_DOCKER_SETTINGS,
+): HostPlan {
   const flavour = chooseFlavour(node, facts);
   const ops = DOCKER_FLAVOURS[flavour];
   if (!ops.installed(facts)) {
     // Asked for by name (docker: apt|snap) while the other flavour is there: installing would leave two Dockers.
     const other = DOCKER_FLAVOUR_NAMES.filter((f) => f !== flavour && DOCKER_FLAVOURS[f].installed(facts));
-    if (other.length > 0) throw new HostPlanError(`docker: ${flavour} was asked for, but this node has ${other.join(', ')} Docker${facts.aptDockerPackages?.length ? ` (${facts.aptDockerPackages.join(', ')})` : ''}; runner-fleet will not install a second one over it`);
+    if (other.length > 0)
+      throw new HostPlanError(
+        `docker: ${flavour} was asked for, but this node has ${other.join(', ')} Docker${facts.aptDockerPackages?.length ? ` (${facts.aptDockerPackages.join(', ')})` : ''}; runner-fleet will not install a second one over it`,
+      );
     if (flavour === 'snap' && !facts.snapd) {
       throw new HostPlanError('docker: snap was asked for, but snapd is not installed on this node');
     }
@@ -112,10 +143,16 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts,
   const file = daemonJsonFact(flavour, facts);
   const current = parseDaemonJson(file.content, file.path);
   // Entries runner-fleet added (per its state file) that the inventory no longer lists go; nobody else's do.
-  const stateFact = facts.registryState?.[file.path] ?? { path: registryStatePath(file.path), sha256: 'absent' as const };
+  const stateFact = facts.registryState?.[file.path] ?? {
+    path: registryStatePath(file.path),
+    sha256: 'absent' as const,
+  };
   const ownership = parseOwnership(stateFact.content);
   const owned = ownership.insecure;
-  const { merged: pruned, removed } = removeInsecureRegistries(current, owned.filter((r) => !registries.includes(r)));
+  const { merged: pruned, removed } = removeInsecureRegistries(
+    current,
+    owned.filter((r) => !registries.includes(r)),
+  );
   const { merged: withRegistries, added } = mergeInsecureRegistries(pruned, registries);
   // docker.registryMirrors and docker.logs, owned and taken back the same way.
   const scalars = logScalars(settings.logs);
@@ -129,7 +166,11 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts,
     mirrors: [...new Set([...ownership.mirrors, ...other.owned.mirrors])],
     settings: { ...ownership.settings, ...other.owned.settings },
   };
-  const after: Ownership = { insecure: insecureBefore.filter((r) => registries.includes(r)), mirrors: other.owned.mirrors, settings: other.owned.settings };
+  const after: Ownership = {
+    insecure: insecureBefore.filter((r) => registries.includes(r)),
+    mirrors: other.owned.mirrors,
+    settings: other.owned.settings,
+  };
   const stateStep = (o: Ownership, expectSha256: string, why: string): HostStep => ({
     kind: 'write-file',
     name: 'registry state',
@@ -144,30 +185,62 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts,
   if (fileChanges) {
     let stateSha = stateFact.sha256;
     if (!sameOwnership(before, ownership)) {
-      const what = [...added, ...other.changes.filter((c) => !c.detail.startsWith('remove') && !c.detail.startsWith('put')).map((c) => c.key)];
-      steps.push(stateStep(before, stateSha, `record that runner-fleet added ${[...new Set(what)].join(', ')}`));
+      const what = [
+        ...added,
+        ...other.changes
+          .filter((c) => !c.detail.startsWith('remove') && !c.detail.startsWith('put'))
+          .map((c) => c.key),
+      ];
+      steps.push(
+        stateStep(before, stateSha, `record that runner-fleet added ${[...new Set(what)].join(', ')}`),
+      );
       stateSha = sha256Of(serialiseOwnership(before));
     }
     const what = [
       ...(added.length > 0 ? [`add ${added.join(', ')} to insecure-registries`] : []),
-      ...(removed.length > 0 ? [`remove ${removed.join(', ')} from insecure-registries (runner-fleet added it; the inventory no longer lists it)`] : []),
+      ...(removed.length > 0
+        ? [
+            `remove ${removed.join(', ')} from insecure-registries (runner-fleet added it; the inventory no longer lists it)`,
+          ]
+        : []),
       ...other.changes.map((c) => c.detail),
     ].join('; ');
     steps.push(daemonJsonWriteStep(file, merged, what));
-    if (!sameOwnership(after, before)) afterVerify.push(stateStep(after, stateSha, `forget what runner-fleet no longer sets (${describeForgotten(before, after)})`));
+    if (!sameOwnership(after, before))
+      afterVerify.push(
+        stateStep(
+          after,
+          stateSha,
+          `forget what runner-fleet no longer sets (${describeForgotten(before, after)})`,
+        ),
+      );
   }
-  const notYetInsecure = facts.docker ? registries.filter((r) => !registryIsInsecure(facts.docker!, r)) : registries;
+  const notYetInsecure = facts.docker
+    ? registries.filter((r) => !registryIsInsecure(facts.docker!, r))
+    : registries;
   // What the file says but the running dockerd has not loaded (a run cut off before its reload or restart).
   const wantMirrors = ((merged['registry-mirrors'] as string[] | undefined) ?? []).map(norm);
   const loadedMirrors = (facts.docker?.mirrors ?? []).map(norm);
-  const mirrorsPending = facts.docker?.mirrors !== undefined && (wantMirrors.length !== loadedMirrors.length || wantMirrors.some((m, i) => m !== loadedMirrors[i]));
+  const mirrorsPending =
+    facts.docker?.mirrors !== undefined &&
+    (wantMirrors.length !== loadedMirrors.length || wantMirrors.some((m, i) => m !== loadedMirrors[i]));
   const driver = merged['log-driver'];
-  const driverPending = typeof driver === 'string' && facts.docker?.loggingDriver !== undefined && facts.docker.loggingDriver !== driver;
-  const restartFor = [...new Set(other.changes.filter((c) => OWNED_KEYS[c.key] === 'restart').map((c) => c.key))];
+  const driverPending =
+    typeof driver === 'string' &&
+    facts.docker?.loggingDriver !== undefined &&
+    facts.docker.loggingDriver !== driver;
+  const restartFor = [
+    ...new Set(other.changes.filter((c) => OWNED_KEYS[c.key] === 'restart').map((c) => c.key)),
+  ];
   if (restartFor.length === 0 && driverPending) restartFor.push('log-driver');
   const running = facts.dockerd !== undefined || facts.docker !== undefined;
   if (!running) {
-    steps.push({ kind: 'reload-docker', flavour, action: 'start', detail: 'start dockerd (it was not running)' });
+    steps.push({
+      kind: 'reload-docker',
+      flavour,
+      action: 'start',
+      detail: 'start dockerd (it was not running)',
+    });
   } else if (restartFor.length > 0) {
     // live-restore keeps containers running while dockerd restarts; without it every container stops.
     const live = merged['live-restore'] === true;
@@ -177,9 +250,17 @@ export function planHost(node: NodeSpec, registries: string[], facts: HostFacts,
       action: 'restart',
       detail:
         `restart dockerd (${ops.script.restart}): ${restartFor.join(' and ')} ${restartFor.length > 1 ? 'are' : 'is'} read only when dockerd starts (a SIGHUP does not load ${restartFor.length > 1 ? 'them' : 'it'}), and apply to containers started afterwards; ` +
-        (live ? 'live-restore is on, so running containers keep going' : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail (set live-restore: true in daemon.json to keep them)'),
+        (live
+          ? 'live-restore is on, so running containers keep going'
+          : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail (set live-restore: true in daemon.json to keep them)'),
     });
-  } else if (added.length > 0 || removed.length > 0 || other.changes.length > 0 || notYetInsecure.length > 0 || mirrorsPending) {
+  } else if (
+    added.length > 0 ||
+    removed.length > 0 ||
+    other.changes.length > 0 ||
+    notYetInsecure.length > 0 ||
+    mirrorsPending
+  ) {
     const why =
       added.length > 0 || removed.length > 0 || other.changes.length > 0
         ? `to load the new ${[...(added.length > 0 || removed.length > 0 ? ['insecure-registries'] : []), ...(other.changes.length > 0 ? ['registry-mirrors'] : [])].join(' and ')}`

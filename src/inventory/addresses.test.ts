@@ -3,7 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { hostIdentity, registryProblem } from './addresses.js';
 
 describe('registryProblem (dockerd validateHostPort, port required and 1–65535)', () => {
-  it.each(['gitlab.lan:5050', 'reg:1', 'REG-1.lan:65535', '10.0.0.5:5000', '[2001:db8::5]:5050', '[::1]:5000', 'a.b-c.d:443'])('accepts %s', (r) => {
+  it.each([
+    'gitlab.lan:5050',
+    'reg:1',
+    'REG-1.lan:65535',
+    '10.0.0.5:5000',
+    '[2001:db8::5]:5050',
+    '[::1]:5000',
+    'a.b-c.d:443',
+  ])('accepts %s', (r) => {
     expect(registryProblem(r)).toBeUndefined();
   });
   it.each([
@@ -34,7 +42,20 @@ describe('registryProblem (dockerd validateHostPort, port required and 1–65535
 
 describe('hostIdentity', () => {
   it('gives every loopback spelling one identity', () => {
-    const ids = ['localhost', 'LOCALHOST', 'localhost.', 'pi.localhost', '127.0.0.1', '127.1', '0x7f.0.0.1', '2130706433', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'].map(hostIdentity);
+    const ids = [
+      'localhost',
+      'LOCALHOST',
+      'localhost.',
+      'pi.localhost',
+      '127.0.0.1',
+      '127.1',
+      '0x7f.0.0.1',
+      '2130706433',
+      '::1',
+      '[::1]',
+      '0:0:0:0:0:0:0:1',
+      '::ffff:127.0.0.1',
+    ].map(hostIdentity);
     expect(new Set(ids).size).toBe(1);
   });
   it('keeps other addresses apart and normalises case and IPv6 spelling', () => {

@@ -26,13 +26,15 @@ export function registryProblem(value: string): string | undefined {
   const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(value);
   if (bracketed) {
     [, host, port] = bracketed;
-    if (host.includes('%') || !isIPv6(host)) return `[${host}] is not an IPv6 address (zones are not allowed)`;
+    if (host.includes('%') || !isIPv6(host))
+      return `[${host}] is not an IPv6 address (zones are not allowed)`;
   } else {
     const colon = value.lastIndexOf(':');
     if (colon < 0) return 'expected host:port (the port is required, e.g. gitlab.lan:5050)';
     host = value.slice(0, colon);
     port = value.slice(colon + 1);
-    if (host.includes(':') || host.startsWith('[')) return 'an IPv6 address goes in brackets: [2001:db8::5]:5050';
+    if (host.includes(':') || host.startsWith('['))
+      return 'an IPv6 address goes in brackets: [2001:db8::5]:5050';
     if (host === '') return 'the host is missing';
     if (host.length > 253) return 'the host name is longer than 253 characters';
     const parts = host.split('.');

@@ -55,7 +55,8 @@ export const LIMITS = {
 // ---- value descriptions shared by every message ----
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const SURROGATE_MESSAGE = 'holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it';
+const SURROGATE_MESSAGE =
+  'holds half a UTF-16 character (a YAML \\u escape of a lone surrogate); no file can carry it';
 
 /** Characters as GitLab (Ruby) and Kubernetes count them: code points, not UTF-16 units. */
 export function charCount(value: string): number {
@@ -88,23 +89,24 @@ const got = (issue: { input: unknown }): string => describe(issue.input);
  */
 function strict<E extends v.ObjectEntries>(entries: E, required: Partial<Record<keyof E, string>> = {}) {
   const allowed = Object.keys(entries).join(', ');
-  const object = v.objectWithRest(
-    entries,
-    v.never(`unknown key (allowed: ${allowed})`),
-    (issue) => {
-      const key = issue.path?.[0]?.key;
-      if (typeof key === 'string') return required[key as keyof E] ?? 'is required';
-      return `expected a mapping, got ${got(issue)}`;
-    },
-  );
+  const object = v.objectWithRest(entries, v.never(`unknown key (allowed: ${allowed})`), (issue) => {
+    const key = issue.path?.[0]?.key;
+    if (typeof key === 'string') return required[key as keyof E] ?? 'is required';
+    return `expected a mapping, got ${got(issue)}`;
+  });
   // A list is an object to JavaScript; to the inventory it is the wrong shape.
   const mapping = v.pipe(
     v.unknown(),
-    v.check((x) => !Array.isArray(x), (issue) => `expected a mapping, got ${got(issue)}`),
+    v.check(
+      (x) => !Array.isArray(x),
+      (issue) => `expected a mapping, got ${got(issue)}`,
+    ),
     object,
   );
   // The rest schema only ever holds `never`: the output is exactly the entries (no index signature).
-  return mapping as unknown as v.SchemaWithPipe<readonly [v.UnknownSchema, v.CheckAction<unknown, string>, v.ObjectSchema<E, undefined>]>;
+  return mapping as unknown as v.SchemaWithPipe<
+    readonly [v.UnknownSchema, v.CheckAction<unknown, string>, v.ObjectSchema<E, undefined>]
+  >;
 }
 
 interface StringOptions {
@@ -117,9 +119,15 @@ interface StringOptions {
 function str(opts: StringOptions = {}) {
   const { pattern, hint, max } = opts;
   return v.pipe(
-    v.custom<string>((x) => typeof x === 'string' && x.trim() !== '', (issue) => `expected a non-empty string, got ${got(issue)}`),
+    v.custom<string>(
+      (x) => typeof x === 'string' && x.trim() !== '',
+      (issue) => `expected a non-empty string, got ${got(issue)}`,
+    ),
     v.check((x) => !LONE_SURROGATE.test(x), SURROGATE_MESSAGE),
-    v.check((x) => max === undefined || charCount(x) <= max, (issue) => `is ${charCount(issue.input)} characters long; at most ${max} allowed`),
+    v.check(
+      (x) => max === undefined || charCount(x) <= max,
+      (issue) => `is ${charCount(issue.input)} characters long; at most ${max} allowed`,
+    ),
     v.check((x) => pattern === undefined || pattern.test(x), hint ?? `does not match ${pattern}`),
   );
 }
@@ -142,7 +150,10 @@ function oneOf<const T extends readonly string[]>(choices: T) {
 /** One string or a list of them; a single string is a list of one (and its problems name the key, not `[0]`). */
 function stringList<T extends string>(item: v.GenericSchema<unknown, T>) {
   const list = v.array(item, (issue) => `expected a list of strings, got ${got(issue)}`);
-  const single = v.pipe(item, v.transform((s: T) => [s]));
+  const single = v.pipe(
+    item,
+    v.transform((s: T) => [s]),
+  );
   return v.lazy((input) => (typeof input === 'string' ? single : list));
 }
 
@@ -178,7 +189,8 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])
 /** RFC 1123 label: a Kubernetes namespace name (no dots, at most 63 characters). */
 const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** A label key: optional DNS-subdomain prefix (at most 253) and `/`, then a name of at most 63 characters. */
-const LABEL_KEY = /^(?:(?=[a-z0-9.-]{1,253}\/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(?=[A-Za-z0-9._-]{1,63}$)[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
+const LABEL_KEY =
+  /^(?:(?=[a-z0-9.-]{1,253}\/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(?=[A-Za-z0-9._-]{1,63}$)[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 export const HTTP_URL = /^https?:\/\/[^\s/]+(\/[^\s]*)?$/;
 /** An image reference as the runner passes it on: no white space or quotes; `{arch}` and `${CI_RUNNER_VERSION}` may stand in it. */
 const IMAGE_REF = /^[^\s"'\\]+$/;
@@ -197,7 +209,8 @@ function gitlabUrlProblem(value: string): string | undefined {
   if (parsed.username !== '' || parsed.password !== '' || /^https?:\/\/[^/]*@/.test(value)) {
     return 'must not contain a user name or password (user:pass@…); give GitLab a token with accessToken, runnerToken or registrationToken';
   }
-  if (parsed.search !== '' || parsed.hash !== '') return 'expected the GitLab base URL, without ?query or #fragment';
+  if (parsed.search !== '' || parsed.hash !== '')
+    return 'expected the GitLab base URL, without ?query or #fragment';
   return undefined;
 }
 
@@ -214,8 +227,14 @@ const image = () => str({ max: LIMITS.image });
 
 const gitlab = strict(
   {
-    url: v.pipe(str({ pattern: HTTP_URL, hint: 'expected an http:// or https:// URL', max: 2048 }), problem(gitlabUrlProblem)),
-    registry: v.pipe(stringList(v.pipe(str(), problem(registryProblem))), v.minLength(1, 'is required (one or more host:port)')),
+    url: v.pipe(
+      str({ pattern: HTTP_URL, hint: 'expected an http:// or https:// URL', max: 2048 }),
+      problem(gitlabUrlProblem),
+    ),
+    registry: v.pipe(
+      stringList(v.pipe(str(), problem(registryProblem))),
+      v.minLength(1, 'is required (one or more host:port)'),
+    ),
     accessToken: v.optional(secret('gitlab.accessToken')),
     runnerToken: v.optional(secret('gitlab.runnerToken')),
     registrationToken: v.optional(secret('gitlab.registrationToken')),
@@ -238,7 +257,11 @@ const ssh = strict({
 });
 
 const node = strict({
-  name: str({ pattern: NODE_NAME, hint: 'expected a Kubernetes node name (lowercase letters, digits, - and .)', max: LIMITS.nodeName }),
+  name: str({
+    pattern: NODE_NAME,
+    hint: 'expected a Kubernetes node name (lowercase letters, digits, - and .)',
+    max: LIMITS.nodeName,
+  }),
   host: str({ pattern: /^[^\s@/]+$/, hint: 'expected a hostname or address' }),
   // absent: from ssh
   port: v.optional(int(1, 65535)),
@@ -255,7 +278,10 @@ const kubernetes = strict({
   context: v.optional(str()),
   fromNode: v.optional(str()),
   namespace: v.optional(
-    str({ pattern: DNS_LABEL, hint: 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)' }),
+    str({
+      pattern: DNS_LABEL,
+      hint: 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)',
+    }),
     'gitlab-runner',
   ),
   /** seconds */
@@ -264,7 +290,10 @@ const kubernetes = strict({
   requestTimeout: v.optional(int(1, 600), 30),
   /** label put on inventory nodes; the DaemonSets select it */
   nodeLabel: v.optional(
-    str({ pattern: LABEL_KEY, hint: 'expected a Kubernetes label key (optional DNS prefix of at most 253 characters and /, then at most 63 letters, digits, -, _ or .)' }),
+    str({
+      pattern: LABEL_KEY,
+      hint: 'expected a Kubernetes label key (optional DNS prefix of at most 253 characters and /, then at most 63 letters, digits, -, _ or .)',
+    }),
     'runner-fleet.dev/runner',
   ),
 });
@@ -276,20 +305,28 @@ const kubernetes = strict({
  */
 const packageRepository = strict({
   url: v.optional(
-    v.pipe(str({ pattern: HTTP_URL, hint: 'expected an http:// or https:// URL (the part before /<os>/)' }), v.transform((u) => u.replace(/\/+$/, ''))),
+    v.pipe(
+      str({ pattern: HTTP_URL, hint: 'expected an http:// or https:// URL (the part before /<os>/)' }),
+      v.transform((u) => u.replace(/\/+$/, '')),
+    ),
     GITLAB_RUNNER_REPOSITORY.url,
   ),
   // A relative file: path is resolved against the inventory's folder by schema.ts.
   key: v.optional(
     v.pipe(
       str({ pattern: /^(https?:\/\/\S+|file:.+)$/, hint: 'expected an http(s):// URL or file:PATH' }),
-      v.transform((k): PackageKey => (k.startsWith('file:') ? { kind: 'file', path: k.slice(5) } : { kind: 'url', url: k })),
+      v.transform((k): PackageKey =>
+        k.startsWith('file:') ? { kind: 'file', path: k.slice(5) } : { kind: 'url', url: k },
+      ),
     ),
   ),
   /** the key's primary fingerprint, 40 uppercase hex digits; a fetched key that does not match is refused */
   fingerprint: v.optional(
     v.pipe(
-      str({ pattern: /^\s*(?:[0-9A-Fa-f]{4}\s*){10}$|^\s*[0-9A-Fa-f]{64}\s*$/, hint: "expected the key's full fingerprint (40 hex digits, spaces allowed)" }),
+      str({
+        pattern: /^\s*(?:[0-9A-Fa-f]{4}\s*){10}$|^\s*[0-9A-Fa-f]{64}\s*$/,
+        hint: "expected the key's full fingerprint (40 hex digits, spaces allowed)",
+      }),
       v.transform((f) => f.replace(/\s+/g, '').toUpperCase()),
     ),
   ),
@@ -297,28 +334,45 @@ const packageRepository = strict({
 
 /** A Kubernetes quantity as the runner pod's resources take it: `250m`, `0.5`, `64Mi`, `1G`. */
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
-const quantity = (what: string) => str({ pattern: QUANTITY, hint: `expected a Kubernetes quantity for ${what} (e.g. ${what === 'cpu' ? '250m or 0.5' : '64Mi or 1Gi'})` });
+const quantity = (what: string) =>
+  str({
+    pattern: QUANTITY,
+    hint: `expected a Kubernetes quantity for ${what} (e.g. ${what === 'cpu' ? '250m or 0.5' : '64Mi or 1Gi'})`,
+  });
 const resourceList = strict({ cpu: v.optional(quantity('cpu')), memory: v.optional(quantity('memory')) });
 
 /** Docker's byte sizes (units.RAMInBytes: b, k, m, g, case-insensitive): `[runners.docker] memory`, log-opts max-size. */
 export const DOCKER_SIZE = /^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$/;
 
 /** `runners.cache`: S3-compatible shared cache, `[runners.cache]` + `[runners.cache.s3]` in config.toml. */
-const cache = strict({
-  /** gitlab-runner's ServerAddress: host[:port], no scheme (`insecure` picks http) */
-  serverAddress: str({ pattern: /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$/, hint: 'expected host or host:port without a scheme (e.g. minio.lan:9000), as gitlab-runner\'s ServerAddress' }),
-  /** S3 bucket naming rules: 3–63 lowercase letters, digits, dots and hyphens */
-  bucketName: str({ pattern: /^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$/, hint: 'expected an S3 bucket name (3–63 lowercase letters, digits, . and -)' }),
-  bucketLocation: v.optional(str({ pattern: /^[a-z0-9-]+$/, hint: 'expected an S3 region name (e.g. us-east-1)' })),
-  /** plain HTTP to the S3 server (gitlab-runner's Insecure) */
-  insecure: v.optional(bool(), false),
-  accessKey: secret('runners.cache.accessKey'),
-  secretKey: secret('runners.cache.secretKey'),
-  /** a prefix inside the bucket */
-  path: v.optional(str({ pattern: /^[A-Za-z0-9._/-]+$/, hint: 'expected a path of letters, digits, ., _, / and -' })),
-  /** one cache for every node's runner (gitlab-runner's Shared); without it each runner keys the cache by its own token */
-  shared: v.optional(bool(), true),
-}, { accessKey: 'is required (env:NAME or file:PATH)', secretKey: 'is required (env:NAME or file:PATH)' });
+const cache = strict(
+  {
+    /** gitlab-runner's ServerAddress: host[:port], no scheme (`insecure` picks http) */
+    serverAddress: str({
+      pattern: /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$/,
+      hint: "expected host or host:port without a scheme (e.g. minio.lan:9000), as gitlab-runner's ServerAddress",
+    }),
+    /** S3 bucket naming rules: 3–63 lowercase letters, digits, dots and hyphens */
+    bucketName: str({
+      pattern: /^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$/,
+      hint: 'expected an S3 bucket name (3–63 lowercase letters, digits, . and -)',
+    }),
+    bucketLocation: v.optional(
+      str({ pattern: /^[a-z0-9-]+$/, hint: 'expected an S3 region name (e.g. us-east-1)' }),
+    ),
+    /** plain HTTP to the S3 server (gitlab-runner's Insecure) */
+    insecure: v.optional(bool(), false),
+    accessKey: secret('runners.cache.accessKey'),
+    secretKey: secret('runners.cache.secretKey'),
+    /** a prefix inside the bucket */
+    path: v.optional(
+      str({ pattern: /^[A-Za-z0-9._/-]+$/, hint: 'expected a path of letters, digits, ., _, / and -' }),
+    ),
+    /** one cache for every node's runner (gitlab-runner's Shared); without it each runner keys the cache by its own token */
+    shared: v.optional(bool(), true),
+  },
+  { accessKey: 'is required (env:NAME or file:PATH)', secretKey: 'is required (env:NAME or file:PATH)' },
+);
 
 /** `runners.metrics`: gitlab-runner's Prometheus endpoint (top-level `listen_address`). */
 const metrics = strict({
@@ -332,7 +386,12 @@ const TAINT_EFFECTS = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const;
 const toleration = strict({
   key: v.optional(str({ pattern: LABEL_KEY, hint: 'expected a Kubernetes taint key' })),
   operator: v.optional(oneOf(TOLERATION_OPERATORS), 'Equal'),
-  value: v.optional(v.pipe(v.string((issue) => `expected a string, got ${got(issue)}`), v.maxLength(63, 'is longer than 63 characters'))),
+  value: v.optional(
+    v.pipe(
+      v.string((issue) => `expected a string, got ${got(issue)}`),
+      v.maxLength(63, 'is longer than 63 characters'),
+    ),
+  ),
   effect: v.optional(oneOf(TAINT_EFFECTS)),
   tolerationSeconds: v.optional(int(0, 365 * 24 * 3600)),
 });
@@ -348,7 +407,9 @@ export const LOG_DRIVERS = ['json-file', 'local', 'journald', 'syslog', 'none'] 
 const dockerLogs = strict({
   driver: v.optional(oneOf(LOG_DRIVERS)),
   /** log-opts max-size: a size such as 10m (json-file, local) */
-  maxSize: v.optional(str({ pattern: DOCKER_SIZE, hint: 'expected a size such as 10m or 1g (dockerd\'s log-opts max-size)' })),
+  maxSize: v.optional(
+    str({ pattern: DOCKER_SIZE, hint: "expected a size such as 10m or 1g (dockerd's log-opts max-size)" }),
+  ),
   /** log-opts max-file */
   maxFile: v.optional(int(1, 100)),
 });
@@ -371,9 +432,11 @@ function mirrorProblem(value: string): string | undefined {
   } catch {
     return 'expected an http:// or https:// URL (e.g. https://mirror.lan:5000)';
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'expected an http:// or https:// URL (e.g. https://mirror.lan:5000)';
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    return 'expected an http:// or https:// URL (e.g. https://mirror.lan:5000)';
   if (u.username !== '' || u.password !== '') return 'must not contain a user name or password';
-  if (u.search !== '' || u.hash !== '' || value.includes('?') || value.includes('#')) return 'expected a URL without ?query or #fragment (dockerd refuses them)';
+  if (u.search !== '' || u.hash !== '' || value.includes('?') || value.includes('#'))
+    return 'expected a URL without ?query or #fragment (dockerd refuses them)';
   return undefined;
 }
 
@@ -402,10 +465,16 @@ const runners = strict({
    * `${CI_RUNNER_VERSION}` is left for gitlab-runner. Default: GitLab's registry (see helperImageFor).
    */
   helperImage: v.optional(
-    str({ max: LIMITS.image, pattern: IMAGE_REF, hint: 'expected an image reference without spaces, e.g. registry.lan:5000/gitlab-runner-helper:{arch}-v${CI_RUNNER_VERSION}' }),
+    str({
+      max: LIMITS.image,
+      pattern: IMAGE_REF,
+      hint: 'expected an image reference without spaces, e.g. registry.lan:5000/gitlab-runner-helper:{arch}-v${CI_RUNNER_VERSION}',
+    }),
   ),
   /** `[runners.docker] pull_policy`, tried in order; absent: gitlab-runner's default (always). Duplicates: rules.ts */
-  pullPolicy: v.optional(v.pipe(stringList(oneOf(PULL_POLICIES)), v.minLength(1, 'expected at least one policy'))),
+  pullPolicy: v.optional(
+    v.pipe(stringList(oneOf(PULL_POLICIES)), v.minLength(1, 'expected at least one policy')),
+  ),
   /** dind executor: who starts the Docker-in-Docker service (see DIND_SERVICES) */
   dindService: v.optional(oneOf(DIND_SERVICES), 'runner'),
   /**
@@ -416,27 +485,52 @@ const runners = strict({
   cache: v.optional(cache),
   metrics: v.optional(metrics),
   /** the runner pod's requests and limits (the jobs run beside it, in the node's Docker) */
-  resources: v.optional(strict({ requests: v.optional(resourceList, { cpu: '50m', memory: '64Mi' }), limits: v.optional(resourceList) }), {}),
+  resources: v.optional(
+    strict({
+      requests: v.optional(resourceList, { cpu: '50m', memory: '64Mi' }),
+      limits: v.optional(resourceList),
+    }),
+    {},
+  ),
   /** `[runners.docker] memory` and `cpus` for each job container */
   jobResources: v.optional(
     strict({
-      memory: v.optional(str({ pattern: DOCKER_SIZE, hint: 'expected a size such as 2g or 512m (gitlab-runner\'s [runners.docker] memory)' })),
+      memory: v.optional(
+        str({
+          pattern: DOCKER_SIZE,
+          hint: "expected a size such as 2g or 512m (gitlab-runner's [runners.docker] memory)",
+        }),
+      ),
       cpus: v.optional(
         v.pipe(
-          v.union([v.pipe(v.number(), v.transform(String)), v.string()], (issue) => `expected a number of CPUs such as 1.5, got ${got(issue)}`),
-          v.check((c) => /^[0-9]+(\.[0-9]+)?$/.test(c) && Number(c) > 0, (issue) => `expected a number of CPUs above 0 such as 1.5, got ${got(issue)}`),
+          v.union(
+            [v.pipe(v.number(), v.transform(String)), v.string()],
+            (issue) => `expected a number of CPUs such as 1.5, got ${got(issue)}`,
+          ),
+          v.check(
+            (c) => /^[0-9]+(\.[0-9]+)?$/.test(c) && Number(c) > 0,
+            (issue) => `expected a number of CPUs above 0 such as 1.5, got ${got(issue)}`,
+          ),
         ),
       ),
     }),
   ),
-  tolerations: v.optional(v.array(toleration, (issue) => `expected a list of tolerations, got ${got(issue)}`), []),
+  tolerations: v.optional(
+    v.array(toleration, (issue) => `expected a list of tolerations, got ${got(issue)}`),
+    [],
+  ),
   /** more node labels the runner pods need, besides kubernetes.nodeLabel */
   nodeSelector: v.optional(
     v.record(
       str({ pattern: LABEL_KEY, hint: 'expected a Kubernetes label key' }),
       v.pipe(
-        v.string((issue) => `expected a label value as a string (quote true, false and numbers), got ${got(issue)}`),
-        v.regex(LABEL_VALUE, 'expected a label value (at most 63 letters, digits, -, _ and ., alphanumeric at both ends)'),
+        v.string(
+          (issue) => `expected a label value as a string (quote true, false and numbers), got ${got(issue)}`,
+        ),
+        v.regex(
+          LABEL_VALUE,
+          'expected a label value (at most 63 letters, digits, -, _ and ., alphanumeric at both ends)',
+        ),
       ),
       (issue) => `expected a mapping of label keys to values, got ${got(issue)}`,
     ),
@@ -472,13 +566,17 @@ export interface FieldIssue {
 export function checkFields(raw: unknown): { output: InventoryFile; issues: FieldIssue[] } {
   const reserved: FieldIssue[] = [];
   const result = v.safeParse(inventoryFile, withoutNulls(raw, '', reserved), { abortPipeEarly: true });
-  const issues = (result.issues ?? []).map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
+  const issues = (result.issues ?? []).map((issue) => ({
+    path: formatPath(issue.path),
+    message: issue.message,
+  }));
   return { output: result.output as InventoryFile, issues: [...reserved, ...issues] };
 }
 
 function formatPath(path: readonly { key: unknown }[] | undefined): string {
   let out = '';
-  for (const item of path ?? []) out = typeof item.key === 'number' ? `${out}[${item.key}]` : joinKey(out, String(item.key));
+  for (const item of path ?? [])
+    out = typeof item.key === 'number' ? `${out}[${item.key}]` : joinKey(out, String(item.key));
   return out;
 }
 

@@ -1,7 +1,15 @@
 // Cross-field checks of the inventory, after fields.ts checked each field: tokens, placement and executor,
 // duplicate nodes, cluster access and the limits of GitLab and Kubernetes that depend on several fields.
 import { hostIdentity } from './addresses.js';
-import { EXECUTORS, LIMITS, PLACEMENTS, charCount, describe, type FieldIssue, type InventoryFile } from './fields.js';
+import {
+  EXECUTORS,
+  LIMITS,
+  PLACEMENTS,
+  charCount,
+  describe,
+  type FieldIssue,
+  type InventoryFile,
+} from './fields.js';
 import { dockerBytes, quantityValue } from './quantities.js';
 
 export interface ParseOptions {
@@ -45,7 +53,9 @@ export class RuleContext {
 
 /** `path` is `ancestor` or lies under it. */
 function under(path: string, ancestor: string): boolean {
-  return ancestor === '' || path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`);
+  return (
+    ancestor === '' || path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`)
+  );
 }
 
 export interface Choices {
@@ -77,8 +87,10 @@ function gitlabRules(ctx: RuleContext): void {
   const set = TOKENS.filter((k) => ctx.ok(`gitlab.${k}`) && g[k] !== undefined);
   if (set.length > 1) ctx.fail('gitlab', `set only one of ${TOKENS.join(', ')} (got ${set.join(', ')})`);
   if (ctx.ok('gitlab.runnerType')) {
-    if (g.runnerType === 'group_type' && ctx.ok('gitlab.groupId') && g.groupId === undefined) ctx.fail('gitlab.groupId', 'is required when runnerType is group_type');
-    if (g.runnerType === 'project_type' && ctx.ok('gitlab.projectId') && g.projectId === undefined) ctx.fail('gitlab.projectId', 'is required when runnerType is project_type');
+    if (g.runnerType === 'group_type' && ctx.ok('gitlab.groupId') && g.groupId === undefined)
+      ctx.fail('gitlab.groupId', 'is required when runnerType is group_type');
+    if (g.runnerType === 'project_type' && ctx.ok('gitlab.projectId') && g.projectId === undefined)
+      ctx.fail('gitlab.projectId', 'is required when runnerType is project_type');
   }
 }
 
@@ -91,7 +103,8 @@ function nodeRules(ctx: RuleContext): void {
     const p = `nodes[${i}]`;
     if (ctx.ok(`${p}.name`)) {
       const other = names.get(node.name);
-      if (other !== undefined) ctx.fail(`${p}.name`, `duplicate node name "${node.name}" (also nodes[${other}])`);
+      if (other !== undefined)
+        ctx.fail(`${p}.name`, `duplicate node name "${node.name}" (also nodes[${other}])`);
       else names.set(node.name, i);
     }
     const port = ctx.ok(`${p}.port`) ? (node.port ?? ssh) : undefined;
@@ -99,7 +112,11 @@ function nodeRules(ctx: RuleContext): void {
       // By what the address reaches: `localhost` and `127.0.0.1` on one port are one sshd, so one node.
       const key = `${hostIdentity(node.host)}:${port}`;
       const other = hosts.get(key);
-      if (other) ctx.fail(`${p}.host`, `duplicate host ${node.host}:${port} (also nodes[${other.index}]${other.host === node.host ? '' : `, as ${other.host}: the same address`})`);
+      if (other)
+        ctx.fail(
+          `${p}.host`,
+          `duplicate host ${node.host}:${port} (also nodes[${other.index}]${other.host === node.host ? '' : `, as ${other.host}: the same address`})`,
+        );
       else hosts.set(key, { index: i, host: node.host });
     }
   });
@@ -109,7 +126,13 @@ function kubernetesRules(ctx: RuleContext): void {
   if (!ctx.ok('kubernetes.kubeconfig', 'kubernetes.fromNode')) return;
   const k = ctx.file.kubernetes;
   if (k.kubeconfig && k.fromNode) ctx.fail('kubernetes', 'set kubeconfig or fromNode, not both');
-  if (k.fromNode && !(!ctx.reported('nodes') && ctx.file.nodes.some((n, i) => ctx.ok(`nodes[${i}].name`) && n.name === k.fromNode))) {
+  if (
+    k.fromNode &&
+    !(
+      !ctx.reported('nodes') &&
+      ctx.file.nodes.some((n, i) => ctx.ok(`nodes[${i}].name`) && n.name === k.fromNode)
+    )
+  ) {
     ctx.fail('kubernetes.fromNode', `no node named "${k.fromNode}" in nodes`);
   }
 }
@@ -118,16 +141,21 @@ function choiceRules(ctx: RuleContext, opts: ParseOptions): Choices {
   const r = ctx.file.runners;
   let executor: Executor = ctx.ok('runners.executor') ? r.executor : 'dood';
   if (opts.executor !== undefined) {
-    if (!EXECUTORS.includes(opts.executor as Executor)) ctx.fail('--executor', `expected ${EXECUTORS.join(' | ')}, got ${describe(opts.executor)}`);
+    if (!EXECUTORS.includes(opts.executor as Executor))
+      ctx.fail('--executor', `expected ${EXECUTORS.join(' | ')}, got ${describe(opts.executor)}`);
     else executor = opts.executor as Executor;
   }
   let placement: Placement = ctx.ok('runners.placement') ? r.placement : 'cluster';
   if (opts.placement !== undefined) {
-    if (!PLACEMENTS.includes(opts.placement as Placement)) ctx.fail('--placement', `expected ${PLACEMENTS.join(' | ')}, got ${describe(opts.placement)}`);
+    if (!PLACEMENTS.includes(opts.placement as Placement))
+      ctx.fail('--placement', `expected ${PLACEMENTS.join(' | ')}, got ${describe(opts.placement)}`);
     else placement = opts.placement as Placement;
   }
   if (placement === 'host' && executor !== 'shell' && ctx.ok('runners.executor', 'runners.placement')) {
-    ctx.fail(opts.placement !== undefined ? '--placement' : 'runners.placement', `host placement needs the shell executor (executor is ${executor})`);
+    ctx.fail(
+      opts.placement !== undefined ? '--placement' : 'runners.placement',
+      `host placement needs the shell executor (executor is ${executor})`,
+    );
   }
   return { executor, placement };
 }
@@ -137,7 +165,10 @@ function packageRepositoryRules(ctx: RuleContext): void {
   if (!ctx.ok(path)) return;
   const repo = ctx.file.runners.packageRepository;
   if (repo.key !== undefined && repo.fingerprint === undefined) {
-    ctx.fail(`${path}.fingerprint`, 'is required when key is set (runner-fleet refuses a key whose fingerprint it cannot check)');
+    ctx.fail(
+      `${path}.fingerprint`,
+      'is required when key is set (runner-fleet refuses a key whose fingerprint it cannot check)',
+    );
   }
 }
 
@@ -158,28 +189,57 @@ function pullPolicyRules(ctx: RuleContext): void {
 function sizeRules(ctx: RuleContext): void {
   if (!ctx.ok('runners.tags', 'runners.description') || ctx.reported('nodes')) return;
   const r = ctx.file.runners;
-  if (r.tags.length > LIMITS.tags) ctx.fail('runners.tags', `${r.tags.length} tags; GitLab allows at most ${LIMITS.tags}`);
+  if (r.tags.length > LIMITS.tags)
+    ctx.fail('runners.tags', `${r.tags.length} tags; GitLab allows at most ${LIMITS.tags}`);
   const names = ctx.file.nodes.filter((_, i) => ctx.ok(`nodes[${i}].name`)).map((n) => n.name);
   const longest = names.reduce((m, n) => (n.length > m.length ? n : m), '');
   const expanded = charCount(r.description.split('{node}').join(longest));
   if (expanded > LIMITS.description) {
-    ctx.fail('runners.description', `is ${expanded} characters long for node ${longest}; GitLab allows at most ${LIMITS.description}`);
+    ctx.fail(
+      'runners.description',
+      `is ${expanded} characters long for node ${longest}; GitLab allows at most ${LIMITS.description}`,
+    );
   }
   const url = ctx.ok('gitlab.url') ? ctx.file.gitlab.url : '';
   const registries = ctx.ok('gitlab.registry') ? ctx.file.gitlab.registry : [];
-  const images = (['image', 'jobImage', 'dindImage'] as const).filter((k) => ctx.ok(`runners.${k}`)).map((k) => r[k] ?? '');
-  const bytes = estimateSecretBytes({ names, description: r.description, tags: r.tags, url, images, registries });
+  const images = (['image', 'jobImage', 'dindImage'] as const)
+    .filter((k) => ctx.ok(`runners.${k}`))
+    .map((k) => r[k] ?? '');
+  const bytes = estimateSecretBytes({
+    names,
+    description: r.description,
+    tags: r.tags,
+    url,
+    images,
+    registries,
+  });
   if (bytes > LIMITS.secretBytes) {
-    ctx.fail('nodes', `${ctx.file.nodes.length} nodes with these settings need about ${Math.ceil(bytes / 1024)} KiB in one Secret; Kubernetes allows at most 1 MiB`);
+    ctx.fail(
+      'nodes',
+      `${ctx.file.nodes.length} nodes with these settings need about ${Math.ceil(bytes / 1024)} KiB in one Secret; Kubernetes allows at most 1 MiB`,
+    );
   }
 }
 
 /** Upper estimate of the bytes the per-node Secrets hold (config.toml and records, base64), to fail before contact. */
-function estimateSecretBytes(inv: { names: string[]; description: string; tags: string[]; url: string; images: string[]; registries: string[] }): number {
+function estimateSecretBytes(inv: {
+  names: string[];
+  description: string;
+  tags: string[];
+  url: string;
+  images: string[];
+  registries: string[];
+}): number {
   const longest = inv.names.reduce((m, n) => Math.max(m, n.length), 0);
   const description = inv.description.split('{node}').join('x'.repeat(longest)).length;
   // ~1 KiB of fixed config.toml text and token/system id, plus every value that lands in it.
-  const perNode = 1024 + description + inv.url.length + inv.images.reduce((a, i) => a + i.length, 0) + inv.registries.reduce((a, r) => a + r.length + 40, 0) + longest * 2;
+  const perNode =
+    1024 +
+    description +
+    inv.url.length +
+    inv.images.reduce((a, i) => a + i.length, 0) +
+    inv.registries.reduce((a, r) => a + r.length + 40, 0) +
+    longest * 2;
   // The records hold each node's settings (description, tags) besides its token.
   const perRecord = 512 + description + inv.tags.reduce((a, t) => a + t.length + 3, 0) + longest;
   return Math.ceil((Math.max(perNode, perRecord) * inv.names.length * 4) / 3);
@@ -190,11 +250,18 @@ function versionRules(ctx: RuleContext): void {
   if (!ctx.ok('runners.version', 'runners.image', 'runners.helperImage')) return;
   const { version, image, helperImage } = ctx.file.runners;
   if (version !== undefined && image !== undefined && !image.includes('{version}')) {
-    ctx.fail('runners.image', 'put {version} in the tag (e.g. registry.lan/gitlab-runner:alpine-v{version}) or drop runners.version: the pods must run the version the hosts install');
+    ctx.fail(
+      'runners.image',
+      'put {version} in the tag (e.g. registry.lan/gitlab-runner:alpine-v{version}) or drop runners.version: the pods must run the version the hosts install',
+    );
   }
   if (version === undefined) {
     if (image?.includes('{version}')) ctx.fail('runners.image', '{version} needs runners.version');
-    if (helperImage?.includes('{version}')) ctx.fail('runners.helperImage', '{version} needs runners.version (or use ${CI_RUNNER_VERSION}, which gitlab-runner fills in)');
+    if (helperImage?.includes('{version}'))
+      ctx.fail(
+        'runners.helperImage',
+        '{version} needs runners.version (or use ${CI_RUNNER_VERSION}, which gitlab-runner fills in)',
+      );
   }
 }
 
@@ -206,24 +273,46 @@ function podRules(ctx: RuleContext): void {
       const request = r.resources.requests?.[kind];
       const limit = r.resources.limits?.[kind];
       if (request !== undefined && limit !== undefined && quantityValue(request) > quantityValue(limit)) {
-        ctx.fail(`runners.resources.requests.${kind}`, `${request} is more than the limit ${limit} (Kubernetes refuses a request above its limit)`);
+        ctx.fail(
+          `runners.resources.requests.${kind}`,
+          `${request} is more than the limit ${limit} (Kubernetes refuses a request above its limit)`,
+        );
       }
     }
   }
-  if (ctx.ok('runners.jobResources.memory') && r.jobResources?.memory !== undefined && dockerBytes(r.jobResources.memory) < 6 * 1024 * 1024) {
-    ctx.fail('runners.jobResources.memory', `${r.jobResources.memory} is below Docker's minimum memory limit (6m)`);
+  if (
+    ctx.ok('runners.jobResources.memory') &&
+    r.jobResources?.memory !== undefined &&
+    dockerBytes(r.jobResources.memory) < 6 * 1024 * 1024
+  ) {
+    ctx.fail(
+      'runners.jobResources.memory',
+      `${r.jobResources.memory} is below Docker's minimum memory limit (6m)`,
+    );
   }
   if (!ctx.reported('runners.tolerations')) {
     r.tolerations.forEach((t, i) => {
       const p = `runners.tolerations[${i}]`;
       if (!ctx.ok(p)) return;
-      if (t.operator === 'Exists' && t.value !== undefined) ctx.fail(`${p}.value`, 'must be empty with operator Exists');
-      if (t.key === undefined && t.operator !== 'Exists') ctx.fail(`${p}.operator`, 'a toleration without a key must use operator Exists (it tolerates every taint)');
-      if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') ctx.fail(`${p}.tolerationSeconds`, 'applies only with effect NoExecute');
+      if (t.operator === 'Exists' && t.value !== undefined)
+        ctx.fail(`${p}.value`, 'must be empty with operator Exists');
+      if (t.key === undefined && t.operator !== 'Exists')
+        ctx.fail(
+          `${p}.operator`,
+          'a toleration without a key must use operator Exists (it tolerates every taint)',
+        );
+      if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute')
+        ctx.fail(`${p}.tolerationSeconds`, 'applies only with effect NoExecute');
     });
   }
-  if (ctx.ok('runners.nodeSelector', 'kubernetes.nodeLabel') && Object.hasOwn(r.nodeSelector, ctx.file.kubernetes.nodeLabel)) {
-    ctx.fail(`runners.nodeSelector`, `${ctx.file.kubernetes.nodeLabel} is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself`);
+  if (
+    ctx.ok('runners.nodeSelector', 'kubernetes.nodeLabel') &&
+    Object.hasOwn(r.nodeSelector, ctx.file.kubernetes.nodeLabel)
+  ) {
+    ctx.fail(
+      `runners.nodeSelector`,
+      `${ctx.file.kubernetes.nodeLabel} is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself`,
+    );
   }
 }
 
@@ -232,9 +321,14 @@ function dockerRules(ctx: RuleContext): void {
   if (!ctx.ok('docker.logs')) return;
   const logs = ctx.file.docker.logs;
   if (!logs) return;
-  const opts = [logs.maxSize !== undefined && 'maxSize', logs.maxFile !== undefined && 'maxFile'].filter(Boolean).join(' and ');
+  const opts = [logs.maxSize !== undefined && 'maxSize', logs.maxFile !== undefined && 'maxFile']
+    .filter(Boolean)
+    .join(' and ');
   if (opts && logs.driver !== 'json-file' && logs.driver !== 'local') {
-    ctx.fail('docker.logs.driver', `${opts} need${opts.includes(' and ') ? '' : 's'} driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)`);
+    ctx.fail(
+      'docker.logs.driver',
+      `${opts} need${opts.includes(' and ') ? '' : 's'} driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)`,
+    );
   }
   if (logs.driver === 'json-file' && (logs.maxFile ?? 1) > 1 && logs.maxSize === undefined) {
     ctx.fail('docker.logs.maxFile', 'needs maxSize with the json-file driver (it rotates only by size)');

@@ -48,18 +48,26 @@ describe('parseInventory', () => {
       'runners.pullPolicy[1]: expected always | if-not-present | never, got "IfNotPresent"',
       'runners.pullPolicy[2]: always is listed twice',
     ]);
-    expect(issuesOf(`${base}runners: { pullPolicy: [] }\n`)).toEqual(['runners.pullPolicy: expected at least one policy']);
-    expect(issuesOf(`${base}runners: { helperImage: "reg.lan/helper:{arch} latest" }\n`)[0]).toMatch(/^runners\.helperImage: expected an image reference/);
+    expect(issuesOf(`${base}runners: { pullPolicy: [] }\n`)).toEqual([
+      'runners.pullPolicy: expected at least one policy',
+    ]);
+    expect(issuesOf(`${base}runners: { helperImage: "reg.lan/helper:{arch} latest" }\n`)[0]).toMatch(
+      /^runners\.helperImage: expected an image reference/,
+    );
   });
 
   it('names the path of a bad docker value', () => {
-    expect(issuesOf(base.replace('docker: snap', 'docker: brew'))).toEqual(['nodes[1].docker: expected apt | snap | auto, got "brew"']);
+    expect(issuesOf(base.replace('docker: snap', 'docker: brew'))).toEqual([
+      'nodes[1].docker: expected apt | snap | auto, got "brew"',
+    ]);
   });
 
   it('rejects unknown keys, duplicate names and hosts', () => {
     const text = `${base}  - name: pi1\n    host: 10.0.0.2\n    colour: red\n`;
     const issues = issuesOf(text);
-    expect(issues).toContain('nodes[2].colour: unknown key (allowed: name, host, port, user, identityFile, knownHosts, docker, microk8s)');
+    expect(issues).toContain(
+      'nodes[2].colour: unknown key (allowed: name, host, port, user, identityFile, knownHosts, docker, microk8s)',
+    );
     expect(issues).toContain('nodes[2].name: duplicate node name "pi1" (also nodes[0])');
     expect(issues).toContain('nodes[2].host: duplicate host 10.0.0.2:22 (also nodes[1])');
   });
@@ -70,14 +78,22 @@ describe('parseInventory', () => {
       expect.stringMatching(/^runners\.size: unknown key \(allowed: /),
     ]);
     expect(issuesOf(`${base}ssh: [a]\n`)).toEqual(['ssh: expected a mapping, got a list']);
-    expect(issuesOf(`${base}kubernetes: { "__proto__": { namespace: x } }\n`)).toEqual([expect.stringMatching(/^kubernetes\.__proto__: unknown key/)]);
+    expect(issuesOf(`${base}kubernetes: { "__proto__": { namespace: x } }\n`)).toEqual([
+      expect.stringMatching(/^kubernetes\.__proto__: unknown key/),
+    ]);
     const inv = parseInventory(`${base}kubernetes:\n  namespace:\nrunners:\n`, '/x/fleet.yaml');
     expect([inv.kubernetes.namespace, inv.runners.concurrent]).toEqual(['gitlab-runner', 1]);
-    expect(issuesOf('nodes: [{ name: pi1 }]\n')).toEqual(['gitlab: is required', 'nodes[0].host: is required']);
+    expect(issuesOf('nodes: [{ name: pi1 }]\n')).toEqual([
+      'gitlab: is required',
+      'nodes[0].host: is required',
+    ]);
   });
 
   it('checks cross-field rules even where other fields of the same mapping are wrong', () => {
-    const text = base.replace('registry: gitlab.lan:5050', 'registry: gitlab.lan:5050\n  accessToken: env:A\n  runnerToken: env:B\n  runnerType: project_type\n  timeout: 0');
+    const text = base.replace(
+      'registry: gitlab.lan:5050',
+      'registry: gitlab.lan:5050\n  accessToken: env:A\n  runnerToken: env:B\n  runnerType: project_type\n  timeout: 0',
+    );
     expect(issuesOf(text)).toEqual([
       'gitlab.timeout: expected an integer from 1 to 600, got 0',
       'gitlab: set only one of accessToken, runnerToken, registrationToken (got accessToken, runnerToken)',
@@ -86,28 +102,41 @@ describe('parseInventory', () => {
   });
 
   it('rejects a registry with a scheme', () => {
-    expect(issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: [http://gitlab.lan:5050]'))).toEqual([
-      'gitlab.registry[0]: expected host:port without a scheme (e.g. gitlab.lan:5050)',
-    ]);
+    expect(issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: [http://gitlab.lan:5050]'))).toEqual(
+      ['gitlab.registry[0]: expected host:port without a scheme (e.g. gitlab.lan:5050)'],
+    );
   });
 
   it('rejects a bad executor from the inventory or the command line', () => {
-    expect(issuesOf(`${base}runners:\n  executor: kubernetes\n`)).toEqual(['runners.executor: expected shell | dind | dood, got "kubernetes"']);
-    expect(issuesOf(base, { executor: 'docker' })).toEqual(['--executor: expected shell | dind | dood, got "docker"']);
+    expect(issuesOf(`${base}runners:\n  executor: kubernetes\n`)).toEqual([
+      'runners.executor: expected shell | dind | dood, got "kubernetes"',
+    ]);
+    expect(issuesOf(base, { executor: 'docker' })).toEqual([
+      '--executor: expected shell | dind | dood, got "docker"',
+    ]);
   });
 
   it('accepts secrets only by reference and never echoes an inline token', () => {
-    const issues = issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: gitlab.lan:5050\n  accessToken: glpat-abcdefghijklmnop'));
-    expect(issues).toEqual(['gitlab.accessToken: expected a reference `env:NAME` or `file:PATH` (secrets are never written inline)']);
+    const issues = issuesOf(
+      base.replace(
+        'registry: gitlab.lan:5050',
+        'registry: gitlab.lan:5050\n  accessToken: glpat-abcdefghijklmnop',
+      ),
+    );
+    expect(issues).toEqual([
+      'gitlab.accessToken: expected a reference `env:NAME` or `file:PATH` (secrets are never written inline)',
+    ]);
     expect(issues.join()).not.toContain('glpat-');
   });
 
   it('host placement needs the shell executor', () => {
-    expect(issuesOf(`${base}runners:\n  placement: host\n`)).toEqual(['runners.placement: host placement needs the shell executor (executor is dood)']);
+    expect(issuesOf(`${base}runners:\n  placement: host\n`)).toEqual([
+      'runners.placement: host placement needs the shell executor (executor is dood)',
+    ]);
     expect(issuesOf(`${base}runners:\n  placement: host\n  executor: shell\n`)).toEqual([]);
   });
 
-  it('installs host runners from GitLab\'s repository unless a mirror and its pinned key are named', () => {
+  it("installs host runners from GitLab's repository unless a mirror and its pinned key are named", () => {
     expect(parseInventory(base, '/x/fleet.yaml').runners.packageRepository).toEqual({
       url: 'https://packages.gitlab.com/runner/gitlab-runner',
       key: { kind: 'url', url: 'https://packages.gitlab.com/runner/gitlab-runner/gpgkey' },
@@ -122,7 +151,9 @@ describe('parseInventory', () => {
     expect(issuesOf(`${base}runners:\n  packageRepository:\n    key: https://apt.lan/key.asc\n`)).toEqual([
       'runners.packageRepository.fingerprint: is required when key is set (runner-fleet refuses a key whose fingerprint it cannot check)',
     ]);
-    expect(issuesOf(`${base}runners:\n  packageRepository:\n    key: /k.asc\n    fingerprint: F640\n`)).toEqual([
+    expect(
+      issuesOf(`${base}runners:\n  packageRepository:\n    key: /k.asc\n    fingerprint: F640\n`),
+    ).toEqual([
       'runners.packageRepository.key: expected an http(s):// URL or file:PATH',
       "runners.packageRepository.fingerprint: expected the key's full fingerprint (40 hex digits, spaces allowed)",
     ]);
@@ -136,7 +167,10 @@ describe('parseInventory', () => {
 
 describe('parseInventory: hostile and oversized input (issue 12)', () => {
   it('validates registries as dockerd does and names the path', () => {
-    const text = base.replace('registry: gitlab.lan:5050', 'registry: [gitlab.lan:5050, "reg.lan:99999", "[..]:5000", reg.lan:0]');
+    const text = base.replace(
+      'registry: gitlab.lan:5050',
+      'registry: [gitlab.lan:5050, "reg.lan:99999", "[..]:5000", reg.lan:0]',
+    );
     expect(issuesOf(text)).toEqual([
       'gitlab.registry[1]: invalid port "99999" (expected 1–65535; dockerd refuses to start with it)',
       'gitlab.registry[2]: [..] is not an IPv6 address (zones are not allowed)',
@@ -145,9 +179,15 @@ describe('parseInventory: hostile and oversized input (issue 12)', () => {
   });
 
   it('refuses a GitLab URL with a user or password, and never echoes it', () => {
-    for (const url of ['http://user:s3cret-pw@gitlab.lan', 'https://s3cret-pw@gitlab.lan/', 'http://:s3cret-pw@gitlab.lan']) {
+    for (const url of [
+      'http://user:s3cret-pw@gitlab.lan',
+      'https://s3cret-pw@gitlab.lan/',
+      'http://:s3cret-pw@gitlab.lan',
+    ]) {
       const issues = issuesOf(base.replace('url: http://gitlab.lan', `url: ${url}`));
-      expect(issues).toEqual([expect.stringMatching(/^gitlab\.url: must not contain a user name or password/)]);
+      expect(issues).toEqual([
+        expect.stringMatching(/^gitlab\.url: must not contain a user name or password/),
+      ]);
       expect(issues.join()).not.toContain('s3cret-pw');
     }
   });
@@ -165,18 +205,35 @@ describe('parseInventory: hostile and oversized input (issue 12)', () => {
   });
 
   it('enforces GitLab and Kubernetes size limits up front', () => {
-    expect(issuesOf(`${base}runners:\n  description: "${'d'.repeat(1025)}"\n`)).toEqual(['runners.description: is 1025 characters long; at most 1024 allowed']);
+    expect(issuesOf(`${base}runners:\n  description: "${'d'.repeat(1025)}"\n`)).toEqual([
+      'runners.description: is 1025 characters long; at most 1024 allowed',
+    ]);
     const longName = base.replace('name: pi1', 'name: pi-with-a-long-name-0001');
     expect(issuesOf(`${longName}runners:\n  description: "${'d'.repeat(1010)} {node}"\n`)).toEqual([
       'runners.description: is 1035 characters long for node pi-with-a-long-name-0001; GitLab allows at most 1024',
     ]);
-    expect(issuesOf(`${base}runners:\n  tags: [${Array.from({ length: 51 }, (_, i) => `t${i}`).join(', ')}]\n`)).toEqual(['runners.tags: 51 tags; GitLab allows at most 50']);
-    expect(issuesOf(`${base}runners:\n  tags: ["${'t'.repeat(256)}"]\n`)).toEqual(["runners.tags[0]: a tag is at most 255 characters (GitLab's limit)"]);
-    expect(issuesOf(`${base}kubernetes:\n  namespace: a.b\n`)[0]).toMatch(/^kubernetes\.namespace: expected a Kubernetes namespace name/);
-    expect(issuesOf(`${base}kubernetes:\n  nodeLabel: x/${'l'.repeat(64)}\n`)[0]).toMatch(/^kubernetes\.nodeLabel: expected a Kubernetes label key/);
-    const many = Array.from({ length: 400 }, (_, i) => `  - { name: n${i}, host: 10.1.${i >> 8}.${i & 255} }`).join('\n');
+    expect(
+      issuesOf(`${base}runners:\n  tags: [${Array.from({ length: 51 }, (_, i) => `t${i}`).join(', ')}]\n`),
+    ).toEqual(['runners.tags: 51 tags; GitLab allows at most 50']);
+    expect(issuesOf(`${base}runners:\n  tags: ["${'t'.repeat(256)}"]\n`)).toEqual([
+      "runners.tags[0]: a tag is at most 255 characters (GitLab's limit)",
+    ]);
+    expect(issuesOf(`${base}kubernetes:\n  namespace: a.b\n`)[0]).toMatch(
+      /^kubernetes\.namespace: expected a Kubernetes namespace name/,
+    );
+    expect(issuesOf(`${base}kubernetes:\n  nodeLabel: x/${'l'.repeat(64)}\n`)[0]).toMatch(
+      /^kubernetes\.nodeLabel: expected a Kubernetes label key/,
+    );
+    const many = Array.from(
+      { length: 400 },
+      (_, i) => `  - { name: n${i}, host: 10.1.${i >> 8}.${i & 255} }`,
+    ).join('\n');
     const big = `gitlab:\n  url: http://gitlab.lan\n  registry: gitlab.lan:5050\nnodes:\n${many}\nrunners:\n  description: "${'d'.repeat(1000)}"\n  tags: [${Array.from({ length: 50 }, () => `"${'t'.repeat(250)}"`).join(', ')}]\n`;
-    expect(issuesOf(big)).toEqual([expect.stringMatching(/^nodes: 400 nodes with these settings need about \d+ KiB in one Secret; Kubernetes allows at most 1 MiB$/)]);
+    expect(issuesOf(big)).toEqual([
+      expect.stringMatching(
+        /^nodes: 400 nodes with these settings need about \d+ KiB in one Secret; Kubernetes allows at most 1 MiB$/,
+      ),
+    ]);
   });
 
   it('refuses half a UTF-16 character from a YAML escape (no file can carry it)', () => {
@@ -187,8 +244,12 @@ describe('parseInventory: hostile and oversized input (issue 12)', () => {
   });
 
   it('catches two spellings of one host on one port', () => {
-    const text = base.replace('host: 10.0.0.1', 'host: localhost').replace('host: 10.0.0.2', 'host: 127.0.0.1');
-    expect(issuesOf(text)).toEqual(['nodes[1].host: duplicate host 127.0.0.1:22 (also nodes[0], as localhost: the same address)']);
+    const text = base
+      .replace('host: 10.0.0.1', 'host: localhost')
+      .replace('host: 10.0.0.2', 'host: 127.0.0.1');
+    expect(issuesOf(text)).toEqual([
+      'nodes[1].host: duplicate host 127.0.0.1:22 (also nodes[0], as localhost: the same address)',
+    ]);
     expect(issuesOf(base.replace('host: 10.0.0.2', 'host: 10.0.0.1\n    port: 2222'))).toEqual([]);
   });
 });
@@ -197,7 +258,14 @@ describe('loadInventory', () => {
   it('refuses an inventory that is not UTF-8 instead of running with replacement characters', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rf-inv-'));
     const path = join(dir, 'fleet.yaml');
-    writeFileSync(path, Buffer.concat([Buffer.from(`${base}runners:\n  description: "caf`), Buffer.from([0xe9]), Buffer.from('"\n')]));
+    writeFileSync(
+      path,
+      Buffer.concat([
+        Buffer.from(`${base}runners:\n  description: "caf`),
+        Buffer.from([0xe9]),
+        Buffer.from('"\n'),
+      ]),
+    );
     expect(() => loadInventory(path)).toThrow(InputError);
     expect(() => loadInventory(path)).toThrow(/not valid UTF-8/);
     writeFileSync(path, `${base}runners:\n  description: "café {node}"\n`);
@@ -207,28 +275,46 @@ describe('loadInventory', () => {
 
 describe('redact', () => {
   it('hides the credentials of any URL in a message', () => {
-    expect(redact('GET http://user:pw@gitlab.lan/api/v4 failed; also https://tok@x.lan')).toBe('GET http://[REDACTED]@gitlab.lan/api/v4 failed; also https://[REDACTED]@x.lan');
+    expect(redact('GET http://user:pw@gitlab.lan/api/v4 failed; also https://tok@x.lan')).toBe(
+      'GET http://[REDACTED]@gitlab.lan/api/v4 failed; also https://[REDACTED]@x.lan',
+    );
   });
 });
 
 describe('parseInventory: issue 15 fields', () => {
-  it('fills the defaults: no cache, no metrics, the runner pod\'s requests, no mirrors or log settings', () => {
+  it("fills the defaults: no cache, no metrics, the runner pod's requests, no mirrors or log settings", () => {
     const inv = parseInventory(base, '/x/fleet.yaml');
     expect(inv.runners.cache).toBeUndefined();
     expect(inv.runners.metrics).toBeUndefined();
     expect(inv.runners.version).toBeUndefined();
     expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.11.0');
     expect(inv.runners.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' } });
-    expect([inv.runners.tolerations, inv.runners.nodeSelector, inv.runners.jobResources]).toEqual([[], {}, undefined]);
+    expect([inv.runners.tolerations, inv.runners.nodeSelector, inv.runners.jobResources]).toEqual([
+      [],
+      {},
+      undefined,
+    ]);
     expect(inv.docker).toEqual({ registryMirrors: [] });
   });
 
   it('runners.version fills {version} in the images; an image without it is refused', () => {
-    const inv = parseInventory(`${base}runners: { version: 17.9.3, helperImage: "reg.lan/helper:{arch}-v{version}" }\n`, '/x/fleet.yaml');
-    expect([inv.runners.image, inv.runners.helperImage]).toEqual(['gitlab/gitlab-runner:alpine-v17.9.3', 'reg.lan/helper:{arch}-v17.9.3']);
-    expect(issuesOf(`${base}runners: { version: 17.9.3, image: "reg.lan/gitlab-runner:17.9.3" }\n`)).toEqual([expect.stringMatching(/^runners\.image: put \{version\} in the tag/)]);
-    expect(issuesOf(`${base}runners: { version: "17.9", image: "r/g:{version}" }\n`)).toEqual(['runners.version: expected a gitlab-runner version such as 17.9.3']);
-    expect(issuesOf(`${base}runners: { image: "r/g:{version}" }\n`)).toEqual(['runners.image: {version} needs runners.version']);
+    const inv = parseInventory(
+      `${base}runners: { version: 17.9.3, helperImage: "reg.lan/helper:{arch}-v{version}" }\n`,
+      '/x/fleet.yaml',
+    );
+    expect([inv.runners.image, inv.runners.helperImage]).toEqual([
+      'gitlab/gitlab-runner:alpine-v17.9.3',
+      'reg.lan/helper:{arch}-v17.9.3',
+    ]);
+    expect(issuesOf(`${base}runners: { version: 17.9.3, image: "reg.lan/gitlab-runner:17.9.3" }\n`)).toEqual([
+      expect.stringMatching(/^runners\.image: put \{version\} in the tag/),
+    ]);
+    expect(issuesOf(`${base}runners: { version: "17.9", image: "r/g:{version}" }\n`)).toEqual([
+      'runners.version: expected a gitlab-runner version such as 17.9.3',
+    ]);
+    expect(issuesOf(`${base}runners: { image: "r/g:{version}" }\n`)).toEqual([
+      'runners.image: {version} needs runners.version',
+    ]);
   });
 
   it('runners.cache: bucket and endpoint checked, both keys required by reference', () => {
@@ -241,7 +327,11 @@ describe('parseInventory: issue 15 fields', () => {
       accessKey: { ref: 'env:AK', path: 'runners.cache.accessKey' },
       secretKey: { ref: 'file:sk', path: 'runners.cache.secretKey' },
     });
-    expect(issuesOf(`${base}runners:\n  cache: { serverAddress: "http://minio.lan:9000", bucketName: CI, accessKey: AKIAINLINE }\n`)).toEqual([
+    expect(
+      issuesOf(
+        `${base}runners:\n  cache: { serverAddress: "http://minio.lan:9000", bucketName: CI, accessKey: AKIAINLINE }\n`,
+      ),
+    ).toEqual([
       "runners.cache.serverAddress: expected host or host:port without a scheme (e.g. minio.lan:9000), as gitlab-runner's ServerAddress",
       'runners.cache.bucketName: expected an S3 bucket name (3–63 lowercase letters, digits, . and -)',
       'runners.cache.accessKey: expected a reference `env:NAME` or `file:PATH` (secrets are never written inline)',
@@ -249,25 +339,41 @@ describe('parseInventory: issue 15 fields', () => {
     ]);
   });
 
-  it('runners.metrics, resources, jobResources, tolerations and nodeSelector: the apiserver\'s and Docker\'s refusals up front', () => {
-    expect(parseInventory(`${base}runners: { metrics: {} }\n`, '/x/fleet.yaml').runners.metrics).toEqual({ port: 9252, annotations: false });
-    expect(issuesOf(`${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi, cpu: lots } }\n`)).toEqual([
-      'runners.resources.limits.cpu: expected a Kubernetes quantity for cpu (e.g. 250m or 0.5)',
-    ]);
-    expect(issuesOf(`${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi } }\n`)).toEqual([
+  it("runners.metrics, resources, jobResources, tolerations and nodeSelector: the apiserver's and Docker's refusals up front", () => {
+    expect(parseInventory(`${base}runners: { metrics: {} }\n`, '/x/fleet.yaml').runners.metrics).toEqual({
+      port: 9252,
+      annotations: false,
+    });
+    expect(
+      issuesOf(
+        `${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi, cpu: lots } }\n`,
+      ),
+    ).toEqual(['runners.resources.limits.cpu: expected a Kubernetes quantity for cpu (e.g. 250m or 0.5)']);
+    expect(
+      issuesOf(`${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi } }\n`),
+    ).toEqual([
       'runners.resources.requests.memory: 512Mi is more than the limit 0.25Gi (Kubernetes refuses a request above its limit)',
     ]);
-    expect(parseInventory(`${base}runners: { jobResources: { memory: 2g, cpus: 3 } }\n`, '/x/fleet.yaml').runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
+    expect(
+      parseInventory(`${base}runners: { jobResources: { memory: 2g, cpus: 3 } }\n`, '/x/fleet.yaml').runners
+        .jobResources,
+    ).toEqual({ memory: '2g', cpus: '3' });
     expect(issuesOf(`${base}runners: { jobResources: { memory: 4m, cpus: 0 } }\n`)).toEqual([
       'runners.jobResources.cpus: expected a number of CPUs above 0 such as 1.5, got "0"',
       "runners.jobResources.memory: 4m is below Docker's minimum memory limit (6m)",
     ]);
-    expect(issuesOf(`${base}runners:\n  tolerations: [{ operator: Exists, value: x }, { key: a, effect: NoSchedule, tolerationSeconds: 5 }, { value: y }]\n`)).toEqual([
+    expect(
+      issuesOf(
+        `${base}runners:\n  tolerations: [{ operator: Exists, value: x }, { key: a, effect: NoSchedule, tolerationSeconds: 5 }, { value: y }]\n`,
+      ),
+    ).toEqual([
       'runners.tolerations[0].value: must be empty with operator Exists',
       'runners.tolerations[1].tolerationSeconds: applies only with effect NoExecute',
       'runners.tolerations[2].operator: a toleration without a key must use operator Exists (it tolerates every taint)',
     ]);
-    expect(issuesOf(`${base}runners:\n  nodeSelector: { "runner-fleet.dev/runner": "x", zone: true }\n`)).toEqual([
+    expect(
+      issuesOf(`${base}runners:\n  nodeSelector: { "runner-fleet.dev/runner": "x", zone: true }\n`),
+    ).toEqual([
       'runners.nodeSelector.zone: expected a label value as a string (quote true, false and numbers), got true',
     ]);
     expect(issuesOf(`${base}runners:\n  nodeSelector: { "runner-fleet.dev/runner": "x" }\n`)).toEqual([
@@ -276,9 +382,19 @@ describe('parseInventory: issue 15 fields', () => {
   });
 
   it('docker.registryMirrors and docker.logs: what dockerd would refuse to start with', () => {
-    const inv = parseInventory(`${base}docker: { registryMirrors: "https://mirror.lan:5000", logs: { driver: local, maxSize: 10m, maxFile: 3 } }\n`, '/x/fleet.yaml');
-    expect(inv.docker).toEqual({ registryMirrors: ['https://mirror.lan:5000'], logs: { driver: 'local', maxSize: '10m', maxFile: 3 } });
-    expect(issuesOf(`${base}docker: { registryMirrors: ["mirror.lan:5000", "https://u:p@m.lan", "https://m.lan/?x"], logs: { maxSize: 10 } }\n`)).toEqual([
+    const inv = parseInventory(
+      `${base}docker: { registryMirrors: "https://mirror.lan:5000", logs: { driver: local, maxSize: 10m, maxFile: 3 } }\n`,
+      '/x/fleet.yaml',
+    );
+    expect(inv.docker).toEqual({
+      registryMirrors: ['https://mirror.lan:5000'],
+      logs: { driver: 'local', maxSize: '10m', maxFile: 3 },
+    });
+    expect(
+      issuesOf(
+        `${base}docker: { registryMirrors: ["mirror.lan:5000", "https://u:p@m.lan", "https://m.lan/?x"], logs: { maxSize: 10 } }\n`,
+      ),
+    ).toEqual([
       'docker.registryMirrors[0]: expected an http:// or https:// URL (e.g. https://mirror.lan:5000)',
       'docker.registryMirrors[1]: must not contain a user name or password',
       'docker.registryMirrors[2]: expected a URL without ?query or #fragment (dockerd refuses them)',
@@ -287,7 +403,9 @@ describe('parseInventory: issue 15 fields', () => {
     expect(issuesOf(`${base}docker: { logs: { driver: journald, maxSize: 10m } }\n`)).toEqual([
       'docker.logs.driver: maxSize needs driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)',
     ]);
-    expect(issuesOf(`${base}docker: { logs: { driver: json-file, maxFile: 3 } }\n`)).toEqual(['docker.logs.maxFile: needs maxSize with the json-file driver (it rotates only by size)']);
+    expect(issuesOf(`${base}docker: { logs: { driver: json-file, maxFile: 3 } }\n`)).toEqual([
+      'docker.logs.maxFile: needs maxSize with the json-file driver (it rotates only by size)',
+    ]);
   });
 });
 
@@ -297,7 +415,9 @@ describe('inventory/fleet.example.yaml', () => {
     expect(parseInventory(text, '/x/fleet.yaml').nodes).toHaveLength(2);
     const lines = text.split('\n');
     const start = lines.findIndex((l) => l.includes('# cache:'));
-    const on = lines.map((l, i) => (i >= start || l.includes('# version:') ? l.replace(/^(\s*)# /, '$1') : l)).join('\n');
+    const on = lines
+      .map((l, i) => (i >= start || l.includes('# version:') ? l.replace(/^(\s*)# /, '$1') : l))
+      .join('\n');
     const inv = parseInventory(on, '/x/fleet.yaml');
     expect(inv.runners.cache?.bucketName).toBe('runner-cache');
     expect(inv.runners.metrics).toEqual({ port: 9252, annotations: false });

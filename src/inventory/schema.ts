@@ -19,7 +19,9 @@ export function loadInventory(path: string, opts: ParseOptions = {}): Inventory 
   try {
     bytes = readFileSync(abs);
   } catch (err) {
-    throw new InputError([`${path}: cannot read inventory (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+    throw new InputError([
+      `${path}: cannot read inventory (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    ]);
   }
   let text: string;
   try {
@@ -34,7 +36,10 @@ export function loadInventory(path: string, opts: ParseOptions = {}): Inventory 
 export function parseInventory(text: string, source: string, opts: ParseOptions = {}): Inventory {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
-    throw new InputError(doc.errors.map((e) => `${source}: YAML ${e.message.split('\n')[0]}`), 'inventory is not valid YAML');
+    throw new InputError(
+      doc.errors.map((e) => `${source}: YAML ${e.message.split('\n')[0]}`),
+      'inventory is not valid YAML',
+    );
   }
   // YAML 1.2 core schema: `yes`/`no` stay strings, so a typo cannot silently become a boolean.
   let raw: unknown;
@@ -42,7 +47,10 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     raw = doc.toJS({ maxAliasCount: LIMITS.aliases });
   } catch (err) {
     // yaml throws a ReferenceError for "Excessive alias count" (an alias bomb) and for unresolved aliases.
-    throw new InputError([`${source}: YAML ${(err as Error).message.split('\n')[0]}`], 'inventory is not valid YAML');
+    throw new InputError(
+      [`${source}: YAML ${(err as Error).message.split('\n')[0]}`],
+      'inventory is not valid YAML',
+    );
   }
   const { output: file, issues } = checkFields(raw);
   const ctx = new RuleContext(file, issues);
@@ -63,12 +71,18 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
       : registrationToken
         ? { kind: 'registrationToken', token: registrationToken }
         : { kind: 'none' };
-  const ssh = { ...file.ssh, identityFile: expand(file.ssh.identityFile), knownHosts: expand(file.ssh.knownHosts) };
+  const ssh = {
+    ...file.ssh,
+    identityFile: expand(file.ssh.identityFile),
+    knownHosts: expand(file.ssh.knownHosts),
+  };
   const repo = file.runners.packageRepository;
   const { version } = file.runners;
   // rules.ts made sure {version} appears only with runners.version.
-  const withVersion = (image: string): string => (version === undefined ? image : image.split('{version}').join(version));
-  const image = file.runners.image ?? (version === undefined ? DEFAULT_IMAGES.image : DEFAULT_IMAGES.versionedImage);
+  const withVersion = (image: string): string =>
+    version === undefined ? image : image.split('{version}').join(version);
+  const image =
+    file.runners.image ?? (version === undefined ? DEFAULT_IMAGES.image : DEFAULT_IMAGES.versionedImage);
   return {
     source,
     gitlab: { ...gitlab, url: gitlab.url.replace(/\/+$/, ''), registries: [...new Set(registry)], auth },
@@ -81,7 +95,10 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
       knownHosts: n.knownHosts ? expand(n.knownHosts) : ssh.knownHosts,
       connectTimeout: ssh.connectTimeout,
     })),
-    kubernetes: { ...file.kubernetes, kubeconfig: file.kubernetes.kubeconfig ? expand(file.kubernetes.kubeconfig) : undefined },
+    kubernetes: {
+      ...file.kubernetes,
+      kubeconfig: file.kubernetes.kubeconfig ? expand(file.kubernetes.kubeconfig) : undefined,
+    },
     runners: {
       ...file.runners,
       executor,
@@ -90,7 +107,12 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
       helperImage: file.runners.helperImage === undefined ? undefined : withVersion(file.runners.helperImage),
       packageRepository: {
         url: repo.url,
-        key: repo.key === undefined ? GITLAB_RUNNER_REPOSITORY.key : repo.key.kind === 'file' ? { kind: 'file', path: expand(repo.key.path) } : repo.key,
+        key:
+          repo.key === undefined
+            ? GITLAB_RUNNER_REPOSITORY.key
+            : repo.key.kind === 'file'
+              ? { kind: 'file', path: expand(repo.key.path) }
+              : repo.key,
         fingerprint: repo.fingerprint ?? GITLAB_RUNNER_REPOSITORY.fingerprint,
       },
     },
@@ -106,6 +128,7 @@ function formatIssue(issue: FieldIssue): string {
 export function selectNodes(inv: Inventory, only: string[] | undefined): Inventory {
   if (!only || only.length === 0) return inv;
   const unknown = only.filter((n) => !inv.nodes.some((node) => node.name === n));
-  if (unknown.length > 0) throw new InputError(unknown.map((n) => `--only: no node named "${n}" in the inventory`));
+  if (unknown.length > 0)
+    throw new InputError(unknown.map((n) => `--only: no node named "${n}" in the inventory`));
   return { ...inv, nodes: inv.nodes.filter((n) => only.includes(n.name)) };
 }

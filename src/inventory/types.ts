@@ -1,7 +1,15 @@
 // The validated inventory: what every other module reads. Built only by parseInventory(); every field's type
 // comes from the one definition in fields.ts.
 import type { InventoryFile, PackageKey, SecretRef } from './fields.js';
-import { ACCESS_LEVELS, DIND_SERVICES, DOCKER_CHOICES, EXECUTORS, PLACEMENTS, PULL_POLICIES, RUNNER_TYPES } from './fields.js';
+import {
+  ACCESS_LEVELS,
+  DIND_SERVICES,
+  DOCKER_CHOICES,
+  EXECUTORS,
+  PLACEMENTS,
+  PULL_POLICIES,
+  RUNNER_TYPES,
+} from './fields.js';
 
 export { DIND_SERVICES, EXECUTORS, GITLAB_RUNNER_REPOSITORY, PLACEMENTS, PULL_POLICIES } from './fields.js';
 export type { SecretRef } from './fields.js';
@@ -24,7 +32,10 @@ export type GitlabAuth =
 
 type File = InventoryFile;
 
-export interface GitlabConfig extends Omit<File['gitlab'], 'registry' | 'accessToken' | 'runnerToken' | 'registrationToken'> {
+export interface GitlabConfig extends Omit<
+  File['gitlab'],
+  'registry' | 'accessToken' | 'runnerToken' | 'registrationToken'
+> {
   /** host:port, no scheme, each once */
   registries: string[];
   auth: GitlabAuth;

@@ -1,10 +1,24 @@
 // render's Argo CD Application: the fields Argo CD reads, parsed back from the file; bad flags name themselves.
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { APPLICATION_FILE, IN_CLUSTER_SERVER, applicationFile, applicationName, normalizeRepoPath, readArgoCd, repoPathProblem, repoUrlProblem } from './argocd.js';
+import {
+  APPLICATION_FILE,
+  IN_CLUSTER_SERVER,
+  applicationFile,
+  applicationName,
+  normalizeRepoPath,
+  readArgoCd,
+  repoPathProblem,
+  repoUrlProblem,
+} from './argocd.js';
 import { RENDER_HEADER } from './manifest-files.js';
 
-const src = { repoURL: 'https://gitlab.lan/ops/runners.git', path: 'clusters/pi', targetRevision: 'main', namespace: 'argocd' };
+const src = {
+  repoURL: 'https://gitlab.lan/ops/runners.git',
+  path: 'clusters/pi',
+  targetRevision: 'main',
+  namespace: 'argocd',
+};
 
 describe('applicationFile', () => {
   it('is one Application that deploys the folder into the runner namespace, synced server-side with prune and selfHeal', () => {
@@ -17,10 +31,19 @@ describe('applicationFile', () => {
     expect(docs[0].toJS()).toEqual({
       apiVersion: 'argoproj.io/v1alpha1',
       kind: 'Application',
-      metadata: { name: 'runner-fleet-gitlab-runner', namespace: 'argocd', labels: { 'app.kubernetes.io/part-of': 'runner-fleet' } },
+      metadata: {
+        name: 'runner-fleet-gitlab-runner',
+        namespace: 'argocd',
+        labels: { 'app.kubernetes.io/part-of': 'runner-fleet' },
+      },
       spec: {
         project: 'default',
-        source: { repoURL: src.repoURL, path: 'clusters/pi', targetRevision: 'main', directory: { recurse: false } },
+        source: {
+          repoURL: src.repoURL,
+          path: 'clusters/pi',
+          targetRevision: 'main',
+          directory: { recurse: false },
+        },
         destination: { server: IN_CLUSTER_SERVER, namespace: 'gitlab-runner' },
         syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: ['ServerSideApply=true'] },
       },
@@ -42,9 +65,21 @@ describe('readArgoCd (the --argocd-* flags)', () => {
     expect(readArgoCd({})).toEqual({ issues: [] });
     expect(readArgoCd({ repo: 'git@gitlab.lan:ops/runners.git', path: './clusters/pi/' })).toEqual({
       issues: [],
-      source: { repoURL: 'git@gitlab.lan:ops/runners.git', path: 'clusters/pi', targetRevision: 'HEAD', namespace: 'argocd' },
+      source: {
+        repoURL: 'git@gitlab.lan:ops/runners.git',
+        path: 'clusters/pi',
+        targetRevision: 'HEAD',
+        namespace: 'argocd',
+      },
     });
-    expect(readArgoCd({ repo: 'ssh://git@gitlab.lan:2222/ops/runners.git', path: '.', revision: 'v1.2.0', namespace: 'gitops' }).source).toMatchObject({
+    expect(
+      readArgoCd({
+        repo: 'ssh://git@gitlab.lan:2222/ops/runners.git',
+        path: '.',
+        revision: 'v1.2.0',
+        namespace: 'gitops',
+      }).source,
+    ).toMatchObject({
       path: '.',
       targetRevision: 'v1.2.0',
       namespace: 'gitops',
@@ -56,13 +91,22 @@ describe('readArgoCd (the --argocd-* flags)', () => {
     [{ repo: 'https://gitlab.lan/ops/r.git' }, /^--argocd-path: is required/],
     [{ repo: '', path: 'x' }, /^--argocd-repo: expected a repository URL/],
     [{ repo: 'https://gitlab.lan/ops/r.git', path: '  ' }, /^--argocd-path: expected a folder/],
-    [{ repo: 'https://gitlab.lan/ops/r.git', path: 'x', revision: '--upload-pack=evil' }, /^--argocd-revision: /],
+    [
+      { repo: 'https://gitlab.lan/ops/r.git', path: 'x', revision: '--upload-pack=evil' },
+      /^--argocd-revision: /,
+    ],
     [{ repo: 'https://gitlab.lan/ops/r.git', path: 'x', revision: 'main branch' }, /^--argocd-revision: /],
-    [{ repo: 'https://gitlab.lan/ops/r.git', path: 'x', namespace: 'Argo_CD' }, /^--argocd-namespace: expected a Kubernetes namespace name/],
+    [
+      { repo: 'https://gitlab.lan/ops/r.git', path: 'x', namespace: 'Argo_CD' },
+      /^--argocd-namespace: expected a Kubernetes namespace name/,
+    ],
   ])('%j is bad input naming the flag', (input, message) => {
     const r = readArgoCd(input);
     expect(r.source).toBeUndefined();
-    expect(r.issues.some((i) => message.test(i)), r.issues.join('\n')).toBe(true);
+    expect(
+      r.issues.some((i) => message.test(i)),
+      r.issues.join('\n'),
+    ).toBe(true);
   });
 
   it.each([
@@ -83,7 +127,12 @@ describe('readArgoCd (the --argocd-* flags)', () => {
     expect(issues.join('\n')).not.toContain('glpat-secret');
   });
 
-  it.each(['https://gitlab.lan/ops/r.git', 'http://gitea.lan:3000/ops/r', 'ssh://git@gitlab.lan/ops/r.git', 'git@github.com:ops/r.git'])('--argocd-repo %j is accepted', (url) => {
+  it.each([
+    'https://gitlab.lan/ops/r.git',
+    'http://gitea.lan:3000/ops/r',
+    'ssh://git@gitlab.lan/ops/r.git',
+    'git@github.com:ops/r.git',
+  ])('--argocd-repo %j is accepted', (url) => {
     expect(repoUrlProblem(url)).toBeUndefined();
   });
 

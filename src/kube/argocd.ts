@@ -48,12 +48,16 @@ export function repoUrlProblem(url: string): string | undefined {
   } catch {
     return 'expected an https://, http://, ssh:// or git@host:path repository URL';
   }
-  if (!['https:', 'http:', 'ssh:'].includes(parsed.protocol)) return `expected an https://, http://, ssh:// or git@host:path repository URL, got ${parsed.protocol}//`;
+  if (!['https:', 'http:', 'ssh:'].includes(parsed.protocol))
+    return `expected an https://, http://, ssh:// or git@host:path repository URL, got ${parsed.protocol}//`;
   if (parsed.hostname === '') return 'has no host';
-  if (parsed.password !== '') return 'must not contain a password (user:pass@…); give Argo CD the credentials in a repository Secret';
+  if (parsed.password !== '')
+    return 'must not contain a password (user:pass@…); give Argo CD the credentials in a repository Secret';
   // A user name alone is how a token is often passed over http(s) (https://TOKEN@host/…); over ssh it is the login (git@).
-  if (parsed.protocol !== 'ssh:' && parsed.username !== '') return 'must not contain a user name or token (…@host); give Argo CD the credentials in a repository Secret';
-  if (parsed.search !== '' || parsed.hash !== '') return 'expected the repository URL, without ?query or #fragment';
+  if (parsed.protocol !== 'ssh:' && parsed.username !== '')
+    return 'must not contain a user name or token (…@host); give Argo CD the credentials in a repository Secret';
+  if (parsed.search !== '' || parsed.hash !== '')
+    return 'expected the repository URL, without ?query or #fragment';
   if (parsed.pathname === '' || parsed.pathname === '/') return 'has no repository path';
   return undefined;
 }
@@ -79,28 +83,42 @@ export function readArgoCd(input: ArgoCdInput): { issues: string[]; source?: Arg
   const issues: string[] = [];
   const given = Object.values(input).some((v) => v !== undefined);
   if (!given) return { issues };
-  if (input.repo === undefined) issues.push('--argocd-repo: is required with --argocd-path, --argocd-revision or --argocd-namespace');
+  if (input.repo === undefined)
+    issues.push('--argocd-repo: is required with --argocd-path, --argocd-revision or --argocd-namespace');
   else if (input.repo.trim() === '') issues.push('--argocd-repo: expected a repository URL');
   else {
     const p = repoUrlProblem(input.repo);
     if (p) issues.push(`--argocd-repo: ${p}`);
   }
-  if (input.path === undefined) issues.push('--argocd-path: is required with --argocd-repo (the rendered folder, relative to the repository root)');
-  else if (input.path.trim() === '') issues.push('--argocd-path: expected a folder in the repository (. for its root)');
+  if (input.path === undefined)
+    issues.push(
+      '--argocd-path: is required with --argocd-repo (the rendered folder, relative to the repository root)',
+    );
+  else if (input.path.trim() === '')
+    issues.push('--argocd-path: expected a folder in the repository (. for its root)');
   else {
     const p = repoPathProblem(input.path);
     if (p) issues.push(`--argocd-path: ${p}`);
   }
   if (input.revision !== undefined && !/^(?!-)[A-Za-z0-9._/@{}^~-]{1,255}$/.test(input.revision)) {
-    issues.push('--argocd-revision: expected a branch, tag or commit (letters, digits and . _ / - ; not starting with -)');
+    issues.push(
+      '--argocd-revision: expected a branch, tag or commit (letters, digits and . _ / - ; not starting with -)',
+    );
   }
   if (input.namespace !== undefined && !DNS_LABEL.test(input.namespace)) {
-    issues.push('--argocd-namespace: expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)');
+    issues.push(
+      '--argocd-namespace: expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)',
+    );
   }
   if (issues.length > 0) return { issues };
   return {
     issues,
-    source: { repoURL: input.repo!, path: normalizeRepoPath(input.path!), targetRevision: input.revision ?? 'HEAD', namespace: input.namespace ?? 'argocd' },
+    source: {
+      repoURL: input.repo!,
+      path: normalizeRepoPath(input.path!),
+      targetRevision: input.revision ?? 'HEAD',
+      namespace: input.namespace ?? 'argocd',
+    },
   };
 }
 
@@ -152,5 +170,10 @@ export function applicationFile(src: ArgoCdSource, runnerNamespace: string, sour
     `# Argo CD then deploys ${src.repoURL} ${src.path} @ ${src.targetRevision}; runner-fleet never applies this file.`,
     `# Argo CD applies server-side as argocd-controller (its fixed manager); apply uses ${FIELD_MANAGER}: equal values are shared, not in conflict.`,
   ].join('\n');
-  return { name: APPLICATION_FILE, content: `${RENDER_HEADER}\n# From ${source}.\n${note}\n${stringify(app)}`, plainSecret: false, mode: 0o644 };
+  return {
+    name: APPLICATION_FILE,
+    content: `${RENDER_HEADER}\n# From ${source}.\n${note}\n${stringify(app)}`,
+    plainSecret: false,
+    mode: 0o644,
+  };
 }

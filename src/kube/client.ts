@@ -30,7 +30,15 @@ import {
   describeObject,
   type KubeObject,
 } from './objects.js';
-import { RolloutTimeoutError, describeBehind, onlyDraining, rolloutState, type DaemonSetView, type PodView, type RolloutState } from './rollout.js';
+import {
+  RolloutTimeoutError,
+  describeBehind,
+  onlyDraining,
+  rolloutState,
+  type DaemonSetView,
+  type PodView,
+  type RolloutState,
+} from './rollout.js';
 
 export interface KubeSource {
   /** path of a kubeconfig file; default: $KUBECONFIG or ~/.kube/config */
@@ -79,7 +87,12 @@ class TimedKubeConfig extends KubeConfig {
 /** Thrown (as its message) when a request got no answer in time; toApiError turns it into one naming the cluster. */
 const isTimeout = (err: unknown): boolean => {
   const e = err as { name?: string; type?: string; cause?: { name?: string } } | undefined;
-  return e?.name === 'AbortError' || e?.name === 'TimeoutError' || e?.type === 'aborted' || e?.cause?.name === 'TimeoutError';
+  return (
+    e?.name === 'AbortError' ||
+    e?.name === 'TimeoutError' ||
+    e?.type === 'aborted' ||
+    e?.cause?.name === 'TimeoutError'
+  );
 };
 
 export type PlanAction = 'create' | 'update' | 'unchanged';
@@ -126,7 +139,9 @@ export class KubeClient {
   static load(src: KubeSource = {}): KubeClient {
     const kc = new TimedKubeConfig();
     kc.timeoutSeconds = src.requestTimeoutSeconds ?? DEFAULT_REQUEST_TIMEOUT_SECONDS;
-    const label = src.label ?? (src.kubeconfigText !== undefined ? 'kubeconfig text' : src.kubeconfig ?? 'default kubeconfig');
+    const label =
+      src.label ??
+      (src.kubeconfigText !== undefined ? 'kubeconfig text' : (src.kubeconfig ?? 'default kubeconfig'));
     try {
       if (src.kubeconfigText !== undefined) kc.loadFromString(src.kubeconfigText);
       else if (src.kubeconfig !== undefined) {
@@ -135,14 +150,20 @@ export class KubeClient {
       } else kc.loadFromDefault();
     } catch (err) {
       if (err instanceof InputError) throw err;
-      throw new InputError([`${label}: cannot load kubeconfig (${redact((err as Error).message.split('\n')[0])})`]);
+      throw new InputError([
+        `${label}: cannot load kubeconfig (${redact((err as Error).message.split('\n')[0])})`,
+      ]);
     }
     if (src.context !== undefined) {
       const names = kc.getContexts().map((c) => c.name);
-      if (!names.includes(src.context)) throw new InputError([`kubernetes.context: no context "${src.context}" in ${label} (has: ${names.join(', ') || 'none'})`]);
+      if (!names.includes(src.context))
+        throw new InputError([
+          `kubernetes.context: no context "${src.context}" in ${label} (has: ${names.join(', ') || 'none'})`,
+        ]);
       kc.setCurrentContext(src.context);
     }
-    if (!kc.getCurrentCluster()?.server) throw new InputError([`${label}: the current context names no cluster server`]);
+    if (!kc.getCurrentCluster()?.server)
+      throw new InputError([`${label}: the current context names no cluster server`]);
     return new KubeClient(kc);
   }
 
@@ -153,7 +174,13 @@ export class KubeClient {
   /** The live object, or undefined when it does not exist. */
   async read(ref: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<KubeObject | undefined> {
     try {
-      return plain(await this.objects.read({ apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.metadata.name, namespace: ref.metadata.namespace } }));
+      return plain(
+        await this.objects.read({
+          apiVersion: ref.apiVersion,
+          kind: ref.kind,
+          metadata: { name: ref.metadata.name, namespace: ref.metadata.namespace },
+        }),
+      );
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       throw this.toApiError(err, `read ${describeObject(ref)}`);
@@ -182,7 +209,14 @@ export class KubeClient {
   async create(obj: KubeObject, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
     commandTrace.emit?.('cluster', `create ${describeObject(obj)}`);
     try {
-      return plain(await this.objects.create(obj as KubernetesObject, undefined, undefined, opts.fieldManager ?? FIELD_MANAGER));
+      return plain(
+        await this.objects.create(
+          obj as KubernetesObject,
+          undefined,
+          undefined,
+          opts.fieldManager ?? FIELD_MANAGER,
+        ),
+      );
     } catch (err) {
       throw this.toApiError(err, `create ${describeObject(obj)}`);
     }
@@ -193,22 +227,41 @@ export class KubeClient {
    * answers 409 Conflict when anyone wrote it since, so two writers never silently overwrite each other.
    */
   async replace(obj: KubeObject, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
-    if (!obj.metadata.resourceVersion) throw new Error(`replace ${describeObject(obj)}: no resourceVersion to replace`);
+    if (!obj.metadata.resourceVersion)
+      throw new Error(`replace ${describeObject(obj)}: no resourceVersion to replace`);
     commandTrace.emit?.('cluster', `replace ${describeObject(obj)}`);
     try {
-      return plain(await this.objects.replace(obj as KubernetesObject, undefined, undefined, opts.fieldManager ?? FIELD_MANAGER));
+      return plain(
+        await this.objects.replace(
+          obj as KubernetesObject,
+          undefined,
+          undefined,
+          opts.fieldManager ?? FIELD_MANAGER,
+        ),
+      );
     } catch (err) {
       throw this.toApiError(err, `replace ${describeObject(obj)}`);
     }
   }
 
   /** Deletes an object only while it is still at `resourceVersion` (409 Conflict otherwise); gone already is fine. */
-  async deleteAt(obj: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, resourceVersion: string): Promise<void> {
+  async deleteAt(
+    obj: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>,
+    resourceVersion: string,
+  ): Promise<void> {
     commandTrace.emit?.('cluster', `delete ${describeObject(obj)}`);
     try {
       await this.objects.delete(
-        { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace } },
-        undefined, undefined, undefined, undefined, undefined,
+        {
+          apiVersion: obj.apiVersion,
+          kind: obj.kind,
+          metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace },
+        },
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
         { preconditions: { resourceVersion } },
       );
     } catch (err) {
@@ -222,7 +275,10 @@ export class KubeClient {
    * validation all take part) and compared with the live objects. Nothing is written.
    * `assumeAbsent` skips the server for objects whose namespace does not exist yet (they can only be created).
    */
-  async plan(objects: KubeObject[], opts: { assumeAbsent?: (o: KubeObject) => boolean } = {}): Promise<PlannedObject[]> {
+  async plan(
+    objects: KubeObject[],
+    opts: { assumeAbsent?: (o: KubeObject) => boolean } = {},
+  ): Promise<PlannedObject[]> {
     const out: PlannedObject[] = [];
     for (const object of objects) {
       if (opts.assumeAbsent?.(object)) {
@@ -250,9 +306,23 @@ export class KubeClient {
   }
 
   /** Objects of one kind (in a namespace, or everywhere), each with apiVersion and kind filled in. */
-  async listObjects(apiVersion: string, kind: string, namespace?: string, labelSelector?: string): Promise<KubeObject[]> {
+  async listObjects(
+    apiVersion: string,
+    kind: string,
+    namespace?: string,
+    labelSelector?: string,
+  ): Promise<KubeObject[]> {
     try {
-      const list = await this.objects.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+      const list = await this.objects.list(
+        apiVersion,
+        kind,
+        namespace,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        labelSelector,
+      );
       // List items come without apiVersion/kind.
       return list.items.map((item) => ({ ...plain(item), apiVersion, kind }));
     } catch (err) {
@@ -274,7 +344,18 @@ export class KubeClient {
   async delete(obj: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<void> {
     commandTrace.emit?.('cluster', `delete ${describeObject(obj)}`);
     try {
-      await this.objects.delete({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace } }, undefined, undefined, undefined, undefined, 'Background');
+      await this.objects.delete(
+        {
+          apiVersion: obj.apiVersion,
+          kind: obj.kind,
+          metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace },
+        },
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        'Background',
+      );
     } catch (err) {
       if (statusOf(err) === 404) return;
       throw this.toApiError(err, `delete ${describeObject(obj)}`);
@@ -285,12 +366,16 @@ export class KubeClient {
     try {
       const list = await this.core.listNode({});
       return list.items.map((n) => {
-        const json = plain(n) as KubeObject & { status?: { conditions?: { type: string; status: string }[] } };
+        const json = plain(n) as KubeObject & {
+          status?: { conditions?: { type: string; status: string }[] };
+        };
         return {
           name: json.metadata.name,
           labels: json.metadata.labels ?? {},
           ready: json.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-          labelsWeOwn: labelKey ? ownedLabels(json, NODE_LABEL_MANAGER).filter((k) => k === labelKey) : ownedLabels(json, NODE_LABEL_MANAGER),
+          labelsWeOwn: labelKey
+            ? ownedLabels(json, NODE_LABEL_MANAGER).filter((k) => k === labelKey)
+            : ownedLabels(json, NODE_LABEL_MANAGER),
         };
       });
     } catch (err) {
@@ -304,13 +389,26 @@ export class KubeClient {
    * leaves it alone when someone else also set it. A JSON merge patch would delete the label whoever set it.
    * Only call for nodes that exist: an apply can create a Node.
    */
-  async setNodeLabel(node: string, key: string, present: boolean, opts: { dryRun?: boolean } = {}): Promise<void> {
-    const obj: KubeObject = { apiVersion: 'v1', kind: 'Node', metadata: present ? { name: node, labels: { [key]: 'true' } } : { name: node } };
+  async setNodeLabel(
+    node: string,
+    key: string,
+    present: boolean,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<void> {
+    const obj: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: present ? { name: node, labels: { [key]: 'true' } } : { name: node },
+    };
     await this.apply(obj, { fieldManager: NODE_LABEL_MANAGER, dryRun: opts.dryRun });
   }
 
   /** The DaemonSet's rollout right now (see rolloutState), or undefined when it does not exist. */
-  async daemonSetRollout(namespace: string, name: string, nodes: string[]): Promise<RolloutState | undefined> {
+  async daemonSetRollout(
+    namespace: string,
+    name: string,
+    nodes: string[],
+  ): Promise<RolloutState | undefined> {
     let ds: DaemonSetView & { spec?: { selector?: { matchLabels?: Record<string, string> } } };
     try {
       ds = plain(await this.apps.readNamespacedDaemonSet({ name, namespace })) as typeof ds;
@@ -318,10 +416,14 @@ export class KubeClient {
       if (statusOf(err) === 404) return undefined;
       throw this.toApiError(err, `read DaemonSet ${namespace}/${name}`);
     }
-    const selector = Object.entries(ds.spec?.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    const selector = Object.entries(ds.spec?.selector?.matchLabels ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
     let pods: PodView[];
     try {
-      pods = (await this.core.listNamespacedPod({ namespace, labelSelector: selector })).items.map((p) => plain(p) as PodView);
+      pods = (await this.core.listNamespacedPod({ namespace, labelSelector: selector })).items.map(
+        (p) => plain(p) as PodView,
+      );
     } catch (err) {
       throw this.toApiError(err, `list pods in ${namespace}`);
     }
@@ -337,7 +439,12 @@ export class KubeClient {
    * Waits like `kubectl rollout status`. Returns the last state: done, or (at the deadline) only waiting for old
    * pods to finish their jobs (`onlyDraining`); anything else at the deadline throws RolloutTimeoutError.
    */
-  async waitForDaemonSet(namespace: string, name: string, nodes: string[], opts: WaitOptions): Promise<RolloutState> {
+  async waitForDaemonSet(
+    namespace: string,
+    name: string,
+    nodes: string[],
+    opts: WaitOptions,
+  ): Promise<RolloutState> {
     const deadline = Date.now() + opts.timeoutSeconds * 1000;
     const pollMs = opts.pollMs ?? 1000;
     for (;;) {
@@ -346,8 +453,14 @@ export class KubeClient {
       if (Date.now() >= deadline) {
         if (state && onlyDraining(state)) return state;
         const id = `${namespace}/${name}`;
-        if (!state) throw new RolloutTimeoutError(id, opts.timeoutSeconds, nodes, 'the DaemonSet does not exist');
-        throw new RolloutTimeoutError(id, opts.timeoutSeconds, state.behind.map((b) => b.node), describeBehind(state));
+        if (!state)
+          throw new RolloutTimeoutError(id, opts.timeoutSeconds, nodes, 'the DaemonSet does not exist');
+        throw new RolloutTimeoutError(
+          id,
+          opts.timeoutSeconds,
+          state.behind.map((b) => b.node),
+          describeBehind(state),
+        );
       }
       await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
     }
@@ -357,11 +470,19 @@ export class KubeClient {
    * Every namespaced kind the apiserver can list, from discovery (CRDs included), for `destroy` to check that a
    * namespace holds nothing but ours. `unlisted` names the API groups whose discovery failed (aggregated APIs down).
    */
-  async listNamespacedKinds(): Promise<{ kinds: { apiVersion: string; kind: string }[]; unlisted: string[] }> {
+  async listNamespacedKinds(): Promise<{
+    kinds: { apiVersion: string; kind: string }[];
+    unlisted: string[];
+  }> {
     const kinds: { apiVersion: string; kind: string }[] = [];
     const unlisted: string[] = [];
-    const take = (apiVersion: string, resources: { name: string; kind: string; namespaced: boolean; verbs: string[] }[]) => {
-      for (const r of resources) if (r.namespaced && !r.name.includes('/') && r.verbs.includes('list')) kinds.push({ apiVersion, kind: r.kind });
+    const take = (
+      apiVersion: string,
+      resources: { name: string; kind: string; namespaced: boolean; verbs: string[] }[],
+    ) => {
+      for (const r of resources)
+        if (r.namespaced && !r.name.includes('/') && r.verbs.includes('list'))
+          kinds.push({ apiVersion, kind: r.kind });
     };
     try {
       take('v1', (await this.core.getAPIResources()).resources);
@@ -388,13 +509,21 @@ export class KubeClient {
     const s = await this.read({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace } });
     if (!s) return undefined;
     const data = (s.data ?? {}) as Record<string, string>;
-    return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    return Object.fromEntries(
+      Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+    );
   }
 
   /** An ApiError reduced to `<reason>: <message>` from the Status body; never headers, never the raw dump. */
   toApiError(err: unknown, doing: string): ApiError {
     if (isTimeout(err)) {
-      return new ApiError('kubernetes', 0, redact(`${doing}: no answer from ${this.server} within ${this.kc.timeoutSeconds}s (kubernetes.requestTimeout)`));
+      return new ApiError(
+        'kubernetes',
+        0,
+        redact(
+          `${doing}: no answer from ${this.server} within ${this.kc.timeoutSeconds}s (kubernetes.requestTimeout)`,
+        ),
+      );
     }
     return toApiError(err, doing, this.server);
   }
@@ -411,16 +540,25 @@ export function toApiError(err: unknown, doing: string, server = ''): ApiError {
         /* plain text */
       }
     }
-    const status = body && typeof body === 'object' ? (body as { reason?: string; message?: string; code?: number }) : {};
+    const status =
+      body && typeof body === 'object' ? (body as { reason?: string; message?: string; code?: number }) : {};
     const reason = status.reason || httpReason(err.code);
     const message = status.message ?? (typeof body === 'string' ? body.trim().slice(0, 200) : '');
-    return new ApiError('kubernetes', err.code, redact(`${doing}: ${reason}${message ? `: ${message}` : ''}`));
+    return new ApiError(
+      'kubernetes',
+      err.code,
+      redact(`${doing}: ${reason}${message ? `: ${message}` : ''}`),
+    );
   }
   const e = err as { message?: string; code?: string; cause?: { code?: string } };
   const first = (e.message ?? String(err)).split('\n')[0];
   if (err instanceof FetchError || /^E[A-Z]+$/.test(e.code ?? '')) {
     // node-fetch's message repeats the URL; the code (ECONNREFUSED, CERT_HAS_EXPIRED, …) says it all.
-    return new ApiError('kubernetes', 0, redact(`${doing}: cannot reach ${server || 'the cluster'} (${e.code ?? e.cause?.code ?? first})`));
+    return new ApiError(
+      'kubernetes',
+      0,
+      redact(`${doing}: cannot reach ${server || 'the cluster'} (${e.code ?? e.cause?.code ?? first})`),
+    );
   }
   return new ApiError('kubernetes', 0, redact(`${doing}: ${first}`));
 }
@@ -431,8 +569,17 @@ function statusOf(err: unknown): number | undefined {
 
 function httpReason(code: number): string {
   const reasons: Record<number, string> = {
-    400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Gone',
-    422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
+    400: 'BadRequest',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'NotFound',
+    409: 'Conflict',
+    410: 'Gone',
+    422: 'Invalid',
+    429: 'TooManyRequests',
+    500: 'InternalError',
+    503: 'ServiceUnavailable',
+    504: 'Timeout',
   };
   return reasons[code] ?? `HTTP ${code}`;
 }
@@ -444,11 +591,16 @@ function plain<T>(obj: T): KubeObject {
 
 /** Label keys under metadata.labels that `manager` owns through an Apply entry of managedFields. */
 function ownedLabels(obj: KubeObject, manager: string): string[] {
-  const entries = (obj.metadata.managedFields ?? []) as { manager?: string; operation?: string; fieldsV1?: Record<string, unknown> }[];
+  const entries = (obj.metadata.managedFields ?? []) as {
+    manager?: string;
+    operation?: string;
+    fieldsV1?: Record<string, unknown>;
+  }[];
   const out: string[] = [];
   for (const e of entries) {
     if (e.manager !== manager || e.operation !== 'Apply') continue;
-    const labels = ((e.fieldsV1?.['f:metadata'] as Record<string, unknown> | undefined)?.['f:labels'] ?? {}) as Record<string, unknown>;
+    const labels = ((e.fieldsV1?.['f:metadata'] as Record<string, unknown> | undefined)?.['f:labels'] ??
+      {}) as Record<string, unknown>;
     for (const k of Object.keys(labels)) if (k.startsWith('f:')) out.push(k.slice(2));
   }
   return out;

@@ -48,9 +48,13 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
       join(stateDir, 'inventory.yaml'),
     );
   const tokenOf = (node: string, v = 1) => `glrt-fake${node}token${v}xyz`;
-  const configs = (nodes = FLEET, v = 1) => Object.fromEntries(nodes.map((n) => [n, `[[runners]]\n  name = "${n}"\n  token = "${tokenOf(n, v)}"\n`]));
+  const configs = (nodes = FLEET, v = 1) =>
+    Object.fromEntries(nodes.map((n) => [n, `[[runners]]\n  name = "${n}"\n  token = "${tokenOf(n, v)}"\n`]));
   const tokens = (nodes = FLEET, v = 1) => Object.fromEntries(nodes.map((n) => [n, tokenOf(n, v)]));
-  const converge = (executor: Executor, opts: { nodes?: string[]; v?: number; dryRun?: boolean; rolloutTimeoutSeconds?: number } = {}) =>
+  const converge = (
+    executor: Executor,
+    opts: { nodes?: string[]; v?: number; dryRun?: boolean; rolloutTimeoutSeconds?: number } = {},
+  ) =>
     convergeCluster({
       inventory: inventory(opts.nodes),
       executor,
@@ -62,12 +66,27 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     });
 
   const get = (kind: string, name: string, apiVersion = 'v1', namespace: string | undefined = NS) =>
-    client.read({ apiVersion, kind, metadata: { name, namespace: kind === 'Namespace' || kind === 'Node' ? undefined : namespace } });
-  const list = (apiVersion: string, kind: string, namespace?: string) => client.listObjects(apiVersion, kind, namespace);
+    client.read({
+      apiVersion,
+      kind,
+      metadata: { name, namespace: kind === 'Namespace' || kind === 'Node' ? undefined : namespace },
+    });
+  const list = (apiVersion: string, kind: string, namespace?: string) =>
+    client.listObjects(apiVersion, kind, namespace);
   const podsByNode = async (executor: Executor) => {
-    const pods = (await list('v1', 'Pod', NS)) as (KubeObject & { spec: { nodeName?: string }; status?: { conditions?: { type: string; status: string }[] } })[];
-    const mine = pods.filter((p) => p.metadata.labels?.['runner-fleet.dev/executor'] === executor && !p.metadata.deletionTimestamp);
-    return Object.fromEntries(mine.map((p) => [p.spec.nodeName ?? '', p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false]));
+    const pods = (await list('v1', 'Pod', NS)) as (KubeObject & {
+      spec: { nodeName?: string };
+      status?: { conditions?: { type: string; status: string }[] };
+    })[];
+    const mine = pods.filter(
+      (p) => p.metadata.labels?.['runner-fleet.dev/executor'] === executor && !p.metadata.deletionTimestamp,
+    );
+    return Object.fromEntries(
+      mine.map((p) => [
+        p.spec.nodeName ?? '',
+        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+      ]),
+    );
   };
   const eventually = async (what: string, test: () => Promise<boolean>, ms = 20_000) => {
     const deadline = Date.now() + ms;
@@ -80,7 +99,12 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     const objs = [...(await client.listManaged(NS)), (await get('Namespace', NS))!];
     const nodes = await Promise.all([...FLEET, EXTRA].map((n) => get('Node', n)));
     // Node resourceVersions move with kwok's heartbeats; the labels are what converge could touch.
-    return { objects: Object.fromEntries(objs.map((o) => [`${o.kind}/${o.metadata.name}`, o.metadata.resourceVersion])), labels: nodes.map((n) => n?.metadata.labels?.[LABEL]) };
+    return {
+      objects: Object.fromEntries(
+        objs.map((o) => [`${o.kind}/${o.metadata.name}`, o.metadata.resourceVersion]),
+      ),
+      labels: nodes.map((n) => n?.metadata.labels?.[LABEL]),
+    };
   };
 
   it('dry-run on an empty cluster plans every object and the labels, and writes nothing', async () => {
@@ -99,22 +123,30 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     for (const n of FLEET) expect((await get('Node', n))?.metadata.labels?.[LABEL]).toBeUndefined();
   });
 
-  it.each<Executor>(['shell', 'dood', 'dind'])('%s: objects created, DaemonSet Ready on every inventory node and not on the extra node', async (executor) => {
-    const report = await converge(executor);
-    expect(report.ok, report.error).toBe(true);
-    expect(report.changes.some((c) => c.detail.includes(`DaemonSet ${NS}/gitlab-runner-${executor}`))).toBe(true);
-    const pods = await podsByNode(executor);
-    expect(pods).toEqual({ pi1: true, pi2: true, pi3: true });
-    expect(pods[EXTRA]).toBeUndefined();
-    for (const n of FLEET) expect((await get('Node', n))?.metadata.labels?.[LABEL]).toBe('true');
-    expect((await get('Node', EXTRA))?.metadata.labels?.[LABEL]).toBeUndefined();
-  });
+  it.each<Executor>(['shell', 'dood', 'dind'])(
+    '%s: objects created, DaemonSet Ready on every inventory node and not on the extra node',
+    async (executor) => {
+      const report = await converge(executor);
+      expect(report.ok, report.error).toBe(true);
+      expect(report.changes.some((c) => c.detail.includes(`DaemonSet ${NS}/gitlab-runner-${executor}`))).toBe(
+        true,
+      );
+      const pods = await podsByNode(executor);
+      expect(pods).toEqual({ pi1: true, pi2: true, pi3: true });
+      expect(pods[EXTRA]).toBeUndefined();
+      for (const n of FLEET) expect((await get('Node', n))?.metadata.labels?.[LABEL]).toBe('true');
+      expect((await get('Node', EXTRA))?.metadata.labels?.[LABEL]).toBeUndefined();
+    },
+  );
 
   it('switching dood → dind removes the old DaemonSet and its pods', async () => {
     expect((await converge('dood')).ok).toBe(true);
     const report = await converge('dind');
     expect(report.ok, report.error).toBe(true);
-    expect(report.changes).toContainEqual({ step: 'prune', detail: `delete DaemonSet ${NS}/gitlab-runner-dood (no longer wanted)` });
+    expect(report.changes).toContainEqual({
+      step: 'prune',
+      detail: `delete DaemonSet ${NS}/gitlab-runner-dood (no longer wanted)`,
+    });
     expect(await get('DaemonSet', 'gitlab-runner-dood', 'apps/v1')).toBeUndefined();
     await eventually('dood pods to go', async () => Object.keys(await podsByNode('dood')).length === 0);
     expect(await podsByNode('dind')).toEqual({ pi1: true, pi2: true, pi3: true });
@@ -131,7 +163,12 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     const before = await managedVersions();
     const report = await converge('dind', { v: 2, dryRun: true });
     expect(report.ok, report.error).toBe(true);
-    expect(report.changes).toEqual([{ step: 'apply', detail: `Secret ${NS}/runner-fleet-config: update data: changed pi1.config.toml, pi2.config.toml, pi3.config.toml` }]);
+    expect(report.changes).toEqual([
+      {
+        step: 'apply',
+        detail: `Secret ${NS}/runner-fleet-config: update data: changed pi1.config.toml, pi2.config.toml, pi3.config.toml`,
+      },
+    ]);
     expect(JSON.stringify(report)).not.toMatch(/glrt-|Z2xydC/);
     expect(await managedVersions()).toEqual(before);
   });
@@ -148,27 +185,45 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
       ...(await list('v1', 'ServiceAccount', NS)),
       (await get('Namespace', NS))!,
     ];
-    for (const o of everythingElse) expect(JSON.stringify(o), `${o.kind} ${o.metadata.name}`).not.toMatch(/glrt-/);
+    for (const o of everythingElse)
+      expect(JSON.stringify(o), `${o.kind} ${o.metadata.name}`).not.toMatch(/glrt-/);
   });
 
   it('removing a node removes its label, its pod and its config key, and leaves a label someone else set', async () => {
     // Someone labels the extra node by hand: not ours to remove.
-    await client.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA, labels: { [LABEL]: 'true' } } }, { fieldManager: 'someone-else' });
+    await client.apply(
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA, labels: { [LABEL]: 'true' } } },
+      { fieldManager: 'someone-else' },
+    );
     const report = await converge('dind', { nodes: ['pi1', 'pi2'] });
     expect(report.ok, report.error).toBe(true);
-    expect(report.changes).toContainEqual({ step: 'label', detail: `remove ${LABEL} from node pi3 (not in the inventory)` });
-    expect(report.changes).toContainEqual({ step: 'apply', detail: `Secret ${NS}/runner-fleet-config: update data: removed pi3.config.toml` });
+    expect(report.changes).toContainEqual({
+      step: 'label',
+      detail: `remove ${LABEL} from node pi3 (not in the inventory)`,
+    });
+    expect(report.changes).toContainEqual({
+      step: 'apply',
+      detail: `Secret ${NS}/runner-fleet-config: update data: removed pi3.config.toml`,
+    });
     expect((await get('Node', 'pi3'))?.metadata.labels?.[LABEL]).toBeUndefined();
     expect((await get('Node', EXTRA))?.metadata.labels?.[LABEL]).toBe('true');
-    expect(Object.keys((await get('Secret', 'runner-fleet-config'))?.data as object).sort()).toEqual(['pi1.config.toml', 'pi2.config.toml']);
+    expect(Object.keys((await get('Secret', 'runner-fleet-config'))?.data as object).sort()).toEqual([
+      'pi1.config.toml',
+      'pi2.config.toml',
+    ]);
     await eventually('the pods on pi3 and extra1 to settle', async () => {
       const pods = await podsByNode('dind');
       return pods.pi3 === undefined && pods[EXTRA] === true;
     });
     // The hand-set label put a pod on extra1: that is the owner's choice, but our label manager never held it.
     const extra = await get('Node', EXTRA);
-    expect((extra?.metadata.managedFields as { manager: string }[]).some((m) => m.manager === NODE_LABEL_MANAGER)).toBe(false);
-    await client.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } }, { fieldManager: 'someone-else' });
+    expect(
+      (extra?.metadata.managedFields as { manager: string }[]).some((m) => m.manager === NODE_LABEL_MANAGER),
+    ).toBe(false);
+    await client.apply(
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } },
+      { fieldManager: 'someone-else' },
+    );
     await eventually('the pod on extra1 to go', async () => (await podsByNode('dind'))[EXTRA] === undefined);
     // Back to the full fleet.
     const back = await converge('dind');
@@ -182,7 +237,9 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
       const t0 = Date.now();
       const report = await converge('dind', { v: 3, rolloutTimeoutSeconds: 4 });
       expect(report.ok).toBe(false);
-      expect(report.error).toBe('DaemonSet gitlab-runner/gitlab-runner-dind did not roll out within 4s: not ready on pi2 (node NotReady)');
+      expect(report.error).toBe(
+        'DaemonSet gitlab-runner/gitlab-runner-dind did not roll out within 4s: not ready on pi2 (node NotReady)',
+      );
       expect(Date.now() - t0).toBeLessThan(15_000);
     } finally {
       await setNodeReady(cluster.kubeconfig, 'pi2', true);
@@ -215,26 +272,37 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     let err: unknown;
     try {
       // An invalid key: the apiserver's message quotes the key, never the value.
-      await client.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'bad', namespace: NS }, data: { 'bad key!': Buffer.from('glrt-secretvalue123').toString('base64') } });
+      await client.apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'bad', namespace: NS },
+        data: { 'bad key!': Buffer.from('glrt-secretvalue123').toString('base64') },
+      });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(ApiError);
     const e = err as ApiError;
     expect(e.status).toBe(422);
-    expect(e.message).toMatch(/^apply Secret gitlab-runner\/bad: Invalid: Secret "bad" is invalid: data\[bad key!\]: Invalid value: /);
+    expect(e.message).toMatch(
+      /^apply Secret gitlab-runner\/bad: Invalid: Secret "bad" is invalid: data\[bad key!\]: Invalid value: /,
+    );
     expect(e.message).not.toMatch(/Headers|HTTP-Code|content-type|glrt-|Z2xydC/i);
   });
 
   it('loads a kubeconfig from text, checks the context, and reports an unreachable cluster as ApiError', async () => {
     const { readFileSync } = await import('node:fs');
     const text = readFileSync(cluster.kubeconfig, 'utf8');
-    expect(KubeClient.load({ kubeconfigText: text, context: 'runner-fleet-test' }).server).toBe(cluster.server);
+    expect(KubeClient.load({ kubeconfigText: text, context: 'runner-fleet-test' }).server).toBe(
+      cluster.server,
+    );
     expect(() => KubeClient.load({ kubeconfigText: text, context: 'nope' })).toThrow(InputError);
     const dead = KubeClient.load({ kubeconfigText: text.replace(cluster.server, 'https://127.0.0.1:1') });
-    await expect(dead.listNodes()).rejects.toThrow(/^list nodes: cannot reach https:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)$/);
-    await expect(client.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'x', namespace: 'no-such-ns' } })).rejects.toThrow(
-      /^apply Secret no-such-ns\/x: NotFound: namespaces "no-such-ns" not found$/,
+    await expect(dead.listNodes()).rejects.toThrow(
+      /^list nodes: cannot reach https:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)$/,
     );
+    await expect(
+      client.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'x', namespace: 'no-such-ns' } }),
+    ).rejects.toThrow(/^apply Secret no-such-ns\/x: NotFound: namespaces "no-such-ns" not found$/);
   });
 });

@@ -34,10 +34,21 @@ export interface ConvergeClusterInput {
 /** A client for the inventory's cluster: kubeconfig (+context), or the text fetched from kubernetes.fromNode. */
 export function connectCluster(k: KubernetesConfig, kubeconfigText?: string): KubeClient {
   if (k.fromNode) {
-    if (kubeconfigText === undefined) throw new InputError([`kubernetes.fromNode: no kubeconfig was fetched from ${k.fromNode}`]);
-    return KubeClient.load({ kubeconfigText, context: k.context, label: `microk8s config from ${k.fromNode}`, requestTimeoutSeconds: k.requestTimeout });
+    if (kubeconfigText === undefined)
+      throw new InputError([`kubernetes.fromNode: no kubeconfig was fetched from ${k.fromNode}`]);
+    return KubeClient.load({
+      kubeconfigText,
+      context: k.context,
+      label: `microk8s config from ${k.fromNode}`,
+      requestTimeoutSeconds: k.requestTimeout,
+    });
   }
-  return KubeClient.load({ kubeconfig: k.kubeconfig, context: k.context, label: k.kubeconfig ? 'kubernetes.kubeconfig' : undefined, requestTimeoutSeconds: k.requestTimeout });
+  return KubeClient.load({
+    kubeconfig: k.kubeconfig,
+    context: k.context,
+    label: k.kubeconfig ? 'kubernetes.kubeconfig' : undefined,
+    requestTimeoutSeconds: k.requestTimeout,
+  });
 }
 
 /**
@@ -49,7 +60,11 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
   const ns = inv.kubernetes.namespace;
   const log = input.logger;
   // Printed as it lands on apply; `plan` lists the changes once, at the end.
-  const { changes, record } = changeRecorder('cluster', { dryRun, log, say: (c) => `${c.step}: ${c.detail}` });
+  const { changes, record } = changeRecorder('cluster', {
+    dryRun,
+    log,
+    say: (c) => `${c.step}: ${c.detail}`,
+  });
   const change = (step: string, detail: string): void => record({ step, detail });
 
   // Pure and first: a broken template stops the run before the cluster is touched.
@@ -68,7 +83,9 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     const nodes = await client.listNodes(label);
     const missing = nodeNames.filter((n) => !nodes.some((c) => c.name === n));
     if (missing.length > 0) {
-      throw new Error(`inventory nodes not in the cluster: ${missing.join(', ')} (the cluster has: ${nodes.map((n) => n.name).join(', ') || 'no nodes'})`);
+      throw new Error(
+        `inventory nodes not in the cluster: ${missing.join(', ')} (the cluster has: ${nodes.map((n) => n.name).join(', ') || 'no nodes'})`,
+      );
     }
 
     log?.progress('cluster', `${dryRun ? 'planning' : 'converging'} namespace ${ns} on ${client.server}`);
@@ -76,7 +93,10 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     const [nsPlan] = await client.plan([namespaceObject]);
     if (nsPlan.action !== 'unchanged') {
       if (!dryRun) await client.apply(namespaceObject);
-      change('namespace', `${nsPlan.action} ${describeObject(namespaceObject)}${nsPlan.action === 'update' ? `: ${nsPlan.paths.join(', ')}` : ''}`);
+      change(
+        'namespace',
+        `${nsPlan.action} ${describeObject(namespaceObject)}${nsPlan.action === 'update' ? `: ${nsPlan.paths.join(', ')}` : ''}`,
+      );
     }
     const namespaceMissing = nsPlan.action === 'create' && dryRun;
 
@@ -112,7 +132,10 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
 
     if (!dryRun) {
       const timeoutSeconds = input.rolloutTimeoutSeconds ?? inv.kubernetes.rolloutTimeout;
-      log?.progress('cluster', `waiting up to ${timeoutSeconds}s for DaemonSet ${ns}/${daemonSetName(executor)} on ${nodeNames.join(', ')}`);
+      log?.progress(
+        'cluster',
+        `waiting up to ${timeoutSeconds}s for DaemonSet ${ns}/${daemonSetName(executor)} on ${nodeNames.join(', ')}`,
+      );
       const state = await client.waitForDaemonSet(ns, daemonSetName(executor), nodeNames, { timeoutSeconds });
       if (!state.done) {
         // Old pods finishing their jobs: Kubernetes carries on, one node at a time (maxUnavailable: 1).

@@ -13,15 +13,33 @@ const ds = (image: string, extra: Record<string, unknown> = {}): KubeObject => (
 
 describe('diffPaths', () => {
   it('ignores server bookkeeping and status', () => {
-    const live = ds('img:1', { resourceVersion: '5', generation: 2, managedFields: [{ manager: 'x' }], creationTimestamp: 'then', uid: 'u' });
-    const after = { ...ds('img:1', { resourceVersion: '6', generation: 3, annotations: { 'deprecated.daemonset.template.generation': '3' } }), status: { numberReady: 0 } };
+    const live = ds('img:1', {
+      resourceVersion: '5',
+      generation: 2,
+      managedFields: [{ manager: 'x' }],
+      creationTimestamp: 'then',
+      uid: 'u',
+    });
+    const after = {
+      ...ds('img:1', {
+        resourceVersion: '6',
+        generation: 3,
+        annotations: { 'deprecated.daemonset.template.generation': '3' },
+      }),
+      status: { numberReady: 0 },
+    };
     expect(diffPaths(live, after)).toEqual([]);
     expect(comparable(after).metadata).toEqual({ name: 'x', namespace: 'ns', labels: { a: '1' } });
   });
 
   it('names lists as one unit and odd keys in brackets', () => {
     expect(diffPaths(ds('img:1'), ds('img:2'))).toEqual(['spec.template.spec.containers']);
-    const a = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, data: { 'pi1.config.toml': 'YQ==' } };
+    const a = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 's' },
+      data: { 'pi1.config.toml': 'YQ==' },
+    };
     const b = { ...a, data: { 'pi1.config.toml': 'Yg==', 'pi2.config.toml': 'Yw==' } };
     expect(diffPaths(a, b)).toEqual(['data["pi1.config.toml"]', 'data["pi2.config.toml"]']);
   });
@@ -29,10 +47,21 @@ describe('diffPaths', () => {
 
 describe('describeChange', () => {
   it('tells Secret keys added, removed and changed, never values', () => {
-    const secret = (data: Record<string, string>): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, data });
+    const secret = (data: Record<string, string>): KubeObject => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 's' },
+      data,
+    });
     const b64 = (s: string) => Buffer.from(s).toString('base64');
-    const before = secret({ 'pi1.config.toml': b64('token = "glrt-aaaaaaaaaa"'), 'pi3.config.toml': b64('x') });
-    const after = secret({ 'pi1.config.toml': b64('token = "glrt-bbbbbbbbbb"'), 'pi2.config.toml': b64('y') });
+    const before = secret({
+      'pi1.config.toml': b64('token = "glrt-aaaaaaaaaa"'),
+      'pi3.config.toml': b64('x'),
+    });
+    const after = secret({
+      'pi1.config.toml': b64('token = "glrt-bbbbbbbbbb"'),
+      'pi2.config.toml': b64('y'),
+    });
     const text = describeChange(before, after, diffPaths(before, after));
     expect(text).toBe('data: added pi2.config.toml; removed pi3.config.toml; changed pi1.config.toml');
     expect(text).not.toMatch(/glrt|Z2xydC|eA==|eQ==/);
@@ -46,7 +75,12 @@ describe('describeChange', () => {
 
 describe('describeChange: a gitlab-runner upgrade', () => {
   const ds = (image: string): KubeObject =>
-    ({ apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'gitlab-runner-dood' }, spec: { template: { spec: { containers: [{ name: 'gitlab-runner', image }] } } } }) as KubeObject;
+    ({
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name: 'gitlab-runner-dood' },
+      spec: { template: { spec: { containers: [{ name: 'gitlab-runner', image }] } } },
+    }) as KubeObject;
   it('says which version goes to which and how it rolls out', () => {
     const before = ds('gitlab/gitlab-runner:alpine-v17.9.3');
     const after = ds('gitlab/gitlab-runner:alpine-v17.11.0');

@@ -2,7 +2,14 @@
 import type { KubeObject } from './objects.js';
 
 /** Bookkeeping the server changes on its own; a difference there is not a change of ours. */
-const SERVER_METADATA = ['managedFields', 'resourceVersion', 'generation', 'creationTimestamp', 'uid', 'selfLink'];
+const SERVER_METADATA = [
+  'managedFields',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'uid',
+  'selfLink',
+];
 /** Annotations the server derives from the spec (a DaemonSet's template generation moves with the template). */
 const SERVER_ANNOTATIONS = ['deprecated.daemonset.template.generation'];
 
@@ -62,7 +69,9 @@ export function describeChange(before: KubeObject | undefined, after: KubeObject
     const parts: string[] = [];
     const added = [...afterData.keys()].filter((k) => !beforeData.has(k));
     const removed = [...beforeData.keys()].filter((k) => !afterData.has(k));
-    const changed = [...afterData.keys()].filter((k) => beforeData.has(k) && beforeData.get(k) !== afterData.get(k));
+    const changed = [...afterData.keys()].filter(
+      (k) => beforeData.has(k) && beforeData.get(k) !== afterData.get(k),
+    );
     if (added.length) parts.push(`added ${added.join(', ')}`);
     if (removed.length) parts.push(`removed ${removed.join(', ')}`);
     if (changed.length) parts.push(`changed ${changed.join(', ')}`);
@@ -71,7 +80,8 @@ export function describeChange(before: KubeObject | undefined, after: KubeObject
     return summary.join(', ') || 'no visible change';
   }
   const shown = paths.slice(0, 6);
-  const listed = shown.join(', ') + (paths.length > shown.length ? ` (+${paths.length - shown.length} more)` : '');
+  const listed =
+    shown.join(', ') + (paths.length > shown.length ? ` (+${paths.length - shown.length} more)` : '');
   const upgrade = runnerImageChange(before, after);
   return upgrade ? `${upgrade}; ${listed}` : listed;
 }
@@ -84,7 +94,10 @@ export function describeChange(before: KubeObject | undefined, after: KubeObject
 export function runnerImageChange(before: KubeObject | undefined, after: KubeObject): string | undefined {
   if (after.kind !== 'DaemonSet') return undefined;
   const image = (o: KubeObject | undefined) =>
-    ((o?.spec as { template?: { spec?: { containers?: { name: string; image?: string }[] } } } | undefined)?.template?.spec?.containers ?? []).find((c) => c.name === 'gitlab-runner')?.image;
+    (
+      (o?.spec as { template?: { spec?: { containers?: { name: string; image?: string }[] } } } | undefined)
+        ?.template?.spec?.containers ?? []
+    ).find((c) => c.name === 'gitlab-runner')?.image;
   const from = image(before);
   const to = image(after);
   if (!from || !to || from === to) return undefined;

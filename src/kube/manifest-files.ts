@@ -28,7 +28,10 @@ export function manifestFileName(index: number, o: Pick<KubeObject, 'kind' | 'me
  * One file per object in render order. Secrets go to SECRETS_FILE together (mode 0600), unless `sealed` holds
  * a SealedSecret (YAML text from kubeseal) for them: then that file replaces the Secret in the sequence.
  */
-export function manifestFiles(objects: KubeObject[], opts: { source: string; sealed?: Map<string, string> } ): ManifestFile[] {
+export function manifestFiles(
+  objects: KubeObject[],
+  opts: { source: string; sealed?: Map<string, string> },
+): ManifestFile[] {
   const header = `${RENDER_HEADER}\n# From ${opts.source}.\n`;
   const files: ManifestFile[] = [];
   const secrets: KubeObject[] = [];
@@ -36,13 +39,23 @@ export function manifestFiles(objects: KubeObject[], opts: { source: string; sea
     if (o.kind === 'Secret') {
       const sealed = opts.sealed?.get(objectKey(o));
       if (sealed !== undefined) {
-        files.push({ name: manifestFileName(i, { kind: 'SealedSecret', metadata: o.metadata }), content: `${header}${sealed.replace(/^---\n/, '')}`, plainSecret: false, mode: 0o644 });
+        files.push({
+          name: manifestFileName(i, { kind: 'SealedSecret', metadata: o.metadata }),
+          content: `${header}${sealed.replace(/^---\n/, '')}`,
+          plainSecret: false,
+          mode: 0o644,
+        });
       } else {
         secrets.push(o);
       }
       return;
     }
-    files.push({ name: manifestFileName(i, o), content: `${header}${stringify(o)}`, plainSecret: false, mode: 0o644 });
+    files.push({
+      name: manifestFileName(i, o),
+      content: `${header}${stringify(o)}`,
+      plainSecret: false,
+      mode: 0o644,
+    });
   });
   if (secrets.length > 0) {
     const docs = secrets.map((s) => `# ${describeObject(s)}\n${stringify(s)}`).join('---\n');
@@ -60,12 +73,15 @@ export function manifestFiles(objects: KubeObject[], opts: { source: string; sea
 export function gitignoreWith(current: string | undefined): string | undefined {
   const lines = (current ?? '').split('\n').map((l) => l.trim());
   if (lines.includes(SECRETS_FILE) || lines.includes(`/${SECRETS_FILE}`)) return undefined;
-  const base = current && !current.endsWith('\n') ? `${current}\n` : current ?? '';
+  const base = current && !current.endsWith('\n') ? `${current}\n` : (current ?? '');
   return `${base}# runner-fleet render: plain-text Secrets never go into git\n/${SECRETS_FILE}\n`;
 }
 
 /** Files in the folder render wrote before (by their header) that this render no longer writes. */
-export function staleFiles(existing: { name: string; firstLine: string }[], wanted: ManifestFile[]): string[] {
+export function staleFiles(
+  existing: { name: string; firstLine: string }[],
+  wanted: ManifestFile[],
+): string[] {
   const keep = new Set(wanted.map((f) => f.name));
   return existing.filter((f) => f.firstLine === RENDER_HEADER && !keep.has(f.name)).map((f) => f.name);
 }

@@ -14,11 +14,19 @@ export interface VersionedRecords<T> {
 }
 
 /** Reads the records; [] when the Secret (or its namespace) does not exist yet. */
-export async function readSecretRecords<T = unknown>(client: KubeClient, namespace: string, name = RECORDS_SECRET): Promise<T[]> {
+export async function readSecretRecords<T = unknown>(
+  client: KubeClient,
+  namespace: string,
+  name = RECORDS_SECRET,
+): Promise<T[]> {
   return (await readVersionedRecords<T>(client, namespace, name)).records;
 }
 
-export async function readVersionedRecords<T = unknown>(client: KubeClient, namespace: string, name = RECORDS_SECRET): Promise<VersionedRecords<T>> {
+export async function readVersionedRecords<T = unknown>(
+  client: KubeClient,
+  namespace: string,
+  name = RECORDS_SECRET,
+): Promise<VersionedRecords<T>> {
   const secret = await client.read({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace } });
   if (!secret) return { records: [] };
   const resourceVersion = String(secret.metadata.resourceVersion ?? '');
@@ -32,7 +40,8 @@ export async function readVersionedRecords<T = unknown>(client: KubeClient, name
     // Never quote the text: it holds tokens.
     throw new RunFailedError(`Secret ${namespace}/${name}: key ${RECORDS_KEY} is not valid JSON`);
   }
-  if (!Array.isArray(parsed)) throw new RunFailedError(`Secret ${namespace}/${name}: key ${RECORDS_KEY} is not a JSON list`);
+  if (!Array.isArray(parsed))
+    throw new RunFailedError(`Secret ${namespace}/${name}: key ${RECORDS_KEY} is not a JSON list`);
   return { records: parsed as T[], resourceVersion, text };
 }
 
@@ -69,7 +78,11 @@ export async function writeVersionedRecords(
     apiVersion: 'v1',
     kind: 'Secret',
     // Deliberately without app.kubernetes.io/managed-by: converge's prune must never see it.
-    metadata: { name, namespace, labels: { [PART_OF_LABEL]: MANAGED_BY, 'app.kubernetes.io/component': 'records' } },
+    metadata: {
+      name,
+      namespace,
+      labels: { [PART_OF_LABEL]: MANAGED_BY, 'app.kubernetes.io/component': 'records' },
+    },
     type: 'Opaque',
     data: { [RECORDS_KEY]: Buffer.from(text, 'utf8').toString('base64') },
   };
@@ -78,11 +91,21 @@ export async function writeVersionedRecords(
     let written: KubeObject;
     if (expected.resourceVersion === undefined) {
       if (!(await client.namespaceExists(namespace))) {
-        await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { [PART_OF_LABEL]: MANAGED_BY } } }, { fieldManager: RECORDS_MANAGER });
+        await client.apply(
+          {
+            apiVersion: 'v1',
+            kind: 'Namespace',
+            metadata: { name: namespace, labels: { [PART_OF_LABEL]: MANAGED_BY } },
+          },
+          { fieldManager: RECORDS_MANAGER },
+        );
       }
       written = await client.create(secret, { fieldManager: RECORDS_MANAGER });
     } else {
-      written = await client.replace({ ...secret, metadata: { ...secret.metadata, resourceVersion: expected.resourceVersion } }, { fieldManager: RECORDS_MANAGER });
+      written = await client.replace(
+        { ...secret, metadata: { ...secret.metadata, resourceVersion: expected.resourceVersion } },
+        { fieldManager: RECORDS_MANAGER },
+      );
     }
     return { records, resourceVersion: String(written.metadata.resourceVersion ?? ''), text };
   } catch (err) {
@@ -92,7 +115,12 @@ export async function writeVersionedRecords(
 }
 
 /** Writes the records when they differ from what is stored now (no version check: for callers that did not read). */
-export async function writeSecretRecords(client: KubeClient, namespace: string, records: unknown[], name = RECORDS_SECRET): Promise<boolean> {
+export async function writeSecretRecords(
+  client: KubeClient,
+  namespace: string,
+  records: unknown[],
+  name = RECORDS_SECRET,
+): Promise<boolean> {
   const current = await readVersionedRecords(client, namespace, name);
   const after = await writeVersionedRecords(client, namespace, records, current, name);
   return after !== current;

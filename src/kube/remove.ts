@@ -19,7 +19,11 @@ export async function removeClusterRunners(
 ): Promise<ClusterReport> {
   const ns = inv.kubernetes.namespace;
   const label = inv.kubernetes.nodeLabel;
-  const { changes, record } = changeRecorder('cluster', { dryRun: opts.dryRun, log: opts.logger, say: (c) => `${c.step}: ${c.detail}` });
+  const { changes, record } = changeRecorder('cluster', {
+    dryRun: opts.dryRun,
+    log: opts.logger,
+    say: (c) => `${c.step}: ${c.detail}`,
+  });
   const change = (step: string, detail: string) => record({ step, detail });
   try {
     if (!opts.nodes) {

@@ -23,54 +23,78 @@ runners: {image: "gitlab/gitlab-runner:alpine-v17.11.0", dockerCliImage: "docker
   '/tmp/inventory.yaml',
 );
 const tokens = { pi1: 'glrt-pi1secretvalue0', pi2: 'glrt-pi2secretvalue0' };
-const configs = { pi1: `[[runners]]\n  token = "${tokens.pi1}"\n`, pi2: `[[runners]]\n  token = "${tokens.pi2}"\n` };
+const configs = {
+  pi1: `[[runners]]\n  token = "${tokens.pi1}"\n`,
+  pi2: `[[runners]]\n  token = "${tokens.pi2}"\n`,
+};
 
 type Pod = { spec: Record<string, any> };
-const podOf = (objs: KubeObject[]): Pod['spec'] => (objs.find((o) => o.kind === 'DaemonSet') as any).spec.template.spec;
+const podOf = (objs: KubeObject[]): Pod['spec'] =>
+  (objs.find((o) => o.kind === 'DaemonSet') as any).spec.template.spec;
 
 describe('renderClusterObjects', () => {
-  it.each(EXECUTORS)('%s: Namespace, ServiceAccount, Secret, DaemonSet, all labelled and namespaced', (executor) => {
-    const objs = renderClusterObjects({ inventory: inv, executor, configs, tokens });
-    expect(objs.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
-      'Namespace/ci',
-      'ServiceAccount/gitlab-runner',
-      'Secret/runner-fleet-config',
-      `DaemonSet/gitlab-runner-${executor}`,
-    ]);
-    for (const o of objs) expect(o.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('runner-fleet');
-    for (const o of objs.slice(1)) expect(o.metadata.namespace).toBe('ci');
-    const pod = podOf(objs);
-    expect(pod.nodeSelector).toEqual({ 'example.org/runner': 'true' });
-    expect(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions).toEqual([
-      { key: 'kubernetes.io/arch', operator: 'In', values: ['arm64', 'amd64'] },
-    ]);
-    const c = pod.containers[0];
-    expect(c.image).toBe('gitlab/gitlab-runner:alpine-v17.11.0');
-    expect(c.env[0]).toEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
-    expect(c.resources.requests).toEqual({ cpu: '50m', memory: '64Mi' });
-    expect(c.securityContext?.privileged).toBeUndefined();
-    expect(pod.automountServiceAccountToken).toBe(false);
-    expect(pod.terminationGracePeriodSeconds).toBe(3600);
-    const vols = Object.fromEntries(pod.volumes.map((v: { name: string }) => [v.name, v]));
-    expect(vols['docker-sock'].hostPath).toEqual({ path: '/var/run/docker.sock', type: 'Socket' });
-    expect(vols.identity.hostPath).toEqual({ path: `/var/lib/runner-fleet/${executor}`, type: 'DirectoryOrCreate' });
-    expect(vols.config.secret).toEqual({ secretName: 'runner-fleet-config', defaultMode: 0o400 });
-    expect(vols['runner-dir'].emptyDir.medium).toBe('Memory');
-    // The start script must at least parse as POSIX sh.
-    execFileSync('sh', ['-n', '-c', c.args[0]]);
-  });
+  it.each(EXECUTORS)(
+    '%s: Namespace, ServiceAccount, Secret, DaemonSet, all labelled and namespaced',
+    (executor) => {
+      const objs = renderClusterObjects({ inventory: inv, executor, configs, tokens });
+      expect(objs.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
+        'Namespace/ci',
+        'ServiceAccount/gitlab-runner',
+        'Secret/runner-fleet-config',
+        `DaemonSet/gitlab-runner-${executor}`,
+      ]);
+      for (const o of objs) expect(o.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('runner-fleet');
+      for (const o of objs.slice(1)) expect(o.metadata.namespace).toBe('ci');
+      const pod = podOf(objs);
+      expect(pod.nodeSelector).toEqual({ 'example.org/runner': 'true' });
+      expect(
+        pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]
+          .matchExpressions,
+      ).toEqual([{ key: 'kubernetes.io/arch', operator: 'In', values: ['arm64', 'amd64'] }]);
+      const c = pod.containers[0];
+      expect(c.image).toBe('gitlab/gitlab-runner:alpine-v17.11.0');
+      expect(c.env[0]).toEqual({
+        name: 'NODE_NAME',
+        valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } },
+      });
+      expect(c.resources.requests).toEqual({ cpu: '50m', memory: '64Mi' });
+      expect(c.securityContext?.privileged).toBeUndefined();
+      expect(pod.automountServiceAccountToken).toBe(false);
+      expect(pod.terminationGracePeriodSeconds).toBe(3600);
+      const vols = Object.fromEntries(pod.volumes.map((v: { name: string }) => [v.name, v]));
+      expect(vols['docker-sock'].hostPath).toEqual({ path: '/var/run/docker.sock', type: 'Socket' });
+      expect(vols.identity.hostPath).toEqual({
+        path: `/var/lib/runner-fleet/${executor}`,
+        type: 'DirectoryOrCreate',
+      });
+      expect(vols.config.secret).toEqual({ secretName: 'runner-fleet-config', defaultMode: 0o400 });
+      expect(vols['runner-dir'].emptyDir.medium).toBe('Memory');
+      // The start script must at least parse as POSIX sh.
+      execFileSync('sh', ['-n', '-c', c.args[0]]);
+    },
+  );
 
   it('shell: an init container puts the docker CLI on PATH', () => {
     const pod = podOf(renderClusterObjects({ inventory: inv, executor: 'shell', configs }));
     expect(pod.initContainers[0].image).toBe('docker:27-cli');
-    expect(pod.containers[0].env.find((e: { name: string }) => e.name === 'PATH').value).toMatch(/^\/opt\/docker-cli:/);
-    expect(pod.containers[0].volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/opt/docker-cli')).toBe(true);
+    expect(pod.containers[0].env.find((e: { name: string }) => e.name === 'PATH').value).toMatch(
+      /^\/opt\/docker-cli:/,
+    );
+    expect(
+      pod.containers[0].volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/opt/docker-cli'),
+    ).toBe(true);
     const dood = podOf(renderClusterObjects({ inventory: inv, executor: 'dood', configs }));
     expect(dood.initContainers).toBeUndefined();
   });
 
   it('keeps tokens in the Secret only, one key per node (plus recorded system_ids)', () => {
-    const objs = renderClusterObjects({ inventory: inv, executor: 'dood', configs, tokens, systemIds: { pi1: 's_0123456789ab' } });
+    const objs = renderClusterObjects({
+      inventory: inv,
+      executor: 'dood',
+      configs,
+      tokens,
+      systemIds: { pi1: 's_0123456789ab' },
+    });
     const secret = objs.find((o) => o.kind === 'Secret')!;
     expect(secret.type).toBe('Opaque');
     const data = secret.data as Record<string, string>;
@@ -80,16 +104,22 @@ describe('renderClusterObjects', () => {
   });
 
   it('refuses missing or unknown configs', () => {
-    expect(() => renderClusterObjects({ inventory: inv, executor: 'dood', configs: { pi1: 'x', pi9: 'y' } })).toThrow(
-      /configs: no config.toml for node pi2[\s\S]*configs: pi9 is not an inventory node/,
-    );
+    expect(() =>
+      renderClusterObjects({ inventory: inv, executor: 'dood', configs: { pi1: 'x', pi9: 'y' } }),
+    ).toThrow(/configs: no config.toml for node pi2[\s\S]*configs: pi9 is not an inventory node/);
   });
 
   it('refuses a customised template that drops our label, leaks a token or breaks YAML, naming the document', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rf-manifests-'));
     cpSync(MANIFESTS_DIR, dir, { recursive: true });
     const sa = join(dir, 'serviceaccount.yaml.hbs');
-    writeFileSync(sa, readFileSync(sa, 'utf8').replace('automountServiceAccountToken: false', 'automountServiceAccountToken: false\n---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: leak, namespace: ci, labels: {app.kubernetes.io/managed-by: runner-fleet}}\ndata: {t: "glrt-pi1secretvalue0"}'));
+    writeFileSync(
+      sa,
+      readFileSync(sa, 'utf8').replace(
+        'automountServiceAccountToken: false',
+        'automountServiceAccountToken: false\n---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: leak, namespace: ci, labels: {app.kubernetes.io/managed-by: runner-fleet}}\ndata: {t: "glrt-pi1secretvalue0"}',
+      ),
+    );
     const ns = join(dir, 'namespace.yaml.hbs');
     writeFileSync(ns, readFileSync(ns, 'utf8').replace(/ {4}\{\{json @key\}\}: \{\{json this\}\}\n/, ''));
     let err: unknown;
@@ -102,8 +132,12 @@ describe('renderClusterObjects', () => {
     }
     expect(err).toBeInstanceOf(InputError);
     const issues = (err as InputError).issues;
-    expect(issues).toContain('namespace.yaml.hbs document 1: metadata.labels["app.kubernetes.io/managed-by"] must be "runner-fleet" (prune finds our objects by it)');
-    expect(issues).toContain('ConfigMap leak: contains a runner token; tokens may only be in the runner-fleet-config Secret');
+    expect(issues).toContain(
+      'namespace.yaml.hbs document 1: metadata.labels["app.kubernetes.io/managed-by"] must be "runner-fleet" (prune finds our objects by it)',
+    );
+    expect(issues).toContain(
+      'ConfigMap leak: contains a runner token; tokens may only be in the runner-fleet-config Secret',
+    );
     expect((err as Error).message).not.toMatch(/glrt-pi1/);
   });
 });
@@ -127,7 +161,11 @@ runners:
   it('a metrics port named metrics, scrape annotations, resources, tolerations and the extra node selector', () => {
     const objs = renderClusterObjects({ inventory: tuned, executor: 'dood', configs, tokens });
     const ds = objs.find((o) => o.kind === 'DaemonSet') as any;
-    expect(ds.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9400', 'prometheus.io/path': '/metrics' });
+    expect(ds.spec.template.metadata.annotations).toEqual({
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '9400',
+      'prometheus.io/path': '/metrics',
+    });
     const pod = podOf(objs);
     const c = pod.containers[0];
     expect(c.image).toBe('reg.lan:5000/gitlab-runner:17.9.3');

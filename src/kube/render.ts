@@ -15,7 +15,12 @@ import {
   type KubeObject,
 } from './objects.js';
 
-export const CLUSTER_TEMPLATES = ['namespace.yaml.hbs', 'serviceaccount.yaml.hbs', 'secret.yaml.hbs', 'daemonset.yaml.hbs'] as const;
+export const CLUSTER_TEMPLATES = [
+  'namespace.yaml.hbs',
+  'serviceaccount.yaml.hbs',
+  'secret.yaml.hbs',
+  'daemonset.yaml.hbs',
+] as const;
 export const SERVICE_ACCOUNT = 'gitlab-runner';
 export const EXECUTOR_LABEL = 'runner-fleet.dev/executor';
 /** Where the runner pods may run (kubernetes.io/arch): gitlab/gitlab-runner images exist for these only. */
@@ -79,7 +84,11 @@ export function clusterTemplateData(input: RenderInput) {
     resources: resourcesObject(inv.runners.resources),
     metricsPort: inv.runners.metrics?.port ?? null,
     podAnnotations: inv.runners.metrics?.annotations
-      ? { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(inv.runners.metrics.port), 'prometheus.io/path': '/metrics' }
+      ? {
+          'prometheus.io/scrape': 'true',
+          'prometheus.io/port': String(inv.runners.metrics.port),
+          'prometheus.io/path': '/metrics',
+        }
       : null,
   };
 }
@@ -92,7 +101,9 @@ function tolerationObject(t: Toleration): Record<string, unknown> {
 function resourcesObject(r: Inventory['runners']['resources']): Record<string, Record<string, string>> {
   const out: Record<string, Record<string, string>> = {};
   for (const kind of ['requests', 'limits'] as const) {
-    const list = Object.fromEntries(Object.entries(r[kind] ?? {}).filter(([, value]) => value !== undefined)) as Record<string, string>;
+    const list = Object.fromEntries(
+      Object.entries(r[kind] ?? {}).filter(([, value]) => value !== undefined),
+    ) as Record<string, string>;
     if (Object.keys(list).length > 0) out[kind] = list;
   }
   return out;
@@ -106,7 +117,8 @@ export function renderClusterObjects(input: RenderInput): KubeObject[] {
   const { inventory: inv } = input;
   const issues: string[] = [];
   for (const node of inv.nodes) {
-    if (typeof input.configs[node.name] !== 'string' || input.configs[node.name].trim() === '') issues.push(`configs: no config.toml for node ${node.name}`);
+    if (typeof input.configs[node.name] !== 'string' || input.configs[node.name].trim() === '')
+      issues.push(`configs: no config.toml for node ${node.name}`);
   }
   for (const name of Object.keys(input.configs)) {
     if (!inv.nodes.some((n) => n.name === name)) issues.push(`configs: ${name} is not an inventory node`);
@@ -152,12 +164,20 @@ function checkObject(value: unknown, namespace: string): string[] {
   if (!meta || typeof meta !== 'object') return [...out, 'metadata is missing'];
   if (typeof meta.name !== 'string' || !meta.name) out.push('metadata.name is missing');
   if (o.kind === 'Namespace') {
-    if (meta.name !== namespace) out.push(`metadata.name is ${JSON.stringify(meta.name)}, expected the inventory's namespace ${JSON.stringify(namespace)}`);
+    if (meta.name !== namespace)
+      out.push(
+        `metadata.name is ${JSON.stringify(meta.name)}, expected the inventory's namespace ${JSON.stringify(namespace)}`,
+      );
   } else if (meta.namespace !== namespace) {
-    out.push(`metadata.namespace is ${JSON.stringify(meta.namespace)}, expected ${JSON.stringify(namespace)}`);
+    out.push(
+      `metadata.namespace is ${JSON.stringify(meta.namespace)}, expected ${JSON.stringify(namespace)}`,
+    );
   }
   const labels = (meta.labels ?? {}) as Record<string, unknown>;
-  if (labels[MANAGED_BY_LABEL] !== MANAGED_BY) out.push(`metadata.labels["${MANAGED_BY_LABEL}"] must be "${MANAGED_BY}" (prune finds our objects by it)`);
+  if (labels[MANAGED_BY_LABEL] !== MANAGED_BY)
+    out.push(
+      `metadata.labels["${MANAGED_BY_LABEL}"] must be "${MANAGED_BY}" (prune finds our objects by it)`,
+    );
   return out;
 }
 
@@ -168,8 +188,13 @@ function checkTokensStayInSecret(objects: KubeObject[], input: RenderInput): str
   for (const o of objects) {
     if (o.kind === 'Secret') continue;
     const text = JSON.stringify(o);
-    if (known.some((t) => text.includes(t)) || /\b(glrt|glpat|glrtr)-[A-Za-z0-9_-]{6,}|GR1348941[A-Za-z0-9_-]{6,}/.test(text)) {
-      out.push(`${o.kind} ${o.metadata.name}: contains a runner token; tokens may only be in the ${CONFIG_SECRET} Secret`);
+    if (
+      known.some((t) => text.includes(t)) ||
+      /\b(glrt|glpat|glrtr)-[A-Za-z0-9_-]{6,}|GR1348941[A-Za-z0-9_-]{6,}/.test(text)
+    ) {
+      out.push(
+        `${o.kind} ${o.metadata.name}: contains a runner token; tokens may only be in the ${CONFIG_SECRET} Secret`,
+      );
     }
   }
   return out;

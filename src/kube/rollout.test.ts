@@ -3,23 +3,52 @@ import { describe, expect, it } from 'vitest';
 import { describeBehind, onlyDraining, rolloutState, type DaemonSetView, type PodView } from './rollout.js';
 
 const ds = (status: DaemonSetView['status'], generation = 2): DaemonSetView => ({
-  metadata: { name: 'd', namespace: 'ns', generation, annotations: { 'deprecated.daemonset.template.generation': String(generation) } },
+  metadata: {
+    name: 'd',
+    namespace: 'ns',
+    generation,
+    annotations: { 'deprecated.daemonset.template.generation': String(generation) },
+  },
   status,
 });
-const pod = (name: string, node: string, ready: boolean, gen = '2', extra: Partial<PodView['metadata']> = {}): PodView => ({
+const pod = (
+  name: string,
+  node: string,
+  ready: boolean,
+  gen = '2',
+  extra: Partial<PodView['metadata']> = {},
+): PodView => ({
   metadata: { name, labels: { 'pod-template-generation': gen }, ...extra },
   spec: { nodeName: node },
-  status: { phase: ready ? 'Running' : 'Running', conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? undefined : 'NodeNotReady' }] },
+  status: {
+    phase: ready ? 'Running' : 'Running',
+    conditions: [
+      { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? undefined : 'NodeNotReady' },
+    ],
+  },
 });
-const done = { observedGeneration: 2, desiredNumberScheduled: 2, updatedNumberScheduled: 2, numberAvailable: 2 };
+const done = {
+  observedGeneration: 2,
+  desiredNumberScheduled: 2,
+  updatedNumberScheduled: 2,
+  numberAvailable: 2,
+};
 
 describe('rolloutState', () => {
   it('is done when status and every node agree', () => {
-    expect(rolloutState(ds(done), [pod('a', 'pi1', true), pod('b', 'pi2', true)], ['pi1', 'pi2'])).toEqual({ done: true, waitingFor: undefined, behind: [] });
+    expect(rolloutState(ds(done), [pod('a', 'pi1', true), pod('b', 'pi2', true)], ['pi1', 'pi2'])).toEqual({
+      done: true,
+      waitingFor: undefined,
+      behind: [],
+    });
   });
 
   it('waits for the controller to observe the new generation', () => {
-    const s = rolloutState(ds({ ...done, observedGeneration: 1 }), [pod('a', 'pi1', true), pod('b', 'pi2', true)], ['pi1', 'pi2']);
+    const s = rolloutState(
+      ds({ ...done, observedGeneration: 1 }),
+      [pod('a', 'pi1', true), pod('b', 'pi2', true)],
+      ['pi1', 'pi2'],
+    );
     expect(s.done).toBe(false);
     expect(s.waitingFor).toMatch(/new spec/);
   });
@@ -28,7 +57,12 @@ describe('rolloutState', () => {
     // desiredNumberScheduled already dropped the NotReady node: the status alone would say done.
     const s = rolloutState(
       ds({ ...done, desiredNumberScheduled: 1, updatedNumberScheduled: 1, numberAvailable: 1 }),
-      [pod('a', 'pi1', true), pod('b', 'pi2', false), pod('c', 'pi3', true, '1'), pod('d', 'pi4', true, '2', { deletionTimestamp: 'now' })],
+      [
+        pod('a', 'pi1', true),
+        pod('b', 'pi2', false),
+        pod('c', 'pi3', true, '1'),
+        pod('d', 'pi4', true, '2', { deletionTimestamp: 'now' }),
+      ],
       ['pi1', 'pi2', 'pi3', 'pi4'],
     );
     expect(s.done).toBe(false);
@@ -43,7 +77,10 @@ describe('rolloutState', () => {
   });
 
   it('counts a node that reports NotReady as behind, whatever its pod last said', () => {
-    const s = rolloutState(ds(done), [pod('a', 'pi1', true), pod('b', 'pi2', true)], ['pi1', 'pi2'], { pi1: true, pi2: false });
+    const s = rolloutState(ds(done), [pod('a', 'pi1', true), pod('b', 'pi2', true)], ['pi1', 'pi2'], {
+      pi1: true,
+      pi2: false,
+    });
     expect(s.done).toBe(false);
     expect(describeBehind(s)).toBe('not ready on pi2 (node NotReady)');
   });
@@ -51,14 +88,26 @@ describe('rolloutState', () => {
   it('an upgrade that is only waiting for old pods to finish their jobs is progress, not failure', () => {
     const upgrading = ds({ ...done, updatedNumberScheduled: 1, numberAvailable: 1 });
     // pi1 updated; pi2's old pod is terminating (draining jobs); pi3's old pod waits its turn.
-    const s = rolloutState(upgrading, [pod('a', 'pi1', true), pod('b', 'pi2', true, '1', { deletionTimestamp: 'now' }), pod('c', 'pi3', true, '1')], ['pi1', 'pi2', 'pi3']);
+    const s = rolloutState(
+      upgrading,
+      [
+        pod('a', 'pi1', true),
+        pod('b', 'pi2', true, '1', { deletionTimestamp: 'now' }),
+        pod('c', 'pi3', true, '1'),
+      ],
+      ['pi1', 'pi2', 'pi3'],
+    );
     expect(s.behind).toEqual([
       { node: 'pi2', why: 'old pod b is finishing its running jobs', graceful: true },
       { node: 'pi3', why: 'pod c runs an older template (waits its turn)', graceful: true },
     ]);
     expect(onlyDraining(s)).toBe(true);
     // A new pod that does not come up is a failure, whatever else drains.
-    const broken = rolloutState(upgrading, [pod('a', 'pi1', false), pod('b', 'pi2', true, '1', { deletionTimestamp: 'now' })], ['pi1', 'pi2']);
+    const broken = rolloutState(
+      upgrading,
+      [pod('a', 'pi1', false), pod('b', 'pi2', true, '1', { deletionTimestamp: 'now' })],
+      ['pi1', 'pi2'],
+    );
     expect(onlyDraining(broken)).toBe(false);
   });
 });

@@ -15,7 +15,11 @@ export interface DaemonSetView {
 export interface PodView {
   metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
   spec?: { nodeName?: string };
-  status?: { phase?: string; /** for status's metrics read on the node */ podIP?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+  status?: {
+    phase?: string;
+    /** for status's metrics read on the node */ podIP?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+  };
 }
 
 export interface RolloutState {
@@ -41,13 +45,21 @@ const POD_TEMPLATE_GENERATION_LABEL = 'pod-template-generation';
  * Ready: nobody vouches for that pod any more (the node controller only marks pods NotReady when the
  * kubelet goes silent, not when it reports trouble).
  */
-export function rolloutState(ds: DaemonSetView, pods: PodView[], nodes: string[], nodeReady: Record<string, boolean> = {}): RolloutState {
+export function rolloutState(
+  ds: DaemonSetView,
+  pods: PodView[],
+  nodes: string[],
+  nodeReady: Record<string, boolean> = {},
+): RolloutState {
   const s = ds.status ?? {};
   const desired = s.desiredNumberScheduled ?? 0;
   let waitingFor: string | undefined;
-  if ((s.observedGeneration ?? 0) < (ds.metadata.generation ?? 0)) waitingFor = 'the DaemonSet controller to see the new spec';
-  else if ((s.updatedNumberScheduled ?? 0) < desired) waitingFor = `${s.updatedNumberScheduled ?? 0} of ${desired} pods updated`;
-  else if ((s.numberAvailable ?? 0) < desired) waitingFor = `${s.numberAvailable ?? 0} of ${desired} updated pods available`;
+  if ((s.observedGeneration ?? 0) < (ds.metadata.generation ?? 0))
+    waitingFor = 'the DaemonSet controller to see the new spec';
+  else if ((s.updatedNumberScheduled ?? 0) < desired)
+    waitingFor = `${s.updatedNumberScheduled ?? 0} of ${desired} pods updated`;
+  else if ((s.numberAvailable ?? 0) < desired)
+    waitingFor = `${s.numberAvailable ?? 0} of ${desired} updated pods available`;
 
   const generation = ds.metadata.annotations?.[TEMPLATE_GENERATION_ANNOTATION];
   const behind: RolloutState['behind'] = [];
@@ -57,24 +69,41 @@ export function rolloutState(ds: DaemonSetView, pods: PodView[], nodes: string[]
       continue;
     }
     const onNode = pods.filter((p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp);
-    const isCurrent = (p: PodView) => !generation || !p.metadata.labels?.[POD_TEMPLATE_GENERATION_LABEL] || p.metadata.labels[POD_TEMPLATE_GENERATION_LABEL] === generation;
+    const isCurrent = (p: PodView) =>
+      !generation ||
+      !p.metadata.labels?.[POD_TEMPLATE_GENERATION_LABEL] ||
+      p.metadata.labels[POD_TEMPLATE_GENERATION_LABEL] === generation;
     if (onNode.length === 0) {
       // A pod being deleted is the runner finishing its jobs (preStop sends SIGQUIT, then up to the grace period).
-      const stopping = pods.find((p) => p.spec?.nodeName === node && p.metadata.deletionTimestamp && !isCurrent(p));
-      if (stopping) behind.push({ node, why: `old pod ${stopping.metadata.name} is finishing its running jobs`, graceful: true });
+      const stopping = pods.find(
+        (p) => p.spec?.nodeName === node && p.metadata.deletionTimestamp && !isCurrent(p),
+      );
+      if (stopping)
+        behind.push({
+          node,
+          why: `old pod ${stopping.metadata.name} is finishing its running jobs`,
+          graceful: true,
+        });
       else behind.push({ node, why: 'no pod' });
       continue;
     }
     const current = onNode.filter(isCurrent);
     if (current.length === 0) {
-      behind.push({ node, why: `pod ${onNode[0].metadata.name} runs an older template (waits its turn)`, graceful: podReady(onNode[0]) });
+      behind.push({
+        node,
+        why: `pod ${onNode[0].metadata.name} runs an older template (waits its turn)`,
+        graceful: podReady(onNode[0]),
+      });
       continue;
     }
     if (!current.some(podReady)) {
       const p = current[0];
       const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
       const detail = ready?.reason ? ` (${ready.reason})` : '';
-      behind.push({ node, why: `pod ${p.metadata.name} is ${p.status?.phase ?? 'Pending'}, not Ready${detail}` });
+      behind.push({
+        node,
+        why: `pod ${p.metadata.name} is ${p.status?.phase ?? 'Pending'}, not Ready${detail}`,
+      });
     }
   }
   return { done: waitingFor === undefined && behind.length === 0, waitingFor, behind };
@@ -108,7 +137,9 @@ export function onlyDraining(state: RolloutState): boolean {
 
 /** `pi2 (node NotReady; no pod), pi3 (pod x is Pending, not Ready)` */
 export function describeBehind(state: RolloutState, nodeNotes: Record<string, string> = {}): string {
-  const parts = state.behind.map((b) => `${b.node} (${[nodeNotes[b.node], b.why].filter(Boolean).join('; ')})`);
+  const parts = state.behind.map(
+    (b) => `${b.node} (${[nodeNotes[b.node], b.why].filter(Boolean).join('; ')})`,
+  );
   if (parts.length === 0 && state.waitingFor) return `waiting for ${state.waitingFor}`;
   return `not ready on ${parts.join(', ')}`;
 }

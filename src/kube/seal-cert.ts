@@ -14,7 +14,8 @@ export function sealCertProblem(path: string, now = new Date()): string | undefi
   try {
     const st = statSync(path);
     if (!st.isFile()) return `${path} is not a file`;
-    if (st.size > MAX_BYTES) return `${path} is ${st.size} bytes; a certificate is a few KiB (expected the PEM kubeseal --fetch-cert prints)`;
+    if (st.size > MAX_BYTES)
+      return `${path} is ${st.size} bytes; a certificate is a few KiB (expected the PEM kubeseal --fetch-cert prints)`;
     text = readFileSync(path, 'utf8');
   } catch (err) {
     return `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
@@ -22,7 +23,8 @@ export function sealCertProblem(path: string, now = new Date()): string | undefi
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     return `${path} holds a private key; give the controller's public certificate (kubeseal --fetch-cert), and keep the key out of reach`;
   }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) return `${path} holds no PEM certificate (expected what kubeseal --fetch-cert prints)`;
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    return `${path} holds no PEM certificate (expected what kubeseal --fetch-cert prints)`;
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(text);
@@ -30,8 +32,10 @@ export function sealCertProblem(path: string, now = new Date()): string | undefi
     return `${path} is not a valid certificate (${(err as Error).message})`;
   }
   // Sealed Secrets encrypts the session key with RSA-OAEP: any other key type cannot seal.
-  if (cert.publicKey.asymmetricKeyType !== 'rsa') return `${path} has a ${cert.publicKey.asymmetricKeyType ?? 'unknown'} key; Sealed Secrets certificates are RSA`;
+  if (cert.publicKey.asymmetricKeyType !== 'rsa')
+    return `${path} has a ${cert.publicKey.asymmetricKeyType ?? 'unknown'} key; Sealed Secrets certificates are RSA`;
   // kubeseal refuses an expired certificate too, but only after the cluster was read: fail before contact.
-  if (new Date(cert.validTo).getTime() < now.getTime()) return `${path} expired on ${new Date(cert.validTo).toISOString()}; fetch the controller's current one (kubeseal --fetch-cert)`;
+  if (new Date(cert.validTo).getTime() < now.getTime())
+    return `${path} expired on ${new Date(cert.validTo).toISOString()}; fetch the controller's current one (kubeseal --fetch-cert)`;
   return undefined;
 }

@@ -6,9 +6,16 @@ import { createdByUs, isOurs, othersObjects, teardownChanges, type TeardownPlan 
 const ns = (...managers: string[]): KubeObject => ({
   apiVersion: 'v1',
   kind: 'Namespace',
-  metadata: { name: 'gitlab-runner', managedFields: managers.map((manager) => ({ manager, operation: 'Apply' })) },
+  metadata: {
+    name: 'gitlab-runner',
+    managedFields: managers.map((manager) => ({ manager, operation: 'Apply' })),
+  },
 });
-const obj = (kind: string, name: string, meta: Record<string, unknown> = {}): KubeObject => ({ apiVersion: 'v1', kind, metadata: { name, namespace: 'gitlab-runner', ...meta } });
+const obj = (kind: string, name: string, meta: Record<string, unknown> = {}): KubeObject => ({
+  apiVersion: 'v1',
+  kind,
+  metadata: { name, namespace: 'gitlab-runner', ...meta },
+});
 
 describe('createdByUs', () => {
   it('only when every field manager is one of ours', () => {
@@ -19,7 +26,7 @@ describe('createdByUs', () => {
 });
 
 describe('othersObjects', () => {
-  it('skips ours (by label or owner), Kubernetes\' furniture and what is already going', () => {
+  it("skips ours (by label or owner), Kubernetes' furniture and what is already going", () => {
     const ds = new Set(['uid-ds']);
     const objects = [
       obj('Pod', 'runner-abc', { ownerReferences: [{ uid: 'uid-ds' }] }),
@@ -31,15 +38,26 @@ describe('othersObjects', () => {
       obj('Service', 'cache'),
       obj('SealedSecret', 'registry-auth'),
     ];
-    expect(othersObjects(objects, ds).map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Service/cache', 'SealedSecret/registry-auth']);
-    expect(isOurs(obj('Secret', 'x', { labels: { 'app.kubernetes.io/managed-by': 'runner-fleet' } }), new Set())).toBe(true);
+    expect(othersObjects(objects, ds).map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
+      'Service/cache',
+      'SealedSecret/registry-auth',
+    ]);
+    expect(
+      isOurs(obj('Secret', 'x', { labels: { 'app.kubernetes.io/managed-by': 'runner-fleet' } }), new Set()),
+    ).toBe(true);
   });
 });
 
 describe('teardownChanges', () => {
   const plan: TeardownPlan = {
     namespace: 'gitlab-runner',
-    objects: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'gitlab-runner-dood', namespace: 'gitlab-runner' } }],
+    objects: [
+      {
+        apiVersion: 'apps/v1',
+        kind: 'DaemonSet',
+        metadata: { name: 'gitlab-runner-dood', namespace: 'gitlab-runner' },
+      },
+    ],
     labelledNodes: ['pi1'],
     nodeLabel: 'runner-fleet.dev/runner',
     records: true,
@@ -53,6 +71,8 @@ describe('teardownChanges', () => {
       'delete Secret gitlab-runner/runner-fleet-records (runner records)',
       'delete Namespace gitlab-runner (runner-fleet created it; nothing else is in it)',
     ]);
-    expect(teardownChanges({ ...plan, objects: [], labelledNodes: [], records: false, namespaceAction: 'none' })).toEqual([]);
+    expect(
+      teardownChanges({ ...plan, objects: [], labelledNodes: [], records: false, namespaceAction: 'none' }),
+    ).toEqual([]);
   });
 });

@@ -37,7 +37,9 @@ export interface TeardownPlan {
 
 /** Field managers that ever wrote to the object. */
 export function managersOf(o: KubeObject): string[] {
-  return [...new Set(((o.metadata.managedFields ?? []) as { manager?: string }[]).map((e) => e.manager ?? ''))];
+  return [
+    ...new Set(((o.metadata.managedFields ?? []) as { manager?: string }[]).map((e) => e.manager ?? '')),
+  ];
 }
 
 /** Only runner-fleet's managers ever wrote to it: runner-fleet created it (someone else's create leaves its own entry). */
@@ -63,22 +65,43 @@ export function isNamespaceFurniture(o: KubeObject): boolean {
 
 /** Objects in the namespace that are neither ours nor Kubernetes' own. */
 export function othersObjects(objects: KubeObject[], ourUids: ReadonlySet<string>): KubeObject[] {
-  return objects.filter((o) => !isOurs(o, ourUids) && !isNamespaceFurniture(o) && !o.metadata.deletionTimestamp);
+  return objects.filter(
+    (o) => !isOurs(o, ourUids) && !isNamespaceFurniture(o) && !o.metadata.deletionTimestamp,
+  );
 }
 
 /** One line per removal, for the confirmation prompt and the report. Empty: nothing to remove. */
-export function teardownChanges(plan: TeardownPlan, opts: { records: boolean } = { records: true }): Change[] {
+export function teardownChanges(
+  plan: TeardownPlan,
+  opts: { records: boolean } = { records: true },
+): Change[] {
   const out: Change[] = [];
   for (const o of plan.objects) out.push({ step: 'delete', detail: `delete ${describeObject(o)}` });
-  for (const n of plan.labelledNodes) out.push({ step: 'label', detail: `remove label ${plan.nodeLabel} from node ${n}` });
-  if (plan.records && opts.records) out.push({ step: 'delete', detail: `delete Secret ${plan.namespace}/${RECORDS_SECRET} (runner records)` });
-  if (plan.namespaceAction === 'delete') out.push({ step: 'delete', detail: `delete Namespace ${plan.namespace} (runner-fleet created it; nothing else is in it)` });
-  if (plan.namespaceAction === 'release') out.push({ step: 'label', detail: `remove runner-fleet's labels from Namespace ${plan.namespace} (it was there before runner-fleet; it stays)` });
+  for (const n of plan.labelledNodes)
+    out.push({ step: 'label', detail: `remove label ${plan.nodeLabel} from node ${n}` });
+  if (plan.records && opts.records)
+    out.push({
+      step: 'delete',
+      detail: `delete Secret ${plan.namespace}/${RECORDS_SECRET} (runner records)`,
+    });
+  if (plan.namespaceAction === 'delete')
+    out.push({
+      step: 'delete',
+      detail: `delete Namespace ${plan.namespace} (runner-fleet created it; nothing else is in it)`,
+    });
+  if (plan.namespaceAction === 'release')
+    out.push({
+      step: 'label',
+      detail: `remove runner-fleet's labels from Namespace ${plan.namespace} (it was there before runner-fleet; it stays)`,
+    });
   return out;
 }
 
 /** Lists every object in the namespace (discovery, so CRD kinds too); `unlisted` names what could not be asked. */
-async function everythingIn(client: KubeClient, ns: string): Promise<{ objects: KubeObject[]; unlisted: string[] }> {
+async function everythingIn(
+  client: KubeClient,
+  ns: string,
+): Promise<{ objects: KubeObject[]; unlisted: string[] }> {
   const { kinds, unlisted } = await client.listNamespacedKinds();
   const objects: KubeObject[] = [];
   const seen = new Set<string>();
@@ -99,15 +122,32 @@ async function everythingIn(client: KubeClient, ns: string): Promise<{ objects: 
 export async function planTeardown(client: KubeClient, ns: string, nodeLabel: string): Promise<TeardownPlan> {
   const nodes = await client.listNodes(nodeLabel);
   const labelledNodes = nodes.filter((n) => n.labelsWeOwn.includes(nodeLabel)).map((n) => n.name);
-  const base: TeardownPlan = { namespace: ns, objects: [], labelledNodes, nodeLabel, records: false, namespaceAction: 'none', ourUids: [] };
+  const base: TeardownPlan = {
+    namespace: ns,
+    objects: [],
+    labelledNodes,
+    nodeLabel,
+    records: false,
+    namespaceAction: 'none',
+    ourUids: [],
+  };
   const nsObject = await client.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   // Gone, or on its way out: whatever is left in it goes with it.
   if (!nsObject || nsObject.metadata.deletionTimestamp) return base;
 
   const managed = await client.listManaged(ns);
-  const recordsSecret = await client.read({ apiVersion: 'v1', kind: 'Secret', metadata: { name: RECORDS_SECRET, namespace: ns } });
-  const objects = [...managed.filter((o) => o.kind === 'DaemonSet'), ...managed.filter((o) => o.kind !== 'DaemonSet')];
-  const ourUids = [...objects, ...(recordsSecret ? [recordsSecret] : [])].map((o) => String(o.metadata.uid ?? '')).filter(Boolean);
+  const recordsSecret = await client.read({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: RECORDS_SECRET, namespace: ns },
+  });
+  const objects = [
+    ...managed.filter((o) => o.kind === 'DaemonSet'),
+    ...managed.filter((o) => o.kind !== 'DaemonSet'),
+  ];
+  const ourUids = [...objects, ...(recordsSecret ? [recordsSecret] : [])]
+    .map((o) => String(o.metadata.uid ?? ''))
+    .filter(Boolean);
   const plan: TeardownPlan = { ...base, objects, records: recordsSecret !== undefined, ourUids };
 
   if (createdByUs(nsObject)) {
@@ -130,7 +170,11 @@ export async function planTeardown(client: KubeClient, ns: string, nodeLabel: st
  * Removes what the plan found. `keepRecords`: GitLab still has runners whose tokens only the records hold, so the
  * records Secret (and with it the namespace) stays for the next destroy to finish the job.
  */
-export async function runTeardown(client: KubeClient, plan: TeardownPlan, opts: { keepRecords: boolean; log?: Logger }): Promise<ClusterReport> {
+export async function runTeardown(
+  client: KubeClient,
+  plan: TeardownPlan,
+  opts: { keepRecords: boolean; log?: Logger },
+): Promise<ClusterReport> {
   const { changes, record } = changeRecorder('cluster', { dryRun: false, log: opts.log });
   const done = (step: string, detail: string) => record({ step, detail });
   const ns = plan.namespace;
@@ -144,7 +188,11 @@ export async function runTeardown(client: KubeClient, plan: TeardownPlan, opts: 
       done('label', `removed label ${plan.nodeLabel} from node ${n}`);
     }
     if (plan.records && !opts.keepRecords) {
-      await client.delete({ apiVersion: 'v1', kind: 'Secret', metadata: { name: RECORDS_SECRET, namespace: ns } });
+      await client.delete({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: RECORDS_SECRET, namespace: ns },
+      });
       done('delete', `deleted Secret ${ns}/${RECORDS_SECRET}`);
     }
     if (plan.namespaceAction === 'delete' && !opts.keepRecords) {
@@ -152,7 +200,10 @@ export async function runTeardown(client: KubeClient, plan: TeardownPlan, opts: 
       const { objects, unlisted } = await everythingIn(client, ns);
       const others = othersObjects(objects, new Set(plan.ourUids));
       if (others.length > 0 || unlisted.length > 0) {
-        opts.log?.warn('cluster', `Namespace ${ns} stays: ${others.length > 0 ? `it now holds ${others.slice(0, 3).map(describeObject).join(', ')}` : `could not check ${unlisted.join(', ')}`}`);
+        opts.log?.warn(
+          'cluster',
+          `Namespace ${ns} stays: ${others.length > 0 ? `it now holds ${others.slice(0, 3).map(describeObject).join(', ')}` : `could not check ${unlisted.join(', ')}`}`,
+        );
       } else {
         await client.delete({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
         done('delete', `deleted Namespace ${ns} (its pods finish terminating in the background)`);
@@ -160,7 +211,10 @@ export async function runTeardown(client: KubeClient, plan: TeardownPlan, opts: 
     } else if (plan.namespaceAction === 'release') {
       // Applying the bare object drops the fields each of our managers owned alone; others' labels stay.
       for (const manager of [FIELD_MANAGER, RECORDS_MANAGER]) {
-        await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, { fieldManager: manager });
+        await client.apply(
+          { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
+          { fieldManager: manager },
+        );
       }
       done('label', `removed runner-fleet's labels from Namespace ${ns}`);
     }

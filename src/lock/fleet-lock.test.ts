@@ -11,7 +11,17 @@ describe('judgeLease', () => {
   });
 
   it('a lease renewed within its duration is held, with its expiry', () => {
-    expect(judgeLease({ holderIdentity: 'pi-laptop/pid-42/ab12cd34', leaseDurationSeconds: 60, renewTime: '2026-12-01T11:59:30.000000Z' }, 'me', now)).toEqual({
+    expect(
+      judgeLease(
+        {
+          holderIdentity: 'pi-laptop/pid-42/ab12cd34',
+          leaseDurationSeconds: 60,
+          renewTime: '2026-12-01T11:59:30.000000Z',
+        },
+        'me',
+        now,
+      ),
+    ).toEqual({
       kind: 'held',
       holder: 'pi-laptop/pid-42/ab12cd34',
       renewedAt: '2026-12-01T11:59:30.000Z',
@@ -20,12 +30,23 @@ describe('judgeLease', () => {
   });
 
   it('a lease its holder stopped renewing (a killed run) is free once its duration has passed', () => {
-    expect(judgeLease({ holderIdentity: 'old', leaseDurationSeconds: 60, renewTime: '2026-12-01T11:58:59.999999Z' }, 'me', now)).toEqual({ kind: 'free', why: 'expired', previous: 'old' });
-    expect(judgeLease({ holderIdentity: 'old', leaseDurationSeconds: 60 }, 'me', now)).toMatchObject({ kind: 'free', why: 'expired' });
+    expect(
+      judgeLease(
+        { holderIdentity: 'old', leaseDurationSeconds: 60, renewTime: '2026-12-01T11:58:59.999999Z' },
+        'me',
+        now,
+      ),
+    ).toEqual({ kind: 'free', why: 'expired', previous: 'old' });
+    expect(judgeLease({ holderIdentity: 'old', leaseDurationSeconds: 60 }, 'me', now)).toMatchObject({
+      kind: 'free',
+      why: 'expired',
+    });
   });
 
   it('our own lease is ours', () => {
-    expect(judgeLease({ holderIdentity: 'me', leaseDurationSeconds: 60, renewTime: microTime(now) }, 'me', now)).toEqual({ kind: 'ours' });
+    expect(
+      judgeLease({ holderIdentity: 'me', leaseDurationSeconds: 60, renewTime: microTime(now) }, 'me', now),
+    ).toEqual({ kind: 'ours' });
   });
 });
 
@@ -41,7 +62,11 @@ describe('helpers', () => {
   });
 
   it('LockHeldError names the holder and when it expires, and is exit 1', () => {
-    const e = new LockHeldError('gitlab-runner/runner-fleet-lock', 'host/pid-1/abcd', '2026-12-01T12:00:30.000Z');
+    const e = new LockHeldError(
+      'gitlab-runner/runner-fleet-lock',
+      'host/pid-1/abcd',
+      '2026-12-01T12:00:30.000Z',
+    );
     expect(e.exitCode).toBe(1);
     expect(e.message).toContain('host/pid-1/abcd');
     expect(e.message).toContain('expires at 2026-12-01T12:00:30.000Z');

@@ -35,8 +35,14 @@ export function judgeLease(spec: LeaseSpec | undefined, identity: string, now: D
   if (spec.holderIdentity === identity) return { kind: 'ours' };
   const renewed = Date.parse(spec.renewTime ?? spec.acquireTime ?? '');
   const duration = (spec.leaseDurationSeconds ?? DEFAULT_LEASE_SECONDS) * 1000;
-  if (!Number.isFinite(renewed) || renewed + duration <= now.getTime()) return { kind: 'free', why: 'expired', previous: spec.holderIdentity };
-  return { kind: 'held', holder: spec.holderIdentity, renewedAt: new Date(renewed).toISOString(), expiresAt: new Date(renewed + duration).toISOString() };
+  if (!Number.isFinite(renewed) || renewed + duration <= now.getTime())
+    return { kind: 'free', why: 'expired', previous: spec.holderIdentity };
+  return {
+    kind: 'held',
+    holder: spec.holderIdentity,
+    renewedAt: new Date(renewed).toISOString(),
+    expiresAt: new Date(renewed + duration).toISOString(),
+  };
 }
 
 /** metav1.MicroTime: RFC 3339 with exactly six fractional digits (the apiserver refuses JavaScript's three). */
@@ -58,7 +64,7 @@ export class LockHeldError extends RunFailedError {
   ) {
     super(
       `another runner-fleet run holds the fleet lock (Lease ${where}): ${holder}, which expires at ${expiresAt} unless that run renews it; ` +
-        'nothing was changed. Wait for it to finish (a killed run\'s lock expires by itself), then run again',
+        "nothing was changed. Wait for it to finish (a killed run's lock expires by itself), then run again",
     );
     this.name = 'LockHeldError';
   }
@@ -86,12 +92,20 @@ const isStatus = (err: unknown, status: number) => err instanceof ApiError && er
  * renews it every third of its duration, and hands back a release. Fails fast with LockHeldError naming the
  * holder and its expiry; any other failure (cluster unreachable, frozen, forbidden) is thrown as it is.
  */
-export async function acquireFleetLock(client: KubeClient, namespace: string, opts: LockOptions = {}): Promise<FleetLock> {
+export async function acquireFleetLock(
+  client: KubeClient,
+  namespace: string,
+  opts: LockOptions = {},
+): Promise<FleetLock> {
   const identity = opts.identity ?? newHolderIdentity();
   const durationSeconds = opts.durationSeconds ?? DEFAULT_LEASE_SECONDS;
   const now = opts.now ?? (() => new Date());
   const where = `${namespace}/${LEASE_NAME}`;
-  const ref = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: LEASE_NAME, namespace } };
+  const ref = {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: { name: LEASE_NAME, namespace },
+  };
   const labels = { [PART_OF_LABEL]: MANAGED_BY, 'app.kubernetes.io/component': 'lock' };
 
   const take = async (): Promise<KubeObject> => {
@@ -108,22 +122,45 @@ export async function acquireFleetLock(client: KubeClient, namespace: string, op
         renewTime: t,
         leaseTransitions: (spec?.leaseTransitions ?? 0) + (spec?.holderIdentity ? 1 : 0),
       };
-      if (j.kind === 'free' && j.why === 'expired') opts.log?.warn('cluster', `taking over the fleet lock ${where}: its holder ${j.previous} stopped renewing it (expired)`);
+      if (j.kind === 'free' && j.why === 'expired')
+        opts.log?.warn(
+          'cluster',
+          `taking over the fleet lock ${where}: its holder ${j.previous} stopped renewing it (expired)`,
+        );
       try {
         if (!live) {
           if (!(await client.namespaceExists(namespace))) {
-            await client.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { [PART_OF_LABEL]: MANAGED_BY } } }, { fieldManager: RECORDS_MANAGER });
+            await client.apply(
+              {
+                apiVersion: 'v1',
+                kind: 'Namespace',
+                metadata: { name: namespace, labels: { [PART_OF_LABEL]: MANAGED_BY } },
+              },
+              { fieldManager: RECORDS_MANAGER },
+            );
           }
-          return await client.create({ ...ref, metadata: { ...ref.metadata, labels }, spec: wanted }, { fieldManager: RECORDS_MANAGER });
+          return await client.create(
+            { ...ref, metadata: { ...ref.metadata, labels }, spec: wanted },
+            { fieldManager: RECORDS_MANAGER },
+          );
         }
         // The resourceVersion makes this a compare-and-swap: of two runs that both saw it free, one gets 409.
-        return await client.replace({ ...ref, metadata: { ...ref.metadata, labels, resourceVersion: live.metadata.resourceVersion }, spec: wanted }, { fieldManager: RECORDS_MANAGER });
+        return await client.replace(
+          {
+            ...ref,
+            metadata: { ...ref.metadata, labels, resourceVersion: live.metadata.resourceVersion },
+            spec: wanted,
+          },
+          { fieldManager: RECORDS_MANAGER },
+        );
       } catch (err) {
         // Someone else wrote it between our read and write: read again and judge who holds it now.
         if (!isStatus(err, 409)) throw err;
       }
     }
-    throw new RunFailedError(`could not take the fleet lock (Lease ${where}): it kept changing under us; another run is starting`);
+    throw new RunFailedError(
+      `could not take the fleet lock (Lease ${where}): it kept changing under us; another run is starting`,
+    );
   };
 
   let current = await take();
@@ -148,9 +185,12 @@ export async function acquireFleetLock(client: KubeClient, namespace: string, op
       if (lostWhy) opts.log?.error('cluster', lostWhy);
     }
   };
-  const timer = setInterval(() => {
-    renewing = renewing.then(renew);
-  }, Math.max(1000, (durationSeconds * 1000) / 3));
+  const timer = setInterval(
+    () => {
+      renewing = renewing.then(renew);
+    },
+    Math.max(1000, (durationSeconds * 1000) / 3),
+  );
   // Renewing must not keep a finished process alive if a caller forgot to release.
   timer.unref();
 
@@ -165,7 +205,10 @@ export async function acquireFleetLock(client: KubeClient, namespace: string, op
         // Only our version: a lock someone took over since is theirs to keep.
         await client.deleteAt(ref, String(current.metadata.resourceVersion));
       } catch (err) {
-        opts.log?.warn('cluster', `could not release the fleet lock ${where} (${err instanceof Error ? err.message : String(err)}); it expires by itself within ${durationSeconds}s`);
+        opts.log?.warn(
+          'cluster',
+          `could not release the fleet lock ${where} (${err instanceof Error ? err.message : String(err)}); it expires by itself within ${durationSeconds}s`,
+        );
       }
     },
   };

@@ -29,7 +29,9 @@ describe.runIf(hasFlock)('withNodeLock', () => {
       const t0 = Date.now();
       const r = run(withNodeLock(`touch ${join(dir, 'ran')}`, { lockFile, waitSeconds: 1 }));
       expect(r.status).toBe(NODE_LOCK_BUSY);
-      expect(r.stderr).toContain(`another runner-fleet run held ${lockFile} on this node for 1s; nothing was changed`);
+      expect(r.stderr).toContain(
+        `another runner-fleet run held ${lockFile} on this node for 1s; nothing was changed`,
+      );
       expect(Date.now() - t0).toBeLessThan(4000);
       expect(existsSync(join(dir, 'ran'))).toBe(false);
     } finally {
@@ -51,7 +53,11 @@ describe.runIf(hasFlock)('withNodeLock', () => {
 
   it('a script with quotes, heredocs and a large body survives the trip', () => {
     const big = 'x'.repeat(300_000);
-    const r = run(withNodeLock(`cat <<'EOF'\n'"$HOME"\nEOF\nv='${big}'; echo \${#v}`, { lockFile: join(mkdtempSync(join(tmpdir(), 'rf-nodelock-')), 'lock') }));
+    const r = run(
+      withNodeLock(`cat <<'EOF'\n'"$HOME"\nEOF\nv='${big}'; echo \${#v}`, {
+        lockFile: join(mkdtempSync(join(tmpdir(), 'rf-nodelock-')), 'lock'),
+      }),
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe(`'"$HOME"\n300000\n`);
   });

@@ -33,7 +33,9 @@ export interface RunnerPhaseResult {
 
 export const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
 
-export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<string> }): Promise<RunnerPhaseResult> {
+export async function convergeRunners(
+  input: RunnerPhaseInput & { exclude?: Set<string> },
+): Promise<RunnerPhaseResult> {
   // Only runnerPhase calls this, and runConverge starts that phase only when the inventory has a gitlab token.
   const { inventory: inv, dryRun, log } = input;
   let client: KubeClient;
@@ -42,7 +44,10 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
   } catch (err) {
     const error = messageOf(err);
     log.error('cluster', error);
-    return { gitlab: { ok: false, changes: [], error: `not attempted: ${error}` }, cluster: { ok: false, changes: [], error } };
+    return {
+      gitlab: { ok: false, changes: [], error: `not attempted: ${error}` },
+      cluster: { ok: false, changes: [], error },
+    };
   }
 
   // Everything checkable without a change, before GitLab changes anything: each node's architecture, and every
@@ -58,38 +63,65 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
   const check = clusterPreflight(inv, input.executor, archOf);
   if (check.error) {
     log.error('cluster', check.error);
-    return { gitlab: { ok: false, changes: [], error: `not attempted: ${check.error}` }, cluster: { ok: false, changes: [], error: check.error } };
+    return {
+      gitlab: { ok: false, changes: [], error: `not attempted: ${check.error}` },
+      cluster: { ok: false, changes: [], error: check.error },
+    };
   }
   for (const [node, why] of check.unfit) log.error(node, describeUnfit(why));
-  const fit: Inventory = check.unfit.size > 0 ? { ...inv, nodes: inv.nodes.filter((n) => !check.unfit.has(n.name)) } : inv;
-  const unfitError = [...check.unfit].map(([node, why]) => `${node}: ${describeUnfit(why)}; it gets no runner`).join('; ');
+  const fit: Inventory =
+    check.unfit.size > 0 ? { ...inv, nodes: inv.nodes.filter((n) => !check.unfit.has(n.name)) } : inv;
+  const unfitError = [...check.unfit]
+    .map(([node, why]) => `${node}: ${describeUnfit(why)}; it gets no runner`)
+    .join('; ');
 
   // GitLab first: the cluster's config.toml needs each node's runner token.
   let reconciled: ReconcileResult;
   try {
-    log.progress('gitlab', `${dryRun ? 'planning' : 'reconciling'} runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
+    log.progress(
+      'gitlab',
+      `${dryRun ? 'planning' : 'reconciling'} runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`,
+    );
     // Nodes whose host runner could not be removed get no cluster runner beside it (the next run tries again).
     // With such nodes and no --only, records of nodes gone from the inventory wait for the next run as well.
     const exclude = new Set([...(input.exclude ?? []), ...check.unfit.keys()]);
-    const only = exclude.size ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !exclude.has(n)) : input.only;
+    const only = exclude.size
+      ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !exclude.has(n))
+      : input.only;
     // New runners first, the cluster next, deletes last (retireLater): old pods never poll with deleted tokens.
-    reconciled = await reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), GitlabApi.fromConfig(inv.gitlab), {
-      dryRun,
-      only,
-      log,
-      retireLater: true,
-    });
+    reconciled = await reconcileRunners(
+      inv,
+      typedStore(client, inv.kubernetes.namespace, dryRun),
+      GitlabApi.fromConfig(inv.gitlab),
+      {
+        dryRun,
+        only,
+        log,
+        retireLater: true,
+      },
+    );
   } catch (err) {
     const error = messageOf(err);
     log.error('gitlab', error);
-    return { gitlab: { ok: false, changes: [], error }, cluster: { ok: false, changes: [], error: 'not attempted: runner registration failed' } };
+    return {
+      gitlab: { ok: false, changes: [], error },
+      cluster: { ok: false, changes: [], error: 'not attempted: runner registration failed' },
+    };
   }
 
   // One config.toml per inventory node that has a runner; a node whose registration failed keeps no pod.
-  const creating = new Set(reconciled.actions.filter((a) => a.kind === 'create' || a.kind === 'join').map((a) => a.node));
+  const creating = new Set(
+    reconciled.actions.filter((a) => a.kind === 'create' || a.kind === 'join').map((a) => a.node),
+  );
   let cluster: ClusterReport;
   try {
-    const desired = desiredCluster({ inventory: fit, executor: input.executor, records: reconciled.records, arch: archOf, planned: dryRun ? creating : undefined });
+    const desired = desiredCluster({
+      inventory: fit,
+      executor: input.executor,
+      records: reconciled.records,
+      arch: archOf,
+      planned: dryRun ? creating : undefined,
+    });
     cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });
   } catch (err) {
     // GitLab may have changed already: a failure now is a failed run with its report (exit 1), whatever its kind.
@@ -97,10 +129,18 @@ export async function convergeRunners(input: RunnerPhaseInput & { exclude?: Set<
     log.error('cluster', error);
     cluster = { ok: false, changes: [], error };
   }
-  if (unfitError) cluster = { ...cluster, ok: false, error: cluster.error ? `${cluster.error}; ${unfitError}` : unfitError };
+  if (unfitError)
+    cluster = {
+      ...cluster,
+      ok: false,
+      error: cluster.error ? `${cluster.error}; ${unfitError}` : unfitError,
+    };
   if (cluster.ok) await reconciled.retire();
   else if (reconciled.records.some((r) => r.retiredAt)) {
-    log.warn('gitlab', 'replaced and removed runners stay in GitLab until the cluster carries the new tokens (next run)');
+    log.warn(
+      'gitlab',
+      'replaced and removed runners stay in GitLab until the cluster carries the new tokens (next run)',
+    );
   }
   return { gitlab: gitlabReport(reconciled, log), cluster };
 }
@@ -110,7 +150,9 @@ function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
   return {
     ok: reconciled.errors.length === 0,
     changes: reconciled.changes.map((c) => ({ step: c.step, detail: c.detail })),
-    ...(reconciled.errors.length > 0 ? { error: reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
+    ...(reconciled.errors.length > 0
+      ? { error: reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ') }
+      : {}),
   };
 }
 

@@ -25,7 +25,9 @@ describe('clusterPreflight', () => {
       const r = clusterPreflight(inv, executor, arch);
       expect(r.error).toBeUndefined();
       expect([...r.unfit.keys()]).toEqual(['rv-1']);
-      expect(describeUnfit(r.unfit.get('rv-1')!)).toMatch(/node architecture "riscv64": runner pods run on arm64 and amd64 only/);
+      expect(describeUnfit(r.unfit.get('rv-1')!)).toMatch(
+        /node architecture "riscv64": runner pods run on arm64 and amd64 only/,
+      );
     }
   });
 

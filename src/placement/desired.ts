@@ -8,7 +8,14 @@ import type { UnfitNode } from './reasons.js';
 
 /** A stand-in record for a runner that `plan` says would be created: the config can be planned before it exists. */
 function plannedRecord(node: string): RunnerRecord {
-  return { node, mode: 'access', token: 'created-on-apply', systemId: 's_000000000000', settings: null, createdAt: new Date(0).toISOString() };
+  return {
+    node,
+    mode: 'access',
+    token: 'created-on-apply',
+    systemId: 's_000000000000',
+    settings: null,
+    createdAt: new Date(0).toISOString(),
+  };
 }
 
 /** What the cluster should hold, before rendering: the input of renderClusterObjects (and so of convergeCluster). */
@@ -26,20 +33,39 @@ export interface DesiredCluster {
  * `apply` and `render` both build the cluster objects from this, so `render` writes exactly what `apply` sends.
  * `planned`: nodes `plan` would register, given a stand-in record so their config can be planned.
  */
-export function desiredCluster(opts: { inventory: Inventory; executor: Executor; records: RunnerRecord[]; arch: (node: string) => string; planned?: Set<string> }): DesiredCluster {
+export function desiredCluster(opts: {
+  inventory: Inventory;
+  executor: Executor;
+  records: RunnerRecord[];
+  arch: (node: string) => string;
+  planned?: Set<string>;
+}): DesiredCluster {
   const { inventory: inv } = opts;
   const live = new Map(opts.records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const configs: Record<string, string> = {};
   const tokens: Record<string, string> = {};
   const systemIds: Record<string, string> = {};
   for (const node of inv.nodes) {
-    const record = live.get(node.name) ?? (opts.planned?.has(node.name) ? plannedRecord(node.name) : undefined);
+    const record =
+      live.get(node.name) ?? (opts.planned?.has(node.name) ? plannedRecord(node.name) : undefined);
     if (!record) continue;
-    configs[node.name] = renderConfigToml({ inventory: inv, node, record, executor: opts.executor, arch: opts.arch(node.name) });
+    configs[node.name] = renderConfigToml({
+      inventory: inv,
+      node,
+      record,
+      executor: opts.executor,
+      arch: opts.arch(node.name),
+    });
     tokens[node.name] = record.token;
     systemIds[node.name] = record.systemId;
   }
-  return { inventory: { ...inv, nodes: inv.nodes.filter((n) => configs[n.name] !== undefined) }, executor: opts.executor, configs, tokens, systemIds };
+  return {
+    inventory: { ...inv, nodes: inv.nodes.filter((n) => configs[n.name] !== undefined) },
+    executor: opts.executor,
+    configs,
+    tokens,
+    systemIds,
+  };
 }
 
 /**
@@ -47,7 +73,11 @@ export function desiredCluster(opts: { inventory: Inventory; executor: Executor;
  * (they get no runner; the others go on). `error`: the cluster objects cannot be rendered at all (a template, or
  * a value config.toml cannot hold), checked with stand-in records for every node.
  */
-export function clusterPreflight(inv: Inventory, executor: Executor, arch: (node: string) => string): { unfit: Map<string, UnfitNode>; error?: string } {
+export function clusterPreflight(
+  inv: Inventory,
+  executor: Executor,
+  arch: (node: string) => string,
+): { unfit: Map<string, UnfitNode>; error?: string } {
   const unfit = new Map<string, UnfitNode>();
   for (const node of inv.nodes) {
     const a = arch(node.name);
@@ -56,7 +86,15 @@ export function clusterPreflight(inv: Inventory, executor: Executor, arch: (node
   const fit = inv.nodes.filter((n) => !unfit.has(n.name));
   if (fit.length === 0) return { unfit };
   try {
-    renderClusterObjects(desiredCluster({ inventory: { ...inv, nodes: fit }, executor, records: [], arch, planned: new Set(fit.map((n) => n.name)) }));
+    renderClusterObjects(
+      desiredCluster({
+        inventory: { ...inv, nodes: fit },
+        executor,
+        records: [],
+        arch,
+        planned: new Set(fit.map((n) => n.name)),
+      }),
+    );
   } catch (err) {
     return { unfit, error: redact(err instanceof Error ? err.message : String(err)) };
   }

@@ -12,7 +12,9 @@ const LEFT_INVENTORY = describeCause({ kind: 'left-inventory' });
  */
 function withCause(changes: RunnerChange[], inv: Inventory, cause: DeleteCause): RunnerChange[] {
   const why = describeCause(cause);
-  return changes.map((c) => (inv.nodes.some((n) => n.name === c.node) ? { ...c, detail: c.detail.replace(LEFT_INVENTORY, why) } : c));
+  return changes.map((c) =>
+    inv.nodes.some((n) => n.name === c.node) ? { ...c, detail: c.detail.replace(LEFT_INVENTORY, why) } : c,
+  );
 }
 
 export class GitlabLog {
@@ -32,8 +34,18 @@ export class GitlabLog {
 
   /** `later`: the cluster phase's own section, whose changes came after these. */
   report(later?: ClusterReport): ClusterReport {
-    const changes = [...this.changes.map((c) => ({ step: c.step, detail: c.detail })), ...(later?.changes ?? [])];
-    const errors = [...this.errors.map((e) => `${e.node}: ${e.message}`), ...(later?.error ? [later.error] : [])];
-    return { ok: errors.length === 0 && (later?.ok ?? true), changes, ...(errors.length > 0 ? { error: errors.join('; ') } : {}) };
+    const changes = [
+      ...this.changes.map((c) => ({ step: c.step, detail: c.detail })),
+      ...(later?.changes ?? []),
+    ];
+    const errors = [
+      ...this.errors.map((e) => `${e.node}: ${e.message}`),
+      ...(later?.error ? [later.error] : []),
+    ];
+    return {
+      ok: errors.length === 0 && (later?.ok ?? true),
+      changes,
+      ...(errors.length > 0 ? { error: errors.join('; ') } : {}),
+    };
   }
 }

@@ -3,7 +3,13 @@
 import { GitlabApi, type GitlabRunnerApi } from '../gitlab/api.js';
 import { gatherHostRunnerProbe, removeHostRunner, type HostRunnerContext } from '../host-runner/converge.js';
 import { loadRepositoryKey } from '../host-runner/repository.js';
-import { hostRunnerIndexPath, indexEntry, readHostRunnerIndex, writeHostRunnerIndex, type IndexedNode } from '../host-runner/state.js';
+import {
+  hostRunnerIndexPath,
+  indexEntry,
+  readHostRunnerIndex,
+  writeHostRunnerIndex,
+  type IndexedNode,
+} from '../host-runner/state.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { KubeClient } from '../kube/client.js';
 import { connectCluster } from '../kube/converge.js';
@@ -21,7 +27,12 @@ import { kubeconfigFromNode, typedStore } from './records.js';
 /** What one run learnt about a node's host runner, for the index. */
 export type HostRunnerResults = Map<string, { node: IndexedNode; present: boolean }>;
 
-export function hostRunnerContext(inv: Inventory, api: GitlabRunnerApi, dryRun: boolean, log: Logger): HostRunnerContext {
+export function hostRunnerContext(
+  inv: Inventory,
+  api: GitlabRunnerApi,
+  dryRun: boolean,
+  log: Logger,
+): HostRunnerContext {
   let key: Promise<Buffer> | undefined;
   return {
     inventory: inv,
@@ -29,12 +40,19 @@ export function hostRunnerContext(inv: Inventory, api: GitlabRunnerApi, dryRun: 
     dryRun,
     log,
     // One fetch per run, however many nodes need it.
-    repositoryKey: () => (key ??= loadRepositoryKey(inv.runners.packageRepository, Math.floor(Date.now() / 1000))),
+    repositoryKey: () =>
+      (key ??= loadRepositoryKey(inv.runners.packageRepository, Math.floor(Date.now() / 1000))),
   };
 }
 
 /** Applies a run's host-runner results to the index beside the inventory (never in a dry run). */
-export function updateIndex(inv: Inventory, dryRun: boolean, log: Logger, known: IndexedNode[], results: HostRunnerResults): void {
+export function updateIndex(
+  inv: Inventory,
+  dryRun: boolean,
+  log: Logger,
+  known: IndexedNode[],
+  results: HostRunnerResults,
+): void {
   if (dryRun) return;
   const next = new Map(known.map((n) => [n.name, n]));
   for (const [name, r] of results) {
@@ -77,11 +95,18 @@ export async function removeHostRunners(
     const { changes, record } = changeRecorder(n.name, { dryRun, log });
     try {
       const spec: NodeSpec = { docker: 'auto', microk8s: true, ...inventory.ssh, ...n };
-      const outcome = await withNode(spec, async (conn) => removeHostRunner(conn, n, await gatherHostRunnerProbe(conn), ctx, record));
+      const outcome = await withNode(spec, async (conn) =>
+        removeHostRunner(conn, n, await gatherHostRunnerProbe(conn), ctx, record),
+      );
       gitlab.add(outcome.gitlab, inventory, opts.cause ?? { kind: 'left-inventory' });
       results.set(n.name, { node: indexEntry(spec), present: outcome.present });
       if (outcome.error) log.error(n.name, outcome.error);
-      return { name: n.name, ok: !outcome.error, changes, ...(outcome.error ? { error: outcome.error } : {}) };
+      return {
+        name: n.name,
+        ok: !outcome.error,
+        changes,
+        ...(outcome.error ? { error: outcome.error } : {}),
+      };
     } catch (err) {
       const error = messageOf(err);
       log.error(n.name, error);
@@ -115,20 +140,30 @@ export async function takeRunnersOutOfCluster(
     client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
     // The records stay where they are; only the runners of the selected nodes are deleted through them.
     const keep = { ...inv, nodes: opts.only ? inv.nodes.filter((n) => !opts.only!.includes(n.name)) : [] };
-    const r = await reconcileRunners(keep, typedStore(client, inv.kubernetes.namespace, dryRun), api, { dryRun, only: opts.only, log });
+    const r = await reconcileRunners(keep, typedStore(client, inv.kubernetes.namespace, dryRun), api, {
+      dryRun,
+      only: opts.only,
+      log,
+    });
     gitlab.add(r, inv, { kind: 'placement', placement: 'host' });
     for (const e of r.errors) blocked.set(e.node, { kind: 'cluster-runner-not-deleted', message: e.message });
   } catch (err) {
     const error = messageOf(err);
     if (which === 'default') {
       // The inventory names no cluster: an unreachable default kubeconfig is someone else's cluster, not ours to wait for.
-      log.warn('cluster', `could not look for runner-fleet's runners in the default kubeconfig's cluster (${error}); if it ran them, delete them with destroy`);
+      log.warn(
+        'cluster',
+        `could not look for runner-fleet's runners in the default kubeconfig's cluster (${error}); if it ran them, delete them with destroy`,
+      );
       return undefined;
     }
     log.error('cluster', error);
     for (const n of selected) blocked.set(n, { kind: 'cluster-not-cleaned', error });
     return { ok: false, changes: [], error };
   }
-  log.progress('cluster', `${dryRun ? 'planning' : 'taking'} runner pods out of ${client.server} (runners.placement is host)`);
+  log.progress(
+    'cluster',
+    `${dryRun ? 'planning' : 'taking'} runner pods out of ${client.server} (runners.placement is host)`,
+  );
   return removeClusterRunners(client, inv, { nodes: opts.only, dryRun, logger: log });
 }

@@ -12,7 +12,14 @@ import type { Change, ClusterReport, NodeReport } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import { convergeRunners } from './cluster.js';
 import { GitlabLog } from './gitlab-log.js';
-import { hostRunnerContext, readIndex, removeHostRunners, takeRunnersOutOfCluster, updateIndex, type HostRunnerResults } from './host.js';
+import {
+  hostRunnerContext,
+  readIndex,
+  removeHostRunners,
+  takeRunnersOutOfCluster,
+  updateIndex,
+  type HostRunnerResults,
+} from './host.js';
 import { describeBlock, type DeleteCause, type NodeBlock } from './reasons.js';
 
 export interface RunnerPhaseOptions {
@@ -29,9 +36,16 @@ export interface RunnerPhase {
    * Per node, after its Docker converged, on the host phase's connection and with its facts (the gather included
    * the host-runner section). Returns the node's error, if its runner could not be put right.
    */
-  onNode(conn: NodeConnection, node: NodeSpec, facts: HostFacts, record: (c: Change) => void): Promise<string | undefined>;
+  onNode(
+    conn: NodeConnection,
+    node: NodeSpec,
+    facts: HostFacts,
+    record: (c: Change) => void,
+  ): Promise<string | undefined>;
   /** After every node: the cluster (placement cluster), nodes gone from the inventory, the host-runner index. */
-  afterNodes(facts: Map<string, HostFacts>): Promise<{ gitlab?: ClusterReport; cluster?: ClusterReport; nodes: NodeReport[] }>;
+  afterNodes(
+    facts: Map<string, HostFacts>,
+  ): Promise<{ gitlab?: ClusterReport; cluster?: ClusterReport; nodes: NodeReport[] }>;
 }
 
 /**
@@ -52,7 +66,9 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
 
   // Nodes that must not get a new runner this run: their old one could not be deleted.
   const blocked = new Map<string, NodeBlock>();
-  const cleanup: Promise<ClusterReport | undefined> = host ? takeRunnersOutOfCluster(opts, api, gitlab, blocked) : Promise.resolve(undefined);
+  const cleanup: Promise<ClusterReport | undefined> = host
+    ? takeRunnersOutOfCluster(opts, api, gitlab, blocked)
+    : Promise.resolve(undefined);
   // Settled before anything awaits it: a rejection is a report, never an unhandled one.
   cleanup.catch(() => undefined);
 
@@ -73,7 +89,12 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
         results.set(node.name, { node: indexEntry(node), present: false });
         return undefined;
       }
-      log.progress(node.name, dryRun ? 'planning the removal of its host runner' : 'removing its host runner (runners.placement is cluster)');
+      log.progress(
+        node.name,
+        dryRun
+          ? 'planning the removal of its host runner'
+          : 'removing its host runner (runners.placement is cluster)',
+      );
       const outcome = await removeHostRunner(conn, node, hr, ctx, record);
       gitlab.add(outcome.gitlab, inv, cause);
       results.set(node.name, { node: indexEntry(node), present: outcome.present });
@@ -86,7 +107,10 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
       const departed = opts.only ? [] : index.filter((n) => !inv.nodes.some((m) => m.name === n.name));
       let departedReports: NodeReport[] = [];
       if (departed.length > 0) {
-        log.progress('gitlab', `removing the host runners of ${departed.map((n) => n.name).join(', ')} (not in the inventory any more)`);
+        log.progress(
+          'gitlab',
+          `removing the host runners of ${departed.map((n) => n.name).join(', ')} (not in the inventory any more)`,
+        );
         const r = await removeHostRunners(inv, departed, { dryRun, log, cause: { kind: 'left-inventory' } });
         departedReports = r.nodes;
         gitlab.addReport(r.gitlab);
@@ -98,7 +122,11 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
         return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports };
       }
       const r = await convergeRunners({ ...opts, facts, exclude: new Set(blocked.keys()) });
-      return { gitlab: gitlab.report(r.gitlab), ...(r.cluster ? { cluster: r.cluster } : {}), nodes: departedReports };
+      return {
+        gitlab: gitlab.report(r.gitlab),
+        ...(r.cluster ? { cluster: r.cluster } : {}),
+        nodes: departedReports,
+      };
     },
   };
 }

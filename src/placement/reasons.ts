@@ -11,7 +11,8 @@ export type NodeBlock =
   | { kind: 'host-runner-not-removed'; error: string };
 
 /** Why GitLab deletes a runner of a node placement moved (the planner's own reason is "node left the inventory"). */
-export type DeleteCause = { kind: 'left-inventory' } | { kind: 'destroy' } | { kind: 'placement'; placement: 'host' | 'cluster' };
+export type DeleteCause =
+  { kind: 'left-inventory' } | { kind: 'destroy' } | { kind: 'placement'; placement: 'host' | 'cluster' };
 
 export function describeUnfit(u: UnfitNode): string {
   switch (u.kind) {

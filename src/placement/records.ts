@@ -10,7 +10,11 @@ export async function kubeconfigFromNode(inv: Inventory): Promise<string | undef
   const name = inv.kubernetes.fromNode;
   if (!name) return undefined;
   const node = inv.nodes.find((n) => n.name === name)!;
-  return withNode(node, async (conn) => (await conn.check('microk8s config', { sudo: true, step: `microk8s config on ${name}` })).stdout);
+  return withNode(
+    node,
+    async (conn) =>
+      (await conn.check('microk8s config', { sudo: true, step: `microk8s config on ${name}` })).stdout,
+  );
 }
 
 /** Records as the store holds them, validated (tokens registered for redaction, never echoed). */

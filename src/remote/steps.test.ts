@@ -5,7 +5,10 @@ import { failedStep, readStepsRun, stepBlock, stepsScript } from './steps.js';
 
 const run = (script: string) => {
   try {
-    return { code: 0, stdout: execFileSync('sh', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }) };
+    return {
+      code: 0,
+      stdout: execFileSync('sh', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }),
+    };
   } catch (err) {
     const e = err as { status: number; stdout: string };
     return { code: e.status, stdout: e.stdout };
@@ -18,12 +21,19 @@ describe('remote steps', () => {
   it('stops at the first failing step under set -e, and says which steps were done', () => {
     const r = run(`set -e\n${stepsScript(steps, (s) => s)}`);
     expect(r.code).toBe(1);
-    expect(readStepsRun(steps.map((s, i) => `${i}:${s}`), r)).toEqual({ done: ['0:true'], failed: '1:false' });
+    expect(
+      readStepsRun(
+        steps.map((s, i) => `${i}:${s}`),
+        r,
+      ),
+    ).toEqual({ done: ['0:true'], failed: '1:false' });
     expect(failedStep(['a', 'b', 'c'], r.stdout)).toBe('b');
   });
 
   it('a tolerated step sets its flag and lets the script go on', () => {
-    const r = run(`set -e\nf=0\n${stepBlock(0, 'false', { tolerate: { detail: 'reload', flag: 'f' } })}\n${stepBlock(1, 'true')}\necho "f=$f"`);
+    const r = run(
+      `set -e\nf=0\n${stepBlock(0, 'false', { tolerate: { detail: 'reload', flag: 'f' } })}\n${stepBlock(1, 'true')}\necho "f=$f"`,
+    );
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('f=1');
     expect(readStepsRun(['a', 'b'], r)).toEqual({ done: ['b'] });

@@ -2,8 +2,13 @@
 // the steps before it still count as done.
 
 /** One step's script wrapped in its markers. `tolerate`: a failing step echoes its failure and the script goes on. */
-export function stepBlock(i: number, script: string, opts: { tolerate?: { detail: string; flag: string } } = {}): string {
-  if (opts.tolerate) return `echo "@@begin ${i}"\nif ${script}; then echo "@@done ${i}"; else echo "${opts.tolerate.detail}: failed" >&2; ${opts.tolerate.flag}=1; fi`;
+export function stepBlock(
+  i: number,
+  script: string,
+  opts: { tolerate?: { detail: string; flag: string } } = {},
+): string {
+  if (opts.tolerate)
+    return `echo "@@begin ${i}"\nif ${script}; then echo "@@done ${i}"; else echo "${opts.tolerate.detail}: failed" >&2; ${opts.tolerate.flag}=1; fi`;
   return `echo "@@begin ${i}"\n${script}\necho "@@done ${i}"`;
 }
 
@@ -39,5 +44,8 @@ export interface StepsRun<S> {
 /** Reads a run's result: which steps completed, and on a failure the first that did not (in order, under set -e). */
 export function readStepsRun<S>(steps: S[], r: { code: number | null; stdout: string }): StepsRun<S> {
   const done = doneSteps(r.stdout);
-  return { done: steps.filter((_, i) => done.has(i)), ...(r.code !== 0 ? { failed: steps.find((_, i) => !done.has(i)) } : {}) };
+  return {
+    done: steps.filter((_, i) => done.has(i)),
+    ...(r.code !== 0 ? { failed: steps.find((_, i) => !done.has(i)) } : {}),
+  };
 }

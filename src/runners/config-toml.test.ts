@@ -48,7 +48,13 @@ describe('renderConfigToml', () => {
     expect(doc.concurrent).toBe(3);
     expect(doc.check_interval).toBe(5);
     expect(doc.runners).toHaveLength(1);
-    expect(runner).toMatchObject({ name: 'fleet pi-1', url: 'https://gitlab.lan', token: record.token, executor: 'shell', shell: 'bash' });
+    expect(runner).toMatchObject({
+      name: 'fleet pi-1',
+      url: 'https://gitlab.lan',
+      token: record.token,
+      executor: 'shell',
+      shell: 'bash',
+    });
     expect(runner.docker).toBeUndefined();
   });
 
@@ -61,11 +67,16 @@ describe('renderConfigToml', () => {
       image: 'alpine:3.20',
       privileged: true,
       volumes: ['/certs/client', '/cache'],
-      helper_image: 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:arm64-v${CI_RUNNER_VERSION}',
+      helper_image:
+        'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:arm64-v${CI_RUNNER_VERSION}',
     });
     expect(docker.network_mode).toBeUndefined();
     expect(docker.services).toEqual([
-      { name: 'docker:27-dind', alias: 'docker', command: ['--insecure-registry=gitlab.lan:5050', '--insecure-registry=10.0.0.5:5000'] },
+      {
+        name: 'docker:27-dind',
+        alias: 'docker',
+        command: ['--insecure-registry=gitlab.lan:5050', '--insecure-registry=10.0.0.5:5000'],
+      },
     ]);
   });
 
@@ -78,7 +89,8 @@ describe('renderConfigToml', () => {
     expect(docker).toMatchObject({
       privileged: false,
       volumes: ['/var/run/docker.sock:/var/run/docker.sock', '/cache'],
-      helper_image: 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v${CI_RUNNER_VERSION}',
+      helper_image:
+        'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v${CI_RUNNER_VERSION}',
     });
     expect(docker.services).toBeUndefined();
     expect(runner.environment).toBeUndefined();
@@ -93,8 +105,14 @@ describe('renderConfigToml', () => {
 
   it('runners.dindService: job leaves the dind service to the jobs that declare it', () => {
     const jobSide = { ...inv, runners: { ...inv.runners, dindService: 'job' as const } };
-    const text = renderConfigToml({ inventory: jobSide, node: inv.nodes[0], record, executor: 'dind', arch: 'arm64' });
-    const docker = ((parseToml(text).runners as TomlTable[])[0].docker) as TomlTable;
+    const text = renderConfigToml({
+      inventory: jobSide,
+      node: inv.nodes[0],
+      record,
+      executor: 'dind',
+      arch: 'arm64',
+    });
+    const docker = (parseToml(text).runners as TomlTable[])[0].docker as TomlTable;
     expect(docker.services).toBeUndefined();
     expect(docker.privileged).toBe(true);
   });
@@ -111,8 +129,14 @@ runners:
       '/tmp/inventory.yaml',
     );
     for (const executor of ['dind', 'dood'] as const) {
-      const text = renderConfigToml({ inventory: custom, node: custom.nodes[0], record, executor, arch: 'aarch64' });
-      const docker = ((parseToml(text).runners as TomlTable[])[0].docker) as TomlTable;
+      const text = renderConfigToml({
+        inventory: custom,
+        node: custom.nodes[0],
+        record,
+        executor,
+        arch: 'aarch64',
+      });
+      const docker = (parseToml(text).runners as TomlTable[])[0].docker as TomlTable;
       expect(docker.helper_image).toBe('gitlab.lan:5050/mirror/helper:arm64-v${CI_RUNNER_VERSION}');
       expect(docker.pull_policy).toEqual(['if-not-present', 'always']);
     }
@@ -121,7 +145,13 @@ runners:
   it('escapes DEL and every other control character, so gitlab-runner (BurntSushi/toml) can read the file', () => {
     const nasty = `x\u007fy\u0001z\u001f\tq`;
     const hostile = { ...inv, runners: { ...inv.runners, description: `${nasty} {node}` } };
-    const text = renderConfigToml({ inventory: hostile, node: inv.nodes[0], record, executor: 'dood', arch: 'arm64' });
+    const text = renderConfigToml({
+      inventory: hostile,
+      node: inv.nodes[0],
+      record,
+      executor: 'dood',
+      arch: 'arm64',
+    });
     expect(text).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/); // eslint-disable-line no-control-regex
     expect(text).toContain('\\u007f');
     expect(((parseToml(text).runners as TomlTable[])[0] as TomlTable).name).toBe(`${nasty} pi-1`);
@@ -157,22 +187,44 @@ runners:
 `,
     '/tmp/inventory.yaml',
   );
-  const resolve = (ref: { ref: string }) => (ref.ref === 'env:RF_CACHE_AK' ? 'AKIA-test' : 'sk-test/with"quote');
+  const resolve = (ref: { ref: string }) =>
+    ref.ref === 'env:RF_CACHE_AK' ? 'AKIA-test' : 'sk-test/with"quote';
 
   it('writes [runners.cache] and [runners.cache.s3] as gitlab-runner 17.9 names them, keys resolved from their references', () => {
-    const text = renderConfigToml({ inventory: withSettings, node: withSettings.nodes[0], record: { ...record, node: 'pi-1' }, executor: 'dood', arch: 'arm64', resolve });
+    const text = renderConfigToml({
+      inventory: withSettings,
+      node: withSettings.nodes[0],
+      record: { ...record, node: 'pi-1' },
+      executor: 'dood',
+      arch: 'arm64',
+      resolve,
+    });
     expect(text).toContain('[runners.cache]\n');
     expect(text).toContain('[runners.cache.s3]\n');
     const runner = (parseToml(text).runners as TomlTable[])[0];
     expect(runner.cache).toEqual({
       Type: 's3',
       Shared: true,
-      s3: { ServerAddress: 'minio.lan:9000', AccessKey: 'AKIA-test', SecretKey: 'sk-test/with"quote', BucketName: 'runner-cache', Insecure: true, AuthenticationType: 'access-key' },
+      s3: {
+        ServerAddress: 'minio.lan:9000',
+        AccessKey: 'AKIA-test',
+        SecretKey: 'sk-test/with"quote',
+        BucketName: 'runner-cache',
+        Insecure: true,
+        AuthenticationType: 'access-key',
+      },
     });
   });
 
   it('listens for metrics on the port and limits each job container', () => {
-    const text = renderConfigToml({ inventory: withSettings, node: withSettings.nodes[0], record: { ...record, node: 'pi-1' }, executor: 'dind', arch: 'arm64', resolve });
+    const text = renderConfigToml({
+      inventory: withSettings,
+      node: withSettings.nodes[0],
+      record: { ...record, node: 'pi-1' },
+      executor: 'dind',
+      arch: 'arm64',
+      resolve,
+    });
     const doc = parseToml(text);
     expect(doc.listen_address).toBe(':9400');
     expect((doc.runners as TomlTable[])[0].docker).toMatchObject({ memory: '2g', cpus: '1.5' });
@@ -185,8 +237,14 @@ runners:
 
   it('an unset credential is bad input naming its path', () => {
     delete process.env.RF_CACHE_AK;
-    expect(() => renderConfigToml({ inventory: withSettings, node: withSettings.nodes[0], record: { ...record, node: 'pi-1' }, executor: 'dood', arch: 'arm64' })).toThrow(
-      /runners\.cache\.accessKey: environment variable RF_CACHE_AK is not set/,
-    );
+    expect(() =>
+      renderConfigToml({
+        inventory: withSettings,
+        node: withSettings.nodes[0],
+        record: { ...record, node: 'pi-1' },
+        executor: 'dood',
+        arch: 'arm64',
+      }),
+    ).toThrow(/runners\.cache\.accessKey: environment variable RF_CACHE_AK is not set/);
   });
 });

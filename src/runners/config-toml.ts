@@ -2,7 +2,15 @@
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS } from '../executors.js';
-import type { CacheConfig, DindService, Executor, Inventory, NodeSpec, PullPolicy, SecretRef } from '../inventory/types.js';
+import type {
+  CacheConfig,
+  DindService,
+  Executor,
+  Inventory,
+  NodeSpec,
+  PullPolicy,
+  SecretRef,
+} from '../inventory/types.js';
 import { resolveSecret } from '../secrets.js';
 import type { RunnerRecord } from './records.js';
 
@@ -32,7 +40,10 @@ export const DEFAULT_HELPER_IMAGE = `${HELPER_IMAGE_REPOSITORY}:{arch}-v\${CI_RU
  */
 export function helperImageFor(arch: string, template: string = DEFAULT_HELPER_IMAGE): string {
   const tag = HELPER_ARCH[arch.trim().toLowerCase()];
-  if (!tag) throw new InputError([`node architecture ${JSON.stringify(arch)}: no gitlab-runner helper image is published for it`]);
+  if (!tag)
+    throw new InputError([
+      `node architecture ${JSON.stringify(arch)}: no gitlab-runner helper image is published for it`,
+    ]);
   return template.split('{arch}').join(tag);
 }
 
@@ -64,10 +75,20 @@ interface DockerSection {
 interface CacheSection {
   shared: boolean;
   path: string | null;
-  s3: { serverAddress: string; accessKey: string; secretKey: string; bucketName: string; bucketLocation: string | null; insecure: boolean };
+  s3: {
+    serverAddress: string;
+    accessKey: string;
+    secretKey: string;
+    bucketName: string;
+    bucketLocation: string | null;
+    insecure: boolean;
+  };
 }
 
-function cacheSection(cache: CacheConfig | undefined, resolve: (ref: SecretRef) => string): CacheSection | null {
+function cacheSection(
+  cache: CacheConfig | undefined,
+  resolve: (ref: SecretRef) => string,
+): CacheSection | null {
   if (!cache) return null;
   return {
     shared: cache.shared,
@@ -89,8 +110,13 @@ export function metricsListenAddress(inv: Inventory): string | null {
 }
 
 /** The services config.toml starts for every dind job, by runners.dindService. */
-const DIND_SERVICE_DEFAULTS: Record<DindService, (image: string, registries: string[]) => DockerSection['services']> = {
-  runner: (image, registries) => [{ name: image, alias: 'docker', command: registries.map((reg) => `--insecure-registry=${reg}`) }],
+const DIND_SERVICE_DEFAULTS: Record<
+  DindService,
+  (image: string, registries: string[]) => DockerSection['services']
+> = {
+  runner: (image, registries) => [
+    { name: image, alias: 'docker', command: registries.map((reg) => `--insecure-registry=${reg}`) },
+  ],
   job: () => [],
 };
 
@@ -109,7 +135,9 @@ export function configTomlData(input: ConfigTomlInput) {
     memory: r.jobResources?.memory ?? null,
     cpus: r.jobResources?.cpus ?? null,
     // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
-    services: spec.docker.dindService ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries) : [],
+    services: spec.docker.dindService
+      ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries)
+      : [],
   };
   return {
     node: node.name,
@@ -142,7 +170,11 @@ function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable 
     ...(runner.docker.pullPolicy ? { pull_policy: runner.docker.pullPolicy } : {}),
     ...(runner.docker.memory ? { memory: runner.docker.memory } : {}),
     ...(runner.docker.cpus ? { cpus: runner.docker.cpus } : {}),
-    ...(runner.docker.services.length > 0 ? { services: runner.docker.services.map((s) => ({ name: s.name, alias: s.alias, command: s.command })) } : {}),
+    ...(runner.docker.services.length > 0
+      ? {
+          services: runner.docker.services.map((s) => ({ name: s.name, alias: s.alias, command: s.command })),
+        }
+      : {}),
   };
   // gitlab-runner 17.9 common/config.go: CacheConfig (Type, Path, Shared) and CacheS3Config, spelled as its toml tags.
   const cache = runner.cache && {
@@ -201,7 +233,12 @@ export function renderConfigToml(input: ConfigTomlInput): string {
   const text = `# Written by runner-fleet for node ${JSON.stringify(data.node)}; edits are overwritten on the next run.\n${stringifyToml(doc)}`;
   // The serialiser would silently turn one into U+FFFD; refuse instead.
   if (hasLoneSurrogate(doc)) {
-    throw new InputError([`config.toml for ${input.node.name}: a value holds a lone UTF-16 surrogate (a YAML \\u escape of half a character)`], 'config.toml failed');
+    throw new InputError(
+      [
+        `config.toml for ${input.node.name}: a value holds a lone UTF-16 surrogate (a YAML \\u escape of half a character)`,
+      ],
+      'config.toml failed',
+    );
   }
   checkConfigToml(text, data, `config.toml for ${input.node.name}`);
   return text;
@@ -232,14 +269,24 @@ function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, 
     expect(runner.executor === data.runner.executor, `must use executor ${data.runner.executor}`);
     if (data.runner.cache) {
       const s3 = (runner.cache as TomlTable | undefined)?.s3 as TomlTable | undefined;
-      expect(s3?.BucketName === data.runner.cache.s3.bucketName && s3?.SecretKey === data.runner.cache.s3.secretKey, 'has no [runners.cache.s3] with the bucket and keys');
+      expect(
+        s3?.BucketName === data.runner.cache.s3.bucketName &&
+          s3?.SecretKey === data.runner.cache.s3.secretKey,
+        'has no [runners.cache.s3] with the bucket and keys',
+      );
     }
     if (data.runner.docker) {
       const d = runner.docker as TomlTable | undefined;
       expect(typeof d === 'object' && d !== null, 'has no [runners.docker] section');
       if (d) {
-        expect(d.privileged === data.runner.docker.privileged, `must set privileged = ${data.runner.docker.privileged}`);
-        expect(d.helper_image === data.runner.docker.helperImage, "has a helper_image that does not match the node's architecture");
+        expect(
+          d.privileged === data.runner.docker.privileged,
+          `must set privileged = ${data.runner.docker.privileged}`,
+        );
+        expect(
+          d.helper_image === data.runner.docker.helperImage,
+          "has a helper_image that does not match the node's architecture",
+        );
         expect(typeof d.image === 'string', 'has no default job image');
       }
     }

@@ -3,10 +3,21 @@ import { describe, expect, it } from 'vitest';
 import { parseInventory } from '../inventory/schema.js';
 import type { Inventory } from '../inventory/types.js';
 import { describeAction, planRegistrations, type RegistrationAction } from './plan.js';
-import { desiredSettings, diffSettings, parseRecords, type RegistrationMode, type RunnerRecord } from './records.js';
+import {
+  desiredSettings,
+  diffSettings,
+  parseRecords,
+  type RegistrationMode,
+  type RunnerRecord,
+} from './records.js';
 
-function inventory(auth: string, opts: { nodes?: string[]; runners?: string; gitlab?: string } = {}): Inventory {
-  const nodes = (opts.nodes ?? ['pi-1', 'pi-2']).map((n, i) => `  - { name: ${n}, host: 10.0.0.${i + 1} }`).join('\n');
+function inventory(
+  auth: string,
+  opts: { nodes?: string[]; runners?: string; gitlab?: string } = {},
+): Inventory {
+  const nodes = (opts.nodes ?? ['pi-1', 'pi-2'])
+    .map((n, i) => `  - { name: ${n}, host: 10.0.0.${i + 1} }`)
+    .join('\n');
   return parseInventory(
     `gitlab:
   url: https://gitlab.lan
@@ -28,7 +39,12 @@ const REGISTRATION = 'registrationToken: env:GL_REG';
 const SHARED = 'runnerToken: env:GL_RUNNER';
 
 let n = 0;
-function record(inv: Inventory, node: string, mode: RegistrationMode, extra: Partial<RunnerRecord> = {}): RunnerRecord {
+function record(
+  inv: Inventory,
+  node: string,
+  mode: RegistrationMode,
+  extra: Partial<RunnerRecord> = {},
+): RunnerRecord {
   n++;
   const spec = inv.nodes.find((x) => x.name === node) ?? { ...inv.nodes[0], name: node };
   return {
@@ -47,7 +63,10 @@ const kinds = (actions: RegistrationAction[]) => actions.map((a) => `${a.kind}:$
 
 describe('planRegistrations', () => {
   it('access token, no records: one create per node with inventory settings, tags + node name', () => {
-    const inv = inventory(ACCESS, { gitlab: '  runnerType: group_type\n  groupId: 42\n', runners: '  runUntagged: true\n  maximumTimeout: 3600\n  accessLevel: ref_protected\n' });
+    const inv = inventory(ACCESS, {
+      gitlab: '  runnerType: group_type\n  groupId: 42\n',
+      runners: '  runUntagged: true\n  maximumTimeout: 3600\n  accessLevel: ref_protected\n',
+    });
     const actions = planRegistrations(inv, []);
     expect(kinds(actions)).toEqual(['create:pi-1', 'create:pi-2']);
     expect(actions[0]).toMatchObject({
@@ -89,16 +108,30 @@ describe('planRegistrations', () => {
     inv.runners.tags = ['arm64', 'gpu'];
     const actions = planRegistrations(inv, records);
     expect(kinds(actions)).toEqual(['update:pi-1', 'update:pi-2']);
-    expect(actions[0]).toMatchObject({ record: records[0], changed: ['tags +gpu -pi', 'paused: false → true'] });
-    expect(describeAction(actions[0])).toEqual({ step: 'update runner', detail: `pi-1: update runner #${records[0].id}: tags +gpu -pi, paused: false → true` });
+    expect(actions[0]).toMatchObject({
+      record: records[0],
+      changed: ['tags +gpu -pi', 'paused: false → true'],
+    });
+    expect(describeAction(actions[0])).toEqual({
+      step: 'update runner',
+      detail: `pi-1: update runner #${records[0].id}: tags +gpu -pi, paused: false → true`,
+    });
   });
 
   it('a new group or project cannot be reached by PUT: create a replacement', () => {
     const old = inventory(ACCESS);
     const r = record(old, 'pi-1', 'access');
-    const inv = inventory(ACCESS, { nodes: ['pi-1'], gitlab: '  runnerType: project_type\n  projectId: 7\n' });
+    const inv = inventory(ACCESS, {
+      nodes: ['pi-1'],
+      gitlab: '  runnerType: project_type\n  projectId: 7\n',
+    });
     const [a] = planRegistrations(inv, [r]);
-    expect(a).toMatchObject({ kind: 'create', replaces: r, systemId: r.systemId, settings: { runnerType: 'project_type', projectId: 7 } });
+    expect(a).toMatchObject({
+      kind: 'create',
+      replaces: r,
+      systemId: r.systemId,
+      settings: { runnerType: 'project_type', projectId: 7 },
+    });
   });
 
   it('registration token: changed settings mean a new runner replacing the old', () => {
@@ -106,7 +139,12 @@ describe('planRegistrations', () => {
     const r = record(old, 'pi-1', 'registration');
     const inv = inventory(REGISTRATION, { nodes: ['pi-1'], runners: '  locked: true\n' });
     const [a] = planRegistrations(inv, [r]);
-    expect(a).toMatchObject({ kind: 'create', mode: 'registration', replaces: r, reason: 'locked: false → true' });
+    expect(a).toMatchObject({
+      kind: 'create',
+      mode: 'registration',
+      replaces: r,
+      reason: 'locked: false → true',
+    });
     expect(a.kind === 'create' && a.settings.runnerType).toBeUndefined();
   });
 
@@ -116,7 +154,10 @@ describe('planRegistrations', () => {
     const goneShared = record(inv, 'pi-8', 'shared');
     const actions = planRegistrations(inv, [record(inv, 'pi-1', 'access'), gone, goneShared]);
     expect(kinds(actions)).toEqual(['verify:pi-1', 'delete:pi-9', 'delete:pi-8']);
-    expect(describeAction(actions[1])).toMatchObject({ step: 'delete runner', detail: `pi-9: delete runner #${gone.id} (node left the inventory)` });
+    expect(describeAction(actions[1])).toMatchObject({
+      step: 'delete runner',
+      detail: `pi-9: delete runner #${gone.id} (node left the inventory)`,
+    });
     expect(describeAction(actions[2])).toMatchObject({ step: 'delete manager' });
     expect(describeAction(actions[2])!.detail).toContain(goneShared.systemId);
   });
@@ -124,9 +165,18 @@ describe('planRegistrations', () => {
   it('runner token: join new nodes, verify known ones, re-join under the same system_id when the token changes', () => {
     const inv = inventory(SHARED);
     const known = record(inv, 'pi-1', 'shared');
-    expect(kinds(planRegistrations(inv, [known], { sharedToken: known.token }))).toEqual(['verify:pi-1', 'join:pi-2']);
+    expect(kinds(planRegistrations(inv, [known], { sharedToken: known.token }))).toEqual([
+      'verify:pi-1',
+      'join:pi-2',
+    ]);
     const [a] = planRegistrations(inv, [known], { sharedToken: 'glrt-a-new-token' });
-    expect(a).toMatchObject({ kind: 'join', node: 'pi-1', systemId: known.systemId, replaces: known, reason: 'gitlab.runnerToken changed' });
+    expect(a).toMatchObject({
+      kind: 'join',
+      node: 'pi-1',
+      systemId: known.systemId,
+      replaces: known,
+      reason: 'gitlab.runnerToken changed',
+    });
   });
 
   it('switching token kind replaces every runner and keeps each node system_id', () => {
@@ -179,7 +229,10 @@ describe('records', () => {
   it('diffSettings names fields, never values of other kinds', () => {
     const inv = inventory(ACCESS);
     const a = desiredSettings(inv, inv.nodes[0], 'access');
-    expect(diffSettings(a, { ...a, description: 'x', maximumTimeout: 600 }).map((d) => d.text)).toEqual(['description: "pi runner pi-1" → "x"', 'maximum_timeout: none → 600']);
+    expect(diffSettings(a, { ...a, description: 'x', maximumTimeout: 600 }).map((d) => d.text)).toEqual([
+      'description: "pi runner pi-1" → "x"',
+      'maximum_timeout: none → 600',
+    ]);
   });
 
   it('parseRecords names the bad field without echoing values', () => {

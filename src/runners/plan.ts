@@ -1,7 +1,15 @@
 // Pure registration planner: inventory + stored records → the GitLab actions that make one runner (or manager) per node.
 import type { Inventory } from '../inventory/types.js';
 import { REGISTRATION_MODE_KEYS } from '../gitlab/auth-modes.js';
-import { desiredSettings, diffSettings, modeForAuth, SCOPE_FIELDS, type RegistrationMode, type RunnerRecord, type RunnerSettings } from './records.js';
+import {
+  desiredSettings,
+  diffSettings,
+  modeForAuth,
+  SCOPE_FIELDS,
+  type RegistrationMode,
+  type RunnerRecord,
+  type RunnerSettings,
+} from './records.js';
 
 /**
  * What to do in GitLab. Every action that starts from an existing record verifies its token first
@@ -10,7 +18,15 @@ import { desiredSettings, diffSettings, modeForAuth, SCOPE_FIELDS, type Registra
 export type RegistrationAction =
   /** a new runner for the node (access: POST /user/runners, registration: POST /runners);
    *  `replaces` is deleted only after the new record is saved */
-  | { kind: 'create'; node: string; mode: 'access' | 'registration'; settings: RunnerSettings; systemId?: string; replaces?: RunnerRecord; reason: string }
+  | {
+      kind: 'create';
+      node: string;
+      mode: 'access' | 'registration';
+      settings: RunnerSettings;
+      systemId?: string;
+      replaces?: RunnerRecord;
+      reason: string;
+    }
   /** shared token: verify it under the node's system_id, which makes the node a manager of the shared runner */
   | { kind: 'join'; node: string; systemId?: string; replaces?: RunnerRecord; reason: string }
   /** nothing changed: verify the token (and refresh the manager) only */
@@ -34,9 +50,14 @@ export interface PlanOptions {
   dropReason?: string;
 }
 
-const NO_TOKEN = 'gitlab has no accessToken, runnerToken or registrationToken: set one to register a runner for this node';
+const NO_TOKEN =
+  'gitlab has no accessToken, runnerToken or registrationToken: set one to register a runner for this node';
 
-export function planRegistrations(inv: Inventory, records: readonly RunnerRecord[], opts: PlanOptions = {}): RegistrationAction[] {
+export function planRegistrations(
+  inv: Inventory,
+  records: readonly RunnerRecord[],
+  opts: PlanOptions = {},
+): RegistrationAction[] {
   const actions: RegistrationAction[] = [];
   const mode = modeForAuth(inv.gitlab.auth.kind);
   const inScope = (node: string) => !opts.only || opts.only.includes(node);
@@ -48,24 +69,57 @@ export function planRegistrations(inv: Inventory, records: readonly RunnerRecord
     // Two live records for one node can only come from an interrupted run: keep the newest.
     live.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
     const [current, ...extra] = live;
-    for (const r of extra) actions.push({ kind: 'delete', node: node.name, record: r, reason: 'a newer record exists for this node' });
+    for (const r of extra)
+      actions.push({
+        kind: 'delete',
+        node: node.name,
+        record: r,
+        reason: 'a newer record exists for this node',
+      });
 
     if (!current) {
       if (!mode) actions.push({ kind: 'blocked', node: node.name, reason: NO_TOKEN });
       else if (mode === 'shared') actions.push({ kind: 'join', node: node.name, reason: 'new node' });
-      else actions.push({ kind: 'create', node: node.name, mode, settings: desiredSettings(inv, node, mode), reason: 'new node' });
+      else
+        actions.push({
+          kind: 'create',
+          node: node.name,
+          mode,
+          settings: desiredSettings(inv, node, mode),
+          reason: 'new node',
+        });
       continue;
     }
     if (!mode) {
       actions.push({ kind: 'verify', node: node.name, record: current, settings: null });
       continue;
     }
-    const sharedTokenChanged = mode === 'shared' && opts.sharedToken !== undefined && current.token !== opts.sharedToken;
+    const sharedTokenChanged =
+      mode === 'shared' && opts.sharedToken !== undefined && current.token !== opts.sharedToken;
     if (current.mode !== mode || sharedTokenChanged) {
-      const reason = current.mode !== mode ? `registration changed from ${describeMode(current.mode)} to ${describeMode(mode)}` : 'gitlab.runnerToken changed';
+      const reason =
+        current.mode !== mode
+          ? `registration changed from ${describeMode(current.mode)} to ${describeMode(mode)}`
+          : 'gitlab.runnerToken changed';
       // The node keeps its system_id: it is the machine's identity, not the runner's.
-      if (mode === 'shared') actions.push({ kind: 'join', node: node.name, systemId: current.systemId, replaces: current, reason });
-      else actions.push({ kind: 'create', node: node.name, mode, settings: desiredSettings(inv, node, mode), systemId: current.systemId, replaces: current, reason });
+      if (mode === 'shared')
+        actions.push({
+          kind: 'join',
+          node: node.name,
+          systemId: current.systemId,
+          replaces: current,
+          reason,
+        });
+      else
+        actions.push({
+          kind: 'create',
+          node: node.name,
+          mode,
+          settings: desiredSettings(inv, node, mode),
+          systemId: current.systemId,
+          replaces: current,
+          reason,
+        });
       continue;
     }
     if (mode === 'shared') {
@@ -76,18 +130,48 @@ export function planRegistrations(inv: Inventory, records: readonly RunnerRecord
     const diff = diffSettings(current.settings, settings);
     if (diff.length === 0) {
       actions.push({ kind: 'verify', node: node.name, record: current, settings });
-    } else if (mode === 'access' && current.id !== undefined && !diff.some((d) => SCOPE_FIELDS.includes(d.field))) {
-      actions.push({ kind: 'update', node: node.name, record: current, settings, changed: diff.map((d) => d.text) });
+    } else if (
+      mode === 'access' &&
+      current.id !== undefined &&
+      !diff.some((d) => SCOPE_FIELDS.includes(d.field))
+    ) {
+      actions.push({
+        kind: 'update',
+        node: node.name,
+        record: current,
+        settings,
+        changed: diff.map((d) => d.text),
+      });
     } else {
       // Without an access token (or to move a runner to another group/project) the only way is a new runner.
-      actions.push({ kind: 'create', node: node.name, mode, settings, systemId: current.systemId, replaces: current, reason: diff.map((d) => d.text).join(', ') });
+      actions.push({
+        kind: 'create',
+        node: node.name,
+        mode,
+        settings,
+        systemId: current.systemId,
+        replaces: current,
+        reason: diff.map((d) => d.text).join(', '),
+      });
     }
   }
 
   for (const r of records) {
     if (!inScope(r.node)) continue;
-    if (r.retiredAt) actions.push({ kind: 'delete', node: r.node, record: r, reason: 'replaced earlier; its delete did not finish' });
-    else if (!wanted.has(r.node)) actions.push({ kind: 'delete', node: r.node, record: r, reason: opts.dropReason ?? 'node left the inventory' });
+    if (r.retiredAt)
+      actions.push({
+        kind: 'delete',
+        node: r.node,
+        record: r,
+        reason: 'replaced earlier; its delete did not finish',
+      });
+    else if (!wanted.has(r.node))
+      actions.push({
+        kind: 'delete',
+        node: r.node,
+        record: r,
+        reason: opts.dropReason ?? 'node left the inventory',
+      });
   }
   return actions;
 }
@@ -105,9 +189,15 @@ export function describeAction(a: RegistrationAction): { step: string; detail: s
         detail: `${a.node}: ${a.replaces ? `replace runner #${a.replaces.id ?? '?'} with a new` : 'create a'} runner (${a.reason}; tags ${a.settings.tagList.join(', ')})`,
       };
     case 'join':
-      return { step: 'join shared runner', detail: `${a.node}: register as a manager of the gitlab.runnerToken runner (${a.reason})` };
+      return {
+        step: 'join shared runner',
+        detail: `${a.node}: register as a manager of the gitlab.runnerToken runner (${a.reason})`,
+      };
     case 'update':
-      return { step: 'update runner', detail: `${a.node}: update runner #${a.record.id}: ${a.changed.join(', ')}` };
+      return {
+        step: 'update runner',
+        detail: `${a.node}: update runner #${a.record.id}: ${a.changed.join(', ')}`,
+      };
     case 'delete':
       return {
         step: a.record.mode === 'shared' ? 'delete manager' : 'delete runner',

@@ -7,8 +7,24 @@ import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { Change } from '../report.js';
 import { redact, resolveSecret } from '../secrets.js';
-import { creationMarker, describeAction, describeMode, parseCreationMarker, planRegistrations, type RegistrationAction } from './plan.js';
-import { diffSettings, modeForAuth, newSystemId, SCOPE_FIELDS, tokenRotationDue, type RecordStore, type RunnerRecord, type RunnerSettings } from './records.js';
+import {
+  creationMarker,
+  describeAction,
+  describeMode,
+  parseCreationMarker,
+  planRegistrations,
+  type RegistrationAction,
+} from './plan.js';
+import {
+  diffSettings,
+  modeForAuth,
+  newSystemId,
+  SCOPE_FIELDS,
+  tokenRotationDue,
+  type RecordStore,
+  type RunnerRecord,
+  type RunnerSettings,
+} from './records.js';
 
 export interface ReconcileOptions {
   dryRun: boolean;
@@ -81,12 +97,15 @@ class Ledger {
 
   /** sorted by node, then age: the same records always serialise the same, whatever order nodes finished in */
   snapshot(): RunnerRecord[] {
-    const sorted = [...this.records].sort((a, b) => a.node.localeCompare(b.node) || a.createdAt.localeCompare(b.createdAt));
+    const sorted = [...this.records].sort(
+      (a, b) => a.node.localeCompare(b.node) || a.createdAt.localeCompare(b.createdAt),
+    );
     return structuredClone(sorted);
   }
 }
 
-const isApi = (err: unknown, ...statuses: number[]): err is ApiError => err instanceof ApiError && statuses.includes(err.status);
+const isApi = (err: unknown, ...statuses: number[]): err is ApiError =>
+  err instanceof ApiError && statuses.includes(err.status);
 const messageOf = (err: unknown): string => redact(err instanceof Error ? err.message : String(err));
 
 export function registrationDisabledMessage(err: ApiError): string {
@@ -99,12 +118,20 @@ export function registrationDisabledMessage(err: ApiError): string {
   );
 }
 
-export async function reconcileRunners(inv: Inventory, store: RecordStore, api: GitlabRunnerApi, opts: ReconcileOptions): Promise<ReconcileResult> {
+export async function reconcileRunners(
+  inv: Inventory,
+  store: RecordStore,
+  api: GitlabRunnerApi,
+  opts: ReconcileOptions,
+): Promise<ReconcileResult> {
   const mode = modeForAuth(inv.gitlab.auth.kind);
   // Throws InputError before anything is touched when the reference cannot be read.
   const secret = inv.gitlab.auth.kind === 'none' ? undefined : resolveSecret(inv.gitlab.auth.token, opts.env);
   const loaded = await store.load();
-  const actions = planRegistrations(inv, loaded, { sharedToken: mode === 'shared' ? secret : undefined, only: opts.only });
+  const actions = planRegistrations(inv, loaded, {
+    sharedToken: mode === 'shared' ? secret : undefined,
+    only: opts.only,
+  });
   const changes: RunnerChange[] = [];
   const errors: RunnerIssue[] = [];
   const warnings: RunnerIssue[] = [];
@@ -130,8 +157,16 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       if (a.kind === 'blocked') fail(a.node, a.reason);
       const d = describeAction(a);
       if (d) changed(a.node, d.step, d.detail);
-      if ((a.kind === 'verify' || a.kind === 'update') && a.record.mode !== 'shared' && tokenRotationDue(a.record, new Date(now()))) {
-        changed(a.node, 'rotate token', `${a.node}: would rotate the token of runner #${a.record.id ?? '?'} (expires at ${a.record.tokenExpiresAt})`);
+      if (
+        (a.kind === 'verify' || a.kind === 'update') &&
+        a.record.mode !== 'shared' &&
+        tokenRotationDue(a.record, new Date(now()))
+      ) {
+        changed(
+          a.node,
+          'rotate token',
+          `${a.node}: would rotate the token of runner #${a.record.id ?? '?'} (expires at ${a.record.tokenExpiresAt})`,
+        );
       }
     }
     return { records: loaded, changes, errors, warnings, actions, retire: async () => loaded };
@@ -159,16 +194,23 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
 
   const explainCreateError = (err: ApiError, m: 'access' | 'registration'): string => {
     if (err.status === 410) return registrationDisabledMessage(err);
-    if (m === 'access' && err.status === 401) return `gitlab.accessToken was not accepted (${err.message}): is it valid and unexpired?`;
+    if (m === 'access' && err.status === 401)
+      return `gitlab.accessToken was not accepted (${err.message}): is it valid and unexpired?`;
     if (m === 'access' && err.status === 403) {
       return `gitlab.accessToken may not create runners (${err.message}): it needs the create_runner (or api) scope, and its user must be an administrator (instance_type) or an owner of the group or project`;
     }
-    if (m === 'registration' && err.status === 403) return `gitlab.registrationToken was rejected (${err.message})`;
+    if (m === 'registration' && err.status === 403)
+      return `gitlab.registrationToken was rejected (${err.message})`;
     return err.message;
   };
 
   /** Deletes the runner (or manager) behind a record, then forgets the record. */
-  const deleteRecord = async (node: string, rec: RunnerRecord, why: string, tokenDead = false): Promise<void> => {
+  const deleteRecord = async (
+    node: string,
+    rec: RunnerRecord,
+    why: string,
+    tokenDead = false,
+  ): Promise<void> => {
     let outcome: 'deleted' | 'gone';
     if (rec.mode === 'shared') {
       // Never DELETE /runners with a shared token: that would delete the runner under every other node.
@@ -197,21 +239,43 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
           await api.deleteRunnerById(secret, rec.id);
           outcome = 'deleted';
         } catch (err) {
-          if (isApi(err, 401, 403)) warn(node, `could not check whether runner #${rec.id} still exists (${messageOf(err)}); delete it in GitLab if it does`);
+          if (isApi(err, 401, 403))
+            warn(
+              node,
+              `could not check whether runner #${rec.id} still exists (${messageOf(err)}); delete it in GitLab if it does`,
+            );
           else if (!isApi(err, 404)) throw err;
         }
       }
     }
     ledger.drop(rec);
     await ledger.commit();
-    const what = rec.mode === 'shared' ? `manager ${rec.systemId} of runner #${rec.id ?? '?'}` : `runner #${rec.id ?? '?'}`;
-    if (outcome === 'deleted') changed(node, rec.mode === 'shared' ? 'delete manager' : 'delete runner', `${node}: deleted ${what} (${why})`);
-    else changed(node, 'forget runner', `${node}: ${what} was already gone from GitLab; record removed (${why})`);
+    const what =
+      rec.mode === 'shared'
+        ? `manager ${rec.systemId} of runner #${rec.id ?? '?'}`
+        : `runner #${rec.id ?? '?'}`;
+    if (outcome === 'deleted')
+      changed(
+        node,
+        rec.mode === 'shared' ? 'delete manager' : 'delete runner',
+        `${node}: deleted ${what} (${why})`,
+      );
+    else
+      changed(
+        node,
+        'forget runner',
+        `${node}: ${what} was already gone from GitLab; record removed (${why})`,
+      );
   };
 
   const later: { node: string; rec: RunnerRecord; why: string; tokenDead: boolean }[] = [];
   /** Deletes now, or (retireLater) marks the record retired, saves it, and leaves the delete to retire(). */
-  const retireRecord = async (node: string, rec: RunnerRecord, why: string, tokenDead = false): Promise<void> => {
+  const retireRecord = async (
+    node: string,
+    rec: RunnerRecord,
+    why: string,
+    tokenDead = false,
+  ): Promise<void> => {
     if (!opts.retireLater) return deleteRecord(node, rec, why, tokenDead);
     if (!rec.retiredAt) {
       rec.retiredAt = now();
@@ -226,7 +290,10 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
    * that no record holds: made by a create whose answer was lost, in this run or a killed one. Newest first.
    * undefined: they cannot be looked for (no access token, or one that may not list every runner).
    */
-  const findStrays = async (node: string, settings: RunnerSettings): Promise<{ details: RunnerDetails; attempt: string }[] | undefined> => {
+  const findStrays = async (
+    node: string,
+    settings: RunnerSettings,
+  ): Promise<{ details: RunnerDetails; attempt: string }[] | undefined> => {
     if (mode !== 'access' || !secret || strayLookupDenied) return undefined;
     let list;
     try {
@@ -259,7 +326,13 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
    * gitlab-runner's ResetTokenWithPAT does), deletes any other, and says so. Returns whether the node now has a
    * runner; false when there was none to adopt.
    */
-  const adoptStrays = async (node: string, settings: RunnerSettings, systemId?: string, replaces?: RunnerRecord, replacesDead = false): Promise<boolean> => {
+  const adoptStrays = async (
+    node: string,
+    settings: RunnerSettings,
+    systemId?: string,
+    replaces?: RunnerRecord,
+    replacesDead = false,
+  ): Promise<boolean> => {
     const strays = await findStrays(node, settings);
     if (!strays?.length || !secret) return false;
     const [keep, ...rest] = strays;
@@ -267,10 +340,17 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       try {
         await api.deleteRunnerById(secret, s.details.id);
       } catch (err) {
-        if (isApi(err, 401, 403)) throw new Error(`runner #${s.details.id} was left in GitLab by an interrupted create (${creationMarker(node, s.attempt)}) and this token may not delete it (${messageOf(err)}): delete it in GitLab`);
+        if (isApi(err, 401, 403))
+          throw new Error(
+            `runner #${s.details.id} was left in GitLab by an interrupted create (${creationMarker(node, s.attempt)}) and this token may not delete it (${messageOf(err)}): delete it in GitLab`,
+          );
         if (!isApi(err, 404)) throw err;
       }
-      changed(node, 'delete runner', `${node}: deleted runner #${s.details.id}, left in GitLab by an interrupted create (attempt ${s.attempt}) and held by no record`);
+      changed(
+        node,
+        'delete runner',
+        `${node}: deleted runner #${s.details.id}, left in GitLab by an interrupted create (attempt ${s.attempt}) and held by no record`,
+      );
     }
     const id = keep.details.id;
     let creds;
@@ -278,7 +358,9 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       creds = await api.resetRunnerTokenById(secret, id);
     } catch (err) {
       if (isApi(err, 401, 403)) {
-        throw new Error(`runner #${id} was left in GitLab by an interrupted create (${creationMarker(node, keep.attempt)}) and this token may not reset its token to adopt it (${messageOf(err)}; needs manage_runner): delete it in GitLab, then run again`);
+        throw new Error(
+          `runner #${id} was left in GitLab by an interrupted create (${creationMarker(node, keep.attempt)}) and this token may not reset its token to adopt it (${messageOf(err)}; needs manage_runner): delete it in GitLab, then run again`,
+        );
       }
       throw err;
     }
@@ -311,9 +393,15 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       // It keeps its marker: the next run finds it again.
       ledger.drop(rec);
       if (replaces) delete replaces.retiredAt;
-      throw new Error(`adopted runner #${id} (left by an interrupted create) but could not save its record (${messageOf(err)}); the next run adopts it again`);
+      throw new Error(
+        `adopted runner #${id} (left by an interrupted create) but could not save its record (${messageOf(err)}); the next run adopts it again`,
+      );
     }
-    changed(node, 'adopt runner', `${node}: adopted runner #${id}, made by an earlier create whose answer was lost (attempt ${keep.attempt}); reset its token, which nobody knew`);
+    changed(
+      node,
+      'adopt runner',
+      `${node}: adopted runner #${id}, made by an earlier create whose answer was lost (attempt ${keep.attempt}); reset its token, which nobody knew`,
+    );
     // Settings made by another inventory (or edited since): put right now, as an update would be on the next run.
     const diff = diffSettings(rec.settings, settings).filter((x) => !SCOPE_FIELDS.includes(x.field));
     if (diff.length > 0 && !updateForbidden) {
@@ -324,7 +412,11 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
         await api.updateRunner(secret, id, params);
         rec.settings = settings;
         await ledger.commit();
-        changed(node, 'update runner', `${node}: updated runner #${id}: ${diff.map((x) => x.text).join(', ')}`);
+        changed(
+          node,
+          'update runner',
+          `${node}: updated runner #${id}: ${diff.map((x) => x.text).join(', ')}`,
+        );
       } catch (err) {
         // The record holds what GitLab has: the next run updates or re-creates it.
         if (!isApi(err, 401, 403)) throw err;
@@ -369,7 +461,10 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       // No clear answer (timeout, connection lost, a gateway's 502/503/504): GitLab may have made the runner anyway.
       // Look once; never create again blindly, which is how two runners for one node came about (issue 12, item 4).
       if (isApi(err, 0, 502, 503, 504)) {
-        const adopted = m === 'access' ? await adoptStrays(node, settings, systemId, replaces, replacesDead).catch(() => false) : false;
+        const adopted =
+          m === 'access'
+            ? await adoptStrays(node, settings, systemId, replaces, replacesDead).catch(() => false)
+            : false;
         if (adopted) return;
         throw new Error(
           `creating its runner got no clear answer (${messageOf(err)}); GitLab may still create it, marked ${creationMarker(node, attempt)} in its maintenance note. ` +
@@ -406,7 +501,9 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
       } catch (delErr) {
         undone = `and could not delete it (${messageOf(delErr)}): delete runner #${creds.id} in GitLab`;
       }
-      throw new Error(`created runner #${creds.id} but could not save its record (${messageOf(err)}); ${undone}`);
+      throw new Error(
+        `created runner #${creds.id} but could not save its record (${messageOf(err)}); ${undone}`,
+      );
     }
     changed(
       node,
@@ -419,7 +516,11 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
   };
 
   /** Verifies a record's token; a rejected one is replaced. Returns whether the record is still the node's runner. */
-  const verifyOrReplace = async (node: string, rec: RunnerRecord, settings: RunnerSettings | null): Promise<boolean> => {
+  const verifyOrReplace = async (
+    node: string,
+    rec: RunnerRecord,
+    settings: RunnerSettings | null,
+  ): Promise<boolean> => {
     try {
       // With the node's system_id: without one GitLab files the call under a '<legacy>' manager. For glrt- tokens
       // verify writes no contacted_at (runner.rb, update_contacted_at: false), so status, which judges that manager's
@@ -441,9 +542,19 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
         throw new Error(sharedBroken);
       }
       if (!settings || mode !== rec.mode || (mode !== 'access' && mode !== 'registration')) {
-        throw new Error(`the token of runner #${rec.id ?? '?'} was rejected (${err.message}) and gitlab has no token to create a new one`);
+        throw new Error(
+          `the token of runner #${rec.id ?? '?'} was rejected (${err.message}) and gitlab has no token to create a new one`,
+        );
       }
-      await createRunner(node, mode, settings, `the token of #${rec.id ?? '?'} was rejected (${err.status})`, rec.systemId, rec, true);
+      await createRunner(
+        node,
+        mode,
+        settings,
+        `the token of #${rec.id ?? '?'} was rejected (${err.status})`,
+        rec.systemId,
+        rec,
+        true,
+      );
       return false;
     }
   };
@@ -454,7 +565,10 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
    */
   const rotateToken = async (node: string, rec: RunnerRecord): Promise<void> => {
     if (rec.mode === 'shared') {
-      warn(node, `gitlab.runnerToken expires at ${rec.tokenExpiresAt}: reset it in GitLab (or use gitlab.accessToken, whose runners runner-fleet rotates) and update the reference`);
+      warn(
+        node,
+        `gitlab.runnerToken expires at ${rec.tokenExpiresAt}: reset it in GitLab (or use gitlab.accessToken, whose runners runner-fleet rotates) and update the reference`,
+      );
       return;
     }
     const old = rec.tokenExpiresAt;
@@ -465,9 +579,15 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
     try {
       await ledger.commit();
     } catch (err) {
-      throw new Error(`rotated the token of runner #${rec.id ?? '?'} but could not save it (${messageOf(err)}); the next run replaces the runner`);
+      throw new Error(
+        `rotated the token of runner #${rec.id ?? '?'} but could not save it (${messageOf(err)}); the next run replaces the runner`,
+      );
     }
-    changed(node, 'rotate token', `${node}: rotated the token of runner #${rec.id ?? '?'} (it expired at ${old}; the new one at ${c.tokenExpiresAt ?? 'never'})`);
+    changed(
+      node,
+      'rotate token',
+      `${node}: rotated the token of runner #${rec.id ?? '?'} (it expired at ${old}; the new one at ${c.tokenExpiresAt ?? 'never'})`,
+    );
   };
 
   const run = async (a: RegistrationAction): Promise<void> => {
@@ -486,20 +606,37 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
           try {
             const params = createParams(a.settings, a.node);
             delete params.maintenance_note;
-            if (a.settings.maximumTimeout === null && a.record.settings?.maximumTimeout != null) params.maximum_timeout = null;
+            if (a.settings.maximumTimeout === null && a.record.settings?.maximumTimeout != null)
+              params.maximum_timeout = null;
             await api.updateRunner(secret, a.record.id, params);
             a.record.settings = a.settings;
             await ledger.commit();
-            changed(a.node, 'update runner', `${a.node}: updated runner #${a.record.id}: ${a.changed.join(', ')}`);
+            changed(
+              a.node,
+              'update runner',
+              `${a.node}: updated runner #${a.record.id}: ${a.changed.join(', ')}`,
+            );
             return;
           } catch (err) {
             if (isApi(err, 404)) {
-              await createRunner(a.node, 'access', a.settings, `runner #${a.record.id} is gone`, a.record.systemId, a.record, true);
+              await createRunner(
+                a.node,
+                'access',
+                a.settings,
+                `runner #${a.record.id} is gone`,
+                a.record.systemId,
+                a.record,
+                true,
+              );
               return;
             }
             if (!isApi(err, 401, 403)) throw err;
             // Nodes run side by side, so several may have asked; say it once.
-            if (!updateForbidden) warn(a.node, `gitlab.accessToken may not update runners (${err.message}; needs the manage_runner or api scope): re-creating runners whose settings changed instead`);
+            if (!updateForbidden)
+              warn(
+                a.node,
+                `gitlab.accessToken may not update runners (${err.message}; needs the manage_runner or api scope): re-creating runners whose settings changed instead`,
+              );
             updateForbidden = true;
           }
         }
@@ -538,9 +675,15 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
           ledger.drop(rec);
           if (a.replaces) delete a.replaces.retiredAt;
           await api.deleteRunnerManager(secret, systemId).catch(() => undefined);
-          throw new Error(`joined runner #${creds.id} but could not save the record (${messageOf(err)}); left it again`);
+          throw new Error(
+            `joined runner #${creds.id} but could not save the record (${messageOf(err)}); left it again`,
+          );
         }
-        changed(a.node, 'join shared runner', `${a.node}: registered as manager ${systemId} of runner #${creds.id} (${a.reason})`);
+        changed(
+          a.node,
+          'join shared runner',
+          `${a.node}: registered as manager ${systemId} of runner #${creds.id} (${a.reason})`,
+        );
         if (a.replaces) await retireRecord(a.node, a.replaces, `node now uses ${describeMode('shared')}`);
         return;
       }
@@ -581,4 +724,3 @@ export async function reconcileRunners(inv: Inventory, store: RecordStore, api: 
 
   return { records: ledger.snapshot(), changes, errors, warnings, actions, retire };
 }
-

@@ -22,7 +22,11 @@ describe('tokenRotationDue', () => {
     const r = rec({ tokenExpiresAt: '2026-01-11T00:00:00.000Z' });
     expect(tokenRotationDue(r, new Date('2026-01-05T23:59:00Z'))).toBe(false);
     expect(tokenRotationDue(r, new Date('2026-01-06T00:00:00Z'))).toBe(true);
-    const rotated = { ...r, tokenObtainedAt: '2026-01-06T00:00:00.000Z', tokenExpiresAt: '2026-01-16T00:00:00.000Z' };
+    const rotated = {
+      ...r,
+      tokenObtainedAt: '2026-01-06T00:00:00.000Z',
+      tokenExpiresAt: '2026-01-16T00:00:00.000Z',
+    };
     expect(tokenRotationDue(rotated, new Date('2026-01-10T00:00:00Z'))).toBe(false);
     expect(tokenRotationDue(rotated, new Date('2026-01-11T00:00:00Z'))).toBe(true);
   });

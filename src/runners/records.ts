@@ -91,7 +91,10 @@ const SETTING_LABELS: Record<keyof RunnerSettings, string> = {
 export const SCOPE_FIELDS: readonly (keyof RunnerSettings)[] = ['runnerType', 'groupId', 'projectId'];
 
 /** Which settings differ, as readable `field: old → new` strings (never a token: settings hold none). */
-export function diffSettings(before: RunnerSettings | null, after: RunnerSettings): { field: keyof RunnerSettings; text: string }[] {
+export function diffSettings(
+  before: RunnerSettings | null,
+  after: RunnerSettings,
+): { field: keyof RunnerSettings; text: string }[] {
   if (!before) return [{ field: 'description', text: 'settings unknown' }];
   const out: { field: keyof RunnerSettings; text: string }[] = [];
   for (const field of Object.keys(SETTING_LABELS) as (keyof RunnerSettings)[]) {
@@ -104,11 +107,15 @@ export function diffSettings(before: RunnerSettings | null, after: RunnerSetting
       const removed = before.tagList.filter((t) => !now.has(t));
       // GitLab keeps tags as a set: order alone is no change.
       if (added.length || removed.length) {
-        out.push({ field, text: `tags ${[...added.map((t) => `+${t}`), ...removed.map((t) => `-${t}`)].join(' ')}` });
+        out.push({
+          field,
+          text: `tags ${[...added.map((t) => `+${t}`), ...removed.map((t) => `-${t}`)].join(' ')}`,
+        });
       }
       continue;
     }
-    if ((a ?? null) !== (b ?? null)) out.push({ field, text: `${SETTING_LABELS[field]}: ${show(a)} → ${show(b)}` });
+    if ((a ?? null) !== (b ?? null))
+      out.push({ field, text: `${SETTING_LABELS[field]}: ${show(a)} → ${show(b)}` });
   }
   return out;
 }
@@ -139,7 +146,8 @@ export function newSystemId(): string {
   // from the machine). Rejection sampling keeps every character equally likely.
   const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
   let id = '';
-  while (id.length < 12) for (const b of randomBytes(16)) if (b < 248 && id.length < 12) id += alphabet[b % 62];
+  while (id.length < 12)
+    for (const b of randomBytes(16)) if (b < 248 && id.length < 12) id += alphabet[b % 62];
   return `r_${id}`;
 }
 
@@ -149,7 +157,8 @@ export const SYSTEM_ID = /^[sr]_[0-9a-zA-Z]{12}$/;
 /** Validates records read back from a store; a store implementation calls this on what it loaded. */
 export function parseRecords(raw: unknown, source: string): RunnerRecord[] {
   const issues: string[] = [];
-  if (!Array.isArray(raw)) throw new InputError([`${source}: expected a list of runner records`], 'runner records are unreadable');
+  if (!Array.isArray(raw))
+    throw new InputError([`${source}: expected a list of runner records`], 'runner records are unreadable');
   const out: RunnerRecord[] = [];
   raw.forEach((r, i) => {
     const p = `${source}[${i}]`;
@@ -157,11 +166,17 @@ export function parseRecords(raw: unknown, source: string): RunnerRecord[] {
     const rec = r as Record<string, unknown>;
     const bad = (k: string, want: string) => issues.push(`${p}.${k}: expected ${want}`);
     if (typeof rec.node !== 'string' || !rec.node) bad('node', 'a node name');
-    if (!Object.keys(REGISTRATION_MODE_KEYS).includes(rec.mode as string)) bad('mode', Object.keys(REGISTRATION_MODE_KEYS).join(' | '));
+    if (!Object.keys(REGISTRATION_MODE_KEYS).includes(rec.mode as string))
+      bad('mode', Object.keys(REGISTRATION_MODE_KEYS).join(' | '));
     if (rec.id !== undefined && !Number.isInteger(rec.id)) bad('id', 'an integer');
     if (typeof rec.token !== 'string' || !rec.token) bad('token', 'a token');
-    if (typeof rec.systemId !== 'string' || !SYSTEM_ID.test(rec.systemId)) bad('systemId', 'r_ or s_ and 12 letters or digits');
-    if (rec.settings !== null && (typeof rec.settings !== 'object' || !Array.isArray((rec.settings as RunnerSettings)?.tagList))) bad('settings', 'settings or null');
+    if (typeof rec.systemId !== 'string' || !SYSTEM_ID.test(rec.systemId))
+      bad('systemId', 'r_ or s_ and 12 letters or digits');
+    if (
+      rec.settings !== null &&
+      (typeof rec.settings !== 'object' || !Array.isArray((rec.settings as RunnerSettings)?.tagList))
+    )
+      bad('settings', 'settings or null');
     if (typeof rec.createdAt !== 'string') bad('createdAt', 'a timestamp');
     if (typeof rec.token === 'string') registerSecret(rec.token);
     out.push(rec as unknown as RunnerRecord);

@@ -5,21 +5,41 @@ import { hostFacts } from '../host/facts.fixture.js';
 import { renderHostsToml } from '../host/plan.js';
 import { parseInventory } from '../inventory/schema.js';
 import type { PodView } from '../kube/rollout.js';
-import { ONLINE_CONTACT_TIMEOUT_MS, buildStatusReport, formatStatusTable, gitlabState, podState, statusRow, type PodsView, type RunnerView } from './health.js';
+import {
+  ONLINE_CONTACT_TIMEOUT_MS,
+  buildStatusReport,
+  formatStatusTable,
+  gitlabState,
+  podState,
+  statusRow,
+  type PodsView,
+  type RunnerView,
+} from './health.js';
 
 const REG = '198.18.0.2:5000';
-const inv = parseInventory(`gitlab: {url: https://gitlab.lan, registry: ${REG}}\nnodes: [{name: pi1, host: h1}, {name: pi2, host: h2}]\n`, '/tmp/i.yaml');
+const inv = parseInventory(
+  `gitlab: {url: https://gitlab.lan, registry: ${REG}}\nnodes: [{name: pi1, host: h1}, {name: pi2, host: h2}]\n`,
+  '/tmp/i.yaml',
+);
 const [pi1] = inv.nodes;
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 
 function facts(over: Partial<HostFacts> = {}): HostFacts {
-  return hostFacts({ docker: { version: '20.10.24', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [] }, ...over });
+  return hostFacts({
+    docker: { version: '20.10.24', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [] },
+    ...over,
+  });
 }
 
 const readyPod = (node: string, ready = true): PodView => ({
   metadata: { name: `gitlab-runner-dood-${node}` },
   spec: { nodeName: node },
-  status: { phase: 'Running', conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? undefined : 'ContainersNotReady' }] },
+  status: {
+    phase: 'Running',
+    conditions: [
+      { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? undefined : 'ContainersNotReady' },
+    ],
+  },
 });
 const pods: PodsView = { pods: [readyPod('pi1'), readyPod('pi2')] };
 const online: RunnerView = { kind: 'runner', id: 7, contactedAt: new Date(NOW - 60_000).toISOString() };
@@ -27,11 +47,31 @@ const online: RunnerView = { kind: 'runner', id: 7, contactedAt: new Date(NOW - 
 describe('statusRow', () => {
   it('healthy: reachable, Docker running, registry insecure, pod ready, runner online', () => {
     const row = statusRow(pi1, inv, { facts: facts() }, pods, online, NOW);
-    expect(row).toMatchObject({ healthy: true, problems: [], docker: { flavour: 'apt', version: '20.10.24', running: true }, pod: { state: 'ready' }, gitlab: { state: 'online', runnerId: 7 } });
+    expect(row).toMatchObject({
+      healthy: true,
+      problems: [],
+      docker: { flavour: 'apt', version: '20.10.24', running: true },
+      pod: { state: 'ready' },
+      gitlab: { state: 'online', runnerId: 7 },
+    });
   });
 
   it('a stopped dockerd: the row says so and the node is not healthy', () => {
-    const row = statusRow(pi1, inv, { facts: facts({ docker: undefined, dockerd: undefined, dockerInfoError: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' }) }, pods, online, NOW);
+    const row = statusRow(
+      pi1,
+      inv,
+      {
+        facts: facts({
+          docker: undefined,
+          dockerd: undefined,
+          dockerInfoError:
+            'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
+        }),
+      },
+      pods,
+      online,
+      NOW,
+    );
     expect(row.healthy).toBe(false);
     expect(row.docker.running).toBe(false);
     expect(row.registries).toEqual([{ registry: REG, insecure: null }]);
@@ -39,14 +79,31 @@ describe('statusRow', () => {
   });
 
   it('unreachable nodes, secure registries, missing or unready pods, offline runners are all problems', () => {
-    expect(statusRow(pi1, inv, { error: 'connection refused' }, pods, online, NOW).problems).toEqual(['unreachable: connection refused']);
+    expect(statusRow(pi1, inv, { error: 'connection refused' }, pods, online, NOW).problems).toEqual([
+      'unreachable: connection refused',
+    ]);
     const secure = facts({ docker: { version: '1', indexConfigs: {}, insecureCidrs: ['127.0.0.0/8'] } });
-    expect(statusRow(pi1, inv, { facts: secure }, pods, online, NOW).problems).toEqual([`dockerd does not treat ${REG} as insecure`]);
-    expect(statusRow(pi1, inv, { facts: facts() }, { pods: [] }, online, NOW).problems).toEqual(['no runner pod on this node']);
-    expect(statusRow(pi1, inv, { facts: facts() }, { pods: [readyPod('pi1', false)] }, online, NOW).problems[0]).toMatch(/not ready \(ContainersNotReady\)/);
-    const old: RunnerView = { kind: 'runner', id: 7, contactedAt: new Date(NOW - ONLINE_CONTACT_TIMEOUT_MS - 1000).toISOString() };
-    expect(statusRow(pi1, inv, { facts: facts() }, pods, old, NOW).problems[0]).toMatch(/offline in GitLab \(last contact 2h ago\)/);
-    expect(statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'runner', id: 7, contactedAt: null }, NOW).problems).toEqual(['runner #7 has never contacted GitLab']);
+    expect(statusRow(pi1, inv, { facts: secure }, pods, online, NOW).problems).toEqual([
+      `dockerd does not treat ${REG} as insecure`,
+    ]);
+    expect(statusRow(pi1, inv, { facts: facts() }, { pods: [] }, online, NOW).problems).toEqual([
+      'no runner pod on this node',
+    ]);
+    expect(
+      statusRow(pi1, inv, { facts: facts() }, { pods: [readyPod('pi1', false)] }, online, NOW).problems[0],
+    ).toMatch(/not ready \(ContainersNotReady\)/);
+    const old: RunnerView = {
+      kind: 'runner',
+      id: 7,
+      contactedAt: new Date(NOW - ONLINE_CONTACT_TIMEOUT_MS - 1000).toISOString(),
+    };
+    expect(statusRow(pi1, inv, { facts: facts() }, pods, old, NOW).problems[0]).toMatch(
+      /offline in GitLab \(last contact 2h ago\)/,
+    );
+    expect(
+      statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'runner', id: 7, contactedAt: null }, NOW)
+        .problems,
+    ).toEqual(['runner #7 has never contacted GitLab']);
   });
 
   it("judges the node's own runner manager when the record names its system_id", () => {
@@ -54,20 +111,43 @@ describe('statusRow', () => {
     const noManager: RunnerView = { kind: 'runner', id: 7, contactedAt: null, systemId: 'r_0123456789ab' };
     const row = statusRow(pi1, inv, { facts: facts() }, pods, noManager, NOW);
     expect(row.gitlab).toMatchObject({ state: 'never contacted', systemId: 'r_0123456789ab' });
-    expect(row.problems).toEqual(['runner #7: its manager r_0123456789ab (this node) has never asked GitLab for jobs; is the runner process running?']);
-    expect(statusRow(pi1, inv, { facts: facts() }, pods, { ...online, systemId: 'r_0123456789ab' }, NOW).healthy).toBe(true);
+    expect(row.problems).toEqual([
+      'runner #7: its manager r_0123456789ab (this node) has never asked GitLab for jobs; is the runner process running?',
+    ]);
+    expect(
+      statusRow(pi1, inv, { facts: facts() }, pods, { ...online, systemId: 'r_0123456789ab' }, NOW).healthy,
+    ).toBe(true);
   });
 
   it('"unknown" for want of an access token is not a problem; a failed question is', () => {
-    expect(statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'unknown', why: 'no access token (gitlab.runnerToken)' }, NOW).healthy).toBe(true);
-    expect(statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'error', id: 7, error: 'HTTP 500' }, NOW).problems).toEqual(['GitLab: HTTP 500']);
+    expect(
+      statusRow(
+        pi1,
+        inv,
+        { facts: facts() },
+        pods,
+        { kind: 'unknown', why: 'no access token (gitlab.runnerToken)' },
+        NOW,
+      ).healthy,
+    ).toBe(true);
+    expect(
+      statusRow(pi1, inv, { facts: facts() }, pods, { kind: 'error', id: 7, error: 'HTTP 500' }, NOW)
+        .problems,
+    ).toEqual(['GitLab: HTTP 500']);
   });
 
-  it('microk8s nodes need runner-fleet\'s hosts.toml for each registry', () => {
+  it("microk8s nodes need runner-fleet's hosts.toml for each registry", () => {
     const without = statusRow(pi1, inv, { facts: facts({ microk8s: true }) }, pods, online, NOW);
     expect(without.problems).toEqual([`microk8s containerd has no runner-fleet hosts.toml for ${REG}`]);
     const content = renderHostsToml(REG);
-    const withToml = statusRow(pi1, inv, { facts: facts({ microk8s: true, hostsToml: { [REG]: { path: 'x', content, sha256: 'y' } } }) }, pods, online, NOW);
+    const withToml = statusRow(
+      pi1,
+      inv,
+      { facts: facts({ microk8s: true, hostsToml: { [REG]: { path: 'x', content, sha256: 'y' } } }) },
+      pods,
+      online,
+      NOW,
+    );
     expect(withToml.healthy).toBe(true);
   });
 });
@@ -80,21 +160,30 @@ describe('podState and gitlabState', () => {
     expect(podState('pi1', { error: 'ECONNREFUSED' })).toEqual({ state: 'unknown', detail: 'ECONNREFUSED' });
   });
 
-  it('online within GitLab\'s 2 hours', () => {
-    expect(gitlabState({ kind: 'runner', id: 1, contactedAt: new Date(NOW - 3_600_000).toISOString() }, NOW).state).toBe('online');
+  it("online within GitLab's 2 hours", () => {
+    expect(
+      gitlabState({ kind: 'runner', id: 1, contactedAt: new Date(NOW - 3_600_000).toISOString() }, NOW).state,
+    ).toBe('online');
     expect(gitlabState({ kind: 'no-record' }, NOW).state).toBe('no runner');
   });
 });
 
 describe('formatStatusTable', () => {
   it('one row per node, problems listed under it, plain text', () => {
-    const rows = [statusRow(pi1, inv, { facts: facts() }, pods, online, NOW), statusRow(inv.nodes[1], inv, { error: 'timed out' }, pods, online, NOW)];
+    const rows = [
+      statusRow(pi1, inv, { facts: facts() }, pods, online, NOW),
+      statusRow(inv.nodes[1], inv, { error: 'timed out' }, pods, online, NOW),
+    ];
     const report = buildStatusReport(rows);
     expect(report.ok).toBe(false);
     const text = formatStatusTable(report, [REG]);
     const lines = text.split('\n');
-    expect(lines[0]).toMatch(/^NODE\s+SSH\s+ARCH\s+DOCKER\s+REGISTRY 198\.18\.0\.2:5000\s+RUNNER POD\s+GITLAB\s+HEALTHY$/);
-    expect(lines[1]).toMatch(/^pi1\s+ok\s+arm64\s+apt 20\.10\.24\s+insecure\s+ready\s+#7 online \(1m ago\)\s+yes$/);
+    expect(lines[0]).toMatch(
+      /^NODE\s+SSH\s+ARCH\s+DOCKER\s+REGISTRY 198\.18\.0\.2:5000\s+RUNNER POD\s+GITLAB\s+HEALTHY$/,
+    );
+    expect(lines[1]).toMatch(
+      /^pi1\s+ok\s+arm64\s+apt 20\.10\.24\s+insecure\s+ready\s+#7 online \(1m ago\)\s+yes$/,
+    );
     expect(lines[2]).toMatch(/^pi2\s+UNREACHABLE\s+\?\s+\?\s+\?\s+ready\s+.*NO$/);
     expect(text).toContain('pi2: unreachable: timed out');
     expect(text).toMatch(/1 of 2 node\(s\) not healthy\.$/);

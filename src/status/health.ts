@@ -32,7 +32,14 @@ export interface StatusRow {
   microk8s?: { missingHostsToml: string[] };
   pod: { state: PodState; name?: string; detail?: string };
   /** contactedAt: of the node's runner manager (systemId) when the record names one */
-  gitlab: { state: GitlabState; runnerId?: number; systemId?: string; contactedAt?: string | null; tokenExpiresAt?: string; detail?: string };
+  gitlab: {
+    state: GitlabState;
+    runnerId?: number;
+    systemId?: string;
+    contactedAt?: string | null;
+    tokenExpiresAt?: string;
+    detail?: string;
+  };
   /** runners.metrics: gitlab_runner_jobs summed over its series (jobs running now); null when it could not be read */
   metrics?: { jobs: number | null; detail?: string };
   healthy: boolean;
@@ -60,7 +67,14 @@ export type PodsView = { pods: PodView[] } | { error: string } | 'n/a';
  * own contacted_at also moves on every `POST /runners/verify`, which each apply makes.
  */
 export type RunnerView =
-  | { kind: 'runner'; id: number; contactedAt: string | null; paused?: boolean; systemId?: string; tokenExpiresAt?: string | null }
+  | {
+      kind: 'runner';
+      id: number;
+      contactedAt: string | null;
+      paused?: boolean;
+      systemId?: string;
+      tokenExpiresAt?: string | null;
+    }
   | { kind: 'no-record' }
   | { kind: 'unknown'; why: string }
   | { kind: 'error'; id?: number; error: string }
@@ -78,7 +92,9 @@ export function podState(node: string, view: PodsView): StatusRow['pod'] {
   if ('error' in view) return { state: 'unknown', detail: view.error };
   const pods = view.pods.filter((p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp);
   if (pods.length === 0) return { state: 'missing' };
-  const ready = pods.find((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+  const ready = pods.find((p) =>
+    p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
   if (ready) return { state: 'ready', name: ready.metadata.name };
   const p = pods[0];
   const cond = p.status?.conditions?.find((c) => c.type === 'Ready');
@@ -104,7 +120,11 @@ export function gitlabState(view: RunnerView, now: number): StatusRow['gitlab'] 
       };
       if (!view.contactedAt) return { state: 'never contacted', ...base };
       const age = now - Date.parse(view.contactedAt);
-      return { state: age <= ONLINE_CONTACT_TIMEOUT_MS ? 'online' : 'offline', ...base, detail: `last contact ${formatAge(age)} ago` };
+      return {
+        state: age <= ONLINE_CONTACT_TIMEOUT_MS ? 'online' : 'offline',
+        ...base,
+        detail: `last contact ${formatAge(age)} ago`,
+      };
     }
   }
 }
@@ -119,7 +139,15 @@ export function formatAge(ms: number): string {
 }
 
 /** One node's row: every check the node's setup makes applicable, and whether all of them pass. */
-export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: PodsView, runner: RunnerView, now: number, metricsAt?: string): StatusRow {
+export function statusRow(
+  node: NodeSpec,
+  inv: Inventory,
+  host: HostView,
+  pods: PodsView,
+  runner: RunnerView,
+  now: number,
+  metricsAt?: string,
+): StatusRow {
   const problems: string[] = [];
   const registries = inv.gitlab.registries;
   let row: StatusRow;
@@ -140,15 +168,22 @@ export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: 
     const flavour = dockerFlavour(f);
     const running = f.docker !== undefined;
     if (flavour === 'none') problems.push('Docker is not installed');
-    else if (!running) problems.push(`dockerd is not answering${f.dockerInfoError ? ` (${f.dockerInfoError.split('\n')[0]})` : ''}`);
-    const regs = registries.map((registry) => ({ registry, insecure: f.docker ? registryIsInsecure(f.docker, registry) : null }));
+    else if (!running)
+      problems.push(
+        `dockerd is not answering${f.dockerInfoError ? ` (${f.dockerInfoError.split('\n')[0]})` : ''}`,
+      );
+    const regs = registries.map((registry) => ({
+      registry,
+      insecure: f.docker ? registryIsInsecure(f.docker, registry) : null,
+    }));
     const secure = regs.filter((r) => r.insecure === false).map((r) => r.registry);
     if (secure.length > 0) problems.push(`dockerd does not treat ${secure.join(', ')} as insecure`);
     let microk8s: StatusRow['microk8s'];
     if (f.microk8s && node.microk8s) {
       const missing = registries.filter((r) => f.hostsToml[r]?.content !== renderHostsToml(r));
       microk8s = { missingHostsToml: missing };
-      if (missing.length > 0) problems.push(`microk8s containerd has no runner-fleet hosts.toml for ${missing.join(', ')}`);
+      if (missing.length > 0)
+        problems.push(`microk8s containerd has no runner-fleet hosts.toml for ${missing.join(', ')}`);
     }
     row = {
       node: node.name,
@@ -169,16 +204,20 @@ export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: 
     else if (jobs) {
       row.metrics = { jobs: null, detail: jobs.error };
       // Without a pod (or a cluster to ask) the pod column says it already.
-      if (inv.runners.placement === 'host' || row.pod.state === 'ready' || row.pod.state === 'not ready') problems.push(`metrics: ${jobs.error}`);
+      if (inv.runners.placement === 'host' || row.pod.state === 'ready' || row.pod.state === 'not ready')
+        problems.push(`metrics: ${jobs.error}`);
     }
   }
   const pod = row.pod;
   if (pod.state === 'missing') problems.push('no runner pod on this node');
-  else if (pod.state === 'not ready') problems.push(`runner pod ${pod.name} is not ready${pod.detail ? ` (${pod.detail})` : ''}`);
+  else if (pod.state === 'not ready')
+    problems.push(`runner pod ${pod.name} is not ready${pod.detail ? ` (${pod.detail})` : ''}`);
   else if (pod.state === 'unknown') problems.push(`runner pod unknown: ${pod.detail ?? 'cluster not asked'}`);
   const gl = row.gitlab;
   if (gl.tokenExpiresAt && Date.parse(gl.tokenExpiresAt) <= now) {
-    problems.push(`runner #${gl.runnerId}'s token expired at ${gl.tokenExpiresAt} (apply rotates tokens before they expire; now it replaces the runner)`);
+    problems.push(
+      `runner #${gl.runnerId}'s token expired at ${gl.tokenExpiresAt} (apply rotates tokens before they expire; now it replaces the runner)`,
+    );
   }
   if (gl.state === 'offline') problems.push(`runner #${gl.runnerId} is offline in GitLab (${gl.detail})`);
   else if (gl.state === 'never contacted') {
@@ -187,16 +226,22 @@ export function statusRow(node: NodeSpec, inv: Inventory, host: HostView, pods: 
         ? `runner #${gl.runnerId}: its manager ${gl.systemId} (this node) has never asked GitLab for jobs; is the runner process running?`
         : `runner #${gl.runnerId} has never contacted GitLab`,
     );
-  }
-  else if (gl.state === 'no runner') problems.push('no runner registered for this node (run apply)');
+  } else if (gl.state === 'no runner') problems.push('no runner registered for this node (run apply)');
   // Only a failed question is a problem; "unknown" because no access token can ask is not.
   else if (gl.state === 'unknown' && runner.kind === 'error') problems.push(`GitLab: ${gl.detail}`);
   row.healthy = problems.length === 0;
   return row;
 }
 
-export function buildStatusReport(nodes: StatusRow[], extra: Pick<StatusReport, 'cluster' | 'gitlab'> = {}): StatusReport {
-  return { ok: nodes.every((n) => n.healthy) && extra.cluster?.ok !== false && extra.gitlab?.ok !== false, nodes, ...extra };
+export function buildStatusReport(
+  nodes: StatusRow[],
+  extra: Pick<StatusReport, 'cluster' | 'gitlab'> = {},
+): StatusReport {
+  return {
+    ok: nodes.every((n) => n.healthy) && extra.cluster?.ok !== false && extra.gitlab?.ok !== false,
+    nodes,
+    ...extra,
+  };
 }
 
 function dockerCell(r: StatusRow): string {
@@ -221,16 +266,32 @@ function gitlabCell(r: StatusRow, now: number): string {
   const g = r.gitlab;
   const id = g.runnerId !== undefined ? `#${g.runnerId} ` : '';
   const expiry = g.tokenExpiresAt ? `, token ${tokenAge(g.tokenExpiresAt, now)}` : '';
-  if (g.state === 'online' || g.state === 'offline') return `${id}${g.state} (${g.detail?.replace(/^last contact /, '')}${expiry})`;
-  if (g.state === 'unknown' && g.detail && !r.problems.some((p) => p.startsWith('GitLab:'))) return `${id}unknown (${g.detail})`;
+  if (g.state === 'online' || g.state === 'offline')
+    return `${id}${g.state} (${g.detail?.replace(/^last contact /, '')}${expiry})`;
+  if (g.state === 'unknown' && g.detail && !r.problems.some((p) => p.startsWith('GitLab:')))
+    return `${id}unknown (${g.detail})`;
   return `${id}${g.state}`;
 }
 
 /** The table people read: one row per node, then one line per problem. Plain text, no escape codes. */
-export function formatStatusTable(report: StatusReport, registries: string[], now: number = Date.now()): string {
+export function formatStatusTable(
+  report: StatusReport,
+  registries: string[],
+  now: number = Date.now(),
+): string {
   // A JOBS column only when the runners export metrics (runners.metrics).
   const jobs = report.nodes.some((r) => r.metrics);
-  const header = ['NODE', 'SSH', 'ARCH', 'DOCKER', ...registries.map((r) => `REGISTRY ${r}`), 'RUNNER POD', 'GITLAB', ...(jobs ? ['JOBS'] : []), 'HEALTHY'];
+  const header = [
+    'NODE',
+    'SSH',
+    'ARCH',
+    'DOCKER',
+    ...registries.map((r) => `REGISTRY ${r}`),
+    'RUNNER POD',
+    'GITLAB',
+    ...(jobs ? ['JOBS'] : []),
+    'HEALTHY',
+  ];
   const rows = report.nodes.map((r) => [
     r.node,
     r.reachable ? 'ok' : 'UNREACHABLE',
@@ -243,12 +304,22 @@ export function formatStatusTable(report: StatusReport, registries: string[], no
     r.healthy ? 'yes' : 'NO',
   ]);
   const widths = header.map((_, c) => Math.max(...[header, ...rows].map((row) => row[c].length)));
-  const lines = [header, ...rows].map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
+  const lines = [header, ...rows].map((row) =>
+    row
+      .map((cell, c) => cell.padEnd(widths[c]))
+      .join('  ')
+      .trimEnd(),
+  );
   const problems = report.nodes.flatMap((r) => r.problems.map((p) => `  ${r.node}: ${p}`));
-  for (const [name, s] of [['cluster', report.cluster], ['gitlab', report.gitlab]] as const) {
+  for (const [name, s] of [
+    ['cluster', report.cluster],
+    ['gitlab', report.gitlab],
+  ] as const) {
     if (s && !s.ok) problems.push(`  ${name}: ${s.error}`);
   }
   const unhealthy = report.nodes.filter((n) => !n.healthy).length;
-  const verdict = report.ok ? `All ${report.nodes.length} node(s) healthy.` : `${unhealthy} of ${report.nodes.length} node(s) not healthy.`;
+  const verdict = report.ok
+    ? `All ${report.nodes.length} node(s) healthy.`
+    : `${unhealthy} of ${report.nodes.length} node(s) not healthy.`;
   return [...lines, ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []), '', verdict].join('\n');
 }

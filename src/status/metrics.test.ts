@@ -28,7 +28,8 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
 // Asynchronous: the server answering lives in this process.
-const run = async (target: string | undefined) => splitGatherOutput((await promisify(execFile)('sh', ['-c', metricsGatherScript(target)])).stdout).sections;
+const run = async (target: string | undefined) =>
+  splitGatherOutput((await promisify(execFile)('sh', ['-c', metricsGatherScript(target)])).stdout).sections;
 
 describe('metrics gather', () => {
   it('sums gitlab_runner_jobs over its series (not the _total counter)', async () => {
@@ -36,21 +37,50 @@ describe('metrics gather', () => {
   });
 
   it('says when nothing answers, and when there is nothing to ask', async () => {
-    expect(parseJobs(await run(metricsTarget('127.0.0.1', 1)), '127.0.0.1:1')).toEqual({ error: expect.stringMatching(/^the metrics endpoint 127\.0\.0\.1:1 did not answer/) });
+    expect(parseJobs(await run(metricsTarget('127.0.0.1', 1)), '127.0.0.1:1')).toEqual({
+      error: expect.stringMatching(/^the metrics endpoint 127\.0\.0\.1:1 did not answer/),
+    });
     expect(parseJobs(await run(undefined), undefined)).toEqual({ error: 'no runner pod to ask' });
     expect(metricsTarget('fd00::5', 9252)).toBe('[fd00::5]:9252');
     expect(() => metricsGatherScript("1.2.3.4:9252'; reboot; '")).toThrow(/not a metrics address/);
   });
 
   it('status shows a JOBS column, and an unanswered endpoint is a problem', async () => {
-    const inv = parseInventory('gitlab: {url: https://gitlab.lan, registry: r.lan:5000}\nnodes: [{name: pi1, host: h1}]\nrunners: {placement: host, executor: shell, metrics: {}}\n', '/tmp/i.yaml');
-    const docker = { version: '27.5.1', indexConfigs: { 'r.lan:5000': { Secure: false } }, insecureCidrs: [] };
-    const gathered = (sections: Map<string, string[]>) => hostFacts({ docker, gathered: { sections, files: new Map() } });
-    const good = statusRow(inv.nodes[0], inv, { facts: gathered(await run(metricsTarget('127.0.0.1', port))) }, 'n/a', { kind: 'n/a' }, 0);
+    const inv = parseInventory(
+      'gitlab: {url: https://gitlab.lan, registry: r.lan:5000}\nnodes: [{name: pi1, host: h1}]\nrunners: {placement: host, executor: shell, metrics: {}}\n',
+      '/tmp/i.yaml',
+    );
+    const docker = {
+      version: '27.5.1',
+      indexConfigs: { 'r.lan:5000': { Secure: false } },
+      insecureCidrs: [],
+    };
+    const gathered = (sections: Map<string, string[]>) =>
+      hostFacts({ docker, gathered: { sections, files: new Map() } });
+    const good = statusRow(
+      inv.nodes[0],
+      inv,
+      { facts: gathered(await run(metricsTarget('127.0.0.1', port))) },
+      'n/a',
+      { kind: 'n/a' },
+      0,
+    );
     expect(good).toMatchObject({ metrics: { jobs: 3 }, healthy: true });
-    expect(formatStatusTable(buildStatusReport([good]), ['r.lan:5000'], 0).split('\n')[0]).toMatch(/GITLAB +JOBS +HEALTHY$/);
-    const bad = statusRow(inv.nodes[0], inv, { facts: gathered(await run(metricsTarget('127.0.0.1', 1))) }, 'n/a', { kind: 'n/a' }, 0, '127.0.0.1:1');
+    expect(formatStatusTable(buildStatusReport([good]), ['r.lan:5000'], 0).split('\n')[0]).toMatch(
+      /GITLAB +JOBS +HEALTHY$/,
+    );
+    const bad = statusRow(
+      inv.nodes[0],
+      inv,
+      { facts: gathered(await run(metricsTarget('127.0.0.1', 1))) },
+      'n/a',
+      { kind: 'n/a' },
+      0,
+      '127.0.0.1:1',
+    );
     expect(bad.healthy).toBe(false);
-    expect(bad.problems).toEqual([expect.stringMatching(/^metrics: the metrics endpoint 127\.0\.0\.1:1 did not answer/)]);
+    expect(bad.problems).toEqual([
+      expect.stringMatching(/^metrics: the metrics endpoint 127\.0\.0\.1:1 did not answer/),
+    ]);
   });
 });

@@ -19,7 +19,8 @@ export function metricsTarget(host: string, port: number): string {
  */
 export function metricsGatherScript(target: string | undefined): string {
   if (target === undefined) return `echo "@@${METRICS_SECTION}"; echo "no-target"`;
-  if (!/^[0-9A-Za-z.:[\]-]+$/.test(target)) throw new Error(`not a metrics address: ${JSON.stringify(target)}`);
+  if (!/^[0-9A-Za-z.:[\]-]+$/.test(target))
+    throw new Error(`not a metrics address: ${JSON.stringify(target)}`);
   const url = `http://${target}/metrics`;
   return `echo "@@${METRICS_SECTION}"
 if command -v curl >/dev/null 2>&1; then rf_m=$(curl -fsS --max-time 3 '${url}' 2>/dev/null) && rf_ok=1 || rf_ok=0
@@ -35,12 +36,24 @@ esac`;
 export type JobsView = { jobs: number } | { error: string };
 
 /** The section's answer; undefined when the gather had none (metrics not configured). */
-export function parseJobs(sections: Map<string, string[]> | undefined, target: string | undefined): JobsView | undefined {
-  const line = sections?.get(METRICS_SECTION)?.map((l) => l.trim()).find(Boolean);
+export function parseJobs(
+  sections: Map<string, string[]> | undefined,
+  target: string | undefined,
+): JobsView | undefined {
+  const line = sections
+    ?.get(METRICS_SECTION)
+    ?.map((l) => l.trim())
+    .find(Boolean);
   if (line === undefined) return undefined;
   const m = /^jobs (\d+)$/.exec(line);
   if (m) return { jobs: Number(m[1]) };
   if (line === 'no-target') return { error: 'no runner pod to ask' };
   if (line === 'no-client') return { error: 'the node has neither curl nor wget to read the metrics' };
-  return { error: `the metrics endpoint ${target ?? ''} did not answer (gitlab-runner listens there only once it has started with runners.metrics)`.replace('  ', ' ') };
+  return {
+    error:
+      `the metrics endpoint ${target ?? ''} did not answer (gitlab-runner listens there only once it has started with runners.metrics)`.replace(
+        '  ',
+        ' ',
+      ),
+  };
 }

@@ -20,7 +20,10 @@ let gl: GitlabStandin;
 let inv: Inventory;
 let previous: NodeConnector;
 const env = { HOME: process.env.HOME, KUBECONFIG: process.env.KUBECONFIG };
-const nodes = new Map<string, FakeNodeState>([['pi1', fakeNodeState()], ['pi2', fakeNodeState()]]);
+const nodes = new Map<string, FakeNodeState>([
+  ['pi1', fakeNodeState()],
+  ['pi2', fakeNodeState()],
+]);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rf-host-placement-'));
@@ -56,7 +59,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const converge = (dryRun: boolean) => runConverge(inv, { dryRun, concurrency: 2, log: recordingLogger(), executor: 'shell' });
+const converge = (dryRun: boolean) =>
+  runConverge(inv, { dryRun, concurrency: 2, log: recordingLogger(), executor: 'shell' });
 const created = () => gl.calls({ method: 'POST', path: '/api/v4/user/runners' }).length;
 
 describe('host placement on fake nodes with the GitLab stand-in', () => {
@@ -73,13 +77,22 @@ describe('host placement on fake nodes with the GitLab stand-in', () => {
     expect(report.ok, JSON.stringify(report)).toBe(true);
     expect(created()).toBe(2);
     for (const [name, s] of nodes) {
-      expect(s.runner).toMatchObject({ installed: true, active: true, enabled: true, groups: ['gitlab-runner', 'docker'] });
+      expect(s.runner).toMatchObject({
+        installed: true,
+        active: true,
+        enabled: true,
+        groups: ['gitlab-runner', 'docker'],
+      });
       // Binary, as gpg --dearmor writes it: the testbed's .gpg, byte for byte.
-      expect(s.files.get(KEYRING_FILE)!.equals(readFileSync(TESTBED_REPOSITORY_KEY.replace(/\.asc$/, '.gpg')))).toBe(true);
+      expect(
+        s.files.get(KEYRING_FILE)!.equals(readFileSync(TESTBED_REPOSITORY_KEY.replace(/\.asc$/, '.gpg'))),
+      ).toBe(true);
       const config = text(s, CONFIG_TOML)!;
       expect(config.match(/\[\[runners\]\]/g)).toHaveLength(1);
       expect(config).toContain('executor = "shell"');
-      expect(JSON.parse(text(s, RECORD_FILE)!)).toEqual([expect.objectContaining({ node: name, mode: 'access' })]);
+      expect(JSON.parse(text(s, RECORD_FILE)!)).toEqual([
+        expect.objectContaining({ node: name, mode: 'access' }),
+      ]);
     }
   });
 
@@ -93,7 +106,13 @@ describe('host placement on fake nodes with the GitLab stand-in', () => {
   });
 
   it('destroy unregisters each host runner through the record on its node', async () => {
-    const report = await runDestroy(inv, { yes: true, purgeRegistryConfig: false, concurrency: 2, log: recordingLogger(), confirm: async () => true });
+    const report = await runDestroy(inv, {
+      yes: true,
+      purgeRegistryConfig: false,
+      concurrency: 2,
+      log: recordingLogger(),
+      confirm: async () => true,
+    });
     expect(report.ok, JSON.stringify(report)).toBe(true);
     expect(gl.state.runners.filter((r) => r.id !== 1)).toEqual([]);
     for (const s of nodes.values()) {

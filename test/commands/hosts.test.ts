@@ -48,7 +48,8 @@ afterEach(() => {
   previous = undefined;
 });
 
-const converge = (dryRun: boolean, log = recordingLogger()) => runConverge(inv, { dryRun, concurrency: 2, log, executor: 'dood' });
+const converge = (dryRun: boolean, log = recordingLogger()) =>
+  runConverge(inv, { dryRun, concurrency: 2, log, executor: 'dood' });
 
 describe('commands on fake nodes (hosts only: no gitlab token)', () => {
   it('plan says what would change, changes nothing and tells the log no change', async () => {
@@ -71,10 +72,17 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     const first = await converge(false, log);
     expect(first.ok).toBe(true);
     expect(first.changed).toBeGreaterThan(0);
-    expect(log.lines.filter((l) => l.kind === 'change').map((l) => l.scope)).toEqual(expect.arrayContaining(['pi1', 'pi2']));
+    expect(log.lines.filter((l) => l.kind === 'change').map((l) => l.scope)).toEqual(
+      expect.arrayContaining(['pi1', 'pi2']),
+    );
     const pi2 = nodes.get('pi2')!;
-    expect(JSON.parse(text(pi2, APT_DAEMON_JSON)!)).toEqual({ 'log-driver': 'journald', 'insecure-registries': [REGISTRY] });
-    expect(JSON.parse(text(pi2, registryStatePath(APT_DAEMON_JSON))!)).toMatchObject({ 'insecure-registries-added': [REGISTRY] });
+    expect(JSON.parse(text(pi2, APT_DAEMON_JSON)!)).toEqual({
+      'log-driver': 'journald',
+      'insecure-registries': [REGISTRY],
+    });
+    expect(JSON.parse(text(pi2, registryStatePath(APT_DAEMON_JSON))!)).toMatchObject({
+      'insecure-registries-added': [REGISTRY],
+    });
 
     const scripts = pi2.scripts.length;
     const again = await converge(false);
@@ -85,22 +93,39 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
   it('status reports every node reachable with the registry insecure once applied', async () => {
     useFakes();
     const before = await runStatus(inv, { concurrency: 2, log: recordingLogger(), executor: 'dood' });
-    expect(before.nodes.map((r) => r.registries)).toEqual([[{ registry: REGISTRY, insecure: false }], [{ registry: REGISTRY, insecure: false }]]);
+    expect(before.nodes.map((r) => r.registries)).toEqual([
+      [{ registry: REGISTRY, insecure: false }],
+      [{ registry: REGISTRY, insecure: false }],
+    ]);
     expect(before.ok).toBe(false);
     await converge(false);
     const after = await runStatus(inv, { concurrency: 2, log: recordingLogger(), executor: 'dood' });
-    expect(after.nodes.map((r) => [r.node, r.reachable, r.arch, r.registries[0].insecure])).toEqual([['pi1', true, 'arm64', true], ['pi2', true, 'arm64', true]]);
+    expect(after.nodes.map((r) => [r.node, r.reachable, r.arch, r.registries[0].insecure])).toEqual([
+      ['pi1', true, 'arm64', true],
+      ['pi2', true, 'arm64', true],
+    ]);
     expect(after.nodes.every((r) => r.pod.state === 'n/a' && r.gitlab.state === 'n/a')).toBe(true);
   });
 
-  it('destroy --purge-registry-config takes the inventory\'s registries out of daemon.json and keeps other entries', async () => {
+  it("destroy --purge-registry-config takes the inventory's registries out of daemon.json and keeps other entries", async () => {
     useFakes({ pi2: { [APT_DAEMON_JSON]: '{"insecure-registries": ["10.9.9.9:5000"]}\n' } });
     await converge(false);
     const asked: string[] = [];
-    const report = await runDestroy(inv, { yes: true, purgeRegistryConfig: true, concurrency: 2, log: recordingLogger(), confirm: async (t) => (asked.push(t), true) });
+    const report = await runDestroy(inv, {
+      yes: true,
+      purgeRegistryConfig: true,
+      concurrency: 2,
+      log: recordingLogger(),
+      confirm: async (t) => (asked.push(t), true),
+    });
     expect(asked).toEqual([]);
     expect(report.ok).toBe(true);
-    expect(report.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.step)).toEqual(['write-file', 'reload-docker']);
-    expect(JSON.parse(text(nodes.get('pi2')!, APT_DAEMON_JSON)!)).toEqual({ 'insecure-registries': ['10.9.9.9:5000'] });
+    expect(report.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.step)).toEqual([
+      'write-file',
+      'reload-docker',
+    ]);
+    expect(JSON.parse(text(nodes.get('pi2')!, APT_DAEMON_JSON)!)).toEqual({
+      'insecure-registries': ['10.9.9.9:5000'],
+    });
   });
 });

@@ -6,11 +6,25 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { down, execOnNode, nodeFile, startNodeSshd, stopNodeSshd, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import {
+  down,
+  execOnNode,
+  nodeFile,
+  startNodeSshd,
+  stopNodeSshd,
+  up,
+  type FleetInfo,
+} from '../../scripts/testbed/fleet.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { readSecretRecords } from '../../src/kube/records.js';
 import type { RunReport } from '../../src/report.js';
-import { readInventory, standinControl, standinState, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  readInventory,
+  standinControl,
+  standinState,
+  writeVariant,
+  type InventoryDoc,
+} from '../support/fleet.js';
 import { REPO } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
 
@@ -51,7 +65,9 @@ async function dropNode(name: string): Promise<number> {
 
 /** The apiserver of the fleet's cluster (scripts/testbed/extra-services.ts puts it under services/cluster/k8s). */
 function apiserverPid(fleet: FleetInfo): number {
-  const pids = JSON.parse(readFileSync(join(fleet.stateDir, 'services', 'cluster', 'k8s', 'pids.json'), 'utf8')) as { component: string; pid: number }[];
+  const pids = JSON.parse(
+    readFileSync(join(fleet.stateDir, 'services', 'cluster', 'k8s', 'pids.json'), 'utf8'),
+  ) as { component: string; pid: number }[];
   return pids.find((p) => p.component === 'kube-apiserver')!.pid;
 }
 
@@ -64,10 +80,14 @@ interface Run {
 /** provision.ts apply, with a callback on every line it prints to stderr (its progress, plain lines without a terminal). */
 function apply(inventory: string, onLine: (line: string) => void = () => {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO, 'node_modules', '.bin', 'tsx'), [join(REPO, 'provision.ts'), '--inventory', inventory, '--executor', 'dood', '--json'], {
-      cwd: REPO,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      join(REPO, 'node_modules', '.bin', 'tsx'),
+      [join(REPO, 'provision.ts'), '--inventory', inventory, '--executor', 'dood', '--json'],
+      {
+        cwd: REPO,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     let partial = '';
@@ -120,7 +140,8 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
     (await standinState(gitlabUrl)).runners
       .filter((r) => r.createdVia !== 'preset')
       .map((r) => ({ id: r.id, attempt: /attempt=([0-9a-z]+)\]/.exec(r.maintenanceNote ?? '')?.[1] }));
-  const recordIds = async () => (await readSecretRecords<{ id?: number; retiredAt?: string }>(client, NS)).map((r) => r.id);
+  const recordIds = async () =>
+    (await readSecretRecords<{ id?: number; retiredAt?: string }>(client, NS)).map((r) => r.id);
 
   /** No temp or half-written file next to what runner-fleet writes, and every daemon.json still parses. */
   async function checkNoPartialFiles(): Promise<void> {
@@ -148,7 +169,12 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
     const res = await fetch(`${gitlabUrl}/api/v4/user/runners`, {
       method: 'POST',
       headers: { 'PRIVATE-TOKEN': accessToken, 'content-type': 'application/json' },
-      body: JSON.stringify({ runner_type: 'instance_type', description: 'pi1', tag_list: ['arm64', 'pi', 'pi1'], maintenance_note: 'Managed by runner-fleet for node pi1. [runner-fleet node=pi1 attempt=deadbeef]' }),
+      body: JSON.stringify({
+        runner_type: 'instance_type',
+        description: 'pi1',
+        tag_list: ['arm64', 'pi', 'pi1'],
+        maintenance_note: 'Managed by runner-fleet for node pi1. [runner-fleet node=pi1 attempt=deadbeef]',
+      }),
     });
     expect(res.status).toBe(201);
     const strayId = ((await res.json()) as { id: number }).id;
@@ -168,7 +194,11 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
       // pi3 (no Docker yet, the longest apply) drops off while its Docker is being converged.
       if (!dropped && /^\S+ pi3 +converging Docker/.test(line)) {
         dropped = true;
-        chaos.push(sleep(800).then(() => dropNode('pi3')).then((n) => events.push(`pi3 dropped (${n} sessions killed)`)));
+        chaos.push(
+          sleep(800)
+            .then(() => dropNode('pi3'))
+            .then((n) => events.push(`pi3 dropped (${n} sessions killed)`)),
+        );
       }
       // GitLab answers slower than gitlab.timeout for 5 s, from the first GitLab step on.
       if (!slowed && /^\S+ gitlab +reconciling runners/.test(line)) {
@@ -207,17 +237,24 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
     // The second apply failed fast, naming the lock, and changed nothing.
     expect(other, 'the second apply never started').toBeDefined();
     expect(other!.code, other!.stderr).toBe(1);
-    expect(other!.stderr).toMatch(/another runner-fleet run holds the fleet lock \(Lease gitlab-runner\/runner-fleet-lock\): \S+\/pid-\d+\/[0-9a-f]{8}, which expires at /);
+    expect(other!.stderr).toMatch(
+      /another runner-fleet run holds the fleet lock \(Lease gitlab-runner\/runner-fleet-lock\): \S+\/pid-\d+\/[0-9a-f]{8}, which expires at /,
+    );
     expect(other!.report).toBeUndefined();
 
     // Every node converged or is named with its reason; a failed run says where.
     expect(first.report, first.stderr).toBeDefined();
     const report = first.report!;
     expect(report.nodes.map((n) => n.name).sort()).toEqual(nodes());
-    for (const n of report.nodes) expect(n.ok || Boolean(n.error), `${n.name} neither converged nor named`).toBe(true);
+    for (const n of report.nodes)
+      expect(n.ok || Boolean(n.error), `${n.name} neither converged nor named`).toBe(true);
     expect(report.nodes.find((n) => n.name === 'pi3')!.ok, 'pi3 was dropped: it must be named').toBe(false);
     expect(first.code).toBe(report.ok ? 0 : 1);
-    if (!report.ok) expect([...report.nodes.map((n) => n.error), report.gitlab?.error, report.cluster?.error].filter(Boolean).length).toBeGreaterThan(0);
+    if (!report.ok)
+      expect(
+        [...report.nodes.map((n) => n.error), report.gitlab?.error, report.cluster?.error].filter(Boolean)
+          .length,
+      ).toBeGreaterThan(0);
 
     // Delayed answers still being worked on by the stand-in land before we look.
     await sleep(5000);
@@ -227,25 +264,39 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
     const reportText = JSON.stringify(report);
     for (const r of await gitlabRunners()) {
       if (held.has(r.id) || r.id === strayId) continue;
-      expect(r.attempt && reportText.includes(`attempt=${r.attempt}`), `runner #${r.id} is in GitLab, in no record, and not named by the report`).toBe(true);
+      expect(
+        r.attempt && reportText.includes(`attempt=${r.attempt}`),
+        `runner #${r.id} is in GitLab, in no record, and not named by the report`,
+      ).toBe(true);
     }
 
     // A clean rerun converges; what it changes is the run that was cut short, and a run after it changes nothing.
     await startNodeSshd('pi3');
     const rerun = await apply(path);
-    console.log(`clean rerun changes: ${JSON.stringify([...rerun.report!.nodes.flatMap((n) => n.changes), ...(rerun.report!.gitlab?.changes ?? []), ...(rerun.report!.cluster?.changes ?? [])].map((c) => c.detail))}`);
+    console.log(
+      `clean rerun changes: ${JSON.stringify([...rerun.report!.nodes.flatMap((n) => n.changes), ...(rerun.report!.gitlab?.changes ?? []), ...(rerun.report!.cluster?.changes ?? [])].map((c) => c.detail))}`,
+    );
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(rerun.report!.ok).toBe(true);
     const ids = (await gitlabRunners()).map((r) => r.id).sort();
     expect(ids).toHaveLength(3);
     // The killed run's runner was adopted (or deleted), never left beside a second one for pi1.
-    if (ids.includes(strayId)) expect(JSON.stringify(rerun.report) + JSON.stringify(first.report)).toContain(`adopted runner #${strayId}`);
+    if (ids.includes(strayId))
+      expect(JSON.stringify(rerun.report) + JSON.stringify(first.report)).toContain(
+        `adopted runner #${strayId}`,
+      );
     expect((await recordIds()).sort()).toEqual(ids);
     const last = await apply(path);
     expect(last.code, last.stderr).toBe(0);
     expect(last.report!.changed, JSON.stringify(last.report)).toBe(0);
     await checkNoPartialFiles();
     // The lock was released: nothing holds it between runs.
-    expect(await client.read({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'runner-fleet-lock', namespace: NS } })).toBeUndefined();
+    expect(
+      await client.read({
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: 'runner-fleet-lock', namespace: NS },
+      }),
+    ).toBeUndefined();
   }, 600_000);
 });

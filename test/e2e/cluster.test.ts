@@ -21,16 +21,24 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
   const variant = (mutate: (inv: InventoryDoc) => void) => writeVariant(fleet.inventory, base, mutate);
   const configs = (): Record<string, string> => {
     const data = get(['-n', NS, 'get', 'secret', 'runner-fleet-config']).data as Record<string, string>;
-    return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    return Object.fromEntries(
+      Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+    );
   };
   const versions = (): Record<string, string> => {
     const items = get(['-n', NS, 'get', 'daemonsets,secrets,serviceaccounts']).items as any[];
     const ns = get(['get', 'namespace', NS]);
-    return Object.fromEntries([...items, ns].map((o) => [`${o.kind}/${o.metadata.name}`, o.metadata.resourceVersion]));
+    return Object.fromEntries(
+      [...items, ns].map((o) => [`${o.kind}/${o.metadata.name}`, o.metadata.resourceVersion]),
+    );
   };
   const readyPodNodes = (executor: string): string[] =>
     (get(['-n', NS, 'get', 'pods', '-l', `runner-fleet.dev/executor=${executor}`]).items as any[])
-      .filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'))
+      .filter(
+        (p) =>
+          !p.metadata.deletionTimestamp &&
+          p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'),
+      )
       .map((p) => p.spec.nodeName)
       .sort();
 
@@ -45,33 +53,36 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
     if (canRun) await down();
   });
 
-  it.each(['dood', 'dind', 'shell'])('%s: the DaemonSet rolls out on every inventory node and nowhere else; its config matches', async (executor) => {
-    const r = await runProvision(['--inventory', fleet.inventory, '--executor', executor, '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.report!.cluster!.ok).toBe(true);
-    const daemonSets = (get(['-n', NS, 'get', 'daemonsets']).items as any[]).map((d) => d.metadata.name);
-    expect(daemonSets).toEqual([`gitlab-runner-${executor}`]); // switching executors removed the previous one
-    expect(readyPodNodes(executor)).toEqual(['pi1', 'pi2', 'pi3']);
-    const pods = get(['-n', NS, 'get', 'pods']).items as any[];
-    expect(pods.some((p) => EXTRA_CLUSTER_NODES.includes(p.spec.nodeName))).toBe(false);
+  it.each(['dood', 'dind', 'shell'])(
+    '%s: the DaemonSet rolls out on every inventory node and nowhere else; its config matches',
+    async (executor) => {
+      const r = await runProvision(['--inventory', fleet.inventory, '--executor', executor, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.report!.cluster!.ok).toBe(true);
+      const daemonSets = (get(['-n', NS, 'get', 'daemonsets']).items as any[]).map((d) => d.metadata.name);
+      expect(daemonSets).toEqual([`gitlab-runner-${executor}`]); // switching executors removed the previous one
+      expect(readyPodNodes(executor)).toEqual(['pi1', 'pi2', 'pi3']);
+      const pods = get(['-n', NS, 'get', 'pods']).items as any[];
+      expect(pods.some((p) => EXTRA_CLUSTER_NODES.includes(p.spec.nodeName))).toBe(false);
 
-    const toml = configs();
-    for (const node of ['pi1', 'pi2', 'pi3']) {
-      const text = toml[`${node}.config.toml`];
-      expect(text).toBeDefined();
-      if (executor === 'dind') {
-        expect(text).toMatch(/executor = "docker"/);
-        expect(text).toMatch(/privileged = true/);
-        expect(text).toContain(`"--insecure-registry=${fleet.registry}"`);
-      } else if (executor === 'dood') {
-        expect(text).toMatch(/executor = "docker"/);
-        expect(text).toMatch(/privileged = false/);
-        expect(text).toContain('"/var/run/docker.sock:/var/run/docker.sock"');
-      } else {
-        expect(text).toMatch(/executor = "shell"/);
+      const toml = configs();
+      for (const node of ['pi1', 'pi2', 'pi3']) {
+        const text = toml[`${node}.config.toml`];
+        expect(text).toBeDefined();
+        if (executor === 'dind') {
+          expect(text).toMatch(/executor = "docker"/);
+          expect(text).toMatch(/privileged = true/);
+          expect(text).toContain(`"--insecure-registry=${fleet.registry}"`);
+        } else if (executor === 'dood') {
+          expect(text).toMatch(/executor = "docker"/);
+          expect(text).toMatch(/privileged = false/);
+          expect(text).toContain('"/var/run/docker.sock:/var/run/docker.sock"');
+        } else {
+          expect(text).toMatch(/executor = "shell"/);
+        }
       }
-    }
-  });
+    },
+  );
 
   it('a second run changes no resourceVersion and reports 0 changes', async () => {
     const before = versions();
@@ -83,9 +94,15 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
   });
 
   it('tokens are only in the Secrets: no ConfigMap and no DaemonSet holds one', async () => {
-    const tokens = Object.values(configs()).flatMap((t) => [...t.matchAll(/token = "([^"]+)"/g)].map((m) => m[1]));
+    const tokens = Object.values(configs()).flatMap((t) =>
+      [...t.matchAll(/token = "([^"]+)"/g)].map((m) => m[1]),
+    );
     expect(tokens.length).toBe(3);
-    const elsewhere = JSON.stringify([get(['get', 'configmaps', '-A']), get(['get', 'daemonsets', '-A']), get(['get', 'pods', '-A'])]);
+    const elsewhere = JSON.stringify([
+      get(['get', 'configmaps', '-A']),
+      get(['get', 'daemonsets', '-A']),
+      get(['get', 'pods', '-A']),
+    ]);
     for (const t of tokens) expect(elsewhere.includes(t)).toBe(false);
   });
 

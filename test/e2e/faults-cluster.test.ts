@@ -8,7 +8,13 @@ import { startCluster, type TestCluster } from '../../scripts/testbed/cluster.js
 import { ApiError } from '../../src/errors.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { KubeRecordStore, RecordsConflictError } from '../../src/kube/records.js';
-import { acquireFleetLock, LEASE_NAME, LockHeldError, microTime, type LeaseSpec } from '../../src/lock/fleet-lock.js';
+import {
+  acquireFleetLock,
+  LEASE_NAME,
+  LockHeldError,
+  microTime,
+  type LeaseSpec,
+} from '../../src/lock/fleet-lock.js';
 import { startGitlabStandin, type GitlabStandin } from '../gitlab/standin.js';
 import { runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -22,7 +28,11 @@ describe.runIf(canRun)('faults against the test cluster', () => {
   let client: KubeClient;
   let gl: GitlabStandin;
   let dir: string;
-  const lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: LEASE_NAME, namespace: NS } };
+  const lease = {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: { name: LEASE_NAME, namespace: NS },
+  };
   const leaseSpec = async () => (await client.read(lease))?.spec as LeaseSpec | undefined;
 
   beforeAll(async () => {
@@ -83,7 +93,15 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}${extra}}
 
   it('a stale Lease from a killed run is taken over once it has expired', async () => {
     const old = new Date(Date.now() - 120_000);
-    await client.create({ ...lease, spec: { holderIdentity: 'gone-host/pid-9/dead', leaseDurationSeconds: 60, acquireTime: microTime(old), renewTime: microTime(old) } });
+    await client.create({
+      ...lease,
+      spec: {
+        holderIdentity: 'gone-host/pid-9/dead',
+        leaseDurationSeconds: 60,
+        acquireTime: microTime(old),
+        renewTime: microTime(old),
+      },
+    });
     const warnings: string[] = [];
     const log = { warn: (_s: string, m: string) => warnings.push(m), error: () => undefined } as never;
     const c = await acquireFleetLock(client, NS, { log });
@@ -98,7 +116,15 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}${extra}}
 
   it('a second apply fails fast, exit 1, naming the holder and its expiry, before GitLab or any node is touched', async () => {
     const now = new Date();
-    await client.create({ ...lease, spec: { holderIdentity: 'other-host/pid-4242/0badcafe', leaseDurationSeconds: 600, acquireTime: microTime(now), renewTime: microTime(now) } });
+    await client.create({
+      ...lease,
+      spec: {
+        holderIdentity: 'other-host/pid-4242/0badcafe',
+        leaseDurationSeconds: 600,
+        acquireTime: microTime(now),
+        renewTime: microTime(now),
+      },
+    });
     try {
       gl.reset();
       const t0 = Date.now();
@@ -106,7 +132,9 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}${extra}}
       expect(r.code, r.stderr).toBe(1);
       expect(Date.now() - t0).toBeLessThan(20_000);
       expect(r.stderr).toContain('other-host/pid-4242/0badcafe');
-      expect(r.stderr).toContain(`expires at ${new Date(Date.parse(microTime(now).replace(/(\.\d{3})\d{3}Z$/, '$1Z')) + 600_000).toISOString()}`);
+      expect(r.stderr).toContain(
+        `expires at ${new Date(Date.parse(microTime(now).replace(/(\.\d{3})\d{3}Z$/, '$1Z')) + 600_000).toISOString()}`,
+      );
       expect(r.stderr).toContain('nothing was changed');
       expect(r.stderr).not.toMatch(/connecting to/);
       expect(gl.state.calls).toEqual([]);
@@ -126,7 +154,9 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}${extra}}
     await a.save([{ node: 'pi1' }]);
     const e1 = await b.save([{ node: 'pi2' }]).catch((e: unknown) => e);
     expect(e1).toBeInstanceOf(RecordsConflictError);
-    expect((e1 as Error).message).toContain(`Secret ${ns}/runner-fleet-records was changed by someone else since this run read it`);
+    expect((e1 as Error).message).toContain(
+      `Secret ${ns}/runner-fleet-records was changed by someone else since this run read it`,
+    );
     // Both read the same version: the second replace is refused.
     expect(await b.load()).toEqual([{ node: 'pi1' }]);
     await a.save([{ node: 'pi1' }, { node: 'pi3' }]);
@@ -147,7 +177,9 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}${extra}}
       const t0 = Date.now();
       const err = await timed.listNodes().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ApiError);
-      expect((err as Error).message).toBe(`list nodes: no answer from ${cluster.server} within 2s (kubernetes.requestTimeout)`);
+      expect((err as Error).message).toBe(
+        `list nodes: no answer from ${cluster.server} within 2s (kubernetes.requestTimeout)`,
+      );
       expect(Date.now() - t0).toBeLessThan(5000);
 
       gl.reset();

@@ -35,28 +35,45 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
   };
   const provision = (...args: string[]) => runProvision(['--inventory', inventoryPath, '--json', ...args]);
 
-  const ours = async (): Promise<StandinRunner[]> => (await standinState(gitlabUrl)).runners.filter((r) => r.createdVia !== 'preset');
+  const ours = async (): Promise<StandinRunner[]> =>
+    (await standinState(gitlabUrl)).runners.filter((r) => r.createdVia !== 'preset');
   const calls = async () => (await standinState(gitlabUrl)).calls;
   const sh = async (node: string, script: string) => execOnNode(node, ['sh', '-c', script]);
   const configFile = (node: string) => nodeFile(node, CONFIG);
-  const restarts = (node: string) => (existsSync(nodeFile(node, RESTARTS)) ? Number(readFileSync(nodeFile(node, RESTARTS), 'utf8')) : 0);
-  const servicePid = async (node: string) => (await sh(node, 'cat /run/gitlab-runner.pid 2>/dev/null')).stdout.trim();
-  const record = (node: string) => JSON.parse(readFileSync(nodeFile(node, RECORD), 'utf8'))[0] as { id: number; token: string; systemId: string };
+  const restarts = (node: string) =>
+    existsSync(nodeFile(node, RESTARTS)) ? Number(readFileSync(nodeFile(node, RESTARTS), 'utf8')) : 0;
+  const servicePid = async (node: string) =>
+    (await sh(node, 'cat /run/gitlab-runner.pid 2>/dev/null')).stdout.trim();
+  const record = (node: string) =>
+    JSON.parse(readFileSync(nodeFile(node, RECORD), 'utf8'))[0] as {
+      id: number;
+      token: string;
+      systemId: string;
+    };
   /** `gitlab-runner list` on the node: the runners its config.toml holds, as the runner itself reads them. */
   const listed = async (node: string) => {
     const r = await sh(node, 'gitlab-runner list');
     expect(r.code).toBe(0);
     // logrus colours the field names even without a terminal: compare the text without its escapes.
-    // eslint-disable-next-line no-control-regex
-    return r.stderr.replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.includes('Executor=')).map((l) => ({
-      name: l.slice(0, 52).trim(),
-      executor: /Executor=(\S+)/.exec(l)![1],
-      token: /Token=(\S+)/.exec(l)![1],
-      url: /URL=(\S+)/.exec(l)![1],
-    }));
+    return (
+      r.stderr
+        // eslint-disable-next-line no-control-regex
+        .replace(/\x1b\[[0-9;]*m/g, '')
+        .split('\n')
+        .filter((l) => l.includes('Executor='))
+        .map((l) => ({
+          name: l.slice(0, 52).trim(),
+          executor: /Executor=(\S+)/.exec(l)![1],
+          token: /Token=(\S+)/.exec(l)![1],
+          url: /URL=(\S+)/.exec(l)![1],
+        }))
+    );
   };
   const pods = () =>
-    kubectlJson(bin, kubeconfig, ['-n', 'gitlab-runner', 'get', 'pods']).items.filter((p: any) => !p.metadata.deletionTimestamp).map((p: any) => p.spec.nodeName).sort();
+    kubectlJson(bin, kubeconfig, ['-n', 'gitlab-runner', 'get', 'pods'])
+      .items.filter((p: any) => !p.metadata.deletionTimestamp)
+      .map((p: any) => p.spec.nodeName)
+      .sort();
 
   beforeAll(async () => {
     fleet = await up({ nodes: 3 });
@@ -68,7 +85,10 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     inventoryPath = join(fleet.stateDir, 'host-placement.yaml');
     writeInventory();
     // The snap node as a fresh Pi with the docker snap: no docker group yet, so its dockerd gave the socket to root.
-    const g = await sh('pi2', 'groupdel docker && snap restart docker >/dev/null && stat -c %G /var/run/docker.sock');
+    const g = await sh(
+      'pi2',
+      'groupdel docker && snap restart docker >/dev/null && stat -c %G /var/run/docker.sock',
+    );
     expect(g.stdout.trim(), g.stderr).toBe('root');
   });
 
@@ -76,7 +96,7 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     if (canRun) await down();
   });
 
-  it('--executor shell --placement host: package, docker group, root-only config with one block, the node\'s runner, the service', async () => {
+  it("--executor shell --placement host: package, docker group, root-only config with one block, the node's runner, the service", async () => {
     writeInventory((inv) => delete inv.runners.placement);
     const r = await provision('--executor', 'shell', '--placement', 'host');
     expect(r.code, r.stderr).toBe(0);
@@ -84,24 +104,39 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     expect(runners.map((x) => x.tagList.at(-1)).sort()).toEqual(NODES);
     for (const node of NODES) {
       const mine = runners.find((x) => x.tagList.includes(node))!;
-      expect((await sh(node, "dpkg-query -W -f='${db:Status-Status}' gitlab-runner")).stdout).toBe('installed');
+      expect((await sh(node, "dpkg-query -W -f='${db:Status-Status}' gitlab-runner")).stdout).toBe(
+        'installed',
+      );
       expect((await sh(node, 'id -nG gitlab-runner')).stdout.split(/\s+/)).toContain('docker');
       const st = statSync(configFile(node));
       expect([st.mode & 0o777, st.uid]).toEqual([0o600, 0]);
-      expect([statSync(nodeFile(node, SYSTEM_ID)).mode & 0o777, statSync(nodeFile(node, RECORD)).mode & 0o777]).toEqual([0o600, 0o600]);
+      expect([
+        statSync(nodeFile(node, SYSTEM_ID)).mode & 0o777,
+        statSync(nodeFile(node, RECORD)).mode & 0o777,
+      ]).toEqual([0o600, 0o600]);
       expect(readFileSync(configFile(node), 'utf8').match(/^\[\[runners\]\]/gm)).toHaveLength(1);
       const list = await listed(node);
-      expect(list.map((l) => [l.name, l.executor, l.url])).toEqual([[`runner-fleet ${node}`, 'shell', gitlabUrl]]);
+      expect(list.map((l) => [l.name, l.executor, l.url])).toEqual([
+        [`runner-fleet ${node}`, 'shell', gitlabUrl],
+      ]);
       // Compared, never printed: a failing expect would show the token.
-      expect(list[0].token === mine.token && record(node).token === mine.token && record(node).id === mine.id).toBe(true);
+      expect(
+        list[0].token === mine.token && record(node).token === mine.token && record(node).id === mine.id,
+      ).toBe(true);
       const verify = await sh(node, 'gitlab-runner verify');
       expect(verify.code, verify.stderr.replace(/runner=\S+/g, '')).toBe(0);
       expect(verify.stderr).toContain('Verifying runner... is valid');
-      expect((await sh(node, 'systemctl is-active gitlab-runner; systemctl is-enabled gitlab-runner')).stdout.split('\n').slice(0, 2)).toEqual(['active', 'enabled']);
+      expect(
+        (await sh(node, 'systemctl is-active gitlab-runner; systemctl is-enabled gitlab-runner')).stdout
+          .split('\n')
+          .slice(0, 2),
+      ).toEqual(['active', 'enabled']);
       // The manager GitLab sees is the node's recorded system_id (the service and verify both use it).
       const sid = readFileSync(nodeFile(node, SYSTEM_ID), 'utf8').trim();
       expect(sid).toBe(record(node).systemId);
-      expect((await standinState(gitlabUrl)).managers.filter((m) => m.runnerId === mine.id).map((m) => m.systemId)).toEqual([sid]);
+      expect(
+        (await standinState(gitlabUrl)).managers.filter((m) => m.runnerId === mine.id).map((m) => m.systemId),
+      ).toEqual([sid]);
       // Started by the package with the config already in place: no restart was needed.
       expect(restarts(node)).toBe(0);
       // The real gitlab-runner, installed by the package's postinst: its own unit, our graceful-stop drop-in.
@@ -109,11 +144,17 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect(main.slice(0, 4)).toEqual(['/usr/bin/gitlab-runner', 'run', '--config', CONFIG]);
       expect((await sh(node, 'gitlab-runner --version')).stdout).toContain('Version:      17.9.3');
       expect(readFileSync(nodeFile(node, DROP_IN), 'utf8')).toContain('KillSignal=SIGQUIT');
-      expect((await sh(node, 'systemctl show -p KillSignal -p KillMode gitlab-runner')).stdout.split('\n').slice(0, 2)).toEqual(['KillSignal=SIGQUIT', 'KillMode=mixed']);
+      expect(
+        (await sh(node, 'systemctl show -p KillSignal -p KillMode gitlab-runner')).stdout
+          .split('\n')
+          .slice(0, 2),
+      ).toEqual(['KillSignal=SIGQUIT', 'KillMode=mixed']);
       // Shell jobs run as gitlab-runner against the node's own Docker.
       const info = await sh(node, "runuser -u gitlab-runner -- docker info --format '{{.ServerVersion}}'");
       expect(info.code, info.stderr).toBe(0);
-      expect(existsSync(nodeFile(node, '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.gpg'))).toBe(true);
+      expect(existsSync(nodeFile(node, '/etc/apt/keyrings/runner_gitlab-runner-archive-keyring.gpg'))).toBe(
+        true,
+      );
     }
     // The snap node: the group was made and its dockerd restarted once for it (said in the changes).
     const pi2 = r.report!.nodes.find((n) => n.name === 'pi2')!;
@@ -127,15 +168,33 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
   it('a second run changes nothing: same bytes and mtime, no restart, no runner created, one round trip per node', async () => {
     // The flag's choice, now in the inventory, as a user would keep it.
     writeInventory();
-    const before = await Promise.all(NODES.map(async (n) => ({ text: readFileSync(configFile(n), 'utf8'), mtime: statSync(configFile(n)).mtimeMs, pid: await servicePid(n), restarts: restarts(n) })));
+    const before = await Promise.all(
+      NODES.map(async (n) => ({
+        text: readFileSync(configFile(n), 'utf8'),
+        mtime: statSync(configFile(n)).mtimeMs,
+        pid: await servicePid(n),
+        restarts: restarts(n),
+      })),
+    );
     const n = (await calls()).length;
     const r = await provision();
     expect(r.code, r.stderr).toBe(0);
     expect(r.report!.changed).toBe(0);
     expect(r.report!.ssh).toEqual({ connections: 3, roundTrips: 3 });
-    const after = await Promise.all(NODES.map(async (n) => ({ text: readFileSync(configFile(n), 'utf8'), mtime: statSync(configFile(n)).mtimeMs, pid: await servicePid(n), restarts: restarts(n) })));
+    const after = await Promise.all(
+      NODES.map(async (n) => ({
+        text: readFileSync(configFile(n), 'utf8'),
+        mtime: statSync(configFile(n)).mtimeMs,
+        pid: await servicePid(n),
+        restarts: restarts(n),
+      })),
+    );
     expect(after).toEqual(before);
-    const made = (await calls()).slice(n).filter((c) => c.method === 'POST' && (c.path === '/api/v4/user/runners' || c.path === '/api/v4/runners'));
+    const made = (await calls())
+      .slice(n)
+      .filter(
+        (c) => c.method === 'POST' && (c.path === '/api/v4/user/runners' || c.path === '/api/v4/runners'),
+      );
     expect(made).toEqual([]);
   });
 
@@ -148,16 +207,26 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     const r = await provision();
     expect(r.code, r.stderr).toBe(0);
     const since = (await calls()).slice(n);
-    expect(since.filter((c) => c.method === 'PUT').map((c) => c.path).sort()).toEqual(ids.map((id) => `/api/v4/runners/${id}`).sort());
+    expect(
+      since
+        .filter((c) => c.method === 'PUT')
+        .map((c) => c.path)
+        .sort(),
+    ).toEqual(ids.map((id) => `/api/v4/runners/${id}`).sort());
     expect(since.filter((c) => c.method === 'POST' && c.path === '/api/v4/user/runners')).toEqual([]);
     expect((await ours()).every((x) => x.tagList.includes('fast'))).toBe(true);
-    expect(NODES.map((n) => ({ text: readFileSync(configFile(n), 'utf8'), restarts: restarts(n) }))).toEqual(before);
+    expect(NODES.map((n) => ({ text: readFileSync(configFile(n), 'utf8'), restarts: restarts(n) }))).toEqual(
+      before,
+    );
   });
 
   it('a change that is in config.toml rewrites its one block in place and the running runner reloads it: same process, no restart', async () => {
     const tokens = NODES.map((n) => record(n).token);
-    const loads = (n: string) => (readFileSync(nodeFile(n, RUNNER_LOG), 'utf8').match(/Configuration loaded/g) ?? []).length;
-    const before = await Promise.all(NODES.map(async (n) => ({ restarts: restarts(n), pid: await servicePid(n), loads: loads(n) })));
+    const loads = (n: string) =>
+      (readFileSync(nodeFile(n, RUNNER_LOG), 'utf8').match(/Configuration loaded/g) ?? []).length;
+    const before = await Promise.all(
+      NODES.map(async (n) => ({ restarts: restarts(n), pid: await servicePid(n), loads: loads(n) })),
+    );
     const n = (await calls()).length;
     base.runners.description = 'pi runner {node}';
     writeInventory();
@@ -172,11 +241,14 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect(await servicePid(node)).toBe(before[i].pid);
       // gitlab-runner says so when it re-reads config.toml (SIGHUP, or its own 3 s check of the file).
       const until = Date.now() + 10_000;
-      while (loads(node) <= before[i].loads && Date.now() < until) await new Promise((res) => setTimeout(res, 200));
+      while (loads(node) <= before[i].loads && Date.now() < until)
+        await new Promise((res) => setTimeout(res, 200));
       expect(loads(node)).toBeGreaterThan(before[i].loads);
       expect((await listed(node)).map((l) => l.name)).toEqual([`pi runner ${node}`]);
     }
-    expect((await calls()).slice(n).filter((c) => c.method === 'POST' && c.path === '/api/v4/user/runners')).toEqual([]);
+    expect(
+      (await calls()).slice(n).filter((c) => c.method === 'POST' && c.path === '/api/v4/user/runners'),
+    ).toEqual([]);
   });
 
   it('host → cluster: host runners unregistered and removed first, no duplicate registered, the DaemonSet takes over', async () => {
@@ -186,14 +258,22 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     const r = await provision();
     expect(r.code, r.stderr).toBe(0);
     for (const node of NODES) {
-      expect((await sh(node, 'systemctl is-active gitlab-runner; systemctl is-enabled gitlab-runner')).stdout.split('\n').slice(0, 2)).toEqual(['inactive', 'disabled']);
-      for (const f of [CONFIG, SYSTEM_ID, RECORD]) expect(existsSync(nodeFile(node, f)), `${node}:${f}`).toBe(false);
+      expect(
+        (await sh(node, 'systemctl is-active gitlab-runner; systemctl is-enabled gitlab-runner')).stdout
+          .split('\n')
+          .slice(0, 2),
+      ).toEqual(['inactive', 'disabled']);
+      for (const f of [CONFIG, SYSTEM_ID, RECORD])
+        expect(existsSync(nodeFile(node, f)), `${node}:${f}`).toBe(false);
       // The package stays (and the run says so).
-      expect((await sh(node, "dpkg-query -W -f='${db:Status-Status}' gitlab-runner")).stdout).toBe('installed');
+      expect((await sh(node, "dpkg-query -W -f='${db:Status-Status}' gitlab-runner")).stdout).toBe(
+        'installed',
+      );
     }
     expect(r.stderr).toContain('the gitlab-runner package stays installed');
     // Stopped with the drop-in's SIGQUIT: gitlab-runner's graceful shutdown, not the forceful one SIGTERM starts.
-    for (const node of NODES) expect(readFileSync(nodeFile(node, RUNNER_LOG), 'utf8')).toContain('Starting graceful shutdown');
+    for (const node of NODES)
+      expect(readFileSync(nodeFile(node, RUNNER_LOG), 'utf8')).toContain('Starting graceful shutdown');
     const runners = await ours();
     expect(runners).toHaveLength(3);
     expect(runners.some((x) => hostIds.includes(x.id))).toBe(false);
@@ -212,14 +292,18 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     writeInventory();
     const r = await provision();
     expect(r.code, r.stderr).toBe(0);
-    expect(r.report!.cluster!.changes.map((c) => c.detail)).toContain('delete DaemonSet gitlab-runner/gitlab-runner-shell (runners.placement is host)');
+    expect(r.report!.cluster!.changes.map((c) => c.detail)).toContain(
+      'delete DaemonSet gitlab-runner/gitlab-runner-shell (runners.placement is host)',
+    );
     const runners = await ours();
     expect(runners).toHaveLength(3);
     expect(runners.some((x) => clusterIds.includes(x.id))).toBe(false);
     for (const node of NODES) {
       expect((await listed(node)).length).toBe(1);
       expect((await sh(node, 'systemctl is-active gitlab-runner')).stdout.trim()).toBe('active');
-      const label = kubectlJson(bin, kubeconfig, ['get', 'node', node]).metadata.labels['runner-fleet.dev/runner'];
+      const label = kubectlJson(bin, kubeconfig, ['get', 'node', node]).metadata.labels[
+        'runner-fleet.dev/runner'
+      ];
       expect(label).toBeUndefined();
     }
     const eventually = Date.now() + 20_000;
@@ -233,7 +317,7 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     const r = await provision();
     expect(r.code, r.stderr).toBe(0);
     expect((await ours()).map((x) => x.id)).not.toContain(gone);
-    expect((await ours())).toHaveLength(2);
+    expect(await ours()).toHaveLength(2);
     expect((await sh('pi3', 'systemctl is-active gitlab-runner')).stdout.trim()).toBe('inactive');
     expect(existsSync(nodeFile('pi3', CONFIG))).toBe(false);
     const index = JSON.parse(readFileSync(inventoryPath.replace(/\.yaml$/, '.state.json'), 'utf8'));
@@ -241,9 +325,10 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
   });
 
   it('printed no runner token, anywhere', async () => {
-    const tokens = [...(await standinState(gitlabUrl)).runners.map((x) => x.token), ...NODES.filter((n) => existsSync(nodeFile(n, RECORD))).map((n) => record(n).token)].filter(
-      (t): t is string => typeof t === 'string' && t.length > 8,
-    );
+    const tokens = [
+      ...(await standinState(gitlabUrl)).runners.map((x) => x.token),
+      ...NODES.filter((n) => existsSync(nodeFile(n, RECORD))).map((n) => record(n).token),
+    ].filter((t): t is string => typeof t === 'string' && t.length > 8);
     const out = allOutput.join('\n');
     expect(tokens.filter((t) => out.includes(t)).length).toBe(0);
     expect(out).not.toMatch(/glrt-[A-Za-z0-9_-]{8,}/);

@@ -4,7 +4,15 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { down, execOnNode, nodeDockerPid, nodeFile, seedImage, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import {
+  down,
+  execOnNode,
+  nodeDockerPid,
+  nodeFile,
+  seedImage,
+  up,
+  type FleetInfo,
+} from '../../scripts/testbed/fleet.js';
 import { NO_SUDO_USER } from '../../scripts/testbed/host.js';
 import { servicesNamed } from '../../scripts/testbed/services.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -14,13 +22,22 @@ const canRun = requireRoot('host convergence end to end');
 
 const APT_JSON = '/etc/docker/daemon.json';
 const SNAP_JSON = '/var/snap/docker/current/config/daemon.json';
-const OTHER_KEYS = { 'log-level': 'warn', 'insecure-registries': ['198.19.0.9:5000'], 'max-concurrent-downloads': 2 };
+const OTHER_KEYS = {
+  'log-level': 'warn',
+  'insecure-registries': ['198.19.0.9:5000'],
+  'max-concurrent-downloads': 2,
+};
 
 describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
   let fleet: FleetInfo;
   let inventory: Record<string, any>;
   const jsonPath = (name: string) => nodeFile(name, name === 'pi2' ? SNAP_JSON : APT_JSON);
-  const push = (name: string, tag: string) => execOnNode(name, ['sh', '-c', `docker tag bb:local ${fleet.registry}/${tag} && docker push ${fleet.registry}/${tag}`]);
+  const push = (name: string, tag: string) =>
+    execOnNode(name, [
+      'sh',
+      '-c',
+      `docker tag bb:local ${fleet.registry}/${tag} && docker push ${fleet.registry}/${tag}`,
+    ]);
   const withInventory = (mutate: (inv: Record<string, any>) => void): string => {
     const copy = structuredClone(inventory);
     mutate(copy);
@@ -65,7 +82,9 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     expect(r.report!.nodes.find((n) => n.name === 'pi3')!.changes[0].step).toBe('install-docker');
     expect(['pi1', 'pi2'].map((n) => readFileSync(jsonPath(n), 'utf8'))).toEqual(before);
     expect(await Promise.all(['pi1', 'pi2'].map(nodeDockerPid))).toEqual(pids);
-    expect((await execOnNode('pi3', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout).not.toBe('installed');
+    expect(
+      (await execOnNode('pi3', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout,
+    ).not.toBe('installed');
   });
 
   it('apply converges apt, snap and a fresh node; pushes then succeed everywhere', async () => {
@@ -76,7 +95,12 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     for (const name of ['pi1', 'pi2', 'pi3']) {
       const p = await push(name, `after-${name}:1`);
       expect(p.code, p.stdout + p.stderr).toBe(0);
-      const info = await execOnNode(name, ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      const info = await execOnNode(name, [
+        'docker',
+        'info',
+        '--format',
+        '{{json .RegistryConfig.IndexConfigs}}',
+      ]);
       expect(JSON.parse(info.stdout)[fleet.registry]).toMatchObject({ Secure: false });
     }
   });
@@ -84,18 +108,31 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
   it('keeps every other key and existing registry', () => {
     const json = JSON.parse(readFileSync(jsonPath('pi1'), 'utf8'));
     expect(json).toEqual({ ...OTHER_KEYS, 'insecure-registries': ['198.19.0.9:5000', fleet.registry] });
-    expect(JSON.parse(readFileSync(jsonPath('pi2'), 'utf8'))).toEqual({ 'log-level': 'error', 'insecure-registries': [fleet.registry] });
-    expect(readFileSync(`${jsonPath('pi1')}.runner-fleet.bak`, 'utf8')).toBe(`${JSON.stringify(OTHER_KEYS, null, 2)}\n`);
+    expect(JSON.parse(readFileSync(jsonPath('pi2'), 'utf8'))).toEqual({
+      'log-level': 'error',
+      'insecure-registries': [fleet.registry],
+    });
+    expect(readFileSync(`${jsonPath('pi1')}.runner-fleet.bak`, 'utf8')).toBe(
+      `${JSON.stringify(OTHER_KEYS, null, 2)}\n`,
+    );
   });
 
   it('a second run changes nothing: same bytes, mtime and dockerd PIDs, one connection and round trip per node', async () => {
-    const files = ['pi1', 'pi2', 'pi3'].map((n) => ({ text: readFileSync(jsonPath(n), 'utf8'), mtime: statSync(jsonPath(n)).mtimeMs }));
+    const files = ['pi1', 'pi2', 'pi3'].map((n) => ({
+      text: readFileSync(jsonPath(n), 'utf8'),
+      mtime: statSync(jsonPath(n)).mtimeMs,
+    }));
     const pids = await Promise.all(['pi1', 'pi2', 'pi3'].map(nodeDockerPid));
     const r = await runProvision(['apply', '--inventory', hostsInventory(), '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.report!.changed).toBe(0);
     expect(r.report!.ssh).toEqual({ connections: 3, roundTrips: 3 });
-    expect(['pi1', 'pi2', 'pi3'].map((n) => ({ text: readFileSync(jsonPath(n), 'utf8'), mtime: statSync(jsonPath(n)).mtimeMs }))).toEqual(files);
+    expect(
+      ['pi1', 'pi2', 'pi3'].map((n) => ({
+        text: readFileSync(jsonPath(n), 'utf8'),
+        mtime: statSync(jsonPath(n)).mtimeMs,
+      })),
+    ).toEqual(files);
     expect(await Promise.all(['pi1', 'pi2', 'pi3'].map(nodeDockerPid))).toEqual(pids);
   });
 
@@ -105,20 +142,49 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     const pid1 = await nodeDockerPid('pi1');
     const pid2 = await nodeDockerPid('pi2');
     // A job's container on the snap node: a reload must not stop it.
-    const run = await execOnNode('pi2', ['docker', 'run', '-d', '--network', 'none', 'bb:local', 'sleep', '600']);
+    const run = await execOnNode('pi2', [
+      'docker',
+      'run',
+      '-d',
+      '--network',
+      'none',
+      'bb:local',
+      'sleep',
+      '600',
+    ]);
     expect(run.code, run.stderr).toBe(0);
     const container = run.stdout.trim();
     const r = await runProvision(['--inventory', path, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.report!.nodes.every((n) => n.changes.some((c) => c.step === 'reload-docker'))).toBe(true);
-    expect(r.report!.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.detail).join('\n')).toContain('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
+    expect(
+      r
+        .report!.nodes.find((n) => n.name === 'pi2')!
+        .changes.map((c) => c.detail)
+        .join('\n'),
+    ).toContain('systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service');
     expect(await nodeDockerPid('pi1')).toBe(pid1);
     // The snap's wrapper execs dockerd: SIGHUP to the unit's main PID reloads it in place, same PID.
     expect(await nodeDockerPid('pi2')).toBe(pid2);
-    expect((await execOnNode('pi2', ['docker', 'inspect', '-f', '{{.State.Running}} {{.RestartCount}}', container])).stdout.trim()).toBe('true 0');
+    expect(
+      (
+        await execOnNode('pi2', [
+          'docker',
+          'inspect',
+          '-f',
+          '{{.State.Running}} {{.RestartCount}}',
+          container,
+        ])
+      ).stdout.trim(),
+    ).toBe('true 0');
     await execOnNode('pi2', ['docker', 'rm', '-f', container]);
     for (const name of ['pi1', 'pi2', 'pi3']) {
-      const info = await execOnNode(name, ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      const info = await execOnNode(name, [
+        'docker',
+        'info',
+        '--format',
+        '{{json .RegistryConfig.IndexConfigs}}',
+      ]);
       expect(JSON.parse(info.stdout)[extra]).toMatchObject({ Secure: false });
     }
   });
@@ -145,13 +211,24 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
   it('host keys are verified: a changed key or an unknown host is refused, never accepted', async () => {
     const known = readFileSync(inventory.ssh.knownHosts, 'utf8').split('\n').filter(Boolean);
     // OpenSSH's form: `host` for port 22, `[host]:port` otherwise.
-    const of = (i: number) => { const n = fleet.nodes[i]; return n.port === 22 ? `${n.host} ` : `[${n.host}]:${n.port} `; };
-    const pi1Key = known.find((l) => l.startsWith(of(0)))!.split(' ').slice(1).join(' ');
+    const of = (i: number) => {
+      const n = fleet.nodes[i];
+      return n.port === 22 ? `${n.host} ` : `[${n.host}]:${n.port} `;
+    };
+    const pi1Key = known
+      .find((l) => l.startsWith(of(0)))!
+      .split(' ')
+      .slice(1)
+      .join(' ');
     const swapped = known.map((l) => (l.startsWith(of(1)) ? `${l.split(' ')[0]} ${pi1Key}` : l));
     const withoutPi3 = known.filter((l) => !l.startsWith(of(2)));
     const kh = join(fleet.stateDir, 'known_hosts.tampered');
     writeFileSync(kh, `${swapped.filter((l) => withoutPi3.includes(l) || l.includes(pi1Key)).join('\n')}\n`);
-    const r = await runProvision(['--inventory', withInventory((inv) => (inv.ssh.knownHosts = kh)), '--json']);
+    const r = await runProvision([
+      '--inventory',
+      withInventory((inv) => (inv.ssh.knownHosts = kh)),
+      '--json',
+    ]);
     expect(r.code).toBe(1);
     const byName = Object.fromEntries(r.report!.nodes.map((n) => [n.name, n]));
     expect(byName.pi1.ok).toBe(true);
@@ -197,11 +274,18 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
       const r = await runProvision(['--inventory', path, '--json', '--only', 'pi1']);
       expect(r.code, r.stderr).toBe(1);
       const pi1 = r.report!.nodes.find((n) => n.name === 'pi1')!;
-      expect(pi1.error).toMatch(/dockerd did not take the new \/etc\/docker\/daemon\.json .*restored the previous file from \.runner-fleet\.bak and brought Docker back/);
+      expect(pi1.error).toMatch(
+        /dockerd did not take the new \/etc\/docker\/daemon\.json .*restored the previous file from \.runner-fleet\.bak and brought Docker back/,
+      );
       expect(pi1.changes.map((c) => c.step)).toContain('restore');
       expect(readFileSync(file, 'utf8')).toBe(conflicting);
       expect(await nodeDockerPid('pi1')).toBe(pid);
-      const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      const info = await execOnNode('pi1', [
+        'docker',
+        'info',
+        '--format',
+        '{{json .RegistryConfig.IndexConfigs}}',
+      ]);
       expect(JSON.parse(info.stdout)['198.18.0.2:5003']).toBeUndefined();
     } finally {
       writeFileSync(file, good);
@@ -210,7 +294,7 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
   });
 });
 
-describe.runIf(canRun)('hosts: Docker from Docker\'s own packages', () => {
+describe.runIf(canRun)("hosts: Docker from Docker's own packages", () => {
   afterAll(async () => {
     if (canRun) await down();
   });
@@ -227,7 +311,8 @@ describe.runIf(canRun)('hosts: Docker from Docker\'s own packages', () => {
     const stanzas = readFileSync(status, 'utf8').split(/\n\n+/);
     const dockerIo = stanzas.findIndex((st) => /^Package: docker\.io$/m.test(st));
     expect(dockerIo).toBeGreaterThanOrEqual(0);
-    stanzas[dockerIo] = 'Package: docker-ce\nStatus: install ok installed\nPriority: optional\nSection: admin\nMaintainer: Docker <support@docker.com>\nArchitecture: amd64\nVersion: 5:27.3.1-1~debian.12~bookworm\nConflicts: docker, docker-engine, docker.io\nDescription: Docker: the open-source application container engine';
+    stanzas[dockerIo] =
+      'Package: docker-ce\nStatus: install ok installed\nPriority: optional\nSection: admin\nMaintainer: Docker <support@docker.com>\nArchitecture: amd64\nVersion: 5:27.3.1-1~debian.12~bookworm\nConflicts: docker, docker-engine, docker.io\nDescription: Docker: the open-source application container engine';
     writeFileSync(status, `${stanzas.filter(Boolean).join('\n\n')}\n\n`);
     const pid = await nodeDockerPid('pi1');
     expect(pid).toBeGreaterThan(0);
@@ -239,10 +324,21 @@ describe.runIf(canRun)('hosts: Docker from Docker\'s own packages', () => {
     expect(changes.map((c) => c.step)).toEqual(['write-file', 'write-file', 'reload-docker']);
     expect(changes[2].detail).toContain('systemctl reload docker');
     expect(await nodeDockerPid('pi1')).toBe(pid);
-    expect((await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout).not.toBe('installed');
-    expect((await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker-ce'])).stdout).toBe('installed');
-    expect(JSON.parse(readFileSync(nodeFile('pi1', APT_JSON), 'utf8'))['insecure-registries']).toEqual([fleet.registry]);
-    const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+    expect(
+      (await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker.io'])).stdout,
+    ).not.toBe('installed');
+    expect(
+      (await execOnNode('pi1', ['dpkg-query', '-W', '-f=${db:Status-Status}', 'docker-ce'])).stdout,
+    ).toBe('installed');
+    expect(JSON.parse(readFileSync(nodeFile('pi1', APT_JSON), 'utf8'))['insecure-registries']).toEqual([
+      fleet.registry,
+    ]);
+    const info = await execOnNode('pi1', [
+      'docker',
+      'info',
+      '--format',
+      '{{json .RegistryConfig.IndexConfigs}}',
+    ]);
     expect(JSON.parse(info.stdout)[fleet.registry]).toMatchObject({ Secure: false });
   });
 });
@@ -273,18 +369,66 @@ describe('bad inventories exit 2, name the path, and contact no node', () => {
   const cases: [string, (inv: any) => void, string][] = [
     ['unknown key', (inv) => (inv.nodes[1].dokcer = 'apt'), 'nodes[1].dokcer: unknown key'],
     ['duplicate node name', (inv) => (inv.nodes[1].name = 'pi1'), 'nodes[1].name: duplicate node name "pi1"'],
-    ["duplicate host", (inv) => (inv.nodes[1].host = "127.0.0.1"), "nodes[1].host: duplicate host 127.0.0.1:"],
+    [
+      'duplicate host',
+      (inv) => (inv.nodes[1].host = '127.0.0.1'),
+      'nodes[1].host: duplicate host 127.0.0.1:',
+    ],
     ['bad docker', (inv) => (inv.nodes[1].docker = 'podman'), 'nodes[1].docker: expected apt | snap | auto'],
-    ['bad executor', (inv) => (inv.runners = { executor: 'kubernetes' }), 'runners.executor: expected shell | dind | dood'],
-    ['registry with a scheme', (inv) => (inv.gitlab.registry = ['http://198.18.0.2:5000']), 'gitlab.registry[0]: expected host:port without a scheme'],
-    ['inline token', (inv) => (inv.gitlab.accessToken = 'glpat-0123456789abcdef'), 'gitlab.accessToken: expected a reference'],
-    ['registry port dockerd refuses', (inv) => (inv.gitlab.registry = ['198.18.0.2:5000', 'reg.lan:99999']), 'gitlab.registry[1]: invalid port "99999"'],
-    ['registry that is not an IPv6 address', (inv) => (inv.gitlab.registry = ['[..]:5000']), 'gitlab.registry[0]: [..] is not an IPv6 address'],
-    ['registry port 0', (inv) => (inv.gitlab.registry = ['reg.lan:0']), 'gitlab.registry[0]: invalid port "0"'],
-    ['one host spelled twice', (inv) => ((inv.nodes[0].host = 'localhost'), (inv.nodes[1].host = '127.0.0.1'), (inv.nodes[1].port = port)), 'nodes[1].host: duplicate host 127.0.0.1:'],
-    ['GitLab URL with a password', (inv) => (inv.gitlab.url = 'http://root:glpat-0123456789abcdef@127.0.0.1:1'), 'gitlab.url: must not contain a user name or password'],
-    ['description over GitLab\'s limit', (inv) => (inv.runners = { description: 'd'.repeat(20_000_000) }), 'runners.description: is 20000000 characters long; at most 1024 allowed'],
-    ['missing env token', (inv) => (inv.gitlab.accessToken = 'env:RUNNER_FLEET_TEST_UNSET'), 'gitlab.accessToken: environment variable RUNNER_FLEET_TEST_UNSET is not set'],
+    [
+      'bad executor',
+      (inv) => (inv.runners = { executor: 'kubernetes' }),
+      'runners.executor: expected shell | dind | dood',
+    ],
+    [
+      'registry with a scheme',
+      (inv) => (inv.gitlab.registry = ['http://198.18.0.2:5000']),
+      'gitlab.registry[0]: expected host:port without a scheme',
+    ],
+    [
+      'inline token',
+      (inv) => (inv.gitlab.accessToken = 'glpat-0123456789abcdef'),
+      'gitlab.accessToken: expected a reference',
+    ],
+    [
+      'registry port dockerd refuses',
+      (inv) => (inv.gitlab.registry = ['198.18.0.2:5000', 'reg.lan:99999']),
+      'gitlab.registry[1]: invalid port "99999"',
+    ],
+    [
+      'registry that is not an IPv6 address',
+      (inv) => (inv.gitlab.registry = ['[..]:5000']),
+      'gitlab.registry[0]: [..] is not an IPv6 address',
+    ],
+    [
+      'registry port 0',
+      (inv) => (inv.gitlab.registry = ['reg.lan:0']),
+      'gitlab.registry[0]: invalid port "0"',
+    ],
+    [
+      'one host spelled twice',
+      (inv) => (
+        (inv.nodes[0].host = 'localhost'),
+        (inv.nodes[1].host = '127.0.0.1'),
+        (inv.nodes[1].port = port)
+      ),
+      'nodes[1].host: duplicate host 127.0.0.1:',
+    ],
+    [
+      'GitLab URL with a password',
+      (inv) => (inv.gitlab.url = 'http://root:glpat-0123456789abcdef@127.0.0.1:1'),
+      'gitlab.url: must not contain a user name or password',
+    ],
+    [
+      "description over GitLab's limit",
+      (inv) => (inv.runners = { description: 'd'.repeat(20_000_000) }),
+      'runners.description: is 20000000 characters long; at most 1024 allowed',
+    ],
+    [
+      'missing env token',
+      (inv) => (inv.gitlab.accessToken = 'env:RUNNER_FLEET_TEST_UNSET'),
+      'gitlab.accessToken: environment variable RUNNER_FLEET_TEST_UNSET is not set',
+    ],
   ];
 
   it.each(cases)('%s', async (_name, mutate, message) => {
@@ -311,7 +455,10 @@ describe('bad inventories exit 2, name the path, and contact no node', () => {
 
   it('an alias bomb or a file that is not UTF-8 exits 2', async () => {
     const bomb = `${stringify(good())}a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`;
-    for (const [text, message] of [[Buffer.from(bomb), /alias/i], [Buffer.concat([Buffer.from(stringify(good())), Buffer.from([0xff, 0xfe])]), /not valid UTF-8/]] as const) {
+    for (const [text, message] of [
+      [Buffer.from(bomb), /alias/i],
+      [Buffer.concat([Buffer.from(stringify(good())), Buffer.from([0xff, 0xfe])]), /not valid UTF-8/],
+    ] as const) {
       const path = join(import.meta.dirname, `.bad-${Math.random().toString(36).slice(2)}.yaml`);
       writeFileSync(path, text);
       try {

@@ -20,7 +20,14 @@ import { startGitlabStandin, type GitlabStandin, type StandinJobView } from '../
 import { findGitlabRunner, requireGitlabRunner } from '../support/gitlabRunner.js';
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
-import { down, execOnNode, nodeDockerPid, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import {
+  down,
+  execOnNode,
+  nodeDockerPid,
+  nodeFile,
+  up,
+  type FleetInfo,
+} from '../../scripts/testbed/fleet.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 import { startCluster, type TestCluster } from '../../scripts/testbed/cluster.js';
@@ -61,22 +68,38 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
   ];
 
   const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(gl.url + path, { method, headers: { 'content-type': 'application/json', 'PRIVATE-TOKEN': gl.tokens.accessToken }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(gl.url + path, {
+      method,
+      headers: { 'content-type': 'application/json', 'PRIVATE-TOKEN': gl.tokens.accessToken },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
   const queue = async (job: string, ciYaml: string) => {
-    const res = await fetch(`${gl.url}/_standin/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project: 'ci/cached', ciYaml, job }) });
+    const res = await fetch(`${gl.url}/_standin/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ project: 'ci/cached', ciYaml, job }),
+    });
     expect(res.status).toBe(201);
     return ((await res.json()) as { id: number }).id;
   };
-  const view = async (id: number) => (await (await fetch(`${gl.url}/_standin/jobs/${id}`)).json()) as StandinJobView;
-  const waitFor = async (id: number, ms: number, done = (v: StandinJobView) => ['success', 'failed', 'canceled'].includes(v.status)) => {
+  const view = async (id: number) =>
+    (await (await fetch(`${gl.url}/_standin/jobs/${id}`)).json()) as StandinJobView;
+  const waitFor = async (
+    id: number,
+    ms: number,
+    done = (v: StandinJobView) => ['success', 'failed', 'canceled'].includes(v.status),
+  ) => {
     const until = Date.now() + ms;
     for (;;) {
       const v = await view(id);
       if (done(v)) return v;
-      if (Date.now() > until) throw new Error(`job ${id} still ${v.status} after ${ms} ms; runner logs:\n${nodes.map((n) => `--- ${n.name}\n${n.log}`).join('\n')}`);
+      if (Date.now() > until)
+        throw new Error(
+          `job ${id} still ${v.status} after ${ms} ms; runner logs:\n${nodes.map((n) => `--- ${n.name}\n${n.log}`).join('\n')}`,
+        );
       await new Promise((r) => setTimeout(r, 300));
     }
   };
@@ -89,10 +112,20 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'rf-operator-settings-'));
-    s3 = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: join(dir, 's3'), configureBuckets: [{ name: BUCKET, configs: [] }] });
+    s3 = new S3rver({
+      address: '127.0.0.1',
+      port: 0,
+      silent: true,
+      directory: join(dir, 's3'),
+      configureBuckets: [{ name: BUCKET, configs: [] }],
+    });
     s3Port = (await s3.run()).port;
     gl = await startGitlabStandin({ stateDir: join(dir, 'gitlab') });
-    const res = await fetch(`${gl.url}/_standin/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: 'ci/cached', files: { 'README.md': 'cache test\n' } }) });
+    const res = await fetch(`${gl.url}/_standin/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ path: 'ci/cached', files: { 'README.md': 'cache test\n' } }),
+    });
     expect(res.status).toBe(201);
 
     process.env.RF_TEST_CACHE_AK = ACCESS_KEY;
@@ -113,31 +146,60 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
     );
 
     for (const n of nodes) {
-      const created = await api('POST', '/api/v4/user/runners', { runner_type: 'instance_type', description: n.name, tag_list: [n.name], run_untagged: false });
+      const created = await api('POST', '/api/v4/user/runners', {
+        runner_type: 'instance_type',
+        description: n.name,
+        tag_list: [n.name],
+        run_untagged: false,
+      });
       expect(created.status).toBe(201);
       n.runnerId = created.body.id;
       const systemId = `s_${n.name}settings00`.slice(0, 14);
-      const record = { node: n.name, mode: 'access' as const, id: n.runnerId, token: created.body.token as string, systemId, settings: null, createdAt: new Date().toISOString() };
+      const record = {
+        node: n.name,
+        mode: 'access' as const,
+        id: n.runnerId,
+        token: created.body.token as string,
+        systemId,
+        settings: null,
+        createdAt: new Date().toISOString(),
+      };
       const node = inv.nodes.find((x) => x.name === n.name)!;
       // Rendered by runner-fleet; only the listener moves to 127.0.0.1 (nothing on this machine listens on every
       // address; on a Pi or in a pod `:9252` is what the runner gets).
       const rendered = renderConfigToml({ inventory: inv, node, record, executor: 'shell', arch: 'amd64' });
       expect(rendered).toContain('listen_address = ":9252"');
-      const text = rendered.replace('listen_address = ":9252"', `listen_address = "127.0.0.1:${n.metricsPort}"`);
+      const text = rendered.replace(
+        'listen_address = ":9252"',
+        `listen_address = "127.0.0.1:${n.metricsPort}"`,
+      );
       const configDir = join(dir, n.name, 'config');
       mkdirSync(configDir, { recursive: true });
       writeFileSync(join(configDir, 'config.toml'), text, { mode: 0o600 });
       writeFileSync(join(configDir, '.runner_system_id'), `${systemId}\n`, { mode: 0o600 });
       const work = join(dir, n.name, 'work');
       mkdirSync(work);
-      n.process = spawn(findGitlabRunner().path!, ['run', '--config', join(configDir, 'config.toml'), '--working-directory', work], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: work } });
+      n.process = spawn(
+        findGitlabRunner().path!,
+        ['run', '--config', join(configDir, 'config.toml'), '--working-directory', work],
+        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: work } },
+      );
       n.process.stdout!.on('data', (d) => (n.log += d));
       n.process.stderr!.on('data', (d) => (n.log += d));
     }
     const until = Date.now() + 60_000;
-    while (!nodes.every((n) => gl.state.managers.some((m) => m.runnerId === n.runnerId && m.systemId !== '<legacy>' && m.contactedAt))) {
-      for (const n of nodes) if (n.process!.exitCode !== null) throw new Error(`gitlab-runner ${n.name} exited ${n.process!.exitCode}:\n${n.log}`);
-      if (Date.now() > until) throw new Error(`the runners never polled:\n${nodes.map((n) => n.log).join('\n')}`);
+    while (
+      !nodes.every((n) =>
+        gl.state.managers.some(
+          (m) => m.runnerId === n.runnerId && m.systemId !== '<legacy>' && m.contactedAt,
+        ),
+      )
+    ) {
+      for (const n of nodes)
+        if (n.process!.exitCode !== null)
+          throw new Error(`gitlab-runner ${n.name} exited ${n.process!.exitCode}:\n${n.log}`);
+      if (Date.now() > until)
+        throw new Error(`the runners never polled:\n${nodes.map((n) => n.log).join('\n')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }, 120_000);
@@ -176,17 +238,41 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
     expect(await jobsOf(nodes[0])).toEqual({ jobs: 0 });
   }, 120_000);
 
-  it('a cache saved by pi1\'s runner is restored by pi2\'s, through the S3 server', async () => {
+  it("a cache saved by pi1's runner is restored by pi2's, through the S3 server", async () => {
     const value = `cached-${Math.random().toString(36).slice(2)}`;
-    const save = await queue('save', ['save:', '  tags: [pi1]', '  cache: { key: fleet-shared, paths: [cached/] }', '  script:', `    - mkdir -p cached && echo ${value} > cached/value.txt`, ''].join('\n'));
+    const save = await queue(
+      'save',
+      [
+        'save:',
+        '  tags: [pi1]',
+        '  cache: { key: fleet-shared, paths: [cached/] }',
+        '  script:',
+        `    - mkdir -p cached && echo ${value} > cached/value.txt`,
+        '',
+      ].join('\n'),
+    );
     const saved = await waitFor(save, 90_000);
     expect(saved.status, `${saved.trace}\n--- runner ---\n${nodes[0].log}`).toBe('success');
     expect(saved.runnerId).toBe(nodes[0].runnerId);
     // Shared: one object for every runner, under the path prefix, in the bucket.
-    expect(saved.trace).toMatch(new RegExp(`Uploading cache\\.zip to http://127\\.0\\.0\\.1:${s3Port}/${BUCKET}/fleet/project/\\d+/fleet-shared-protected`));
+    expect(saved.trace).toMatch(
+      new RegExp(
+        `Uploading cache\\.zip to http://127\\.0\\.0\\.1:${s3Port}/${BUCKET}/fleet/project/\\d+/fleet-shared-protected`,
+      ),
+    );
     expect(saved.trace).toContain('Created cache');
 
-    const restore = await queue('restore', ['restore:', '  tags: [pi2]', '  cache: { key: fleet-shared, paths: [cached/], policy: pull }', '  script:', '    - cat cached/value.txt', ''].join('\n'));
+    const restore = await queue(
+      'restore',
+      [
+        'restore:',
+        '  tags: [pi2]',
+        '  cache: { key: fleet-shared, paths: [cached/], policy: pull }',
+        '  script:',
+        '    - cat cached/value.txt',
+        '',
+      ].join('\n'),
+    );
     const restored = await waitFor(restore, 90_000);
     expect(restored.status, `${restored.trace}\n--- runner ---\n${nodes[1].log}`).toBe('success');
     expect(restored.runnerId).toBe(nodes[1].runnerId);
@@ -215,19 +301,30 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
     return path;
   };
   const info = async () => {
-    const r = await execOnNode('pi1', ['docker', 'info', '--format', '{{.LoggingDriver}} {{json .RegistryConfig.Mirrors}}']);
+    const r = await execOnNode('pi1', [
+      'docker',
+      'info',
+      '--format',
+      '{{.LoggingDriver}} {{json .RegistryConfig.Mirrors}}',
+    ]);
     const [driver, mirrors] = r.stdout.trim().split(' ');
     return { driver, mirrors: JSON.parse(mirrors) as string[] };
   };
-  const daemonJson = () => JSON.parse(readFileSync(nodeFile('pi1', APT_JSON), 'utf8')) as Record<string, unknown>;
-  const changesOf = (r: { report?: { nodes: { name: string; changes: { step: string; detail: string }[] }[] } }) => r.report!.nodes.find((n) => n.name === 'pi1')!.changes;
+  const daemonJson = () =>
+    JSON.parse(readFileSync(nodeFile('pi1', APT_JSON), 'utf8')) as Record<string, unknown>;
+  const changesOf = (r: {
+    report?: { nodes: { name: string; changes: { step: string; detail: string }[] }[] };
+  }) => r.report!.nodes.find((n) => n.name === 'pi1')!.changes;
 
   beforeAll(async () => {
     fleet = await up({ nodes: 1 });
     inventory = parse(readFileSync(fleet.inventory, 'utf8'));
     delete inventory.kubernetes;
     for (const k of ['accessToken', 'runnerToken', 'registrationToken']) delete inventory.gitlab[k];
-    writeFileSync(nodeFile('pi1', APT_JSON), `${JSON.stringify({ ...USER_KEYS, 'log-driver': 'json-file' }, null, 2)}\n`);
+    writeFileSync(
+      nodeFile('pi1', APT_JSON),
+      `${JSON.stringify({ ...USER_KEYS, 'log-driver': 'json-file' }, null, 2)}\n`,
+    );
     await execOnNode('pi1', ['systemctl', 'restart', 'docker']);
     // The registries first, so that what follows is only the docker.* settings.
     const r = await runProvision(['apply', '--inventory', write(undefined), '--json']);
@@ -247,17 +344,27 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
     const plan = await runProvision(['plan', '--inventory', path, '--json']);
     expect(plan.code, plan.stderr).toBe(0);
     const restart = changesOf(plan).find((c) => c.step === 'reload-docker');
-    expect(restart?.detail).toMatch(/^restart dockerd \(systemctl restart docker\): log-driver and log-opts are read only when dockerd starts.*EVERY RUNNING CONTAINER STOPS/);
+    expect(restart?.detail).toMatch(
+      /^restart dockerd \(systemctl restart docker\): log-driver and log-opts are read only when dockerd starts.*EVERY RUNNING CONTAINER STOPS/,
+    );
     expect(await nodeDockerPid('pi1')).toBe(pid);
 
     const r = await runProvision(['apply', '--inventory', path, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    expect(daemonJson()).toMatchObject({ ...USER_KEYS, 'registry-mirrors': [mirror], 'log-driver': 'local', 'log-opts': { 'max-size': '10m', 'max-file': '3' } });
+    expect(daemonJson()).toMatchObject({
+      ...USER_KEYS,
+      'registry-mirrors': [mirror],
+      'log-driver': 'local',
+      'log-opts': { 'max-size': '10m', 'max-file': '3' },
+    });
     expect(await info()).toEqual({ driver: 'local', mirrors: [`${mirror}/`] });
     const restarted = await nodeDockerPid('pi1');
     expect(restarted).not.toBe(pid);
     const record = JSON.parse(readFileSync(nodeFile('pi1', `${APT_JSON}.runner-fleet.json`), 'utf8'));
-    expect(record).toMatchObject({ 'registry-mirrors-added': [mirror], 'settings-set': { 'log-driver': { value: 'local', previous: 'json-file' } } });
+    expect(record).toMatchObject({
+      'registry-mirrors-added': [mirror],
+      'settings-set': { 'log-driver': { value: 'local', previous: 'json-file' } },
+    });
 
     const again = await runProvision(['apply', '--inventory', path, '--json']);
     expect(again.code, again.stderr).toBe(0);
@@ -268,9 +375,16 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
   it('another mirror alone is a reload: the same dockerd loads it', async () => {
     const mirrors = [`http://${fleet.registry}`, 'https://mirror.example.invalid'];
     const pid = await nodeDockerPid('pi1');
-    const r = await runProvision(['apply', '--inventory', write({ registryMirrors: mirrors, logs }), '--json']);
+    const r = await runProvision([
+      'apply',
+      '--inventory',
+      write({ registryMirrors: mirrors, logs }),
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(changesOf(r).find((c) => c.step === 'reload-docker')?.detail).toMatch(/^systemctl reload docker .*to load the new registry-mirrors/);
+    expect(changesOf(r).find((c) => c.step === 'reload-docker')?.detail).toMatch(
+      /^systemctl reload docker .*to load the new registry-mirrors/,
+    );
     expect(await nodeDockerPid('pi1')).toBe(pid);
     expect((await info()).mirrors).toEqual(mirrors.map((m) => `${m}/`));
   }, 300_000);
@@ -291,7 +405,9 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
 // The pod settings against the real test control plane (apiserver, controllers, scheduler; kwok kubelets): applied,
 // a rerun changes nothing although the apiserver rewrites quantities (0.5 → 500m), and a runners.version change is
 // planned as an upgrade that rolls out one node at a time.
-const canRunCluster = requireRoot('runners.resources, tolerations, nodeSelector, metrics and version on the test cluster');
+const canRunCluster = requireRoot(
+  'runners.resources, tolerations, nodeSelector, metrics and version on the test cluster',
+);
 
 describe.runIf(canRunCluster)('pod settings and runners.version on the test cluster', () => {
   let cluster: TestCluster;
@@ -327,21 +443,36 @@ describe.runIf(canRunCluster)('pod settings and runners.version on the test clus
       ].join('\n'),
       join(stateDir, 'fleet.yaml'),
     );
-  const configs = Object.fromEntries(NODES.map((n) => [n, `[[runners]]\n  name = "${n}"\n  token = "glrt-fake${n}tokenxyz"\n`]));
-  const converge = (version: string, dryRun = false) => convergeCluster({ inventory: inventory(version), executor: 'dood', configs, dryRun, client });
+  const configs = Object.fromEntries(
+    NODES.map((n) => [n, `[[runners]]\n  name = "${n}"\n  token = "glrt-fake${n}tokenxyz"\n`]),
+  );
+  const converge = (version: string, dryRun = false) =>
+    convergeCluster({ inventory: inventory(version), executor: 'dood', configs, dryRun, client });
 
   it('applies the pod settings; a rerun changes nothing; a new version is a visible one-node-at-a-time upgrade', async () => {
     const first = await converge('17.9.3');
     expect(first.ok, first.error).toBe(true);
-    const ds = (await client.read({ apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'gitlab-runner-dood', namespace: 'gitlab-runner' } })) as any;
+    const ds = (await client.read({
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name: 'gitlab-runner-dood', namespace: 'gitlab-runner' },
+    })) as any;
     const pod = ds.spec.template.spec;
     expect(pod.containers[0].image).toBe('reg.lan:5000/gitlab-runner:alpine-v17.9.3');
     expect(pod.containers[0].ports).toEqual([{ name: 'metrics', containerPort: 9252, protocol: 'TCP' }]);
     // The apiserver keeps quantities in its canonical form.
-    expect(pod.containers[0].resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: '256Mi' } });
-    expect(pod.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' }]);
+    expect(pod.containers[0].resources).toEqual({
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '500m', memory: '256Mi' },
+    });
+    expect(pod.tolerations).toEqual([
+      { key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' },
+    ]);
     expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'runner-fleet.dev/runner': 'true' });
-    expect(ds.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9252' });
+    expect(ds.spec.template.metadata.annotations).toMatchObject({
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '9252',
+    });
 
     const again = await converge('17.9.3');
     expect(again).toEqual({ ok: true, changes: [] });
@@ -356,6 +487,9 @@ describe.runIf(canRunCluster)('pod settings and runners.version on the test clus
         ),
       },
     ]);
-    expect(ds.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+    expect(ds.spec.updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
+    });
   }, 300_000);
 });

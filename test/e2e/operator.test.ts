@@ -1,13 +1,37 @@
 // Issue 6 end to end: status, render, ci-snippet, destroy and the progress output, through provision.ts on the real test fleet.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { clusterBinDir } from '../../scripts/testbed/cluster.js';
-import { down, execOnNode, nodeFile, seedImage, stopNodeDockerd, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import {
+  down,
+  execOnNode,
+  nodeFile,
+  seedImage,
+  stopNodeDockerd,
+  up,
+  type FleetInfo,
+} from '../../scripts/testbed/fleet.js';
 import type { StatusReport } from '../../src/status/health.js';
-import { kubectl, kubectlJson, readInventory, standinState, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  kubectl,
+  kubectlJson,
+  readInventory,
+  standinState,
+  writeVariant,
+  type InventoryDoc,
+} from '../support/fleet.js';
 import { REPO, allOutput, runProvision } from '../support/provision.js';
 import { findKubeseal, requireKubeseal } from '../support/kubeseal.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -34,7 +58,11 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
   /** What each runner pod would do every few seconds: ask GitLab for a job, which marks it online. */
   const runnersAskForJobs = async () => {
     for (const r of await ours()) {
-      const res = await fetch(`${gitlabUrl}/api/v4/jobs/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: r.token }) });
+      const res = await fetch(`${gitlabUrl}/api/v4/jobs/request`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token: r.token }),
+      });
       expect(res.status).toBe(204);
     }
   };
@@ -70,7 +98,9 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
   it('hosts.toml is written once on microk8s nodes and not touched by a rerun (no restart of anything)', async () => {
     const reg = fleet.registry;
     const files = ['pi1', 'pi2'].map((n) => nodeFile(n, HOSTS_TOML(reg)));
-    expect(readFileSync(files[0], 'utf8')).toBe(`# Managed by runner-fleet: ${reg} serves plain HTTP.\nserver = "http://${reg}"\n\n[host."http://${reg}"]\n  capabilities = ["pull", "resolve"]\n`);
+    expect(readFileSync(files[0], 'utf8')).toBe(
+      `# Managed by runner-fleet: ${reg} serves plain HTTP.\nserver = "http://${reg}"\n\n[host."http://${reg}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
     expect(existsSync(nodeFile('pi3', HOSTS_TOML(reg)))).toBe(false); // not a microk8s node
     const before = files.map((f) => ({ ino: statSync(f).ino, mtime: statSync(f).mtimeMs }));
     const r = await provision('apply', '--json');
@@ -88,7 +118,9 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     const ok = await provision('status', '--json');
     expect(ok.code, ok.stderr).toBe(0);
     const report = JSON.parse(ok.stdout) as StatusReport;
-    expect(report.nodes.map((n) => [n.node, n.healthy, n.pod.state, n.gitlab.state, n.registries[0].insecure])).toEqual([
+    expect(
+      report.nodes.map((n) => [n.node, n.healthy, n.pod.state, n.gitlab.state, n.registries[0].insecure]),
+    ).toEqual([
       ['pi1', true, 'ready', 'online', true],
       ['pi2', true, 'ready', 'online', true],
       ['pi3', true, 'ready', 'online', true],
@@ -126,7 +158,13 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     const out = join(fleet.stateDir, 'gitops');
     const r = await provision('render', '--out', out);
     expect(r.code, r.stderr).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(['.gitignore', '01-namespace-gitlab-runner.yaml', '02-serviceaccount-gitlab-runner.yaml', '04-daemonset-gitlab-runner-dood.yaml', 'secrets.yaml']);
+    expect(readdirSync(out).sort()).toEqual([
+      '.gitignore',
+      '01-namespace-gitlab-runner.yaml',
+      '02-serviceaccount-gitlab-runner.yaml',
+      '04-daemonset-gitlab-runner-dood.yaml',
+      'secrets.yaml',
+    ]);
     expect(readFileSync(join(out, '.gitignore'), 'utf8')).toMatch(/^\/secrets\.yaml$/m);
     expect(statSync(join(out, 'secrets.yaml')).mode & 0o777).toBe(0o600);
     expect(r.stderr).toMatch(/warning: .*secrets\.yaml holds the runner tokens in plain text/);
@@ -138,7 +176,11 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     }
 
     // Delete ours, apply the rendered files with kubectl: the same objects come back, and apply has nothing to change.
-    const what = ['daemonset/gitlab-runner-dood', 'serviceaccount/gitlab-runner', 'secret/runner-fleet-config'];
+    const what = [
+      'daemonset/gitlab-runner-dood',
+      'serviceaccount/gitlab-runner',
+      'secret/runner-fleet-config',
+    ];
     const strip = (o: any) => ({ labels: o.metadata.labels, spec: o.spec, data: o.data });
     const before = what.map((w) => strip(kj(['-n', NS, 'get', w])));
     k(['-n', NS, 'delete', ...what, '--wait=true']);
@@ -149,61 +191,114 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     expect(plan.report!.cluster).toEqual({ ok: true, changes: [] });
 
     // A node without a runner: render says to apply first and writes nothing; it never registers one itself.
-    const extra = writeVariant(fleet.inventory, base, (inv) => inv.nodes.push({ name: 'pi9', host: '127.0.6.99', port: 2299 }));
+    const extra = writeVariant(fleet.inventory, base, (inv) =>
+      inv.nodes.push({ name: 'pi9', host: '127.0.6.99', port: 2299 }),
+    );
     const runnersBefore = (await ours()).length;
-    const missing = await runProvision(['render', '--out', join(fleet.stateDir, 'gitops-2'), '--inventory', extra]);
+    const missing = await runProvision([
+      'render',
+      '--out',
+      join(fleet.stateDir, 'gitops-2'),
+      '--inventory',
+      extra,
+    ]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/no runner is registered for pi9 .*run `provision\.ts apply` first/);
     expect(existsSync(join(fleet.stateDir, 'gitops-2'))).toBe(false);
     expect((await ours()).length).toBe(runnersBefore);
   });
 
-  it.runIf(hasKubeseal)('render --seal: kubeseal missing is exit 2; the real kubeseal seals with --seal-cert, and the key unseals the Secret apply sent', async () => {
-    const out = join(fleet.stateDir, 'gitops-sealed');
-    const noSeal = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
-    expect(noSeal.code).toBe(2);
-    expect(noSeal.stderr).toMatch(/--seal: kubeseal is not on PATH/);
-    const binDir = join(fleet.stateDir, 'kubeseal-bin');
-    mkdirSync(binDir, { recursive: true });
-    rmSync(join(binDir, 'kubeseal'), { force: true });
-    symlinkSync(findKubeseal().path!, join(binDir, 'kubeseal'));
-    const PATH = `${binDir}:${process.env.PATH}`;
+  it.runIf(hasKubeseal)(
+    'render --seal: kubeseal missing is exit 2; the real kubeseal seals with --seal-cert, and the key unseals the Secret apply sent',
+    async () => {
+      const out = join(fleet.stateDir, 'gitops-sealed');
+      const noSeal = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], {
+        PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+      });
+      expect(noSeal.code).toBe(2);
+      expect(noSeal.stderr).toMatch(/--seal: kubeseal is not on PATH/);
+      const binDir = join(fleet.stateDir, 'kubeseal-bin');
+      mkdirSync(binDir, { recursive: true });
+      rmSync(join(binDir, 'kubeseal'), { force: true });
+      symlinkSync(findKubeseal().path!, join(binDir, 'kubeseal'));
+      const PATH = `${binDir}:${process.env.PATH}`;
 
-    // Without a certificate kubeseal asks the cluster for the controller's key; the test cluster runs no controller.
-    const noController = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], { PATH });
-    expect(noController.code).toBe(1);
-    expect(noController.stderr).toMatch(/kubeseal failed for Secret runner-fleet-config/);
-    expect(existsSync(out)).toBe(false);
+      // Without a certificate kubeseal asks the cluster for the controller's key; the test cluster runs no controller.
+      const noController = await runProvision(['render', '--seal', '--out', out, '--inventory', inventory], {
+        PATH,
+      });
+      expect(noController.code).toBe(1);
+      expect(noController.stderr).toMatch(/kubeseal failed for Secret runner-fleet-config/);
+      expect(existsSync(out)).toBe(false);
 
-    // The controller's key pair, as `kubeseal --fetch-cert` and a key backup would give them.
-    const cert = join(fleet.stateDir, 'sealed-secrets.crt');
-    const key = join(fleet.stateDir, 'sealed-secrets.key');
-    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=sealed-secret'], { encoding: 'utf8' });
-    expect(gen.status, gen.stderr).toBe(0);
-    const badCert = await runProvision(['render', '--seal-cert', key, '--out', out, '--inventory', inventory], { PATH });
-    expect(badCert.code).toBe(2);
-    expect(badCert.stderr).toMatch(/--seal-cert: .*holds a private key/);
+      // The controller's key pair, as `kubeseal --fetch-cert` and a key backup would give them.
+      const cert = join(fleet.stateDir, 'sealed-secrets.crt');
+      const key = join(fleet.stateDir, 'sealed-secrets.key');
+      const gen = spawnSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '30',
+          '-subj',
+          '/CN=sealed-secret',
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(gen.status, gen.stderr).toBe(0);
+      const badCert = await runProvision(
+        ['render', '--seal-cert', key, '--out', out, '--inventory', inventory],
+        { PATH },
+      );
+      expect(badCert.code).toBe(2);
+      expect(badCert.stderr).toMatch(/--seal-cert: .*holds a private key/);
 
-    const sealed = await runProvision(['render', '--seal-cert', cert, '--out', out, '--inventory', inventory], { PATH });
-    expect(sealed.code, sealed.stderr).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(['01-namespace-gitlab-runner.yaml', '02-serviceaccount-gitlab-runner.yaml', '03-sealedsecret-runner-fleet-config.yaml', '04-daemonset-gitlab-runner-dood.yaml']);
-    const sealedText = readFileSync(join(out, '03-sealedsecret-runner-fleet-config.yaml'), 'utf8');
-    expect(parse(sealedText).kind).toBe('SealedSecret');
-    for (const t of await tokens()) for (const f of readdirSync(out)) expect(readFileSync(join(out, f), 'utf8')).not.toContain(t);
+      const sealed = await runProvision(
+        ['render', '--seal-cert', cert, '--out', out, '--inventory', inventory],
+        { PATH },
+      );
+      expect(sealed.code, sealed.stderr).toBe(0);
+      expect(readdirSync(out).sort()).toEqual([
+        '01-namespace-gitlab-runner.yaml',
+        '02-serviceaccount-gitlab-runner.yaml',
+        '03-sealedsecret-runner-fleet-config.yaml',
+        '04-daemonset-gitlab-runner-dood.yaml',
+      ]);
+      const sealedText = readFileSync(join(out, '03-sealedsecret-runner-fleet-config.yaml'), 'utf8');
+      expect(parse(sealedText).kind).toBe('SealedSecret');
+      for (const t of await tokens())
+        for (const f of readdirSync(out)) expect(readFileSync(join(out, f), 'utf8')).not.toContain(t);
 
-    const un = spawnSync(findKubeseal().path!, ['--recovery-unseal', '--recovery-private-key', key, '--format', 'json'], { input: sealedText, encoding: 'utf8' });
-    expect(un.status, un.stderr).toBe(0);
-    const secret = JSON.parse(un.stdout);
-    const live = kj(['-n', NS, 'get', 'secret/runner-fleet-config']);
-    expect(secret.data).toEqual(live.data);
-    expect(secret.metadata.labels).toEqual(live.metadata.labels);
-    expect(secret.type).toBe(live.type);
-  });
+      const un = spawnSync(
+        findKubeseal().path!,
+        ['--recovery-unseal', '--recovery-private-key', key, '--format', 'json'],
+        { input: sealedText, encoding: 'utf8' },
+      );
+      expect(un.status, un.stderr).toBe(0);
+      const secret = JSON.parse(un.stdout);
+      const live = kj(['-n', NS, 'get', 'secret/runner-fleet-config']);
+      expect(secret.data).toEqual(live.data);
+      expect(secret.metadata.labels).toEqual(live.metadata.labels);
+      expect(secret.type).toBe(live.type);
+    },
+  );
 
-  it('ci-snippet: each executor\'s job pushes to the test registry from a test node', async () => {
+  it("ci-snippet: each executor's job pushes to the test registry from a test node", async () => {
     const reg = fleet.registry;
     // The only registry this machine reaches is the test one: the base image comes from there.
-    const seed = await execOnNode('pi1', ['sh', '-ec', `docker tag bb:local ${reg}/bb:base && docker push ${reg}/bb:base && docker rmi ${reg}/bb:base`]);
+    const seed = await execOnNode('pi1', [
+      'sh',
+      '-ec',
+      `docker tag bb:local ${reg}/bb:base && docker push ${reg}/bb:base && docker rmi ${reg}/bb:base`,
+    ]);
     expect(seed.code, seed.stderr).toBe(0);
     const ctx = join(fleet.stateDir, 'ci-context');
     mkdirSync(ctx, { recursive: true });
@@ -216,13 +311,28 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
       const job = parse(r.stdout)['build-image'];
       expect(job.tags).toEqual(['pi']);
       expect(job.variables.REGISTRY).toBe(reg);
-      return job as { image?: string; services?: { name: string; command: string[] }[]; variables: Record<string, string>; script: string[] };
+      return job as {
+        image?: string;
+        services?: { name: string; command: string[] }[];
+        variables: Record<string, string>;
+        script: string[];
+      };
     };
     /** Runs the job's script on the node as a runner would: its variables exported in order, then each line under `sh -e`. */
-    const runJob = async (node: string, job: { variables: Record<string, string>; script: string[] }, project: string, override: Record<string, string | null> = {}) => {
+    const runJob = async (
+      node: string,
+      job: { variables: Record<string, string>; script: string[] },
+      project: string,
+      override: Record<string, string | null> = {},
+    ) => {
       const vars = { ...job.variables, ...override };
-      const exports = Object.entries({ CI_PROJECT_PATH: project, CI_COMMIT_SHORT_SHA: 'abc1234', ...vars })
-        .map(([name, value]) => (value === null ? `unset ${name}` : `export ${name}="${value.replace(/["\\`]/g, '\\$&')}"`));
+      const exports = Object.entries({
+        CI_PROJECT_PATH: project,
+        CI_COMMIT_SHORT_SHA: 'abc1234',
+        ...vars,
+      }).map(([name, value]) =>
+        value === null ? `unset ${name}` : `export ${name}="${value.replace(/["\\`]/g, '\\$&')}"`,
+      );
       const script = ['set -e', `cd ${ctx}`, ...exports, ...job.script].join('\n');
       const r = await execOnNode(node, ['sh', '-c', script]);
       expect(r.code, `${project}: ${r.stdout}\n${r.stderr}`).toBe(0);
@@ -236,22 +346,58 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     // dind: the service's own dockerd, started on pi1 with exactly the snippet's service command and no daemon.json,
     // so only the --insecure-registry flag lets it pull the base image and push.
     const dind = await jobOf('dind');
-    expect(dind.services).toEqual([{ name: 'docker:27-dind', alias: 'docker', command: [`--insecure-registry=${reg}`] }]);
+    expect(dind.services).toEqual([
+      { name: 'docker:27-dind', alias: 'docker', command: [`--insecure-registry=${reg}`] },
+    ]);
     expect(dind.variables).toMatchObject({ DOCKER_HOST: 'tcp://docker:2376', DOCKER_TLS_CERTDIR: '/certs' });
     const root = join(fleet.stateDir, 'dind');
     writeFileSync(join(fleet.stateDir, 'dind-daemon.json'), '{}\n');
-    const flags = ['--config-file', join(fleet.stateDir, 'dind-daemon.json'), '--data-root', `${root}/data`, '--exec-root', '/run/rf-dind', '--pidfile', '/run/rf-dind.pid',
-      '-H', 'unix:///run/rf-dind.sock', '--iptables=false', '--bridge=none', '--storage-driver=vfs', ...dind.services![0].command];
-    const started = await execOnNode('pi1', ['sh', '-c', `setsid dockerd ${flags.join(' ')} </dev/null >/var/log/rf-dind.log 2>&1 &
-i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 150 ] && exit 1; sleep 0.2; done`]);
+    const flags = [
+      '--config-file',
+      join(fleet.stateDir, 'dind-daemon.json'),
+      '--data-root',
+      `${root}/data`,
+      '--exec-root',
+      '/run/rf-dind',
+      '--pidfile',
+      '/run/rf-dind.pid',
+      '-H',
+      'unix:///run/rf-dind.sock',
+      '--iptables=false',
+      '--bridge=none',
+      '--storage-driver=vfs',
+      ...dind.services![0].command,
+    ];
+    const started = await execOnNode('pi1', [
+      'sh',
+      '-c',
+      `setsid dockerd ${flags.join(' ')} </dev/null >/var/log/rf-dind.log 2>&1 &
+i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 150 ] && exit 1; sleep 0.2; done`,
+    ]);
     expect(started.code, started.stderr).toBe(0);
     try {
-      const info = await execOnNode('pi1', ['docker', '-H', 'unix:///run/rf-dind.sock', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+      const info = await execOnNode('pi1', [
+        'docker',
+        '-H',
+        'unix:///run/rf-dind.sock',
+        'info',
+        '--format',
+        '{{json .RegistryConfig.IndexConfigs}}',
+      ]);
       expect(JSON.parse(info.stdout)[reg]).toMatchObject({ Secure: false });
       // No TLS between the test and that dockerd: it listens on a socket, not on docker:2376.
-      await runJob('pi1', dind, 'fleet/dind', { DOCKER_HOST: 'unix:///run/rf-dind.sock', DOCKER_TLS_VERIFY: null, DOCKER_CERT_PATH: null, DOCKER_TLS_CERTDIR: null });
+      await runJob('pi1', dind, 'fleet/dind', {
+        DOCKER_HOST: 'unix:///run/rf-dind.sock',
+        DOCKER_TLS_VERIFY: null,
+        DOCKER_CERT_PATH: null,
+        DOCKER_TLS_CERTDIR: null,
+      });
     } finally {
-      await execOnNode('pi1', ['sh', '-c', 'kill $(cat /run/rf-dind.pid) 2>/dev/null; i=0; while [ -e /run/rf-dind.pid ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.1; done; :']);
+      await execOnNode('pi1', [
+        'sh',
+        '-c',
+        'kill $(cat /run/rf-dind.pid) 2>/dev/null; i=0; while [ -e /run/rf-dind.pid ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.1; done; :',
+      ]);
     }
   });
 
@@ -259,7 +405,9 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
     const { code, out } = await underTerminal(['destroy', '--inventory', inventory], 'n\n');
     expect(code, out).toBe(1);
     const plain = out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, ''); // eslint-disable-line no-control-regex
-    expect(plain).toMatch(/runner-fleet destroy will remove:[\s\S]*gitlab +pi1: delete runner #\d+[\s\S]*cluster +delete DaemonSet gitlab-runner\/gitlab-runner-dood/);
+    expect(plain).toMatch(
+      /runner-fleet destroy will remove:[\s\S]*gitlab +pi1: delete runner #\d+[\s\S]*cluster +delete DaemonSet gitlab-runner\/gitlab-runner-dood/,
+    );
     expect(plain).toContain('Remove all of this? [y/N]');
     expect(plain).toContain('Destroy: not confirmed; nothing was removed.');
     expect(await ours()).toHaveLength(3);
@@ -274,7 +422,15 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
     const r = await provision('destroy', '--yes', '--json');
     expect(r.code, r.stderr).toBe(0);
     expect(await ours()).toEqual([]);
-    const managed = k(['get', 'daemonsets,secrets,serviceaccounts,configmaps', '-A', '-l', 'app.kubernetes.io/managed-by=runner-fleet', '-o', 'name']);
+    const managed = k([
+      'get',
+      'daemonsets,secrets,serviceaccounts,configmaps',
+      '-A',
+      '-l',
+      'app.kubernetes.io/managed-by=runner-fleet',
+      '-o',
+      'name',
+    ]);
     expect(managed.trim()).toBe('');
     expect(k(['get', 'nodes', '-l', 'runner-fleet.dev/runner', '-o', 'name']).trim()).toBe('');
     const ns = (() => {
@@ -292,12 +448,23 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
     expect(again.stderr).toContain('Destroy: nothing to remove.');
 
     const apt = nodeFile('pi1', '/etc/docker/daemon.json');
-    writeFileSync(apt, `${JSON.stringify({ 'log-level': 'warn', 'insecure-registries': ['198.19.0.9:5000', fleet.registry] }, null, 2)}\n`);
+    writeFileSync(
+      apt,
+      `${JSON.stringify({ 'log-level': 'warn', 'insecure-registries': ['198.19.0.9:5000', fleet.registry] }, null, 2)}\n`,
+    );
     const purge = await provision('destroy', '--yes', '--purge-registry-config');
     expect(purge.code, purge.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(apt, 'utf8'))).toEqual({ 'log-level': 'warn', 'insecure-registries': ['198.19.0.9:5000'] });
+    expect(JSON.parse(readFileSync(apt, 'utf8'))).toEqual({
+      'log-level': 'warn',
+      'insecure-registries': ['198.19.0.9:5000'],
+    });
     expect(existsSync(nodeFile('pi1', HOSTS_TOML(fleet.registry)))).toBe(false);
-    const info = await execOnNode('pi1', ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}']);
+    const info = await execOnNode('pi1', [
+      'docker',
+      'info',
+      '--format',
+      '{{json .RegistryConfig.IndexConfigs}}',
+    ]);
     expect(JSON.parse(info.stdout)[fleet.registry]).toBeUndefined();
     const last = await provision('destroy', '--yes', '--purge-registry-config');
     expect(last.code, last.stderr).toBe(0);
@@ -312,9 +479,15 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
 /** Runs provision.ts under a pseudo-terminal (util-linux `script`), as a person at a terminal would, typing `input`; returns what the terminal showed. */
 function underTerminal(args: string[], input = ''): Promise<{ code: number | null; out: string }> {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const command = [join(REPO, 'node_modules', '.bin', 'tsx'), join(REPO, 'provision.ts'), ...args].map(quote).join(' ');
+  const command = [join(REPO, 'node_modules', '.bin', 'tsx'), join(REPO, 'provision.ts'), ...args]
+    .map(quote)
+    .join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: REPO, env: { ...process.env, COLUMNS: '120' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: REPO,
+      env: { ...process.env, COLUMNS: '120' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));

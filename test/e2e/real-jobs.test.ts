@@ -4,7 +4,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as stringifyYaml } from 'yaml';
 import { clusterBinDir } from '../../scripts/testbed/cluster.js';
-import { down, execOnNode, nodeDockerPid, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import {
+  down,
+  execOnNode,
+  nodeDockerPid,
+  nodeFile,
+  up,
+  type FleetInfo,
+} from '../../scripts/testbed/fleet.js';
 import { runCiJob, type JobOptions, type JobResult } from '../../scripts/testbed/job.js';
 import type { Executor } from '../../src/inventory/types.js';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
@@ -51,14 +58,21 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(r.pushed, `the registry does not list ${r.image}\n${r.trace}`).toBe(true);
   };
   const records = () =>
-    JSON.parse(Buffer.from(get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'], 'base64').toString('utf8')) as {
+    JSON.parse(
+      Buffer.from(
+        get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'],
+        'base64',
+      ).toString('utf8'),
+    ) as {
       node: string;
       id: number;
       systemId: string;
     }[];
   const managers = async (runnerId: number): Promise<string[]> => {
     const token = readFileSync(base.gitlab.accessToken.slice('file:'.length), 'utf8').trim();
-    const res = await fetch(`${base.gitlab.url}/api/v4/runners/${runnerId}/managers`, { headers: { 'private-token': token } });
+    const res = await fetch(`${base.gitlab.url}/api/v4/runners/${runnerId}/managers`, {
+      headers: { 'private-token': token },
+    });
     return ((await res.json()) as { system_id: string }[]).map((m) => m.system_id).sort();
   };
 
@@ -84,7 +98,11 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { name: 'probe', namespace: 'pull-probe' },
-        spec: { nodeName: 'pi1', containers: [{ name: 'c', image, command: ['gitlab-runner', '--version'] }], restartPolicy: 'Never' },
+        spec: {
+          nodeName: 'pi1',
+          containers: [{ name: 'c', image, command: ['gitlab-runner', '--version'] }],
+          restartPolicy: 'Never',
+        },
       }),
     );
     kubectl(bin, kubeconfig, ['apply', '-f', `${fleet.stateDir}/pull-probe.json`]);
@@ -118,8 +136,16 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
       'service-alias': {
         image: base.runners.dockerCliImage,
         tags: ['pi2'],
-        services: [{ name: `${fleet.registry}/runner-fleet/base:1`, alias: 'web', entrypoint: ['httpd', '-f', '-p', '8080', '-h', '/etc'] }],
-        script: ['for i in $(seq 1 30); do if wget -qO- http://web:8080/passwd | grep -q "^root:"; then echo reached web by its alias; exit 0; fi; sleep 1; done; exit 1'],
+        services: [
+          {
+            name: `${fleet.registry}/runner-fleet/base:1`,
+            alias: 'web',
+            entrypoint: ['httpd', '-f', '-p', '8080', '-h', '/etc'],
+          },
+        ],
+        script: [
+          'for i in $(seq 1 30); do if wget -qO- http://web:8080/passwd | grep -q "^root:"; then echo reached web by its alias; exit 0; fi; sleep 1; done; exit 1',
+        ],
       },
     });
     const r = await job('dood', { custom: { job: 'service-alias', yaml } });
@@ -147,7 +173,11 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
 
     const tagged = variant((inv) => (inv.runners.tags = ['fleet', 'retagged']));
     const edit = await apply('dood', tagged);
-    expect(edit.gitlab?.changes.map((c) => c.step)).toEqual(['update runner', 'update runner', 'update runner']);
+    expect(edit.gitlab?.changes.map((c) => c.step)).toEqual([
+      'update runner',
+      'update runner',
+      'update runner',
+    ]);
     expect(runnerPods('dood')).toEqual(pods);
     const r = await job('dood', { inventoryPath: tagged });
     expectPushed(r);
@@ -158,8 +188,25 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const before = await managers(pi3.id);
     expect(before).toEqual([pi3.systemId]);
     const old = runnerPods('dood').find((p) => p.node === 'pi3')!;
-    kubectl(bin, kubeconfig, ['-n', NS, 'delete', 'pod', '-l', 'runner-fleet.dev/executor=dood', '--field-selector', 'spec.nodeName=pi3', '--wait=true']);
-    kubectl(bin, kubeconfig, ['-n', NS, 'rollout', 'status', 'daemonset/gitlab-runner-dood', '--timeout=120s']);
+    kubectl(bin, kubeconfig, [
+      '-n',
+      NS,
+      'delete',
+      'pod',
+      '-l',
+      'runner-fleet.dev/executor=dood',
+      '--field-selector',
+      'spec.nodeName=pi3',
+      '--wait=true',
+    ]);
+    kubectl(bin, kubeconfig, [
+      '-n',
+      NS,
+      'rollout',
+      'status',
+      'daemonset/gitlab-runner-dood',
+      '--timeout=120s',
+    ]);
     expect(runnerPods('dood').find((p) => p.node === 'pi3')!.uid).not.toBe(old.uid);
     const r = await job('dood', { node: 'pi3' });
     expectPushed(r);
@@ -171,7 +218,10 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const running = job('dood', { node: 'pi1', beforeScript: ['echo holding the job open; sleep 20'] });
     // Wait until the job's script is running, then change the registries: apt's dockerd gets a SIGHUP.
     for (let i = 0; i < 120; i++) {
-      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as { status: string; trace: string }[];
+      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as {
+        status: string;
+        trace: string;
+      }[];
       if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -187,33 +237,44 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
   it.each([
     ['pi1', 'apt'],
     ['pi2', 'snap'],
-  ])('%s (%s): the push fails with the HTTPS error until runner-fleet converges the node, then succeeds', async (node) => {
-    const path = node === 'pi1' ? '/etc/docker/daemon.json' : '/var/snap/docker/current/config/daemon.json';
-    const file = nodeFile(node, path);
-    const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    const registries = (config['insecure-registries'] as string[]).filter((r) => r !== fleet.registry);
-    writeFileSync(file, `${JSON.stringify({ ...config, 'insecure-registries': registries }, null, 2)}\n`);
-    const reload = node === 'pi1' ? ['systemctl', 'reload', 'docker'] : ['systemctl', 'kill', '-s', 'HUP', '--kill-whom=main', 'snap.docker.dockerd.service'];
-    expect((await execOnNode(node, reload)).code).toBe(0);
-    await new Promise((r) => setTimeout(r, 1000));
+  ])(
+    '%s (%s): the push fails with the HTTPS error until runner-fleet converges the node, then succeeds',
+    async (node) => {
+      const path = node === 'pi1' ? '/etc/docker/daemon.json' : '/var/snap/docker/current/config/daemon.json';
+      const file = nodeFile(node, path);
+      const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      const registries = (config['insecure-registries'] as string[]).filter((r) => r !== fleet.registry);
+      writeFileSync(file, `${JSON.stringify({ ...config, 'insecure-registries': registries }, null, 2)}\n`);
+      const reload =
+        node === 'pi1'
+          ? ['systemctl', 'reload', 'docker']
+          : ['systemctl', 'kill', '-s', 'HUP', '--kill-whom=main', 'snap.docker.dockerd.service'];
+      expect((await execOnNode(node, reload)).code).toBe(0);
+      await new Promise((r) => setTimeout(r, 1000));
 
-    // The job's images are already on the node (pull policy if-not-present): the push is what meets the registry.
-    const broken = await job('dood', { node });
-    expect(broken.status).toBe('failed');
-    expect(broken.trace).toContain(HTTPS_ERROR);
+      // The job's images are already on the node (pull policy if-not-present): the push is what meets the registry.
+      const broken = await job('dood', { node });
+      expect(broken.status).toBe('failed');
+      expect(broken.trace).toContain(HTTPS_ERROR);
 
-    await apply('dood');
-    expectPushed(await job('dood', { node }));
-  });
+      await apply('dood');
+      expectPushed(await job('dood', { node }));
+    },
+  );
 
   it("dind: the job's own dockerd trusts the registry only through the service's command", async () => {
     await apply('dind');
-    const r = await job('dind', { node: 'pi2', beforeScript: ['docker info --format "insecure: {{json .RegistryConfig.IndexConfigs}}"'] });
+    const r = await job('dind', {
+      node: 'pi2',
+      beforeScript: ['docker info --format "insecure: {{json .RegistryConfig.IndexConfigs}}"'],
+    });
     expectPushed(r);
     // The daemon the job used is the dind service's (its own data root), not the node's.
     const onNode = await execOnNode('pi2', ['docker', 'image', 'inspect', r.image]);
     expect(onNode.code).not.toBe(0);
-    expect(r.trace).toMatch(new RegExp(`insecure: .*"${fleet.registry.replace(/\./g, '\\.')}"[^}]*"Secure":false`));
+    expect(r.trace).toMatch(
+      new RegExp(`insecure: .*"${fleet.registry.replace(/\./g, '\\.')}"[^}]*"Secure":false`),
+    );
     // A second job on the same node: the runner keeps /certs/client between jobs, the dind service's CA is new.
     expectPushed(await job('dind', { node: 'pi2' }));
   });
@@ -229,7 +290,11 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     await apply('shell', fleet.inventory, ['--placement', 'host']);
     const r = await job('shell', { node: 'pi3' });
     expectPushed(r);
-    const ps = await execOnNode('pi3', ['sh', '-c', 'cat /proc/$(cat /run/gitlab-runner.pid)/cmdline | tr "\\0" " "']);
+    const ps = await execOnNode('pi3', [
+      'sh',
+      '-c',
+      'cat /proc/$(cat /run/gitlab-runner.pid)/cmdline | tr "\\0" " "',
+    ]);
     expect(ps.stdout).toContain('gitlab-runner run');
     // The cluster runners went first: no runner pod is left.
     expect((get(['-n', NS, 'get', 'pods']).items as any[]).length).toBe(0);
@@ -237,11 +302,17 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
 
   it('shell (placement host): a config change during a running job reloads the runner; the job finishes', async () => {
     const pidOf = async () => (await execOnNode('pi3', ['cat', '/run/gitlab-runner.pid'])).stdout.trim();
-    const restarts = async () => (await execOnNode('pi3', ['sh', '-c', 'cat /var/log/gitlab-runner.restarts 2>/dev/null || echo 0'])).stdout.trim();
+    const restarts = async () =>
+      (
+        await execOnNode('pi3', ['sh', '-c', 'cat /var/log/gitlab-runner.restarts 2>/dev/null || echo 0'])
+      ).stdout.trim();
     const [pid, before] = [await pidOf(), await restarts()];
     const running = job('shell', { node: 'pi3', beforeScript: ['echo holding the job open; sleep 15'] });
     for (let i = 0; i < 120; i++) {
-      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as { status: string; trace: string }[];
+      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as {
+        status: string;
+        trace: string;
+      }[];
       if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
       await new Promise((r) => setTimeout(r, 250));
     }

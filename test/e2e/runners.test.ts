@@ -5,7 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterBinDir } from '../../scripts/testbed/cluster.js';
 import { down, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
 import type { StandinRunner } from '../gitlab/standin.js';
-import { kubectl, kubectlJson, readInventory, standinControl, standinState, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  kubectl,
+  kubectlJson,
+  readInventory,
+  standinControl,
+  standinState,
+  writeVariant,
+  type InventoryDoc,
+} from '../support/fleet.js';
 import { allOutput, runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
 
@@ -19,14 +27,26 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
   let bin: string;
   let kubeconfig: string;
   const variant = (mutate: (inv: InventoryDoc) => void) => writeVariant(fleet.inventory, base, mutate);
-  const ours = async (): Promise<StandinRunner[]> => (await standinState(gitlabUrl)).runners.filter((r) => r.createdVia !== 'preset');
-  const callsSince = async (n: number, method: string, path: string) => (await standinState(gitlabUrl)).calls.slice(n).filter((c) => c.method === method && c.path === path);
+  const ours = async (): Promise<StandinRunner[]> =>
+    (await standinState(gitlabUrl)).runners.filter((r) => r.createdVia !== 'preset');
+  const callsSince = async (n: number, method: string, path: string) =>
+    (await standinState(gitlabUrl)).calls.slice(n).filter((c) => c.method === method && c.path === path);
   const callCount = async () => (await standinState(gitlabUrl)).calls.length;
   const records = (): { node: string; id?: number; mode: string; retiredAt?: string }[] => {
-    const secret = kubectlJson(bin, kubeconfig, ['-n', 'gitlab-runner', 'get', 'secret', 'runner-fleet-records']);
+    const secret = kubectlJson(bin, kubeconfig, [
+      '-n',
+      'gitlab-runner',
+      'get',
+      'secret',
+      'runner-fleet-records',
+    ]);
     return JSON.parse(Buffer.from(secret.data['records.json'], 'base64').toString('utf8'));
   };
-  const withMode = (mode: 'accessToken' | 'registrationToken' | 'runnerToken', file: string, extra: (inv: InventoryDoc) => void = () => {}) =>
+  const withMode = (
+    mode: 'accessToken' | 'registrationToken' | 'runnerToken',
+    file: string,
+    extra: (inv: InventoryDoc) => void = () => {},
+  ) =>
     variant((inv) => {
       delete inv.gitlab.accessToken;
       inv.gitlab[mode] = `file:${join(tokensDir, file)}`;
@@ -72,7 +92,11 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
   it('changed tags update the runners in place: same ids, no new runner', async () => {
     const ids = (await ours()).map((r) => r.id);
     const before = await callCount();
-    const r = await runProvision(['--inventory', variant((inv) => (inv.runners.tags = ['arm64', 'fast'])), '--json']);
+    const r = await runProvision([
+      '--inventory',
+      variant((inv) => (inv.runners.tags = ['arm64', 'fast'])),
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(await callsSince(before, 'POST', '/api/v4/user/runners')).toEqual([]);
     const after = await ours();
@@ -84,16 +108,28 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
   it('a node removed from the inventory loses its runner, its label, its pod and its config; the others stay', async () => {
     const before = await ours();
     const pi3 = before.find((r) => r.tagList.includes('pi3'))!;
-    const r = await runProvision(['--inventory', variant((inv) => (inv.nodes = inv.nodes.filter((n: { name: string }) => n.name !== 'pi3'))), '--json']);
+    const r = await runProvision([
+      '--inventory',
+      variant((inv) => (inv.nodes = inv.nodes.filter((n: { name: string }) => n.name !== 'pi3'))),
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const after = await ours();
     expect(after.map((x) => x.id)).toEqual(before.filter((x) => x.id !== pi3.id).map((x) => x.id));
     expect(records().map((x) => x.node)).toEqual(['pi1', 'pi2']);
     const node = kubectlJson(bin, kubeconfig, ['get', 'node', 'pi3']);
     expect(node.metadata.labels['runner-fleet.dev/runner']).toBeUndefined();
-    const secret = kubectlJson(bin, kubeconfig, ['-n', 'gitlab-runner', 'get', 'secret', 'runner-fleet-config']);
+    const secret = kubectlJson(bin, kubeconfig, [
+      '-n',
+      'gitlab-runner',
+      'get',
+      'secret',
+      'runner-fleet-config',
+    ]);
     expect(Object.keys(secret.data).filter((k) => k.startsWith('pi3'))).toEqual([]);
-    const pods = kubectlJson(bin, kubeconfig, ['-n', 'gitlab-runner', 'get', 'pods']).items.filter((p: any) => !p.metadata.deletionTimestamp);
+    const pods = kubectlJson(bin, kubeconfig, ['-n', 'gitlab-runner', 'get', 'pods']).items.filter(
+      (p: any) => !p.metadata.deletionTimestamp,
+    );
     expect(pods.map((p: any) => p.spec.nodeName).sort()).toEqual(['pi1', 'pi2']);
   });
 
@@ -148,7 +184,11 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
     // token and a registration token cannot delete by id), and the run says so instead of pretending.
     expect(state.runners.filter((x) => x.createdVia !== 'preset' && x.token !== null)).toEqual([]);
 
-    const smaller = withMode('runnerToken', 'runner-token', (inv) => (inv.nodes = inv.nodes.filter((n: { name: string }) => n.name !== 'pi3')));
+    const smaller = withMode(
+      'runnerToken',
+      'runner-token',
+      (inv) => (inv.nodes = inv.nodes.filter((n: { name: string }) => n.name !== 'pi3')),
+    );
     const cut = await callCount();
     const r2 = await runProvision(['--inventory', smaller, '--json']);
     expect(r2.code, r2.stderr).toBe(0);
@@ -161,7 +201,13 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
 
   it('no token appears in any output, any file the tool wrote outside Secrets, or any ConfigMap', async () => {
     await runProvision(['--inventory', withMode('accessToken', 'access-token'), '--verbose']);
-    await runProvision(['plan', '--inventory', withMode('accessToken', 'access-token'), '--verbose', '--json']);
+    await runProvision([
+      'plan',
+      '--inventory',
+      withMode('accessToken', 'access-token'),
+      '--verbose',
+      '--json',
+    ]);
     const state = await standinState(gitlabUrl);
     const secrets = [
       ...readdirSync(tokensDir).map((f) => readFileSync(join(tokensDir, f), 'utf8').trim()),

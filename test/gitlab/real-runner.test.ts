@@ -36,7 +36,8 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     for (;;) {
       const view = (await (await fetch(`${gl.url}/_standin/jobs/${id}`)).json()) as StandinJobView;
       if (['success', 'failed', 'canceled'].includes(view.status)) return view;
-      if (Date.now() > until) throw new Error(`job ${id} still ${view.status} after ${ms} ms; runner log:\n${log}`);
+      if (Date.now() > until)
+        throw new Error(`job ${id} still ${view.status} after ${ms} ms; runner log:\n${log}`);
       await new Promise((r) => setTimeout(r, 500));
     }
   };
@@ -45,7 +46,12 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     dir = mkdtempSync(join(tmpdir(), 'rf-real-runner-'));
     gl = await startGitlabStandin({ stateDir: join(dir, 'gitlab') });
     // A runner made the 17.x way: POST /user/runners with an access token, then a config.toml with its glrt- token.
-    const created = await api('POST', '/api/v4/user/runners', { runner_type: 'instance_type', description: 'real-runner-test', tag_list: ['standin-real'], run_untagged: false });
+    const created = await api('POST', '/api/v4/user/runners', {
+      runner_type: 'instance_type',
+      description: 'real-runner-test',
+      tag_list: ['standin-real'],
+      run_untagged: false,
+    });
     expect(created.status).toBe(201);
     runnerId = created.body.id;
     const configDir = join(dir, 'config');
@@ -65,7 +71,9 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
         `  url = "${gl.url}"`,
         `  id = ${runnerId}`,
         `  token = "${token}"`,
-        ...(expiry ? [`  token_obtained_at = ${expiry.obtainedAt}`, `  token_expires_at = ${expiry.expiresAt}`] : []),
+        ...(expiry
+          ? [`  token_obtained_at = ${expiry.obtainedAt}`, `  token_expires_at = ${expiry.expiresAt}`]
+          : []),
         '  executor = "shell"',
         '  shell = "bash"',
         `  builds_dir = "${join(dir, 'builds')}"`,
@@ -105,16 +113,42 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
   }, 40_000);
 
   it('runs a job: clones the project, masks a masked variable, reports success; its manager shows the contact', async () => {
-    const before = (await api('GET', `/api/v4/runners/${runnerId}/managers`)).body.find((m: { system_id: string }) => m.system_id === SYSTEM_ID);
-    expect(before).toMatchObject({ version: '17.9.3', platform: 'linux', architecture: 'amd64', ip_address: '127.0.0.1' });
+    const before = (await api('GET', `/api/v4/runners/${runnerId}/managers`)).body.find(
+      (m: { system_id: string }) => m.system_id === SYSTEM_ID,
+    );
+    expect(before).toMatchObject({
+      version: '17.9.3',
+      platform: 'linux',
+      architecture: 'amd64',
+      ip_address: '127.0.0.1',
+    });
     const project = await (
-      await fetch(`${gl.url}/_standin/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: 'ci/probe', files: { Dockerfile: 'FROM base-from-the-clone\n' } }) })
+      await fetch(`${gl.url}/_standin/projects`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ path: 'ci/probe', files: { Dockerfile: 'FROM base-from-the-clone\n' } }),
+      })
     ).json();
-    const ciYaml = ['probe:', '  tags: [standin-real]', '  script:', '    - cat Dockerfile', '    - echo "secret is $SECRET"', '    - echo "sha $CI_COMMIT_SHA"', '  after_script:', '    - echo after-ran', ''].join('\n');
+    const ciYaml = [
+      'probe:',
+      '  tags: [standin-real]',
+      '  script:',
+      '    - cat Dockerfile',
+      '    - echo "secret is $SECRET"',
+      '    - echo "sha $CI_COMMIT_SHA"',
+      '  after_script:',
+      '    - echo after-ran',
+      '',
+    ].join('\n');
     const queued = await fetch(`${gl.url}/_standin/jobs`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ project: 'ci/probe', ciYaml, job: 'probe', variables: { SECRET: { value: 'sup3r-s3cret-value', masked: true } } }),
+      body: JSON.stringify({
+        project: 'ci/probe',
+        ciYaml,
+        job: 'probe',
+        variables: { SECRET: { value: 'sup3r-s3cret-value', masked: true } },
+      }),
     });
     expect(queued.status).toBe(201);
     const { id } = (await queued.json()) as { id: number };
@@ -127,7 +161,9 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     expect(done.trace).toContain(`sha ${project.sha}`);
     expect(done.trace).toContain('after-ran');
     expect(done.trace).toContain('Job succeeded');
-    const after = (await api('GET', `/api/v4/runners/${runnerId}/managers`)).body.find((m: { system_id: string }) => m.system_id === SYSTEM_ID);
+    const after = (await api('GET', `/api/v4/runners/${runnerId}/managers`)).body.find(
+      (m: { system_id: string }) => m.system_id === SYSTEM_ID,
+    );
     expect(Date.parse(after.contacted_at)).toBeGreaterThan(Date.parse(before.contacted_at));
     expect((await api('GET', `/api/v4/runners/${runnerId}`)).body.contacted_at).not.toBeNull();
   }, 120_000);
@@ -136,11 +172,19 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     const queued = await fetch(`${gl.url}/_standin/jobs`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ project: 'ci/probe', ciYaml: 'boom:\n  tags: [standin-real]\n  script:\n    - echo going-down\n    - exit 3\n', job: 'boom' }),
+      body: JSON.stringify({
+        project: 'ci/probe',
+        ciYaml: 'boom:\n  tags: [standin-real]\n  script:\n    - echo going-down\n    - exit 3\n',
+        job: 'boom',
+      }),
     });
     const { id } = (await queued.json()) as { id: number };
     const done = await waitForJob(id, 90_000);
-    expect(done, `${done.trace}\n--- runner log ---\n${log}`).toMatchObject({ status: 'failed', failureReason: 'script_failure', exitCode: 3 });
+    expect(done, `${done.trace}\n--- runner log ---\n${log}`).toMatchObject({
+      status: 'failed',
+      failureReason: 'script_failure',
+      exitCode: 3,
+    });
     expect(done.trace).toContain('going-down');
   }, 120_000);
 
@@ -150,23 +194,35 @@ describe.runIf(enabled)('real gitlab-runner 17.9.3 against the stand-in', () => 
     const reset = await api('POST', `/api/v4/runners/${runnerId}/reset_authentication_token`);
     expect(reset.status).toBe(201);
     const first = reset.body as { token: string; token_expires_at: string };
-    writeFileSync(config, configLines(first.token, { obtainedAt: new Date().toISOString(), expiresAt: first.token_expires_at }), { mode: 0o600 });
+    writeFileSync(
+      config,
+      configLines(first.token, { obtainedAt: new Date().toISOString(), expiresAt: first.token_expires_at }),
+      { mode: 0o600 },
+    );
     const until = Date.now() + 40_000;
     const current = () => gl.state.runners.find((r) => r.id === runnerId)!.token;
     while (current() === first.token) {
       if (Date.now() > until) throw new Error(`the runner never reset its token:\n${log}`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    expect(gl.calls({ method: 'POST', path: '/api/v4/runners/reset_authentication_token' }).map((c) => c.status)).toContain(201);
+    expect(
+      gl.calls({ method: 'POST', path: '/api/v4/runners/reset_authentication_token' }).map((c) => c.status),
+    ).toContain(201);
     // It saved the new token and keeps polling with it.
     const saved = async () => readFileSync(config, 'utf8').includes(`token = "${current()}"`);
     while (!(await saved())) {
-      if (Date.now() > until) throw new Error(`config.toml never got the new token:\n${readFileSync(config, 'utf8')}`);
+      if (Date.now() > until)
+        throw new Error(`config.toml never got the new token:\n${readFileSync(config, 'utf8')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
     // A poll already in flight with the old token may still get 403; the ones after it must succeed.
     const polls = gl.calls({ method: 'POST', path: '/api/v4/jobs/request' }).length;
-    while (!gl.calls({ method: 'POST', path: '/api/v4/jobs/request' }).slice(polls).some((c) => c.status === 204)) {
+    while (
+      !gl
+        .calls({ method: 'POST', path: '/api/v4/jobs/request' })
+        .slice(polls)
+        .some((c) => c.status === 204)
+    ) {
       if (Date.now() > until) throw new Error(`the runner stopped polling after the reset:\n${log}`);
       await new Promise((r) => setTimeout(r, 200));
     }

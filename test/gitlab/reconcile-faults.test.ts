@@ -62,7 +62,9 @@ describe('a create that times out', () => {
     const store = new MemoryRecordStore();
     const first = await reconcileRunners(inv, store, slowCreates(), { dryRun: false });
     expect(first.errors).toHaveLength(1);
-    expect(first.errors[0].message).toMatch(/creating its runner got no clear answer .*no answer within 1s.*marked \[runner-fleet node=pi1 attempt=[0-9a-f]{8}\].*Not retried: the next run looks for it/);
+    expect(first.errors[0].message).toMatch(
+      /creating its runner got no clear answer .*no answer within 1s.*marked \[runner-fleet node=pi1 attempt=[0-9a-f]{8}\].*Not retried: the next run looks for it/,
+    );
     expect(store.current).toEqual([]);
     // Exactly one create went out, and GitLab made that runner after we gave up.
     await new Promise((r) => setTimeout(r, 3000));
@@ -74,9 +76,13 @@ describe('a create that times out', () => {
     const second = await reconcileRunners(inv, store, api, { dryRun: false });
     expect(second.errors).toEqual([]);
     expect(second.changes.map((c) => c.step)).toEqual(['adopt runner']);
-    expect(second.changes[0].detail).toMatch(new RegExp(`pi1: adopted runner #${made.id}, made by an earlier create whose answer was lost`));
+    expect(second.changes[0].detail).toMatch(
+      new RegExp(`pi1: adopted runner #${made.id}, made by an earlier create whose answer was lost`),
+    );
     expect(creates()).toHaveLength(1);
-    expect(gl.calls({ method: 'POST', path: `/api/v4/runners/${made.id}/reset_authentication_token` })).toHaveLength(1);
+    expect(
+      gl.calls({ method: 'POST', path: `/api/v4/runners/${made.id}/reset_authentication_token` }),
+    ).toHaveLength(1);
     expect(store.current.map((r) => r.id)).toEqual([made.id]);
     // The recorded token is the one GitLab now accepts.
     expect(store.current[0].token).toBe(fleet()[0].token);
@@ -87,31 +93,53 @@ describe('a create that times out', () => {
     expect(fleet().map((r) => r.id)).toEqual([made.id]);
   });
 
-  it('several strays of one node (killed runs): the newest is adopted, the others deleted; other nodes\' runners are untouched', async () => {
+  it("several strays of one node (killed runs): the newest is adopted, the others deleted; other nodes' runners are untouched", async () => {
     const token = gl.tokens.accessToken;
     const stray = (node: string, attempt: string) =>
-      api.createUserRunner(token, { runner_type: 'instance_type', description: `fleet ${node}`, tag_list: ['arm64', node], maintenance_note: `Managed by runner-fleet for node ${node}. ${creationMarker(node, attempt)}` });
+      api.createUserRunner(token, {
+        runner_type: 'instance_type',
+        description: `fleet ${node}`,
+        tag_list: ['arm64', node],
+        maintenance_note: `Managed by runner-fleet for node ${node}. ${creationMarker(node, attempt)}`,
+      });
     const a = await stray('pi1', 'aaaa1111');
     const b = await stray('pi1', 'bbbb2222');
     // Someone's own runner with pi1's tag but no marker: not ours, never touched.
-    const foreign = await api.createUserRunner(token, { runner_type: 'instance_type', description: 'by hand', tag_list: ['pi1'] });
+    const foreign = await api.createUserRunner(token, {
+      runner_type: 'instance_type',
+      description: 'by hand',
+      tag_list: ['pi1'],
+    });
     const store = new MemoryRecordStore();
     const r = await reconcileRunners(inventory(['pi1', 'pi2']), store, api, { dryRun: false });
     expect(r.errors).toEqual([]);
     const steps = r.changes.map((c) => `${c.node} ${c.step}`).sort();
     // The strays were made with GitLab's defaults (run_untagged): the adopted one is put right in the same run.
-    expect(steps).toEqual(['pi1 adopt runner', 'pi1 delete runner', 'pi1 update runner', 'pi2 create runner']);
-    expect(r.changes.find((c) => c.step === 'delete runner')!.detail).toContain(`deleted runner #${a.id}, left in GitLab by an interrupted create (attempt aaaa1111)`);
+    expect(steps).toEqual([
+      'pi1 adopt runner',
+      'pi1 delete runner',
+      'pi1 update runner',
+      'pi2 create runner',
+    ]);
+    expect(r.changes.find((c) => c.step === 'delete runner')!.detail).toContain(
+      `deleted runner #${a.id}, left in GitLab by an interrupted create (attempt aaaa1111)`,
+    );
     const ids = fleet().map((x) => x.id);
     expect(ids).not.toContain(a.id);
     expect(ids).toContain(b.id);
     expect(ids).toContain(foreign.id);
     expect(store.current.find((x) => x.node === 'pi1')!.id).toBe(b.id);
     expect(gl.state.runners.find((x) => x.id === b.id)!.runUntagged).toBe(false);
-    expect((await reconcileRunners(inventory(['pi1', 'pi2']), store, api, { dryRun: false })).changes).toEqual([]);
+    expect(
+      (await reconcileRunners(inventory(['pi1', 'pi2']), store, api, { dryRun: false })).changes,
+    ).toEqual([]);
     // Every runner with runner-fleet's marker is in the records.
     const held = new Set(store.current.map((x) => x.id));
-    expect(fleet().filter((x) => x.maintenanceNote?.includes('[runner-fleet node=')).every((x) => held.has(x.id))).toBe(true);
+    expect(
+      fleet()
+        .filter((x) => x.maintenanceNote?.includes('[runner-fleet node='))
+        .every((x) => held.has(x.id)),
+    ).toBe(true);
   });
 
   it('a create answered 502 by a gateway is not retried either', async () => {

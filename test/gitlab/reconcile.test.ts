@@ -25,7 +25,12 @@ beforeAll(async () => {
 afterAll(() => gl.close());
 beforeEach(() => gl.reset());
 
-const TOKEN_KEY = { accessToken: 'accessToken', accessTokenCreateOnly: 'accessToken', registrationToken: 'registrationToken', runnerToken: 'runnerToken' } as const;
+const TOKEN_KEY = {
+  accessToken: 'accessToken',
+  accessTokenCreateOnly: 'accessToken',
+  registrationToken: 'registrationToken',
+  runnerToken: 'runnerToken',
+} as const;
 
 function inventory(token: keyof typeof TOKEN_KEY, nodes: string[], runners = ''): Inventory {
   return parseInventory(
@@ -44,8 +49,16 @@ ${runners}`,
   );
 }
 
-async function run(inv: Inventory, store: MemoryRecordStore, opts: { dryRun?: boolean; only?: string[] } = {}): Promise<ReconcileResult> {
-  const result = await reconcileRunners(inv, store, api, { dryRun: opts.dryRun ?? false, only: opts.only, makeSystemId: undefined });
+async function run(
+  inv: Inventory,
+  store: MemoryRecordStore,
+  opts: { dryRun?: boolean; only?: string[] } = {},
+): Promise<ReconcileResult> {
+  const result = await reconcileRunners(inv, store, api, {
+    dryRun: opts.dryRun ?? false,
+    only: opts.only,
+    makeSystemId: undefined,
+  });
   for (const r of gl.state.runners) if (r.token) seenTokens.add(r.token);
   for (const r of store.current) seenTokens.add(r.token);
   const text = JSON.stringify({ changes: result.changes, errors: result.errors, warnings: result.warnings });
@@ -54,18 +67,32 @@ async function run(inv: Inventory, store: MemoryRecordStore, opts: { dryRun?: bo
 }
 
 /** runners other than the preset shared one (#1) */
-const fleetRunners = () => gl.state.runners.filter((r) => r.createdVia !== 'preset').sort((a, b) => a.description.localeCompare(b.description));
-const mutations = () => gl.calls().filter((c) => !(c.method === 'POST' && c.path === '/api/v4/runners/verify') && c.method !== 'GET');
+const fleetRunners = () =>
+  gl.state.runners
+    .filter((r) => r.createdVia !== 'preset')
+    .sort((a, b) => a.description.localeCompare(b.description));
+const mutations = () =>
+  gl
+    .calls()
+    .filter((c) => !(c.method === 'POST' && c.path === '/api/v4/runners/verify') && c.method !== 'GET');
 
 describe('access token mode', () => {
   it('creates exactly one runner per node with tags + node name; a second run makes no create/update/delete call', async () => {
-    const inv = inventory('accessToken', ['pi-1', 'pi-2', 'pi-3'], '  runUntagged: true\n  maximumTimeout: 3600\n');
+    const inv = inventory(
+      'accessToken',
+      ['pi-1', 'pi-2', 'pi-3'],
+      '  runUntagged: true\n  maximumTimeout: 3600\n',
+    );
     const store = new MemoryRecordStore();
     const first = await run(inv, store);
     expect(first.errors).toEqual([]);
     expect(first.changes.map((c) => c.step)).toEqual(['create runner', 'create runner', 'create runner']);
     expect(gl.calls({ method: 'POST', path: '/api/v4/user/runners' })).toHaveLength(3);
-    expect(fleetRunners().map((r) => [r.description, r.tagList, r.runUntagged, r.maximumTimeout, r.runnerType]).sort()).toEqual([
+    expect(
+      fleetRunners()
+        .map((r) => [r.description, r.tagList, r.runUntagged, r.maximumTimeout, r.runnerType])
+        .sort(),
+    ).toEqual([
       ['fleet pi-1', ['arm64', 'pi', 'pi-1'], true, 3600, 'instance_type'],
       ['fleet pi-2', ['arm64', 'pi', 'pi-2'], true, 3600, 'instance_type'],
       ['fleet pi-3', ['arm64', 'pi', 'pi-3'], true, 3600, 'instance_type'],
@@ -144,8 +171,16 @@ describe('access token mode', () => {
     const pi2 = store.current.find((r) => r.node === 'pi-2')!;
     gl.state.calls.length = 0;
     const result = await run(inventory('accessToken', ['pi-1', 'pi-3']), store);
-    expect(result.changes).toEqual([{ node: 'pi-2', step: 'delete runner', detail: `pi-2: deleted runner #${pi2.id} (node left the inventory)` }]);
-    expect(mutations()).toEqual([{ method: 'DELETE', path: '/api/v4/runners', status: 204, at: expect.any(String) }]);
+    expect(result.changes).toEqual([
+      {
+        node: 'pi-2',
+        step: 'delete runner',
+        detail: `pi-2: deleted runner #${pi2.id} (node left the inventory)`,
+      },
+    ]);
+    expect(mutations()).toEqual([
+      { method: 'DELETE', path: '/api/v4/runners', status: 204, at: expect.any(String) },
+    ]);
     expect(fleetRunners().map((r) => r.description)).toEqual(['fleet pi-1', 'fleet pi-3']);
     expect(store.current.map((r) => r.node)).toEqual(['pi-1', 'pi-3']);
   });
@@ -166,7 +201,11 @@ describe('access token mode', () => {
     const after = await result.retire();
     expect(after.map((r) => r.node)).toEqual(['pi-1']);
     expect(store.current.map((r) => r.id)).toEqual(fleetRunners().map((r) => r.id));
-    expect(result.changes.map((c) => c.step).sort()).toEqual(['delete runner', 'delete runner', 'replace runner']);
+    expect(result.changes.map((c) => c.step).sort()).toEqual([
+      'delete runner',
+      'delete runner',
+      'replace runner',
+    ]);
   });
 
   it('an expiring token is rotated from half its lifetime on: same runner, new token saved, the old one dead', async () => {
@@ -176,12 +215,21 @@ describe('access token mode', () => {
       await run(inventory('accessToken', ['pi-1']), store);
       const [first] = store.current;
       expect(first.tokenExpiresAt).toBeTruthy();
-      const early = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, { dryRun: false, now: () => new Date(Date.now() + 1000 * 1000) });
+      const early = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, {
+        dryRun: false,
+        now: () => new Date(Date.now() + 1000 * 1000),
+      });
       expect(early.changes).toEqual([]);
       const later = () => new Date(Date.now() + 1900 * 1000);
-      const planned = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, { dryRun: true, now: later });
+      const planned = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, {
+        dryRun: true,
+        now: later,
+      });
       expect(planned.changes.map((c) => c.step)).toEqual(['rotate token']);
-      const rotated = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, { dryRun: false, now: later });
+      const rotated = await reconcileRunners(inventory('accessToken', ['pi-1']), store, api, {
+        dryRun: false,
+        now: later,
+      });
       expect(rotated.errors).toEqual([]);
       expect(rotated.changes.map((c) => c.step)).toEqual(['rotate token']);
       const [second] = store.current;
@@ -217,7 +265,12 @@ describe('access token mode', () => {
       expect(now.token).not.toBe(old.token);
       expect(now.systemId).toBe(old.systemId);
     }
-    expect(result.changes.map((c) => c.step).sort()).toEqual(['delete runner', 'forget runner', 'replace runner', 'replace runner']);
+    expect(result.changes.map((c) => c.step).sort()).toEqual([
+      'delete runner',
+      'forget runner',
+      'replace runner',
+      'replace runner',
+    ]);
     // no orphan: GitLab holds exactly the recorded runners
     expect(fleetRunners().map((r) => r.id)).toEqual(after.map((r) => r.id));
     expect(gl.calls({ method: 'DELETE', path: `/api/v4/runners/${pi1.id}` })).toHaveLength(1);
@@ -228,11 +281,15 @@ describe('access token mode', () => {
     const store = new MemoryRecordStore();
     gl.failNext({ method: 'POST', path: '/api/v4/user/runners', status: 500, descriptionIncludes: 'pi-2' });
     const first = await run(inv, store);
-    expect(first.errors).toEqual([{ node: 'pi-2', message: 'GitLab POST /user/runners: 500 injected by the stand-in' }]);
+    expect(first.errors).toEqual([
+      { node: 'pi-2', message: 'GitLab POST /user/runners: 500 injected by the stand-in' },
+    ]);
     expect(store.current.map((r) => r.node).sort()).toEqual(['pi-1', 'pi-3']);
     const second = await run(inv, store);
     expect(second.errors).toEqual([]);
-    expect(second.changes.map((c) => c.detail)).toEqual([expect.stringMatching(/^pi-2: created runner #\d+/)]);
+    expect(second.changes.map((c) => c.detail)).toEqual([
+      expect.stringMatching(/^pi-2: created runner #\d+/),
+    ]);
     expect(fleetRunners()).toHaveLength(3);
   });
 
@@ -244,7 +301,9 @@ describe('access token mode', () => {
     };
     const result = await run(inv, store);
     expect(result.errors).toHaveLength(1);
-    expect(result.errors[0].message).toMatch(/created runner #\d+ but could not save its record \(secret store is read-only\); deleted it again/);
+    expect(result.errors[0].message).toMatch(
+      /created runner #\d+ but could not save its record \(secret store is read-only\); deleted it again/,
+    );
     expect(fleetRunners()).toEqual([]);
   });
 
@@ -262,7 +321,10 @@ describe('access token mode', () => {
       `gitlab: { url: "${gl.url}", registry: 127.0.0.1:5000, accessToken: "file:${gl.tokenFiles!.accessTokenNoScope}" }\nnodes: [{name: a, host: h1}, {name: b, host: h2}]\n`,
       '/tmp/x.yaml',
     );
-    const result = await reconcileRunners(inv, new MemoryRecordStore(), api, { dryRun: false, concurrency: 1 });
+    const result = await reconcileRunners(inv, new MemoryRecordStore(), api, {
+      dryRun: false,
+      concurrency: 1,
+    });
     expect(result.errors.map((e) => e.node)).toEqual(['a', 'b']);
     expect(result.errors[0].message).toContain('may not create runners');
     expect(result.errors[0].message).toContain('create_runner');
@@ -271,8 +333,13 @@ describe('access token mode', () => {
 
   it('an unreadable token reference is bad input before anything is touched', async () => {
     const inv = inventory('accessToken', ['pi-1']);
-    inv.gitlab.auth = { kind: 'accessToken', token: { ref: 'env:RF_TEST_MISSING_TOKEN', path: 'gitlab.accessToken' } };
-    await expect(reconcileRunners(inv, new MemoryRecordStore(), api, { dryRun: false, env: {} })).rejects.toThrow(InputError);
+    inv.gitlab.auth = {
+      kind: 'accessToken',
+      token: { ref: 'env:RF_TEST_MISSING_TOKEN', path: 'gitlab.accessToken' },
+    };
+    await expect(
+      reconcileRunners(inv, new MemoryRecordStore(), api, { dryRun: false, env: {} }),
+    ).rejects.toThrow(InputError);
     expect(gl.calls()).toEqual([]);
   });
 });
@@ -337,12 +404,20 @@ describe('runner token (shared) mode', () => {
     const store = new MemoryRecordStore();
     const first = await run(inv, store);
     expect(first.errors).toEqual([]);
-    expect(first.changes.map((c) => c.step)).toEqual(['join shared runner', 'join shared runner', 'join shared runner']);
+    expect(first.changes.map((c) => c.step)).toEqual([
+      'join shared runner',
+      'join shared runner',
+      'join shared runner',
+    ]);
     expect(gl.calls({ method: 'POST', path: '/api/v4/user/runners' })).toEqual([]);
     expect(gl.calls({ method: 'POST', path: '/api/v4/runners' })).toEqual([]);
     expect(gl.state.runners.map((r) => r.id)).toEqual([1]);
     const records = store.current;
-    expect(records.every((r) => r.mode === 'shared' && r.id === 1 && r.token === gl.tokens.runnerToken && r.settings === null)).toBe(true);
+    expect(
+      records.every(
+        (r) => r.mode === 'shared' && r.id === 1 && r.token === gl.tokens.runnerToken && r.settings === null,
+      ),
+    ).toBe(true);
     expect(new Set(records.map((r) => r.systemId)).size).toBe(3);
     expect(gl.state.managers.map((m) => m.systemId).sort()).toEqual(records.map((r) => r.systemId).sort());
 
@@ -359,7 +434,13 @@ describe('runner token (shared) mode', () => {
     const pi2 = store.current.find((r) => r.node === 'pi-2')!;
     gl.state.calls.length = 0;
     const result = await run(inventory('runnerToken', ['pi-1']), store);
-    expect(result.changes).toEqual([{ node: 'pi-2', step: 'delete manager', detail: `pi-2: deleted manager ${pi2.systemId} of runner #1 (node left the inventory)` }]);
+    expect(result.changes).toEqual([
+      {
+        node: 'pi-2',
+        step: 'delete manager',
+        detail: `pi-2: deleted manager ${pi2.systemId} of runner #1 (node left the inventory)`,
+      },
+    ]);
     expect(mutations().map((c) => `${c.method} ${c.path}`)).toEqual(['DELETE /api/v4/runners/managers']);
     expect(gl.state.runners.map((r) => r.id)).toEqual([1]);
     expect(gl.state.managers.map((m) => m.systemId)).toEqual([store.current[0].systemId]);

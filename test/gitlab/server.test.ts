@@ -22,23 +22,53 @@ async function waitFor<T>(check: () => T | undefined, ms: number): Promise<T> {
 it('runs detached on --host, writes its URL and pid, serves the API, cleans up on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-server-'));
   const stateFile = join(dir, 'gitlab.json');
-  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['test/gitlab/server.ts', '--port', '0', '--host', '127.0.0.2', '--state-file', stateFile, '--tokens-dir', join(dir, 'tokens'), '--state-dir', join(dir, 'repos')], {
-    cwd: root,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    join(root, 'node_modules/.bin/tsx'),
+    [
+      'test/gitlab/server.ts',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.2',
+      '--state-file',
+      stateFile,
+      '--tokens-dir',
+      join(dir, 'tokens'),
+      '--state-dir',
+      join(dir, 'repos'),
+    ],
+    {
+      cwd: root,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
   try {
-    const info = await waitFor(() => (existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as StandinServerInfo) : undefined), 30000);
+    const info = await waitFor(
+      () =>
+        existsSync(stateFile)
+          ? (JSON.parse(readFileSync(stateFile, 'utf8')) as StandinServerInfo)
+          : undefined,
+      30000,
+    );
     expect(info.url).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
     expect(info.stateDir).toBe(join(dir, 'repos'));
-    const project = await fetch(`${info.url}/_standin/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: 'g/p', files: { a: 'b' } }) });
+    const project = await fetch(`${info.url}/_standin/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ path: 'g/p', files: { a: 'b' } }),
+    });
     expect(await project.json()).toMatchObject({ repoUrl: `${info.url}/g/p.git` });
     expect(existsSync(join(dir, 'repos', 'repos', 'g', 'p.git', 'info', 'refs'))).toBe(true);
     const token = readFileSync(info.tokenFiles.runnerToken, 'utf8').trim();
-    const res = await fetch(`${info.url}/api/v4/runners/verify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+    const res = await fetch(`${info.url}/api/v4/runners/verify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token }),
+    });
     expect(res.status).toBe(200);
     expect(readFileSync(stateFile, 'utf8')).not.toContain(token);
     process.kill(info.pid, 'SIGTERM');

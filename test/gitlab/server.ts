@@ -54,8 +54,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const every = values['contacted-at-persist-every']?.split(',').map(Number);
-  if (every && (every.length !== 2 || every.some((n) => !Number.isFinite(n) || n < 0) || every[0] > every[1])) {
-    process.stderr.write(`--contacted-at-persist-every: expected MIN_MS,MAX_MS, got ${values['contacted-at-persist-every']}\n`);
+  if (
+    every &&
+    (every.length !== 2 || every.some((n) => !Number.isFinite(n) || n < 0) || every[0] > every[1])
+  ) {
+    process.stderr.write(
+      `--contacted-at-persist-every: expected MIN_MS,MAX_MS, got ${values['contacted-at-persist-every']}\n`,
+    );
     process.exit(2);
   }
   // Next to the tokens by default, so one directory holds all the stand-in keeps.

@@ -24,7 +24,15 @@ k:
       name: 'j',
       stage: 'test',
       image: { name: 'reg/default:1' },
-      services: [{ name: 'reg/svc:1' }, { name: 'reg/dind:1', alias: 'docker', entrypoint: ['dockerd-entrypoint.sh'], command: ['--tls=false'] }],
+      services: [
+        { name: 'reg/svc:1' },
+        {
+          name: 'reg/dind:1',
+          alias: 'docker',
+          entrypoint: ['dockerd-entrypoint.sh'],
+          command: ['--tls=false'],
+        },
+      ],
       variables: { A: '1', B: 'job-b', C: 'true' },
       script: ['echo global-before', 'echo one'],
       afterScript: [],
@@ -35,16 +43,29 @@ k:
   });
 
   it('reads a job cache as GitLab sends it (key, paths, policy, when)', () => {
-    expect(parseCiJob('j:\n  script: [x]\n  cache: {key: k, paths: [a/], policy: pull}\n', 'j').cache).toEqual([{ key: 'k', paths: ['a/'], policy: 'pull', when: 'on_success', untracked: false }]);
-    expect(() => parseCiJob('j:\n  script: [x]\n  cache: {key: {files: [a]}}\n', 'j')).toThrow(/key should be a string/);
+    expect(
+      parseCiJob('j:\n  script: [x]\n  cache: {key: k, paths: [a/], policy: pull}\n', 'j').cache,
+    ).toEqual([{ key: 'k', paths: ['a/'], policy: 'pull', when: 'on_success', untracked: false }]);
+    expect(() => parseCiJob('j:\n  script: [x]\n  cache: {key: {files: [a]}}\n', 'j')).toThrow(
+      /key should be a string/,
+    );
   });
 
   it('names what it cannot honour', () => {
-    const bad = (yaml: string, job = 'j') => () => parseCiJob(yaml, job);
-    expect(bad('j:\n  script: [x]\n  artifacts: {paths: [a]}\n')).toThrow(new CiConfigError('jobs:j: unsupported keys: artifacts'));
+    const bad =
+      (yaml: string, job = 'j') =>
+      () =>
+        parseCiJob(yaml, job);
+    expect(bad('j:\n  script: [x]\n  artifacts: {paths: [a]}\n')).toThrow(
+      new CiConfigError('jobs:j: unsupported keys: artifacts'),
+    );
     expect(bad('workflow: {}\nj:\n  script: [x]\n')).toThrow('unsupported keys: workflow');
-    expect(bad('j:\n  image: {name: a, pull_policy: always}\n  script: [x]\n')).toThrow('jobs:j:image: unsupported keys: pull_policy');
-    expect(bad('j:\n  services: [{name: a, ports: [1]}]\n  script: [x]\n')).toThrow('unsupported keys: ports');
+    expect(bad('j:\n  image: {name: a, pull_policy: always}\n  script: [x]\n')).toThrow(
+      'jobs:j:image: unsupported keys: pull_policy',
+    );
+    expect(bad('j:\n  services: [{name: a, ports: [1]}]\n  script: [x]\n')).toThrow(
+      'unsupported keys: ports',
+    );
     expect(bad('j:\n  stage: nope\n  script: [x]\n')).toThrow('chosen stage nope does not exist');
     expect(bad('j:\n  tags: [a]\n')).toThrow('should implement the script: keyword');
     expect(bad('j: [', 'j')).toThrow('invalid YAML');

@@ -32,7 +32,11 @@ export const repoDir = (stateDir: string, path: string) => join(stateDir, 'repos
  * Creates the bare repository (if new) and commits `files` on main: one commit per call, the first one a root
  * commit. Returns the new commit's sha and the one before it (GitLab's before_sha: zeros for a new branch).
  */
-export async function commitFiles(stateDir: string, path: string, files: Record<string, string>): Promise<{ sha: string; beforeSha: string }> {
+export async function commitFiles(
+  stateDir: string,
+  path: string,
+  files: Record<string, string>,
+): Promise<{ sha: string; beforeSha: string }> {
   const bare = repoDir(stateDir, path);
   const fresh = !existsSync(join(bare, 'HEAD'));
   if (fresh) {
@@ -45,7 +49,8 @@ export async function commitFiles(stateDir: string, path: string, files: Record<
     else await git(['clone', '--quiet', '--branch', 'main', bare, '.'], work);
     for (const [name, content] of Object.entries(files)) {
       const target = resolve(work, name);
-      if (!target.startsWith(work + sep) || name.split(/[\\/]/).includes('.git')) throw new Error(`file name ${name} leaves the repository`);
+      if (!target.startsWith(work + sep) || name.split(/[\\/]/).includes('.git'))
+        throw new Error(`file name ${name} leaves the repository`);
       mkdirSync(dirname(target), { recursive: true });
       writeFileSync(target, content);
     }
@@ -65,7 +70,12 @@ export async function commitFiles(stateDir: string, path: string, files: Record<
  * GitLab keeps refs/pipelines/<id> for every pipeline (Ci::PersistentRef) and lists it first in the job's refspecs
  * (Ci::BuildRunnerPresenter#refspecs), so the stand-in writes it too; the runner fetches it.
  */
-export async function writePipelineRef(stateDir: string, path: string, pipelineId: number, sha: string): Promise<void> {
+export async function writePipelineRef(
+  stateDir: string,
+  path: string,
+  pipelineId: number,
+  sha: string,
+): Promise<void> {
   const bare = repoDir(stateDir, path);
   await git(['update-ref', `refs/pipelines/${pipelineId}`, sha], bare);
   await git(['update-server-info'], bare);
@@ -75,10 +85,25 @@ export async function writePipelineRef(stateDir: string, path: string, pipelineI
  * A file of the dumb protocol (info/refs, HEAD, objects/...), or null. Only the paths git's dumb HTTP client asks
  * for are served, never config or hooks.
  */
-export function dumbHttpFile(stateDir: string, path: string, file: string): { body: Buffer; type: string } | null {
-  if (!/^(HEAD|info\/refs|objects\/info\/(packs|alternates|http-alternates)|objects\/[0-9a-f]{2}\/[0-9a-f]{38,62}|objects\/pack\/pack-[0-9a-f]{40,64}\.(pack|idx))$/.test(file)) return null;
+export function dumbHttpFile(
+  stateDir: string,
+  path: string,
+  file: string,
+): { body: Buffer; type: string } | null {
+  if (
+    !/^(HEAD|info\/refs|objects\/info\/(packs|alternates|http-alternates)|objects\/[0-9a-f]{2}\/[0-9a-f]{38,62}|objects\/pack\/pack-[0-9a-f]{40,64}\.(pack|idx))$/.test(
+      file,
+    )
+  )
+    return null;
   const full = join(repoDir(stateDir, path), file);
   if (!existsSync(full) || !statSync(full).isFile()) return null;
-  const type = file.endsWith('.pack') ? 'application/x-git-packed-objects' : file.endsWith('.idx') ? 'application/x-git-packed-objects-toc' : file.startsWith('objects/') && !file.startsWith('objects/info') ? 'application/x-git-loose-object' : 'text/plain';
+  const type = file.endsWith('.pack')
+    ? 'application/x-git-packed-objects'
+    : file.endsWith('.idx')
+      ? 'application/x-git-packed-objects-toc'
+      : file.startsWith('objects/') && !file.startsWith('objects/info')
+        ? 'application/x-git-loose-object'
+        : 'text/plain';
   return { body: readFileSync(full), type };
 }

@@ -70,7 +70,8 @@ export interface RunnerForMatch {
 /** GitLab's default job timeout (project build_timeout, 1 hour), capped by the runner's maximum_timeout (Ci::BuildMetadata#update_timeout_state). */
 export const DEFAULT_JOB_TIMEOUT = 3600;
 
-export const jobTimeout = (runner: RunnerForMatch) => (runner.maximumTimeout !== null ? Math.min(DEFAULT_JOB_TIMEOUT, runner.maximumTimeout) : DEFAULT_JOB_TIMEOUT);
+export const jobTimeout = (runner: RunnerForMatch) =>
+  runner.maximumTimeout !== null ? Math.min(DEFAULT_JOB_TIMEOUT, runner.maximumTimeout) : DEFAULT_JOB_TIMEOUT;
 
 /**
  * Whether `runner` may take `job` (Gitlab::Ci::Matching::RunnerMatcher#matches? + the runner scopes the queue uses,
@@ -121,7 +122,10 @@ export interface PayloadContext {
 export function jobVariables(job: StandinJob, ctx: PayloadContext): RunnerVariable[] {
   const url = new URL(ctx.serverUrl);
   const { project } = ctx;
-  const [namespace, name] = [project.path.slice(0, project.path.lastIndexOf('/')), project.path.slice(project.path.lastIndexOf('/') + 1)];
+  const [namespace, name] = [
+    project.path.slice(0, project.path.lastIndexOf('/')),
+    project.path.slice(project.path.lastIndexOf('/') + 1),
+  ];
   const projectUrl = `${ctx.serverUrl}/${project.path}`;
   const repoUrl = `${url.protocol}//gitlab-ci-token:${job.token}@${url.host}/${project.path}.git`;
   const pub = (key: string, value: string): RunnerVariable => ({ key, value, public: true, masked: false });
@@ -206,7 +210,14 @@ export function jobVariables(job: StandinJob, ctx: PayloadContext): RunnerVariab
   // .gitlab-ci.yml variables (global, then job) are public; CI/CD variables are not (Ci::HasVariable#to_runner_variable).
   for (const [key, value] of Object.entries(job.spec.variables)) list.push(pub(key, value));
   for (const [key, v] of Object.entries(job.extraVariables)) {
-    list.push({ key, value: v.value, public: false, masked: Boolean(v.masked), ...(v.file ? { file: true } : {}), ...(v.raw ? { raw: true } : {}) });
+    list.push({
+      key,
+      value: v.value,
+      public: false,
+      masked: Boolean(v.masked),
+      ...(v.file ? { file: true } : {}),
+      ...(v.raw ? { raw: true } : {}),
+    });
   }
   // A later definition of a key replaces an earlier one (Gitlab::Ci::Variables::Collection keeps the last).
   const last = new Map<string, number>();
@@ -272,15 +283,26 @@ export const FAILURE_REASONS = [
 
 const imageEntity = (img: CiJobSpec['image']) =>
   // Entities::Ci::JobRequest::Image: name, entrypoint, ports, executor_opts, pull_policy (no image: null).
-  img ? { name: img.name, entrypoint: img.entrypoint ?? null, ports: [], executor_opts: {}, pull_policy: null } : null;
+  img
+    ? { name: img.name, entrypoint: img.entrypoint ?? null, ports: [], executor_opts: {}, pull_policy: null }
+    : null;
 
 /** The 201 body of POST /jobs/request (Entities::Ci::JobRequest::Response). */
 export function jobPayload(job: StandinJob, ctx: PayloadContext): Record<string, unknown> {
   const { project } = ctx;
   const url = new URL(ctx.serverUrl);
   const timeout = jobTimeout(ctx.runner);
-  const steps: Record<string, unknown>[] = [{ name: 'script', script: job.spec.script, timeout, when: 'on_success', allow_failure: false }];
-  if (job.spec.afterScript.length) steps.push({ name: 'after_script', script: job.spec.afterScript, timeout, when: 'always', allow_failure: true });
+  const steps: Record<string, unknown>[] = [
+    { name: 'script', script: job.spec.script, timeout, when: 'on_success', allow_failure: false },
+  ];
+  if (job.spec.afterScript.length)
+    steps.push({
+      name: 'after_script',
+      script: job.spec.afterScript,
+      timeout,
+      when: 'always',
+      allow_failure: true,
+    });
   return {
     id: job.id,
     token: job.token,
@@ -302,7 +324,8 @@ export function jobPayload(job: StandinJob, ctx: PayloadContext): Record<string,
       scoped_user_id: null,
       time_in_queue_seconds: ctx.timeInQueue,
       // BuildRunnerPresenter: '+Inf' unless an instance runner takes it
-      project_jobs_running_on_instance_runners_count: ctx.runner.runnerType === 'instance_type' ? String(ctx.runningOnInstanceRunners) : '+Inf',
+      project_jobs_running_on_instance_runners_count:
+        ctx.runner.runnerType === 'instance_type' ? String(ctx.runningOnInstanceRunners) : '+Inf',
       queue_size: 0,
       queue_depth: 0,
     },
@@ -331,12 +354,24 @@ export function jobPayload(job: StandinJob, ctx: PayloadContext): Record<string,
       command: s.command ?? null,
       executor_opts: {},
       pull_policy: null,
-      variables: Object.entries(s.variables ?? {}).map(([key, value]) => ({ key, value, public: true, masked: false })),
+      variables: Object.entries(s.variables ?? {}).map(([key, value]) => ({
+        key,
+        value,
+        public: true,
+        masked: false,
+      })),
     })),
     artifacts: null,
     // Entities::Ci::JobRequest::Cache; GitLab suffixes the key by the ref's protection (Ci::Build#cache), so
     // protected and unprotected pipelines never share a cache.
-    cache: (job.spec.cache ?? []).map((c) => ({ key: `${c.key}-protected`, untracked: c.untracked, paths: c.paths, policy: c.policy, when: c.when, fallback_keys: [] })),
+    cache: (job.spec.cache ?? []).map((c) => ({
+      key: `${c.key}-protected`,
+      untracked: c.untracked,
+      paths: c.paths,
+      policy: c.policy,
+      when: c.when,
+      fallback_keys: [],
+    })),
     credentials: [],
     dependencies: [],
     features: { trace_sections: true, failure_reasons: FAILURE_REASONS },

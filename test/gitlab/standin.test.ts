@@ -14,7 +14,11 @@ beforeAll(async () => {
 afterAll(() => gl.close());
 beforeEach(() => gl.reset());
 
-async function call(method: string, path: string, opts: { token?: string; json?: unknown; form?: Record<string, string> } = {}) {
+async function call(
+  method: string,
+  path: string,
+  opts: { token?: string; json?: unknown; form?: Record<string, string> } = {},
+) {
   const headers: Record<string, string> = {};
   if (opts.token) headers['PRIVATE-TOKEN'] = opts.token;
   let body: string | undefined;
@@ -38,33 +42,89 @@ describe('GitLab stand-in', () => {
   });
 
   it('POST /user/runners: 401, 403 without create_runner, 400 for bad input, 201 with a glrt- token', async () => {
-    expect((await call('POST', '/api/v4/user/runners', { json: { runner_type: 'instance_type' } })).status).toBe(401);
-    expect((await call('POST', '/api/v4/user/runners', { token: 'glpat-unknown123', json: { runner_type: 'instance_type' } })).status).toBe(401);
-    const noScope = await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessTokenNoScope, json: { runner_type: 'instance_type' } });
+    expect(
+      (await call('POST', '/api/v4/user/runners', { json: { runner_type: 'instance_type' } })).status,
+    ).toBe(401);
+    expect(
+      (
+        await call('POST', '/api/v4/user/runners', {
+          token: 'glpat-unknown123',
+          json: { runner_type: 'instance_type' },
+        })
+      ).status,
+    ).toBe(401);
+    const noScope = await call('POST', '/api/v4/user/runners', {
+      token: gl.tokens.accessTokenNoScope,
+      json: { runner_type: 'instance_type' },
+    });
     expect(noScope).toMatchObject({ status: 403, body: { error: 'insufficient_scope' } });
     const missing = await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessToken, json: {} });
-    expect(missing).toMatchObject({ status: 400, body: { error: expect.stringContaining('runner_type is missing') } });
-    expect((await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessToken, json: { runner_type: 'bogus' } })).status).toBe(400);
-    expect((await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessToken, json: { runner_type: 'group_type' } })).status).toBe(400);
-    expect((await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessToken, json: { runner_type: 'project_type' } })).status).toBe(400);
+    expect(missing).toMatchObject({
+      status: 400,
+      body: { error: expect.stringContaining('runner_type is missing') },
+    });
+    expect(
+      (
+        await call('POST', '/api/v4/user/runners', {
+          token: gl.tokens.accessToken,
+          json: { runner_type: 'bogus' },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await call('POST', '/api/v4/user/runners', {
+          token: gl.tokens.accessToken,
+          json: { runner_type: 'group_type' },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await call('POST', '/api/v4/user/runners', {
+          token: gl.tokens.accessToken,
+          json: { runner_type: 'project_type' },
+        })
+      ).status,
+    ).toBe(400);
 
     const created = await call('POST', '/api/v4/user/runners', {
       token: gl.tokens.accessTokenCreateOnly,
-      form: { runner_type: 'group_type', group_id: '9', description: 'pi', tag_list: 'arm64, pi ,arm64', run_untagged: 'false', maximum_timeout: '3600' },
+      form: {
+        runner_type: 'group_type',
+        group_id: '9',
+        description: 'pi',
+        tag_list: 'arm64, pi ,arm64',
+        run_untagged: 'false',
+        maximum_timeout: '3600',
+      },
     });
     expect(created.status).toBe(201);
     expect(created.body).toEqual({ id: 2, token: expect.stringMatching(/^glrt-/), token_expires_at: null });
-    expect(gl.state.runners[1]).toMatchObject({ runnerType: 'group_type', groupId: 9, tagList: ['arm64', 'pi'], runUntagged: false, maximumTimeout: 3600 });
+    expect(gl.state.runners[1]).toMatchObject({
+      runnerType: 'group_type',
+      groupId: 9,
+      tagList: ['arm64', 'pi'],
+      runUntagged: false,
+      maximumTimeout: 3600,
+    });
   });
 
   it('POST /runners: 403 for a bad registration token, 410 when registration tokens are disabled', async () => {
-    expect(await call('POST', '/api/v4/runners', { json: { token: 'nope' } })).toMatchObject({ status: 403, body: { message: '403 Forbidden - invalid token supplied' } });
+    expect(await call('POST', '/api/v4/runners', { json: { token: 'nope' } })).toMatchObject({
+      status: 403,
+      body: { message: '403 Forbidden - invalid token supplied' },
+    });
     expect((await call('POST', '/api/v4/runners', { json: {} })).status).toBe(400);
-    const ok = await call('POST', '/api/v4/runners', { json: { token: gl.tokens.registrationToken, tag_list: ['a', 'b'] } });
+    const ok = await call('POST', '/api/v4/runners', {
+      json: { token: gl.tokens.registrationToken, tag_list: ['a', 'b'] },
+    });
     expect(ok.status).toBe(201);
     expect(ok.body.token).not.toMatch(/^glrt-/);
     expect((await call('POST', '/_standin/registration-tokens/disable')).status).toBe(204);
-    expect(await call('POST', '/api/v4/runners', { json: { token: gl.tokens.registrationToken } })).toMatchObject({
+    expect(
+      await call('POST', '/api/v4/runners', { json: { token: gl.tokens.registrationToken } }),
+    ).toMatchObject({
       status: 410,
       body: { message: '410 Gone - runner registration disallowed' },
     });
@@ -72,16 +132,27 @@ describe('GitLab stand-in', () => {
 
   it('verify creates or refreshes a manager per system_id; DELETE /runners/managers removes one; DELETE /runners the runner', async () => {
     const token = gl.tokens.runnerToken;
-    expect((await call('POST', '/api/v4/runners/verify', { json: { token: 'glrt-wrongwrong' } })).status).toBe(403);
-    expect(await call('POST', '/api/v4/runners/verify', { json: { token, system_id: 's_000000000001' } })).toMatchObject({ status: 200, body: { id: 1, token } });
+    expect(
+      (await call('POST', '/api/v4/runners/verify', { json: { token: 'glrt-wrongwrong' } })).status,
+    ).toBe(403);
+    expect(
+      await call('POST', '/api/v4/runners/verify', { json: { token, system_id: 's_000000000001' } }),
+    ).toMatchObject({ status: 200, body: { id: 1, token } });
     await call('POST', '/api/v4/runners/verify', { form: { token, system_id: 's_000000000001' } });
     await call('POST', '/api/v4/runners/verify', { form: { token, system_id: 's_000000000002' } });
     const managers = await call('GET', '/api/v4/runners/1/managers', { token: gl.tokens.accessToken });
-    expect(managers.body.map((m: { system_id: string }) => m.system_id)).toEqual(['s_000000000001', 's_000000000002']);
+    expect(managers.body.map((m: { system_id: string }) => m.system_id)).toEqual([
+      's_000000000001',
+      's_000000000002',
+    ]);
 
-    expect((await call('DELETE', '/api/v4/runners/managers', { json: { token, system_id: 's_unknown' } })).status).toBe(404);
+    expect(
+      (await call('DELETE', '/api/v4/runners/managers', { json: { token, system_id: 's_unknown' } })).status,
+    ).toBe(404);
     expect((await call('DELETE', '/api/v4/runners/managers', { json: { token } })).status).toBe(400);
-    expect((await call('DELETE', `/api/v4/runners/managers?token=${token}&system_id=s_000000000001`)).status).toBe(204);
+    expect(
+      (await call('DELETE', `/api/v4/runners/managers?token=${token}&system_id=s_000000000001`)).status,
+    ).toBe(204);
     expect(gl.state.managers.map((m) => m.systemId)).toEqual(['s_000000000002']);
 
     expect((await call('DELETE', '/api/v4/runners', { json: { token: 'bad-token-x' } })).status).toBe(403);
@@ -94,18 +165,51 @@ describe('GitLab stand-in', () => {
     const put = (token: string, body: unknown) => call('PUT', '/api/v4/runners/1', { token, json: body });
     expect((await put(gl.tokens.accessTokenCreateOnly, { description: 'x' })).status).toBe(403);
     expect((await put(gl.tokens.accessToken, {})).status).toBe(400);
-    expect((await call('PUT', '/api/v4/runners/99', { token: gl.tokens.accessToken, json: { locked: true } })).status).toBe(404);
-    const res = await put(gl.tokens.accessToken, { description: 'new', tag_list: 'x,y', run_untagged: false, locked: true, access_level: 'ref_protected', maximum_timeout: 7200, paused: true });
+    expect(
+      (await call('PUT', '/api/v4/runners/99', { token: gl.tokens.accessToken, json: { locked: true } }))
+        .status,
+    ).toBe(404);
+    const res = await put(gl.tokens.accessToken, {
+      description: 'new',
+      tag_list: 'x,y',
+      run_untagged: false,
+      locked: true,
+      access_level: 'ref_protected',
+      maximum_timeout: 7200,
+      paused: true,
+    });
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ id: 1, description: 'new', tag_list: ['x', 'y'], run_untagged: false, locked: true, access_level: 'ref_protected', maximum_timeout: 7200, paused: true });
+    expect(res.body).toMatchObject({
+      id: 1,
+      description: 'new',
+      tag_list: ['x', 'y'],
+      run_untagged: false,
+      locked: true,
+      access_level: 'ref_protected',
+      maximum_timeout: 7200,
+      paused: true,
+    });
     expect((await put(gl.tokens.accessToken, { access_level: 'everyone' })).status).toBe(400);
-    expect((await call('GET', '/api/v4/runners/1', { token: gl.tokens.accessToken })).body).toMatchObject({ description: 'new', tag_list: ['x', 'y'] });
+    expect((await call('GET', '/api/v4/runners/1', { token: gl.tokens.accessToken })).body).toMatchObject({
+      description: 'new',
+      tag_list: ['x', 'y'],
+    });
 
-    for (let i = 0; i < 3; i++) await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessToken, json: { runner_type: 'instance_type', tag_list: ['x'] } });
-    const page1 = await call('GET', '/api/v4/runners/all?tag_list=x&per_page=2', { token: gl.tokens.accessToken });
+    for (let i = 0; i < 3; i++)
+      await call('POST', '/api/v4/user/runners', {
+        token: gl.tokens.accessToken,
+        json: { runner_type: 'instance_type', tag_list: ['x'] },
+      });
+    const page1 = await call('GET', '/api/v4/runners/all?tag_list=x&per_page=2', {
+      token: gl.tokens.accessToken,
+    });
     expect(page1.body).toHaveLength(2);
     expect(page1.headers.get('x-next-page')).toBe('2');
-    expect((await call('GET', '/api/v4/runners/all?tag_list=x,y', { token: gl.tokens.accessToken })).body.map((r: { id: number }) => r.id)).toEqual([1]);
+    expect(
+      (await call('GET', '/api/v4/runners/all?tag_list=x,y', { token: gl.tokens.accessToken })).body.map(
+        (r: { id: number }) => r.id,
+      ),
+    ).toEqual([1]);
   });
 
   it('controls: delete a token or a runner server-side, inject a failure, reset', async () => {
@@ -125,7 +229,10 @@ describe('GitLab stand-in', () => {
 
   it('logs method, path and status of every call, and no token anywhere in the log', async () => {
     await call('DELETE', `/api/v4/runners?token=${gl.tokens.runnerToken}`);
-    await call('POST', '/api/v4/user/runners', { token: gl.tokens.accessToken, json: { runner_type: 'instance_type' } });
+    await call('POST', '/api/v4/user/runners', {
+      token: gl.tokens.accessToken,
+      json: { runner_type: 'instance_type' },
+    });
     expect(gl.calls()).toEqual([
       { method: 'DELETE', path: '/api/v4/runners', status: 204, at: expect.any(String) },
       { method: 'POST', path: '/api/v4/user/runners', status: 201, at: expect.any(String) },

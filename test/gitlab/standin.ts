@@ -30,7 +30,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CiConfigError, parseCiJob } from './standin-ci.js';
 import { commitFiles, dumbHttpFile, writePipelineRef } from './standin-git.js';
-import { jobPayload, type JobStatus, type JobVariableInput, runnerMatchesJob, type StandinJob, type StandinProject, FAILURE_REASONS } from './standin-jobs.js';
+import {
+  jobPayload,
+  type JobStatus,
+  type JobVariableInput,
+  runnerMatchesJob,
+  type StandinJob,
+  type StandinProject,
+  FAILURE_REASONS,
+} from './standin-jobs.js';
 
 export type { JobStatus, StandinJob, StandinProject } from './standin-jobs.js';
 
@@ -217,8 +225,10 @@ class HttpError extends Error {
 // GitLab's error shapes: Grape validation → {error}, render_api_error! → {message}.
 const badRequest = (error: string) => new HttpError(400, { error });
 const unauthorized = () => new HttpError(401, { message: '401 Unauthorized' });
-const forbidden = (reason?: string) => new HttpError(403, { message: reason ? `403 Forbidden - ${reason}` : '403 Forbidden' });
-const notFound = (what?: string) => new HttpError(404, { message: what ? `404 ${what} Not Found` : '404 Not Found' });
+const forbidden = (reason?: string) =>
+  new HttpError(403, { message: reason ? `403 Forbidden - ${reason}` : '403 Forbidden' });
+const notFound = (what?: string) =>
+  new HttpError(404, { message: what ? `404 ${what} Not Found` : '404 Not Found' });
 const insufficientScope = (scope: string) =>
   new HttpError(403, {
     error: 'insufficient_scope',
@@ -228,7 +238,17 @@ const insufficientScope = (scope: string) =>
 
 const RUNNER_TYPES: RunnerType[] = ['instance_type', 'group_type', 'project_type'];
 const ACCESS_LEVELS: AccessLevel[] = ['not_protected', 'ref_protected'];
-const RUNNER_FIELDS = ['description', 'paused', 'active', 'tag_list', 'run_untagged', 'locked', 'access_level', 'maximum_timeout', 'maintenance_note'];
+const RUNNER_FIELDS = [
+  'description',
+  'paused',
+  'active',
+  'tag_list',
+  'run_untagged',
+  'locked',
+  'access_level',
+  'maximum_timeout',
+  'maintenance_note',
+];
 
 const randomToken = (prefix: string, n = 20) => prefix + randomBytes(n).toString('base64url').slice(0, n);
 
@@ -279,9 +299,10 @@ function parseParams(req: IncomingMessage, url: URL, body: string): Params {
     try {
       data = JSON.parse(body);
     } catch {
-      throw badRequest('The provided content-type \'application/json\' body is not valid JSON');
+      throw badRequest("The provided content-type 'application/json' body is not valid JSON");
     }
-    if (!data || typeof data !== 'object' || Array.isArray(data)) throw badRequest('body must be a JSON object');
+    if (!data || typeof data !== 'object' || Array.isArray(data))
+      throw badRequest('body must be a JSON object');
     Object.assign(params, data);
   } else if (type.startsWith('multipart/form-data')) {
     const boundary = /boundary="?([^";]+)"?/.exec(type)?.[1];
@@ -328,7 +349,11 @@ function int(p: Params, key: string): number | null | undefined {
 function tags(p: Params): string[] | undefined {
   const v = p.tag_list;
   if (v === undefined || v === null) return undefined;
-  const list = Array.isArray(v) ? v.flatMap((t) => String(t).split(',')) : typeof v === 'string' ? v.split(',') : null;
+  const list = Array.isArray(v)
+    ? v.flatMap((t) => String(t).split(','))
+    : typeof v === 'string'
+      ? v.split(',')
+      : null;
   if (!list) throw badRequest('tag_list is invalid');
   return [...new Set(list.map((t) => t.trim()).filter(Boolean))];
 }
@@ -389,7 +414,10 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   const now = () => new Date().toISOString();
 
-  const tokenExpiry = () => (state.runnerTokenExpirationSeconds ? new Date(Date.now() + state.runnerTokenExpirationSeconds * 1000).toISOString() : null);
+  const tokenExpiry = () =>
+    state.runnerTokenExpirationSeconds
+      ? new Date(Date.now() + state.runnerTokenExpirationSeconds * 1000).toISOString()
+      : null;
 
   const reset = () => {
     state.registrationTokensEnabled = opts.registrationTokensEnabled ?? true;
@@ -409,11 +437,23 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     nextPipelineId = 1;
     // The runner an administrator made in the UI, whose glrt- token every node shares in runner-token mode.
     state.runners.push(
-      newRunner({ runnerType: 'instance_type', description: 'shared runner made in the UI', tagList: ['shared'], createdVia: 'preset', runUntagged: true }, tokens.runnerToken),
+      newRunner(
+        {
+          runnerType: 'instance_type',
+          description: 'shared runner made in the UI',
+          tagList: ['shared'],
+          createdVia: 'preset',
+          runUntagged: true,
+        },
+        tokens.runnerToken,
+      ),
     );
   };
 
-  function newRunner(fields: Partial<StandinRunner> & Pick<StandinRunner, 'runnerType' | 'createdVia'>, token: string): StandinRunner {
+  function newRunner(
+    fields: Partial<StandinRunner> & Pick<StandinRunner, 'runnerType' | 'createdVia'>,
+    token: string,
+  ): StandinRunner {
     return {
       id: nextRunnerId++,
       token,
@@ -489,7 +529,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   /** Ci::RunnerManager#heartbeat: the details always, contacted_at only when update_contacted_at. */
   const heartbeatManager = (manager: StandinManager, details: RunnerDetails, updateContactedAt: boolean) => {
     manager.ipAddress = details.ipAddress;
-    for (const key of ['version', 'revision', 'platform', 'architecture', 'executor'] as const) if (details[key] !== undefined) manager[key] = details[key]!;
+    for (const key of ['version', 'revision', 'platform', 'architecture', 'executor'] as const)
+      if (details[key] !== undefined) manager[key] = details[key]!;
     if (details.config !== undefined) manager.config = details.config;
     if (updateContactedAt) {
       const at = now();
@@ -506,7 +547,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     const info = p.info;
     if (info && typeof info === 'object' && !Array.isArray(info)) {
       const i = info as Record<string, unknown>;
-      for (const key of ['version', 'revision', 'platform', 'architecture', 'executor'] as const) if (typeof i[key] === 'string') details[key] = i[key] as string;
+      for (const key of ['version', 'revision', 'platform', 'architecture', 'executor'] as const)
+        if (typeof i[key] === 'string') details[key] = i[key] as string;
       const config = i.config && typeof i.config === 'object' ? (i.config as Record<string, unknown>) : {};
       details.config = typeof config.gpus === 'string' ? { gpus: config.gpus } : {};
     }
@@ -534,7 +576,11 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
    * authenticate_runner!(ensure_runner_manager:, update_contacted_at:): 403 for an unknown token, the runner's
    * heartbeat, then the manager of system_id (or '<legacy>') with the request's details.
    */
-  const authenticateRunner = (req: IncomingMessage, p: Params, opt: { ensureManager?: boolean; updateContactedAt?: boolean } = {}) => {
+  const authenticateRunner = (
+    req: IncomingMessage,
+    p: Params,
+    opt: { ensureManager?: boolean; updateContactedAt?: boolean } = {},
+  ) => {
     const runner = runnerByToken(p);
     const update = opt.updateContactedAt ?? true;
     if (update) heartbeatRunner(runner);
@@ -565,7 +611,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     const value = (Array.isArray(header) ? header[0] : header) ?? bearer;
     const token = value ? accessTokens.get(value) : undefined;
     if (!token) throw unauthorized();
-    if (!token.scopes.some((s) => s === 'api' || scopes.includes(s))) throw insufficientScope(['api', ...scopes].join(' '));
+    if (!token.scopes.some((s) => s === 'api' || scopes.includes(s)))
+      throw insufficientScope(['api', ...scopes].join(' '));
     return token;
   };
 
@@ -577,7 +624,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   /** Runner attributes shared by create and update; undefined means "not given". */
   const runnerAttributes = (p: Params): Partial<StandinRunner> => {
-    if (p.active !== undefined && p.paused !== undefined) throw badRequest('active, paused are mutually exclusive');
+    if (p.active !== undefined && p.paused !== undefined)
+      throw badRequest('active, paused are mutually exclusive');
     const out: Partial<StandinRunner> = {};
     const description = str(p, 'description');
     if (description !== undefined) out.description = description;
@@ -595,7 +643,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     if (accessLevel !== undefined) out.accessLevel = accessLevel;
     const maximumTimeout = int(p, 'maximum_timeout');
     if (maximumTimeout !== undefined) {
-      if (maximumTimeout !== null && maximumTimeout < 600) throw new HttpError(400, { message: { maximum_timeout: ['needs to be at least 10 minutes'] } });
+      if (maximumTimeout !== null && maximumTimeout < 600)
+        throw new HttpError(400, { message: { maximum_timeout: ['needs to be at least 10 minutes'] } });
       out.maximumTimeout = maximumTimeout;
     }
     const note = str(p, 'maintenance_note');
@@ -603,10 +652,12 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     return out;
   };
 
-  const online = (contactedAt: string | null) => contactedAt !== null && Date.now() - Date.parse(contactedAt) < ONLINE_CONTACT_TIMEOUT_MS;
+  const online = (contactedAt: string | null) =>
+    contactedAt !== null && Date.now() - Date.parse(contactedAt) < ONLINE_CONTACT_TIMEOUT_MS;
 
   // Ci::Runner#deprecated_rest_status (REST v4 `status`): never_contacted, paused, online or offline.
-  const status = (r: StandinRunner) => (!r.contactedAt ? 'never_contacted' : r.paused ? 'paused' : online(r.contactedAt) ? 'online' : 'offline');
+  const status = (r: StandinRunner) =>
+    !r.contactedAt ? 'never_contacted' : r.paused ? 'paused' : online(r.contactedAt) ? 'online' : 'offline';
 
   const summary = (r: StandinRunner) => ({
     id: r.id,
@@ -638,10 +689,17 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     maximum_timeout: r.maximumTimeout,
   });
 
-  const registration = (r: StandinRunner) => ({ id: r.id, token: r.token, token_expires_at: r.tokenExpiresAt });
+  const registration = (r: StandinRunner) => ({
+    id: r.id,
+    token: r.token,
+    token_expires_at: r.tokenExpiresAt,
+  });
 
   /** Entities::Ci::ResetTokenResult: token, and token_expires_at only when the token expires (expirable?). */
-  const resetResult = (r: StandinRunner) => ({ token: r.token, ...(r.tokenExpiresAt ? { token_expires_at: r.tokenExpiresAt } : {}) });
+  const resetResult = (r: StandinRunner) => ({
+    token: r.token,
+    ...(r.tokenExpiresAt ? { token_expires_at: r.tokenExpiresAt } : {}),
+  });
 
   /** Ci::Runners::ResetAuthenticationTokenService → reset_token!: a new token, a new expiry, the old one dead. */
   const resetToken = (r: StandinRunner) => {
@@ -662,12 +720,17 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     contacted_at: mg.contactedAt,
     ip_address: mg.ipAddress,
     status: !mg.contactedAt ? 'never_contacted' : online(mg.contactedAt) ? 'online' : 'offline',
-    job_execution_status: jobs.some((j) => j.status === 'running' && j.runnerId === mg.runnerId && j.systemId === mg.systemId) ? 'active' : 'idle',
+    job_execution_status: jobs.some(
+      (j) => j.status === 'running' && j.runnerId === mg.runnerId && j.systemId === mg.systemId,
+    )
+      ? 'active'
+      : 'idle',
   });
 
   const removeRunner = (runner: StandinRunner) => {
     state.runners.splice(state.runners.indexOf(runner), 1);
-    for (let i = state.managers.length - 1; i >= 0; i--) if (state.managers[i].runnerId === runner.id) state.managers.splice(i, 1);
+    for (let i = state.managers.length - 1; i >= 0; i--)
+      if (state.managers[i].runnerId === runner.id) state.managers.splice(i, 1);
   };
 
   const projectById = (id: number) => state.projects.find((pr) => pr.id === id)!;
@@ -711,7 +774,11 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     if (jobToken(req, p) !== job.token) throw forbidden();
     if (job.status !== 'running') {
       // job_forbidden!: the Job-Status header tells the runner to abort (network/remote_job_state_response.go).
-      throw new HttpError(403, { message: '403 Forbidden - Job is not processing on runner' }, { 'Job-Status': job.status });
+      throw new HttpError(
+        403,
+        { message: '403 Forbidden - Job is not processing on runner' },
+        { 'Job-Status': job.status },
+      );
     }
     const runner = state.runners.find((r) => r.id === job.runnerId);
     if (runner) {
@@ -727,7 +794,14 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     job.finishedAt = now();
   };
 
-  async function api(req: IncomingMessage, method: string, path: string, p: Params, url: URL, raw: Buffer): Promise<Reply> {
+  async function api(
+    req: IncomingMessage,
+    method: string,
+    path: string,
+    p: Params,
+    url: URL,
+    raw: Buffer,
+  ): Promise<Reply> {
     let m: RegExpExecArray | null;
     if (method === 'POST' && path === '/api/v4/user/runners') {
       accessFor(req, ['create_runner']);
@@ -735,8 +809,14 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       if (!runnerType) throw badRequest('runner_type is missing, runner_type does not have a valid value');
       const groupId = int(p, 'group_id');
       const projectId = int(p, 'project_id');
-      if (runnerType === 'group_type' && !groupId) throw new HttpError(400, { message: '400 Bad request - group_id is required for group_type runners' });
-      if (runnerType === 'project_type' && !projectId) throw new HttpError(400, { message: '400 Bad request - project_id is required for project_type runners' });
+      if (runnerType === 'group_type' && !groupId)
+        throw new HttpError(400, {
+          message: '400 Bad request - group_id is required for group_type runners',
+        });
+      if (runnerType === 'project_type' && !projectId)
+        throw new HttpError(400, {
+          message: '400 Bad request - project_id is required for project_type runners',
+        });
       const attrs = runnerAttributes(p);
       const runner = newRunner(
         {
@@ -755,11 +835,15 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       const token = str(p, 'token');
       if (token === undefined) throw badRequest('token is missing');
       // As RegisterRunnerService: with registration disallowed any presented token gets 410, valid or not.
-      if (token && !state.registrationTokensEnabled) throw new HttpError(410, { message: '410 Gone - runner registration disallowed' });
+      if (token && !state.registrationTokensEnabled)
+        throw new HttpError(410, { message: '410 Gone - runner registration disallowed' });
       if (token !== tokens.registrationToken) throw forbidden('invalid token supplied');
       const attrs = runnerAttributes(p);
       // Runners registered with a registration token get a token without the glrt- prefix.
-      const runner = newRunner({ runnerType: 'instance_type', createdVia: 'registration', ...attrs }, randomBytes(15).toString('hex'));
+      const runner = newRunner(
+        { runnerType: 'instance_type', createdVia: 'registration', ...attrs },
+        randomBytes(15).toString('hex'),
+      );
       state.runners.push(runner);
       return { status: 201, body: registration(runner) };
     }
@@ -797,13 +881,17 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     }
     if (method === 'POST' && path === '/api/v4/jobs/request') {
       const { runner, manager } = authenticateRunner(req, p);
-      if (runner.paused) return { status: 204, headers: { 'X-GitLab-Last-Update': ensureQueueValue(runner) } };
+      if (runner.paused)
+        return { status: 204, headers: { 'X-GitLab-Last-Update': ensureQueueValue(runner) } };
       const lastUpdate = str(p, 'last_update');
       // runner_queue_value_latest?: nothing changed since this runner last looked, so no queue scan.
-      if (lastUpdate && ensureQueueValue(runner) === lastUpdate) return { status: 204, headers: { 'X-GitLab-Last-Update': lastUpdate } };
+      if (lastUpdate && ensureQueueValue(runner) === lastUpdate)
+        return { status: 204, headers: { 'X-GitLab-Last-Update': lastUpdate } };
       const newUpdate = ensureQueueValue(runner);
       // RegisterJobService: the oldest pending job this runner matches.
-      const job = jobs.find((j) => j.status === 'pending' && runnerMatchesJob(runner, j, projectById(j.projectId)));
+      const job = jobs.find(
+        (j) => j.status === 'pending' && runnerMatchesJob(runner, j, projectById(j.projectId)),
+      );
       if (!job) return { status: 204, headers: { 'X-GitLab-Last-Update': newUpdate } };
       job.status = 'running';
       job.runnerId = runner.id;
@@ -814,7 +902,9 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         runner,
         project: projectById(job.projectId),
         timeInQueue: (Date.parse(job.startedAt) - Date.parse(job.queuedAt)) / 1000,
-        runningOnInstanceRunners: jobs.filter((j) => j.status === 'running' && j.projectId === job.projectId && j !== job).length,
+        runningOnInstanceRunners: jobs.filter(
+          (j) => j.status === 'running' && j.projectId === job.projectId && j !== job,
+        ).length,
       });
       return { status: 201, body };
     }
@@ -849,12 +939,20 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       if (start === job.trace.length) job.trace = Buffer.concat([job.trace, raw]);
       if (job.trace.length !== end) {
         // The runner resends from the Range end (network/patch_response.go NewOffset).
-        throw new HttpError(416, { message: '416 Range Not Satisfiable' }, { Range: `0-${job.trace.length}` });
+        throw new HttpError(
+          416,
+          { message: '416 Range Not Satisfiable' },
+          { Range: `0-${job.trace.length}` },
+        );
       }
       const interval = job.watchedUntil > Date.now() ? TRACE_UPDATE_WATCHED_S : TRACE_UPDATE_DEFAULT_S;
       return {
         status: 202,
-        headers: { 'Job-Status': job.status, Range: `0-${job.trace.length}`, 'X-GitLab-Trace-Update-Interval': String(interval) },
+        headers: {
+          'Job-Status': job.status,
+          Range: `0-${job.trace.length}`,
+          'X-GitLab-Trace-Update-Interval': String(interval),
+        },
       };
     }
     if (method === 'GET' && path === '/api/v4/runners/all') {
@@ -862,7 +960,9 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       if (!token.admin) throw forbidden();
       const wanted = tags(p) ?? [];
       const type = oneOf(p, 'type', RUNNER_TYPES);
-      const list = state.runners.filter((r) => wanted.every((t) => r.tagList.includes(t)) && (!type || r.runnerType === type));
+      const list = state.runners.filter(
+        (r) => wanted.every((t) => r.tagList.includes(t)) && (!type || r.runnerType === type),
+      );
       const perPage = Math.min(100, Math.max(1, Number(url.searchParams.get('per_page') ?? 20) || 20));
       const page = Math.max(1, Number(url.searchParams.get('page') ?? 1) || 1);
       const slice = list.slice((page - 1) * perPage, page * perPage);
@@ -870,13 +970,21 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return {
         status: 200,
         body: slice.map(summary),
-        headers: { 'x-page': String(page), 'x-per-page': String(perPage), 'x-total': String(list.length), 'x-next-page': hasNext ? String(page + 1) : '' },
+        headers: {
+          'x-page': String(page),
+          'x-per-page': String(perPage),
+          'x-total': String(list.length),
+          'x-next-page': hasNext ? String(page + 1) : '',
+        },
       };
     }
     if ((m = /^\/api\/v4\/runners\/(\d+)\/managers$/.exec(path)) && method === 'GET') {
       accessFor(req, ['read_api', 'manage_runner']);
       const runner = runnerById(m[1]);
-      return { status: 200, body: state.managers.filter((mg) => mg.runnerId === runner.id).map(managerEntity) };
+      return {
+        status: 200,
+        body: state.managers.filter((mg) => mg.runnerId === runner.id).map(managerEntity),
+      };
     }
     if ((m = /^\/api\/v4\/runners\/(\d+)$/.exec(path))) {
       if (method === 'GET') {
@@ -886,7 +994,10 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       if (method === 'PUT') {
         accessFor(req, ['manage_runner']);
         const runner = runnerById(m[1]);
-        if (!RUNNER_FIELDS.some((f) => f in p)) throw badRequest(`${RUNNER_FIELDS.join(', ')} are missing, at least one parameter must be provided`);
+        if (!RUNNER_FIELDS.some((f) => f in p))
+          throw badRequest(
+            `${RUNNER_FIELDS.join(', ')} are missing, at least one parameter must be provided`,
+          );
         Object.assign(runner, runnerAttributes(p));
         // Ci::Runners::UpdateRunnerService ticks the queue: new tags or an unpaused runner may match other jobs.
         tickQueue(runner);
@@ -910,17 +1021,28 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     const m = /^\/(.+?)\.git\/(.+)$/.exec(path);
     if (!m) return null;
     const project = state.projects.find((pr) => pr.path === m[1]);
-    if (!project || (method !== 'GET' && method !== 'HEAD')) return { status: 404, raw: Buffer.from('Not Found\n') };
+    if (!project || (method !== 'GET' && method !== 'HEAD'))
+      return { status: 404, raw: Buffer.from('Not Found\n') };
     const basic = /^Basic (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const [user, ...rest] = basic ? Buffer.from(basic, 'base64').toString('utf8').split(':') : [];
     const password = rest.join(':');
     const allowed =
-      (user === 'gitlab-ci-token' && jobs.some((j) => j.projectId === project.id && j.status === 'running' && j.token === password)) ||
+      (user === 'gitlab-ci-token' &&
+        jobs.some((j) => j.projectId === project.id && j.status === 'running' && j.token === password)) ||
       (user !== undefined && accessTokens.get(password)?.admin === true);
-    if (!allowed) return { status: 401, headers: { 'WWW-Authenticate': 'Basic realm="GitLab"' }, raw: Buffer.from('HTTP Basic: Access denied\n') };
+    if (!allowed)
+      return {
+        status: 401,
+        headers: { 'WWW-Authenticate': 'Basic realm="GitLab"' },
+        raw: Buffer.from('HTTP Basic: Access denied\n'),
+      };
     const file = dumbHttpFile(stateDir, project.path, m[2]);
     if (!file) return { status: 404, raw: Buffer.from('Not Found\n') };
-    return { status: 200, headers: { 'content-type': file.type, 'cache-control': 'no-cache' }, raw: file.body };
+    return {
+      status: 200,
+      headers: { 'content-type': file.type, 'cache-control': 'no-cache' },
+      raw: file.body,
+    };
   }
 
   const parseJobVariables = (v: unknown): Record<string, JobVariableInput> => {
@@ -928,7 +1050,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('variables must be an object');
     const out: Record<string, JobVariableInput> = {};
     for (const [key, val] of Object.entries(v as Record<string, unknown>)) {
-      if (!/^[A-Za-z0-9_]+$/.test(key)) throw badRequest(`variable key ${key}: only letters, digits and _ are allowed`);
+      if (!/^[A-Za-z0-9_]+$/.test(key))
+        throw badRequest(`variable key ${key}: only letters, digits and _ are allowed`);
       const input: JobVariableInput =
         typeof val === 'string' || typeof val === 'number' || typeof val === 'boolean'
           ? { value: String(val) }
@@ -943,7 +1066,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
                 throw badRequest(`variable ${key}: a string or {value, masked?, file?, raw?}`);
               })();
       // GitLab refuses to save a masked variable whose value cannot be masked reliably.
-      if (input.masked && !MASKABLE.test(input.value)) throw badRequest(`variable ${key}: a masked value needs at least 8 characters and no whitespace`);
+      if (input.masked && !MASKABLE.test(input.value))
+        throw badRequest(`variable ${key}: a masked value needs at least 8 characters and no whitespace`);
       out[key] = input;
     }
     return out;
@@ -951,7 +1075,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   async function control(method: string, path: string, p: Params): Promise<Reply> {
     let m: RegExpExecArray | null;
-    if (method === 'GET' && path === '/_standin/state') return { status: 200, body: { ...state, jobs: jobs.map(jobView) } };
+    if (method === 'GET' && path === '/_standin/state')
+      return { status: 200, body: { ...state, jobs: jobs.map(jobView) } };
     if (method === 'POST' && path === '/_standin/reset') {
       reset();
       return { status: 204 };
@@ -962,7 +1087,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     }
     if (method === 'POST' && path === '/_standin/runner-token-expiration') {
       const seconds = p.seconds;
-      if (seconds !== null && !(typeof seconds === 'number' && seconds > 0)) throw badRequest('seconds: a positive number or null');
+      if (seconds !== null && !(typeof seconds === 'number' && seconds > 0))
+        throw badRequest('seconds: a positive number or null');
       state.runnerTokenExpirationSeconds = seconds;
       return { status: 204 };
     }
@@ -980,7 +1106,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     }
     if (method === 'POST' && path === '/_standin/fail') {
       const rule = p as unknown as FailRule;
-      if (typeof rule.path !== 'string' || !Number.isInteger(Number(rule.status))) throw badRequest('path and status are required');
+      if (typeof rule.path !== 'string' || !Number.isInteger(Number(rule.status)))
+        throw badRequest('path and status are required');
       failRules.push({ ...rule, status: Number(rule.status), left: Number(rule.times ?? 1) });
       return { status: 204 };
     }
@@ -990,12 +1117,26 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     }
     if (method === 'POST' && path === '/_standin/projects') {
       const projectPath = str(p, 'path');
-      if (!projectPath || !/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)+$/.test(projectPath) || projectPath.split('/').some((s) => s.startsWith('.') || s.endsWith('.git')))
+      if (
+        !projectPath ||
+        !/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)+$/.test(projectPath) ||
+        projectPath.split('/').some((s) => s.startsWith('.') || s.endsWith('.git'))
+      )
         throw badRequest('path: "group/project" (letters, digits, _ . -)');
       const files = p.files ?? {};
-      if (typeof files !== 'object' || Array.isArray(files) || Object.values(files).some((v) => typeof v !== 'string')) throw badRequest('files: {name: text}');
-      const badName = Object.keys(files).find((n) => n.startsWith('/') || n.split('/').some((seg) => seg === '..' || seg === '.' || seg === '.git' || seg === ''));
-      if (badName !== undefined) throw badRequest(`files: ${badName} is not a relative path inside the repository`);
+      if (
+        typeof files !== 'object' ||
+        Array.isArray(files) ||
+        Object.values(files).some((v) => typeof v !== 'string')
+      )
+        throw badRequest('files: {name: text}');
+      const badName = Object.keys(files).find(
+        (n) =>
+          n.startsWith('/') ||
+          n.split('/').some((seg) => seg === '..' || seg === '.' || seg === '.git' || seg === ''),
+      );
+      if (badName !== undefined)
+        throw badRequest(`files: ${badName} is not a relative path inside the repository`);
       const { sha, beforeSha } = await commitFiles(stateDir, projectPath, files as Record<string, string>);
       // A second POST for the same path commits the files on top (a push): same project, new head.
       let project = state.projects.find((pr) => pr.path === projectPath);
@@ -1003,16 +1144,33 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       else {
         const group = projectPath.slice(0, projectPath.lastIndexOf('/'));
         if (!namespaces.has(group)) namespaces.set(group, 100 + namespaces.size);
-        project = { id: nextProjectId++, path: projectPath, namespaceId: namespaces.get(group)!, sha, beforeSha, createdAt: now() };
+        project = {
+          id: nextProjectId++,
+          path: projectPath,
+          namespaceId: namespaces.get(group)!,
+          sha,
+          beforeSha,
+          createdAt: now(),
+        };
         state.projects.push(project);
       }
-      return { status: 201, body: { path: project.path, repoUrl: `${serverUrl}/${project.path}.git`, sha, id: project.id, namespaceId: project.namespaceId } };
+      return {
+        status: 201,
+        body: {
+          path: project.path,
+          repoUrl: `${serverUrl}/${project.path}.git`,
+          sha,
+          id: project.id,
+          namespaceId: project.namespaceId,
+        },
+      };
     }
     if (method === 'POST' && path === '/_standin/jobs') {
       const projectPath = str(p, 'project');
       const ciYaml = str(p, 'ciYaml');
       const name = str(p, 'job');
-      if (!projectPath || ciYaml === undefined || !name) throw badRequest('project, ciYaml and job are required');
+      if (!projectPath || ciYaml === undefined || !name)
+        throw badRequest('project, ciYaml and job are required');
       const project = state.projects.find((pr) => pr.path === projectPath);
       if (!project) throw notFound('Project');
       let spec;
@@ -1107,7 +1265,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     if (res.destroyed) return;
     const headers: Record<string, string> = { ...(reply.headers ?? {}) };
     if (reply.raw !== undefined) {
-      if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'text/plain';
+      if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type'))
+        headers['content-type'] = 'text/plain';
       res.writeHead(reply.status, headers).end(method === 'HEAD' ? undefined : reply.raw);
     } else if (reply.body !== undefined && reply.status !== 204) {
       headers['content-type'] = 'application/json';
@@ -1138,7 +1297,9 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     stateDir,
     jobs,
     tokenFiles: opts.tokensDir
-      ? (Object.fromEntries(Object.entries(TOKEN_FILES).map(([k, f]) => [k, join(opts.tokensDir!, f)])) as Record<keyof StandinTokens, string>)
+      ? (Object.fromEntries(
+          Object.entries(TOKEN_FILES).map(([k, f]) => [k, join(opts.tokensDir!, f)]),
+        ) as Record<keyof StandinTokens, string>)
       : undefined,
     close: () =>
       new Promise<void>((resolve) => {
@@ -1165,7 +1326,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return state.calls.filter(
         (c) =>
           (!filter.method || c.method === filter.method.toUpperCase()) &&
-          (!filter.path || (typeof filter.path === 'string' ? c.path === filter.path : filter.path.test(c.path))),
+          (!filter.path ||
+            (typeof filter.path === 'string' ? c.path === filter.path : filter.path.test(c.path))),
       );
     },
     setDelay(ms) {

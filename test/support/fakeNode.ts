@@ -5,7 +5,15 @@ import type { NodeSpec } from '../../src/inventory/types.js';
 import { RemoteCommandError } from '../../src/errors.js';
 import type { ExecOptions, ExecResult, NodeConnection } from '../../src/ssh.js';
 import { sha256 } from '../../src/host/facts.js';
-import { CONFIG_TOML, DROP_IN_FILE, KEYRING_FILE, PIN_FILE, RECORD_FILE, SOURCES_FILE, SYSTEM_ID_FILE } from '../../src/host-runner/facts.js';
+import {
+  CONFIG_TOML,
+  DROP_IN_FILE,
+  KEYRING_FILE,
+  PIN_FILE,
+  RECORD_FILE,
+  SOURCES_FILE,
+  SYSTEM_ID_FILE,
+} from '../../src/host-runner/facts.js';
 
 export interface FakeNodeState {
   /** path → content; what the gather reports and what writes change (bytes: a keyring is binary) */
@@ -36,21 +44,30 @@ function hostRunnerSection(state: FakeNodeState, full: boolean): string[] {
   const r = state.runner;
   const config = text(state, CONFIG_TOML);
   const lines = [
-    '@@hr-os', 'debian bookworm',
-    '@@hr-package', r.installed ? 'installed 17.11.0-1' : '',
-    '@@hr-service', `active=${r.active ? 'active' : 'inactive'}`, `enabled=${r.enabled ? 'enabled' : 'disabled'}`,
-    '@@hr-config', ...(config === undefined ? ['absent'] : [sha256(config), '600 root']),
+    '@@hr-os',
+    'debian bookworm',
+    '@@hr-package',
+    r.installed ? 'installed 17.11.0-1' : '',
+    '@@hr-service',
+    `active=${r.active ? 'active' : 'inactive'}`,
+    `enabled=${r.enabled ? 'enabled' : 'disabled'}`,
+    '@@hr-config',
+    ...(config === undefined ? ['absent'] : [sha256(config), '600 root']),
     '@@hr-config-restart-only',
     ...emitFile(state, DROP_IN_FILE),
-    '@@hr-system-id-mode', ...(state.files.has(SYSTEM_ID_FILE) ? ['600 root'] : []),
+    '@@hr-system-id-mode',
+    ...(state.files.has(SYSTEM_ID_FILE) ? ['600 root'] : []),
     ...emitFile(state, SYSTEM_ID_FILE),
-    '@@hr-record-mode', ...(state.files.has(RECORD_FILE) ? ['600 root'] : []),
+    '@@hr-record-mode',
+    ...(state.files.has(RECORD_FILE) ? ['600 root'] : []),
     ...emitFile(state, RECORD_FILE),
   ];
   if (full) {
     lines.push(
-      '@@hr-user', r.installed ? `user gitlab-runner ${r.groups.join(' ')}`.trim() : 'none',
-      '@@hr-docker-group', r.dockerGroup ? 'yes' : 'no',
+      '@@hr-user',
+      r.installed ? `user gitlab-runner ${r.groups.join(' ')}`.trim() : 'none',
+      '@@hr-docker-group',
+      r.dockerGroup ? 'yes' : 'no',
       ...emitFile(state, KEYRING_FILE),
       '@@hr-old-keyring',
       ...emitFile(state, SOURCES_FILE),
@@ -64,19 +81,30 @@ function hostRunnerSection(state: FakeNodeState, full: boolean): string[] {
 /** What apt-get, usermod and systemctl in a host-runner script would do to the package and service. */
 function runnerCommands(state: FakeNodeState, script: string): string[] {
   const r = state.runner;
-  if (script.includes('apt-get install')) Object.assign(r, { installed: true, active: true, enabled: true, groups: ['gitlab-runner'] });
+  if (script.includes('apt-get install'))
+    Object.assign(r, { installed: true, active: true, enabled: true, groups: ['gitlab-runner'] });
   if (/usermod -aG docker /.test(script) && !r.groups.includes('docker')) r.groups.push('docker');
   for (const m of script.matchAll(/^systemctl (start|stop|enable|disable) gitlab-runner$/gm)) {
     if (m[1] === 'start' || m[1] === 'stop') r.active = m[1] === 'start';
     else r.enabled = m[1] === 'enable';
   }
-  for (const m of script.matchAll(/^rm -f ((?:'[^']*' ?)+)$/gm)) for (const p of m[1].matchAll(/'([^']*)'/g)) state.files.delete(p[1]);
+  for (const m of script.matchAll(/^rm -f ((?:'[^']*' ?)+)$/gm))
+    for (const p of m[1].matchAll(/'([^']*)'/g)) state.files.delete(p[1]);
   if (!script.includes('echo "@@verify"')) return [];
   const config = text(state, CONFIG_TOML);
-  return ['@@verify', `active=${r.active ? 'active' : 'inactive'}`, `groups=${r.groups.join(' ')}`, `config=${config === undefined ? 'absent' : sha256(config)}`, `mode=${config === undefined ? '' : '600 root'}`];
+  return [
+    '@@verify',
+    `active=${r.active ? 'active' : 'inactive'}`,
+    `groups=${r.groups.join(' ')}`,
+    `config=${config === undefined ? 'absent' : sha256(config)}`,
+    `mode=${config === undefined ? '' : '600 root'}`,
+  ];
 }
 
-const emitFile = (state: FakeNodeState, path: string) => [`@@file ${path}`, state.files.get(path)?.toString('base64') ?? '-'];
+const emitFile = (state: FakeNodeState, path: string) => [
+  `@@file ${path}`,
+  state.files.get(path)?.toString('base64') ?? '-',
+];
 
 /** A file's text, undefined when absent. */
 export const text = (state: FakeNodeState, path: string) => state.files.get(path)?.toString('utf8');
@@ -85,7 +113,10 @@ export const text = (state: FakeNodeState, path: string) => state.files.get(path
 function dockerInfo(state: FakeNodeState): string {
   let registries: string[] = [];
   try {
-    registries = (JSON.parse(text(state, APT_DAEMON_JSON) ?? '{}') as { 'insecure-registries'?: string[] })['insecure-registries'] ?? [];
+    registries =
+      (JSON.parse(text(state, APT_DAEMON_JSON) ?? '{}') as { 'insecure-registries'?: string[] })[
+        'insecure-registries'
+      ] ?? [];
   } catch {
     /* dockerd would not start; the fake keeps answering */
   }
@@ -98,12 +129,29 @@ function gather(state: FakeNodeState, script: string): string {
   // The probe alone (a node that gets no host phase): only the host-runner section.
   if (!script.includes('echo "@@os"')) return [...runner, '@@end', ''].join('\n');
   const lines = [
-    '@@os', 'debian 12', '@@arch', state.arch, '@@apt', 'docker.io installed', '@@snapd', 'no', '@@snap', 'no',
-    '@@dockerd', '4242', 'pidfile=/run/docker.pid', '',
-    ...emitFile(state, APT_DAEMON_JSON), ...emitFile(state, registryStatePath(APT_DAEMON_JSON)),
-    ...emitFile(state, SNAP_DAEMON_JSON), ...emitFile(state, registryStatePath(SNAP_DAEMON_JSON)),
-    '@@docker', dockerInfo(state), '',
-    '@@microk8s', 'no',
+    '@@os',
+    'debian 12',
+    '@@arch',
+    state.arch,
+    '@@apt',
+    'docker.io installed',
+    '@@snapd',
+    'no',
+    '@@snap',
+    'no',
+    '@@dockerd',
+    '4242',
+    'pidfile=/run/docker.pid',
+    '',
+    ...emitFile(state, APT_DAEMON_JSON),
+    ...emitFile(state, registryStatePath(APT_DAEMON_JSON)),
+    ...emitFile(state, SNAP_DAEMON_JSON),
+    ...emitFile(state, registryStatePath(SNAP_DAEMON_JSON)),
+    '@@docker',
+    dockerInfo(state),
+    '',
+    '@@microk8s',
+    'no',
   ];
   // destroy's section: no runner identity folders on this node.
   if (script.includes('@@rf-identity')) lines.push('@@rf-identity');
@@ -119,7 +167,10 @@ const REMOVE = /^f='([^']*)'\nif \[ -e "\$f" \]; then\n\s*cur=/gm;
 function applySteps(state: FakeNodeState, script: string): string {
   for (const m of script.matchAll(WRITE)) state.files.set(m[1], Buffer.from(m[2], 'base64'));
   for (const m of script.matchAll(REMOVE)) state.files.delete(m[1]);
-  const out = [...script.matchAll(/echo "@@begin (\d+)"/g)].flatMap((m) => [`@@begin ${m[1]}`, `@@done ${m[1]}`]);
+  const out = [...script.matchAll(/echo "@@begin (\d+)"/g)].flatMap((m) => [
+    `@@begin ${m[1]}`,
+    `@@done ${m[1]}`,
+  ]);
   out.push(...runnerCommands(state, script));
   if (script.includes('echo "@@docker"')) out.push('@@docker', dockerInfo(state));
   return `${out.join('\n')}\n`;
@@ -144,7 +195,10 @@ export class FakeNodeConnection implements NodeConnection {
   async exec(wrapped: string, opts: ExecOptions = {}): Promise<ExecResult> {
     this.state.scripts.push({ step: opts.step, script: wrapped });
     const script = unwrapNodeLock(wrapped);
-    const stdout = script.includes('echo "@@os"') || script.includes('echo "@@hr-os"') ? gather(this.state, script) : applySteps(this.state, script);
+    const stdout =
+      script.includes('echo "@@os"') || script.includes('echo "@@hr-os"')
+        ? gather(this.state, script)
+        : applySteps(this.state, script);
     return { code: 0, stdout, stderr: '' };
   }
 

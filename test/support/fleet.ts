@@ -13,7 +13,11 @@ export function readInventory(path: string): InventoryDoc {
 
 let counter = 0;
 /** Writes a variant of `base` next to `basePath` and returns its path. */
-export function writeVariant(basePath: string, base: InventoryDoc, mutate: (inv: InventoryDoc) => void): string {
+export function writeVariant(
+  basePath: string,
+  base: InventoryDoc,
+  mutate: (inv: InventoryDoc) => void,
+): string {
   const copy = structuredClone(base);
   mutate(copy);
   const path = basePath.replace(/\.yaml$/, `.variant-${process.pid}-${++counter}.yaml`);
@@ -36,7 +40,16 @@ export async function standinState(gitlabUrl: string): Promise<StandinState> {
   return (await res.json()) as StandinState;
 }
 
-export async function standinControl(gitlabUrl: string, path: string, method = 'POST', body?: unknown): Promise<void> {
-  const res = await fetch(`${gitlabUrl}/_standin/${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+export async function standinControl(
+  gitlabUrl: string,
+  path: string,
+  method = 'POST',
+  body?: unknown,
+): Promise<void> {
+  const res = await fetch(`${gitlabUrl}/_standin/${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   if (!res.ok) throw new Error(`stand-in ${method} ${path}: ${res.status}`);
 }

@@ -17,7 +17,9 @@ const sha256 = (file: string) => createHash('sha256').update(readFileSync(file))
 
 /** Where the compressed binary may be: RUNNER_FLEET_SHARED_DIR, the repo's ../shared, /work/shared. */
 function xzCandidates(): string[] {
-  const dirs = [process.env.RUNNER_FLEET_SHARED_DIR, join(repoRoot, '..', 'shared'), '/work/shared'].filter((d): d is string => Boolean(d));
+  const dirs = [process.env.RUNNER_FLEET_SHARED_DIR, join(repoRoot, '..', 'shared'), '/work/shared'].filter(
+    (d): d is string => Boolean(d),
+  );
   return dirs.map((d) => join(d, 'tools', 'gitlab-runner', 'gitlab-runner.xz'));
 }
 
@@ -27,11 +29,20 @@ let cached: { path?: string; problem?: string } | undefined;
 export function findGitlabRunner(): { path?: string; problem?: string } {
   if (cached) return cached;
   const given = process.env.RUNNER_FLEET_GITLAB_RUNNER;
-  if (given) return (cached = existsSync(given) ? { path: given } : { problem: `RUNNER_FLEET_GITLAB_RUNNER=${given} does not exist` });
-  const target = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'runner-fleet', `gitlab-runner-${GITLAB_RUNNER_VERSION}`, 'gitlab-runner');
+  if (given)
+    return (cached = existsSync(given)
+      ? { path: given }
+      : { problem: `RUNNER_FLEET_GITLAB_RUNNER=${given} does not exist` });
+  const target = join(
+    process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'),
+    'runner-fleet',
+    `gitlab-runner-${GITLAB_RUNNER_VERSION}`,
+    'gitlab-runner',
+  );
   if (existsSync(target) && sha256(target) === RUNNER_SHA256) return (cached = { path: target });
   const xz = xzCandidates().find((f) => existsSync(f));
-  if (!xz) return (cached = { problem: `no gitlab-runner binary: none of ${xzCandidates().join(', ')} exists` });
+  if (!xz)
+    return (cached = { problem: `no gitlab-runner binary: none of ${xzCandidates().join(', ')} exists` });
   mkdirSync(dirname(target), { recursive: true });
   const tmp = `${target}.${process.pid}.tmp`;
   // Synchronous: describe.runIf needs the answer while the file is collected. The shell writes the file, so its

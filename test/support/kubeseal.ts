@@ -18,10 +18,13 @@ export function kubesealVersion(): string {
 /** The binary's path, or why there is none. RUNNER_FLEET_KUBESEAL names a binary to use as is. */
 export function findKubeseal(): { path?: string; problem?: string } {
   const given = process.env.RUNNER_FLEET_KUBESEAL;
-  if (given) return existsSync(given) ? { path: given } : { problem: `RUNNER_FLEET_KUBESEAL=${given} does not exist` };
+  if (given)
+    return existsSync(given) ? { path: given } : { problem: `RUNNER_FLEET_KUBESEAL=${given} does not exist` };
   const cache = process.env.RUNNER_FLEET_CACHE ?? join(homedir(), '.cache', 'runner-fleet');
   const path = join(cache, 'bin', `kubeseal-${kubesealVersion()}`);
-  return existsSync(path) ? { path } : { problem: `${path} is missing: run bash scripts/build-kubeseal.sh (scripts/setup.sh does)` };
+  return existsSync(path)
+    ? { path }
+    : { problem: `${path} is missing: run bash scripts/build-kubeseal.sh (scripts/setup.sh does)` };
 }
 
 /** For describe.runIf: true when kubeseal is there; otherwise throws under CI, else warns loudly and returns false. */

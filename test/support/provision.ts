@@ -18,7 +18,15 @@ export const allOutput: string[] = [];
 
 export async function runProvision(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProvisionRun> {
   const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
-  const { exitCode: code, stdout, stderr } = await sh({ cwd: REPO, env: { ...process.env, ...env }, nothrow: true })`${tsx} ${join(REPO, 'provision.ts')} ${args}`;
+  const {
+    exitCode: code,
+    stdout,
+    stderr,
+  } = await sh({
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    nothrow: true,
+  })`${tsx} ${join(REPO, 'provision.ts')} ${args}`;
   allOutput.push(stdout, stderr);
   let report: ProvisionRun['report'];
   if (args.includes('--json') && stdout.trim()) {

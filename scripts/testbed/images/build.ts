@@ -2,7 +2,22 @@
 // layouts and archives into the cache. The only images module that runs local processes (through zx).
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -68,7 +83,10 @@ export class FileFacts {
   static async load(file: string): Promise<FileFacts> {
     const f = new FileFacts(file);
     try {
-      const raw = JSON.parse(await readFile(file, 'utf8')) as { hashes: Record<string, string>; libs: Record<string, string[]> };
+      const raw = JSON.parse(await readFile(file, 'utf8')) as {
+        hashes: Record<string, string>;
+        libs: Record<string, string[]>;
+      };
       f.hashes = new Map(Object.entries(raw.hashes));
       f.libs = new Map(Object.entries(raw.libs));
     } catch {
@@ -104,13 +122,19 @@ export class FileFacts {
 
   async save(): Promise<void> {
     if (!this.dirty) return;
-    await writeFileAtomic(this.file, JSON.stringify({ hashes: Object.fromEntries(this.hashes), libs: Object.fromEntries(this.libs) }));
+    await writeFileAtomic(
+      this.file,
+      JSON.stringify({ hashes: Object.fromEntries(this.hashes), libs: Object.fromEntries(this.libs) }),
+    );
     this.dirty = false;
   }
 }
 
 /** sha256 of every host file the entries copy, keyed by host path. */
-export async function hashSources(facts: FileFacts, entries: readonly RootfsEntry[]): Promise<Map<string, string>> {
+export async function hashSources(
+  facts: FileFacts,
+  entries: readonly RootfsEntry[],
+): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const f of sourceFiles(entries)) out.set(f, await facts.sha256(f));
   return out;
@@ -137,7 +161,9 @@ export async function sharedLibraries(facts: FileFacts, paths: readonly string[]
 
 /** `Package Version` of the Debian packages that are installed; absent ones are left out. */
 export async function debianVersions(packages: readonly string[]): Promise<Record<string, string>> {
-  const r = await sh({ nothrow: true })`dpkg-query -W -f ${'${Package} ${db:Status-Status} ${Version}\n'} ${packages}`;
+  const r = await sh({
+    nothrow: true,
+  })`dpkg-query -W -f ${'${Package} ${db:Status-Status} ${Version}\n'} ${packages}`;
   const out: Record<string, string> = {};
   for (const line of r.stdout.split('\n')) {
     const [name, status, version] = line.split(' ');
@@ -151,13 +177,19 @@ export async function busyboxListFull(busybox: string): Promise<string> {
 }
 
 /** A host file copied into the image at its canonical path, keeping the host's permission bits. */
-export async function fileEntry(from: string, path = canonicalPath(from), mode?: number): Promise<RootfsEntry> {
+export async function fileEntry(
+  from: string,
+  path = canonicalPath(from),
+  mode?: number,
+): Promise<RootfsEntry> {
   return { kind: 'file', path, from, mode: mode ?? (await stat(from)).mode & 0o7777 };
 }
 
 /** A host directory tree, links kept as links (git-core's builtins are links to `git`). */
 export async function treeEntries(dir: string): Promise<RootfsEntry[]> {
-  const out: RootfsEntry[] = [{ kind: 'dir', path: canonicalPath(dir), mode: (await stat(dir)).mode & 0o7777 }];
+  const out: RootfsEntry[] = [
+    { kind: 'dir', path: canonicalPath(dir), mode: (await stat(dir)).mode & 0o7777 },
+  ];
   for (const name of (await readdir(dir)).sort()) {
     const p = join(dir, name);
     const st = await lstat(p);
@@ -169,10 +201,17 @@ export async function treeEntries(dir: string): Promise<RootfsEntry[]> {
 }
 
 /** ELF programs with their libraries (each library at its canonical path, symlinks on the host followed). */
-export async function programEntries(facts: FileFacts, programs: readonly { from: string; path?: string }[]): Promise<RootfsEntry[]> {
+export async function programEntries(
+  facts: FileFacts,
+  programs: readonly { from: string; path?: string }[],
+): Promise<RootfsEntry[]> {
   const out: RootfsEntry[] = [];
   for (const p of programs) out.push(await fileEntry(p.from, p.path));
-  for (const lib of await sharedLibraries(facts, programs.map((p) => p.from))) out.push(await fileEntry(lib, canonicalPath(lib), 0o755));
+  for (const lib of await sharedLibraries(
+    facts,
+    programs.map((p) => p.from),
+  ))
+    out.push(await fileEntry(lib, canonicalPath(lib), 0o755));
   return out;
 }
 
@@ -219,7 +258,11 @@ async function materialise(stage: string, entries: readonly RootfsEntry[]): Prom
  * Builds one layer blob (or finds it in the store by its key): the entries as a tar with sorted names, one mtime,
  * uid/gid 0 and no user names, gzip-compressed without a timestamp, so the same inputs give the same digest.
  */
-export async function buildLayer(store: BuildStore, key: string, entries: readonly RootfsEntry[]): Promise<LayerBlob> {
+export async function buildLayer(
+  store: BuildStore,
+  key: string,
+  entries: readonly RootfsEntry[],
+): Promise<LayerBlob> {
   const record = join(store.root, 'layers', `${key}.json`);
   if (await exists(record)) {
     const layer = JSON.parse(await readFile(record, 'utf8')) as LayerBlob;
@@ -261,7 +304,13 @@ async function compressLayer(store: BuildStore, tarPath: string, tmpGz: string):
     },
   });
   // Node's gzip header carries mtime 0 and no file name: the bytes depend only on the input and zlib.
-  await pipeline(createReadStream(tarPath), tapTar, createGzip({ level: 6 }), tapGz, createWriteStream(tmpGz));
+  await pipeline(
+    createReadStream(tarPath),
+    tapTar,
+    createGzip({ level: 6 }),
+    tapGz,
+    createWriteStream(tmpGz),
+  );
   const digest: Digest = `sha256:${blob.digest('hex')}`;
   const dest = blobPath(store, digest);
   await mkdir(dirname(dest), { recursive: true });
@@ -272,7 +321,8 @@ async function compressLayer(store: BuildStore, tarPath: string, tmpGz: string):
 /** Puts an image's config and manifest blobs into the store (its layers are there already). */
 export async function storeImageBlobs(store: BuildStore, img: AssembledImage): Promise<void> {
   for (const b of [img.config, img.manifest]) {
-    if (sha256Digest(b.json) !== b.descriptor.digest) throw new Error(`digest mismatch for ${b.descriptor.digest}`);
+    if (sha256Digest(b.json) !== b.descriptor.digest)
+      throw new Error(`digest mismatch for ${b.descriptor.digest}`);
     const p = blobPath(store, b.descriptor.digest);
     if (!(await exists(p))) await writeFileAtomic(p, b.json);
   }
@@ -286,7 +336,12 @@ export function imageBlobDigests(img: AssembledImage): Digest[] {
  * An OCI image layout directory for one image (oci-layout, index.json, blobs/ hard-linked from the store), usable by
  * `skopeo copy oci:DIR` or `ctr images import` once tarred. Replaced whole, through a rename.
  */
-export async function writeLayout(store: BuildStore, dir: string, img: AssembledImage, ref: string): Promise<void> {
+export async function writeLayout(
+  store: BuildStore,
+  dir: string,
+  img: AssembledImage,
+  ref: string,
+): Promise<void> {
   const tmp = `${dir}.${process.pid}.tmp`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(join(tmp, 'blobs', 'sha256'), { recursive: true });
@@ -301,7 +356,12 @@ export async function writeLayout(store: BuildStore, dir: string, img: Assembled
 }
 
 /** The layout as one tar (what `ctr -n k8s.io images import` reads), with the same fixed mtimes and owners. */
-export async function writeOciArchive(store: BuildStore, archive: string, img: AssembledImage, ref: string): Promise<void> {
+export async function writeOciArchive(
+  store: BuildStore,
+  archive: string,
+  img: AssembledImage,
+  ref: string,
+): Promise<void> {
   const layout = `${archive}.layout`;
   await writeLayout(store, layout, img, ref);
   try {

@@ -5,19 +5,53 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobPath, buildLayer } from './build.js';
-import { MEDIA_TYPES, assembleImage, cacheKey, ociIndexJson, parseRef, sha256Digest, type LayerBlob } from './oci.js';
-import { busyboxEntries, canonicalPath, entryInputLine, mergeEntries, parseLdd, skeletonEntries, type RootfsEntry } from './rootfs.js';
+import {
+  MEDIA_TYPES,
+  assembleImage,
+  cacheKey,
+  ociIndexJson,
+  parseRef,
+  sha256Digest,
+  type LayerBlob,
+} from './oci.js';
+import {
+  busyboxEntries,
+  canonicalPath,
+  entryInputLine,
+  mergeEntries,
+  parseLdd,
+  skeletonEntries,
+  type RootfsEntry,
+} from './rootfs.js';
 
-const layer = (n: number): LayerBlob => ({ digest: sha256Digest(`gz${n}`), size: 100 + n, diffId: sha256Digest(`tar${n}`) });
+const layer = (n: number): LayerBlob => ({
+  digest: sha256Digest(`gz${n}`),
+  size: 100 + n,
+  diffId: sha256Digest(`tar${n}`),
+});
 
 describe('image manifests', () => {
   it('gives the same digests for the same inputs and a Docker schema2 manifest', () => {
-    const a = assembleImage('docker', { cmd: ['sh'], exposedPorts: ['2376/tcp', '2375/tcp'] }, [layer(1), layer(2)], 0);
-    const b = assembleImage('docker', { exposedPorts: ['2375/tcp', '2376/tcp'], cmd: ['sh'] }, [layer(1), layer(2)], 0);
+    const a = assembleImage(
+      'docker',
+      { cmd: ['sh'], exposedPorts: ['2376/tcp', '2375/tcp'] },
+      [layer(1), layer(2)],
+      0,
+    );
+    const b = assembleImage(
+      'docker',
+      { exposedPorts: ['2375/tcp', '2376/tcp'], cmd: ['sh'] },
+      [layer(1), layer(2)],
+      0,
+    );
     expect(a.manifest.descriptor.digest).toBe(b.manifest.descriptor.digest);
     const m = JSON.parse(a.manifest.json);
     expect(m.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
-    expect(m.config).toEqual({ mediaType: MEDIA_TYPES.docker.config, digest: a.config.descriptor.digest, size: a.config.json.length });
+    expect(m.config).toEqual({
+      mediaType: MEDIA_TYPES.docker.config,
+      digest: a.config.descriptor.digest,
+      size: a.config.json.length,
+    });
     expect(m.layers.map((l: { digest: string }) => l.digest)).toEqual([layer(1).digest, layer(2).digest]);
     const c = JSON.parse(a.config.json);
     expect(c.created).toBe('1970-01-01T00:00:00Z');
@@ -31,7 +65,9 @@ describe('image manifests', () => {
     expect(assembleImage('docker', {}, [layer(1)], 1700000000).manifest.descriptor.digest).not.toBe(base);
     expect(assembleImage('docker', {}, [layer(2)], 0).manifest.descriptor.digest).not.toBe(base);
     const oci = assembleImage('oci', {}, [layer(1)], 0);
-    expect(JSON.parse(oci.manifest.json).layers[0].mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+    expect(JSON.parse(oci.manifest.json).layers[0].mediaType).toBe(
+      'application/vnd.oci.image.layer.v1.tar+gzip',
+    );
   });
 
   it('names the image for ctr import in the OCI index', () => {
@@ -44,14 +80,19 @@ describe('image manifests', () => {
   });
 
   it('keys the cache on inputs, not on their order', () => {
-    const k = (inputs: string[], packages: Record<string, string>) => cacheKey({ buildVersion: '1', inputs, packages, config: {} });
+    const k = (inputs: string[], packages: Record<string, string>) =>
+      cacheKey({ buildVersion: '1', inputs, packages, config: {} });
     expect(k(['a', 'b'], { git: '1', bb: '2' })).toBe(k(['b', 'a'], { bb: '2', git: '1' }));
     expect(k(['a', 'b'], { git: '1' })).not.toBe(k(['a', 'b'], { git: '2' }));
     expect(cacheKey({ buildVersion: '2', inputs: ['a'], packages: {}, config: {} })).not.toBe(k(['a'], {}));
   });
 
   it('splits references', () => {
-    expect(parseRef('198.18.3.2:5000/runner-fleet/docker:27-dind')).toEqual({ registry: '198.18.3.2:5000', repository: 'runner-fleet/docker', tag: '27-dind' });
+    expect(parseRef('198.18.3.2:5000/runner-fleet/docker:27-dind')).toEqual({
+      registry: '198.18.3.2:5000',
+      repository: 'runner-fleet/docker',
+      tag: '27-dind',
+    });
     expect(() => parseRef('docker:27')).toThrow();
   });
 });
@@ -63,7 +104,11 @@ describe('rootfs plans', () => {
     expect(canonicalPath('/lib64/ld-linux-x86-64.so.2')).toBe('/usr/lib64/ld-linux-x86-64.so.2');
     expect(canonicalPath('/etc/passwd')).toBe('/etc/passwd');
     const merged = mergeEntries(skeletonEntries());
-    expect(merged.find((e) => e.path === '/bin')).toEqual({ kind: 'symlink', path: '/bin', target: 'usr/bin' });
+    expect(merged.find((e) => e.path === '/bin')).toEqual({
+      kind: 'symlink',
+      path: '/bin',
+      target: 'usr/bin',
+    });
     expect(merged.find((e) => e.path === '/root')).toEqual({ kind: 'dir', path: '/root', mode: 0o700 });
   });
 
@@ -79,12 +124,22 @@ describe('rootfs plans', () => {
       '\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)',
       '\t/lib64/ld-linux-x86-64.so.2 (0x00007f)',
     ].join('\n');
-    expect(parseLdd(out)).toEqual(['/lib/x86_64-linux-gnu/libc.so.6', '/lib/x86_64-linux-gnu/libz.so.1', '/lib64/ld-linux-x86-64.so.2']);
+    expect(parseLdd(out)).toEqual([
+      '/lib/x86_64-linux-gnu/libc.so.6',
+      '/lib/x86_64-linux-gnu/libz.so.1',
+      '/lib64/ld-linux-x86-64.so.2',
+    ]);
   });
 
   it('sorts entries, later lists win, and a dir never replaces a file', () => {
-    const a: RootfsEntry[] = [{ kind: 'text', path: '/etc/passwd', text: 'a', mode: 0o644 }, { kind: 'dir', path: '/x', mode: 0o755 }];
-    const b: RootfsEntry[] = [{ kind: 'text', path: '/etc/passwd', text: 'b', mode: 0o644 }, { kind: 'dir', path: '/etc/passwd', mode: 0o755 }];
+    const a: RootfsEntry[] = [
+      { kind: 'text', path: '/etc/passwd', text: 'a', mode: 0o644 },
+      { kind: 'dir', path: '/x', mode: 0o755 },
+    ];
+    const b: RootfsEntry[] = [
+      { kind: 'text', path: '/etc/passwd', text: 'b', mode: 0o644 },
+      { kind: 'dir', path: '/etc/passwd', mode: 0o755 },
+    ];
     const m = mergeEntries(a, b);
     expect(m.map((e) => e.path)).toEqual(['/etc/passwd', '/x']);
     expect(m[0]).toMatchObject({ kind: 'text', text: 'b' });
@@ -129,13 +184,21 @@ describe('layer blobs', () => {
       expect(sha256Digest(tar)).toBe(blob.diffId);
       // ustar/gnu header fields: name at 0, mode at 100, uid at 108, gid at 116, mtime at 136, uname at 265
       const names: string[] = [];
-      for (let off = 0; off + 512 <= tar.length; ) {
-        const name = tar.subarray(off, off + 100).toString('utf8').replace(/\0.*$/s, '');
+      for (let off = 0; off + 512 <= tar.length;) {
+        const name = tar
+          .subarray(off, off + 100)
+          .toString('utf8')
+          .replace(/\0.*$/s, '');
         if (!name) break;
         names.push(name);
         expect(parseInt(tar.subarray(off + 108, off + 116).toString(), 8)).toBe(0);
         expect(parseInt(tar.subarray(off + 136, off + 148).toString(), 8)).toBe(0);
-        expect(tar.subarray(off + 265, off + 297).toString().replace(/\0/g, '')).toBe('');
+        expect(
+          tar
+            .subarray(off + 265, off + 297)
+            .toString()
+            .replace(/\0/g, ''),
+        ).toBe('');
         const size = parseInt(tar.subarray(off + 124, off + 136).toString(), 8) || 0;
         off += 512 + Math.ceil(size / 512) * 512;
       }

@@ -74,12 +74,17 @@ export function createdAt(epochSeconds: number): string {
 }
 
 /** Key order is fixed by construction, so JSON.stringify is canonical enough for stable digests. */
-export function imageConfigJson(rc: ImageRuntimeConfig, layers: readonly LayerBlob[], epochSeconds: number): string {
+export function imageConfigJson(
+  rc: ImageRuntimeConfig,
+  layers: readonly LayerBlob[],
+  epochSeconds: number,
+): string {
   const config: Record<string, unknown> = { Env: rc.env ?? [DEFAULT_PATH] };
   if (rc.entrypoint) config.Entrypoint = rc.entrypoint;
   if (rc.cmd) config.Cmd = rc.cmd;
   config.WorkingDir = rc.workingDir ?? '/';
-  if (rc.exposedPorts?.length) config.ExposedPorts = Object.fromEntries([...rc.exposedPorts].sort().map((p) => [p, {}]));
+  if (rc.exposedPorts?.length)
+    config.ExposedPorts = Object.fromEntries([...rc.exposedPorts].sort().map((p) => [p, {}]));
   if (rc.volumes?.length) config.Volumes = Object.fromEntries([...rc.volumes].sort().map((v) => [v, {}]));
   const created = createdAt(epochSeconds);
   return JSON.stringify({
@@ -92,7 +97,11 @@ export function imageConfigJson(rc: ImageRuntimeConfig, layers: readonly LayerBl
   });
 }
 
-export function manifestJson(flavor: ManifestFlavor, config: Descriptor, layers: readonly LayerBlob[]): string {
+export function manifestJson(
+  flavor: ManifestFlavor,
+  config: Descriptor,
+  layers: readonly LayerBlob[],
+): string {
   const mt = MEDIA_TYPES[flavor];
   return JSON.stringify({
     schemaVersion: 2,
@@ -141,10 +150,23 @@ export function assembleImage(
 ): AssembledImage {
   const mt = MEDIA_TYPES[flavor];
   const configJson = imageConfigJson(rc, layers, epochSeconds);
-  const config: Descriptor = { mediaType: mt.config, digest: sha256Digest(configJson), size: Buffer.byteLength(configJson) };
+  const config: Descriptor = {
+    mediaType: mt.config,
+    digest: sha256Digest(configJson),
+    size: Buffer.byteLength(configJson),
+  };
   const mJson = manifestJson(flavor, config, layers);
-  const manifest: Descriptor = { mediaType: mt.manifest, digest: sha256Digest(mJson), size: Buffer.byteLength(mJson) };
-  return { flavor, config: { descriptor: config, json: configJson }, manifest: { descriptor: manifest, json: mJson }, layers };
+  const manifest: Descriptor = {
+    mediaType: mt.manifest,
+    digest: sha256Digest(mJson),
+    size: Buffer.byteLength(mJson),
+  };
+  return {
+    flavor,
+    config: { descriptor: config, json: configJson },
+    manifest: { descriptor: manifest, json: mJson },
+    layers,
+  };
 }
 
 /** Sum of blob sizes (compressed layers + config), what a registry stores and a first pull transfers. */
@@ -156,11 +178,17 @@ export function imageSize(img: AssembledImage): number {
  * The cache key of an image: a hash over everything that decides its bytes (build version, every input file's
  * sha256, the Debian package versions, the runtime config). Inputs are sorted so their order does not matter.
  */
-export function cacheKey(parts: { buildVersion: string; inputs: readonly string[]; packages: Record<string, string>; config: unknown }): string {
+export function cacheKey(parts: {
+  buildVersion: string;
+  inputs: readonly string[];
+  packages: Record<string, string>;
+  config: unknown;
+}): string {
   const h = createHash('sha256');
   h.update(`build ${parts.buildVersion}\n`);
   for (const line of [...parts.inputs].sort()) h.update(`input ${line}\n`);
-  for (const [p, v] of Object.entries(parts.packages).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) h.update(`package ${p} ${v}\n`);
+  for (const [p, v] of Object.entries(parts.packages).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    h.update(`package ${p} ${v}\n`);
   h.update(`config ${JSON.stringify(parts.config)}\n`);
   return h.digest('hex').slice(0, 16);
 }
@@ -170,5 +198,9 @@ export function parseRef(ref: string): { registry: string; repository: string; t
   const slash = ref.indexOf('/');
   const colon = ref.lastIndexOf(':');
   if (slash <= 0 || colon <= slash) throw new Error(`not a host:port/repository:tag reference: ${ref}`);
-  return { registry: ref.slice(0, slash), repository: ref.slice(slash + 1, colon), tag: ref.slice(colon + 1) };
+  return {
+    registry: ref.slice(0, slash),
+    repository: ref.slice(slash + 1, colon),
+    tag: ref.slice(colon + 1),
+  };
 }

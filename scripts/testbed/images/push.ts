@@ -45,7 +45,8 @@ export interface PushResult {
 
 async function request(method: string, url: string, init: RequestInit = {}, ok: number[]): Promise<Response> {
   const res = await fetch(url, { ...init, method, redirect: 'manual', signal: AbortSignal.timeout(300_000) });
-  if (!ok.includes(res.status)) throw new RegistryError(method, url, res.status, await res.text().catch(() => ''));
+  if (!ok.includes(res.status))
+    throw new RegistryError(method, url, res.status, await res.text().catch(() => ''));
   return res;
 }
 
@@ -79,11 +80,15 @@ export async function pushImage(req: PushRequest): Promise<PushResult> {
     } else {
       // Monolithic upload: the whole blob in the PUT that closes the session (layers are tens of MB at most).
       const data = await readFile(blob.path);
-      if (data.length !== blob.size) throw new Error(`${blob.path}: ${data.length} bytes, the manifest says ${blob.size}`);
+      if (data.length !== blob.size)
+        throw new Error(`${blob.path}: ${data.length} bytes, the manifest says ${blob.size}`);
       const put = await request(
         'PUT',
         uploadUrl(base, started.headers.get('location'), blob.digest),
-        { body: data, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) } },
+        {
+          body: data,
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) },
+        },
         [201],
       );
       await put.body?.cancel();

@@ -26,17 +26,49 @@ export function canonicalPath(p: string): string {
 
 /** The skeleton every image with a shell shares: merged-/usr links, /tmp, /etc basics, root and nobody. */
 export function skeletonEntries(): RootfsEntry[] {
-  const entries: RootfsEntry[] = MERGED_USR_DIRS.map((d) => ({ kind: 'symlink', path: `/${d}`, target: `usr/${d}` }));
-  for (const d of ['/usr/bin', '/usr/sbin', '/usr/lib', '/usr/lib64', '/usr/local/bin', '/etc', '/home', '/var', '/run', '/proc', '/sys', '/dev'])
+  const entries: RootfsEntry[] = MERGED_USR_DIRS.map((d) => ({
+    kind: 'symlink',
+    path: `/${d}`,
+    target: `usr/${d}`,
+  }));
+  for (const d of [
+    '/usr/bin',
+    '/usr/sbin',
+    '/usr/lib',
+    '/usr/lib64',
+    '/usr/local/bin',
+    '/etc',
+    '/home',
+    '/var',
+    '/run',
+    '/proc',
+    '/sys',
+    '/dev',
+  ])
     entries.push({ kind: 'dir', path: d, mode: 0o755 });
   entries.push({ kind: 'dir', path: '/root', mode: 0o700 }, { kind: 'dir', path: '/tmp', mode: 0o1777 });
   entries.push({ kind: 'symlink', path: '/var/run', target: '../run' });
-  entries.push({ kind: 'text', path: '/etc/passwd', mode: 0o644, text: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' });
+  entries.push({
+    kind: 'text',
+    path: '/etc/passwd',
+    mode: 0o644,
+    text: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  });
   entries.push({ kind: 'text', path: '/etc/group', mode: 0o644, text: 'root:x:0:\nnogroup:x:65534:\n' });
   // glibc programs (git, curl) resolve names through NSS; without this file the order is not the usual one.
-  entries.push({ kind: 'text', path: '/etc/nsswitch.conf', mode: 0o644, text: 'passwd: files\ngroup: files\nhosts: files dns\n' });
+  entries.push({
+    kind: 'text',
+    path: '/etc/nsswitch.conf',
+    mode: 0o644,
+    text: 'passwd: files\ngroup: files\nhosts: files dns\n',
+  });
   // dockerd and others log a warning per start without one.
-  entries.push({ kind: 'text', path: '/usr/lib/os-release', mode: 0o644, text: 'NAME="runner-fleet test image"\nID=runner-fleet\nPRETTY_NAME="runner-fleet test image (busybox + Debian 12 binaries)"\n' });
+  entries.push({
+    kind: 'text',
+    path: '/usr/lib/os-release',
+    mode: 0o644,
+    text: 'NAME="runner-fleet test image"\nID=runner-fleet\nPRETTY_NAME="runner-fleet test image (busybox + Debian 12 binaries)"\n',
+  });
   entries.push({ kind: 'symlink', path: '/etc/os-release', target: '../usr/lib/os-release' });
   return entries;
 }
@@ -87,7 +119,8 @@ export function mergeEntries(...lists: RootfsEntry[][]): RootfsEntry[] {
 
 /** The merged-/usr links themselves (/bin → usr/bin) keep their path; everything else is canonicalised. */
 function canonicalPathKeepingTopLinks(e: RootfsEntry): string {
-  if (e.kind === 'symlink' && (MERGED_USR_DIRS as readonly string[]).includes(e.path.replace(/^\//, ''))) return e.path;
+  if (e.kind === 'symlink' && (MERGED_USR_DIRS as readonly string[]).includes(e.path.replace(/^\//, '')))
+    return e.path;
   return canonicalPath(e.path);
 }
 
