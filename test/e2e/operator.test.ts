@@ -347,7 +347,7 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     // so only the --insecure-registry flag lets it pull the base image and push.
     const dind = await jobOf('dind');
     expect(dind.services).toEqual([
-      { name: 'docker:27-dind', alias: 'docker', command: [`--insecure-registry=${reg}`] },
+      { name: base.runners.dindImage, alias: 'docker', command: [`--insecure-registry=${reg}`] },
     ]);
     expect(dind.variables).toMatchObject({ DOCKER_HOST: 'tcp://docker:2376', DOCKER_TLS_CERTDIR: '/certs' });
     const root = join(fleet.stateDir, 'dind');
