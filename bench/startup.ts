@@ -7,11 +7,11 @@
 // start time (performance.timeOrigin) and the time of its first TCP connect to a file. Times are epoch ms, so the
 // spawn, npx's node, tsx's cli, tsx's child and the connect line up on one axis. The preload costs each process
 // about 1 ms (it is in every variant alike). `plan` does the same SSH work as a no-op `apply` and changes nothing.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { $ } from 'zx';
 import { median } from './lib/measure.js';
 import { REPO } from './lib/runner-fleet.js';
 
@@ -77,25 +77,20 @@ async function runOnce(v: Variant, dir: string, i: number): Promise<StartupSampl
   const trace = join(dir, `trace-${i}`);
   const load1 = loadavg()[0];
   const t0 = performance.timeOrigin + performance.now();
-  const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(v.argv[0], v.argv.slice(1), {
-      cwd: REPO,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: {
-        ...process.env,
-        RF_STARTUP_TRACE: trace,
-        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${TRACE_PRELOAD}`.trim(),
-      },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (c) =>
-      c === 0 || v.until === 'connect'
-        ? resolve(c ?? 1)
-        : reject(new Error(`${v.argv.join(' ')}: exit ${c}: ${stderr.slice(-500)}`)),
-    );
-  });
+  // Through zx like every local program; bash execs the last command, so the child is the measured process.
+  const out = await $({
+    cwd: REPO,
+    nothrow: true,
+    quiet: true,
+    env: {
+      ...process.env,
+      RF_STARTUP_TRACE: trace,
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${TRACE_PRELOAD}`.trim(),
+    },
+  })`${v.argv} </dev/null >/dev/null`;
+  const code = out.exitCode ?? 1;
+  if (code !== 0 && v.until !== 'connect')
+    throw new Error(`${v.argv.join(' ')}: exit ${code}: ${out.stderr.slice(-500)}`);
   const tEnd = performance.timeOrigin + performance.now();
   const lines: TraceLine[] = existsSync(trace)
     ? readFileSync(trace, 'utf8')
