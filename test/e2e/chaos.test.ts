@@ -48,6 +48,35 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
+/** Every process below `pid`, with its command line. */
+function descendantsOf(pid: number): { pid: number; cmdline: string }[] {
+  const out: { pid: number; cmdline: string }[] = [];
+  for (const child of childrenOf(pid)) {
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${child}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      /* gone meanwhile */
+    }
+    out.push({ pid: child, cmdline }, ...descendantsOf(child));
+  }
+  return out;
+}
+
+/**
+ * Resolves once one of the node's SSH sessions runs a command matching `pattern` (or after `timeoutMs`): a drop
+ * timed by what the node is doing, not by a guess at how long it takes.
+ */
+async function whenNodeRuns(name: string, pattern: RegExp, timeoutMs: number): Promise<boolean> {
+  const sshd = Number(readFileSync(nodeFile(name, '/run/sshd.pid'), 'utf8').trim());
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (descendantsOf(sshd).some((p) => pattern.test(p.cmdline))) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
 /** Kills the SSH sessions open to the node, by PID, and stops its listening sshd: the node drops off mid-run. */
 async function dropNode(name: string): Promise<number> {
   const sshd = Number(readFileSync(nodeFile(name, '/run/sshd.pid'), 'utf8').trim());
@@ -194,10 +223,13 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
       // pi3 (no Docker yet, the longest apply) drops off while its Docker is being converged.
       if (!dropped && /^\S+ pi3 +converging Docker/.test(line)) {
         dropped = true;
+        // Dropped while its apt-get installs Docker: timed by what pi3 does, not by a guess at how long it takes.
         chaos.push(
-          sleep(800)
-            .then(() => dropNode('pi3'))
-            .then((n) => events.push(`pi3 dropped (${n} sessions killed)`)),
+          whenNodeRuns('pi3', /apt-get\b.*\binstall\b/, 60_000)
+            .then(async (seen) => [seen, await dropNode('pi3')] as const)
+            .then(([seen, n]) =>
+              events.push(`pi3 dropped (${n} sessions killed${seen ? ', during apt-get install' : ''})`),
+            ),
         );
       }
       // GitLab answers slower than gitlab.timeout for 5 s, from the first GitLab step on.
