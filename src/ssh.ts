@@ -139,7 +139,17 @@ class SshNodeConnection implements NodeConnection {
     return this.channels.run(async () => {
       sshStats.roundTrips++;
       commandTrace.emit?.(this.node.name, `${opts.sudo ? 'sudo ' : ''}${opts.step ?? firstLine(script)}`);
-      const r = await this.ssh.execCommand(command, { stdin });
+      let r: Awaited<ReturnType<NodeSSH['execCommand']>>;
+      try {
+        r = await this.ssh.execCommand(command, { stdin });
+      } catch (err) {
+        // ssh2 says only "Unable to exec" or "Not connected": say which node, where and during what.
+        const { user, host, port } = this.node;
+        throw new SshConnectError(
+          this.node.name,
+          `lost the SSH connection to ${user}@${host}:${port} during ${opts.step ?? firstLine(script)} (${err instanceof Error ? err.message : String(err)}); nothing after it ran on this node`,
+        );
+      }
       if (
         opts.sudo &&
         r.code !== 0 &&
