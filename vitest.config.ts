@@ -1,5 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Checks the whole machine against itself before and after (sysctls the kubelets change, iptables, links): it must
+ * run while no other slot's fleet comes up or goes down, so it runs alone, after the parallel suites.
+ */
+const E2E_ALONE = ['test/testbed.test.ts'];
+
 /** Suites that need root and namespaces (the test fleet, a test cluster, a dockerd) or the real runner binary. */
 const E2E = [
   'test/e2e/**/*.test.ts',
@@ -13,7 +19,7 @@ export default defineConfig({
   test: {
     testTimeout: 120000,
     hookTimeout: 300000,
-    // End-to-end suites share the test fleet and the machine's 2 cores: one file at a time.
+    // Unit files are seconds each and some start a dockerd or sshd of their own: one file at a time.
     fileParallelism: false,
     reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
@@ -27,7 +33,30 @@ export default defineConfig({
           sequence: { groupOrder: 0 },
         },
       },
-      { extends: true, test: { name: 'e2e', include: E2E, sequence: { groupOrder: 1 } } },
+      // Two suites at a time, each on its own test fleet slot (test/support/e2e-slot.ts): most of an e2e suite's
+      // time is waiting on rollouts, pulls and jobs, so two overlap well on this machine's 2 cores.
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: E2E,
+          exclude: E2E_ALONE,
+          fileParallelism: true,
+          maxWorkers: 2,
+          setupFiles: ['test/support/e2e-slot.ts'],
+          globalSetup: ['test/support/e2e-global.ts'],
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e-alone',
+          include: E2E_ALONE,
+          globalSetup: ['test/support/e2e-global.ts'],
+          sequence: { groupOrder: 2 },
+        },
+      },
     ],
   },
 });
