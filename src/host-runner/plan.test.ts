@@ -21,6 +21,7 @@ import {
   checkNodeKeyring,
   dropIn,
   needsRepositoryKey,
+  isOlder,
   packagePin,
   pinPreferences,
   planHostRunner,
@@ -384,18 +385,31 @@ describe('planHostRunner: runners.version (issue 15)', () => {
     expect(packagePin('16.11.1').packages).toEqual(['gitlab-runner=16.11.1-1']);
   });
 
+  it('names a lower pinned version a downgrade', () => {
+    expect(isOlder('17.9.2-1', '17.9.3-1')).toBe(true);
+    expect(isOlder('17.10.0-1', '17.9.3-1')).toBe(false);
+    expect(isOlder('17.9.3-1', '17.9.3-1')).toBe(false);
+    expect(isOlder('17.9.3-1', undefined)).toBe(false);
+    const facts = converged();
+    facts.package = { installed: true, version: '17.9.3-1', held: [] };
+    const plan = planHostRunner(input(facts, { version: '17.9.2' }));
+    expect(plan.steps.find((s) => s.kind === 'upgrade-package')?.detail).toMatch(
+      /^downgrade gitlab-runner 17\.9\.3-1 → 17\.9\.2-1 \(runners\.version\)/,
+    );
+  });
+
   it('another version installed is a visible upgrade that stops gracefully, pins, holds and starts, and replaces the reload', () => {
     const facts = converged();
     facts.config = { sha256: 'old', mode: '600', owner: 'root' };
-    const plan = planHostRunner(input(facts, { version: '17.9.3' }));
-    expect(kinds(facts, { version: '17.9.3' })).toEqual([`write-file ${CONFIG_TOML}`, 'upgrade-package']);
+    const plan = planHostRunner(input(facts, { version: '17.11.2' }));
+    expect(kinds(facts, { version: '17.11.2' })).toEqual([`write-file ${CONFIG_TOML}`, 'upgrade-package']);
     const up = plan.steps.find((s) => s.kind === 'upgrade-package')!;
     expect(up.detail).toMatch(
-      /^upgrade gitlab-runner 17\.11\.0-1 → 17\.9\.3-1 \(runners\.version\), one node at a time: systemctl stop gitlab-runner \(SIGQUIT: .* waits up to 3600s/,
+      /^upgrade gitlab-runner 17\.11\.0-1 → 17\.11\.2-1 \(runners\.version\), one node at a time: systemctl stop gitlab-runner \(SIGQUIT: .* waits up to 3600s/,
     );
     const script = hostRunnerStepScript(up);
     expect(script.indexOf('systemctl stop gitlab-runner')).toBeLessThan(script.indexOf('apt-get install'));
-    expect(script).toMatch(/--allow-downgrades .*'gitlab-runner=17\.9\.3-1'/);
+    expect(script).toMatch(/--allow-downgrades .*'gitlab-runner=17\.11\.2-1'/);
     expect(script.trim().endsWith('systemctl start gitlab-runner')).toBe(true);
   });
 

@@ -88,6 +88,17 @@ export interface PackagePin {
   packages: string[];
 }
 
+/** Whether Debian version `a` (GitLab's `17.9.2-1` form) sorts before `b`; false when either is unknown. */
+export function isOlder(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false;
+  const parts = (v: string) => v.split(/[.-]/).map((x) => Number(x));
+  const [x, y] = [parts(a), parts(b)];
+  if ([...x, ...y].some((n) => !Number.isInteger(n))) return false;
+  for (let i = 0; i < Math.max(x.length, y.length); i++)
+    if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) < (y[i] ?? 0);
+  return false;
+}
+
 export function packagePin(version: string): PackagePin {
   const [major, minor] = version.split('.').map(Number);
   const deb = `${version}-1`;
@@ -367,7 +378,7 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
       pin: pin!,
       from: facts.package.version ?? 'unknown',
       detail:
-        `upgrade ${PACKAGE} ${facts.package.version ?? '?'} → ${pin!.version} (runners.version), one node at a time: ` +
+        `${isOlder(pin!.version, facts.package.version) ? 'downgrade' : 'upgrade'} ${PACKAGE} ${facts.package.version ?? '?'} → ${pin!.version} (runners.version), one node at a time: ` +
         `systemctl stop ${SERVICE} (SIGQUIT: it takes no new jobs and waits up to ${STOP_TIMEOUT_SECONDS}s for the running ones), ` +
         `apt-get install ${pin!.packages.join(' ')}, apt-mark hold, systemctl start`,
     });
