@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { clusterBinDir } from '../../scripts/testbed/cluster.js';
 import { down, execOnNode, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { runCiJob } from '../../scripts/testbed/job.js';
 import type { StandinRunner } from '../gitlab/standin.js';
 import { kubectlJson, readInventory, standinState, type InventoryDoc } from '../support/fleet.js';
 import { allOutput, runProvision } from '../support/provision.js';
@@ -249,6 +250,79 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
     expect(
       (await calls()).slice(n).filter((c) => c.method === 'POST' && c.path === '/api/v4/user/runners'),
     ).toEqual([]);
+  });
+
+  it('runners.version: both packages pinned and held; an upgrade waits for the running job, restarts each runner once, then nothing to do', async () => {
+    const pkgs = async (node: string) => ({
+      version: (await sh(node, "dpkg-query -W -f='${Version}' gitlab-runner")).stdout,
+      helper: (await sh(node, "dpkg-query -W -f='${Version}' gitlab-runner-helper-images")).stdout,
+      held: (await sh(node, 'apt-mark showhold')).stdout.split('\n').filter(Boolean).sort(),
+      active: (await sh(node, 'systemctl is-active gitlab-runner')).stdout.trim(),
+    });
+    const pinned = (deb: string) => ({
+      version: deb,
+      helper: deb,
+      held: ['gitlab-runner', 'gitlab-runner-helper-images'],
+      active: 'active',
+    });
+    // 17.9.2-1 is the testbed repository's older package (scripts/testbed/standins/apt-get): a downgrade first.
+    writeInventory((inv) => (inv.runners.version = '17.9.2'));
+    const planned = await provision('plan');
+    expect(planned.code, planned.stderr).toBe(0);
+    for (const node of NODES) {
+      const steps = planned.report!.nodes.find((x) => x.name === node)!.changes;
+      expect(steps.map((c) => c.detail).join('\n')).toMatch(
+        /downgrade gitlab-runner 17\.9\.3-1 → 17\.9\.2-1 \(runners\.version\), one node at a time/,
+      );
+      expect((await pkgs(node)).version).toBe('17.9.3-1');
+    }
+    const downgraded = await provision();
+    expect(downgraded.code, downgraded.stderr).toBe(0);
+    for (const node of NODES) expect(await pkgs(node)).toEqual(pinned('17.9.2-1'));
+
+    // A job holds pi1's runner while the upgrade to 17.9.3 comes: its stop (SIGQUIT) waits for the job.
+    const pids = await Promise.all(NODES.map(servicePid));
+    const graceful = (node: string) =>
+      (readFileSync(nodeFile(node, RUNNER_LOG), 'utf8').match(/Starting graceful shutdown/g) ?? []).length;
+    const stops = NODES.map(graceful);
+    const running = runCiJob({
+      inventoryPath,
+      executor: 'shell',
+      node: 'pi1',
+      timeout: 240,
+      beforeScript: ['echo holding the job open; sleep 8'],
+    });
+    const until = Date.now() + 60_000;
+    for (;;) {
+      const jobs = (await (await fetch(`${gitlabUrl}/_standin/jobs`)).json()) as {
+        status: string;
+        trace: string;
+      }[];
+      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
+      expect(Date.now(), 'the job never started').toBeLessThan(until);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    writeInventory((inv) => (inv.runners.version = '17.9.3'));
+    const upgraded = await provision();
+    expect(upgraded.code, upgraded.stderr).toBe(0);
+    const job = await running;
+    expect(job.status, `${job.failureReason}\n${job.trace}`).toBe('success');
+    for (const [i, node] of NODES.entries()) {
+      expect(await pkgs(node)).toEqual(pinned('17.9.3-1'));
+      expect(await servicePid(node), `${node}: the runner was not restarted onto the new package`).not.toBe(
+        pids[i],
+      );
+      const upgrade = upgraded
+        .report!.nodes.find((x) => x.name === node)!
+        .changes.filter((c) => c.step === 'runner-upgrade');
+      expect(upgrade, node).toHaveLength(1);
+    }
+    // Each runner stopped once, gracefully (SIGQUIT: no new jobs, the running one finished), as its log says.
+    for (const [i, node] of NODES.entries()) expect(graceful(node), node).toBe(stops[i] + 1);
+
+    const again = await provision();
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.report!.changed, JSON.stringify(again.report)).toBe(0);
   });
 
   it('host → cluster: host runners unregistered and removed first, no duplicate registered, the DaemonSet takes over', async () => {
