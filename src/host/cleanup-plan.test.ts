@@ -49,6 +49,62 @@ describe('planHostCleanup', () => {
     expect(plan.steps[1]).toMatchObject({ action: 'reload', flavour: 'apt' });
   });
 
+  it("with purge: runner-fleet's registry mirrors and log settings go too (a replaced value comes back), its state file last", () => {
+    const daemon = {
+      'log-level': 'warn',
+      'insecure-registries': [REG],
+      'registry-mirrors': ['http://mine.lan:5000', 'http://mirror.lan:5000'],
+      'log-driver': 'local',
+      'log-opts': { 'max-size': '10m', 'max-file': '3' },
+    };
+    const state = {
+      'insecure-registries-added': [REG],
+      'registry-mirrors-added': ['http://mirror.lan:5000'],
+      'settings-set': {
+        'log-driver': { value: 'local', previous: 'json-file' },
+        'log-opts.max-size': { value: '10m', previous: null },
+        'log-opts.max-file': { value: '3', previous: null },
+      },
+    };
+    const f = facts({
+      aptDaemonJson: file(APT_DAEMON_JSON, JSON.stringify(daemon)),
+      registryState: {
+        [APT_DAEMON_JSON]: file(`${APT_DAEMON_JSON}.runner-fleet.json`, JSON.stringify(state)),
+      },
+    });
+    const kept = planHostCleanup(node, [REG], f, { purgeRegistryConfig: false });
+    expect(kept.steps).toEqual([]);
+    expect(kept.kept[0]).toMatch(
+      /runner-fleet's registry-mirrors, log-driver, log-opts in \/etc\/docker\/daemon\.json/,
+    );
+
+    const plan = planHostCleanup(node, [REG], f, { purgeRegistryConfig: true });
+    expect(plan.steps.map((s) => s.kind)).toEqual([
+      'write-file',
+      'reload-docker',
+      'remove-file',
+      'remove-file',
+    ]);
+    const write = plan.steps[0] as Extract<(typeof plan.steps)[number], { kind: 'write-file' }>;
+    expect(JSON.parse(write.content)).toEqual({
+      'log-level': 'warn',
+      'registry-mirrors': ['http://mine.lan:5000'],
+      'log-driver': 'json-file',
+    });
+    expect(write.detail).toMatch(
+      /remove 198\.18\.0\.2:5000 from insecure-registries; remove http:\/\/mirror\.lan:5000 from registry-mirrors/,
+    );
+    expect(write.detail).toContain('put log-driver back to json-file');
+    expect(plan.steps[1]).toMatchObject({ action: 'reload' });
+    expect(plan.steps[2]).toMatchObject({
+      path: `${APT_DAEMON_JSON}.runner-fleet.json`,
+      expectSha256: f.registryState![APT_DAEMON_JSON].sha256,
+    });
+    expect(plan.kept.join('\n')).toMatch(
+      /log-driver and log-opts are back as before in \/etc\/docker\/daemon\.json; dockerd reads them when it next starts/,
+    );
+  });
+
   it('snap Docker reloads (SIGHUP to its dockerd); a stopped dockerd is not started', () => {
     const snap = facts({
       aptDocker: false,

@@ -1,7 +1,15 @@
 // Pure: what `destroy` removes from one node, from its gathered facts: runner identity dirs, and with --purge-registry-config our registry entries.
 import { EXECUTOR_NAMES, identityDir } from '../executors.js';
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
-import { parseDaemonJson, removeInsecureRegistries } from './daemon-json.js';
+import {
+  mergeOwnedSettings,
+  OWNED_KEYS,
+  parseDaemonJson,
+  parseOwnership,
+  removeInsecureRegistries,
+  serialiseOwnership,
+  type SettingsChange,
+} from './daemon-json.js';
 import type { HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import {
@@ -69,19 +77,28 @@ export function planHostCleanup(
     facts.runningDaemonJson ?? (flavour ? DOCKER_FLAVOURS[flavour].defaultDaemonJson(facts) : undefined);
   let listed: string[] = [];
   let merged: Record<string, unknown> | undefined;
+  // What else runner-fleet set in this daemon.json (docker.registryMirrors, docker.logs), per its state file.
+  const stateFact = file ? facts.registryState?.[file.path] : undefined;
+  const ownership = parseOwnership(stateFact?.content);
+  let settings: SettingsChange[] = [];
   if (file?.content !== undefined) {
     const current = parseDaemonJson(file.content, file.path);
     const r = removeInsecureRegistries(current, registries);
     listed = r.removed;
-    merged = r.merged;
+    // Nothing wanted any more: every mirror runner-fleet added goes, every setting it made gets its previous value.
+    const taken = mergeOwnedSettings(r.merged, { mirrors: [], scalars: {} }, ownership);
+    settings = taken.changes;
+    merged = taken.merged;
   }
   const tomls = registries
     .map((registry) => ({ registry, fact: facts.hostsToml[registry] }))
     .filter((t) => t.fact && t.fact.sha256 !== 'absent');
 
   if (!opts.purgeRegistryConfig) {
+    const keys = [...new Set(settings.map((c) => c.key))];
     const what = [
       ...(listed.length > 0 ? [`${listed.join(', ')} in ${file!.path}`] : []),
+      ...(keys.length > 0 ? [`runner-fleet's ${keys.join(', ')} in ${file!.path}`] : []),
       ...tomls.map((t) => t.fact!.path),
     ];
     if (what.length > 0)
@@ -89,19 +106,62 @@ export function planHostCleanup(
     return { steps, kept };
   }
 
-  if (listed.length > 0 && file && merged && flavour) {
+  if ((listed.length > 0 || settings.length > 0) && file && merged && flavour) {
+    const what = [
+      ...(listed.length > 0 ? [`remove ${listed.join(', ')} from insecure-registries`] : []),
+      ...settings.map((c) => c.detail),
+    ];
     steps.push(
       daemonJsonWriteStep(
         file,
         merged,
-        `remove ${listed.join(', ')} from insecure-registries (every other key and entry stays)`,
+        `${what.join('; ')} (every other key and entry stays)`,
       ) as CleanupStep,
     );
-    if (facts.dockerd || facts.docker)
-      steps.push(reloadDockerStep(flavour, 'to drop the registries') as CleanupStep);
-  } else if (listed.length > 0) {
+    // insecure-registries and registry-mirrors reload on SIGHUP; the log settings only at dockerd's next start.
+    const reloads = listed.length > 0 || settings.some((c) => OWNED_KEYS[c.key] === 'reload');
+    if (reloads && (facts.dockerd || facts.docker))
+      steps.push(
+        reloadDockerStep(
+          flavour,
+          `to drop ${[...(listed.length > 0 ? ['the registries'] : []), ...(settings.some((c) => c.key === 'registry-mirrors') ? ['the mirrors'] : [])].join(' and ')}`,
+        ) as CleanupStep,
+      );
+    const restartKeys = [
+      ...new Set(settings.filter((c) => OWNED_KEYS[c.key] === 'restart').map((c) => c.key)),
+    ];
+    if (restartKeys.length > 0)
+      kept.push(
+        `${restartKeys.join(' and ')} ${restartKeys.length > 1 ? 'are' : 'is'} back as before in ${file.path}; dockerd reads ${restartKeys.length > 1 ? 'them' : 'it'} when it next starts (destroy does not restart it: running containers would stop)`,
+      );
+    // The state file goes with the last entry it records; what it still vouches for stays recorded.
+    const left = {
+      insecure: ownership.insecure.filter((r) => !listed.includes(r)),
+      mirrors: [],
+      settings: {},
+    };
+    if (stateFact && stateFact.sha256 !== 'absent') {
+      if (left.insecure.length === 0)
+        steps.push({
+          kind: 'remove-file',
+          path: stateFact.path,
+          expectSha256: stateFact.sha256,
+          detail: `remove ${stateFact.path} (what runner-fleet added there is gone)`,
+        });
+      else
+        steps.push({
+          kind: 'write-file',
+          name: 'registry state',
+          path: stateFact.path,
+          content: serialiseOwnership(left),
+          expectSha256: stateFact.sha256,
+          mode: '0600',
+          detail: `${stateFact.path}: forget what destroy took back`,
+        });
+    }
+  } else if (listed.length > 0 || settings.length > 0) {
     kept.push(
-      `${listed.join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`,
+      `${[...listed, ...new Set(settings.map((c) => c.key))].join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`,
     );
   }
   for (const { registry, fact } of tomls) {

@@ -123,9 +123,12 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     expect(report.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.step)).toEqual([
       'write-file',
       'reload-docker',
+      'remove-file',
     ]);
     expect(JSON.parse(text(nodes.get('pi2')!, APT_DAEMON_JSON)!)).toEqual({
       'insecure-registries': ['10.9.9.9:5000'],
     });
+    // The state file that recorded runner-fleet's entry goes with it.
+    expect(text(nodes.get('pi2')!, registryStatePath(APT_DAEMON_JSON))).toBeUndefined();
   });
 });

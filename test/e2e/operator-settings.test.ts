@@ -3,7 +3,7 @@
 // presigned URLs' signatures) saved by one node's runner and restored by the other's, and the metrics listener
 // read the way `status` reads it while a job runs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -399,6 +399,33 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
     expect(await info()).toEqual({ driver: 'json-file', mirrors: [] });
     const again = await runProvision(['apply', '--inventory', write(undefined), '--json']);
     expect(again.report!.changed).toBe(0);
+  }, 300_000);
+
+  it('destroy --purge-registry-config takes back the mirror and log settings too; the log driver waits for the next start', async () => {
+    const mirror = `http://${fleet.registry}`;
+    const path = write({ registryMirrors: [mirror], logs });
+    const r = await runProvision(['apply', '--inventory', path, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await info()).toEqual({ driver: 'local', mirrors: [`${mirror}/`] });
+    const pid = await nodeDockerPid('pi1');
+
+    const purge = await runProvision(['destroy', '--yes', '--purge-registry-config', '--inventory', path]);
+    expect(purge.code, purge.stderr).toBe(0);
+    // Back to what the user had: their keys and their log driver; nothing of runner-fleet's, no state file.
+    expect(daemonJson()).toEqual({ ...USER_KEYS, 'log-driver': 'json-file' });
+    expect(existsSync(nodeFile('pi1', `${APT_JSON}.runner-fleet.json`))).toBe(false);
+    // The mirror went with a reload (same dockerd); the log driver is read at dockerd's next start, and destroy says so.
+    expect(await nodeDockerPid('pi1')).toBe(pid);
+    expect(await info()).toEqual({ driver: 'local', mirrors: [] });
+    expect(purge.stderr).toMatch(
+      /log-driver and log-opts are back as before in \/etc\/docker\/daemon\.json; dockerd reads them when it next starts/,
+    );
+    await execOnNode('pi1', ['systemctl', 'restart', 'docker']);
+    expect((await info()).driver).toBe('json-file');
+
+    const last = await runProvision(['destroy', '--yes', '--purge-registry-config', '--inventory', path]);
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stderr).toContain('Destroy: nothing to remove.');
   }, 300_000);
 });
 
