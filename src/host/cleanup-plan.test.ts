@@ -88,6 +88,7 @@ describe('planHostCleanup', () => {
     const write = plan.steps[0] as Extract<(typeof plan.steps)[number], { kind: 'write-file' }>;
     expect(JSON.parse(write.content)).toEqual({
       'log-level': 'warn',
+      'insecure-registries': [],
       'registry-mirrors': ['http://mine.lan:5000'],
       'log-driver': 'json-file',
     });

@@ -46,7 +46,12 @@ export function mergeInsecureRegistries(
   return { merged: { ...current, 'insecure-registries': [...existing, ...added] }, added };
 }
 
-/** Removes only the given registries (for `destroy --purge-registry-config`). */
+/**
+ * Removes only the given registries. The last one out leaves an empty list, never a missing key: dockerd's SIGHUP
+ * reload replaces insecure-registries and registry-mirrors only when daemon.json has the key (moby daemon/reload.go,
+ * reloadRegistryConfig: `if conf.IsValueSet("insecure-registries")`), so a key taken out of the file would leave
+ * the old entries loaded until dockerd restarts. An empty list the reload does apply.
+ */
 export function removeInsecureRegistries(
   current: DaemonJson,
   registries: string[],
@@ -54,11 +59,10 @@ export function removeInsecureRegistries(
   const existing = (current['insecure-registries'] as string[] | undefined) ?? [];
   const removed = existing.filter((r) => registries.includes(r));
   if (removed.length === 0) return { merged: current, removed };
-  const rest = existing.filter((r) => !registries.includes(r));
-  const merged = { ...current };
-  if (rest.length > 0) merged['insecure-registries'] = rest;
-  else delete merged['insecure-registries'];
-  return { merged, removed };
+  return {
+    merged: { ...current, 'insecure-registries': existing.filter((r) => !registries.includes(r)) },
+    removed,
+  };
 }
 
 export function serialiseDaemonJson(value: DaemonJson): string {
@@ -209,10 +213,8 @@ export function mergeOwnedSettings(
   const add = wanted.mirrors.filter((w) => !mirrors.some((e) => norm(e) === norm(w)));
   const kept = mirrors.filter((e) => !drop.some((d) => norm(d) === norm(e)));
   if (add.length > 0 || drop.length > 0) {
-    const list = [...kept, ...add];
-    merged = { ...merged };
-    if (list.length > 0) merged['registry-mirrors'] = list;
-    else delete merged['registry-mirrors'];
+    // An empty list rather than no key, so that a reload drops the last mirror (see removeInsecureRegistries).
+    merged = { ...merged, 'registry-mirrors': [...kept, ...add] };
     const what = [
       add.length ? `add ${add.join(', ')} to registry-mirrors` : '',
       drop.length

@@ -347,6 +347,22 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
     expect(back.steps.at(-1)).toMatchObject({ action: 'restart' });
   });
 
+  it('the last mirror taken out leaves an empty list, which the reload applies (a missing key it would ignore)', () => {
+    const first = planHost(node, [REG], converged(), { registryMirrors: [MIRROR] });
+    const state = after(first, { mirrors: [`${MIRROR}/`], loggingDriver: 'json-file' });
+    const back = planHost(node, [REG], state, { registryMirrors: [] });
+    const write = back.steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as {
+      content: string;
+    };
+    expect(JSON.parse(write.content)).toEqual({ 'insecure-registries': [REG], 'registry-mirrors': [] });
+    expect(back.steps.at(-1)).toMatchObject({ kind: 'reload-docker', action: 'reload' });
+    // Once dockerd has loaded the empty list: nothing left to do.
+    expect(
+      planHost(node, [REG], after(back, { mirrors: [], loggingDriver: 'json-file' }), { registryMirrors: [] })
+        .steps,
+    ).toEqual([]);
+  });
+
   it('reloads or restarts when the file is right but the running dockerd has not loaded it (a run cut off)', () => {
     const plan = planHost(node, [REG], converged(), settings);
     const stale = planHost(node, [REG], after(plan, { mirrors: [], loggingDriver: 'json-file' }), settings);
