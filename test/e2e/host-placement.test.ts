@@ -266,7 +266,12 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       active: 'active',
     });
     // 17.9.2-1 is the testbed repository's older package (scripts/testbed/standins/apt-get): a downgrade first.
-    writeInventory((inv) => (inv.runners.version = '17.9.2'));
+    // A pinned version names the pods' image tag too (the schema insists); this fleet's runners are on the hosts.
+    const pin = (version: string) => (inv: InventoryDoc) => {
+      inv.runners.version = version;
+      inv.runners.image = String(inv.runners.image).replace(/:[^:/]+$/, ':{version}');
+    };
+    writeInventory(pin('17.9.2'));
     const planned = await provision('plan');
     expect(planned.code, planned.stderr).toBe(0);
     for (const node of NODES) {
@@ -302,7 +307,7 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect(Date.now(), 'the job never started').toBeLessThan(until);
       await new Promise((res) => setTimeout(res, 250));
     }
-    writeInventory((inv) => (inv.runners.version = '17.9.3'));
+    writeInventory(pin('17.9.3'));
     const upgraded = await provision();
     expect(upgraded.code, upgraded.stderr).toBe(0);
     const job = await running;
