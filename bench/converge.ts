@@ -30,6 +30,7 @@ import {
   type SshCounts,
 } from './lib/fleet.js';
 import { median, type Measured } from './lib/measure.js';
+import { ensureToxiproxy, TOXIPROXY_VERSION, withLatency, type Latency } from './lib/latency.js';
 import { reexecInOwnNetns } from './lib/netns.js';
 import { profileRunnerFleet, type Profile } from './lib/profile.js';
 import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from './lib/pyinfra.js';
@@ -73,6 +74,8 @@ export interface RunSample {
 
 export interface SizeResult {
   nodes: number;
+  /** round-trip time added between the tools and every node (bench/lib/latency.ts); absent or 0: loopback */
+  rttMs?: number;
   runs: Partial<Record<ToolName, ToolRun[]>>;
   /** the fleet itself (sshd, dockerd, containerd per node) after runner-fleet's first converge */
   fleetMemory?: { pssKb: number; rssKb: number; processes: number };
@@ -91,10 +94,12 @@ export interface BenchResult {
     docker: string;
     ansibleCore?: string;
     pyinfra?: string;
+    toxiproxy?: string;
   };
   settings: {
     command: string;
     sizes: number[];
+    rtts?: number[];
     runs: number;
     ansibleRuns: number;
     noops: number;
@@ -221,6 +226,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       sizes: { type: 'string', default: '3,10' },
+      rtt: { type: 'string', default: '0' },
+      tools: { type: 'string' },
       runs: { type: 'string', default: '3' },
       'ansible-runs': { type: 'string', default: '1' },
       noops: { type: 'string', default: '3' },
@@ -239,7 +246,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout
-      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
+      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--rtt 0,5] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
   --runs N    fresh fleets (first runs) per size for runner-fleet
   --noops K   no-op reruns after each first run (on the same fleet)
   --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on fresh fleets;
@@ -247,6 +254,9 @@ async function main(): Promise<void> {
               takes 2-4 minutes per run on 2 cores)
   --peers     also run pyinfra (bench/pyinfra/deploy.py, --parallel = node count) and ansible-fastest (forks = node
               count, strategy free, pipelining, no facts), each on fresh fleets, --ansible-runs/--ansible-noops as Ansible
+  --rtt 0,5,20  round-trip times in ms between the tools and the nodes (toxiproxy per node, bench/lib/latency.ts);
+              every size is measured at every RTT (default 0: loopback)
+  --tools a,b only these of the selected tools (e.g. runner-fleet,runner-fleet-compiled,pyinfra for large fleets)
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
@@ -267,6 +277,9 @@ async function main(): Promise<void> {
     return;
   }
   const sizes = values.sizes.split(',').map((s) => Number(s.trim()));
+  const rtts = values.rtt.split(',').map((s) => Number(s.trim()));
+  if (rtts.some((x) => !Number.isFinite(x) || x < 0 || x > 500))
+    throw new Error('--rtt: milliseconds from 0 to 500, comma-separated');
   const runs = Number(values.runs);
   const ansibleRuns = Number(values['ansible-runs']);
   const noops = Number(values.noops);
@@ -285,6 +298,8 @@ async function main(): Promise<void> {
   // PyPI is reachable only outside the benchmark's network namespace: install first.
   if (values.ansible || values.peers) await ensureAnsible(log);
   if (values.peers) ensurePyinfra(log);
+  // Built outside too (the Go module proxy is not reachable from the benchmark's network namespace).
+  if (rtts.some((x) => x > 0)) await ensureToxiproxy(log);
   const outside = await reexecInOwnNetns(log, { keep: Boolean(values.keep) && !values.down });
   if (outside !== undefined) {
     process.exitCode = outside;
@@ -309,21 +324,32 @@ async function main(): Promise<void> {
   if (values.ansible || values.peers) ansibleBin = await ensureAnsible(log);
   if (values.ansible) tools.push('ansible-default', 'ansible-tuned');
   if (values.peers) tools.push('ansible-fastest', 'ansible-mitogen');
+  if (values.tools) {
+    const wanted = values.tools.split(',').map((t) => t.trim());
+    const unknown = wanted.filter((t) => !tools.includes(t as ToolName));
+    if (unknown.length > 0)
+      throw new Error(`--tools: ${unknown.join(', ')} not among the selected tools (${tools.join(', ')})`);
+    tools.splice(0, tools.length, ...tools.filter((t) => wanted.includes(t)));
+  }
   const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
   const results: SizeResult[] = [];
   try {
-    for (const n of sizes) {
-      const size: SizeResult = { nodes: n, runs: {}, upMs: [] };
+    for (const [rtt, n] of rtts.flatMap((r) => sizes.map((x) => [r, x] as const))) {
+      const size: SizeResult = { nodes: n, ...(rtt > 0 ? { rttMs: rtt } : {}), runs: {}, upMs: [] };
       results.push(size);
+      const at = rtt > 0 ? `, ${rtt} ms RTT` : '';
       const peerRuns = values.ansible || values.peers ? ansibleRuns : 0;
       for (let r = 0; r < Math.max(runs, peerRuns); r++) {
         for (const tool of tools) {
           if (r >= (tool.startsWith('runner-fleet') ? runs : peerRuns)) continue;
-          log(`${n} nodes, run ${r + 1}: ${tool}: fresh fleet`);
-          const fleet = await freshFleet(n, () => {});
-          size.upMs.push(fleet.upMs);
+          log(`${n} nodes${at}, run ${r + 1}: ${tool}: fresh fleet`);
+          const fresh = await freshFleet(n, () => {});
+          size.upMs.push(fresh.upMs);
+          const latency: Latency | undefined =
+            rtt > 0 ? await withLatency(fresh, rtt, fresh.info.stateDir) : undefined;
+          const fleet = latency?.fleet ?? fresh;
           const variant = variants(concurrency, n).find((v) => v.name === tool);
           const run = await runTool(
             tool,
@@ -332,7 +358,7 @@ async function main(): Promise<void> {
             tool.startsWith('runner-fleet') ? noops : ansibleNoops,
             variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined,
             pyinfraBin ? { bin: pyinfraBin, workDir } : undefined,
-          );
+          ).finally(() => latency?.stop());
           (size.runs[tool] ??= []).push(run);
           const noopText = run.noops
             .map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`)
@@ -340,7 +366,7 @@ async function main(): Promise<void> {
           log(
             `  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}); no-op ${noopText}; no-op ssh per node ${perNode(run.noops[0].ssh)}`,
           );
-          if (tool === 'runner-fleet' && r === 0) {
+          if (tool === 'runner-fleet' && r === 0 && !size.fleetMemory) {
             const st = fleetStatus();
             size.fleetMemory = {
               pssKb: st.total.pssKb,
@@ -370,10 +396,12 @@ async function main(): Promise<void> {
       machine: {
         ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined),
         ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}),
+        ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}),
       },
       settings: {
         command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`,
         sizes,
+        rtts,
         runs,
         ansibleRuns,
         noops,

@@ -8,8 +8,12 @@ import process from 'node:process';
 const file = process.env.RF_STARTUP_TRACE;
 if (file) {
   const now = () => performance.timeOrigin + performance.now();
-  const line = (what) => appendFileSync(file, `${JSON.stringify({ pid: process.pid, ppid: process.ppid, what, t: now() })}\n`);
-  appendFileSync(file, `${JSON.stringify({ pid: process.pid, ppid: process.ppid, what: 'start', t: performance.timeOrigin, preload: now(), argv: process.argv.slice(1, 3).map((a) => a.split('/').slice(-2).join('/')) })}\n`);
+  const line = (what) =>
+    appendFileSync(file, `${JSON.stringify({ pid: process.pid, ppid: process.ppid, what, t: now() })}\n`);
+  appendFileSync(
+    file,
+    `${JSON.stringify({ pid: process.pid, ppid: process.ppid, what: 'start', t: performance.timeOrigin, preload: now(), argv: process.argv.slice(1, 3).map((a) => a.split('/').slice(-2).join('/')) })}\n`,
+  );
   const connect = net.Socket.prototype.connect;
   let first = true;
   net.Socket.prototype.connect = function (...args) {
