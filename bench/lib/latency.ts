@@ -80,7 +80,25 @@ export async function withLatency(fleet: BenchFleet, rttMs: number, stateDir: st
     10_000,
     50,
   );
-  if (!up || !isAlive(pid)) throw new Error(`toxiproxy did not start (see ${log})`);
+  if (!up || !isAlive(pid)) {
+    await terminate([pid], 3000);
+    throw new Error(`toxiproxy did not start (see ${log})`);
+  }
+  try {
+    return await proxyEveryNode(fleet, rttMs, stateDir, pid);
+  } catch (err) {
+    // Nothing left behind when a proxy cannot be set up.
+    await terminate([pid], 3000);
+    throw err;
+  }
+}
+
+async function proxyEveryNode(
+  fleet: BenchFleet,
+  rttMs: number,
+  stateDir: string,
+  pid: number,
+): Promise<Latency> {
   const nodes = fleet.inventory.nodes;
   const knownHosts = nodes[0].knownHosts;
   const keys = new Map(
