@@ -71,6 +71,26 @@ async function call<T>(base: string, method: string, path: string, body?: unknow
   return (text ? JSON.parse(text) : {}) as T;
 }
 
+/** What a held job's trace shows once its script runs (see `holdJob`). */
+const HOLD_MARK = 'holding the job open';
+
+/** A before_script line that keeps a job running for `seconds`: tests change things under a running job with it. */
+export const holdJob = (seconds: number): string => `echo ${HOLD_MARK}; sleep ${seconds}`;
+
+/** Resolves once a running job's trace shows `holdJob`'s line; throws after `timeoutMs`, saying what the jobs were. */
+export async function whenJobHeld(gitlabUrl: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let jobs: StandinJob[] = [];
+  while (Date.now() < deadline) {
+    jobs = await call<StandinJob[]>(gitlabUrl, 'GET', '/_standin/jobs');
+    if (jobs.some((j) => j.status === 'running' && j.trace.includes(HOLD_MARK))) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(
+    `no job reached its held script within ${timeoutMs / 1000} s; jobs: ${jobs.map((j) => `#${j.id} ${j.status}`).join(', ') || 'none'}`,
+  );
+}
+
 /** The Dockerfile the demo project holds: built FROM the test registry's base image, so the build needs the registry too. */
 export function demoDockerfile(registry: string): string {
   return [

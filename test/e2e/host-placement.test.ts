@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { clusterBinDir } from '../../scripts/testbed/cluster.js';
 import { down, execOnNode, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
-import { runCiJob } from '../../scripts/testbed/job.js';
+import { holdJob, runCiJob, whenJobHeld } from '../../scripts/testbed/job.js';
 import type { StandinRunner } from '../gitlab/standin.js';
 import { kubectlJson, readInventory, standinState, type InventoryDoc } from '../support/fleet.js';
 import { allOutput, runProvision } from '../support/provision.js';
@@ -295,18 +295,9 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       executor: 'shell',
       node: 'pi1',
       timeout: 240,
-      beforeScript: ['echo holding the job open; sleep 8'],
+      beforeScript: [holdJob(8)],
     });
-    const until = Date.now() + 60_000;
-    for (;;) {
-      const jobs = (await (await fetch(`${gitlabUrl}/_standin/jobs`)).json()) as {
-        status: string;
-        trace: string;
-      }[];
-      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
-      expect(Date.now(), 'the job never started').toBeLessThan(until);
-      await new Promise((res) => setTimeout(res, 250));
-    }
+    await whenJobHeld(gitlabUrl);
     writeInventory(pin('17.9.3'));
     const upgraded = await provision();
     expect(upgraded.code, upgraded.stderr).toBe(0);

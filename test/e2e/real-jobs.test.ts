@@ -12,7 +12,13 @@ import {
   up,
   type FleetInfo,
 } from '../../scripts/testbed/fleet.js';
-import { runCiJob, type JobOptions, type JobResult } from '../../scripts/testbed/job.js';
+import {
+  holdJob,
+  runCiJob,
+  whenJobHeld,
+  type JobOptions,
+  type JobResult,
+} from '../../scripts/testbed/job.js';
 import type { Executor } from '../../src/inventory/types.js';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
@@ -215,16 +221,9 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
 
   it('a job running while apply reloads Docker (apt) keeps running and succeeds', async () => {
     const pid = nodeDockerPid('pi1');
-    const running = job('dood', { node: 'pi1', beforeScript: ['echo holding the job open; sleep 20'] });
+    const running = job('dood', { node: 'pi1', beforeScript: [holdJob(20)] });
     // Wait until the job's script is running, then change the registries: apt's dockerd gets a SIGHUP.
-    for (let i = 0; i < 120; i++) {
-      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as {
-        status: string;
-        trace: string;
-      }[];
-      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await whenJobHeld(base.gitlab.url);
     const more = variant((inv) => (inv.gitlab.registry = [...inv.gitlab.registry, 'mirror.fleet.test:5000']));
     const report = await apply('dood', more);
     const pi1 = report.nodes.find((n) => n.name === 'pi1')!.changes;
@@ -307,15 +306,8 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
         await execOnNode('pi3', ['sh', '-c', 'cat /var/log/gitlab-runner.restarts 2>/dev/null || echo 0'])
       ).stdout.trim();
     const [pid, before] = [await pidOf(), await restarts()];
-    const running = job('shell', { node: 'pi3', beforeScript: ['echo holding the job open; sleep 15'] });
-    for (let i = 0; i < 120; i++) {
-      const jobs = (await (await fetch(`${base.gitlab.url}/_standin/jobs`)).json()) as {
-        status: string;
-        trace: string;
-      }[];
-      if (jobs.some((j) => j.status === 'running' && j.trace.includes('holding the job open'))) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const running = job('shell', { node: 'pi3', beforeScript: [holdJob(15)] });
+    await whenJobHeld(base.gitlab.url);
     // concurrent is in config.toml: the runner re-reads the file; nothing may restart it under the job.
     const more = variant((inv) => (inv.runners.concurrent = 2));
     await apply('shell', more, ['--placement', 'host']);
