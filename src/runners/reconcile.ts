@@ -326,6 +326,23 @@ export async function reconcileRunners(
    * gitlab-runner's ResetTokenWithPAT does), deletes any other, and says so. Returns whether the node now has a
    * runner; false when there was none to adopt.
    */
+  /**
+   * Records a runner that exists in GitLab now (retiring the record it replaces) and saves the records. When the save
+   * fails both are undone in memory and the error is returned: the caller decides what happens to the runner.
+   */
+  const saveNewRecord = async (rec: RunnerRecord, replaces?: RunnerRecord): Promise<unknown> => {
+    ledger.add(rec);
+    if (replaces) replaces.retiredAt = now();
+    try {
+      await ledger.commit();
+      return undefined;
+    } catch (err) {
+      ledger.drop(rec);
+      if (replaces) delete replaces.retiredAt;
+      return err ?? new Error('the records could not be saved');
+    }
+  };
+
   const adoptStrays = async (
     node: string,
     settings: RunnerSettings,
@@ -385,18 +402,12 @@ export async function reconcileRunners(
       createdAt: now(),
       tokenExpiresAt: creds.tokenExpiresAt,
     };
-    ledger.add(rec);
-    if (replaces) replaces.retiredAt = now();
-    try {
-      await ledger.commit();
-    } catch (err) {
+    const unsaved = await saveNewRecord(rec, replaces);
+    if (unsaved)
       // It keeps its marker: the next run finds it again.
-      ledger.drop(rec);
-      if (replaces) delete replaces.retiredAt;
       throw new Error(
-        `adopted runner #${id} (left by an interrupted create) but could not save its record (${messageOf(err)}); the next run adopts it again`,
+        `adopted runner #${id} (left by an interrupted create) but could not save its record (${messageOf(unsaved)}); the next run adopts it again`,
       );
-    }
     changed(
       node,
       'adopt runner',
@@ -487,14 +498,9 @@ export async function reconcileRunners(
       createdAt: now(),
       tokenExpiresAt: creds.tokenExpiresAt,
     };
-    ledger.add(rec);
-    if (replaces) replaces.retiredAt = now();
-    try {
-      await ledger.commit();
-    } catch (err) {
+    const unsaved = await saveNewRecord(rec, replaces);
+    if (unsaved) {
       // Nobody could ever find this runner's token again: take it back rather than leave an orphan.
-      ledger.drop(rec);
-      if (replaces) delete replaces.retiredAt;
       let undone = 'deleted it again';
       try {
         await api.deleteRunnerByToken(creds.token);
@@ -502,7 +508,7 @@ export async function reconcileRunners(
         undone = `and could not delete it (${messageOf(delErr)}): delete runner #${creds.id} in GitLab`;
       }
       throw new Error(
-        `created runner #${creds.id} but could not save its record (${messageOf(err)}); ${undone}`,
+        `created runner #${creds.id} but could not save its record (${messageOf(unsaved)}); ${undone}`,
       );
     }
     changed(
