@@ -227,6 +227,7 @@ async function main(): Promise<void> {
     options: {
       sizes: { type: 'string', default: '3,10' },
       rtt: { type: 'string', default: '0' },
+      'rtt-sizes': { type: 'string' },
       tools: { type: 'string' },
       runs: { type: 'string', default: '3' },
       'ansible-runs': { type: 'string', default: '1' },
@@ -256,6 +257,7 @@ async function main(): Promise<void> {
               count, strategy free, pipelining, no facts), each on fresh fleets, --ansible-runs/--ansible-noops as Ansible
   --rtt 0,5,20  round-trip times in ms between the tools and the nodes (toxiproxy per node, bench/lib/latency.ts);
               every size is measured at every RTT (default 0: loopback)
+  --rtt-sizes 3,30  the sizes measured at the RTTs above 0 (default: --sizes)
   --tools a,b only these of the selected tools (e.g. runner-fleet,runner-fleet-compiled,pyinfra for large fleets)
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
@@ -280,6 +282,7 @@ async function main(): Promise<void> {
   const rtts = values.rtt.split(',').map((s) => Number(s.trim()));
   if (rtts.some((x) => !Number.isFinite(x) || x < 0 || x > 500))
     throw new Error('--rtt: milliseconds from 0 to 500, comma-separated');
+  const rttSizes = values['rtt-sizes'] ? values['rtt-sizes'].split(',').map((x) => Number(x.trim())) : sizes;
   const runs = Number(values.runs);
   const ansibleRuns = Number(values['ansible-runs']);
   const noops = Number(values.noops);
@@ -287,11 +290,11 @@ async function main(): Promise<void> {
   const concurrency = Number(values.concurrency);
   const positive = (x: number) => Number.isInteger(x) && x >= 1;
   if (
-    sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 200) ||
+    [...sizes, ...rttSizes].some((n) => !Number.isInteger(n) || n < 1 || n > 200) ||
     ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive)
   ) {
     throw new Error(
-      '--sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers',
+      '--sizes, --rtt-sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers',
     );
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
@@ -336,7 +339,7 @@ async function main(): Promise<void> {
 
   const results: SizeResult[] = [];
   try {
-    for (const [rtt, n] of rtts.flatMap((r) => sizes.map((x) => [r, x] as const))) {
+    for (const [rtt, n] of rtts.flatMap((r) => (r > 0 ? rttSizes : sizes).map((x) => [r, x] as const))) {
       const size: SizeResult = { nodes: n, ...(rtt > 0 ? { rttMs: rtt } : {}), runs: {}, upMs: [] };
       results.push(size);
       const at = rtt > 0 ? `, ${rtt} ms RTT` : '';
