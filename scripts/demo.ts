@@ -34,12 +34,16 @@ if (code === 0) {
     );
   code = job.status === 'success' && job.pushed ? 0 : 1;
 }
+// The testbed commands name the fleet by its slot: say it when it is not the default one.
+const slotEnv = process.env.RUNNER_FLEET_TESTBED_SLOT
+  ? `RUNNER_FLEET_TESTBED_SLOT=${process.env.RUNNER_FLEET_TESTBED_SLOT} `
+  : '';
 process.stderr.write(`
 The test fleet is still running. Try:
   npx tsx provision.ts --inventory ${fleet.inventory} plan        # a rerun: nothing to change
   npx tsx provision.ts --inventory ${fleet.inventory} status      # every runner online, by its own polling
-  npx tsx scripts/testbed.ts job --executor ${executor}            # one more CI job through the fleet
-  npx tsx scripts/testbed.ts status
-  npx tsx scripts/testbed.ts down
+  ${slotEnv}npx tsx scripts/testbed.ts job --executor ${executor}            # one more CI job through the fleet
+  ${slotEnv}npx tsx scripts/testbed.ts status
+  ${slotEnv}npx tsx scripts/testbed.ts down
 `);
 process.exit(code);
