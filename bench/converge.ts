@@ -268,8 +268,11 @@ async function main(): Promise<void> {
     return;
   }
   if (values['from-json']) {
-    // Re-render a saved run (e.g. after changing the tables), keeping the hand-written analysis.
-    const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as BenchResult;
+    // Re-render a saved run (e.g. after changing the tables), keeping the hand-written analysis. Several files
+    // (comma-separated) are one result: the same size and RTT from two files put their tools' runs together.
+    const saved = mergeResults(
+      values['from-json'].split(',').map((f) => JSON.parse(readFileSync(f.trim(), 'utf8')) as BenchResult),
+    );
     const markdown = renderResults(saved);
     process.stdout.write(`${markdown}\n`);
     if (values.write) {
@@ -338,6 +341,14 @@ async function main(): Promise<void> {
   mkdirSync(workDir, { recursive: true });
 
   const results: SizeResult[] = [];
+  // Saved after every tool's run, so a long run cut short keeps what it measured (render it with --from-json).
+  const savePartial = () => {
+    if (values.json)
+      writeFileSync(
+        values.json,
+        `${JSON.stringify({ date: new Date().toISOString(), machine: { ...machine(), ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}), ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}) }, settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, rtts, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results.filter((x) => Object.keys(x.runs).length > 0), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
+      );
+  };
   try {
     for (const [rtt, n] of rtts.flatMap((r) => (r > 0 ? rttSizes : sizes).map((x) => [r, x] as const))) {
       const size: SizeResult = { nodes: n, ...(rtt > 0 ? { rttMs: rtt } : {}), runs: {}, upMs: [] };
@@ -369,6 +380,7 @@ async function main(): Promise<void> {
           log(
             `  first ${(run.first.wallMs / 1000).toFixed(2)} s (changed ${run.first.changed}); no-op ${noopText}; no-op ssh per node ${perNode(run.noops[0].ssh)}`,
           );
+          savePartial();
           if (tool === 'runner-fleet' && r === 0 && !size.fleetMemory) {
             const st = fleetStatus();
             size.fleetMemory = {
@@ -380,12 +392,6 @@ async function main(): Promise<void> {
         }
       }
       printSize(size);
-      // Saved after every size, so a long run cut short keeps what it measured (render it with --from-json).
-      if (values.json)
-        writeFileSync(
-          values.json,
-          `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results, totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
-        );
     }
     let profile: Profile | undefined;
     if (values.profile) {
@@ -433,6 +439,40 @@ async function main(): Promise<void> {
     if (!values.keep) await teardown(() => {}).catch((err: Error) => log(`teardown: ${err.message}`));
     rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/** Runs saved separately (--json) as one result: the first file's machine, every file's sizes and runs, the commands joined. */
+function mergeResults(results: BenchResult[]): BenchResult {
+  const [first, ...rest] = results;
+  if (rest.length === 0) return first;
+  const sizes: SizeResult[] = [];
+  for (const r of results)
+    for (const x of r.sizes) {
+      const same = sizes.find((y) => y.nodes === x.nodes && (y.rttMs ?? 0) === (x.rttMs ?? 0));
+      if (!same) {
+        sizes.push(structuredClone(x));
+        continue;
+      }
+      for (const [tool, runs] of Object.entries(x.runs) as [ToolName, ToolRun[]][])
+        (same.runs[tool] ??= []).push(...runs);
+      same.upMs.push(...x.upMs);
+      same.fleetMemory ??= x.fleetMemory;
+    }
+  return {
+    ...first,
+    machine: { ...Object.assign({}, ...results.map((r) => r.machine)) },
+    settings: {
+      ...first.settings,
+      command: results.map((r) => r.settings.command).join('` and `'),
+      sizes: [...new Set(results.flatMap((r) => r.settings.sizes))],
+      rtts: [...new Set(results.flatMap((r) => r.settings.rtts ?? [0]))],
+      variants: results
+        .flatMap((r) => r.settings.variants)
+        .filter((v, i, all) => all.findIndex((w) => w.name === v.name) === i),
+    },
+    sizes,
+    totalMs: results.reduce((a, r) => a + r.totalMs, 0),
+  };
 }
 
 /** Everything below this line in RESULTS.md is written by hand and survives a rewrite. */
