@@ -233,6 +233,51 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     await apply('dood');
   });
 
+  it('runners.version: the new image rolls out one node at a time, and the old pod on pi1 finishes its running job first', async () => {
+    // A second tag of the one real runner image (only 17.9.3 exists as a real build): what a version change does to
+    // the pods, the DaemonSet's image, is then real. The registry's own API copies the manifest under the new tag.
+    const repo = `http://${fleet.registry}/v2/runner-fleet/gitlab-runner/manifests`;
+    const accept =
+      'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+    const got = await fetch(`${repo}/17.9.3`, { headers: { accept } });
+    expect(got.status).toBe(200);
+    const put = await fetch(`${repo}/17.9.2`, {
+      method: 'PUT',
+      headers: { 'content-type': got.headers.get('content-type')! },
+      body: Buffer.from(await got.arrayBuffer()),
+    });
+    expect(put.status).toBe(201);
+    const pinned = variant((inv) => {
+      inv.runners.version = '17.9.2';
+      inv.runners.image = `${fleet.registry}/runner-fleet/gitlab-runner:{version}`;
+    });
+    const pi1 = records().find((r) => r.node === 'pi1')!;
+    const before = runnerPods('dood');
+    const running = job('dood', { node: 'pi1', beforeScript: [holdJob(20)] });
+    await whenJobHeld(base.gitlab.url);
+    const report = await apply('dood', pinned);
+    const update = report.cluster!.changes.find((c) =>
+      /DaemonSet gitlab-runner\/gitlab-runner-dood/.test(c.detail),
+    );
+    expect(update?.detail).toMatch(
+      /gitlab-runner \S+:17\.9\.3 → \S+:17\.9\.2, one node at a time \(each old pod finishes its running jobs first\)/,
+    );
+    // The job that held pi1's old pod through the rollout finished and pushed.
+    expectPushed(await running);
+    const after = runnerPods('dood');
+    expect(after.map((p) => p.node)).toEqual(before.map((p) => p.node));
+    for (const p of after) expect(p.uid, p.node).not.toBe(before.find((b) => b.node === p.node)!.uid);
+    const images = (get(['-n', NS, 'get', 'pods', '-l', 'runner-fleet.dev/executor=dood']).items as any[])
+      .filter((p) => !p.metadata.deletionTimestamp)
+      .map((p) => p.spec.containers.find((c: any) => c.name === 'gitlab-runner').image);
+    expect(new Set(images)).toEqual(new Set([`${fleet.registry}/runner-fleet/gitlab-runner:17.9.2`]));
+    // The same runner manager across the rollout (the node's system_id), and nothing left to do.
+    expect(await managers(pi1.id)).toEqual([pi1.systemId]);
+    expect((await apply('dood', pinned)).changed).toBe(0);
+    expectPushed(await job('dood', { node: 'pi1', inventoryPath: pinned }));
+    await apply('dood');
+  });
+
   it.each([
     ['pi1', 'apt'],
     ['pi2', 'snap'],
