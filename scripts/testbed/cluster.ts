@@ -67,9 +67,24 @@ interface PidRecord {
   startTime: number;
 }
 
-/** Runs the build script (a no-op when built) and returns the bin dir it prints. */
-export async function clusterBinDir(): Promise<string> {
-  const { stdout } = await sh`bash ${BUILD_SCRIPT}`;
+/** What a running test cluster and its real nodes use: every binary the build script makes but kubectl (tests only). */
+const CLUSTER_BINARIES = [
+  'kubelet',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'etcd',
+  'kwok',
+  'crictl',
+];
+
+/**
+ * Runs the build script (a no-op when built) and returns the bin dir it prints. `binaries`: only those (a cold
+ * `up` builds what it runs, not kubectl); default every one.
+ */
+export async function clusterBinDir(binaries?: string[]): Promise<string> {
+  const env = binaries ? { ...process.env, RUNNER_FLEET_CLUSTER_BINARIES: binaries.join(' ') } : process.env;
+  const { stdout } = await sh({ env })`bash ${BUILD_SCRIPT}`;
   const dir = stdout.trim().split('\n').pop() ?? '';
   if (!existsSync(join(dir, 'kube-apiserver')))
     throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
@@ -79,7 +94,7 @@ export async function clusterBinDir(): Promise<string> {
 export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   const stateDir = resolve(opts.stateDir);
   const timeoutMs = (opts.timeout ?? 60) * 1000;
-  const bin = opts.binDir ?? (await clusterBinDir());
+  const bin = opts.binDir ?? (await clusterBinDir(CLUSTER_BINARIES));
   await stopCluster(stateDir);
   // Wiped on start, but only a directory that is empty or that we made: a wrong path must not lose data.
   if (existsSync(stateDir) && readdirSync(stateDir).length > 0 && !existsSync(join(stateDir, STATE_MARKER))) {
