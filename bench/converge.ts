@@ -340,13 +340,34 @@ async function main(): Promise<void> {
   const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
+  // What the run is and where it ran: the same for the partial saves and the final result, so asked for once.
+  const machineInfo: BenchResult['machine'] = {
+    ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined),
+    ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}),
+    ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}),
+  };
+  const settings: BenchResult['settings'] = {
+    command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`,
+    sizes,
+    rtts,
+    runs,
+    ansibleRuns,
+    noops,
+    ansibleNoops,
+    concurrency,
+    ansible: Boolean(values.ansible),
+    peers: Boolean(values.peers),
+    variants: ansibleVariants
+      .filter((v) => tools.includes(v.name as ToolName))
+      .map(({ name, describe }) => ({ name, describe })),
+  };
   const results: SizeResult[] = [];
   // Saved after every tool's run, so a long run cut short keeps what it measured (render it with --from-json).
   const savePartial = () => {
     if (values.json)
       writeFileSync(
         values.json,
-        `${JSON.stringify({ date: new Date().toISOString(), machine: { ...machine(), ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}), ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}) }, settings: { command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`, sizes, rtts, runs, ansibleRuns, noops, ansibleNoops, concurrency, ansible: Boolean(values.ansible), peers: Boolean(values.peers), variants: [] }, sizes: results.filter((x) => Object.keys(x.runs).length > 0), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
+        `${JSON.stringify({ date: new Date().toISOString(), machine: machineInfo, settings, sizes: results.filter((x) => Object.keys(x.runs).length > 0), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
       );
   };
   try {
@@ -402,26 +423,8 @@ async function main(): Promise<void> {
     }
     const result: BenchResult = {
       date: new Date().toISOString(),
-      machine: {
-        ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined),
-        ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}),
-        ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}),
-      },
-      settings: {
-        command: `npx tsx bench/converge.ts ${process.argv.slice(2).join(' ')}`,
-        sizes,
-        rtts,
-        runs,
-        ansibleRuns,
-        noops,
-        ansibleNoops,
-        concurrency,
-        ansible: Boolean(values.ansible),
-        peers: Boolean(values.peers),
-        variants: ansibleVariants
-          .filter((v) => tools.includes(v.name as ToolName))
-          .map(({ name, describe }) => ({ name, describe })),
-      },
+      machine: machineInfo,
+      settings,
       sizes: results,
       ...(profile ? { profile } : {}),
       totalMs: performance.now() - t0,
