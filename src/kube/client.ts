@@ -207,19 +207,7 @@ export class KubeClient {
 
   /** Creates an object (POST). An object that exists already is an ApiError with status 409 (AlreadyExists). */
   async create(obj: KubeObject, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
-    commandTrace.emit?.('cluster', `create ${describeObject(obj)}`);
-    try {
-      return plain(
-        await this.objects.create(
-          obj as KubernetesObject,
-          undefined,
-          undefined,
-          opts.fieldManager ?? FIELD_MANAGER,
-        ),
-      );
-    } catch (err) {
-      throw this.toApiError(err, `create ${describeObject(obj)}`);
-    }
+    return this.write('create', obj, opts.fieldManager);
   }
 
   /**
@@ -229,18 +217,21 @@ export class KubeClient {
   async replace(obj: KubeObject, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
     if (!obj.metadata.resourceVersion)
       throw new Error(`replace ${describeObject(obj)}: no resourceVersion to replace`);
-    commandTrace.emit?.('cluster', `replace ${describeObject(obj)}`);
+    return this.write('replace', obj, opts.fieldManager);
+  }
+
+  /** POST or PUT of a whole object under runner-fleet's field manager (or the one given), traced, errors reduced. */
+  private async write(
+    verb: 'create' | 'replace',
+    obj: KubeObject,
+    fieldManager = FIELD_MANAGER,
+  ): Promise<KubeObject> {
+    const what = `${verb} ${describeObject(obj)}`;
+    commandTrace.emit?.('cluster', what);
     try {
-      return plain(
-        await this.objects.replace(
-          obj as KubernetesObject,
-          undefined,
-          undefined,
-          opts.fieldManager ?? FIELD_MANAGER,
-        ),
-      );
+      return plain(await this.objects[verb](obj as KubernetesObject, undefined, undefined, fieldManager));
     } catch (err) {
-      throw this.toApiError(err, `replace ${describeObject(obj)}`);
+      throw this.toApiError(err, what);
     }
   }
 
