@@ -495,18 +495,23 @@ interface Pki {
   nodes: Record<string, { cert: string; key: string }>;
 }
 
+/** `openssl req` making a self-signed P-256 certificate with a new, unencrypted key: the CA and every leaf. */
+const NEW_EC_CERT = [
+  'req',
+  '-x509',
+  '-new',
+  '-newkey',
+  'ec',
+  '-pkeyopt',
+  'ec_paramgen_curve:prime256v1',
+  '-nodes',
+];
+
 async function makePki(dir: string, bind: string, kubelets: string[]): Promise<Pki> {
   await ensureOpenssl();
   const f = (n: string): string => join(dir, n);
   await openssl([
-    'req',
-    '-x509',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
+    ...NEW_EC_CERT,
     '-keyout',
     f('ca.key'),
     '-out',
@@ -542,14 +547,7 @@ async function makePki(dir: string, bind: string, kubelets: string[]): Promise<P
       ].join('\n'),
     );
     await openssl([
-      'req',
-      '-x509',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
+      ...NEW_EC_CERT,
       '-keyout',
       f(`${name}.key`),
       '-out',
