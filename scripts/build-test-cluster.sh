@@ -43,18 +43,16 @@ log() { echo "[build-test-cluster] $*" >&2; }
 exec 9>"$CACHE/.build-test-cluster.lock"
 flock 9
 
-# crictl first with kubelet (below): the real test nodes need only these two from this script.
-if wants crictl && ! crictl_ok; then
-  log "building crictl $CRICTL_VERSION"
+# crictl, etcd and kwok are modules of their own: built in the background while Kubernetes' modules download and
+# compile, so their downloads overlap that work instead of preceding or following it (the CPU work is the same; a
+# cold build waits less).
+build_crictl() {
   GOBIN=$BIN.crictl go install -trimpath \
     -ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
     "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
   mv "$BIN.crictl/crictl" "$BIN/crictl"; rmdir "$BIN.crictl"
   echo "$CRICTL_VERSION" > "$BIN/.crictl.version"
-fi
-
-# etcd and kwok are modules of their own: built in the background while Kubernetes compiles, so their module
-# downloads overlap its compile instead of following it (the CPU work is the same; a cold build waits less).
+}
 build_etcd() {
   local etcd_mod=$CACHE/src/etcd-$ETCD_VERSION
   mkdir -p "$etcd_mod"; cd "$etcd_mod"
@@ -70,6 +68,11 @@ build_kwok() {
 background=()
 # A failed Kubernetes build ends the script: the background builds go with it.
 trap 'for j in "${background[@]}"; do kill "${j%%:*}" 2>/dev/null || :; done' EXIT
+if wants crictl && ! crictl_ok; then
+  log "building crictl $CRICTL_VERSION (in the background)"
+  (build_crictl) >"$CACHE/.build-crictl.log" 2>&1 &
+  background+=("$!:crictl")
+fi
 if wants etcd && [ ! -x "$BIN/etcd" ]; then
   log "building etcd $ETCD_VERSION (in the background)"
   (build_etcd) >"$CACHE/.build-etcd.log" 2>&1 &

@@ -67,34 +67,56 @@ interface PidRecord {
   startTime: number;
 }
 
-/** What a running test cluster and its real nodes use: every binary the build script makes but kubectl (tests only). */
-const CLUSTER_BINARIES = [
-  'kubelet',
-  'kube-apiserver',
-  'kube-controller-manager',
-  'kube-scheduler',
-  'etcd',
-  'kwok',
-  'crictl',
-];
+/** Binaries a cluster runs: the control plane; kubelet and crictl for real nodes; kwok for the nodes it plays. */
+export function clusterBinaries(need: { kubelets: boolean; kwok: boolean }): string[] {
+  return [
+    'kube-apiserver',
+    'kube-controller-manager',
+    'kube-scheduler',
+    'etcd',
+    ...(need.kubelets ? ['kubelet', 'crictl'] : []),
+    ...(need.kwok ? ['kwok'] : []),
+  ];
+}
+
+/** Whether startCluster launches kwok: only when some Node object has no kubelet behind it. */
+function needsKwok(opts: Pick<ClusterOptions, 'nodes' | 'extraNodes'>): boolean {
+  return opts.nodes.length + (opts.extraNodes ?? []).length > 0;
+}
 
 /**
  * Runs the build script (a no-op when built) and returns the bin dir it prints. `binaries`: only those (a cold
- * `up` builds what it runs, not kubectl); default every one.
+ * `up` builds what it runs, not kubectl); default every one. An abort kills the build (its go processes too).
  */
-export async function clusterBinDir(binaries?: string[]): Promise<string> {
+export async function clusterBinDir(binaries?: string[], abort?: AbortSignal): Promise<string> {
   const env = binaries ? { ...process.env, RUNNER_FLEET_CLUSTER_BINARIES: binaries.join(' ') } : process.env;
-  const { stdout } = await sh({ env })`bash ${BUILD_SCRIPT}`;
-  const dir = stdout.trim().split('\n').pop() ?? '';
-  if (!existsSync(join(dir, 'kube-apiserver')))
-    throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
-  return dir;
+  const build = sh({ env })`bash ${BUILD_SCRIPT}`;
+  const kill = (): void => {
+    // zx ends the whole tree (go and its compilers). Throws when the build already settled: nothing to end then.
+    try {
+      void build.kill().catch(() => {});
+    } catch {
+      /* settled */
+    }
+  };
+  abort?.addEventListener('abort', kill, { once: true });
+  try {
+    const { stdout } = await build;
+    const dir = stdout.trim().split('\n').pop() ?? '';
+    if (!existsSync(join(dir, 'kube-apiserver')))
+      throw new Error(`build-test-cluster.sh printed no bin dir (got "${dir}")`);
+    return dir;
+  } finally {
+    abort?.removeEventListener('abort', kill);
+  }
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   const stateDir = resolve(opts.stateDir);
   const timeoutMs = (opts.timeout ?? 60) * 1000;
-  const bin = opts.binDir ?? (await clusterBinDir(CLUSTER_BINARIES));
+  const kubelets = opts.kubelets ?? [];
+  const kwok = needsKwok(opts);
+  const bin = opts.binDir ?? (await clusterBinDir(clusterBinaries({ kubelets: kubelets.length > 0, kwok })));
   await stopCluster(stateDir);
   // Wiped on start, but only a directory that is empty or that we made: a wrong path must not lose data.
   if (existsSync(stateDir) && readdirSync(stateDir).length > 0 && !existsSync(join(stateDir, STATE_MARKER))) {
@@ -108,7 +130,6 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   writeFileSync(join(stateDir, STATE_MARKER), '');
 
   const bind = opts.bindAddress ?? '127.0.0.1';
-  const kubelets = opts.kubelets ?? [];
   const [etcdClient, etcdPeer] = await freePorts(2);
   const [apiPort] = await freePorts(1, bind);
   const pids: PidRecord[] = [];
@@ -214,22 +235,25 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
         '--leader-elect=false',
         '--v=1',
       ]),
-      launch(
-        stateDir,
-        'kwok',
-        join(bin, 'kwok'),
-        [
-          `--kubeconfig=${kubeconfigs.kwok}`,
-          `--config=${STAGES}`,
-          `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
-          '--node-lease-duration-seconds=40',
-          '--node-ip=198.18.0.1',
-          '--cidr=10.244.0.0/16',
-        ],
-        // kwok also reads ~/.kwok/kwok.yaml when it exists; a private HOME keeps a developer's file out.
-        { HOME: join(stateDir, 'kwok-home') },
-      ),
     );
+    if (kwok)
+      pids.push(
+        launch(
+          stateDir,
+          'kwok',
+          join(bin, 'kwok'),
+          [
+            `--kubeconfig=${kubeconfigs.kwok}`,
+            `--config=${STAGES}`,
+            `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
+            '--node-lease-duration-seconds=40',
+            '--node-ip=198.18.0.1',
+            '--cidr=10.244.0.0/16',
+          ],
+          // kwok also reads ~/.kwok/kwok.yaml when it exists; a private HOME keeps a developer's file out.
+          { HOME: join(stateDir, 'kwok-home') },
+        ),
+      );
     writePids(stateDir, pids);
 
     const client = new ApiClient(server, admin);

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
-import { startCluster, stopCluster } from './cluster.js';
+import { clusterBinDir, clusterBinaries, startCluster, stopCluster } from './cluster.js';
 import {
   removeNodeCgroups,
   restoreSysctls,
@@ -14,7 +14,7 @@ import {
 import { PAUSE_REF, cacheRoot, ensureTestImages } from './images.js';
 import { net } from './paths.js';
 import { REGISTRY } from './registry.js';
-import type { TestbedService } from './services.js';
+import type { InventoryFields, ServiceContext, TestbedService } from './services.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 
@@ -78,55 +78,84 @@ async function pauseImage(): Promise<PauseImage> {
   return (await ensureTestImages()).pause;
 }
 
-export const clusterService: TestbedService = {
-  name: 'cluster',
-  async start(ctx) {
-    const real = kwokForAll() ? [] : ctx.nodes;
-    const pause = real.length > 0 ? await pauseImage() : undefined;
-    if (real.length > 0) saveSysctls();
-    const cluster = await startCluster({
-      stateDir: join(ctx.dir, 'k8s'),
-      nodes: kwokForAll() ? ctx.nodes.map((n) => n.name) : [],
-      kubelets: real.map((n) => n.name),
-      extraNodes: EXTRA_CLUSTER_NODES,
-      bindAddress: net.hostAddr(),
-      startKubelets: async (plane) => {
-        writeFileSync(join(ctx.dir, 'bin-dir'), plane.binDir);
-        ctx.log(`starting containerd and kubelet on ${real.length} node(s)`);
-        // Four at a time: each is a containerd start, an image import and a kubelet launch (~1 s of CPU).
-        const queue = [...real];
-        const worker = async (): Promise<void> => {
-          for (let node = queue.shift(); node; node = queue.shift()) {
-            await startNodeKubelet(node, ctx.stateRoot, {
-              binDir: plane.binDir,
-              caFile: plane.caFile,
-              kubeconfig: plane.nodeKubeconfigs[node.name],
-              pause: pause!,
-              registry: REGISTRY,
-            });
-          }
-        };
-        await Promise.all(Array.from({ length: Math.min(4, real.length) }, worker));
-      },
-    });
-    ctx.log(`kubernetes test cluster on ${cluster.server}`);
-    // Real kubelets pull the 155 MB runner image on first use: on a loaded 2-core machine that alone has taken over 60 s.
-    return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240 } };
-  },
-  async stop(ctx) {
-    const binDir = existsSync(join(ctx.dir, 'bin-dir'))
-      ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim()
-      : undefined;
-    const errors: string[] = [];
-    // Kubelets (and their pods) before the control plane: a kubelet without its apiserver cannot finish anything.
-    for (const node of ctx.nodes) {
-      await stopNodeKubelet(node, ctx.stateRoot, binDir && join(binDir, 'crictl')).catch((e: Error) =>
-        errors.push(`${node.name}: ${e.message}`),
-      );
-    }
-    await stopCluster(join(ctx.dir, 'k8s'));
-    removeNodeCgroups();
-    restoreSysctls();
-    if (errors.length > 0) throw new Error(errors.join('; '));
-  },
-};
+export interface ClusterServiceOptions {
+  /** Node objects no fleet node stands behind (kwok plays them); default EXTRA_CLUSTER_NODES */
+  extraNodes?: string[];
+}
+
+/**
+ * The cluster service. Its prepare step builds the binaries (a cold machine compiles them from Go modules) while the
+ * nodes and the services before it start. Without kwok-played nodes (no extra node, real kubelets) kwok is neither
+ * built nor run.
+ */
+export function makeClusterService(opts: ClusterServiceOptions = {}): TestbedService<string> {
+  const extraNodes = opts.extraNodes ?? EXTRA_CLUSTER_NODES;
+  return {
+    name: 'cluster',
+    prepare: ({ signal }) =>
+      clusterBinDir(
+        clusterBinaries({ kubelets: !kwokForAll(), kwok: kwokForAll() || extraNodes.length > 0 }),
+        signal,
+      ),
+    start: (ctx, binDir) => startClusterService(ctx, extraNodes, binDir),
+    stop: stopClusterService,
+  };
+}
+
+export const clusterService = makeClusterService();
+
+async function startClusterService(
+  ctx: ServiceContext,
+  extraNodes: string[],
+  binDir: string | undefined,
+): Promise<InventoryFields> {
+  const real = kwokForAll() ? [] : ctx.nodes;
+  const pause = real.length > 0 ? await pauseImage() : undefined;
+  if (real.length > 0) saveSysctls();
+  const cluster = await startCluster({
+    stateDir: join(ctx.dir, 'k8s'),
+    nodes: kwokForAll() ? ctx.nodes.map((n) => n.name) : [],
+    kubelets: real.map((n) => n.name),
+    extraNodes,
+    bindAddress: net.hostAddr(),
+    binDir,
+    startKubelets: async (plane) => {
+      writeFileSync(join(ctx.dir, 'bin-dir'), plane.binDir);
+      ctx.log(`starting containerd and kubelet on ${real.length} node(s)`);
+      // Four at a time: each is a containerd start, an image import and a kubelet launch (~1 s of CPU).
+      const queue = [...real];
+      const worker = async (): Promise<void> => {
+        for (let node = queue.shift(); node; node = queue.shift()) {
+          await startNodeKubelet(node, ctx.stateRoot, {
+            binDir: plane.binDir,
+            caFile: plane.caFile,
+            kubeconfig: plane.nodeKubeconfigs[node.name],
+            pause: pause!,
+            registry: REGISTRY,
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(4, real.length) }, worker));
+    },
+  });
+  ctx.log(`kubernetes test cluster on ${cluster.server}`);
+  // Real kubelets pull the 155 MB runner image on first use: on a loaded 2-core machine that alone has taken over 60 s.
+  return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240 } };
+}
+
+async function stopClusterService(ctx: ServiceContext): Promise<void> {
+  const binDir = existsSync(join(ctx.dir, 'bin-dir'))
+    ? readFileSync(join(ctx.dir, 'bin-dir'), 'utf8').trim()
+    : undefined;
+  const errors: string[] = [];
+  // Kubelets (and their pods) before the control plane: a kubelet without its apiserver cannot finish anything.
+  for (const node of ctx.nodes) {
+    await stopNodeKubelet(node, ctx.stateRoot, binDir && join(binDir, 'crictl')).catch((e: Error) =>
+      errors.push(`${node.name}: ${e.message}`),
+    );
+  }
+  await stopCluster(join(ctx.dir, 'k8s'));
+  removeNodeCgroups();
+  restoreSysctls();
+  if (errors.length > 0) throw new Error(errors.join('; '));
+}

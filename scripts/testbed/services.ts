@@ -38,9 +38,22 @@ export interface ServiceContext {
   ) => number;
 }
 
-export interface TestbedService {
+/** What a service's prepare step gets: it runs before any node exists. */
+export interface PrepareContext {
+  log: (msg: string) => void;
+  /** aborted when `up` fails: a prepare step stops the processes it started */
+  signal: AbortSignal;
+}
+
+/** P: what prepare hands to start. */
+export interface TestbedService<P = unknown> {
   name: string;
-  start(ctx: ServiceContext): Promise<InventoryFields>;
+  /**
+   * Optional: work that needs no running node or earlier service (builds into the cache, image layers), started
+   * when `up` begins so that it overlaps the nodes' start and the services before this one. `start` gets its result.
+   */
+  prepare?(ctx: PrepareContext): Promise<P>;
+  start(ctx: ServiceContext, prepared?: P): Promise<InventoryFields>;
   /** Must be safe to call when the service is not running, or twice. */
   stop(ctx: ServiceContext): Promise<void>;
 }
