@@ -1,5 +1,7 @@
 // Prepares this machine for the test fleet, idempotently: apt packages, the `pi` user and its sudo rule, mount points.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { cacheRoot } from './images.js';
 import { NODE_MOUNTS } from './paths.js';
 import { sh } from './procs.js';
 
@@ -36,6 +38,15 @@ const SUDOERS_RULE =
 export async function ensureHost(log: (msg: string) => void = () => {}): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error('the test fleet needs root (namespaces, mounts, a network namespace)');
+  // The nodes run binaries and import images from the cache: it must not be under a path each node has its own of.
+  const cache = resolve(cacheRoot());
+  // An overlay shows the machine's files through; a plain mount hides them.
+  const own = NODE_MOUNTS.filter((m) => !m.overlay);
+  const hidden = own.find((m) => cache === m.path || cache.startsWith(`${m.path}/`));
+  if (hidden)
+    throw new Error(
+      `RUNNER_FLEET_CACHE=${cache} is under ${hidden.path}, which every test node has its own of: the nodes could not see the binaries and images in it (use a path outside ${own.map((m) => m.path).join(', ')}, e.g. /var/tmp/runner-fleet-cache)`,
+    );
   await ensurePackages(HOST_PACKAGES, log);
   await ensurePiUser(log);
   ensureSudoRule(log);
