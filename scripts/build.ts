@@ -1,0 +1,41 @@
+// `npm run build`: the compiled entry, dist/provision.js, for fleets that run runner-fleet from cron or CI (no npx,
+// no tsx). Start-up is part of every no-op rerun (issue 14): the code that runs before the first SSH connect, the
+// packages it uses included, is bundled into a few files, so node reads and links a handful of modules instead of
+// some two hundred (measured: 141 -> 96 ms from node's start to the first connect; bench/RESULTS.md). ssh2 is bundled
+// too: its optional native crypto binding and cpu-features stay outside, so the bundle uses ssh2's own JavaScript
+// and node's crypto (ssh2's fallback; the negotiated cipher, aes128-gcm, is node's either way). Left as packages,
+// loaded only when a command needs them:
+// - @kubernetes/client-node and openpgp: large, and imported after the SSH work has started (or never);
+// - zx: only `render --seal` starts a local process.
+import { chmodSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+
+const REPO = join(import.meta.dirname, '..');
+const OUT = join(REPO, 'dist');
+
+rmSync(OUT, { recursive: true, force: true });
+await build({
+  entryPoints: [join(REPO, 'provision.ts')],
+  outdir: OUT,
+  bundle: true,
+  splitting: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  external: ['*.node', 'cpu-features', '@kubernetes/client-node', 'openpgp', 'zx'],
+  // CommonJS packages in an ES module bundle still call require() for node's built-ins, and ssh2 reads __dirname.
+  banner: {
+    js: [
+      '#!/usr/bin/env node',
+      "import { createRequire as __rfRequire } from 'node:module';",
+      "import { dirname as __rfDirname } from 'node:path';",
+      "import { fileURLToPath as __rfPath } from 'node:url';",
+      'const require = __rfRequire(import.meta.url);',
+      'const __filename = __rfPath(import.meta.url);',
+      'const __dirname = __rfDirname(__filename);',
+    ].join('\n'),
+  },
+  logLevel: 'warning',
+});
+chmodSync(join(OUT, 'provision.js'), 0o755);
