@@ -263,7 +263,8 @@ async function main(): Promise<void> {
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
   --down      only tear down a kept fleet
-  --from-json FILE  render a run saved with --json (with --write: into bench/RESULTS.md) instead of running
+  --from-json FILE  render a run saved with --json (with --write: into bench/RESULTS.md) instead of running;
+              a,b,c merges runs (a later file's runs of a tool at a size replace an earlier one's)
 `);
     return;
   }
@@ -456,10 +457,10 @@ function mergeResults(results: BenchResult[]): BenchResult {
         sizes.push(structuredClone(x));
         continue;
       }
-      for (const [tool, runs] of Object.entries(x.runs) as [ToolName, ToolRun[]][])
-        (same.runs[tool] ??= []).push(...runs);
-      same.upMs.push(...x.upMs);
-      same.fleetMemory ??= x.fleetMemory;
+      // A later file's runs of a tool at this size replace an earlier file's: a partial rerun updates the tables.
+      for (const [tool, runs] of Object.entries(x.runs) as [ToolName, ToolRun[]][]) same.runs[tool] = runs;
+      same.upMs = x.upMs;
+      same.fleetMemory = x.fleetMemory ?? same.fleetMemory;
     }
   return {
     ...first,
