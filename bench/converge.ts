@@ -279,6 +279,8 @@ async function main(): Promise<void> {
     if (values.write) {
       writeResults(join(REPO, 'bench', 'RESULTS.md'), markdown);
       writeFileSync(join(REPO, 'bench', 'noop.svg'), renderPlot(saved));
+      // The raw samples behind the tables, as a measured run writes them.
+      writeFileSync(join(REPO, 'bench', 'RESULTS.json'), `${JSON.stringify(saved, null, 2)}\n`);
     }
     return;
   }

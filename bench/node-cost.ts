@@ -1,62 +1,40 @@
-// Node-side cost of a no-op rerun (issue 14): the CPU each test node spends serving one `plan`, and its parts.
+// Node-side cost of a no-op rerun (issue 14): the CPU the test fleet's nodes spend serving one `plan`, and its parts.
 // On the test fleet every node's sshd, sudo and dockerd run on the tool's own cores, so this is what bounds the
 // large-fleet and high-RTT rows of bench/RESULTS.md. Needs a fleet up (`testbed.ts up`) and `npm run build`.
 //
-//   npx tsx bench/node-cost.ts [--runs 10]        (RUNNER_FLEET_TESTBED_SLOT picks the fleet, as for testbed.ts)
+//   npx tsx bench/node-cost.ts [--runs 5]        (RUNNER_FLEET_TESTBED_SLOT picks the fleet, as for testbed.ts)
 //
-// How: the CPU (user + system, the process and every child it reaped) of each node's listening sshd and of its
-// dockerd, from /proc/<pid>/stat, before and after the same remote command; the difference over all nodes and
-// runs, per node and run. sshd's share holds the connection, the session, sudo and what the session ran; dockerd's
-// holds the API calls `docker info` makes and the programs dockerd runs for it (runc and docker-init --version).
-import { readFileSync } from 'node:fs';
+// How: the whole machine's busy CPU time (/proc/stat: user, system, irq, softirq) while the same remote command
+// runs on every node, minus the client's own CPU (its rusage, through /usr/bin/time) and minus what the idle
+// machine used in the same time (measured before). Machine-wide on purpose: sshd's per-connection processes are
+// reaped by whoever holds PID 1 here (they outlive their parent), and the network stack works in softirq; a
+// per-process count misses both (it did: 32 ms per node, against ~80 here).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { $ } from 'zx';
 import { DOCKER_INFO, FILE_FN } from '../src/host/facts.js';
 import { files, stateRoot } from '../scripts/testbed/paths.js';
-import { listProcesses } from '../scripts/testbed/procs.js';
-import { sshdPid, type NodeRecord } from '../scripts/testbed/node.js';
+import type { NodeRecord } from '../scripts/testbed/node.js';
 import { REPO } from './lib/runner-fleet.js';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
-function cpuTicks(pid: number): number {
-  // After the `(comm)` field: state is field 3; utime, stime, cutime, cstime are fields 14–17.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i]), 0);
+/** Busy time of all CPUs together, ms: user, nice, system, irq, softirq, steal. */
+function machineBusyMs(): number {
+  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  const [user, nice, system, , , irq, softirq, steal] = f.map(Number);
+  return (user + nice + system + irq + softirq + steal) * TICK_MS;
 }
 
-interface Watched {
-  node: string;
-  sshd: number;
-  dockerd?: number;
-}
-
-function watched(nodes: NodeRecord[], root: string): Watched[] {
-  const procs = listProcesses();
-  return nodes.map((n) => {
-    const sshd = sshdPid(n, root);
-    if (sshd === undefined) throw new Error(`${n.name}: no sshd running`);
-    const dockerd = procs.find((p) => p.comm === 'dockerd' && p.mntns === n.mntns)?.pid;
-    return { node: n.name, sshd, dockerd };
-  });
-}
-
-function snapshot(w: Watched[]): { sshd: number; dockerd: number } {
-  let sshd = 0;
-  let dockerd = 0;
-  for (const n of w) {
-    sshd += cpuTicks(n.sshd);
-    if (n.dockerd) dockerd += cpuTicks(n.dockerd);
-  }
-  return { sshd, dockerd };
-}
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 interface Part {
   name: string;
-  /** runs once per round: over SSH on every node (remote), or the tool itself (local) */
-  run: (nodes: NodeRecord[]) => Promise<void>;
+  /** runs the client(s) once over every node; `time` wraps each client process to count its CPU */
+  run: (time: string[]) => Promise<void>;
 }
 
 async function main(): Promise<void> {
@@ -72,16 +50,26 @@ async function main(): Promise<void> {
     gitlab: { registry?: string | string[] };
   };
   const user = inventory.ssh.user;
-  const ssh = (n: NodeRecord, cmd: string) =>
+  const dir = mkdtempSync(join(tmpdir(), 'rf-node-cost-'));
+  const clientLog = join(dir, 'client-times');
+  // %U %S of every client process, appended: their sum is the client side of a round.
+  const time = ['/usr/bin/time', '-a', '-o', clientLog, '-f', '%U %S'];
+  const clientMs = (): number =>
+    readFileSync(clientLog, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .reduce((sum, l) => sum + l.split(' ').reduce((a, x) => a + Number(x) * 1000, 0), 0);
+  const ssh = (t: string[], n: NodeRecord, cmd: string) =>
     $({
       quiet: true,
-    })`ssh -i ${files.identity(root)} -o UserKnownHostsFile=${files.knownHosts(root)} -o BatchMode=yes -p ${n.port} ${user}@${n.host} ${cmd}`;
-  const everywhere = (cmd: string) => async (nodes: NodeRecord[]) => {
+    })`${t} ssh -i ${files.identity(root)} -o UserKnownHostsFile=${files.knownHosts(root)} -o BatchMode=yes -p ${n.port} ${user}@${n.host} ${cmd}`;
+  const everywhere = (cmd: string) => async (t: string[]) => {
     // Ten at a time, as runner-fleet's default concurrency.
-    const queue = [...nodes];
+    const queue = [...state.nodes];
     await Promise.all(
-      Array.from({ length: Math.min(10, nodes.length) }, async () => {
-        for (let n = queue.shift(); n; n = queue.shift()) await ssh(n, cmd);
+      Array.from({ length: Math.min(10, state.nodes.length) }, async () => {
+        for (let n = queue.shift(); n; n = queue.shift()) await ssh(t, n, cmd);
       }),
     );
   };
@@ -94,44 +82,56 @@ async function main(): Promise<void> {
     { name: 'ssh + sudo + `docker info --format …`', run: everywhere(`sudo -n sh -c "${DOCKER_INFO}"`) },
     {
       name: 'the whole no-op: `node dist/provision.js plan`',
-      run: async () => {
+      run: async (t) => {
         await $({
           quiet: true,
           cwd: REPO,
-        })`node dist/provision.js plan --inventory ${state.inventory} --quiet`;
+        })`${t} node dist/provision.js plan --inventory ${state.inventory} --quiet`;
       },
     },
   ];
-  const w = watched(state.nodes, root);
-  const rows: string[] = [];
-  for (const part of parts) {
-    await part.run(state.nodes); // warm-up: page cache, sudo's timestamp dir, dockerd's first info
-    let sshd = 0;
-    let dockerd = 0;
-    for (let r = 0; r < runs; r++) {
-      const a = snapshot(w);
-      await part.run(state.nodes);
-      // The listener reaps a connection's sshd a moment after the client sees the exit.
-      await new Promise((res) => setTimeout(res, 200));
-      const b = snapshot(w);
-      sshd += b.sshd - a.sshd;
-      dockerd += b.dockerd - a.dockerd;
+  try {
+    // What the idle fleet costs per ms (daemons' housekeeping, the sandbox's own agent).
+    const b0 = machineBusyMs();
+    const t0 = performance.now();
+    await sleep(3000);
+    const idlePerMs = (machineBusyMs() - b0) / (performance.now() - t0);
+    const rows: string[] = [];
+    for (const part of parts) {
+      await part.run([]); // warm-up: page cache, sudo's timestamp dir, dockerd's first info
+      let nodeSide = 0;
+      let client = 0;
+      let wall = 0;
+      for (let r = 0; r < runs; r++) {
+        rmSync(clientLog, { force: true });
+        const busy0 = machineBusyMs();
+        const start = performance.now();
+        await part.run(time);
+        const elapsed = performance.now() - start;
+        // Processes the connection left (sshd reaping, PID 1 collecting zombies) finish within this.
+        await sleep(300);
+        const busy = machineBusyMs() - busy0 - idlePerMs * (elapsed + 300);
+        const c = clientMs();
+        client += c;
+        nodeSide += busy - c;
+        wall += elapsed;
+      }
+      const per = (ms: number) => (ms / (runs * state.nodes.length)).toFixed(1);
+      rows.push(`| ${part.name} | ${per(nodeSide)} | ${per(client)} | ${(wall / runs).toFixed(0)} |`);
     }
-    const per = (ticks: number) => (ticks * TICK_MS) / (runs * state.nodes.length);
-    rows.push(
-      `| ${part.name} | ${per(sshd).toFixed(1)} | ${per(dockerd).toFixed(1)} | ${per(sshd + dockerd).toFixed(1)} |`,
+    process.stdout.write(
+      [
+        `${state.nodes.length} nodes, ${runs} runs each; idle machine: ${(idlePerMs * 1000).toFixed(0)} ms of CPU per second.`,
+        '',
+        '| remote work, every node, 10 at a time | node side, CPU ms per node | client, CPU ms per node | wall ms per round |',
+        '| --- | --- | --- | --- |',
+        ...rows,
+        '',
+      ].join('\n'),
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  process.stdout.write(
-    [
-      `${state.nodes.length} nodes, ${runs} runs each; CPU ms per node and run (sshd tree / dockerd tree / both):`,
-      '',
-      '| remote work | sshd tree | dockerd tree | node total |',
-      '| --- | --- | --- | --- |',
-      ...rows,
-      '',
-    ].join('\n'),
-  );
 }
 
 main().catch((err: unknown) => {
