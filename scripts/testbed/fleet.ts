@@ -55,7 +55,9 @@ import {
   DEFAULT_SERVICES,
   recordedDaemons,
   serviceContext,
+  startPrepares,
   type InventoryFields,
+  type Prepared,
   type TestbedService,
 } from './services.js';
 
@@ -142,8 +144,6 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
 
   await down({ services, log });
   await ensureHost(log);
-  const abort = new AbortController();
-  const prepared = new Map<TestbedService, Promise<unknown>>();
   mkdirSync(root, { recursive: true });
   // pi's sshd session reads authorized_keys as pi: the path must be traversable.
   chmodSync(root, 0o755);
@@ -157,15 +157,10 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     stateDir: root,
   };
 
+  let prepared: Prepared | undefined;
   try {
     // Builds start now and overlap everything below; each service's start waits for its own.
-    for (const service of services) {
-      if (!service.prepare) continue;
-      const p = service.prepare({ log, signal: abort.signal });
-      // Awaited by the service's start, or settled on failure below: never an unhandled rejection meanwhile.
-      p.catch(() => {});
-      prepared.set(service, p);
-    }
+    prepared = startPrepares(services, log);
     await sh`ssh-keygen -q -t ed25519 -N ${''} -C runner-fleet-testbed -f ${files.identity(root)}`;
     writeFileSync(files.authorizedKeys(root), readFileSync(`${files.identity(root)}.pub`), { mode: 0o644 });
     const dpkg = readDpkgViews();
@@ -228,7 +223,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
       mkdirSync(ctx.dir, { recursive: true });
       state.services.push(service.name);
       saveState(state, root);
-      fields.push(await service.start(ctx, await prepared.get(service)));
+      fields.push(await service.start(ctx, await prepared.result(service)));
     }
     const inventoryText = writeInventory(
       state.inventory,
@@ -244,8 +239,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     return info(state);
   } catch (err) {
     log(`up failed, tearing down: ${(err as Error).message.split('\n')[0]}`);
-    abort.abort();
-    await Promise.allSettled(prepared.values());
+    await prepared?.abort();
     await down({ services, log }).catch((e: Error) => log(`down after failed up: ${e.message}`));
     throw err;
   }

@@ -67,6 +67,33 @@ export const DEFAULT_SERVICES: TestbedService[] = [
   clusterService,
 ];
 
+/** The prepare steps of an `up`, started together; each service's start waits for its own. */
+export interface Prepared {
+  /** what the service's prepare resolved to (undefined without one); rejects as it did */
+  result(service: TestbedService): Promise<unknown>;
+  /** aborts every prepare step and waits until each has settled */
+  abort(): Promise<void>;
+}
+
+export function startPrepares(services: TestbedService[], log: (msg: string) => void): Prepared {
+  const controller = new AbortController();
+  const running = new Map<TestbedService, Promise<unknown>>();
+  for (const service of services) {
+    if (!service.prepare) continue;
+    const p = service.prepare({ log, signal: controller.signal });
+    // Awaited by the service's start, or settled by abort: never an unhandled rejection meanwhile.
+    p.catch(() => {});
+    running.set(service, p);
+  }
+  return {
+    result: async (service) => running.get(service),
+    async abort() {
+      controller.abort();
+      await Promise.allSettled(running.values());
+    },
+  };
+}
+
 const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
 
 /**
