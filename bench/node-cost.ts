@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { $ } from 'zx';
 import { DOCKER_INFO, FILE_FN } from '../src/host/facts.js';
+import { mapPool } from '../src/pool.js';
 import { files, stateRoot } from '../scripts/testbed/paths.js';
 import type { NodeRecord } from '../scripts/testbed/node.js';
 import { REPO } from './lib/runner-fleet.js';
@@ -64,14 +65,9 @@ async function main(): Promise<void> {
     $({
       quiet: true,
     })`${t} ssh -i ${files.identity(root)} -o UserKnownHostsFile=${files.knownHosts(root)} -o BatchMode=yes -p ${n.port} ${user}@${n.host} ${cmd}`;
+  // Ten at a time, as runner-fleet's default concurrency.
   const everywhere = (cmd: string) => async (t: string[]) => {
-    // Ten at a time, as runner-fleet's default concurrency.
-    const queue = [...state.nodes];
-    await Promise.all(
-      Array.from({ length: Math.min(10, state.nodes.length) }, async () => {
-        for (let n = queue.shift(); n; n = queue.shift()) await ssh(t, n, cmd);
-      }),
-    );
+    await mapPool(state.nodes, 10, (n) => ssh(t, n, cmd));
   };
   const readFiles = `${FILE_FN}; emit_file /etc/docker/daemon.json; emit_file /etc/os-release`;
   const parts: Part[] = [

@@ -14,6 +14,7 @@ import {
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
+import { mapPool } from '../../src/pool.js';
 import {
   down,
   nodeFile,
@@ -58,8 +59,7 @@ const registryAddressOnly: TestbedService = {
 async function verboseSshdLogs(info: FleetInfo): Promise<void> {
   const root = stateRoot();
   // Twenty at a time, each given a minute: at 200 nodes on 2 cores, all at once with 10 s each timed out.
-  const queue = [...info.nodes];
-  const one = async (node: FleetInfo['nodes'][number]): Promise<void> => {
+  await mapPool(info.nodes, 20, async (node) => {
     const config = join(nodeDir(node.name, root), 'sshd_config');
     const text = readFileSync(config, 'utf8');
     if (!/^LogLevel VERBOSE$/m.test(text))
@@ -76,12 +76,7 @@ async function verboseSshdLogs(info: FleetInfo): Promise<void> {
     const ok = await waitFor(() => readTail(log, before).includes('Server listening'), 60_000, 20);
     if (!ok || !(await portOpen(node.host, node.port)))
       throw new Error(`${node.name}: sshd did not come back after SIGHUP`);
-  };
-  await Promise.all(
-    Array.from({ length: Math.min(20, queue.length) }, async () => {
-      for (let node = queue.shift(); node; node = queue.shift()) await one(node);
-    }),
-  );
+  });
 }
 
 function readTail(path: string, from: number): string {
