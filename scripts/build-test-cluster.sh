@@ -68,21 +68,15 @@ build_kwok() {
 background=()
 # A failed Kubernetes build ends the script: the background builds go with it.
 trap 'for j in "${background[@]}"; do kill "${j%%:*}" 2>/dev/null || :; done' EXIT
-if wants crictl && ! crictl_ok; then
-  log "building crictl $CRICTL_VERSION (in the background)"
-  (build_crictl) >"$CACHE/.build-crictl.log" 2>&1 &
-  background+=("$!:crictl")
-fi
-if wants etcd && [ ! -x "$BIN/etcd" ]; then
-  log "building etcd $ETCD_VERSION (in the background)"
-  (build_etcd) >"$CACHE/.build-etcd.log" 2>&1 &
-  background+=("$!:etcd")
-fi
-if wants kwok && [ ! -x "$BIN/kwok" ]; then
-  log "building kwok $KWOK_VERSION (in the background)"
-  (build_kwok) >"$CACHE/.build-kwok.log" 2>&1 &
-  background+=("$!:kwok")
-fi
+# in_background NAME VERSION: build_NAME in the background, its output in $CACHE/.build-NAME.log (shown if it fails).
+in_background() {
+  log "building $1 $2 (in the background)"
+  ("build_$1") >"$CACHE/.build-$1.log" 2>&1 &
+  background+=("$!:$1")
+}
+if wants crictl && ! crictl_ok; then in_background crictl "$CRICTL_VERSION"; fi
+if wants etcd && [ ! -x "$BIN/etcd" ]; then in_background etcd "$ETCD_VERSION"; fi
+if wants kwok && [ ! -x "$BIN/kwok" ]; then in_background kwok "$KWOK_VERSION"; fi
 
 # Kubernetes: a wrapper module whose replace list points every staging module (required at v0.0.0
 # in k8s.io/kubernetes' go.mod) at its published v0.X.Y twin.
