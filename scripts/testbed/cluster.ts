@@ -67,21 +67,24 @@ interface PidRecord {
   startTime: number;
 }
 
+/** Which Node objects a cluster has and who plays them (startCluster's options of that name). */
+export type ClusterNodes = Pick<ClusterOptions, 'nodes' | 'kubelets' | 'extraNodes'>;
+
+/** Whether startCluster launches kwok: only when some Node object has no kubelet behind it. */
+function needsKwok(opts: ClusterNodes): boolean {
+  return opts.nodes.length + (opts.extraNodes ?? []).length > 0;
+}
+
 /** Binaries a cluster runs: the control plane; kubelet and crictl for real nodes; kwok for the nodes it plays. */
-export function clusterBinaries(need: { kubelets: boolean; kwok: boolean }): string[] {
+export function clusterBinaries(opts: ClusterNodes): string[] {
   return [
     'kube-apiserver',
     'kube-controller-manager',
     'kube-scheduler',
     'etcd',
-    ...(need.kubelets ? ['kubelet', 'crictl'] : []),
-    ...(need.kwok ? ['kwok'] : []),
+    ...((opts.kubelets ?? []).length > 0 ? ['kubelet', 'crictl'] : []),
+    ...(needsKwok(opts) ? ['kwok'] : []),
   ];
-}
-
-/** Whether startCluster launches kwok: only when some Node object has no kubelet behind it. */
-function needsKwok(opts: Pick<ClusterOptions, 'nodes' | 'extraNodes'>): boolean {
-  return opts.nodes.length + (opts.extraNodes ?? []).length > 0;
 }
 
 /**
@@ -116,7 +119,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   const timeoutMs = (opts.timeout ?? 60) * 1000;
   const kubelets = opts.kubelets ?? [];
   const kwok = needsKwok(opts);
-  const bin = opts.binDir ?? (await clusterBinDir(clusterBinaries({ kubelets: kubelets.length > 0, kwok })));
+  const bin = opts.binDir ?? (await clusterBinDir(clusterBinaries(opts)));
   await stopCluster(stateDir);
   // Wiped on start, but only a directory that is empty or that we made: a wrong path must not lose data.
   if (existsSync(stateDir) && readdirSync(stateDir).length > 0 && !existsSync(join(stateDir, STATE_MARKER))) {

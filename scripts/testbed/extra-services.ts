@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
-import { clusterBinDir, clusterBinaries, startCluster, stopCluster } from './cluster.js';
+import { clusterBinDir, clusterBinaries, startCluster, stopCluster, type ClusterNodes } from './cluster.js';
 import {
   removeNodeCgroups,
   restoreSysctls,
@@ -92,17 +92,22 @@ export function makeClusterService(opts: ClusterServiceOptions = {}): TestbedSer
   const extraNodes = opts.extraNodes ?? EXTRA_CLUSTER_NODES;
   return {
     name: 'cluster',
+    // Before the nodes exist: which binaries depends only on whether there are fleet nodes, and `up` has one at least.
     prepare: ({ signal }) =>
-      clusterBinDir(
-        clusterBinaries({ kubelets: !kwokForAll(), kwok: kwokForAll() || extraNodes.length > 0 }),
-        signal,
-      ),
+      clusterBinDir(clusterBinaries(clusterNodes(['a fleet node'], extraNodes)), signal),
     start: (ctx, binDir) => startClusterService(ctx, extraNodes, binDir),
     stop: stopClusterService,
   };
 }
 
 export const clusterService = makeClusterService();
+
+/** The fleet's nodes as real kubelets, or all played by kwok (RUNNER_FLEET_TESTBED_KWOK=all), and the extra nodes. */
+function clusterNodes(fleet: string[], extraNodes: string[]): ClusterNodes {
+  return kwokForAll()
+    ? { nodes: fleet, kubelets: [], extraNodes }
+    : { nodes: [], kubelets: fleet, extraNodes };
+}
 
 async function startClusterService(
   ctx: ServiceContext,
@@ -114,9 +119,10 @@ async function startClusterService(
   if (real.length > 0) saveSysctls();
   const cluster = await startCluster({
     stateDir: join(ctx.dir, 'k8s'),
-    nodes: kwokForAll() ? ctx.nodes.map((n) => n.name) : [],
-    kubelets: real.map((n) => n.name),
-    extraNodes,
+    ...clusterNodes(
+      ctx.nodes.map((n) => n.name),
+      extraNodes,
+    ),
     bindAddress: net.hostAddr(),
     binDir,
     startKubelets: async (plane) => {
