@@ -466,7 +466,7 @@ function mergeResults(results: BenchResult[]): BenchResult {
     }
   return {
     ...first,
-    machine: { ...Object.assign({}, ...results.map((r) => r.machine)) },
+    machine: Object.assign({}, ...results.map((r) => r.machine)),
     settings: {
       ...first.settings,
       command: results.map((r) => r.settings.command).join('` and `'),
