@@ -273,6 +273,25 @@ const node = strict({
   microk8s: v.optional(bool(), true),
 });
 
+/** microk8s's pod network (Calico's and flannel's default there): 10.1.0.0/16. */
+export const DEFAULT_POD_CIDR = '10.1.0.0/16';
+
+/** `kubernetes.podCidr`: an IPv4 network written as iptables prints it (no host bits), so a rerun finds its rules. */
+function podCidrProblem(value: string): string | undefined {
+  const m = value.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/);
+  const octets = m ? m.slice(1, 5).map(Number) : [];
+  const bits = m ? Number(m[5]) : -1;
+  if (!m || octets.some((o) => o > 255) || bits < 1 || bits > 32)
+    return 'expected an IPv4 network such as 10.1.0.0/16';
+  const ip = ((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0;
+  const host = bits === 32 ? 0 : (ip & (0xffffffff >>> bits)) >>> 0;
+  if (host !== 0) {
+    const net = (ip - host) >>> 0;
+    return `has host bits set; the network is ${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join('.')}/${bits}`;
+  }
+  return undefined;
+}
+
 const kubernetes = strict({
   kubeconfig: v.optional(str()),
   context: v.optional(str()),
@@ -296,6 +315,11 @@ const kubernetes = strict({
     }),
     'runner-fleet.dev/runner',
   ),
+  /**
+   * The pods' address range on the nodes (microk8s: kube-proxy's --cluster-cidr). Where Docker set the FORWARD policy
+   * to DROP, runner-fleet accepts this range's traffic in DOCKER-USER (src/host/forwarding.ts).
+   */
+  podCidr: v.optional(v.pipe(str(), problem(podCidrProblem)), DEFAULT_POD_CIDR),
 });
 
 /**

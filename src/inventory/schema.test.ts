@@ -40,6 +40,19 @@ describe('parseInventory', () => {
     expect(inv.kubernetes.namespace).toBe('gitlab-runner');
   });
 
+  it("kubernetes.podCidr: microk8s's 10.1.0.0/16 unless given; an IPv4 network without host bits", () => {
+    expect(parseInventory(base, '/x/fleet.yaml').kubernetes.podCidr).toBe('10.1.0.0/16');
+    expect(
+      parseInventory(`${base}kubernetes: { podCidr: 10.244.0.0/24 }\n`, '/x/f.yaml').kubernetes.podCidr,
+    ).toBe('10.244.0.0/24');
+    expect(issuesOf(`${base}kubernetes: { podCidr: 10.1.2.3/16 }\n`)).toEqual([
+      'kubernetes.podCidr: has host bits set; the network is 10.1.0.0/16',
+    ]);
+    expect(issuesOf(`${base}kubernetes: { podCidr: fd00::/64 }\n`)).toEqual([
+      'kubernetes.podCidr: expected an IPv4 network such as 10.1.0.0/16',
+    ]);
+  });
+
   it('runners.pullPolicy: one or a list of gitlab-runner spellings, each once; runners.helperImage without spaces', () => {
     const inv = parseInventory(`${base}runners: { pullPolicy: if-not-present }\n`, '/x/fleet.yaml');
     expect(inv.runners.pullPolicy).toEqual(['if-not-present']);
