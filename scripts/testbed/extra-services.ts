@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
 import { clusterBinDir, clusterBinaries, startCluster, stopCluster, type ClusterNodes } from './cluster.js';
 import {
+  POD_SUBNET,
   removeNodeCgroups,
   restoreSysctls,
   saveSysctls,
@@ -146,7 +147,8 @@ async function startClusterService(
   });
   ctx.log(`kubernetes test cluster on ${cluster.server}`);
   // Real kubelets pull the 155 MB runner image on first use: on a loaded 2-core machine that alone has taken over 60 s.
-  return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240 } };
+  // podCidr: the nodes' real pod range, so runner-fleet's DOCKER-USER rules match the pods (src/host/forwarding.ts).
+  return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240, podCidr: POD_SUBNET } };
 }
 
 async function stopClusterService(ctx: ServiceContext): Promise<void> {

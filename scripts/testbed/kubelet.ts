@@ -44,7 +44,7 @@ export function cniConfDir(node: Pick<NodeRecord, 'name'>, root: string): string
 }
 
 /** Pod network inside every node: each node has its own network namespace, so they all use the same range. */
-const POD_SUBNET = '10.244.0.0/24';
+export const POD_SUBNET = '10.244.0.0/24';
 /** The certs.d microk8s's containerd reads (as the node sees it), where runner-fleet writes hosts.toml. */
 export const MICROK8S_CERTS_D = '/var/snap/microk8s/current/args/certs.d';
 export const CERTS_D = '/etc/containerd/certs.d';

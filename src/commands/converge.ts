@@ -82,6 +82,7 @@ async function convergeNode(
         onChange: record,
         gatherExtra: runners?.gatherExtra,
         docker: inv.docker,
+        pods: { placement: inv.runners.placement, podCidr: inv.kubernetes.podCidr },
       });
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {

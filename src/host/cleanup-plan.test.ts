@@ -4,6 +4,8 @@ import { TEST_REGISTRY, fileFact, hostFacts, testNode } from './facts.fixture.js
 import { IDENTITY_SECTION, planHostCleanup } from './cleanup-plan.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, type HostFacts } from './facts.js';
 import { renderHostsToml } from './plan.js';
+import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE, podRules, ruleLine } from './forwarding.js';
+import { cleanupStepScript } from './cleanup.js';
 
 const node = testNode;
 const REG = TEST_REGISTRY;
@@ -146,5 +148,31 @@ describe('planHostCleanup', () => {
         purgeRegistryConfig: true,
       }),
     ).toThrow(/not valid JSON/);
+  });
+});
+
+describe('planHostCleanup: forwarding (issue 19)', () => {
+  it("removes runner-fleet's sysctl file and its tagged DOCKER-USER rules, with or without purge, and nothing else", () => {
+    const forwarding = {
+      ipForward: true,
+      sysctlFile: file(FORWARDING_SYSCTL_FILE, FORWARDING_SYSCTL_CONTENT),
+      iptables: {
+        forwardPolicy: 'DROP',
+        dockerUser: ['-A DOCKER-USER -i cni0 -j ACCEPT', ...podRules('10.1.0.0/16').map(ruleLine)],
+      },
+    };
+    for (const purgeRegistryConfig of [false, true]) {
+      const plan = planHostCleanup(node, [REG], facts({ forwarding }), { purgeRegistryConfig });
+      const fwd = plan.steps.filter(
+        (s) => s.kind === 'pod-traffic-rules' || ('path' in s && s.path === FORWARDING_SYSCTL_FILE),
+      );
+      expect(fwd).toEqual([
+        expect.objectContaining({ kind: 'remove-file', path: FORWARDING_SYSCTL_FILE, keepDir: true }),
+        expect.objectContaining({ kind: 'pod-traffic-rules', add: [], remove: podRules('10.1.0.0/16') }),
+      ]);
+    }
+    // /etc/sysctl.d stays even when it is left empty
+    const rm = planHostCleanup(node, [REG], facts({ forwarding }), { purgeRegistryConfig: false }).steps[0];
+    expect(cleanupStepScript(rm)).not.toContain('rmdir');
   });
 });

@@ -12,6 +12,7 @@ import {
 } from './daemon-json.js';
 import type { HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
+import { planForwardingCleanup } from './forwarding.js';
 import {
   chooseFlavour,
   daemonJsonWriteStep,
@@ -29,11 +30,11 @@ export const IDENTITY_SECTION = 'rf-identity';
 export const identityGatherScript = `echo "@@${IDENTITY_SECTION}"; for d in ${IDENTITY_DIRS.join(' ')}; do [ -d "$d" ] && echo "$d"; done; :`;
 
 export type CleanupStep =
-  /** removes a file runner-fleet wrote, only if it is still what the plan saw; then its folder if empty */
-  | { kind: 'remove-file'; path: string; expectSha256: string; detail: string }
+  /** removes a file runner-fleet wrote, only if it is still what the plan saw; then its folder if empty (unless keepDir) */
+  | { kind: 'remove-file'; path: string; expectSha256: string; keepDir?: boolean; detail: string }
   /** removes one of IDENTITY_DIRS, then IDENTITY_ROOT if that leaves it empty */
   | { kind: 'remove-dir'; path: string; detail: string }
-  | Extract<HostStep, { kind: 'write-file' | 'reload-docker' }>;
+  | Extract<HostStep, { kind: 'write-file' | 'reload-docker' | 'pod-traffic-rules' }>;
 
 export interface CleanupPlan {
   steps: CleanupStep[];
@@ -66,6 +67,7 @@ export function planHostCleanup(
       path: dir,
       detail: `remove ${dir} (runner identity kept by the runner pods)`,
     });
+  steps.push(...forwardingCleanup(facts));
 
   let flavour: DockerFlavour | undefined;
   try {
@@ -177,4 +179,26 @@ export function planHostCleanup(
     }
   }
   return { steps, kept };
+}
+
+/**
+ * runner-fleet's forwarding file and its tagged DOCKER-USER rules go, whatever else destroy keeps: nothing else in
+ * sysctl.d or iptables is touched, and forwarding is not turned off now (the pods and Docker on the node use it).
+ */
+function forwardingCleanup(facts: HostFacts): CleanupStep[] {
+  const { removeFile, rules } = planForwardingCleanup(facts.forwarding);
+  return [
+    ...(removeFile
+      ? [
+          {
+            kind: 'remove-file' as const,
+            path: removeFile.path,
+            expectSha256: removeFile.sha256,
+            keepDir: true,
+            detail: `remove ${removeFile.path} (runner-fleet's net.ipv4.ip_forward = 1; forwarding stays on until the next boot)`,
+          },
+        ]
+      : []),
+    ...(rules ? [rules as CleanupStep] : []),
+  ];
 }

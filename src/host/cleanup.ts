@@ -28,8 +28,7 @@ if [ -e "$f" ]; then
   cur=$(sha256sum "$f" | cut -d' ' -f1)
   if [ "$cur" != ${shQuote(step.expectSha256)} ]; then echo "$f changed while runner-fleet was working; not removing it, run again" >&2; exit 17; fi
   rm -f "$f" "$f.runner-fleet.bak"
-fi
-rmdir "$(dirname "$f")" 2>/dev/null || :`;
+fi${step.keepDir ? '' : `\nrmdir "$(dirname "$f")" 2>/dev/null || :`}`;
     }
     case 'remove-dir':
       // The path is one of IDENTITY_DIRS (never user input); the root goes only when nothing else is left in it.

@@ -14,6 +14,13 @@ import {
   type HostFacts,
 } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
+import {
+  FORWARDING_ON_NOW,
+  forwardingGatherScript,
+  parseForwardingFacts,
+  podRulesScript,
+  type PodNetwork,
+} from './forwarding.js';
 import type { DockerFlavour } from '../inventory/types.js';
 import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './plan.js';
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
@@ -33,16 +40,23 @@ export class HostVerifyError extends Error {
   }
 }
 
-/** `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. */
+/**
+ * `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. The
+ * forwarding facts (src/host/forwarding.ts) always join it.
+ */
 export async function gatherFacts(
   conn: NodeConnection,
   registries: string[],
   extra = '',
 ): Promise<HostFacts> {
-  const r = await conn.exec(gatherScript(registries, extra), { sudo: true, step: 'gather facts' });
+  const r = await conn.exec(gatherScript(registries, `${forwardingGatherScript}\n${extra}`), {
+    sudo: true,
+    step: 'gather facts',
+  });
   // Only stderr goes into the error: stdout may carry a section's file in base64 (a runner record's token).
   if (r.code !== 0) throw new RemoteCommandError(conn.node.name, 'gather facts', r.code, r.stderr);
-  return parseFacts(r.stdout);
+  const facts = parseFacts(r.stdout);
+  return { ...facts, forwarding: parseForwardingFacts(facts.gathered!) };
 }
 
 /**
@@ -98,6 +112,16 @@ export function stepScript(step: HostStep): string {
       });
     case 'reload-docker':
       return DOCKER_FLAVOURS[step.flavour].script[step.action];
+    case 'enable-forwarding':
+      // runner-fleet's own file: no backup (destroy removes it whole).
+      return [
+        ...(step.expectSha256 !== undefined
+          ? [atomicWriteScript(step.path, step.content, step.expectSha256, '0644', { backup: false })]
+          : []),
+        ...(step.live ? [FORWARDING_ON_NOW] : []),
+      ].join('\n');
+    case 'pod-traffic-rules':
+      return podRulesScript(step);
   }
 }
 
@@ -276,7 +300,14 @@ export async function convergeHost(
   conn: NodeConnection,
   node: NodeSpec,
   registries: string[],
-  opts: { dryRun: boolean; onChange?: (c: Change) => void; gatherExtra?: string; docker?: DockerSettings },
+  opts: {
+    dryRun: boolean;
+    onChange?: (c: Change) => void;
+    gatherExtra?: string;
+    docker?: DockerSettings;
+    /** where the runners run and the pod CIDR: decides the forwarding steps (src/host/forwarding.ts) */
+    pods?: PodNetwork;
+  },
 ): Promise<HostResult> {
   const settings = opts.docker ?? NO_DOCKER_SETTINGS;
   const changes: Change[] = [];
@@ -285,7 +316,7 @@ export async function convergeHost(
     opts.onChange?.(c);
   };
   let facts = await gatherFacts(conn, registries, opts.gatherExtra);
-  let plan = planHost(node, registries, facts, settings);
+  let plan = planHost(node, registries, facts, settings, opts.pods);
 
   if (opts.dryRun) {
     plan.steps.forEach((s) => record(toChange(s)));
@@ -300,7 +331,7 @@ export async function convergeHost(
   if (plan.regather) {
     await runStepsRecording(conn, plan.steps, [], record);
     facts = await gatherFacts(conn, registries, opts.gatherExtra);
-    plan = planHost(node, registries, facts, settings);
+    plan = planHost(node, registries, facts, settings, opts.pods);
   }
 
   if (plan.steps.length === 0) {

@@ -1,6 +1,7 @@
 // Host facts: one remote script gathers everything the plan needs, parsed here into HostFacts.
 import { createHash } from 'node:crypto';
 import { APT_DOCKER_PACKAGES } from './flavours.js';
+import type { ForwardingFacts } from './forwarding.js';
 
 export interface FileFact {
   path: string;
@@ -44,6 +45,8 @@ export interface HostFacts {
   registryState?: Record<string, FileFact>;
   /** containerd hosts.toml per registry, on microk8s nodes */
   hostsToml: Record<string, FileFact>;
+  /** IPv4 forwarding and the iptables FORWARD policy and DOCKER-USER rules (src/host/forwarding.ts), as gatherFacts reads them */
+  forwarding?: ForwardingFacts;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
   gathered?: GatherOutput;
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { stepScript } from './converge.js';
-import { TEST_REGISTRY, hostFacts, testNode } from './facts.fixture.js';
+import { TEST_REGISTRY, fileFact, hostFacts, testNode } from './facts.fixture.js';
+import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE, type ForwardingFacts } from './forwarding.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, parseFacts, sha256, type HostFacts } from './facts.js';
 import { planHost, HostPlanError } from './plan.js';
 
@@ -383,5 +384,71 @@ describe('parseDockerInfo with the log driver', () => {
       mirrors: [],
     });
     expect(parseDockerInfo('20.10.24  {"IndexConfigs":{}}')).not.toHaveProperty('loggingDriver');
+  });
+});
+
+describe('planHost: forwarding on cluster nodes (issue 19)', () => {
+  const pods = { placement: 'cluster' as const, podCidr: '10.1.0.0/16' };
+  const off: ForwardingFacts = {
+    ipForward: false,
+    sysctlFile: fileFact(FORWARDING_SYSCTL_FILE),
+    iptables: {},
+  };
+  const on: ForwardingFacts = {
+    ipForward: true,
+    sysctlFile: fileFact(FORWARDING_SYSCTL_FILE, FORWARDING_SYSCTL_CONTENT),
+    iptables: { forwardPolicy: 'ACCEPT', dockerUser: [] },
+  };
+  const kinds = (steps: { kind: string }[]) => steps.map((s) => s.kind);
+
+  it('turns forwarding on before Docker is installed, so its first start leaves the FORWARD policy alone', () => {
+    const plan = planHost(
+      node,
+      [REG],
+      facts({ aptDocker: false, dockerd: undefined, docker: undefined, forwarding: off }),
+      undefined,
+      pods,
+    );
+    expect(kinds(plan.steps)).toEqual(['enable-forwarding', 'install-docker']);
+    expect(plan.regather).toBe(true);
+  });
+
+  it('before the daemon.json write and the start or restart of dockerd', () => {
+    const plan = planHost(
+      node,
+      [REG],
+      facts({ dockerd: undefined, docker: undefined, forwarding: off }),
+      undefined,
+      pods,
+    );
+    expect(kinds(plan.steps)).toEqual(['enable-forwarding', 'write-file', 'write-file', 'reload-docker']);
+  });
+
+  it('the regather after the install plans the DOCKER-USER rules if Docker set DROP anyway', () => {
+    const after = facts({
+      forwarding: { ...on, iptables: { forwardPolicy: 'DROP', dockerUser: ['-A DOCKER-USER -j RETURN'] } },
+    });
+    expect(kinds(planHost(node, [REG], after, undefined, pods).steps)).toEqual([
+      'pod-traffic-rules',
+      'write-file',
+      'write-file',
+      'reload-docker',
+    ]);
+  });
+
+  it('a converged node plans nothing; a node that is no cluster node, or a caller without pods, gets no forwarding', () => {
+    expect(planHost(node, [REG], converged({ forwarding: on }), undefined, pods).steps).toEqual([]);
+    expect(
+      planHost(node, [REG], converged({ forwarding: off }), undefined, { ...pods, placement: 'host' }).steps,
+    ).toEqual([]);
+    expect(planHost(node, [REG], converged({ forwarding: off })).steps).toEqual([]);
+    expect(
+      kinds(
+        planHost(node, [REG], converged({ forwarding: off, microk8s: true, hostsToml: {} }), undefined, {
+          ...pods,
+          placement: 'host',
+        }).steps,
+      ),
+    ).toEqual(['enable-forwarding', 'write-file']);
   });
 });

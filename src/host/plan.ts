@@ -23,6 +23,7 @@ import {
   type HostFacts,
 } from './facts.js';
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
+import { isClusterNode, planForwarding, type ForwardingStep, type PodNetwork } from './forwarding.js';
 
 export type HostStep =
   | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
@@ -38,7 +39,8 @@ export type HostStep =
       preserve?: boolean;
       detail: string;
     }
-  | { kind: 'reload-docker'; flavour: DockerFlavour; action: DockerAction; detail: string };
+  | { kind: 'reload-docker'; flavour: DockerFlavour; action: DockerAction; detail: string }
+  | ForwardingStep;
 
 export interface HostPlan {
   flavour: DockerFlavour;
@@ -111,11 +113,28 @@ export const NO_DOCKER_SETTINGS: DockerSettings = { registryMirrors: [] };
 
 const norm = (url: string) => url.replace(/\/+$/, '');
 
+/**
+ * `pods`: where the runners run and the pod CIDR; on a cluster node (isClusterNode) forwarding steps come first, before
+ * Docker is installed, started or restarted (src/host/forwarding.ts). Without it (callers that predate it), none.
+ */
 export function planHost(
   node: NodeSpec,
   registries: string[],
   facts: HostFacts,
   settings: DockerSettings = NO_DOCKER_SETTINGS,
+  pods?: PodNetwork,
+): HostPlan {
+  const forwarding =
+    pods && isClusterNode(node.microk8s, facts, pods) ? planForwarding(facts.forwarding, pods.podCidr) : [];
+  const plan = planDocker(node, registries, facts, settings);
+  return { ...plan, steps: [...forwarding, ...plan.steps] };
+}
+
+function planDocker(
+  node: NodeSpec,
+  registries: string[],
+  facts: HostFacts,
+  settings: DockerSettings,
 ): HostPlan {
   const flavour = chooseFlavour(node, facts);
   const ops = DOCKER_FLAVOURS[flavour];
