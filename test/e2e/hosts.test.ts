@@ -15,6 +15,7 @@ import {
 } from '../../scripts/testbed/fleet.js';
 import { NO_SUDO_USER } from '../../scripts/testbed/host.js';
 import { servicesNamed } from '../../scripts/testbed/services.js';
+import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 
@@ -49,8 +50,8 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
   beforeAll(async () => {
     fleet = await up({ nodes: 3 });
     inventory = parse(readFileSync(fleet.inventory, 'utf8'));
-    // Hosts only: the GitLab and cluster phases have their own suites.
-    delete inventory.kubernetes;
+    // Hosts only: the GitLab and cluster phases have their own suites. The pod range stays: the nodes run pods.
+    inventory.kubernetes = { podCidr: inventory.kubernetes.podCidr };
     for (const k of ['accessToken', 'runnerToken', 'registrationToken']) delete inventory.gitlab[k];
     writeFileSync(fleet.inventory.replace(/\.yaml$/, '.hosts.yaml'), stringify(inventory));
     writeFileSync(nodeFile('pi1', APT_JSON), `${JSON.stringify(OTHER_KEYS, null, 2)}\n`);
@@ -79,7 +80,13 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
     const r = await runProvision(['plan', '--inventory', hostsInventory(), '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.report!.nodes.map((n) => n.changes.length > 0)).toEqual([true, true, true]);
-    expect(r.report!.nodes.find((n) => n.name === 'pi3')!.changes[0].step).toBe('install-docker');
+    // Forwarding goes on before Docker is installed: its first start then leaves the FORWARD policy alone.
+    expect(
+      r
+        .report!.nodes.find((n) => n.name === 'pi3')!
+        .changes.slice(0, 2)
+        .map((c) => c.step),
+    ).toEqual(['enable-forwarding', 'install-docker']);
     expect(['pi1', 'pi2'].map((n) => readFileSync(jsonPath(n), 'utf8'))).toEqual(before);
     expect(await Promise.all(['pi1', 'pi2'].map(nodeDockerPid))).toEqual(pids);
     expect(
@@ -103,6 +110,26 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
       ]);
       expect(JSON.parse(info.stdout)[fleet.registry]).toMatchObject({ Secure: false });
     }
+  });
+
+  it('pods keep forwarding: persisted and on in every node; DOCKER-USER accepts the pod range where Docker had set DROP', async () => {
+    const rules = async (name: string) =>
+      (await execOnNode(name, ['iptables', '-S'])).stdout
+        .split('\n')
+        .filter((l) => /^-P FORWARD |runner-fleet/.test(l));
+    const cidr = inventory.kubernetes.podCidr as string;
+    for (const name of ['pi1', 'pi2', 'pi3']) {
+      expect(readFileSync(nodeFile(name, FORWARDING_SYSCTL_FILE), 'utf8')).toBe(FORWARDING_SYSCTL_CONTENT);
+      expect((await execOnNode(name, ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim()).toBe('1');
+    }
+    // pi1's dockerd started (at up) with forwarding off, so it had set DROP: runner-fleet's two rules let pods through.
+    expect(await rules('pi1')).toEqual([
+      '-P FORWARD DROP',
+      `-A DOCKER-USER -d ${cidr} -m comment --comment runner-fleet -j ACCEPT`,
+      `-A DOCKER-USER -s ${cidr} -m comment --comment runner-fleet -j ACCEPT`,
+    ]);
+    // pi3's Docker was installed after forwarding went on: the policy stays ACCEPT, no rule is needed.
+    expect(await rules('pi3')).toEqual(['-P FORWARD ACCEPT']);
   });
 
   it('keeps every other key and existing registry', () => {

@@ -23,6 +23,7 @@ import {
   up,
   type FleetInfo,
 } from '../../scripts/testbed/fleet.js';
+import { FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
 import type { StatusReport } from '../../src/status/health.js';
 import {
   kubectl,
@@ -442,6 +443,10 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
     })();
     expect(ns === undefined || Boolean(ns.metadata.deletionTimestamp)).toBe(true);
     expect(r.stderr).toMatch(/registry configuration stays/);
+    // runner-fleet's forwarding file and tagged DOCKER-USER rules go; forwarding itself stays on until a reboot.
+    expect(existsSync(nodeFile('pi1', FORWARDING_SYSCTL_FILE))).toBe(false);
+    expect((await execOnNode('pi1', ['iptables', '-S'])).stdout).not.toContain('runner-fleet');
+    expect((await execOnNode('pi1', ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim()).toBe('1');
 
     const again = await provision('destroy', '--yes');
     expect(again.code, again.stderr).toBe(0);
