@@ -134,7 +134,8 @@ export function planForwarding(fwd: ForwardingFacts | undefined, podCidr: string
   if (!fwd) return [];
   const steps: ForwardingStep[] = [];
   const write = fwd.sysctlFile.content !== FORWARDING_SYSCTL_CONTENT;
-  const live = fwd.ipForward !== true;
+  // Unreadable (undefined): not known to be off; the file still makes it so at the next boot.
+  const live = fwd.ipForward === false;
   if (write || live) {
     const what = [
       ...(write ? [`persist net.ipv4.ip_forward = 1 in ${FORWARDING_SYSCTL_FILE}`] : []),

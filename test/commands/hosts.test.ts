@@ -8,6 +8,7 @@ import { runConverge } from '../../src/commands/converge.js';
 import { runDestroy } from '../../src/commands/destroy.js';
 import { runStatus } from '../../src/commands/status.js';
 import { APT_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
+import { FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { setNodeConnector, type NodeConnector } from '../../src/ssh.js';
@@ -120,11 +121,14 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     });
     expect(asked).toEqual([]);
     expect(report.ok).toBe(true);
+    // runner-fleet's forwarding file first (apply wrote it: the nodes are cluster nodes), then the registry.
     expect(report.nodes.find((n) => n.name === 'pi2')!.changes.map((c) => c.step)).toEqual([
+      'remove-file',
       'write-file',
       'reload-docker',
       'remove-file',
     ]);
+    expect(text(nodes.get('pi2')!, FORWARDING_SYSCTL_FILE)).toBeUndefined();
     expect(JSON.parse(text(nodes.get('pi2')!, APT_DAEMON_JSON)!)).toEqual({
       'insecure-registries': ['10.9.9.9:5000'],
     });

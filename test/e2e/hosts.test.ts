@@ -122,12 +122,18 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
       expect(readFileSync(nodeFile(name, FORWARDING_SYSCTL_FILE), 'utf8')).toBe(FORWARDING_SYSCTL_CONTENT);
       expect((await execOnNode(name, ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim()).toBe('1');
     }
-    // pi1's dockerd started (at up) with forwarding off, so it had set DROP: runner-fleet's two rules let pods through.
-    expect(await rules('pi1')).toEqual([
-      '-P FORWARD DROP',
-      `-A DOCKER-USER -d ${cidr} -m comment --comment runner-fleet -j ACCEPT`,
-      `-A DOCKER-USER -s ${cidr} -m comment --comment runner-fleet -j ACCEPT`,
-    ]);
+    // pi1's dockerd started at up. With the node's forwarding off then (a fresh Pi's, and this machine's), it set
+    // DROP: runner-fleet's two rules let pods through. A node that had forwarding on keeps ACCEPT and needs none.
+    const pi1 = await rules('pi1');
+    expect(pi1).toEqual(
+      pi1[0] === '-P FORWARD DROP'
+        ? [
+            '-P FORWARD DROP',
+            `-A DOCKER-USER -d ${cidr} -m comment --comment runner-fleet -j ACCEPT`,
+            `-A DOCKER-USER -s ${cidr} -m comment --comment runner-fleet -j ACCEPT`,
+          ]
+        : ['-P FORWARD ACCEPT'],
+    );
     // pi3's Docker was installed after forwarding went on: the policy stays ACCEPT, no rule is needed.
     expect(await rules('pi3')).toEqual(['-P FORWARD ACCEPT']);
   });
@@ -346,8 +352,11 @@ describe.runIf(canRun)("hosts: Docker from Docker's own packages", () => {
 
     const r = await runProvision(['--inventory', path, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const changes = r.report!.nodes[0].changes;
-    // the record of runner-fleet's registry entries, daemon.json, the reload
+    // Forwarding first (the node is a cluster node: placement cluster), then the record of runner-fleet's registry
+    // entries, daemon.json, the reload.
+    const all = r.report!.nodes[0].changes;
+    expect(all[0].step).toBe('enable-forwarding');
+    const changes = all.filter((c) => c.step !== 'enable-forwarding' && c.step !== 'pod-traffic-rules');
     expect(changes.map((c) => c.step)).toEqual(['write-file', 'write-file', 'reload-docker']);
     expect(changes[2].detail).toContain('systemctl reload docker');
     expect(await nodeDockerPid('pi1')).toBe(pid);

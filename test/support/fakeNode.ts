@@ -1,6 +1,7 @@
 // A fake node for command tests: a NodeConnection that answers the gather from its files and applies atomic writes
 // to them, so plan, apply, a no-op rerun, status and destroy run end to end without SSH or root.
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
+import { FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
 import type { NodeSpec } from '../../src/inventory/types.js';
 import { RemoteCommandError } from '../../src/errors.js';
 import type { ExecOptions, ExecResult, NodeConnection } from '../../src/ssh.js';
@@ -153,6 +154,15 @@ function gather(state: FakeNodeState, script: string): string {
     '@@microk8s',
     'no',
   ];
+  // Forwarding (src/host/forwarding.ts): on, as dockerd leaves it; runner-fleet's file as the writes left it; no iptables.
+  if (script.includes('echo "@@ip-forward"'))
+    lines.push(
+      '@@ip-forward',
+      '1',
+      ...emitFile(state, FORWARDING_SYSCTL_FILE),
+      '@@iptables',
+      '!unknown iptables is not installed',
+    );
   // destroy's section: no runner identity folders on this node.
   if (script.includes('@@rf-identity')) lines.push('@@rf-identity');
   lines.push(...runner, '@@end', '');
