@@ -147,7 +147,7 @@ export function planForwarding(fwd: ForwardingFacts | undefined, podCidr: string
       content: FORWARDING_SYSCTL_CONTENT,
       ...(write ? { expectSha256: fwd.sysctlFile.sha256 } : {}),
       live,
-      detail: `${what.join(', and ')}: pods keep reaching the LAN, and dockerd leaves the FORWARD policy alone`,
+      detail: `${what.join(', and ')}: pods keep reaching the LAN, and dockerd, finding forwarding on when it starts (also after a reboot), leaves the FORWARD policy alone`,
     });
   }
   const ipt = fwd.iptables;
@@ -192,7 +192,7 @@ export function planForwardingCleanup(fwd: ForwardingFacts | undefined): {
             kind: 'pod-traffic-rules' as const,
             add: [],
             remove,
-            detail: `remove runner-fleet's ${remove.length} ${DOCKER_USER} rule(s) (tagged "${RULE_TAG}"); forwarding stays on until the next boot`,
+            detail: `remove runner-fleet's ${remove.length} ${DOCKER_USER} rule(s) (tagged "${RULE_TAG}"); no other rule changes`,
           },
         }
       : {}),
