@@ -1,8 +1,9 @@
 // Docker never cuts pod traffic: on a cluster node, IPv4 forwarding stays on (durably) and, where Docker already set
 // the FORWARD policy to DROP, DOCKER-USER accepts the pods' traffic. Gather snippet, parse, pure plan, shell.
 //
-// Why (moby libnetwork setupIPForwarding, the same in 20.10, 24 and 27; 28+ adds --ip-forward-no-drop): dockerd
-// turns net.ipv4.ip_forward on when it finds it off, and only then sets the iptables FORWARD policy to DROP. The
+// Why (moby libnetwork setupIPForwarding in 20.10, Debian's docker.io; the 28+ bridge driver keeps the condition and
+// adds --ip-forward-no-drop, which older dockerd refuses): dockerd turns net.ipv4.ip_forward on when it finds it
+// off, and only then sets the iptables FORWARD policy to DROP. The
 // bridge CNI adds no FORWARD rule, so every pod packet to the LAN is then dropped. With forwarding already on when
 // dockerd first starts (and at every boot, from sysctl.d, which systemd-sysctl applies before docker.service), the
 // policy stays ACCEPT. Where Docker already set DROP, rules in DOCKER-USER (dockerd creates that chain, jumps to it
