@@ -59,7 +59,7 @@ import {
   type Prepared,
   type TestbedService,
 } from './services.js';
-import { checkOwner, claimSlot } from './slot-owner.js';
+import { checkOwner, claimSlot, takeoverNote } from './slot-owner.js';
 import { removeStateRoot } from './state-root.js';
 
 export type { NodeInfo, NodeKind, TestbedService, InventoryFields };
@@ -146,9 +146,8 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const services = opts.services ?? DEFAULT_SERVICES;
   const root = stateRoot();
 
-  const claim = claimSlot(root, 'bring a fleet up', opts.force);
-  if (claim.kind === 'stale' || claim.kind === 'held')
-    log(`taking the slot over from pid ${claim.owner.pid} (${claim.owner.command})`);
+  const takeover = takeoverNote(claimSlot(root, 'bring a fleet up', opts.force));
+  if (takeover) log(takeover);
   await down({ services, log });
   await ensureHost(log);
   mkdirSync(root, { recursive: true });
@@ -289,9 +288,8 @@ export async function down(
 ): Promise<void> {
   const log = opts.log ?? quiet;
   const root = stateRoot();
-  const owner = checkOwner(root, 'take the fleet down', opts.force);
-  if (owner.kind === 'stale' || owner.kind === 'held')
-    log(`taking the slot over from pid ${owner.owner.pid} (${owner.owner.command})`);
+  const takeover = takeoverNote(checkOwner(root, 'take the fleet down', opts.force));
+  if (takeover) log(takeover);
   const state = readState(root);
   const errors: string[] = [];
   const nodes = state?.nodes ?? [];

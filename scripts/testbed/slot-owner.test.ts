@@ -10,6 +10,7 @@ import {
   claimSlot,
   judgeOwner,
   readOwner,
+  takeoverNote,
   type SlotOwner,
 } from './slot-owner.js';
 
@@ -34,6 +35,17 @@ describe('judgeOwner', () => {
   it('another live process: held; a dead one: stale', () => {
     expect(judgeOwner(owner(11), self, () => true)).toEqual({ kind: 'held', owner: owner(11) });
     expect(judgeOwner(owner(11), self, () => false)).toEqual({ kind: 'stale', owner: owner(11) });
+  });
+});
+
+describe('takeoverNote', () => {
+  it('says nothing for a free slot or our own, names the owner otherwise', () => {
+    expect(takeoverNote({ kind: 'free' })).toBeUndefined();
+    expect(takeoverNote({ kind: 'mine' })).toBeUndefined();
+    expect(takeoverNote({ kind: 'stale', owner: owner(11) })).toBe(
+      'pid 11 (vitest), which owned the slot, has exited: taking it over',
+    );
+    expect(takeoverNote({ kind: 'held', owner: owner(11) })).toContain('forced');
   });
 });
 

@@ -43,9 +43,22 @@ export class SlotBusyError extends Error {
     super(
       `cannot ${action}: the test fleet in ${root} belongs to pid ${owner.pid} (${owner.command}), running since ` +
         `${owner.since}. Wait for it to finish, use another slot (RUNNER_FLEET_TESTBED_SLOT), or take the fleet ` +
-        'over with `scripts/testbed.ts down --force` (a dead owner is taken over automatically)',
+        'over with `scripts/testbed.ts down --force` or `up --force` (a dead owner is taken over automatically)',
     );
     this.name = 'SlotBusyError';
+  }
+}
+
+/** A line for the log when a process takes a slot over (undefined when there was no one to take it from). */
+export function takeoverNote(verdict: OwnerVerdict): string | undefined {
+  switch (verdict.kind) {
+    case 'free':
+    case 'mine':
+      return undefined;
+    case 'stale':
+      return `pid ${verdict.owner.pid} (${verdict.owner.command}), which owned the slot, has exited: taking it over`;
+    case 'held':
+      return `forced: taking the slot over from pid ${verdict.owner.pid} (${verdict.owner.command}), still running`;
   }
 }
 
