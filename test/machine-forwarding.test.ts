@@ -51,5 +51,5 @@ describe.runIf(canRun).each(['0', '1'])("this machine's net.ipv4.ip_forward at %
       expect(job.status, `${node}: ${job.failureReason}\n${job.trace}`).toBe('success');
       expect(job.pushed, `${node}: the registry does not list ${job.image}\n${job.trace}`).toBe(true);
     }
-  });
+  }, 600_000);
 });
