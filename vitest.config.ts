@@ -4,12 +4,17 @@ import { defineConfig } from 'vitest/config';
  * Checks the whole machine against itself before and after (sysctls the kubelets change, iptables, links): it must
  * run while no other slot's fleet comes up or goes down, so it runs alone, after the parallel suites.
  */
-const E2E_ALONE = ['test/testbed.test.ts'];
+const E2E_ALONE = [
+  'test/testbed.test.ts',
+  // sets this machine's net.ipv4.ip_forward to 0 and to 1 (restored after)
+  'test/machine-forwarding.test.ts',
+];
 
 /** Suites that need root and namespaces (the test fleet, a test cluster, a dockerd) or the real runner binary. */
 const E2E = [
   'test/e2e/**/*.test.ts',
   'test/testbed.test.ts',
+  'test/machine-forwarding.test.ts',
   'test/images.test.ts',
   'test/gitlab/real-runner.test.ts',
   'src/kube/converge.test.ts',

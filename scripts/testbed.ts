@@ -18,8 +18,9 @@ import { resultOf } from './testbed/procs.js';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
   up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster] [--microk8s all|NODE,...] [--json]
-                                                      start the fleet (tears down a running one first)
-  down                                                stop everything and remove the state directory
+     [--force]                                        start the fleet (tears down a running one first)
+  down [--force]                                      stop everything and remove the state directory
+                                                      (--force: even when another live process owns the slot)
   status [--json]                                     what runs, and its memory per node
   exec NODE -- CMD...                                 run CMD as root inside NODE
   job --executor shell|dind|dood [--node NAME] [--json] [--timeout S]
@@ -112,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
         '--services': 'value',
         '--microk8s': 'value',
         '--json': 'flag',
+        '--force': 'flag',
       });
       let nodes: number | undefined;
       if (f['--nodes'] !== undefined) {
@@ -139,7 +141,8 @@ async function main(argv: string[]): Promise<number> {
                 .map((x) => x.trim())
                 .filter(Boolean)
           : undefined;
-      const fleet = await up({ nodes, kinds, services, microk8s, log: stderrLog });
+      const force = f['--force'] === true;
+      const fleet = await up({ nodes, kinds, services, microk8s, force, log: stderrLog });
       if (f['--json'])
         console.log(
           JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }),
@@ -150,10 +153,11 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    case 'down':
-      parseFlags(rest, {});
-      await down({ log: stderrLog });
+    case 'down': {
+      const f = parseFlags(rest, { '--force': 'flag' });
+      await down({ force: f['--force'] === true, log: stderrLog });
       return 0;
+    }
     case 'status': {
       const f = parseFlags(rest, { '--json': 'flag' });
       const s = status();

@@ -397,6 +397,14 @@ describe.runIf(canRun)('test fleet', () => {
     it('a pod from the registry runs on the nodes that trust it; logs and exec work', async () => {
       await pushTestImages(fleet.registry, undefined, ['base']);
       for (const n of ['pi1', 'pi2']) await apply(pod(`hello-${n}`, n));
+      // Each node forwards nothing at first, as a fresh Pi; its dockerd turned forwarding on and set FORWARD to DROP,
+      // which cuts pod traffic (issue 19). runner-fleet's apply undoes that; this suite applies nothing, so it lets
+      // the pods forward itself.
+      for (const n of ['pi1', 'pi2'])
+        for (const dir of ['-i', '-o']) {
+          const r = await execOnNode(n, ['iptables', '-w', '-I', 'FORWARD', dir, 'cni0', '-j', 'ACCEPT']);
+          expect(r.code, r.stderr).toBe(0);
+        }
       for (const n of ['pi1', 'pi2']) {
         await waitPod(`hello-${n}`, (p) => p.status.phase === 'Running');
         expect(k(['logs', `hello-${n}`])).toBe(`hello from ${n}\n`);

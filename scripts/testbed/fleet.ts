@@ -7,7 +7,6 @@ import {
   readFileSync,
   readdirSync,
   renameSync,
-  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -60,6 +59,8 @@ import {
   type Prepared,
   type TestbedService,
 } from './services.js';
+import { checkOwner, claimSlot, takeoverNote } from './slot-owner.js';
+import { removeStateRoot } from './state-root.js';
 
 export type { NodeInfo, NodeKind, TestbedService, InventoryFields };
 export { NODE_KINDS };
@@ -74,6 +75,8 @@ export interface UpOptions {
   /** default DEFAULT_SERVICES (the registry); started in order after the nodes */
   services?: TestbedService[];
   log?: (msg: string) => void;
+  /** take the slot over even if another live process owns it (see slot-owner.ts) */
+  force?: boolean;
 }
 
 export interface FleetInfo {
@@ -129,7 +132,8 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
 
 /**
  * Brings the fleet up from nothing. An existing fleet (same state root) is torn down first, so every
- * up starts clean and a failed up leaves nothing running.
+ * up starts clean and a failed up leaves nothing running. This process becomes the slot's owner: an up or down
+ * from another live process refuses (SlotBusyError) unless forced.
  */
 export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const log = opts.log ?? quiet;
@@ -142,12 +146,16 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const services = opts.services ?? DEFAULT_SERVICES;
   const root = stateRoot();
 
+  const takeover = takeoverNote(claimSlot(root, 'bring a fleet up', opts.force));
+  if (takeover) log(takeover);
   await down({ services, log });
   await ensureHost(log);
   mkdirSync(root, { recursive: true });
   // pi's sshd session reads authorized_keys as pi: the path must be traversable.
   chmodSync(root, 0o755);
   writeFileSync(join(root, ROOT_MARKER), 'state of scripts/testbed.ts; `down` removes this directory\n');
+  // down removed the lock with the root: claim again (another process may have claimed it meanwhile).
+  claimSlot(root, 'bring a fleet up', opts.force);
   const state: FleetState = {
     version: 1,
     inventory: files.inventory(root),
@@ -276,10 +284,12 @@ function writeKnownHosts(nodes: NodeRecord[], root: string): void {
  * included) and removes the state root. Safe to call when nothing is up, and twice.
  */
 export async function down(
-  opts: { services?: TestbedService[]; log?: (msg: string) => void } = {},
+  opts: { services?: TestbedService[]; log?: (msg: string) => void; force?: boolean } = {},
 ): Promise<void> {
   const log = opts.log ?? quiet;
   const root = stateRoot();
+  const takeover = takeoverNote(checkOwner(root, 'take the fleet down', opts.force));
+  if (takeover) log(takeover);
   const state = readState(root);
   const errors: string[] = [];
   const nodes = state?.nodes ?? [];
@@ -325,13 +335,10 @@ export async function down(
   if (cgroupsLeft.length > 0) errors.push(`cgroups still in use: ${cgroupsLeft.join(', ')}`);
   restoreSysctls();
 
-  if (existsSync(root)) {
-    if (existsSync(join(root, ROOT_MARKER))) {
-      rmSync(root, { recursive: true, force: true });
-    } else if (readdirSync(root).length > 0) {
-      errors.push(`${root} exists but is not a test fleet state root (no ${ROOT_MARKER}); not removing it`);
-    }
-  }
+  if (removeStateRoot(root, log) === 'foreign')
+    errors.push(
+      `${root} exists but is not a test fleet state root (no ${ROOT_MARKER}, and files up does not make); not removing it: delete it by hand if it is yours`,
+    );
   if (errors.length > 0) throw new Error(`down: ${errors.join('; ')}`);
 }
 

@@ -8,6 +8,8 @@ export interface LanMember {
   netns: string;
   link: string;
   addr: string;
+  /** sysctls set inside the namespace right after it is made, whatever this machine has (see nodeSysctls) */
+  sysctls?: Record<string, string>;
 }
 
 /** `ip -batch` lines (run on the host) that make the namespaces and their veth pairs and put them on the bridge. */
@@ -81,7 +83,25 @@ async function removeBridge(): Promise<void> {
  */
 export async function joinLan(members: LanMember[]): Promise<void> {
   await batch(hostBatch(members));
-  for (const m of members) await batch(memberBatch(m), m.netns);
+  for (const m of members) {
+    await batch(memberBatch(m), m.netns);
+    if (m.sysctls) await setNetnsSysctls(m.netns, m.sysctls);
+  }
+}
+
+/** `sysctl -w` arguments in the record's order: later ones win (ip_forward and conf.all.forwarding are one knob). */
+export function sysctlArgs(values: Record<string, string>): string[] {
+  return Object.entries(values).map(([k, v]) => `${k}=${v}`);
+}
+
+/**
+ * Writes net.* sysctls inside a named network namespace (/proc/sys/net is the writer's namespace's). `-e`: a key
+ * this kernel lacks (net.bridge.* without br_netfilter) is skipped, as on a Pi that never loaded the module.
+ */
+export async function setNetnsSysctls(netns: string, values: Record<string, string>): Promise<void> {
+  const args = sysctlArgs(values);
+  if (args.length === 0) return;
+  await sh`nsenter --net=/run/netns/${netns} sysctl -q -e -w ${args}`;
 }
 
 /** Removes one namespace and the host end of its pair (normally gone with the namespace). */

@@ -68,11 +68,50 @@ export function planNodes(count: number, kinds: readonly NodeKind[]): NodeInfo[]
   }));
 }
 
-/** The node's place on the fleet LAN. */
-export function nodeLan(node: NodeInfo): { netns: string; link: string; addr: string } {
+/**
+ * A fresh Pi (Raspberry Pi OS / Debian 12) forwards nothing. A new network namespace does not start from that:
+ * with net.core.devconf_inherit_init_net=0 it copies this machine's IPv4 settings, so a node would inherit
+ * whatever this machine has. Set explicitly, before anything starts in the node.
+ */
+export const FRESH_PI_SYSCTLS: Readonly<Record<string, string>> = {
+  'net.ipv4.ip_forward': '0',
+  'net.ipv6.conf.all.forwarding': '0',
+};
+
+/**
+ * What microk8s's kubelite wrapper (microk8s-resources/wrappers/run-kubelite-with-args) sets at every start: IPv4
+ * and IPv6 forwarding on (with its default CNI), bridge-nf-call-iptables on. It also appends FORWARD ACCEPT rules
+ * for its pod CIDR; those are rules, not sysctls, and belong to the cluster the node joins, not to the node.
+ */
+export const MICROK8S_SYSCTLS: Readonly<Record<string, string>> = {
+  'net.ipv4.conf.all.forwarding': '1',
+  'net.ipv6.conf.all.forwarding': '1',
+  'net.bridge.bridge-nf-call-iptables': '1',
+};
+
+/**
+ * The sysctls a node's network namespace gets at creation, in the order they are written: a fresh Pi's, then what
+ * microk8s sets if the node plays one (as at boot: the kernel's defaults, then the snap's services).
+ */
+export function nodeSysctls(node: Pick<NodeInfo, 'microk8s'>): Record<string, string> {
+  return { ...FRESH_PI_SYSCTLS, ...(node.microk8s ? MICROK8S_SYSCTLS : {}) };
+}
+
+/** The node's place on the fleet LAN, with the sysctls its namespace starts with. */
+export function nodeLan(node: NodeInfo): {
+  netns: string;
+  link: string;
+  addr: string;
+  sysctls: Record<string, string>;
+} {
   const index = Number(/^pi(\d+)$/.exec(node.name)?.[1]);
   if (!Number.isInteger(index) || index < 1) throw new Error(`nodeLan: not a fleet node name: ${node.name}`);
-  return { netns: net.nodeNetns(index), link: net.nodeLink(index), addr: node.host };
+  return {
+    netns: net.nodeNetns(index),
+    link: net.nodeLink(index),
+    addr: node.host,
+    sysctls: nodeSysctls(node),
+  };
 }
 
 /** The host's dpkg status, with and without its docker.io stanza, and that stanza. */
