@@ -19,6 +19,7 @@ import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './pl
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
 import type { DockerSettings } from '../inventory/types.js';
 import { logScalars } from './daemon-json.js';
+import { PreflightError, type PreflightProblem } from './preflight.js';
 
 export interface HostResult {
   facts: HostFacts;
@@ -42,7 +43,7 @@ export async function gatherFacts(
   const r = await conn.exec(gatherScript(registries, extra), { sudo: true, step: 'gather facts' });
   // Only stderr goes into the error: stdout may carry a section's file in base64 (a runner record's token).
   if (r.code !== 0) throw new RemoteCommandError(conn.node.name, 'gather facts', r.code, r.stderr);
-  return parseFacts(r.stdout);
+  return { ...parseFacts(r.stdout), gatheredAt: Date.now() };
 }
 
 /**
@@ -276,7 +277,14 @@ export async function convergeHost(
   conn: NodeConnection,
   node: NodeSpec,
   registries: string[],
-  opts: { dryRun: boolean; onChange?: (c: Change) => void; gatherExtra?: string; docker?: DockerSettings },
+  opts: {
+    dryRun: boolean;
+    onChange?: (c: Change) => void;
+    gatherExtra?: string;
+    docker?: DockerSettings;
+    /** the node's pre-flight problems from the first gather: any refuses the node before a step is planned */
+    preflight?: (facts: HostFacts) => Promise<PreflightProblem[]>;
+  },
 ): Promise<HostResult> {
   const settings = opts.docker ?? NO_DOCKER_SETTINGS;
   const changes: Change[] = [];
@@ -285,6 +293,8 @@ export async function convergeHost(
     opts.onChange?.(c);
   };
   let facts = await gatherFacts(conn, registries, opts.gatherExtra);
+  const problems = (await opts.preflight?.(facts)) ?? [];
+  if (problems.length > 0) throw new PreflightError(node.name, problems);
   let plan = planHost(node, registries, facts, settings);
 
   if (opts.dryRun) {

@@ -44,6 +44,8 @@ export interface HostFacts {
   registryState?: Record<string, FileFact>;
   /** containerd hosts.toml per registry, on microk8s nodes */
   hostsToml: Record<string, FileFact>;
+  /** this machine's clock (ms) when the gather returned: the node's own clock, read in it, is compared to it */
+  gatheredAt?: number;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
   gathered?: GatherOutput;
 }
