@@ -145,6 +145,13 @@ describe.runIf(canRun)('pre-flight refuses only the node that cannot work', () =
             apply.stderr,
           ).toMatchObject({ ok: true });
         expect(pi1DaemonJson()).toBe(before);
+        // status names it on pi1's row, read-only.
+        const status = await runProvision(['status', '--inventory', inventory, '--json']);
+        expect(status.code, status.stderr).toBe(1);
+        const row = (
+          status.report as unknown as { nodes: { node: string; problems: string[] }[] }
+        ).nodes.find((n) => n.node === 'pi1')!;
+        expect(row.problems.filter((p) => p.startsWith('pre-flight: ')).join('\n')).toContain(c.says[0]);
         // The others' host steps took: their dockerd lists the registry as insecure.
         for (const name of ['pi2', 'pi3']) {
           const r = await execOnNode(name, [
@@ -168,7 +175,8 @@ describe.runIf(canRun)('pre-flight refuses only the node that cannot work', () =
       expect(plan.code, plan.stderr).toBe(1);
       for (const n of plan.report!.nodes) {
         expect(n.ok).toBe(false);
-        expect(n.error).toContain(`${n.name}: the clock is 7200 s ahead of GitLab's`);
+        // Both clocks are read to the second: 7200 s, give or take one.
+        expect(n.error).toMatch(new RegExp(`${n.name}: the clock is (7199|7200|7201) s ahead of GitLab's`));
       }
     } finally {
       await standinControl(readInventory(full).gitlab.url, 'clock', 'POST', { offsetSeconds: 0 });
