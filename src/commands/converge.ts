@@ -68,8 +68,8 @@ export interface NodePreflight {
 }
 
 /**
- * With runners, GitLab's clock is read once per run (one HEAD, alongside the SSH work); a GitLab that does not answer leaves the
- * nodes' clocks unchecked, with a warning, and lets the GitLab phase report what is wrong with it.
+ * With runners, GitLab's clock is read once per run (one HEAD, alongside the SSH work); a GitLab that does not
+ * answer leaves the nodes' clocks unchecked, with a warning, and lets the GitLab phase report what is wrong with it.
  */
 export function nodePreflight(inv: Inventory, log: Logger): NodePreflight {
   // Hosts only (no runners): GitLab is not asked anything, and no runner's token or TLS depends on the node's clock.
