@@ -1,4 +1,4 @@
-// Pre-flight: read-only checks in the gather's round trip that name what stops a node from ever running a job.
+// Pre-flight: read-only checks, in the gather's round trip, naming what stops a node from ever running a job.
 import type { GatherOutput } from './facts.js';
 
 /** What the `@@preflight` section reports; undefined where the node could not say (never a problem then). */
@@ -13,7 +13,7 @@ export interface PreflightFacts {
   dpkgArch?: string;
   /** `getconf PAGESIZE` */
   pageSize?: number;
-  /** the memory controller: /proc/cgroups' `enabled` column, else whether cgroup v2's cgroup.controllers lists it */
+  /** the memory controller: /proc/cgroups' `enabled` column, else whether cgroup v2's controllers list it */
   memoryCgroup?: boolean;
   /** where the firmware's cmdline.txt and config.txt are: /boot/firmware on Bookworm, /boot before */
   bootDir: string;
@@ -43,7 +43,7 @@ export interface PreflightProblem {
 export const MAX_CLOCK_SKEW_SECONDS = 60;
 export const MIN_DOCKER_FREE_KIB = 2 * 1024 * 1024;
 
-/** The gather section (joins the host gather's one round trip through its `extra`). Runs as root, reads only. */
+/** The gather section (joins the host gather's round trip through its `extra`). Runs as root, reads only. */
 export const PREFLIGHT_GATHER = `echo "@@preflight"
 echo "epoch $(date +%s)"
 echo "machine $(uname -m 2>/dev/null)"
@@ -92,8 +92,8 @@ export function parsePreflight(gathered: GatherOutput | undefined, gatheredAt?: 
 }
 
 /**
- * How far the node's clock is from GitLab's, in seconds (positive: the node is ahead). Each clock is taken against
- * this machine's at the moment it was read, so this machine's own clock cancels out.
+ * How far the node's clock is from GitLab's, in seconds (positive: the node is ahead). Each clock is taken
+ * against this machine's at the moment it was read, so this machine's own clock cancels out.
  */
 export function clockSkewSeconds(facts: PreflightFacts, gitlab: GitlabClock): number | undefined {
   if (facts.epochSeconds === undefined || facts.gatheredAt === undefined) return undefined;
@@ -146,7 +146,7 @@ const CHECKS: Record<PreflightKind, Check> = {
       : undefined,
 };
 
-/** Pure: the problems a node's pre-flight facts show. `gitlab` is GitLab's clock; without it the clock is not checked. */
+/** Pure: the problems a node's pre-flight facts show. `gitlab`: GitLab's clock; without it, no clock check. */
 export function preflightProblems(facts: PreflightFacts, gitlab?: GitlabClock): PreflightProblem[] {
   return (Object.keys(CHECKS) as PreflightKind[]).flatMap((kind) => {
     const found = CHECKS[kind](facts, gitlab);

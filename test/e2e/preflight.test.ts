@@ -70,7 +70,7 @@ describe.runIf(canRun)('pre-flight refuses only the node that cannot work', () =
     {
       name: 'memory cgroup not enabled',
       make: async () => {
-        // A copy of /proc/cgroups with memory's `enabled` at 0, bound over the real one in pi1's mount namespace only.
+        // A copy of /proc/cgroups with memory's `enabled` at 0, bound over the real one in pi1's namespace only.
         writeFileSync(
           nodeFile('pi1', '/tmp/cgroups'),
           readFileSync('/proc/cgroups', 'utf8').replace(/^(memory\t\d+\t\d+\t)1$/m, (_, head) => `${head}0`),
