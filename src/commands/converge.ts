@@ -4,7 +4,15 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { FleetLock } from '../lock/fleet-lock.js';
+import { GitlabApi } from '../gitlab/api.js';
 import { convergeHost, type HostResult } from '../host/converge.js';
+import type { HostFacts } from '../host/facts.js';
+import {
+  PREFLIGHT_GATHER,
+  parsePreflight,
+  preflightProblems,
+  type PreflightProblem,
+} from '../host/preflight.js';
 import { hostRunnerGatherScript } from '../host-runner/facts.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
@@ -53,6 +61,35 @@ export function preflight(inv: Inventory): void {
   if (issues.length > 0) throw new InputError(issues, 'cannot start');
 }
 
+/** The nodes' pre-flight: its gather section, and the check of each node's gathered facts. */
+export interface NodePreflight {
+  gatherExtra: string;
+  check(facts: HostFacts): Promise<PreflightProblem[]>;
+}
+
+/**
+ * With runners, GitLab's clock is read once per run (one HEAD, alongside the SSH work); a GitLab that does not
+ * answer leaves the nodes' clocks unchecked, with a warning, and lets the GitLab phase report what is wrong with it.
+ */
+export function nodePreflight(inv: Inventory, log: Logger): NodePreflight {
+  // Hosts only (no runners): GitLab is not asked anything, and no runner's token or TLS depends on the node's clock.
+  const clock = !withRunners(inv.gitlab.auth)
+    ? Promise.resolve(undefined)
+    : GitlabApi.fromConfig(inv.gitlab, { retries: 0 })
+        .serverClock()
+        .catch((err: unknown) => {
+          log.warn(
+            'gitlab',
+            `cannot read GitLab's clock, the nodes' clocks are not checked: ${redact(err instanceof Error ? err.message : String(err))}`,
+          );
+          return undefined;
+        });
+  return {
+    gatherExtra: PREFLIGHT_GATHER,
+    check: async (facts) => preflightProblems(parsePreflight(facts.gathered, facts.gatheredAt), await clock),
+  };
+}
+
 export interface NodeOutcome {
   report: NodeReport;
   host?: HostResult;
@@ -69,6 +106,7 @@ async function convergeNode(
   node: NodeSpec,
   inv: Inventory,
   opts: ConvergeOptions,
+  preflight: NodePreflight,
   runners?: NodeRunnerStep,
 ): Promise<NodeOutcome> {
   const changes: Change[] = [];
@@ -80,9 +118,10 @@ async function convergeNode(
       const host = await convergeHost(conn, node, inv.gitlab.registries, {
         dryRun: opts.dryRun,
         onChange: record,
-        gatherExtra: runners?.gatherExtra,
+        gatherExtra: `${preflight.gatherExtra}\n${runners?.gatherExtra ?? ''}`,
         docker: inv.docker,
         pods: { placement: inv.runners.placement, podCidr: inv.kubernetes.podCidr },
+        preflight: preflight.check,
       });
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {
@@ -210,8 +249,9 @@ async function convergeLocked(
     ),
     onNode: async (...args) => (await phase).onNode(...args),
   };
+  const preflight = nodePreflight(inv, opts.log);
   const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) =>
-    convergeNode(node, inv, opts, runners),
+    convergeNode(node, inv, opts, preflight, runners),
   );
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
   let after: Awaited<ReturnType<RunnerPhase['afterNodes']>>;

@@ -19,7 +19,8 @@ import {
   type RunnerView,
   type StatusReport,
 } from '../status/health.js';
-import { preflight } from './converge.js';
+import { nodePreflight, preflight, type NodePreflight } from './converge.js';
+import { describeProblems } from '../host/preflight.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
 
@@ -41,6 +42,7 @@ async function gatherNode(
   node: NodeSpec,
   inv: Inventory,
   log: Logger,
+  preflight: NodePreflight,
   metricsAt?: Promise<string | undefined>,
 ): Promise<HostView> {
   log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
@@ -48,10 +50,15 @@ async function gatherNode(
     const facts = await withNode(node, async (conn) => {
       log.progress(node.name, 'gathering facts (read-only)');
       const extra = metricsAt ? metricsGatherScript(await metricsAt) : '';
-      return gatherFacts(conn, inv.gitlab.registries, extra);
+      return gatherFacts(conn, inv.gitlab.registries, `${preflight.gatherExtra}\n${extra}`);
     });
-    log.done?.(node.name, true, `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}`);
-    return { facts };
+    const problems = await preflight.check(facts);
+    log.done?.(
+      node.name,
+      problems.length === 0,
+      `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}${problems.length > 0 ? `; ${describeProblems(node.name, problems)}` : ''}`,
+    );
+    return { facts, preflight: problems };
   } catch (err) {
     const error = messageOf(err);
     log.done?.(node.name, false, error);
@@ -193,9 +200,12 @@ export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<St
       return target;
     });
   };
+  const checks = nodePreflight(inv, opts.log);
   const side = runnerSide(inv, selected.nodes, opts, podsListed).finally(() => podsListed([]));
   const [hosts, sideResult] = await Promise.all([
-    mapPool(selected.nodes, opts.concurrency, (node) => gatherNode(node, inv, opts.log, metricsAt(node))),
+    mapPool(selected.nodes, opts.concurrency, (node) =>
+      gatherNode(node, inv, opts.log, checks, metricsAt(node)),
+    ),
     side,
   ]);
   const now = (opts.now ?? Date.now)();

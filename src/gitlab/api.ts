@@ -215,6 +215,32 @@ export class GitlabApi implements GitlabRunnerApi {
     ).data;
   }
 
+  /**
+   * GitLab's clock: one HEAD /version without a token, for its `Date` header (any status carries one), and this
+   * machine's clock when the answer came. Undefined when the answer has no usable Date.
+   */
+  async serverClock(): Promise<{ date: number; receivedAt: number } | undefined> {
+    commandTrace.emit?.('gitlab', 'HEAD /version');
+    const url = new URL(`${this.base}/version`);
+    let res: globalThis.Response;
+    try {
+      res = await this.fetchImpl(url, {
+        method: 'HEAD',
+        signal: AbortSignal.timeout(this.opts.timeoutSeconds * 1000),
+        redirect: 'manual',
+      });
+    } catch (err) {
+      throw new ApiError(
+        'gitlab',
+        0,
+        redact(`GitLab HEAD /version: ${networkReason(err, this.opts.timeoutSeconds, url.origin)}`),
+      );
+    }
+    const receivedAt = Date.now();
+    const date = Date.parse(res.headers.get('date') ?? '');
+    return Number.isNaN(date) ? undefined : { date, receivedAt };
+  }
+
   /** GET /runners/all (administrators), every page. */
   async listAllRunners(
     accessToken: string,

@@ -26,6 +26,7 @@ import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './pl
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
 import type { DockerSettings } from '../inventory/types.js';
 import { logScalars } from './daemon-json.js';
+import { PreflightError, type PreflightProblem } from './preflight.js';
 
 export interface HostResult {
   facts: HostFacts;
@@ -56,7 +57,7 @@ export async function gatherFacts(
   // Only stderr goes into the error: stdout may carry a section's file in base64 (a runner record's token).
   if (r.code !== 0) throw new RemoteCommandError(conn.node.name, 'gather facts', r.code, r.stderr);
   const facts = parseFacts(r.stdout);
-  return { ...facts, forwarding: parseForwardingFacts(facts.gathered!) };
+  return { ...facts, forwarding: parseForwardingFacts(facts.gathered!), gatheredAt: Date.now() };
 }
 
 /**
@@ -307,6 +308,8 @@ export async function convergeHost(
     docker?: DockerSettings;
     /** where the runners run and the pod CIDR: decides the forwarding steps (src/host/forwarding.ts) */
     pods?: PodNetwork;
+    /** the node's pre-flight problems from the first gather: any refuses the node before a step is planned */
+    preflight?: (facts: HostFacts) => Promise<PreflightProblem[]>;
   },
 ): Promise<HostResult> {
   const settings = opts.docker ?? NO_DOCKER_SETTINGS;
@@ -316,6 +319,8 @@ export async function convergeHost(
     opts.onChange?.(c);
   };
   let facts = await gatherFacts(conn, registries, opts.gatherExtra);
+  const problems = (await opts.preflight?.(facts)) ?? [];
+  if (problems.length > 0) throw new PreflightError(node.name, problems);
   let plan = planHost(node, registries, facts, settings, opts.pods);
 
   if (opts.dryRun) {

@@ -47,6 +47,8 @@ export interface HostFacts {
   hostsToml: Record<string, FileFact>;
   /** IPv4 forwarding and the iptables FORWARD policy and DOCKER-USER rules (src/host/forwarding.ts), as gatherFacts reads them */
   forwarding?: ForwardingFacts;
+  /** this machine's clock (ms) when the gather returned: the node's own clock, read in it, is compared to it */
+  gatheredAt?: number;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
   gathered?: GatherOutput;
 }

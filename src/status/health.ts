@@ -1,4 +1,5 @@
 // Pure judgement for `status`: one row per node from gathered facts, pods and GitLab answers; what is unhealthy and why; the table.
+import type { PreflightProblem } from '../host/preflight.js';
 import { parseJobs } from './metrics.js';
 import type { HostFacts } from '../host/facts.js';
 import { registryIsInsecure } from '../host/facts.js';
@@ -56,7 +57,8 @@ export interface StatusReport {
 }
 
 /** What gathering found on one node: facts, or why there are none. */
-export type HostView = { facts: HostFacts } | { error: string };
+/** `preflight`: what stops the node from ever running a job (src/host/preflight.ts), as apply would refuse it. */
+export type HostView = { facts: HostFacts; preflight?: PreflightProblem[] } | { error: string };
 
 /** Pods of our DaemonSet, or why they could not be listed; 'n/a' when the runners do not live in the cluster. */
 export type PodsView = { pods: PodView[] } | { error: string } | 'n/a';
@@ -165,6 +167,7 @@ export function statusRow(
     };
   } else {
     const f = host.facts;
+    for (const p of host.preflight ?? []) problems.push(`pre-flight: ${p.fact}; fix: ${p.fix}`);
     const flavour = dockerFlavour(f);
     const running = f.docker !== undefined;
     if (flavour === 'none') problems.push('Docker is not installed');

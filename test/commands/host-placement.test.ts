@@ -64,6 +64,24 @@ const converge = (dryRun: boolean) =>
 const created = () => gl.calls({ method: 'POST', path: '/api/v4/user/runners' }).length;
 
 describe('host placement on fake nodes with the GitLab stand-in', () => {
+  it("pre-flight: a node clock an hour behind GitLab's Date refuses that node only (one HEAD for GitLab's clock)", async () => {
+    nodes.get('pi1')!.preflight = [`epoch ${Math.floor(Date.now() / 1000) - 3600}`];
+    nodes.get('pi2')!.preflight = [`epoch ${Math.floor(Date.now() / 1000)}`];
+    try {
+      const report = await converge(true);
+      const [pi1, pi2] = report.nodes;
+      expect(pi1.ok).toBe(false);
+      expect(pi1.error).toMatch(
+        /pi1: the clock is 3\d{3} s behind GitLab's .*; fix: sudo timedatectl set-ntp true/,
+      );
+      expect(pi2.ok).toBe(true);
+      expect(gl.calls({ method: 'HEAD', path: '/api/v4/version' })).toHaveLength(1);
+    } finally {
+      for (const s of nodes.values()) s.preflight = [];
+      gl.reset();
+    }
+  });
+
   it('plan creates nothing in GitLab and writes nothing on the nodes', async () => {
     const report = await converge(true);
     expect(report.ok).toBe(true);

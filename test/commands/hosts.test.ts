@@ -67,6 +67,31 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     for (const s of nodes.values()) expect([s.opened, s.closed, s.scripts.length]).toEqual([1, 1, 1]);
   });
 
+  it('pre-flight: plan and apply refuse only the node with a problem, before any change on it; status names it', async () => {
+    useFakes();
+    nodes.get('pi1')!.preflight = ['cgroups-memory 0', 'boot-dir /boot/firmware'];
+    const fix = `sudo sed -i '1 s/$/ cgroup_enable=memory cgroup_memory=1/' /boot/firmware/cmdline.txt && sudo reboot`;
+    for (const dryRun of [true, false]) {
+      const report = await converge(dryRun);
+      expect(report.ok).toBe(false);
+      const [pi1, pi2] = report.nodes;
+      expect(pi1).toMatchObject({ name: 'pi1', ok: false, changes: [] });
+      expect(pi1.error).toContain('pi1: the memory cgroup is not enabled');
+      expect(pi1.error).toContain(fix);
+      expect(pi2.ok).toBe(true);
+    }
+    // pi1: the gathers only; pi2 was written.
+    expect(nodes.get('pi1')!.scripts.map((s) => s.step)).toEqual(['gather facts', 'gather facts']);
+    expect(nodes.get('pi1')!.files.has(APT_DAEMON_JSON)).toBe(false);
+    expect(text(nodes.get('pi2')!, APT_DAEMON_JSON)).toContain(REGISTRY);
+    const status = await runStatus(inv, { concurrency: 2, log: recordingLogger(), executor: 'dood' });
+    const row = status.nodes.find((n) => n.node === 'pi1')!;
+    expect(row.healthy).toBe(false);
+    expect(row.problems).toContain(
+      `pre-flight: the memory cgroup is not enabled (the kernel command line lacks cgroup_enable=memory): the cluster cannot run pods; fix: ${fix}`,
+    );
+  });
+
   it('apply writes daemon.json (keeping other keys) and its record, then a rerun changes nothing in one round trip', async () => {
     useFakes({ pi2: { [APT_DAEMON_JSON]: '{"log-driver": "journald"}\n' } });
     const log = recordingLogger();

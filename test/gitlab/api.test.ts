@@ -26,6 +26,24 @@ async function failure(p: Promise<unknown>): Promise<ApiError> {
 }
 
 describe('GitlabApi', () => {
+  it("reads GitLab's clock from the Date of one HEAD, whatever its status", async () => {
+    const near = (at: number) => expect(Math.abs(at - Date.now())).toBeLessThan(2000);
+    const clock = await api.serverClock();
+    near(clock!.date);
+    near(clock!.receivedAt);
+    await fetch(`${gl.url}/_standin/clock`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ offsetSeconds: -3600 }),
+    });
+    const skewed = await api.serverClock();
+    near(skewed!.date + 3600_000);
+    expect(gl.state.calls.at(-1)).toMatchObject({ method: 'HEAD', path: '/api/v4/version' });
+    await expect(
+      new GitlabApi({ url: 'http://127.0.0.1:1', timeoutSeconds: 2 }).serverClock(),
+    ).rejects.toThrow(/HEAD \/version/);
+  });
+
   it('creates with an access token, verifies, updates, lists and deletes', async () => {
     const created = await api.createUserRunner(gl.tokens.accessToken, {
       runner_type: 'instance_type',

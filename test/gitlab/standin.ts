@@ -394,6 +394,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const persistEvery = opts.contactedAtPersistEveryMs ?? UPDATE_CONTACT_COLUMN_EVERY_MS;
   let delayMs = opts.delayMs ?? 0;
+  /** how far the `Date` of API answers is moved from this machine's clock: a skewed node, as GitLab sees it */
+  let clockOffsetSeconds = 0;
   let failRules: (FailRule & { left: number })[] = [];
   const state: StandinState = {
     registrationTokensEnabled: opts.registrationTokensEnabled ?? true,
@@ -420,6 +422,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       : null;
 
   const reset = () => {
+    clockOffsetSeconds = 0;
     state.registrationTokensEnabled = opts.registrationTokensEnabled ?? true;
     state.runnerTokenExpirationSeconds = opts.runnerTokenExpirationSeconds ?? null;
     state.runners.length = 0;
@@ -1111,6 +1114,12 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       failRules.push({ ...rule, status: Number(rule.status), left: Number(rule.times ?? 1) });
       return { status: 204 };
     }
+    if (method === 'POST' && path === '/_standin/clock') {
+      const offset = Number(p.offsetSeconds ?? 0);
+      if (!Number.isFinite(offset)) throw badRequest('offsetSeconds: a number');
+      clockOffsetSeconds = offset;
+      return { status: 204 };
+    }
     if (method === 'POST' && path === '/_standin/delay') {
       delayMs = Number(p.ms ?? 0);
       return { status: 204 };
@@ -1264,6 +1273,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     if (!isControl) state.calls.push({ method, path, status: reply.status, at: now() });
     if (res.destroyed) return;
     const headers: Record<string, string> = { ...(reply.headers ?? {}) };
+    if (!isControl && clockOffsetSeconds !== 0)
+      headers.date = new Date(Date.now() + clockOffsetSeconds * 1000).toUTCString();
     if (reply.raw !== undefined) {
       if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type'))
         headers['content-type'] = 'text/plain';

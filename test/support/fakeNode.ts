@@ -27,6 +27,8 @@ export interface FakeNodeState {
   closed: number;
   /** the gitlab-runner package and service, as apt-get and systemctl would leave them */
   runner: { installed: boolean; active: boolean; enabled: boolean; groups: string[]; dockerGroup: boolean };
+  /** the pre-flight section's lines (src/host/preflight.ts); none: the node says nothing, which is never a problem */
+  preflight: string[];
 }
 
 export function fakeNodeState(files: Record<string, string> = {}): FakeNodeState {
@@ -37,6 +39,7 @@ export function fakeNodeState(files: Record<string, string> = {}): FakeNodeState
     opened: 0,
     closed: 0,
     runner: { installed: false, active: false, enabled: false, groups: [], dockerGroup: true },
+    preflight: [],
   };
 }
 
@@ -165,6 +168,7 @@ function gather(state: FakeNodeState, script: string): string {
     );
   // destroy's section: no runner identity folders on this node.
   if (script.includes('@@rf-identity')) lines.push('@@rf-identity');
+  if (script.includes('echo "@@preflight"')) lines.push('@@preflight', ...state.preflight);
   lines.push(...runner, '@@end', '');
   return lines.join('\n');
 }
