@@ -1,5 +1,4 @@
 // `status`: ask every node (one read-only round trip), the cluster and GitLab how the fleet is doing; change nothing.
-import { ApiError } from '../errors.js';
 import { GitlabApi } from '../gitlab/api.js';
 import { gatherFacts } from '../host/converge.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
@@ -22,6 +21,7 @@ import {
 import { preflight } from './converge.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
+import { readRunnerView } from '../status/contact.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -127,34 +127,9 @@ async function runnerSide(
   await mapPool(nodes, 4, async (n) => {
     const rec = live.get(n.name);
     if (!rec) return void runners.set(n.name, { kind: 'no-record' });
-    if (rec.id === undefined)
-      return void runners.set(n.name, { kind: 'unknown', why: 'the record has no runner id' });
-    try {
-      const id = rec.id;
-      const [r, managers] = await Promise.all([
-        api.getRunner(token, id),
-        rec.systemId ? api.listRunnerManagers(token, id) : undefined,
-      ]);
-      // The node's own manager, by the system_id its pod or service runs with; verify (each apply) never moves it.
-      const contactedAt = managers
-        ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null)
-        : (r.contacted_at ?? null);
-      runners.set(n.name, {
-        kind: 'runner',
-        id,
-        contactedAt,
-        paused: r.paused,
-        tokenExpiresAt: rec.tokenExpiresAt ?? null,
-        ...(rec.systemId ? { systemId: rec.systemId } : {}),
-      });
-    } catch (err) {
-      failures++;
-      const error =
-        err instanceof ApiError && err.status === 404
-          ? `runner #${rec.id} does not exist in GitLab (run apply)`
-          : messageOf(err);
-      runners.set(n.name, { kind: 'error', id: rec.id, error });
-    }
+    const view = await readRunnerView(api, token, rec);
+    if (view.kind === 'error') failures++;
+    runners.set(n.name, view);
   });
   log.done?.(
     'gitlab',
