@@ -4,7 +4,14 @@ import type { GitlabRunnerApi, RunnerDetails, RunnerManager } from '../gitlab/ap
 import { ApiError } from '../errors.js';
 import type { RunnerRecord } from '../runners/records.js';
 import type { RunnerView } from './health.js';
-import { contactedSince, readRunnerView, waitForContact, type ContactClock } from './contact.js';
+import {
+  contactedSince,
+  describeNoContact,
+  readRunnerView,
+  waitForContact,
+  type ContactClock,
+} from './contact.js';
+import { parseProbe, probeTargets } from './probe.js';
 
 const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 12, 0, s)).toISOString();
 const view = (contactedAt: string | null): RunnerView => ({ kind: 'runner', id: 7, contactedAt });
@@ -102,5 +109,28 @@ describe('readRunnerView', () => {
       id: 7,
       error: 'runner #7 does not exist in GitLab (run apply)',
     });
+  });
+});
+
+describe('describeNoContact', () => {
+  const targets = probeTargets({ gitlab: { url: 'http://198.18.0.1:8929', registries: [] } } as never);
+  it('the first failing hop from where the runner runs; GitLab trouble or a clean path otherwise', () => {
+    const tcp = parseProbe('@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp fail nc: timed out', targets);
+    expect(describeNoContact(120, view(null), tcp, 'pod')).toBe(
+      'its runner did not ask GitLab for jobs within 120 s: cannot connect to 198.18.0.1:8929 (GitLab) from the runner pod (nc: timed out)',
+    );
+    expect(describeNoContact(30, view(null), { kind: 'ok' }, 'host')).toBe(
+      "its runner did not ask GitLab for jobs within 30 s, though GitLab and the registries answer from the node: read the runner's log",
+    );
+    expect(
+      describeNoContact(
+        30,
+        { kind: 'error', id: 7, error: 'HTTP 500' },
+        { kind: 'unknown', why: 'no pod' },
+        'pod',
+      ),
+    ).toBe(
+      'its runner did not ask GitLab for jobs within 30 s (GitLab: HTTP 500); could not probe from the runner pod: no pod',
+    );
   });
 });

@@ -5,6 +5,7 @@ import type { GitlabRunnerApi } from '../gitlab/api.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import type { RunnerView } from './health.js';
+import { describeProbe, type ProbeResult, type ProbeSite } from './probe.js';
 
 /**
  * A node's runner in GitLab through its record. With a system_id, `contactedAt` is that runner manager's
@@ -84,4 +85,21 @@ export async function waitForContact(
     if (left <= 0) return { kind: 'timeout', last };
     await clock.sleep(Math.min(intervalMs, left));
   }
+}
+
+/**
+ * Why a node's runner is not proven, in one phrase: the wait, then what the probe found from where the runner runs
+ * (or what GitLab said, when the path is fine).
+ */
+export function describeNoContact(
+  timeoutSeconds: number,
+  last: RunnerView,
+  probe: ProbeResult,
+  site: ProbeSite,
+): string {
+  const head = `its runner did not ask GitLab for jobs within ${timeoutSeconds} s`;
+  if (probe.kind === 'failed') return `${head}: ${describeProbe(probe, site)}`;
+  if (last.kind === 'error') return `${head} (GitLab: ${last.error}); ${describeProbe(probe, site)}`;
+  if (probe.kind === 'unknown') return `${head}; ${describeProbe(probe, site)}`;
+  return `${head}, though ${describeProbe(probe, site)}: read the runner's log`;
 }
