@@ -10,9 +10,14 @@ import { mapPool } from '../pool.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact, resolveSecret } from '../secrets.js';
 import { withNode } from '../ssh.js';
+import { hostRunnerIndexPath, readHostRunnerIndex } from '../host-runner/state.js';
+import type { KubeClient } from '../kube/client.js';
+import type { ProbeResult } from '../status/probe.js';
 import {
   buildStatusReport,
+  chooseExecutor,
   statusRow,
+  type DeployedMismatch,
   type HostView,
   type PodsView,
   type RunnerView,
@@ -63,6 +68,9 @@ interface RunnerSide {
   pods: PodsView;
   runners: Map<string, RunnerView>;
   cluster?: { ok: boolean; error?: string };
+  /** the contact probe from each node's running pod */
+  reach?: Map<string, ProbeResult>;
+  mismatch?: DeployedMismatch[];
 }
 
 /** The cluster's pods and records, then each recorded runner's last contact in GitLab. `onPods` hears the pods first. */
@@ -83,6 +91,8 @@ async function runnerSide(
   const ns = inv.kubernetes.namespace;
   let pods: PodsView;
   let records: RunnerRecord[];
+  let reach: Promise<Map<string, ProbeResult>>;
+  const mismatch: DeployedMismatch[] = [];
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
@@ -91,10 +101,28 @@ async function runnerSide(
       import('../placement/records.js'),
     ]);
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
-    const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
-    pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
+    // Every runner-fleet runner pod: what is deployed decides which executor's pods are judged.
+    const listed = (await client.listObjects(
+      'v1',
+      'Pod',
+      ns,
+      'app.kubernetes.io/name=gitlab-runner',
+    )) as unknown as PodView[];
+    const live = listed.filter((p) => !p.metadata.deletionTimestamp);
+    const chosen = chooseExecutor(
+      live.map((p) => p.metadata.labels?.[EXECUTOR_LABEL]),
+      opts.executor,
+    );
+    if (chosen.mismatch) mismatch.push(chosen.mismatch);
+    pods = { pods: listed.filter((p) => p.metadata.labels?.[EXECUTOR_LABEL] === chosen.executor) };
     onPods(pods.pods);
+    reach = probePods(client, inv, nodes, pods.pods);
     records = await typedStore(client, ns, true).load();
+    if (live.length === 0 && records.every((r) => r.retiredAt)) {
+      const index = readIndexQuietly(inv);
+      if (index.some((n) => nodes.some((m) => m.name === n.name)))
+        mismatch.push({ kind: 'placement', deployed: 'host', inventory: 'cluster' });
+    }
     log.done?.('cluster', true, `${pods.pods.length} runner pod(s), ${records.length} record(s)`);
   } catch (err) {
     const error = messageOf(err);
@@ -105,6 +133,45 @@ async function runnerSide(
       cluster: { ok: false, error },
     };
   }
+  const side = await runnersInGitlab(inv, nodes, opts, records);
+  return { pods, ...side, reach: await reach, mismatch };
+}
+
+/** The host-runner index beside the inventory, or nothing when it cannot be read (status only looks). */
+function readIndexQuietly(inv: Inventory): { name: string }[] {
+  try {
+    return readHostRunnerIndex(hostRunnerIndexPath(inv.source));
+  } catch {
+    return [];
+  }
+}
+
+/** The contact probe in each selected node's running pod, in parallel (an exec each). */
+async function probePods(
+  client: KubeClient,
+  inv: Inventory,
+  nodes: NodeSpec[],
+  pods: PodView[],
+): Promise<Map<string, ProbeResult>> {
+  const { probePod } = await import('../placement/contact.js');
+  const running = nodes.flatMap((n) => {
+    const pod = pods.find(
+      (p) => p.spec?.nodeName === n.name && !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
+    );
+    return pod ? [{ node: n.name, pod: pod.metadata.name }] : [];
+  });
+  const results = await mapPool(running, 4, (r) => probePod(client, inv, r.pod));
+  return new Map(running.map((r, i) => [r.node, results[i]]));
+}
+
+/** Each node's runner in GitLab through its live record, when the inventory's token can ask. */
+async function runnersInGitlab(
+  inv: Inventory,
+  nodes: NodeSpec[],
+  opts: StatusOptions,
+  records: RunnerRecord[],
+): Promise<{ runners: Map<string, RunnerView> }> {
+  const { log } = opts;
 
   const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const runners = new Map<string, RunnerView>();
@@ -118,7 +185,7 @@ async function runnerSide(
           ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` }
           : { kind: 'no-record' },
       );
-    return { pods, runners };
+    return { runners };
   }
   const token = resolveSecret(ref);
   const api = GitlabApi.fromConfig(inv.gitlab);
@@ -136,7 +203,7 @@ async function runnerSide(
     failures === 0,
     failures === 0 ? `${nodes.length} runner(s) asked` : `${failures} question(s) failed`,
   );
-  return { pods, runners };
+  return { runners };
 }
 
 export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<StatusReport> {
@@ -183,7 +250,11 @@ export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<St
       sideResult.runners.get(node.name) ?? { kind: 'n/a' },
       now,
       targets.get(node.name),
+      sideResult.reach?.get(node.name),
     ),
   );
-  return buildStatusReport(rows, sideResult.cluster ? { cluster: sideResult.cluster } : {});
+  return buildStatusReport(rows, {
+    ...(sideResult.cluster ? { cluster: sideResult.cluster } : {}),
+    ...(sideResult.mismatch?.length ? { mismatch: sideResult.mismatch } : {}),
+  });
 }

@@ -97,15 +97,24 @@ export async function probeInPod(
     (p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
   );
   if (!pod) return { kind: 'unknown', why: 'no running runner pod on this node' };
+  return probePod(client, inv, pod.metadata.name);
+}
+
+/** The probe in one runner pod; a failed exec is an `unknown` result, never a rejection. */
+export async function probePod(client: KubeClient, inv: Inventory, pod: string): Promise<ProbeResult> {
   const targets = probeTargets(inv);
-  const r = await client.execInPod(
-    ns,
-    pod.metadata.name,
-    'gitlab-runner',
-    ['sh', '-c', probeScript(targets)],
-    PROBE_TIMEOUT_SECONDS,
-  );
-  return parseProbe(r.stdout, targets);
+  try {
+    const r = await client.execInPod(
+      inv.kubernetes.namespace,
+      pod,
+      'gitlab-runner',
+      ['sh', '-c', probeScript(targets)],
+      PROBE_TIMEOUT_SECONDS,
+    );
+    return parseProbe(r.stdout, targets);
+  } catch (err) {
+    return { kind: 'unknown', why: messageOf(err) };
+  }
 }
 
 /** The probe on the node itself (host placement: the runner runs there), over SSH. */
