@@ -12,7 +12,7 @@ import { redact, resolveSecret } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { hostRunnerIndexPath, readHostRunnerIndex } from '../host-runner/state.js';
 import type { KubeClient } from '../kube/client.js';
-import type { ProbeResult } from '../status/probe.js';
+import { parseReach, probeTargets, reachGatherScript, type ProbeResult } from '../status/probe.js';
 import {
   buildStatusReport,
   chooseExecutor,
@@ -52,7 +52,10 @@ async function gatherNode(
   try {
     const facts = await withNode(node, async (conn) => {
       log.progress(node.name, 'gathering facts (read-only)');
-      const extra = metricsAt ? metricsGatherScript(await metricsAt) : '';
+      const metrics = metricsAt ? metricsGatherScript(await metricsAt) : '';
+      // Host placement: the runner runs on the node, so the contact probe joins the gather.
+      const reach = hostReach(inv) ? reachGatherScript(probeTargets(inv)) : '';
+      const extra = [metrics, reach].filter(Boolean).join('\n');
       return gatherFacts(conn, inv.gitlab.registries, extra);
     });
     log.done?.(node.name, true, `Docker ${facts.docker?.version ?? 'not answering'}, ${facts.arch}`);
@@ -62,6 +65,15 @@ async function gatherNode(
     log.done?.(node.name, false, error);
     return { error };
   }
+}
+
+/** Whether status probes the way to GitLab from the node itself: host placement with runners. */
+const hostReach = (inv: Inventory) => inv.runners.placement === 'host' && withRunners(inv.gitlab.auth);
+
+/** The probe's answer for a node: from its gather (host placement) or from its pod. */
+function reachOf(inv: Inventory, host: HostView, fromPod: ProbeResult | undefined): ProbeResult | undefined {
+  if (!hostReach(inv)) return fromPod;
+  return 'facts' in host ? parseReach(host.facts.gathered?.sections, probeTargets(inv)) : undefined;
 }
 
 interface RunnerSide {
@@ -250,7 +262,7 @@ export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<St
       sideResult.runners.get(node.name) ?? { kind: 'n/a' },
       now,
       targets.get(node.name),
-      sideResult.reach?.get(node.name),
+      reachOf(inv, hosts[i], sideResult.reach?.get(node.name)),
     ),
   );
   return buildStatusReport(rows, {

@@ -115,7 +115,7 @@ describe('readRunnerView', () => {
 describe('describeNoContact', () => {
   const targets = probeTargets({ gitlab: { url: 'http://198.18.0.1:8929', registries: [] } } as never);
   it('the first failing hop from where the runner runs; GitLab trouble or a clean path otherwise', () => {
-    const tcp = parseProbe('@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp fail nc: timed out', targets);
+    const tcp = parseProbe('probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp fail nc: timed out', targets);
     expect(describeNoContact(120, view(null), tcp, 'pod')).toBe(
       'its runner did not ask GitLab for jobs within 120 s: cannot connect to 198.18.0.1:8929 (GitLab) from the runner pod (nc: timed out)',
     );

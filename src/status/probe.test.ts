@@ -32,19 +32,19 @@ describe('probeTargets and probeScript', () => {
 describe('parseProbe', () => {
   it('every hop answered: ok, whatever the HTTP status below 500', () => {
     const out = [
-      '@@hop 0 dns ok 198.18.0.1',
-      '@@hop 0 tcp ok -',
-      '@@hop 0 http ok 401',
-      '@@hop 1 dns ok 198.18.0.2',
-      '@@hop 1 tcp ok -',
-      '@@hop 1 http ok 200',
+      'probe-hop 0 dns ok 198.18.0.1',
+      'probe-hop 0 tcp ok -',
+      'probe-hop 0 http ok 401',
+      'probe-hop 1 dns ok 198.18.0.2',
+      'probe-hop 1 tcp ok -',
+      'probe-hop 1 http ok 200',
     ].join('\n');
     expect(parseProbe(out, targets)).toEqual({ kind: 'ok' });
   });
 
   it('the first failing hop, with the address the name resolved to', () => {
     const named = probeTargets({ gitlab: { url: 'http://gitlab.lan:8929', registries: [] } } as never);
-    const out = '@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp fail nc: timed out\n';
+    const out = 'probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp fail nc: timed out\n';
     const r = parseProbe(out, named);
     expect(r).toMatchObject({ kind: 'failed', hop: 'tcp', address: '198.18.0.1', detail: 'nc: timed out' });
     expect(describeProbe(r, 'pod')).toBe(
@@ -53,27 +53,30 @@ describe('parseProbe', () => {
   });
 
   it('words each hop, from the pod or the node', () => {
-    const tcp = parseProbe('@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp fail nc: timed out', targets);
+    const tcp = parseProbe('probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp fail nc: timed out', targets);
     expect(describeProbe(tcp, 'pod')).toBe(
       'cannot connect to 198.18.0.1:8929 (GitLab) from the runner pod (nc: timed out)',
     );
-    const dns = parseProbe('@@hop 0 dns fail name does not resolve', targets);
+    const dns = parseProbe('probe-hop 0 dns fail name does not resolve', targets);
     expect(describeProbe(dns, 'host')).toBe(
       'cannot resolve 198.18.0.1 (GitLab) from the node (name does not resolve)',
     );
     const http = parseProbe(
-      '@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp ok -\n@@hop 0 http fail no answer within 10 s',
+      'probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp ok -\nprobe-hop 0 http fail no answer within 10 s',
       targets,
     );
     expect(describeProbe(http, 'pod')).toBe(
       'no HTTP answer from http://198.18.0.1:8929/api/v4/version (GitLab) from the runner pod (no answer within 10 s)',
     );
-    const bad = parseProbe('@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp ok -\n@@hop 0 http ok 502', targets);
+    const bad = parseProbe(
+      'probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp ok -\nprobe-hop 0 http ok 502',
+      targets,
+    );
     expect(describeProbe(bad, 'pod')).toBe(
       'GitLab answers http://198.18.0.1:8929/api/v4/version with HTTP 502 from the runner pod',
     );
     const reg = parseProbe(
-      '@@hop 0 dns ok 198.18.0.1\n@@hop 0 tcp ok -\n@@hop 0 http ok 401\n@@hop 1 dns ok 198.18.0.2\n@@hop 1 tcp fail Connection refused',
+      'probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp ok -\nprobe-hop 0 http ok 401\nprobe-hop 1 dns ok 198.18.0.2\nprobe-hop 1 tcp fail Connection refused',
       targets,
     );
     expect(describeProbe(reg, 'pod')).toBe(
@@ -82,9 +85,11 @@ describe('parseProbe', () => {
   });
 
   it('a skipped hop (no tool for it) is no failure; no output at all is unknown', () => {
-    expect(parseProbe('@@hop 0 dns skip no getent or nslookup\n@@hop 0 tcp ok -\n', targets)).toEqual({
-      kind: 'ok',
-    });
+    expect(parseProbe('probe-hop 0 dns skip no getent or nslookup\nprobe-hop 0 tcp ok -\n', targets)).toEqual(
+      {
+        kind: 'ok',
+      },
+    );
     expect(parseProbe('sh: not found\n', targets)).toEqual({
       kind: 'unknown',
       why: 'the probe printed nothing',

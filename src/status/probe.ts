@@ -51,7 +51,7 @@ const portOf = (u: URL) => (u.port ? Number(u.port) : u.protocol === 'https:' ? 
 
 /**
  * The probe, for `sh -s` or `sh -c`: it uses whatever the place has (getent or nslookup; curl, or nc and wget as
- * busybox images have them) and prints one `@@hop INDEX HOP ok|fail|skip DETAIL` line per hop, stopping at the
+ * busybox images have them) and prints one `probe-hop INDEX HOP ok|fail|skip DETAIL` line per hop, stopping at the
  * first failure. A tool that is missing makes its hop `skip`, never a failure.
  */
 export function probeScript(targets: ProbeTarget[]): string {
@@ -65,7 +65,7 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 const PROBE_FUNCTIONS = String.raw`have() { command -v "$1" >/dev/null 2>&1; }
 one() { tr '\r\n' '  ' | sed 's/ *$//' | cut -c1-200; }
-hop() { printf '@@hop %s %s %s %s\n' "$1" "$2" "$3" "$4"; }
+hop() { printf 'probe-hop %s %s %s %s\n' "$1" "$2" "$3" "$4"; }
 resolve() {
   case $1 in *:*|*[!0-9.]*) ;; *) echo "$1"; return 0 ;; esac
   case $1 in *:*) echo "$1"; return 0 ;; esac
@@ -109,7 +109,7 @@ probe() {
   hop "$i" http skip "no curl or wget"
 }`;
 
-const HOP_LINE = /^@@hop (\d+) (dns|tcp|http) (ok|fail|skip) ?(.*)$/;
+const HOP_LINE = /^probe-hop (\d+) (dns|tcp|http) (ok|fail|skip) ?(.*)$/;
 
 /** The first failing hop in the probe's output; `ok` when every target answered. */
 export function parseProbe(output: string, targets: ProbeTarget[]): ProbeResult {
@@ -158,4 +158,20 @@ export function describeProbe(result: ProbeResult, site: ProbeSite): string {
         ? `${what} answers ${target.url} with HTTP ${result.status} ${from}`
         : `no HTTP answer from ${target.url} (${what}) ${from}${why}`;
   }
+}
+
+/** status's gather section for host placement: the probe from the node, in a subshell (its `exit` ends only it). */
+export const REACH_SECTION = 'rf-reach';
+
+export function reachGatherScript(targets: ProbeTarget[]): string {
+  return `echo "@@${REACH_SECTION}"\n(\n${probeScript(targets)})`;
+}
+
+/** The section's result; undefined when the gather had none. */
+export function parseReach(
+  sections: Map<string, string[]> | undefined,
+  targets: ProbeTarget[],
+): ProbeResult | undefined {
+  const lines = sections?.get(REACH_SECTION);
+  return lines ? parseProbe(lines.join('\n'), targets) : undefined;
 }
