@@ -96,3 +96,68 @@ describe('parseProbe', () => {
     });
   });
 });
+
+describe('the probe script, run by sh here', () => {
+  /** Runs the probe with `sh` and the machine's tools, or with only busybox's applets on PATH. */
+  async function run(script: string, busybox: boolean): Promise<string> {
+    const { execFile } = await import('node:child_process');
+    const { mkdtempSync, symlinkSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    let env = process.env;
+    let shell = 'sh';
+    if (busybox) {
+      const dir = mkdtempSync(`${tmpdir()}/rf-bb-`);
+      for (const a of [
+        'sh',
+        'awk',
+        'tr',
+        'cut',
+        'sed',
+        'printf',
+        'nslookup',
+        'nc',
+        'wget',
+        'timeout',
+        'grep',
+      ])
+        symlinkSync('/bin/busybox', `${dir}/${a}`);
+      env = { PATH: dir };
+      shell = `${dir}/sh`;
+    }
+    return new Promise((resolve) =>
+      execFile(shell, ['-c', script], { env, timeout: 30_000 }, (_err, stdout) => resolve(stdout)),
+    );
+  }
+
+  it.each([false, true])(
+    'busybox only: %s — an answer is ok, a closed port is a failed TCP hop',
+    async (bb) => {
+      const { existsSync } = await import('node:fs');
+      if (bb && !existsSync('/bin/busybox')) return;
+      const { createServer } = await import('node:http');
+      const server = createServer((_req, res) => res.writeHead(401).end());
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as { port: number }).port;
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const closedPort = (closed.address() as { port: number }).port;
+      await new Promise((resolve) => closed.close(resolve));
+      try {
+        const up = probeTargets({
+          gitlab: { url: `http://127.0.0.1:${port}`, registries: [`127.0.0.1:${port}`] },
+        } as never);
+        expect(parseProbe(await run(probeScript(up), bb), up)).toEqual({ kind: 'ok' });
+        const down = probeTargets({
+          gitlab: { url: `http://127.0.0.1:${port}`, registries: [`127.0.0.1:${closedPort}`] },
+        } as never);
+        expect(parseProbe(await run(probeScript(down), bb), down)).toMatchObject({
+          kind: 'failed',
+          hop: 'tcp',
+          target: { kind: 'registry', port: closedPort },
+        });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    },
+  );
+});
