@@ -148,11 +148,14 @@ export async function convergeRunners(
   }
   const gitlab = gitlabReport(reconciled, log);
   if (dryRun || !rolledOut) return { gitlab, cluster };
-  // The pods are rolled out: each selected node's runner must now reach GitLab by itself.
-  const selected = new Set(input.only ?? fit.nodes.map((n) => n.name));
+  // The pods are rolled out: each node's runner must now reach GitLab by itself. Only nodes the host phase
+  // reached this run (they have facts): an unreachable node is reported failed already.
   const records = reconciled.records.filter(
     (r) =>
-      !r.retiredAt && r.id !== undefined && selected.has(r.node) && fit.nodes.some((n) => n.name === r.node),
+      !r.retiredAt &&
+      r.id !== undefined &&
+      input.facts.has(r.node) &&
+      fit.nodes.some((n) => n.name === r.node),
   );
   const contact = await proveContact({
     inventory: inv,
