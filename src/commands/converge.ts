@@ -269,7 +269,14 @@ async function convergeLocked(
     opts.log.error('gitlab', error);
     after = { gitlab: { ok: false, changes: [], error }, nodes: [] };
   }
-  return buildReport([...outcomes.map((o) => o.report), ...after.nodes], after.gitlab, after.cluster);
+  const reports = outcomes.map((o) => withContact(o.report, after.contact?.get(o.report.name)));
+  return buildReport([...reports, ...after.nodes], after.gitlab, after.cluster);
+}
+
+/** A node whose runner never reached GitLab has failed, whatever its host phase did. */
+export function withContact(report: NodeReport, noContact: string | undefined): NodeReport {
+  if (!noContact) return report;
+  return { ...report, ok: false, error: report.error ? `${report.error}; ${noContact}` : noContact };
 }
 
 export function formatSummary(report: RunReport, dryRun: boolean): string {

@@ -1,5 +1,4 @@
 // `status`: ask every node (one read-only round trip), the cluster and GitLab how the fleet is doing; change nothing.
-import { ApiError } from '../errors.js';
 import { GitlabApi } from '../gitlab/api.js';
 import { gatherFacts } from '../host/converge.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
@@ -11,9 +10,14 @@ import { mapPool } from '../pool.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact, resolveSecret } from '../secrets.js';
 import { withNode } from '../ssh.js';
+import { hostRunnerIndexPath, readHostRunnerIndex } from '../host-runner/state.js';
+import type { KubeClient } from '../kube/client.js';
+import { parseReach, probeTargets, reachGatherScript, type ProbeResult } from '../status/probe.js';
 import {
   buildStatusReport,
+  chooseExecutor,
   statusRow,
+  type DeployedMismatch,
   type HostView,
   type PodsView,
   type RunnerView,
@@ -23,6 +27,7 @@ import { nodePreflight, preflight, type NodePreflight } from './converge.js';
 import { describeProblems } from '../host/preflight.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
+import { readRunnerView } from '../status/contact.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -49,8 +54,11 @@ async function gatherNode(
   try {
     const facts = await withNode(node, async (conn) => {
       log.progress(node.name, 'gathering facts (read-only)');
-      const extra = metricsAt ? metricsGatherScript(await metricsAt) : '';
-      return gatherFacts(conn, inv.gitlab.registries, `${preflight.gatherExtra}\n${extra}`);
+      const metrics = metricsAt ? metricsGatherScript(await metricsAt) : '';
+      // Host placement: the runner runs on the node, so the contact probe joins the gather.
+      const reach = hostReach(inv) ? reachGatherScript(probeTargets(inv)) : '';
+      const extra = [preflight.gatherExtra, metrics, reach].filter(Boolean).join('\n');
+      return gatherFacts(conn, inv.gitlab.registries, extra);
     });
     const problems = await preflight.check(facts);
     log.done?.(
@@ -66,10 +74,22 @@ async function gatherNode(
   }
 }
 
+/** Whether status probes the way to GitLab from the node itself: host placement with runners. */
+const hostReach = (inv: Inventory) => inv.runners.placement === 'host' && withRunners(inv.gitlab.auth);
+
+/** The probe's answer for a node: from its gather (host placement) or from its pod. */
+function reachOf(inv: Inventory, host: HostView, fromPod: ProbeResult | undefined): ProbeResult | undefined {
+  if (!hostReach(inv)) return fromPod;
+  return 'facts' in host ? parseReach(host.facts.gathered?.sections, probeTargets(inv)) : undefined;
+}
+
 interface RunnerSide {
   pods: PodsView;
   runners: Map<string, RunnerView>;
   cluster?: { ok: boolean; error?: string };
+  /** the contact probe from each node's running pod */
+  reach?: Map<string, ProbeResult>;
+  mismatch?: DeployedMismatch[];
 }
 
 /** The cluster's pods and records, then each recorded runner's last contact in GitLab. `onPods` hears the pods first. */
@@ -90,6 +110,8 @@ async function runnerSide(
   const ns = inv.kubernetes.namespace;
   let pods: PodsView;
   let records: RunnerRecord[];
+  let reach: Promise<Map<string, ProbeResult>>;
+  const mismatch: DeployedMismatch[] = [];
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
@@ -98,10 +120,35 @@ async function runnerSide(
       import('../placement/records.js'),
     ]);
     const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
-    const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${opts.executor}`;
-    pods = { pods: (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[] };
+    // Every runner-fleet runner pod: what is deployed decides which executor's pods are judged.
+    const listed = (await client.listObjects(
+      'v1',
+      'Pod',
+      ns,
+      'app.kubernetes.io/name=gitlab-runner',
+    )) as unknown as PodView[];
+    const live = listed.filter((p) => !p.metadata.deletionTimestamp);
+    const chosen = chooseExecutor(
+      live.map((p) => p.metadata.labels?.[EXECUTOR_LABEL]),
+      opts.executor,
+    );
+    if (chosen.mismatch) mismatch.push(chosen.mismatch);
+    pods = { pods: listed.filter((p) => p.metadata.labels?.[EXECUTOR_LABEL] === chosen.executor) };
     onPods(pods.pods);
+    reach = probePods(client, inv, nodes, pods.pods);
     records = await typedStore(client, ns, true).load();
+    if (live.length === 0 && records.every((r) => r.retiredAt)) {
+      const index = readIndexQuietly(inv);
+      if (index.some((n) => nodes.some((m) => m.name === n.name))) {
+        // The runners run on the hosts (the last apply had --placement host): no pod is missing, judge as deployed.
+        log.done?.('cluster', true, 'no runner pods: the runners run on the hosts');
+        return {
+          pods: 'n/a',
+          runners: all({ kind: 'unknown', why: 'host placement' }),
+          mismatch: [{ kind: 'placement', deployed: 'host', inventory: 'cluster' }],
+        };
+      }
+    }
     log.done?.('cluster', true, `${pods.pods.length} runner pod(s), ${records.length} record(s)`);
   } catch (err) {
     const error = messageOf(err);
@@ -112,6 +159,45 @@ async function runnerSide(
       cluster: { ok: false, error },
     };
   }
+  const side = await runnersInGitlab(inv, nodes, opts, records);
+  return { pods, ...side, reach: await reach, mismatch };
+}
+
+/** The host-runner index beside the inventory, or nothing when it cannot be read (status only looks). */
+function readIndexQuietly(inv: Inventory): { name: string }[] {
+  try {
+    return readHostRunnerIndex(hostRunnerIndexPath(inv.source));
+  } catch {
+    return [];
+  }
+}
+
+/** The contact probe in each selected node's running pod, in parallel (an exec each). */
+async function probePods(
+  client: KubeClient,
+  inv: Inventory,
+  nodes: NodeSpec[],
+  pods: PodView[],
+): Promise<Map<string, ProbeResult>> {
+  const { probePod } = await import('../placement/contact.js');
+  const running = nodes.flatMap((n) => {
+    const pod = pods.find(
+      (p) => p.spec?.nodeName === n.name && !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
+    );
+    return pod ? [{ node: n.name, pod: pod.metadata.name }] : [];
+  });
+  const results = await mapPool(running, 4, (r) => probePod(client, inv, r.pod));
+  return new Map(running.map((r, i) => [r.node, results[i]]));
+}
+
+/** Each node's runner in GitLab through its live record, when the inventory's token can ask. */
+async function runnersInGitlab(
+  inv: Inventory,
+  nodes: NodeSpec[],
+  opts: StatusOptions,
+  records: RunnerRecord[],
+): Promise<{ runners: Map<string, RunnerView> }> {
+  const { log } = opts;
 
   const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const runners = new Map<string, RunnerView>();
@@ -125,7 +211,7 @@ async function runnerSide(
           ? { kind: 'unknown', why: `no access token (gitlab.${auth.kind})` }
           : { kind: 'no-record' },
       );
-    return { pods, runners };
+    return { runners };
   }
   const token = resolveSecret(ref);
   const api = GitlabApi.fromConfig(inv.gitlab);
@@ -134,41 +220,16 @@ async function runnerSide(
   await mapPool(nodes, 4, async (n) => {
     const rec = live.get(n.name);
     if (!rec) return void runners.set(n.name, { kind: 'no-record' });
-    if (rec.id === undefined)
-      return void runners.set(n.name, { kind: 'unknown', why: 'the record has no runner id' });
-    try {
-      const id = rec.id;
-      const [r, managers] = await Promise.all([
-        api.getRunner(token, id),
-        rec.systemId ? api.listRunnerManagers(token, id) : undefined,
-      ]);
-      // The node's own manager, by the system_id its pod or service runs with; verify (each apply) never moves it.
-      const contactedAt = managers
-        ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null)
-        : (r.contacted_at ?? null);
-      runners.set(n.name, {
-        kind: 'runner',
-        id,
-        contactedAt,
-        paused: r.paused,
-        tokenExpiresAt: rec.tokenExpiresAt ?? null,
-        ...(rec.systemId ? { systemId: rec.systemId } : {}),
-      });
-    } catch (err) {
-      failures++;
-      const error =
-        err instanceof ApiError && err.status === 404
-          ? `runner #${rec.id} does not exist in GitLab (run apply)`
-          : messageOf(err);
-      runners.set(n.name, { kind: 'error', id: rec.id, error });
-    }
+    const view = await readRunnerView(api, token, rec);
+    if (view.kind === 'error') failures++;
+    runners.set(n.name, view);
   });
   log.done?.(
     'gitlab',
     failures === 0,
     failures === 0 ? `${nodes.length} runner(s) asked` : `${failures} question(s) failed`,
   );
-  return { pods, runners };
+  return { runners };
 }
 
 export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<StatusReport> {
@@ -218,7 +279,11 @@ export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<St
       sideResult.runners.get(node.name) ?? { kind: 'n/a' },
       now,
       targets.get(node.name),
+      reachOf(inv, hosts[i], sideResult.reach?.get(node.name)),
     ),
   );
-  return buildStatusReport(rows, sideResult.cluster ? { cluster: sideResult.cluster } : {});
+  return buildStatusReport(rows, {
+    ...(sideResult.cluster ? { cluster: sideResult.cluster } : {}),
+    ...(sideResult.mismatch?.length ? { mismatch: sideResult.mismatch } : {}),
+  });
 }

@@ -56,6 +56,8 @@ export interface HostRunnerOutcome {
   present: boolean;
   /** why the node's host runner is not as wanted; its changes so far are reported all the same */
   error?: string;
+  /** the node's live record once its runner is up (apply), for the wait for its first contact */
+  runner?: RunnerRecord;
 }
 
 export class HostRunnerVerifyError extends Error {
@@ -292,7 +294,7 @@ export async function convergeHostRunner(
       plan.steps.forEach((s) => record(toChange(s)));
       return { gitlab: gitlabOf(reconciled), present: true };
     }
-    if (plan.steps.length === 0) return { gitlab: gitlabOf(reconciled), present: true };
+    if (plan.steps.length === 0) return { gitlab: gitlabOf(reconciled), present: true, runner: rec };
 
     const upgrade = plan.steps.find(
       (s): s is Extract<HostRunnerStep, { kind: 'upgrade-package' }> => s.kind === 'upgrade-package',
@@ -315,7 +317,7 @@ export async function convergeHostRunner(
     if (v.config !== sha256(configToml)) problems.push(`${CONFIG_TOML} is not the file runner-fleet wrote`);
     if (v.mode !== '600 root') problems.push(`${CONFIG_TOML} is ${v.mode}, not 600 root`);
     if (problems.length > 0) throw new HostRunnerVerifyError(`after applying: ${problems.join('; ')}`);
-    return { gitlab: gitlabOf(reconciled), present: true };
+    return { gitlab: gitlabOf(reconciled), present: true, runner: rec };
   } catch (err) {
     return { gitlab: gitlabOf(reconciled), present: store?.present ?? true, error: messageOf(err) };
   }

@@ -478,6 +478,11 @@ const runners = strict({
   paused: v.optional(bool(), false),
   concurrent: v.optional(int(1, 64), 1),
   checkInterval: v.optional(int(1, 3600), 3),
+  /**
+   * Seconds apply waits, after the runners are up, for each node's runner to ask GitLab for jobs on its own
+   * (0: apply does not wait). A runner that does not is named with the first hop it cannot pass.
+   */
+  contactTimeout: v.optional(int(0, 3600), 120),
   /** default DEFAULT_IMAGES.image, or .versionedImage with runners.version (schema.ts fills it in) */
   image: v.optional(image()),
   /** default image for docker-executor jobs */

@@ -75,6 +75,7 @@ export function checkRules(ctx: RuleContext, opts: ParseOptions = {}): Choices {
   versionRules(ctx);
   podRules(ctx);
   dockerRules(ctx);
+  contactRules(ctx);
   return choices;
 }
 
@@ -333,4 +334,15 @@ function dockerRules(ctx: RuleContext): void {
   if (logs.driver === 'json-file' && (logs.maxFile ?? 1) > 1 && logs.maxSize === undefined) {
     ctx.fail('docker.logs.maxFile', 'needs maxSize with the json-file driver (it rotates only by size)');
   }
+}
+
+/** A runner asks for jobs every checkInterval seconds: a shorter wait for its first contact could never see one. */
+function contactRules(ctx: RuleContext): void {
+  if (!ctx.ok('runners.contactTimeout', 'runners.checkInterval')) return;
+  const { contactTimeout, checkInterval } = ctx.file.runners;
+  if (contactTimeout > 0 && contactTimeout < checkInterval)
+    ctx.fail(
+      'runners.contactTimeout',
+      `${contactTimeout} s is shorter than runners.checkInterval (${checkInterval} s), how often a runner asks GitLab for jobs; use 0 to skip the wait`,
+    );
 }

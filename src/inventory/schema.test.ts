@@ -310,6 +310,19 @@ describe('parseInventory: issue 15 fields', () => {
     expect(inv.docker).toEqual({ registryMirrors: [] });
   });
 
+  it('runners.contactTimeout: 120 s by default, 0 skips the wait, never shorter than checkInterval', () => {
+    expect(parseInventory(base, '/x/fleet.yaml').runners.contactTimeout).toBe(120);
+    expect(
+      parseInventory(`${base}runners: { contactTimeout: 0 }\n`, '/x/fleet.yaml').runners.contactTimeout,
+    ).toBe(0);
+    expect(issuesOf(`${base}runners: { contactTimeout: -1 }\n`)).toEqual([
+      'runners.contactTimeout: expected an integer from 0 to 3600, got -1',
+    ]);
+    expect(issuesOf(`${base}runners: { contactTimeout: 5, checkInterval: 10 }\n`)).toEqual([
+      'runners.contactTimeout: 5 s is shorter than runners.checkInterval (10 s), how often a runner asks GitLab for jobs; use 0 to skip the wait',
+    ]);
+  });
+
   it('runners.version fills {version} in the images; an image without it is refused', () => {
     const inv = parseInventory(
       `${base}runners: { version: 17.9.3, helperImage: "reg.lan/helper:{arch}-v{version}" }\n`,

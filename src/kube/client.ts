@@ -1,5 +1,6 @@
 // The Kubernetes adapter: the only module that imports @kubernetes/client-node. Server-side apply, dry-run plans, prune, node labels, rollout wait.
 import { existsSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import {
   ApiException,
   ApisApi,
@@ -7,6 +8,7 @@ import {
   CustomObjectsApi,
   FetchError,
   CoreV1Api,
+  Exec,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
@@ -117,6 +119,13 @@ export interface NodeInfo {
 export interface ApplyOptions {
   dryRun?: boolean;
   fieldManager?: string;
+}
+
+/** What a command run in a container said; `exitCode` null when the apiserver gave no status. */
+export interface PodExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
 }
 
 export interface WaitOptions {
@@ -290,6 +299,60 @@ export class KubeClient {
       );
     }
     return out;
+  }
+
+  /**
+   * Runs `command` in a container of a running pod (the exec subresource, over a WebSocket), with no stdin and no
+   * TTY; rejects when it cannot start or takes longer than `timeoutSeconds`.
+   */
+  async execInPod(
+    namespace: string,
+    pod: string,
+    container: string,
+    command: string[],
+    timeoutSeconds: number,
+  ): Promise<PodExecResult> {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const sink = (into: Buffer[]) =>
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          into.push(Buffer.from(chunk));
+          done();
+        },
+      });
+    const doing = `exec in pod ${namespace}/${pod}`;
+    let exitCode: number | null = null;
+    let socket: { close(): void; on(event: 'close', cb: () => void): void } | undefined;
+    const finished = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket?.close();
+        reject(new ApiError('kubernetes', 0, `${doing}: no end within ${timeoutSeconds} s`));
+      }, timeoutSeconds * 1000);
+      new Exec(this.kc)
+        .exec(namespace, pod, container, command, sink(out), sink(err), null, false, (status) => {
+          // Success, or Failure with reason NonZeroExitCode and the code among the details' causes.
+          const cause = status.details?.causes?.find((c) => c.reason === 'ExitCode');
+          exitCode = status.status === 'Success' ? 0 : cause?.message ? Number(cause.message) : null;
+        })
+        .then((ws) => {
+          socket = ws;
+          ws.on('close', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        })
+        .catch((e: unknown) => {
+          clearTimeout(timer);
+          reject(this.toApiError(e, doing));
+        });
+    });
+    await finished;
+    return {
+      stdout: Buffer.concat(out).toString('utf8'),
+      stderr: Buffer.concat(err).toString('utf8'),
+      exitCode,
+    };
   }
 
   async namespaceExists(name: string): Promise<boolean> {

@@ -12,6 +12,7 @@ import type { ClusterReport } from '../report.js';
 import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
 import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
+import { probeInPod, proveContact } from './contact.js';
 import { describeUnfit } from './reasons.js';
 import { kubeconfigFromNode, typedStore } from './records.js';
 
@@ -29,6 +30,8 @@ export interface RunnerPhaseInput {
 export interface RunnerPhaseResult {
   gitlab?: ClusterReport;
   cluster?: ClusterReport;
+  /** nodes whose runner did not contact GitLab after the rollout, with why (runners.contactTimeout) */
+  contact?: Map<string, string>;
 }
 
 export const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
@@ -129,6 +132,7 @@ export async function convergeRunners(
     log.error('cluster', error);
     cluster = { ok: false, changes: [], error };
   }
+  const rolledOut = cluster.ok;
   if (unfitError)
     cluster = {
       ...cluster,
@@ -142,7 +146,25 @@ export async function convergeRunners(
       'replaced and removed runners stay in GitLab until the cluster carries the new tokens (next run)',
     );
   }
-  return { gitlab: gitlabReport(reconciled, log), cluster };
+  const gitlab = gitlabReport(reconciled, log);
+  if (dryRun || !rolledOut) return { gitlab, cluster };
+  // The pods are rolled out: each node's runner must now reach GitLab by itself. Only nodes the host phase
+  // reached this run (they have facts): an unreachable node is reported failed already.
+  const records = reconciled.records.filter(
+    (r) =>
+      !r.retiredAt &&
+      r.id !== undefined &&
+      input.facts.has(r.node) &&
+      fit.nodes.some((n) => n.name === r.node),
+  );
+  const contact = await proveContact({
+    inventory: inv,
+    records,
+    site: 'pod',
+    probe: (node) => probeInPod(client, inv, input.executor, node),
+    log,
+  });
+  return { gitlab, cluster, contact };
 }
 
 function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {

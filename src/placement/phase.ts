@@ -8,9 +8,11 @@ import { convergeHostRunner, hostRunnerFactsOf, removeHostRunner } from '../host
 import { indexEntry } from '../host-runner/state.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
+import type { RunnerRecord } from '../runners/records.js';
 import type { Change, ClusterReport, NodeReport } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import { convergeRunners } from './cluster.js';
+import { probeOnHost, proveContact } from './contact.js';
 import { GitlabLog } from './gitlab-log.js';
 import {
   hostRunnerContext,
@@ -43,9 +45,13 @@ export interface RunnerPhase {
     record: (c: Change) => void,
   ): Promise<string | undefined>;
   /** After every node: the cluster (placement cluster), nodes gone from the inventory, the host-runner index. */
-  afterNodes(
-    facts: Map<string, HostFacts>,
-  ): Promise<{ gitlab?: ClusterReport; cluster?: ClusterReport; nodes: NodeReport[] }>;
+  afterNodes(facts: Map<string, HostFacts>): Promise<{
+    gitlab?: ClusterReport;
+    cluster?: ClusterReport;
+    nodes: NodeReport[];
+    /** nodes whose runner did not contact GitLab in time, with why */
+    contact?: Map<string, string>;
+  }>;
 }
 
 /**
@@ -61,6 +67,8 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
   const gitlab = new GitlabLog();
   const index = readIndex(inv, log);
   const results: HostRunnerResults = new Map();
+  /** host placement: the nodes whose runner this run put up, to wait for their first contact */
+  const upNow = new Map<string, { node: NodeSpec; record: RunnerRecord }>();
   const host = inv.runners.placement === 'host';
   const cause: DeleteCause = { kind: 'placement', placement: inv.runners.placement };
 
@@ -82,6 +90,8 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
         const outcome = await convergeHostRunner(conn, node, facts, ctx, record);
         gitlab.add(outcome.gitlab, inv, cause);
         results.set(node.name, { node: indexEntry(node), present: outcome.present });
+        if (outcome.runner && !outcome.error && !dryRun)
+          upNow.set(node.name, { node, record: outcome.runner });
         return outcome.error;
       }
       const hr = hostRunnerFactsOf(node, facts);
@@ -119,13 +129,21 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
       updateIndex(inv, dryRun, log, readIndex(inv, log), results);
       if (host) {
         const cluster = await cleanup;
-        return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports };
+        const contact = await proveContact({
+          inventory: inv,
+          records: [...upNow.values()].map((u) => u.record),
+          site: 'host',
+          probe: (name) => probeOnHost(upNow.get(name)!.node, inv),
+          log,
+        });
+        return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports, contact };
       }
       const r = await convergeRunners({ ...opts, facts, exclude: new Set(blocked.keys()) });
       return {
         gitlab: gitlab.report(r.gitlab),
         ...(r.cluster ? { cluster: r.cluster } : {}),
         nodes: departedReports,
+        ...(r.contact ? { contact: r.contact } : {}),
       };
     },
   };

@@ -8,6 +8,7 @@ import type { PodView } from '../kube/rollout.js';
 import {
   ONLINE_CONTACT_TIMEOUT_MS,
   buildStatusReport,
+  chooseExecutor,
   formatStatusTable,
   gitlabState,
   podState,
@@ -189,5 +190,46 @@ describe('formatStatusTable', () => {
     expect(text).toMatch(/1 of 2 node\(s\) not healthy\.$/);
     // eslint-disable-next-line no-control-regex
     expect(text).not.toMatch(/\x1b/);
+  });
+});
+
+describe('what is deployed: the contact probe and a mismatch with the inventory', () => {
+  it('a failing hop from the runner pod makes the node unhealthy, even while GitLab still shows it online', () => {
+    const reach = {
+      kind: 'failed' as const,
+      target: {
+        kind: 'gitlab' as const,
+        host: '198.18.0.1',
+        port: 8929,
+        url: 'http://198.18.0.1:8929/api/v4/version',
+      },
+      hop: 'tcp' as const,
+      detail: 'nc: timed out',
+    };
+    const row = statusRow(pi1, inv, { facts: facts() }, pods, online, NOW, undefined, reach);
+    expect(row.healthy).toBe(false);
+    expect(row.reach).toEqual(reach);
+    expect(row.problems).toEqual([
+      'cannot connect to 198.18.0.1:8929 (GitLab) from the runner pod (nc: timed out)',
+    ]);
+    expect(
+      statusRow(pi1, inv, { facts: facts() }, pods, online, NOW, undefined, { kind: 'ok' }).healthy,
+    ).toBe(true);
+  });
+
+  it("judges the executor the cluster runs when the inventory's has no pod, and names the mismatch", () => {
+    expect(chooseExecutor(['dood', 'shell'], 'dood')).toEqual({ executor: 'dood' });
+    expect(chooseExecutor([], 'dood')).toEqual({ executor: 'dood' });
+    expect(chooseExecutor(['shell', 'shell', undefined], 'dood')).toEqual({
+      executor: 'shell',
+      mismatch: { kind: 'executor', deployed: 'shell', inventory: 'dood' },
+    });
+    const report = buildStatusReport([statusRow(pi1, inv, { facts: facts() }, pods, online, NOW)], {
+      mismatch: [{ kind: 'executor', deployed: 'shell', inventory: 'dood' }],
+    });
+    expect(report.ok).toBe(true);
+    expect(formatStatusTable(report, [REG])).toContain(
+      'Note: the cluster runs the shell executor, the inventory says dood (the last apply had --executor shell; a plain apply switches to dood); judged as deployed.',
+    );
   });
 });

@@ -6,6 +6,7 @@ import { registryIsInsecure } from '../host/facts.js';
 import { renderHostsToml } from '../host/plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { PodView } from '../kube/rollout.js';
+import { describeProbe, type ProbeResult } from './probe.js';
 
 /**
  * GitLab calls a runner online when it asked for jobs within the last 2 hours (Ci::Runner::ONLINE_CONTACT_TIMEOUT).
@@ -41,6 +42,8 @@ export interface StatusRow {
     tokenExpiresAt?: string;
     detail?: string;
   };
+  /** the contact probe from where the runner runs (its pod): the first hop to GitLab or a registry that fails */
+  reach?: ProbeResult;
   /** runners.metrics: gitlab_runner_jobs summed over its series (jobs running now); null when it could not be read */
   metrics?: { jobs: number | null; detail?: string };
   healthy: boolean;
@@ -54,6 +57,38 @@ export interface StatusReport {
   /** set when the cluster or GitLab could not be asked at all */
   cluster?: { ok: boolean; error?: string };
   gitlab?: { ok: boolean; error?: string };
+  /** what is deployed differs from what the inventory says; status judged what is deployed */
+  mismatch?: DeployedMismatch[];
+}
+
+/** A choice the inventory makes that the fleet does not run (e.g. after `apply --executor shell`). */
+export type DeployedMismatch =
+  | { kind: 'executor'; deployed: string; inventory: string }
+  | { kind: 'placement'; deployed: 'cluster' | 'host'; inventory: 'cluster' | 'host' };
+
+/**
+ * The executor to judge: the inventory's when its pods exist (or no pod at all does), else the one the cluster's
+ * runner-fleet pods run (most of them), named as a mismatch. `deployed`: each live pod's executor label.
+ */
+export function chooseExecutor(
+  deployed: (string | undefined)[],
+  inventory: string,
+): { executor: string; mismatch?: DeployedMismatch } {
+  const known = deployed.filter((e): e is string => e !== undefined);
+  if (known.length === 0 || known.includes(inventory)) return { executor: inventory };
+  const counts = new Map<string, number>();
+  for (const e of known) counts.set(e, (counts.get(e) ?? 0) + 1);
+  const [executor] = [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0];
+  return { executor, mismatch: { kind: 'executor', deployed: executor, inventory } };
+}
+
+export function describeMismatch(m: DeployedMismatch): string {
+  switch (m.kind) {
+    case 'executor':
+      return `the cluster runs the ${m.deployed} executor, the inventory says ${m.inventory} (the last apply had --executor ${m.deployed}; a plain apply switches to ${m.inventory}); judged as deployed`;
+    case 'placement':
+      return `the runners run ${m.deployed === 'host' ? 'on the hosts' : 'in the cluster'}, the inventory says placement ${m.inventory} (a plain apply moves them)`;
+  }
 }
 
 /** What gathering found on one node: facts, or why there are none. */
@@ -149,6 +184,7 @@ export function statusRow(
   runner: RunnerView,
   now: number,
   metricsAt?: string,
+  reach?: ProbeResult,
 ): StatusRow {
   const problems: string[] = [];
   const registries = inv.gitlab.registries;
@@ -211,6 +247,10 @@ export function statusRow(
         problems.push(`metrics: ${jobs.error}`);
     }
   }
+  if (reach) row.reach = reach;
+  // The path from where the runner runs first: it says why GitLab saw no contact, or will soon see none.
+  if (reach?.kind === 'failed')
+    problems.push(describeProbe(reach, inv.runners.placement === 'host' ? 'host' : 'pod'));
   const pod = row.pod;
   if (pod.state === 'missing') problems.push('no runner pod on this node');
   else if (pod.state === 'not ready')
@@ -238,7 +278,7 @@ export function statusRow(
 
 export function buildStatusReport(
   nodes: StatusRow[],
-  extra: Pick<StatusReport, 'cluster' | 'gitlab'> = {},
+  extra: Pick<StatusReport, 'cluster' | 'gitlab' | 'mismatch'> = {},
 ): StatusReport {
   return {
     ok: nodes.every((n) => n.healthy) && extra.cluster?.ok !== false && extra.gitlab?.ok !== false,
@@ -314,6 +354,7 @@ export function formatStatusTable(
       .trimEnd(),
   );
   const problems = report.nodes.flatMap((r) => r.problems.map((p) => `  ${r.node}: ${p}`));
+  const notes = (report.mismatch ?? []).map((m) => `Note: ${describeMismatch(m)}.`);
   for (const [name, s] of [
     ['cluster', report.cluster],
     ['gitlab', report.gitlab],
@@ -324,5 +365,11 @@ export function formatStatusTable(
   const verdict = report.ok
     ? `All ${report.nodes.length} node(s) healthy.`
     : `${unhealthy} of ${report.nodes.length} node(s) not healthy.`;
-  return [...lines, ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []), '', verdict].join('\n');
+  return [
+    ...lines,
+    ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []),
+    ...(notes.length > 0 ? ['', ...notes] : []),
+    '',
+    verdict,
+  ].join('\n');
 }

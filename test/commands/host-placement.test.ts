@@ -43,6 +43,8 @@ runners:
   executor: shell
   placement: host
   tags: [pi]
+  # Fake nodes run no gitlab-runner process: nothing would ever ask GitLab for jobs.
+  contactTimeout: 0
   packageRepository: {key: "file:${TESTBED_REPOSITORY_KEY}", fingerprint: ${TESTBED_REPOSITORY_FINGERPRINT}}
 `,
     join(dir, 'fleet.yaml'),

@@ -114,6 +114,49 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     expect(existsSync(log) ? readFileSync(log, 'utf8') : '').not.toMatch(/microk8s (stop|start)/);
   });
 
+  it("apply proved every runner's own contact: status right after it is healthy; a FORWARD drop in pi1 only names the failing hop from its pod (status and apply exit 1, the other nodes ok)", async () => {
+    // No simulated job request here: the apply in beforeAll returned only once each pod's runner had asked.
+    const ok = await provision('status', '--json');
+    expect(ok.code, ok.stderr).toBe(0);
+    const report = JSON.parse(ok.stdout) as StatusReport;
+    expect(report.nodes.map((n) => [n.node, n.healthy, n.gitlab.state, n.reach?.kind])).toEqual([
+      ['pi1', true, 'online', 'ok'],
+      ['pi2', true, 'online', 'ok'],
+      ['pi3', true, 'online', 'ok'],
+    ]);
+    const gitlab = new URL(gitlabUrl);
+    const hop = `cannot connect to ${gitlab.hostname}:${gitlab.port} (GitLab) from the runner pod (nc: timed out)`;
+    const rule = ['FORWARD', '-i', 'cni0', '-j', 'DROP'];
+    const add = await execOnNode('pi1', ['iptables', '-I', ...rule]);
+    expect(add.code, add.stderr).toBe(0);
+    try {
+      const bad = await provision('status', '--json');
+      expect(bad.code, bad.stderr).toBe(1);
+      const rows = (JSON.parse(bad.stdout) as StatusReport).nodes;
+      expect(rows.map((n) => [n.node, n.healthy])).toEqual([
+        ['pi1', false],
+        ['pi2', true],
+        ['pi3', true],
+      ]);
+      expect(rows[0].problems).toContain(hop);
+
+      const quick = writeVariant(fleet.inventory, base, (inv) => {
+        inv.runners = { ...inv.runners, contactTimeout: 12 };
+      });
+      const apply = await runProvision(['apply', '--json', '--inventory', quick]);
+      expect(apply.code, apply.stderr).toBe(1);
+      expect(apply.report!.nodes.map((n) => [n.name, n.ok])).toEqual([
+        ['pi1', false],
+        ['pi2', true],
+        ['pi3', true],
+      ]);
+      expect(apply.report!.nodes[0].error).toBe(`its runner did not ask GitLab for jobs within 12 s: ${hop}`);
+    } finally {
+      const del = await execOnNode('pi1', ['iptables', '-D', ...rule]);
+      expect(del.code, del.stderr).toBe(0);
+    }
+  });
+
   it('status: every row healthy on the converged fleet (exit 0); a stopped dockerd makes its row say so (exit 1)', async () => {
     await runnersAskForJobs();
     const ok = await provision('status', '--json');

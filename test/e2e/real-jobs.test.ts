@@ -22,6 +22,7 @@ import {
 import type { Executor } from '../../src/inventory/types.js';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
+import type { StatusReport } from '../../src/status/health.js';
 import { requireRoot } from '../support/requireRoot.js';
 
 const canRun = requireRoot('real CI jobs end to end');
@@ -325,6 +326,12 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
 
   it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {
     await apply('shell');
+    // The inventory says dood: a plain status judges the shell pods that run and names the mismatch.
+    const status = await runProvision(['status', '--json', '--inventory', fleet.inventory]);
+    expect(status.code, status.stdout).toBe(0);
+    expect((JSON.parse(status.stdout) as StatusReport).mismatch).toEqual([
+      { kind: 'executor', deployed: 'shell', inventory: 'dood' },
+    ]);
     const r = await job('shell', { node: 'pi1' });
     expectPushed(r);
     expect((await execOnNode('pi1', ['docker', 'image', 'inspect', r.image])).code).toBe(0);
@@ -342,6 +349,11 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(ps.stdout).toContain('gitlab-runner run');
     // The cluster runners went first: no runner pod is left.
     expect((get(['-n', NS, 'get', 'pods']).items as any[]).length).toBe(0);
+    // The inventory says placement cluster: a plain status names where the runners are, and misses no pod.
+    const status = await runProvision(['status', '--json', '--inventory', fleet.inventory]);
+    const report = JSON.parse(status.stdout) as StatusReport;
+    expect(report.mismatch).toEqual([{ kind: 'placement', deployed: 'host', inventory: 'cluster' }]);
+    expect(report.nodes.flatMap((n) => n.problems)).not.toContain('no runner pod on this node');
   });
 
   it('shell (placement host): a config change during a running job reloads the runner; the job finishes', async () => {

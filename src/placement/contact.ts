@@ -1,0 +1,125 @@
+// apply's last word on runners: each node's runner asks GitLab for jobs on its own before apply calls the node
+// converged; a runner that does not is named with the first hop it cannot pass, probed from where it runs.
+import { GitlabApi } from '../gitlab/api.js';
+import { AUTH_MODES, authToken } from '../gitlab/auth-modes.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import type { KubeClient } from '../kube/client.js';
+import { EXECUTOR_LABEL } from '../kube/render.js';
+import type { PodView } from '../kube/rollout.js';
+import type { Logger } from '../log.js';
+import type { RunnerRecord } from '../runners/records.js';
+import { redact, resolveSecret } from '../secrets.js';
+import { withNode } from '../ssh.js';
+import {
+  describeNoContact,
+  readRunnerView,
+  systemClock,
+  waitForContact,
+  type ContactClock,
+} from '../status/contact.js';
+import { parseProbe, probeScript, probeTargets, type ProbeResult, type ProbeSite } from '../status/probe.js';
+
+/** How often each node's manager is asked meanwhile: GitLab's API, not the runners, takes these requests. */
+const POLL_MS = 2000;
+/** The probe's own hops time out after 5–10 s each; this bounds a probe that hangs anyway. */
+const PROBE_TIMEOUT_SECONDS = 60;
+
+const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err)).split('\n')[0];
+
+export interface ContactInput {
+  inventory: Inventory;
+  /** the live records of the nodes whose runner this run put up */
+  records: RunnerRecord[];
+  site: ProbeSite;
+  /** runs the probe where the node's runner runs */
+  probe: (node: string) => Promise<ProbeResult>;
+  log: Logger;
+  clock?: ContactClock;
+}
+
+/**
+ * Waits, up to runners.contactTimeout for all nodes together, for each record's runner manager to contact GitLab
+ * after this moment. Returns the nodes whose runner did not, each with why. Without an access token GitLab cannot
+ * be asked: the wait is skipped with a warning.
+ */
+export async function proveContact(input: ContactInput): Promise<Map<string, string>> {
+  const { inventory: inv, records, log } = input;
+  const failed = new Map<string, string>();
+  const timeout = inv.runners.contactTimeout;
+  if (timeout === 0 || records.length === 0) return failed;
+  const auth = inv.gitlab.auth;
+  const ref = AUTH_MODES[auth.kind].statusAsksGitlab ? authToken(auth) : undefined;
+  if (!ref) {
+    log.warn(
+      'gitlab',
+      `cannot wait for the runners' first contact: gitlab.${auth.kind} cannot read runner managers (an access token can)`,
+    );
+    return failed;
+  }
+  const token = resolveSecret(ref);
+  const api = GitlabApi.fromConfig(inv.gitlab);
+  const clock = input.clock ?? systemClock;
+  const deadline = clock.now() + timeout * 1000;
+  log.progress('gitlab', `waiting up to ${timeout} s for ${records.length} runner(s) to ask GitLab for jobs`);
+  await Promise.all(
+    records.map(async (rec) => {
+      const outcome = await waitForContact(() => readRunnerView(api, token, rec), deadline, POLL_MS, clock);
+      if (outcome.kind === 'contacted') {
+        log.progress(rec.node, `its runner asked GitLab for jobs (${outcome.at})`);
+        return;
+      }
+      log.progress(
+        rec.node,
+        `no contact from its runner; probing the way to GitLab from ${input.site === 'pod' ? 'its pod' : 'the node'}`,
+      );
+      const probe = await input
+        .probe(rec.node)
+        .catch((err): ProbeResult => ({ kind: 'unknown', why: messageOf(err) }));
+      const why = describeNoContact(timeout, outcome.last, probe, input.site);
+      log.error(rec.node, why);
+      failed.set(rec.node, why);
+    }),
+  );
+  return failed;
+}
+
+/** The probe in the node's runner pod (container gitlab-runner), through the exec subresource. */
+export async function probeInPod(
+  client: KubeClient,
+  inv: Inventory,
+  executor: Executor,
+  node: string,
+): Promise<ProbeResult> {
+  const ns = inv.kubernetes.namespace;
+  const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${executor}`;
+  const pods = (await client.listObjects('v1', 'Pod', ns, selector)) as unknown as PodView[];
+  const pod = pods.find(
+    (p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
+  );
+  if (!pod) return { kind: 'unknown', why: 'no running runner pod on this node' };
+  return probePod(client, inv, pod.metadata.name);
+}
+
+/** The probe in one runner pod; a failed exec is an `unknown` result, never a rejection. */
+export async function probePod(client: KubeClient, inv: Inventory, pod: string): Promise<ProbeResult> {
+  const targets = probeTargets(inv);
+  try {
+    const r = await client.execInPod(
+      inv.kubernetes.namespace,
+      pod,
+      'gitlab-runner',
+      ['sh', '-c', probeScript(targets)],
+      PROBE_TIMEOUT_SECONDS,
+    );
+    return parseProbe(r.stdout, targets);
+  } catch (err) {
+    return { kind: 'unknown', why: messageOf(err) };
+  }
+}
+
+/** The probe on the node itself (host placement: the runner runs there), over SSH. */
+export async function probeOnHost(node: NodeSpec, inv: Inventory): Promise<ProbeResult> {
+  const targets = probeTargets(inv);
+  const r = await withNode(node, (conn) => conn.exec(probeScript(targets)));
+  return parseProbe(r.stdout, targets);
+}

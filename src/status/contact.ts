@@ -1,0 +1,105 @@
+// A node's runner contact, one implementation for `status` and `apply`: the node's runner manager as GitLab shows it,
+// whether it asked for jobs since a moment, and the wait for that with one deadline for every node.
+import { ApiError } from '../errors.js';
+import type { GitlabRunnerApi } from '../gitlab/api.js';
+import type { RunnerRecord } from '../runners/records.js';
+import { redact } from '../secrets.js';
+import type { RunnerView } from './health.js';
+import { describeProbe, type ProbeResult, type ProbeSite } from './probe.js';
+
+/**
+ * A node's runner in GitLab through its record. With a system_id, `contactedAt` is that runner manager's
+ * (GET /runners/:id/managers): only the runner process on that node moves it by asking for jobs. Never rejects.
+ */
+export async function readRunnerView(
+  api: Pick<GitlabRunnerApi, 'getRunner' | 'listRunnerManagers'>,
+  token: string,
+  rec: RunnerRecord,
+): Promise<RunnerView> {
+  if (rec.id === undefined) return { kind: 'unknown', why: 'the record has no runner id' };
+  const id = rec.id;
+  try {
+    const [r, managers] = await Promise.all([
+      api.getRunner(token, id),
+      rec.systemId ? api.listRunnerManagers(token, id) : undefined,
+    ]);
+    const contactedAt = managers
+      ? (managers.find((m) => m.system_id === rec.systemId)?.contacted_at ?? null)
+      : (r.contacted_at ?? null);
+    return {
+      kind: 'runner',
+      id,
+      contactedAt,
+      paused: r.paused,
+      tokenExpiresAt: rec.tokenExpiresAt ?? null,
+      ...(rec.systemId ? { systemId: rec.systemId } : {}),
+    };
+  } catch (err) {
+    const error =
+      err instanceof ApiError && err.status === 404
+        ? `runner #${id} does not exist in GitLab (run apply)`
+        : redact(err instanceof Error ? err.message : String(err)).split('\n')[0];
+    return { kind: 'error', id, error };
+  }
+}
+
+/** Whether the view shows a contact later than `baseline` (GitLab's own clock on both sides); null: any contact. */
+export function contactedSince(view: RunnerView, baseline: string | null): boolean {
+  if (view.kind !== 'runner' || !view.contactedAt) return false;
+  return baseline === null || Date.parse(view.contactedAt) > Date.parse(baseline);
+}
+
+export interface ContactClock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: ContactClock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export type ContactOutcome =
+  | { kind: 'contacted'; at: string }
+  /** no contact after the baseline by the deadline; `last` is what GitLab said last */
+  | { kind: 'timeout'; last: RunnerView };
+
+/**
+ * Waits until the runner shows a contact later than the first answer (the baseline: whatever runner-fleet's own
+ * verify or an old pod did before now does not count), polling every `intervalMs`, until `deadline` (shared by
+ * every node's wait). A failed question is asked again; it never ends the wait early.
+ */
+export async function waitForContact(
+  read: () => Promise<RunnerView>,
+  deadline: number,
+  intervalMs: number,
+  clock: ContactClock = systemClock,
+): Promise<ContactOutcome> {
+  let baseline: string | null | undefined;
+  for (;;) {
+    const last = await read();
+    if (baseline !== undefined && contactedSince(last, baseline) && last.kind === 'runner')
+      return { kind: 'contacted', at: last.contactedAt! };
+    if (baseline === undefined && last.kind === 'runner') baseline = last.contactedAt;
+    const left = deadline - clock.now();
+    if (left <= 0) return { kind: 'timeout', last };
+    await clock.sleep(Math.min(intervalMs, left));
+  }
+}
+
+/**
+ * Why a node's runner is not proven, in one phrase: the wait, then what the probe found from where the runner runs
+ * (or what GitLab said, when the path is fine).
+ */
+export function describeNoContact(
+  timeoutSeconds: number,
+  last: RunnerView,
+  probe: ProbeResult,
+  site: ProbeSite,
+): string {
+  const head = `its runner did not ask GitLab for jobs within ${timeoutSeconds} s`;
+  if (probe.kind === 'failed') return `${head}: ${describeProbe(probe, site)}`;
+  if (last.kind === 'error') return `${head} (GitLab: ${last.error}); ${describeProbe(probe, site)}`;
+  if (probe.kind === 'unknown') return `${head}; ${describeProbe(probe, site)}`;
+  return `${head}, though ${describeProbe(probe, site)}: read the runner's log`;
+}
