@@ -62,8 +62,10 @@ describe.runIf(canRun)('test images', () => {
     );
     sock = join(work, 'docker.sock');
     writeFileSync(join(work, 'daemon.json'), '{}');
-    // Its own everything; no bridge or iptables (the machine's network stays untouched). 127.0.0.1 registries are
-    // trusted without configuration. runc-bounded: --privileged needs it in this sandbox.
+    // Its own everything; no bridge, iptables or forwarding (the machine's network stays untouched: without
+    // --ip-forward=false dockerd turns this machine's net.ipv4.ip_forward on even with --bridge=none, and every later
+    // suite would run on a machine that no longer looks fresh). 127.0.0.1 registries are trusted without
+    // configuration. runc-bounded: --privileged needs it in this sandbox.
     pids.push(
       spawnDaemon(
         'dockerd',
@@ -80,6 +82,7 @@ describe.runIf(canRun)('test images', () => {
           join(work, 'docker.pid'),
           '--bridge=none',
           '--iptables=false',
+          '--ip-forward=false',
           '--storage-driver=vfs',
           '--add-runtime',
           `runc-bounded=${RUNC_BOUNDED}`,
