@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { APT_DOCKER_PACKAGES } from './flavours.js';
 import type { ForwardingFacts } from './forwarding.js';
+import { mtuGatherScript } from './mtu.js';
 
 export interface FileFact {
   path: string;
@@ -114,6 +115,7 @@ echo
 echo "@@microk8s"; if [ -d /var/snap/microk8s ] || command -v microk8s >/dev/null 2>&1; then echo yes
 ${hostsToml || '  :'}
 else echo no; fi
+${mtuGatherScript()}
 ${extra}
 echo "@@end"
 `;

@@ -1,5 +1,6 @@
 // The inventory file's one definition (valibot): allowed keys, types, defaults and each field's `path: message`.
 // Cross-field checks live in rules.ts; turning the checked file into an Inventory lives in schema.ts.
+import { isIP } from 'node:net';
 import * as v from 'valibot';
 import { registryProblem } from './addresses.js';
 
@@ -192,6 +193,11 @@ const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_KEY =
   /^(?:(?=[a-z0-9.-]{1,253}\/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(?=[A-Za-z0-9._-]{1,63}$)[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 export const HTTP_URL = /^https?:\/\/[^\s/]+(\/[^\s]*)?$/;
+/** A host name as /etc/hosts and Kubernetes hostAliases take it: DNS labels of letters, digits and -, dot-separated. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/;
+/** The least an IPv4 link must carry (RFC 791); dockerd refuses less than 68, a lower value is a typo anyway. */
+export const MIN_MTU = 576;
 /** An image reference as the runner passes it on: no white space or quotes; `{arch}` and `${CI_RUNNER_VERSION}` may stand in it. */
 const IMAGE_REF = /^[^\s"'\\]+$/;
 
@@ -212,6 +218,11 @@ function gitlabUrlProblem(value: string): string | undefined {
   if (parsed.search !== '' || parsed.hash !== '')
     return 'expected the GitLab base URL, without ?query or #fragment';
   return undefined;
+}
+
+/** `gitlab.hostAliases` values: an IPv4 or IPv6 address, as a Pod's hostAliases[].ip must be. */
+function ipProblem(value: string): string | undefined {
+  return isIP(value) === 0 ? 'expected an IPv4 or IPv6 address' : undefined;
 }
 
 /** GitLab splits tag_list on commas, and keeps at most 255 characters per tag. */
@@ -243,6 +254,18 @@ const gitlab = strict(
     projectId: v.optional(int(1, Number.MAX_SAFE_INTEGER)),
     /** seconds per API request */
     timeout: v.optional(int(1, 600), 30),
+    /**
+     * name → address for names only the nodes resolve (their /etc/hosts, a LAN DNS the pods do not ask): the runner
+     * pods' hostAliases and the docker executor's extra_hosts (jobs, their services and the helper).
+     */
+    hostAliases: v.optional(
+      v.record(
+        str({ pattern: HOST_NAME, hint: 'expected a host name (letters, digits, - and .)' }),
+        v.pipe(str(), problem(ipProblem)),
+        (issue) => `expected a mapping of host names to addresses, got ${got(issue)}`,
+      ),
+      {},
+    ),
   },
   { registry: 'is required (one or more host:port)' },
 );
@@ -271,6 +294,8 @@ const node = strict({
   docker: v.optional(oneOf(DOCKER_CHOICES), 'auto'),
   /** write containerd's hosts.toml for the registries (issue 6) */
   microk8s: v.optional(bool(), true),
+  /** the MTU the dind service's dockerd gives its networks; absent: read from the node (src/host/mtu.ts) */
+  mtu: v.optional(int(MIN_MTU, 9000)),
 });
 
 /** microk8s's pod network (Calico's and flannel's default there): 10.1.0.0/16. */

@@ -69,6 +69,28 @@ describe('parseInventory', () => {
     );
   });
 
+  it('gitlab.hostAliases: host names to addresses; nodes[].mtu: an optional integer MTU', () => {
+    const inv = parseInventory(
+      base.replace(
+        '  registry: gitlab.lan:5050',
+        '  registry: gitlab.lan:5050\n  hostAliases: {gitlab.lan: 10.0.0.9}',
+      ) + '    mtu: 1400\n',
+      '/x/fleet.yaml',
+    );
+    expect(inv.gitlab.hostAliases).toEqual({ 'gitlab.lan': '10.0.0.9' });
+    expect(inv.nodes.map((n) => n.mtu)).toEqual([undefined, 1400]);
+    expect(parseInventory(base, '/x/fleet.yaml').gitlab.hostAliases).toEqual({});
+    const bad = base.replace(
+      '  registry: gitlab.lan:5050',
+      '  registry: gitlab.lan:5050\n  hostAliases: {"gitlab lan": 10.0.0.9, gitlab.lan: gitlab.example}',
+    );
+    expect(issuesOf(`${bad}    mtu: 100\n`)).toEqual([
+      'gitlab.hostAliases.gitlab lan: expected a host name (letters, digits, - and .)',
+      'gitlab.hostAliases.gitlab.lan: expected an IPv4 or IPv6 address',
+      'nodes[1].mtu: expected an integer from 576 to 9000, got 100',
+    ]);
+  });
+
   it('names the path of a bad docker value', () => {
     expect(issuesOf(base.replace('docker: snap', 'docker: brew'))).toEqual([
       'nodes[1].docker: expected apt | snap | auto, got "brew"',
@@ -79,7 +101,7 @@ describe('parseInventory', () => {
     const text = `${base}  - name: pi1\n    host: 10.0.0.2\n    colour: red\n`;
     const issues = issuesOf(text);
     expect(issues).toContain(
-      'nodes[2].colour: unknown key (allowed: name, host, port, user, identityFile, knownHosts, docker, microk8s)',
+      'nodes[2].colour: unknown key (allowed: name, host, port, user, identityFile, knownHosts, docker, microk8s, mtu)',
     );
     expect(issues).toContain('nodes[2].name: duplicate node name "pi1" (also nodes[0])');
     expect(issues).toContain('nodes[2].host: duplicate host 10.0.0.2:22 (also nodes[1])');

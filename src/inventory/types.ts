@@ -44,8 +44,9 @@ export interface GitlabConfig extends Omit<
 /** `identityFile` and `knownHosts` are absolute (resolved against the inventory's folder). */
 export type SshDefaults = File['ssh'];
 
-/** A node with the ssh defaults filled in. */
-export type NodeSpec = Required<File['nodes'][number]> & { connectTimeout: number };
+/** A node with the ssh defaults filled in; `mtu` stays optional (absent: read from the node). */
+export type NodeSpec = Required<Omit<File['nodes'][number], 'mtu'>> &
+  Pick<File['nodes'][number], 'mtu'> & { connectTimeout: number };
 
 export type KubernetesConfig = File['kubernetes'];
 

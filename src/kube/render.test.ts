@@ -184,4 +184,25 @@ runners:
     expect(pod.tolerations).toBeUndefined();
     expect(pod.containers[0].resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' } });
   });
+
+  it('gitlab.hostAliases: the pods get one hostAliases entry per address; none without it', () => {
+    const aliased = parseInventory(
+      `
+gitlab:
+  url: https://gitlab.lan
+  registry: gitlab.lan:5050
+  hostAliases: {registry.lan: 10.0.0.5, gitlab.lan: 10.0.0.5, ci.lan: 10.0.0.4}
+nodes: [{name: pi1, host: 127.0.0.11}, {name: pi2, host: 127.0.0.12}]
+`,
+      '/tmp/inventory.yaml',
+    );
+    const pod = podOf(renderClusterObjects({ inventory: aliased, executor: 'dood', configs, tokens }));
+    expect(pod.hostAliases).toEqual([
+      { ip: '10.0.0.4', hostnames: ['ci.lan'] },
+      { ip: '10.0.0.5', hostnames: ['gitlab.lan', 'registry.lan'] },
+    ]);
+    expect(
+      podOf(renderClusterObjects({ inventory: inv, executor: 'dood', configs, tokens })),
+    ).not.toHaveProperty('hostAliases');
+  });
 });

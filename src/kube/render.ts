@@ -82,6 +82,7 @@ export function clusterTemplateData(input: RenderInput) {
     nodeSelector: { ...inv.runners.nodeSelector, [inv.kubernetes.nodeLabel]: 'true' },
     tolerations: inv.runners.tolerations.map(tolerationObject),
     resources: resourcesObject(inv.runners.resources),
+    hostAliases: hostAliasesObject(inv.gitlab.hostAliases),
     metricsPort: inv.runners.metrics?.port ?? null,
     podAnnotations: inv.runners.metrics?.annotations
       ? {
@@ -91,6 +92,17 @@ export function clusterTemplateData(input: RenderInput) {
         }
       : null,
   };
+}
+
+/**
+ * gitlab.hostAliases as a Pod's hostAliases: one entry per address, names sorted, addresses in order, so a rerun
+ * renders the same list the server keeps (it compares lists whole).
+ */
+export function hostAliasesObject(aliases: Record<string, string>): { ip: string; hostnames: string[] }[] {
+  const byIp = new Map<string, string[]>();
+  for (const name of Object.keys(aliases).sort())
+    byIp.set(aliases[name], [...(byIp.get(aliases[name]) ?? []), name]);
+  return [...byIp.keys()].sort().map((ip) => ({ ip, hostnames: byIp.get(ip)! }));
 }
 
 /** A toleration as the API spells it, without the keys left out (so a rerun compares equal to what the server keeps). */

@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GitlabApi } from '../gitlab/api.js';
 import type { HostFacts } from '../host/facts.js';
+import { describeJobMtu, jobMtu, mtuValue } from '../host/mtu.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 import type { KubeClient } from '../kube/client.js';
 import { connectCluster, convergeCluster } from '../kube/converge.js';
@@ -63,6 +64,12 @@ export async function convergeRunners(
     /* convergeCluster reports an unreachable cluster itself */
   }
   const archOf = (node: string) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64';
+  const mtus = new Map(inv.nodes.map((n) => [n.name, jobMtu(n, input.facts.get(n.name))]));
+  const mtuOf = (node: string) => {
+    const m = mtus.get(node);
+    return m && mtuValue(m);
+  };
+  for (const [node, m] of mtus) if (m.kind !== 'default') log.progress(node, describeJobMtu(m));
   const check = clusterPreflight(inv, input.executor, archOf);
   if (check.error) {
     log.error('cluster', check.error);
@@ -123,6 +130,7 @@ export async function convergeRunners(
       executor: input.executor,
       records: reconciled.records,
       arch: archOf,
+      mtu: mtuOf,
       planned: dryRun ? creating : undefined,
     });
     cluster = await convergeCluster({ ...desired, dryRun, client, logger: log });

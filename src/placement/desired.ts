@@ -38,6 +38,8 @@ export function desiredCluster(opts: {
   executor: Executor;
   records: RunnerRecord[];
   arch: (node: string) => string;
+  /** the MTU each node's job networks can carry (src/host/mtu.ts); absent: Docker's default */
+  mtu?: (node: string) => number | undefined;
   planned?: Set<string>;
 }): DesiredCluster {
   const { inventory: inv } = opts;
@@ -55,6 +57,7 @@ export function desiredCluster(opts: {
       record,
       executor: opts.executor,
       arch: opts.arch(node.name),
+      mtu: opts.mtu?.(node.name) ?? node.mtu,
     });
     tokens[node.name] = record.token;
     systemIds[node.name] = record.systemId;

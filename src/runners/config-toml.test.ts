@@ -247,4 +247,51 @@ runners:
       }),
     ).toThrow(/runners\.cache\.accessKey: environment variable RF_CACHE_AK is not set/);
   });
+
+  it('dind: the MTU the node carries reaches the service dockerd (--mtu) and network_mtu; absent, neither', () => {
+    const text = renderConfigToml({
+      inventory: inv,
+      node: inv.nodes[0],
+      record,
+      executor: 'dind',
+      arch: 'arm64',
+      mtu: 1400,
+    });
+    const docker = ((parseToml(text).runners as TomlTable[])[0].docker ?? {}) as TomlTable;
+    expect((docker.services as TomlTable[])[0].command).toEqual([
+      '--insecure-registry=gitlab.lan:5050',
+      '--insecure-registry=10.0.0.5:5000',
+      '--mtu=1400',
+    ]);
+    expect(docker.network_mtu).toBe(1400);
+    const plain = render('dind').runner.docker as TomlTable;
+    expect(plain.network_mtu).toBeUndefined();
+    expect(JSON.stringify(plain.services)).not.toContain('--mtu');
+  });
+
+  it('gitlab.hostAliases: extra_hosts for every docker executor, sorted; none for shell', () => {
+    const aliased = parseInventory(
+      `
+gitlab:
+  url: https://gitlab.lan/
+  registry: gitlab.lan:5050
+  accessToken: env:GITLAB_TOKEN
+  hostAliases: {registry.lan: 10.0.0.6, gitlab.lan: 10.0.0.5}
+nodes: [{ name: pi-1, host: 10.0.0.11 }]
+`,
+      '/tmp/inventory.yaml',
+    );
+    for (const executor of ['dind', 'dood'] as const) {
+      const text = renderConfigToml({
+        inventory: aliased,
+        node: aliased.nodes[0],
+        record,
+        executor,
+        arch: 'arm64',
+      });
+      const docker = (parseToml(text).runners as TomlTable[])[0].docker as TomlTable;
+      expect(docker.extra_hosts).toEqual(['gitlab.lan:10.0.0.5', 'registry.lan:10.0.0.6']);
+    }
+    expect(render('dood').runner.docker).not.toHaveProperty('extra_hosts');
+  });
 });

@@ -56,6 +56,8 @@ export interface ConfigTomlInput {
   arch: string;
   /** resolves the cache's credentials (default resolveSecret: env:/file:, registered for redaction) */
   resolve?: (ref: SecretRef) => string;
+  /** the MTU the node's job networks can carry (src/host/mtu.ts); absent: Docker's default */
+  mtu?: number;
 }
 
 interface DockerSection {
@@ -69,6 +71,10 @@ interface DockerSection {
   /** per job container (runners.jobResources); absent: unlimited */
   memory: string | null;
   cpus: string | null;
+  /** `host:address` for gitlab.hostAliases: the job, its services and the helper do not read the node's /etc/hosts */
+  extraHosts: string[];
+  /** network_mtu: the per-build network's MTU (gitlab-runner uses it only with FF_NETWORK_PER_BUILD) */
+  networkMtu: number | null;
 }
 
 /** `[runners.cache]` with `[runners.cache.s3]`, the keys resolved: this text goes only into Secrets and root-only files. */
@@ -112,13 +118,29 @@ export function metricsListenAddress(inv: Inventory): string | null {
 /** The services config.toml starts for every dind job, by runners.dindService. */
 const DIND_SERVICE_DEFAULTS: Record<
   DindService,
-  (image: string, registries: string[]) => DockerSection['services']
+  (image: string, registries: string[], mtu: number | undefined) => DockerSection['services']
 > = {
-  runner: (image, registries) => [
-    { name: image, alias: 'docker', command: registries.map((reg) => `--insecure-registry=${reg}`) },
+  // --mtu: the service's dockerd makes its bridge 1500 whatever its own eth0 carries; builds then announce a TCP MSS
+  // the way back cannot carry, and downloads stall where a tunnel drops the larger packets silently.
+  runner: (image, registries, mtu) => [
+    {
+      name: image,
+      alias: 'docker',
+      command: [
+        ...registries.map((reg) => `--insecure-registry=${reg}`),
+        ...(mtu === undefined ? [] : [`--mtu=${mtu}`]),
+      ],
+    },
   ],
   job: () => [],
 };
+
+/** gitlab.hostAliases as Docker's ExtraHosts (`name:address`), sorted by name so a rerun renders the same text. */
+export function extraHosts(aliases: Record<string, string>): string[] {
+  return Object.keys(aliases)
+    .sort()
+    .map((name) => `${name}:${aliases[name]}`);
+}
 
 /** What goes into config.toml, before it becomes TOML. */
 export function configTomlData(input: ConfigTomlInput) {
@@ -134,9 +156,11 @@ export function configTomlData(input: ConfigTomlInput) {
     pullPolicy: r.pullPolicy ?? null,
     memory: r.jobResources?.memory ?? null,
     cpus: r.jobResources?.cpus ?? null,
+    extraHosts: extraHosts(inv.gitlab.hostAliases),
+    networkMtu: input.mtu ?? null,
     // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
     services: spec.docker.dindService
-      ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries)
+      ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries, input.mtu)
       : [],
   };
   return {
@@ -170,6 +194,8 @@ function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable 
     ...(runner.docker.pullPolicy ? { pull_policy: runner.docker.pullPolicy } : {}),
     ...(runner.docker.memory ? { memory: runner.docker.memory } : {}),
     ...(runner.docker.cpus ? { cpus: runner.docker.cpus } : {}),
+    ...(runner.docker.extraHosts.length > 0 ? { extra_hosts: runner.docker.extraHosts } : {}),
+    ...(runner.docker.networkMtu !== null ? { network_mtu: runner.docker.networkMtu } : {}),
     ...(runner.docker.services.length > 0
       ? {
           services: runner.docker.services.map((s) => ({ name: s.name, alias: s.alias, command: s.command })),

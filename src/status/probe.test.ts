@@ -61,6 +61,10 @@ describe('parseProbe', () => {
     expect(describeProbe(dns, 'host')).toBe(
       'cannot resolve 198.18.0.1 (GitLab) from the node (name does not resolve)',
     );
+    // A pod does not read the node's /etc/hosts: the words name the setting that puts the name there.
+    expect(describeProbe(dns, 'pod')).toBe(
+      "cannot resolve 198.18.0.1 (GitLab) from the runner pod (name does not resolve); pods do not read the node's /etc/hosts: if the node resolves 198.18.0.1, give its address in gitlab.hostAliases",
+    );
     const http = parseProbe(
       'probe-hop 0 dns ok 198.18.0.1\nprobe-hop 0 tcp ok -\nprobe-hop 0 http fail no answer within 10 s',
       targets,

@@ -139,6 +139,16 @@ export function parseProbe(output: string, targets: ProbeTarget[]): ProbeResult 
 
 const SITE: Record<ProbeSite, string> = { pod: 'the runner pod', host: 'the node' };
 
+/**
+ * A pod's /etc/hosts is the kubelet's and its resolver the cluster DNS (or the host's resolv.conf): a name the node
+ * knows from its own /etc/hosts or a LAN DNS the pods do not ask stays unknown there (microk8s #1070, #3004).
+ */
+const DNS_HINT: Record<ProbeSite, (host: string) => string> = {
+  pod: (host) =>
+    `; pods do not read the node's /etc/hosts: if the node resolves ${host}, give its address in gitlab.hostAliases`,
+  host: () => '',
+};
+
 /** One phrase for a probe result, e.g. "cannot connect to 198.18.0.1:8080 from the runner pod (timed out)". */
 export function describeProbe(result: ProbeResult, site: ProbeSite): string {
   if (result.kind === 'ok') return `GitLab and the registries answer from ${SITE[site]}`;
@@ -150,7 +160,7 @@ export function describeProbe(result: ProbeResult, site: ProbeSite): string {
   const where = `${result.address ?? target.host}:${target.port}`;
   switch (hop) {
     case 'dns':
-      return `cannot resolve ${target.host} (${what}) ${from}${why}`;
+      return `cannot resolve ${target.host} (${what}) ${from}${why}${DNS_HINT[site](target.host)}`;
     case 'tcp':
       return `cannot connect to ${where}${result.address ? ` (${target.host})` : ''} (${what}) ${from}${why}`;
     case 'http':
