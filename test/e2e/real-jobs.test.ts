@@ -324,6 +324,122 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expectPushed(await job('dind', { node: 'pi2' }));
   });
 
+  it("dind: a node whose pod network carries 1400 gives the service's dockerd --mtu=1400; a multi-packet download inside docker build completes", async () => {
+    const started = Date.now();
+    const setMtu = async (mtu: number) => {
+      const r = await execOnNode('pi2', ['ip', 'link', 'set', 'cni0', 'mtu', String(mtu)]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await setMtu(1400);
+    try {
+      const r = await runProvision(['--inventory', fleet.inventory, '--executor', 'dind', '--json']);
+      expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
+      expect(r.stderr).toContain('job networks use MTU 1400 (read from cni0)');
+      const secret = r.report!.cluster!.changes.find((c) => /Secret/.test(c.detail))?.detail;
+      expect(secret).toMatch(/data: changed pi2\.config\.toml$/);
+      expect((await apply('dind')).changed).toBe(0);
+      // The pod follows the Secret within ~40 s (kubelet sync, then its own 30 s loop): wait for the new file.
+      const pod = runnerPods('dind').find((p) => p.node === 'pi2')!;
+      const podName = (
+        get(['-n', NS, 'get', 'pods', '-l', 'runner-fleet.dev/executor=dind']).items as any[]
+      ).find((p) => p.metadata.uid === pod.uid).metadata.name as string;
+      const config = () =>
+        kubectl(bin, kubeconfig, [
+          '-n',
+          NS,
+          'exec',
+          podName,
+          '-c',
+          'gitlab-runner',
+          '--',
+          'cat',
+          '/etc/gitlab-runner/config.toml',
+        ]);
+      for (let i = 0; i < 60 && !config().includes('--mtu=1400'); i++)
+        await new Promise((res) => setTimeout(res, 1000));
+      expect(config()).toContain('network_mtu = 1400');
+
+      // A layer of the base image: far more than one packet, served by the registry to the build's container.
+      const accept =
+        'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+      const manifest = (await (
+        await fetch(`http://${fleet.registry}/v2/runner-fleet/base/manifests/1`, { headers: { accept } })
+      ).json()) as { layers: { digest: string; size: number }[] };
+      const layer = manifest.layers.reduce((a, b) => (a.size >= b.size ? a : b));
+      expect(layer.size).toBeGreaterThan(64 * 1024);
+      const dockerfile = [
+        `FROM ${fleet.registry}/runner-fleet/base:1`,
+        `RUN echo "build mtu $(cat /sys/class/net/eth0/mtu)" && wget -q -O /blob http://${fleet.registry}/v2/runner-fleet/base/blobs/${layer.digest} && echo "downloaded $(wc -c < /blob) bytes"`,
+      ].join('\\n');
+      const built = await job('dind', {
+        node: 'pi2',
+        beforeScript: [
+          `printf '${dockerfile}\\n' > /tmp/Dockerfile.mtu`,
+          'docker build -f /tmp/Dockerfile.mtu /tmp',
+        ],
+      });
+      expectPushed(built);
+      expect(built.trace).toContain('build mtu 1400');
+      expect(built.trace).toContain(`downloaded ${layer.size} bytes`);
+    } finally {
+      await setMtu(1500);
+    }
+    console.log(`MTU test: ${Math.round((Date.now() - started) / 1000)} s`);
+  });
+
+  it('gitlab.hostAliases: a GitLab name only the nodes know fails first contact naming resolution; with hostAliases the pods and jobs resolve it', async () => {
+    const started = Date.now();
+    const url = new URL(base.gitlab.url);
+    const name = 'gitlab.fleet.test';
+    // The nodes (and the operator's machine) know the name from /etc/hosts; pods get the kubelet's /etc/hosts.
+    for (const node of ['pi1', 'pi2', 'pi3']) {
+      const file = nodeFile(node, '/etc/hosts');
+      writeFileSync(file, `${readFileSync(file, 'utf8').trimEnd()}\n${url.hostname} ${name}\n`);
+    }
+    const hostsFile = `${fleet.stateDir}/operator-hosts`;
+    writeFileSync(hostsFile, `${readFileSync('/etc/hosts', 'utf8').trimEnd()}\n${url.hostname} ${name}\n`);
+    const named = (aliases: boolean) =>
+      variant((inv) => {
+        inv.gitlab.url = `http://${name}:${url.port}`;
+        if (aliases) inv.gitlab.hostAliases = { [name]: url.hostname };
+        inv.runners = { ...inv.runners, contactTimeout: 15 };
+      });
+    const run = (inventory: string, extra: string[] = []) =>
+      runProvision([...extra, '--inventory', inventory, '--executor', 'dood', '--json'], {}, { hostsFile });
+
+    const unresolved = await run(named(false));
+    expect(unresolved.code, unresolved.stderr).toBe(1);
+    for (const n of unresolved.report!.nodes) {
+      expect(n.error).toMatch(
+        new RegExp(`cannot resolve ${name.replace(/\./g, '\\.')} \\(GitLab\\) from the runner pod`),
+      );
+      expect(n.error).toContain('gitlab.hostAliases');
+    }
+
+    const aliased = named(true);
+    const plan = await run(aliased, ['plan']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain('spec.template.spec.hostAliases');
+    const fixed = await run(aliased);
+    expect(fixed.code, `${fixed.stderr}\n${fixed.stdout}`).toBe(0);
+    const spec = get(['-n', NS, 'get', 'daemonset', 'gitlab-runner-dood']).spec.template.spec;
+    expect(spec.hostAliases).toEqual([{ ip: url.hostname, hostnames: [name] }]);
+    expect((await run(aliased)).report!.changed).toBe(0);
+    // The job's containers get the name through extra_hosts (the job API here is asked by address).
+    const r = await job('dood', { node: 'pi1', beforeScript: [`grep -w ${name} /etc/hosts`] });
+    expectPushed(r);
+    expect(r.trace).toMatch(
+      new RegExp(`${url.hostname.replace(/\./g, '\\.')}\\s+${name.replace(/\./g, '\\.')}`),
+    );
+
+    // Dropped from the inventory: gone from the pods.
+    await apply('dood');
+    expect(
+      get(['-n', NS, 'get', 'daemonset', 'gitlab-runner-dood']).spec.template.spec.hostAliases,
+    ).toBeUndefined();
+    console.log(`hostAliases test: ${Math.round((Date.now() - started) / 1000)} s`);
+  });
+
   it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {
     await apply('shell');
     // The inventory says dood: a plain status judges the shell pods that run and names the mismatch.

@@ -16,8 +16,28 @@ export interface ProvisionRun {
 /** Every byte any run printed, for the "no token anywhere" checks. */
 export const allOutput: string[] = [];
 
-export async function runProvision(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProvisionRun> {
+/**
+ * `hostsFile`: run it in its own mount namespace with that file as /etc/hosts (root only), as on an operator's machine
+ * whose /etc/hosts or LAN DNS knows a name this machine does not.
+ */
+export async function runProvision(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  opts: { hostsFile?: string } = {},
+): Promise<ProvisionRun> {
   const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
+  const command = [tsx, join(REPO, 'provision.ts'), ...args];
+  const argv = opts.hostsFile
+    ? [
+        'unshare',
+        '--mount',
+        'sh',
+        '-c',
+        'mount --bind "$0" /etc/hosts && exec "$@"',
+        opts.hostsFile,
+        ...command,
+      ]
+    : command;
   const {
     exitCode: code,
     stdout,
@@ -26,7 +46,7 @@ export async function runProvision(args: string[], env: NodeJS.ProcessEnv = {}):
     cwd: REPO,
     env: { ...process.env, ...env },
     nothrow: true,
-  })`${tsx} ${join(REPO, 'provision.ts')} ${args}`;
+  })`${argv}`;
   allOutput.push(stdout, stderr);
   let report: ProvisionRun['report'];
   if (args.includes('--json') && stdout.trim()) {
