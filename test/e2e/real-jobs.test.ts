@@ -330,6 +330,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
       const r = await execOnNode('pi2', ['ip', 'link', 'set', 'cni0', 'mtu', String(mtu)]);
       expect(r.code, r.stderr).toBe(0);
     };
+    await apply('dind');
     await setMtu(1400);
     try {
       const r = await runProvision(['--inventory', fleet.inventory, '--executor', 'dind', '--json']);
@@ -385,7 +386,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
       await setMtu(1500);
     }
     console.log(`MTU test: ${Math.round((Date.now() - started) / 1000)} s`);
-  });
+  }, 300_000);
 
   it('gitlab.hostAliases: a GitLab name only the nodes know fails first contact naming resolution; with hostAliases the pods and jobs resolve it', async () => {
     const started = Date.now();
@@ -410,7 +411,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const unresolved = await run(named(false));
     expect(unresolved.code, unresolved.stderr).toBe(1);
     for (const n of unresolved.report!.nodes) {
-      expect(n.error).toMatch(
+      expect(n.error, `${unresolved.stderr}\n${unresolved.stdout}`).toMatch(
         new RegExp(`cannot resolve ${name.replace(/\./g, '\\.')} \\(GitLab\\) from the runner pod`),
       );
       expect(n.error).toContain('gitlab.hostAliases');
@@ -438,7 +439,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
       get(['-n', NS, 'get', 'daemonset', 'gitlab-runner-dood']).spec.template.spec.hostAliases,
     ).toBeUndefined();
     console.log(`hostAliases test: ${Math.round((Date.now() - started) / 1000)} s`);
-  });
+  }, 480_000);
 
   it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {
     await apply('shell');
