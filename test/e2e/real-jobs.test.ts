@@ -325,7 +325,6 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
   });
 
   it("dind: a node whose pod network carries 1400 gives the service's dockerd --mtu=1400; a multi-packet download inside docker build completes", async () => {
-    const started = Date.now();
     const setMtu = async (mtu: number) => {
       const r = await execOnNode('pi2', ['ip', 'link', 'set', 'cni0', 'mtu', String(mtu)]);
       expect(r.code, r.stderr).toBe(0);
@@ -385,11 +384,9 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     } finally {
       await setMtu(1500);
     }
-    console.log(`MTU test: ${Math.round((Date.now() - started) / 1000)} s`);
   }, 300_000);
 
   it('gitlab.hostAliases: a GitLab name only the nodes know fails first contact naming resolution; with hostAliases the pods and jobs resolve it', async () => {
-    const started = Date.now();
     const url = new URL(base.gitlab.url);
     const name = 'gitlab.fleet.test';
     // The nodes (and the operator's machine) know the name from /etc/hosts; pods get the kubelet's /etc/hosts.
@@ -438,7 +435,6 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(
       get(['-n', NS, 'get', 'daemonset', 'gitlab-runner-dood']).spec.template.spec.hostAliases,
     ).toBeUndefined();
-    console.log(`hostAliases test: ${Math.round((Date.now() - started) / 1000)} s`);
   }, 480_000);
 
   it('shell (placement cluster): the job runs in the runner pod and uses the node dockerd', async () => {
