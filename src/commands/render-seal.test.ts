@@ -144,6 +144,8 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
     expect(secret.metadata.ownerReferences).toMatchObject([
       { kind: 'SealedSecret', name: 'runner-fleet-config', controller: true },
     ]);
+    // kubeseal keeps the annotation in the template, so the controller's Secret stays one it may update.
+    expect(secret.metadata.annotations).toEqual({ 'sealedsecrets.bitnami.com/managed': 'true' });
     const { ownerReferences: _owner, ...metadata } = secret.metadata;
     expect({ ...secret, metadata }).toEqual(expected);
     expect(Buffer.from((secret.data as Record<string, string>)['pi1.config.toml'], 'base64').toString()).toBe(
