@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Builds kubeseal (Bitnami Sealed Secrets' CLI) from Go modules into the test binaries' cache, beside gitlab-runner
-# and the cluster's binaries; a no-op when it is there. The tests seal with a generated certificate and unseal with
-# its private key, so `render --seal` is checked against the real program. Prints the binary's path.
+# Builds kubeseal (Bitnami Sealed Secrets' CLI) and the Sealed Secrets controller from the same Go module into the
+# test binaries' cache, beside gitlab-runner and the cluster's binaries; a no-op when both are there. The unit tests
+# seal with a generated certificate and unseal with its private key; the GitOps e2e test runs the real controller
+# against the test cluster. Prints kubeseal's path (the controller is `sealed-secrets-controller-<version>` beside it).
 set -euo pipefail
 
 KUBESEAL_VERSION=${KUBESEAL_VERSION:-v0.40.0}
 CACHE=${RUNNER_FLEET_CACHE:-$HOME/.cache/runner-fleet}
 OUT=$CACHE/bin/kubeseal-$KUBESEAL_VERSION
+CONTROLLER=$CACHE/bin/sealed-secrets-controller-$KUBESEAL_VERSION
 export GOMODCACHE=${GOMODCACHE:-$CACHE/gomod}
 export GOCACHE=${GOCACHE:-$CACHE/gobuild}
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
 
-if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi
+if [ -x "$OUT" ] && [ -x "$CONTROLLER" ]; then echo "$OUT"; exit 0; fi
 command -v go >/dev/null || { echo "go is required to build kubeseal" >&2; exit 1; }
 mkdir -p "$CACHE/bin" "$CACHE/src"
 # The same lock as build-test-cluster.sh: two Go builds at once on few cores only slow each other down.
 exec 9>"$CACHE/.build-test-cluster.lock"
 flock 9
-if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi
+if [ -x "$OUT" ] && [ -x "$CONTROLLER" ]; then echo "$OUT"; exit 0; fi
 log() { echo "[build-kubeseal] $*" >&2; }
 
 # The project renamed its module to github.com/bitnami/sealed-secrets, which the Go proxy does not serve; it serves
@@ -32,18 +34,29 @@ if [ ! -f go.mod ]; then
   go mod init runnerfleet.test/kubeseal >/dev/null 2>&1
   go mod edit -require="github.com/bitnami/sealed-secrets@$KUBESEAL_VERSION" \
     -replace="github.com/bitnami/sealed-secrets=github.com/bitnami-labs/sealed-secrets@$KUBESEAL_VERSION"
-  cat > tools.go <<'GO'
+fi
+cat > tools.go <<'GO'
 //go:build tools
 
 package tools
 
-import _ "github.com/bitnami/sealed-secrets/cmd/kubeseal"
+import (
+	_ "github.com/bitnami/sealed-secrets/cmd/controller"
+	_ "github.com/bitnami/sealed-secrets/cmd/kubeseal"
+)
 GO
-fi
 log "resolving github.com/bitnami-labs/sealed-secrets $KUBESEAL_VERSION modules"
 go mod tidy >/dev/null
-log "building kubeseal $KUBESEAL_VERSION"
-# main.VERSION is what `kubeseal --version` prints (the project's Makefile sets it the same way).
-go build -trimpath -ldflags="-s -w -X main.VERSION=$KUBESEAL_VERSION" -o "$OUT.tmp" github.com/bitnami/sealed-secrets/cmd/kubeseal
-mv "$OUT.tmp" "$OUT"
+# main.VERSION is what `kubeseal --version` and the controller print (the project's Makefile sets it the same way).
+ldflags="-s -w -X main.VERSION=$KUBESEAL_VERSION"
+if [ ! -x "$OUT" ]; then
+  log "building kubeseal $KUBESEAL_VERSION"
+  go build -trimpath -ldflags="$ldflags" -o "$OUT.tmp" github.com/bitnami/sealed-secrets/cmd/kubeseal
+  mv "$OUT.tmp" "$OUT"
+fi
+if [ ! -x "$CONTROLLER" ]; then
+  log "building the sealed-secrets controller $KUBESEAL_VERSION"
+  go build -trimpath -ldflags="$ldflags" -o "$CONTROLLER.tmp" github.com/bitnami/sealed-secrets/cmd/controller
+  mv "$CONTROLLER.tmp" "$CONTROLLER"
+fi
 echo "$OUT"

@@ -22,7 +22,7 @@ fi
 
 # Kubernetes test cluster binaries, built from Go modules and cached outside the checkout.
 bash scripts/build-test-cluster.sh >/dev/null
-# The real kubeseal, for render --seal's round-trip test (seal with a certificate, unseal with its key).
+# The real kubeseal and Sealed Secrets controller (one Go module): render --seal's round trip and the GitOps e2e test.
 bash scripts/build-kubeseal.sh >/dev/null
 
 # The real-runner test fleet's images (gitlab-runner, helper, docker cli/dind, base, pause), cached the same way.

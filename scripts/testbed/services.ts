@@ -7,6 +7,7 @@ import { clusterService, gitlabService } from './extra-services.js';
 import { gitlabRunnerPackageService } from './gitlab-runner.js';
 import { imagesService } from './images-service.js';
 import { registryService } from './registry.js';
+import { sealedSecretsService } from './sealed-secrets.js';
 
 /**
  * Inventory YAML fields a service contributes, in the file's own shape (src/inventory/schema.ts).
@@ -67,6 +68,9 @@ export const DEFAULT_SERVICES: TestbedService[] = [
   clusterService,
 ];
 
+/** Started only when named (`--services …,sealed-secrets`), after the default ones they need. */
+export const OPTIONAL_SERVICES: TestbedService[] = [sealedSecretsService];
+
 /** The prepare steps of an `up`, started together; each service's start waits for its own. */
 export interface Prepared {
   /** what the service's prepare resolved to (undefined without one); rejects as it did */
@@ -101,12 +105,11 @@ const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
  * the gitlab-runner package (it starts nothing: it only hands the nodes' apt-get the real binary).
  */
 export function servicesNamed(names: string[]): TestbedService[] {
-  const unknown = names.filter((n) => !DEFAULT_SERVICES.some((s) => s.name === n));
+  const known = [...DEFAULT_SERVICES, ...OPTIONAL_SERVICES];
+  const unknown = names.filter((n) => !known.some((s) => s.name === n));
   if (unknown.length > 0)
-    throw new Error(
-      `unknown service ${unknown.join(', ')} (known: ${DEFAULT_SERVICES.map((s) => s.name).join(', ')})`,
-    );
-  return DEFAULT_SERVICES.filter((s) => ALWAYS_ON.includes(s.name) || names.includes(s.name));
+    throw new Error(`unknown service ${unknown.join(', ')} (known: ${known.map((s) => s.name).join(', ')})`);
+  return known.filter((s) => ALWAYS_ON.includes(s.name) || names.includes(s.name));
 }
 
 const PIDS = 'daemons.pids';

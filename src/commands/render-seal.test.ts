@@ -144,6 +144,8 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
     expect(secret.metadata.ownerReferences).toMatchObject([
       { kind: 'SealedSecret', name: 'runner-fleet-config', controller: true },
     ]);
+    // kubeseal keeps the annotation in the template, so the controller's Secret stays one it may update.
+    expect(secret.metadata.annotations).toEqual({ 'sealedsecrets.bitnami.com/managed': 'true' });
     const { ownerReferences: _owner, ...metadata } = secret.metadata;
     expect({ ...secret, metadata }).toEqual(expected);
     expect(Buffer.from((secret.data as Record<string, string>)['pi1.config.toml'], 'base64').toString()).toBe(
@@ -174,8 +176,13 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
       RunFailedError,
     );
     await expect(sealSecrets(objects, { kubeseal, kubeconfig, log: silentLogger })).rejects.toThrow(
-      /kubeseal failed for Secret runner-fleet-config/,
+      /certificate of the Sealed Secrets controller kube-system\/sealed-secrets-controller .*127\.0\.0\.1:1/,
     );
+    // The Helm chart's name, from kubernetes.sealedSecrets: kubeseal is asked for that one, and the error names it.
+    const controller = { name: 'sealed-secrets', namespace: 'security' };
+    await expect(
+      sealSecrets(objects, { kubeseal, kubeconfig, controller, log: silentLogger }),
+    ).rejects.toThrow(/controller security\/sealed-secrets \(service sealed-secrets in namespace security;/);
   });
 
   it('--seal-cert: found on PATH, checked before anything is contacted; a key, an expired or a non-RSA certificate is exit 2', async () => {

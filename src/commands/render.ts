@@ -121,10 +121,18 @@ export function renderPreflight(
   return { kubeseal, sealCert, argocd: argo.source };
 }
 
+/** The Sealed Secrets controller kubeseal asks for its certificate (kubernetes.sealedSecrets). */
+export interface SealController {
+  name: string;
+  namespace: string;
+}
+
 export interface SealOptions {
   kubeseal: string;
   /** the controller's certificate: no cluster is contacted for sealing */
   cert?: string;
+  /** without a cert: the controller whose certificate kubeseal fetches through the inventory's cluster */
+  controller?: SealController;
   /** without a cert: where kubeseal finds the controller (its kubeconfig text from a node, or a file, and a context) */
   kubeconfigText?: string;
   kubeconfig?: string;
@@ -132,34 +140,59 @@ export interface SealOptions {
   log: Logger;
 }
 
+const DEFAULT_CONTROLLER: SealController = { name: 'sealed-secrets-controller', namespace: 'kube-system' };
+
+/**
+ * The controller's certificate, fetched once with `kubeseal --fetch-cert` into `dir`: every Secret is then sealed
+ * with the same certificate, and a controller that is not there fails once, naming the one that was looked for.
+ */
+async function fetchSealingCert(opts: SealOptions, dir: string): Promise<string> {
+  const controller = opts.controller ?? DEFAULT_CONTROLLER;
+  const args = [
+    '--fetch-cert',
+    '--controller-name',
+    controller.name,
+    '--controller-namespace',
+    controller.namespace,
+  ];
+  if (opts.kubeconfigText !== undefined) {
+    writeFileSync(join(dir, 'kubeconfig'), opts.kubeconfigText, { mode: 0o600 });
+    args.push('--kubeconfig', join(dir, 'kubeconfig'));
+  } else if (opts.kubeconfig) {
+    args.push('--kubeconfig', opts.kubeconfig);
+  }
+  if (opts.context) args.push('--context', opts.context);
+  const where = `${controller.namespace}/${controller.name}`;
+  opts.log.progress('render', `fetching the sealing certificate from the Sealed Secrets controller ${where}`);
+  const r = await runLocal(opts.kubeseal, args);
+  if (r.code !== 0 || !r.stdout.includes('-----BEGIN CERTIFICATE-----')) {
+    const why = r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no certificate in its output';
+    throw new RunFailedError(
+      `kubeseal could not fetch the certificate of the Sealed Secrets controller ${where} (service ${controller.name} in namespace ${controller.namespace}; kubernetes.sealedSecrets.controllerName/controllerNamespace, or --seal-cert): ${why}`,
+    );
+  }
+  writeFileSync(join(dir, 'cert.pem'), r.stdout, { mode: 0o600 });
+  return join(dir, 'cert.pem');
+}
+
 /**
  * kubeseal for every Secret, as a SealedSecret in YAML keyed by objectKey. With a certificate kubeseal encrypts
- * with it; without one it fetches the controller's public key from the inventory's cluster.
+ * with it; without one the controller's certificate is fetched from the inventory's cluster first.
  */
 export async function sealSecrets(objects: KubeObject[], opts: SealOptions): Promise<Map<string, string>> {
   const { log } = opts;
   const sealed = new Map<string, string>();
-  const args = ['--format', 'yaml'];
-  let tmp: string | undefined;
+  const tmp = mkdtempSync(join(tmpdir(), 'runner-fleet-kubeseal-'));
   try {
-    if (opts.cert !== undefined) {
-      args.push('--cert', opts.cert);
-    } else {
-      if (opts.kubeconfigText !== undefined) {
-        tmp = mkdtempSync(join(tmpdir(), 'runner-fleet-kubeseal-'));
-        writeFileSync(join(tmp, 'kubeconfig'), opts.kubeconfigText, { mode: 0o600 });
-        args.push('--kubeconfig', join(tmp, 'kubeconfig'));
-      } else if (opts.kubeconfig) {
-        args.push('--kubeconfig', opts.kubeconfig);
-      }
-      if (opts.context) args.push('--context', opts.context);
-    }
+    const cert = opts.cert ?? (await fetchSealingCert(opts, tmp));
     for (const o of objects.filter((x) => x.kind === 'Secret')) {
       log.progress(
         'render',
         `sealing Secret ${o.metadata.name} with kubeseal${opts.cert ? ` and ${opts.cert}` : ''}`,
       );
-      const r = await runLocal(opts.kubeseal, args, { input: JSON.stringify(o) });
+      const r = await runLocal(opts.kubeseal, ['--format', 'yaml', '--cert', cert], {
+        input: JSON.stringify(o),
+      });
       if (r.code !== 0 || !/kind:\s*SealedSecret/.test(r.stdout)) {
         throw new RunFailedError(
           `kubeseal failed for Secret ${o.metadata.name} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no SealedSecret in its output'}`,
@@ -168,7 +201,7 @@ export async function sealSecrets(objects: KubeObject[], opts: SealOptions): Pro
       sealed.set(objectKey(o), r.stdout);
     }
   } finally {
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
   }
   return sealed;
 }
@@ -348,6 +381,10 @@ export async function runRender(inv: Inventory, opts: RenderOptions): Promise<Re
     ? await sealSecrets(objects, {
         kubeseal: opts.kubeseal!,
         cert: opts.sealCert,
+        controller: {
+          name: inv.kubernetes.sealedSecrets.controllerName,
+          namespace: inv.kubernetes.sealedSecrets.controllerNamespace,
+        },
         kubeconfigText,
         kubeconfig: inv.kubernetes.kubeconfig,
         context: inv.kubernetes.context,

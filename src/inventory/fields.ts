@@ -317,6 +317,24 @@ function podCidrProblem(value: string): string | undefined {
   return undefined;
 }
 
+/** Where render --seal has kubeseal find the Sealed Secrets controller: kubeseal's own defaults unless given. */
+const sealedSecrets = strict({
+  controllerName: v.optional(
+    str({
+      pattern: DNS_LABEL,
+      hint: 'expected a Service name (lowercase letters, digits and -, at most 63 characters)',
+    }),
+    'sealed-secrets-controller',
+  ),
+  controllerNamespace: v.optional(
+    str({
+      pattern: DNS_LABEL,
+      hint: 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)',
+    }),
+    'kube-system',
+  ),
+});
+
 const kubernetes = strict({
   kubeconfig: v.optional(str()),
   context: v.optional(str()),
@@ -345,6 +363,8 @@ const kubernetes = strict({
    * to DROP, runner-fleet accepts this range's traffic in DOCKER-USER (src/host/forwarding.ts).
    */
   podCidr: v.optional(v.pipe(str(), problem(podCidrProblem)), DEFAULT_POD_CIDR),
+  /** the controller render --seal fetches the sealing certificate from (the Helm chart names it sealed-secrets) */
+  sealedSecrets: v.optional(sealedSecrets, {}),
 });
 
 /**

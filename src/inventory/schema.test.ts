@@ -53,6 +53,25 @@ describe('parseInventory', () => {
     ]);
   });
 
+  it("kubernetes.sealedSecrets: kubeseal's controller unless named (the Helm chart's is sealed-secrets)", () => {
+    expect(parseInventory(base, '/x/fleet.yaml').kubernetes.sealedSecrets).toEqual({
+      controllerName: 'sealed-secrets-controller',
+      controllerNamespace: 'kube-system',
+    });
+    expect(
+      parseInventory(
+        `${base}kubernetes: { sealedSecrets: { controllerName: sealed-secrets } }\n`,
+        '/x/f.yaml',
+      ).kubernetes.sealedSecrets,
+    ).toEqual({ controllerName: 'sealed-secrets', controllerNamespace: 'kube-system' });
+    expect(
+      issuesOf(`${base}kubernetes: { sealedSecrets: { controllerNamespace: Kube_System, name: x } }\n`),
+    ).toEqual([
+      'kubernetes.sealedSecrets.controllerNamespace: expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)',
+      'kubernetes.sealedSecrets.name: unknown key (allowed: controllerName, controllerNamespace)',
+    ]);
+  });
+
   it('runners.pullPolicy: one or a list of gitlab-runner spellings, each once; runners.helperImage without spaces', () => {
     const inv = parseInventory(`${base}runners: { pullPolicy: if-not-present }\n`, '/x/fleet.yaml');
     expect(inv.runners.pullPolicy).toEqual(['if-not-present']);

@@ -27,6 +27,13 @@ export const NODE_LABEL_MANAGER = 'runner-fleet-node-label';
 export const RECORDS_MANAGER = 'runner-fleet-records';
 
 export const CONFIG_SECRET = 'runner-fleet-config';
+/**
+ * On the config Secret: lets the Sealed Secrets controller take over a Secret it did not create (apply writes the
+ * Secret before any SealedSecret exists; without this the controller refuses it, "already exists and is not
+ * managed by SealedSecret", pkg/controller/controller.go). kubeseal copies it into the SealedSecret's template, so
+ * the Secret the controller writes keeps it.
+ */
+export const SEALED_SECRETS_MANAGED = 'sealedsecrets.bitnami.com/managed';
 export const RECORDS_SECRET = 'runner-fleet-records';
 
 export function daemonSetName(executor: Executor): string {

@@ -103,6 +103,14 @@ describe('renderClusterObjects', () => {
     for (const o of objs.filter((x) => x.kind !== 'Secret')) expect(JSON.stringify(o)).not.toMatch(/glrt-/);
   });
 
+  it('the config Secret alone says a Sealed Secrets controller may take it over (apply first, GitOps later)', () => {
+    const objs = renderClusterObjects({ inventory: inv, executor: 'dood', configs, tokens });
+    expect(objs.find((o) => o.kind === 'Secret')!.metadata.annotations).toEqual({
+      'sealedsecrets.bitnami.com/managed': 'true',
+    });
+    for (const o of objs.filter((x) => x.kind !== 'Secret')) expect(o.metadata.annotations).toBeUndefined();
+  });
+
   it('refuses missing or unknown configs', () => {
     expect(() =>
       renderClusterObjects({ inventory: inv, executor: 'dood', configs: { pi1: 'x', pi9: 'y' } }),

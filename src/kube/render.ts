@@ -8,6 +8,7 @@ import { renderTemplate } from '../templates.js';
 import {
   CONFIG_SECRET,
   MANAGED_BY,
+  SEALED_SECRETS_MANAGED,
   MANAGED_BY_LABEL,
   PART_OF_LABEL,
   configKey,
@@ -71,6 +72,7 @@ export function clusterTemplateData(input: RenderInput) {
     podLabels: { ...labels, ...selector },
     serviceAccount: SERVICE_ACCOUNT,
     configSecret: CONFIG_SECRET,
+    secretAnnotations: { [SEALED_SECRETS_MANAGED]: 'true' },
     secretData,
     nodeLabel: inv.kubernetes.nodeLabel,
     architectures: [...CLUSTER_ARCHITECTURES],
