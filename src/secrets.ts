@@ -47,7 +47,8 @@ export function inventorySecretRefs(inv: Inventory): SecretRef[] {
 /** Where a command reads stdin from; injectable so tests need not touch the process's own. */
 export interface SecretSources {
   env: NodeJS.ProcessEnv;
-  stdin: NodeJS.ReadableStream & { isTTY?: boolean; destroy?: () => void };
+  /** absent: the process's own, touched only when a reference names it (creating it would hold a pipe open) */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean; destroy?: () => void };
   timeoutMs: number;
 }
 
@@ -62,7 +63,7 @@ export async function readInventorySecrets(
 ): Promise<Inventory> {
   const src: SecretSources = {
     env: sources.env ?? process.env,
-    stdin: sources.stdin ?? process.stdin,
+    stdin: sources.stdin,
     timeoutMs: sources.timeoutMs ?? SECRET_READ_TIMEOUT_MS,
   };
   const refs = inventorySecretRefs(inv);
@@ -110,10 +111,11 @@ async function readRef(ref: string, src: SecretSources): Promise<string> {
     return text.trim();
   }
   const file = ref.slice(5);
+  const stdin = ref === STDIN_REF ? (src.stdin ?? process.stdin) : undefined;
   text = await withTimeout(
-    ref === STDIN_REF ? readStdin(src) : readRegularFile(file),
+    stdin ? readStdin(stdin) : readRegularFile(file),
     src.timeoutMs,
-    () => (ref === STDIN_REF ? src.stdin.destroy?.() : undefined),
+    () => stdin?.destroy?.(),
     `${file}: nothing complete arrived within ${src.timeoutMs / 1000} s`,
   );
   if (text.trim() === '') throw new SecretReadError(`${file} is empty`);
@@ -184,8 +186,7 @@ const tooLarge = (what: string) =>
   new SecretReadError(`${what} is larger than ${SECRET_MAX_BYTES / 1024} KiB; a token or key is far smaller`);
 
 /** stdin until its end, once: a pipe (`pass show x | runner-fleet …`) or a redirected file, never a terminal. */
-function readStdin(src: SecretSources): Promise<string> {
-  const stdin = src.stdin;
+function readStdin(stdin: NonNullable<SecretSources['stdin']>): Promise<string> {
   if (stdin.isTTY)
     return Promise.reject(
       new SecretReadError(
