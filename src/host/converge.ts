@@ -91,6 +91,7 @@ export function atomicWriteScript(
     : '';
   return `f=${f}
 ${follow}d=$(dirname "$f"); mkdir -p "$d"
+if [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f is $(stat -L -c %F "$f" 2>/dev/null || echo 'not a regular file'), not a file; not replacing it: remove it or move it aside, then run again" >&2; exit 20; fi
 if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
 if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
 tmp=$(mktemp "$d/.$(basename "$f").runner-fleet.XXXXXX")
