@@ -16,7 +16,12 @@ export interface ProvisionRun {
 /** Every byte any run printed, for the "no token anywhere" checks. */
 export const allOutput: string[] = [];
 
-export async function runProvision(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProvisionRun> {
+/** `input`: what provision.ts reads on stdin (a secret piped to a `file:/dev/stdin` reference); none by default. */
+export async function runProvision(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  input?: string,
+): Promise<ProvisionRun> {
   const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
   const {
     exitCode: code,
@@ -26,6 +31,7 @@ export async function runProvision(args: string[], env: NodeJS.ProcessEnv = {}):
     cwd: REPO,
     env: { ...process.env, ...env },
     nothrow: true,
+    ...(input === undefined ? {} : { input, stdio: ['pipe', 'pipe', 'pipe'] as const }),
   })`${tsx} ${join(REPO, 'provision.ts')} ${args}`;
   allOutput.push(stdout, stderr);
   let report: ProvisionRun['report'];
