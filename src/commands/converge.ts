@@ -18,11 +18,11 @@ import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import { buildReport, changeRecorder, type Change, type NodeReport, type RunReport } from '../report.js';
-import { redact, resolveSecret } from '../secrets.js';
+import { readInventorySecrets, redact } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
 import type { RunnerPhase } from '../placement/phase.js';
-import { authToken, withRunners } from '../gitlab/auth-modes.js';
+import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface ConvergeOptions {
   dryRun: boolean;
@@ -30,8 +30,8 @@ export interface ConvergeOptions {
   log: Logger;
 }
 
-/** Problems that make the run pointless before any node is contacted (exit 2). */
-export function preflight(inv: Inventory): void {
+/** The nodes' key files unreadable: the run would fail at every connect (exit 2, nothing contacted). */
+export function keyFileIssues(inv: Inventory): string[] {
   const issues: string[] = [];
   const seen = new Set<string>();
   inv.nodes.forEach((n, i) => {
@@ -49,16 +49,23 @@ export function preflight(inv: Inventory): void {
       }
     }
   });
-  const token = authToken(inv.gitlab.auth);
-  if (token) {
-    try {
-      resolveSecret(token);
-    } catch (err) {
-      if (err instanceof InputError) issues.push(...err.issues);
-      else throw err;
-    }
-  }
+  return issues;
+}
+
+/**
+ * Problems that make the run pointless before any node is contacted (exit 2), all reported at once: the selected
+ * nodes' key files, and every secret reference of the inventory, which is read here, once, for the whole run.
+ * Returns the inventory carrying the secrets; `selectNodes` of it gives the selected nodes.
+ */
+export async function preflight(inv: Inventory, only?: string[]): Promise<Inventory> {
+  const issues = keyFileIssues(selectNodes(inv, only));
+  const read = await readInventorySecrets(inv).catch((err: unknown) => {
+    if (!(err instanceof InputError)) throw err;
+    issues.push(...err.issues);
+    return inv;
+  });
   if (issues.length > 0) throw new InputError(issues, 'cannot start');
+  return read;
 }
 
 /** The nodes' pre-flight: its gather section, and the check of each node's gathered facts. */
@@ -149,11 +156,11 @@ async function convergeNode(
  * `inv` is the whole inventory; `only` limits the host phase and keeps the other nodes' runners as they are.
  */
 export async function runConverge(
-  inv: Inventory,
+  given: Inventory,
   opts: ConvergeOptions & { executor: Executor; only?: string[]; lockSeconds?: number },
 ): Promise<RunReport> {
+  const inv = await preflight(given, opts.only);
   const selected = selectNodes(inv, opts.only);
-  preflight(selected);
   // The fleet lock comes before GitLab or any node is touched: a second apply fails here, having changed nothing.
   const lock = opts.dryRun ? undefined : await takeFleetLock(inv, opts);
   try {

@@ -21,9 +21,9 @@ import {
 import { describeAction, planRegistrations } from '../runners/plan.js';
 import { reconcileRunners } from '../runners/reconcile.js';
 import type { RecordStore, RunnerRecord } from '../runners/records.js';
-import { redact } from '../secrets.js';
+import { readInventorySecrets, redact } from '../secrets.js';
 import { withNode } from '../ssh.js';
-import { preflight } from './converge.js';
+import { keyFileIssues } from './converge.js';
 import { clusterConfigured } from '../placement/cluster.js';
 import { removeHostRunners } from '../placement/host.js';
 import { kubeconfigFromNode, typedStore } from '../placement/records.js';
@@ -61,8 +61,8 @@ export function destroyPreflight(
     issues.push(
       'destroy asks for confirmation, and there is no terminal to ask on: pass --yes to remove without asking',
     );
+  issues.push(...keyFileIssues(inv));
   if (issues.length > 0) throw new InputError(issues, 'cannot destroy');
-  preflight(inv);
 }
 
 const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
@@ -204,8 +204,10 @@ export function formatDestroySummary(r: DestroyReport): string {
   return `Destroy\n${rows.join('\n')}\n${head}${kept}`;
 }
 
-export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
+export async function runDestroy(given: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
   const { log } = opts;
+  // Every secret reference read once, before anything is contacted (bad ones: exit 2).
+  const inv = await readInventorySecrets(given);
   const registers = withRunners(inv.gitlab.auth);
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
   const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));

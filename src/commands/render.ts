@@ -41,7 +41,7 @@ import { renderClusterObjects } from '../kube/render.js';
 import { sealCertProblem } from '../kube/seal-cert.js';
 import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
-import { redact } from '../secrets.js';
+import { readInventorySecrets, redact } from '../secrets.js';
 import { desiredCluster } from '../placement/desired.js';
 import { kubeconfigFromNode, typedStore } from '../placement/records.js';
 import { withRunners } from '../gitlab/auth-modes.js';
@@ -348,8 +348,10 @@ function readWhole(path: string): string {
   }
 }
 
-export async function runRender(inv: Inventory, opts: RenderOptions): Promise<RenderResult> {
+export async function runRender(given: Inventory, opts: RenderOptions): Promise<RenderResult> {
   const { log } = opts;
+  // Every secret reference read once, before anything is contacted (bad ones: exit 2).
+  const inv = await readInventorySecrets(given);
   const out = resolve(opts.out);
   const ns = inv.kubernetes.namespace;
 

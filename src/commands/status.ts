@@ -8,7 +8,7 @@ import type { PodView } from '../kube/rollout.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { RunnerRecord } from '../runners/records.js';
-import { redact, resolveSecret } from '../secrets.js';
+import { redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { hostRunnerIndexPath, readHostRunnerIndex } from '../host-runner/state.js';
 import type { KubeClient } from '../kube/client.js';
@@ -213,7 +213,7 @@ async function runnersInGitlab(
       );
     return { runners };
   }
-  const token = resolveSecret(ref);
+  const token = secretValue(inv, ref);
   const api = GitlabApi.fromConfig(inv.gitlab);
   log.progress('gitlab', `asking ${inv.gitlab.url} for each runner's last contact`);
   let failures = 0;
@@ -232,9 +232,9 @@ async function runnersInGitlab(
   return { runners };
 }
 
-export async function runStatus(inv: Inventory, opts: StatusOptions): Promise<StatusReport> {
+export async function runStatus(given: Inventory, opts: StatusOptions): Promise<StatusReport> {
+  const inv = await preflight(given, opts.only);
   const selected = selectNodes(inv, opts.only);
-  preflight(selected);
   // runners.metrics: a host runner listens on its node; a pod on its pod IP, which the pod list gives.
   const metrics = inv.runners.metrics;
   let podsListed: (pods: PodView[]) => void = () => {};

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { fileFact, hostFacts, testNode } from './facts.fixture.js';
 import { registryStatePath, sha256, type HostFacts } from './facts.js';
-import { applyScript, loadedMarkers, ROLLED_BACK } from './converge.js';
+import { applyScript, LOG_CHECK_IMAGE, loadedMarkers, ROLLED_BACK } from './converge.js';
 import { planHost } from './plan.js';
 
 const REG = 'reg.lan:5000';
@@ -33,6 +33,12 @@ let dj: string;
 const STANDINS = {
   docker: `#!/bin/sh
 [ -e "$RF_T/down" ] && { echo "Cannot connect to the Docker daemon" >&2; exit 1; }
+case "$1 $2" in "image inspect") exit 1 ;; "import -") cat >/dev/null; echo "imported $3" >> "$RF_T/log"; exit 0 ;; esac
+if [ "$1" = run ]; then
+  echo "run $*" >> "$RF_T/log"
+  [ -e "$RF_T/logfail" ] && { echo 'docker: Error response from daemon: failed to initialize logging driver: journald is not enabled on this host.' >&2; exit 125; }
+  echo 'docker: Error response from daemon: OCI runtime create failed: exec: "/runner-fleet-log-check": no such file or directory: unknown.' >&2; exit 127
+fi
 [ "$2" = "--format" ] || exit 0
 regs=$(cat "$RF_T/loaded" 2>/dev/null)
 idx=""; for r in $regs; do idx="$idx\\"$r\\":{\\"Secure\\":false},"; done
@@ -202,5 +208,48 @@ describe('apply script: docker.* settings are verified like registries', () => {
     expect(r.code).toBe(ROLLED_BACK);
     expect(r.stdout).toContain('@@rollback ok');
     expect(readFileSync(dj, 'utf8')).toBe(before);
+  });
+});
+
+describe('apply script: a log settings change is proved by one throwaway container', () => {
+  const settings = { registryMirrors: [], logs: { driver: 'journald' as const } };
+  const planned = () => {
+    const plan = planHost(
+      testNode,
+      [REG],
+      { ...factsNow(), runningDaemonJson: factsNow().aptDaemonJson },
+      settings,
+    );
+    expect(plan.steps.at(-1)).toMatchObject({ kind: 'reload-docker', action: 'restart' });
+    return plan;
+  };
+  const log = () => readFileSync(join(dir, 'log'), 'utf8');
+
+  it('a container that starts (its command missing, after the log driver started) passes; the image is made on the node', () => {
+    const plan = planned();
+    const r = run(applyScript(plan.steps, [REG], plan.afterVerify, { verifyTries: 4, containerCheck: true }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(log()).toContain(`imported ${LOG_CHECK_IMAGE}`);
+    expect(log()).toContain(
+      `run run --rm --pull never --network none ${LOG_CHECK_IMAGE} /runner-fleet-log-check`,
+    );
+  });
+
+  it('a log driver that fails every container start: the previous daemon.json back, dockerd restarted with it', () => {
+    const before = readFileSync(dj, 'utf8');
+    writeFileSync(join(dir, 'logfail'), '');
+    const plan = planned();
+    const r = run(applyScript(plan.steps, [REG], plan.afterVerify, { verifyTries: 4, containerCheck: true }));
+    expect(r.code).toBe(ROLLED_BACK);
+    expect(r.stdout).toContain('@@logcheck failed');
+    expect(r.stdout).toContain('@@rollback ok');
+    expect(r.stderr).toContain('failed to initialize logging driver: journald is not enabled on this host');
+    expect(readFileSync(dj, 'utf8')).toBe(before);
+    // Restarted for the change, then again for the rollback: only a start reads the log settings.
+    expect(
+      log()
+        .split('\n')
+        .filter((l) => l === 'loaded start'),
+    ).toHaveLength(2);
   });
 });

@@ -13,7 +13,7 @@ import {
   shQuote,
   type HostFacts,
 } from './facts.js';
-import { DOCKER_FLAVOURS } from './flavours.js';
+import { DOCKER_FLAVOURS, type DockerAction } from './flavours.js';
 import {
   FORWARDING_ON_NOW,
   forwardingGatherScript,
@@ -91,6 +91,7 @@ export function atomicWriteScript(
     : '';
   return `f=${f}
 ${follow}d=$(dirname "$f"); mkdir -p "$d"
+if [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f is $(stat -L -c %F "$f" 2>/dev/null || echo 'not a regular file'), not a file; not replacing it: remove it or move it aside, then run again" >&2; exit 20; fi
 if [ -e "$f" ]; then cur=$(sha256sum "$f" | cut -d' ' -f1); else cur=absent; fi
 if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not overwriting it, run again" >&2; exit 17; fi
 tmp=$(mktemp "$d/.$(basename "$f").runner-fleet.XXXXXX")
@@ -148,6 +149,21 @@ while :; do
 done`;
 }
 
+/**
+ * After a change dockerd reads only when it starts (the log settings), one throwaway container: a log driver checks
+ * its options only when a container starts (moby container.startLogging, before the runtime runs anything), so
+ * dockerd can look healthy while every CI job would fail to start. The image is an empty one imported on the node
+ * (no registry, no pull: works on an air-gapped Pi whatever runners.pullPolicy says) and removed again; its command
+ * does not exist, so the runtime's "no such file" after the log driver started is the pass. Only the log driver's
+ * own failure fails the check (and puts the previous daemon.json back).
+ */
+export const LOG_CHECK_IMAGE = 'runner-fleet-log-check:1';
+export const LOG_CHECK_SCRIPT = `img=${LOG_CHECK_IMAGE}
+timeout 30 docker image inspect "$img" >/dev/null 2>&1 || tar -cf - -T /dev/null | timeout 30 docker import - "$img" >/dev/null 2>&1
+lc=$(timeout 60 docker run --rm --pull never --network none "$img" /runner-fleet-log-check 2>&1)
+timeout 30 docker image rm "$img" >/dev/null 2>&1
+case "$lc" in *"failed to initialize logging driver"*) ok=0; echo "@@logcheck failed"; printf '%s\n' "$lc" | tail -c 400 >&2 ;; esac`;
+
 /** Exit code of the apply script when dockerd did not take the new daemon.json and the previous one was put back. */
 export const ROLLED_BACK = 18;
 
@@ -156,8 +172,10 @@ export const ROLLED_BACK = 18;
  * was none) and brings dockerd back with it: apt reloads a running dockerd (SIGHUP: jobs keep running) or starts a
  * stopped one, for every flavour (DOCKER_FLAVOURS[f].bringBack). Prints `@@rollback ok` once dockerd answers again.
  */
-function rollbackScript(flavour: DockerFlavour): string {
-  const bringBack = DOCKER_FLAVOURS[flavour].bringBack;
+function rollbackScript(flavour: DockerFlavour, action: DockerAction): string {
+  // What only a start reads (the log settings) goes back only with a restart.
+  const bringBack =
+    action === 'restart' ? DOCKER_FLAVOURS[flavour].bringBackRestart : DOCKER_FLAVOURS[flavour].bringBack;
   return `echo "@@rollback"
 if [ "$rf_dj_had" = 1 ]; then
   r=$(mktemp "$(dirname "$rf_dj_path")/.$(basename "$rf_dj_path").runner-fleet.XXXXXX") && cp -p "$rf_dj_path.runner-fleet.bak" "$r" && mv -f "$r" "$rf_dj_path"
@@ -185,7 +203,7 @@ export function applyScript(
   steps: HostStep[],
   registries: string[],
   afterVerify: HostStep[] = [],
-  opts: { verifyTries?: number; expect?: string[] } = {},
+  opts: { verifyTries?: number; expect?: string[]; containerCheck?: boolean } = {},
 ): string {
   // A failed reload does not stop the script: the verify, and the rollback, still run.
   const body = steps
@@ -201,8 +219,9 @@ export function applyScript(
     (s): s is Extract<HostStep, { kind: 'reload-docker' }> => s.kind === 'reload-docker',
   );
   const rollback = reload
-    ? `if [ $ok != 1 ] && [ -n "$rf_dj_path" ]; then\n${rollbackScript(reload.flavour)}\nfi\n`
+    ? `if [ $ok != 1 ] && [ -n "$rf_dj_path" ]; then\n${rollbackScript(reload.flavour, reload.action)}\nfi\n`
     : '';
+  const check = opts.containerCheck ? `if [ $ok = 1 ]; then\n${LOG_CHECK_SCRIPT}\nfi\n` : '';
   const after = afterVerify.map((s) => stepScript(s)).join('\n');
   return `set -e
 rf_dj_path=; rf_dj_had=0; rf_reload_failed=0
@@ -210,7 +229,7 @@ ${body}
 set +e
 tries=${opts.verifyTries ?? (reload?.action === 'reload' ? 20 : 60)}; [ "$rf_reload_failed" = 1 ] && tries=4
 ${verifyScript(registries, '$tries', opts.expect)}
-${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''}echo "@@docker"; echo "$out"`;
+${check}${rollback}${after ? `if [ $ok = 1 ]; then\nset -e\n${after}\nset +e\nfi\n` : ''}echo "@@docker"; echo "$out"`;
 }
 
 /** Runs the steps (and the verify) in one round trip; reports which step failed if one does. */
@@ -220,22 +239,32 @@ async function runSteps(
   registries: string[],
   afterVerify: HostStep[] = [],
   expect: string[] = [],
+  containerCheck = false,
 ): Promise<string> {
   // Under the node's lock: a second run waits for this edit (or fails, naming the lock) instead of interleaving.
-  const r = await conn.exec(withNodeLock(applyScript(steps, registries, afterVerify, { expect })), {
-    sudo: true,
-    step: 'apply',
-  });
+  const r = await conn.exec(
+    withNodeLock(applyScript(steps, registries, afterVerify, { expect, containerCheck })),
+    {
+      sudo: true,
+      step: 'apply',
+    },
+  );
   const done = doneSteps(r.stdout);
   if (r.code === ROLLED_BACK && r.stdout.includes('@@rollback')) {
     const back = /@@rollback ok/.test(r.stdout);
     const reload = steps.find((s) => s.kind === 'reload-docker');
     const file = steps.find((s) => s.kind === 'write-file' && s.name === 'daemon.json') as
       Extract<HostStep, { kind: 'write-file' }> | undefined;
+    const logCheck = r.stdout.includes('@@logcheck failed');
+    const unit = DOCKER_FLAVOURS[reload?.flavour ?? 'apt'].unit;
+    const path = file?.path ?? 'daemon.json';
+    const stderr = r.stderr.trim().split('\n');
+    const why = logCheck
+      ? `with the new ${path} dockerd runs, but no container can start: a throwaway container failed (${tail(stderr.find((l) => l.includes('logging driver')) ?? r.stderr.trim())}); check docker.logs and the log-opts in ${path}`
+      : `dockerd did not take the new ${path} (it must run and list ${registries.join(', ')} after ${reload ? reload.detail.split(' (')[0] : 'the change'}; check its log: journalctl -u ${unit})`;
     const err = new HostVerifyError(
-      `dockerd did not take the new ${file?.path ?? 'daemon.json'} (it must run and list ${registries.join(', ')} after ${reload ? reload.detail.split(' (')[0] : 'the change'};` +
-        ` check its log: journalctl -u ${DOCKER_FLAVOURS[reload?.flavour ?? 'apt'].unit}); restored the previous file from .runner-fleet.bak and ${back ? 'brought Docker back: it runs with the previous configuration' : 'tried to bring Docker back, but DOCKERD IS NOT RUNNING'}` +
-        `${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}` : ''}`,
+      `${why}; restored the previous file from .runner-fleet.bak and ${back ? 'brought Docker back: it runs with the previous configuration' : 'tried to bring Docker back, but DOCKERD IS NOT RUNNING'}` +
+        `${!logCheck && r.stderr.trim() ? `: ${stderr.slice(-2).join(' | ')}` : ''}`,
     );
     (err as HostVerifyError & { rolledBack: boolean }).rolledBack = true;
     throw err;
@@ -350,6 +379,10 @@ export async function convergeHost(
     }
     return { facts, plan, changes };
   }
+  // A dockerd (re)started with log settings runner-fleet sets: prove that a container can start with them.
+  const containerCheck =
+    settings.logs !== undefined &&
+    plan.steps.some((s) => s.kind === 'reload-docker' && s.action !== 'reload');
   const info = await runStepsRecording(
     conn,
     plan.steps,
@@ -357,6 +390,7 @@ export async function convergeHost(
     record,
     plan.afterVerify,
     loadedMarkers(settings),
+    containerCheck,
   );
   checkInsecure(info, registries, settings);
   return { facts, plan, changes };
@@ -369,9 +403,10 @@ async function runStepsRecording(
   record: (c: Change) => void,
   afterVerify: HostStep[] = [],
   expect: string[] = [],
+  containerCheck = false,
 ): Promise<string> {
   try {
-    const info = await runSteps(conn, steps, registries, afterVerify, expect);
+    const info = await runSteps(conn, steps, registries, afterVerify, expect, containerCheck);
     [...steps, ...afterVerify].forEach((s) => record(toChange(s)));
     return info;
   } catch (err) {
@@ -380,7 +415,7 @@ async function runStepsRecording(
         Extract<HostStep, { kind: 'write-file' }> | undefined;
       record({
         step: 'restore',
-        detail: `${file?.path ?? 'daemon.json'}: put the previous file back (dockerd did not take the new one) and brought Docker back`,
+        detail: `${file?.path ?? 'daemon.json'}: put the previous file back (dockerd did not take the new one, or no container could start with it) and brought Docker back`,
       });
       throw err;
     }

@@ -44,6 +44,11 @@ export interface HostFacts {
   microk8s: boolean;
   /** per daemon.json path: the file where runner-fleet records which insecure-registries entries it added */
   registryState?: Record<string, FileFact>;
+  /**
+   * Paths of the files the plan may write (daemon.json, its state file, hosts.toml) that exist but are not regular
+   * files, with what they are (`directory`): the gather prints them as absent, and no write can replace them.
+   */
+  notRegular?: Record<string, string>;
   /** containerd hosts.toml per registry, on microk8s nodes */
   hostsToml: Record<string, FileFact>;
   /** IPv4 forwarding and the iptables FORWARD policy and DOCKER-USER rules (src/host/forwarding.ts), as gatherFacts reads them */
@@ -109,6 +114,10 @@ echo
 emit_file ${APT_DAEMON_JSON}; emit_file ${registryStatePath(APT_DAEMON_JSON)}
 emit_file ${SNAP_DAEMON_JSON}; emit_file ${registryStatePath(SNAP_DAEMON_JSON)}
 case "$cf" in ""|${APT_DAEMON_JSON}|${SNAP_DAEMON_JSON}) ;; *) emit_file "$cf"; emit_file "$cf.runner-fleet.json" ;; esac
+echo "@@not-regular"
+for p in ${[APT_DAEMON_JSON, registryStatePath(APT_DAEMON_JSON), SNAP_DAEMON_JSON, registryStatePath(SNAP_DAEMON_JSON), ...registries.map(hostsTomlPath)].map(shQuote).join(' ')} \${cf:+"$cf" "$cf.runner-fleet.json"}; do
+  if [ -e "$p" ] && [ ! -f "$p" ]; then printf '%s\\t%s\\n' "$p" "$(stat -L -c %F "$p" 2>/dev/null || echo 'not a regular file')"; fi
+done
 echo "@@docker"
 if command -v docker >/dev/null 2>&1; then timeout 15 ${DOCKER_INFO} 2>&1 | head -c 65536; else echo "docker: command not found"; fi
 echo
@@ -228,6 +237,9 @@ export function parseFacts(stdout: string): HostFacts {
     const m = path.match(/\/certs\.d\/([^/]+)\/hosts\.toml$/);
     if (m) facts.hostsToml[m[1]] = fileFact(path, encoded);
   }
+  const notRegular = (sections.get('not-regular') ?? []).filter((l) => l.includes('\t'));
+  if (notRegular.length > 0)
+    facts.notRegular = Object.fromEntries(notRegular.map((l) => l.split('\t', 2) as [string, string]));
   const parsed = parseDockerInfo(text('docker'));
   if ('error' in parsed) facts.dockerInfoError = parsed.error;
   else facts.docker = parsed;

@@ -24,6 +24,8 @@ export interface DockerFlavourOps {
    * keep running), start a stopped one.
    */
   bringBack: string;
+  /** the same after a restart: what only a start reads (log-driver, log-opts) goes back only with another restart */
+  bringBackRestart: string;
   /** the systemd unit whose journal has dockerd's log */
   unit: string;
 }
@@ -54,6 +56,7 @@ systemctl is-active --quiet docker || systemctl start docker`,
     unit: 'docker',
     bringBack:
       'if timeout 10 docker info >/dev/null 2>&1; then systemctl reload docker; else systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl start docker; fi',
+    bringBackRestart: 'systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl restart docker',
   },
   snap: {
     installed: (f) => f.snapDocker,
@@ -71,6 +74,7 @@ systemctl is-active --quiet docker || systemctl start docker`,
     unit: 'snap.docker.dockerd',
     bringBack:
       'if timeout 10 docker info >/dev/null 2>&1; then systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service; else snap start docker >/dev/null; fi',
+    bringBackRestart: 'snap restart docker >/dev/null',
   },
 };
 

@@ -249,6 +249,19 @@ describe('parseFacts', () => {
     expect(f.docker?.indexConfigs[REG].Secure).toBe(false);
   });
 
+  it('names what is not a regular file among the files a plan may write', () => {
+    const out = [
+      '@@os',
+      'debian 12',
+      '@@not-regular',
+      `${APT_DAEMON_JSON}\tdirectory`,
+      '@@docker',
+      'x',
+      '@@end',
+    ];
+    expect(parseFacts(out.join('\n')).notRegular).toEqual({ [APT_DAEMON_JSON]: 'directory' });
+  });
+
   it('refuses truncated output', () => {
     expect(() => parseFacts('@@os\ndebian')).toThrow(/cut short/);
   });
@@ -368,6 +381,44 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
     const plan = planHost(node, [REG], converged(), settings);
     const stale = planHost(node, [REG], after(plan, { mirrors: [], loggingDriver: 'json-file' }), settings);
     expect(stale.steps).toEqual([expect.objectContaining({ kind: 'reload-docker', action: 'restart' })]);
+  });
+});
+
+describe('planHost: what the node itself would refuse, before any change', () => {
+  const NEXUS = 'https://nexus.lan/repository/dockerhub';
+  it('a mirror with a path on Docker 20.10: the node fails naming the version and the mirror; on 25 it is merged', () => {
+    const settings = { registryMirrors: [NEXUS] };
+    expect(() => planHost(node, [REG], converged(), settings)).toThrow(
+      `docker.registryMirrors[0]: Docker 20.10.24 on this node refuses a registry mirror with a path (${NEXUS})`,
+    );
+    const newer = converged({
+      docker: { version: '25.0.0', indexConfigs: { [REG]: { Secure: false } }, insecureCidrs: [] },
+    });
+    expect(planHost(node, [REG], newer, settings).steps.map((s) => s.kind)).toContain('write-file');
+  });
+
+  it('no Docker yet: the install is planned, and the mirror is checked against the installed version on the re-plan', () => {
+    const none = facts({ aptDocker: false, dockerd: undefined, docker: undefined });
+    expect(planHost(node, [REG], none, { registryMirrors: [NEXUS] })).toMatchObject({ regather: true });
+    expect(() => planHost(node, [REG], facts(), { registryMirrors: [NEXUS] })).toThrow(HostPlanError);
+  });
+
+  it('a daemon.json that is a directory is named with the node, the path and what to do', () => {
+    const dir = facts({ notRegular: { [APT_DAEMON_JSON]: 'directory' } });
+    expect(() => planHost(node, [REG], dir)).toThrow(
+      `pi1: ${APT_DAEMON_JSON} is a directory, not a file (dockerd cannot read it as its configuration either); runner-fleet will not replace it: remove it if it is empty (sudo rmdir ${APT_DAEMON_JSON}) or move it aside (sudo mv ${APT_DAEMON_JSON} ${APT_DAEMON_JSON}.moved), then run again`,
+    );
+  });
+
+  it('maxFile 1 where daemon.json already has the local driver: refused naming docker.logs and the file', () => {
+    const content = `{"insecure-registries":["${REG}"],"log-driver":"local"}`;
+    const local = converged({ aptDaemonJson: { path: APT_DAEMON_JSON, content, sha256: sha256(content) } });
+    expect(() => planHost(node, [REG], local, { registryMirrors: [], logs: { maxFile: 1 } })).toThrow(
+      /^docker\.logs: with what \/etc\/docker\/daemon\.json already holds, the local log driver with max-file 1/,
+    );
+    expect(
+      planHost(node, [REG], local, { registryMirrors: [], logs: { maxFile: 2 } }).steps.length,
+    ).toBeGreaterThan(0);
   });
 });
 

@@ -24,6 +24,7 @@ import {
 } from './facts.js';
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 import { isClusterNode, planForwarding, type ForwardingStep, type PodNetwork } from './forwarding.js';
+import { logConfigProblem, mirrorProblems } from './docker-limits.js';
 
 export type HostStep =
   | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
@@ -160,6 +161,15 @@ function planDocker(
 
   const steps: HostStep[] = [];
   const file = daemonJsonFact(flavour, facts);
+  refuseNotRegular(node, facts, [
+    file.path,
+    registryStatePath(file.path),
+    ...(facts.microk8s && node.microk8s ? registries.map(hostsTomlPath) : []),
+  ]);
+  // Checked against the Docker that runs now; after an install, against the one just installed (the plan is made
+  // again then, before daemon.json is written).
+  const mirrorIssues = mirrorProblems(settings.registryMirrors, facts.docker?.version);
+  if (mirrorIssues.length > 0) throw new HostPlanError(mirrorIssues.join('; '));
   const current = parseDaemonJson(file.content, file.path);
   // Entries runner-fleet added (per its state file) that the inventory no longer lists go; nobody else's do.
   const stateFact = facts.registryState?.[file.path] ?? {
@@ -177,6 +187,13 @@ function planDocker(
   const scalars = logScalars(settings.logs);
   const other = mergeOwnedSettings(withRegistries, { mirrors: settings.registryMirrors, scalars }, ownership);
   const merged = other.merged;
+  const logIssue = other.changes.some((c) => OWNED_KEYS[c.key] === 'restart')
+    ? logConfigProblem(merged)
+    : undefined;
+  if (logIssue)
+    throw new HostPlanError(
+      `docker.logs: with what ${file.path} already holds, ${logIssue}; change docker.logs (maxFile 2 or more) or the log-opts in ${file.path}`,
+    );
   // Recorded before the write (a superset), so a run cut off after it still knows what it added; narrowed to what the
   // inventory wants only once dockerd runs with the new file (a rolled-back removal stays recorded).
   const insecureBefore = [...new Set([...owned, ...added])];
@@ -309,6 +326,25 @@ function planDocker(
   }
 
   return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure, afterVerify };
+}
+
+/**
+ * A daemon.json (or state file, or hosts.toml) that is a directory is shown by the gather as absent, and no atomic
+ * write can replace it: say which, where, and what to do, instead of failing every run at the write.
+ */
+function refuseNotRegular(node: NodeSpec, facts: HostFacts, paths: string[]): void {
+  const found = paths.filter((p) => facts.notRegular?.[p] !== undefined);
+  if (found.length === 0) return;
+  throw new HostPlanError(
+    found
+      .map((p) => {
+        const kind = facts.notRegular![p];
+        const article = /^[aeiou]/.test(kind) ? 'an' : 'a';
+        const fix = `${kind === 'directory' ? `remove it if it is empty (sudo rmdir ${p}) or ` : ''}move it aside (sudo mv ${p} ${p}.moved)`;
+        return `${node.name}: ${p} is ${article} ${kind}, not a file${p.endsWith('daemon.json') ? ' (dockerd cannot read it as its configuration either)' : ''}; runner-fleet will not replace it: ${fix}, then run again`;
+      })
+      .join('; '),
+  );
 }
 
 function describeForgotten(before: Ownership, after: Ownership): string {

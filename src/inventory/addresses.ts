@@ -52,6 +52,22 @@ export function registryProblem(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * One registry however it is spelled: host names are case-insensitive, an IPv6 address is compared compressed and a
+ * port by its number (`Registry.LAN:05000` is `registry.lan:5000`). Only for `value`s registryProblem accepts.
+ */
+export function registryIdentity(value: string): string {
+  const colon = value.lastIndexOf(':');
+  const host = value.slice(0, colon).toLowerCase();
+  const port = Number(value.slice(colon + 1));
+  if (!host.startsWith('[')) return `${host}:${port}`;
+  try {
+    return `${new URL(`http://${host}/`).hostname}:${port}`;
+  } catch {
+    return `${host}:${port}`;
+  }
+}
+
 const LOOPBACK = 'loopback';
 
 /**

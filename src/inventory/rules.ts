@@ -1,6 +1,6 @@
 // Cross-field checks of the inventory, after fields.ts checked each field: tokens, placement and executor,
 // duplicate nodes, cluster access and the limits of GitLab and Kubernetes that depend on several fields.
-import { hostIdentity } from './addresses.js';
+import { hostIdentity, registryIdentity } from './addresses.js';
 import {
   EXECUTORS,
   LIMITS,
@@ -93,6 +93,28 @@ function gitlabRules(ctx: RuleContext): void {
     if (g.runnerType === 'project_type' && ctx.ok('gitlab.projectId') && g.projectId === undefined)
       ctx.fail('gitlab.projectId', 'is required when runnerType is project_type');
   }
+  registryRules(ctx);
+}
+
+/**
+ * One registry spelled two ways is bad input, not something to pick from: dockerd matches an image's registry
+ * against insecure-registries by exact spelling (moby registry/config.go, newIndexInfo), so only the spelling the
+ * CI jobs use works, and runner-fleet cannot know which one that is. The same spelling twice is simply one.
+ */
+function registryRules(ctx: RuleContext): void {
+  if (ctx.reported('gitlab.registry')) return;
+  const seen = new Map<string, { index: number; value: string }>();
+  ctx.file.gitlab.registry.forEach((value, i) => {
+    if (!ctx.ok(`gitlab.registry[${i}]`)) return;
+    const key = registryIdentity(value);
+    const first = seen.get(key);
+    if (!first) return void seen.set(key, { index: i, value });
+    if (first.value !== value)
+      ctx.fail(
+        `gitlab.registry[${i}]`,
+        `${value} is gitlab.registry[${first.index}] (${first.value}) again: host names are case-insensitive and a port is its number; list it once, spelled as your CI jobs spell it (dockerd matches insecure-registries entries by exact spelling)`,
+      );
+  });
 }
 
 function nodeRules(ctx: RuleContext): void {
@@ -318,6 +340,14 @@ function podRules(ctx: RuleContext): void {
 }
 
 /** Log options dockerd would refuse to start with. */
+/**
+ * The local driver compresses rotated files unless told not to, and refuses compression with a single file when a
+ * container starts (moby daemon/logger/local/config.go validateConfig), not when dockerd starts: every container,
+ * CI jobs included, would then fail to start while dockerd looks healthy.
+ */
+export const LOCAL_ONE_FILE =
+  '1 with the local driver: every container start would fail ("compression cannot be enabled when max file count is 1": the local driver compresses rotated files by default), while dockerd itself starts fine; use maxFile 2 or more';
+
 function dockerRules(ctx: RuleContext): void {
   if (!ctx.ok('docker.logs')) return;
   const logs = ctx.file.docker.logs;
@@ -330,6 +360,9 @@ function dockerRules(ctx: RuleContext): void {
       'docker.logs.driver',
       `${opts} need${opts.includes(' and ') ? '' : 's'} driver json-file or local (other log drivers refuse these log-opts, and dockerd would not start)`,
     );
+  }
+  if (logs.driver === 'local' && logs.maxFile === 1) {
+    ctx.fail('docker.logs.maxFile', LOCAL_ONE_FILE);
   }
   if (logs.driver === 'json-file' && (logs.maxFile ?? 1) > 1 && logs.maxSize === undefined) {
     ctx.fail('docker.logs.maxFile', 'needs maxSize with the json-file driver (it rotates only by size)');

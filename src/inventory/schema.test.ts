@@ -155,6 +155,28 @@ describe('parseInventory', () => {
     ]);
   });
 
+  it('one registry spelled twice (case, port digits, IPv6 form) is refused; the same spelling twice is one', () => {
+    const listed = (regs: string) => base.replace('registry: gitlab.lan:5050', `registry: [${regs}]`);
+    expect(
+      issuesOf(
+        listed(
+          'gitlab.lan:5050, Gitlab.LAN:5050, "gitlab.lan:05050", "[2001:db8::5]:5000", "[2001:DB8:0::5]:5000"',
+        ),
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^gitlab\.registry\[1\]: Gitlab\.LAN:5050 is gitlab\.registry\[0\] \(gitlab\.lan:5050\) again: host names are case-insensitive/,
+      ),
+      expect.stringMatching(/^gitlab\.registry\[2\]: gitlab\.lan:05050 is gitlab\.registry\[0\]/),
+      expect.stringMatching(/^gitlab\.registry\[4\]: \[2001:DB8:0::5\]:5000 is gitlab\.registry\[3\]/),
+    ]);
+    const inv = parseInventory(
+      listed('gitlab.lan:5050, other.lan:5050, gitlab.lan:5050, gitlab.lan:5051'),
+      '/x/fleet.yaml',
+    );
+    expect(inv.gitlab.registries).toEqual(['gitlab.lan:5050', 'other.lan:5050', 'gitlab.lan:5051']);
+  });
+
   it('rejects a registry with a scheme', () => {
     expect(issuesOf(base.replace('registry: gitlab.lan:5050', 'registry: [http://gitlab.lan:5050]'))).toEqual(
       ['gitlab.registry[0]: expected host:port without a scheme (e.g. gitlab.lan:5050)'],
@@ -473,6 +495,15 @@ describe('parseInventory: issue 15 fields', () => {
     expect(issuesOf(`${base}docker: { logs: { driver: json-file, maxFile: 3 } }\n`)).toEqual([
       'docker.logs.maxFile: needs maxSize with the json-file driver (it rotates only by size)',
     ]);
+    // moby daemon/logger/local/config.go: compression (on by default) with one file fails every container start.
+    expect(issuesOf(`${base}docker: { logs: { driver: local, maxSize: 10m, maxFile: 1 } }\n`)).toEqual([
+      expect.stringMatching(
+        /^docker\.logs\.maxFile: 1 with the local driver: every container start would fail .*use maxFile 2 or more$/,
+      ),
+    ]);
+    expect(issuesOf(`${base}docker: { logs: { driver: json-file, maxSize: 10m, maxFile: 1 } }\n`)).toEqual(
+      [],
+    );
   });
 });
 

@@ -86,4 +86,9 @@ export interface Inventory {
   kubernetes: KubernetesConfig;
   runners: RunnersConfig;
   docker: DockerSettings;
+  /**
+   * The values of the secret references, by the inventory path that names each (`gitlab.accessToken`), read once
+   * before anything is contacted (secrets.ts readInventorySecrets); absent until then. Read them with secretValue.
+   */
+  secrets?: ReadonlyMap<string, string>;
 }

@@ -8,7 +8,7 @@ import { EXECUTOR_LABEL } from '../kube/render.js';
 import type { PodView } from '../kube/rollout.js';
 import type { Logger } from '../log.js';
 import type { RunnerRecord } from '../runners/records.js';
-import { redact, resolveSecret } from '../secrets.js';
+import { redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import {
   describeNoContact,
@@ -56,7 +56,7 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
     );
     return failed;
   }
-  const token = resolveSecret(ref);
+  const token = secretValue(inv, ref);
   const api = GitlabApi.fromConfig(inv.gitlab);
   const clock = input.clock ?? systemClock;
   const deadline = clock.now() + timeout * 1000;

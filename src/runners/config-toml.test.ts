@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
 import { parseInventory } from '../inventory/schema.js';
 import type { Executor } from '../inventory/types.js';
+import { withSecrets } from '../../test/support/secrets.js';
 import { helperImageFor, renderConfigToml } from './config-toml.js';
 import type { RunnerRecord } from './records.js';
 import { parse as parseToml, type TomlTable } from 'smol-toml';
@@ -187,17 +188,18 @@ runners:
 `,
     '/tmp/inventory.yaml',
   );
-  const resolve = (ref: { ref: string }) =>
-    ref.ref === 'env:RF_CACHE_AK' ? 'AKIA-test' : 'sk-test/with"quote';
+  const withKeys = withSecrets(withSettings, {
+    'runners.cache.accessKey': 'AKIA-test',
+    'runners.cache.secretKey': 'sk-test/with"quote',
+  });
 
   it('writes [runners.cache] and [runners.cache.s3] as gitlab-runner 17.9 names them, keys resolved from their references', () => {
     const text = renderConfigToml({
-      inventory: withSettings,
-      node: withSettings.nodes[0],
+      inventory: withKeys,
+      node: withKeys.nodes[0],
       record: { ...record, node: 'pi-1' },
       executor: 'dood',
       arch: 'arm64',
-      resolve,
     });
     expect(text).toContain('[runners.cache]\n');
     expect(text).toContain('[runners.cache.s3]\n');
@@ -218,12 +220,11 @@ runners:
 
   it('listens for metrics on the port and limits each job container', () => {
     const text = renderConfigToml({
-      inventory: withSettings,
-      node: withSettings.nodes[0],
+      inventory: withKeys,
+      node: withKeys.nodes[0],
       record: { ...record, node: 'pi-1' },
       executor: 'dind',
       arch: 'arm64',
-      resolve,
     });
     const doc = parseToml(text);
     expect(doc.listen_address).toBe(':9400');
@@ -235,8 +236,7 @@ runners:
     expect(((plain.runners as TomlTable[])[0].docker as TomlTable).memory).toBeUndefined();
   });
 
-  it('an unset credential is bad input naming its path', () => {
-    delete process.env.RF_CACHE_AK;
+  it('never reads a reference itself: one not read up front (readInventorySecrets) is a bug', () => {
     expect(() =>
       renderConfigToml({
         inventory: withSettings,
@@ -245,7 +245,7 @@ runners:
         executor: 'dood',
         arch: 'arm64',
       }),
-    ).toThrow(/runners\.cache\.accessKey: environment variable RF_CACHE_AK is not set/);
+    ).toThrow('runners.cache.accessKey was not read before the run');
   });
 
   it('dind: the MTU the node carries reaches the service dockerd (--mtu) and network_mtu; absent, neither', () => {

@@ -11,7 +11,7 @@ import type {
   PullPolicy,
   SecretRef,
 } from '../inventory/types.js';
-import { resolveSecret } from '../secrets.js';
+import { secretValue } from '../secrets.js';
 import type { RunnerRecord } from './records.js';
 
 export const HELPER_IMAGE_REPOSITORY = 'registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper';
@@ -54,8 +54,6 @@ export interface ConfigTomlInput {
   executor: Executor;
   /** the node's architecture as host facts report it (arm64, armhf, amd64, or uname -m) */
   arch: string;
-  /** resolves the cache's credentials (default resolveSecret: env:/file:, registered for redaction) */
-  resolve?: (ref: SecretRef) => string;
   /** the MTU the node's job networks can carry (src/host/mtu.ts); absent: Docker's default */
   mtu?: number;
 }
@@ -176,7 +174,7 @@ export function configTomlData(input: ConfigTomlInput) {
       shell: spec.runner.shell,
       environment: [...spec.environment],
       docker,
-      cache: cacheSection(r.cache, input.resolve ?? resolveSecret),
+      cache: cacheSection(r.cache, (ref) => secretValue(inv, ref)),
     },
   };
 }

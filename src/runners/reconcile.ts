@@ -6,7 +6,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { Change } from '../report.js';
-import { redact, resolveSecret } from '../secrets.js';
+import { redact, secretValue } from '../secrets.js';
 import {
   creationMarker,
   describeAction,
@@ -33,7 +33,6 @@ export interface ReconcileOptions {
   /** nodes handled at once (default 4) */
   concurrency?: number;
   log?: Logger;
-  env?: NodeJS.ProcessEnv;
   now?: () => Date;
   makeSystemId?: () => string;
   /**
@@ -125,8 +124,8 @@ export async function reconcileRunners(
   opts: ReconcileOptions,
 ): Promise<ReconcileResult> {
   const mode = modeForAuth(inv.gitlab.auth.kind);
-  // Throws InputError before anything is touched when the reference cannot be read.
-  const secret = inv.gitlab.auth.kind === 'none' ? undefined : resolveSecret(inv.gitlab.auth.token, opts.env);
+  // Read once, up front, with every other reference of the inventory (readInventorySecrets).
+  const secret = inv.gitlab.auth.kind === 'none' ? undefined : secretValue(inv, inv.gitlab.auth.token);
   const loaded = await store.load();
   const actions = planRegistrations(inv, loaded, {
     sharedToken: mode === 'shared' ? secret : undefined,

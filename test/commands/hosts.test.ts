@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runConverge } from '../../src/commands/converge.js';
+import { InputError } from '../../src/errors.js';
 import { runDestroy } from '../../src/commands/destroy.js';
 import { runStatus } from '../../src/commands/status.js';
 import { APT_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
@@ -159,5 +160,46 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     });
     // The state file that recorded runner-fleet's entry goes with it.
     expect(text(nodes.get('pi2')!, registryStatePath(APT_DAEMON_JSON))).toBeUndefined();
+  });
+  it('every secret reference is read before any node is contacted: an unset cache key is exit 2, nothing touched', async () => {
+    const withCache = parseInventory(
+      `
+gitlab: {url: https://gitlab.lan, registry: [${REGISTRY}], accessToken: env:RF_TEST_HOSTS_TOKEN}
+ssh: {user: pi, identityFile: ${join(dir, 'id')}, knownHosts: ${join(dir, 'known_hosts')}}
+nodes: [{name: pi1, host: 10.0.0.11}, {name: pi2, host: 10.0.0.12}]
+runners:
+  cache: {serverAddress: minio.lan:9000, bucketName: cache, accessKey: env:RF_TEST_UNSET_AK, secretKey: "file:${join(dir, 'sk')}"}
+`,
+      join(dir, 'fleet.yaml'),
+    );
+    process.env.RF_TEST_HOSTS_TOKEN = 'glpat-hosts-test-0001';
+    writeFileSync(join(dir, 'sk'), 'secret-key\n');
+    try {
+      for (const run of [
+        () =>
+          runConverge(withCache, { dryRun: false, concurrency: 2, log: recordingLogger(), executor: 'dood' }),
+        () =>
+          runConverge(withCache, { dryRun: true, concurrency: 2, log: recordingLogger(), executor: 'dood' }),
+        () => runStatus(withCache, { concurrency: 2, log: recordingLogger(), executor: 'dood' }),
+        () =>
+          runDestroy(withCache, {
+            yes: true,
+            purgeRegistryConfig: true,
+            concurrency: 2,
+            log: recordingLogger(),
+            confirm: async () => true,
+          }),
+      ]) {
+        useFakes();
+        const err = await run().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(InputError);
+        expect((err as InputError).issues).toEqual([
+          'runners.cache.accessKey: environment variable RF_TEST_UNSET_AK is not set',
+        ]);
+        for (const s of nodes.values()) expect(s.opened).toBe(0);
+      }
+    } finally {
+      delete process.env.RF_TEST_HOSTS_TOKEN;
+    }
   });
 });

@@ -3,7 +3,7 @@
 // presigned URLs' signatures) saved by one node's runner and restored by the other's, and the metrics listener
 // read the way `status` reads it while a job runs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,7 @@ import {
 } from '../../scripts/testbed/fleet.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
+import { withSecrets } from '../support/secrets.js';
 import { startCluster, type TestCluster } from '../../scripts/testbed/cluster.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { convergeCluster } from '../../src/kube/converge.js';
@@ -131,18 +132,22 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
     process.env.RF_TEST_CACHE_AK = ACCESS_KEY;
     writeFileSync(join(dir, 'secret-key'), `${SECRET_KEY}\n`, { mode: 0o600 });
     for (const n of nodes) n.metricsPort = await freePort();
-    inv = parseInventory(
-      [
-        `gitlab: { url: "${gl.url}", registry: "127.0.0.1:5000", accessToken: env:RF_UNUSED }`,
-        'nodes: [{ name: pi1, host: 127.0.0.11 }, { name: pi2, host: 127.0.0.12 }]',
-        'runners:',
-        '  executor: shell',
-        '  checkInterval: 1',
-        `  cache: { serverAddress: "127.0.0.1:${s3Port}", bucketName: ${BUCKET}, bucketLocation: us-east-1, insecure: true, accessKey: env:RF_TEST_CACHE_AK, secretKey: "file:${join(dir, 'secret-key')}", path: fleet }`,
-        '  metrics: { port: 9252 }',
-        '',
-      ].join('\n'),
-      join(dir, 'fleet.yaml'),
+    inv = withSecrets(
+      parseInventory(
+        [
+          `gitlab: { url: "${gl.url}", registry: "127.0.0.1:5000", accessToken: env:RF_UNUSED }`,
+          'nodes: [{ name: pi1, host: 127.0.0.11 }, { name: pi2, host: 127.0.0.12 }]',
+          'runners:',
+          '  executor: shell',
+          '  checkInterval: 1',
+          `  cache: { serverAddress: "127.0.0.1:${s3Port}", bucketName: ${BUCKET}, bucketLocation: us-east-1, insecure: true, accessKey: env:RF_TEST_CACHE_AK, secretKey: "file:${join(dir, 'secret-key')}", path: fleet }`,
+          '  metrics: { port: 9252 }',
+          '',
+        ].join('\n'),
+        join(dir, 'fleet.yaml'),
+      ),
+      // Read as apply reads them, once, before anything is contacted; the token is never used here.
+      { 'gitlab.accessToken': 'glpat-unused-0001' },
     );
 
     for (const n of nodes) {
@@ -400,6 +405,55 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
     expect(await info()).toEqual({ driver: 'json-file', mirrors: [] });
     const again = await runProvision(['apply', '--inventory', write(undefined), '--json']);
     expect(again.report!.changed).toBe(0);
+  }, 300_000);
+
+  it('what this node would refuse fails it before any change: a mirror with a path on its Docker 20.10, a daemon.json that is a directory', async () => {
+    const before = readFileSync(nodeFile('pi1', APT_JSON), 'utf8');
+    const pid = await nodeDockerPid('pi1');
+    const mirror = `http://${fleet.registry}/repository/dockerhub`;
+    const r = await runProvision(['apply', '--inventory', write({ registryMirrors: [mirror] }), '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    const pi1 = r.report!.nodes.find((n) => n.name === 'pi1')!;
+    expect(pi1.error).toContain(
+      `docker.registryMirrors[0]: Docker 20.10.24+dfsg1 on this node refuses a registry mirror with a path (${mirror}); Docker allows one from 24.0.8`,
+    );
+    expect(pi1.changes).toEqual([]);
+    expect(readFileSync(nodeFile('pi1', APT_JSON), 'utf8')).toBe(before);
+    expect(await nodeDockerPid('pi1')).toBe(pid);
+
+    // The file moved aside and a directory in its place: named, with what to do, every run (never "run again").
+    const aside = `${nodeFile('pi1', APT_JSON)}.e2e-aside`;
+    renameSync(nodeFile('pi1', APT_JSON), aside);
+    mkdirSync(nodeFile('pi1', APT_JSON));
+    try {
+      const dir = await runProvision(['apply', '--inventory', write(undefined), '--json']);
+      expect(dir.code, dir.stderr).toBe(1);
+      expect(dir.report!.nodes[0].error).toContain(
+        `pi1: ${APT_JSON} is a directory, not a file (dockerd cannot read it as its configuration either); runner-fleet will not replace it: remove it if it is empty (sudo rmdir ${APT_JSON})`,
+      );
+      expect(dir.report!.nodes[0].changes).toEqual([]);
+    } finally {
+      rmdirSync(nodeFile('pi1', APT_JSON));
+      renameSync(aside, nodeFile('pi1', APT_JSON));
+    }
+  }, 300_000);
+
+  it('a log driver with which no container starts (journald, absent here): one throwaway container shows it, the previous daemon.json and driver come back', async () => {
+    const before = readFileSync(nodeFile('pi1', APT_JSON), 'utf8');
+    const r = await runProvision(['apply', '--inventory', write({ logs: { driver: 'journald' } }), '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.report!.nodes[0].error).toMatch(
+      /with the new \/etc\/docker\/daemon\.json dockerd runs, but no container can start: a throwaway container failed \(.*failed to initialize logging driver: journald is not enabled on this host.*\); .*restored the previous file from \.runner-fleet\.bak and brought Docker back/,
+    );
+    expect(readFileSync(nodeFile('pi1', APT_JSON), 'utf8')).toBe(before);
+    expect((await info()).driver).toBe('json-file');
+    // The throwaway image and container are gone.
+    const left = await execOnNode('pi1', [
+      'sh',
+      '-c',
+      'docker ps -aq; docker image ls -q runner-fleet-log-check',
+    ]);
+    expect(left.stdout.trim()).toBe('');
   }, 300_000);
 
   it('destroy --purge-registry-config takes back the mirror and log settings too; the log driver waits for the next start', async () => {

@@ -183,6 +183,47 @@ describe.runIf(canRun)('pre-flight refuses only the node that cannot work', () =
     }
   });
 
+  it('every secret reference is read once, before anything is contacted: an unset cache key is exit 2 with no node touched; a token piped on file:/dev/stdin serves the whole run', async () => {
+    const base = readInventory(full);
+    const daemonJsons = () =>
+      fleet.nodes.map(
+        (n) => existsSync(nodeFile(n.name, APT_JSON)) && readFileSync(nodeFile(n.name, APT_JSON), 'utf8'),
+      );
+    const before = daemonJsons();
+    const unset = writeVariant(fleet.inventory, readInventory(hostsOnly), (inv) => {
+      inv.runners = {
+        ...(inv.runners ?? {}),
+        cache: {
+          serverAddress: 'minio.lan:9000',
+          bucketName: 'cache',
+          accessKey: 'env:RF_E2E_UNSET_AK',
+          secretKey: 'env:RF_E2E_UNSET_SK',
+        },
+      };
+    });
+    const refused = await runProvision(['apply', '--inventory', unset]);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain(
+      'runners.cache.accessKey: environment variable RF_E2E_UNSET_AK is not set',
+    );
+    expect(refused.stderr).toContain(
+      'runners.cache.secretKey: environment variable RF_E2E_UNSET_SK is not set',
+    );
+    expect(daemonJsons()).toEqual(before);
+
+    // The token read from stdin once: the GitLab phase of plan uses the same value (a second read would find stdin empty).
+    const ref = String(base.gitlab.accessToken ?? base.gitlab.runnerToken ?? base.gitlab.registrationToken);
+    const token = ref.startsWith('file:') ? readFileSync(ref.slice(5), 'utf8') : process.env[ref.slice(4)]!;
+    const piped = writeVariant(fleet.inventory, base, (inv) => {
+      for (const k of ['accessToken', 'runnerToken', 'registrationToken'])
+        if (inv.gitlab[k]) inv.gitlab[k] = 'file:/dev/stdin';
+    });
+    const plan = await runProvision(['plan', '--inventory', piped, '--json'], {}, { input: token });
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.report!.gitlab).toMatchObject({ ok: true });
+    expect(daemonJsons()).toEqual(before);
+  });
+
   it('with every condition taken back, pi1 converges like the others', async () => {
     const r = await runProvision(['apply', '--inventory', hostsOnly, '--json']);
     expect(r.code, r.stderr).toBe(0);

@@ -9,6 +9,7 @@ import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { creationMarker } from '../../src/runners/plan.js';
 import { MemoryRecordStore } from '../support/memoryRecordStore.js';
+import { withSecrets } from '../support/secrets.js';
 import { reconcileRunners } from '../../src/runners/reconcile.js';
 import { startGitlabStandin, type GitlabStandin } from './standin.js';
 
@@ -26,8 +27,9 @@ afterAll(() => gl.close());
 beforeEach(() => gl.reset());
 
 const inventory = (nodes: string[]): Inventory =>
-  parseInventory(
-    `gitlab:
+  withSecrets(
+    parseInventory(
+      `gitlab:
   url: ${gl.url}
   registry: 127.0.0.1:5000
   accessToken: file:${gl.tokenFiles!.accessToken}
@@ -37,7 +39,8 @@ runners:
   tags: [arm64]
   description: "fleet {node}"
 `,
-    '/tmp/faults-inventory.yaml',
+      '/tmp/faults-inventory.yaml',
+    ),
   );
 
 /** The API, with GitLab answering every create too late (the stand-in still makes the runner, after 2.5 s). */

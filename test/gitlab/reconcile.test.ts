@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GitlabApi } from '../../src/gitlab/api.js';
-import { InputError } from '../../src/errors.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import type { RunnerRecord } from '../../src/runners/records.js';
 import { MemoryRecordStore } from '../support/memoryRecordStore.js';
+import { withSecrets } from '../support/secrets.js';
 import { reconcileRunners, type ReconcileResult } from '../../src/runners/reconcile.js';
 import { startGitlabStandin, type GitlabStandin, type StandinTokens } from './standin.js';
 
@@ -33,8 +33,9 @@ const TOKEN_KEY = {
 } as const;
 
 function inventory(token: keyof typeof TOKEN_KEY, nodes: string[], runners = ''): Inventory {
-  return parseInventory(
-    `gitlab:
+  return withSecrets(
+    parseInventory(
+      `gitlab:
   url: ${gl.url}
   registry: 127.0.0.1:5000
   ${TOKEN_KEY[token]}: file:${gl.tokenFiles![token as keyof StandinTokens]}
@@ -45,7 +46,8 @@ runners:
   tags: [arm64, pi]
   description: "fleet {node}"
 ${runners}`,
-    '/tmp/reconcile-inventory.yaml',
+      '/tmp/reconcile-inventory.yaml',
+    ),
   );
 }
 
@@ -317,9 +319,11 @@ describe('access token mode', () => {
   });
 
   it('an access token without create_runner fails every node with one clear message and one call', async () => {
-    const inv = parseInventory(
-      `gitlab: { url: "${gl.url}", registry: 127.0.0.1:5000, accessToken: "file:${gl.tokenFiles!.accessTokenNoScope}" }\nnodes: [{name: a, host: h1}, {name: b, host: h2}]\n`,
-      '/tmp/x.yaml',
+    const inv = withSecrets(
+      parseInventory(
+        `gitlab: { url: "${gl.url}", registry: 127.0.0.1:5000, accessToken: "file:${gl.tokenFiles!.accessTokenNoScope}" }\nnodes: [{name: a, host: h1}, {name: b, host: h2}]\n`,
+        '/tmp/x.yaml',
+      ),
     );
     const result = await reconcileRunners(inv, new MemoryRecordStore(), api, {
       dryRun: false,
@@ -331,15 +335,11 @@ describe('access token mode', () => {
     expect(gl.calls({ path: '/api/v4/user/runners' })).toHaveLength(1);
   });
 
-  it('an unreadable token reference is bad input before anything is touched', async () => {
-    const inv = inventory('accessToken', ['pi-1']);
-    inv.gitlab.auth = {
-      kind: 'accessToken',
-      token: { ref: 'env:RF_TEST_MISSING_TOKEN', path: 'gitlab.accessToken' },
-    };
-    await expect(
-      reconcileRunners(inv, new MemoryRecordStore(), api, { dryRun: false, env: {} }),
-    ).rejects.toThrow(InputError);
+  it('never reads a token reference itself: one not read up front is a bug, and nothing is asked', async () => {
+    const inv = { ...inventory('accessToken', ['pi-1']), secrets: undefined };
+    await expect(reconcileRunners(inv, new MemoryRecordStore(), api, { dryRun: false })).rejects.toThrow(
+      'gitlab.accessToken was not read before the run',
+    );
     expect(gl.calls()).toEqual([]);
   });
 });

@@ -18,12 +18,13 @@ export const allOutput: string[] = [];
 
 /**
  * `hostsFile`: run it in its own mount namespace with that file as /etc/hosts (root only), as on an operator's machine
- * whose /etc/hosts or LAN DNS knows a name this machine does not.
+ * whose /etc/hosts or LAN DNS knows a name this machine does not. `input`: what provision.ts reads on stdin (a secret
+ * piped to a `file:/dev/stdin` reference); none by default.
  */
 export async function runProvision(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  opts: { hostsFile?: string } = {},
+  opts: { hostsFile?: string; input?: string } = {},
 ): Promise<ProvisionRun> {
   const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
   const command = [tsx, join(REPO, 'provision.ts'), ...args];
@@ -46,6 +47,7 @@ export async function runProvision(
     cwd: REPO,
     env: { ...process.env, ...env },
     nothrow: true,
+    ...(opts.input === undefined ? {} : { input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] as const }),
   })`${argv}`;
   allOutput.push(stdout, stderr);
   let report: ProvisionRun['report'];
