@@ -75,6 +75,10 @@ export type Toleration = File['runners']['tolerations'][number];
 /** What runner-fleet merges into each node's daemon.json besides the registries (`docker`). */
 export type DockerSettings = File['docker'];
 export type DockerLogs = NonNullable<DockerSettings['logs']>;
+/** `docker.prune`: the prune timer on each node. */
+export type PruneSettings = NonNullable<DockerSettings['prune']>;
+/** `snap`: refresh holds on the docker and microk8s snaps. */
+export type SnapSettings = File['snap'];
 
 export interface Inventory {
   /** absolute path the inventory was read from; relative paths inside it resolve against its folder */
@@ -85,4 +89,5 @@ export interface Inventory {
   kubernetes: KubernetesConfig;
   runners: RunnersConfig;
   docker: DockerSettings;
+  snap: SnapSettings;
 }
