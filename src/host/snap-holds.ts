@@ -124,3 +124,42 @@ export function snapHoldStepScript(
     }
   }
 }
+
+/**
+ * upgrade-snaps on one node, in one round trip: when `metrics` (the section metricsGatherScript prints) says the
+ * runner runs no job, refresh the installed HELD_SNAPS by name (a named refresh goes through a hold), then wait for
+ * dockerd to answer again. Prints `@@busy jobs N` (nothing done) or `@@refresh` + snapd's output + `@@rc N`, then
+ * `@@docker up|down`.
+ */
+export function refreshScript(metrics: string | undefined): string {
+  const check = metrics
+    ? `rf_jobs=$( { ${metrics}
+} | sed -n 2p )
+if [ "$rf_jobs" != "jobs 0" ]; then echo "@@busy \${rf_jobs:-unknown}"; exit 0; fi\n`
+    : '';
+  return `${check}set --
+for s in ${HELD_SNAPS.join(' ')}; do snap list "$s" >/dev/null 2>&1 && set -- "$@" "$s"; done
+[ $# -gt 0 ] || { echo "@@none"; exit 0; }
+echo "@@refresh"
+snap refresh "$@" 2>&1; echo "@@rc $?"
+i=0; until timeout 10 docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -ge 60 ] && break; sleep 1; done
+if [ $i -ge 60 ]; then echo "@@docker down"; else echo "@@docker up"; fi`;
+}
+
+export type RefreshOutcome =
+  | { kind: 'busy'; jobs: string }
+  | { kind: 'none' }
+  | { kind: 'refreshed'; refreshed: string[]; output: string; dockerUp: boolean }
+  | { kind: 'failed'; output: string };
+
+/** Reads refreshScript's output; `refreshed` are the snaps snapd said it refreshed (`NAME VERSION from … refreshed`). */
+export function parseRefresh(stdout: string): RefreshOutcome {
+  const busy = /^@@busy (.*)$/m.exec(stdout);
+  if (busy) return { kind: 'busy', jobs: busy[1].replace(/^jobs /, '') };
+  if (/^@@none$/m.test(stdout)) return { kind: 'none' };
+  const output = stdout.split('@@refresh\n')[1]?.split('\n@@rc')[0]?.trim() ?? stdout.trim();
+  const rc = /^@@rc (\d+)$/m.exec(stdout);
+  if (!rc || rc[1] !== '0') return { kind: 'failed', output };
+  const refreshed = [...output.matchAll(/^(\S+) \S+ from .* refreshed$/gm)].map((m) => m[1]);
+  return { kind: 'refreshed', refreshed, output, dockerUp: /^@@docker up$/m.test(stdout) };
+}
