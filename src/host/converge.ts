@@ -27,7 +27,7 @@ import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
 import type { DockerSettings, SnapSettings } from '../inventory/types.js';
 import { logScalars } from './daemon-json.js';
 import { PreflightError, type PreflightProblem } from './preflight.js';
-import { parsePruneFacts, pruneGatherScript, pruneStepScript } from './prune.js';
+import { PRUNE_UNIT, parsePruneFacts, pruneGatherScript, pruneStepScript } from './prune.js';
 import { parseSnapFacts, snapHoldsGatherScript, snapHoldStepScript } from './snap-holds.js';
 
 export interface HostResult {
@@ -350,7 +350,7 @@ export async function convergeHost(
     if (plan.regather)
       record({
         step: 'write-file',
-        detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker`,
+        detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker${settings.prune ? `, and install the docker.prune timer (${PRUNE_UNIT}.timer)` : ''}`,
       });
     return { facts, plan, changes };
   }
