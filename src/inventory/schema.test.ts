@@ -472,6 +472,8 @@ describe('inventory/fleet.example.yaml', () => {
     expect(inv.runners.metrics).toEqual({ port: 9252, annotations: false });
     expect(inv.runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
     expect(inv.docker.logs).toEqual({ driver: 'local', maxSize: '10m', maxFile: 3 });
+    expect(inv.docker.prune).toEqual({ schedule: 'daily', keepStorage: '10GB', until: '168h' });
+    expect(inv.snap).toEqual({ holdRefresh: true });
     expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.9.3');
   });
 });
