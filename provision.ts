@@ -115,6 +115,13 @@ async function main(argv: string[]): Promise<number> {
       log.summary(formatDestroySummary(report));
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
+    case 'upgrade-snaps': {
+      const { runUpgradeSnaps, formatUpgradeSnapsSummary } = await import('./src/commands/upgrade-snaps.js');
+      const report = await runUpgradeSnaps(inventory, { log, only: req.only });
+      if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
+      log.summary(formatUpgradeSnapsSummary(report));
+      return report.ok ? EXIT_OK : EXIT_FAILED;
+    }
     case 'ci-snippet': {
       const { ciSnippet } = await import('./src/ci/snippet.js');
       process.stdout.write(ciSnippet(inventory, inventory.runners.executor));

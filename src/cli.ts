@@ -3,7 +3,15 @@ import { parseArgs } from 'node:util';
 import { InputError } from './errors.js';
 import { EXECUTOR_NAMES } from './executors.js';
 
-export const COMMANDS = ['apply', 'plan', 'status', 'render', 'ci-snippet', 'destroy'] as const;
+export const COMMANDS = [
+  'apply',
+  'plan',
+  'status',
+  'render',
+  'ci-snippet',
+  'destroy',
+  'upgrade-snaps',
+] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export interface CliRequest {
@@ -26,7 +34,7 @@ export interface CliRequest {
   help: boolean;
 }
 
-export const USAGE = `Usage: npx tsx provision.ts [apply|plan|status|render|ci-snippet|destroy] [options]
+export const USAGE = `Usage: npx tsx provision.ts [apply|plan|status|render|ci-snippet|destroy|upgrade-snaps] [options]
 
 Commands:
   apply (default)   converge every node: Docker, insecure registry, runners, DaemonSets
@@ -35,6 +43,7 @@ Commands:
   render --out DIR  write the Kubernetes manifests apply would send (GitOps)
   ci-snippet        print a .gitlab-ci.yml job that builds and pushes to the registry
   destroy           remove runners and cluster objects runner-fleet created (asks unless --yes)
+  upgrade-snaps     refresh the docker and microk8s snaps one node at a time, each once its runner runs no job
 
 Options:
   --inventory PATH      inventory file (default inventory/fleet.yaml)

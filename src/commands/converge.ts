@@ -14,7 +14,7 @@ import {
   type PreflightProblem,
 } from '../host/preflight.js';
 import { hostRunnerGatherScript } from '../host-runner/facts.js';
-import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
+import type { DockerFlavour, Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import { buildReport, changeRecorder, type Change, type NodeReport, type RunReport } from '../report.js';
@@ -108,6 +108,17 @@ interface NodeRunnerStep {
   onNode: RunnerPhase['onNode'];
 }
 
+/**
+ * DooD jobs talk to the node's dockerd: on the docker snap, that dockerd is confined and can bind-mount only paths
+ * under /home, /mnt and /media (the snap's `home` and `removable-media` plugs; canonical/docker-snap #189), so a job's
+ * `docker run -v /srv/…` or `-v $PWD:…` from a build directory elsewhere fails.
+ */
+export function snapDoodWarning(inv: Inventory, flavour: DockerFlavour): string | undefined {
+  if (inv.runners.executor !== 'dood' || flavour !== 'snap' || !withRunners(inv.gitlab.auth))
+    return undefined;
+  return 'DooD on the docker snap: jobs can bind-mount only paths under /home, /mnt or /media (the snap confines dockerd; docker-snap #189); `docker run -v` of other host paths fails. Use apt Docker (nodes[].docker: apt) or the dind executor if jobs mount other paths.';
+}
+
 /** One node's host phase; never throws: failures land in the report. */
 async function convergeNode(
   node: NodeSpec,
@@ -127,9 +138,12 @@ async function convergeNode(
         onChange: record,
         gatherExtra: `${preflight.gatherExtra}\n${runners?.gatherExtra ?? ''}`,
         docker: inv.docker,
+        snap: inv.snap,
         pods: { placement: inv.runners.placement, podCidr: inv.kubernetes.podCidr },
         preflight: preflight.check,
       });
+      const warning = snapDoodWarning(inv, host.plan.flavour);
+      if (warning) opts.log.warn(node.name, warning);
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {
         opts.log.error(node.name, runnerError);

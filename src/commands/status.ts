@@ -28,6 +28,7 @@ import { describeProblems } from '../host/preflight.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
 import { readRunnerView } from '../status/contact.js';
+import { diskGatherScript } from '../status/disk.js';
 
 export interface StatusOptions {
   concurrency: number;
@@ -57,7 +58,7 @@ async function gatherNode(
       const metrics = metricsAt ? metricsGatherScript(await metricsAt) : '';
       // Host placement: the runner runs on the node, so the contact probe joins the gather.
       const reach = hostReach(inv) ? reachGatherScript(probeTargets(inv)) : '';
-      const extra = [preflight.gatherExtra, metrics, reach].filter(Boolean).join('\n');
+      const extra = [preflight.gatherExtra, metrics, reach, diskGatherScript].filter(Boolean).join('\n');
       return gatherFacts(conn, inv.gitlab.registries, extra);
     });
     const problems = await preflight.check(facts);

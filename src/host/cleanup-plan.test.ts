@@ -6,6 +6,8 @@ import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, type HostFacts } from './facts.js';
 import { renderHostsToml } from './plan.js';
 import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE, podRules, ruleLine } from './forwarding.js';
 import { cleanupStepScript } from './cleanup.js';
+import { PRUNE_SERVICE_FILE, PRUNE_TIMER_FILE } from './prune.js';
+import { SNAP_HOLDS_STATE } from './snap-holds.js';
 
 const node = testNode;
 const REG = TEST_REGISTRY;
@@ -174,5 +176,26 @@ describe('planHostCleanup: forwarding (issue 19)', () => {
     // /etc/sysctl.d stays even when it is left empty
     const rm = planHostCleanup(node, [REG], facts({ forwarding }), { purgeRegistryConfig: false }).steps[0];
     expect(cleanupStepScript(rm)).not.toContain('rmdir');
+  });
+});
+
+describe('destroy takes back the prune timer and the snap holds runner-fleet made', () => {
+  it('always, with or without --purge-registry-config', () => {
+    const facts = hostFacts({
+      prune: {
+        service: fileFact(PRUNE_SERVICE_FILE, 'x'),
+        timer: fileFact(PRUNE_TIMER_FILE, 'y'),
+        enabled: true,
+        active: 'active',
+      },
+      snaps: {
+        installed: { docker: { held: true, version: '1', rev: '1' } },
+        state: fileFact(SNAP_HOLDS_STATE, 'docker\n'),
+      },
+    });
+    for (const purgeRegistryConfig of [false, true]) {
+      const steps = planHostCleanup(testNode, [], facts, { purgeRegistryConfig }).steps;
+      expect(steps.map((s) => s.kind)).toEqual(['remove-prune-timer', 'snap-unhold']);
+    }
   });
 });

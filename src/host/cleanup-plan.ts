@@ -13,6 +13,8 @@ import {
 import type { HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import { planForwardingCleanup } from './forwarding.js';
+import { planPruneCleanup } from './prune.js';
+import { planSnapHoldsCleanup } from './snap-holds.js';
 import {
   chooseFlavour,
   daemonJsonWriteStep,
@@ -34,7 +36,10 @@ export type CleanupStep =
   | { kind: 'remove-file'; path: string; expectSha256: string; keepDir?: boolean; detail: string }
   /** removes one of IDENTITY_DIRS, then IDENTITY_ROOT if that leaves it empty */
   | { kind: 'remove-dir'; path: string; detail: string }
-  | Extract<HostStep, { kind: 'write-file' | 'reload-docker' | 'pod-traffic-rules' }>;
+  | Extract<
+      HostStep,
+      { kind: 'write-file' | 'reload-docker' | 'pod-traffic-rules' | 'remove-prune-timer' | 'snap-unhold' }
+    >;
 
 export interface CleanupPlan {
   steps: CleanupStep[];
@@ -68,6 +73,11 @@ export function planHostCleanup(
       detail: `remove ${dir} (runner identity kept by the runner pods)`,
     });
   steps.push(...forwardingCleanup(facts));
+  // docker.prune's timer and snap.holdRefresh's holds are runner-fleet's alone: they always go.
+  const prune = planPruneCleanup(facts.prune);
+  if (prune) steps.push(prune);
+  const holds = planSnapHoldsCleanup(facts.snaps);
+  if (holds) steps.push(holds);
 
   let flavour: DockerFlavour | undefined;
   try {

@@ -24,9 +24,11 @@ import {
 import type { DockerFlavour } from '../inventory/types.js';
 import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './plan.js';
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
-import type { DockerSettings } from '../inventory/types.js';
+import type { DockerSettings, SnapSettings } from '../inventory/types.js';
 import { logScalars } from './daemon-json.js';
 import { PreflightError, type PreflightProblem } from './preflight.js';
+import { PRUNE_UNIT, parsePruneFacts, pruneGatherScript, pruneStepScript } from './prune.js';
+import { parseSnapFacts, snapHoldsGatherScript, snapHoldStepScript } from './snap-holds.js';
 
 export interface HostResult {
   facts: HostFacts;
@@ -50,14 +52,21 @@ export async function gatherFacts(
   registries: string[],
   extra = '',
 ): Promise<HostFacts> {
-  const r = await conn.exec(gatherScript(registries, `${forwardingGatherScript}\n${extra}`), {
+  const ours = [forwardingGatherScript, pruneGatherScript, snapHoldsGatherScript].join('\n');
+  const r = await conn.exec(gatherScript(registries, `${ours}\n${extra}`), {
     sudo: true,
     step: 'gather facts',
   });
   // Only stderr goes into the error: stdout may carry a section's file in base64 (a runner record's token).
   if (r.code !== 0) throw new RemoteCommandError(conn.node.name, 'gather facts', r.code, r.stderr);
   const facts = parseFacts(r.stdout);
-  return { ...facts, forwarding: parseForwardingFacts(facts.gathered!), gatheredAt: Date.now() };
+  return {
+    ...facts,
+    forwarding: parseForwardingFacts(facts.gathered!),
+    prune: parsePruneFacts(facts.gathered!),
+    snaps: parseSnapFacts(facts.gathered!),
+    gatheredAt: Date.now(),
+  };
 }
 
 /**
@@ -124,7 +133,18 @@ export function stepScript(step: HostStep): string {
       ].join('\n');
     case 'pod-traffic-rules':
       return podRulesScript(step);
+    case 'prune-timer':
+    case 'remove-prune-timer':
+      return pruneStepScript(step, ownFileWrite);
+    case 'snap-hold':
+    case 'snap-unhold':
+      return snapHoldStepScript(step, ownFileWrite);
   }
+}
+
+/** runner-fleet's own files (unit files, the holds record; no secrets): no backup, destroy removes them whole. */
+function ownFileWrite(path: string, content: string, expectSha256: string): string {
+  return atomicWriteScript(path, content, expectSha256, '0644', { backup: false });
 }
 
 /**
@@ -335,6 +355,8 @@ export async function convergeHost(
     onChange?: (c: Change) => void;
     gatherExtra?: string;
     docker?: DockerSettings;
+    /** snap.holdRefresh (src/host/snap-holds.ts) */
+    snap?: SnapSettings;
     /** where the runners run and the pod CIDR: decides the forwarding steps (src/host/forwarding.ts) */
     pods?: PodNetwork;
     /** the node's pre-flight problems from the first gather: any refuses the node before a step is planned */
@@ -350,14 +372,14 @@ export async function convergeHost(
   let facts = await gatherFacts(conn, registries, opts.gatherExtra);
   const problems = (await opts.preflight?.(facts)) ?? [];
   if (problems.length > 0) throw new PreflightError(node.name, problems);
-  let plan = planHost(node, registries, facts, settings, opts.pods);
+  let plan = planHost(node, registries, facts, settings, opts.pods, opts.snap);
 
   if (opts.dryRun) {
     plan.steps.forEach((s) => record(toChange(s)));
     if (plan.regather)
       record({
         step: 'write-file',
-        detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker`,
+        detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker${settings.prune ? `, and install the docker.prune timer (${PRUNE_UNIT}.timer)` : ''}`,
       });
     return { facts, plan, changes };
   }
@@ -365,7 +387,7 @@ export async function convergeHost(
   if (plan.regather) {
     await runStepsRecording(conn, plan.steps, [], record);
     facts = await gatherFacts(conn, registries, opts.gatherExtra);
-    plan = planHost(node, registries, facts, settings, opts.pods);
+    plan = planHost(node, registries, facts, settings, opts.pods, opts.snap);
   }
 
   if (plan.steps.length === 0) {

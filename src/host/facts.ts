@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto';
 import { APT_DOCKER_PACKAGES } from './flavours.js';
 import type { ForwardingFacts } from './forwarding.js';
 import { mtuGatherScript } from './mtu.js';
+import type { PruneFacts } from './prune.js';
+import type { SnapFacts } from './snap-holds.js';
 
 export interface FileFact {
   path: string;
@@ -53,6 +55,10 @@ export interface HostFacts {
   hostsToml: Record<string, FileFact>;
   /** IPv4 forwarding and the iptables FORWARD policy and DOCKER-USER rules (src/host/forwarding.ts), as gatherFacts reads them */
   forwarding?: ForwardingFacts;
+  /** docker.prune's timer as gatherFacts reads it (src/host/prune.ts) */
+  prune?: PruneFacts;
+  /** the docker and microk8s snaps and their refresh holds (src/host/snap-holds.ts) */
+  snaps?: SnapFacts;
   /** this machine's clock (ms) when the gather returned: the node's own clock, read in it, is compared to it */
   gatheredAt?: number;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */

@@ -1,5 +1,5 @@
 // The pure host plan: from a node's spec, the registries and its gathered facts, the steps that converge it.
-import type { DockerFlavour, DockerSettings, NodeSpec } from '../inventory/types.js';
+import type { DockerFlavour, DockerSettings, NodeSpec, SnapSettings } from '../inventory/types.js';
 import {
   OWNED_KEYS,
   logScalars,
@@ -25,6 +25,8 @@ import {
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 import { isClusterNode, planForwarding, type ForwardingStep, type PodNetwork } from './forwarding.js';
 import { logConfigProblem, mirrorProblems } from './docker-limits.js';
+import { planPrune, type PruneStep } from './prune.js';
+import { planSnapHolds, type SnapHoldStep } from './snap-holds.js';
 
 export type HostStep =
   | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
@@ -41,7 +43,9 @@ export type HostStep =
       detail: string;
     }
   | { kind: 'reload-docker'; flavour: DockerFlavour; action: DockerAction; detail: string }
-  | ForwardingStep;
+  | ForwardingStep
+  | PruneStep
+  | SnapHoldStep;
 
 export interface HostPlan {
   flavour: DockerFlavour;
@@ -124,12 +128,20 @@ export function planHost(
   facts: HostFacts,
   settings: DockerSettings = NO_DOCKER_SETTINGS,
   pods?: PodNetwork,
+  snap: SnapSettings = NO_SNAP_SETTINGS,
 ): HostPlan {
   const forwarding =
     pods && isClusterNode(node.microk8s, facts, pods) ? planForwarding(facts.forwarding, pods.podCidr) : [];
   const plan = planDocker(node, registries, facts, settings);
-  return { ...plan, steps: [...forwarding, ...plan.steps] };
+  // Once Docker is there (a node that gets it first is planned again): the prune timer and the snap holds, last.
+  const upkeep = plan.regather
+    ? []
+    : [...planPrune(settings.prune, plan.flavour, facts.prune), ...planSnapHolds(snap, facts.snaps)];
+  return { ...plan, steps: [...forwarding, ...plan.steps, ...upkeep] };
 }
+
+/** No holds: what a caller that predates `snap` asks for (and what drops the holds runner-fleet made). */
+export const NO_SNAP_SETTINGS: SnapSettings = { holdRefresh: false };
 
 function planDocker(
   node: NodeSpec,

@@ -483,11 +483,51 @@ const dockerLogs = strict({
   maxFile: v.optional(int(1, 100)),
 });
 
+/** systemd's shorthands for OnCalendar= (systemd.time(7)); anything else must look like a calendar event. */
+export const PRUNE_SCHEDULES = ['hourly', 'daily', 'weekly', 'monthly'] as const;
+/**
+ * `docker.prune`: a systemd timer on each node that removes what jobs left behind (stopped containers, images no
+ * container uses, build cache above keepStorage, anonymous volumes no container uses).
+ */
+const dockerPrune = strict({
+  /** OnCalendar=: a shorthand, or a calendar event such as `*-*-* 03:00:00` or `Sun 04:00` */
+  schedule: v.optional(
+    str({
+      max: 100,
+      pattern: /^(hourly|daily|weekly|monthly|[A-Za-z0-9*][A-Za-z0-9 ,:*./~-]*)$/,
+      hint: `expected ${PRUNE_SCHEDULES.join(', ')} or a systemd calendar event such as "*-*-* 03:00:00" (OnCalendar=)`,
+    }),
+    'daily',
+  ),
+  /** `docker builder prune --keep-storage`: the build cache kept (go-units RAMInBytes: 10GB, 512m) */
+  keepStorage: v.optional(
+    str({
+      pattern: /^[0-9]+(\.[0-9]+)? ?([kKmMgGtTpP][iI]?)?[bB]?$/,
+      hint: "expected a size such as 10GB or 512m (docker builder prune's --keep-storage)",
+    }),
+  ),
+  /** `--filter until=`: only what was created longer ago than this Go duration */
+  until: v.optional(
+    str({
+      pattern: /^([0-9]+(\.[0-9]+)?(h|m|s))+$/,
+      hint: "expected a duration such as 168h or 24h30m (docker's --filter until=)",
+    }),
+    '168h',
+  ),
+});
+
 /** `docker`: what runner-fleet merges into each node's daemon.json besides the registries. */
 const docker = strict({
   /** registry-mirrors: pull-through mirrors of Docker Hub, http(s) URLs */
   registryMirrors: v.optional(stringList(v.pipe(str({ max: 2048 }), problem(mirrorProblem))), []),
   logs: v.optional(dockerLogs),
+  prune: v.optional(dockerPrune),
+});
+
+/** `snap`: how runner-fleet treats the docker and microk8s snaps on the nodes. */
+const snap = strict({
+  /** hold their refreshes (`snap refresh --hold`); `upgrade-snaps` refreshes them one node at a time */
+  holdRefresh: v.optional(bool(), false),
 });
 
 /**
@@ -623,6 +663,7 @@ export const inventoryFile = strict(
     kubernetes: v.optional(kubernetes, {}),
     runners: v.optional(runners, {}),
     docker: v.optional(docker, {}),
+    snap: v.optional(snap, {}),
   },
   { nodes: 'is required (a list of nodes)' },
 );

@@ -507,6 +507,29 @@ describe('parseInventory: issue 15 fields', () => {
   });
 });
 
+describe('docker.prune and snap', () => {
+  it('fills the defaults and names each bad field', () => {
+    const inv = parseInventory(
+      `${base}docker: { prune: { keepStorage: 10GB } }\nsnap: { holdRefresh: true }\n`,
+      '/x/fleet.yaml',
+    );
+    expect(inv.docker.prune).toEqual({ schedule: 'daily', until: '168h', keepStorage: '10GB' });
+    expect(inv.snap).toEqual({ holdRefresh: true });
+    expect(parseInventory(base, '/x/fleet.yaml').snap).toEqual({ holdRefresh: false });
+    expect(
+      issuesOf(
+        `${base}docker: { prune: { schedule: "daily\\nExecStart=/bin/x", keepStorage: lots, until: 7d, every: 1 } }\nsnap: { holdRefresh: yes please }\n`,
+      ),
+    ).toEqual([
+      'docker.prune.schedule: expected hourly, daily, weekly, monthly or a systemd calendar event such as "*-*-* 03:00:00" (OnCalendar=)',
+      "docker.prune.keepStorage: expected a size such as 10GB or 512m (docker builder prune's --keep-storage)",
+      "docker.prune.until: expected a duration such as 168h or 24h30m (docker's --filter until=)",
+      'docker.prune.every: unknown key (allowed: schedule, keepStorage, until)',
+      'snap.holdRefresh: expected true or false, got "yes please"',
+    ]);
+  });
+});
+
 describe('inventory/fleet.example.yaml', () => {
   const text = readFileSync(join(import.meta.dirname, '..', '..', 'inventory', 'fleet.example.yaml'), 'utf8');
   it('parses as shipped, and with the issue 15 settings uncommented', () => {
@@ -521,6 +544,8 @@ describe('inventory/fleet.example.yaml', () => {
     expect(inv.runners.metrics).toEqual({ port: 9252, annotations: false });
     expect(inv.runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
     expect(inv.docker.logs).toEqual({ driver: 'local', maxSize: '10m', maxFile: 3 });
+    expect(inv.docker.prune).toEqual({ schedule: 'daily', keepStorage: '10GB', until: '168h' });
+    expect(inv.snap).toEqual({ holdRefresh: true });
     expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.9.3');
   });
 });

@@ -117,6 +117,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
       },
     },
     docker: file.docker,
+    snap: file.snap,
   };
 }
 

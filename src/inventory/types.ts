@@ -76,6 +76,10 @@ export type Toleration = File['runners']['tolerations'][number];
 /** What runner-fleet merges into each node's daemon.json besides the registries (`docker`). */
 export type DockerSettings = File['docker'];
 export type DockerLogs = NonNullable<DockerSettings['logs']>;
+/** `docker.prune`: the prune timer on each node. */
+export type PruneSettings = NonNullable<DockerSettings['prune']>;
+/** `snap`: refresh holds on the docker and microk8s snaps. */
+export type SnapSettings = File['snap'];
 
 export interface Inventory {
   /** absolute path the inventory was read from; relative paths inside it resolve against its folder */
@@ -91,4 +95,5 @@ export interface Inventory {
    * before anything is contacted (secrets.ts readInventorySecrets); absent until then. Read them with secretValue.
    */
   secrets?: ReadonlyMap<string, string>;
+  snap: SnapSettings;
 }

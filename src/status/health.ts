@@ -1,6 +1,7 @@
 // Pure judgement for `status`: one row per node from gathered facts, pods and GitLab answers; what is unhealthy and why; the table.
 import type { PreflightProblem } from '../host/preflight.js';
 import { parseJobs } from './metrics.js';
+import { describeDisk, freeCell, parseDisk, type DiskView } from './disk.js';
 import type { HostFacts } from '../host/facts.js';
 import { registryIsInsecure } from '../host/facts.js';
 import { renderHostsToml } from '../host/plan.js';
@@ -46,6 +47,12 @@ export interface StatusRow {
   reach?: ProbeResult;
   /** runners.metrics: gitlab_runner_jobs summed over its series (jobs running now); null when it could not be read */
   metrics?: { jobs: number | null; detail?: string };
+  /** free space and what takes it (src/status/disk.ts) */
+  disk?: DiskView;
+  /** docker.prune's timer: active, or what systemd says it is; absent when the node has none */
+  pruneTimer?: string;
+  /** the docker and microk8s snaps installed, and whether snapd holds their refreshes */
+  snaps?: { name: string; held: boolean }[];
   healthy: boolean;
   /** why not healthy, one phrase each */
   problems: string[];
@@ -247,6 +254,7 @@ export function statusRow(
         problems.push(`metrics: ${jobs.error}`);
     }
   }
+  if ('facts' in host) upkeepOf(inv, host.facts, row, problems);
   if (reach) row.reach = reach;
   // The path from where the runner runs first: it says why GitLab saw no contact, or will soon see none.
   if (reach?.kind === 'failed')
@@ -274,6 +282,21 @@ export function statusRow(
   else if (gl.state === 'unknown' && runner.kind === 'error') problems.push(`GitLab: ${gl.detail}`);
   row.healthy = problems.length === 0;
   return row;
+}
+
+/** Disk use, the prune timer and the snap holds; what the inventory asks for and the node lacks is a problem. */
+function upkeepOf(inv: Inventory, f: HostFacts, row: StatusRow, problems: string[]): void {
+  const disk = parseDisk(f.gathered?.sections);
+  if (disk) row.disk = disk;
+  const timer = f.prune && f.prune.timer.sha256 !== 'absent' ? (f.prune.active ?? 'unknown') : undefined;
+  if (timer !== undefined) row.pruneTimer = timer;
+  if (inv.docker.prune && timer !== 'active')
+    problems.push(`docker.prune: the prune timer is ${timer ?? 'not installed'} (run apply)`);
+  const snaps = Object.entries(f.snaps?.installed ?? {}).map(([name, s]) => ({ name, held: s!.held }));
+  if (snaps.length > 0) row.snaps = snaps;
+  const free = snaps.filter((s) => !s.held).map((s) => s.name);
+  if (inv.snap.holdRefresh && free.length > 0)
+    problems.push(`snap.holdRefresh: snapd may refresh ${free.join(', ')} mid-job (not held; run apply)`);
 }
 
 export function buildStatusReport(
@@ -316,6 +339,17 @@ function gitlabCell(r: StatusRow, now: number): string {
   return `${id}${g.state}`;
 }
 
+function upkeepLine(r: StatusRow): string {
+  const parts = [
+    ...(r.disk ? [describeDisk(r.disk)] : []),
+    ...(r.pruneTimer ? [`prune timer ${r.pruneTimer}`] : []),
+    ...(r.snaps
+      ? [`snaps: ${r.snaps.map((s) => `${s.name} ${s.held ? 'held' : 'refreshes on its own'}`).join(', ')}`]
+      : []),
+  ];
+  return `  ${r.node}: ${parts.join('; ')}`;
+}
+
 /** The table people read: one row per node, then one line per problem. Plain text, no escape codes. */
 export function formatStatusTable(
   report: StatusReport,
@@ -324,6 +358,8 @@ export function formatStatusTable(
 ): string {
   // A JOBS column only when the runners export metrics (runners.metrics).
   const jobs = report.nodes.some((r) => r.metrics);
+  // DISK FREE once a node's gather read it (status's own gather does).
+  const disk = report.nodes.some((r) => r.disk);
   const header = [
     'NODE',
     'SSH',
@@ -333,6 +369,7 @@ export function formatStatusTable(
     'RUNNER POD',
     'GITLAB',
     ...(jobs ? ['JOBS'] : []),
+    ...(disk ? ['DISK FREE'] : []),
     'HEALTHY',
   ];
   const rows = report.nodes.map((r) => [
@@ -344,6 +381,7 @@ export function formatStatusTable(
     r.pod.state === 'not ready' ? 'NOT READY' : r.pod.state === 'missing' ? 'MISSING' : r.pod.state,
     gitlabCell(r, now),
     ...(jobs ? [r.metrics ? (r.metrics.jobs === null ? '?' : String(r.metrics.jobs)) : '?'] : []),
+    ...(disk ? [freeCell(r.disk)] : []),
     r.healthy ? 'yes' : 'NO',
   ]);
   const widths = header.map((_, c) => Math.max(...[header, ...rows].map((row) => row[c].length)));
@@ -365,8 +403,10 @@ export function formatStatusTable(
   const verdict = report.ok
     ? `All ${report.nodes.length} node(s) healthy.`
     : `${unhealthy} of ${report.nodes.length} node(s) not healthy.`;
+  const disks = report.nodes.filter((r) => r.disk || r.pruneTimer || r.snaps).map(upkeepLine);
   return [
     ...lines,
+    ...(disks.length > 0 ? ['', 'Disks and snaps:', ...disks] : []),
     ...(problems.length > 0 ? ['', 'Problems:', ...problems] : []),
     ...(notes.length > 0 ? ['', ...notes] : []),
     '',

@@ -16,6 +16,7 @@ import {
 import { NO_SUDO_USER } from '../../scripts/testbed/host.js';
 import { servicesNamed } from '../../scripts/testbed/services.js';
 import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
+import { PRUNE_TIMER_FILE, PRUNE_UNIT } from '../../src/host/prune.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 
@@ -221,6 +222,112 @@ describe.runIf(canRun)('hosts: Docker and the insecure registry', () => {
       expect(JSON.parse(info.stdout)[extra]).toMatchObject({ Secure: false });
     }
   });
+
+  // The previous test's second registry goes too (this inventory has one): only the upkeep steps are looked at.
+  const UPKEEP_STEPS = ['prune-timer', 'remove-prune-timer', 'snap-hold', 'snap-unhold'];
+  it('docker.prune and snap.holdRefresh: applied once, shown by status; the prune removes old images and keeps those in use; dropped, both are taken back', async () => {
+    // "Old" is older than `until`: imported images are created when imported, so a short until ages them quickly.
+    const upkeep = withInventory((inv) => {
+      inv.docker = { prune: { schedule: 'daily', keepStorage: '1GB', until: '2s' } };
+      inv.snap = { holdRefresh: true };
+    });
+    // apply records exactly the steps plan lists (the same plan, run).
+    const r = await runProvision(['apply', '--inventory', upkeep, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const applied = (name: string) =>
+      r
+        .report!.nodes.find((n) => n.name === name)!
+        .changes.map((c) => c.step)
+        .filter((k) => UPKEEP_STEPS.includes(k));
+    expect(applied('pi1')).toEqual(['prune-timer']);
+    expect(applied('pi2')).toEqual(['prune-timer', 'snap-hold']);
+    expect((await execOnNode('pi1', ['systemctl', 'is-active', `${PRUNE_UNIT}.timer`])).stdout.trim()).toBe(
+      'active',
+    );
+    expect((await execOnNode('pi1', ['systemctl', 'is-enabled', `${PRUNE_UNIT}.timer`])).stdout.trim()).toBe(
+      'enabled',
+    );
+    expect((await execOnNode('pi2', ['snap', 'list', 'docker'])).stdout).toMatch(/^docker .* held$/m);
+    const again = await runProvision(['apply', '--inventory', upkeep, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.report!.changed).toBe(0);
+
+    const status = await runProvision(['status', '--inventory', upkeep]);
+    expect(status.stdout).toMatch(/DISK FREE/);
+    expect(status.stdout).toMatch(/pi2: .*free of .*Docker: images .*prune timer active; snaps: docker held/);
+
+    // Old images nobody uses, and one a running container uses, on the apt and the snap node.
+    for (const name of ['pi1', 'pi2']) {
+      await seedImage(name, 'old-a:1');
+      await seedImage(name, 'old-b:1');
+      await seedImage(name, 'in-use:1');
+      const run = await execOnNode(name, [
+        'docker',
+        'run',
+        '-d',
+        '--network',
+        'none',
+        'in-use:1',
+        'sleep',
+        '600',
+      ]);
+      expect(run.code, run.stderr).toBe(0);
+    }
+    await new Promise((done) => setTimeout(done, 2500));
+    for (const name of ['pi1', 'pi2']) {
+      const prune = await execOnNode(name, ['systemctl', 'start', `${PRUNE_UNIT}.service`]);
+      expect(
+        prune.code,
+        prune.stderr + (await execOnNode(name, ['cat', `/var/log/${PRUNE_UNIT}.log`])).stdout,
+      ).toBe(0);
+      const images = (await execOnNode(name, ['docker', 'images', '--format', '{{.Repository}}:{{.Tag}}']))
+        .stdout;
+      expect(images).not.toMatch(/old-a|old-b/);
+      expect(images).toContain('in-use:1');
+      await execOnNode(name, ['sh', '-c', 'docker rm -f $(docker ps -aq)']);
+    }
+    await seedImage('pi1');
+    await seedImage('pi2');
+
+    // upgrade-snaps: a newer docker revision in the store; the held snap is refreshed by name, its hold stays.
+    await execOnNode('pi2', [
+      'sh',
+      '-c',
+      'mkdir -p /var/lib/snapd/testbed-store && echo 3300 > /var/lib/snapd/testbed-store/docker',
+    ]);
+    const pid2 = await nodeDockerPid('pi2');
+    const upgrade = await runProvision(['upgrade-snaps', '--inventory', upkeep, '--json']);
+    expect(upgrade.code, upgrade.stderr).toBe(0);
+    const outcomes = (
+      upgrade.report as unknown as {
+        nodes: { name: string; outcome: { kind: string; refreshed?: string[] } }[];
+      }
+    ).nodes;
+    expect(outcomes.map((n) => [n.name, n.outcome.kind, n.outcome.refreshed])).toEqual([
+      ['pi1', 'none', undefined],
+      ['pi2', 'refreshed', ['docker']],
+      ['pi3', 'none', undefined],
+    ]);
+    expect(await nodeDockerPid('pi2')).not.toBe(pid2);
+    expect((await execOnNode('pi2', ['snap', 'list', 'docker'])).stdout).toMatch(
+      /^docker +\S+ +3300 .* held$/m,
+    );
+
+    const dropped = await runProvision(['apply', '--inventory', hostsInventory(), '--json']);
+    expect(dropped.code, dropped.stderr).toBe(0);
+    const steps = (name: string) =>
+      dropped
+        .report!.nodes.find((n) => n.name === name)!
+        .changes.map((c) => c.step)
+        .filter((k) => UPKEEP_STEPS.includes(k));
+    expect(steps('pi1')).toEqual(['remove-prune-timer']);
+    expect(steps('pi2')).toEqual(['remove-prune-timer', 'snap-unhold']);
+    expect((await execOnNode('pi1', ['test', '-e', PRUNE_TIMER_FILE])).code).not.toBe(0);
+    expect((await execOnNode('pi1', ['systemctl', 'is-active', `${PRUNE_UNIT}.timer`])).stdout.trim()).toBe(
+      'inactive',
+    );
+    expect((await execOnNode('pi2', ['snap', 'list', 'docker'])).stdout).toMatch(/^docker .* -$/m);
+  }, 180_000);
 
   it('one unreachable node: the others converge, exit 1, the report names it and why', async () => {
     const path = withInventory((inv) => inv.nodes.push({ name: 'pi-gone', host: '127.0.0.99', port: 2299 }));
