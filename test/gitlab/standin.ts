@@ -20,8 +20,10 @@
 //   token_expires_at only when the token expires).
 // - the runner side it must satisfy: gitlab-runner v17.9.3 common/network.go, network/gitlab.go, network/client.go,
 //   network/trace.go, network/remote_job_state_response.go, network/patch_response.go.
+// - container registry (opts.registry): CI_REGISTRY/CI_REGISTRY_IMAGE and the job's registry credentials
+//   (standin-jobs.ts), GET /jwt/auth that the registry's token challenge sends Docker to (standin-registry.ts).
 // Left out: artifacts and cache uploads, job timeouts enforced by GitLab, fair scheduling across projects, live trace
-// chunks (202 on final update), canceling (a canceled job is canceled at once), registries/credentials, trace limits.
+// chunks (202 on final update), canceling (a canceled job is canceled at once), the dependency proxy, trace limits.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -30,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CiConfigError, parseCiJob } from './standin-ci.js';
 import { commitFiles, dumbHttpFile, writePipelineRef } from './standin-git.js';
+import { fullAccessToken, registryAuth, registrySigner } from './standin-registry.js';
 import {
   jobPayload,
   type JobStatus,
@@ -176,6 +179,11 @@ export interface StandinOptions {
   contactedAtPersistEveryMs?: [number, number];
   /** URL jobs see as CI_SERVER_URL and clone from (default: the URL the stand-in listens on) */
   externalUrl?: string;
+  /**
+   * GitLab's container registry (gitlab.yml `registry`): its host:port (CI_REGISTRY) and the PEM key GitLab signs its
+   * tokens with (`registry.key`; the registry trusts the matching certificate). Without it the registry is off.
+   */
+  registry?: { hostPort: string; keyPem: string };
 }
 
 export interface GitlabStandin {
@@ -384,6 +392,7 @@ const MASKABLE = /^[^\s]{8,}$/;
 
 export async function startGitlabStandin(opts: StandinOptions = {}): Promise<GitlabStandin> {
   const tokens = loadOrMakeTokens(opts.tokensDir);
+  const signer = opts.registry ? registrySigner(opts.registry.hostPort, opts.registry.keyPem) : null;
   const accessTokens = new Map<string, AccessToken>([
     [tokens.accessToken, { scopes: ['create_runner', 'manage_runner'], admin: true }],
     [tokens.accessTokenCreateOnly, { scopes: ['create_runner'], admin: true }],
@@ -902,6 +911,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       job.startedAt = now();
       const body = jobPayload(job, {
         serverUrl,
+        registry: signer?.hostPort ?? null,
         runner,
         project: projectById(job.projectId),
         timeInQueue: (Date.parse(job.startedAt) - Date.parse(job.queuedAt)) / 1000,
@@ -1218,6 +1228,12 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return { status: 201, body: { id: job.id } };
     }
     if (method === 'GET' && path === '/_standin/jobs') return { status: 200, body: jobs.map(jobView) };
+    if (method === 'GET' && path === '/_standin/registry-token') {
+      // For tests that read the registry after a job: GitLab's own full-access token for the named repositories.
+      if (!signer) throw notFound('Registry');
+      const names = ([] as unknown[]).concat(p.repository ?? []).map(String);
+      return { status: 200, body: { token: fullAccessToken(signer, names) } };
+    }
     if ((m = /^\/_standin\/jobs\/(\d+)$/.exec(path)) && method === 'GET') {
       const job = jobs.find((j) => j.id === Number(m![1]));
       if (!job) throw notFound('Job');
@@ -1235,6 +1251,15 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     throw notFound();
   }
 
+  /** GitLab's registry token endpoint (standin-registry.ts): a job's token works only while the job runs. */
+  const jwtAuth = (req: IncomingMessage, url: URL): Reply => {
+    const r = registryAuth(signer, url.searchParams, req.headers.authorization, (token) => {
+      const job = jobs.find((j) => j.token === token && j.status === 'running');
+      return job ? { projectPath: projectById(job.projectId).path, user: 'root' } : null;
+    });
+    return r.body === null ? { status: r.status } : { status: r.status, body: r.body };
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://standin');
     const method = (req.method ?? 'GET').toUpperCase();
@@ -1248,6 +1273,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       const params = parseParams(req, url, isTrace ? '' : body.toString('utf8'));
       const git = !isControl && !path.startsWith('/api/') ? gitHttp(req, method, path) : null;
       if (isControl) reply = await control(method, path, params);
+      else if (method === 'GET' && path === '/jwt/auth') reply = jwtAuth(req, url);
       else if (git) reply = git;
       else {
         if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
