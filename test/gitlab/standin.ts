@@ -260,13 +260,33 @@ const RUNNER_FIELDS = [
 
 const randomToken = (prefix: string, n = 20) => prefix + randomBytes(n).toString('base64url').slice(0, n);
 
+/** Devise.friendly_token, GitLab's token body: 20 URL-safe base64 characters, with l I O 0 read as s x y z. */
+const friendlyToken = () =>
+  randomBytes(15)
+    .toString('base64url')
+    .replace(/[lIO0]/g, (c) => ({ l: 's', I: 'x', O: 'y', '0': 'z' })[c]!);
+
+/** Ci::Runner runner_type enum values, which the token's partition prefix spells in hex. */
+const RUNNER_TYPE_IDS: Record<RunnerType, number> = { instance_type: 1, group_type: 2, project_type: 3 };
+
+/**
+ * A runner authentication token as GitLab 17.9 makes it (Ci::Runner#prefix_for_new_and_legacy_runner): the
+ * partition prefix `t<runner_type in hex>_`, after CREATED_RUNNER_TOKEN_PREFIX `glrt-` unless the runner was
+ * registered with a registration token, then Devise.friendly_token. E.g. `glrt-t1_…` (POST /user/runners, instance)
+ * and `t1_…` (POST /runners). Routable tokens (`glrt-t2_<base64>.01.<crc>`, feature flag routable_runner_token for
+ * group and project runners) are off by default in 17.9 and not made here.
+ */
+export function runnerAuthToken(runnerType: RunnerType, registered: boolean): string {
+  return `${registered ? '' : 'glrt-'}t${RUNNER_TYPE_IDS[runnerType].toString(16)}_${friendlyToken()}`;
+}
+
 function loadOrMakeTokens(dir: string | undefined): StandinTokens {
   const fresh: StandinTokens = {
     accessToken: randomToken('glpat-'),
     accessTokenCreateOnly: randomToken('glpat-'),
     accessTokenNoScope: randomToken('glpat-'),
     registrationToken: randomToken('GR1348941'),
-    runnerToken: randomToken('glrt-'),
+    runnerToken: runnerAuthToken('instance_type', false),
   };
   if (!dir) return fresh;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -715,7 +735,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   /** Ci::Runners::ResetAuthenticationTokenService → reset_token!: a new token, a new expiry, the old one dead. */
   const resetToken = (r: StandinRunner) => {
-    r.token = r.createdVia === 'registration' ? randomBytes(15).toString('hex') : randomToken('glrt-');
+    r.token = runnerAuthToken(r.runnerType, r.createdVia === 'registration');
     r.tokenExpiresAt = tokenExpiry();
     r.queueValue = null;
   };
@@ -838,7 +858,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
           createdVia: 'user',
           ...attrs,
         },
-        randomToken('glrt-'),
+        runnerAuthToken(runnerType, false),
       );
       state.runners.push(runner);
       return { status: 201, body: registration(runner) };
@@ -851,10 +871,10 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         throw new HttpError(410, { message: '410 Gone - runner registration disallowed' });
       if (token !== tokens.registrationToken) throw forbidden('invalid token supplied');
       const attrs = runnerAttributes(p);
-      // Runners registered with a registration token get a token without the glrt- prefix.
+      // Runners registered with a registration token get a token without the glrt- prefix: t1_… for the instance's.
       const runner = newRunner(
         { runnerType: 'instance_type', createdVia: 'registration', ...attrs },
-        randomBytes(15).toString('hex'),
+        runnerAuthToken('instance_type', true),
       );
       state.runners.push(runner);
       return { status: 201, body: registration(runner) };
