@@ -55,6 +55,7 @@ export function desiredCluster(opts: {
       record,
       executor: opts.executor,
       arch: opts.arch(node.name),
+      placement: 'cluster',
     });
     tokens[node.name] = record.token;
     systemIds[node.name] = record.systemId;

@@ -37,7 +37,14 @@ const record: RunnerRecord = {
 };
 
 function render(executor: Executor, arch = 'arm64'): { text: string; doc: TomlTable; runner: TomlTable } {
-  const text = renderConfigToml({ inventory: inv, node: inv.nodes[0], record, executor, arch });
+  const text = renderConfigToml({
+    placement: 'cluster',
+    inventory: inv,
+    node: inv.nodes[0],
+    record,
+    executor,
+    arch,
+  });
   const doc = parseToml(text);
   return { text, doc, runner: (doc.runners as TomlTable[])[0] };
 }
@@ -106,6 +113,7 @@ describe('renderConfigToml', () => {
   it('runners.dindService: job leaves the dind service to the jobs that declare it', () => {
     const jobSide = { ...inv, runners: { ...inv.runners, dindService: 'job' as const } };
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: jobSide,
       node: inv.nodes[0],
       record,
@@ -130,6 +138,7 @@ runners:
     );
     for (const executor of ['dind', 'dood'] as const) {
       const text = renderConfigToml({
+        placement: 'cluster',
         inventory: custom,
         node: custom.nodes[0],
         record,
@@ -146,6 +155,7 @@ runners:
     const nasty = `x\u007fy\u0001z\u001f\tq`;
     const hostile = { ...inv, runners: { ...inv.runners, description: `${nasty} {node}` } };
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: hostile,
       node: inv.nodes[0],
       record,
@@ -161,7 +171,14 @@ runners:
     const hostile = { ...inv, runners: { ...inv.runners, description: 'half \ud800 {node}' } };
     let err: unknown;
     try {
-      renderConfigToml({ inventory: hostile, node: inv.nodes[0], record, executor: 'shell', arch: 'arm64' });
+      renderConfigToml({
+        placement: 'cluster',
+        inventory: hostile,
+        node: inv.nodes[0],
+        record,
+        executor: 'shell',
+        arch: 'arm64',
+      });
     } catch (e) {
       err = e;
     }
@@ -192,6 +209,7 @@ runners:
 
   it('writes [runners.cache] and [runners.cache.s3] as gitlab-runner 17.9 names them, keys resolved from their references', () => {
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: withSettings,
       node: withSettings.nodes[0],
       record: { ...record, node: 'pi-1' },
@@ -218,6 +236,7 @@ runners:
 
   it('listens for metrics on the port and limits each job container', () => {
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: withSettings,
       node: withSettings.nodes[0],
       record: { ...record, node: 'pi-1' },
@@ -235,10 +254,37 @@ runners:
     expect(((plain.runners as TomlTable[])[0].docker as TomlTable).memory).toBeUndefined();
   });
 
+  it('host runners listen for metrics on 127.0.0.1 only (pprof and the job list share the port), unless the inventory names an address', () => {
+    const listen = (inventory: typeof withSettings, placement: 'host' | 'cluster') =>
+      parseToml(
+        renderConfigToml({
+          placement,
+          inventory,
+          node: inventory.nodes[0],
+          record: { ...record, node: 'pi-1' },
+          executor: 'shell',
+          arch: 'arm64',
+          resolve,
+        }),
+      ).listen_address;
+    expect(listen(withSettings, 'host')).toBe('127.0.0.1:9400');
+    expect(listen(withSettings, 'cluster')).toBe(':9400');
+    const at = (address: string) =>
+      parseInventory(
+        `gitlab: { url: https://gitlab.lan, registry: gitlab.lan:5050 }\nnodes: [{ name: pi-1, host: 10.0.0.11 }]\nrunners: { metrics: { port: 9400, address: "${address}" } }\n`,
+        '/tmp/inventory.yaml',
+      );
+    expect(listen(at('0.0.0.0'), 'host')).toBe('0.0.0.0:9400');
+    expect(listen(at('fd00::11'), 'host')).toBe('[fd00::11]:9400');
+    // A pod listens on its pod IP whatever the address says: that is where Prometheus and status reach it.
+    expect(listen(at('10.0.0.11'), 'cluster')).toBe(':9400');
+  });
+
   it('an unset credential is bad input naming its path', () => {
     delete process.env.RF_CACHE_AK;
     expect(() =>
       renderConfigToml({
+        placement: 'cluster',
         inventory: withSettings,
         node: withSettings.nodes[0],
         record: { ...record, node: 'pi-1' },
