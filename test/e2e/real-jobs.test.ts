@@ -206,7 +206,7 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     expect(pull.code).not.toBe(0);
     expect(pull.stderr).toMatch(/denied|unauthorized/i);
     await apply('dood');
-  });
+  }, 240_000);
 
   it('a runner pod deleted by hand comes back as the same runner manager', async () => {
     const pi3 = records().find((r) => r.node === 'pi3')!;
