@@ -6,8 +6,13 @@ import { InputError } from './errors.js';
 import type { Inventory, SecretRef } from './inventory/types.js';
 
 const known = new Set<string>();
+// GitLab 17.9 runner tokens (Ci::Runner#prefix_for_new_and_legacy_runner): `glrt-t1_…` when created in GitLab,
+// `t1_…` (t2_ group, t3_ project) when registered with a registration token, 20 characters after the prefix; a
+// routable token (Authn::TokenField::Generator::RoutableToken) carries `.01.` and nine base-36 characters after it.
+const ROUTABLE_TAIL = String.raw`(?:\.[0-9a-z]{2}\.[0-9a-z]{9})?`;
 const TOKEN_PATTERNS = [
-  /\bglrt-[A-Za-z0-9_-]{6,}/g,
+  new RegExp(String.raw`\bglrt-[A-Za-z0-9_-]{6,}${ROUTABLE_TAIL}`, 'g'),
+  new RegExp(String.raw`\bt[1-3]_[A-Za-z0-9_-]{20,}${ROUTABLE_TAIL}`, 'g'),
   /\bglpat-[A-Za-z0-9_-]{6,}/g,
   /\bGR1348941[A-Za-z0-9_-]{6,}/g,
 ];

@@ -14,20 +14,23 @@ import {
 } from './kubelet.js';
 import { PAUSE_REF, cacheRoot, ensureTestImages } from './images.js';
 import { net } from './paths.js';
-import { REGISTRY } from './registry.js';
+import { GITLAB_REGISTRY, REGISTRY, makeGitlabRegistryKey, startGitlabRegistry } from './registry.js';
 import type { InventoryFields, ServiceContext, TestbedService } from './services.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 
 /**
  * The GitLab stand-in as a detached process on this machine's address on the fleet's bridge (nodes, their
- * containers and pods reach it there); the inventory gets its URL and an access-token file reference.
+ * containers and pods reach it there); the inventory gets its URL and an access-token file reference. GitLab's own
+ * container registry comes with it (after it: the registry's token challenge names the stand-in's URL); the
+ * inventory does not list that one, so jobs push to it only where a test adds it.
  */
 export const gitlabService: TestbedService = {
   name: 'gitlab',
   async start(ctx) {
     const stateFile = join(ctx.dir, 'server.json');
     const tokensDir = join(ctx.dir, 'tokens');
+    const { keyFile, certFile } = await makeGitlabRegistryKey(ctx.dir);
     ctx.spawnDaemon('gitlab', join(REPO, 'node_modules', '.bin', 'tsx'), [
       join(REPO, 'test', 'gitlab', 'server.ts'),
       '--host',
@@ -38,6 +41,10 @@ export const gitlabService: TestbedService = {
       stateFile,
       '--tokens-dir',
       tokensDir,
+      '--registry',
+      GITLAB_REGISTRY,
+      '--registry-key',
+      keyFile,
     ]);
     const deadline = Date.now() + 30_000;
     while (!existsSync(stateFile)) {
@@ -47,6 +54,7 @@ export const gitlabService: TestbedService = {
     }
     const info = JSON.parse(readFileSync(stateFile, 'utf8')) as StandinServerInfo;
     ctx.log(`gitlab stand-in on ${info.url}`);
+    await startGitlabRegistry(ctx, `${info.url}/jwt/auth`, certFile);
     return {
       gitlab: {
         url: info.url,

@@ -6,6 +6,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { $ } from 'zx';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Executor, Inventory } from '../../src/inventory/types.js';
+import { GITLAB_REGISTRY } from './registry.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -27,6 +28,8 @@ export interface JobOptions {
   beforeScript?: string[];
   /** another .gitlab-ci.yml job instead of the ci-snippet's (its name and the YAML text) */
   custom?: { job: string; yaml: string };
+  /** the project the job runs in (default DEMO_PROJECT); GitLab paths may hold capitals, image names may not */
+  project?: string;
 }
 
 export interface JobResult {
@@ -134,8 +137,11 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
   const registry = inv.gitlab.registries[0];
   const { yaml, job } = opts.custom ?? (await snippetFor(opts, inv));
   const project = await call<{ path: string; sha: string }>(base, 'POST', '/_standin/projects', {
-    path: DEMO_PROJECT,
-    files: { Dockerfile: demoDockerfile(registry) },
+    path: opts.project ?? DEMO_PROJECT,
+    // The base image is on the test registry, not on GitLab's (where only jobs push).
+    files: {
+      Dockerfile: demoDockerfile(inv.gitlab.registries.find((r) => r !== GITLAB_REGISTRY) ?? registry),
+    },
   });
   const { id } = await call<{ id: number }>(base, 'POST', '/_standin/jobs', {
     project: project.path,
@@ -158,7 +164,9 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
       );
     await new Promise((r) => setTimeout(r, 500));
   }
-  const image = `${registry}/${project.path}:${project.sha.slice(0, 8)}`;
+  // The snippet's image: the project path lowercased (on GitLab's registry that is its CI_REGISTRY_IMAGE).
+  const repository = project.path.toLowerCase();
+  const image = `${registry}/${repository}:${project.sha.slice(0, 8)}`;
   const runners = (await call<{ runners: StandinRunnerState[] }>(base, 'GET', '/_standin/state')).runners;
   return {
     id,
@@ -167,18 +175,36 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
     node: nodeOfRunner(inv, runners.find((r) => r.id === state.runnerId)?.description),
     registry,
     image,
-    pushed: await registryHasTag(registry, project.path, project.sha.slice(0, 8)),
+    pushed: await registryHasTag(registry, repository, project.sha.slice(0, 8), base),
     failureReason: state.failureReason,
     trace: state.trace,
   };
 }
 
-/** The Docker Registry HTTP API's tag list (the registry is plain HTTP on a test-host address). */
-export async function registryHasTag(registry: string, repository: string, tag: string): Promise<boolean> {
+/**
+ * The Docker Registry HTTP API's tag list (the registry is plain HTTP on a test-host address). GitLab's registry
+ * answers only with a token: GitLab's own full-access one, from the stand-in at `gitlabUrl`.
+ */
+export async function registryHasTag(
+  registry: string,
+  repository: string,
+  tag: string,
+  gitlabUrl?: string,
+): Promise<boolean> {
   try {
-    const res = await fetch(`http://${registry}/v2/${repository}/tags/list`, {
-      signal: AbortSignal.timeout(5000),
-    });
+    const url = `http://${registry}/v2/${repository}/tags/list`;
+    let res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    if (res.status === 401 && gitlabUrl) {
+      const { token } = await call<{ token: string }>(
+        gitlabUrl,
+        'GET',
+        `/_standin/registry-token?repository=${encodeURIComponent(repository)}`,
+      );
+      res = await fetch(url, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(5000),
+      });
+    }
     if (!res.ok) return false;
     const body = (await res.json()) as { tags?: string[] | null };
     return (body.tags ?? []).includes(tag);

@@ -1,10 +1,11 @@
-// The test registry: Debian's docker-registry on 198.18.<slot>.2:5000 in network namespace rf-registry[-<slot>], on the fleet's bridge.
+// The test registry: Debian's docker-registry on 198.18.<slot>.2:5000 in network namespace rf-registry[-<slot>], on the fleet's bridge;
+// and GitLab's own container registry on :5050 in the same namespace, which only takes the GitLab stand-in's tokens.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { leaveLan, joinLan } from './network.js';
 import { net, slot } from './paths.js';
 import { sh, terminate, waitFor } from './procs.js';
-import type { TestbedService } from './services.js';
+import type { ServiceContext, TestbedService } from './services.js';
 
 const SUFFIX = slot() ? `-${slot()}` : '';
 export const REGISTRY_NETNS = `rf-registry${SUFFIX}`;
@@ -14,6 +15,8 @@ export const REGISTRY_ADDR = `198.18.${slot()}.2`;
 export const REGISTRY_PORT = 5000;
 /** Not loopback on purpose: Docker trusts loopback registries without configuration. */
 export const REGISTRY = `${REGISTRY_ADDR}:${REGISTRY_PORT}`;
+/** GitLab's container registry (its usual port 5050): CI_REGISTRY of every stand-in job. */
+export const GITLAB_REGISTRY = `${REGISTRY_ADDR}:5050`;
 const HOST_LINK = `rf${slot()}vreg`;
 /** The point-to-point pair of fleets before the bridge; removed if one is left over. */
 const OLD_HOST_LINK = `rf-reg0${SUFFIX}`;
@@ -80,3 +83,59 @@ export const registryService: TestbedService = {
     await removeNetwork();
   },
 };
+
+/**
+ * The key GitLab signs registry tokens with (gitlab.yml `registry.key`) and the certificate the registry trusts
+ * them by (its `auth.token.rootcertbundle`), made once per `up`.
+ */
+export async function makeGitlabRegistryKey(dir: string): Promise<{ keyFile: string; certFile: string }> {
+  const [keyFile, certFile] = [join(dir, 'registry-token.key'), join(dir, 'registry-token.crt')];
+  await sh`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${keyFile} -out ${certFile} -days 7 -subj /CN=gitlab-standin-registry-token`;
+  return { keyFile, certFile };
+}
+
+/**
+ * GitLab's container registry as GitLab runs it: distribution with token auth, whose challenge sends Docker to the
+ * stand-in's /jwt/auth (`realm`) and which accepts only tokens signed with the stand-in's key. Same data-less
+ * config otherwise; the registry's own namespace, so nodes reach it like the other one.
+ */
+export async function startGitlabRegistry(
+  ctx: ServiceContext,
+  realm: string,
+  certFile: string,
+): Promise<void> {
+  const config = join(ctx.dir, 'gitlab-registry.yml');
+  writeFileSync(
+    config,
+    [
+      "# GitLab's container registry for the runner-fleet test fleet: token auth against the GitLab stand-in.",
+      'version: 0.1',
+      'log: {level: info}',
+      `storage: {filesystem: {rootdirectory: ${JSON.stringify(join(ctx.dir, 'gitlab-registry-data'))}}, delete: {enabled: true}}`,
+      `http: {addr: "${GITLAB_REGISTRY}"}`,
+      // gitlab.yml's registry defaults: service container_registry, issuer gitlab-issuer.
+      `auth: {token: {realm: ${JSON.stringify(realm)}, service: container_registry, issuer: gitlab-issuer, rootcertbundle: ${JSON.stringify(certFile)}}}`,
+      '',
+    ].join('\n'),
+  );
+  ctx.spawnDaemon('gitlab-registry', 'nsenter', [
+    `--net=/run/netns/${REGISTRY_NETNS}`,
+    '--',
+    'docker-registry',
+    'serve',
+    config,
+  ]);
+  const challenged = async () => {
+    try {
+      const res = await fetch(`http://${GITLAB_REGISTRY}/v2/`, { signal: AbortSignal.timeout(1000) });
+      return res.status === 401 && (res.headers.get('www-authenticate') ?? '').startsWith('Bearer ');
+    } catch {
+      return false;
+    }
+  };
+  if (!(await waitFor(challenged, 15_000, 100)))
+    throw new Error(
+      `GitLab's registry did not answer with a token challenge on http://${GITLAB_REGISTRY}/v2/ (see ${join(ctx.dir, 'gitlab-registry.log')})`,
+    );
+  ctx.log(`GitLab's registry on ${GITLAB_REGISTRY} (tokens from ${realm})`);
+}

@@ -23,8 +23,20 @@ const q = (s: string) => JSON.stringify(s);
 const sq = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /**
+ * The script lines that set `$IMAGE`. Docker refuses upper case in a repository name, while GitLab keeps the case of
+ * CI_PROJECT_PATH (`MyTeam/App`); its own registry's CI_REGISTRY_IMAGE is `host:port/` + the path lowercased
+ * (Project#container_registry_url). So: CI_REGISTRY_IMAGE when REGISTRY is GitLab's registry, else the lowercased
+ * path on REGISTRY. GitLab paths are ASCII, so `tr A-Z a-z` is the whole of Ruby's downcase here.
+ */
+const IMAGE_LINES = [
+  "    # GitLab's own registry: its CI_REGISTRY_IMAGE; any other: the project path, lowercased (Docker needs that).",
+  `    - ${sq('if [ -n "${CI_REGISTRY_IMAGE:-}" ] && [ "${CI_REGISTRY:-}" = "$REGISTRY" ]; then IMAGE="$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"; else IMAGE="$REGISTRY/$(printf %s "$CI_PROJECT_PATH" | tr A-Z a-z):$CI_COMMIT_SHORT_SHA"; fi')}`,
+  `    - ${sq('echo "image: $IMAGE"')}`,
+];
+
+/**
  * The job as YAML text (every value a JSON string, so valid YAML whatever it holds). Script lines use only
- * POSIX sh and the docker CLI; `$REGISTRY` and `$IMAGE` come from the job's variables.
+ * POSIX sh and the docker CLI; `$REGISTRY` comes from the job's variables, `$IMAGE` from the first script line.
  */
 export function ciSnippet(inv: Inventory, executor: Executor): string {
   const registry = inv.gitlab.registries[0];
@@ -39,16 +51,14 @@ export function ciSnippet(inv: Inventory, executor: Executor): string {
       `# The inventory lists more registries (${inv.gitlab.registries.slice(1).join(', ')}); this job pushes to the first.`,
     );
   lines.push(`${JOB_NAME}:`, '  stage: build', ...spec.ciLines(inv, registry));
-  lines.push(
-    `    REGISTRY: ${q(registry)}`,
-    `    IMAGE: ${q('$REGISTRY/$CI_PROJECT_PATH:$CI_COMMIT_SHORT_SHA')}`,
-  );
+  lines.push(`    REGISTRY: ${q(registry)}`);
   if (note) lines.push(`  # ${note}`);
   lines.push(`  tags: [${tags.map(q).join(', ')}]`);
   lines.push(
     '  script:',
+    ...IMAGE_LINES,
     '    - docker version',
-    "    # Only for GitLab's own registry: CI_REGISTRY_* are the job's credentials there.",
+    "    # Only for GitLab's own registry: CI_REGISTRY_USER/PASSWORD are the job's credentials there.",
     `    - ${sq('if [ -n "${CI_REGISTRY_PASSWORD:-}" ] && [ "${CI_REGISTRY:-}" = "$REGISTRY" ]; then echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$REGISTRY"; fi')}`,
     `    - ${sq('docker build -t "$IMAGE" .')}`,
     `    - ${sq('docker push "$IMAGE"')}`,

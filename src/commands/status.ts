@@ -26,7 +26,7 @@ import {
 import { nodePreflight, preflight, type NodePreflight } from './converge.js';
 import { describeProblems } from '../host/preflight.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
-import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
+import { hostMetricsAddress, metricsGatherScript, metricsTarget } from '../status/metrics.js';
 import { readRunnerView } from '../status/contact.js';
 import { diskGatherScript } from '../status/disk.js';
 
@@ -254,7 +254,7 @@ export async function runStatus(given: Inventory, opts: StatusOptions): Promise<
     if (!metrics) return undefined;
     const at =
       inv.runners.placement === 'host'
-        ? Promise.resolve('127.0.0.1')
+        ? Promise.resolve(hostMetricsAddress(metrics.address))
         : podIps.then((ips) => ips.get(node.name));
     return at.then((ip) => {
       const target = ip === undefined ? undefined : metricsTarget(ip, metrics.port);

@@ -259,6 +259,7 @@ export async function convergeHostRunner(
       record: rec,
       executor: 'shell',
       arch: facts.arch,
+      placement: 'host',
     });
     const now = Math.floor(Date.now() / 1000);
     const planned = rec.id === undefined && ctx.dryRun;

@@ -68,6 +68,15 @@ export function registryIdentity(value: string): string {
   }
 }
 
+/**
+ * Why `value` is not an address gitlab-runner's metrics listener can bind (an IP address literal: Go's
+ * net.Listen takes a name too, but a name resolving to another address on each node binds somewhere unplanned).
+ */
+export function listenAddressProblem(value: string): string | undefined {
+  if (isIPv4(value) || (isIPv6(value) && !value.includes('%'))) return undefined;
+  return 'expected an IP address such as 127.0.0.1, 0.0.0.0 (every interface) or :: (no brackets, no port)';
+}
+
 const LOOPBACK = 'loopback';
 
 /**

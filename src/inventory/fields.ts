@@ -2,7 +2,7 @@
 // Cross-field checks live in rules.ts; turning the checked file into an Inventory lives in schema.ts.
 import { isIP } from 'node:net';
 import * as v from 'valibot';
-import { registryProblem } from './addresses.js';
+import { listenAddressProblem, registryProblem } from './addresses.js';
 
 export const EXECUTORS = ['shell', 'dind', 'dood'] as const;
 export const PLACEMENTS = ['cluster', 'host'] as const;
@@ -446,6 +446,11 @@ const cache = strict(
 /** `runners.metrics`: gitlab-runner's Prometheus endpoint (top-level `listen_address`). */
 const metrics = strict({
   port: v.optional(int(1, 65535), 9252),
+  /**
+   * where host runners (placement host) listen: gitlab-runner serves /debug/pprof and /debug/jobs/list on the same
+   * listener, so only this node by default; runner pods always listen on their pod IP
+   */
+  address: v.optional(v.pipe(str(), problem(listenAddressProblem)), '127.0.0.1'),
   /** prometheus.io/scrape, /port and /path on the runner pods, for annotation-based scrape configs */
   annotations: v.optional(bool(), false),
 });

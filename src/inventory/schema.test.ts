@@ -431,8 +431,13 @@ describe('parseInventory: issue 15 fields', () => {
   it("runners.metrics, resources, jobResources, tolerations and nodeSelector: the apiserver's and Docker's refusals up front", () => {
     expect(parseInventory(`${base}runners: { metrics: {} }\n`, '/x/fleet.yaml').runners.metrics).toEqual({
       port: 9252,
+      address: '127.0.0.1',
       annotations: false,
     });
+    expect(issuesOf(`${base}runners: { metrics: { address: "pi1.lan" } }\n`)).toEqual([
+      'runners.metrics.address: expected an IP address such as 127.0.0.1, 0.0.0.0 (every interface) or :: (no brackets, no port)',
+    ]);
+    expect(issuesOf(`${base}runners: { metrics: { address: "[::1]" } }\n`)).toHaveLength(1);
     expect(
       issuesOf(
         `${base}runners:\n  resources: { requests: { memory: 512Mi }, limits: { memory: 0.25Gi, cpu: lots } }\n`,
@@ -541,7 +546,7 @@ describe('inventory/fleet.example.yaml', () => {
       .join('\n');
     const inv = parseInventory(on, '/x/fleet.yaml');
     expect(inv.runners.cache?.bucketName).toBe('runner-cache');
-    expect(inv.runners.metrics).toEqual({ port: 9252, annotations: false });
+    expect(inv.runners.metrics).toEqual({ port: 9252, address: '127.0.0.1', annotations: false });
     expect(inv.runners.jobResources).toEqual({ memory: '2g', cpus: '3' });
     expect(inv.docker.logs).toEqual({ driver: 'local', maxSize: '10m', maxFile: 3 });
     expect(inv.docker.prune).toEqual({ schedule: 'daily', keepStorage: '10GB', until: '168h' });

@@ -58,6 +58,7 @@ export function desiredCluster(opts: {
       executor: opts.executor,
       arch: opts.arch(node.name),
       mtu: opts.mtu?.(node.name) ?? node.mtu,
+      placement: 'cluster',
     });
     tokens[node.name] = record.token;
     systemIds[node.name] = record.systemId;

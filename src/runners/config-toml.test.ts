@@ -38,7 +38,14 @@ const record: RunnerRecord = {
 };
 
 function render(executor: Executor, arch = 'arm64'): { text: string; doc: TomlTable; runner: TomlTable } {
-  const text = renderConfigToml({ inventory: inv, node: inv.nodes[0], record, executor, arch });
+  const text = renderConfigToml({
+    placement: 'cluster',
+    inventory: inv,
+    node: inv.nodes[0],
+    record,
+    executor,
+    arch,
+  });
   const doc = parseToml(text);
   return { text, doc, runner: (doc.runners as TomlTable[])[0] };
 }
@@ -107,6 +114,7 @@ describe('renderConfigToml', () => {
   it('runners.dindService: job leaves the dind service to the jobs that declare it', () => {
     const jobSide = { ...inv, runners: { ...inv.runners, dindService: 'job' as const } };
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: jobSide,
       node: inv.nodes[0],
       record,
@@ -131,6 +139,7 @@ runners:
     );
     for (const executor of ['dind', 'dood'] as const) {
       const text = renderConfigToml({
+        placement: 'cluster',
         inventory: custom,
         node: custom.nodes[0],
         record,
@@ -147,6 +156,7 @@ runners:
     const nasty = `x\u007fy\u0001z\u001f\tq`;
     const hostile = { ...inv, runners: { ...inv.runners, description: `${nasty} {node}` } };
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: hostile,
       node: inv.nodes[0],
       record,
@@ -162,7 +172,14 @@ runners:
     const hostile = { ...inv, runners: { ...inv.runners, description: 'half \ud800 {node}' } };
     let err: unknown;
     try {
-      renderConfigToml({ inventory: hostile, node: inv.nodes[0], record, executor: 'shell', arch: 'arm64' });
+      renderConfigToml({
+        placement: 'cluster',
+        inventory: hostile,
+        node: inv.nodes[0],
+        record,
+        executor: 'shell',
+        arch: 'arm64',
+      });
     } catch (e) {
       err = e;
     }
@@ -195,6 +212,7 @@ runners:
 
   it('writes [runners.cache] and [runners.cache.s3] as gitlab-runner 17.9 names them, keys resolved from their references', () => {
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: withKeys,
       node: withKeys.nodes[0],
       record: { ...record, node: 'pi-1' },
@@ -220,6 +238,7 @@ runners:
 
   it('listens for metrics on the port and limits each job container', () => {
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: withKeys,
       node: withKeys.nodes[0],
       record: { ...record, node: 'pi-1' },
@@ -236,9 +255,35 @@ runners:
     expect(((plain.runners as TomlTable[])[0].docker as TomlTable).memory).toBeUndefined();
   });
 
+  it('host runners listen for metrics on 127.0.0.1 only (pprof and the job list share the port), unless the inventory names an address', () => {
+    const listen = (inventory: typeof withSettings, placement: 'host' | 'cluster') =>
+      parseToml(
+        renderConfigToml({
+          placement,
+          inventory,
+          node: inventory.nodes[0],
+          record: { ...record, node: 'pi-1' },
+          executor: 'shell',
+          arch: 'arm64',
+        }),
+      ).listen_address;
+    expect(listen(withKeys, 'host')).toBe('127.0.0.1:9400');
+    expect(listen(withKeys, 'cluster')).toBe(':9400');
+    const at = (address: string) =>
+      parseInventory(
+        `gitlab: { url: https://gitlab.lan, registry: gitlab.lan:5050 }\nnodes: [{ name: pi-1, host: 10.0.0.11 }]\nrunners: { metrics: { port: 9400, address: "${address}" } }\n`,
+        '/tmp/inventory.yaml',
+      );
+    expect(listen(at('0.0.0.0'), 'host')).toBe('0.0.0.0:9400');
+    expect(listen(at('fd00::11'), 'host')).toBe('[fd00::11]:9400');
+    // A pod listens on its pod IP whatever the address says: that is where Prometheus and status reach it.
+    expect(listen(at('10.0.0.11'), 'cluster')).toBe(':9400');
+  });
+
   it('never reads a reference itself: one not read up front (readInventorySecrets) is a bug', () => {
     expect(() =>
       renderConfigToml({
+        placement: 'cluster',
         inventory: withSettings,
         node: withSettings.nodes[0],
         record: { ...record, node: 'pi-1' },
@@ -250,6 +295,7 @@ runners:
 
   it('dind: the MTU the node carries reaches the service dockerd (--mtu) and network_mtu; absent, neither', () => {
     const text = renderConfigToml({
+      placement: 'cluster',
       inventory: inv,
       node: inv.nodes[0],
       record,
@@ -283,6 +329,7 @@ nodes: [{ name: pi-1, host: 10.0.0.11 }]
     );
     for (const executor of ['dind', 'dood'] as const) {
       const text = renderConfigToml({
+        placement: 'cluster',
         inventory: aliased,
         node: aliased.nodes[0],
         record,

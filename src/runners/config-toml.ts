@@ -8,6 +8,7 @@ import type {
   Executor,
   Inventory,
   NodeSpec,
+  Placement,
   PullPolicy,
   SecretRef,
 } from '../inventory/types.js';
@@ -56,6 +57,8 @@ export interface ConfigTomlInput {
   arch: string;
   /** the MTU the node's job networks can carry (src/host/mtu.ts); absent: Docker's default */
   mtu?: number;
+  /** where this config.toml runs: a runner pod, or the gitlab-runner service on the node */
+  placement: Placement;
 }
 
 interface DockerSection {
@@ -108,9 +111,19 @@ function cacheSection(
   };
 }
 
-/** gitlab-runner's metrics listener: every address of the pod (or host) on the port; read once when it starts. */
-export function metricsListenAddress(inv: Inventory): string | null {
-  return inv.runners.metrics ? `:${inv.runners.metrics.port}` : null;
+/**
+ * gitlab-runner's metrics listener (`listen_address`, read once when it starts). It also serves /debug/pprof and
+ * /debug/jobs/list (commands/multi.go), so a host runner listens on `runners.metrics.address` (default 127.0.0.1:
+ * the node only; status reads it there); a pod on every address of its own network namespace, which is the pod IP
+ * that Prometheus and status reach.
+ */
+const LISTEN_ADDRESS: Record<Placement, (m: NonNullable<Inventory['runners']['metrics']>) => string> = {
+  cluster: (m) => `:${m.port}`,
+  host: (m) => `${m.address.includes(':') ? `[${m.address}]` : m.address}:${m.port}`,
+};
+
+export function metricsListenAddress(inv: Inventory, placement: Placement): string | null {
+  return inv.runners.metrics ? LISTEN_ADDRESS[placement](inv.runners.metrics) : null;
 }
 
 /** The services config.toml starts for every dind job, by runners.dindService. */
@@ -165,7 +178,7 @@ export function configTomlData(input: ConfigTomlInput) {
     node: node.name,
     concurrent: r.concurrent,
     checkInterval: r.checkInterval,
-    listenAddress: metricsListenAddress(inv),
+    listenAddress: metricsListenAddress(inv, input.placement),
     runner: {
       name: r.description.split('{node}').join(node.name),
       url: inv.gitlab.url,

@@ -7,7 +7,7 @@ import { splitGatherOutput } from '../host/facts.js';
 import { hostFacts } from '../host/facts.fixture.js';
 import { parseInventory } from '../inventory/schema.js';
 import { buildStatusReport, formatStatusTable, statusRow } from './health.js';
-import { metricsGatherScript, metricsTarget, parseJobs } from './metrics.js';
+import { hostMetricsAddress, metricsGatherScript, metricsTarget, parseJobs } from './metrics.js';
 
 // What gitlab-runner 17.9 serves: one gitlab_runner_jobs series per runner, state and stage, among many others.
 const PAGE = `# HELP gitlab_runner_jobs The current number of running builds.
@@ -42,6 +42,13 @@ describe('metrics gather', () => {
     });
     expect(parseJobs(await run(undefined), undefined)).toEqual({ error: 'no runner pod to ask' });
     expect(metricsTarget('fd00::5', 9252)).toBe('[fd00::5]:9252');
+    // A host runner: where the node reaches its listener (a wildcard listener includes the loopback).
+    expect(['127.0.0.1', '0.0.0.0', '::', '10.0.0.11'].map(hostMetricsAddress)).toEqual([
+      '127.0.0.1',
+      '127.0.0.1',
+      '127.0.0.1',
+      '10.0.0.11',
+    ]);
     expect(() => metricsGatherScript("1.2.3.4:9252'; reboot; '")).toThrow(/not a metrics address/);
   });
 

@@ -7,9 +7,14 @@
 
 export const METRICS_SECTION = 'rf-metrics';
 
-/** Where the runner's metrics are, seen from its node: `IP:PORT`; a pod IP, or 127.0.0.1 for a host runner. */
+/** Where the runner's metrics are, seen from its node: `IP:PORT`; a pod IP, or a host runner's listen address. */
 export function metricsTarget(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Where the node itself reaches a host runner listening on `address`: a wildcard address includes 127.0.0.1. */
+export function hostMetricsAddress(address: string): string {
+  return address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address;
 }
 
 /**

@@ -170,12 +170,19 @@ describe.runIf(enabled)('runners.cache and runners.metrics with the real gitlab-
         createdAt: new Date().toISOString(),
       };
       const node = inv.nodes.find((x) => x.name === n.name)!;
-      // Rendered by runner-fleet; only the listener moves to 127.0.0.1 (nothing on this machine listens on every
-      // address; on a Pi or in a pod `:9252` is what the runner gets).
-      const rendered = renderConfigToml({ inventory: inv, node, record, executor: 'shell', arch: 'amd64' });
-      expect(rendered).toContain('listen_address = ":9252"');
+      // Rendered by runner-fleet for a host runner (the node's loopback only); only the port moves, so the two
+      // runners on this one machine do not share it.
+      const rendered = renderConfigToml({
+        inventory: inv,
+        node,
+        record,
+        executor: 'shell',
+        arch: 'amd64',
+        placement: 'host',
+      });
+      expect(rendered).toContain('listen_address = "127.0.0.1:9252"');
       const text = rendered.replace(
-        'listen_address = ":9252"',
+        'listen_address = "127.0.0.1:9252"',
         `listen_address = "127.0.0.1:${n.metricsPort}"`,
       );
       const configDir = join(dir, n.name, 'config');

@@ -19,6 +19,7 @@ import {
   type JobOptions,
   type JobResult,
 } from '../../scripts/testbed/job.js';
+import { GITLAB_REGISTRY } from '../../scripts/testbed/registry.js';
 import type { Executor } from '../../src/inventory/types.js';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
@@ -189,6 +190,23 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const r = await job('dood', { inventoryPath: tagged });
     expectPushed(r);
   });
+
+  it("GitLab's own registry: a project with capitals logs in with the job's token and pushes to CI_REGISTRY_IMAGE", async () => {
+    // GitLab's registry (token auth, the stand-in's /jwt/auth) first: the snippet pushes there; the test registry,
+    // with the base image, second.
+    const own = variant((inv) => (inv.gitlab.registry = [GITLAB_REGISTRY, ...inv.gitlab.registry]));
+    await apply('dood', own);
+    const r = await job('dood', { inventoryPath: own, node: 'pi1', project: 'MyTeam/App' });
+    expectPushed(r);
+    expect(r.image).toMatch(new RegExp(`^${GITLAB_REGISTRY.replace(/\./g, '\\.')}/myteam/app:[0-9a-f]{8}$`));
+    expect(r.trace).toContain(`image: ${r.image}`);
+    expect(r.trace).toContain('Login Succeeded');
+    // Without the job's token that registry gives nothing: the node's own Docker, never logged in, is refused.
+    const pull = await execOnNode('pi1', ['docker', 'pull', r.image]);
+    expect(pull.code).not.toBe(0);
+    expect(pull.stderr).toMatch(/denied|unauthorized/i);
+    await apply('dood');
+  }, 240_000);
 
   it('a runner pod deleted by hand comes back as the same runner manager', async () => {
     const pi3 = records().find((r) => r.node === 'pi3')!;

@@ -1,8 +1,9 @@
 // Runs the GitLab stand-in as its own process for the test fleet: writes {url, pid, ...} to --state-file, removes it on exit.
 // Usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens off]
 //          [--state-dir DIR] [--runner-token-expiration SECONDS] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL]
+//          [--registry HOST:PORT --registry-key PEM_FILE]
 // --host is the address it listens on and the host of the URL it reports (the testbed passes 198.18.<slot>.1).
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startGitlabStandin } from './standin.js';
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
       'runner-token-expiration': { type: 'string' },
       'contacted-at-persist-every': { type: 'string' },
       'external-url': { type: 'string' },
+      registry: { type: 'string' },
+      'registry-key': { type: 'string' },
     },
     strict: true,
   });
@@ -39,7 +42,7 @@ async function main(): Promise<void> {
   const tokensDir = values['tokens-dir'];
   if (!stateFile || !tokensDir) {
     process.stderr.write(
-      'usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens on|off] [--state-dir DIR] [--runner-token-expiration S] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL]\n',
+      'usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens on|off] [--state-dir DIR] [--runner-token-expiration S] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL] [--registry HOST:PORT --registry-key PEM_FILE]\n',
     );
     process.exit(2);
   }
@@ -63,6 +66,12 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
+  if ((values.registry === undefined) !== (values['registry-key'] === undefined)) {
+    process.stderr.write(
+      '--registry and --registry-key go together (the registry trusts tokens signed with that key)\n',
+    );
+    process.exit(2);
+  }
   // Next to the tokens by default, so one directory holds all the stand-in keeps.
   const stateDir = resolve(values['state-dir'] ?? resolve(tokensDir, '..', 'gitlab-standin-state'));
   const standin = await startGitlabStandin({
@@ -74,6 +83,9 @@ async function main(): Promise<void> {
     runnerTokenExpirationSeconds: expiration !== undefined ? Number(expiration) : null,
     contactedAtPersistEveryMs: every as [number, number] | undefined,
     externalUrl: values['external-url'],
+    registry: values.registry
+      ? { hostPort: values.registry, keyPem: readFileSync(values['registry-key']!, 'utf8') }
+      : undefined,
   });
   const info: StandinServerInfo = {
     url: standin.url,

@@ -110,6 +110,8 @@ const rubyArray = (list: string[]) => `[${list.map((t) => JSON.stringify(t)).joi
 export interface PayloadContext {
   /** the stand-in's URL, e.g. http://198.18.4.1:8080 */
   serverUrl: string;
+  /** GitLab's container registry, Gitlab.config.registry.host_port; null when the registry is off */
+  registry: string | null;
   runner: RunnerForMatch;
   project: StandinProject;
   /** seconds the job waited in the queue */
@@ -178,6 +180,14 @@ export function jobVariables(job: StandinJob, ctx: PayloadContext): RunnerVariab
     pub('CI_DEFAULT_BRANCH', 'main'),
     pub('CI_CONFIG_PATH', '.gitlab-ci.yml'),
     pub('CI_PAGES_DOMAIN', 'example.com'),
+    // Project container_registry_variables: CI_REGISTRY_IMAGE is Project#container_registry_url, the full path
+    // lowercased (Docker refuses capitals), while CI_PROJECT_PATH keeps its case.
+    ...(ctx.registry
+      ? [
+          pub('CI_REGISTRY', ctx.registry),
+          pub('CI_REGISTRY_IMAGE', `${ctx.registry}/${project.path.toLowerCase()}`),
+        ]
+      : []),
     pub('CI_API_V4_URL', `${ctx.serverUrl}/api/v4`),
     pub('CI_API_GRAPHQL_URL', `${ctx.serverUrl}/api/graphql`),
     // Ci::Pipeline#predefined_variables (a push pipeline on main)
@@ -372,7 +382,11 @@ export function jobPayload(job: StandinJob, ctx: PayloadContext): Record<string,
       when: c.when,
       fallback_keys: [],
     })),
-    credentials: [],
+    // Ci::Build#credentials (Gitlab::Ci::Build::Credentials::Factory): the GitLab registry's, when it is on; the
+    // runner logs in with them to pull job images from there (common/network.go Credentials).
+    credentials: ctx.registry
+      ? [{ type: 'registry', url: ctx.registry, username: 'gitlab-ci-token', password: job.token }]
+      : [],
     dependencies: [],
     features: { trace_sections: true, failure_reasons: FAILURE_REASONS },
   };

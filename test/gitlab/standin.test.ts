@@ -37,7 +37,8 @@ async function call(
 describe('GitLab stand-in', () => {
   it('writes each token to its own 0600 file', () => {
     expect(readFileSync(gl.tokenFiles!.accessToken, 'utf8').trim()).toBe(gl.tokens.accessToken);
-    expect(readFileSync(gl.tokenFiles!.runnerToken, 'utf8').trim()).toMatch(/^glrt-/);
+    // GitLab 17.9's shape for a runner created in the UI: glrt-, the partition prefix t1_ (instance), 20 characters.
+    expect(readFileSync(gl.tokenFiles!.runnerToken, 'utf8').trim()).toMatch(/^glrt-t1_[A-Za-z0-9_-]{20}$/);
     expect(statSync(gl.tokenFiles!.registrationToken).mode & 0o777).toBe(0o600);
   });
 
@@ -100,7 +101,11 @@ describe('GitLab stand-in', () => {
       },
     });
     expect(created.status).toBe(201);
-    expect(created.body).toEqual({ id: 2, token: expect.stringMatching(/^glrt-/), token_expires_at: null });
+    expect(created.body).toEqual({
+      id: 2,
+      token: expect.stringMatching(/^glrt-t2_[A-Za-z0-9_-]{20}$/), // t2_: a group runner
+      token_expires_at: null,
+    });
     expect(gl.state.runners[1]).toMatchObject({
       runnerType: 'group_type',
       groupId: 9,
@@ -120,7 +125,8 @@ describe('GitLab stand-in', () => {
       json: { token: gl.tokens.registrationToken, tag_list: ['a', 'b'] },
     });
     expect(ok.status).toBe(201);
-    expect(ok.body.token).not.toMatch(/^glrt-/);
+    // Registered with the instance's registration token: no glrt-, the instance runner's partition prefix.
+    expect(ok.body.token).toMatch(/^t1_[A-Za-z0-9_-]{20}$/);
     expect((await call('POST', '/_standin/registration-tokens/disable')).status).toBe(204);
     expect(
       await call('POST', '/api/v4/runners', { json: { token: gl.tokens.registrationToken } }),

@@ -20,8 +20,10 @@
 //   token_expires_at only when the token expires).
 // - the runner side it must satisfy: gitlab-runner v17.9.3 common/network.go, network/gitlab.go, network/client.go,
 //   network/trace.go, network/remote_job_state_response.go, network/patch_response.go.
+// - container registry (opts.registry): CI_REGISTRY/CI_REGISTRY_IMAGE and the job's registry credentials
+//   (standin-jobs.ts), GET /jwt/auth that the registry's token challenge sends Docker to (standin-registry.ts).
 // Left out: artifacts and cache uploads, job timeouts enforced by GitLab, fair scheduling across projects, live trace
-// chunks (202 on final update), canceling (a canceled job is canceled at once), registries/credentials, trace limits.
+// chunks (202 on final update), canceling (a canceled job is canceled at once), the dependency proxy, trace limits.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -30,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CiConfigError, parseCiJob } from './standin-ci.js';
 import { commitFiles, dumbHttpFile, writePipelineRef } from './standin-git.js';
+import { fullAccessToken, registryAuth, registrySigner } from './standin-registry.js';
 import {
   jobPayload,
   type JobStatus,
@@ -176,6 +179,11 @@ export interface StandinOptions {
   contactedAtPersistEveryMs?: [number, number];
   /** URL jobs see as CI_SERVER_URL and clone from (default: the URL the stand-in listens on) */
   externalUrl?: string;
+  /**
+   * GitLab's container registry (gitlab.yml `registry`): its host:port (CI_REGISTRY) and the PEM key GitLab signs its
+   * tokens with (`registry.key`; the registry trusts the matching certificate). Without it the registry is off.
+   */
+  registry?: { hostPort: string; keyPem: string };
 }
 
 export interface GitlabStandin {
@@ -252,13 +260,33 @@ const RUNNER_FIELDS = [
 
 const randomToken = (prefix: string, n = 20) => prefix + randomBytes(n).toString('base64url').slice(0, n);
 
+/** Devise.friendly_token, GitLab's token body: 20 URL-safe base64 characters, with l I O 0 read as s x y z. */
+const friendlyToken = () =>
+  randomBytes(15)
+    .toString('base64url')
+    .replace(/[lIO0]/g, (c) => ({ l: 's', I: 'x', O: 'y', '0': 'z' })[c]!);
+
+/** Ci::Runner runner_type enum values, which the token's partition prefix spells in hex. */
+const RUNNER_TYPE_IDS: Record<RunnerType, number> = { instance_type: 1, group_type: 2, project_type: 3 };
+
+/**
+ * A runner authentication token as GitLab 17.9 makes it (Ci::Runner#prefix_for_new_and_legacy_runner): the
+ * partition prefix `t<runner_type in hex>_`, after CREATED_RUNNER_TOKEN_PREFIX `glrt-` unless the runner was
+ * registered with a registration token, then Devise.friendly_token. E.g. `glrt-t1_…` (POST /user/runners, instance)
+ * and `t1_…` (POST /runners). Routable tokens (`glrt-t2_<base64>.01.<crc>`, feature flag routable_runner_token for
+ * group and project runners) are off by default in 17.9 and not made here.
+ */
+export function runnerAuthToken(runnerType: RunnerType, registered: boolean): string {
+  return `${registered ? '' : 'glrt-'}t${RUNNER_TYPE_IDS[runnerType].toString(16)}_${friendlyToken()}`;
+}
+
 function loadOrMakeTokens(dir: string | undefined): StandinTokens {
   const fresh: StandinTokens = {
     accessToken: randomToken('glpat-'),
     accessTokenCreateOnly: randomToken('glpat-'),
     accessTokenNoScope: randomToken('glpat-'),
     registrationToken: randomToken('GR1348941'),
-    runnerToken: randomToken('glrt-'),
+    runnerToken: runnerAuthToken('instance_type', false),
   };
   if (!dir) return fresh;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -384,6 +412,7 @@ const MASKABLE = /^[^\s]{8,}$/;
 
 export async function startGitlabStandin(opts: StandinOptions = {}): Promise<GitlabStandin> {
   const tokens = loadOrMakeTokens(opts.tokensDir);
+  const signer = opts.registry ? registrySigner(opts.registry.hostPort, opts.registry.keyPem) : null;
   const accessTokens = new Map<string, AccessToken>([
     [tokens.accessToken, { scopes: ['create_runner', 'manage_runner'], admin: true }],
     [tokens.accessTokenCreateOnly, { scopes: ['create_runner'], admin: true }],
@@ -706,7 +735,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   /** Ci::Runners::ResetAuthenticationTokenService → reset_token!: a new token, a new expiry, the old one dead. */
   const resetToken = (r: StandinRunner) => {
-    r.token = r.createdVia === 'registration' ? randomBytes(15).toString('hex') : randomToken('glrt-');
+    r.token = runnerAuthToken(r.runnerType, r.createdVia === 'registration');
     r.tokenExpiresAt = tokenExpiry();
     r.queueValue = null;
   };
@@ -829,7 +858,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
           createdVia: 'user',
           ...attrs,
         },
-        randomToken('glrt-'),
+        runnerAuthToken(runnerType, false),
       );
       state.runners.push(runner);
       return { status: 201, body: registration(runner) };
@@ -842,10 +871,10 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         throw new HttpError(410, { message: '410 Gone - runner registration disallowed' });
       if (token !== tokens.registrationToken) throw forbidden('invalid token supplied');
       const attrs = runnerAttributes(p);
-      // Runners registered with a registration token get a token without the glrt- prefix.
+      // Runners registered with a registration token get a token without the glrt- prefix: t1_… for the instance's.
       const runner = newRunner(
         { runnerType: 'instance_type', createdVia: 'registration', ...attrs },
-        randomBytes(15).toString('hex'),
+        runnerAuthToken('instance_type', true),
       );
       state.runners.push(runner);
       return { status: 201, body: registration(runner) };
@@ -902,6 +931,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       job.startedAt = now();
       const body = jobPayload(job, {
         serverUrl,
+        registry: signer?.hostPort ?? null,
         runner,
         project: projectById(job.projectId),
         timeInQueue: (Date.parse(job.startedAt) - Date.parse(job.queuedAt)) / 1000,
@@ -1218,6 +1248,12 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       return { status: 201, body: { id: job.id } };
     }
     if (method === 'GET' && path === '/_standin/jobs') return { status: 200, body: jobs.map(jobView) };
+    if (method === 'GET' && path === '/_standin/registry-token') {
+      // For tests that read the registry after a job: GitLab's own full-access token for the named repositories.
+      if (!signer) throw notFound('Registry');
+      const names = ([] as unknown[]).concat(p.repository ?? []).map(String);
+      return { status: 200, body: { token: fullAccessToken(signer, names) } };
+    }
     if ((m = /^\/_standin\/jobs\/(\d+)$/.exec(path)) && method === 'GET') {
       const job = jobs.find((j) => j.id === Number(m![1]));
       if (!job) throw notFound('Job');
@@ -1235,6 +1271,15 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     throw notFound();
   }
 
+  /** GitLab's registry token endpoint (standin-registry.ts): a job's token works only while the job runs. */
+  const jwtAuth = (req: IncomingMessage, url: URL): Reply => {
+    const r = registryAuth(signer, url.searchParams, req.headers.authorization, (token) => {
+      const job = jobs.find((j) => j.token === token && j.status === 'running');
+      return job ? { projectPath: projectById(job.projectId).path, user: 'root' } : null;
+    });
+    return r.body === null ? { status: r.status } : { status: r.status, body: r.body };
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://standin');
     const method = (req.method ?? 'GET').toUpperCase();
@@ -1248,6 +1293,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       const params = parseParams(req, url, isTrace ? '' : body.toString('utf8'));
       const git = !isControl && !path.startsWith('/api/') ? gitHttp(req, method, path) : null;
       if (isControl) reply = await control(method, path, params);
+      else if (method === 'GET' && path === '/jwt/auth') reply = jwtAuth(req, url);
       else if (git) reply = git;
       else {
         if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
