@@ -122,6 +122,7 @@ async function convergeNode(
         docker: inv.docker,
         pods: { placement: inv.runners.placement, podCidr: inv.kubernetes.podCidr },
         preflight: preflight.check,
+        ca: inv.gitlab.ca,
       });
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {
