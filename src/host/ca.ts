@@ -1,5 +1,5 @@
 // Pure: where each consumer on a node looks for the private CA (gitlab.caFile), and the steps that put it there.
-import type { DockerFlavour, Placement, PrivateCa } from '../inventory/types.js';
+import type { DockerFlavour, NodeSpec, Placement, PrivateCa } from '../inventory/types.js';
 import { MICROK8S_CERTS_D, fileFact, shQuote, type FileFact, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 
@@ -132,4 +132,37 @@ export function planCaFiles(input: {
     });
   }
   return steps;
+}
+
+/**
+ * status: the consumers on a node whose copy of the CA is missing or differs (each then fails with x509: certificate
+ * signed by unknown authority), worded as `dockerd for REGISTRY`, `microk8s containerd for REGISTRY`, `the host
+ * runner`. The Docker flavour is the one the node has; with both or none, both Dockers' folders are checked.
+ */
+export function caConsumersWithout(input: {
+  ca: PrivateCa;
+  node: NodeSpec;
+  registries: string[];
+  placement: Placement;
+  facts: HostFacts;
+}): string[] {
+  const { ca, node, facts } = input;
+  const want = caFileContent(ca);
+  const has = (path: string) => caFact(facts, path).content === want;
+  const flavours: DockerFlavour[] =
+    node.docker !== 'auto'
+      ? [node.docker]
+      : facts.snapDocker && !facts.aptDocker
+        ? ['snap']
+        : facts.aptDocker && !facts.snapDocker
+          ? ['apt']
+          : ['apt', 'snap'];
+  const missing: string[] = [];
+  for (const r of input.registries) {
+    if (!flavours.some((f) => has(dockerCaPath(f, r)))) missing.push(`dockerd for ${r}`);
+    if (facts.microk8s && node.microk8s && !has(containerdCaPath(r)))
+      missing.push(`microk8s containerd for ${r}`);
+  }
+  if (input.placement === 'host' && !has(HOST_RUNNER_CA)) missing.push('the host runner');
+  return missing;
 }
