@@ -1,8 +1,9 @@
 // Runs the GitLab stand-in as its own process for the test fleet: writes {url, pid, ...} to --state-file, removes it on exit.
 // Usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens off]
 //          [--state-dir DIR] [--runner-token-expiration SECONDS] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL]
+//          [--tls-cert PEM --tls-key PEM]   (HTTPS as well, on another port: tlsUrl in the state file)
 // --host is the address it listens on and the host of the URL it reports (the testbed passes 198.18.<slot>.1).
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startGitlabStandin } from './standin.js';
@@ -10,6 +11,8 @@ import { startGitlabStandin } from './standin.js';
 /** What --state-file holds: how another process finds and stops the stand-in (never a token, only the token files). */
 export interface StandinServerInfo {
   url: string;
+  /** with --tls-cert: the HTTPS URL (jobs see it as CI_SERVER_URL) */
+  tlsUrl?: string;
   pid: number;
   host: string;
   port: number;
@@ -32,6 +35,8 @@ async function main(): Promise<void> {
       'runner-token-expiration': { type: 'string' },
       'contacted-at-persist-every': { type: 'string' },
       'external-url': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
     },
     strict: true,
   });
@@ -74,9 +79,18 @@ async function main(): Promise<void> {
     runnerTokenExpirationSeconds: expiration !== undefined ? Number(expiration) : null,
     contactedAtPersistEveryMs: every as [number, number] | undefined,
     externalUrl: values['external-url'],
+    ...(values['tls-cert'] && values['tls-key']
+      ? {
+          tls: {
+            cert: readFileSync(values['tls-cert'], 'utf8'),
+            key: readFileSync(values['tls-key'], 'utf8'),
+          },
+        }
+      : {}),
   });
   const info: StandinServerInfo = {
     url: standin.url,
+    ...(standin.tlsUrl ? { tlsUrl: standin.tlsUrl } : {}),
     pid: process.pid,
     host: values.host!,
     port: standin.port,
