@@ -53,7 +53,12 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
       '    # so the job also works on other dind runners.',
       `    - name: ${q(inv.runners.dindImage)}`,
       '      alias: docker',
-      `      command: [${q(`--insecure-registry=${registry}`)}]`,
+      // With gitlab.caFile the registry serves HTTPS: the runner mounts the node's certs.d (the CA) into services.
+      ...(inv.gitlab.ca
+        ? [
+            "      # No --insecure-registry: the runner mounts the node's certs.d (the private CA) into services.",
+          ]
+        : [`      command: [${q(`--insecure-registry=${registry}`)}]`]),
       '  variables:',
       '    # TLS between the job and its dind service, as GitLab documents for the Docker executor.',
       `    DOCKER_HOST: ${q('tcp://docker:2376')}`,

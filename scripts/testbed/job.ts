@@ -30,6 +30,8 @@ export interface JobOptions {
   custom?: { job: string; yaml: string };
   /** the project the job runs in (default DEMO_PROJECT); GitLab paths may hold capitals, image names may not */
   project?: string;
+  /** the stand-in's plain-HTTP URL for /_standin calls, when the inventory names its HTTPS one (a private CA) */
+  standinUrl?: string;
 }
 
 export interface JobResult {
@@ -133,7 +135,7 @@ function nodeOfRunner(inv: Inventory, description: string | undefined): string |
 
 export async function runCiJob(opts: JobOptions): Promise<JobResult> {
   const inv = parseInventory(readFileSync(opts.inventoryPath, 'utf8'), opts.inventoryPath);
-  const base = inv.gitlab.url;
+  const base = opts.standinUrl ?? inv.gitlab.url;
   const registry = inv.gitlab.registries[0];
   const { yaml, job } = opts.custom ?? (await snippetFor(opts, inv));
   const project = await call<{ path: string; sha: string }>(base, 'POST', '/_standin/projects', {

@@ -141,6 +141,7 @@ async function convergeNode(
         snap: inv.snap,
         pods: { placement: inv.runners.placement, podCidr: inv.kubernetes.podCidr },
         preflight: preflight.check,
+        ca: inv.gitlab.ca,
       });
       const warning = snapDoodWarning(inv, host.plan.flavour);
       if (warning) opts.log.warn(node.name, warning);

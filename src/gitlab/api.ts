@@ -3,6 +3,7 @@ import { ApiError } from '../errors.js';
 import type { AccessLevel, GitlabConfig, RunnerType } from '../inventory/types.js';
 import { commandTrace } from '../log.js';
 import { redact, registerSecret } from '../secrets.js';
+import { fetchTrusting } from './ca-fetch.js';
 
 /** Runner settings as the API spells them (POST /user/runners, POST /runners, PUT /runners/:id). */
 export interface RunnerParams {
@@ -115,7 +116,9 @@ export class GitlabApi implements GitlabRunnerApi {
   }
 
   static fromConfig(gitlab: GitlabConfig, extra: Partial<GitlabApiOptions> = {}): GitlabApi {
-    return new GitlabApi({ url: gitlab.url, timeoutSeconds: gitlab.timeout, ...extra });
+    // gitlab.caFile: runner-fleet itself is one more client of GitLab's certificate.
+    const trusting = gitlab.ca ? { fetch: fetchTrusting(gitlab.ca.pem) } : {};
+    return new GitlabApi({ url: gitlab.url, timeoutSeconds: gitlab.timeout, ...trusting, ...extra });
   }
 
   /** POST /user/runners: needs an access token with the create_runner scope. */
@@ -372,6 +375,9 @@ function networkReason(err: unknown, timeoutSeconds: number, origin: string): st
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError')
     return `no answer within ${timeoutSeconds}s (gitlab.timeout)`;
   const cause = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+  // Node's names for "x509: certificate signed by unknown authority" and its kin.
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER/.test(cause))
+    return `${origin}'s certificate does not verify (${cause}; x509: is it signed by a private CA? name it in gitlab.caFile)`;
   return `cannot reach ${origin} (${cause})`;
 }
 

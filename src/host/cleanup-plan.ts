@@ -10,7 +10,8 @@ import {
   serialiseOwnership,
   type SettingsChange,
 } from './daemon-json.js';
-import type { HostFacts } from './facts.js';
+import { HOST_RUNNER_CA, caCandidatePaths, caFact, isOurCaFile } from './ca.js';
+import type { FileFact, HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import { planForwardingCleanup } from './forwarding.js';
 import { planPruneCleanup } from './prune.js';
@@ -20,7 +21,7 @@ import {
   daemonJsonWriteStep,
   HostPlanError,
   reloadDockerStep,
-  renderHostsToml,
+  isOurHostsToml,
   type HostStep,
 } from './plan.js';
 
@@ -78,6 +79,13 @@ export function planHostCleanup(
   if (prune) steps.push(prune);
   const holds = planSnapHoldsCleanup(facts.snaps);
   if (holds) steps.push(holds);
+  // The host runner's copy of the CA goes with the runner; the registries' copies are registry configuration.
+  const caFiles = caCandidatePaths(registries)
+    .map((path) => caFact(facts, path))
+    .filter(isOurCaFile);
+  const runnerCa = caFiles.filter((f) => f.path === HOST_RUNNER_CA);
+  const registryCas = caFiles.filter((f) => f.path !== HOST_RUNNER_CA);
+  steps.push(...runnerCa.map((f) => removeCaStep(f, "the host runner's tls-ca-file")));
 
   let flavour: DockerFlavour | undefined;
   try {
@@ -112,6 +120,7 @@ export function planHostCleanup(
       ...(listed.length > 0 ? [`${listed.join(', ')} in ${file!.path}`] : []),
       ...(keys.length > 0 ? [`runner-fleet's ${keys.join(', ')} in ${file!.path}`] : []),
       ...tomls.map((t) => t.fact!.path),
+      ...registryCas.map((f) => f.path),
     ];
     if (what.length > 0)
       kept.push(`registry configuration stays (${what.join('; ')}): --purge-registry-config removes it`);
@@ -176,8 +185,9 @@ export function planHostCleanup(
       `${[...listed, ...new Set(settings.map((c) => c.key))].join(', ')} stay in ${file?.path ?? 'daemon.json'}: both apt and snap Docker are installed; set nodes[].docker to choose`,
     );
   }
+  steps.push(...registryCas.map((f) => removeCaStep(f, 'the private CA for a registry')));
   for (const { registry, fact } of tomls) {
-    if (fact!.content === renderHostsToml(registry)) {
+    if (isOurHostsToml(registry, fact!.content)) {
       steps.push({
         kind: 'remove-file',
         path: fact!.path,
@@ -189,6 +199,15 @@ export function planHostCleanup(
     }
   }
   return { steps, kept };
+}
+
+function removeCaStep(fact: FileFact, what: string): CleanupStep {
+  return {
+    kind: 'remove-file',
+    path: fact.path,
+    expectSha256: fact.sha256,
+    detail: `remove ${fact.path} (runner-fleet's copy of gitlab.caFile: ${what})`,
+  };
 }
 
 /**

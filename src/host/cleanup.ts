@@ -5,7 +5,7 @@ import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import type { NodeConnection } from '../ssh.js';
 import { IDENTITY_ROOT } from '../executors.js';
 import { identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
-import { gatherFacts, stepScript } from './converge.js';
+import { gatherFacts, removeFileScript, stepScript } from './converge.js';
 import { shQuote } from './facts.js';
 
 /** Gathers (one read-only round trip, the same gather apply makes) and plans. */
@@ -21,15 +21,8 @@ export async function planNodeCleanup(
 
 export function cleanupStepScript(step: CleanupStep): string {
   switch (step.kind) {
-    case 'remove-file': {
-      const f = shQuote(step.path);
-      return `f=${f}
-if [ -e "$f" ]; then
-  cur=$(sha256sum "$f" | cut -d' ' -f1)
-  if [ "$cur" != ${shQuote(step.expectSha256)} ]; then echo "$f changed while runner-fleet was working; not removing it, run again" >&2; exit 17; fi
-  rm -f "$f" "$f.runner-fleet.bak"
-fi${step.keepDir ? '' : `\nrmdir "$(dirname "$f")" 2>/dev/null || :`}`;
-    }
+    case 'remove-file':
+      return removeFileScript(step.path, step.expectSha256, step.keepDir);
     case 'remove-dir':
       // The path is one of IDENTITY_DIRS (never user input); the root goes only when nothing else is left in it.
       return `rm -rf -- ${shQuote(step.path)}\nrmdir ${shQuote(IDENTITY_ROOT)} 2>/dev/null || :`;

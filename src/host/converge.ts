@@ -1,7 +1,7 @@
 // Converges one node's Docker: gather facts, plan, run only the planned steps, verify with `docker info`.
 import { withNodeLock } from '../lock/node-lock.js';
 import { RemoteCommandError } from '../errors.js';
-import type { NodeSpec } from '../inventory/types.js';
+import type { NodeSpec, PrivateCa } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import {
@@ -22,7 +22,8 @@ import {
   type PodNetwork,
 } from './forwarding.js';
 import type { DockerFlavour } from '../inventory/types.js';
-import { NO_DOCKER_SETTINGS, planHost, type HostPlan, type HostStep } from './plan.js';
+import { caGatherLines } from './ca.js';
+import { NO_DOCKER_SETTINGS, insecureRegistries, planHost, type HostPlan, type HostStep } from './plan.js';
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
 import type { DockerSettings, SnapSettings } from '../inventory/types.js';
 import { logScalars } from './daemon-json.js';
@@ -45,14 +46,20 @@ export class HostVerifyError extends Error {
 
 /**
  * `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. The
- * forwarding facts (src/host/forwarding.ts) always join it.
+ * forwarding facts (src/host/forwarding.ts) and the CA files runner-fleet may have written (src/host/ca.ts) always
+ * join it.
  */
 export async function gatherFacts(
   conn: NodeConnection,
   registries: string[],
   extra = '',
 ): Promise<HostFacts> {
-  const ours = [forwardingGatherScript, pruneGatherScript, snapHoldsGatherScript].join('\n');
+  const ours = [
+    forwardingGatherScript,
+    pruneGatherScript,
+    snapHoldsGatherScript,
+    caGatherLines(registries),
+  ].join('\n');
   const r = await conn.exec(gatherScript(registries, `${ours}\n${extra}`), {
     sudo: true,
     step: 'gather facts',
@@ -111,6 +118,19 @@ ${keep}${remember}${opts.backup === false ? '' : 'if [ -e "$f" ]; then cp -p "$f
 trap - EXIT`;
 }
 
+/**
+ * Shell that removes a file runner-fleet wrote, only if it is still what the plan saw (exit 17 otherwise), with its
+ * backup; then its folder if that leaves it empty (unless `keepDir`).
+ */
+export function removeFileScript(path: string, expectSha256: string, keepDir = false): string {
+  return `f=${shQuote(path)}
+if [ -e "$f" ]; then
+  cur=$(sha256sum "$f" | cut -d' ' -f1)
+  if [ "$cur" != ${shQuote(expectSha256)} ]; then echo "$f changed while runner-fleet was working; not removing it, run again" >&2; exit 17; fi
+  rm -f "$f" "$f.runner-fleet.bak"
+fi${keepDir ? '' : `\nrmdir "$(dirname "$f")" 2>/dev/null || :`}`;
+}
+
 /** Shell for one step. Every write is atomic (temp file + mv in the same folder) and keeps a backup. */
 export function stepScript(step: HostStep): string {
   switch (step.kind) {
@@ -123,6 +143,8 @@ export function stepScript(step: HostStep): string {
       });
     case 'reload-docker':
       return DOCKER_FLAVOURS[step.flavour].script[step.action];
+    case 'remove-file':
+      return removeFileScript(step.path, step.expectSha256);
     case 'enable-forwarding':
       // runner-fleet's own file: no backup (destroy removes it whole).
       return [
@@ -361,9 +383,13 @@ export async function convergeHost(
     pods?: PodNetwork;
     /** the node's pre-flight problems from the first gather: any refuses the node before a step is planned */
     preflight?: (facts: HostFacts) => Promise<PreflightProblem[]>;
+    /** gitlab.caFile: the registries serve HTTPS with it; none goes into insecure-registries */
+    ca?: PrivateCa;
   },
 ): Promise<HostResult> {
   const settings = opts.docker ?? NO_DOCKER_SETTINGS;
+  // What dockerd must list as insecure once the steps ran: verified after every apply.
+  const insecure = insecureRegistries(registries, opts.ca);
   const changes: Change[] = [];
   const record = (c: Change) => {
     changes.push(c);
@@ -372,14 +398,18 @@ export async function convergeHost(
   let facts = await gatherFacts(conn, registries, opts.gatherExtra);
   const problems = (await opts.preflight?.(facts)) ?? [];
   if (problems.length > 0) throw new PreflightError(node.name, problems);
-  let plan = planHost(node, registries, facts, settings, opts.pods, opts.snap);
+  let plan = planHost(node, registries, facts, settings, opts.pods, opts.snap, opts.ca);
 
   if (opts.dryRun) {
     plan.steps.forEach((s) => record(toChange(s)));
     if (plan.regather)
       record({
         step: 'write-file',
-        detail: `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker${settings.prune ? `, and install the docker.prune timer (${PRUNE_UNIT}.timer)` : ''}`,
+        detail: `${
+          opts.ca
+            ? `then give dockerd the private CA for ${registries.join(', ')} (certs.d)`
+            : `then add ${registries.join(', ')} to insecure-registries in ${plan.daemonJsonPath} and reload Docker`
+        }${settings.prune ? `, and install the docker.prune timer (${PRUNE_UNIT}.timer)` : ''}`,
       });
     return { facts, plan, changes };
   }
@@ -387,7 +417,7 @@ export async function convergeHost(
   if (plan.regather) {
     await runStepsRecording(conn, plan.steps, [], record);
     facts = await gatherFacts(conn, registries, opts.gatherExtra);
-    plan = planHost(node, registries, facts, settings, opts.pods, opts.snap);
+    plan = planHost(node, registries, facts, settings, opts.pods, opts.snap, opts.ca);
   }
 
   if (plan.steps.length === 0) {
@@ -408,13 +438,13 @@ export async function convergeHost(
   const info = await runStepsRecording(
     conn,
     plan.steps,
-    registries,
+    insecure,
     record,
     plan.afterVerify,
     loadedMarkers(settings),
     containerCheck,
   );
-  checkInsecure(info, registries, settings);
+  checkInsecure(info, insecure, settings);
   return { facts, plan, changes };
 }
 

@@ -28,6 +28,8 @@ export interface DockerFlavourOps {
   bringBackRestart: string;
   /** the systemd unit whose journal has dockerd's log */
   unit: string;
+  /** the `certs.d` folder its dockerd reads registry CAs from (`<host:port>/*.crt`), as the node sees it */
+  certsDir: string;
 }
 
 /**
@@ -54,6 +56,7 @@ systemctl is-active --quiet docker || systemctl start docker`,
     reloadDetail: 'systemctl reload docker (SIGHUP, running jobs keep going)',
     restartDetail: 'systemctl restart docker (running containers restart)',
     unit: 'docker',
+    certsDir: '/etc/docker/certs.d',
     bringBack:
       'if timeout 10 docker info >/dev/null 2>&1; then systemctl reload docker; else systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl start docker; fi',
     bringBackRestart: 'systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl restart docker',
@@ -72,6 +75,10 @@ systemctl is-active --quiet docker || systemctl start docker`,
       "systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service (SIGHUP to dockerd, which the snap's wrapper execs; running jobs keep going)",
     restartDetail: 'snap restart docker (running containers restart)',
     unit: 'snap.docker.dockerd',
+    // canonical/docker-snap snap/snapcraft.yaml: `layout: /etc/docker: bind: $SNAP_DATA/etc/docker` (and its
+    // docker-registry-certificates slot exports $SNAP_DATA/etc/docker/certs.d), so the snap's dockerd reads this
+    // folder as /etc/docker/certs.d. The host's /etc/docker/certs.d is never seen by it.
+    certsDir: '/var/snap/docker/current/etc/docker/certs.d',
     bringBack:
       'if timeout 10 docker info >/dev/null 2>&1; then systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service; else snap start docker >/dev/null; fi',
     bringBackRestart: 'snap restart docker >/dev/null',

@@ -1,5 +1,6 @@
 // The pure host plan: from a node's spec, the registries and its gathered facts, the steps that converge it.
-import type { DockerFlavour, DockerSettings, NodeSpec, SnapSettings } from '../inventory/types.js';
+import type { DockerFlavour, DockerSettings, NodeSpec, PrivateCa, SnapSettings } from '../inventory/types.js';
+import { containerdCaPath, planCaFiles, type CaRemoval } from './ca.js';
 import {
   OWNED_KEYS,
   logScalars,
@@ -32,7 +33,7 @@ export type HostStep =
   | { kind: 'install-docker'; flavour: DockerFlavour; detail: string }
   | {
       kind: 'write-file';
-      name: 'daemon.json' | 'hosts.toml' | 'registry state';
+      name: 'daemon.json' | 'hosts.toml' | 'registry state' | 'ca.crt';
       path: string;
       content: string;
       expectSha256: string;
@@ -43,6 +44,7 @@ export type HostStep =
       detail: string;
     }
   | { kind: 'reload-docker'; flavour: DockerFlavour; action: DockerAction; detail: string }
+  | CaRemoval
   | ForwardingStep
   | PruneStep
   | SnapHoldStep;
@@ -84,10 +86,21 @@ function daemonJsonFact(flavour: DockerFlavour, facts: HostFacts): FileFact {
   return facts.runningDaemonJson ?? DOCKER_FLAVOURS[flavour].defaultDaemonJson(facts);
 }
 
-/** containerd (microk8s) hosts.toml that makes `registry` a plain-HTTP mirror for pulls. */
-export function renderHostsToml(registry: string): string {
-  return `# Managed by runner-fleet: ${registry} serves plain HTTP.\nserver = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`;
+/**
+ * containerd (microk8s) hosts.toml for `registry`: a plain-HTTP mirror for pulls, or, with the private CA, HTTPS
+ * verified against runner-fleet's copy of it (containerd docs/hosts.md: `ca` under the host).
+ */
+export function renderHostsToml(registry: string, ca?: PrivateCa): string {
+  if (!ca)
+    return `# Managed by runner-fleet: ${registry} serves plain HTTP.\nserver = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`;
+  return `# Managed by runner-fleet: ${registry} serves HTTPS with a certificate from gitlab.caFile.\nserver = "https://${registry}"\n\n[host."https://${registry}"]\n  capabilities = ["pull", "resolve"]\n  ca = "${containerdCaPath(registry)}"\n`;
 }
+
+/** Whether a hosts.toml is one runner-fleet wrote for `registry` (either kind): destroy removes only those. */
+export const isOurHostsToml = (registry: string, content: string | undefined, ca?: PrivateCa): boolean =>
+  content === renderHostsToml(registry) ||
+  (ca !== undefined && content === renderHostsToml(registry, ca)) ||
+  (content?.startsWith(`# Managed by runner-fleet: ${registry} serves HTTPS`) ?? false);
 
 /** Writing daemon.json: atomic, guarded by the sha the plan saw. Shared by apply and destroy's purge. */
 export function daemonJsonWriteStep(file: FileFact, merged: DaemonJson, detail: string): HostStep {
@@ -118,9 +131,14 @@ export const NO_DOCKER_SETTINGS: DockerSettings = { registryMirrors: [] };
 
 const norm = (url: string) => url.replace(/\/+$/, '');
 
+/** The registries dockerd must treat as insecure: all of them over plain HTTP, none once they serve HTTPS. */
+export const insecureRegistries = (registries: string[], ca: PrivateCa | undefined): string[] =>
+  ca ? [] : registries;
+
 /**
  * `pods`: where the runners run and the pod CIDR; on a cluster node (isClusterNode) forwarding steps come first, before
  * Docker is installed, started or restarted (src/host/forwarding.ts). Without it (callers that predate it), none.
+ * `ca` (gitlab.caFile): the registries serve HTTPS; each consumer on the node gets the CA instead of an insecure entry.
  */
 export function planHost(
   node: NodeSpec,
@@ -129,15 +147,49 @@ export function planHost(
   settings: DockerSettings = NO_DOCKER_SETTINGS,
   pods?: PodNetwork,
   snap: SnapSettings = NO_SNAP_SETTINGS,
+  ca?: PrivateCa,
 ): HostPlan {
   const forwarding =
     pods && isClusterNode(node.microk8s, facts, pods) ? planForwarding(facts.forwarding, pods.podCidr) : [];
-  const plan = planDocker(node, registries, facts, settings);
+  const plan = planDocker(node, insecureRegistries(registries, ca), facts, settings);
+  if (plan.regather) return { ...plan, steps: [...forwarding, ...plan.steps] };
+  const microk8s = facts.microk8s && node.microk8s;
+  // CA files before the hosts.toml that names them: containerd reads both at the next pull.
+  const caSteps = planCaFiles({
+    ca,
+    flavour: plan.flavour,
+    registries,
+    microk8s,
+    placement: pods?.placement,
+    facts,
+  });
+  const hostsToml = microk8s ? planHostsToml(registries, facts, ca) : [];
   // Once Docker is there (a node that gets it first is planned again): the prune timer and the snap holds, last.
-  const upkeep = plan.regather
-    ? []
-    : [...planPrune(settings.prune, plan.flavour, facts.prune), ...planSnapHolds(snap, facts.snaps)];
-  return { ...plan, steps: [...forwarding, ...plan.steps, ...upkeep] };
+  const upkeep = [
+    ...planPrune(settings.prune, plan.flavour, facts.prune),
+    ...planSnapHolds(snap, facts.snaps),
+  ];
+  return { ...plan, steps: [...forwarding, ...plan.steps, ...caSteps, ...hostsToml, ...upkeep] };
+}
+
+/** containerd re-reads certs.d/*\/hosts.toml on each pull, so writing the file needs no restart. */
+function planHostsToml(registries: string[], facts: HostFacts, ca: PrivateCa | undefined): HostStep[] {
+  const steps: HostStep[] = [];
+  for (const registry of registries) {
+    const fact = facts.hostsToml[registry] ?? { path: hostsTomlPath(registry), sha256: 'absent' as const };
+    const want = renderHostsToml(registry, ca);
+    if (fact.content === want) continue;
+    steps.push({
+      kind: 'write-file',
+      name: 'hosts.toml',
+      path: fact.path,
+      content: want,
+      expectSha256: fact.sha256,
+      mode: '0644',
+      detail: `${fact.path}: microk8s containerd pulls ${registry} ${ca ? 'over HTTPS, trusting the private CA' : 'over plain HTTP'}`,
+    });
+  }
+  return steps;
 }
 
 /** No holds: what a caller that predates `snap` asks for (and what drops the holds runner-fleet made). */
@@ -316,25 +368,6 @@ function planDocker(
           ? `dockerd has not loaded ${notYetInsecure.join(', ')} yet`
           : 'dockerd has not loaded the registry-mirrors yet';
     steps.push(reloadDockerStep(flavour, why));
-  }
-
-  // containerd re-reads certs.d/*/hosts.toml on each pull, so writing the file needs no restart.
-  if (facts.microk8s && node.microk8s) {
-    for (const registry of registries) {
-      const fact = facts.hostsToml[registry] ?? { path: hostsTomlPath(registry), sha256: 'absent' as const };
-      const want = renderHostsToml(registry);
-      if (fact.content !== want) {
-        steps.push({
-          kind: 'write-file',
-          name: 'hosts.toml',
-          path: fact.path,
-          content: want,
-          expectSha256: fact.sha256,
-          mode: '0644',
-          detail: `${fact.path}: microk8s containerd pulls ${registry} over plain HTTP`,
-        });
-      }
-    }
   }
 
   return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure, afterVerify };

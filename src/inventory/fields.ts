@@ -249,6 +249,10 @@ const gitlab = strict(
     accessToken: v.optional(secret('gitlab.accessToken')),
     runnerToken: v.optional(secret('gitlab.runnerToken')),
     registrationToken: v.optional(secret('gitlab.registrationToken')),
+    /** `file:PATH`: the PEM CA that GitLab's and the registries' certificates chain to (read by schema.ts) */
+    caFile: v.optional(
+      str({ pattern: /^file:.+$/, hint: 'expected file:PATH naming a PEM CA certificate', max: 4096 }),
+    ),
     runnerType: v.optional(oneOf(RUNNER_TYPES), 'instance_type'),
     groupId: v.optional(int(1, Number.MAX_SAFE_INTEGER)),
     projectId: v.optional(int(1, Number.MAX_SAFE_INTEGER)),

@@ -554,3 +554,37 @@ describe('inventory/fleet.example.yaml', () => {
     expect(inv.runners.image).toBe('gitlab/gitlab-runner:alpine-v17.9.3');
   });
 });
+
+describe('gitlab.caFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rf-inv-ca-'));
+  const cert = '-----BEGIN CERTIFICATE-----\nMIIBfake+/=\n-----END CERTIFICATE-----';
+  const withCa = (ref: string) =>
+    base.replace('  registry: gitlab.lan:5050', `  registry: gitlab.lan:5050\n  caFile: ${ref}`);
+
+  it('reads the certificates, relative to the inventory, and leaves anything else in the file behind', () => {
+    writeFileSync(
+      join(dir, 'bundle.pem'),
+      `subject=CN=test\n${cert}\n-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n${cert.replace('fake', 'two')}\n`,
+    );
+    const inv = parseInventory(withCa('file:bundle.pem'), join(dir, 'fleet.yaml'));
+    expect(inv.gitlab.ca).toEqual({
+      path: join(dir, 'bundle.pem'),
+      pem: `${cert}\n${cert.replace('fake', 'two')}\n`,
+    });
+    expect(parseInventory(base, join(dir, 'fleet.yaml')).gitlab.ca).toBeUndefined();
+  });
+
+  it('a reference that is not file:, a missing file or one without a certificate is bad input naming the field', () => {
+    expect(issuesOf(withCa('/etc/ca.pem'))[0]).toMatch(/^gitlab\.caFile: expected file:PATH/);
+    writeFileSync(join(dir, 'empty.pem'), 'nothing here\n');
+    const err = (ref: string) => {
+      try {
+        parseInventory(withCa(ref), join(dir, 'fleet.yaml'));
+      } catch (e) {
+        return (e as InputError).issues[0];
+      }
+    };
+    expect(err('file:missing.pem')).toBe(`gitlab.caFile: cannot read ${join(dir, 'missing.pem')} (ENOENT)`);
+    expect(err('file:empty.pem')).toMatch(/^gitlab\.caFile: .*empty\.pem holds no PEM certificate/);
+  });
+});

@@ -7,7 +7,7 @@ import { parseDocument } from 'yaml';
 import { InputError } from '../errors.js';
 import { DEFAULT_IMAGES, GITLAB_RUNNER_REPOSITORY, LIMITS, checkFields, type FieldIssue } from './fields.js';
 import { RuleContext, checkRules, type ParseOptions } from './rules.js';
-import type { GitlabAuth, Inventory } from './types.js';
+import type { GitlabAuth, Inventory, PrivateCa } from './types.js';
 
 export { LIMITS } from './fields.js';
 export type { ParseOptions } from './rules.js';
@@ -62,7 +62,8 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     const home = p === '~' || p.startsWith('~/') ? homedir() + p.slice(1) : p;
     return isAbsolute(home) ? home : resolve(base, home);
   };
-  const { registry, accessToken, runnerToken, registrationToken, ...gitlab } = file.gitlab;
+  const { registry, accessToken, runnerToken, registrationToken, caFile, ...gitlab } = file.gitlab;
+  const ca = caFile === undefined ? undefined : readCa(expand(caFile.slice('file:'.length)));
   // rules.ts made sure at most one is set.
   const auth: GitlabAuth = accessToken
     ? { kind: 'accessToken', token: accessToken }
@@ -85,7 +86,13 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     file.runners.image ?? (version === undefined ? DEFAULT_IMAGES.image : DEFAULT_IMAGES.versionedImage);
   return {
     source,
-    gitlab: { ...gitlab, url: gitlab.url.replace(/\/+$/, ''), registries: [...new Set(registry)], auth },
+    gitlab: {
+      ...gitlab,
+      url: gitlab.url.replace(/\/+$/, ''),
+      registries: [...new Set(registry)],
+      auth,
+      ...(ca ? { ca } : {}),
+    },
     ssh,
     nodes: file.nodes.map((n) => ({
       ...n,
@@ -119,6 +126,28 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     docker: file.docker,
     snap: file.snap,
   };
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----/g;
+
+/**
+ * `gitlab.caFile`: read before anything is contacted, so a wrong path is bad input (exit 2). Only the certificate
+ * blocks are kept: Go's AppendCertsFromPEM (dockerd, containerd, gitlab-runner) skips everything else anyway, and a
+ * private key pasted into the same file must not travel to every node.
+ */
+export function readCa(path: string): PrivateCa {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new InputError([
+      `gitlab.caFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    ]);
+  }
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0)
+    throw new InputError([`gitlab.caFile: ${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`]);
+  return { path, pem: blocks.map((b) => b.replace(/\r\n/g, '\n')).join('\n') + '\n' };
 }
 
 function formatIssue(issue: FieldIssue): string {

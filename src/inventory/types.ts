@@ -34,11 +34,21 @@ type File = InventoryFile;
 
 export interface GitlabConfig extends Omit<
   File['gitlab'],
-  'registry' | 'accessToken' | 'runnerToken' | 'registrationToken'
+  'registry' | 'accessToken' | 'runnerToken' | 'registrationToken' | 'caFile'
 > {
   /** host:port, no scheme, each once */
   registries: string[];
   auth: GitlabAuth;
+  /** gitlab.caFile: the private CA every consumer trusts; then the registries serve HTTPS, none is made insecure */
+  ca?: PrivateCa;
+}
+
+/** A CA certificate is public: its text travels in plans, Secrets and files freely. */
+export interface PrivateCa {
+  /** absolute path it was read from */
+  path: string;
+  /** the PEM certificate(s), ending in a newline */
+  pem: string;
 }
 
 /** `identityFile` and `knownHosts` are absolute (resolved against the inventory's folder). */

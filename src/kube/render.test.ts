@@ -214,3 +214,16 @@ nodes: [{name: pi1, host: 127.0.0.11}, {name: pi2, host: 127.0.0.12}]
     ).not.toHaveProperty('hostAliases');
   });
 });
+
+describe('renderClusterObjects with gitlab.caFile', () => {
+  it("puts the CA beside the configs in the config Secret (the runner's tls-ca-file in the pod)", () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const withCa = { ...inv, gitlab: { ...inv.gitlab, ca: { path: '/x/ca.pem', pem } } };
+    const objs = renderClusterObjects({ inventory: withCa, executor: 'dind', configs, tokens });
+    const secret = objs.find((o) => o.kind === 'Secret') as unknown as { data: Record<string, string> };
+    expect(Buffer.from(secret.data['runner-fleet-ca.crt'], 'base64').toString('utf8')).toBe(pem);
+    const without = renderClusterObjects({ inventory: inv, executor: 'dind', configs, tokens });
+    const plain = without.find((o) => o.kind === 'Secret') as unknown as { data: Record<string, string> };
+    expect(plain.data['runner-fleet-ca.crt']).toBeUndefined();
+  });
+});

@@ -3,6 +3,7 @@ import { parseAllDocuments } from 'yaml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS, identityDir } from '../executors.js';
 import type { Executor, Inventory, Toleration } from '../inventory/types.js';
+import { CA_FILE_NAME } from '../host/ca.js';
 import { redact } from '../secrets.js';
 import { renderTemplate } from '../templates.js';
 import {
@@ -61,6 +62,8 @@ export function clusterTemplateData(input: RenderInput) {
     const systemId = input.systemIds?.[node.name];
     if (systemId) secretData[`${node.name}.system_id`] = Buffer.from(systemId, 'utf8').toString('base64');
   }
+  // gitlab.caFile for the runner's tls-ca-file (RUNNER_CA_FILE.cluster): the pods mount this Secret at /secrets.
+  if (inv.gitlab.ca) secretData[CA_FILE_NAME] = Buffer.from(inv.gitlab.ca.pem, 'utf8').toString('base64');
   return {
     namespace: inv.kubernetes.namespace,
     labels,

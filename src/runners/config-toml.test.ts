@@ -1,4 +1,7 @@
 // config.toml rendering: one [[runners]] block per node, executor-specific docker settings, arch-matched helper image.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
 import { parseInventory } from '../inventory/schema.js';
@@ -340,5 +343,49 @@ nodes: [{ name: pi-1, host: 10.0.0.11 }]
       expect(docker.extra_hosts).toEqual(['gitlab.lan:10.0.0.5', 'registry.lan:10.0.0.6']);
     }
     expect(render('dood').runner.docker).not.toHaveProperty('extra_hosts');
+  });
+});
+
+describe('renderConfigToml with gitlab.caFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rf-ca-'));
+  const caPath = join(dir, 'ca.pem');
+  writeFileSync(caPath, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  const yaml = (placement: string) => `
+gitlab:
+  url: https://gitlab.lan/
+  registry: [gitlab.lan:5050]
+  accessToken: env:GITLAB_TOKEN
+  caFile: file:ca.pem
+nodes:
+  - { name: pi-1, host: 10.0.0.11 }
+runners:
+  placement: ${placement}
+  executor: ${placement === 'host' ? 'shell' : 'dind'}
+`;
+  const renderWith = (placement: string, executor: Executor) => {
+    const ca = parseInventory(yaml(placement), join(dir, 'inventory.yaml'));
+    const text = renderConfigToml({
+      placement: ca.runners.placement,
+      inventory: ca,
+      node: ca.nodes[0],
+      record,
+      executor,
+      arch: 'arm64',
+    });
+    return (parseToml(text).runners as TomlTable[])[0];
+  };
+
+  it("names the runner's copy in tls-ca-file: the config Secret's in a pod, runner-fleet's file on a host", () => {
+    expect(renderWith('cluster', 'dood')['tls-ca-file']).toBe('/secrets/runner-fleet-ca.crt');
+    expect(renderWith('host', 'shell')['tls-ca-file']).toBe('/etc/gitlab-runner/runner-fleet-ca.crt');
+    expect(render('dood').runner['tls-ca-file']).toBeUndefined();
+  });
+
+  it("dind: the service gets the node's certs.d instead of --insecure-registry", () => {
+    const docker = renderWith('cluster', 'dind').docker as TomlTable;
+    expect(docker.volumes).toContain('/etc/docker/certs.d:/etc/docker/certs.d:ro');
+    expect((docker.services as TomlTable[])[0].command).toEqual([]);
+    const dood = renderWith('cluster', 'dood').docker as TomlTable;
+    expect(dood.volumes).not.toContain('/etc/docker/certs.d:/etc/docker/certs.d:ro');
   });
 });

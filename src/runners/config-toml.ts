@@ -2,6 +2,8 @@
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS } from '../executors.js';
+import { CA_FILE_NAME, HOST_RUNNER_CA } from '../host/ca.js';
+import { insecureRegistries } from '../host/plan.js';
 import type {
   CacheConfig,
   DindService,
@@ -153,6 +155,22 @@ export function extraHosts(aliases: Record<string, string>): string[] {
     .map((name) => `${name}:${aliases[name]}`);
 }
 
+/**
+ * Where the runner finds the private CA (gitlab.caFile) that config.toml's `tls-ca-file` names: in the pod, the
+ * config Secret's copy (mounted at /secrets); on a host, the file the host plan writes (src/host/ca.ts).
+ */
+export const RUNNER_CA_FILE: Record<Placement, string> = {
+  cluster: `/secrets/${CA_FILE_NAME}`,
+  host: HOST_RUNNER_CA,
+};
+
+/**
+ * With the private CA, the dind service's dockerd (which never reads the node's) gets the node's certs.d, where the
+ * host plan put the CA for each registry. The path is resolved by the node's dockerd: the snap's resolves
+ * /etc/docker inside its own layout (canonical/docker-snap snap/snapcraft.yaml), so it mounts its own certs.d.
+ */
+export const DIND_CERTS_VOLUME = '/etc/docker/certs.d:/etc/docker/certs.d:ro';
+
 /** What goes into config.toml, before it becomes TOML. */
 export function configTomlData(input: ConfigTomlInput) {
   const { inventory: inv, node, record, executor } = input;
@@ -163,7 +181,10 @@ export function configTomlData(input: ConfigTomlInput) {
     image: r.jobImage,
     helperImage: helperImageFor(input.arch, r.helperImage),
     privileged: spec.docker.privileged,
-    volumes: [...spec.docker.volumes],
+    volumes: [
+      ...spec.docker.volumes,
+      ...(inv.gitlab.ca && spec.docker.dindService ? [DIND_CERTS_VOLUME] : []),
+    ],
     pullPolicy: r.pullPolicy ?? null,
     memory: r.jobResources?.memory ?? null,
     cpus: r.jobResources?.cpus ?? null,
@@ -171,7 +192,11 @@ export function configTomlData(input: ConfigTomlInput) {
     networkMtu: input.mtu ?? null,
     // The job's dockerd is not the host's: it must be told about the plain-HTTP registries itself.
     services: spec.docker.dindService
-      ? DIND_SERVICE_DEFAULTS[r.dindService](r.dindImage, inv.gitlab.registries, input.mtu)
+      ? DIND_SERVICE_DEFAULTS[r.dindService](
+          r.dindImage,
+          insecureRegistries(inv.gitlab.registries, inv.gitlab.ca),
+          input.mtu,
+        )
       : [],
   };
   return {
@@ -183,6 +208,9 @@ export function configTomlData(input: ConfigTomlInput) {
       name: r.description.split('{node}').join(node.name),
       url: inv.gitlab.url,
       token: record.token,
+      // gitlab-runner 17.9 common/config.go RunnerCredentials.TLSCAFile (`tls-ca-file`); the runner also hands the
+      // chain it verified to every job as CI_SERVER_TLS_CA_FILE (common/build.go GetCITLSVariables).
+      tlsCaFile: inv.gitlab.ca ? RUNNER_CA_FILE[input.placement] : null,
       executor: spec.runner.executor,
       shell: spec.runner.shell,
       environment: [...spec.environment],
@@ -238,6 +266,7 @@ function configTomlDocument(data: ReturnType<typeof configTomlData>): TomlTable 
         name: runner.name,
         url: runner.url,
         token: runner.token,
+        ...(runner.tlsCaFile ? { 'tls-ca-file': runner.tlsCaFile } : {}),
         executor: runner.executor,
         ...(runner.shell ? { shell: runner.shell } : {}),
         ...(runner.environment.length > 0 ? { environment: runner.environment } : {}),
@@ -304,6 +333,10 @@ function checkConfigToml(text: string, data: ReturnType<typeof configTomlData>, 
     expect(runner.url === data.runner.url, 'has the wrong url');
     expect(runner.token === data.runner.token, "does not carry the node's runner token");
     expect(runner.executor === data.runner.executor, `must use executor ${data.runner.executor}`);
+    expect(
+      (runner['tls-ca-file'] ?? null) === data.runner.tlsCaFile,
+      'has the wrong tls-ca-file (gitlab.caFile)',
+    );
     if (data.runner.cache) {
       const s3 = (runner.cache as TomlTable | undefined)?.s3 as TomlTable | undefined;
       expect(

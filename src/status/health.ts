@@ -4,6 +4,7 @@ import { parseJobs } from './metrics.js';
 import { describeDisk, freeCell, parseDisk, type DiskView } from './disk.js';
 import type { HostFacts } from '../host/facts.js';
 import { registryIsInsecure } from '../host/facts.js';
+import { caConsumersWithout } from '../host/ca.js';
 import { renderHostsToml } from '../host/plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { PodView } from '../kube/rollout.js';
@@ -33,6 +34,8 @@ export interface StatusRow {
   registries: { registry: string; insecure: boolean | null }[];
   /** microk8s nodes: registries whose containerd hosts.toml is missing or not ours */
   microk8s?: { missingHostsToml: string[] };
+  /** gitlab.caFile: the consumers on this node without the CA (each fails with x509: certificate signed by unknown authority) */
+  ca?: { missing: string[] };
   pod: { state: PodState; name?: string; detail?: string };
   /** contactedAt: of the node's runner manager (systemId) when the record names one */
   gitlab: {
@@ -222,11 +225,26 @@ export function statusRow(
       registry,
       insecure: f.docker ? registryIsInsecure(f.docker, registry) : null,
     }));
-    const secure = regs.filter((r) => r.insecure === false).map((r) => r.registry);
+    const ca = inv.gitlab.ca;
+    // With the private CA the registries serve HTTPS: no insecure entry is expected, the CA files are.
+    const secure = ca ? [] : regs.filter((r) => r.insecure === false).map((r) => r.registry);
     if (secure.length > 0) problems.push(`dockerd does not treat ${secure.join(', ')} as insecure`);
+    const withoutCa = ca
+      ? caConsumersWithout({
+          ca,
+          node,
+          registries,
+          placement: inv.runners.placement,
+          facts: f,
+        })
+      : [];
+    if (withoutCa.length > 0)
+      problems.push(
+        `no copy of gitlab.caFile for ${withoutCa.join(', ')}: ${withoutCa.length > 1 ? 'they fail' : 'it fails'} with x509: certificate signed by unknown authority (run apply)`,
+      );
     let microk8s: StatusRow['microk8s'];
     if (f.microk8s && node.microk8s) {
-      const missing = registries.filter((r) => f.hostsToml[r]?.content !== renderHostsToml(r));
+      const missing = registries.filter((r) => f.hostsToml[r]?.content !== renderHostsToml(r, ca));
       microk8s = { missingHostsToml: missing };
       if (missing.length > 0)
         problems.push(`microk8s containerd has no runner-fleet hosts.toml for ${missing.join(', ')}`);
@@ -238,6 +256,7 @@ export function statusRow(
       docker: { flavour, version: f.docker?.version, running },
       registries: regs,
       ...(microk8s ? { microk8s } : {}),
+      ...(ca ? { ca: { missing: withoutCa } } : {}),
       pod: podState(node.name, pods),
       gitlab: gitlabState(runner, now),
       healthy: false,
@@ -318,7 +337,15 @@ function dockerCell(r: StatusRow): string {
 
 function registryCell(r: StatusRow, registry: string): string {
   const entry = r.registries.find((x) => x.registry === registry);
-  const docker = entry?.insecure === true ? 'insecure' : entry?.insecure === false ? 'SECURE' : '?';
+  const docker = r.ca
+    ? r.ca.missing.some((m) => m.startsWith('dockerd') && m.endsWith(` ${registry}`))
+      ? 'NO CA'
+      : 'CA'
+    : entry?.insecure === true
+      ? 'insecure'
+      : entry?.insecure === false
+        ? 'SECURE'
+        : '?';
   if (!r.microk8s) return docker;
   return `${docker}, ${r.microk8s.missingHostsToml.includes(registry) ? 'NO hosts.toml' : 'hosts.toml'}`;
 }

@@ -165,3 +165,44 @@ describe('the probe script, run by sh here', () => {
     },
   );
 });
+
+describe('the TLS hop (gitlab.caFile)', () => {
+  const ca = { path: '/inv/ca.pem', pem: 'x' };
+  const https = probeTargets({
+    gitlab: { url: 'https://gitlab.lan:8443', registries: ['reg.lan:5000'], ca },
+    runners: { placement: 'cluster' },
+  } as never);
+
+  it("registries become HTTPS, and every HTTPS target is checked against the runner's copy of the CA", () => {
+    expect(https.map((t) => [t.url, t.ca])).toEqual([
+      ['https://gitlab.lan:8443/api/v4/version', '/secrets/runner-fleet-ca.crt'],
+      ['https://reg.lan:5000/v2/', '/secrets/runner-fleet-ca.crt'],
+    ]);
+    const host = probeTargets({
+      gitlab: { url: 'https://gitlab.lan', registries: [], ca },
+      runners: { placement: 'host' },
+    } as never);
+    expect(host[0].ca).toBe('/etc/gitlab-runner/runner-fleet-ca.crt');
+    expect(probeScript(https)).toContain(
+      "probe 1 'reg.lan' 5000 'https://reg.lan:5000/v2/' '/secrets/runner-fleet-ca.crt' || exit 0",
+    );
+  });
+
+  it('names an unknown authority as an x509 failure, apart from connect and HTTP failures', () => {
+    const out = [
+      'probe-hop 0 dns ok 198.18.0.1',
+      'probe-hop 0 tcp ok -',
+      'probe-hop 0 tls fail curl: (60) SSL certificate problem: unable to get local issuer certificate',
+    ].join('\n');
+    const r = parseProbe(out, https);
+    expect(r).toMatchObject({ kind: 'failed', hop: 'tls' });
+    expect(describeProbe(r, 'pod')).toBe(
+      "x509: the certificate of GitLab does not verify from the runner pod against /secrets/runner-fleet-ca.crt (gitlab.caFile, the runner's tls-ca-file) (curl: (60) SSL certificate problem: unable to get local issuer certificate)",
+    );
+    const plain = parseProbe(
+      'probe-hop 0 dns ok 1.2.3.4\nprobe-hop 0 tcp ok -\nprobe-hop 0 tls fail x',
+      targets,
+    );
+    expect(describeProbe(plain, 'host')).toContain("against the system's CAs (set gitlab.caFile");
+  });
+});

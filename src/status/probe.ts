@@ -1,9 +1,13 @@
 // The contact probe: a POSIX sh script run where a runner runs (in its pod, or on its host) that finds the first hop
 // to GitLab or a registry it cannot pass; its output parsed into a typed result, and the words for it.
 import type { Inventory } from '../inventory/types.js';
+import { RUNNER_CA_FILE } from '../runners/config-toml.js';
 
-/** The hops in the order a runner needs them: name resolution, TCP connect, an HTTP answer. */
-export type Hop = 'dns' | 'tcp' | 'http';
+/**
+ * The hops in the order a runner needs them: name resolution, TCP connect, the server's certificate (checked only
+ * against gitlab.caFile, as the runner's tls-ca-file), an HTTP answer.
+ */
+export type Hop = 'dns' | 'tcp' | 'tls' | 'http';
 export type ProbeTargetKind = 'gitlab' | 'registry';
 
 export interface ProbeTarget {
@@ -11,6 +15,8 @@ export interface ProbeTarget {
   host: string;
   port: number;
   url: string;
+  /** the CA file, where the probe runs, that the server's certificate must chain to (the runner's tls-ca-file) */
+  ca?: string;
 }
 
 export type ProbeResult =
@@ -31,17 +37,36 @@ export type ProbeResult =
 /** Where the probe ran, for the words: a runner pod (cluster placement) or the node itself (host placement). */
 export type ProbeSite = 'pod' | 'host';
 
-/** What a runner must reach: GitLab's API (its `/api/v4/version`), then each registry's `/v2/`. */
-export function probeTargets(inv: Pick<Inventory, 'gitlab'>): ProbeTarget[] {
+/**
+ * What a runner must reach: GitLab's API (its `/api/v4/version`), then each registry's `/v2/`. With gitlab.caFile
+ * the registries serve HTTPS, and every HTTPS certificate is checked against the runner's copy of the CA.
+ */
+export function probeTargets(
+  inv: Pick<Inventory, 'gitlab'> & Partial<Pick<Inventory, 'runners'>>,
+): ProbeTarget[] {
   const gitlab = new URL(inv.gitlab.url);
   const base = inv.gitlab.url.replace(/\/+$/, '');
+  const ca = inv.gitlab.ca ? { ca: RUNNER_CA_FILE[inv.runners?.placement ?? 'cluster'] } : {};
   const targets: ProbeTarget[] = [
-    { kind: 'gitlab', host: hostOf(gitlab), port: portOf(gitlab), url: `${base}/api/v4/version` },
+    {
+      kind: 'gitlab',
+      host: hostOf(gitlab),
+      port: portOf(gitlab),
+      url: `${base}/api/v4/version`,
+      ...(gitlab.protocol === 'https:' ? ca : {}),
+    },
   ];
+  // Without the CA, runner-fleet's registries are the insecure (plain HTTP) ones it lists in daemon.json.
+  const scheme = inv.gitlab.ca ? 'https' : 'http';
   for (const registry of inv.gitlab.registries) {
-    // runner-fleet's registries are the insecure (plain HTTP) ones it lists in daemon.json.
-    const u = new URL(`http://${registry}`);
-    targets.push({ kind: 'registry', host: hostOf(u), port: portOf(u), url: `http://${registry}/v2/` });
+    const u = new URL(`${scheme}://${registry}`);
+    targets.push({
+      kind: 'registry',
+      host: hostOf(u),
+      port: portOf(u),
+      url: `${scheme}://${registry}/v2/`,
+      ...ca,
+    });
   }
   return targets;
 }
@@ -56,7 +81,9 @@ const portOf = (u: URL) => (u.port ? Number(u.port) : u.protocol === 'https:' ? 
  */
 export function probeScript(targets: ProbeTarget[]): string {
   const calls = targets
-    .map((t, i) => `probe ${i} ${shq(t.host)} ${t.port} ${shq(t.url)} || exit 0`)
+    .map(
+      (t, i) => `probe ${i} ${shq(t.host)} ${t.port} ${shq(t.url)}${t.ca ? ` ${shq(t.ca)}` : ''} || exit 0`,
+    )
     .join('\n');
   return `${PROBE_FUNCTIONS}\n${calls}\n`;
 }
@@ -77,15 +104,18 @@ resolve() {
   else echo '?'; fi
 }
 probe() {
-  i=$1 host=$2 port=$3 url=$4
+  i=$1 host=$2 port=$3 url=$4 ca=${'$'}{5:-}
   addr=$(resolve "$host")
   if [ -z "$addr" ]; then hop "$i" dns fail "name does not resolve"; return 1; fi
   if [ "$addr" = '?' ]; then hop "$i" dns skip "no getent or nslookup"; addr=$host; else hop "$i" dns ok "$addr"; fi
   if have curl; then
-    out=$(curl -sS -k -o /dev/null -w 'http_code=%{http_code}' --connect-timeout 5 -m 10 "$url" 2>&1); rc=$?
+    # The certificate is checked as the runner checks it: against tls-ca-file, or else the system's roots.
+    if [ -n "$ca" ]; then set -- --cacert "$ca"; else set --; fi
+    out=$(curl -sS "$@" -o /dev/null -w 'http_code=%{http_code}' --connect-timeout 5 -m 10 "$url" 2>&1); rc=$?
     code=${'$'}{out##*http_code=} out=${'$'}{out%http_code=*}
     case $rc in
-      0) hop "$i" tcp ok -; hop "$i" http ok "$code"; return 0 ;;
+      0) hop "$i" tcp ok -; case $url in https:*) hop "$i" tls ok - ;; esac; hop "$i" http ok "$code"; return 0 ;;
+      35|51|58|60|77|83) hop "$i" tcp ok -; hop "$i" tls fail "$(echo "$out" | one)"; return 1 ;;
       6) hop "$i" dns fail "$(echo "$out" | one)"; return 1 ;;
       7) hop "$i" tcp fail "$(echo "$out" | one)"; return 1 ;;
       28) case $out in
@@ -99,6 +129,7 @@ probe() {
     if [ "$rc" -ne 0 ] && [ -n "$err" ]; then hop "$i" tcp fail "$(echo "$err" | one)"; return 1; fi
     hop "$i" tcp ok -
   else hop "$i" tcp skip "no curl or nc"; fi
+  case $url in https:*) hop "$i" tls skip "no curl to check the certificate" ;; esac
   if have wget; then
     out=$(timeout 10 wget -S -O /dev/null --no-check-certificate "$url" 2>&1); rc=$?
     code=$(echo "$out" | awk '/^ *HTTP\/[0-9.]+ [0-9][0-9][0-9]/ { c = $2 } END { print c }')
@@ -109,7 +140,7 @@ probe() {
   hop "$i" http skip "no curl or wget"
 }`;
 
-const HOP_LINE = /^probe-hop (\d+) (dns|tcp|http) (ok|fail|skip) ?(.*)$/;
+const HOP_LINE = /^probe-hop (\d+) (dns|tcp|tls|http) (ok|fail|skip) ?(.*)$/;
 
 /** The first failing hop in the probe's output; `ok` when every target answered. */
 export function parseProbe(output: string, targets: ProbeTarget[]): ProbeResult {
@@ -163,6 +194,8 @@ export function describeProbe(result: ProbeResult, site: ProbeSite): string {
       return `cannot resolve ${target.host} (${what}) ${from}${why}${DNS_HINT[site](target.host)}`;
     case 'tcp':
       return `cannot connect to ${where}${result.address ? ` (${target.host})` : ''} (${what}) ${from}${why}`;
+    case 'tls':
+      return `x509: the certificate of ${what} does not verify ${from} against ${target.ca ? `${target.ca} (gitlab.caFile, the runner's tls-ca-file)` : "the system's CAs (set gitlab.caFile to a private CA)"}${why}`;
     case 'http':
       return result.status
         ? `${what} answers ${target.url} with HTTP ${result.status} ${from}`

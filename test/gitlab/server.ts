@@ -2,6 +2,7 @@
 // Usage: tsx test/gitlab/server.ts --port P --state-file F --tokens-dir D [--host H] [--registration-tokens off]
 //          [--state-dir DIR] [--runner-token-expiration SECONDS] [--contacted-at-persist-every MIN_MS,MAX_MS] [--external-url URL]
 //          [--registry HOST:PORT --registry-key PEM_FILE]
+//          [--tls-cert PEM --tls-key PEM]   (HTTPS as well, on another port: tlsUrl in the state file)
 // --host is the address it listens on and the host of the URL it reports (the testbed passes 198.18.<slot>.1).
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -11,6 +12,8 @@ import { startGitlabStandin } from './standin.js';
 /** What --state-file holds: how another process finds and stops the stand-in (never a token, only the token files). */
 export interface StandinServerInfo {
   url: string;
+  /** with --tls-cert: the HTTPS URL (jobs see it as CI_SERVER_URL) */
+  tlsUrl?: string;
   pid: number;
   host: string;
   port: number;
@@ -35,6 +38,8 @@ async function main(): Promise<void> {
       'external-url': { type: 'string' },
       registry: { type: 'string' },
       'registry-key': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
     },
     strict: true,
   });
@@ -86,9 +91,18 @@ async function main(): Promise<void> {
     registry: values.registry
       ? { hostPort: values.registry, keyPem: readFileSync(values['registry-key']!, 'utf8') }
       : undefined,
+    ...(values['tls-cert'] && values['tls-key']
+      ? {
+          tls: {
+            cert: readFileSync(values['tls-cert'], 'utf8'),
+            key: readFileSync(values['tls-key'], 'utf8'),
+          },
+        }
+      : {}),
   });
   const info: StandinServerInfo = {
     url: standin.url,
+    ...(standin.tlsUrl ? { tlsUrl: standin.tlsUrl } : {}),
     pid: process.pid,
     host: values.host!,
     port: standin.port,

@@ -27,6 +27,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -184,10 +185,18 @@ export interface StandinOptions {
    * tokens with (`registry.key`; the registry trusts the matching certificate). Without it the registry is off.
    */
   registry?: { hostPort: string; keyPem: string };
+  /**
+   * Also serve HTTPS with this certificate and key (PEM) on `port` (0: any), as a GitLab whose certificate comes from
+   * a private CA; the HTTPS URL is then what jobs see (unless externalUrl says otherwise). The plain-HTTP listener
+   * stays, for the tests' own /_standin calls (Node's fetch cannot be told about a private CA).
+   */
+  tls?: { cert: string; key: string; port?: number };
 }
 
 export interface GitlabStandin {
   url: string;
+  /** the HTTPS URL, when `tls` was given */
+  tlsUrl?: string;
   port: number;
   /** live state: read it in tests, or GET /_standin/state from another process */
   readonly state: StandinState;
@@ -1332,22 +1341,34 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   };
 
   reset();
-  const server: Server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500).end();
     });
-  });
+  };
+  const server: Server = createServer(listener);
+  const tlsServer = opts.tls && createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, listener);
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  serverUrl = (opts.externalUrl ?? url).replace(/\/+$/, '');
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const url = `http://${hostPart}:${port}`;
+  let tlsUrl: string | undefined;
+  if (tlsServer) {
+    await new Promise<void>((resolve, reject) => {
+      tlsServer.once('error', reject);
+      tlsServer.listen(opts.tls!.port ?? 0, host, () => resolve());
+    });
+    tlsUrl = `https://${hostPart}:${(tlsServer.address() as AddressInfo).port}`;
+  }
+  serverUrl = (opts.externalUrl ?? tlsUrl ?? url).replace(/\/+$/, '');
 
   return {
     url,
+    ...(tlsUrl ? { tlsUrl } : {}),
     port,
     state,
     tokens,
@@ -1360,6 +1381,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       : undefined,
     close: () =>
       new Promise<void>((resolve) => {
+        tlsServer?.closeAllConnections();
+        tlsServer?.close();
         server.closeAllConnections();
         server.close(() => {
           if (ownStateDir) rmSync(stateDir, { recursive: true, force: true });
