@@ -28,6 +28,8 @@ export const RECORDS_MANAGER = 'runner-fleet-records';
 
 export const CONFIG_SECRET = 'runner-fleet-config';
 export const RECORDS_SECRET = 'runner-fleet-records';
+/** the fleet lock's Lease (src/lock/fleet-lock.ts) */
+export const LOCK_LEASE = 'runner-fleet-lock';
 
 export function daemonSetName(executor: Executor): string {
   return `gitlab-runner-${executor}`;

@@ -11,6 +11,7 @@ import { creationMarker } from '../../src/runners/plan.js';
 import { MemoryRecordStore } from '../support/memoryRecordStore.js';
 import type { RunnerRecord } from '../../src/runners/records.js';
 import { reconcileRunners } from '../../src/runners/reconcile.js';
+import { sweepFleetStrays } from '../../src/runners/sweep.js';
 import { startGitlabStandin, type GitlabStandin } from './standin.js';
 
 let gl: GitlabStandin;
@@ -248,5 +249,39 @@ describe('a second fleet on the same GitLab, with a node of the same name', () =
     expect(again.errors).toEqual([]);
     expect(again.changes.map((c) => c.step)).toContain('adopt runner');
     expect(first.current.find((x) => !x.retiredAt)!.id).toBe(lost.id);
+  });
+});
+
+describe("destroy's look for this fleet's runners that no record holds", () => {
+  it("deletes this fleet's marked runners only (dry run lists them); a token that cannot list says how to look", async () => {
+    const make = (note: string, node = 'pi1') =>
+      api.createUserRunner(gl.tokens.accessToken, {
+        runner_type: 'instance_type',
+        tag_list: [node],
+        maintenance_note: note,
+      });
+    const mine = await make(creationMarker(FLEET, 'pi1', 'aaaa1111'));
+    const held = await make(creationMarker(FLEET, 'pi2', 'bbbb2222'), 'pi2');
+    const theirs = await make(creationMarker('other0fleet1', 'pi1', 'cccc3333'));
+    const byHand = await make('by hand');
+    const input = {
+      api,
+      secret: gl.tokens.accessToken,
+      fleet: FLEET,
+      nodes: ['pi1', 'pi2'],
+      held: new Set([held.id]),
+      type: 'instance_type' as const,
+    };
+    const plan = await sweepFleetStrays({ ...input, dryRun: true });
+    expect(plan.changes.map((c) => c.detail)).toEqual([
+      `pi1: delete runner #${mine.id}, made by this fleet (attempt aaaa1111) and held by no record`,
+    ]);
+    expect(fleet()).toHaveLength(4);
+    const done = await sweepFleetStrays({ ...input, dryRun: false });
+    expect(done.errors).toEqual([]);
+    expect(fleet().map((r) => r.id)).toEqual([held.id, theirs.id, byHand.id]);
+
+    const denied = await sweepFleetStrays({ ...input, secret: gl.tokens.accessTokenNoList, dryRun: false });
+    expect(denied.warnings[0].message).toMatch(/read_api.*\[runner-fleet fleet=f00d00000001/);
   });
 });
