@@ -30,6 +30,7 @@ import { kubeconfigFromNode, typedStore } from '../placement/records.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 import { readVersionedRecords } from '../kube/records.js';
 import { acquireFleetLock, LockHeldError, type FleetLock } from '../lock/fleet-lock.js';
+import { guardInterrupts } from '../lock/interrupt.js';
 import { sweepFleetStrays, type SweepInput } from '../runners/sweep.js';
 import { resolveSecret } from '../secrets.js';
 
@@ -262,9 +263,17 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
   const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));
   const lock = withCluster ? await takeDestroyLock(inv, opts.log) : undefined;
+  const guard =
+    lock &&
+    guardInterrupts(() => lock.release(), {
+      log: opts.log,
+      after: 'run destroy again to finish: it finds what is left through the records and the marks.',
+    });
+  guard?.stage('destroying');
   try {
     return await destroyLocked(inv, opts, withCluster, lock);
   } finally {
+    guard?.dispose();
     await lock?.release();
   }
 }
