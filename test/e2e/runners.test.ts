@@ -238,7 +238,7 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
   });
 
   it("a second fleet (namespace fleet-b, node pi1 again) never takes the first fleet's runners; a 201 cut short is adopted; destroy waits for apply's lock and finds its marked runners", async () => {
-    const a = (await ours()).map((r) => ({ id: r.id, token: r.token, note: r.maintenanceNote }));
+    const a = (await ours()).map((r) => ({ id: r.id, token: r.token, maintenanceNote: r.maintenanceNote }));
     // Fleet A's three, and the legacy runner whose token an earlier test revoked.
     expect(a.filter((r) => r.token !== null)).toHaveLength(3);
     const bPath = variant((inv) => {
