@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { FleetLock } from '../lock/fleet-lock.js';
+import { guardInterrupts } from '../lock/interrupt.js';
 import { GitlabApi } from '../gitlab/api.js';
 import { convergeHost, type HostResult } from '../host/converge.js';
 import type { HostFacts } from '../host/facts.js';
@@ -178,8 +179,17 @@ export async function runConverge(
   const selected = selectNodes(inv, opts.only);
   // The fleet lock comes before GitLab or any node is touched: a second apply fails here, having changed nothing.
   const lock = opts.dryRun ? undefined : await takeFleetLock(inv, opts);
+  // An interrupted apply gives the lock back at once. An executor switch cut short may leave both DaemonSets running
+  // until the next apply, which finishes it: the old runners' records were saved as retired before any delete.
+  const guard =
+    lock &&
+    guardInterrupts(() => lock.release(), {
+      log: opts.log,
+      after:
+        'every runner created is in the records. Run apply again to finish (an executor switch cut short may leave both DaemonSets running until then).',
+    });
   try {
-    const report = await convergeLocked(inv, selected, opts);
+    const report = await convergeLocked(inv, selected, opts, (s) => guard?.stage(s));
     const lost = lock?.lost();
     if (!lost) return report;
     // Another run may have changed runners meanwhile: this run cannot vouch for the records.
@@ -190,6 +200,7 @@ export async function runConverge(
       report.cluster,
     );
   } finally {
+    guard?.dispose();
     await lock?.release();
   }
 }
@@ -247,6 +258,7 @@ async function convergeLocked(
   inv: Inventory,
   selected: Inventory,
   opts: ConvergeOptions & { executor: Executor; only?: string[] },
+  stage: (text: string) => void = () => undefined,
 ): Promise<RunReport> {
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
@@ -272,11 +284,13 @@ async function convergeLocked(
     onNode: async (...args) => (await phase).onNode(...args),
   };
   const preflight = nodePreflight(inv, opts.log);
+  stage('converging the nodes (Docker, and host runners)');
   const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) =>
     convergeNode(node, inv, opts, preflight, runners),
   );
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
   let after: Awaited<ReturnType<RunnerPhase['afterNodes']>>;
+  stage('registering runners in GitLab and converging the cluster');
   try {
     after = phase
       ? await (await phase).afterNodes(facts)

@@ -21,13 +21,17 @@ import {
 import { describeAction, planRegistrations } from '../runners/plan.js';
 import { reconcileRunners } from '../runners/reconcile.js';
 import type { RecordStore, RunnerRecord } from '../runners/records.js';
-import { readInventorySecrets, redact } from '../secrets.js';
+import { readInventorySecrets, redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { keyFileIssues } from './converge.js';
 import { clusterConfigured } from '../placement/cluster.js';
 import { removeHostRunners } from '../placement/host.js';
 import { kubeconfigFromNode, typedStore } from '../placement/records.js';
 import { withRunners } from '../gitlab/auth-modes.js';
+import { readVersionedRecords } from '../kube/records.js';
+import { acquireFleetLock, LockHeldError, type FleetLock } from '../lock/fleet-lock.js';
+import { guardInterrupts } from '../lock/interrupt.js';
+import { sweepFleetStrays, type SweepInput } from '../runners/sweep.js';
 
 export interface DestroyOptions {
   yes: boolean;
@@ -82,6 +86,8 @@ interface ClusterSide {
   records: RunnerRecord[];
   gitlab: Change[];
   teardown: TeardownPlan;
+  /** the look for this fleet's runners that no record holds; undefined when there is nothing to look with */
+  strays?: Omit<SweepInput, 'dryRun'>;
 }
 
 async function planHosts(inv: Inventory, opts: DestroyOptions): Promise<HostSide[]> {
@@ -110,13 +116,60 @@ async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
   const gitlab = planRegistrations(withoutNodes(inv), records)
     .map(describeAction)
     .filter((d): d is Change => d !== null);
+  const strays = await strayLookup(inv, client, records);
+  if (strays) {
+    const found = await sweepFleetStrays({ ...strays, dryRun: true });
+    gitlab.push(...found.changes);
+    for (const w of found.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
+  }
   const teardown = await planTeardown(client, ns, inv.kubernetes.nodeLabel);
   log.done?.(
     'cluster',
     true,
     `${records.length} runner record(s), ${teardownChanges(teardown).length} cluster change(s)`,
   );
-  return { client, store, records, gitlab, teardown };
+  return { client, store, records, gitlab, teardown, strays };
+}
+
+/**
+ * Runners a create made whose answer was lost are in no record: destroy finds them as apply does, by this fleet's
+ * mark, on every node name the inventory and the records know. Only with an access token (the others cannot list)
+ * and a fleet id on the records Secret (without one, this fleet never marked a runner with it).
+ */
+async function strayLookup(
+  inv: Inventory,
+  client: KubeClient,
+  records: RunnerRecord[],
+): Promise<Omit<SweepInput, 'dryRun'> | undefined> {
+  if (inv.gitlab.auth.kind !== 'accessToken') return undefined;
+  const { fleetId } = await readVersionedRecords(client, inv.kubernetes.namespace);
+  if (!fleetId) return undefined;
+  return {
+    api: GitlabApi.fromConfig(inv.gitlab),
+    secret: secretValue(inv, inv.gitlab.auth.token),
+    fleet: fleetId,
+    nodes: [...new Set([...inv.nodes.map((n) => n.name), ...records.map((r) => r.node)])],
+    held: new Set(records.map((r) => r.id).filter((id): id is number => id !== undefined)),
+    type: inv.gitlab.runnerType,
+  };
+}
+
+/**
+ * The fleet lock (apply's Lease) for the whole destroy, so that no apply creates a runner meanwhile that destroy
+ * would not know of. None when the namespace does not exist (no apply ever ran there, and none holds a lock in it)
+ * or the cluster cannot be read (the cluster side reports that itself); another run's lock is an error, nothing done.
+ */
+async function takeDestroyLock(inv: Inventory, log: Logger): Promise<FleetLock | undefined> {
+  const ns = inv.kubernetes.namespace;
+  try {
+    const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    if (!(await client.namespaceExists(ns))) return undefined;
+    log.progress('cluster', `taking the fleet lock (Lease ${ns}/runner-fleet-lock)`);
+    return await acquireFleetLock(client, ns, { log });
+  } catch (err) {
+    if (err instanceof LockHeldError) throw err;
+    return undefined;
+  }
 }
 
 /**
@@ -205,12 +258,35 @@ export function formatDestroySummary(r: DestroyReport): string {
 }
 
 export async function runDestroy(given: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
-  const { log } = opts;
   // Every secret reference read once, before anything is contacted (bad ones: exit 2).
   const inv = await readInventorySecrets(given);
   const registers = withRunners(inv.gitlab.auth);
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
   const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));
+  const lock = withCluster ? await takeDestroyLock(inv, opts.log) : undefined;
+  const guard =
+    lock &&
+    guardInterrupts(() => lock.release(), {
+      log: opts.log,
+      after: 'run destroy again to finish: it finds what is left through the records and the marks.',
+    });
+  guard?.stage('destroying');
+  try {
+    return await destroyLocked(inv, opts, withCluster, lock);
+  } finally {
+    guard?.dispose();
+    await lock?.release();
+  }
+}
+
+async function destroyLocked(
+  inv: Inventory,
+  opts: DestroyOptions,
+  withCluster: boolean,
+  lock: FleetLock | undefined,
+): Promise<DestroyReport> {
+  const { log } = opts;
+  const registers = withRunners(inv.gitlab.auth);
   const kept: string[] = [];
   if (!registers)
     kept.push(
@@ -321,6 +397,9 @@ export async function runDestroy(given: Inventory, opts: DestroyOptions): Promis
       }
       gitlab = mergeSection(gitlab, fromRecords);
     }
+    if (cluster.strays) gitlab = mergeSection(gitlab, await sweepNow(cluster.strays, log));
+    // The Lease lives in the namespace: a namespace about to go takes it along, so it is given back first.
+    if (cluster.teardown.namespaceAction === 'delete') await lock?.release();
     log.progress('cluster', "removing runner-fleet's objects");
     clusterReport = await runTeardown(cluster.client, cluster.teardown, { keepRecords: remaining > 0, log });
     if (remaining > 0)
@@ -355,4 +434,20 @@ export async function runDestroy(given: Inventory, opts: DestroyOptions): Promis
   // Nodes only the host-runner index still knew (gone from the inventory) report too.
   for (const n of runnerReports) if (!nodes.some((m) => m.name === n.name)) merged.push(n);
   return { ...buildReport(merged, gitlab, clusterReport), nothingToRemove: false, kept };
+}
+
+/** Deletes this fleet's runners that no record holds (found again now: the plan's list may be stale). */
+async function sweepNow(strays: Omit<SweepInput, 'dryRun'>, log: Logger): Promise<ClusterReport> {
+  try {
+    const r = await sweepFleetStrays({ ...strays, dryRun: false });
+    for (const c of r.changes) log.change('gitlab', c.detail);
+    const error = r.errors.map((e) => `${e.node}: ${e.message}`).join('; ');
+    return {
+      ok: r.errors.length === 0,
+      changes: r.changes.map((c) => ({ step: c.step, detail: c.detail })),
+      ...(error ? { error } : {}),
+    };
+  } catch (err) {
+    return { ok: false, changes: [], error: messageOf(err) };
+  }
 }

@@ -212,6 +212,14 @@ function sayNotes(plan: HostRunnerPlan, log: Logger, node: string): void {
 }
 
 /**
+ * A host runner's records live on its node, so the node's address is what its fleet is: another inventory with a
+ * node of the same name elsewhere marks its runners with another id, and never takes this one's strays.
+ */
+export function hostFleetId(node: Pick<NodeSpec, 'host' | 'port'>): string {
+  return `h${sha256(`${node.host}:${node.port}`).slice(0, 11)}`;
+}
+
+/**
  * Makes `node` run exactly one host runner: its record (created in GitLab if needed) on the node, the package from
  * the pinned repository, config.toml with one [[runners]] block, .runner_system_id, the docker group, the service.
  * Never throws: a failure is the outcome's `error`, after every change that did happen has been reported.
@@ -232,6 +240,7 @@ export async function convergeHostRunner(
     reconciled = await reconcileRunners({ ...inv, nodes: [node] }, store, ctx.api, {
       dryRun: ctx.dryRun,
       log: ctx.log,
+      fleetId: hostFleetId(node),
     });
     if (reconciled.errors.length > 0) {
       return {

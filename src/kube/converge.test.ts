@@ -266,6 +266,15 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     const fresh = new KubeRecordStore(client, 'rf-records-test');
     await fresh.save([{ a: 1 }]);
     expect(await fresh.load()).toEqual([{ a: 1 }]);
+    // The fleet id: made once, kept on the Secret through later saves, the same for every later store; a dry run
+    // makes one up and writes nothing.
+    const dry = await new KubeRecordStore(client, 'rf-records-test', { dryRun: true }).fleetId();
+    expect(dry).toMatch(/^[0-9a-f]{12}$/);
+    const id = await fresh.fleetId();
+    expect(id).not.toBe(dry);
+    await fresh.save([{ a: 2 }]);
+    expect(await new KubeRecordStore(client, 'rf-records-test').fleetId()).toBe(id);
+    expect(await fresh.load()).toEqual([{ a: 2 }]);
   });
 
   it('API errors come back as ApiError "<reason>: <message>", without headers or Secret data', async () => {

@@ -35,6 +35,8 @@ export const CONFIG_SECRET = 'runner-fleet-config';
  */
 export const SEALED_SECRETS_MANAGED = 'sealedsecrets.bitnami.com/managed';
 export const RECORDS_SECRET = 'runner-fleet-records';
+/** the fleet lock's Lease (src/lock/fleet-lock.ts) */
+export const LOCK_LEASE = 'runner-fleet-lock';
 
 export function daemonSetName(executor: Executor): string {
   return `gitlab-runner-${executor}`;

@@ -1,9 +1,12 @@
 // Registration records kept in the Secret runner-fleet-records (JSON under one key): the record store for cluster placement.
+import { randomBytes } from 'node:crypto';
 import { ApiError, RunFailedError } from '../errors.js';
 import type { KubeClient } from './client.js';
 import { MANAGED_BY, PART_OF_LABEL, RECORDS_MANAGER, RECORDS_SECRET, type KubeObject } from './objects.js';
 
 export const RECORDS_KEY = 'records.json';
+/** The fleet's identity, made once and kept on the records Secret: runner-fleet writes it into each runner's mark. */
+export const FLEET_ID_ANNOTATION = 'runner-fleet.dev/fleet-id';
 
 /** The Secret's records and the version they were read at (undefined: no Secret yet). */
 export interface VersionedRecords<T> {
@@ -11,6 +14,8 @@ export interface VersionedRecords<T> {
   resourceVersion?: string;
   /** the stored text, to skip a save that would write the same */
   text?: string;
+  /** the Secret's fleet id annotation, when it has one */
+  fleetId?: string;
 }
 
 /** Reads the records; [] when the Secret (or its namespace) does not exist yet. */
@@ -30,8 +35,12 @@ export async function readVersionedRecords<T = unknown>(
   const secret = await client.read({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace } });
   if (!secret) return { records: [] };
   const resourceVersion = String(secret.metadata.resourceVersion ?? '');
+  const annotated = (secret.metadata.annotations as Record<string, string> | undefined)?.[
+    FLEET_ID_ANNOTATION
+  ];
+  const fleetId = annotated ? { fleetId: annotated } : {};
   const b64 = ((secret.data ?? {}) as Record<string, string>)[RECORDS_KEY];
-  if (b64 === undefined) return { records: [], resourceVersion };
+  if (b64 === undefined) return { records: [], resourceVersion, ...fleetId };
   const text = Buffer.from(b64, 'base64').toString('utf8');
   let parsed: unknown;
   try {
@@ -42,7 +51,7 @@ export async function readVersionedRecords<T = unknown>(
   }
   if (!Array.isArray(parsed))
     throw new RunFailedError(`Secret ${namespace}/${name}: key ${RECORDS_KEY} is not a JSON list`);
-  return { records: parsed as T[], resourceVersion, text };
+  return { records: parsed as T[], resourceVersion, text, ...fleetId };
 }
 
 /** Someone else wrote the records Secret after this run read it: never overwritten, always an error naming it. */
@@ -71,9 +80,10 @@ export async function writeVersionedRecords(
   records: unknown[],
   expected: VersionedRecords<unknown>,
   name = RECORDS_SECRET,
+  fleetId = expected.fleetId,
 ): Promise<VersionedRecords<unknown>> {
   const text = `${JSON.stringify(records, null, 2)}\n`;
-  if (expected.text === text) return expected;
+  if (expected.text === text && expected.fleetId === fleetId) return expected;
   const secret: KubeObject = {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -82,6 +92,7 @@ export async function writeVersionedRecords(
       name,
       namespace,
       labels: { [PART_OF_LABEL]: MANAGED_BY, 'app.kubernetes.io/component': 'records' },
+      ...(fleetId ? { annotations: { [FLEET_ID_ANNOTATION]: fleetId } } : {}),
     },
     type: 'Opaque',
     data: { [RECORDS_KEY]: Buffer.from(text, 'utf8').toString('base64') },
@@ -107,7 +118,12 @@ export async function writeVersionedRecords(
         { fieldManager: RECORDS_MANAGER },
       );
     }
-    return { records, resourceVersion: String(written.metadata.resourceVersion ?? ''), text };
+    return {
+      records,
+      resourceVersion: String(written.metadata.resourceVersion ?? ''),
+      text,
+      ...(fleetId ? { fleetId } : {}),
+    };
   } catch (err) {
     if (isConflict(err)) throw new RecordsConflictError(where, expected.resourceVersion);
     throw err;
@@ -149,5 +165,25 @@ export class KubeRecordStore<T = unknown> {
     if (this.opts.dryRun) return;
     this.seen ??= await readVersionedRecords(this.client, this.namespace, this.opts.name);
     this.seen = await writeVersionedRecords(this.client, this.namespace, records, this.seen, this.opts.name);
+  }
+
+  /**
+   * The fleet id on the records Secret; a fleet that has none yet gets a new one, saved before it is handed out, so
+   * that a runner marked with it is always found again by the same fleet. A dry run makes one up and saves nothing.
+   */
+  async fleetId(): Promise<string> {
+    this.seen ??= await readVersionedRecords(this.client, this.namespace, this.opts.name);
+    if (this.seen.fleetId) return this.seen.fleetId;
+    const id = randomBytes(6).toString('hex');
+    if (this.opts.dryRun) return id;
+    this.seen = await writeVersionedRecords(
+      this.client,
+      this.namespace,
+      this.seen.records,
+      this.seen,
+      this.opts.name,
+      id,
+    );
+    return id;
   }
 }

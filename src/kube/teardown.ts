@@ -5,6 +5,7 @@ import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
 import {
   FIELD_MANAGER,
+  LOCK_LEASE,
   MANAGED_BY,
   MANAGED_BY_LABEL,
   NODE_LABEL_MANAGER,
@@ -145,7 +146,13 @@ export async function planTeardown(client: KubeClient, ns: string, nodeLabel: st
     ...managed.filter((o) => o.kind === 'DaemonSet'),
     ...managed.filter((o) => o.kind !== 'DaemonSet'),
   ];
-  const ourUids = [...objects, ...(recordsSecret ? [recordsSecret] : [])]
+  // The fleet lock is runner-fleet's too (destroy holds it while it works): never a reason to keep the namespace.
+  const lease = await client.read({
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: { name: LOCK_LEASE, namespace: ns },
+  });
+  const ourUids = [...objects, ...(recordsSecret ? [recordsSecret] : []), ...(lease ? [lease] : [])]
     .map((o) => String(o.metadata.uid ?? ''))
     .filter(Boolean);
   const plan: TeardownPlan = { ...base, objects, records: recordsSecret !== undefined, ourUids };

@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ApiError, RunFailedError } from '../errors.js';
 import type { KubeClient } from '../kube/client.js';
-import { MANAGED_BY, PART_OF_LABEL, RECORDS_MANAGER, type KubeObject } from '../kube/objects.js';
+import { LOCK_LEASE, MANAGED_BY, PART_OF_LABEL, RECORDS_MANAGER, type KubeObject } from '../kube/objects.js';
 import type { Logger } from '../log.js';
 
-export const LEASE_NAME = 'runner-fleet-lock';
+export const LEASE_NAME = LOCK_LEASE;
 /** How long a holder that stops renewing (killed, frozen, network gone) keeps the lock. */
 export const DEFAULT_LEASE_SECONDS = 60;
 
@@ -167,9 +167,10 @@ export async function acquireFleetLock(
   let lostWhy: string | undefined;
   let lastRenew = now().getTime();
   let renewing: Promise<void> = Promise.resolve();
+  let released = false;
 
   const renew = async () => {
-    if (lostWhy) return;
+    if (lostWhy || released) return;
     const spec = { ...(current.spec as LeaseSpec), renewTime: microTime(now()) };
     try {
       current = await client.replace({ ...current, spec }, { fieldManager: RECORDS_MANAGER });
@@ -200,7 +201,8 @@ export async function acquireFleetLock(
     async release() {
       clearInterval(timer);
       await renewing;
-      if (lostWhy) return;
+      if (lostWhy || released) return;
+      released = true;
       try {
         // Only our version: a lock someone took over since is theirs to keep.
         await client.deleteAt(ref, String(current.metadata.resourceVersion));

@@ -23,5 +23,6 @@ export function typedStore(client: KubeClient, namespace: string, dryRun: boolea
   return {
     load: async () => parseRecords(await raw.load(), `Secret ${namespace}/runner-fleet-records`),
     save: (records: RunnerRecord[]) => raw.save(records),
+    fleetId: () => raw.fleetId(),
   };
 }

@@ -214,18 +214,27 @@ export function describeAction(a: RegistrationAction): { step: string; detail: s
 }
 
 /**
- * The mark runner-fleet leaves in the maintenance note of every runner it creates: the node and a per-attempt id.
- * A create whose answer is lost (a timeout, a gateway error) may still have made the runner; the next look for
- * runners of that node that no record holds finds it by this mark, and adopts or deletes it instead of leaving an
- * orphan beside a second create.
+ * The mark runner-fleet leaves in the maintenance note of every runner it creates: the fleet, the node and a
+ * per-attempt id. A create whose answer is lost (a timeout, a gateway error, a garbled 2xx) may still have made the
+ * runner; the next look for runners of that node that no record holds finds it by this mark, and adopts or deletes
+ * it instead of leaving an orphan beside a second create. The fleet id keeps another fleet's runners (same GitLab,
+ * a node of the same name) out of that look.
  */
-export function creationMarker(node: string, attempt: string): string {
-  return `[runner-fleet node=${node} attempt=${attempt}]`;
+export function creationMarker(fleet: string, node: string, attempt: string): string {
+  return `[runner-fleet fleet=${fleet} node=${node} attempt=${attempt}]`;
 }
 
-/** The node and attempt of a creation marker in a maintenance note, or undefined when it has none. */
-export function parseCreationMarker(note: unknown): { node: string; attempt: string } | undefined {
+export interface CreationMark {
+  /** undefined: a mark written before marks named their fleet */
+  fleet?: string;
+  node: string;
+  attempt: string;
+}
+
+/** The fleet, node and attempt of a creation marker in a maintenance note, or undefined when it has none. */
+export function parseCreationMarker(note: unknown): CreationMark | undefined {
   if (typeof note !== 'string') return undefined;
-  const m = /\[runner-fleet node=([^\s\]]+) attempt=([0-9a-z]+)\]/.exec(note);
-  return m ? { node: m[1], attempt: m[2] } : undefined;
+  const m = /\[runner-fleet (?:fleet=([0-9a-z-]+) )?node=([^\s\]]+) attempt=([0-9a-z]+)\]/.exec(note);
+  if (!m) return undefined;
+  return { ...(m[1] ? { fleet: m[1] } : {}), node: m[2], attempt: m[3] };
 }

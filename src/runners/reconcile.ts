@@ -7,11 +7,11 @@ import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import type { Change } from '../report.js';
 import { redact, secretValue } from '../secrets.js';
+import { judgeStray, strayLeftAlone, type StrayCandidate } from './strays.js';
 import {
   creationMarker,
   describeAction,
   describeMode,
-  parseCreationMarker,
   planRegistrations,
   type RegistrationAction,
 } from './plan.js';
@@ -35,6 +35,8 @@ export interface ReconcileOptions {
   log?: Logger;
   now?: () => Date;
   makeSystemId?: () => string;
+  /** the fleet's id for creation marks when the store keeps none (host placement: one per node address) */
+  fleetId?: string;
   /**
    * Leave every delete (a replaced runner, a node gone from the inventory) to `result.retire()`, which the caller
    * runs once the cluster or hosts carry the new tokens: until then old pods still poll with the old tokens, and
@@ -107,6 +109,26 @@ const isApi = (err: unknown, ...statuses: number[]): err is ApiError =>
   err instanceof ApiError && statuses.includes(err.status);
 const messageOf = (err: unknown): string => redact(err instanceof Error ? err.message : String(err));
 
+/**
+ * A create that may or may not have made the runner: no answer (0), a gateway's 502/503/504, or a 2xx whose body
+ * could not be read (cut short by a proxy): GitLab did answer success, but the runner's id and token are lost.
+ */
+export const noClearAnswer = (err: unknown): err is ApiError =>
+  isApi(err, 0, 502, 503, 504) || (err instanceof ApiError && err.status >= 200 && err.status < 300);
+
+/**
+ * Why this token cannot list runners (GET /runners/all), in GitLab's terms: a scope it lacks (manage_runner does not
+ * cover a route without a runner id), or an administrator GitLab does not see (Admin Mode wants admin_mode).
+ */
+export function strayLookupDeniedMessage(err: ApiError): string {
+  const why = /insufficient_scope/.test(err.message)
+    ? 'the token lacks the read_api scope (or api): manage_runner covers only calls that name a runner id'
+    : err.status === 401
+      ? 'the token was not accepted'
+      : 'GitLab did not treat the token as an administrator: its user must be one, and with Admin Mode on the token also needs the admin_mode scope';
+  return `this token cannot list runners (GET /runners/all: ${err.message}): ${why}`;
+}
+
 export function registrationDisabledMessage(err: ApiError): string {
   return (
     `gitlab.registrationToken: registration tokens are disabled on this GitLab (${err.message}). ` +
@@ -115,6 +137,25 @@ export function registrationDisabledMessage(err: ApiError): string {
     'runner-fleet then creates one runner per node — or gitlab.runnerToken: env:NAME — the glrt- token of a runner created in GitLab, ' +
     'shared by every node. Remove gitlab.registrationToken.'
   );
+}
+
+/**
+ * One GET /runners/all (filtered to a node that gets a new runner) when the plan creates any: undefined when this
+ * token may list runners, else why not. Only a refusal counts; any other failure is left to the calls that follow.
+ */
+async function probeStrayLookup(
+  api: GitlabRunnerApi,
+  secret: string,
+  actions: RegistrationAction[],
+): Promise<string | undefined> {
+  const create = actions.find((a) => a.kind === 'create' && a.mode === 'access');
+  if (!create || create.kind !== 'create') return undefined;
+  try {
+    await api.listAllRunners(secret, { tagList: [create.node], type: create.settings.runnerType });
+    return undefined;
+  } catch (err) {
+    return isApi(err, 401, 403) ? strayLookupDeniedMessage(err) : undefined;
+  }
 }
 
 export async function reconcileRunners(
@@ -151,6 +192,17 @@ export async function reconcileRunners(
     if (!opts.dryRun) log?.change(node, redact(detail));
   };
 
+  // Whether a lost create could be found again is said before anything is created, in plan and apply alike.
+  let strayLookupDenied =
+    mode === 'access' && secret ? await probeStrayLookup(api, secret, actions) : undefined;
+  if (strayLookupDenied) {
+    const node = actions.find((a) => a.kind === 'create')!.node;
+    warn(
+      node,
+      `adoption of lost creates is off: ${strayLookupDenied}. A create whose answer is lost (timeout, gateway error) is reported with its mark and not retried, but no later run can find it: each would create another runner and leave that one in GitLab. Give the token the read_api scope (see the README's token table)`,
+    );
+  }
+
   if (opts.dryRun) {
     for (const a of actions) {
       if (a.kind === 'blocked') fail(a.node, a.reason);
@@ -177,7 +229,7 @@ export async function reconcileRunners(
   let sharedBroken: string | undefined;
   let updateForbidden = false;
 
-  const createParams = (s: RunnerSettings, node: string, attempt?: string): RunnerParams => {
+  const createParams = (s: RunnerSettings, node: string, mark?: string): RunnerParams => {
     const p: RunnerParams = {
       description: s.description,
       tag_list: s.tagList,
@@ -185,7 +237,7 @@ export async function reconcileRunners(
       locked: s.locked,
       access_level: s.accessLevel,
       paused: s.paused,
-      maintenance_note: `Managed by runner-fleet for node ${node}; edits here are overwritten on the next run.${attempt ? ` ${creationMarker(node, attempt)}` : ''}`,
+      maintenance_note: `Managed by runner-fleet for node ${node}; edits here are overwritten on the next run.${mark ? ` ${mark}` : ''}`,
     };
     if (s.maximumTimeout !== null) p.maximum_timeout = s.maximumTimeout;
     return p;
@@ -196,7 +248,9 @@ export async function reconcileRunners(
     if (m === 'access' && err.status === 401)
       return `gitlab.accessToken was not accepted (${err.message}): is it valid and unexpired?`;
     if (m === 'access' && err.status === 403) {
-      return `gitlab.accessToken may not create runners (${err.message}): it needs the create_runner (or api) scope, and its user must be an administrator (instance_type) or an owner of the group or project`;
+      if (/insufficient_scope/.test(err.message))
+        return `gitlab.accessToken may not create runners (${err.message}): it needs the create_runner scope (or api)`;
+      return `gitlab.accessToken may not create runners (${err.message}): an instance runner needs an administrator's token, which with Admin Mode on also needs the admin_mode scope; a group or project runner needs the Owner or Maintainer role there`;
     }
     if (m === 'registration' && err.status === 403)
       return `gitlab.registrationToken was rejected (${err.message})`;
@@ -283,10 +337,19 @@ export async function reconcileRunners(
     later.push({ node, rec, why, tokenDead });
   };
 
-  let strayLookupDenied: string | undefined;
+  /** This fleet's id, kept by the store (made on first use) so that the next run finds this run's marks. */
+  let fleetIdOf: Promise<string> | undefined;
+  const fleetId = (): Promise<string> =>
+    (fleetIdOf ??= opts.fleetId
+      ? Promise.resolve(opts.fleetId)
+      : store.fleetId
+        ? store.fleetId()
+        : Promise.resolve(randomBytes(6).toString('hex')));
+  const leftAloneSaid = new Set<number>();
   /**
-   * Runners GitLab has for `node` (its name is one of their tags) carrying runner-fleet's creation marker for it
-   * that no record holds: made by a create whose answer was lost, in this run or a killed one. Newest first.
+   * Runners GitLab has for `node` (its name is one of their tags) carrying this fleet's creation marker for it that
+   * no record holds: made by a create whose answer was lost, in this run or a killed one. Newest first. Runners with
+   * another fleet's mark are never touched; old marks without a fleet, or marked runners in use, are reported only.
    * undefined: they cannot be looked for (no access token, or one that may not list every runner).
    */
   const findStrays = async (
@@ -300,9 +363,10 @@ export async function reconcileRunners(
     } catch (err) {
       if (!isApi(err, 401, 403)) throw err;
       // Said only when it matters: in the error of a create that got no answer.
-      strayLookupDenied = `this token cannot list runners to look for it (${messageOf(err)}; GET /runners/all needs read_api or manage_runner and an administrator)`;
+      strayLookupDenied = strayLookupDeniedMessage(err);
       return undefined;
     }
+    const fleet = await fleetId();
     const held = new Set(ledger.snapshot().map((r) => r.id));
     const out: { details: RunnerDetails; attempt: string }[] = [];
     for (const r of list) {
@@ -314,8 +378,13 @@ export async function reconcileRunners(
         if (isApi(err, 404)) continue;
         throw err;
       }
-      const mark = parseCreationMarker(details.maintenance_note);
-      if (mark?.node === node) out.push({ details, attempt: mark.attempt });
+      const j = judgeStray(details as StrayCandidate, fleet, node);
+      if (j.kind === 'ours') out.push({ details, attempt: j.attempt });
+      const why = strayLeftAlone(details.id, node, j);
+      if (why && !leftAloneSaid.has(details.id)) {
+        leftAloneSaid.add(details.id);
+        warn(node, why);
+      }
     }
     return out.sort((a, b) => b.details.id - a.details.id);
   };
@@ -358,7 +427,7 @@ export async function reconcileRunners(
       } catch (err) {
         if (isApi(err, 401, 403))
           throw new Error(
-            `runner #${s.details.id} was left in GitLab by an interrupted create (${creationMarker(node, s.attempt)}) and this token may not delete it (${messageOf(err)}): delete it in GitLab`,
+            `runner #${s.details.id} was left in GitLab by an interrupted create (attempt ${s.attempt}) and this token may not delete it (${messageOf(err)}): delete it in GitLab`,
           );
         if (!isApi(err, 404)) throw err;
       }
@@ -375,7 +444,7 @@ export async function reconcileRunners(
     } catch (err) {
       if (isApi(err, 401, 403)) {
         throw new Error(
-          `runner #${id} was left in GitLab by an interrupted create (${creationMarker(node, keep.attempt)}) and this token may not reset its token to adopt it (${messageOf(err)}; needs manage_runner): delete it in GitLab, then run again`,
+          `runner #${id} was left in GitLab by an interrupted create (attempt ${keep.attempt}) and this token may not reset its token to adopt it (${messageOf(err)}; needs manage_runner, and for an instance runner an administrator, with admin_mode when Admin Mode is on): delete it in GitLab, then run again`,
         );
       }
       throw err;
@@ -452,6 +521,7 @@ export async function reconcileRunners(
     // A runner an earlier create made without its answer reaching us: adopt it rather than make another.
     if (m === 'access' && (await adoptStrays(node, settings, systemId, replaces, replacesDead))) return;
     const attempt = randomBytes(4).toString('hex');
+    const mark = creationMarker(await fleetId(), node, attempt);
     let creds;
     try {
       creds =
@@ -460,24 +530,24 @@ export async function reconcileRunners(
               runner_type: settings.runnerType ?? 'instance_type',
               ...(settings.groupId !== undefined ? { group_id: settings.groupId } : {}),
               ...(settings.projectId !== undefined ? { project_id: settings.projectId } : {}),
-              ...createParams(settings, node, attempt),
+              ...createParams(settings, node, mark),
             } satisfies CreateRunnerParams)
-          : await api.registerRunner(secret, createParams(settings, node, attempt));
+          : await api.registerRunner(secret, createParams(settings, node, mark));
     } catch (err) {
       if (isApi(err, 401, 403, 410)) {
         createBlocked = explainCreateError(err, m);
         throw new Error(createBlocked);
       }
-      // No clear answer (timeout, connection lost, a gateway's 502/503/504): GitLab may have made the runner anyway.
-      // Look once; never create again blindly, which is how two runners for one node came about (issue 12, item 4).
-      if (isApi(err, 0, 502, 503, 504)) {
+      // No clear answer (timeout, connection lost, a gateway's 502/503/504, a 2xx cut short): GitLab may have made
+      // the runner anyway. Look once; never create again blindly, which is how two runners for one node came about.
+      if (noClearAnswer(err)) {
         const adopted =
           m === 'access'
             ? await adoptStrays(node, settings, systemId, replaces, replacesDead).catch(() => false)
             : false;
         if (adopted) return;
         throw new Error(
-          `creating its runner got no clear answer (${messageOf(err)}); GitLab may still create it, marked ${creationMarker(node, attempt)} in its maintenance note. ` +
+          `creating its runner got no clear answer (${messageOf(err)}); GitLab may have made it, marked ${mark} in its maintenance note. ` +
             (m === 'registration'
               ? 'Not retried; with gitlab.registrationToken runners cannot be listed: delete that runner in GitLab if it appears'
               : strayLookupDenied
@@ -640,7 +710,7 @@ export async function reconcileRunners(
             if (!updateForbidden)
               warn(
                 a.node,
-                `gitlab.accessToken may not update runners (${err.message}; needs the manage_runner or api scope): re-creating runners whose settings changed instead`,
+                `gitlab.accessToken may not update runners (${err.message}; needs the manage_runner or api scope, and for instance runners an administrator, with admin_mode when Admin Mode is on): re-creating runners whose settings changed instead`,
               );
             updateForbidden = true;
           }

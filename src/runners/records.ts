@@ -47,6 +47,8 @@ export interface RunnerRecord {
 export interface RecordStore {
   load(): Promise<RunnerRecord[]>;
   save(records: RunnerRecord[]): Promise<void>;
+  /** the id of the fleet these records belong to, made and kept on first use (see creationMarker) */
+  fleetId?(): Promise<string>;
 }
 
 export function modeForAuth(kind: Inventory['gitlab']['auth']['kind']): RegistrationMode | null {

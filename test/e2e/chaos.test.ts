@@ -16,7 +16,7 @@ import {
   type FleetInfo,
 } from '../../scripts/testbed/fleet.js';
 import { KubeClient } from '../../src/kube/client.js';
-import { readSecretRecords } from '../../src/kube/records.js';
+import { readSecretRecords, writeVersionedRecords } from '../../src/kube/records.js';
 import type { RunReport } from '../../src/report.js';
 import {
   readInventory,
@@ -193,7 +193,9 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
   it('kills sessions, slows GitLab, freezes the apiserver and starts a second apply: nothing is lost, orphaned or half-done', async () => {
     const path = writeVariant(fleet.inventory, base, () => {});
     const pid = apiserverPid(fleet);
-    // A run killed before this one lost the answer to pi1's create: GitLab has the runner, no record holds it.
+    // A run killed before this one lost the answer to pi1's create: GitLab has the runner, no record holds it. That
+    // run had kept its fleet id on the records Secret before creating, and marked the runner with it.
+    await writeVersionedRecords(client, NS, [], { records: [] }, undefined, 'c4a05f1ee7');
     const accessToken = readFileSync(base.gitlab.accessToken.slice('file:'.length), 'utf8').trim();
     const res = await fetch(`${gitlabUrl}/api/v4/user/runners`, {
       method: 'POST',
@@ -202,7 +204,8 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
         runner_type: 'instance_type',
         description: 'pi1',
         tag_list: ['arm64', 'pi', 'pi1'],
-        maintenance_note: 'Managed by runner-fleet for node pi1. [runner-fleet node=pi1 attempt=deadbeef]',
+        maintenance_note:
+          'Managed by runner-fleet for node pi1. [runner-fleet fleet=c4a05f1ee7 node=pi1 attempt=deadbeef]',
       }),
     });
     expect(res.status).toBe(201);

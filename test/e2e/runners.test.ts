@@ -236,4 +236,99 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
       for (const s of secrets) expect(text.includes(s), `a token appears in ${where}`).toBe(false);
     }
   });
+
+  it("a second fleet (namespace fleet-b, node pi1 again) never takes the first fleet's runners; a 201 cut short is adopted; destroy waits for apply's lock and finds its marked runners", async () => {
+    const a = (await ours()).map((r) => ({ id: r.id, token: r.token, maintenanceNote: r.maintenanceNote }));
+    // Fleet A's three, and the legacy runner whose token an earlier test revoked.
+    expect(a.filter((r) => r.token !== null)).toHaveLength(3);
+    const bPath = variant((inv) => {
+      inv.kubernetes.namespace = 'fleet-b';
+      inv.kubernetes.nodeLabel = 'runner-fleet.dev/fleet-b';
+      inv.nodes = inv.nodes.filter((n: { name: string }) => n.name === 'pi1');
+    });
+    const aUntouched = async () => {
+      const now = await standinState(gitlabUrl);
+      for (const r of a)
+        expect(
+          now.runners.find((x) => x.id === r.id),
+          `runner #${r.id} of fleet A`,
+        ).toMatchObject(r);
+      const resets = now.calls.filter((c) =>
+        a.some((r) => c.path === `/api/v4/runners/${r.id}/reset_authentication_token`),
+      );
+      expect(resets).toEqual([]);
+    };
+    const bFleet = () =>
+      kubectlJson(bin, kubeconfig, ['-n', 'fleet-b', 'get', 'secret', 'runner-fleet-records']).metadata
+        .annotations['runner-fleet.dev/fleet-id'] as string;
+    const marked = async (fleetId: string) =>
+      (await ours()).filter((r) => (r.maintenanceNote ?? '').includes(`[runner-fleet fleet=${fleetId} `));
+
+    // B's create for pi1 gets no clear answer: it looks for pi1's strays and finds A's runner, which it must leave.
+    await standinControl(gitlabUrl, 'fail', 'POST', {
+      method: 'POST',
+      path: '/api/v4/user/runners',
+      status: 502,
+    });
+    const lost = await runProvision(['--inventory', bPath, '--json']);
+    expect(lost.code).toBe(1);
+    expect(lost.report!.gitlab!.error).toMatch(/pi1: creating its runner got no clear answer/);
+    await aUntouched();
+
+    // B's next create is made by GitLab but its 201 is cut short: no clear answer, found by B's own mark, adopted.
+    await standinControl(gitlabUrl, 'fail', 'POST', {
+      method: 'POST',
+      path: '/api/v4/user/runners',
+      status: 201,
+      truncate: true,
+    });
+    const cut = await runProvision(['--inventory', bPath, '--json']);
+    expect(cut.code, cut.stderr).toBe(0);
+    expect(cut.report!.gitlab!.changes.map((c) => c.step)).toEqual(['adopt runner']);
+    const b = bFleet();
+    expect(b).toMatch(/^[0-9a-f]{12}$/);
+    expect((await marked(b)).map((r) => r.id)).toHaveLength(1);
+    await aUntouched();
+
+    // Destroy during an apply: it fails fast on the fleet lock, having removed nothing.
+    await standinControl(gitlabUrl, 'delay', 'POST', { ms: 1500 });
+    const applying = runProvision(['--inventory', bPath, '--json']);
+    for (let i = 0; i < 100; i++) {
+      const lease = kubectl(bin, kubeconfig, [
+        '-n',
+        'fleet-b',
+        'get',
+        'lease',
+        '--ignore-not-found',
+        '-o',
+        'name',
+      ]);
+      if (lease.trim()) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const early = await runProvision(['destroy', '--yes', '--inventory', bPath]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(
+      /another runner-fleet run holds the fleet lock \(Lease fleet-b\/runner-fleet-lock\)/,
+    );
+    expect((await applying).code).toBe(0);
+    await standinControl(gitlabUrl, 'delay', 'POST', { ms: 0 });
+
+    // A create of B's whose answer was lost for good (no record holds it): destroy finds it by B's mark.
+    const token = readFileSync(join(tokensDir, 'access-token'), 'utf8').trim();
+    const res = await fetch(`${gitlabUrl}/api/v4/user/runners`, {
+      method: 'POST',
+      headers: { 'PRIVATE-TOKEN': token, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        runner_type: 'instance_type',
+        tag_list: ['arm64', 'fast', 'pi1'],
+        maintenance_note: `[runner-fleet fleet=${b} node=pi1 attempt=0b0b0b0b]`,
+      }),
+    });
+    expect(res.status).toBe(201);
+    const gone = await runProvision(['destroy', '--yes', '--inventory', bPath, '--json']);
+    expect(gone.code, gone.stderr).toBe(0);
+    expect(await marked(b)).toEqual([]);
+    await aUntouched();
+  }, 240_000);
 });

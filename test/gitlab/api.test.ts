@@ -98,7 +98,8 @@ describe('GitlabApi', () => {
     );
     expect(scope.status).toBe(403);
     expect(scope.message).toContain('insufficient_scope');
-    expect(scope.message).toContain('needs scope: api create_runner');
+    // GitLab names every scope registered for the endpoint (user_runners.rb, then API::API).
+    expect(scope.message).toContain('needs scope: create_runner api read_api');
 
     const bad = await failure(api.createUserRunner(gl.tokens.accessToken, { runner_type: 'project_type' }));
     expect(bad.status).toBe(400);

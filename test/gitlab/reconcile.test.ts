@@ -309,11 +309,12 @@ describe('access token mode', () => {
     expect(fleetRunners()).toEqual([]);
   });
 
-  it('dry run calls nothing and describes what would change', async () => {
+  it('dry run only reads (whether lost creates could be found) and describes what would change', async () => {
     const inv = inventory('accessToken', ['pi-1', 'pi-2']);
     const store = new MemoryRecordStore();
     const result = await run(inv, store, { dryRun: true });
-    expect(gl.calls()).toEqual([]);
+    expect(gl.calls().map((c) => `${c.method} ${c.path}`)).toEqual(['GET /api/v4/runners/all']);
+    expect(result.warnings).toEqual([]);
     expect(result.changes.map((c) => c.step)).toEqual(['create runner', 'create runner']);
     expect(store.saves).toBe(0);
   });

@@ -246,4 +246,63 @@ describe('GitLab stand-in', () => {
     const log = JSON.stringify(gl.state.calls);
     for (const t of Object.values(gl.tokens)) expect(log).not.toContain(t);
   });
+
+  it('scopes per route as lib/api/ci/runners.rb: manage_runner only with an :id, so never GET /runners/all', async () => {
+    const noList = gl.tokens.accessTokenNoList;
+    expect(await call('GET', '/api/v4/runners/all', { token: noList })).toMatchObject({
+      status: 403,
+      body: {
+        error: 'insufficient_scope',
+        error_description: 'The request requires higher privileges than provided by the access token.',
+        scope: 'manage_runner api read_api',
+      },
+    });
+    expect((await call('GET', '/api/v4/runners/1', { token: noList })).status).toBe(200);
+    expect((await call('GET', '/api/v4/runners/all', { token: gl.tokens.accessToken })).status).toBe(200);
+    // read_api is for GET and HEAD only.
+    expect(
+      (
+        await call('PUT', '/api/v4/runners/1', {
+          token: gl.tokens.accessTokenNoScope,
+          json: { locked: true },
+        })
+      ).body,
+    ).toMatchObject({ error: 'insufficient_scope' });
+  });
+
+  it('Admin Mode: an administrator token without admin_mode is no administrator; with it, it is', async () => {
+    gl.setAdminMode(true);
+    const token = gl.tokens.accessToken;
+    expect(await call('GET', '/api/v4/runners/all', { token })).toMatchObject({
+      status: 403,
+      body: { message: '403 Forbidden' },
+    });
+    expect(
+      await call('POST', '/api/v4/user/runners', { token, json: { runner_type: 'instance_type' } }),
+    ).toMatchObject({ status: 403, body: { message: '403 Forbidden - Insufficient permissions' } });
+    // Instance runners are readable by everyone signed in, changeable by administrators only.
+    expect((await call('GET', '/api/v4/runners/1', { token })).status).toBe(200);
+    expect(await call('PUT', '/api/v4/runners/1', { token, json: { locked: true } })).toMatchObject({
+      status: 403,
+      body: { message: '403 Forbidden - No access granted' },
+    });
+    expect((await call('DELETE', '/api/v4/runners/1', { token })).status).toBe(403);
+    const admin = gl.tokens.accessTokenAdminMode;
+    expect((await call('GET', '/api/v4/runners/all', { token: admin })).status).toBe(200);
+    expect((await call('DELETE', '/api/v4/runners/1', { token: admin })).status).toBe(204);
+  });
+
+  it('a failure rule with truncate does the call and answers with half of its body', async () => {
+    gl.failNext({ method: 'POST', path: '/api/v4/user/runners', status: 201, truncate: true });
+    const res = await fetch(`${gl.url}/api/v4/user/runners`, {
+      method: 'POST',
+      headers: { 'PRIVATE-TOKEN': gl.tokens.accessToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ runner_type: 'instance_type' }),
+    });
+    expect(res.status).toBe(201);
+    const text = await res.text();
+    expect(text.startsWith('{"id":')).toBe(true);
+    expect(() => JSON.parse(text) as unknown).toThrow();
+    expect(gl.state.runners).toHaveLength(2);
+  });
 });

@@ -104,6 +104,8 @@ export interface StandinCall {
 
 export interface StandinState {
   registrationTokensEnabled: boolean;
+  /** ApplicationSetting admin_mode: admin API calls need a token with the admin_mode scope */
+  adminMode: boolean;
   /** runner_token_expiration_interval: seconds a new or reset runner token lives; null: forever */
   runnerTokenExpirationSeconds: number | null;
   runners: StandinRunner[];
@@ -132,8 +134,12 @@ export interface StandinJobView {
 }
 
 export interface StandinTokens {
-  /** scopes create_runner + manage_runner, administrator: can create, update, list and delete runners */
+  /** scopes create_runner + manage_runner + read_api, administrator: can create, update, list and delete runners */
   accessToken: string;
+  /** scopes create_runner + manage_runner, administrator: everything but GET /runners/all (no :id, so no manage_runner) */
+  accessTokenNoList: string;
+  /** accessToken's scopes plus admin_mode: what an administrator's token needs once Admin Mode is on */
+  accessTokenAdminMode: string;
   /** scope create_runner only: can create runners but not update them (as on GitLab) */
   accessTokenCreateOnly: string;
   /** scope read_api: POST /user/runners answers 403 */
@@ -147,6 +153,8 @@ export interface StandinTokens {
 /** Token file names in tokensDir: reference them as `file:<tokensDir>/<name>`. */
 export const TOKEN_FILES: Record<keyof StandinTokens, string> = {
   accessToken: 'access-token',
+  accessTokenNoList: 'access-token-no-list',
+  accessTokenAdminMode: 'access-token-admin-mode',
   accessTokenCreateOnly: 'access-token-create-only',
   accessTokenNoScope: 'access-token-no-scope',
   registrationToken: 'registration-token',
@@ -162,6 +170,8 @@ export interface FailRule {
   times?: number;
   /** only calls whose description (create/update) contains this */
   descriptionIncludes?: string;
+  /** do the call, then answer `status` with the first half of its JSON body (a proxy that cut the answer) */
+  truncate?: boolean;
 }
 
 export interface StandinOptions {
@@ -215,6 +225,8 @@ export interface GitlabStandin {
   calls(filter?: { method?: string; path?: string | RegExp }): StandinCall[];
   setDelay(ms: number): void;
   setRunnerTokenExpiration(seconds: number | null): void;
+  /** GitLab's Admin Mode setting: administrators' tokens act as administrators only with the admin_mode scope */
+  setAdminMode(enabled: boolean): void;
   /** job records with token and trace (tests only) */
   readonly jobs: StandinJob[];
   jobView(id: number): StandinJobView | undefined;
@@ -252,6 +264,31 @@ const insufficientScope = (scope: string) =>
     error_description: 'The request requires higher privileges than provided by the access token.',
     scope,
   });
+
+/** A scope an endpoint class registers with allow_access_with_scope, and the condition it carries. */
+interface ScopeRule {
+  scope: string;
+  when: (call: { method: string; hasId: boolean }) => boolean;
+}
+
+/** lib/api/api.rb: registered on API::API, so on every route: `api` always, `read_api` for GET and HEAD. */
+const API_RB_SCOPES: ScopeRule[] = [
+  { scope: 'api', when: () => true },
+  { scope: 'read_api', when: (c) => c.method === 'GET' || c.method === 'HEAD' },
+];
+
+/**
+ * The scopes each endpoint file the stand-in serves with an access token adds to API_RB_SCOPES. runners.rb allows
+ * manage_runner only when the request has an :id under /api/v4/runners/ (so never on GET /runners/all);
+ * user_runners.rb allows create_runner on POST. APIGuard (lib/api/api_guard.rb) accepts a token holding any rule
+ * whose condition holds; a refusal is 403 insufficient_scope naming every scope registered for the endpoint and
+ * API::API, conditions or not (Gitlab::Auth::AuthFinders#validate_and_save_access_token!).
+ */
+const ENDPOINT_SCOPES: Record<'lib/api/ci/runners.rb' | 'lib/api/user_runners.rb', ScopeRule[]> = {
+  'lib/api/ci/runners.rb': [{ scope: 'manage_runner', when: (c) => c.hasId }],
+  'lib/api/user_runners.rb': [{ scope: 'create_runner', when: (c) => c.method === 'POST' }],
+};
+type EndpointFile = keyof typeof ENDPOINT_SCOPES;
 
 const RUNNER_TYPES: RunnerType[] = ['instance_type', 'group_type', 'project_type'];
 const ACCESS_LEVELS: AccessLevel[] = ['not_protected', 'ref_protected'];
@@ -292,6 +329,8 @@ export function runnerAuthToken(runnerType: RunnerType, registered: boolean): st
 function loadOrMakeTokens(dir: string | undefined): StandinTokens {
   const fresh: StandinTokens = {
     accessToken: randomToken('glpat-'),
+    accessTokenNoList: randomToken('glpat-'),
+    accessTokenAdminMode: randomToken('glpat-'),
     accessTokenCreateOnly: randomToken('glpat-'),
     accessTokenNoScope: randomToken('glpat-'),
     registrationToken: randomToken('GR1348941'),
@@ -423,7 +462,12 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   const tokens = loadOrMakeTokens(opts.tokensDir);
   const signer = opts.registry ? registrySigner(opts.registry.hostPort, opts.registry.keyPem) : null;
   const accessTokens = new Map<string, AccessToken>([
-    [tokens.accessToken, { scopes: ['create_runner', 'manage_runner'], admin: true }],
+    [tokens.accessToken, { scopes: ['create_runner', 'manage_runner', 'read_api'], admin: true }],
+    [tokens.accessTokenNoList, { scopes: ['create_runner', 'manage_runner'], admin: true }],
+    [
+      tokens.accessTokenAdminMode,
+      { scopes: ['create_runner', 'manage_runner', 'read_api', 'admin_mode'], admin: true },
+    ],
     [tokens.accessTokenCreateOnly, { scopes: ['create_runner'], admin: true }],
     [tokens.accessTokenNoScope, { scopes: ['read_api'], admin: true }],
   ]);
@@ -437,6 +481,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   let failRules: (FailRule & { left: number })[] = [];
   const state: StandinState = {
     registrationTokensEnabled: opts.registrationTokensEnabled ?? true,
+    adminMode: false,
     runnerTokenExpirationSeconds: opts.runnerTokenExpirationSeconds ?? null,
     runners: [],
     managers: [],
@@ -461,6 +506,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
 
   const reset = () => {
     clockOffsetSeconds = 0;
+    state.adminMode = false;
     state.registrationTokensEnabled = opts.registrationTokensEnabled ?? true;
     state.runnerTokenExpirationSeconds = opts.runnerTokenExpirationSeconds ?? null;
     state.runners.length = 0;
@@ -646,15 +692,29 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     runner.queueValueExpiresAt = Date.now() + RUNNER_QUEUE_EXPIRY_MS;
   };
 
-  const accessFor = (req: IncomingMessage, scopes: string[]): AccessToken => {
+  /**
+   * The access token of the request, checked against its endpoint file's scope rules. `admin` is what
+   * current_user.can_admin_all_resources? says: with Admin Mode on, an administrator's token counts as one only with
+   * the admin_mode scope (APIGuard#bypass_session_for_admin_mode?). The stand-in's token users own every group and
+   * project, so only instance runners need an administrator.
+   */
+  const accessFor = (req: IncomingMessage, file: EndpointFile, hasId = false): AccessToken => {
     const header = req.headers['private-token'];
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const value = (Array.isArray(header) ? header[0] : header) ?? bearer;
     const token = value ? accessTokens.get(value) : undefined;
     if (!token) throw unauthorized();
-    if (!token.scopes.some((s) => s === 'api' || scopes.includes(s)))
-      throw insufficientScope(['api', ...scopes].join(' '));
-    return token;
+    const rules = [...ENDPOINT_SCOPES[file], ...API_RB_SCOPES];
+    const call = { method: (req.method ?? 'GET').toUpperCase(), hasId };
+    if (!rules.some((r) => r.when(call) && token.scopes.includes(r.scope)))
+      throw insufficientScope(rules.map((r) => r.scope).join(' '));
+    const admin = token.admin && (!state.adminMode || token.scopes.includes('admin_mode'));
+    return { ...token, admin };
+  };
+
+  /** authenticate_update_runner! / authenticate_delete_runner! in runners.rb, for the stand-in's owners. */
+  const mayChange = (token: AccessToken, runner: StandinRunner) => {
+    if (runner.runnerType === 'instance_type' && !token.admin) throw forbidden('No access granted');
   };
 
   const runnerById = (idText: string): StandinRunner => {
@@ -845,7 +905,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
   ): Promise<Reply> {
     let m: RegExpExecArray | null;
     if (method === 'POST' && path === '/api/v4/user/runners') {
-      accessFor(req, ['create_runner']);
+      const token = accessFor(req, 'lib/api/user_runners.rb');
       const runnerType = oneOf(p, 'runner_type', RUNNER_TYPES);
       if (!runnerType) throw badRequest('runner_type is missing, runner_type does not have a valid value');
       const groupId = int(p, 'group_id');
@@ -858,6 +918,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         throw new HttpError(400, {
           message: '400 Bad request - project_id is required for project_type runners',
         });
+      // CreateRunnerService: InstanceRunnerStrategy#authorized_user? is can?(:create_instance_runner), admins only.
+      if (runnerType === 'instance_type' && !token.admin) throw forbidden('Insufficient permissions');
       const attrs = runnerAttributes(p);
       const runner = newRunner(
         {
@@ -902,8 +964,9 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     }
     if ((m = /^\/api\/v4\/runners\/(\d+)\/reset_authentication_token$/.exec(path)) && method === 'POST') {
       // lib/api/ci/runners.rb: the same with an access token (gitlab-runner's ResetTokenWithPAT).
-      accessFor(req, ['manage_runner']);
+      const token = accessFor(req, 'lib/api/ci/runners.rb', true);
       const runner = runnerById(m[1]);
+      mayChange(token, runner);
       resetToken(runner);
       return { status: 201, body: resetResult(runner) };
     }
@@ -998,7 +1061,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       };
     }
     if (method === 'GET' && path === '/api/v4/runners/all') {
-      const token = accessFor(req, ['read_api', 'manage_runner']);
+      // authenticated_as_admin!: plain 403 for a non-administrator (or one without admin_mode in Admin Mode).
+      const token = accessFor(req, 'lib/api/ci/runners.rb');
       if (!token.admin) throw forbidden();
       const wanted = tags(p) ?? [];
       const type = oneOf(p, 'type', RUNNER_TYPES);
@@ -1021,7 +1085,7 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       };
     }
     if ((m = /^\/api\/v4\/runners\/(\d+)\/managers$/.exec(path)) && method === 'GET') {
-      accessFor(req, ['read_api', 'manage_runner']);
+      accessFor(req, 'lib/api/ci/runners.rb', true);
       const runner = runnerById(m[1]);
       return {
         status: 200,
@@ -1030,12 +1094,14 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     }
     if ((m = /^\/api\/v4\/runners\/(\d+)$/.exec(path))) {
       if (method === 'GET') {
-        accessFor(req, ['read_api', 'manage_runner']);
+        // authenticate_show_runner!: instance runners are visible to every signed-in user.
+        accessFor(req, 'lib/api/ci/runners.rb', true);
         return { status: 200, body: details(runnerById(m[1])) };
       }
       if (method === 'PUT') {
-        accessFor(req, ['manage_runner']);
+        const token = accessFor(req, 'lib/api/ci/runners.rb', true);
         const runner = runnerById(m[1]);
+        mayChange(token, runner);
         if (!RUNNER_FIELDS.some((f) => f in p))
           throw badRequest(
             `${RUNNER_FIELDS.join(', ')} are missing, at least one parameter must be provided`,
@@ -1046,8 +1112,10 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         return { status: 200, body: details(runner) };
       }
       if (method === 'DELETE') {
-        accessFor(req, ['manage_runner']);
-        removeRunner(runnerById(m[1]));
+        const token = accessFor(req, 'lib/api/ci/runners.rb', true);
+        const runner = runnerById(m[1]);
+        mayChange(token, runner);
+        removeRunner(runner);
         return { status: 204 };
       }
     }
@@ -1150,7 +1218,16 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       const rule = p as unknown as FailRule;
       if (typeof rule.path !== 'string' || !Number.isInteger(Number(rule.status)))
         throw badRequest('path and status are required');
-      failRules.push({ ...rule, status: Number(rule.status), left: Number(rule.times ?? 1) });
+      failRules.push({
+        ...rule,
+        status: Number(rule.status),
+        truncate: rule.truncate === true || String(rule.truncate) === 'true',
+        left: Number(rule.times ?? 1),
+      });
+      return { status: 204 };
+    }
+    if (method === 'POST' && path === '/_standin/admin-mode') {
+      state.adminMode = bool(p, 'enabled') ?? true;
       return { status: 204 };
     }
     if (method === 'POST' && path === '/_standin/clock') {
@@ -1313,11 +1390,19 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
             (!r.method || r.method.toUpperCase() === method) &&
             (!r.descriptionIncludes || String(params.description ?? '').includes(r.descriptionIncludes)),
         );
-        if (rule) {
-          rule.left--;
+        if (rule) rule.left--;
+        if (rule && !rule.truncate)
           throw new HttpError(rule.status, { message: `${rule.status} injected by the stand-in` });
-        }
         reply = await api(req, method, path, params, url, body);
+        if (rule?.truncate) {
+          // GitLab did the work; the answer lost its second half on the way (a proxy's buffer, a reset connection).
+          const text = JSON.stringify(reply.body ?? {});
+          reply = {
+            status: rule.status,
+            raw: Buffer.from(text.slice(0, Math.floor(text.length / 2))),
+            headers: { 'content-type': 'application/json' },
+          };
+        }
       }
     } catch (err) {
       reply =
@@ -1415,6 +1500,9 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     },
     setRunnerTokenExpiration(seconds) {
       state.runnerTokenExpirationSeconds = seconds;
+    },
+    setAdminMode(enabled) {
+      state.adminMode = enabled;
     },
     jobView(id) {
       const job = jobs.find((j) => j.id === id);

@@ -6,8 +6,16 @@ export class MemoryRecordStore implements RecordStore {
   saves = 0;
   private records: RunnerRecord[];
 
-  constructor(initial: RunnerRecord[] = []) {
+  constructor(
+    initial: RunnerRecord[] = [],
+    /** the fleet these records belong to (two stores with one id are one fleet) */
+    readonly fleet = 'f00d00000001',
+  ) {
     this.records = structuredClone(initial);
+  }
+
+  async fleetId(): Promise<string> {
+    return this.fleet;
   }
 
   async load(): Promise<RunnerRecord[]> {
