@@ -115,7 +115,10 @@ async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
   const gitlab = planRegistrations(withoutNodes(inv), records)
     .map(describeAction)
     .filter((d): d is Change => d !== null);
-  const teardown = await planTeardown(client, ns, inv.kubernetes.nodeLabel);
+  const teardown = await planTeardown(client, ns, {
+    nodeLabel: inv.kubernetes.nodeLabel,
+    nodes: inv.nodes.map((n) => n.name),
+  });
   log.done?.(
     'cluster',
     true,

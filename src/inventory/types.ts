@@ -47,7 +47,7 @@ export type SshDefaults = File['ssh'];
 /** A node with the ssh defaults filled in. */
 export type NodeSpec = Required<File['nodes'][number]> & { connectTimeout: number };
 
-export type KubernetesConfig = File['kubernetes'];
+export type KubernetesConfig = Omit<File['kubernetes'], 'nodeLabel'> & { nodeLabel: string };
 
 /**
  * The apt repository gitlab-runner is installed from with `placement: host`: `deb [signed-by=…] <url>/<os>/ <codename> main`.

@@ -17,7 +17,7 @@ const canRun = requireRoot('src/kube/converge.test.ts (test cluster)');
 const FLEET = ['pi1', 'pi2', 'pi3'];
 const EXTRA = 'extra1';
 const NS = 'gitlab-runner';
-const LABEL = 'runner-fleet.dev/runner';
+const LABEL = `fleet.runner-fleet.dev/${NS}`;
 
 describe.runIf(canRun)('convergeCluster on the test cluster', () => {
   let cluster: TestCluster;
@@ -112,12 +112,13 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     expect(report.ok, report.error).toBe(true);
     expect(report.changes.map((c) => c.detail)).toEqual([
       `create Namespace ${NS}`,
-      `create ServiceAccount ${NS}/gitlab-runner`,
-      `create Secret ${NS}/runner-fleet-config`,
-      `create DaemonSet ${NS}/gitlab-runner-dood`,
+      // Labels before the DaemonSet: a DaemonSet never selects bare nodes (what matters when the label changes).
       `label node pi1 ${LABEL}=true`,
       `label node pi2 ${LABEL}=true`,
       `label node pi3 ${LABEL}=true`,
+      `create ServiceAccount ${NS}/gitlab-runner`,
+      `create Secret ${NS}/runner-fleet-config`,
+      `create DaemonSet ${NS}/gitlab-runner-dood`,
     ]);
     expect(await get('Namespace', NS)).toBeUndefined();
     for (const n of FLEET) expect((await get('Node', n))?.metadata.labels?.[LABEL]).toBeUndefined();
@@ -218,7 +219,9 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     // The hand-set label put a pod on extra1: that is the owner's choice, but our label manager never held it.
     const extra = await get('Node', EXTRA);
     expect(
-      (extra?.metadata.managedFields as { manager: string }[]).some((m) => m.manager === NODE_LABEL_MANAGER),
+      (extra?.metadata.managedFields as { manager: string }[]).some((m) =>
+        m.manager.startsWith(NODE_LABEL_MANAGER),
+      ),
     ).toBe(false);
     await client.apply(
       { apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } },

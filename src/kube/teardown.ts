@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import { changeRecorder, type Change, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
+import { planNodeLabelRemoval, type LabelApply } from './node-labels.js';
 import {
   FIELD_MANAGER,
   MANAGED_BY,
@@ -22,9 +23,8 @@ export interface TeardownPlan {
   namespace: string;
   /** our managed objects, DaemonSets first (their pods go before the config they read) */
   objects: KubeObject[];
-  /** nodes whose runner-fleet label our node-label manager set */
-  labelledNodes: string[];
-  nodeLabel: string;
+  /** this fleet's node labels going: its own manager's everywhere, the old shared manager's on its nodes */
+  labels: LabelApply[];
   /** the records Secret exists (removed only once GitLab holds none of our runners) */
   records: boolean;
   /** delete: runner-fleet created it and it holds nothing else; release: someone else's namespace, take our labels back */
@@ -77,8 +77,7 @@ export function teardownChanges(
 ): Change[] {
   const out: Change[] = [];
   for (const o of plan.objects) out.push({ step: 'delete', detail: `delete ${describeObject(o)}` });
-  for (const n of plan.labelledNodes)
-    out.push({ step: 'label', detail: `remove label ${plan.nodeLabel} from node ${n}` });
+  for (const a of plan.labels) out.push({ step: 'label', detail: a.detail });
   if (plan.records && opts.records)
     out.push({
       step: 'delete',
@@ -119,14 +118,21 @@ async function everythingIn(
 }
 
 /** Reads what would be removed; changes nothing. */
-export async function planTeardown(client: KubeClient, ns: string, nodeLabel: string): Promise<TeardownPlan> {
-  const nodes = await client.listNodes(nodeLabel);
-  const labelledNodes = nodes.filter((n) => n.labelsWeOwn.includes(nodeLabel)).map((n) => n.name);
+export async function planTeardown(
+  client: KubeClient,
+  ns: string,
+  fleet: { nodeLabel: string; nodes: readonly string[] },
+): Promise<TeardownPlan> {
+  const labels = planNodeLabelRemoval({
+    nodes: await client.listNodes(),
+    inventory: fleet.nodes,
+    key: fleet.nodeLabel,
+    namespace: ns,
+  });
   const base: TeardownPlan = {
     namespace: ns,
     objects: [],
-    labelledNodes,
-    nodeLabel,
+    labels,
     records: false,
     namespaceAction: 'none',
     ourUids: [],
@@ -183,9 +189,9 @@ export async function runTeardown(
       await client.delete(o);
       done('delete', `deleted ${describeObject(o)}`);
     }
-    for (const n of plan.labelledNodes) {
-      await client.setNodeLabel(n, plan.nodeLabel, false);
-      done('label', `removed label ${plan.nodeLabel} from node ${n}`);
+    for (const a of plan.labels) {
+      await client.applyNodeLabels(a);
+      done('label', a.detail);
     }
     if (plan.records && !opts.keepRecords) {
       await client.delete({
