@@ -266,6 +266,7 @@ export async function runDestroy(inv: Inventory, opts: DestroyOptions): Promise<
   const cluster = clusterOrError;
   for (const h of hosts) for (const k of h.plan?.kept ?? []) kept.push(`${h.node.name}: ${k}`);
   if (cluster?.teardown.namespaceNote) kept.push(cluster.teardown.namespaceNote);
+  kept.push(...(cluster?.teardown.kept ?? []));
 
   const planText = formatDestroyPlan(hosts, cluster, hostRunnerPlan);
   const unreachable = [

@@ -8,6 +8,7 @@ import { KubeClient, type PlannedObject } from './client.js';
 import { daemonSetName, describeObject, objectKey, type KubeObject } from './objects.js';
 import { DEFAULT_TERMINATION_GRACE_SECONDS, renderClusterObjects } from './render.js';
 import { planNodeLabels, type LabelApply } from './node-labels.js';
+import { otherManager, ownershipProblems } from './ownership.js';
 import { describeBehind } from './rollout.js';
 
 export { KubeRecordStore, readSecretRecords, writeSecretRecords } from './records.js';
@@ -89,7 +90,8 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
       );
     }
     const labels = planNodeLabels({ nodes, wanted: nodeNames, key: label, namespace: ns });
-    if (labels.conflicts.length > 0) throw new Error(labels.conflicts.join('; '));
+    const refused = [...labels.conflicts, ...(await ownershipProblems(client, objects))];
+    if (refused.length > 0) throw new Error(refused.join('; '));
     const applyLabels = async (list: LabelApply[]) => {
       for (const a of list) {
         if (!dryRun) await client.applyNodeLabels(a);
@@ -123,7 +125,8 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     if (!namespaceMissing) {
       const desired = new Set(objects.map(objectKey));
       for (const o of await client.listManaged(ns)) {
-        if (desired.has(objectKey(o))) continue;
+        // Marked as someone else's too (a Helm object an older version took over): never deleted.
+        if (desired.has(objectKey(o)) || otherManager(o)) continue;
         if (!dryRun) await client.delete(o);
         change('prune', `delete ${describeObject(o)} (no longer wanted)`);
       }

@@ -69,6 +69,7 @@ describe('teardownChanges', () => {
     records: true,
     namespaceAction: 'delete',
     ourUids: [],
+    kept: [],
   };
   it('lists every removal; an empty plan lists nothing (destroy says "nothing to remove")', () => {
     expect(teardownChanges(plan).map((c) => c.detail)).toEqual([

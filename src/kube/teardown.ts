@@ -4,6 +4,7 @@ import { changeRecorder, type Change, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
 import { planNodeLabelRemoval, type LabelApply } from './node-labels.js';
+import { otherManager } from './ownership.js';
 import {
   FIELD_MANAGER,
   MANAGED_BY,
@@ -31,6 +32,8 @@ export interface TeardownPlan {
   namespaceAction: 'delete' | 'release' | 'none';
   /** why the namespace stays, when it does and it matters */
   namespaceNote?: string;
+  /** objects with runner-fleet's label that someone else's marks say are theirs: they stay */
+  kept: string[];
   /** uids of our objects: what they own (pods, controller revisions) is ours too */
   ourUids: string[];
 }
@@ -136,6 +139,7 @@ export async function planTeardown(
     records: false,
     namespaceAction: 'none',
     ourUids: [],
+    kept: [],
   };
   const nsObject = await client.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   // Gone, or on its way out: whatever is left in it goes with it.
@@ -147,14 +151,19 @@ export async function planTeardown(
     kind: 'Secret',
     metadata: { name: RECORDS_SECRET, namespace: ns },
   });
+  // Only what runner-fleet made (or was told to adopt): an object also marked as another's was taken over, not made.
+  const kept = managed
+    .filter((o) => otherManager(o))
+    .map((o) => `${describeObject(o)} stays: ${otherManager(o)} manages it, whatever its labels say`);
+  const mine = managed.filter((o) => !otherManager(o));
   const objects = [
-    ...managed.filter((o) => o.kind === 'DaemonSet'),
-    ...managed.filter((o) => o.kind !== 'DaemonSet'),
+    ...mine.filter((o) => o.kind === 'DaemonSet'),
+    ...mine.filter((o) => o.kind !== 'DaemonSet'),
   ];
   const ourUids = [...objects, ...(recordsSecret ? [recordsSecret] : [])]
     .map((o) => String(o.metadata.uid ?? ''))
     .filter(Boolean);
-  const plan: TeardownPlan = { ...base, objects, records: recordsSecret !== undefined, ourUids };
+  const plan: TeardownPlan = { ...base, objects, records: recordsSecret !== undefined, ourUids, kept };
 
   if (createdByUs(nsObject)) {
     const { objects: all, unlisted } = await everythingIn(client, ns);

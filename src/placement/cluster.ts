@@ -5,8 +5,11 @@ import { join } from 'node:path';
 import { GitlabApi } from '../gitlab/api.js';
 import type { HostFacts } from '../host/facts.js';
 import type { Executor, Inventory } from '../inventory/types.js';
-import type { KubeClient } from '../kube/client.js';
+import type { KubeClient, NodeInfo } from '../kube/client.js';
 import { connectCluster, convergeCluster } from '../kube/converge.js';
+import { planNodeLabels } from '../kube/node-labels.js';
+import type { KubeObject } from '../kube/objects.js';
+import { ownershipProblems } from '../kube/ownership.js';
 import type { Logger } from '../log.js';
 import type { ClusterReport } from '../report.js';
 import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
@@ -53,22 +56,25 @@ export async function convergeRunners(
     };
   }
 
-  // Everything checkable without a change, before GitLab changes anything: each node's architecture, and every
-  // config.toml and cluster object rendered with stand-in records. What fails here fails the run (exit 1) with
-  // the report; never an exit 2 after other changes.
-  let archByNode = new Map<string, string>();
+  // Everything checkable without a change, before GitLab changes anything: each node's architecture, every
+  // config.toml and cluster object rendered with stand-in records, and whether any of those objects or node labels
+  // is someone else's. What fails here fails the run (exit 1) with the report; never an exit 2 after other changes.
+  let nodes: NodeInfo[] = [];
   try {
-    archByNode = new Map((await client.listNodes()).map((n) => [n.name, n.labels['kubernetes.io/arch']]));
+    nodes = await client.listNodes();
   } catch {
     /* convergeCluster reports an unreachable cluster itself */
   }
+  const archByNode = new Map(nodes.map((n) => [n.name, n.labels['kubernetes.io/arch']]));
   const archOf = (node: string) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64';
   const check = clusterPreflight(inv, input.executor, archOf);
-  if (check.error) {
-    log.error('cluster', check.error);
+  const refused =
+    check.error ?? (check.objects ? await othersInTheWay(client, inv, nodes, check.objects) : undefined);
+  if (refused) {
+    log.error('cluster', refused);
     return {
-      gitlab: { ok: false, changes: [], error: `not attempted: ${check.error}` },
-      cluster: { ok: false, changes: [], error: check.error },
+      gitlab: { ok: false, changes: [], error: `not attempted: ${refused}` },
+      cluster: { ok: false, changes: [], error: refused },
     };
   }
   for (const [node, why] of check.unfit) log.error(node, describeUnfit(why));
@@ -165,6 +171,28 @@ export async function convergeRunners(
     log,
   });
   return { gitlab, cluster, contact };
+}
+
+/** Another fleet's node label, or an object or Pod Security level someone else set: refused before any change. */
+async function othersInTheWay(
+  client: KubeClient,
+  inv: Inventory,
+  nodes: NodeInfo[],
+  objects: KubeObject[],
+): Promise<string | undefined> {
+  const labels = planNodeLabels({
+    nodes,
+    wanted: inv.nodes.map((n) => n.name),
+    key: inv.kubernetes.nodeLabel,
+    namespace: inv.kubernetes.namespace,
+  });
+  let problems: string[];
+  try {
+    problems = [...labels.conflicts, ...(await ownershipProblems(client, objects))];
+  } catch {
+    return undefined; // an unreachable cluster: convergeCluster says so, and asks again before it applies
+  }
+  return problems.length > 0 ? problems.join('; ') : undefined;
 }
 
 function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
