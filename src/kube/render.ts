@@ -28,8 +28,6 @@ export const EXECUTOR_LABEL = 'runner-fleet.dev/executor';
 export const CLUSTER_ARCHITECTURES: readonly string[] = ['arm64', 'amd64'];
 /** Where the runner container sees the folder of the node's Docker socket. */
 export const POD_DOCKER_DIR = '/run/node-docker';
-/** The docker CLI the init container copies into every runner pod. */
-export const POD_DOCKER_CLI = '/opt/docker-cli/docker';
 /** Long enough for a typical CI job to finish during a rollout; the runner stops taking new jobs at once. */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 3600;
 

@@ -15,7 +15,7 @@ import type { ClusterReport } from '../report.js';
 import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
 import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
-import { probeInPod, proveContact } from './contact.js';
+import { probeInPod, proveContact, proveDocker } from './contact.js';
 import { describeUnfit } from './reasons.js';
 import { kubeconfigFromNode, typedStore } from './records.js';
 
@@ -163,6 +163,16 @@ export async function convergeRunners(
       input.facts.has(r.node) &&
       fit.nodes.some((n) => n.name === r.node),
   );
+  // Jobs need the node's Docker from the pod: after a dockerd restart (this run's, or anyone's) it must still answer.
+  const docker = await proveDocker(
+    client,
+    inv,
+    input.executor,
+    records.map((r) => r.node),
+    log,
+  ).catch((err: unknown) => new Map([['cluster', messageOf(err)]]));
+  if (docker.size > 0)
+    cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
   const contact = await proveContact({
     inventory: inv,
     records,
