@@ -183,7 +183,10 @@ runners:
       { key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' },
       { operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 },
     ]);
-    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'runner-fleet.dev/runner': 'true' });
+    expect(pod.nodeSelector).toEqual({
+      'kubernetes.io/os': 'linux',
+      'fleet.runner-fleet.dev/gitlab-runner': 'true',
+    });
   });
 
   it('without them: no ports, annotations or tolerations, the default requests', () => {
