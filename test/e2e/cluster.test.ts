@@ -161,27 +161,11 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
     (get(['get', 'nodes', '-l', key]).items as any[]).map((n) => n.metadata.name).sort();
   const LABEL = `fleet.runner-fleet.dev/${NS}`;
 
-  it('a dockerd restart under a DooD pod (snap restart on pi2): the pod still reaches Docker, and status checks it', async () => {
-    const r = await runProvision(['--inventory', fleet.inventory, '--executor', 'dood', '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    const pid = nodeDockerPid('pi2');
-    expect((await execOnNode('pi2', ['snap', 'restart', 'docker'])).code).toBe(0);
-    expect(nodeDockerPid('pi2')).not.toBe(pid);
-    // A new socket inode: a pod that mounted the socket file would keep the dead one.
-    const pod = podOn(NS, 'dood', 'pi2');
-    const version = kubectl(bin, kubeconfig, [
-      ...['-n', NS, 'exec', pod, '-c', 'gitlab-runner', '--'],
-      ...['/opt/docker-cli/docker', 'version', '--format', '{{.Server.Version}}'],
-    ]);
-    expect(version.trim()).toMatch(/^\d+\.\d+/);
-    const s = await runProvision(['status', '--inventory', fleet.inventory, '--json']);
-    const rows = (s.report as any).nodes as any[];
-    expect(rows.find((n) => n.node === 'pi2').podDocker).toMatchObject({ kind: 'ok' });
-    for (const n of rows) expect(n.problems.join('\n')).not.toMatch(/cannot reach the node's Docker/);
-  });
+  // docker.logs: read only when dockerd starts, so apply restarts every node's dockerd (pi2's is the snap's).
+  const LOGS = { logs: { driver: 'local', maxSize: '10m', maxFile: 3 } };
 
-  it('apply restarts dockerd for a log setting and then proves every runner pod still reaches Docker', async () => {
-    const path = variant((inv) => (inv.docker = { logs: { driver: 'local', maxSize: '10m', maxFile: 3 } }));
+  it("dockerd restarts under DooD pods (apply's for a log setting, then snap restart on pi2): the pods still reach Docker, as apply and status check", async () => {
+    const path = variant((inv) => (inv.docker = LOGS));
     const r = await runProvision(['--inventory', path, '--executor', 'dood', '--json']);
     expect(r.code, r.stderr).toBe(0);
     for (const node of ['pi1', 'pi2', 'pi3'])
@@ -191,7 +175,21 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
           .changes.map((c) => c.detail)
           .join('\n'),
       ).toMatch(/restart dockerd/);
+    // After the rollout apply asked every pod's Docker.
     expect(r.stderr).toMatch(/pi2.*its runner pod reaches Docker/);
+    const pid = nodeDockerPid('pi2');
+    expect((await execOnNode('pi2', ['snap', 'restart', 'docker'])).code).toBe(0);
+    expect(nodeDockerPid('pi2')).not.toBe(pid);
+    // A new socket inode: a pod that mounted the socket file would keep the dead one.
+    const version = kubectl(bin, kubeconfig, [
+      ...['-n', NS, 'exec', podOn(NS, 'dood', 'pi2'), '-c', 'gitlab-runner', '--'],
+      ...['/opt/docker-cli/docker', 'version', '--format', '{{.Server.Version}}'],
+    ]);
+    expect(version.trim()).toMatch(/^\d+\.\d+/);
+    const s = await runProvision(['status', '--inventory', path, '--json']);
+    const rows = (s.report as any).nodes as any[];
+    expect(rows.find((n) => n.node === 'pi2').podDocker).toMatchObject({ kind: 'ok' });
+    for (const n of rows) expect(n.problems.join('\n')).not.toMatch(/cannot reach the node's Docker/);
   });
 
   it("a second fleet (other namespace) on the same cluster leaves the first's node labels, pods and identity alone", async () => {
@@ -201,6 +199,7 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
     expect(systemId).toMatch(/^[rs]_[0-9a-zA-Z]{12}$/);
     const tokens = join(base.gitlab.accessToken.slice('file:'.length), '..');
     const second = variant((inv) => {
+      inv.docker = LOGS;
       inv.kubernetes.namespace = 'second';
       inv.nodes = inv.nodes.filter((n: { name: string }) => n.name === 'pi3');
       // Registration token: this fleet may not look for (and so never adopts) the first fleet's runners.
@@ -225,31 +224,30 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
   it("refuses to take over a Helm ServiceAccount or lower an admin's Pod Security level; destroy leaves them", async () => {
     const ns = 'helm-owned';
     kubectl(bin, kubeconfig, ['create', 'namespace', ns]);
+    kubectl(bin, kubeconfig, ['label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted']);
     kubectl(bin, kubeconfig, ['-n', ns, 'create', 'serviceaccount', 'gitlab-runner']);
     kubectl(bin, kubeconfig, [
-      '-n',
-      ns,
-      'label',
-      'serviceaccount',
-      'gitlab-runner',
+      ...['-n', ns, 'label', 'serviceaccount', 'gitlab-runner'],
       'app.kubernetes.io/managed-by=Helm',
     ]);
-    const path = variant((inv) => (inv.kubernetes.namespace = ns));
+    const path = variant((inv) => {
+      inv.docker = LOGS;
+      inv.kubernetes.namespace = ns;
+      inv.nodes = inv.nodes.filter((n: { name: string }) => n.name === 'pi1');
+    });
     const r = await runProvision(['--inventory', path, '--executor', 'dood', '--json']);
     expect(r.code).toBe(1);
-    expect(r.report!.cluster!.error).toContain(
+    const error = r.report!.cluster!.error!;
+    expect(error).toContain(
       `ServiceAccount ${ns}/gitlab-runner exists and is not runner-fleet's (app.kubernetes.io/managed-by: Helm)`,
     );
-    expect(r.report!.cluster!.error).toContain(`kubectl -n ${ns} label serviceaccount gitlab-runner`);
+    expect(error).toContain(`kubectl -n ${ns} label serviceaccount gitlab-runner`);
+    expect(error).toMatch(/has pod-security\.kubernetes\.io\/enforce=restricted/);
+    // Refused before anything changed: GitLab was not asked, the objects are as they were.
     expect(r.report!.gitlab!.error).toMatch(/^not attempted/);
     const sa = get(['-n', ns, 'get', 'serviceaccount', 'gitlab-runner']);
     expect(sa.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
     expect((get(['-n', ns, 'get', 'daemonsets']).items as any[]).length).toBe(0);
-
-    kubectl(bin, kubeconfig, ['label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted']);
-    const again = await runProvision(['--inventory', path, '--executor', 'dood', '--json']);
-    expect(again.code).toBe(1);
-    expect(again.report!.cluster!.error).toMatch(/has pod-security\.kubernetes\.io\/enforce=restricted/);
     expect(get(['get', 'namespace', ns]).metadata.labels['pod-security.kubernetes.io/enforce']).toBe(
       'restricted',
     );
