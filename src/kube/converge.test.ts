@@ -251,6 +251,45 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     expect(again.ok, again.error).toBe(true);
   });
 
+  it("upgrade from the shared label: this fleet's nodes lose it after the rollout, other nodes keep it", async () => {
+    const OLD = 'runner-fleet.dev/runner';
+    const legacy = { fieldManager: 'runner-fleet-node-label' };
+    for (const name of ['pi1', EXTRA])
+      await client.apply(
+        { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { [OLD]: 'true' } } },
+        legacy,
+      );
+    const report = await converge('dind', { v: 3 });
+    expect(report.ok, report.error).toBe(true);
+    expect(report.changes).toContainEqual({
+      step: 'label',
+      detail: `remove the old shared label ${OLD} from node pi1 (now ${LABEL})`,
+    });
+    expect((await get('Node', 'pi1'))?.metadata.labels?.[OLD]).toBeUndefined();
+    expect((await get('Node', 'pi1'))?.metadata.labels?.[LABEL]).toBe('true');
+    // Not this fleet's node: the old label may be another fleet's.
+    expect((await get('Node', EXTRA))?.metadata.labels?.[OLD]).toBe('true');
+    await client.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } }, legacy);
+  });
+
+  it("another fleet's manager on this fleet's label key is refused before anything changes", async () => {
+    const other = { fieldManager: 'runner-fleet-node-label/other' };
+    await client.apply(
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA, labels: { [LABEL]: 'true' } } },
+      other,
+    );
+    try {
+      const report = await converge('dind', { v: 3 });
+      expect(report.ok).toBe(false);
+      expect(report.error).toContain(
+        `node ${EXTRA}: ${LABEL} is also the node label of the fleet in namespace other`,
+      );
+      expect(report.changes).toEqual([]);
+    } finally {
+      await client.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } }, other);
+    }
+  });
+
   it('the records Secret round-trips, writes only on change, and survives prune', async () => {
     const store = new KubeRecordStore<{ node: string; token: string }>(client, NS);
     expect(await store.load()).toEqual([]);
