@@ -1,6 +1,6 @@
 // The executor and auth-mode registries: complete, and consistent with the inventory's lists.
 import { describe, expect, it } from 'vitest';
-import { EXECUTOR_NAMES, EXECUTOR_SPECS, identityDir } from './executors.js';
+import { EXECUTOR_NAMES, EXECUTOR_SPECS, identityDir, legacyIdentityDir } from './executors.js';
 import { AUTH_MODES, REGISTRATION_MODE_KEYS } from './gitlab/auth-modes.js';
 import { EXECUTORS } from './inventory/types.js';
 
@@ -11,7 +11,9 @@ describe('registries', () => {
       const spec = EXECUTOR_SPECS[name];
       expect(spec.docker === null, name).toBe(spec.runner.executor === 'shell');
       expect(spec.runner.shell !== null, name).toBe(spec.runner.executor === 'shell');
-      expect(identityDir(name)).toBe(`/var/lib/runner-fleet/${name}`);
+      expect(identityDir('ci', name)).toBe(`/var/lib/runner-fleet/namespaces/ci/${name}`);
+      // No namespace's folder is an old shared one, whatever the namespace is called.
+      expect(identityDir(name, name)).not.toBe(legacyIdentityDir(name));
     }
   });
 

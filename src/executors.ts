@@ -16,7 +16,7 @@ export interface ExecutorSpec {
   docker: DockerSectionSpec | null;
   /** config.toml: the runner's `environment` */
   environment: string[];
-  /** the DaemonSet: the docker CLI is copied into the runner container (init container, volume, PATH) */
+  /** the DaemonSet: the docker CLI (copied into every runner pod) is on the runner container's PATH */
   dockerCliInRunner: boolean;
   /** ci-snippet: how the job reaches a dockerd, for its header comment */
   ciHead: (registry: string) => string;
@@ -91,9 +91,17 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
   },
 };
 
-/** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate), one folder per executor. */
+/** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate). */
 export const IDENTITY_ROOT = '/var/lib/runner-fleet';
-export const identityDir = (executor: Executor) => `${IDENTITY_ROOT}/${executor}`;
+/**
+ * One folder per fleet (its namespace), so that a second fleet on the same node never reads, overwrites or removes
+ * this one's identity; below it one folder per executor.
+ */
+export const fleetIdentityRoot = (namespace: string) => `${IDENTITY_ROOT}/namespaces/${namespace}`;
+export const identityDir = (namespace: string, executor: Executor) =>
+  `${fleetIdentityRoot(namespace)}/${executor}`;
+/** Where versions before per-fleet folders kept it: shared by every fleet on the node, so ours only by its content. */
+export const legacyIdentityDir = (executor: Executor) => `${IDENTITY_ROOT}/${executor}`;
 
 /** Every executor, in the registry's order. */
 export const EXECUTOR_NAMES = Object.keys(EXECUTOR_SPECS) as Executor[];

@@ -90,12 +90,17 @@ interface ClusterSide {
   strays?: Omit<SweepInput, 'dryRun'>;
 }
 
-async function planHosts(inv: Inventory, opts: DestroyOptions): Promise<HostSide[]> {
+/** `records`: this fleet's runner records; an old shared identity folder is this fleet's only if they hold its system_id. */
+async function planHosts(inv: Inventory, opts: DestroyOptions, records: RunnerRecord[]): Promise<HostSide[]> {
   return mapPool(inv.nodes, opts.concurrency, async (node) => {
     try {
       opts.log.progress(node.name, 'looking for what runner-fleet left here (read-only)');
       const plan = await withNode(node, (conn) =>
-        planNodeCleanup(conn, node, inv.gitlab.registries, { purgeRegistryConfig: opts.purgeRegistryConfig }),
+        planNodeCleanup(conn, node, inv.gitlab.registries, {
+          purgeRegistryConfig: opts.purgeRegistryConfig,
+          namespace: inv.kubernetes.namespace,
+          systemIds: records.filter((r) => r.node === node.name).map((r) => r.systemId),
+        }),
       );
       opts.log.done?.(node.name, true, `${plan.steps.length} to remove`);
       return { node, plan };
@@ -122,7 +127,10 @@ async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
     gitlab.push(...found.changes);
     for (const w of found.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
   }
-  const teardown = await planTeardown(client, ns, inv.kubernetes.nodeLabel);
+  const teardown = await planTeardown(client, ns, {
+    nodeLabel: inv.kubernetes.nodeLabel,
+    nodes: inv.nodes.map((n) => n.name),
+  });
   log.done?.(
     'cluster',
     true,
@@ -294,12 +302,13 @@ async function destroyLocked(
     );
   const runnerNodes = registers ? hostRunnerNodes(inv, log) : [];
 
-  // Read-only first: the prompt lists exactly what goes.
-  const [hosts, clusterOrError, hostRunnerPlan] = await Promise.all([
-    planHosts(inv, opts),
-    withCluster
-      ? planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) }))
-      : Promise.resolve(undefined),
+  // Read-only first: the prompt lists exactly what goes. The records first: they say which old identity folders are ours.
+  const clusterOrError = withCluster
+    ? await planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) }))
+    : undefined;
+  const records = clusterOrError && !('error' in clusterOrError) ? clusterOrError.records : [];
+  const [hosts, hostRunnerPlan] = await Promise.all([
+    planHosts(inv, opts, records),
     runnerNodes.length > 0
       ? removeHostRunners(inv, runnerNodes, {
           dryRun: true,
@@ -335,6 +344,7 @@ async function destroyLocked(
   const cluster = clusterOrError;
   for (const h of hosts) for (const k of h.plan?.kept ?? []) kept.push(`${h.node.name}: ${k}`);
   if (cluster?.teardown.namespaceNote) kept.push(cluster.teardown.namespaceNote);
+  kept.push(...(cluster?.teardown.kept ?? []));
 
   const planText = formatDestroyPlan(hosts, cluster, hostRunnerPlan);
   const unreachable = [

@@ -12,6 +12,7 @@ import { redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import { hostRunnerIndexPath, readHostRunnerIndex } from '../host-runner/state.js';
 import type { KubeClient } from '../kube/client.js';
+import type { PodDocker } from '../status/pod-docker.js';
 import { parseReach, probeTargets, reachGatherScript, type ProbeResult } from '../status/probe.js';
 import {
   buildStatusReport,
@@ -90,6 +91,8 @@ interface RunnerSide {
   cluster?: { ok: boolean; error?: string };
   /** the contact probe from each node's running pod */
   reach?: Map<string, ProbeResult>;
+  /** the node's Docker asked from each node's running pod */
+  docker?: Map<string, PodDocker>;
   mismatch?: DeployedMismatch[];
 }
 
@@ -112,6 +115,7 @@ async function runnerSide(
   let pods: PodsView;
   let records: RunnerRecord[];
   let reach: Promise<Map<string, ProbeResult>>;
+  let docker: Promise<Map<string, PodDocker>>;
   const mismatch: DeployedMismatch[] = [];
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
@@ -137,6 +141,7 @@ async function runnerSide(
     pods = { pods: listed.filter((p) => p.metadata.labels?.[EXECUTOR_LABEL] === chosen.executor) };
     onPods(pods.pods);
     reach = probePods(client, inv, nodes, pods.pods);
+    docker = dockerFromPods(client, inv, nodes, pods.pods);
     records = await typedStore(client, ns, true).load();
     if (live.length === 0 && records.every((r) => r.retiredAt)) {
       const index = readIndexQuietly(inv);
@@ -161,7 +166,7 @@ async function runnerSide(
     };
   }
   const side = await runnersInGitlab(inv, nodes, opts, records);
-  return { pods, ...side, reach: await reach, mismatch };
+  return { pods, ...side, reach: await reach, docker: await docker, mismatch };
 }
 
 /** The host-runner index beside the inventory, or nothing when it cannot be read (status only looks). */
@@ -173,6 +178,16 @@ function readIndexQuietly(inv: Inventory): { name: string }[] {
   }
 }
 
+/** Each selected node's running pod. */
+function runningPodOf(nodes: NodeSpec[], pods: PodView[]): { node: string; pod: string }[] {
+  return nodes.flatMap((n) => {
+    const pod = pods.find(
+      (p) => p.spec?.nodeName === n.name && !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
+    );
+    return pod ? [{ node: n.name, pod: pod.metadata.name }] : [];
+  });
+}
+
 /** The contact probe in each selected node's running pod, in parallel (an exec each). */
 async function probePods(
   client: KubeClient,
@@ -181,13 +196,21 @@ async function probePods(
   pods: PodView[],
 ): Promise<Map<string, ProbeResult>> {
   const { probePod } = await import('../placement/contact.js');
-  const running = nodes.flatMap((n) => {
-    const pod = pods.find(
-      (p) => p.spec?.nodeName === n.name && !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
-    );
-    return pod ? [{ node: n.name, pod: pod.metadata.name }] : [];
-  });
+  const running = runningPodOf(nodes, pods);
   const results = await mapPool(running, 4, (r) => probePod(client, inv, r.pod));
+  return new Map(running.map((r, i) => [r.node, results[i]]));
+}
+
+/** The node's Docker asked from each selected node's running pod: what a job there would meet. */
+async function dockerFromPods(
+  client: KubeClient,
+  inv: Inventory,
+  nodes: NodeSpec[],
+  pods: PodView[],
+): Promise<Map<string, PodDocker>> {
+  const { podDockerIn } = await import('../placement/contact.js');
+  const running = runningPodOf(nodes, pods);
+  const results = await mapPool(running, 4, (r) => podDockerIn(client, inv, r.pod));
   return new Map(running.map((r, i) => [r.node, results[i]]));
 }
 
@@ -281,6 +304,7 @@ export async function runStatus(given: Inventory, opts: StatusOptions): Promise<
       now,
       targets.get(node.name),
       reachOf(inv, hosts[i], sideResult.reach?.get(node.name)),
+      sideResult.docker?.get(node.name),
     ),
   );
   return buildStatusReport(rows, {

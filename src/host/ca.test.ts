@@ -168,12 +168,20 @@ describe('destroy and the CA', () => {
   );
 
   it("removes the host runner's copy always, the registries' copies and the HTTPS hosts.toml with --purge-registry-config", () => {
-    const kept = planHostCleanup(testNode, [REG], facts, { purgeRegistryConfig: false });
+    const kept = planHostCleanup(testNode, [REG], facts, {
+      purgeRegistryConfig: false,
+      namespace: 'gitlab-runner',
+      systemIds: [],
+    });
     expect(kept.steps.map((s) => `${s.kind} ${'path' in s ? s.path : ''}`)).toEqual([
       `remove-file ${HOST_RUNNER_CA}`,
     ]);
     expect(kept.kept.join('\n')).toContain(dockerCaPath('apt', REG));
-    const purged = planHostCleanup(testNode, [REG], facts, { purgeRegistryConfig: true });
+    const purged = planHostCleanup(testNode, [REG], facts, {
+      purgeRegistryConfig: true,
+      namespace: 'gitlab-runner',
+      systemIds: [],
+    });
     expect(purged.steps.map((s) => `${s.kind} ${'path' in s ? s.path : ''}`)).toEqual([
       `remove-file ${HOST_RUNNER_CA}`,
       `remove-file ${dockerCaPath('apt', REG)}`,

@@ -1,7 +1,7 @@
 // destroy on a node: identity dirs always, registry entries only with --purge-registry-config and only ours.
 import { describe, expect, it } from 'vitest';
 import { TEST_REGISTRY, fileFact, hostFacts, testNode } from './facts.fixture.js';
-import { IDENTITY_SECTION, planHostCleanup } from './cleanup-plan.js';
+import { IDENTITY_SECTION, identityGatherScript, planHostCleanup } from './cleanup-plan.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, type HostFacts } from './facts.js';
 import { renderHostsToml } from './plan.js';
 import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE, podRules, ruleLine } from './forwarding.js';
@@ -12,6 +12,7 @@ import { SNAP_HOLDS_STATE } from './snap-holds.js';
 const node = testNode;
 const REG = TEST_REGISTRY;
 const file = fileFact;
+const OPTS = { namespace: 'gitlab-runner', systemIds: ['s_000000000001'] };
 
 function facts(over: Partial<HostFacts> = {}, identity: string[] = []): HostFacts {
   return hostFacts({
@@ -30,11 +31,18 @@ function facts(over: Partial<HostFacts> = {}, identity: string[] = []): HostFact
 
 describe('planHostCleanup', () => {
   it('without purge: removes the runner identity dirs only and says the registry configuration stays', () => {
-    const plan = planHostCleanup(node, [REG], facts({}, ['/var/lib/runner-fleet/dood', '/etc/passwd']), {
-      purgeRegistryConfig: false,
-    });
+    const plan = planHostCleanup(
+      node,
+      [REG],
+      facts({}, ['dir /var/lib/runner-fleet/namespaces/gitlab-runner/dood', 'dir /etc/passwd']),
+      { ...OPTS, purgeRegistryConfig: false },
+    );
     expect(plan.steps).toEqual([
-      { kind: 'remove-dir', path: '/var/lib/runner-fleet/dood', detail: expect.any(String) },
+      {
+        kind: 'remove-dir',
+        path: '/var/lib/runner-fleet/namespaces/gitlab-runner/dood',
+        detail: expect.any(String),
+      },
     ]);
     expect(plan.kept[0]).toMatch(
       /registry configuration stays \(198\.18\.0\.2:5000 in \/etc\/docker\/daemon\.json; .*hosts\.toml\): --purge-registry-config/,
@@ -42,7 +50,7 @@ describe('planHostCleanup', () => {
   });
 
   it('with purge: our registry leaves daemon.json (other keys and entries stay), dockerd reloads, our hosts.toml goes', () => {
-    const plan = planHostCleanup(node, [REG], facts(), { purgeRegistryConfig: true });
+    const plan = planHostCleanup(node, [REG], facts(), { ...OPTS, purgeRegistryConfig: true });
     expect(plan.steps.map((s) => s.kind)).toEqual(['write-file', 'reload-docker', 'remove-file']);
     const write = plan.steps[0] as Extract<(typeof plan.steps)[number], { kind: 'write-file' }>;
     expect(JSON.parse(write.content)).toEqual({
@@ -76,13 +84,13 @@ describe('planHostCleanup', () => {
         [APT_DAEMON_JSON]: file(`${APT_DAEMON_JSON}.runner-fleet.json`, JSON.stringify(state)),
       },
     });
-    const kept = planHostCleanup(node, [REG], f, { purgeRegistryConfig: false });
+    const kept = planHostCleanup(node, [REG], f, { ...OPTS, purgeRegistryConfig: false });
     expect(kept.steps).toEqual([]);
     expect(kept.kept[0]).toMatch(
       /runner-fleet's registry-mirrors, log-driver, log-opts in \/etc\/docker\/daemon\.json/,
     );
 
-    const plan = planHostCleanup(node, [REG], f, { purgeRegistryConfig: true });
+    const plan = planHostCleanup(node, [REG], f, { ...OPTS, purgeRegistryConfig: true });
     expect(plan.steps.map((s) => s.kind)).toEqual([
       'write-file',
       'reload-docker',
@@ -117,13 +125,15 @@ describe('planHostCleanup', () => {
       aptDaemonJson: file(APT_DAEMON_JSON),
       snapDaemonJson: file(SNAP_DAEMON_JSON, `{"insecure-registries":["${REG}"]}`),
     });
-    expect(planHostCleanup(node, [REG], snap, { purgeRegistryConfig: true }).steps[1]).toMatchObject({
-      action: 'reload',
-      flavour: 'snap',
-    });
+    expect(planHostCleanup(node, [REG], snap, { ...OPTS, purgeRegistryConfig: true }).steps[1]).toMatchObject(
+      {
+        action: 'reload',
+        flavour: 'snap',
+      },
+    );
     const stopped = facts({ dockerd: undefined, docker: undefined });
     expect(
-      planHostCleanup(node, [REG], stopped, { purgeRegistryConfig: true }).steps.map((s) => s.kind),
+      planHostCleanup(node, [REG], stopped, { ...OPTS, purgeRegistryConfig: true }).steps.map((s) => s.kind),
     ).toEqual(['write-file', 'remove-file']);
   });
 
@@ -132,13 +142,14 @@ describe('planHostCleanup', () => {
       hostsToml: { [REG]: file('/x/hosts.toml', 'server = "https://elsewhere"\n') },
       aptDaemonJson: file(APT_DAEMON_JSON, '{}'),
     });
-    const plan = planHostCleanup(node, [REG], edited, { purgeRegistryConfig: true });
+    const plan = planHostCleanup(node, [REG], edited, { ...OPTS, purgeRegistryConfig: true });
     expect(plan.steps).toEqual([]);
     expect(plan.kept).toEqual([
       '/x/hosts.toml stays: its content is not what runner-fleet wrote (edited by someone)',
     ]);
     expect(
       planHostCleanup(node, [REG], facts({ hostsToml: {}, aptDaemonJson: file(APT_DAEMON_JSON) }), {
+        ...OPTS,
         purgeRegistryConfig: true,
       }),
     ).toEqual({ steps: [], kept: [] });
@@ -147,6 +158,7 @@ describe('planHostCleanup', () => {
   it('refuses a daemon.json that is not JSON', () => {
     expect(() =>
       planHostCleanup(node, [REG], facts({ aptDaemonJson: file(APT_DAEMON_JSON, '{"insecure') }), {
+        ...OPTS,
         purgeRegistryConfig: true,
       }),
     ).toThrow(/not valid JSON/);
@@ -164,7 +176,7 @@ describe('planHostCleanup: forwarding (issue 19)', () => {
       },
     };
     for (const purgeRegistryConfig of [false, true]) {
-      const plan = planHostCleanup(node, [REG], facts({ forwarding }), { purgeRegistryConfig });
+      const plan = planHostCleanup(node, [REG], facts({ forwarding }), { ...OPTS, purgeRegistryConfig });
       const fwd = plan.steps.filter(
         (s) => s.kind === 'pod-traffic-rules' || ('path' in s && s.path === FORWARDING_SYSCTL_FILE),
       );
@@ -174,7 +186,8 @@ describe('planHostCleanup: forwarding (issue 19)', () => {
       ]);
     }
     // /etc/sysctl.d stays even when it is left empty
-    const rm = planHostCleanup(node, [REG], facts({ forwarding }), { purgeRegistryConfig: false }).steps[0];
+    const rm = planHostCleanup(node, [REG], facts({ forwarding }), { ...OPTS, purgeRegistryConfig: false })
+      .steps[0];
     expect(cleanupStepScript(rm)).not.toContain('rmdir');
   });
 });
@@ -194,8 +207,40 @@ describe('destroy takes back the prune timer and the snap holds runner-fleet mad
       },
     });
     for (const purgeRegistryConfig of [false, true]) {
-      const steps = planHostCleanup(testNode, [], facts, { purgeRegistryConfig }).steps;
+      const steps = planHostCleanup(testNode, [], facts, { ...OPTS, purgeRegistryConfig }).steps;
       expect(steps.map((s) => s.kind)).toEqual(['remove-prune-timer', 'snap-unhold']);
     }
+  });
+});
+
+describe('identity folders per fleet', () => {
+  it("another fleet's folder is never removed; an old shared folder only when this fleet's records hold its system_id", () => {
+    const plan = planHostCleanup(
+      node,
+      [REG],
+      facts({}, [
+        'dir /var/lib/runner-fleet/namespaces/other/dood',
+        'legacy /var/lib/runner-fleet/dood s_000000000001',
+        'legacy /var/lib/runner-fleet/shell s_999999999999',
+        'legacy /var/lib/runner-fleet/dind ',
+      ]),
+      { ...OPTS, purgeRegistryConfig: false },
+    );
+    expect(plan.steps.map((s) => (s as { path?: string }).path)).toEqual(['/var/lib/runner-fleet/dood']);
+    expect(plan.kept.join('\n')).toMatch(
+      /\/var\/lib\/runner-fleet\/shell stays: it holds system_id s_999999999999/,
+    );
+    expect(plan.kept.join('\n')).toMatch(/\/var\/lib\/runner-fleet\/dind stays: it holds no system_id/);
+  });
+
+  it('the gather asks for this namespace only; removing a folder takes empty parents with it', () => {
+    const script = identityGatherScript('ci');
+    expect(script).toContain("'/var/lib/runner-fleet/namespaces/ci/dood'");
+    expect(script).not.toMatch(/namespaces\/gitlab-runner/);
+    expect(
+      cleanupStepScript({ kind: 'remove-dir', path: '/var/lib/runner-fleet/namespaces/ci/dood', detail: '' }),
+    ).toBe(
+      "rm -rf -- '/var/lib/runner-fleet/namespaces/ci/dood'\nrmdir '/var/lib/runner-fleet/namespaces/ci' '/var/lib/runner-fleet/namespaces' '/var/lib/runner-fleet' 2>/dev/null || :",
+    );
   });
 });

@@ -1,5 +1,5 @@
 // Pure: what `destroy` removes from one node, from its gathered facts: runner identity dirs, and with --purge-registry-config our registry entries.
-import { EXECUTOR_NAMES, identityDir } from '../executors.js';
+import { EXECUTOR_NAMES, identityDir, legacyIdentityDir } from '../executors.js';
 import type { DockerFlavour, NodeSpec } from '../inventory/types.js';
 import {
   mergeOwnedSettings,
@@ -11,7 +11,7 @@ import {
   type SettingsChange,
 } from './daemon-json.js';
 import { HOST_RUNNER_CA, caCandidatePaths, caFact, isOurCaFile } from './ca.js';
-import type { FileFact, HostFacts } from './facts.js';
+import { shQuote, type FileFact, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 import { planForwardingCleanup } from './forwarding.js';
 import { planPruneCleanup } from './prune.js';
@@ -25,17 +25,28 @@ import {
   type HostStep,
 } from './plan.js';
 
-/** The identity folders of every executor's pods (src/executors.ts), in a stable order. */
-export const IDENTITY_DIRS = [...EXECUTOR_NAMES].sort().map(identityDir);
-
-/** Gather section (joins the one gather round trip): which identity dirs exist. */
+/** Gather section (joins the one gather round trip): this fleet's identity dirs, and the shared ones of old versions. */
 export const IDENTITY_SECTION = 'rf-identity';
-export const identityGatherScript = `echo "@@${IDENTITY_SECTION}"; for d in ${IDENTITY_DIRS.join(' ')}; do [ -d "$d" ] && echo "$d"; done; :`;
+
+/** This fleet's identity folders (one per executor), in a stable order. */
+export const fleetIdentityDirs = (namespace: string) =>
+  [...EXECUTOR_NAMES].sort().map((e) => identityDir(namespace, e));
+const LEGACY_DIRS = [...EXECUTOR_NAMES].sort().map(legacyIdentityDir);
+
+/**
+ * `dir PATH` for each of this fleet's folders that exists; `legacy PATH SYSTEM_ID` for each folder of a version before
+ * per-fleet folders, with the system_id it holds (the only thing that says which fleet it was).
+ */
+export function identityGatherScript(namespace: string): string {
+  return `echo "@@${IDENTITY_SECTION}"
+for d in ${fleetIdentityDirs(namespace).map(shQuote).join(' ')}; do [ -d "$d" ] && echo "dir $d"; done
+for d in ${LEGACY_DIRS.join(' ')}; do [ -d "$d" ] && echo "legacy $d $(head -c 64 "$d/.runner_system_id" 2>/dev/null | tr -dc 'a-zA-Z0-9_')"; done; :`;
+}
 
 export type CleanupStep =
   /** removes a file runner-fleet wrote, only if it is still what the plan saw; then its folder if empty (unless keepDir) */
   | { kind: 'remove-file'; path: string; expectSha256: string; keepDir?: boolean; detail: string }
-  /** removes one of IDENTITY_DIRS, then IDENTITY_ROOT if that leaves it empty */
+  /** removes one identity folder (this fleet's, or an old shared one holding this fleet's system_id), then empty parents */
   | { kind: 'remove-dir'; path: string; detail: string }
   | Extract<
       HostStep,
@@ -48,9 +59,36 @@ export interface CleanupPlan {
   kept: string[];
 }
 
-export function existingIdentityDirs(facts: HostFacts): string[] {
+/** Whose the gathered identity folders are: this fleet's own, and old shared ones by the system_id in them. */
+export function identityCleanup(
+  facts: HostFacts,
+  fleet: { namespace: string; systemIds: readonly string[] },
+): { steps: CleanupStep[]; kept: string[] } {
   const lines = facts.gathered?.sections.get(IDENTITY_SECTION) ?? [];
-  return lines.map((l) => l.trim()).filter((l) => IDENTITY_DIRS.includes(l));
+  const own = fleetIdentityDirs(fleet.namespace);
+  const steps: CleanupStep[] = [];
+  const kept: string[] = [];
+  for (const line of lines) {
+    const [kind, path, systemId = ''] = line.trim().split(' ');
+    if (kind === 'dir' && own.includes(path))
+      steps.push({
+        kind: 'remove-dir',
+        path,
+        detail: `remove ${path} (runner identity kept by the runner pods)`,
+      });
+    if (kind !== 'legacy' || !LEGACY_DIRS.includes(path)) continue;
+    if (systemId !== '' && fleet.systemIds.includes(systemId))
+      steps.push({
+        kind: 'remove-dir',
+        path,
+        detail: `remove ${path} (runner identity ${systemId} from before per-fleet folders; this fleet's records hold it)`,
+      });
+    else
+      kept.push(
+        `${path} stays: it holds ${systemId ? `system_id ${systemId}, which this fleet's records do not` : 'no system_id'} (another fleet's, from before per-fleet folders)`,
+      );
+  }
+  return { steps, kept };
 }
 
 /**
@@ -63,16 +101,9 @@ export function planHostCleanup(
   node: NodeSpec,
   registries: string[],
   facts: HostFacts,
-  opts: { purgeRegistryConfig: boolean },
+  opts: { purgeRegistryConfig: boolean; namespace: string; systemIds: readonly string[] },
 ): CleanupPlan {
-  const steps: CleanupStep[] = [];
-  const kept: string[] = [];
-  for (const dir of existingIdentityDirs(facts))
-    steps.push({
-      kind: 'remove-dir',
-      path: dir,
-      detail: `remove ${dir} (runner identity kept by the runner pods)`,
-    });
+  const { steps, kept } = identityCleanup(facts, opts);
   steps.push(...forwardingCleanup(facts));
   // docker.prune's timer and snap.holdRefresh's holds are runner-fleet's alone: they always go.
   const prune = planPruneCleanup(facts.prune);

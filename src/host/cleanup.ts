@@ -1,4 +1,5 @@
 // Runs a node's cleanup plan for `destroy` in one round trip: removals are guarded by what the plan saw, writes are atomic.
+import { dirname } from 'node:path';
 import type { NodeSpec } from '../inventory/types.js';
 import type { Change } from '../report.js';
 import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
@@ -13,9 +14,9 @@ export async function planNodeCleanup(
   conn: NodeConnection,
   node: NodeSpec,
   registries: string[],
-  opts: { purgeRegistryConfig: boolean },
+  opts: { purgeRegistryConfig: boolean; namespace: string; systemIds: readonly string[] },
 ): Promise<CleanupPlan> {
-  const facts = await gatherFacts(conn, registries, identityGatherScript);
+  const facts = await gatherFacts(conn, registries, identityGatherScript(opts.namespace));
   return planHostCleanup(node, registries, facts, opts);
 }
 
@@ -24,8 +25,15 @@ export function cleanupStepScript(step: CleanupStep): string {
     case 'remove-file':
       return removeFileScript(step.path, step.expectSha256, step.keepDir);
     case 'remove-dir':
-      // The path is one of IDENTITY_DIRS (never user input); the root goes only when nothing else is left in it.
-      return `rm -rf -- ${shQuote(step.path)}\nrmdir ${shQuote(IDENTITY_ROOT)} 2>/dev/null || :`;
+      // The path is an identity folder the plan chose (never user input); each parent goes only when empty.
+      return `rm -rf -- ${shQuote(step.path)}\nrmdir ${[
+        dirname(step.path),
+        dirname(dirname(step.path)),
+        IDENTITY_ROOT,
+      ]
+        .filter((d, i, all) => d.startsWith(IDENTITY_ROOT) && all.indexOf(d) === i)
+        .map(shQuote)
+        .join(' ')} 2>/dev/null || :`;
     default:
       return stepScript(step);
   }

@@ -30,6 +30,8 @@ export interface DockerFlavourOps {
   unit: string;
   /** the `certs.d` folder its dockerd reads registry CAs from (`<host:port>/*.crt`), as the node sees it */
   certsDir: string;
+  /** dockerd's socket: the runner pods mount its folder, so the new socket of a restarted dockerd is seen */
+  socket: string;
 }
 
 /**
@@ -57,6 +59,7 @@ systemctl is-active --quiet docker || systemctl start docker`,
     restartDetail: 'systemctl restart docker (running containers restart)',
     unit: 'docker',
     certsDir: '/etc/docker/certs.d',
+    socket: '/var/run/docker.sock',
     bringBack:
       'if timeout 10 docker info >/dev/null 2>&1; then systemctl reload docker; else systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl start docker; fi',
     bringBackRestart: 'systemctl reset-failed docker >/dev/null 2>&1 || :; systemctl restart docker',
@@ -79,6 +82,8 @@ systemctl is-active --quiet docker || systemctl start docker`,
     // docker-registry-certificates slot exports $SNAP_DATA/etc/docker/certs.d), so the snap's dockerd reads this
     // folder as /etc/docker/certs.d. The host's /etc/docker/certs.d is never seen by it.
     certsDir: '/var/snap/docker/current/etc/docker/certs.d',
+    // The snap's wrapper gives dockerd no -H: the default socket, beside the apt one's (canonical/docker-snap).
+    socket: '/var/run/docker.sock',
     bringBack:
       'if timeout 10 docker info >/dev/null 2>&1; then systemctl kill -s HUP --kill-whom=main snap.docker.dockerd.service; else snap start docker >/dev/null; fi',
     bringBackRestart: 'snap restart docker >/dev/null',
@@ -89,3 +94,14 @@ export const DOCKER_FLAVOUR_NAMES = Object.keys(DOCKER_FLAVOURS) as DockerFlavou
 
 /** Packages that are apt-flavoured Docker: a node with any of them installed has Docker. */
 export const APT_DOCKER_PACKAGES = ['docker.io', 'docker-ce', 'moby-engine'] as const;
+
+/**
+ * The folder every flavour's socket is in: one DaemonSet serves nodes of both flavours, so they must agree (a
+ * flavour with a socket elsewhere fails here, and so every render, until the DaemonSet learns about it).
+ */
+export function dockerSocketDir(): { dir: string; name: string } {
+  const places = [...new Set(Object.values(DOCKER_FLAVOURS).map((f) => f.socket))];
+  if (places.length !== 1) throw new Error(`Docker flavours disagree on the socket: ${places.join(', ')}`);
+  const at = places[0].lastIndexOf('/');
+  return { dir: places[0].slice(0, at), name: places[0].slice(at + 1) };
+}

@@ -320,7 +320,7 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
     ).toEqual([]);
   });
 
-  it('mirrors alone are a reload (SIGHUP: running jobs keep going); live-restore makes the restart harmless and says so', () => {
+  it('mirrors alone are a reload (SIGHUP: running jobs keep going); with live-restore a restart still fails jobs in flight, and says so', () => {
     const plan = planHost(node, [REG], converged(), { registryMirrors: [MIRROR] });
     expect(plan.steps.at(-1)).toMatchObject({ kind: 'reload-docker', action: 'reload' });
     expect((plan.steps.at(-1) as { detail: string }).detail).toMatch(/to load the new registry-mirrors/);
@@ -332,8 +332,9 @@ describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
       settings,
     );
     expect((withLive.steps.at(-1) as { detail: string }).detail).toMatch(
-      /live-restore is on, so running containers keep going/,
+      /live-restore is on, so running containers keep running, but A CI JOB IN FLIGHT FAILS \(its runner loses the connection to its containers, which are left behind\)/,
     );
+    expect((withLive.steps.at(-1) as { detail: string }).detail).not.toMatch(/keep going/);
   });
 
   it("takes back only what it set: the previous log driver returns, a user's mirror stays", () => {

@@ -342,7 +342,9 @@ function planDocker(
       detail: 'start dockerd (it was not running)',
     });
   } else if (restartFor.length > 0) {
-    // live-restore keeps containers running while dockerd restarts; without it every container stops.
+    // live-restore keeps containers running while dockerd restarts, not the jobs in them: gitlab-runner follows each
+    // job's container over a connection to dockerd (attach and wait), which the restart cuts; the job fails and, with
+    // live-restore, its containers are left running behind it. Without live-restore every container stops.
     const live = merged['live-restore'] === true;
     steps.push({
       kind: 'reload-docker',
@@ -351,8 +353,8 @@ function planDocker(
       detail:
         `restart dockerd (${ops.script.restart}): ${restartFor.join(' and ')} ${restartFor.length > 1 ? 'are' : 'is'} read only when dockerd starts (a SIGHUP does not load ${restartFor.length > 1 ? 'them' : 'it'}), and apply to containers started afterwards; ` +
         (live
-          ? 'live-restore is on, so running containers keep going'
-          : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail (set live-restore: true in daemon.json to keep them)'),
+          ? 'live-restore is on, so running containers keep running, but A CI JOB IN FLIGHT FAILS (its runner loses the connection to its containers, which are left behind): apply when no job runs'
+          : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail: apply when no job runs'),
     });
   } else if (
     added.length > 0 ||

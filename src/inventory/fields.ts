@@ -354,13 +354,12 @@ const kubernetes = strict({
   rolloutTimeout: v.optional(int(1, 3600), 300),
   /** seconds any one Kubernetes request may take (a frozen apiserver fails the run instead of hanging it) */
   requestTimeout: v.optional(int(1, 600), 30),
-  /** label put on inventory nodes; the DaemonSets select it */
+  /** label put on inventory nodes; the DaemonSets select it. Default: defaultNodeLabel(namespace), one per fleet */
   nodeLabel: v.optional(
     str({
       pattern: LABEL_KEY,
       hint: 'expected a Kubernetes label key (optional DNS prefix of at most 253 characters and /, then at most 63 letters, digits, -, _ or .)',
     }),
-    'runner-fleet.dev/runner',
   ),
   /**
    * The pods' address range on the nodes (microk8s: kube-proxy's --cluster-cidr). Where Docker set the FORWARD policy
@@ -725,3 +724,11 @@ function withoutNulls(value: unknown, path: string, reserved: FieldIssue[]): unk
   }
   return value;
 }
+
+/**
+ * kubernetes.nodeLabel unless set: a key per fleet (its namespace, a DNS label, is a valid label name), so two fleets
+ * on one cluster label their nodes apart and neither's DaemonSet runs on the other's nodes.
+ */
+export const defaultNodeLabel = (namespace: string) => `fleet.runner-fleet.dev/${namespace}`;
+/** The label every fleet shared before labels were per fleet; converge moves a fleet's nodes off it. */
+export const LEGACY_NODE_LABEL = 'runner-fleet.dev/runner';

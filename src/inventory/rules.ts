@@ -6,6 +6,7 @@ import {
   LIMITS,
   PLACEMENTS,
   charCount,
+  defaultNodeLabel,
   describe,
   type FieldIssue,
   type InventoryFile,
@@ -328,13 +329,15 @@ function podRules(ctx: RuleContext): void {
         ctx.fail(`${p}.tolerationSeconds`, 'applies only with effect NoExecute');
     });
   }
+  const k = ctx.file.kubernetes;
+  const nodeLabel = k.nodeLabel ?? defaultNodeLabel(k.namespace);
   if (
-    ctx.ok('runners.nodeSelector', 'kubernetes.nodeLabel') &&
-    Object.hasOwn(r.nodeSelector, ctx.file.kubernetes.nodeLabel)
+    ctx.ok('runners.nodeSelector', 'kubernetes.nodeLabel', 'kubernetes.namespace') &&
+    Object.hasOwn(r.nodeSelector, nodeLabel)
   ) {
     ctx.fail(
       `runners.nodeSelector`,
-      `${ctx.file.kubernetes.nodeLabel} is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself`,
+      `${nodeLabel} is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself`,
     );
   }
 }

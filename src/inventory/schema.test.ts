@@ -470,8 +470,10 @@ describe('parseInventory: issue 15 fields', () => {
     ).toEqual([
       'runners.nodeSelector.zone: expected a label value as a string (quote true, false and numbers), got true',
     ]);
-    expect(issuesOf(`${base}runners:\n  nodeSelector: { "runner-fleet.dev/runner": "x" }\n`)).toEqual([
-      'runners.nodeSelector: runner-fleet.dev/runner is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself',
+    expect(
+      issuesOf(`${base}runners:\n  nodeSelector: { "fleet.runner-fleet.dev/gitlab-runner": "x" }\n`),
+    ).toEqual([
+      'runners.nodeSelector: fleet.runner-fleet.dev/gitlab-runner is kubernetes.nodeLabel, which runner-fleet sets on inventory nodes itself',
     ]);
   });
 

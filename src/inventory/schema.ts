@@ -5,7 +5,14 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { InputError } from '../errors.js';
-import { DEFAULT_IMAGES, GITLAB_RUNNER_REPOSITORY, LIMITS, checkFields, type FieldIssue } from './fields.js';
+import {
+  DEFAULT_IMAGES,
+  GITLAB_RUNNER_REPOSITORY,
+  LIMITS,
+  checkFields,
+  defaultNodeLabel,
+  type FieldIssue,
+} from './fields.js';
 import { RuleContext, checkRules, type ParseOptions } from './rules.js';
 import type { GitlabAuth, Inventory, PrivateCa } from './types.js';
 
@@ -105,6 +112,7 @@ export function parseInventory(text: string, source: string, opts: ParseOptions 
     kubernetes: {
       ...file.kubernetes,
       kubeconfig: file.kubernetes.kubeconfig ? expand(file.kubernetes.kubeconfig) : undefined,
+      nodeLabel: file.kubernetes.nodeLabel ?? defaultNodeLabel(file.kubernetes.namespace),
     },
     runners: {
       ...file.runners,

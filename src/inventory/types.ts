@@ -58,7 +58,7 @@ export type SshDefaults = File['ssh'];
 export type NodeSpec = Required<Omit<File['nodes'][number], 'mtu'>> &
   Pick<File['nodes'][number], 'mtu'> & { connectTimeout: number };
 
-export type KubernetesConfig = File['kubernetes'];
+export type KubernetesConfig = Omit<File['kubernetes'], 'nodeLabel'> & { nodeLabel: string };
 
 /**
  * The apt repository gitlab-runner is installed from with `placement: host`: `deb [signed-by=…] <url>/<os>/ <codename> main`.

@@ -26,7 +26,6 @@ import {
   FIELD_MANAGER,
   MANAGED_BY,
   MANAGED_BY_LABEL,
-  NODE_LABEL_MANAGER,
   PRUNABLE_KINDS,
   RECORDS_SECRET,
   describeObject,
@@ -112,8 +111,8 @@ export interface NodeInfo {
   name: string;
   labels: Record<string, string>;
   ready: boolean;
-  /** the label keys runner-fleet's node-label field manager owns on this node */
-  labelsWeOwn: string[];
+  /** label key → the field managers whose Apply owns it (which fleet set a label) */
+  owners: Record<string, string[]>;
 }
 
 export interface ApplyOptions {
@@ -416,7 +415,7 @@ export class KubeClient {
     }
   }
 
-  async listNodes(labelKey?: string): Promise<NodeInfo[]> {
+  async listNodes(): Promise<NodeInfo[]> {
     try {
       const list = await this.core.listNode({});
       return list.items.map((n) => {
@@ -427,9 +426,7 @@ export class KubeClient {
           name: json.metadata.name,
           labels: json.metadata.labels ?? {},
           ready: json.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-          labelsWeOwn: labelKey
-            ? ownedLabels(json, NODE_LABEL_MANAGER).filter((k) => k === labelKey)
-            : ownedLabels(json, NODE_LABEL_MANAGER),
+          owners: labelOwners(json),
         };
       });
     } catch (err) {
@@ -438,23 +435,20 @@ export class KubeClient {
   }
 
   /**
-   * Sets `key: "true"` on a node, or takes it away, as its own server-side-apply field manager. Removing is
-   * applying a Node that no longer names the label: SSA drops a field its last manager stops applying, and
-   * leaves it alone when someone else also set it. A JSON merge patch would delete the label whoever set it.
-   * Only call for nodes that exist: an apply can create a Node.
+   * Applies a Node naming exactly `labels` as `manager`: SSA drops a label its last manager stops applying, and leaves
+   * it alone when someone else also set it. A JSON merge patch would delete the label whoever set it. Only call for
+   * nodes that exist: an apply can create a Node.
    */
-  async setNodeLabel(
-    node: string,
-    key: string,
-    present: boolean,
+  async applyNodeLabels(
+    a: { node: string; manager: string; labels: Record<string, string> },
     opts: { dryRun?: boolean } = {},
   ): Promise<void> {
     const obj: KubeObject = {
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: present ? { name: node, labels: { [key]: 'true' } } : { name: node },
+      metadata: Object.keys(a.labels).length > 0 ? { name: a.node, labels: a.labels } : { name: a.node },
     };
-    await this.apply(obj, { fieldManager: NODE_LABEL_MANAGER, dryRun: opts.dryRun });
+    await this.apply(obj, { fieldManager: a.manager, dryRun: opts.dryRun });
   }
 
   /** The DaemonSet's rollout right now (see rolloutState), or undefined when it does not exist. */
@@ -643,19 +637,19 @@ function plain<T>(obj: T): KubeObject {
   return JSON.parse(JSON.stringify(obj)) as KubeObject;
 }
 
-/** Label keys under metadata.labels that `manager` owns through an Apply entry of managedFields. */
-function ownedLabels(obj: KubeObject, manager: string): string[] {
+/** Label key under metadata.labels → the managers owning it through an Apply entry of managedFields. */
+function labelOwners(obj: KubeObject): Record<string, string[]> {
   const entries = (obj.metadata.managedFields ?? []) as {
     manager?: string;
     operation?: string;
     fieldsV1?: Record<string, unknown>;
   }[];
-  const out: string[] = [];
+  const out: Record<string, string[]> = {};
   for (const e of entries) {
-    if (e.manager !== manager || e.operation !== 'Apply') continue;
+    if (!e.manager || e.operation !== 'Apply') continue;
     const labels = ((e.fieldsV1?.['f:metadata'] as Record<string, unknown> | undefined)?.['f:labels'] ??
       {}) as Record<string, unknown>;
-    for (const k of Object.keys(labels)) if (k.startsWith('f:')) out.push(k.slice(2));
+    for (const k of Object.keys(labels)) if (k.startsWith('f:')) (out[k.slice(2)] ??= []).push(e.manager);
   }
   return out;
 }

@@ -17,7 +17,7 @@ const canRun = requireRoot('src/kube/converge.test.ts (test cluster)');
 const FLEET = ['pi1', 'pi2', 'pi3'];
 const EXTRA = 'extra1';
 const NS = 'gitlab-runner';
-const LABEL = 'runner-fleet.dev/runner';
+const LABEL = `fleet.runner-fleet.dev/${NS}`;
 
 describe.runIf(canRun)('convergeCluster on the test cluster', () => {
   let cluster: TestCluster;
@@ -112,12 +112,13 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     expect(report.ok, report.error).toBe(true);
     expect(report.changes.map((c) => c.detail)).toEqual([
       `create Namespace ${NS}`,
-      `create ServiceAccount ${NS}/gitlab-runner`,
-      `create Secret ${NS}/runner-fleet-config`,
-      `create DaemonSet ${NS}/gitlab-runner-dood`,
+      // Labels before the DaemonSet: a DaemonSet never selects bare nodes (what matters when the label changes).
       `label node pi1 ${LABEL}=true`,
       `label node pi2 ${LABEL}=true`,
       `label node pi3 ${LABEL}=true`,
+      `create ServiceAccount ${NS}/gitlab-runner`,
+      `create Secret ${NS}/runner-fleet-config`,
+      `create DaemonSet ${NS}/gitlab-runner-dood`,
     ]);
     expect(await get('Namespace', NS)).toBeUndefined();
     for (const n of FLEET) expect((await get('Node', n))?.metadata.labels?.[LABEL]).toBeUndefined();
@@ -218,7 +219,9 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     // The hand-set label put a pod on extra1: that is the owner's choice, but our label manager never held it.
     const extra = await get('Node', EXTRA);
     expect(
-      (extra?.metadata.managedFields as { manager: string }[]).some((m) => m.manager === NODE_LABEL_MANAGER),
+      (extra?.metadata.managedFields as { manager: string }[]).some((m) =>
+        m.manager.startsWith(NODE_LABEL_MANAGER),
+      ),
     ).toBe(false);
     await client.apply(
       { apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } },
@@ -246,6 +249,45 @@ kubernetes: {kubeconfig: ${cluster.kubeconfig}, namespace: ${NS}, rolloutTimeout
     }
     const again = await converge('dind', { v: 3 });
     expect(again.ok, again.error).toBe(true);
+  });
+
+  it("upgrade from the shared label: this fleet's nodes lose it after the rollout, other nodes keep it", async () => {
+    const OLD = 'runner-fleet.dev/runner';
+    const legacy = { fieldManager: 'runner-fleet-node-label' };
+    for (const name of ['pi1', EXTRA])
+      await client.apply(
+        { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { [OLD]: 'true' } } },
+        legacy,
+      );
+    const report = await converge('dind', { v: 3 });
+    expect(report.ok, report.error).toBe(true);
+    expect(report.changes).toContainEqual({
+      step: 'label',
+      detail: `remove the old shared label ${OLD} from node pi1 (now ${LABEL})`,
+    });
+    expect((await get('Node', 'pi1'))?.metadata.labels?.[OLD]).toBeUndefined();
+    expect((await get('Node', 'pi1'))?.metadata.labels?.[LABEL]).toBe('true');
+    // Not this fleet's node: the old label may be another fleet's.
+    expect((await get('Node', EXTRA))?.metadata.labels?.[OLD]).toBe('true');
+    await client.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } }, legacy);
+  });
+
+  it("another fleet's manager on this fleet's label key is refused before anything changes", async () => {
+    const other = { fieldManager: 'runner-fleet-node-label/other' };
+    await client.apply(
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA, labels: { [LABEL]: 'true' } } },
+      other,
+    );
+    try {
+      const report = await converge('dind', { v: 3 });
+      expect(report.ok).toBe(false);
+      expect(report.error).toContain(
+        `node ${EXTRA}: ${LABEL} is also the node label of the fleet in namespace other`,
+      );
+      expect(report.changes).toEqual([]);
+    } finally {
+      await client.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: EXTRA } }, other);
+    }
   });
 
   it('the records Secret round-trips, writes only on change, and survives prune', async () => {

@@ -7,6 +7,8 @@ import { redact } from '../secrets.js';
 import { KubeClient, type PlannedObject } from './client.js';
 import { daemonSetName, describeObject, objectKey, type KubeObject } from './objects.js';
 import { DEFAULT_TERMINATION_GRACE_SECONDS, renderClusterObjects } from './render.js';
+import { planNodeLabels, type LabelApply } from './node-labels.js';
+import { otherManager, ownershipProblems } from './ownership.js';
 import { describeBehind } from './rollout.js';
 
 export { KubeRecordStore, readSecretRecords, writeSecretRecords } from './records.js';
@@ -80,13 +82,22 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
   const label = inv.kubernetes.nodeLabel;
 
   try {
-    const nodes = await client.listNodes(label);
+    const nodes = await client.listNodes();
     const missing = nodeNames.filter((n) => !nodes.some((c) => c.name === n));
     if (missing.length > 0) {
       throw new Error(
         `inventory nodes not in the cluster: ${missing.join(', ')} (the cluster has: ${nodes.map((n) => n.name).join(', ') || 'no nodes'})`,
       );
     }
+    const labels = planNodeLabels({ nodes, wanted: nodeNames, key: label, namespace: ns });
+    const refused = [...labels.conflicts, ...(await ownershipProblems(client, objects))];
+    if (refused.length > 0) throw new Error(refused.join('; '));
+    const applyLabels = async (list: LabelApply[]) => {
+      for (const a of list) {
+        if (!dryRun) await client.applyNodeLabels(a);
+        change('label', a.detail);
+      }
+    };
 
     log?.progress('cluster', `${dryRun ? 'planning' : 'converging'} namespace ${ns} on ${client.server}`);
     const namespaceObject = objects.find((o) => o.kind === 'Namespace')!;
@@ -100,6 +111,8 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     }
     const namespaceMissing = nsPlan.action === 'create' && dryRun;
 
+    // Labels first: a DaemonSet selecting a new label never finds its nodes bare; old labels go after the rollout.
+    await applyLabels(labels.before);
     const rest = objects.filter((o) => o !== namespaceObject);
     const plan = await client.plan(rest, { assumeAbsent: () => namespaceMissing });
     for (const p of plan) {
@@ -112,21 +125,10 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     if (!namespaceMissing) {
       const desired = new Set(objects.map(objectKey));
       for (const o of await client.listManaged(ns)) {
-        if (desired.has(objectKey(o))) continue;
+        // Marked as someone else's too (a Helm object an older version took over): never deleted.
+        if (desired.has(objectKey(o)) || otherManager(o)) continue;
         if (!dryRun) await client.delete(o);
         change('prune', `delete ${describeObject(o)} (no longer wanted)`);
-      }
-    }
-
-    for (const n of nodes) {
-      const wanted = nodeNames.includes(n.name);
-      const ours = n.labelsWeOwn.includes(label);
-      if (wanted && (!ours || n.labels[label] !== 'true')) {
-        if (!dryRun) await client.setNodeLabel(n.name, label, true);
-        change('label', `label node ${n.name} ${label}=true`);
-      } else if (!wanted && ours) {
-        if (!dryRun) await client.setNodeLabel(n.name, label, false);
-        change('label', `remove ${label} from node ${n.name} (not in the inventory)`);
       }
     }
 
@@ -149,6 +151,7 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
         );
       }
     }
+    await applyLabels(labels.after);
     return { ok: true, changes };
   } catch (err) {
     const message = redact(err instanceof Error ? err.message : String(err));

@@ -21,8 +21,14 @@ export const PART_OF_LABEL = 'app.kubernetes.io/part-of';
 
 /** Field manager of everything converge applies. */
 export const FIELD_MANAGER = 'runner-fleet';
-/** Field manager of the node label alone, so that removing it never touches what others set on a Node. */
+/**
+ * Field manager of node labels, so that removing them never touches what others set on a Node. Versions before
+ * per-fleet managers used this name for every fleet; each fleet now has its own (nodeLabelManager).
+ */
 export const NODE_LABEL_MANAGER = 'runner-fleet-node-label';
+export const LEGACY_NODE_LABEL_MANAGER = NODE_LABEL_MANAGER;
+/** One fleet's node-label manager: which fleet set a label is then read from the Node itself. */
+export const nodeLabelManager = (namespace: string) => `${NODE_LABEL_MANAGER}/${namespace}`;
 /** Field manager of the records Secret, written by registration rather than by converge. */
 export const RECORDS_MANAGER = 'runner-fleet-records';
 

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { changeRecorder, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
+import { planNodeLabelRemoval } from './node-labels.js';
 import { describeObject } from './objects.js';
 
 /**
@@ -32,10 +33,16 @@ export async function removeClusterRunners(
         change('prune', `delete ${describeObject(o)} (runners.placement is host)`);
       }
     }
-    for (const n of await client.listNodes(label)) {
-      if (!n.labelsWeOwn.includes(label) || (opts.nodes && !opts.nodes.includes(n.name))) continue;
-      if (!opts.dryRun) await client.setNodeLabel(n.name, label, false);
-      change('label', `remove ${label} from node ${n.name} (runners.placement is host)`);
+    const removals = planNodeLabelRemoval({
+      nodes: await client.listNodes(),
+      inventory: inv.nodes.map((n) => n.name),
+      key: label,
+      namespace: ns,
+      only: opts.nodes,
+    });
+    for (const a of removals) {
+      if (!opts.dryRun) await client.applyNodeLabels(a);
+      change('label', `${a.detail} (runners.placement is host)`);
     }
     return { ok: true, changes };
   } catch (err) {

@@ -62,9 +62,17 @@ describe('renderClusterObjects', () => {
       expect(pod.automountServiceAccountToken).toBe(false);
       expect(pod.terminationGracePeriodSeconds).toBe(3600);
       const vols = Object.fromEntries(pod.volumes.map((v: { name: string }) => [v.name, v]));
-      expect(vols['docker-sock'].hostPath).toEqual({ path: '/var/run/docker.sock', type: 'Socket' });
+      // The socket's folder, not the socket: a restarted dockerd's new socket is seen by the running pod.
+      expect(vols['docker-run'].hostPath).toEqual({ path: '/var/run', type: 'Directory' });
+      expect(c.volumeMounts).toContainEqual({
+        name: 'docker-run',
+        mountPath: '/run/node-docker',
+        readOnly: true,
+      });
+      expect(c.env).toContainEqual({ name: 'DOCKER_HOST', value: 'unix:///run/node-docker/docker.sock' });
+      expect(pod.initContainers[0].name).toBe('docker-cli');
       expect(vols.identity.hostPath).toEqual({
-        path: `/var/lib/runner-fleet/${executor}`,
+        path: `/var/lib/runner-fleet/namespaces/ci/${executor}`,
         type: 'DirectoryOrCreate',
       });
       expect(vols.config.secret).toEqual({ secretName: 'runner-fleet-config', defaultMode: 0o400 });
@@ -74,7 +82,7 @@ describe('renderClusterObjects', () => {
     },
   );
 
-  it('shell: an init container puts the docker CLI on PATH', () => {
+  it('shell: the copied docker CLI is on PATH (the other executors have it for the Docker check only)', () => {
     const pod = podOf(renderClusterObjects({ inventory: inv, executor: 'shell', configs }));
     expect(pod.initContainers[0].image).toBe('docker:27-cli');
     expect(pod.containers[0].env.find((e: { name: string }) => e.name === 'PATH').value).toMatch(
@@ -84,7 +92,7 @@ describe('renderClusterObjects', () => {
       pod.containers[0].volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/opt/docker-cli'),
     ).toBe(true);
     const dood = podOf(renderClusterObjects({ inventory: inv, executor: 'dood', configs }));
-    expect(dood.initContainers).toBeUndefined();
+    expect(dood.containers[0].env.some((e: { name: string }) => e.name === 'PATH')).toBe(false);
   });
 
   it('keeps tokens in the Secret only, one key per node (plus recorded system_ids)', () => {
@@ -183,7 +191,10 @@ runners:
       { key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' },
       { operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 },
     ]);
-    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'runner-fleet.dev/runner': 'true' });
+    expect(pod.nodeSelector).toEqual({
+      'kubernetes.io/os': 'linux',
+      'fleet.runner-fleet.dev/gitlab-runner': 'true',
+    });
   });
 
   it('without them: no ports, annotations or tolerations, the default requests', () => {

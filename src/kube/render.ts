@@ -2,6 +2,7 @@
 import { parseAllDocuments } from 'yaml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS, identityDir } from '../executors.js';
+import { dockerSocketDir } from '../host/flavours.js';
 import type { Executor, Inventory, Toleration } from '../inventory/types.js';
 import { CA_FILE_NAME } from '../host/ca.js';
 import { redact } from '../secrets.js';
@@ -27,6 +28,8 @@ export const SERVICE_ACCOUNT = 'gitlab-runner';
 export const EXECUTOR_LABEL = 'runner-fleet.dev/executor';
 /** Where the runner pods may run (kubernetes.io/arch): gitlab/gitlab-runner images exist for these only. */
 export const CLUSTER_ARCHITECTURES: readonly string[] = ['arm64', 'amd64'];
+/** Where the runner container sees the folder of the node's Docker socket. */
+export const POD_DOCKER_DIR = '/run/node-docker';
 /** Long enough for a typical CI job to finish during a rollout; the runner stops taking new jobs at once. */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 3600;
 
@@ -81,7 +84,10 @@ export function clusterTemplateData(input: RenderInput) {
     architectures: [...CLUSTER_ARCHITECTURES],
     image: inv.runners.image,
     dockerCliImage: inv.runners.dockerCliImage,
-    identityHostPath: identityDir(executor),
+    identityHostPath: identityDir(inv.kubernetes.namespace, executor),
+    dockerSocketDir: dockerSocketDir().dir,
+    podDockerDir: POD_DOCKER_DIR,
+    podDockerHost: `unix://${POD_DOCKER_DIR}/${dockerSocketDir().name}`,
     terminationGracePeriodSeconds: input.terminationGracePeriodSeconds ?? DEFAULT_TERMINATION_GRACE_SECONDS,
     // runners.nodeSelector adds to the inventory label; rules.ts keeps it from overriding that one.
     nodeSelector: { ...inv.runners.nodeSelector, [inv.kubernetes.nodeLabel]: 'true' },

@@ -58,21 +58,28 @@ describe('teardownChanges', () => {
         metadata: { name: 'gitlab-runner-dood', namespace: 'gitlab-runner' },
       },
     ],
-    labelledNodes: ['pi1'],
-    nodeLabel: 'runner-fleet.dev/runner',
+    labels: [
+      {
+        node: 'pi1',
+        manager: 'runner-fleet-node-label/gitlab-runner',
+        labels: {},
+        detail: 'remove fleet.runner-fleet.dev/gitlab-runner from node pi1',
+      },
+    ],
     records: true,
     namespaceAction: 'delete',
     ourUids: [],
+    kept: [],
   };
   it('lists every removal; an empty plan lists nothing (destroy says "nothing to remove")', () => {
     expect(teardownChanges(plan).map((c) => c.detail)).toEqual([
       'delete DaemonSet gitlab-runner/gitlab-runner-dood',
-      'remove label runner-fleet.dev/runner from node pi1',
+      'remove fleet.runner-fleet.dev/gitlab-runner from node pi1',
       'delete Secret gitlab-runner/runner-fleet-records (runner records)',
       'delete Namespace gitlab-runner (runner-fleet created it; nothing else is in it)',
     ]);
     expect(
-      teardownChanges({ ...plan, objects: [], labelledNodes: [], records: false, namespaceAction: 'none' }),
+      teardownChanges({ ...plan, objects: [], labels: [], records: false, namespaceAction: 'none' }),
     ).toEqual([]);
   });
 });

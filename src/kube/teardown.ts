@@ -3,6 +3,8 @@ import type { Logger } from '../log.js';
 import { changeRecorder, type Change, type ClusterReport } from '../report.js';
 import { redact } from '../secrets.js';
 import type { KubeClient } from './client.js';
+import { planNodeLabelRemoval, type LabelApply } from './node-labels.js';
+import { otherManager } from './ownership.js';
 import {
   FIELD_MANAGER,
   LOCK_LEASE,
@@ -23,15 +25,16 @@ export interface TeardownPlan {
   namespace: string;
   /** our managed objects, DaemonSets first (their pods go before the config they read) */
   objects: KubeObject[];
-  /** nodes whose runner-fleet label our node-label manager set */
-  labelledNodes: string[];
-  nodeLabel: string;
+  /** this fleet's node labels going: its own manager's everywhere, the old shared manager's on its nodes */
+  labels: LabelApply[];
   /** the records Secret exists (removed only once GitLab holds none of our runners) */
   records: boolean;
   /** delete: runner-fleet created it and it holds nothing else; release: someone else's namespace, take our labels back */
   namespaceAction: 'delete' | 'release' | 'none';
   /** why the namespace stays, when it does and it matters */
   namespaceNote?: string;
+  /** objects with runner-fleet's label that someone else's marks say are theirs: they stay */
+  kept: string[];
   /** uids of our objects: what they own (pods, controller revisions) is ours too */
   ourUids: string[];
 }
@@ -78,8 +81,7 @@ export function teardownChanges(
 ): Change[] {
   const out: Change[] = [];
   for (const o of plan.objects) out.push({ step: 'delete', detail: `delete ${describeObject(o)}` });
-  for (const n of plan.labelledNodes)
-    out.push({ step: 'label', detail: `remove label ${plan.nodeLabel} from node ${n}` });
+  for (const a of plan.labels) out.push({ step: 'label', detail: a.detail });
   if (plan.records && opts.records)
     out.push({
       step: 'delete',
@@ -120,17 +122,25 @@ async function everythingIn(
 }
 
 /** Reads what would be removed; changes nothing. */
-export async function planTeardown(client: KubeClient, ns: string, nodeLabel: string): Promise<TeardownPlan> {
-  const nodes = await client.listNodes(nodeLabel);
-  const labelledNodes = nodes.filter((n) => n.labelsWeOwn.includes(nodeLabel)).map((n) => n.name);
+export async function planTeardown(
+  client: KubeClient,
+  ns: string,
+  fleet: { nodeLabel: string; nodes: readonly string[] },
+): Promise<TeardownPlan> {
+  const labels = planNodeLabelRemoval({
+    nodes: await client.listNodes(),
+    inventory: fleet.nodes,
+    key: fleet.nodeLabel,
+    namespace: ns,
+  });
   const base: TeardownPlan = {
     namespace: ns,
     objects: [],
-    labelledNodes,
-    nodeLabel,
+    labels,
     records: false,
     namespaceAction: 'none',
     ourUids: [],
+    kept: [],
   };
   const nsObject = await client.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   // Gone, or on its way out: whatever is left in it goes with it.
@@ -142,9 +152,14 @@ export async function planTeardown(client: KubeClient, ns: string, nodeLabel: st
     kind: 'Secret',
     metadata: { name: RECORDS_SECRET, namespace: ns },
   });
+  // Only what runner-fleet made (or was told to adopt): an object also marked as another's was taken over, not made.
+  const kept = managed
+    .filter((o) => otherManager(o))
+    .map((o) => `${describeObject(o)} stays: ${otherManager(o)} manages it, whatever its labels say`);
+  const mine = managed.filter((o) => !otherManager(o));
   const objects = [
-    ...managed.filter((o) => o.kind === 'DaemonSet'),
-    ...managed.filter((o) => o.kind !== 'DaemonSet'),
+    ...mine.filter((o) => o.kind === 'DaemonSet'),
+    ...mine.filter((o) => o.kind !== 'DaemonSet'),
   ];
   // The fleet lock is runner-fleet's too (destroy holds it while it works): never a reason to keep the namespace.
   const lease = await client.read({
@@ -155,7 +170,7 @@ export async function planTeardown(client: KubeClient, ns: string, nodeLabel: st
   const ourUids = [...objects, ...(recordsSecret ? [recordsSecret] : []), ...(lease ? [lease] : [])]
     .map((o) => String(o.metadata.uid ?? ''))
     .filter(Boolean);
-  const plan: TeardownPlan = { ...base, objects, records: recordsSecret !== undefined, ourUids };
+  const plan: TeardownPlan = { ...base, objects, records: recordsSecret !== undefined, ourUids, kept };
 
   if (createdByUs(nsObject)) {
     const { objects: all, unlisted } = await everythingIn(client, ns);
@@ -190,9 +205,9 @@ export async function runTeardown(
       await client.delete(o);
       done('delete', `deleted ${describeObject(o)}`);
     }
-    for (const n of plan.labelledNodes) {
-      await client.setNodeLabel(n, plan.nodeLabel, false);
-      done('label', `removed label ${plan.nodeLabel} from node ${n}`);
+    for (const a of plan.labels) {
+      await client.applyNodeLabels(a);
+      done('label', a.detail);
     }
     if (plan.records && !opts.keepRecords) {
       await client.delete({

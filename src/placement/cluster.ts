@@ -6,14 +6,17 @@ import { GitlabApi } from '../gitlab/api.js';
 import type { HostFacts } from '../host/facts.js';
 import { describeJobMtu, jobMtu, mtuValue } from '../host/mtu.js';
 import type { Executor, Inventory } from '../inventory/types.js';
-import type { KubeClient } from '../kube/client.js';
+import type { KubeClient, NodeInfo } from '../kube/client.js';
 import { connectCluster, convergeCluster } from '../kube/converge.js';
+import { planNodeLabels } from '../kube/node-labels.js';
+import type { KubeObject } from '../kube/objects.js';
+import { ownershipProblems } from '../kube/ownership.js';
 import type { Logger } from '../log.js';
 import type { ClusterReport } from '../report.js';
 import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
 import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
-import { probeInPod, proveContact } from './contact.js';
+import { probeInPod, proveContact, proveDocker } from './contact.js';
 import { describeUnfit } from './reasons.js';
 import { kubeconfigFromNode, typedStore } from './records.js';
 
@@ -54,15 +57,16 @@ export async function convergeRunners(
     };
   }
 
-  // Everything checkable without a change, before GitLab changes anything: each node's architecture, and every
-  // config.toml and cluster object rendered with stand-in records. What fails here fails the run (exit 1) with
-  // the report; never an exit 2 after other changes.
-  let archByNode = new Map<string, string>();
+  // Everything checkable without a change, before GitLab changes anything: each node's architecture, every
+  // config.toml and cluster object rendered with stand-in records, and whether any of those objects or node labels
+  // is someone else's. What fails here fails the run (exit 1) with the report; never an exit 2 after other changes.
+  let nodes: NodeInfo[] = [];
   try {
-    archByNode = new Map((await client.listNodes()).map((n) => [n.name, n.labels['kubernetes.io/arch']]));
+    nodes = await client.listNodes();
   } catch {
     /* convergeCluster reports an unreachable cluster itself */
   }
+  const archByNode = new Map(nodes.map((n) => [n.name, n.labels['kubernetes.io/arch']]));
   const archOf = (node: string) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64';
   const mtus = new Map(inv.nodes.map((n) => [n.name, jobMtu(n, input.facts.get(n.name))]));
   const mtuOf = (node: string) => {
@@ -71,11 +75,13 @@ export async function convergeRunners(
   };
   for (const [node, m] of mtus) if (m.kind !== 'default') log.progress(node, describeJobMtu(m));
   const check = clusterPreflight(inv, input.executor, archOf);
-  if (check.error) {
-    log.error('cluster', check.error);
+  const refused =
+    check.error ?? (check.objects ? await othersInTheWay(client, inv, nodes, check.objects) : undefined);
+  if (refused) {
+    log.error('cluster', refused);
     return {
-      gitlab: { ok: false, changes: [], error: `not attempted: ${check.error}` },
-      cluster: { ok: false, changes: [], error: check.error },
+      gitlab: { ok: false, changes: [], error: `not attempted: ${refused}` },
+      cluster: { ok: false, changes: [], error: refused },
     };
   }
   for (const [node, why] of check.unfit) log.error(node, describeUnfit(why));
@@ -165,6 +171,16 @@ export async function convergeRunners(
       input.facts.has(r.node) &&
       fit.nodes.some((n) => n.name === r.node),
   );
+  // Jobs need the node's Docker from the pod: after a dockerd restart (this run's, or anyone's) it must still answer.
+  const docker = await proveDocker(
+    client,
+    inv,
+    input.executor,
+    records.map((r) => r.node),
+    log,
+  ).catch((err: unknown) => new Map([['cluster', messageOf(err)]]));
+  if (docker.size > 0)
+    cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
   const contact = await proveContact({
     inventory: inv,
     records,
@@ -173,6 +189,28 @@ export async function convergeRunners(
     log,
   });
   return { gitlab, cluster, contact };
+}
+
+/** Another fleet's node label, or an object or Pod Security level someone else set: refused before any change. */
+async function othersInTheWay(
+  client: KubeClient,
+  inv: Inventory,
+  nodes: NodeInfo[],
+  objects: KubeObject[],
+): Promise<string | undefined> {
+  const labels = planNodeLabels({
+    nodes,
+    wanted: inv.nodes.map((n) => n.name),
+    key: inv.kubernetes.nodeLabel,
+    namespace: inv.kubernetes.namespace,
+  });
+  let problems: string[];
+  try {
+    problems = [...labels.conflicts, ...(await ownershipProblems(client, objects))];
+  } catch {
+    return undefined; // an unreachable cluster: convergeCluster says so, and asks again before it applies
+  }
+  return problems.length > 0 ? problems.join('; ') : undefined;
 }
 
 function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {

@@ -17,6 +17,7 @@ import {
   waitForContact,
   type ContactClock,
 } from '../status/contact.js';
+import { describePodDocker, parsePodDocker, podDockerScript, type PodDocker } from '../status/pod-docker.js';
 import { parseProbe, probeScript, probeTargets, type ProbeResult, type ProbeSite } from '../status/probe.js';
 
 /** How often each node's manager is asked meanwhile: GitLab's API, not the runners, takes these requests. */
@@ -115,6 +116,73 @@ export async function probePod(client: KubeClient, inv: Inventory, pod: string):
   } catch (err) {
     return { kind: 'unknown', why: messageOf(err) };
   }
+}
+
+/** How long the Docker check in a pod may take: `docker version` answers at once or says it cannot connect. */
+const DOCKER_CHECK_TIMEOUT_SECONDS = 30;
+
+/** The node's Docker asked from one runner pod, through the socket its runner uses; never a rejection. */
+export async function podDockerIn(client: KubeClient, inv: Inventory, pod: string): Promise<PodDocker> {
+  try {
+    const r = await client.execInPod(
+      inv.kubernetes.namespace,
+      pod,
+      'gitlab-runner',
+      ['sh', '-c', podDockerScript],
+      DOCKER_CHECK_TIMEOUT_SECONDS,
+    );
+    return parsePodDocker(r.stdout);
+  } catch (err) {
+    return { kind: 'unknown', why: messageOf(err) };
+  }
+}
+
+/** The running runner pod of each node (this executor's), by node name. */
+export async function runningPods(
+  client: KubeClient,
+  inv: Inventory,
+  executor: Executor,
+): Promise<Map<string, string>> {
+  const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${executor}`;
+  const pods = (await client.listObjects(
+    'v1',
+    'Pod',
+    inv.kubernetes.namespace,
+    selector,
+  )) as unknown as PodView[];
+  const out = new Map<string, string>();
+  for (const p of pods)
+    if (p.spec?.nodeName && !p.metadata.deletionTimestamp && p.status?.phase === 'Running')
+      out.set(p.spec.nodeName, p.metadata.name);
+  return out;
+}
+
+/**
+ * After a rollout (and whatever this run did to dockerd): each of `nodes`' runner pods still reaches its node's
+ * Docker. Returns the nodes whose pod does not, with why.
+ */
+export async function proveDocker(
+  client: KubeClient,
+  inv: Inventory,
+  executor: Executor,
+  nodes: string[],
+  log: Logger,
+): Promise<Map<string, string>> {
+  const failed = new Map<string, string>();
+  const pods = await runningPods(client, inv, executor);
+  await Promise.all(
+    nodes.map(async (node) => {
+      const pod = pods.get(node);
+      if (!pod) return;
+      const d = await podDockerIn(client, inv, pod);
+      const why = describePodDocker(pod, d);
+      if (why) {
+        log.error(node, why);
+        failed.set(node, why);
+      } else if (d.kind === 'ok') log.progress(node, `its runner pod reaches Docker ${d.version}`);
+    }),
+  );
+  return failed;
 }
 
 /** The probe on the node itself (host placement: the runner runs there), over SSH. */

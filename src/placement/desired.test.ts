@@ -32,7 +32,9 @@ describe('clusterPreflight', () => {
   });
 
   it('renders every config.toml and object with stand-in records, so a value that cannot be rendered fails before any change', () => {
-    expect(clusterPreflight(inv, 'dood', () => 'arm64')).toEqual({ unfit: new Map() });
+    const ok = clusterPreflight(inv, 'dood', () => 'arm64');
+    expect(ok.error).toBeUndefined();
+    expect(ok.objects?.map((o) => o.kind)).toEqual(['Namespace', 'ServiceAccount', 'Secret', 'DaemonSet']);
     const broken = { ...inv, runners: { ...inv.runners, description: 'half \ud800 {node}' } };
     expect(clusterPreflight(broken, 'dood', () => 'arm64').error).toMatch(/lone UTF-16 surrogate/);
   });

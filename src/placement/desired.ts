@@ -1,5 +1,6 @@
 // Pure: what the cluster should hold (one config.toml per node with a runner), and what fails before any change.
 import type { Executor, Inventory } from '../inventory/types.js';
+import type { KubeObject } from '../kube/objects.js';
 import { CLUSTER_ARCHITECTURES, renderClusterObjects } from '../kube/render.js';
 import { renderConfigToml } from '../runners/config-toml.js';
 import type { RunnerRecord } from '../runners/records.js';
@@ -81,7 +82,7 @@ export function clusterPreflight(
   inv: Inventory,
   executor: Executor,
   arch: (node: string) => string,
-): { unfit: Map<string, UnfitNode>; error?: string } {
+): { unfit: Map<string, UnfitNode>; error?: string; objects?: KubeObject[] } {
   const unfit = new Map<string, UnfitNode>();
   for (const node of inv.nodes) {
     const a = arch(node.name);
@@ -89,8 +90,9 @@ export function clusterPreflight(
   }
   const fit = inv.nodes.filter((n) => !unfit.has(n.name));
   if (fit.length === 0) return { unfit };
+  let objects: KubeObject[];
   try {
-    renderClusterObjects(
+    objects = renderClusterObjects(
       desiredCluster({
         inventory: { ...inv, nodes: fit },
         executor,
@@ -102,5 +104,5 @@ export function clusterPreflight(
   } catch (err) {
     return { unfit, error: redact(err instanceof Error ? err.message : String(err)) };
   }
-  return { unfit };
+  return { unfit, objects };
 }

@@ -8,6 +8,7 @@ import { caConsumersWithout } from '../host/ca.js';
 import { renderHostsToml } from '../host/plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { PodView } from '../kube/rollout.js';
+import { describePodDocker, type PodDocker } from './pod-docker.js';
 import { describeProbe, type ProbeResult } from './probe.js';
 
 /**
@@ -48,6 +49,8 @@ export interface StatusRow {
   };
   /** the contact probe from where the runner runs (its pod): the first hop to GitLab or a registry that fails */
   reach?: ProbeResult;
+  /** the node's Docker asked from the runner pod, through the socket its runner uses */
+  podDocker?: PodDocker;
   /** runners.metrics: gitlab_runner_jobs summed over its series (jobs running now); null when it could not be read */
   metrics?: { jobs: number | null; detail?: string };
   /** free space and what takes it (src/status/disk.ts) */
@@ -195,6 +198,7 @@ export function statusRow(
   now: number,
   metricsAt?: string,
   reach?: ProbeResult,
+  podDocker?: PodDocker,
 ): StatusRow {
   const problems: string[] = [];
   const registries = inv.gitlab.registries;
@@ -278,6 +282,9 @@ export function statusRow(
   // The path from where the runner runs first: it says why GitLab saw no contact, or will soon see none.
   if (reach?.kind === 'failed')
     problems.push(describeProbe(reach, inv.runners.placement === 'host' ? 'host' : 'pod'));
+  if (podDocker) row.podDocker = podDocker;
+  const dockerProblem = podDocker && describePodDocker(row.pod.name ?? 'on this node', podDocker);
+  if (dockerProblem) problems.push(dockerProblem);
   const pod = row.pod;
   if (pod.state === 'missing') problems.push('no runner pod on this node');
   else if (pod.state === 'not ready')

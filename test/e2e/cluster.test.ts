@@ -1,11 +1,18 @@
 // Issue 4 end to end: one runner DaemonSet per executor on a real Kubernetes API, idempotent, pruned, planned, rolled out.
 import { copyFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterBinDir, setNodeReady } from '../../scripts/testbed/cluster.js';
 import { EXTRA_CLUSTER_NODES } from '../../scripts/testbed/extra-services.js';
-import { down, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
-import { kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  down,
+  execOnNode,
+  nodeDockerPid,
+  nodeFile,
+  up,
+  type FleetInfo,
+} from '../../scripts/testbed/fleet.js';
+import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
 
@@ -144,5 +151,110 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
     } finally {
       await setNodeReady(kubeconfig, 'pi2', true);
     }
+  });
+
+  const podOn = (ns: string, executor: string, node: string): string =>
+    (get(['-n', ns, 'get', 'pods', '-l', `runner-fleet.dev/executor=${executor}`]).items as any[]).find(
+      (p) => p.spec.nodeName === node && !p.metadata.deletionTimestamp,
+    ).metadata.name;
+  const labelled = (key: string): string[] =>
+    (get(['get', 'nodes', '-l', key]).items as any[]).map((n) => n.metadata.name).sort();
+  const LABEL = `fleet.runner-fleet.dev/${NS}`;
+
+  // docker.logs: read only when dockerd starts, so apply restarts every node's dockerd (pi2's is the snap's).
+  const LOGS = { logs: { driver: 'local', maxSize: '10m', maxFile: 3 } };
+
+  it("dockerd restarts under DooD pods (apply's for a log setting, then snap restart on pi2): the pods still reach Docker, as apply and status check", async () => {
+    const path = variant((inv) => (inv.docker = LOGS));
+    const r = await runProvision(['--inventory', path, '--executor', 'dood', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const node of ['pi1', 'pi2', 'pi3'])
+      expect(
+        r
+          .report!.nodes.find((n) => n.name === node)!
+          .changes.map((c) => c.detail)
+          .join('\n'),
+      ).toMatch(/restart dockerd/);
+    // After the rollout apply asked every pod's Docker.
+    expect(r.stderr).toMatch(/pi2.*its runner pod reaches Docker/);
+    const pid = nodeDockerPid('pi2');
+    expect((await execOnNode('pi2', ['snap', 'restart', 'docker'])).code).toBe(0);
+    expect(nodeDockerPid('pi2')).not.toBe(pid);
+    // A new socket inode: a pod that mounted the socket file would keep the dead one.
+    const version = kubectl(bin, kubeconfig, [
+      ...['-n', NS, 'exec', podOn(NS, 'dood', 'pi2'), '-c', 'gitlab-runner', '--'],
+      ...['/opt/docker-cli/docker', 'version', '--format', '{{.Server.Version}}'],
+    ]);
+    expect(version.trim()).toMatch(/^\d+\.\d+/);
+    const s = await runProvision(['status', '--inventory', path, '--json']);
+    const rows = (s.report as any).nodes as any[];
+    expect(rows.find((n) => n.node === 'pi2').podDocker).toMatchObject({ kind: 'ok' });
+    for (const n of rows) expect(n.problems.join('\n')).not.toMatch(/cannot reach the node's Docker/);
+  });
+
+  it("a second fleet (other namespace) on the same cluster leaves the first's node labels, pods and identity alone", async () => {
+    expect(labelled(LABEL)).toEqual(['pi1', 'pi2', 'pi3']);
+    const identity = '/var/lib/runner-fleet/namespaces/gitlab-runner/dood/.runner_system_id';
+    const systemId = (await execOnNode('pi3', ['cat', identity])).stdout.trim();
+    expect(systemId).toMatch(/^[rs]_[0-9a-zA-Z]{12}$/);
+    const tokens = join(base.gitlab.accessToken.slice('file:'.length), '..');
+    const second = variant((inv) => {
+      inv.docker = LOGS;
+      inv.kubernetes.namespace = 'second';
+      inv.nodes = inv.nodes.filter((n: { name: string }) => n.name === 'pi3');
+      // Registration token: this fleet may not look for (and so never adopts) the first fleet's runners.
+      delete inv.gitlab.accessToken;
+      inv.gitlab.registrationToken = `file:${join(tokens, 'registration-token')}`;
+    });
+    const r = await runProvision(['--inventory', second, '--executor', 'dood', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(labelled('fleet.runner-fleet.dev/second')).toEqual(['pi3']);
+    expect(labelled(LABEL)).toEqual(['pi1', 'pi2', 'pi3']);
+    expect(readyPodNodes('dood')).toEqual(['pi1', 'pi2', 'pi3']);
+    const d = await runProvision(['destroy', '--inventory', second, '--yes', '--json']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(labelled('fleet.runner-fleet.dev/second')).toEqual([]);
+    expect(labelled(LABEL)).toEqual(['pi1', 'pi2', 'pi3']);
+    expect((await execOnNode('pi3', ['cat', identity])).stdout.trim()).toBe(systemId);
+    expect(
+      (await execOnNode('pi3', ['test', '-e', '/var/lib/runner-fleet/namespaces/second'])).code,
+    ).not.toBe(0);
+  });
+
+  it("refuses to take over a Helm ServiceAccount or lower an admin's Pod Security level; destroy leaves them", async () => {
+    const ns = 'helm-owned';
+    kubectl(bin, kubeconfig, ['create', 'namespace', ns]);
+    kubectl(bin, kubeconfig, ['label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted']);
+    kubectl(bin, kubeconfig, ['-n', ns, 'create', 'serviceaccount', 'gitlab-runner']);
+    kubectl(bin, kubeconfig, [
+      ...['-n', ns, 'label', 'serviceaccount', 'gitlab-runner'],
+      'app.kubernetes.io/managed-by=Helm',
+    ]);
+    const path = variant((inv) => {
+      inv.docker = LOGS;
+      inv.kubernetes.namespace = ns;
+      inv.nodes = inv.nodes.filter((n: { name: string }) => n.name === 'pi1');
+    });
+    const r = await runProvision(['--inventory', path, '--executor', 'dood', '--json']);
+    expect(r.code).toBe(1);
+    const error = r.report!.cluster!.error!;
+    expect(error).toContain(
+      `ServiceAccount ${ns}/gitlab-runner exists and is not runner-fleet's (app.kubernetes.io/managed-by: Helm)`,
+    );
+    expect(error).toContain(`kubectl -n ${ns} label serviceaccount gitlab-runner`);
+    expect(error).toMatch(/has pod-security\.kubernetes\.io\/enforce=restricted/);
+    // Refused before anything changed: GitLab was not asked, the objects are as they were.
+    expect(r.report!.gitlab!.error).toMatch(/^not attempted/);
+    const sa = get(['-n', ns, 'get', 'serviceaccount', 'gitlab-runner']);
+    expect(sa.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
+    expect((get(['-n', ns, 'get', 'daemonsets']).items as any[]).length).toBe(0);
+    expect(get(['get', 'namespace', ns]).metadata.labels['pod-security.kubernetes.io/enforce']).toBe(
+      'restricted',
+    );
+
+    const d = await runProvision(['destroy', '--inventory', path, '--yes', '--json']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(get(['-n', ns, 'get', 'serviceaccount', 'gitlab-runner']).metadata.uid).toBe(sa.metadata.uid);
+    kubectl(bin, kubeconfig, ['delete', 'namespace', ns, '--wait=false']);
   });
 });

@@ -372,7 +372,7 @@ describe.runIf(canRun)('placement host: gitlab-runner on the Pi', () => {
       expect((await listed(node)).length).toBe(1);
       expect((await sh(node, 'systemctl is-active gitlab-runner')).stdout.trim()).toBe('active');
       const label = kubectlJson(bin, kubeconfig, ['get', 'node', node]).metadata.labels[
-        'runner-fleet.dev/runner'
+        'fleet.runner-fleet.dev/gitlab-runner'
       ];
       expect(label).toBeUndefined();
     }

@@ -562,7 +562,10 @@ describe.runIf(canRunCluster)('pod settings and runners.version on the test clus
     expect(pod.tolerations).toEqual([
       { key: 'dedicated', operator: 'Equal', value: 'ci', effect: 'NoSchedule' },
     ]);
-    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'runner-fleet.dev/runner': 'true' });
+    expect(pod.nodeSelector).toEqual({
+      'kubernetes.io/os': 'linux',
+      'fleet.runner-fleet.dev/gitlab-runner': 'true',
+    });
     expect(ds.spec.template.metadata.annotations).toMatchObject({
       'prometheus.io/scrape': 'true',
       'prometheus.io/port': '9252',

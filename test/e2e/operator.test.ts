@@ -476,7 +476,7 @@ i=0; until docker -H unix:///run/rf-dind.sock version >/dev/null 2>&1; do i=$((i
       'name',
     ]);
     expect(managed.trim()).toBe('');
-    expect(k(['get', 'nodes', '-l', 'runner-fleet.dev/runner', '-o', 'name']).trim()).toBe('');
+    expect(k(['get', 'nodes', '-l', 'fleet.runner-fleet.dev/gitlab-runner', '-o', 'name']).trim()).toBe('');
     const ns = (() => {
       try {
         return kj(['get', 'namespace', NS]);

@@ -118,7 +118,7 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
     expect(after.map((x) => x.id)).toEqual(before.filter((x) => x.id !== pi3.id).map((x) => x.id));
     expect(records().map((x) => x.node)).toEqual(['pi1', 'pi2']);
     const node = kubectlJson(bin, kubeconfig, ['get', 'node', 'pi3']);
-    expect(node.metadata.labels['runner-fleet.dev/runner']).toBeUndefined();
+    expect(node.metadata.labels['fleet.runner-fleet.dev/gitlab-runner']).toBeUndefined();
     const secret = kubectlJson(bin, kubeconfig, [
       '-n',
       'gitlab-runner',
