@@ -272,7 +272,9 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
         PATH,
       });
       expect(noController.code).toBe(1);
-      expect(noController.stderr).toMatch(/kubeseal failed for Secret runner-fleet-config/);
+      expect(noController.stderr).toMatch(
+        /kubeseal could not fetch the certificate of the Sealed Secrets controller kube-system\/sealed-secrets-controller/,
+      );
       expect(existsSync(out)).toBe(false);
 
       // The controller's key pair, as `kubeseal --fetch-cert` and a key backup would give them.
