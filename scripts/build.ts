@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 
 const REPO = join(import.meta.dirname, '..');
-const OUT = join(REPO, 'dist');
+// The end-to-end suites build their own copy beside dist/ (test/support/e2e-global.ts): a folder directly in the
+// checkout, as the bundle finds manifests/ and node_modules/ from its own place.
+const OUT = join(REPO, process.env.RUNNER_FLEET_BUILD_DIR ?? 'dist');
 
 rmSync(OUT, { recursive: true, force: true });
 await build({

@@ -1,5 +1,7 @@
-// Runs provision.ts as a user would (a separate process through tsx) and captures everything it prints.
+// Runs provision as a user would (a separate process: the compiled entry in the e2e projects, else tsx) and captures
+// everything it prints.
 import { join } from 'node:path';
+import { inject } from 'vitest';
 import { sh } from '../../scripts/testbed/procs.js';
 import type { RunReport } from '../../src/report.js';
 
@@ -21,13 +23,19 @@ export const allOutput: string[] = [];
  * whose /etc/hosts or LAN DNS knows a name this machine does not. `input`: what provision.ts reads on stdin (a secret
  * piped to a `file:/dev/stdin` reference); none by default.
  */
+/** The compiled entry the e2e projects built for this run (test/support/e2e-global.ts), else tsx on provision.ts. */
+function provisionCommand(): string[] {
+  const entry = inject('provisionEntry');
+  if (entry) return [process.execPath, entry];
+  return [join(REPO, 'node_modules', '.bin', 'tsx'), join(REPO, 'provision.ts')];
+}
+
 export async function runProvision(
   args: string[],
   env: NodeJS.ProcessEnv = {},
   opts: { hostsFile?: string; input?: string } = {},
 ): Promise<ProvisionRun> {
-  const tsx = join(REPO, 'node_modules', '.bin', 'tsx');
-  const command = [tsx, join(REPO, 'provision.ts'), ...args];
+  const command = [...provisionCommand(), ...args];
   const argv = opts.hostsFile
     ? [
         'unshare',
