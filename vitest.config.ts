@@ -39,7 +39,7 @@ export default defineConfig({
         },
       },
       // Three suites at a time, each on its own test fleet slot (test/support/e2e-slot.ts): most of an e2e suite's
-      // time is waiting on rollouts, pulls and jobs, so three overlap on this machine's 2 cores (a whole run: 989 s).
+      // time is waiting on rollouts, pulls and jobs, so three overlap on this machine's 2 cores (the whole npm test: 839 s).
       {
         extends: true,
         test: {
