@@ -7,6 +7,8 @@ import type { TestProject } from 'vitest/node';
 import { ensureHost } from '../../scripts/testbed/host.js';
 import { rootProblem } from './requireRoot.js';
 
+const REPO = join(import.meta.dirname, '..', '..');
+
 declare module 'vitest' {
   export interface ProvidedContext {
     /** the compiled entry (scripts/build.ts) the suites run provision through; see runProvision */
@@ -30,7 +32,6 @@ function buildEntry(project: TestProject): () => void {
   return () => rmSync(join(REPO, dir), { recursive: true, force: true });
 }
 
-const REPO = join(import.meta.dirname, '..', '..');
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 
 export default async function setup(project: TestProject): Promise<() => void> {

@@ -18,11 +18,6 @@ export interface ProvisionRun {
 /** Every byte any run printed, for the "no token anywhere" checks. */
 export const allOutput: string[] = [];
 
-/**
- * `hostsFile`: run it in its own mount namespace with that file as /etc/hosts (root only), as on an operator's machine
- * whose /etc/hosts or LAN DNS knows a name this machine does not. `input`: what provision.ts reads on stdin (a secret
- * piped to a `file:/dev/stdin` reference); none by default.
- */
 /** The compiled entry the e2e projects built for this run (test/support/e2e-global.ts), else tsx on provision.ts. */
 function provisionCommand(): string[] {
   const entry = inject('provisionEntry');
@@ -30,6 +25,11 @@ function provisionCommand(): string[] {
   return [join(REPO, 'node_modules', '.bin', 'tsx'), join(REPO, 'provision.ts')];
 }
 
+/**
+ * `hostsFile`: run it in its own mount namespace with that file as /etc/hosts (root only), as on an operator's machine
+ * whose /etc/hosts or LAN DNS knows a name this machine does not. `input`: what provision.ts reads on stdin (a secret
+ * piped to a `file:/dev/stdin` reference); none by default.
+ */
 export async function runProvision(
   args: string[],
   env: NodeJS.ProcessEnv = {},
