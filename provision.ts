@@ -1,5 +1,5 @@
 // runner-fleet entry point: parse arguments, load the inventory, run the command, map errors to exit codes.
-// Start-up is part of every no-op rerun (issue 14): only argument parsing and the error types load up front; the
+// Start-up is part of every no-op rerun: only argument parsing and the error types load up front; the
 // rest is imported after the arguments are known, and each command loads only its own graph (`--help` loads none).
 import { parseCli, USAGE } from './src/cli.js';
 import { EXIT_FAILED, EXIT_OK, InputError, exitCodeFor } from './src/errors.js';

@@ -1,4 +1,4 @@
-// Benchmark (issues 2 and 7): runner-fleet's first converge and no-op rerun on the test fleet, optionally against Ansible.
+// Benchmark: runner-fleet's first converge and no-op rerun on the test fleet, optionally against Ansible.
 //
 //   npm run bench                                   3 and 10 nodes, runner-fleet only: 3 fresh fleets, 3 no-op reruns each
 //   npx tsx bench/converge.ts --sizes 3,10,30 --runs 3 --ansible --profile --write

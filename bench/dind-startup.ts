@@ -1,4 +1,4 @@
-// Benchmark (issue 11 item 9): what the dind executor's per-job Docker-in-Docker service costs, on the real runner.
+// Benchmark: what the dind executor's per-job Docker-in-Docker service costs, on the real runner.
 //
 //   npx tsx bench/dind-startup.ts [--runs 5] [--write]
 //

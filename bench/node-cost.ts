@@ -1,4 +1,4 @@
-// Node-side cost of a no-op rerun (issue 14): the CPU the test fleet's nodes spend serving one `plan`, and its parts.
+// Node-side cost of a no-op rerun: the CPU the test fleet's nodes spend serving one `plan`, and its parts.
 // On the test fleet every node's sshd, sudo and dockerd run on the tool's own cores, so this is what bounds the
 // large-fleet and high-RTT rows of bench/RESULTS.md. Needs a fleet up (`testbed.ts up`) and `npm run build`.
 //

@@ -1,4 +1,4 @@
-// Start-up benchmark (issue 14, item 4): time from spawn to the first SSH connect, and to exit for `--help`, per way
+// Start-up benchmark: time from spawn to the first SSH connect, and to exit for `--help`, per way
 // of running runner-fleet; N alternating runs, medians. Needs a fleet up (the inventory it writes) for `plan`.
 //
 //   npm run build && npx tsx bench/startup.ts --inventory /var/tmp/runner-fleet-testbed-5/fleet.yaml --runs 15

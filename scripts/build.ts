@@ -1,5 +1,5 @@
 // `npm run build`: the compiled entry, dist/provision.js, for fleets that run runner-fleet from cron or CI (no npx,
-// no tsx). Start-up is part of every no-op rerun (issue 14): the code that runs before the first SSH connect, the
+// no tsx). Start-up is part of every no-op rerun: the code that runs before the first SSH connect, the
 // packages it uses included, is bundled into a few files, so node reads and links a handful of modules instead of
 // some two hundred (measured: 141 -> 96 ms from node's start to the first connect; bench/RESULTS.md). ssh2 is bundled
 // too: its optional native crypto binding and cpu-features stay outside, so the bundle uses ssh2's own JavaScript

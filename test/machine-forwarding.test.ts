@@ -1,4 +1,4 @@
-// Issue 19 item 4: the suite's proof does not depend on this machine's net.ipv4.ip_forward. One fleet with it at 0
+// The suite's proof does not depend on this machine's net.ipv4.ip_forward. One fleet with it at 0
 // (a fresh machine) and one with it at 1 (a machine that once ran Docker): each is provisioned and runs a job, with
 // no rule added by the test. It changes a machine-wide sysctl, so it runs in the e2e-alone project.
 import { readFileSync, writeFileSync } from 'node:fs';

@@ -398,7 +398,7 @@ describe.runIf(canRun)('test fleet', () => {
       await pushTestImages(fleet.registry, undefined, ['base']);
       for (const n of ['pi1', 'pi2']) await apply(pod(`hello-${n}`, n));
       // Each node forwards nothing at first, as a fresh Pi; its dockerd turned forwarding on and set FORWARD to DROP,
-      // which cuts pod traffic (issue 19). runner-fleet's apply undoes that; this suite applies nothing, so it lets
+      // which cuts pod traffic. runner-fleet's apply undoes that; this suite applies nothing, so it lets
       // the pods forward itself.
       for (const n of ['pi1', 'pi2'])
         for (const dir of ['-i', '-o']) {

@@ -40,7 +40,7 @@ export function variants(concurrency: number, nodes = concurrency): AnsibleVaria
       pipelining: true,
       describe: `forks ${concurrency} (= runner-fleet --concurrency), linear, pipelining on, ControlPersist 60s`,
     },
-    // Issue 14: Ansible at its fastest without plugins from outside ansible-core (mitogen: see RESULTS.md).
+    // Ansible at its fastest without plugins from outside ansible-core (mitogen: see RESULTS.md).
     // mitogen (PyPI, installed into the same venv): one Python per host over the ssh connection, modules sent as
     // messages instead of files; its strategy plugin wraps `free`.
     {

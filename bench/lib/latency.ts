@@ -1,4 +1,4 @@
-// Network latency for the benchmark (issue 14 item 2): this kernel has no sch_netem, so `tc netem` is not an option.
+// Network latency for the benchmark: this kernel has no sch_netem, so `tc netem` is not an option.
 // Instead toxiproxy (github.com/Shopify/toxiproxy, built from Go modules and cached like the test cluster's
 // binaries) sits between every tool and every node's sshd: one proxy per node, with a `latency` toxic on each
 // direction of half the round-trip time (whole milliseconds; a tenth of it as jitter). Every tool reaches the nodes through the same

@@ -122,7 +122,7 @@ function targets(r: BenchResult): Target[] {
     pass: maxConn <= 1 && maxSes <= 2,
   });
   const rfSmall = noopMedian(small, 'runner-fleet');
-  // Issue 7: 30 nodes at most 3× the smallest; issue 14: 200 nodes at most 4×.
+  // Targets: 30 nodes at most 3× the smallest; 200 nodes at most 4×.
   const scaling = [
     ...sizes
       .filter((x) => x !== small && x.nodes <= 30)
@@ -148,7 +148,7 @@ function targets(r: BenchResult): Target[] {
       pass: rfSmall && big ? big / rfSmall <= limit : undefined,
     });
   }
-  // Issue 14: faster than pyinfra at every size, through either entry.
+  // Target: faster than pyinfra at every size, through either entry.
   for (const rf of ['runner-fleet', 'runner-fleet-compiled'] as const) {
     const pairs = sizes
       .map((x) => ({ n: x.nodes, rf: noopMedian(x, rf), py: noopMedian(x, 'pyinfra') }))
@@ -163,7 +163,7 @@ function targets(r: BenchResult): Target[] {
   return latencyTargets(r, out);
 }
 
-/** Issue 14: at least 3× faster than pyinfra at 30 nodes with 5 ms RTT; every other RTT measured is shown too. */
+/** Target: at least 3× faster than pyinfra at 30 nodes with 5 ms RTT; every other RTT measured is shown too. */
 function latencyTargets(r: BenchResult, out: Target[]): Target[] {
   for (const x of r.sizes.filter((z) => rttOf(z) > 0).sort(byRttThenNodes)) {
     const py = noopMedian(x, 'pyinfra');

@@ -342,7 +342,7 @@ export async function down(
   if (errors.length > 0) throw new Error(`down: ${errors.join('; ')}`);
 }
 
-/** sha256 of the machine's own files that no node may ever write (issue 12 item 12), recorded at up. */
+/** sha256 of the machine's own files that no node may ever write, recorded at up: a node that wrote the machine's own file would pass tests while breaking the machine. */
 export const MACHINE_FILES = ['/var/lib/dpkg/status', '/etc/passwd', '/etc/group', '/etc/shadow'];
 
 export function machineFileHashes(): Record<string, string> {

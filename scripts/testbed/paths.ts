@@ -93,7 +93,7 @@ export const NODE_MOUNTS: readonly NodeMount[] = [
   { path: '/var/lib/apt/lists', from: 'apt-lists' },
   // An overlay on the directory, not a bind on the file: dpkg on the machine replaces its status file by rename,
   // and the kernel then detaches every mount on the old file in every namespace (the node saw, and apt-get
-  // appended to, the machine's own file: issue 12 item 12). /var/lib/dpkg itself is never renamed.
+  // appended to, the machine's own file). /var/lib/dpkg itself is never renamed.
   { path: '/var/lib/dpkg', from: 'dpkg', overlay: true },
   { path: '/usr/local/sbin', from: 'sbin' },
   // The cluster service's containerd and kubelet keep their state at their default places, per node.

@@ -181,7 +181,7 @@ async function takeDestroyLock(inv: Inventory, log: Logger): Promise<FleetLock |
 }
 
 /**
- * Nodes that may carry a host-placed runner (issue 5): the inventory's, and those the host-runner index beside the
+ * Nodes that may carry a host-placed runner: the inventory's, and those the host-runner index beside the
  * inventory still lists after they left it. None when the fleet is cluster-placed and the index is empty: no extra
  * round trip for the common case.
  */

@@ -107,7 +107,7 @@ async function runnerSide(
   const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
   if (!withRunners(inv.gitlab.auth)) return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
   if (inv.runners.placement === 'host') {
-    // Host-placed runners have no pod; their records live on the nodes (issue 5), which status does not read yet.
+    // Host-placed runners have no pod; their records live on the nodes, which status does not read yet.
     return { pods: 'n/a', runners: all({ kind: 'unknown', why: 'host placement' }) };
   }
 

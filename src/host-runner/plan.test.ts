@@ -369,7 +369,7 @@ describe('parseHostRunnerFacts', () => {
   });
 });
 
-describe('planHostRunner: runners.version (issue 15)', () => {
+describe('planHostRunner: runners.version', () => {
   it('a fresh node installs exactly that version with its helper images, held', () => {
     const plan = planHostRunner(input(fresh(), { version: '17.9.3' }));
     const install = plan.steps.find((s) => s.kind === 'install-package');

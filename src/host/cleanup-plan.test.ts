@@ -165,7 +165,7 @@ describe('planHostCleanup', () => {
   });
 });
 
-describe('planHostCleanup: forwarding (issue 19)', () => {
+describe('planHostCleanup: forwarding', () => {
   it("removes runner-fleet's sysctl file and its tagged DOCKER-USER rules, with or without purge, and nothing else", () => {
     const forwarding = {
       ipForward: true,

@@ -267,7 +267,7 @@ describe('parseFacts', () => {
   });
 });
 
-describe('planHost: docker.registryMirrors and docker.logs (issue 15)', () => {
+describe('planHost: docker.registryMirrors and docker.logs', () => {
   const MIRROR = 'https://mirror.lan:5000';
   const settings = {
     registryMirrors: [MIRROR],
@@ -439,7 +439,7 @@ describe('parseDockerInfo with the log driver', () => {
   });
 });
 
-describe('planHost: forwarding on cluster nodes (issue 19)', () => {
+describe('planHost: forwarding on cluster nodes', () => {
   const pods = { placement: 'cluster' as const, podCidr: '10.1.0.0/16' };
   const off: ForwardingFacts = {
     ipForward: false,

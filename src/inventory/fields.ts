@@ -296,7 +296,7 @@ const node = strict({
   identityFile: v.optional(str()),
   knownHosts: v.optional(str()),
   docker: v.optional(oneOf(DOCKER_CHOICES), 'auto'),
-  /** write containerd's hosts.toml for the registries (issue 6) */
+  /** write containerd's hosts.toml for the registries (microk8s pulls through containerd, not dockerd) */
   microk8s: v.optional(bool(), true),
   /** the MTU the dind service's dockerd gives its networks; absent: read from the node (src/host/mtu.ts) */
   mtu: v.optional(int(MIN_MTU, 9000)),

@@ -241,7 +241,7 @@ describe('parseInventory', () => {
   });
 });
 
-describe('parseInventory: hostile and oversized input (issue 12)', () => {
+describe('parseInventory: hostile and oversized input', () => {
   it('validates registries as dockerd does and names the path', () => {
     const text = base.replace(
       'registry: gitlab.lan:5050',
@@ -357,7 +357,7 @@ describe('redact', () => {
   });
 });
 
-describe('parseInventory: issue 15 fields', () => {
+describe('parseInventory: operator settings (cache, metrics, mirrors, logs, limits, versions)', () => {
   it("fills the defaults: no cache, no metrics, the runner pod's requests, no mirrors or log settings", () => {
     const inv = parseInventory(base, '/x/fleet.yaml');
     expect(inv.runners.cache).toBeUndefined();
@@ -539,7 +539,7 @@ describe('docker.prune and snap', () => {
 
 describe('inventory/fleet.example.yaml', () => {
   const text = readFileSync(join(import.meta.dirname, '..', '..', 'inventory', 'fleet.example.yaml'), 'utf8');
-  it('parses as shipped, and with the issue 15 settings uncommented', () => {
+  it('parses as shipped, and with the operator settings uncommented', () => {
     expect(parseInventory(text, '/x/fleet.yaml').nodes).toHaveLength(2);
     const lines = text.split('\n');
     const start = lines.findIndex((l) => l.includes('# cache:'));

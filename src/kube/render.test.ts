@@ -158,7 +158,7 @@ describe('renderClusterObjects', () => {
   });
 });
 
-describe('renderClusterObjects: issue 15 pod settings', () => {
+describe('renderClusterObjects: operator pod settings', () => {
   const tuned = parseInventory(
     `
 gitlab: {url: https://gitlab.lan, registry: gitlab.lan:5050}

@@ -1,5 +1,5 @@
 // The fleet-wide lock of `apply`: a coordination.k8s.io/v1 Lease in the runner namespace, held for the whole run.
-// Two runs at once would both create runners and only one set would reach the records (issue 12, item 2).
+// Two runs at once would both create runners and only one set would reach the records.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ApiError, RunFailedError } from '../errors.js';

@@ -1,4 +1,4 @@
-// What the cluster phase checks before GitLab changes anything (issue 12 item 5).
+// What the cluster phase checks before GitLab changes anything, so a bad cluster object never leaves runners behind.
 import { describe, expect, it } from 'vitest';
 import { parseInventory } from '../inventory/schema.js';
 import { clusterPreflight } from './desired.js';

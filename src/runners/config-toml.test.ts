@@ -196,7 +196,7 @@ runners:
   });
 });
 
-describe('renderConfigToml: issue 15 settings', () => {
+describe('renderConfigToml: operator settings', () => {
   const withSettings = parseInventory(
     `
 gitlab: { url: https://gitlab.lan, registry: gitlab.lan:5050 }

@@ -1,4 +1,4 @@
-// Issue 12's chaos acceptance: one converge while SSH sessions are killed, GitLab slows past its timeout, the
+// Chaos: one converge while SSH sessions are killed, GitLab slows past its timeout, the
 // apiserver freezes and a second apply starts. Then: no partial file on any node, no runner in GitLab the records do
 // not hold (unless the report named it as a lost create), every node converged or named, and a clean rerun converges
 // and leaves nothing to change.

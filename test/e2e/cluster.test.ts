@@ -1,4 +1,4 @@
-// Issue 4 end to end: one runner DaemonSet per executor on a real Kubernetes API, idempotent, pruned, planned, rolled out.
+// End to end: one runner DaemonSet per executor on a real Kubernetes API, idempotent, pruned, planned, rolled out.
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Issue 12 items 2 and 3 against the real test cluster: the fleet Lease (held, stale, renewed, released), a second
+// Faults against the real test cluster: the fleet Lease (held, stale, renewed, released), a second
 // apply failing fast before any change, records written with resourceVersion, and a frozen apiserver (SIGSTOP).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-// Issue 5 end to end: the shell executor installed on each Pi (placement host), idempotent, updated in place, and switched to and from the cluster without two runners per node.
+// End to end: the shell executor installed on each Pi (placement host), idempotent, updated in place, and switched to and from the cluster without two runners per node.
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

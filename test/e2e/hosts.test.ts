@@ -1,4 +1,4 @@
-// Issue 2 end to end: Docker and the insecure registry converge on a real local fleet, idempotently.
+// End to end: Docker and the insecure registry converge on a real local fleet, idempotently.
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-// Issue 15 with the REAL gitlab-runner 17.9.3 (shell executor) against the GitLab stand-in, each runner started from
+// Operator settings with the REAL gitlab-runner 17.9.3 (shell executor) against the GitLab stand-in, each runner started from
 // the config.toml runner-fleet renders for it: the shared S3 cache (a real S3 server, s3rver, which checks the
 // presigned URLs' signatures) saved by one node's runner and restored by the other's, and the metrics listener
 // read the way `status` reads it while a job runs.

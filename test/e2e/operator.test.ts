@@ -1,4 +1,4 @@
-// Issue 6 end to end: status, render, ci-snippet, destroy and the progress output, through provision.ts on the real test fleet.
+// End to end: status, render, ci-snippet, destroy and the progress output, through provision.ts on the real test fleet.
 import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,

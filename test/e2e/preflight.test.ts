@@ -1,4 +1,4 @@
-// Issue 19 item 3 end to end: each pre-flight condition made real on pi1 in turn; plan names it, apply refuses pi1
+// Pre-flight end to end: each pre-flight condition made real on pi1 in turn; plan names it, apply refuses pi1
 // only (exit 1, nothing changed on it) and the other nodes converge. One fleet for every case.
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

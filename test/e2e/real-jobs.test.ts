@@ -1,4 +1,4 @@
-// Issue 10 end to end: real gitlab-runner 17.9.3 in real pods on real kubelets (and on a Pi's host), running the
+// End to end: real gitlab-runner 17.9.3 in real pods on real kubelets (and on a Pi's host), running the
 // ci-snippet job that builds an image on the node and pushes it to the plain-HTTP test registry.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

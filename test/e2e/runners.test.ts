@@ -1,4 +1,4 @@
-// Issue 3 end to end: runners registered exactly once in every auth mode, updated in place, removed with their node, tokens never leak.
+// End to end: runners registered exactly once in every auth mode, updated in place, removed with their node, tokens never leak.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Issue 12 item 4: a create whose answer is lost may still make the runner. It is never retried blindly; the next
+// A create whose answer is lost may still make the runner. It is never retried blindly; the next
 // run finds it by runner-fleet's marker, adopts it (token reset with the access token) or deletes it, and says so.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
