@@ -2,7 +2,7 @@
 // before it wrote its JSON. CPU, memory and load are not in the log: they come out as NaN.
 //   npx tsx bench/from-log.ts LOG OUT-PREFIX [COMMAND]   → OUT-PREFIX.json, .md (tables; NaN where unknown), .svg
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName } from './converge.js';
+import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName } from './lib/types.js';
 import { renderPlot, renderResults } from './lib/results.js';
 
 const [logPath, out, command] = process.argv.slice(2);

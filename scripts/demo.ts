@@ -2,10 +2,7 @@
 import { join } from 'node:path';
 import { $ } from 'zx';
 import { EXECUTORS, type Executor } from '../src/inventory/types.js';
-import { clusterService, makeClusterService } from './testbed/extra-services.js';
-import { up } from './testbed/fleet.js';
-import { DEFAULT_SERVICES } from './testbed/services.js';
-import { runCiJob } from './testbed/job.js';
+import { clusterService, DEFAULT_SERVICES, makeClusterService, runCiJob, up } from '#testbed';
 
 const repo = join(import.meta.dirname, '..');
 const executor = (process.argv[2] ?? 'dood') as Executor;

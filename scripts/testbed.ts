@@ -1,20 +1,20 @@
 // CLI for the local test fleet: up, down, status, exec. The work is in scripts/testbed/fleet.ts.
 import { EXECUTORS, type Executor } from '../src/inventory/types.js';
 import {
-  NODE_KINDS,
   down,
   fleetInfo,
+  type FleetStatus,
   getNode,
+  NODE_KINDS,
+  nodeCommand,
+  type NodeKind,
+  resultOf,
+  runCiJob,
+  servicesNamed,
   status,
   up,
-  type FleetStatus,
-  type NodeKind,
-} from './testbed/fleet.js';
-import { runCiJob } from './testbed/job.js';
-import { nodeCommand } from './testbed/node.js';
-import { servicesNamed } from './testbed/services.js';
+} from '#testbed';
 import { $ } from 'zx';
-import { resultOf } from './testbed/procs.js';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
   up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster[,sealed-secrets]] [--microk8s all|NODE,...] [--json]
