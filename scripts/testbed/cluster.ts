@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import {
   ApiException,
   CoreV1Api,
@@ -712,13 +713,21 @@ async function etcdHealth(etcdUrl: string): Promise<string> {
 
 // `tsx scripts/testbed/cluster.ts start <stateDir> <node>... [--extra <node>...]` | `stop <stateDir>`
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  const [cmd, stateDir, ...rest] = process.argv.slice(2);
+  // `--extra` is a divider: the names after it are kwok's nodes, the ones before it the fleet's.
+  const { positionals, tokens } = parseArgs({
+    options: { extra: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+    tokens: true,
+  });
+  const divider = tokens.find((t) => t.kind === 'option')?.index ?? Infinity;
+  const before = tokens.filter((t) => t.kind === 'positional' && t.index < divider).length;
+  const [cmd, stateDir, ...rest] = positionals;
   if (cmd === 'stop' && stateDir) {
     await stopCluster(stateDir);
   } else if (cmd === 'start' && stateDir) {
-    const i = rest.indexOf('--extra');
-    const nodes = i < 0 ? rest : rest.slice(0, i);
-    const extraNodes = i < 0 ? [] : rest.slice(i + 1);
+    const nodes = rest.slice(0, Math.max(0, before - 2));
+    const extraNodes = rest.slice(Math.max(0, before - 2));
     const t0 = Date.now();
     const c = await startCluster({ stateDir, nodes, extraNodes });
     console.log(

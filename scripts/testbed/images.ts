@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import {
   type BuildStore,
   buildLayer,
@@ -453,8 +454,9 @@ export async function pushTestImages(
 
 // ---------------------------------------------------------------------------------------------- CLI
 
-async function main(argv: string[]): Promise<number> {
-  const [cmd, registry] = argv;
+async function main(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+  const [cmd, registry] = positionals;
   if (cmd === 'build' || cmd === 'push') {
     const t0 = Date.now();
     const built = await ensureTestImages({ log: (l) => console.error(`[images] ${l}`) });
