@@ -12,7 +12,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ProcessOutput } from 'zx';
-import { sh } from '../scripts/testbed/procs.js';
+import { sh } from '#testbed';
 import {
   ANSIBLE_CORE_VERSION,
   ensureAnsible,
@@ -35,84 +35,8 @@ import { reexecInOwnNetns } from './lib/netns.js';
 import { profileRunnerFleet, type Profile } from './lib/profile.js';
 import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from './lib/pyinfra.js';
 import { renderPlot, renderResults } from './lib/results.js';
+import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName, ToolRun } from './lib/types.js';
 import { REPO, runProvision } from './lib/runner-fleet.js';
-
-export type ToolName =
-  | 'runner-fleet'
-  | 'runner-fleet-compiled'
-  | 'ansible-default'
-  | 'ansible-tuned'
-  | 'ansible-fastest'
-  | 'ansible-mitogen'
-  | 'pyinfra';
-
-/** One run of one tool on one fresh fleet: its first converge, then its no-op reruns. */
-export interface ToolRun {
-  first: RunSample;
-  noops: NoopRun[];
-}
-
-export interface NoopRun {
-  sample: RunSample;
-  /** per node, from the nodes' sshd logs during this rerun */
-  ssh: Record<string, SshCounts>;
-  /** what provision.ts itself reported (runner-fleet only), over all nodes */
-  selfReported?: { connections: number; roundTrips: number };
-}
-
-export interface RunSample {
-  wallMs: number;
-  ok: boolean;
-  changed: number;
-  maxRssKb: number;
-  cpuS: number;
-  load1: number;
-  treePeakPssKb: number;
-  treePeakRssKb: number;
-  error?: string;
-}
-
-export interface SizeResult {
-  nodes: number;
-  /** round-trip time added between the tools and every node (bench/lib/latency.ts); absent or 0: loopback */
-  rttMs?: number;
-  runs: Partial<Record<ToolName, ToolRun[]>>;
-  /** the fleet itself (sshd, dockerd, containerd per node) after runner-fleet's first converge */
-  fleetMemory?: { pssKb: number; rssKb: number; processes: number };
-  upMs: number[];
-}
-
-export interface BenchResult {
-  date: string;
-  machine: {
-    nproc: number;
-    memoryGiB: number;
-    kernel: string;
-    cpu: string;
-    node: string;
-    openssh: string;
-    docker: string;
-    ansibleCore?: string;
-    pyinfra?: string;
-    toxiproxy?: string;
-  };
-  settings: {
-    command: string;
-    sizes: number[];
-    rtts?: number[];
-    runs: number;
-    ansibleRuns: number;
-    noops: number;
-    ansibleNoops: number;
-    concurrency: number;
-    ansible: boolean;
-    peers?: boolean;
-    variants: { name: string; describe: string }[];
-  };
-  sizes: SizeResult[];
-  profile?: Profile;
-  totalMs: number;
-}
 
 function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);

@@ -2,10 +2,25 @@
 // before it wrote its JSON. CPU, memory and load are not in the log: they come out as NaN.
 //   npx tsx bench/from-log.ts LOG OUT-PREFIX [COMMAND]   → OUT-PREFIX.json, .md (tables; NaN where unknown), .svg
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName } from './converge.js';
+import { parseArgs } from 'node:util';
+import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName } from './lib/types.js';
 import { renderPlot, renderResults } from './lib/results.js';
 
-const [logPath, out, command] = process.argv.slice(2);
+const USAGE = 'usage: npx tsx bench/from-log.ts LOG OUT-PREFIX [COMMAND]\n';
+const { values, positionals } = parseArgs({
+  options: { help: { type: 'boolean', short: 'h' } },
+  allowPositionals: true,
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (positionals.length < 2 || positionals.length > 3) {
+  process.stderr.write(USAGE);
+  process.exit(2);
+}
+const [logPath, out, command] = positionals;
 const lines = readFileSync(logPath, 'utf8').split('\n');
 const sizes: SizeResult[] = [];
 const sample = (wallS: number, changed: number): RunSample => ({

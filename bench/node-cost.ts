@@ -17,8 +17,7 @@ import { parse as parseYaml } from 'yaml';
 import { $ } from 'zx';
 import { DOCKER_INFO, FILE_FN } from '../src/host/facts.js';
 import { mapPool } from '../src/pool.js';
-import { files, stateRoot } from '../scripts/testbed/paths.js';
-import type { NodeRecord } from '../scripts/testbed/node.js';
+import { files, type NodeRecord, stateRoot } from '#testbed';
 import { REPO } from './lib/runner-fleet.js';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux

@@ -1,16 +1,30 @@
 // `npm run demo`: start the local test fleet, provision it exactly as a user would, then run a real CI job through it.
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { $ } from 'zx';
 import { EXECUTORS, type Executor } from '../src/inventory/types.js';
-import { clusterService, makeClusterService } from './testbed/extra-services.js';
-import { up } from './testbed/fleet.js';
-import { DEFAULT_SERVICES } from './testbed/services.js';
-import { runCiJob } from './testbed/job.js';
+import { clusterService, DEFAULT_SERVICES, makeClusterService, runCiJob, up } from '#testbed';
 
 const repo = join(import.meta.dirname, '..');
-const executor = (process.argv[2] ?? 'dood') as Executor;
-if (!EXECUTORS.includes(executor)) {
-  process.stderr.write(`usage: npm run demo [-- ${EXECUTORS.join('|')}]\n`);
+const USAGE = `usage: npm run demo [-- ${EXECUTORS.join('|')}]\n`;
+let args;
+try {
+  args = parseArgs({
+    options: { help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: true,
+  });
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+if (args.values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const executor = (args.positionals[0] ?? 'dood') as Executor;
+if (!EXECUTORS.includes(executor) || args.positionals.length > 1) {
+  process.stderr.write(USAGE);
   process.exit(2);
 }
 // The demo's cluster is the inventory's nodes alone: no extra node, so no kwok to play it, and a cold machine does not

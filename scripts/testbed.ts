@@ -1,20 +1,21 @@
 // CLI for the local test fleet: up, down, status, exec. The work is in scripts/testbed/fleet.ts.
 import { EXECUTORS, type Executor } from '../src/inventory/types.js';
 import {
-  NODE_KINDS,
   down,
   fleetInfo,
+  type FleetStatus,
   getNode,
+  NODE_KINDS,
+  nodeCommand,
+  type NodeKind,
+  resultOf,
+  runCiJob,
+  servicesNamed,
   status,
   up,
-  type FleetStatus,
-  type NodeKind,
-} from './testbed/fleet.js';
-import { runCiJob } from './testbed/job.js';
-import { nodeCommand } from './testbed/node.js';
-import { servicesNamed } from './testbed/services.js';
+} from '#testbed';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { $ } from 'zx';
-import { resultOf } from './testbed/procs.js';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
   up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster[,sealed-secrets]] [--microk8s all|NODE,...] [--json]
@@ -34,23 +35,18 @@ class UsageError extends Error {}
 
 const stderrLog = (msg: string) => process.stderr.write(`[testbed] ${msg}\n`);
 
-function parseFlags(
-  args: string[],
-  allowed: Record<string, 'flag' | 'value'>,
-): Record<string, string | true> {
-  const out: Record<string, string | true> = {};
-  for (let i = 0; i < args.length; i++) {
-    const [name, inline] = args[i].split(/=(.*)/s, 2);
-    const kind = allowed[name];
-    if (!kind) throw new UsageError(`unknown argument ${args[i]}`);
-    if (kind === 'flag') out[name] = true;
-    else {
-      const value = inline ?? args[++i];
-      if (value === undefined) throw new UsageError(`${name} needs a value`);
-      out[name] = value;
-    }
+/** The flags of one command, parsed with node:util's parseArgs; any mistake is a UsageError (exit 2, usage shown). */
+function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>({
+      args,
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
-  return out;
 }
 
 function parseKinds(text: string): NodeKind[] {
@@ -108,30 +104,28 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'up': {
       const f = parseFlags(rest, {
-        '--nodes': 'value',
-        '--kinds': 'value',
-        '--services': 'value',
-        '--microk8s': 'value',
-        '--json': 'flag',
-        '--force': 'flag',
+        nodes: { type: 'string' },
+        kinds: { type: 'string' },
+        services: { type: 'string' },
+        microk8s: { type: 'string' },
+        json: { type: 'boolean' },
+        force: { type: 'boolean' },
       });
       let nodes: number | undefined;
-      if (f['--nodes'] !== undefined) {
-        nodes = Number(f['--nodes']);
+      if (f.nodes !== undefined) {
+        nodes = Number(f.nodes);
         if (!Number.isInteger(nodes) || nodes < 1)
-          throw new UsageError(`--nodes: expected a positive integer, got ${f['--nodes']}`);
+          throw new UsageError(`--nodes: expected a positive integer, got ${f.nodes}`);
       }
-      const kinds = typeof f['--kinds'] === 'string' ? parseKinds(f['--kinds']) : undefined;
+      const kinds = f.kinds !== undefined ? parseKinds(f.kinds) : undefined;
       let services;
       try {
         services =
-          typeof f['--services'] === 'string'
-            ? servicesNamed(f['--services'].split(',').map((x) => x.trim()))
-            : undefined;
+          f.services !== undefined ? servicesNamed(f.services.split(',').map((x) => x.trim())) : undefined;
       } catch (err) {
         throw new UsageError(`--services: ${(err as Error).message}`);
       }
-      const m = f['--microk8s'];
+      const m = f.microk8s;
       const microk8s =
         typeof m === 'string'
           ? m === 'all'
@@ -141,9 +135,9 @@ async function main(argv: string[]): Promise<number> {
                 .map((x) => x.trim())
                 .filter(Boolean)
           : undefined;
-      const force = f['--force'] === true;
+      const force = f.force === true;
       const fleet = await up({ nodes, kinds, services, microk8s, force, log: stderrLog });
-      if (f['--json'])
+      if (f.json)
         console.log(
           JSON.stringify({ inventory: fleet.inventory, registry: fleet.registry, nodes: fleet.nodes }),
         );
@@ -154,21 +148,28 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'down': {
-      const f = parseFlags(rest, { '--force': 'flag' });
-      await down({ force: f['--force'] === true, log: stderrLog });
+      const f = parseFlags(rest, { force: { type: 'boolean' } });
+      await down({ force: f.force === true, log: stderrLog });
       return 0;
     }
     case 'status': {
-      const f = parseFlags(rest, { '--json': 'flag' });
+      const f = parseFlags(rest, { json: { type: 'boolean' } });
       const s = status();
-      if (f['--json']) console.log(JSON.stringify(s));
+      if (f.json) console.log(JSON.stringify(s));
       else printStatus(s);
       return 0;
     }
     case 'exec': {
-      const sep = rest.indexOf('--');
-      const name = rest[0];
-      if (!name || name === '--' || sep !== 1 || rest.length < 3)
+      // `--` ends the flags (parseArgs's option terminator); it must come right after the node's name.
+      let parsed;
+      try {
+        parsed = parseArgs({ args: rest, options: {}, strict: true, allowPositionals: true, tokens: true });
+      } catch {
+        throw new UsageError('exec: expected NODE -- CMD...');
+      }
+      const sep = parsed.tokens.findIndex((t) => t.kind === 'option-terminator');
+      const name = parsed.positionals[0];
+      if (!name || sep !== 1 || parsed.positionals.length < 2)
         throw new UsageError('exec: expected NODE -- CMD...');
       const env: Record<string, string> = process.env.TERM ? { TERM: process.env.TERM } : {};
       const [cmd, args] = nodeCommand(getNode(name), rest.slice(2), env);
@@ -176,25 +177,25 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'job': {
       const f = parseFlags(rest, {
-        '--executor': 'value',
-        '--node': 'value',
-        '--json': 'flag',
-        '--timeout': 'value',
+        executor: { type: 'string' },
+        node: { type: 'string' },
+        json: { type: 'boolean' },
+        timeout: { type: 'string' },
       });
-      const executor = f['--executor'];
+      const executor = f.executor;
       if (typeof executor !== 'string' || !EXECUTORS.includes(executor as Executor)) {
         throw new UsageError(
           `job: --executor: expected ${EXECUTORS.join(' | ')}, got ${String(executor ?? 'nothing')}`,
         );
       }
-      const timeout = f['--timeout'] === undefined ? 300 : Number(f['--timeout']);
+      const timeout = f.timeout === undefined ? 300 : Number(f.timeout);
       if (!Number.isInteger(timeout) || timeout < 1)
-        throw new UsageError(`job: --timeout: expected seconds, got ${String(f['--timeout'])}`);
-      const json = f['--json'] === true;
+        throw new UsageError(`job: --timeout: expected seconds, got ${f.timeout}`);
+      const json = f.json === true;
       const result = await runCiJob({
         inventoryPath: fleetInfo().inventory,
         executor: executor as Executor,
-        node: typeof f['--node'] === 'string' ? f['--node'] : undefined,
+        node: f.node,
         timeout,
         onTrace: (chunk) => process.stderr.write(chunk),
       });

@@ -6,14 +6,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  IMAGE_NAMES,
   ensureTestImages,
-  pushTestImages,
+  IMAGE_NAMES,
   type ImageName,
+  isAlive,
+  pushTestImages,
+  sh,
+  spawnDaemon,
+  terminate,
   type TestImages,
-} from '../scripts/testbed/images.js';
+  waitFor,
+} from '#testbed';
 import { retry } from 'zx';
-import { isAlive, sh, spawnDaemon, terminate, waitFor } from '../scripts/testbed/procs.js';
 import { requireRoot } from './support/requireRoot.js';
 
 const canRun = requireRoot('the test images suite (test/images.test.ts)');

@@ -3,10 +3,16 @@
 // no rule added by the test. It changes a machine-wide sysctl, so it runs in the e2e-alone project.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterService, makeClusterService } from '../scripts/testbed/extra-services.js';
-import { down, execOnNode, up, type FleetInfo } from '../scripts/testbed/fleet.js';
-import { runCiJob } from '../scripts/testbed/job.js';
-import { DEFAULT_SERVICES } from '../scripts/testbed/services.js';
+import {
+  clusterService,
+  DEFAULT_SERVICES,
+  down,
+  execOnNode,
+  type FleetInfo,
+  makeClusterService,
+  runCiJob,
+  up,
+} from '#testbed';
 import { runProvision } from './support/provision.js';
 import { requireRoot } from './support/requireRoot.js';
 

@@ -3,29 +3,36 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFi
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/schema.js';
-import { clusterBinDir } from '../scripts/testbed/cluster.js';
 import {
+  clusterBinDir,
   down,
+  ensureHost,
   execOnNode,
+  type FleetInfo,
   getNode,
+  hostsToml,
+  listProcesses,
   machineFileHashes,
+  MICROK8S_CERTS_D,
+  net,
   nodeDockerPid,
   nodeFile,
+  portOpen,
+  processInfo,
+  pushTestImages,
+  REGISTRY_NETNS,
+  resultOf,
   seedImage,
+  servicesNamed,
+  sh,
+  slot,
   startNodeSshd,
+  stateRoot,
   status,
   stopNodeSshd,
+  sysctlValues,
   up,
-  type FleetInfo,
-} from '../scripts/testbed/fleet.js';
-import { ensureHost } from '../scripts/testbed/host.js';
-import { pushTestImages } from '../scripts/testbed/images.js';
-import { MICROK8S_CERTS_D, hostsToml, sysctlValues } from '../scripts/testbed/kubelet.js';
-import { portOpen } from '../scripts/testbed/node.js';
-import { net, slot, stateRoot } from '../scripts/testbed/paths.js';
-import { listProcesses, processInfo, resultOf, sh } from '../scripts/testbed/procs.js';
-import { REGISTRY_NETNS } from '../scripts/testbed/registry.js';
-import { servicesNamed } from '../scripts/testbed/services.js';
+} from '#testbed';
 import { kubectl, kubectlJson } from './support/fleet.js';
 import { requireRoot } from './support/requireRoot.js';
 

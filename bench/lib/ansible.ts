@@ -1,16 +1,15 @@
 // The Ansible peer: a pinned ansible-core in a private venv, an inventory made from the test fleet's, and playbook runs.
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { sh } from '../../scripts/testbed/procs.js';
+import { cacheRoot, sh } from '#testbed';
 import type { NodeSpec } from '../../src/inventory/types.js';
 import { measure, type Measured } from './measure.js';
 
 /** Pinned so runs stay comparable; the newest ansible-core that installs on Python 3.11. */
 export const ANSIBLE_CORE_VERSION = '2.19.14';
-export const VENV = join(homedir(), '.cache', 'runner-fleet', 'bench-venv');
+export const VENV = join(cacheRoot(), 'bench-venv');
 export const PLAYBOOK = join(dirname(fileURLToPath(import.meta.url)), '..', 'ansible', 'converge.yml');
 
 export interface AnsibleVariant {

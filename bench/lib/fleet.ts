@@ -17,17 +17,20 @@ import type { Inventory } from '../../src/inventory/types.js';
 import { mapPool } from '../../src/pool.js';
 import {
   down,
-  nodeFile,
-  status,
-  up,
   type FleetInfo,
   type FleetStatus,
+  nodeDir,
+  nodeFile,
+  portOpen,
+  REGISTRY,
+  signal,
+  sshdPid,
+  stateRoot,
+  status,
   type TestbedService,
-} from '../../scripts/testbed/fleet.js';
-import { portOpen, sshdPid } from '../../scripts/testbed/node.js';
-import { nodeDir, stateRoot } from '../../scripts/testbed/paths.js';
-import { signal, waitFor } from '../../scripts/testbed/procs.js';
-import { REGISTRY } from '../../scripts/testbed/registry.js';
+  up,
+  waitFor,
+} from '#testbed';
 
 /** The benchmark's own state root, so it never tears down a fleet someone else brought up under the default one. */
 export const BENCH_STATE_ROOT = '/var/tmp/runner-fleet-bench';

@@ -4,17 +4,16 @@
 // direction of half the round-trip time (whole milliseconds; a tenth of it as jitter). Every tool reaches the nodes through the same
 // proxies, so each pays the same delay per packet exchange: what costs a tool is how many round trips it waits on.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { $ } from 'zx';
 import { loadInventory } from '../../src/inventory/schema.js';
-import { isAlive, spawnDaemon, terminate, waitFor } from '../../scripts/testbed/procs.js';
+import { cacheRoot, isAlive, spawnDaemon, terminate, waitFor } from '#testbed';
 import type { BenchFleet } from './fleet.js';
 
 /** Pinned: the newest toxiproxy the Go module proxy served when this was written. */
 export const TOXIPROXY_VERSION = 'v2.5.0';
-const CACHE = process.env.RUNNER_FLEET_CACHE ?? join(homedir(), '.cache', 'runner-fleet');
+const CACHE = cacheRoot();
 export const TOXIPROXY_BIN = join(CACHE, 'bin', `toxiproxy-${TOXIPROXY_VERSION}`);
 /** The proxies listen on loopback in the benchmark's own network namespace, node i on FIRST_PORT + i. */
 const FIRST_PORT = 21000;

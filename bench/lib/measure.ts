@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resultOf, sh } from '../../scripts/testbed/procs.js';
+import { resultOf, sh } from '#testbed';
 
 export interface Measured {
   argv: string[];

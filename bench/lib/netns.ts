@@ -1,7 +1,7 @@
 // Runs the benchmark inside a network namespace of its own, so its fleet never collides with a test fleet on this machine.
 import { existsSync } from 'node:fs';
 import { $ } from 'zx';
-import { resultOf, sh } from '../../scripts/testbed/procs.js';
+import { resultOf, sh } from '#testbed';
 
 const INSIDE = 'RUNNER_FLEET_BENCH_NETNS';
 export const BENCH_NETNS = 'rf-bench';

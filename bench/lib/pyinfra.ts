@@ -1,15 +1,15 @@
 // The pyinfra peer: a pinned pyinfra in a private venv, an inventory made from the test fleet's, deploy runs.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
+import { cacheRoot } from '#testbed';
 import type { NodeSpec } from '../../src/inventory/types.js';
 import { measure, type Measured } from './measure.js';
 
 /** Pinned so runs stay comparable (the version the recorded results measured). */
 export const PYINFRA_VERSION = '3.10.0';
-export const PYINFRA_VENV = join(homedir(), '.cache', 'runner-fleet', 'pyinfra-venv');
+export const PYINFRA_VENV = join(cacheRoot(), 'pyinfra-venv');
 export const DEPLOY = join(dirname(fileURLToPath(import.meta.url)), '..', 'pyinfra', 'deploy.py');
 
 /** Creates or reuses the venv; installs the pinned pyinfra from PyPI. Never touches the system Python. */

@@ -1,5 +1,5 @@
 // Renders a benchmark result as the Markdown of bench/RESULTS.md: tables, targets, profile, method.
-import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName, ToolRun } from '../converge.js';
+import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName, ToolRun } from './types.js';
 import { median } from './measure.js';
 
 const s = (ms: number) => (ms / 1000).toFixed(2);

@@ -1,17 +1,26 @@
 // The test fleet's Kubernetes: real etcd, kube-apiserver, controller-manager and scheduler; real kubelets join from the
 // fleet's nodes (scripts/testbed/kubelet.ts), kwok plays the nodes the fleet does not have.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { parseArgs } from 'node:util';
+import {
+  ApiException,
+  CoreV1Api,
+  Health,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Node,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { stringify as stringifyYaml } from 'yaml';
 import { CNI_CONFLIST, cniConfDir } from './kubelet.js';
-import { nodeDir, stateRoot } from './paths.js';
+import { nodeDir, REPO, stateRoot } from './paths.js';
 import { memoryOf, processInfo, sh, signal, sleep, spawnDaemon } from './procs.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, '..', '..');
 const BUILD_SCRIPT = join(REPO, 'scripts', 'build-test-cluster.sh');
 const STAGES = join(HERE, 'kwok', 'stages.yaml');
 
@@ -172,7 +181,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
     await waitFor(
       'etcd',
       timeoutMs,
-      async () => (await httpGet(`${etcdUrl}/health`)).includes('"health":"true"'),
+      async () => (await etcdHealth(etcdUrl)).includes('"health":"true"'),
       stateDir,
       pids,
     );
@@ -205,15 +214,11 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       ]),
     );
     writePids(stateDir, pids);
-    const admin = {
-      ca: readFileSync(p('ca.crt')),
-      cert: readFileSync(pki.clients.admin.cert),
-      key: readFileSync(pki.clients.admin.key),
-    };
+    const admin = adminClient(kubeconfigs.admin);
     await waitFor(
       'kube-apiserver',
       timeoutMs,
-      async () => (await httpGet(`${server}/readyz`, admin)) === 'ok',
+      () => new Health(admin.config).readyz({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }),
       stateDir,
       pids,
     );
@@ -259,9 +264,8 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       );
     writePids(stateDir, pids);
 
-    const client = new ApiClient(server, admin);
     for (const name of [...opts.nodes, ...(opts.extraNodes ?? [])])
-      await client.send('POST', '/api/v1/nodes', nodeObject(name));
+      await timed(admin.core.createNode({ body: nodeObject(name) }));
     await opts.startKubelets?.({ server, caFile: pki.caFile, nodeKubeconfigs, binDir: bin });
     // Ready and untainted: the node lifecycle controller lifts the initial not-ready taint a moment after
     // kwok reports Ready, and until then the scheduler would leave DaemonSet pods Pending.
@@ -269,11 +273,11 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       'nodes Ready',
       timeoutMs,
       async () => {
-        const list = (await client.send('GET', '/api/v1/nodes')) as { items: NodeJson[] };
+        const list = await timed(admin.core.listNode());
         return [...opts.nodes, ...kubelets, ...(opts.extraNodes ?? [])].every((n) =>
           list.items.some(
             (i) =>
-              i.metadata.name === n &&
+              i.metadata?.name === n &&
               nodeReady(i) &&
               !(i.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/')),
           ),
@@ -332,17 +336,15 @@ export async function setNodeReady(
   ready: boolean,
   timeoutSec = 60,
 ): Promise<void> {
-  const client = ApiClient.fromKubeconfig(kubeconfig);
-  const current = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson & {
-    metadata: { annotations?: Record<string, string> };
-  };
-  const kwok = current.metadata.annotations?.[KWOK_ANNOTATION] !== undefined;
+  const { core } = adminClient(kubeconfig);
+  const current = await timed(core.readNode({ name }));
+  const kwok = current.metadata?.annotations?.[KWOK_ANNOTATION] !== undefined;
   if (kwok) {
-    await client.send(
-      'PATCH',
-      `/api/v1/nodes/${name}`,
-      { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } },
-      'application/merge-patch+json',
+    await timed(
+      core.patchNode(
+        { name, body: { metadata: { labels: { [NOT_READY_LABEL]: ready ? null : 'true' } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   } else {
     const conf = join(cniConfDir({ name }, stateRoot()), CNI_CONFLIST);
@@ -356,7 +358,7 @@ export async function setNodeReady(
   }
   const deadline = Date.now() + timeoutSec * 1000;
   for (;;) {
-    const node = (await client.send('GET', `/api/v1/nodes/${name}`)) as NodeJson;
+    const node = await timed(core.readNode({ name }));
     const tainted = (node.spec?.taints ?? []).some((t) => t.key.startsWith('node.kubernetes.io/'));
     // Ready again also means the node controller lifted its not-ready taints, or nothing schedules there.
     if (nodeReady(node) === ready && (!ready || !tainted)) break;
@@ -366,18 +368,19 @@ export async function setNodeReady(
   }
   if (!kwok) return;
   if (ready) {
-    const pods = (await client.send(
-      'GET',
-      `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`,
-    )) as { items: PodJson[] };
+    const pods = await timed(core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` }));
     for (const p of pods.items.filter((x) => !podReady(x))) {
-      await client.send(
-        'DELETE',
-        `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`,
-        { gracePeriodSeconds: 0 },
-        'application/json',
-        [404],
+      const gone = timed(
+        core.deleteNamespacedPod({
+          name: p.metadata?.name ?? '',
+          namespace: p.metadata?.namespace ?? '',
+          gracePeriodSeconds: 0,
+        }),
       );
+      // Deleted meanwhile (the DaemonSet controller is quicker): what was asked for.
+      await gone.catch((err: unknown) => {
+        if (!(err instanceof ApiException && err.code === 404)) throw err;
+      });
     }
   }
 }
@@ -394,24 +397,14 @@ export function clusterMemory(stateDir: string): Record<string, number> {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-interface NodeJson {
-  metadata: { name: string; labels?: Record<string, string> };
-  spec?: { taints?: { key: string; effect: string }[] };
-  status?: { conditions?: { type: string; status: string }[] };
-}
-interface PodJson {
-  metadata: { name: string; namespace: string };
-  status?: { conditions?: { type: string; status: string }[] };
-}
-
-function nodeReady(n: NodeJson): boolean {
+function nodeReady(n: V1Node): boolean {
   return n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
-function podReady(p: PodJson): boolean {
+function podReady(p: V1Pod): boolean {
   return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
 
-function nodeObject(name: string): object {
+function nodeObject(name: string): V1Node {
   return {
     apiVersion: 'v1',
     kind: 'Node',
@@ -688,118 +681,53 @@ function writeKubeconfig(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// A few raw API calls (creating nodes, flipping readiness). The product talks to Kubernetes only through
-// src/kube/client.ts; the test fleet stays independent of it so that it can check that code.
+// A few API calls (creating nodes, flipping readiness) through client-node's own CoreV1Api. The product talks to
+// Kubernetes only through src/kube/client.ts; the test fleet stays independent of that module so that it can check it.
 
-interface TlsMaterial {
-  ca: Buffer;
-  cert: Buffer;
-  key: Buffer;
+/** The longest one request may take: a wedged apiserver must not outlast the waits' own deadlines. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+function adminClient(kubeconfig: string): { config: KubeConfig; core: CoreV1Api } {
+  const config = new KubeConfig();
+  config.loadFromFile(kubeconfig);
+  return { config, core: config.makeApiClient(CoreV1Api) };
 }
 
-class ApiClient {
-  constructor(
-    readonly server: string,
-    readonly tls: TlsMaterial,
-  ) {}
-
-  static fromKubeconfig(path: string): ApiClient {
-    const kc = parseYaml(readFileSync(path, 'utf8')) as {
-      'current-context': string;
-      contexts: { name: string; context: { cluster: string; user: string } }[];
-      clusters: { name: string; cluster: { server: string; 'certificate-authority-data': string } }[];
-      users: { name: string; user: { 'client-certificate-data': string; 'client-key-data': string } }[];
-    };
-    const ctx = kc.contexts.find((c) => c.name === kc['current-context'])!.context;
-    const cluster = kc.clusters.find((c) => c.name === ctx.cluster)!.cluster;
-    const user = kc.users.find((u) => u.name === ctx.user)!.user;
-    const buf = (s: string): Buffer => Buffer.from(s, 'base64');
-    return new ApiClient(cluster.server, {
-      ca: buf(cluster['certificate-authority-data']),
-      cert: buf(user['client-certificate-data']),
-      key: buf(user['client-key-data']),
-    });
-  }
-
-  async send(
-    method: string,
-    path: string,
-    body?: unknown,
-    contentType = 'application/json',
-    okCodes: number[] = [],
-  ): Promise<unknown> {
-    const { status, text } = await httpRequest(
-      `${this.server}${path}`,
-      method,
-      this.tls,
-      body === undefined ? undefined : JSON.stringify(body),
-      contentType,
+/** Rejects once REQUEST_TIMEOUT_MS have passed (client-node's calls take no timeout of their own). */
+function timed<T>(call: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, fail) => {
+    timer = setTimeout(
+      () => fail(new Error(`no answer from the apiserver within ${REQUEST_TIMEOUT_MS} ms`)),
+      REQUEST_TIMEOUT_MS,
     );
-    if ((status < 200 || status > 299) && !okCodes.includes(status)) {
-      let msg = text;
-      try {
-        msg = (JSON.parse(text) as { message?: string }).message ?? text;
-      } catch {
-        /* not JSON */
-      }
-      throw new Error(`${method} ${path}: HTTP ${status}: ${msg}`);
-    }
-    return text ? JSON.parse(text) : undefined;
-  }
-}
-
-function httpRequest(
-  url: string,
-  method: string,
-  tls: TlsMaterial | undefined,
-  body: string | undefined,
-  contentType = 'application/json',
-): Promise<{ status: number; text: string }> {
-  if (url.startsWith('http://')) {
-    return fetch(url, { method, body, signal: AbortSignal.timeout(5000) }).then(async (r) => ({
-      status: r.status,
-      text: await r.text(),
-    }));
-  }
-  return new Promise((ok, fail) => {
-    const req = request(
-      url,
-      {
-        method,
-        ca: tls?.ca,
-        cert: tls?.cert,
-        key: tls?.key,
-        timeout: 10_000,
-        headers: body ? { 'content-type': contentType } : {},
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          ok({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-        );
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', fail);
-    req.end(body);
   });
+  return Promise.race([call, late]).finally(() => clearTimeout(timer));
 }
 
-async function httpGet(url: string, tls?: TlsMaterial): Promise<string> {
-  const { status, text } = await httpRequest(url, 'GET', tls, undefined);
-  return status === 200 ? text.trim() : '';
+/** etcd's own /health (plain HTTP on loopback; etcd is no apiserver), or '' when it does not answer 200 yet. */
+async function etcdHealth(etcdUrl: string): Promise<string> {
+  const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(5000) });
+  return res.status === 200 ? (await res.text()).trim() : '';
 }
 
 // `tsx scripts/testbed/cluster.ts start <stateDir> <node>... [--extra <node>...]` | `stop <stateDir>`
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  const [cmd, stateDir, ...rest] = process.argv.slice(2);
+  // `--extra` is a divider: the names after it are kwok's nodes, the ones before it the fleet's.
+  const { positionals, tokens } = parseArgs({
+    options: { extra: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+    tokens: true,
+  });
+  const divider = tokens.find((t) => t.kind === 'option')?.index ?? Infinity;
+  const before = tokens.filter((t) => t.kind === 'positional' && t.index < divider).length;
+  const [cmd, stateDir, ...rest] = positionals;
   if (cmd === 'stop' && stateDir) {
     await stopCluster(stateDir);
   } else if (cmd === 'start' && stateDir) {
-    const i = rest.indexOf('--extra');
-    const nodes = i < 0 ? rest : rest.slice(0, i);
-    const extraNodes = i < 0 ? [] : rest.slice(i + 1);
+    const nodes = rest.slice(0, Math.max(0, before - 2));
+    const extraNodes = rest.slice(Math.max(0, before - 2));
     const t0 = Date.now();
     const c = await startCluster({ stateDir, nodes, extraNodes });
     console.log(

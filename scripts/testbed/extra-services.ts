@@ -12,12 +12,10 @@ import {
   stopNodeKubelet,
   type PauseImage,
 } from './kubelet.js';
-import { PAUSE_REF, cacheRoot, ensureTestImages } from './images.js';
-import { net } from './paths.js';
+import { PAUSE_REF, ensureTestImages } from './images.js';
+import { cacheRoot, net, REPO } from './paths.js';
 import { GITLAB_REGISTRY, REGISTRY, makeGitlabRegistryKey, startGitlabRegistry } from './registry.js';
 import type { InventoryFields, ServiceContext, TestbedService } from './services.js';
-
-const REPO = join(import.meta.dirname, '..', '..');
 
 /**
  * The GitLab stand-in as a detached process on this machine's address on the fleet's bridge (nodes, their

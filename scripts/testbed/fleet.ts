@@ -50,8 +50,8 @@ import {
   terminate,
   type RunResult,
 } from './procs.js';
+import { DEFAULT_SERVICES } from './catalog.js';
 import {
-  DEFAULT_SERVICES,
   recordedDaemons,
   serviceContext,
   startPrepares,

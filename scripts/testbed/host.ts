@@ -1,7 +1,7 @@
 // Prepares this machine for the test fleet, idempotently: apt packages, the `pi` user and its sudo rule, mount points.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { cacheRoot } from './images.js';
+import { cacheRoot } from './paths.js';
 import { NODE_MOUNTS } from './paths.js';
 import { sh } from './procs.js';
 

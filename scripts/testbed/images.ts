@@ -3,13 +3,12 @@
 // registry over the Docker Registry HTTP API. `tsx scripts/testbed/images.ts build | push HOST:PORT`.
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import {
   type BuildStore,
   buildLayer,
-  copyExecutable,
   busyboxListFull,
   debianVersions,
   FileFacts,
@@ -22,11 +21,12 @@ import {
   sha256File,
   storeImageBlobs,
   treeEntries,
-  unxz,
   writeFileAtomic,
   writeLayout,
   writeOciArchive,
 } from './images/build.js';
+import { GitlabRunnerMissingError, runnerBinary } from './gitlab-runner.js';
+import { cacheRoot, REPO } from './paths.js';
 import {
   type AssembledImage,
   type Descriptor,
@@ -41,7 +41,6 @@ import {
 } from './images/oci.js';
 import { type PushBlob, pushImage } from './images/push.js';
 import { type RootfsEntry, busyboxEntries, mergeEntries, skeletonEntries } from './images/rootfs.js';
-import { sh } from './procs.js';
 
 /** Bump when this file or build.ts changes what lands in an image: every cache key changes with it. */
 export const BUILD_VERSION = '3';
@@ -106,69 +105,7 @@ export class MissingImageInputError extends Error {
   }
 }
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SCRIPTS = join(REPO_ROOT, 'scripts', 'images');
-
-export function cacheRoot(): string {
-  return process.env.RUNNER_FLEET_CACHE ?? join(homedir(), '.cache', 'runner-fleet');
-}
-
-// ---------------------------------------------------------------------------------------------- inputs
-
-/** The real gitlab-runner 17.9.3 binaries in ../shared (README there: unpacked sha256 of each). */
-const RUNNER_BINARIES = {
-  'gitlab-runner': {
-    sha256: '080c4e589e62b87b73b7d6857950fbdbd9a546f8408c677777c7d6ca5df3f56f',
-    env: 'RUNNER_FLEET_GITLAB_RUNNER',
-  },
-  'gitlab-runner-helper': {
-    sha256: '14b6aaee016c09a9514319297706c9e9ec5d6dceb47f9cc63d1269d9c29d4de0',
-    env: 'RUNNER_FLEET_GITLAB_RUNNER_HELPER',
-  },
-} as const;
-type RunnerBinary = keyof typeof RUNNER_BINARIES;
-
-/**
- * `../shared/tools/gitlab-runner` beside the checkout; for a git worktree elsewhere also beside the main checkout
- * (the parent of the shared .git directory).
- */
-function sharedToolDirs(): string[] {
-  const dirs = [join(REPO_ROOT, '..', 'shared', 'tools', 'gitlab-runner')];
-  try {
-    const common = sh({
-      sync: true,
-    })`git -C ${REPO_ROOT} rev-parse --path-format=absolute --git-common-dir`.stdout.trim();
-    dirs.push(join(dirname(dirname(common)), 'shared', 'tools', 'gitlab-runner'));
-  } catch {
-    // not a git checkout: only the first place
-  }
-  return [...new Set(dirs.map((d) => resolve(d)))];
-}
-
-/** The unpacked, sha256-checked binary in the cache (from $ENV, a plain or .xz file, else from ../shared). */
-async function runnerBinary(facts: FileFacts, which: RunnerBinary, root: string): Promise<string> {
-  const { sha256, env } = RUNNER_BINARIES[which];
-  const dest = join(root, 'bin', `${which}-17.9.3`);
-  if ((await exists(dest)) && (await facts.sha256(dest)) === sha256) return dest;
-  const fromEnv = process.env[env];
-  const candidates = fromEnv ? [fromEnv] : sharedToolDirs().map((d) => join(d, `${which}.xz`));
-  const src = candidates.find((c) => existsSync(c));
-  if (!src) {
-    throw new MissingImageInputError(
-      fromEnv
-        ? `${env}=${fromEnv}: no such file (it should be the gitlab-runner 17.9.3 ${which} binary, plain or .xz)`
-        : `${which} 17.9.3 is missing: no ${candidates.join(' or ')}; set ${env} to the binary (plain or .xz)`,
-    );
-  }
-  if (src.endsWith('.xz')) await unxz(src, dest);
-  else await copyExecutable(src, dest);
-  const got = await facts.sha256(dest);
-  if (got !== sha256)
-    throw new MissingImageInputError(
-      `${src}: unpacked sha256 ${got}, expected ${sha256} (gitlab-runner 17.9.3 ${which})`,
-    );
-  return dest;
-}
+const SCRIPTS = join(REPO, 'scripts', 'images');
 
 /** The pause binary, rebuilt when its source changes (the key is the source's hash). */
 async function pauseBinary(root: string): Promise<string> {
@@ -375,8 +312,8 @@ export async function ensureTestImages(opts: EnsureOptions = {}): Promise<TestIm
 
   const inputs: Inputs = {
     busybox: required('/bin/busybox', 'busybox-static'),
-    gitlabRunner: await runnerBinary(facts, 'gitlab-runner', root),
-    gitlabRunnerHelper: await runnerBinary(facts, 'gitlab-runner-helper', root),
+    gitlabRunner: runnerBinary('gitlab-runner'),
+    gitlabRunnerHelper: runnerBinary('gitlab-runner-helper'),
     pause: await pauseBinary(root),
     dockerCli: dockerCli(),
     dumbInit: existsSync('/usr/bin/dumb-init') ? '/usr/bin/dumb-init' : undefined,
@@ -517,8 +454,9 @@ export async function pushTestImages(
 
 // ---------------------------------------------------------------------------------------------- CLI
 
-async function main(argv: string[]): Promise<number> {
-  const [cmd, registry] = argv;
+async function main(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+  const [cmd, registry] = positionals;
   if (cmd === 'build' || cmd === 'push') {
     const t0 = Date.now();
     const built = await ensureTestImages({ log: (l) => console.error(`[images] ${l}`) });
@@ -567,7 +505,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     (code) => process.exit(code),
     (err: unknown) => {
       // 3: an input is missing (setup.sh warns and goes on; nothing else of the test fleet needs these images)
-      if (err instanceof MissingImageInputError) {
+      if (err instanceof MissingImageInputError || err instanceof GitlabRunnerMissingError) {
         console.error(`images: ${err.message}`);
         process.exit(3);
       }

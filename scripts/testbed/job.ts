@@ -1,14 +1,12 @@
 // `testbed.ts job`: queue the ci-snippet's job on the GitLab stand-in, wait for a real runner to take it, stream its log, check the push.
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { $ } from 'zx';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Executor, Inventory } from '../../src/inventory/types.js';
+import { REPO } from './paths.js';
 import { GITLAB_REGISTRY } from './registry.js';
-
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The project every testbed job builds: one Dockerfile on the test registry's base image. */
 export const DEMO_PROJECT = 'fleet/demo';

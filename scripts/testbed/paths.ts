@@ -1,8 +1,20 @@
 // Where the test fleet keeps its state, and how a path as a node sees it maps to a path on this machine.
+import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
 
 export type NodeKind = 'apt' | 'snap' | 'none';
 export const NODE_KINDS: readonly NodeKind[] = ['apt', 'snap', 'none'];
+
+/** The checkout this folder is in. */
+export const REPO = join(import.meta.dirname, '..', '..');
+
+/**
+ * Builds and downloads the fleet reuses across runs (binaries, image layers, Go caches): $RUNNER_FLEET_CACHE, else
+ * ~/.cache/runner-fleet. Outside the checkout, so that worktrees share it. scripts/*.sh read the same variable.
+ */
+export function cacheRoot(): string {
+  return process.env.RUNNER_FLEET_CACHE ?? join(homedir(), '.cache', 'runner-fleet');
+}
 
 /**
  * RUNNER_FLEET_TESTBED_SLOT (0-9, default 0) lets several fleets run side by side on one machine (parallel

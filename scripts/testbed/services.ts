@@ -1,13 +1,9 @@
-// The extension point of `up`: services that start once the nodes run (registry, GitLab stand-in, test cluster) and add inventory fields.
+// The extension point of `up`: what a service is (it starts once the nodes run and adds inventory fields). The list
+// of services is in catalog.ts, so that each service's own module can import this one.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeRecord } from './node.js';
 import { processInfo, spawnDaemon } from './procs.js';
-import { clusterService, gitlabService } from './extra-services.js';
-import { gitlabRunnerPackageService } from './gitlab-runner.js';
-import { imagesService } from './images-service.js';
-import { registryService } from './registry.js';
-import { sealedSecretsService } from './sealed-secrets.js';
 
 /**
  * Inventory YAML fields a service contributes, in the file's own shape (src/inventory/schema.ts).
@@ -59,18 +55,6 @@ export interface TestbedService<P = unknown> {
   stop(ctx: ServiceContext): Promise<void>;
 }
 
-/** What `up` starts unless told otherwise, in this order (`down` stops them in reverse). */
-export const DEFAULT_SERVICES: TestbedService[] = [
-  registryService,
-  imagesService,
-  gitlabRunnerPackageService,
-  gitlabService,
-  clusterService,
-];
-
-/** Started only when named (`--services …,sealed-secrets`), after the default ones they need. */
-export const OPTIONAL_SERVICES: TestbedService[] = [sealedSecretsService];
-
 /** The prepare steps of an `up`, started together; each service's start waits for its own. */
 export interface Prepared {
   /** what the service's prepare resolved to (undefined without one); rejects as it did */
@@ -96,20 +80,6 @@ export function startPrepares(services: TestbedService[], log: (msg: string) => 
       await Promise.allSettled(running.values());
     },
   };
-}
-
-const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
-
-/**
- * `--services registry,gitlab`: a lighter fleet (the benchmark needs no cluster). The registry is always on, and so is
- * the gitlab-runner package (it starts nothing: it only hands the nodes' apt-get the real binary).
- */
-export function servicesNamed(names: string[]): TestbedService[] {
-  const known = [...DEFAULT_SERVICES, ...OPTIONAL_SERVICES];
-  const unknown = names.filter((n) => !known.some((s) => s.name === n));
-  if (unknown.length > 0)
-    throw new Error(`unknown service ${unknown.join(', ')} (known: ${known.map((s) => s.name).join(', ')})`);
-  return known.filter((s) => ALWAYS_ON.includes(s.name) || names.includes(s.name));
 }
 
 const PIDS = 'daemons.pids';

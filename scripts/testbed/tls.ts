@@ -3,11 +3,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StandinServerInfo } from '../../test/gitlab/server.js';
-import { net } from './paths.js';
+import { net, REPO } from './paths.js';
 import { sh, spawnDaemon, terminate, waitFor } from './procs.js';
 import { REGISTRY_ADDR, REGISTRY_NETNS } from './registry.js';
-
-const REPO = join(import.meta.dirname, '..', '..');
 
 /** The HTTPS registry's port, beside the plain one (5000) in the same namespace. */
 export const TLS_REGISTRY_PORT = 5443;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { describe, expect, it } from 'vitest';
-import { TESTBED_REPOSITORY_FINGERPRINT } from '../../scripts/testbed/inventory.js';
+import { TESTBED_REPOSITORY_FINGERPRINT } from '#testbed';
 import { checkPinnedKey, dearmor, inspectKeys, normaliseFingerprint } from './openpgp.js';
 
 // The test fleet's repository key (ed25519, no expiry), made with gpg for scripts/testbed.

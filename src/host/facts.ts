@@ -1,17 +1,14 @@
 // Host facts: one remote script gathers everything the plan needs, parsed here into HostFacts.
-import { createHash } from 'node:crypto';
-import { APT_DOCKER_PACKAGES } from './flavours.js';
 import type { ForwardingFacts } from './forwarding.js';
+import { fileFact, shQuote, type FileFact, type GatherOutput } from './gather.js';
 import { mtuGatherScript } from './mtu.js';
 import type { PruneFacts } from './prune.js';
 import type { SnapFacts } from './snap-holds.js';
 
-export interface FileFact {
-  path: string;
-  /** undefined when the file does not exist */
-  content?: string;
-  sha256: string | 'absent';
-}
+export { fileFact, sha256, shQuote, type FileFact, type GatherOutput } from './gather.js';
+
+/** Packages that are apt-flavoured Docker: a node with any of them installed has Docker. */
+export const APT_DOCKER_PACKAGES = ['docker.io', 'docker-ce', 'moby-engine'] as const;
 
 export interface HostFacts {
   os: string;
@@ -63,12 +60,6 @@ export interface HostFacts {
   gatheredAt?: number;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
   gathered?: GatherOutput;
-}
-
-/** The gather's output split up: `@@key` sections (their lines) and `@@file path` files (their base64 or `-`). */
-export interface GatherOutput {
-  sections: Map<string, string[]>;
-  files: Map<string, string>;
 }
 
 export const APT_DAEMON_JSON = '/etc/docker/daemon.json';
@@ -134,24 +125,6 @@ ${mtuGatherScript()}
 ${extra}
 echo "@@end"
 `;
-}
-
-export function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-export function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
-}
-
-export function fileFact(path: string, encoded: string | undefined): FileFact {
-  if (encoded === undefined || encoded.trim() === '-' || encoded.trim() === '') {
-    // An empty existing file prints as empty base64; treat '-' as absent only.
-    if (encoded !== undefined && encoded.trim() === '') return { path, content: '', sha256: sha256('') };
-    return { path, sha256: 'absent' };
-  }
-  const content = Buffer.from(encoded.trim(), 'base64').toString('utf8');
-  return { path, content, sha256: sha256(content) };
 }
 
 const DEBIAN_ARCH: Record<string, string> = {

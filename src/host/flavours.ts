@@ -92,9 +92,6 @@ systemctl is-active --quiet docker || systemctl start docker`,
 
 export const DOCKER_FLAVOUR_NAMES = Object.keys(DOCKER_FLAVOURS) as DockerFlavour[];
 
-/** Packages that are apt-flavoured Docker: a node with any of them installed has Docker. */
-export const APT_DOCKER_PACKAGES = ['docker.io', 'docker-ce', 'moby-engine'] as const;
-
 /**
  * The folder every flavour's socket is in: one DaemonSet serves nodes of both flavours, so they must agree (a
  * flavour with a socket elsewhere fails here, and so every render, until the DaemonSet learns about it).

@@ -9,8 +9,7 @@
 // policy stays ACCEPT. Where Docker already set DROP, rules in DOCKER-USER (dockerd creates that chain, jumps to it
 // first from FORWARD and never flushes it, so the rules survive dockerd restarts) let the pods' traffic through.
 import type { Placement } from '../inventory/types.js';
-import type { FileFact, GatherOutput, HostFacts } from './facts.js';
-import { fileFact, shQuote } from './facts.js';
+import { fileFact, shQuote, type FileFact, type GatherOutput } from './gather.js';
 
 /** runner-fleet's own sysctl.d file. Before 99-sysctl.conf: a value the user set in /etc/sysctl.conf still wins at boot. */
 export const FORWARDING_SYSCTL_FILE = '/etc/sysctl.d/60-runner-fleet-forwarding.conf';
@@ -81,7 +80,11 @@ export function parseForwardingFacts(g: GatherOutput): ForwardingFacts {
  * a node where the gather found microk8s (unless `nodes[].microk8s: false`), whatever the placement: installing Docker
  * there cuts the traffic of every pod on it.
  */
-export function isClusterNode(nodeMicrok8s: boolean, facts: HostFacts, pods: PodNetwork): boolean {
+export function isClusterNode(
+  nodeMicrok8s: boolean,
+  facts: { microk8s: boolean },
+  pods: PodNetwork,
+): boolean {
   return pods.placement === 'cluster' || (nodeMicrok8s && facts.microk8s);
 }
 

@@ -1,6 +1,6 @@
 // The MTU a node's job networks can carry: read in the gather round trip, decided here (pure), used by config.toml.
 import type { NodeSpec } from '../inventory/types.js';
-import type { HostFacts } from './facts.js';
+import type { GatherOutput } from './gather.js';
 
 /** The gather section (joined to gatherScript's round trip). */
 export const MTU_SECTION = 'rf-mtu';
@@ -62,7 +62,7 @@ export type JobMtu =
  * docker0) when it is below Docker's default. A value too low costs a little throughput; one too high makes
  * downloads inside `docker build` hang where a tunnel drops the larger packets without a word.
  */
-export function jobMtu(node: Pick<NodeSpec, 'mtu'>, facts: Pick<HostFacts, 'gathered'> | undefined): JobMtu {
+export function jobMtu(node: Pick<NodeSpec, 'mtu'>, facts: { gathered?: GatherOutput } | undefined): JobMtu {
   if (node.mtu !== undefined) return { kind: 'inventory', mtu: node.mtu };
   const found = parseMtuSection(facts?.gathered?.sections).filter((i) => i.mtu > 0);
   const least = found.reduce<InterfaceMtu | undefined>((a, b) => (a && a.mtu <= b.mtu ? a : b), undefined);

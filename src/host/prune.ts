@@ -6,8 +6,7 @@
 // (64-hex names: the dind service's /var/lib/docker, a job's VOLUME) that no container uses. Named volumes stay:
 // `volume prune` in 20.10 would remove every unused one, a user's database among them.
 import type { DockerFlavour, PruneSettings } from '../inventory/types.js';
-import type { FileFact, GatherOutput } from './facts.js';
-import { fileFact, shQuote } from './facts.js';
+import { fileFact, shQuote, type FileFact, type GatherOutput } from './gather.js';
 
 export const PRUNE_UNIT = 'runner-fleet-docker-prune';
 export const PRUNE_SERVICE_FILE = `/etc/systemd/system/${PRUNE_UNIT}.service`;

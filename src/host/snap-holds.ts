@@ -8,8 +8,7 @@
 // list` shows a held snap with `held` in its Notes (cmd/snap/notes.go).
 import { IDENTITY_ROOT } from '../executors.js';
 import type { SnapSettings } from '../inventory/types.js';
-import type { FileFact, GatherOutput } from './facts.js';
-import { fileFact, shQuote } from './facts.js';
+import { fileFact, shQuote, type FileFact, type GatherOutput } from './gather.js';
 
 /** The snaps whose refresh restarts what jobs run on. */
 export const HELD_SNAPS = ['docker', 'microk8s'] as const;

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setNodeReady, startCluster, type TestCluster } from '../../scripts/testbed/cluster.js';
+import { setNodeReady, startCluster, type TestCluster } from '#testbed';
 import { requireRoot } from '../../test/support/requireRoot.js';
 import { ApiError, InputError } from '../errors.js';
 import { parseInventory } from '../inventory/schema.js';

@@ -6,15 +6,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  down,
-  execOnNode,
-  nodeFile,
-  startNodeSshd,
-  stopNodeSshd,
-  up,
-  type FleetInfo,
-} from '../../scripts/testbed/fleet.js';
+import { down, execOnNode, type FleetInfo, nodeFile, startNodeSshd, stopNodeSshd, up } from '#testbed';
 import { KubeClient } from '../../src/kube/client.js';
 import { readSecretRecords, writeVersionedRecords } from '../../src/kube/records.js';
 import type { RunReport } from '../../src/report.js';

@@ -2,16 +2,17 @@
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterBinDir, setNodeReady } from '../../scripts/testbed/cluster.js';
-import { EXTRA_CLUSTER_NODES } from '../../scripts/testbed/extra-services.js';
 import {
+  clusterBinDir,
   down,
   execOnNode,
+  EXTRA_CLUSTER_NODES,
+  type FleetInfo,
   nodeDockerPid,
   nodeFile,
+  setNodeReady,
   up,
-  type FleetInfo,
-} from '../../scripts/testbed/fleet.js';
+} from '#testbed';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';

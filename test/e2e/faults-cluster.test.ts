@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from '../../scripts/testbed/cluster.js';
+import { startCluster, type TestCluster } from '#testbed';
 import { ApiError } from '../../src/errors.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { KubeRecordStore, RecordsConflictError } from '../../src/kube/records.js';

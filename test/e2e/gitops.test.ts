@@ -3,11 +3,15 @@
 import { mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterBinDir } from '../../scripts/testbed/cluster.js';
-import { down, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
-import { runCiJob } from '../../scripts/testbed/job.js';
-import { sealedSecretsService } from '../../scripts/testbed/sealed-secrets.js';
-import { DEFAULT_SERVICES } from '../../scripts/testbed/services.js';
+import {
+  clusterBinDir,
+  DEFAULT_SERVICES,
+  down,
+  type FleetInfo,
+  runCiJob,
+  sealedSecretsService,
+  up,
+} from '#testbed';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { findKubeseal, requireKubeseal } from '../support/kubeseal.js';
 import { runProvision } from '../support/provision.js';

@@ -3,9 +3,17 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { clusterBinDir } from '../../scripts/testbed/cluster.js';
-import { down, execOnNode, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
-import { holdJob, runCiJob, whenJobHeld } from '../../scripts/testbed/job.js';
+import {
+  clusterBinDir,
+  down,
+  execOnNode,
+  type FleetInfo,
+  holdJob,
+  nodeFile,
+  runCiJob,
+  up,
+  whenJobHeld,
+} from '#testbed';
 import type { StandinRunner } from '../gitlab/standin.js';
 import { kubectlJson, readInventory, standinState, type InventoryDoc } from '../support/fleet.js';
 import { allOutput, runProvision } from '../support/provision.js';

@@ -7,14 +7,14 @@ import { parse, stringify } from 'yaml';
 import {
   down,
   execOnNode,
+  type FleetInfo,
+  NO_SUDO_USER,
   nodeDockerPid,
   nodeFile,
   seedImage,
+  servicesNamed,
   up,
-  type FleetInfo,
-} from '../../scripts/testbed/fleet.js';
-import { NO_SUDO_USER } from '../../scripts/testbed/host.js';
-import { servicesNamed } from '../../scripts/testbed/services.js';
+} from '#testbed';
 import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
 import { PRUNE_TIMER_FILE, PRUNE_UNIT } from '../../src/host/prune.js';
 import { requireRoot } from '../support/requireRoot.js';

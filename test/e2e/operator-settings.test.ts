@@ -23,15 +23,16 @@ import { parse, stringify } from 'yaml';
 import {
   down,
   execOnNode,
+  type FleetInfo,
   nodeDockerPid,
   nodeFile,
+  startCluster,
+  type TestCluster,
   up,
-  type FleetInfo,
-} from '../../scripts/testbed/fleet.js';
+} from '#testbed';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 import { withSecrets } from '../support/secrets.js';
-import { startCluster, type TestCluster } from '../../scripts/testbed/cluster.js';
 import { KubeClient } from '../../src/kube/client.js';
 import { convergeCluster } from '../../src/kube/converge.js';
 

@@ -13,16 +13,16 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { clusterBinDir } from '../../scripts/testbed/cluster.js';
 import {
+  clusterBinDir,
   down,
   execOnNode,
+  type FleetInfo,
   nodeFile,
   seedImage,
   stopNodeDockerd,
   up,
-  type FleetInfo,
-} from '../../scripts/testbed/fleet.js';
+} from '#testbed';
 import { FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
 import type { StatusReport } from '../../src/status/health.js';
 import {

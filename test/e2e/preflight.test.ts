@@ -2,7 +2,7 @@
 // only (exit 1, nothing changed on it) and the other nodes converge. One fleet for every case.
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { down, execOnNode, nodeFile, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { down, execOnNode, type FleetInfo, nodeFile, up } from '#testbed';
 import { readInventory, standinControl, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision, type ProvisionRun } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';

@@ -6,18 +6,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { down, execOnNode, nodeFile, seedImage, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
-import { runCiJob } from '../../scripts/testbed/job.js';
-import { servicesNamed } from '../../scripts/testbed/services.js';
 import {
-  TLS_REGISTRY,
+  down,
+  execOnNode,
+  type FleetInfo,
   makeTestPki,
+  nodeFile,
+  runCiJob,
+  seedImage,
+  servicesNamed,
   startTlsRegistry,
   startTlsStandin,
-  tlsRegistryHasTag,
   type TestPki,
+  TLS_REGISTRY,
+  tlsRegistryHasTag,
   type TlsService,
-} from '../../scripts/testbed/tls.js';
+  up,
+} from '#testbed';
 import type { StatusReport } from '../../src/status/health.js';
 import { readInventory } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';

@@ -3,23 +3,21 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as stringifyYaml } from 'yaml';
-import { clusterBinDir } from '../../scripts/testbed/cluster.js';
 import {
+  clusterBinDir,
   down,
   execOnNode,
-  nodeDockerPid,
-  nodeFile,
-  up,
   type FleetInfo,
-} from '../../scripts/testbed/fleet.js';
-import {
+  GITLAB_REGISTRY,
   holdJob,
-  runCiJob,
-  whenJobHeld,
   type JobOptions,
   type JobResult,
-} from '../../scripts/testbed/job.js';
-import { GITLAB_REGISTRY } from '../../scripts/testbed/registry.js';
+  nodeDockerPid,
+  nodeFile,
+  runCiJob,
+  up,
+  whenJobHeld,
+} from '#testbed';
 import type { Executor } from '../../src/inventory/types.js';
 import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';

@@ -2,8 +2,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterBinDir } from '../../scripts/testbed/cluster.js';
-import { down, up, type FleetInfo } from '../../scripts/testbed/fleet.js';
+import { clusterBinDir, down, type FleetInfo, up } from '#testbed';
 import type { StandinRunner } from '../gitlab/standin.js';
 import {
   kubectl,

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureHost } from '../../scripts/testbed/host.js';
+import { ensureHost } from '#testbed';
 import { rootProblem } from './requireRoot.js';
 
 const REPO = join(import.meta.dirname, '..', '..');

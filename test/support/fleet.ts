@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { sh } from '../../scripts/testbed/procs.js';
+import { sh } from '#testbed';
 import type { StandinState } from '../gitlab/standin.js';
 
 export type InventoryDoc = Record<string, any>;

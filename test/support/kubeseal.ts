@@ -1,9 +1,9 @@
 // The real kubeseal for tests, built by scripts/build-kubeseal.sh (setup.sh runs it) into the test binaries' cache.
 // Missing binary: the suite skips loudly, or fails under CI=true (like requireRoot).
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cacheRoot } from '#testbed';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILD_SCRIPT = join(repoRoot, 'scripts', 'build-kubeseal.sh');
@@ -20,8 +20,7 @@ export function findKubeseal(): { path?: string; problem?: string } {
   const given = process.env.RUNNER_FLEET_KUBESEAL;
   if (given)
     return existsSync(given) ? { path: given } : { problem: `RUNNER_FLEET_KUBESEAL=${given} does not exist` };
-  const cache = process.env.RUNNER_FLEET_CACHE ?? join(homedir(), '.cache', 'runner-fleet');
-  const path = join(cache, 'bin', `kubeseal-${kubesealVersion()}`);
+  const path = join(cacheRoot(), 'bin', `kubeseal-${kubesealVersion()}`);
   return existsSync(path)
     ? { path }
     : { problem: `${path} is missing: run bash scripts/build-kubeseal.sh (scripts/setup.sh does)` };

@@ -2,7 +2,7 @@
 // everything it prints.
 import { join } from 'node:path';
 import { inject } from 'vitest';
-import { sh } from '../../scripts/testbed/procs.js';
+import { sh } from '#testbed';
 import type { RunReport } from '../../src/report.js';
 
 export const REPO = join(import.meta.dirname, '..', '..');

@@ -1,5 +1,5 @@
 // Gate for suites that need root and namespaces (the test fleet): under CI they fail, elsewhere they skip loudly.
-import { sh } from '../../scripts/testbed/procs.js';
+import { sh } from '#testbed';
 
 let cached: string | undefined | null = null;
 

@@ -391,20 +391,3 @@ export async function goBuild(opts: { cacheRoot: string; dir: string; out: strin
   await $({ quiet: true, cwd: opts.dir, env })`go build -trimpath -ldflags=${'-s -w -buildid='} -o ${tmp} .`;
   await rename(tmp, opts.out);
 }
-
-/** Unpacks an .xz file (the shared gitlab-runner binaries) into an executable. */
-export async function unxz(src: string, dest: string): Promise<void> {
-  await mkdir(dirname(dest), { recursive: true });
-  const tmp = `${dest}.${process.pid}.tmp`;
-  await sh`xz -dc ${src} > ${tmp}`;
-  await chmod(tmp, 0o755);
-  await rename(tmp, dest);
-}
-
-export async function copyExecutable(src: string, dest: string): Promise<void> {
-  await mkdir(dirname(dest), { recursive: true });
-  const tmp = `${dest}.${process.pid}.tmp`;
-  await copyFile(src, tmp);
-  await chmod(tmp, 0o755);
-  await rename(tmp, dest);
-}
