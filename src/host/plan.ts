@@ -26,6 +26,7 @@ import {
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 import { isClusterNode, planForwarding, type ForwardingStep, type PodNetwork } from './forwarding.js';
 import { logConfigProblem, mirrorProblems } from './docker-limits.js';
+import { normaliseRef, parseImageFacts, type PrepullStep, type PrepullWant } from './prepull.js';
 import { planPrune, type PruneStep } from './prune.js';
 import { planSnapHolds, type SnapHoldStep } from './snap-holds.js';
 
@@ -190,6 +191,39 @@ function planHostsToml(registries: string[], facts: HostFacts, ca: PrivateCa | u
     });
   }
   return steps;
+}
+
+/**
+ * The images the first job would pull, pulled by apply instead: the helper of the node's architecture and the job
+ * images through its Docker, the runner image through microk8s's containerd (on a microk8s node). Only what the
+ * gather found absent; one step for the node, or none.
+ */
+export function planPrepull(
+  want: PrepullWant | undefined,
+  node: NodeSpec,
+  facts: HostFacts,
+): PrepullStep | undefined {
+  if (!want || want.off) return undefined;
+  const present = parseImageFacts(facts.gathered, want);
+  const helper = want.helperByArch[facts.arch];
+  const docker = [...new Set([...(helper ? [helper] : []), ...want.docker])].filter(
+    (r) => !present.docker.includes(r),
+  );
+  const containerd =
+    facts.microk8s && node.microk8s
+      ? want.containerd.filter((r) => !present.containerd.includes(normaliseRef(r)))
+      : [];
+  if (docker.length === 0 && containerd.length === 0) return undefined;
+  const what = [
+    ...(docker.length > 0 ? [`${docker.join(', ')} through Docker`] : []),
+    ...(containerd.length > 0 ? [`${containerd.join(', ')} through microk8s containerd`] : []),
+  ];
+  return {
+    kind: 'pull-images',
+    docker,
+    containerd,
+    detail: `pull ${what.join(' and ')}, so that the first job does not wait for them`,
+  };
 }
 
 /** No holds: what a caller that predates `snap` asks for (and what drops the holds runner-fleet made). */
