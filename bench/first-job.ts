@@ -25,6 +25,10 @@ const { values: args } = parseArgs({
     executors: { type: 'string', default: 'dood,dind,shell' },
     provision: { type: 'string', default: REPO },
     label: { type: 'string', default: 'with pre-pull' },
+    /** save this run's results (JSON), e.g. the "before" run, for --compare */
+    save: { type: 'string' },
+    /** a run saved with --save, shown in the same table (its label in the first column) */
+    compare: { type: 'string' },
     write: { type: 'boolean', default: false },
   },
 });
@@ -43,6 +47,8 @@ interface JobView {
 
 interface ExecutorResult {
   executor: Executor;
+  /** which provision.ts: --label */
+  label?: string;
   /** apply start → apply exit, and → the first job's success, s */
   apply: number;
   firstSuccess: number;
@@ -142,11 +148,11 @@ function section(results: ExecutorResult[]): string {
   const n = (v: number, load: number) => `${v.toFixed(1)} s (load ${load.toFixed(1)})`;
   const rows = results.map((r) => {
     const ratio = r.first / r.second;
-    return `| ${r.executor} | ${n(r.firstSuccess, r.load.firstSuccess)} | ${n(r.apply, r.load.apply)} | ${n(r.first, r.load.first)} | ${n(r.second, r.load.second)} | ${ratio.toFixed(2)}× ${ratio <= TARGET ? 'met' : 'MISSED'} |`;
+    return `| ${r.label ?? args.label} | ${r.executor} | ${n(r.firstSuccess, r.load.firstSuccess)} | ${n(r.apply, r.load.apply)} | ${n(r.first, r.load.first)} | ${n(r.second, r.load.second)} | ${ratio.toFixed(2)}× ${ratio <= TARGET ? 'met' : 'MISSED'} |`;
   });
   return [
     START,
-    `## Time to first job (${args.label})`,
+    '## Time to first job',
     '',
     `Measured by \`npx tsx bench/first-job.ts${args.provision === REPO ? '' : ' --provision DIR'}\` on ${new Date().toISOString().slice(0, 16)}Z: a fresh`,
     '3-node test fleet per executor (apt Docker, microk8s layout, real kubelets and gitlab-runner 17.9.3, images in the',
@@ -154,8 +160,8 @@ function section(results: ExecutorResult[]): string {
     `Job duration: the runner took it → it finished, from the GitLab stand-in. Target: first ≤ ${TARGET}× the second. Load:`,
     "the 1-minute load average when the number was taken (2 cores shared by the project's other work).",
     '',
-    '| executor | apply start → first job success | apply start → apply exit | first job | second job | first ÷ second |',
-    '|---|---|---|---|---|---|',
+    '| run | executor | apply start → first job success | apply start → apply exit | first job | second job | first ÷ second |',
+    '|---|---|---|---|---|---|---|',
     ...rows,
     END,
   ].join('\n');
@@ -181,6 +187,8 @@ for (const executor of args.executors.split(',') as Executor[]) {
   );
   results.push(r);
 }
-const text = section(results);
+if (args.save) writeFileSync(args.save, JSON.stringify(results.map((r) => ({ ...r, label: args.label }))));
+const compared = args.compare ? (JSON.parse(readFileSync(args.compare, 'utf8')) as ExecutorResult[]) : [];
+const text = section([...compared, ...results]);
 console.log(text);
 if (args.write) writeSection(text);
