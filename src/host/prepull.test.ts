@@ -8,8 +8,11 @@ import {
   parseImageFacts,
   prepullGatherScript,
   prepullScript,
+  runPrepull,
+  PrepullError,
   type PrepullWant,
 } from './prepull.js';
+import type { NodeConnection } from '../ssh.js';
 
 const HELPER = 'reg.lan:5000/helper';
 const want: PrepullWant = {
@@ -120,5 +123,23 @@ describe('the pull script', () => {
       `microk8s ctr images pull --hosts-dir /var/snap/microk8s/current/args/certs.d "$ref"`,
     );
     expect(script).toContain(`'docker.io/gitlab/gitlab-runner:alpine-v17.9.3'`);
+  });
+});
+
+describe('runPrepull', () => {
+  const step = { kind: 'pull-images' as const, docker: ['a:1', 'bad:2'], containerd: [], detail: '' };
+  const conn = (code: number, stdout: string) =>
+    ({ exec: async () => ({ code, stdout, stderr: '' }) }) as unknown as NodeConnection;
+
+  it('a failed pull is an error naming the image and what docker said', async () => {
+    const err = await runPrepull(
+      conn(1, '@@pull-failed docker bad:2 Error response from daemon: manifest unknown\n'),
+      step,
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PrepullError);
+    expect((err as Error).message).toContain(
+      'docker pull bad:2 failed: Error response from daemon: manifest unknown',
+    );
+    await expect(runPrepull(conn(0, ''), step)).resolves.toBeUndefined();
   });
 });
