@@ -15,12 +15,15 @@ import {
   type PreflightProblem,
 } from '../host/preflight.js';
 import { hostRunnerGatherScript } from '../host-runner/facts.js';
+import { planPrepull } from '../host/plan.js';
+import { prepullGatherScript, runPrepull, type PrepullWant } from '../host/prepull.js';
+import { firstJobImages } from '../runners/first-job-images.js';
 import type { DockerFlavour, Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
 import { buildReport, changeRecorder, type Change, type NodeReport, type RunReport } from '../report.js';
 import { readInventorySecrets, redact } from '../secrets.js';
-import { withNode } from '../ssh.js';
+import { withNode, type NodeConnection } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
 import type { RunnerPhase } from '../placement/phase.js';
 import { withRunners } from '../gitlab/auth-modes.js';
@@ -120,13 +123,48 @@ export function snapDoodWarning(inv: Inventory, flavour: DockerFlavour): string 
   return 'DooD on the docker snap: jobs can bind-mount only paths under /home, /mnt or /media (the snap confines dockerd; docker-snap #189); `docker run -v` of other host paths fails. Use apt Docker (nodes[].docker: apt) or the dind executor if jobs mount other paths.';
 }
 
-/** One node's host phase; never throws: failures land in the report. */
+/**
+ * The images the first job needs, pulled on the node once its Docker is converged. `hostDone` hears the node's
+ * outcome before the pull starts, so that registration and the cluster go on while the node pulls.
+ */
+interface NodePrepull {
+  want: PrepullWant;
+  hostDone: (outcome: NodeOutcome) => void;
+}
+
+/** One node's host phase, then its pre-pull; never throws: failures land in the report. */
 async function convergeNode(
   node: NodeSpec,
   inv: Inventory,
   opts: ConvergeOptions,
   preflight: NodePreflight,
   runners?: NodeRunnerStep,
+  prepull?: NodePrepull,
+): Promise<NodeOutcome> {
+  let told = false;
+  const hostDone = (o: NodeOutcome) => {
+    if (!told) prepull?.hostDone(o);
+    told = true;
+  };
+  const outcome = await convergeNodeOnce(
+    node,
+    inv,
+    opts,
+    preflight,
+    runners,
+    prepull && { ...prepull, hostDone },
+  );
+  hostDone(outcome);
+  return outcome;
+}
+
+async function convergeNodeOnce(
+  node: NodeSpec,
+  inv: Inventory,
+  opts: ConvergeOptions,
+  preflight: NodePreflight,
+  runners?: NodeRunnerStep,
+  prepull?: NodePrepull,
 ): Promise<NodeOutcome> {
   const changes: Change[] = [];
   try {
@@ -137,7 +175,7 @@ async function convergeNode(
       const host = await convergeHost(conn, node, inv.gitlab.registries, {
         dryRun: opts.dryRun,
         onChange: record,
-        gatherExtra: `${preflight.gatherExtra}\n${runners?.gatherExtra ?? ''}`,
+        gatherExtra: `${preflight.gatherExtra}\n${runners?.gatherExtra ?? ''}\n${prepullGatherScript(prepull?.want)}`,
         docker: inv.docker,
         snap: inv.snap,
         pods: { placement: inv.runners.placement, podCidr: inv.kubernetes.podCidr },
@@ -152,18 +190,56 @@ async function convergeNode(
         opts.log.done?.(node.name, false, 'failed');
         return { report: { name: node.name, ok: false, changes, error: runnerError }, host };
       }
+      const outcome: NodeOutcome = { report: { name: node.name, ok: true, changes }, host };
+      // Registration and the cluster need only the host phase: they go on while this node pulls.
+      prepull?.hostDone(outcome);
+      const pullError = await prepullOnNode(conn, node, host, opts.dryRun, record, prepull);
+      if (pullError) {
+        opts.log.error(node.name, pullError);
+        opts.log.done?.(node.name, false, 'failed');
+        return { report: { name: node.name, ok: false, changes, error: pullError }, host };
+      }
       opts.log.done?.(
         node.name,
         true,
         `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`,
       );
-      return { report: { name: node.name, ok: true, changes }, host };
+      return outcome;
     });
   } catch (err) {
     const message = redact(err instanceof Error ? err.message : String(err));
     opts.log.error(node.name, message);
     opts.log.done?.(node.name, false, 'failed');
     return { report: { name: node.name, ok: false, changes, error: message } };
+  }
+}
+
+/**
+ * The node's pre-pull (planPrepull): listed in a dry run; otherwise run once `hostDone` has let the run go on to
+ * registration. Returns the node's error when a pull fails: the node failed, no other node did.
+ */
+async function prepullOnNode(
+  conn: NodeConnection,
+  node: NodeSpec,
+  host: HostResult,
+  dryRun: boolean,
+  record: (c: Change) => void,
+  prepull: NodePrepull | undefined,
+): Promise<string | undefined> {
+  if (!prepull) return undefined;
+  // Docker installed by a dry run's plan is not there yet: its gather knows no image, so the plan lists every one.
+  const step = planPrepull(prepull.want, node, host.facts);
+  if (!step) return undefined;
+  if (dryRun) {
+    record({ step: step.kind, detail: step.detail });
+    return undefined;
+  }
+  try {
+    await runPrepull(conn, step);
+    record({ step: step.kind, detail: step.detail });
+    return undefined;
+  } catch (err) {
+    return redact(err instanceof Error ? err.message : String(err));
   }
 }
 
@@ -285,9 +361,18 @@ async function convergeLocked(
   };
   const preflight = nodePreflight(inv, opts.log);
   stage('converging the nodes (Docker, and host runners)');
-  const outcomes = await mapPool(selected.nodes, opts.concurrency, (node) =>
-    convergeNode(node, inv, opts, preflight, runners),
+  // Each node's outcome is known once its host phase is done; its pre-pull goes on beside registration.
+  const hostDone = selected.nodes.map(() => {
+    let resolve: (o: NodeOutcome) => void = () => undefined;
+    const promise = new Promise<NodeOutcome>((r) => (resolve = r));
+    return { promise, resolve };
+  });
+  const want = phase ? firstJobImages(inv, opts.executor) : undefined;
+  if (want) for (const note of want.notes) opts.log.warn('images', note);
+  const finished = mapPool(selected.nodes, opts.concurrency, (node, i) =>
+    convergeNode(node, inv, opts, preflight, runners, want && { want, hostDone: hostDone[i].resolve }),
   );
+  const outcomes = want ? await Promise.all(hostDone.map((d) => d.promise)) : await finished;
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
   let after: Awaited<ReturnType<RunnerPhase['afterNodes']>>;
   stage('registering runners in GitLab and converging the cluster');
@@ -305,7 +390,9 @@ async function convergeLocked(
     opts.log.error('gitlab', error);
     after = { gitlab: { ok: false, changes: [], error }, nodes: [] };
   }
-  const reports = outcomes.map((o) => withContact(o.report, after.contact?.get(o.report.name)));
+  // The pulls' outcomes: a node whose pull failed has failed.
+  const pulled = await finished;
+  const reports = pulled.map((o) => withContact(o.report, after.contact?.get(o.report.name)));
   return buildReport([...reports, ...after.nodes], after.gitlab, after.cluster);
 }
 

@@ -26,6 +26,7 @@ import {
 import { DOCKER_FLAVOURS, DOCKER_FLAVOUR_NAMES, type DockerAction } from './flavours.js';
 import { isClusterNode, planForwarding, type ForwardingStep, type PodNetwork } from './forwarding.js';
 import { logConfigProblem, mirrorProblems } from './docker-limits.js';
+import { normaliseRef, parseImageFacts, type PrepullStep, type PrepullWant } from './prepull.js';
 import { planPrune, type PruneStep } from './prune.js';
 import { planSnapHolds, type SnapHoldStep } from './snap-holds.js';
 
@@ -192,6 +193,39 @@ function planHostsToml(registries: string[], facts: HostFacts, ca: PrivateCa | u
   return steps;
 }
 
+/**
+ * The images the first job would pull, pulled by apply instead: the helper of the node's architecture and the job
+ * images through its Docker, the runner image through microk8s's containerd (on a microk8s node). Only what the
+ * gather found absent; one step for the node, or none.
+ */
+export function planPrepull(
+  want: PrepullWant | undefined,
+  node: NodeSpec,
+  facts: HostFacts,
+): PrepullStep | undefined {
+  if (!want || want.off) return undefined;
+  const present = parseImageFacts(facts.gathered, want);
+  const helper = want.helperByArch[facts.arch];
+  const docker = [...new Set([...(helper ? [helper] : []), ...want.docker])].filter(
+    (r) => !present.docker.includes(r),
+  );
+  const containerd =
+    facts.microk8s && node.microk8s
+      ? want.containerd.filter((r) => !present.containerd.includes(normaliseRef(r)))
+      : [];
+  if (docker.length === 0 && containerd.length === 0) return undefined;
+  const what = [
+    ...(docker.length > 0 ? [`${docker.join(', ')} through Docker`] : []),
+    ...(containerd.length > 0 ? [`${containerd.join(', ')} through microk8s containerd`] : []),
+  ];
+  return {
+    kind: 'pull-images',
+    docker,
+    containerd,
+    detail: `pull ${what.join(' and ')}, so that the first job does not wait for them`,
+  };
+}
+
 /** No holds: what a caller that predates `snap` asks for (and what drops the holds runner-fleet made). */
 export const NO_SNAP_SETTINGS: SnapSettings = { holdRefresh: false };
 
@@ -203,27 +237,8 @@ function planDocker(
 ): HostPlan {
   const flavour = chooseFlavour(node, facts);
   const ops = DOCKER_FLAVOURS[flavour];
-  if (!ops.installed(facts)) {
-    // Asked for by name (docker: apt|snap) while the other flavour is there: installing would leave two Dockers.
-    const other = DOCKER_FLAVOUR_NAMES.filter((f) => f !== flavour && DOCKER_FLAVOURS[f].installed(facts));
-    if (other.length > 0)
-      throw new HostPlanError(
-        `docker: ${flavour} was asked for, but this node has ${other.join(', ')} Docker${facts.aptDockerPackages?.length ? ` (${facts.aptDockerPackages.join(', ')})` : ''}; runner-fleet will not install a second one over it`,
-      );
-    if (flavour === 'snap' && !facts.snapd) {
-      throw new HostPlanError('docker: snap was asked for, but snapd is not installed on this node');
-    }
-    return {
-      flavour,
-      daemonJsonPath: ops.defaultDaemonJson(facts).path,
-      steps: [{ kind: 'install-docker', flavour, detail: `install Docker (${ops.installCommand})` }],
-      regather: true,
-      notYetInsecure: registries,
-      afterVerify: [],
-    };
-  }
+  if (!ops.installed(facts)) return planInstall(flavour, registries, facts);
 
-  const steps: HostStep[] = [];
   const file = daemonJsonFact(flavour, facts);
   refuseNotRegular(node, facts, [
     file.path,
@@ -234,6 +249,59 @@ function planDocker(
   // again then, before daemon.json is written).
   const mirrorIssues = mirrorProblems(settings.registryMirrors, facts.docker?.version);
   if (mirrorIssues.length > 0) throw new HostPlanError(mirrorIssues.join('; '));
+  const edit = planDaemonJsonEdit(file, registries, facts, settings);
+  const notYetInsecure = facts.docker
+    ? registries.filter((r) => !registryIsInsecure(facts.docker!, r))
+    : registries;
+  const load = planDockerdLoad(flavour, facts, edit, notYetInsecure);
+  return {
+    flavour,
+    daemonJsonPath: file.path,
+    steps: [...edit.steps, ...load],
+    regather: false,
+    notYetInsecure,
+    afterVerify: edit.afterVerify,
+  };
+}
+
+/** Docker is missing: install it (the node is gathered and planned again afterwards), unless that makes two. */
+function planInstall(flavour: DockerFlavour, registries: string[], facts: HostFacts): HostPlan {
+  const ops = DOCKER_FLAVOURS[flavour];
+  // Asked for by name (docker: apt|snap) while the other flavour is there: installing would leave two Dockers.
+  const other = DOCKER_FLAVOUR_NAMES.filter((f) => f !== flavour && DOCKER_FLAVOURS[f].installed(facts));
+  if (other.length > 0)
+    throw new HostPlanError(
+      `docker: ${flavour} was asked for, but this node has ${other.join(', ')} Docker${facts.aptDockerPackages?.length ? ` (${facts.aptDockerPackages.join(', ')})` : ''}; runner-fleet will not install a second one over it`,
+    );
+  if (flavour === 'snap' && !facts.snapd) {
+    throw new HostPlanError('docker: snap was asked for, but snapd is not installed on this node');
+  }
+  return {
+    flavour,
+    daemonJsonPath: ops.defaultDaemonJson(facts).path,
+    steps: [{ kind: 'install-docker', flavour, detail: `install Docker (${ops.installCommand})` }],
+    regather: true,
+    notYetInsecure: registries,
+    afterVerify: [],
+  };
+}
+
+/** What the daemon.json edit changes, and the steps that write it (with runner-fleet's record of what it owns). */
+interface DaemonJsonEdit {
+  merged: DaemonJson;
+  added: string[];
+  removed: string[];
+  changes: ReturnType<typeof mergeOwnedSettings>['changes'];
+  steps: HostStep[];
+  afterVerify: HostStep[];
+}
+
+function planDaemonJsonEdit(
+  file: FileFact,
+  registries: string[],
+  facts: HostFacts,
+  settings: DockerSettings,
+): DaemonJsonEdit {
   const current = parseDaemonJson(file.content, file.path);
   // Entries runner-fleet added (per its state file) that the inventory no longer lists go; nobody else's do.
   const stateFact = facts.registryState?.[file.path] ?? {
@@ -280,44 +348,50 @@ function planDocker(
     mode: '0600',
     detail: `${stateFact.path}: ${why}`,
   });
-  const afterVerify: HostStep[] = [];
-  const fileChanges = added.length > 0 || removed.length > 0 || other.changes.length > 0;
-  if (fileChanges) {
-    let stateSha = stateFact.sha256;
-    if (!sameOwnership(before, ownership)) {
-      const what = [
-        ...added,
-        ...other.changes
-          .filter((c) => !c.detail.startsWith('remove') && !c.detail.startsWith('put'))
-          .map((c) => c.key),
-      ];
-      steps.push(
-        stateStep(before, stateSha, `record that runner-fleet added ${[...new Set(what)].join(', ')}`),
-      );
-      stateSha = sha256Of(serialiseOwnership(before));
-    }
+  const edit: DaemonJsonEdit = { merged, added, removed, changes: other.changes, steps: [], afterVerify: [] };
+  if (added.length === 0 && removed.length === 0 && other.changes.length === 0) return edit;
+  let stateSha = stateFact.sha256;
+  if (!sameOwnership(before, ownership)) {
     const what = [
-      ...(added.length > 0 ? [`add ${added.join(', ')} to insecure-registries`] : []),
-      ...(removed.length > 0
-        ? [
-            `remove ${removed.join(', ')} from insecure-registries (runner-fleet added it; the inventory no longer lists it)`,
-          ]
-        : []),
-      ...other.changes.map((c) => c.detail),
-    ].join('; ');
-    steps.push(daemonJsonWriteStep(file, merged, what));
-    if (!sameOwnership(after, before))
-      afterVerify.push(
-        stateStep(
-          after,
-          stateSha,
-          `forget what runner-fleet no longer sets (${describeForgotten(before, after)})`,
-        ),
-      );
+      ...added,
+      ...other.changes
+        .filter((c) => !c.detail.startsWith('remove') && !c.detail.startsWith('put'))
+        .map((c) => c.key),
+    ];
+    edit.steps.push(
+      stateStep(before, stateSha, `record that runner-fleet added ${[...new Set(what)].join(', ')}`),
+    );
+    stateSha = sha256Of(serialiseOwnership(before));
   }
-  const notYetInsecure = facts.docker
-    ? registries.filter((r) => !registryIsInsecure(facts.docker!, r))
-    : registries;
+  const what = [
+    ...(added.length > 0 ? [`add ${added.join(', ')} to insecure-registries`] : []),
+    ...(removed.length > 0
+      ? [
+          `remove ${removed.join(', ')} from insecure-registries (runner-fleet added it; the inventory no longer lists it)`,
+        ]
+      : []),
+    ...other.changes.map((c) => c.detail),
+  ].join('; ');
+  edit.steps.push(daemonJsonWriteStep(file, merged, what));
+  if (!sameOwnership(after, before))
+    edit.afterVerify.push(
+      stateStep(
+        after,
+        stateSha,
+        `forget what runner-fleet no longer sets (${describeForgotten(before, after)})`,
+      ),
+    );
+  return edit;
+}
+
+/** How dockerd comes to read the file: started if it is not running, restarted for start-only keys, else a SIGHUP. */
+function planDockerdLoad(
+  flavour: DockerFlavour,
+  facts: HostFacts,
+  edit: DaemonJsonEdit,
+  notYetInsecure: string[],
+): HostStep[] {
+  const { merged, added, removed, changes } = edit;
   // What the file says but the running dockerd has not loaded (a run cut off before its reload or restart).
   const wantMirrors = ((merged['registry-mirrors'] as string[] | undefined) ?? []).map(norm);
   const loadedMirrors = (facts.docker?.mirrors ?? []).map(norm);
@@ -329,50 +403,41 @@ function planDocker(
     typeof driver === 'string' &&
     facts.docker?.loggingDriver !== undefined &&
     facts.docker.loggingDriver !== driver;
-  const restartFor = [
-    ...new Set(other.changes.filter((c) => OWNED_KEYS[c.key] === 'restart').map((c) => c.key)),
-  ];
+  const restartFor = [...new Set(changes.filter((c) => OWNED_KEYS[c.key] === 'restart').map((c) => c.key))];
   if (restartFor.length === 0 && driverPending) restartFor.push('log-driver');
   const running = facts.dockerd !== undefined || facts.docker !== undefined;
-  if (!running) {
-    steps.push({
-      kind: 'reload-docker',
-      flavour,
-      action: 'start',
-      detail: 'start dockerd (it was not running)',
-    });
-  } else if (restartFor.length > 0) {
-    // live-restore keeps containers running while dockerd restarts, not the jobs in them: gitlab-runner follows each
-    // job's container over a connection to dockerd (attach and wait), which the restart cuts; the job fails and, with
-    // live-restore, its containers are left running behind it. Without live-restore every container stops.
-    const live = merged['live-restore'] === true;
-    steps.push({
-      kind: 'reload-docker',
-      flavour,
-      action: 'restart',
-      detail:
-        `restart dockerd (${ops.script.restart}): ${restartFor.join(' and ')} ${restartFor.length > 1 ? 'are' : 'is'} read only when dockerd starts (a SIGHUP does not load ${restartFor.length > 1 ? 'them' : 'it'}), and apply to containers started afterwards; ` +
-        (live
-          ? 'live-restore is on, so running containers keep running, but A CI JOB IN FLIGHT FAILS (its runner loses the connection to its containers, which are left behind): apply when no job runs'
-          : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail: apply when no job runs'),
-    });
-  } else if (
-    added.length > 0 ||
-    removed.length > 0 ||
-    other.changes.length > 0 ||
-    notYetInsecure.length > 0 ||
-    mirrorsPending
-  ) {
-    const why =
-      added.length > 0 || removed.length > 0 || other.changes.length > 0
-        ? `to load the new ${[...(added.length > 0 || removed.length > 0 ? ['insecure-registries'] : []), ...(other.changes.length > 0 ? ['registry-mirrors'] : [])].join(' and ')}`
-        : notYetInsecure.length > 0
-          ? `dockerd has not loaded ${notYetInsecure.join(', ')} yet`
-          : 'dockerd has not loaded the registry-mirrors yet';
-    steps.push(reloadDockerStep(flavour, why));
-  }
+  if (!running)
+    return [
+      { kind: 'reload-docker', flavour, action: 'start', detail: 'start dockerd (it was not running)' },
+    ];
+  if (restartFor.length > 0) return [restartStep(flavour, restartFor, merged['live-restore'] === true)];
+  const fileChanged = added.length > 0 || removed.length > 0 || changes.length > 0;
+  if (!fileChanged && notYetInsecure.length === 0 && !mirrorsPending) return [];
+  const why = fileChanged
+    ? `to load the new ${[...(added.length > 0 || removed.length > 0 ? ['insecure-registries'] : []), ...(changes.length > 0 ? ['registry-mirrors'] : [])].join(' and ')}`
+    : notYetInsecure.length > 0
+      ? `dockerd has not loaded ${notYetInsecure.join(', ')} yet`
+      : 'dockerd has not loaded the registry-mirrors yet';
+  return [reloadDockerStep(flavour, why)];
+}
 
-  return { flavour, daemonJsonPath: file.path, steps, regather: false, notYetInsecure, afterVerify };
+/**
+ * live-restore keeps containers running while dockerd restarts, not the jobs in them: gitlab-runner follows each
+ * job's container over a connection to dockerd (attach and wait), which the restart cuts; the job fails and, with
+ * live-restore, its containers are left running behind it. Without live-restore every container stops.
+ */
+function restartStep(flavour: DockerFlavour, restartFor: string[], live: boolean): HostStep {
+  const many = restartFor.length > 1;
+  return {
+    kind: 'reload-docker',
+    flavour,
+    action: 'restart',
+    detail:
+      `restart dockerd (${DOCKER_FLAVOURS[flavour].script.restart}): ${restartFor.join(' and ')} ${many ? 'are' : 'is'} read only when dockerd starts (a SIGHUP does not load ${many ? 'them' : 'it'}), and apply to containers started afterwards; ` +
+      (live
+        ? 'live-restore is on, so running containers keep running, but A CI JOB IN FLIGHT FAILS (its runner loses the connection to its containers, which are left behind): apply when no job runs'
+        : 'EVERY RUNNING CONTAINER STOPS, and the CI jobs in them fail: apply when no job runs'),
+  };
 }
 
 /**

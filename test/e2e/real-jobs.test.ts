@@ -124,6 +124,28 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const report = await apply('dood');
     expect(report.ok).toBe(true);
     expect(runnerPods('dood').map((p) => p.node)).toEqual(['pi1', 'pi2', 'pi3']);
+    // The first job's images were pulled by apply (beside registration), one change per node: the helper of the
+    // node's architecture and the job image through its Docker, the runner image through microk8s's containerd.
+    const helper = (base.runners.helperImage as string)
+      .replace('{arch}', 'x86_64')
+      .replace('${CI_RUNNER_VERSION}', '17.9.3');
+    for (const n of report.nodes) {
+      const pulls = n.changes.filter((c) => c.step === 'pull-images');
+      expect(pulls, n.name).toHaveLength(1);
+      expect(pulls[0].detail).toContain(helper);
+      const docker = await execOnNode(n.name, [
+        'docker',
+        'image',
+        'inspect',
+        '--format',
+        '{{.Id}}',
+        helper,
+        base.runners.dockerCliImage as string,
+      ]);
+      expect(docker.code, docker.stderr).toBe(0);
+      const ctr = await execOnNode(n.name, ['microk8s', 'ctr', 'images', 'ls', '-q']);
+      expect(ctr.stdout.split('\n')).toContain(base.runners.image);
+    }
   });
 
   it('dood: the job builds on the node through its Docker socket and pushes over HTTP', async () => {
@@ -175,6 +197,8 @@ describe.runIf(canRun)('real CI jobs on every executor', () => {
     const pods = runnerPods('dood');
     const rerun = await apply('dood');
     expect(rerun.changed).toBe(0);
+    // The images are there: the gather's one `docker image inspect` saw them, so no pull.
+    expect(rerun.nodes.flatMap((n) => n.changes.map((c) => c.step))).not.toContain('pull-images');
     expect(runnerPods('dood')).toEqual(pods);
 
     const tagged = variant((inv) => (inv.runners.tags = ['fleet', 'retagged']));
