@@ -1,6 +1,6 @@
 // Everything the stand-in serves as GitLab, one row per route: method, path template (standin-http.ts PATH_PARTS), the
-// handler, and which part of GitLab answers. A request no row takes is GitLab's 404 (lib/api/api.rb's catch-all
-// route); /_standin/ is the tests' own (standin-control.ts).
+// handler, and which part of GitLab answers. A request no row takes is GitLab's 404 (noRoute); /_standin/ is the
+// tests' own (standin-control.ts).
 import { appendTrace, registryToken, requestJob, updateJob } from './standin-api-jobs.js';
 import {
   createUserRunner,
@@ -18,7 +18,7 @@ import {
 } from './standin-api-runners.js';
 import type { StandinContext } from './standin-context.js';
 import { serveGit } from './standin-git-serve.js';
-import { notFound, type Route, routePattern } from './standin-http.js';
+import { HttpError, type Route, routePattern } from './standin-http.js';
 
 export interface GitlabRoute extends Route<StandinContext> {
   /**
@@ -67,5 +67,10 @@ export const GITLAB_ROUTES: readonly GitlabRoute[] = [
 export const bodyIsData = (path: string) =>
   GITLAB_ROUTES.some((r) => r.bodyIsData && routePattern(r.path).test(path));
 
-/** What GitLab answers a request no route takes. */
-export const noRoute = () => notFound();
+/**
+ * What GitLab answers a request no route takes: the last route of lib/api/api.rb (`route :any, '*path'`) calls
+ * error!('404 Not Found', 404), which Grape's JSON error formatter (lib/grape/error_formatter/json.rb) wraps as
+ * {"error": …}. Not modelled: Grape's router answers 405 when only the method is wrong, and outside /api/ GitLab's
+ * Rails answers with an HTML page; the stand-in says 404 to both, and no client of it sends either.
+ */
+export const noRoute = () => new HttpError(404, { error: '404 Not Found' });
