@@ -1,8 +1,8 @@
 // The job endpoints a runner uses (lib/api/ci/runner.rb): ask for a job, report its state, append to its log; and
 // GET /jwt/auth, where the registry sends Docker for a token (standin-registry.ts). standin-routes.ts lists them.
 import { authenticateJob, authenticateRunner } from './standin-auth.js';
-import type { StandinContext } from './standin-context.js';
-import { badRequest, type Call, HttpError, int, type Reply, str } from './standin-http.js';
+import type { Handler } from './standin-context.js';
+import { badRequest, HttpError, int, str } from './standin-http.js';
 import { FAILURE_REASONS, jobPayload } from './standin-jobs.js';
 import { registryAuth } from './standin-registry.js';
 import { ensureQueueValue } from './standin-runners.js';
@@ -13,8 +13,6 @@ import {
   TRACE_UPDATE_DEFAULT_S,
   TRACE_UPDATE_WATCHED_S,
 } from './standin-work.js';
-
-type Handler = (ctx: StandinContext, c: Call) => Reply;
 
 /**
  * POST /jobs/request: X-GitLab-Last-Update is the runner's queue value (ensure_runner_queue_value); a runner that

@@ -2,7 +2,7 @@
 // access token (lib/api/user_runners.rb), listing, reading, changing, resetting and deleting by id
 // (lib/api/ci/runners.rb). standin-routes.ts lists them.
 import { accessFor, authenticateRunner, mayChange } from './standin-auth.js';
-import type { StandinContext } from './standin-context.js';
+import type { Handler } from './standin-context.js';
 import {
   managerEntity,
   resetTokenResult,
@@ -13,14 +13,12 @@ import {
 import {
   badRequest,
   bool,
-  type Call,
   forbidden,
   HttpError,
   int,
   notFound,
   oneOf,
   type Params,
-  type Reply,
   str,
   tags,
 } from './standin-http.js';
@@ -32,8 +30,6 @@ import {
   type StandinRunner,
 } from './standin-model.js';
 import { removeRunner, resetToken, runnerById, tickQueue } from './standin-runners.js';
-
-type Handler = (ctx: StandinContext, c: Call) => Reply;
 
 const RUNNER_FIELDS = [
   'description',

@@ -1,5 +1,6 @@
 // The running stand-in as its route handlers see it: the GitLab model, its tokens, the registry signer, the URL jobs
 // are given, and the test knobs (answer delay, clock skew, injected failures).
+import type { Route } from './standin-http.js';
 import type { StandinModel } from './standin-model.js';
 import { resetModel } from './standin-model.js';
 import type { RegistrySigner } from './standin-registry.js';
@@ -32,6 +33,9 @@ export interface StandinContext {
   clockOffsetSeconds: number;
   failRules: (FailRule & { left: number })[];
 }
+
+/** What answers a route: the running stand-in and the call in, the reply out. */
+export type Handler = Route<StandinContext>['handler'];
 
 /** A fresh GitLab and no injected failures or skew; the delay stays (it is the test's setting, not GitLab's). */
 export function resetStandin(ctx: StandinContext): void {

@@ -2,7 +2,7 @@
 // runners and calls on purpose, make projects and queue jobs, read and cancel jobs. Not logged as API calls, never
 // delayed or failed by the knobs.
 import { CiConfigError, parseCiJob } from './standin-ci.js';
-import { type FailRule, resetStandin, type StandinContext } from './standin-context.js';
+import { type FailRule, type Handler, resetStandin, type StandinContext } from './standin-context.js';
 import { badRequest, bool, type Call, notFound, type Reply, type Route, str } from './standin-http.js';
 import type { JobVariableInput } from './standin-jobs.js';
 import { fullAccessToken } from './standin-registry.js';
@@ -17,8 +17,6 @@ import {
   saveProject,
   TRACE_WATCH_TTL_MS,
 } from './standin-work.js';
-
-type Handler = (ctx: StandinContext, c: Call) => Reply | Promise<Reply>;
 
 /** masked CI/CD variables: at least 8 characters, one line, no spaces (Ci::Maskable's validation, roughly). */
 const MASKABLE = /^[^\s]{8,}$/;
