@@ -203,9 +203,13 @@ function writeIfDifferent(
   return true;
 }
 
-/** The steps that make the node run exactly the desired host runner, in order; none when it already does. */
-export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
-  const { facts, repository: repo, desired } = input;
+type InstallFacts = NonNullable<HostRunnerFacts['install']>;
+
+/** Refuses facts the plan cannot build on: no install section, an OS GitLab has no packages for, a second source. */
+function checkFacts(
+  facts: HostRunnerFacts,
+  repo: PackageRepository,
+): { install: InstallFacts; codename: string } {
   const install = facts.install;
   if (!install) throw new HostRunnerPlanError('host-runner facts were gathered without the install section');
   if (!SUPPORTED_OS.includes(facts.os.id)) {
@@ -223,10 +227,26 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
         `Remove ${install.otherSources.length === 1 ? 'it' : 'them'}: runner-fleet manages ${SOURCES_FILE}`,
     );
   }
-  const steps: HostRunnerStep[] = [];
-  const notes: string[] = [];
-  const warnings: string[] = [];
+  return { install, codename: facts.os.codename };
+}
 
+/** What the repository steps did, for the package steps. */
+interface RepositoryPlanned {
+  /** `<url>/<os>/ <codename> main`, for messages */
+  suite: string;
+  keyNeeded: boolean;
+  sourcesChanged: boolean;
+}
+
+/** GitLab's package repository: its key, the sources entry, the pin, and the old keyring's removal. */
+function planRepository(
+  input: HostRunnerPlanInput,
+  install: InstallFacts,
+  codename: string,
+  plan: HostRunnerPlan,
+): RepositoryPlanned {
+  const { facts, repository: repo } = input;
+  const { steps } = plan;
   const key = needsRepositoryKey(input.keyring);
   if (key.needed) {
     steps.push({
@@ -241,11 +261,11 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
       detail: `${KEYRING_FILE}: repository key ${repo.fingerprint} from ${repo.key.kind === 'url' ? repo.key.url : repo.key.path} (${key.reason})`,
     });
   }
-  const suite = `${repo.url}/${facts.os.id}/ ${facts.os.codename} main`;
+  const suite = `${repo.url}/${facts.os.id}/ ${codename} main`;
   const sourcesChanged = writeIfDifferent(
     steps,
     install.sources,
-    sourcesList(repo, facts.os.id, facts.os.codename, input.arch),
+    sourcesList(repo, facts.os.id, codename, input.arch),
     '0644',
     false,
     `${SOURCES_FILE}: ${suite} (${input.arch}), signed by ${KEYRING_FILE}`,
@@ -265,6 +285,24 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
       paths: [OLD_KEYRING_FILE],
       detail: `remove ${OLD_KEYRING_FILE} (the keyring is ${KEYRING_FILE} now, GitLab's name)`,
     });
+  return { suite, keyNeeded: key.needed, sourcesChanged };
+}
+
+/** Which of the runner's own files the plan rewrites, for the service steps. */
+interface FilesPlanned {
+  dropInChanged: boolean;
+  configChanged: boolean;
+  systemIdChanged: boolean;
+}
+
+/** The unit's drop-in, config.toml and .runner_system_id: written when they differ, made root-only again. */
+function planRunnerFiles(
+  input: HostRunnerPlanInput,
+  installing: boolean,
+  plan: HostRunnerPlan,
+): FilesPlanned {
+  const { facts, desired } = input;
+  const { steps, warnings } = plan;
   // Before the package: its postinst's own daemon-reload then loads it with the unit.
   const dropInChanged = writeIfDifferent(
     steps,
@@ -274,8 +312,6 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
     false,
     `${DROP_IN_FILE}: stop gracefully (KillSignal=SIGQUIT, KillMode=mixed, TimeoutStopSec=${STOP_TIMEOUT_SECONDS})`,
   );
-
-  const installing = !facts.package.installed;
   const configChanged = facts.config.sha256 !== sha256(desired.configToml);
   if (configChanged) {
     steps.push({
@@ -316,7 +352,27 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
       detail: `${SYSTEM_ID_FILE}: root-only again`,
     });
   }
+  return { dropInChanged, configChanged, systemIdChanged };
+}
 
+/** What the package steps decided, for the service steps. */
+interface PackagePlanned {
+  installing: boolean;
+  upgrading: boolean;
+  pin?: PackagePin;
+}
+
+/** The package's install (pinned or not) and the docker group its user needs. */
+function planPackage(
+  input: HostRunnerPlanInput,
+  install: InstallFacts,
+  repoPlanned: RepositoryPlanned,
+  plan: HostRunnerPlan,
+): PackagePlanned {
+  const { facts } = input;
+  const { steps, notes } = plan;
+  const { suite } = repoPlanned;
+  const installing = !facts.package.installed;
   // Installed after config.toml and .runner_system_id are in place: the package starts the service, which then
   // starts with them (and does not make up a system_id of its own), so a first install needs no restart.
   const pin = input.version === undefined ? undefined : packagePin(input.version);
@@ -332,7 +388,7 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
     );
   }
   const upgrading = !installing && pin !== undefined && facts.package.version !== pin.version;
-  if (!installing && (sourcesChanged || key.needed) && !upgrading)
+  if (!installing && (repoPlanned.sourcesChanged || repoPlanned.keyNeeded) && !upgrading)
     notes.push(
       `${PACKAGE} ${facts.package.version ?? ''} stays as installed; the repository change applies to its next upgrade`.replace(
         '  ',
@@ -355,7 +411,18 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
           : `create the docker group and add ${RUNNER_USER} to it`,
     });
   }
+  return { installing, upgrading, pin };
+}
 
+/** The step that makes the running service take the new files: upgrade, restart, reload or start; or none. */
+function serviceStep(
+  input: HostRunnerPlanInput,
+  files: FilesPlanned,
+  pkg: PackagePlanned,
+): HostRunnerStep | undefined {
+  const { facts, desired } = input;
+  const { configChanged, systemIdChanged } = files;
+  const { pin } = pkg;
   // gitlab-runner re-reads config.toml (and .runner_system_id with it) on a SIGHUP, and on its own within 3 s of the
   // file changing; running jobs keep going. Only the metrics and session servers are set up once: a restart for those.
   const running = facts.service.active === 'active';
@@ -364,16 +431,12 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
     .join(' and ');
   const restartOnly =
     (facts.config.restartOnly ?? []).join('\n') !== restartOnlyConfig(desired.configToml).join('\n');
-  if (dropInChanged && !installing)
-    steps.push({
-      kind: 'daemon-reload',
-      detail: `systemctl daemon-reload (${DROP_IN_FILE} changed; the running runner is not touched)`,
-    });
-  if (installing) {
+  if (pkg.installing) {
     // the package's postinst enables and starts it
-  } else if (upgrading) {
+    return undefined;
+  } else if (pkg.upgrading) {
     // Stops and starts the service itself: the new binary reads the new config.toml when it starts.
-    steps.push({
+    return {
       kind: 'upgrade-package',
       pin: pin!,
       from: facts.package.version ?? 'unknown',
@@ -381,26 +444,46 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
         `${isOlder(pin!.version, facts.package.version) ? 'downgrade' : 'upgrade'} ${PACKAGE} ${facts.package.version ?? '?'} → ${pin!.version} (runners.version), one node at a time: ` +
         `systemctl stop ${SERVICE} (SIGQUIT: it takes no new jobs and waits up to ${STOP_TIMEOUT_SECONDS}s for the running ones), ` +
         `apt-get install ${pin!.packages.join(' ')}, apt-mark hold, systemctl start`,
-    });
+    };
   } else if (running && configChanged && restartOnly) {
-    steps.push({
+    return {
       kind: 'service',
       action: 'restart',
       detail: `systemctl restart ${SERVICE} (listen_address or [session_server] changed, which gitlab-runner reads only when it starts; running jobs finish first: SIGQUIT)`,
-    });
+    };
   } else if (running && (configChanged || systemIdChanged)) {
-    steps.push({
+    return {
       kind: 'service',
       action: 'reload',
       detail: `reload ${SERVICE}: SIGHUP, it re-reads ${changed} itself (running jobs keep going)`,
-    });
+    };
   } else if (!running) {
-    steps.push({
+    return {
       kind: 'service',
       action: 'start',
       detail: `systemctl start ${SERVICE} (it was ${facts.service.active || 'not running'})`,
-    });
+    };
   }
+  return undefined;
+}
+
+/** After the files and the package: the unit reloaded, the service brought to the new files, held, enabled. */
+function planService(
+  input: HostRunnerPlanInput,
+  files: FilesPlanned,
+  pkg: PackagePlanned,
+  plan: HostRunnerPlan,
+) {
+  const { facts } = input;
+  const { steps, notes } = plan;
+  const { installing, upgrading, pin } = pkg;
+  if (files.dropInChanged && !installing)
+    steps.push({
+      kind: 'daemon-reload',
+      detail: `systemctl daemon-reload (${DROP_IN_FILE} changed; the running runner is not touched)`,
+    });
+  const step = serviceStep(input, files, pkg);
+  if (step) steps.push(step);
   if (pin && !installing && !upgrading) {
     const names = pin.packages.map((p) => p.split('=')[0]);
     const unheld = names.filter((n) => !(facts.package.held ?? []).includes(n));
@@ -423,7 +506,17 @@ export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
       detail: `systemctl enable ${SERVICE} (it was ${facts.service.enabled || 'not enabled'})`,
     });
   }
-  return { steps, notes, warnings };
+}
+
+/** The steps that make the node run exactly the desired host runner, in order; none when it already does. */
+export function planHostRunner(input: HostRunnerPlanInput): HostRunnerPlan {
+  const { install, codename } = checkFacts(input.facts, input.repository);
+  const plan: HostRunnerPlan = { steps: [], notes: [], warnings: [] };
+  const repoPlanned = planRepository(input, install, codename, plan);
+  const files = planRunnerFiles(input, !input.facts.package.installed, plan);
+  const pkg = planPackage(input, install, repoPlanned, plan);
+  planService(input, files, pkg, plan);
+  return plan;
 }
 
 /**
