@@ -194,11 +194,38 @@ describe('caConsumersWithout (status)', () => {
   it('names each consumer on the node whose copy is missing or stale', () => {
     const facts = withFiles({ [dockerCaPath('apt', REG)]: caFileContent(OTHER_CA) }, { microk8s: true });
     expect(
-      caConsumersWithout({ ca: CA, node: testNode, registries: [REG], placement: 'host', facts }),
+      caConsumersWithout({
+        ca: CA,
+        node: testNode,
+        registries: [REG],
+        placement: 'host',
+        executor: 'shell',
+        facts,
+      }),
     ).toEqual([`dockerd for ${REG}`, `microk8s containerd for ${REG}`, 'the host runner']);
     const ok = withFiles({ [dockerCaPath('apt', REG)]: caFileContent(CA) });
     expect(
-      caConsumersWithout({ ca: CA, node: testNode, registries: [REG], placement: 'cluster', facts: ok }),
+      caConsumersWithout({
+        ca: CA,
+        node: testNode,
+        registries: [REG],
+        placement: 'cluster',
+        executor: 'dood',
+        facts: ok,
+      }),
     ).toEqual([]);
+  });
+
+  it("with dind, names the dind service's dockerd beside the node's (it mounts the node dockerd's certs.d)", () => {
+    expect(
+      caConsumersWithout({
+        ca: CA,
+        node: testNode,
+        registries: [REG],
+        placement: 'cluster',
+        executor: 'dind',
+        facts: withFiles({}),
+      }),
+    ).toEqual([`dockerd and the dind service's dockerd (it mounts dockerd's certs.d) for ${REG}`]);
   });
 });

@@ -1,5 +1,5 @@
 // Pure: where each consumer on a node looks for the private CA (gitlab.caFile), and the steps that put it there.
-import type { DockerFlavour, NodeSpec, Placement, PrivateCa } from '../inventory/types.js';
+import type { DockerFlavour, Executor, NodeSpec, Placement, PrivateCa } from '../inventory/types.js';
 import { MICROK8S_CERTS_D, fileFact, shQuote, type FileFact, type HostFacts } from './facts.js';
 import { DOCKER_FLAVOURS } from './flavours.js';
 
@@ -134,16 +134,25 @@ export function planCaFiles(input: {
   return steps;
 }
 
+/** Who reads the node dockerd's certs.d, per executor: the dind service mounts it (DIND_CERTS_VOLUME). */
+const DOCKERD_CONSUMERS: Record<Executor, string> = {
+  shell: 'dockerd',
+  dood: 'dockerd',
+  dind: "dockerd and the dind service's dockerd (it mounts dockerd's certs.d)",
+};
+
 /**
  * status: the consumers on a node whose copy of the CA is missing or differs (each then fails with x509: certificate
  * signed by unknown authority), worded as `dockerd for REGISTRY`, `microk8s containerd for REGISTRY`, `the host
- * runner`. The Docker flavour is the one the node has; with both or none, both Dockers' folders are checked.
+ * runner`. The Docker flavour is the one the node has; with both or none, both Dockers' folders are checked. The dind
+ * service's dockerd reads the node dockerd's certs.d (mounted), so with dind it is named with it.
  */
 export function caConsumersWithout(input: {
   ca: PrivateCa;
   node: NodeSpec;
   registries: string[];
   placement: Placement;
+  executor: Executor;
   facts: HostFacts;
 }): string[] {
   const { ca, node, facts } = input;
@@ -159,7 +168,8 @@ export function caConsumersWithout(input: {
           : ['apt', 'snap'];
   const missing: string[] = [];
   for (const r of input.registries) {
-    if (!flavours.some((f) => has(dockerCaPath(f, r)))) missing.push(`dockerd for ${r}`);
+    if (!flavours.some((f) => has(dockerCaPath(f, r))))
+      missing.push(`${DOCKERD_CONSUMERS[input.executor]} for ${r}`);
     if (facts.microk8s && node.microk8s && !has(containerdCaPath(r)))
       missing.push(`microk8s containerd for ${r}`);
   }

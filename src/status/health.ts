@@ -239,6 +239,7 @@ export function statusRow(
           node,
           registries,
           placement: inv.runners.placement,
+          executor: inv.runners.executor,
           facts: f,
         })
       : [];
