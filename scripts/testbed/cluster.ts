@@ -457,6 +457,7 @@ async function waitFor(
   pids: PidRecord[],
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let lastError = '';
   for (;;) {
     const dead = pids.find((r) => !isOurProcess(r));
     if (dead)
@@ -465,12 +466,13 @@ async function waitFor(
       );
     try {
       if (await check()) return;
-    } catch {
-      /* not up yet */
+    } catch (err) {
+      // not up yet; said on timeout, where a refused connection and a rejected request look different
+      lastError = (err as Error).message;
     }
     if (Date.now() > deadline)
       throw new Error(
-        `timed out after ${timeoutMs / 1000}s waiting for ${what} (logs in ${join(stateDir, 'logs')})`,
+        `timed out after ${timeoutMs / 1000}s waiting for ${what}${lastError ? ` (last error: ${lastError.slice(0, 300)})` : ''} (logs in ${join(stateDir, 'logs')})`,
       );
     await sleep(100);
   }
