@@ -29,7 +29,7 @@ export { cacheRoot, files, net, nodeDir, slot, stateRoot } from './paths.js';
 // Services `up` starts, and the ones tests start themselves.
 export { DEFAULT_SERVICES, servicesNamed } from './catalog.js';
 export { clusterService, EXTRA_CLUSTER_NODES, makeClusterService } from './extra-services.js';
-export { GITLAB_REGISTRY, REGISTRY, REGISTRY_NETNS } from './registry.js';
+export { GITLAB_REGISTRY, REGISTRY, REGISTRY_NETNS, blackholePathMtu } from './registry.js';
 export { sealedSecretsService } from './sealed-secrets.js';
 export {
   makeTestPki,

@@ -30,6 +30,8 @@ export interface JobOptions {
   project?: string;
   /** the stand-in's plain-HTTP URL for /_standin calls, when the inventory names its HTTPS one (a private CA) */
   standinUrl?: string;
+  /** the project's Dockerfile instead of demoDockerfile's */
+  dockerfile?: string;
 }
 
 export interface JobResult {
@@ -140,7 +142,9 @@ export async function runCiJob(opts: JobOptions): Promise<JobResult> {
     path: opts.project ?? DEMO_PROJECT,
     // The base image is on the test registry, not on GitLab's (where only jobs push).
     files: {
-      Dockerfile: demoDockerfile(inv.gitlab.registries.find((r) => r !== GITLAB_REGISTRY) ?? registry),
+      Dockerfile:
+        opts.dockerfile ??
+        demoDockerfile(inv.gitlab.registries.find((r) => r !== GITLAB_REGISTRY) ?? registry),
     },
   });
   const { id } = await call<{ id: number }>(base, 'POST', '/_standin/jobs', {

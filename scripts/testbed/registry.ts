@@ -139,3 +139,16 @@ export async function startGitlabRegistry(
     );
   ctx.log(`GitLab's registry on ${GITLAB_REGISTRY} (tokens from ${realm})`);
 }
+
+/**
+ * A path MTU black hole in front of the registries: their namespace drops ICMP "fragmentation needed", as firewalls
+ * and tunnels that swallow ICMP do. A sender that never hears it keeps its segments at the size the receiver
+ * announced (its MSS), so a client behind a narrower link than its own interface says gets no large packet back.
+ * Without it this kernel's path MTU discovery hides the mismatch (verified: the download then just works). Goes with
+ * the namespace at `down`; the route cache is flushed so nothing learned earlier stays.
+ */
+export async function blackholePathMtu(): Promise<void> {
+  const inNetns = ['nsenter', `--net=/run/netns/${REGISTRY_NETNS}`, '--'];
+  await sh`${inNetns} iptables -w -I INPUT -p icmp --icmp-type fragmentation-needed -j DROP`;
+  await sh`${inNetns} ip route flush cache`;
+}

@@ -41,9 +41,18 @@ export interface TlsService {
   stop(): Promise<void>;
 }
 
-/** Debian's docker-registry serving HTTPS on TLS_REGISTRY, in the registry's namespace; its data under `dir`. */
-export async function startTlsRegistry(dir: string, pki: TestPki): Promise<TlsService> {
-  mkdirSync(join(dir, 'data'), { recursive: true });
+/**
+ * Debian's docker-registry serving HTTPS on TLS_REGISTRY, in the registry's namespace; its data under `storage`
+ * (default `dir/data`). Given the plain registry's data directory, it serves what the images service pushed there
+ * (the runner, helper, job and dind images) at no extra push: a registry keeps no state outside its storage.
+ */
+export async function startTlsRegistry(
+  dir: string,
+  pki: TestPki,
+  storage = join(dir, 'data'),
+): Promise<TlsService> {
+  mkdirSync(dir, { recursive: true });
+  mkdirSync(storage, { recursive: true });
   const config = join(dir, 'config.yml');
   writeFileSync(
     config,
@@ -51,7 +60,7 @@ export async function startTlsRegistry(dir: string, pki: TestPki): Promise<TlsSe
       '# The runner-fleet test registry over HTTPS (a private CA). Written by scripts/testbed/tls.ts.',
       'version: 0.1',
       'log: {level: info}',
-      `storage: {filesystem: {rootdirectory: ${JSON.stringify(join(dir, 'data'))}}, delete: {enabled: true}}`,
+      `storage: {filesystem: {rootdirectory: ${JSON.stringify(storage)}}, delete: {enabled: true}}`,
       `http: {addr: "${TLS_REGISTRY}", tls: {certificate: ${JSON.stringify(pki.cert)}, key: ${JSON.stringify(pki.key)}}}`,
       '',
     ].join('\n'),
@@ -68,10 +77,10 @@ export async function startTlsRegistry(dir: string, pki: TestPki): Promise<TlsSe
   return { pid, stop: () => terminate([pid], 3000) };
 }
 
-/** Whether the HTTPS registry holds `repository:tag` (read on disk: this process does not trust the test CA). */
-export function tlsRegistryHasTag(dir: string, repository: string, tag: string): boolean {
+/** Whether the HTTPS registry's `storage` holds `repository:tag` (read on disk: this process does not trust the test CA). */
+export function tlsRegistryHasTag(storage: string, repository: string, tag: string): boolean {
   return existsSync(
-    join(dir, 'data', 'docker', 'registry', 'v2', 'repositories', repository, '_manifests', 'tags', tag),
+    join(storage, 'docker', 'registry', 'v2', 'repositories', repository, '_manifests', 'tags', tag),
   );
 }
 

@@ -18,7 +18,10 @@ export const POD_NETWORK_INTERFACES = ['vxlan.calico', 'wireguard.cali', 'flanne
 
 /**
  * Prints `uplink DEV MTU` for the default route's interface (/proc/net/route: no iproute2 needed), then
- * `pod DEV MTU` for each pod network interface and `docker DEV MTU` for docker0, when present.
+ * `pod DEV MTU` for each pod network interface and `docker DEV MTU` for docker0, when present, and
+ * `docker docker-bridge-network MTU`: what Docker gives containers on its default network (daemon.json `mtu`). The
+ * device alone can say 1500 while containers get less: a bridge with no port keeps the MTU it was made with, and
+ * dockerd restarted with a new `mtu` leaves an existing docker0 as it is (seen with dockerd 20.10).
  */
 export function mtuGatherScript(): string {
   const pod = POD_NETWORK_INTERFACES.join(' ');
@@ -27,6 +30,10 @@ dev=$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null)
 [ -n "$dev" ] && [ -r "/sys/class/net/$dev/mtu" ] && echo "uplink $dev $(cat "/sys/class/net/$dev/mtu")"
 for d in ${pod}; do [ -r "/sys/class/net/$d/mtu" ] && echo "pod $d $(cat "/sys/class/net/$d/mtu")"; done
 [ -r /sys/class/net/docker0/mtu ] && echo "docker docker0 $(cat /sys/class/net/docker0/mtu)"
+if command -v docker >/dev/null 2>&1; then
+  m=$(timeout 10 docker network inspect bridge --format '{{index .Options "com.docker.network.driver.mtu"}}' 2>/dev/null)
+  case $m in ''|*[!0-9]*) ;; *) echo "docker docker-bridge-network $m" ;; esac
+fi
 :`;
 }
 
