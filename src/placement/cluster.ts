@@ -175,11 +175,10 @@ export async function convergeRunners(
   if (docker.size > 0)
     cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
   const contact = await proveContact({
-    inventory: inv,
+    ctx,
     records,
     site: 'pod',
     probe: (node) => probeInPod(client, inv, executor, node),
-    log,
   });
   return { gitlab, cluster, contact };
 }

@@ -118,11 +118,10 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
       if (host) {
         const cluster = await cleanup;
         const contact = await proveContact({
-          inventory: inv,
+          ctx,
           records: [...upNow.values()].map((u) => u.record),
           site: 'host',
           probe: (name) => probeOnHost(upNow.get(name)!.node, inv),
-          log,
         });
         return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports, contact };
       }
