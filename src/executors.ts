@@ -46,6 +46,8 @@ export interface ExecutorSpec {
   ciLines: (inv: Inventory, registry: string) => string[];
   /** ci-snippet: the job's build and push */
   ciBuild: CiBuild;
+  /** jobs' `docker run -v` goes to the node's dockerd: on the docker snap, confined to /home, /mnt and /media */
+  jobMountsThroughNodeDocker: boolean;
 }
 
 /** gitlab-runner in the pod never calls the Kubernetes API; jobs reach the node's dockerd. */
@@ -53,7 +55,7 @@ const DOCKER_ON_THE_NODE: PodSpec = { nodeDocker: true, serviceAccountToken: fal
 
 const q = (s: string) => JSON.stringify(s);
 
-export const EXECUTOR_SPECS = {
+export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
   shell: {
     runner: { executor: 'shell', shell: 'bash' },
     docker: null,
@@ -62,6 +64,7 @@ export const EXECUTOR_SPECS = {
     dockerCliInRunner: true,
     pod: DOCKER_ON_THE_NODE,
     ciBuild: 'docker-cli',
+    jobMountsThroughNodeDocker: false,
     ciHead: (registry) =>
       `the node's own dockerd from the runner's shell (its daemon.json trusts ${registry}; runner-fleet set that)`,
     ciLines: () => ['  variables:'],
@@ -75,6 +78,7 @@ export const EXECUTOR_SPECS = {
     // The job's dockerd is the dind service's; the runner still asks the node's Docker to start the job containers.
     pod: DOCKER_ON_THE_NODE,
     ciBuild: 'docker-cli',
+    jobMountsThroughNodeDocker: false,
     ciHead: (registry) =>
       `a Docker-in-Docker service per job (its own dockerd, told that ${registry} is plain HTTP)`,
     ciLines: (inv, registry) => [
@@ -113,6 +117,7 @@ export const EXECUTOR_SPECS = {
     dockerCliInRunner: false,
     pod: DOCKER_ON_THE_NODE,
     ciBuild: 'docker-cli',
+    jobMountsThroughNodeDocker: true,
     ciHead: (registry) =>
       `the node's own dockerd through /var/run/docker.sock (its daemon.json trusts ${registry}; runner-fleet set that)`,
     ciLines: (inv) => [
@@ -123,7 +128,7 @@ export const EXECUTOR_SPECS = {
       `    DOCKER_TLS_CERTDIR: ${q('')}`,
     ],
   },
-} satisfies Record<Executor, ExecutorSpec>;
+};
 
 /** Whether any executor's runner has a Role: then Roles and RoleBindings are runner-fleet's to prune. */
 export const ANY_EXECUTOR_HAS_ROLE = Object.values(EXECUTOR_SPECS).some(

@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
 import type { RunContext } from '../context.js';
+import { EXECUTOR_SPECS } from '../executors.js';
 import type { FleetLock } from '../lock/fleet-lock.js';
 import { guardInterrupts } from '../lock/interrupt.js';
 import { convergeHost, type HostResult } from '../host/converge.js';
@@ -111,7 +112,11 @@ interface NodeRunnerStep {
  * `docker run -v /srv/…` or `-v $PWD:…` from a build directory elsewhere fails.
  */
 export function snapDoodWarning(inv: Inventory, flavour: DockerFlavour): string | undefined {
-  if (inv.runners.executor !== 'dood' || flavour !== 'snap' || !withRunners(inv.gitlab.auth))
+  if (
+    !EXECUTOR_SPECS[inv.runners.executor].jobMountsThroughNodeDocker ||
+    flavour !== 'snap' ||
+    !withRunners(inv.gitlab.auth)
+  )
     return undefined;
   return 'DooD on the docker snap: jobs can bind-mount only paths under /home, /mnt or /media (the snap confines dockerd; docker-snap #189); `docker run -v` of other host paths fails. Use apt Docker (nodes[].docker: apt) or the dind executor if jobs mount other paths.';
 }

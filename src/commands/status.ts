@@ -1,7 +1,8 @@
 // `status`: ask every node (one read-only round trip), the cluster and GitLab how the fleet is doing; change nothing.
 import type { RunContext } from '../context.js';
+import { EXECUTOR_SPECS, type ExecutorSpec } from '../executors.js';
 import { gatherFacts } from '../host/converge.js';
-import type { Inventory, NodeSpec } from '../inventory/types.js';
+import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import { selectNodes } from '../inventory/schema.js';
 import { EXECUTOR_LABEL } from '../kube/render.js';
 import type { PodView } from '../kube/rollout.js';
@@ -128,7 +129,12 @@ async function runnerSide(
     pods = { pods: listed.filter((p) => p.metadata.labels?.[EXECUTOR_LABEL] === chosen.executor) };
     onPods(pods.pods);
     reach = probePods(client, inv, nodes, pods.pods);
-    docker = dockerFromPods(client, inv, nodes, pods.pods);
+    // Only where the executor gives the pod the node's Docker (the executor registry's pod.nodeDocker).
+    // A label no executor of this version knows (a newer one deployed it): asked as before.
+    docker =
+      (EXECUTOR_SPECS[chosen.executor as Executor] as ExecutorSpec | undefined)?.pod.nodeDocker !== false
+        ? dockerFromPods(client, inv, nodes, pods.pods)
+        : Promise.resolve(new Map());
     records = await typedStore(client, ns, true).load();
     if (live.length === 0 && records.every((r) => r.retiredAt)) {
       const index = readIndexQuietly(inv);

@@ -1,6 +1,7 @@
 // apply's last word on runners: each node's runner asks GitLab for jobs on its own before apply calls the node
 // converged; a runner that does not is named with the first hop it cannot pass, probed from where it runs.
 import type { RunContext } from '../context.js';
+import { EXECUTOR_SPECS } from '../executors.js';
 import { AUTH_MODES, authToken } from '../gitlab/auth-modes.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { KubeClient } from '../kube/client.js';
@@ -170,6 +171,8 @@ export async function proveDocker(
   log: Logger,
 ): Promise<Map<string, string>> {
   const failed = new Map<string, string>();
+  // Only an executor that gives the pod the node's Docker (the executor registry's pod.nodeDocker) has one to ask.
+  if (!EXECUTOR_SPECS[executor].pod.nodeDocker) return failed;
   const pods = await runningPods(client, inv, executor);
   await Promise.all(
     nodes.map(async (node) => {
