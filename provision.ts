@@ -28,28 +28,31 @@ async function main(argv: string[]): Promise<number> {
       ? Promise.all([import('./src/commands/converge.js'), import('./src/ssh.js')])
       : undefined;
   converging?.catch(() => {}); // awaited below; an inventory error must not leave an unhandled rejection
-  const [{ commandTrace, createLogger }, { loadInventory, selectNodes }] = await Promise.all([
-    import('./src/log.js'),
-    import('./src/inventory/schema.js'),
-  ]);
+  const [{ commandTrace, createLogger }, { loadInventory, selectNodes }, { createRunContext }] =
+    await Promise.all([
+      import('./src/log.js'),
+      import('./src/inventory/schema.js'),
+      import('./src/context.js'),
+    ]);
   const log = createLogger({ verbosity: req.verbosity });
   if (req.verbosity === 'verbose') commandTrace.emit = (scope, what) => log.debug(scope, what);
   const inventory = loadInventory(req.inventory, { executor: req.executor, placement: req.placement });
   selectNodes(inventory, req.only); // an unknown --only name is bad input before anything runs
+  // One context for the whole command: its clients (cluster, GitLab) are made once, at their first use.
+  const ctx = createRunContext({
+    inventory,
+    dryRun: req.command === 'plan',
+    only: req.only,
+    log,
+    concurrency: req.concurrency,
+  });
   switch (req.command) {
     case 'apply':
     case 'plan': {
-      const dryRun = req.command === 'plan';
       const [{ runConverge, formatSummary }, { sshStats }] = await converging!;
-      const report = await runConverge(inventory, {
-        dryRun,
-        concurrency: req.concurrency,
-        log,
-        executor: inventory.runners.executor,
-        only: req.only,
-      });
+      const report = await runConverge(ctx);
       if (req.json) process.stdout.write(`${redact(JSON.stringify({ ...report, ssh: { ...sshStats } }))}\n`);
-      log.summary(formatSummary(report, dryRun));
+      log.summary(formatSummary(report, ctx.dryRun));
       return report.ok ? EXIT_OK : EXIT_FAILED;
     }
     case 'status': {
@@ -57,12 +60,7 @@ async function main(argv: string[]): Promise<number> {
         import('./src/commands/status.js'),
         import('./src/status/health.js'),
       ]);
-      const report = await runStatus(inventory, {
-        concurrency: req.concurrency,
-        log,
-        executor: inventory.runners.executor,
-        only: req.only,
-      });
+      const report = await runStatus(ctx);
       log.summary(report.ok ? 'Status: healthy.' : 'Status: not healthy.');
       process.stdout.write(
         `${redact(req.json ? JSON.stringify(report) : formatStatusTable(report, inventory.gitlab.registries))}\n`,
@@ -78,15 +76,7 @@ async function main(argv: string[]): Promise<number> {
         sealCert: req.sealCert,
         argocd: req.argocd,
       });
-      const result = await runRender(inventory, {
-        out: req.out!,
-        seal: req.seal,
-        kubeseal,
-        sealCert,
-        argocd,
-        executor: inventory.runners.executor,
-        log,
-      });
+      const result = await runRender(ctx, { out: req.out!, seal: req.seal, kubeseal, sealCert, argocd });
       if (req.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       log.summary(formatRenderSummary(result));
       return EXIT_OK;
@@ -104,11 +94,9 @@ async function main(argv: string[]): Promise<number> {
         log.summary(whatGoes);
         return askYes('Remove all of this? [y/N] ');
       };
-      const report = await runDestroy(inventory, {
+      const report = await runDestroy(ctx, {
         yes: req.yes,
         purgeRegistryConfig: req.purgeRegistryConfig,
-        concurrency: req.concurrency,
-        log,
         confirm,
       });
       if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
@@ -117,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'upgrade-snaps': {
       const { runUpgradeSnaps, formatUpgradeSnapsSummary } = await import('./src/commands/upgrade-snaps.js');
-      const report = await runUpgradeSnaps(inventory, { log, only: req.only });
+      const report = await runUpgradeSnaps(ctx);
       if (req.json) process.stdout.write(`${redact(JSON.stringify(report))}\n`);
       log.summary(formatUpgradeSnapsSummary(report));
       return report.ok ? EXIT_OK : EXIT_FAILED;

@@ -34,64 +34,135 @@ export interface CliRequest {
   help: boolean;
 }
 
-export const USAGE = `Usage: npx tsx provision.ts [apply|plan|status|render|ci-snippet|destroy|upgrade-snaps] [options]
+/** Each command with its help line (the order of `COMMANDS`). */
+const COMMAND_HELP: Record<Command, { usage: string; help: string }> = {
+  apply: {
+    usage: 'apply (default)',
+    help: 'converge every node: Docker, insecure registry, runners, DaemonSets',
+  },
+  plan: { usage: 'plan', help: 'show what apply would change; change nothing' },
+  status: { usage: 'status', help: 'one row per node: reachable, Docker, registries, runner health' },
+  render: { usage: 'render --out DIR', help: 'write the Kubernetes manifests apply would send (GitOps)' },
+  'ci-snippet': {
+    usage: 'ci-snippet',
+    help: 'print a .gitlab-ci.yml job that builds and pushes to the registry',
+  },
+  destroy: {
+    usage: 'destroy',
+    help: 'remove runners and cluster objects runner-fleet created (asks unless --yes)',
+  },
+  'upgrade-snaps': {
+    usage: 'upgrade-snaps',
+    help: 'refresh the docker and microk8s snaps one node at a time, each once its runner runs no job',
+  },
+};
 
-Commands:
-  apply (default)   converge every node: Docker, insecure registry, runners, DaemonSets
-  plan              show what apply would change; change nothing
-  status            one row per node: reachable, Docker, registries, runner health
-  render --out DIR  write the Kubernetes manifests apply would send (GitOps)
-  ci-snippet        print a .gitlab-ci.yml job that builds and pushes to the registry
-  destroy           remove runners and cluster objects runner-fleet created (asks unless --yes)
-  upgrade-snaps     refresh the docker and microk8s snaps one node at a time, each once its runner runs no job
+interface FlagSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** the help line's left part; '' for a flag the help lists elsewhere (or not at all) */
+  usage: string;
+  help: string;
+  /** refused with any other command */
+  onlyFor?: Command;
+}
 
-Options:
-  --inventory PATH      inventory file (default inventory/fleet.yaml)
-  --executor X          ${EXECUTOR_NAMES.join(' | ')} (overrides runners.executor)
-  --placement P         cluster | host (overrides runners.placement; host needs shell)
-  --only NODE,...       only these nodes
-  --concurrency N       nodes worked on at once (default 10)
-  --json                print one JSON report on stdout
-  --verbose / --quiet   more / less progress on stderr
-  --out DIR             render: the folder to write (created if missing)
-  --seal                render: SealedSecrets through kubeseal instead of a git-ignored secrets.yaml
-  --seal-cert PATH      render: seal with this controller certificate (kubeseal --fetch-cert); implies --seal
-  --argocd-repo URL     render: also write DIR/argocd/application.yaml, an Argo CD Application for the folder
-  --argocd-path PATH    render: the folder's path in that repository (required with --argocd-repo)
-  --argocd-revision REV render: branch, tag or commit Argo CD follows (default HEAD)
-  --argocd-namespace NS render: the namespace Argo CD reads Applications from (default argocd)
-  --yes                 do not ask for confirmation (destroy)
-  --purge-registry-config  with destroy: remove the registries runner-fleet added to daemon.json
-Exit codes: 0 converged, 1 something failed, 2 bad input (nothing touched).`;
+/** Every flag, declared once: what parseArgs reads, the help line, and the one command it belongs to if any. */
+const FLAGS = {
+  inventory: {
+    type: 'string',
+    short: 'i',
+    usage: '--inventory PATH',
+    help: 'inventory file (default inventory/fleet.yaml)',
+  },
+  executor: {
+    type: 'string',
+    short: 'e',
+    usage: '--executor X',
+    help: `${EXECUTOR_NAMES.join(' | ')} (overrides runners.executor)`,
+  },
+  placement: {
+    type: 'string',
+    usage: '--placement P',
+    help: 'cluster | host (overrides runners.placement; host needs shell)',
+  },
+  only: { type: 'string', usage: '--only NODE,...', help: 'only these nodes' },
+  concurrency: { type: 'string', usage: '--concurrency N', help: 'nodes worked on at once (default 10)' },
+  json: { type: 'boolean', usage: '--json', help: 'print one JSON report on stdout' },
+  verbose: {
+    type: 'boolean',
+    short: 'v',
+    usage: '--verbose / --quiet',
+    help: 'more / less progress on stderr',
+  },
+  quiet: { type: 'boolean', short: 'q', usage: '', help: '' },
+  out: { type: 'string', usage: '--out DIR', help: 'render: the folder to write (created if missing)' },
+  seal: {
+    type: 'boolean',
+    usage: '--seal',
+    help: 'render: SealedSecrets through kubeseal instead of a git-ignored secrets.yaml',
+  },
+  'seal-cert': {
+    type: 'string',
+    usage: '--seal-cert PATH',
+    help: 'render: seal with this controller certificate (kubeseal --fetch-cert); implies --seal',
+    onlyFor: 'render',
+  },
+  'argocd-repo': {
+    type: 'string',
+    usage: '--argocd-repo URL',
+    help: 'render: also write DIR/argocd/application.yaml, an Argo CD Application for the folder',
+    onlyFor: 'render',
+  },
+  'argocd-path': {
+    type: 'string',
+    usage: '--argocd-path PATH',
+    help: "render: the folder's path in that repository (required with --argocd-repo)",
+    onlyFor: 'render',
+  },
+  'argocd-revision': {
+    type: 'string',
+    usage: '--argocd-revision REV',
+    help: 'render: branch, tag or commit Argo CD follows (default HEAD)',
+    onlyFor: 'render',
+  },
+  'argocd-namespace': {
+    type: 'string',
+    usage: '--argocd-namespace NS',
+    help: 'render: the namespace Argo CD reads Applications from (default argocd)',
+    onlyFor: 'render',
+  },
+  yes: { type: 'boolean', short: 'y', usage: '--yes', help: 'do not ask for confirmation (destroy)' },
+  'purge-registry-config': {
+    type: 'boolean',
+    usage: '--purge-registry-config',
+    help: 'with destroy: remove the registries runner-fleet added to daemon.json',
+  },
+  help: { type: 'boolean', short: 'h', usage: '', help: '' },
+} as const satisfies Record<string, FlagSpec>;
+
+/** A usage wider than its column keeps two spaces before the help. */
+const helpLine = (usage: string, help: string, width: number) =>
+  `  ${usage.padEnd(width)}${usage.length > width ? '  ' : ' '}${help}`;
+
+export const USAGE = [
+  `Usage: npx tsx provision.ts [${COMMANDS.join('|')}] [options]`,
+  '',
+  'Commands:',
+  ...COMMANDS.map((c) => helpLine(COMMAND_HELP[c].usage, COMMAND_HELP[c].help, 17)),
+  '',
+  'Options:',
+  ...Object.values(FLAGS as Record<string, FlagSpec>)
+    .filter((f) => f.usage !== '')
+    .map((f) => helpLine(f.usage, f.help, 21)),
+  'Exit codes: 0 converged, 1 something failed, 2 bad input (nothing touched).',
+].join('\n');
 
 export function parseCli(argv: string[]): CliRequest {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        inventory: { type: 'string', short: 'i' },
-        executor: { type: 'string', short: 'e' },
-        placement: { type: 'string' },
-        only: { type: 'string' },
-        concurrency: { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean', short: 'v' },
-        quiet: { type: 'boolean', short: 'q' },
-        yes: { type: 'boolean', short: 'y' },
-        out: { type: 'string' },
-        seal: { type: 'boolean' },
-        'seal-cert': { type: 'string' },
-        'argocd-repo': { type: 'string' },
-        'argocd-path': { type: 'string' },
-        'argocd-revision': { type: 'string' },
-        'argocd-namespace': { type: 'string' },
-        'purge-registry-config': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    // parseArgs reads `type` and `short` and leaves the help fields alone.
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS });
   } catch (err) {
     throw new InputError([(err as Error).message], 'bad command line');
   }
@@ -115,15 +186,9 @@ export function parseCli(argv: string[]): CliRequest {
     .filter(Boolean);
   if (values.only !== undefined && (!only || only.length === 0)) issues.push('--only: expected NODE[,NODE…]');
   if (command === 'render' && !values.out && !values.help) issues.push('render: --out DIR is required');
-  const renderOnly = [
-    'seal-cert',
-    'argocd-repo',
-    'argocd-path',
-    'argocd-revision',
-    'argocd-namespace',
-  ] as const;
-  for (const flag of renderOnly)
-    if (command !== 'render' && values[flag] !== undefined) issues.push(`--${flag}: only applies to render`);
+  for (const [flag, spec] of Object.entries(FLAGS as Record<string, FlagSpec>))
+    if (spec.onlyFor && command !== spec.onlyFor && values[flag as keyof typeof values] !== undefined)
+      issues.push(`--${flag}: only applies to ${spec.onlyFor}`);
   const argocd = {
     repo: values['argocd-repo'],
     path: values['argocd-path'],

@@ -9,6 +9,26 @@ export interface DockerSectionSpec {
   dindService: boolean;
 }
 
+/** One rule of a namespaced Role (rbac.authorization.k8s.io/v1 PolicyRule). */
+export interface RoleRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+/** What the runner pod is given of the node and of the cluster (the DaemonSet and the service account). */
+export interface PodSpec {
+  /** the node's Docker: its socket folder (hostPath), DOCKER_HOST and the /var/run/docker.sock link in the runner */
+  nodeDocker: boolean;
+  /** the service account's token mounted in the pod: only for an executor that talks to the Kubernetes API */
+  serviceAccountToken: boolean;
+  /** the runner's API access in its namespace, as a Role bound to its service account; [] for none (no Role) */
+  roleRules: RoleRule[];
+}
+
+/** How the ci-snippet job builds and pushes the image (src/ci/snippet.ts `buildLines`). */
+export type CiBuild = 'docker-cli';
+
 export interface ExecutorSpec {
   /** config.toml: the runner's `executor`, and its `shell` for the shell executor */
   runner: { executor: 'shell' | 'docker'; shell: 'bash' | null };
@@ -18,11 +38,20 @@ export interface ExecutorSpec {
   environment: string[];
   /** the DaemonSet: the docker CLI (copied into every runner pod) is on the runner container's PATH */
   dockerCliInRunner: boolean;
+  /** the DaemonSet and the service account */
+  pod: PodSpec;
   /** ci-snippet: how the job reaches a dockerd, for its header comment */
   ciHead: (registry: string) => string;
   /** ci-snippet: the job's `image:`, `services:` and the `variables:` lines before REGISTRY and IMAGE */
   ciLines: (inv: Inventory, registry: string) => string[];
+  /** ci-snippet: the job's build and push */
+  ciBuild: CiBuild;
+  /** jobs' `docker run -v` goes to the node's dockerd: on the docker snap, confined to /home, /mnt and /media */
+  jobMountsThroughNodeDocker: boolean;
 }
+
+/** gitlab-runner in the pod never calls the Kubernetes API; jobs reach the node's dockerd. */
+const DOCKER_ON_THE_NODE: PodSpec = { nodeDocker: true, serviceAccountToken: false, roleRules: [] };
 
 const q = (s: string) => JSON.stringify(s);
 
@@ -33,6 +62,9 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     environment: [],
     // Shell jobs run inside the runner container and expect a docker CLI there.
     dockerCliInRunner: true,
+    pod: DOCKER_ON_THE_NODE,
+    ciBuild: 'docker-cli',
+    jobMountsThroughNodeDocker: false,
     ciHead: (registry) =>
       `the node's own dockerd from the runner's shell (its daemon.json trusts ${registry}; runner-fleet set that)`,
     ciLines: () => ['  variables:'],
@@ -43,6 +75,10 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     docker: { privileged: true, volumes: ['/certs/client', '/cache'], dindService: true },
     environment: ['DOCKER_TLS_CERTDIR=/certs'],
     dockerCliInRunner: false,
+    // The job's dockerd is the dind service's; the runner still asks the node's Docker to start the job containers.
+    pod: DOCKER_ON_THE_NODE,
+    ciBuild: 'docker-cli',
+    jobMountsThroughNodeDocker: false,
     ciHead: (registry) =>
       `a Docker-in-Docker service per job (its own dockerd, told that ${registry} is plain HTTP)`,
     ciLines: (inv, registry) => [
@@ -79,6 +115,9 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     },
     environment: [],
     dockerCliInRunner: false,
+    pod: DOCKER_ON_THE_NODE,
+    ciBuild: 'docker-cli',
+    jobMountsThroughNodeDocker: true,
     ciHead: (registry) =>
       `the node's own dockerd through /var/run/docker.sock (its daemon.json trusts ${registry}; runner-fleet set that)`,
     ciLines: (inv) => [
@@ -90,6 +129,11 @@ export const EXECUTOR_SPECS: Record<Executor, ExecutorSpec> = {
     ],
   },
 };
+
+/** Whether any executor's runner has a Role: then Roles and RoleBindings are runner-fleet's to prune. */
+export const ANY_EXECUTOR_HAS_ROLE = Object.values(EXECUTOR_SPECS).some(
+  (s: ExecutorSpec) => s.pod.roleRules.length > 0,
+);
 
 /** Where the DaemonSet's pods keep the runner manager's identity (hostPath, DirectoryOrCreate). */
 export const IDENTITY_ROOT = '/var/lib/runner-fleet';

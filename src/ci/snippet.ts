@@ -1,5 +1,5 @@
 // Pure: the .gitlab-ci.yml job `ci-snippet` prints, building an image and pushing it to the inventory's first registry with one executor.
-import { EXECUTOR_SPECS } from '../executors.js';
+import { EXECUTOR_SPECS, type CiBuild } from '../executors.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 
 export const JOB_NAME = 'build-image';
@@ -54,14 +54,24 @@ export function ciSnippet(inv: Inventory, executor: Executor): string {
   lines.push(`    REGISTRY: ${q(registry)}`);
   if (note) lines.push(`  # ${note}`);
   lines.push(`  tags: [${tags.map(q).join(', ')}]`);
-  lines.push(
-    '  script:',
-    ...IMAGE_LINES,
-    '    - docker version',
-    "    # Only for GitLab's own registry: CI_REGISTRY_USER/PASSWORD are the job's credentials there.",
-    `    - ${sq('if [ -n "${CI_REGISTRY_PASSWORD:-}" ] && [ "${CI_REGISTRY:-}" = "$REGISTRY" ]; then echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$REGISTRY"; fi')}`,
-    `    - ${sq('docker build -t "$IMAGE" .')}`,
-    `    - ${sq('docker push "$IMAGE"')}`,
-  );
+  lines.push('  script:', ...IMAGE_LINES, ...buildLines(spec.ciBuild));
   return `${lines.join('\n')}\n`;
+}
+
+/** The script lines that build `$IMAGE` and push it, by how the executor's jobs build. */
+function buildLines(build: CiBuild): string[] {
+  switch (build) {
+    case 'docker-cli':
+      return [
+        '    - docker version',
+        "    # Only for GitLab's own registry: CI_REGISTRY_USER/PASSWORD are the job's credentials there.",
+        `    - ${sq('if [ -n "${CI_REGISTRY_PASSWORD:-}" ] && [ "${CI_REGISTRY:-}" = "$REGISTRY" ]; then echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$REGISTRY"; fi')}`,
+        `    - ${sq('docker build -t "$IMAGE" .')}`,
+        `    - ${sq('docker push "$IMAGE"')}`,
+      ];
+    default: {
+      const never: never = build;
+      throw new Error(`no build lines for ${String(never)}`);
+    }
+  }
 }

@@ -3,9 +3,10 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
+import type { RunContext } from '../context.js';
+import { EXECUTOR_SPECS } from '../executors.js';
 import type { FleetLock } from '../lock/fleet-lock.js';
 import { guardInterrupts } from '../lock/interrupt.js';
-import { GitlabApi } from '../gitlab/api.js';
 import { convergeHost, type HostResult } from '../host/converge.js';
 import type { HostFacts } from '../host/facts.js';
 import {
@@ -18,8 +19,7 @@ import { hostRunnerGatherScript } from '../host-runner/facts.js';
 import { planPrepull } from '../host/plan.js';
 import { prepullGatherScript, runPrepull, type PrepullWant } from '../host/prepull.js';
 import { firstJobImages } from '../runners/first-job-images.js';
-import type { DockerFlavour, Executor, Inventory, NodeSpec } from '../inventory/types.js';
-import type { Logger } from '../log.js';
+import type { DockerFlavour, Inventory, NodeSpec } from '../inventory/types.js';
 import { mapPool } from '../pool.js';
 import { buildReport, changeRecorder, type Change, type NodeReport, type RunReport } from '../report.js';
 import { readInventorySecrets, redact } from '../secrets.js';
@@ -27,12 +27,6 @@ import { withNode, type NodeConnection } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
 import type { RunnerPhase } from '../placement/phase.js';
 import { withRunners } from '../gitlab/auth-modes.js';
-
-export interface ConvergeOptions {
-  dryRun: boolean;
-  concurrency: number;
-  log: Logger;
-}
 
 /** The nodes' key files unreadable: the run would fail at every connect (exit 2, nothing contacted). */
 export function keyFileIssues(inv: Inventory): string[] {
@@ -82,11 +76,14 @@ export interface NodePreflight {
  * With runners, GitLab's clock is read once per run (one HEAD, alongside the SSH work); a GitLab that does not
  * answer leaves the nodes' clocks unchecked, with a warning, and lets the GitLab phase report what is wrong with it.
  */
-export function nodePreflight(inv: Inventory, log: Logger): NodePreflight {
+export function nodePreflight(ctx: RunContext): NodePreflight {
+  const { inventory: inv, log } = ctx;
   // Hosts only (no runners): GitLab is not asked anything, and no runner's token or TLS depends on the node's clock.
+  // One HEAD, never retried (serverClock does not retry): a GitLab that does not answer only skips the check.
   const clock = !withRunners(inv.gitlab.auth)
     ? Promise.resolve(undefined)
-    : GitlabApi.fromConfig(inv.gitlab, { retries: 0 })
+    : ctx
+        .gitlab()
         .serverClock()
         .catch((err: unknown) => {
           log.warn(
@@ -118,7 +115,11 @@ interface NodeRunnerStep {
  * `docker run -v /srv/…` or `-v $PWD:…` from a build directory elsewhere fails.
  */
 export function snapDoodWarning(inv: Inventory, flavour: DockerFlavour): string | undefined {
-  if (inv.runners.executor !== 'dood' || flavour !== 'snap' || !withRunners(inv.gitlab.auth))
+  if (
+    !EXECUTOR_SPECS[inv.runners.executor].jobMountsThroughNodeDocker ||
+    flavour !== 'snap' ||
+    !withRunners(inv.gitlab.auth)
+  )
     return undefined;
   return 'DooD on the docker snap: jobs can bind-mount only paths under /home, /mnt or /media (the snap confines dockerd; docker-snap #189); `docker run -v` of other host paths fails. Use apt Docker (nodes[].docker: apt) or the dind executor if jobs mount other paths.';
 }
@@ -135,8 +136,7 @@ interface NodePrepull {
 /** One node's host phase, then its pre-pull; never throws: failures land in the report. */
 async function convergeNode(
   node: NodeSpec,
-  inv: Inventory,
-  opts: ConvergeOptions,
+  ctx: RunContext,
   preflight: NodePreflight,
   runners?: NodeRunnerStep,
   prepull?: NodePrepull,
@@ -146,34 +146,27 @@ async function convergeNode(
     if (!told) prepull?.hostDone(o);
     told = true;
   };
-  const outcome = await convergeNodeOnce(
-    node,
-    inv,
-    opts,
-    preflight,
-    runners,
-    prepull && { ...prepull, hostDone },
-  );
+  const outcome = await convergeNodeOnce(node, ctx, preflight, runners, prepull && { ...prepull, hostDone });
   hostDone(outcome);
   return outcome;
 }
 
 async function convergeNodeOnce(
   node: NodeSpec,
-  inv: Inventory,
-  opts: ConvergeOptions,
+  ctx: RunContext,
   preflight: NodePreflight,
   runners?: NodeRunnerStep,
   prepull?: NodePrepull,
 ): Promise<NodeOutcome> {
+  const { inventory: inv, dryRun, log } = ctx;
   const changes: Change[] = [];
   try {
-    opts.log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
+    log.progress(node.name, `connecting to ${node.user}@${node.host}:${node.port}`);
     return await withNode(node, async (conn) => {
-      opts.log.progress(node.name, opts.dryRun ? 'planning' : 'converging Docker');
-      const { record } = changeRecorder(node.name, { dryRun: opts.dryRun, log: opts.log, changes });
+      log.progress(node.name, dryRun ? 'planning' : 'converging Docker');
+      const { record } = changeRecorder(node.name, { dryRun, log, changes });
       const host = await convergeHost(conn, node, inv.gitlab.registries, {
-        dryRun: opts.dryRun,
+        dryRun,
         onChange: record,
         gatherExtra: `${preflight.gatherExtra}\n${runners?.gatherExtra ?? ''}\n${prepullGatherScript(prepull?.want)}`,
         docker: inv.docker,
@@ -183,33 +176,33 @@ async function convergeNodeOnce(
         ca: inv.gitlab.ca,
       });
       const warning = snapDoodWarning(inv, host.plan.flavour);
-      if (warning) opts.log.warn(node.name, warning);
+      if (warning) log.warn(node.name, warning);
       const runnerError = runners ? await runners.onNode(conn, node, host.facts, record) : undefined;
       if (runnerError) {
-        opts.log.error(node.name, runnerError);
-        opts.log.done?.(node.name, false, 'failed');
+        log.error(node.name, runnerError);
+        log.done?.(node.name, false, 'failed');
         return { report: { name: node.name, ok: false, changes, error: runnerError }, host };
       }
       const outcome: NodeOutcome = { report: { name: node.name, ok: true, changes }, host };
       // Registration and the cluster need only the host phase: they go on while this node pulls.
       prepull?.hostDone(outcome);
-      const pullError = await prepullOnNode(conn, node, host, opts.dryRun, record, prepull);
+      const pullError = await prepullOnNode(conn, node, host, dryRun, record, prepull);
       if (pullError) {
-        opts.log.error(node.name, pullError);
-        opts.log.done?.(node.name, false, 'failed');
+        log.error(node.name, pullError);
+        log.done?.(node.name, false, 'failed');
         return { report: { name: node.name, ok: false, changes, error: pullError }, host };
       }
-      opts.log.done?.(
+      log.done?.(
         node.name,
         true,
-        `${opts.dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`,
+        `${dryRun ? 'would change' : 'changed'} ${changes.length}; Docker ${host.facts.docker?.version ?? '(not installed yet)'} (${host.plan.flavour}), ${host.facts.arch}`,
       );
       return outcome;
     });
   } catch (err) {
     const message = redact(err instanceof Error ? err.message : String(err));
-    opts.log.error(node.name, message);
-    opts.log.done?.(node.name, false, 'failed');
+    log.error(node.name, message);
+    log.done?.(node.name, false, 'failed');
     return { report: { name: node.name, ok: false, changes, error: message } };
   }
 }
@@ -247,25 +240,22 @@ async function prepullOnNode(
  * Hosts first (Docker and the registry on each selected node), then runners in GitLab, then the cluster.
  * `inv` is the whole inventory; `only` limits the host phase and keeps the other nodes' runners as they are.
  */
-export async function runConverge(
-  given: Inventory,
-  opts: ConvergeOptions & { executor: Executor; only?: string[]; lockSeconds?: number },
-): Promise<RunReport> {
-  const inv = await preflight(given, opts.only);
-  const selected = selectNodes(inv, opts.only);
+export async function runConverge(given: RunContext): Promise<RunReport> {
+  const ctx: RunContext = { ...given, inventory: await preflight(given.inventory, given.only) };
+  const selected = selectNodes(ctx.inventory, ctx.only);
   // The fleet lock comes before GitLab or any node is touched: a second apply fails here, having changed nothing.
-  const lock = opts.dryRun ? undefined : await takeFleetLock(inv, opts);
+  const lock = ctx.dryRun ? undefined : await takeFleetLock(ctx);
   // An interrupted apply gives the lock back at once. An executor switch cut short may leave both DaemonSets running
   // until the next apply, which finishes it: the old runners' records were saved as retired before any delete.
   const guard =
     lock &&
     guardInterrupts(() => lock.release(), {
-      log: opts.log,
+      log: ctx.log,
       after:
         'every runner created is in the records. Run apply again to finish (an executor switch cut short may leave both DaemonSets running until then).',
     });
   try {
-    const report = await convergeLocked(inv, selected, opts, (s) => guard?.stage(s));
+    const report = await convergeLocked(ctx, selected, (s) => guard?.stage(s));
     const lost = lock?.lost();
     if (!lost) return report;
     // Another run may have changed runners meanwhile: this run cannot vouch for the records.
@@ -285,43 +275,33 @@ export async function runConverge(
  * Which cluster holds the Lease: the inventory's (or $KUBECONFIG's), else kubectl's default if there is one.
  * Without a cluster there is no fleet-wide lock; each node's daemon.json edit still takes its own lock on the node.
  */
-async function takeFleetLock(
-  inv: Inventory,
-  opts: ConvergeOptions & { lockSeconds?: number },
-): Promise<FleetLock | undefined> {
+async function takeFleetLock(ctx: RunContext): Promise<FleetLock | undefined> {
+  const { inventory: inv, log } = ctx;
   const named = Boolean(inv.kubernetes.kubeconfig || inv.kubernetes.fromNode || process.env.KUBECONFIG);
   const usesCluster = inv.gitlab.auth.kind !== 'none' && inv.runners.placement === 'cluster';
   if (!named && !existsSync(join(homedir(), '.kube', 'config'))) {
-    opts.log.progress(
+    log.progress(
       'cluster',
       'no cluster configured: no fleet-wide lock for this run (each node locks its own daemon.json edit)',
     );
     return undefined;
   }
-  const [{ acquireFleetLock, LockHeldError }, { connectCluster }, { kubeconfigFromNode }] = await Promise.all(
-    [import('../lock/fleet-lock.js'), import('../kube/converge.js'), import('../placement/records.js')],
-  );
+  const { acquireFleetLock, LockHeldError } = await import('../lock/fleet-lock.js');
   let server = inv.kubernetes.kubeconfig ?? inv.kubernetes.fromNode ?? 'the default kubeconfig';
   try {
-    const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    const client = await ctx.cluster();
     server = client.server;
-    opts.log.progress(
+    log.progress(
       'cluster',
       `taking the fleet lock (Lease ${inv.kubernetes.namespace}/runner-fleet-lock) on ${server}`,
     );
-    return await acquireFleetLock(client, inv.kubernetes.namespace, {
-      log: opts.log,
-      durationSeconds: opts.lockSeconds,
-    });
+    return await acquireFleetLock(client, inv.kubernetes.namespace, { log });
   } catch (err) {
     if (err instanceof LockHeldError || err instanceof InputError) throw err;
     const why = redact(err instanceof Error ? err.message : String(err));
     if (!named && !usesCluster) {
       // Host placement or hosts only, and only kubectl's default cluster: maybe not ours; go on with per-node locks.
-      opts.log.warn(
-        'cluster',
-        `no fleet-wide lock: the default kubeconfig's cluster did not answer (${why})`,
-      );
+      log.warn('cluster', `no fleet-wide lock: the default kubeconfig's cluster did not answer (${why})`);
       return undefined;
     }
     throw new RunFailedError(
@@ -331,23 +311,15 @@ async function takeFleetLock(
 }
 
 async function convergeLocked(
-  inv: Inventory,
+  ctx: RunContext,
   selected: Inventory,
-  opts: ConvergeOptions & { executor: Executor; only?: string[] },
   stage: (text: string) => void = () => undefined,
 ): Promise<RunReport> {
+  const { inventory: inv, log } = ctx;
   // The runner phases load the GitLab and Kubernetes clients (client-node alone takes ~1.7 s to import): start
   // loading them now so that it overlaps the SSH work, and not at all for a hosts-only inventory.
   const phase = withRunners(inv.gitlab.auth)
-    ? import('../placement/phase.js').then((m) =>
-        m.runnerPhase({
-          inventory: inv,
-          only: opts.only,
-          executor: opts.executor,
-          dryRun: opts.dryRun,
-          log: opts.log,
-        }),
-      )
+    ? import('../placement/phase.js').then((m) => m.runnerPhase(ctx))
     : undefined;
   phase?.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
   // The host-runner facts join each node's one gather: everything for host placement; in cluster placement only
@@ -359,7 +331,7 @@ async function convergeLocked(
     ),
     onNode: async (...args) => (await phase).onNode(...args),
   };
-  const preflight = nodePreflight(inv, opts.log);
+  const preflight = nodePreflight(ctx);
   stage('converging the nodes (Docker, and host runners)');
   // Each node's outcome is known once its host phase is done; its pre-pull goes on beside registration.
   const hostDone = selected.nodes.map(() => {
@@ -367,10 +339,10 @@ async function convergeLocked(
     const promise = new Promise<NodeOutcome>((r) => (resolve = r));
     return { promise, resolve };
   });
-  const want = phase ? firstJobImages(inv, opts.executor) : undefined;
-  if (want) for (const note of want.notes) opts.log.warn('images', note);
-  const finished = mapPool(selected.nodes, opts.concurrency, (node, i) =>
-    convergeNode(node, inv, opts, preflight, runners, want && { want, hostDone: hostDone[i].resolve }),
+  const want = phase ? firstJobImages(inv, inv.runners.executor) : undefined;
+  if (want) for (const note of want.notes) log.warn('images', note);
+  const finished = mapPool(selected.nodes, ctx.concurrency, (node, i) =>
+    convergeNode(node, ctx, preflight, runners, want && { want, hostDone: hostDone[i].resolve }),
   );
   const outcomes = want ? await Promise.all(hostDone.map((d) => d.promise)) : await finished;
   const facts = new Map(outcomes.filter((o) => o.host).map((o) => [o.report.name, o.host!.facts]));
@@ -379,7 +351,7 @@ async function convergeLocked(
   try {
     after = phase
       ? await (await phase).afterNodes(facts)
-      : (opts.log.progress(
+      : (log.progress(
           'gitlab',
           'no gitlab token in the inventory: hosts only, no runners registered and no cluster changes',
         ),
@@ -387,7 +359,7 @@ async function convergeLocked(
   } catch (err) {
     // Nodes have changed by now: whatever goes wrong is a failed run with its report (exit 1), never "bad input".
     const error = redact(err instanceof Error ? err.message : String(err));
-    opts.log.error('gitlab', error);
+    log.error('gitlab', error);
     after = { gitlab: { ok: false, changes: [], error }, nodes: [] };
   }
   // The pulls' outcomes: a node whose pull failed has failed.

@@ -1,11 +1,10 @@
 // `destroy`: remove the runners from GitLab, runner-fleet's objects from the cluster and its files from the nodes; ask first.
+import type { RunContext } from '../context.js';
 import { InputError } from '../errors.js';
-import { GitlabApi } from '../gitlab/api.js';
 import { planNodeCleanup, runCleanup } from '../host/cleanup.js';
 import { hostRunnerIndexPath, readHostRunnerIndex, type IndexedNode } from '../host-runner/state.js';
 import type { CleanupPlan } from '../host/cleanup-plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
-import { connectCluster } from '../kube/converge.js';
 import type { KubeClient } from '../kube/client.js';
 import { planTeardown, runTeardown, teardownChanges, type TeardownPlan } from '../kube/teardown.js';
 import type { Logger } from '../log.js';
@@ -26,7 +25,7 @@ import { withNode } from '../ssh.js';
 import { keyFileIssues } from './converge.js';
 import { clusterConfigured } from '../placement/cluster.js';
 import { removeHostRunners } from '../placement/host.js';
-import { kubeconfigFromNode, typedStore } from '../placement/records.js';
+import { typedStore } from '../placement/records.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 import { readVersionedRecords } from '../kube/records.js';
 import { acquireFleetLock, LockHeldError, type FleetLock } from '../lock/fleet-lock.js';
@@ -36,8 +35,6 @@ import { sweepFleetStrays, type SweepInput } from '../runners/sweep.js';
 export interface DestroyOptions {
   yes: boolean;
   purgeRegistryConfig: boolean;
-  concurrency: number;
-  log: Logger;
   /** shows what will go and asks the person at the terminal; resolves true to go ahead (only called without --yes) */
   confirm: (whatGoes: string) => Promise<boolean>;
 }
@@ -91,10 +88,15 @@ interface ClusterSide {
 }
 
 /** `records`: this fleet's runner records; an old shared identity folder is this fleet's only if they hold its system_id. */
-async function planHosts(inv: Inventory, opts: DestroyOptions, records: RunnerRecord[]): Promise<HostSide[]> {
-  return mapPool(inv.nodes, opts.concurrency, async (node) => {
+async function planHosts(
+  ctx: RunContext,
+  opts: DestroyOptions,
+  records: RunnerRecord[],
+): Promise<HostSide[]> {
+  const { inventory: inv, log } = ctx;
+  return mapPool(inv.nodes, ctx.concurrency, async (node) => {
     try {
-      opts.log.progress(node.name, 'looking for what runner-fleet left here (read-only)');
+      log.progress(node.name, 'looking for what runner-fleet left here (read-only)');
       const plan = await withNode(node, (conn) =>
         planNodeCleanup(conn, node, inv.gitlab.registries, {
           purgeRegistryConfig: opts.purgeRegistryConfig,
@@ -102,26 +104,27 @@ async function planHosts(inv: Inventory, opts: DestroyOptions, records: RunnerRe
           systemIds: records.filter((r) => r.node === node.name).map((r) => r.systemId),
         }),
       );
-      opts.log.done?.(node.name, true, `${plan.steps.length} to remove`);
+      log.done?.(node.name, true, `${plan.steps.length} to remove`);
       return { node, plan };
     } catch (err) {
       const error = messageOf(err);
-      opts.log.done?.(node.name, false, error);
+      log.done?.(node.name, false, error);
       return { node, error };
     }
   });
 }
 
-async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
+async function planCluster(ctx: RunContext): Promise<ClusterSide> {
+  const { inventory: inv, log } = ctx;
   const ns = inv.kubernetes.namespace;
   log.progress('cluster', `looking for runner-fleet's objects in ${ns} (read-only)`);
-  const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+  const client = await ctx.cluster();
   const store = typedStore(client, ns, false);
   const records = await store.load();
   const gitlab = planRegistrations(withoutNodes(inv), records)
     .map(describeAction)
     .filter((d): d is Change => d !== null);
-  const strays = await strayLookup(inv, client, records);
+  const strays = await strayLookup(ctx, client, records);
   if (strays) {
     const found = await sweepFleetStrays({ ...strays, dryRun: true });
     gitlab.push(...found.changes);
@@ -145,15 +148,16 @@ async function planCluster(inv: Inventory, log: Logger): Promise<ClusterSide> {
  * and a fleet id on the records Secret (without one, this fleet never marked a runner with it).
  */
 async function strayLookup(
-  inv: Inventory,
+  ctx: RunContext,
   client: KubeClient,
   records: RunnerRecord[],
 ): Promise<Omit<SweepInput, 'dryRun'> | undefined> {
+  const inv = ctx.inventory;
   if (inv.gitlab.auth.kind !== 'accessToken') return undefined;
   const { fleetId } = await readVersionedRecords(client, inv.kubernetes.namespace);
   if (!fleetId) return undefined;
   return {
-    api: GitlabApi.fromConfig(inv.gitlab),
+    api: ctx.gitlab(),
     secret: secretValue(inv, inv.gitlab.auth.token),
     fleet: fleetId,
     nodes: [...new Set([...inv.nodes.map((n) => n.name), ...records.map((r) => r.node)])],
@@ -167,10 +171,11 @@ async function strayLookup(
  * would not know of. None when the namespace does not exist (no apply ever ran there, and none holds a lock in it)
  * or the cluster cannot be read (the cluster side reports that itself); another run's lock is an error, nothing done.
  */
-async function takeDestroyLock(inv: Inventory, log: Logger): Promise<FleetLock | undefined> {
+async function takeDestroyLock(ctx: RunContext): Promise<FleetLock | undefined> {
+  const { inventory: inv, log } = ctx;
   const ns = inv.kubernetes.namespace;
   try {
-    const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    const client = await ctx.cluster();
     if (!(await client.namespaceExists(ns))) return undefined;
     log.progress('cluster', `taking the fleet lock (Lease ${ns}/runner-fleet-lock)`);
     return await acquireFleetLock(client, ns, { log });
@@ -265,83 +270,94 @@ export function formatDestroySummary(r: DestroyReport): string {
   return `Destroy\n${rows.join('\n')}\n${head}${kept}`;
 }
 
-export async function runDestroy(given: Inventory, opts: DestroyOptions): Promise<DestroyReport> {
+export async function runDestroy(given: RunContext, opts: DestroyOptions): Promise<DestroyReport> {
   // Every secret reference read once, before anything is contacted (bad ones: exit 2).
-  const inv = await readInventorySecrets(given);
+  const ctx: RunContext = { ...given, inventory: await readInventorySecrets(given.inventory), dryRun: false };
+  const inv = ctx.inventory;
   const registers = withRunners(inv.gitlab.auth);
   // A host-placed fleet may have no cluster at all; a cluster-placed one always has.
   const withCluster = registers && (inv.runners.placement !== 'host' || clusterConfigured(inv));
-  const lock = withCluster ? await takeDestroyLock(inv, opts.log) : undefined;
+  const lock = withCluster ? await takeDestroyLock(ctx) : undefined;
   const guard =
     lock &&
     guardInterrupts(() => lock.release(), {
-      log: opts.log,
+      log: ctx.log,
       after: 'run destroy again to finish: it finds what is left through the records and the marks.',
     });
   guard?.stage('destroying');
   try {
-    return await destroyLocked(inv, opts, withCluster, lock);
+    return await destroyLocked(ctx, opts, withCluster, lock);
   } finally {
     guard?.dispose();
     await lock?.release();
   }
 }
 
+/** What the read-only look found: the prompt lists exactly what goes. */
+interface DestroyLook {
+  /** nodes that may carry a host runner */
+  runnerNodes: (NodeSpec | IndexedNode)[];
+  hosts: HostSide[];
+  /** undefined without a cluster to look at */
+  cluster?: ClusterSide | { error: string };
+  hostRunnerPlan?: HostRunnerResult;
+}
+
+/** Read-only. The records first: they say which old identity folders are this fleet's. */
+async function lookBeforeDestroy(
+  ctx: RunContext,
+  opts: DestroyOptions,
+  withCluster: boolean,
+): Promise<DestroyLook> {
+  const runnerNodes = withRunners(ctx.inventory.gitlab.auth) ? hostRunnerNodes(ctx.inventory, ctx.log) : [];
+  const cluster = withCluster
+    ? await planCluster(ctx).catch((err: unknown) => ({ error: messageOf(err) }))
+    : undefined;
+  const records = cluster && !('error' in cluster) ? cluster.records : [];
+  const [hosts, hostRunnerPlan] = await Promise.all([
+    planHosts(ctx, opts, records),
+    runnerNodes.length > 0
+      ? removeHostRunners({ ...ctx, dryRun: true }, runnerNodes, { kind: 'destroy' })
+      : Promise.resolve(undefined),
+  ]);
+  return { runnerNodes, hosts, cluster, hostRunnerPlan };
+}
+
+/** The cluster holds the runner records: without them nothing is removed. */
+function clusterUnreadable(hosts: HostSide[], error: string, kept: string[]): DestroyReport {
+  const nodes: NodeReport[] = hosts.map((h) => ({
+    name: h.node.name,
+    ok: !h.error,
+    changes: [],
+    ...(h.error ? { error: h.error } : {}),
+  }));
+  const gitlab: ClusterReport = {
+    ok: false,
+    changes: [],
+    error: 'not attempted: the cluster (which holds the runner records) could not be read',
+  };
+  return { ...buildReport(nodes, gitlab, { ok: false, changes: [], error }), nothingToRemove: false, kept };
+}
+
 async function destroyLocked(
-  inv: Inventory,
+  ctx: RunContext,
   opts: DestroyOptions,
   withCluster: boolean,
   lock: FleetLock | undefined,
 ): Promise<DestroyReport> {
-  const { log } = opts;
-  const registers = withRunners(inv.gitlab.auth);
+  const { inventory: inv, log } = ctx;
   const kept: string[] = [];
-  if (!registers)
+  if (!withRunners(inv.gitlab.auth))
     kept.push(
       'no gitlab token in the inventory: apply made nothing in GitLab or the cluster, so destroy looks at the nodes only',
     );
-  const runnerNodes = registers ? hostRunnerNodes(inv, log) : [];
-
-  // Read-only first: the prompt lists exactly what goes. The records first: they say which old identity folders are ours.
-  const clusterOrError = withCluster
-    ? await planCluster(inv, log).catch((err: unknown) => ({ error: messageOf(err) }))
-    : undefined;
-  const records = clusterOrError && !('error' in clusterOrError) ? clusterOrError.records : [];
-  const [hosts, hostRunnerPlan] = await Promise.all([
-    planHosts(inv, opts, records),
-    runnerNodes.length > 0
-      ? removeHostRunners(inv, runnerNodes, {
-          dryRun: true,
-          log,
-          concurrency: opts.concurrency,
-          cause: { kind: 'destroy' },
-        })
-      : Promise.resolve(undefined),
-  ]);
-  if (clusterOrError && 'error' in clusterOrError) {
-    log.error('cluster', clusterOrError.error);
-    const failedCluster: ClusterReport = { ok: false, changes: [], error: clusterOrError.error };
-    const nodes: NodeReport[] = hosts.map((h) => ({
-      name: h.node.name,
-      ok: !h.error,
-      changes: [],
-      ...(h.error ? { error: h.error } : {}),
-    }));
-    return {
-      ...buildReport(
-        nodes,
-        {
-          ok: false,
-          changes: [],
-          error: 'not attempted: the cluster (which holds the runner records) could not be read',
-        },
-        failedCluster,
-      ),
-      nothingToRemove: false,
-      kept,
-    };
+  const look = await lookBeforeDestroy(ctx, opts, withCluster);
+  const { hosts, hostRunnerPlan } = look;
+  if (look.cluster && 'error' in look.cluster) {
+    log.error('cluster', look.cluster.error);
+    return clusterUnreadable(hosts, look.cluster.error, kept);
   }
-  const cluster = clusterOrError;
+  const cluster = look.cluster;
   for (const h of hosts) for (const k of h.plan?.kept ?? []) kept.push(`${h.node.name}: ${k}`);
   if (cluster?.teardown.namespaceNote) kept.push(cluster.teardown.namespaceNote);
   kept.push(...(cluster?.teardown.kept ?? []));
@@ -373,53 +389,79 @@ async function destroyLocked(
   let hostRunners: HostRunnerResult | undefined;
   if (hostRunnerPlan && hostRunnerLines(hostRunnerPlan).length > 0) {
     log.progress('gitlab', 'removing host-placed runners');
-    hostRunners = await removeHostRunners(inv, runnerNodes, {
-      dryRun: false,
-      log,
-      concurrency: opts.concurrency,
-      cause: { kind: 'destroy' },
-    });
+    hostRunners = await removeHostRunners(ctx, look.runnerNodes, { kind: 'destroy' });
   }
-  let gitlab: ClusterReport | undefined = hostRunners?.gitlab;
-  let clusterReport: ClusterReport | undefined;
-  if (cluster) {
-    let remaining = cluster.records.length;
-    if (cluster.records.length > 0) {
-      let fromRecords: ClusterReport;
-      try {
-        log.progress('gitlab', `deleting ${cluster.records.length} runner(s) at ${inv.gitlab.url}`);
-        const r = await reconcileRunners(withoutNodes(inv), cluster.store, GitlabApi.fromConfig(inv.gitlab), {
-          dryRun: false,
-          log,
-        });
-        remaining = r.records.length;
-        fromRecords = {
-          ok: r.errors.length === 0 && remaining === 0,
-          changes: r.changes.map((c) => ({ step: c.step, detail: c.detail })),
-          ...(r.errors.length > 0
-            ? { error: r.errors.map((e) => `${e.node}: ${e.message}`).join('; ') }
-            : {}),
-        };
-        log.done?.('gitlab', fromRecords.ok, `${r.changes.length} removed`);
-      } catch (err) {
-        fromRecords = { ok: false, changes: [], error: messageOf(err) };
-        log.error('gitlab', fromRecords.error!);
-      }
-      gitlab = mergeSection(gitlab, fromRecords);
-    }
-    if (cluster.strays) gitlab = mergeSection(gitlab, await sweepNow(cluster.strays, log));
-    // The Lease lives in the namespace: a namespace about to go takes it along, so it is given back first.
-    if (cluster.teardown.namespaceAction === 'delete') await lock?.release();
-    log.progress('cluster', "removing runner-fleet's objects");
-    clusterReport = await runTeardown(cluster.client, cluster.teardown, { keepRecords: remaining > 0, log });
-    if (remaining > 0)
-      kept.push(
-        `Secret ${inv.kubernetes.namespace}/runner-fleet-records stays: ${remaining} runner(s) could not be deleted in GitLab; run destroy again`,
-      );
-    log.done?.('cluster', clusterReport.ok, `${clusterReport.changes.length} removed`);
-  }
+  const removed = cluster
+    ? await removeClusterSide(ctx, cluster, lock, kept)
+    : { gitlab: undefined, cluster: undefined };
+  const nodes = await cleanNodes(ctx, hosts);
+  // Without anything to remove there, only the host-runner look-ups that failed are worth reporting.
+  const runnerReports = hostRunners?.nodes ?? hostRunnerPlan?.nodes.filter((n) => !n.ok) ?? [];
+  const byName = new Map(runnerReports.map((n) => [n.name, n]));
+  const merged = nodes.map((n) => mergeNode(byName.get(n.name), n));
+  // Nodes only the host-runner index still knew (gone from the inventory) report too.
+  for (const n of runnerReports) if (!nodes.some((m) => m.name === n.name)) merged.push(n);
+  const gitlab = mergeSection(hostRunners?.gitlab, removed.gitlab);
+  return { ...buildReport(merged, gitlab, removed.cluster), nothingToRemove: false, kept };
+}
 
-  const nodes = await mapPool(hosts, opts.concurrency, async (h): Promise<NodeReport> => {
+/** The recorded runners in GitLab, the unrecorded ones this fleet marked, then runner-fleet's cluster objects. */
+async function removeClusterSide(
+  ctx: RunContext,
+  cluster: ClusterSide,
+  lock: FleetLock | undefined,
+  kept: string[],
+): Promise<{ gitlab?: ClusterReport; cluster: ClusterReport }> {
+  const { inventory: inv, log } = ctx;
+  let gitlab: ClusterReport | undefined;
+  let remaining = cluster.records.length;
+  if (cluster.records.length > 0) {
+    const r = await deleteRecordedRunners(ctx, cluster.store, cluster.records.length);
+    remaining = r.remaining;
+    gitlab = r.report;
+  }
+  if (cluster.strays) gitlab = mergeSection(gitlab, await sweepNow(cluster.strays, log));
+  // The Lease lives in the namespace: a namespace about to go takes it along, so it is given back first.
+  if (cluster.teardown.namespaceAction === 'delete') await lock?.release();
+  log.progress('cluster', "removing runner-fleet's objects");
+  const report = await runTeardown(cluster.client, cluster.teardown, { keepRecords: remaining > 0, log });
+  if (remaining > 0)
+    kept.push(
+      `Secret ${inv.kubernetes.namespace}/runner-fleet-records stays: ${remaining} runner(s) could not be deleted in GitLab; run destroy again`,
+    );
+  log.done?.('cluster', report.ok, `${report.changes.length} removed`);
+  return { gitlab, cluster: report };
+}
+
+/** Reconciling an inventory without nodes deletes every recorded runner, with all of apply's care. */
+async function deleteRecordedRunners(
+  ctx: RunContext,
+  store: RecordStore,
+  count: number,
+): Promise<{ report: ClusterReport; remaining: number }> {
+  const { inventory: inv, log } = ctx;
+  try {
+    log.progress('gitlab', `deleting ${count} runner(s) at ${inv.gitlab.url}`);
+    const r = await reconcileRunners(withoutNodes(inv), store, ctx.gitlab(), { dryRun: false, log });
+    const remaining = r.records.length;
+    const report: ClusterReport = {
+      ok: r.errors.length === 0 && remaining === 0,
+      changes: r.changes.map((c) => ({ step: c.step, detail: c.detail })),
+      ...(r.errors.length > 0 ? { error: r.errors.map((e) => `${e.node}: ${e.message}`).join('; ') } : {}),
+    };
+    log.done?.('gitlab', report.ok, `${r.changes.length} removed`);
+    return { report, remaining };
+  } catch (err) {
+    const report: ClusterReport = { ok: false, changes: [], error: messageOf(err) };
+    log.error('gitlab', report.error!);
+    return { report, remaining: count };
+  }
+}
+
+/** Each node's own files, as the look planned them. */
+async function cleanNodes(ctx: RunContext, hosts: HostSide[]): Promise<NodeReport[]> {
+  const { log } = ctx;
+  return mapPool(hosts, ctx.concurrency, async (h): Promise<NodeReport> => {
     if (h.error) return { name: h.node.name, ok: false, changes: [], error: h.error };
     const changes: Change[] = [];
     if (!h.plan || h.plan.steps.length === 0) return { name: h.node.name, ok: true, changes };
@@ -437,13 +479,6 @@ async function destroyLocked(
       return { name: h.node.name, ok: false, changes, error };
     }
   });
-  // Without anything to remove there, only the host-runner look-ups that failed are worth reporting.
-  const runnerReports = hostRunners?.nodes ?? hostRunnerPlan?.nodes.filter((n) => !n.ok) ?? [];
-  const byName = new Map(runnerReports.map((n) => [n.name, n]));
-  const merged = nodes.map((n) => mergeNode(byName.get(n.name), n));
-  // Nodes only the host-runner index still knew (gone from the inventory) report too.
-  for (const n of runnerReports) if (!nodes.some((m) => m.name === n.name)) merged.push(n);
-  return { ...buildReport(merged, gitlab, clusterReport), nothingToRemove: false, kept };
 }
 
 /** Deletes this fleet's runners that no record holds (found again now: the plan's list may be stale). */

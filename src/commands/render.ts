@@ -19,7 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { InputError, RunFailedError } from '../errors.js';
-import type { Executor, Inventory } from '../inventory/types.js';
+import type { Inventory } from '../inventory/types.js';
 import {
   APPLICATION_FILE,
   applicationFile,
@@ -27,7 +27,6 @@ import {
   type ArgoCdInput,
   type ArgoCdSource,
 } from '../kube/argocd.js';
-import { connectCluster } from '../kube/converge.js';
 import {
   GITIGNORE,
   SECRETS_FILE,
@@ -43,14 +42,13 @@ import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { readInventorySecrets, redact } from '../secrets.js';
 import { desiredCluster } from '../placement/desired.js';
-import { kubeconfigFromNode, typedStore } from '../placement/records.js';
+import { typedStore } from '../placement/records.js';
+import type { RunContext } from '../context.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 
 export interface RenderOptions {
   out: string;
   seal: boolean;
-  executor: Executor;
-  log: Logger;
   /** default: kubeseal found on PATH */
   kubeseal?: string;
   /** the controller's certificate (--seal-cert): kubeseal seals with it instead of fetching it from the cluster */
@@ -348,16 +346,16 @@ function readWhole(path: string): string {
   }
 }
 
-export async function runRender(given: Inventory, opts: RenderOptions): Promise<RenderResult> {
-  const { log } = opts;
+export async function runRender(ctx: RunContext, opts: RenderOptions): Promise<RenderResult> {
+  const { log } = ctx;
   // Every secret reference read once, before anything is contacted (bad ones: exit 2).
-  const inv = await readInventorySecrets(given);
+  const inv = await readInventorySecrets(ctx.inventory);
+  const executor = inv.runners.executor;
   const out = resolve(opts.out);
   const ns = inv.kubernetes.namespace;
 
   log.progress('cluster', `reading runner records from Secret ${ns}/${RECORDS_SECRET}`);
-  const kubeconfigText = await kubeconfigFromNode(inv);
-  const client = connectCluster(inv.kubernetes, kubeconfigText);
+  const client = await ctx.cluster();
   const records = await typedStore(client, ns, true).load();
   const live = new Set(records.filter((r) => !r.retiredAt).map((r) => r.node));
   const missing = inv.nodes.filter((n) => !live.has(n.name)).map((n) => n.name);
@@ -373,7 +371,7 @@ export async function runRender(given: Inventory, opts: RenderOptions): Promise<
   // The same function apply uses, then the same renderer convergeCluster uses.
   const desired = desiredCluster({
     inventory: inv,
-    executor: opts.executor,
+    executor,
     records,
     arch: (node) => archByNode.get(node) ?? 'arm64',
   });
@@ -387,13 +385,13 @@ export async function runRender(given: Inventory, opts: RenderOptions): Promise<
           name: inv.kubernetes.sealedSecrets.controllerName,
           namespace: inv.kubernetes.sealedSecrets.controllerNamespace,
         },
-        kubeconfigText,
+        kubeconfigText: await ctx.kubeconfigText(),
         kubeconfig: inv.kubernetes.kubeconfig,
         context: inv.kubernetes.context,
         log,
       })
     : undefined;
-  const source = `${inv.source}, executor ${opts.executor}`;
+  const source = `${inv.source}, executor ${executor}`;
   const files = manifestFiles(objects, { source, sealed });
   if (opts.argocd) files.push(applicationFile(opts.argocd, ns, source));
 

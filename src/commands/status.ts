@@ -1,5 +1,6 @@
 // `status`: ask every node (one read-only round trip), the cluster and GitLab how the fleet is doing; change nothing.
-import { GitlabApi } from '../gitlab/api.js';
+import type { RunContext } from '../context.js';
+import { EXECUTOR_SPECS, type ExecutorSpec } from '../executors.js';
 import { gatherFacts } from '../host/converge.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import { selectNodes } from '../inventory/schema.js';
@@ -30,14 +31,6 @@ import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { hostMetricsAddress, metricsGatherScript, metricsTarget } from '../status/metrics.js';
 import { readRunnerView } from '../status/contact.js';
 import { diskGatherScript } from '../status/disk.js';
-
-export interface StatusOptions {
-  concurrency: number;
-  log: Logger;
-  executor: Executor;
-  only?: string[];
-  now?: () => number;
-}
 
 const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err)).split('\n')[0];
 
@@ -98,12 +91,11 @@ interface RunnerSide {
 
 /** The cluster's pods and records, then each recorded runner's last contact in GitLab. `onPods` hears the pods first. */
 async function runnerSide(
-  inv: Inventory,
+  ctx: RunContext,
   nodes: NodeSpec[],
-  opts: StatusOptions,
   onPods: (pods: PodView[]) => void = () => {},
 ): Promise<RunnerSide> {
-  const { log } = opts;
+  const { inventory: inv, log } = ctx;
   const all = (view: RunnerView) => new Map(nodes.map((n) => [n.name, view]));
   if (!withRunners(inv.gitlab.auth)) return { pods: 'n/a', runners: all({ kind: 'n/a' }) };
   if (inv.runners.placement === 'host') {
@@ -120,11 +112,7 @@ async function runnerSide(
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
-    const [{ connectCluster }, { kubeconfigFromNode, typedStore }] = await Promise.all([
-      import('../kube/converge.js'),
-      import('../placement/records.js'),
-    ]);
-    const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    const [{ typedStore }, client] = await Promise.all([import('../placement/records.js'), ctx.cluster()]);
     // Every runner-fleet runner pod: what is deployed decides which executor's pods are judged.
     const listed = (await client.listObjects(
       'v1',
@@ -135,13 +123,18 @@ async function runnerSide(
     const live = listed.filter((p) => !p.metadata.deletionTimestamp);
     const chosen = chooseExecutor(
       live.map((p) => p.metadata.labels?.[EXECUTOR_LABEL]),
-      opts.executor,
+      inv.runners.executor,
     );
     if (chosen.mismatch) mismatch.push(chosen.mismatch);
     pods = { pods: listed.filter((p) => p.metadata.labels?.[EXECUTOR_LABEL] === chosen.executor) };
     onPods(pods.pods);
     reach = probePods(client, inv, nodes, pods.pods);
-    docker = dockerFromPods(client, inv, nodes, pods.pods);
+    // Only where the executor gives the pod the node's Docker (the executor registry's pod.nodeDocker).
+    // A label no executor of this version knows (a newer one deployed it): asked as before.
+    docker =
+      (EXECUTOR_SPECS[chosen.executor as Executor] as ExecutorSpec | undefined)?.pod.nodeDocker !== false
+        ? dockerFromPods(client, inv, nodes, pods.pods)
+        : Promise.resolve(new Map());
     records = await typedStore(client, ns, true).load();
     if (live.length === 0 && records.every((r) => r.retiredAt)) {
       const index = readIndexQuietly(inv);
@@ -165,7 +158,7 @@ async function runnerSide(
       cluster: { ok: false, error },
     };
   }
-  const side = await runnersInGitlab(inv, nodes, opts, records);
+  const side = await runnersInGitlab(ctx, nodes, records);
   return { pods, ...side, reach: await reach, docker: await docker, mismatch };
 }
 
@@ -216,12 +209,11 @@ async function dockerFromPods(
 
 /** Each node's runner in GitLab through its live record, when the inventory's token can ask. */
 async function runnersInGitlab(
-  inv: Inventory,
+  ctx: RunContext,
   nodes: NodeSpec[],
-  opts: StatusOptions,
   records: RunnerRecord[],
 ): Promise<{ runners: Map<string, RunnerView> }> {
-  const { log } = opts;
+  const { inventory: inv, log } = ctx;
 
   const live = new Map(records.filter((r) => !r.retiredAt).map((r) => [r.node, r]));
   const runners = new Map<string, RunnerView>();
@@ -238,7 +230,7 @@ async function runnersInGitlab(
     return { runners };
   }
   const token = secretValue(inv, ref);
-  const api = GitlabApi.fromConfig(inv.gitlab);
+  const api = ctx.gitlab();
   log.progress('gitlab', `asking ${inv.gitlab.url} for each runner's last contact`);
   let failures = 0;
   await mapPool(nodes, 4, async (n) => {
@@ -256,9 +248,11 @@ async function runnersInGitlab(
   return { runners };
 }
 
-export async function runStatus(given: Inventory, opts: StatusOptions): Promise<StatusReport> {
-  const inv = await preflight(given, opts.only);
-  const selected = selectNodes(inv, opts.only);
+/** `now`: the clock the rows are judged by (tests). */
+export async function runStatus(given: RunContext, now: () => number = Date.now): Promise<StatusReport> {
+  const ctx: RunContext = { ...given, inventory: await preflight(given.inventory, given.only) };
+  const { inventory: inv, log } = ctx;
+  const selected = selectNodes(inv, ctx.only);
   // runners.metrics: a host runner listens on its node; a pod on its pod IP, which the pod list gives.
   const metrics = inv.runners.metrics;
   let podsListed: (pods: PodView[]) => void = () => {};
@@ -285,15 +279,13 @@ export async function runStatus(given: Inventory, opts: StatusOptions): Promise<
       return target;
     });
   };
-  const checks = nodePreflight(inv, opts.log);
-  const side = runnerSide(inv, selected.nodes, opts, podsListed).finally(() => podsListed([]));
+  const checks = nodePreflight(ctx);
+  const side = runnerSide(ctx, selected.nodes, podsListed).finally(() => podsListed([]));
   const [hosts, sideResult] = await Promise.all([
-    mapPool(selected.nodes, opts.concurrency, (node) =>
-      gatherNode(node, inv, opts.log, checks, metricsAt(node)),
-    ),
+    mapPool(selected.nodes, ctx.concurrency, (node) => gatherNode(node, inv, log, checks, metricsAt(node))),
     side,
   ]);
-  const now = (opts.now ?? Date.now)();
+  const at = now();
   const rows = selected.nodes.map((node, i) =>
     statusRow(
       node,
@@ -301,7 +293,7 @@ export async function runStatus(given: Inventory, opts: StatusOptions): Promise<
       hosts[i],
       sideResult.pods,
       sideResult.runners.get(node.name) ?? { kind: 'n/a' },
-      now,
+      at,
       targets.get(node.name),
       reachOf(inv, hosts[i], sideResult.reach?.get(node.name)),
       sideResult.docker?.get(node.name),

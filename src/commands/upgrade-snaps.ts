@@ -3,6 +3,7 @@
 // How a node's jobs are known: the runner's own gitlab_runner_jobs metric (runners.metrics), read on the node as
 // status reads it. Read just before the refresh, in the same round trip: a job the runner picks up in the seconds
 // snapd then takes to download and restart Docker is not protected (README: executor trade-offs).
+import type { RunContext } from '../context.js';
 import { InputError } from '../errors.js';
 import { parseRefresh, refreshScript, type RefreshOutcome } from '../host/snap-holds.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
@@ -14,10 +15,8 @@ import { metricsGatherScript, metricsTarget } from '../status/metrics.js';
 import { withNode } from '../ssh.js';
 import { redact } from '../secrets.js';
 
-export interface UpgradeSnapsOptions {
-  log: Logger;
-  only?: string[];
-  /** how long to wait for a node's running jobs, and between two looks */
+/** How long to wait for a node's running jobs, and between two looks. */
+export interface UpgradeSnapsTiming {
   waitSeconds?: number;
   pollSeconds?: number;
 }
@@ -39,12 +38,13 @@ export function upgradeSnapsPreflight(inv: Inventory): void {
 }
 
 export async function runUpgradeSnaps(
-  inv: Inventory,
-  opts: UpgradeSnapsOptions,
+  ctx: RunContext,
+  timing: UpgradeSnapsTiming = {},
 ): Promise<UpgradeSnapsReport> {
-  const selected = selectNodes(inv, opts.only);
+  const inv = ctx.inventory;
+  const selected = selectNodes(inv, ctx.only);
   upgradeSnapsPreflight(inv);
-  const targets = await metricsTargets(inv);
+  const targets = await metricsTargets(ctx);
   const nodes: UpgradeSnapsReport['nodes'] = [];
   let failed = false;
   // One node at a time: the others keep running jobs while one node's Docker restarts.
@@ -53,7 +53,7 @@ export async function runUpgradeSnaps(
       nodes.push({ name: node.name, outcome: { kind: 'skipped' } });
       continue;
     }
-    const outcome = await upgradeNode(node, inv, targets, opts);
+    const outcome = await upgradeNode(node, ctx.log, targets, timing);
     nodes.push({ name: node.name, outcome });
     failed =
       outcome.kind === 'error' ||
@@ -65,15 +65,12 @@ export async function runUpgradeSnaps(
 }
 
 /** Where each node reaches its runner's metrics; undefined without runners (nothing to wait for). */
-async function metricsTargets(inv: Inventory): Promise<((node: string) => string | undefined) | undefined> {
+async function metricsTargets(ctx: RunContext): Promise<((node: string) => string | undefined) | undefined> {
+  const inv = ctx.inventory;
   const metrics = inv.runners.metrics;
   if (!withRunners(inv.gitlab.auth) || !metrics) return undefined;
   if (inv.runners.placement === 'host') return () => metricsTarget('127.0.0.1', metrics.port);
-  const [{ connectCluster }, { kubeconfigFromNode }] = await Promise.all([
-    import('../kube/converge.js'),
-    import('../placement/records.js'),
-  ]);
-  const client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+  const client = await ctx.cluster();
   const pods = (await client.listObjects(
     'v1',
     'Pod',
@@ -90,34 +87,31 @@ async function metricsTargets(inv: Inventory): Promise<((node: string) => string
 
 async function upgradeNode(
   node: NodeSpec,
-  inv: Inventory,
+  log: Logger,
   targets: ((node: string) => string | undefined) | undefined,
-  opts: UpgradeSnapsOptions,
+  timing: UpgradeSnapsTiming,
 ): Promise<UpgradeSnapsReport['nodes'][number]['outcome']> {
-  const waitMs = (opts.waitSeconds ?? 3600) * 1000;
-  const pollMs = (opts.pollSeconds ?? 10) * 1000;
+  const waitMs = (timing.waitSeconds ?? 3600) * 1000;
+  const pollMs = (timing.pollSeconds ?? 10) * 1000;
   const metrics = targets ? metricsGatherScript(targets(node.name)) : undefined;
   try {
     return await withNode(node, async (conn) => {
       const started = Date.now();
       for (;;) {
-        opts.log.progress(node.name, metrics ? 'waiting for the runner to run no job' : 'refreshing');
+        log.progress(node.name, metrics ? 'waiting for the runner to run no job' : 'refreshing');
         const r = await conn.exec(refreshScript(metrics), { sudo: true, step: 'upgrade snaps' });
         const outcome = parseRefresh(r.stdout);
         if (outcome.kind !== 'busy' || Date.now() - started >= waitMs) {
-          report(node, outcome, opts.log);
+          report(node, outcome, log);
           return outcome;
         }
-        opts.log.progress(
-          node.name,
-          `the runner runs ${outcome.jobs} job(s); looking again in ${pollMs / 1000}s`,
-        );
+        log.progress(node.name, `the runner runs ${outcome.jobs} job(s); looking again in ${pollMs / 1000}s`);
         await new Promise((done) => setTimeout(done, pollMs));
       }
     });
   } catch (err) {
     const error = redact(err instanceof Error ? err.message : String(err));
-    opts.log.done?.(node.name, false, error);
+    log.done?.(node.name, false, error);
     return { kind: 'error', error };
   }
 }

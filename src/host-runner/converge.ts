@@ -3,8 +3,8 @@ import { atomicWriteScript } from '../host/converge.js';
 import { DOCKER_FLAVOURS } from '../host/flavours.js';
 import { chooseFlavour } from '../host/plan.js';
 import { FILE_FN, sha256, shQuote, splitGatherOutput, type HostFacts } from '../host/facts.js';
-import type { GitlabRunnerApi } from '../gitlab/api.js';
-import type { Inventory, NodeSpec } from '../inventory/types.js';
+import type { RunContext } from '../context.js';
+import type { NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import type { Change } from '../report.js';
 import { renderConfigToml } from '../runners/config-toml.js';
@@ -38,16 +38,6 @@ import {
   type PackagePin,
 } from './plan.js';
 import { HostRecordStore } from './records.js';
-
-export interface HostRunnerContext {
-  /** the whole inventory (gitlab, runners settings); each call works on one node */
-  inventory: Inventory;
-  api: GitlabRunnerApi;
-  dryRun: boolean;
-  log: Logger;
-  /** the checked repository key (binary); called only when a node needs it, and memoised by the caller */
-  repositoryKey: () => Promise<Buffer>;
-}
 
 export interface HostRunnerOutcome {
   /** what happened in GitLab, for the run's gitlab section */
@@ -228,7 +218,7 @@ export async function convergeHostRunner(
   conn: NodeConnection,
   node: NodeSpec,
   facts: HostFacts,
-  ctx: HostRunnerContext,
+  ctx: RunContext,
   record: (c: Change) => void,
 ): Promise<HostRunnerOutcome> {
   let reconciled: ReconcileResult | undefined;
@@ -237,7 +227,7 @@ export async function convergeHostRunner(
     const hr = hostRunnerFactsOf(node, facts);
     store = new HostRecordStore(conn, node.name, hr.record.content, { dryRun: ctx.dryRun });
     const inv = ctx.inventory;
-    reconciled = await reconcileRunners({ ...inv, nodes: [node] }, store, ctx.api, {
+    reconciled = await reconcileRunners({ ...inv, nodes: [node] }, store, ctx.gitlab(), {
       dryRun: ctx.dryRun,
       log: ctx.log,
       fleetId: hostFleetId(node),
@@ -342,7 +332,7 @@ export async function removeHostRunner(
   conn: NodeConnection,
   node: Pick<NodeSpec, 'name'>,
   hr: HostRunnerFacts,
-  ctx: HostRunnerContext,
+  ctx: RunContext,
   record: (c: Change) => void,
 ): Promise<HostRunnerOutcome> {
   let reconciled: ReconcileResult | undefined;
@@ -353,7 +343,7 @@ export async function removeHostRunner(
     }
     const store = new HostRecordStore(conn, node.name, hr.record.content, { dryRun: ctx.dryRun });
     // No node wanted: every record in the file is deleted in GitLab, and the file removed once it is empty.
-    reconciled = await reconcileRunners({ ...ctx.inventory, nodes: [] }, store, ctx.api, {
+    reconciled = await reconcileRunners({ ...ctx.inventory, nodes: [] }, store, ctx.gitlab(), {
       dryRun: ctx.dryRun,
       log: ctx.log,
     });

@@ -12,15 +12,13 @@ import {
   type InventoryFile,
 } from './fields.js';
 import { dockerBytes, quantityValue } from './quantities.js';
+import type { Executor, Placement } from './types.js';
 
 export interface ParseOptions {
   /** CLI overrides, validated like inventory values */
   executor?: string;
   placement?: string;
 }
-
-type Executor = (typeof EXECUTORS)[number];
-type Placement = (typeof PLACEMENTS)[number];
 
 /**
  * What the rules see: the field-checked file, and whether a path is free of field issues. A value is read only

@@ -24,16 +24,17 @@ export interface ConvergeClusterInput {
   tokens?: Record<string, string>;
   /** node name → recorded runner-manager system_id */
   systemIds?: Record<string, string>;
-  /** default: connectCluster(inventory.kubernetes, kubeconfigText) */
-  client?: KubeClient;
-  /** `microk8s config` from kubernetes.fromNode, fetched by the caller over SSH */
-  kubeconfigText?: string;
+  /** the run's cluster client (RunContext.cluster) */
+  client: KubeClient;
   /** default inventory.kubernetes.rolloutTimeout */
   rolloutTimeoutSeconds?: number;
   logger?: Logger;
 }
 
-/** A client for the inventory's cluster: kubeconfig (+context), or the text fetched from kubernetes.fromNode. */
+/**
+ * A client for the inventory's cluster: kubeconfig (+context), or the text fetched from kubernetes.fromNode. Called
+ * only by createRunContext (src/context.ts), so that a run makes one.
+ */
 export function connectCluster(k: KubernetesConfig, kubeconfigText?: string): KubeClient {
   if (k.fromNode) {
     if (kubeconfigText === undefined)
@@ -77,7 +78,7 @@ export async function convergeCluster(input: ConvergeClusterInput): Promise<Clus
     tokens: input.tokens,
     systemIds: input.systemIds,
   });
-  const client = input.client ?? connectCluster(inv.kubernetes, input.kubeconfigText);
+  const client = input.client;
   const nodeNames = inv.nodes.map((n) => n.name);
   const label = inv.kubernetes.nodeLabel;
 

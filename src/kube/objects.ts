@@ -1,5 +1,6 @@
 // Names, labels and field managers runner-fleet uses in a cluster, and the plain object shape passed around.
 import type { Executor } from '../inventory/types.js';
+import { ANY_EXECUTOR_HAS_ROLE } from '../executors.js';
 
 /** A Kubernetes object as plain JSON: what the templates render and what the API returns. */
 export interface KubeObject {
@@ -59,6 +60,13 @@ export const PRUNABLE_KINDS: readonly { apiVersion: string; kind: string }[] = [
   { apiVersion: 'v1', kind: 'Secret' },
   { apiVersion: 'v1', kind: 'ConfigMap' },
   { apiVersion: 'v1', kind: 'ServiceAccount' },
+  // From the executor registry: once any executor's runner has a Role, a switch to another executor prunes it.
+  ...(ANY_EXECUTOR_HAS_ROLE
+    ? [
+        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role' },
+        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding' },
+      ]
+    : []),
 ];
 
 /** `DaemonSet gitlab-runner/gitlab-runner-dood`, `Namespace gitlab-runner` */

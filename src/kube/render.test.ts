@@ -132,7 +132,7 @@ describe('renderClusterObjects', () => {
     writeFileSync(
       sa,
       readFileSync(sa, 'utf8').replace(
-        'automountServiceAccountToken: false',
+        'automountServiceAccountToken: {{json automountServiceAccountToken}}',
         'automountServiceAccountToken: false\n---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: leak, namespace: ci, labels: {app.kubernetes.io/managed-by: runner-fleet}}\ndata: {t: "glrt-pi1secretvalue0"}',
       ),
     );

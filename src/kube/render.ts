@@ -74,6 +74,11 @@ export function clusterTemplateData(input: RenderInput) {
     executor,
     /** the registry's say: the docker CLI is copied into the runner container (shell jobs run there) */
     dockerCliInRunner: EXECUTOR_SPECS[executor].dockerCliInRunner,
+    /** the registry's say: the node's Docker socket folder, DOCKER_HOST and the docker.sock link in the pod */
+    nodeDocker: EXECUTOR_SPECS[executor].pod.nodeDocker,
+    automountServiceAccountToken: EXECUTOR_SPECS[executor].pod.serviceAccountToken,
+    /** a Role and RoleBinding for the runner's service account when the executor calls the API */
+    roleRules: EXECUTOR_SPECS[executor].pod.roleRules,
     selector,
     podLabels: { ...labels, ...selector },
     serviceAccount: SERVICE_ACCOUNT,

@@ -2,12 +2,12 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { GitlabApi } from '../gitlab/api.js';
+import type { RunContext } from '../context.js';
 import type { HostFacts } from '../host/facts.js';
 import { describeJobMtu, jobMtu, mtuValue } from '../host/mtu.js';
-import type { Executor, Inventory } from '../inventory/types.js';
+import type { Inventory } from '../inventory/types.js';
 import type { KubeClient, NodeInfo } from '../kube/client.js';
-import { connectCluster, convergeCluster } from '../kube/converge.js';
+import { convergeCluster } from '../kube/converge.js';
 import { planNodeLabels } from '../kube/node-labels.js';
 import type { KubeObject } from '../kube/objects.js';
 import { ownershipProblems } from '../kube/ownership.js';
@@ -18,18 +18,7 @@ import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
 import { probeInPod, proveContact, proveDocker } from './contact.js';
 import { describeUnfit } from './reasons.js';
-import { kubeconfigFromNode, typedStore } from './records.js';
-
-export interface RunnerPhaseInput {
-  /** the whole inventory: with --only, the other nodes' runners must be left alone, not taken for removed */
-  inventory: Inventory;
-  only?: string[];
-  executor: Executor;
-  dryRun: boolean;
-  log: Logger;
-  /** facts gathered by the host phase this run, by node name */
-  facts: Map<string, HostFacts>;
-}
+import { typedStore } from './records.js';
 
 export interface RunnerPhaseResult {
   gitlab?: ClusterReport;
@@ -40,14 +29,21 @@ export interface RunnerPhaseResult {
 
 export const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err));
 
+/**
+ * `ctx.inventory` is the whole inventory: with --only, the other nodes' runners are left alone, not taken for removed.
+ * `facts`: what the host phase gathered this run, by node name; `exclude`: nodes that get no cluster runner this run.
+ */
 export async function convergeRunners(
-  input: RunnerPhaseInput & { exclude?: Set<string> },
+  ctx: RunContext,
+  facts: Map<string, HostFacts>,
+  exclude: Set<string> = new Set(),
 ): Promise<RunnerPhaseResult> {
   // Only runnerPhase calls this, and runConverge starts that phase only when the inventory has a gitlab token.
-  const { inventory: inv, dryRun, log } = input;
+  const { inventory: inv, dryRun, log } = ctx;
+  const executor = inv.runners.executor;
   let client: KubeClient;
   try {
-    client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    client = await ctx.cluster();
   } catch (err) {
     const error = messageOf(err);
     log.error('cluster', error);
@@ -67,14 +63,14 @@ export async function convergeRunners(
     /* convergeCluster reports an unreachable cluster itself */
   }
   const archByNode = new Map(nodes.map((n) => [n.name, n.labels['kubernetes.io/arch']]));
-  const archOf = (node: string) => archByNode.get(node) ?? input.facts.get(node)?.arch ?? 'arm64';
-  const mtus = new Map(inv.nodes.map((n) => [n.name, jobMtu(n, input.facts.get(n.name))]));
+  const archOf = (node: string) => archByNode.get(node) ?? facts.get(node)?.arch ?? 'arm64';
+  const mtus = new Map(inv.nodes.map((n) => [n.name, jobMtu(n, facts.get(n.name))]));
   const mtuOf = (node: string) => {
     const m = mtus.get(node);
     return m && mtuValue(m);
   };
   for (const [node, m] of mtus) if (m.kind !== 'default') log.progress(node, describeJobMtu(m));
-  const check = clusterPreflight(inv, input.executor, archOf);
+  const check = clusterPreflight(inv, executor, archOf);
   const refused =
     check.error ?? (check.objects ? await othersInTheWay(client, inv, nodes, check.objects) : undefined);
   if (refused) {
@@ -100,15 +96,15 @@ export async function convergeRunners(
     );
     // Nodes whose host runner could not be removed get no cluster runner beside it (the next run tries again).
     // With such nodes and no --only, records of nodes gone from the inventory wait for the next run as well.
-    const exclude = new Set([...(input.exclude ?? []), ...check.unfit.keys()]);
-    const only = exclude.size
-      ? (input.only ?? inv.nodes.map((n) => n.name)).filter((n) => !exclude.has(n))
-      : input.only;
+    const left = new Set([...exclude, ...check.unfit.keys()]);
+    const only = left.size
+      ? (ctx.only ?? inv.nodes.map((n) => n.name)).filter((n) => !left.has(n))
+      : ctx.only;
     // New runners first, the cluster next, deletes last (retireLater): old pods never poll with deleted tokens.
     reconciled = await reconcileRunners(
       inv,
       typedStore(client, inv.kubernetes.namespace, dryRun),
-      GitlabApi.fromConfig(inv.gitlab),
+      ctx.gitlab(),
       {
         dryRun,
         only,
@@ -133,7 +129,7 @@ export async function convergeRunners(
   try {
     const desired = desiredCluster({
       inventory: fit,
-      executor: input.executor,
+      executor,
       records: reconciled.records,
       arch: archOf,
       mtu: mtuOf,
@@ -166,27 +162,23 @@ export async function convergeRunners(
   // reached this run (they have facts): an unreachable node is reported failed already.
   const records = reconciled.records.filter(
     (r) =>
-      !r.retiredAt &&
-      r.id !== undefined &&
-      input.facts.has(r.node) &&
-      fit.nodes.some((n) => n.name === r.node),
+      !r.retiredAt && r.id !== undefined && facts.has(r.node) && fit.nodes.some((n) => n.name === r.node),
   );
   // Jobs need the node's Docker from the pod: after a dockerd restart (this run's, or anyone's) it must still answer.
   const docker = await proveDocker(
     client,
     inv,
-    input.executor,
+    executor,
     records.map((r) => r.node),
     log,
   ).catch((err: unknown) => new Map([['cluster', messageOf(err)]]));
   if (docker.size > 0)
     cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
   const contact = await proveContact({
-    inventory: inv,
+    ctx,
     records,
     site: 'pod',
-    probe: (node) => probeInPod(client, inv, input.executor, node),
-    log,
+    probe: (node) => probeInPod(client, inv, executor, node),
   });
   return { gitlab, cluster, contact };
 }

@@ -1,6 +1,7 @@
 // apply's last word on runners: each node's runner asks GitLab for jobs on its own before apply calls the node
 // converged; a runner that does not is named with the first hop it cannot pass, probed from where it runs.
-import { GitlabApi } from '../gitlab/api.js';
+import type { RunContext } from '../context.js';
+import { EXECUTOR_SPECS } from '../executors.js';
 import { AUTH_MODES, authToken } from '../gitlab/auth-modes.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import type { KubeClient } from '../kube/client.js';
@@ -28,13 +29,13 @@ const PROBE_TIMEOUT_SECONDS = 60;
 const messageOf = (err: unknown) => redact(err instanceof Error ? err.message : String(err)).split('\n')[0];
 
 export interface ContactInput {
-  inventory: Inventory;
+  /** the run's inventory, log and GitLab client */
+  ctx: RunContext;
   /** the live records of the nodes whose runner this run put up */
   records: RunnerRecord[];
   site: ProbeSite;
   /** runs the probe where the node's runner runs */
   probe: (node: string) => Promise<ProbeResult>;
-  log: Logger;
   clock?: ContactClock;
 }
 
@@ -44,7 +45,8 @@ export interface ContactInput {
  * be asked: the wait is skipped with a warning.
  */
 export async function proveContact(input: ContactInput): Promise<Map<string, string>> {
-  const { inventory: inv, records, log } = input;
+  const { records } = input;
+  const { inventory: inv, log } = input.ctx;
   const failed = new Map<string, string>();
   const timeout = inv.runners.contactTimeout;
   if (timeout === 0 || records.length === 0) return failed;
@@ -58,7 +60,7 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
     return failed;
   }
   const token = secretValue(inv, ref);
-  const api = GitlabApi.fromConfig(inv.gitlab);
+  const api = input.ctx.gitlab();
   const clock = input.clock ?? systemClock;
   const deadline = clock.now() + timeout * 1000;
   log.progress('gitlab', `waiting up to ${timeout} s for ${records.length} runner(s) to ask GitLab for jobs`);
@@ -169,6 +171,8 @@ export async function proveDocker(
   log: Logger,
 ): Promise<Map<string, string>> {
   const failed = new Map<string, string>();
+  // Only an executor that gives the pod the node's Docker (the executor registry's pod.nodeDocker) has one to ask.
+  if (!EXECUTOR_SPECS[executor].pod.nodeDocker) return failed;
   const pods = await runningPods(client, inv, executor);
   await Promise.all(
     nodes.map(async (node) => {

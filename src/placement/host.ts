@@ -1,8 +1,7 @@
 // Host placement: gitlab-runner on the Pi with its record on the node; taking runners out of the cluster first,
 // removing host runners (placement cluster, destroy, nodes gone from the inventory), and the index beside the inventory.
-import { GitlabApi, type GitlabRunnerApi } from '../gitlab/api.js';
-import { gatherHostRunnerProbe, removeHostRunner, type HostRunnerContext } from '../host-runner/converge.js';
-import { loadRepositoryKey } from '../host-runner/repository.js';
+import type { RunContext } from '../context.js';
+import { gatherHostRunnerProbe, removeHostRunner } from '../host-runner/converge.js';
 import {
   hostRunnerIndexPath,
   indexEntry,
@@ -12,7 +11,6 @@ import {
 } from '../host-runner/state.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { KubeClient } from '../kube/client.js';
-import { connectCluster } from '../kube/converge.js';
 import { removeClusterRunners } from '../kube/remove.js';
 import type { Logger } from '../log.js';
 import { mapPool } from '../pool.js';
@@ -22,28 +20,10 @@ import { withNode } from '../ssh.js';
 import { clusterToClear, messageOf } from './cluster.js';
 import { GitlabLog } from './gitlab-log.js';
 import type { DeleteCause, NodeBlock } from './reasons.js';
-import { kubeconfigFromNode, typedStore } from './records.js';
+import { typedStore } from './records.js';
 
 /** What one run learnt about a node's host runner, for the index. */
 export type HostRunnerResults = Map<string, { node: IndexedNode; present: boolean }>;
-
-export function hostRunnerContext(
-  inv: Inventory,
-  api: GitlabRunnerApi,
-  dryRun: boolean,
-  log: Logger,
-): HostRunnerContext {
-  let key: Promise<Buffer> | undefined;
-  return {
-    inventory: inv,
-    api,
-    dryRun,
-    log,
-    // One fetch per run, however many nodes need it.
-    repositoryKey: () =>
-      (key ??= loadRepositoryKey(inv.runners.packageRepository, Math.floor(Date.now() / 1000))),
-  };
-}
 
 /** Applies a run's host-runner results to the index beside the inventory (never in a dry run). */
 export function updateIndex(
@@ -83,22 +63,21 @@ export function readIndex(inv: Inventory, log: Logger): IndexedNode[] {
  * left the inventory.
  */
 export async function removeHostRunners(
-  inventory: Inventory,
+  ctx: RunContext,
   nodes: (NodeSpec | IndexedNode)[],
-  opts: { dryRun: boolean; log: Logger; concurrency?: number; cause?: DeleteCause },
+  cause: DeleteCause,
 ): Promise<{ nodes: NodeReport[]; gitlab: ClusterReport }> {
-  const { dryRun, log } = opts;
-  const ctx = hostRunnerContext(inventory, GitlabApi.fromConfig(inventory.gitlab), dryRun, log);
+  const { inventory, dryRun, log } = ctx;
   const gitlab = new GitlabLog();
   const results: HostRunnerResults = new Map();
-  const reports = await mapPool(nodes, opts.concurrency ?? 10, async (n): Promise<NodeReport> => {
+  const reports = await mapPool(nodes, ctx.concurrency, async (n): Promise<NodeReport> => {
     const { changes, record } = changeRecorder(n.name, { dryRun, log });
     try {
       const spec: NodeSpec = { docker: 'auto', microk8s: true, ...inventory.ssh, ...n };
       const outcome = await withNode(spec, async (conn) =>
         removeHostRunner(conn, n, await gatherHostRunnerProbe(conn), ctx, record),
       );
-      gitlab.add(outcome.gitlab, inventory, opts.cause ?? { kind: 'left-inventory' });
+      gitlab.add(outcome.gitlab, inventory, cause);
       results.set(n.name, { node: indexEntry(spec), present: outcome.present });
       if (outcome.error) log.error(n.name, outcome.error);
       return {
@@ -123,28 +102,32 @@ export async function removeHostRunners(
  * is put in `blocked`: it gets no host runner this run.
  */
 export async function takeRunnersOutOfCluster(
-  opts: { inventory: Inventory; only?: string[]; dryRun: boolean; log: Logger },
-  api: GitlabRunnerApi,
+  ctx: RunContext,
   gitlab: GitlabLog,
   blocked: Map<string, NodeBlock>,
 ): Promise<ClusterReport | undefined> {
-  const { inventory: inv, dryRun, log } = opts;
+  const { inventory: inv, dryRun, log, only } = ctx;
   const which = clusterToClear(inv);
   if (which === 'none') {
     log.progress('cluster', 'no cluster configured: no cluster runners to take out');
     return undefined;
   }
-  const selected = opts.only ?? inv.nodes.map((n) => n.name);
+  const selected = only ?? inv.nodes.map((n) => n.name);
   let client: KubeClient;
   try {
-    client = connectCluster(inv.kubernetes, await kubeconfigFromNode(inv));
+    client = await ctx.cluster();
     // The records stay where they are; only the runners of the selected nodes are deleted through them.
-    const keep = { ...inv, nodes: opts.only ? inv.nodes.filter((n) => !opts.only!.includes(n.name)) : [] };
-    const r = await reconcileRunners(keep, typedStore(client, inv.kubernetes.namespace, dryRun), api, {
-      dryRun,
-      only: opts.only,
-      log,
-    });
+    const keep = { ...inv, nodes: only ? inv.nodes.filter((n) => !only.includes(n.name)) : [] };
+    const r = await reconcileRunners(
+      keep,
+      typedStore(client, inv.kubernetes.namespace, dryRun),
+      ctx.gitlab(),
+      {
+        dryRun,
+        only,
+        log,
+      },
+    );
     gitlab.add(r, inv, { kind: 'placement', placement: 'host' });
     for (const e of r.errors) blocked.set(e.node, { kind: 'cluster-runner-not-deleted', message: e.message });
   } catch (err) {
@@ -165,5 +148,5 @@ export async function takeRunnersOutOfCluster(
     'cluster',
     `${dryRun ? 'planning' : 'taking'} runner pods out of ${client.server} (runners.placement is host)`,
   );
-  return removeClusterRunners(client, inv, { nodes: opts.only, dryRun, logger: log });
+  return removeClusterRunners(client, inv, { nodes: only, dryRun, logger: log });
 }

@@ -2,12 +2,11 @@
 // the Secret, a DaemonSet pod) or on the host (record on the node, the gitlab-runner service). A switch deletes the
 // old runner in GitLab, through its record, before the new one is registered; records never move, so neither side
 // keeps an orphan.
-import { GitlabApi } from '../gitlab/api.js';
+import type { RunContext } from '../context.js';
 import type { HostFacts } from '../host/facts.js';
 import { convergeHostRunner, hostRunnerFactsOf, removeHostRunner } from '../host-runner/converge.js';
 import { indexEntry } from '../host-runner/state.js';
-import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
-import type { Logger } from '../log.js';
+import type { NodeSpec } from '../inventory/types.js';
 import type { RunnerRecord } from '../runners/records.js';
 import type { Change, ClusterReport, NodeReport } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
@@ -15,7 +14,6 @@ import { convergeRunners } from './cluster.js';
 import { probeOnHost, proveContact } from './contact.js';
 import { GitlabLog } from './gitlab-log.js';
 import {
-  hostRunnerContext,
   readIndex,
   removeHostRunners,
   takeRunnersOutOfCluster,
@@ -23,14 +21,6 @@ import {
   type HostRunnerResults,
 } from './host.js';
 import { describeBlock, type DeleteCause, type NodeBlock } from './reasons.js';
-
-export interface RunnerPhaseOptions {
-  inventory: Inventory;
-  only?: string[];
-  executor: Executor;
-  dryRun: boolean;
-  log: Logger;
-}
 
 /** What `apply`/`plan` call around the host phase; see runnerPhase. */
 export interface RunnerPhase {
@@ -60,10 +50,8 @@ export interface RunnerPhase {
  * node never has a cluster runner and a host runner at the same time. Cluster placement removes a host runner a
  * node still has during its host phase, before the cluster phase registers the node's cluster runner.
  */
-export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
-  const { inventory: inv, dryRun, log } = opts;
-  const api = GitlabApi.fromConfig(inv.gitlab);
-  const ctx = hostRunnerContext(inv, api, dryRun, log);
+export function runnerPhase(ctx: RunContext): RunnerPhase {
+  const { inventory: inv, dryRun, log } = ctx;
   const gitlab = new GitlabLog();
   const index = readIndex(inv, log);
   const results: HostRunnerResults = new Map();
@@ -75,7 +63,7 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
   // Nodes that must not get a new runner this run: their old one could not be deleted.
   const blocked = new Map<string, NodeBlock>();
   const cleanup: Promise<ClusterReport | undefined> = host
-    ? takeRunnersOutOfCluster(opts, api, gitlab, blocked)
+    ? takeRunnersOutOfCluster(ctx, gitlab, blocked)
     : Promise.resolve(undefined);
   // Settled before anything awaits it: a rejection is a report, never an unhandled one.
   cleanup.catch(() => undefined);
@@ -114,14 +102,14 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
 
     async afterNodes(facts) {
       // Nodes in the index that the inventory no longer has: only a whole-fleet run may conclude that.
-      const departed = opts.only ? [] : index.filter((n) => !inv.nodes.some((m) => m.name === n.name));
+      const departed = ctx.only ? [] : index.filter((n) => !inv.nodes.some((m) => m.name === n.name));
       let departedReports: NodeReport[] = [];
       if (departed.length > 0) {
         log.progress(
           'gitlab',
           `removing the host runners of ${departed.map((n) => n.name).join(', ')} (not in the inventory any more)`,
         );
-        const r = await removeHostRunners(inv, departed, { dryRun, log, cause: { kind: 'left-inventory' } });
+        const r = await removeHostRunners(ctx, departed, { kind: 'left-inventory' });
         departedReports = r.nodes;
         gitlab.addReport(r.gitlab);
       }
@@ -130,15 +118,14 @@ export function runnerPhase(opts: RunnerPhaseOptions): RunnerPhase {
       if (host) {
         const cluster = await cleanup;
         const contact = await proveContact({
-          inventory: inv,
+          ctx,
           records: [...upNow.values()].map((u) => u.record),
           site: 'host',
           probe: (name) => probeOnHost(upNow.get(name)!.node, inv),
-          log,
         });
         return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports, contact };
       }
-      const r = await convergeRunners({ ...opts, facts, exclude: new Set(blocked.keys()) });
+      const r = await convergeRunners(ctx, facts, new Set(blocked.keys()));
       return {
         gitlab: gitlab.report(r.gitlab),
         ...(r.cluster ? { cluster: r.cluster } : {}),

@@ -13,7 +13,7 @@ import type { Inventory } from '../../src/inventory/types.js';
 import { setNodeConnector, type NodeConnector } from '../../src/ssh.js';
 import { startGitlabStandin, type GitlabStandin } from '../gitlab/standin.js';
 import { FakeNodeConnection, fakeNodeState, text, type FakeNodeState } from '../support/fakeNode.js';
-import { recordingLogger } from '../support/logger.js';
+import { testContext } from '../support/context.js';
 
 let dir: string;
 let gl: GitlabStandin;
@@ -61,8 +61,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const converge = (dryRun: boolean) =>
-  runConverge(inv, { dryRun, concurrency: 2, log: recordingLogger(), executor: 'shell' });
+const converge = (dryRun: boolean) => runConverge(testContext(inv, { dryRun }));
 const created = () => gl.calls({ method: 'POST', path: '/api/v4/user/runners' }).length;
 
 describe('host placement on fake nodes with the GitLab stand-in', () => {
@@ -126,11 +125,9 @@ describe('host placement on fake nodes with the GitLab stand-in', () => {
   });
 
   it('destroy unregisters each host runner through the record on its node', async () => {
-    const report = await runDestroy(inv, {
+    const report = await runDestroy(testContext(inv), {
       yes: true,
       purgeRegistryConfig: false,
-      concurrency: 2,
-      log: recordingLogger(),
       confirm: async () => true,
     });
     expect(report.ok, JSON.stringify(report)).toBe(true);

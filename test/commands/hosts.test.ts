@@ -14,6 +14,7 @@ import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { setNodeConnector, type NodeConnector } from '../../src/ssh.js';
 import { FakeNodeConnection, fakeNodeState, text, type FakeNodeState } from '../support/fakeNode.js';
+import { testContext } from '../support/context.js';
 import { recordingLogger } from '../support/logger.js';
 
 const REGISTRY = '198.18.0.2:5000';
@@ -50,8 +51,7 @@ afterEach(() => {
   previous = undefined;
 });
 
-const converge = (dryRun: boolean, log = recordingLogger()) =>
-  runConverge(inv, { dryRun, concurrency: 2, log, executor: 'dood' });
+const converge = (dryRun: boolean, log = recordingLogger()) => runConverge(testContext(inv, { dryRun, log }));
 
 describe('commands on fake nodes (hosts only: no gitlab token)', () => {
   it('plan says what would change, changes nothing and tells the log no change', async () => {
@@ -85,7 +85,7 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     expect(nodes.get('pi1')!.scripts.map((s) => s.step)).toEqual(['gather facts', 'gather facts']);
     expect(nodes.get('pi1')!.files.has(APT_DAEMON_JSON)).toBe(false);
     expect(text(nodes.get('pi2')!, APT_DAEMON_JSON)).toContain(REGISTRY);
-    const status = await runStatus(inv, { concurrency: 2, log: recordingLogger(), executor: 'dood' });
+    const status = await runStatus(testContext(inv));
     const row = status.nodes.find((n) => n.node === 'pi1')!;
     expect(row.healthy).toBe(false);
     expect(row.problems).toContain(
@@ -119,14 +119,14 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
 
   it('status reports every node reachable with the registry insecure once applied', async () => {
     useFakes();
-    const before = await runStatus(inv, { concurrency: 2, log: recordingLogger(), executor: 'dood' });
+    const before = await runStatus(testContext(inv));
     expect(before.nodes.map((r) => r.registries)).toEqual([
       [{ registry: REGISTRY, insecure: false }],
       [{ registry: REGISTRY, insecure: false }],
     ]);
     expect(before.ok).toBe(false);
     await converge(false);
-    const after = await runStatus(inv, { concurrency: 2, log: recordingLogger(), executor: 'dood' });
+    const after = await runStatus(testContext(inv));
     expect(after.nodes.map((r) => [r.node, r.reachable, r.arch, r.registries[0].insecure])).toEqual([
       ['pi1', true, 'arm64', true],
       ['pi2', true, 'arm64', true],
@@ -138,11 +138,9 @@ describe('commands on fake nodes (hosts only: no gitlab token)', () => {
     useFakes({ pi2: { [APT_DAEMON_JSON]: '{"insecure-registries": ["10.9.9.9:5000"]}\n' } });
     await converge(false);
     const asked: string[] = [];
-    const report = await runDestroy(inv, {
+    const report = await runDestroy(testContext(inv), {
       yes: true,
       purgeRegistryConfig: true,
-      concurrency: 2,
-      log: recordingLogger(),
       confirm: async (t) => (asked.push(t), true),
     });
     expect(asked).toEqual([]);
@@ -176,17 +174,13 @@ runners:
     writeFileSync(join(dir, 'sk'), 'secret-key\n');
     try {
       for (const run of [
+        () => runConverge(testContext(withCache, { dryRun: false })),
+        () => runConverge(testContext(withCache, { dryRun: true })),
+        () => runStatus(testContext(withCache)),
         () =>
-          runConverge(withCache, { dryRun: false, concurrency: 2, log: recordingLogger(), executor: 'dood' }),
-        () =>
-          runConverge(withCache, { dryRun: true, concurrency: 2, log: recordingLogger(), executor: 'dood' }),
-        () => runStatus(withCache, { concurrency: 2, log: recordingLogger(), executor: 'dood' }),
-        () =>
-          runDestroy(withCache, {
+          runDestroy(testContext(withCache), {
             yes: true,
             purgeRegistryConfig: true,
-            concurrency: 2,
-            log: recordingLogger(),
             confirm: async () => true,
           }),
       ]) {
