@@ -32,7 +32,19 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CiConfigError, parseCiJob } from './standin-ci.js';
-import { commitFiles, dumbHttpFile, writePipelineRef } from './standin-git.js';
+import { commitFiles, dumbHttpFile, repoDir, writePipelineRef } from './standin-git.js';
+import {
+  abilitiesForScopes,
+  accessDenied,
+  afterReceivePack,
+  basicCredentials,
+  challenge,
+  GitTokens,
+  httpBackend,
+  smartService,
+  type GitActor,
+  type GitService,
+} from './git-http.js';
 import { fullAccessToken, registryAuth, registrySigner } from './standin-registry.js';
 import {
   jobPayload,
@@ -1122,15 +1134,81 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
     throw notFound();
   }
 
+  /** Deploy tokens and project access tokens for git over HTTP (git-http.ts). */
+  const gitTokens = new GitTokens();
+
+  /**
+   * Who a git client is for `project` (Gitlab::Auth#find_for_git_client, in its order): a running job's token under
+   * the user gitlab-ci-token, an access token (any login), a deploy token (its own username); undefined: nobody.
+   */
+  function gitActor(project: StandinProject, login: string, password: string): GitActor | Reply | undefined {
+    if (login === 'gitlab-ci-token') {
+      const job = jobs.find((j) => j.status === 'running' && j.token === password);
+      if (job && job.projectId === project.id)
+        return { kind: 'job', abilities: ['build_download_code', 'build_push_code'] };
+      // GitAccess#check_project_accessibility!: another project's job token, outside the job token allowlist.
+      if (job)
+        return {
+          status: 403,
+          raw: Buffer.from(
+            `Authentication by CI/CD job token not allowed from ${projectById(job.projectId).path.split('/').pop()} to ${project.path.split('/').pop()}.`,
+          ),
+        };
+    }
+    const token = accessTokens.get(password);
+    if (token?.admin) return { kind: 'access-token', abilities: abilitiesForScopes(token.scopes) };
+    return gitTokens.actor(project.id, login, password);
+  }
+
+  /** git's smart HTTP protocol (git-http.ts): GitLab's authentication and access checks, then git http-backend. */
+  async function smartGit(
+    req: IncomingMessage,
+    project: StandinProject,
+    file: string,
+    service: GitService,
+    url: URL,
+    body: Buffer,
+  ): Promise<Reply> {
+    const cred = basicCredentials(req.headers.authorization);
+    const actor = cred && gitActor(project, cred.login, cred.password);
+    if (!actor) return challenge();
+    if (!('kind' in actor)) return actor;
+    const denied = accessDenied(actor, service);
+    if (denied) return denied;
+    const method = (req.method ?? 'GET').toUpperCase();
+    const reply = await httpBackend({
+      repos: join(stateDir, 'repos'),
+      projectPath: project.path,
+      file,
+      method,
+      query: url.searchParams,
+      headers: req.headers,
+      body,
+    });
+    if (service === 'git-receive-pack' && method === 'POST') {
+      const sha = await afterReceivePack(repoDir(stateDir, project.path));
+      if (sha && sha !== project.sha) Object.assign(project, { beforeSha: project.sha, sha });
+    }
+    return reply;
+  }
+
   /**
    * git's dumb HTTP protocol for GET /<group>/<project>.git/<file>. Authentication as GitLab's
    * Gitlab::Auth#find_for_git_client: user gitlab-ci-token with the token of a running job of the project (or an
    * access token); anything else is 401 with a Basic challenge, which is what makes git send the URL's credentials.
    */
-  function gitHttp(req: IncomingMessage, method: string, path: string): Reply | null {
+  async function gitHttp(
+    req: IncomingMessage,
+    method: string,
+    path: string,
+    url: URL,
+    body: Buffer,
+  ): Promise<Reply | null> {
     const m = /^\/(.+?)\.git\/(.+)$/.exec(path);
     if (!m) return null;
     const project = state.projects.find((pr) => pr.path === m[1]);
+    const service = smartService(method, m[2], url.searchParams);
+    if (project && service) return smartGit(req, project, m[2], service, url, body);
     if (!project || (method !== 'GET' && method !== 'HEAD'))
       return { status: 404, raw: Buffer.from('Not Found\n') };
     const basic = /^Basic (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
@@ -1290,6 +1368,17 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
         },
       };
     }
+    if (method === 'POST' && path === '/_standin/git-tokens') {
+      // A project's deploy token or project access token (Settings > Repository / Access tokens), for git over HTTP.
+      const project = state.projects.find((pr) => pr.path === str(p, 'project'));
+      if (!project) throw notFound('Project');
+      const scopes = ([] as unknown[]).concat(p.scopes ?? []).map(String);
+      const kind = str(p, 'kind');
+      if (kind === 'deploy') return { status: 201, body: gitTokens.createDeployToken(project.id, scopes) };
+      if (kind === 'project')
+        return { status: 201, body: gitTokens.createProjectAccessToken(project.id, scopes) };
+      throw badRequest('kind: deploy or project');
+    }
     if (method === 'POST' && path === '/_standin/jobs') {
       const projectPath = str(p, 'project');
       const ciYaml = str(p, 'ciYaml');
@@ -1377,7 +1466,8 @@ export async function startGitlabStandin(opts: StandinOptions = {}): Promise<Git
       // The trace body is the log itself (text/plain), never parameters; Grape reads only the query there.
       const isTrace = /^\/api\/v4\/jobs\/\d+\/trace$/.test(path);
       const params = parseParams(req, url, isTrace ? '' : body.toString('utf8'));
-      const git = !isControl && !path.startsWith('/api/') ? gitHttp(req, method, path) : null;
+      const git =
+        !isControl && !path.startsWith('/api/') ? await gitHttp(req, method, path, url, body) : null;
       if (isControl) reply = await control(method, path, params);
       else if (method === 'GET' && path === '/jwt/auth') reply = jwtAuth(req, url);
       else if (git) reply = git;
