@@ -71,12 +71,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'render': {
       const { renderPreflight, runRender, formatRenderSummary } = await import('./src/commands/render.js');
-      const { kubeseal, sealCert, argocd } = renderPreflight(inventory, {
+      const { kubeseal, sealCert, argocd, flux } = renderPreflight(inventory, {
         seal: req.seal,
         only: req.only,
         out: req.out,
         sealCert: req.sealCert,
         argocd: req.argocd,
+        flux: req.flux,
       });
       const result = await runRender(inventory, {
         out: req.out!,
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
         kubeseal,
         sealCert,
         argocd,
+        flux,
         executor: inventory.runners.executor,
         log,
       });

@@ -30,6 +30,15 @@ export interface CliRequest {
   sealCert?: string;
   /** render: the Argo CD Application's source and namespace, checked by render's preflight */
   argocd?: { repo?: string; path?: string; revision?: string; namespace?: string };
+  /** render: Flux's GitRepository and Kustomization, checked by render's preflight */
+  flux?: {
+    repo?: string;
+    path?: string;
+    branch?: string;
+    namespace?: string;
+    interval?: string;
+    secret?: string;
+  };
   purgeRegistryConfig: boolean;
   help: boolean;
 }
@@ -60,6 +69,13 @@ Options:
   --argocd-path PATH    render: the folder's path in that repository (required with --argocd-repo)
   --argocd-revision REV render: branch, tag or commit Argo CD follows (default HEAD)
   --argocd-namespace NS render: the namespace Argo CD reads Applications from (default argocd)
+  --flux-repo URL       render: also write DIR/flux/sync.yaml (a Flux GitRepository and Kustomization) and
+                        DIR/kustomization.yaml (the runner objects Flux applies)
+  --flux-path PATH      render: the folder's path in that repository (required with --flux-repo)
+  --flux-branch B       render: the branch Flux follows (default main)
+  --flux-namespace NS   render: the namespace of the Flux objects (default flux-system)
+  --flux-interval D     render: how often Flux fetches and applies (default 1m)
+  --flux-secret NAME    render: a Secret in that namespace with username and password for the repository
   --yes                 do not ask for confirmation (destroy)
   --purge-registry-config  with destroy: remove the registries runner-fleet added to daemon.json
 Exit codes: 0 converged, 1 something failed, 2 bad input (nothing touched).`;
@@ -88,6 +104,12 @@ export function parseCli(argv: string[]): CliRequest {
         'argocd-path': { type: 'string' },
         'argocd-revision': { type: 'string' },
         'argocd-namespace': { type: 'string' },
+        'flux-repo': { type: 'string' },
+        'flux-path': { type: 'string' },
+        'flux-branch': { type: 'string' },
+        'flux-namespace': { type: 'string' },
+        'flux-interval': { type: 'string' },
+        'flux-secret': { type: 'string' },
         'purge-registry-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -121,6 +143,12 @@ export function parseCli(argv: string[]): CliRequest {
     'argocd-path',
     'argocd-revision',
     'argocd-namespace',
+    'flux-repo',
+    'flux-path',
+    'flux-branch',
+    'flux-namespace',
+    'flux-interval',
+    'flux-secret',
   ] as const;
   for (const flag of renderOnly)
     if (command !== 'render' && values[flag] !== undefined) issues.push(`--${flag}: only applies to render`);
@@ -129,6 +157,14 @@ export function parseCli(argv: string[]): CliRequest {
     path: values['argocd-path'],
     revision: values['argocd-revision'],
     namespace: values['argocd-namespace'],
+  };
+  const flux = {
+    repo: values['flux-repo'],
+    path: values['flux-path'],
+    branch: values['flux-branch'],
+    namespace: values['flux-namespace'],
+    interval: values['flux-interval'],
+    secret: values['flux-secret'],
   };
   if (issues.length > 0) throw new InputError(issues, 'bad command line');
   return {
@@ -145,6 +181,7 @@ export function parseCli(argv: string[]): CliRequest {
     seal: Boolean(values.seal),
     sealCert: values['seal-cert'],
     argocd: Object.values(argocd).some((v) => v !== undefined) ? argocd : undefined,
+    flux: Object.values(flux).some((v) => v !== undefined) ? flux : undefined,
     purgeRegistryConfig: Boolean(values['purge-registry-config']),
     help: Boolean(values.help),
   };
