@@ -7,6 +7,7 @@ import { clusterService, gitlabService } from './extra-services.js';
 import { gitlabRunnerPackageService } from './gitlab-runner.js';
 import { imagesService } from './images-service.js';
 import { registryService } from './registry.js';
+import { fluxService } from './flux.js';
 import { sealedSecretsService } from './sealed-secrets.js';
 
 /**
@@ -68,8 +69,8 @@ export const DEFAULT_SERVICES: TestbedService[] = [
   clusterService,
 ];
 
-/** Started only when named (`--services …,sealed-secrets`), after the default ones they need. */
-export const OPTIONAL_SERVICES: TestbedService[] = [sealedSecretsService];
+/** Started only when named (`--services …,sealed-secrets,flux`), after the default ones they need. */
+export const OPTIONAL_SERVICES: TestbedService[] = [sealedSecretsService, fluxService];
 
 /** The prepare steps of an `up`, started together; each service's start waits for its own. */
 export interface Prepared {
