@@ -69,14 +69,22 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'render': {
       const { renderPreflight, runRender, formatRenderSummary } = await import('./src/commands/render.js');
-      const { kubeseal, sealCert, argocd } = renderPreflight(inventory, {
+      const { kubeseal, sealCert, argocd, flux } = renderPreflight(inventory, {
         seal: req.seal,
         only: req.only,
         out: req.out,
         sealCert: req.sealCert,
         argocd: req.argocd,
+        flux: req.flux,
       });
-      const result = await runRender(ctx, { out: req.out!, seal: req.seal, kubeseal, sealCert, argocd });
+      const result = await runRender(ctx, {
+        out: req.out!,
+        seal: req.seal,
+        kubeseal,
+        sealCert,
+        argocd,
+        flux,
+      });
       if (req.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       log.summary(formatRenderSummary(result));
       return EXIT_OK;

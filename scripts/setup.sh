@@ -24,6 +24,8 @@ fi
 bash scripts/build-test-cluster.sh >/dev/null
 # The real kubeseal and Sealed Secrets controller (one Go module): render --seal's round trip and the GitOps e2e test.
 bash scripts/build-kubeseal.sh >/dev/null
+# Flux's source-controller and kustomize-controller: the GitOps e2e test's controller, syncing from the stand-in's git.
+bash scripts/build-flux.sh >/dev/null
 
 # The real-runner test fleet's images (gitlab-runner, helper, docker cli/dind, base, pause), cached the same way.
 rc=0

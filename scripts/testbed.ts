@@ -18,7 +18,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { $ } from 'zx';
 
 const USAGE = `usage: npx tsx scripts/testbed.ts <command>
-  up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster[,sealed-secrets]] [--microk8s all|NODE,...] [--json]
+  up [--nodes N] [--kinds apt,snap,none] [--services registry,gitlab,cluster[,sealed-secrets][,flux]] [--microk8s all|NODE,...] [--json]
      [--force]                                        start the fleet (tears down a running one first)
   down [--force]                                      stop everything and remove the state directory
                                                       (--force: even when another live process owns the slot)

@@ -30,6 +30,15 @@ export interface CliRequest {
   sealCert?: string;
   /** render: the Argo CD Application's source and namespace, checked by render's preflight */
   argocd?: { repo?: string; path?: string; revision?: string; namespace?: string };
+  /** render: Flux's GitRepository and Kustomization, checked by render's preflight */
+  flux?: {
+    repo?: string;
+    path?: string;
+    branch?: string;
+    namespace?: string;
+    interval?: string;
+    secret?: string;
+  };
   purgeRegistryConfig: boolean;
   help: boolean;
 }
@@ -132,6 +141,42 @@ const FLAGS = {
     help: 'render: the namespace Argo CD reads Applications from (default argocd)',
     onlyFor: 'render',
   },
+  'flux-repo': {
+    type: 'string',
+    usage: '--flux-repo URL',
+    help: 'render: also write DIR/flux/sync.yaml (a Flux GitRepository and Kustomization) and DIR/kustomization.yaml (the runner objects Flux applies)',
+    onlyFor: 'render',
+  },
+  'flux-path': {
+    type: 'string',
+    usage: '--flux-path PATH',
+    help: "render: the folder's path in that repository (required with --flux-repo)",
+    onlyFor: 'render',
+  },
+  'flux-branch': {
+    type: 'string',
+    usage: '--flux-branch B',
+    help: 'render: the branch Flux follows (default main)',
+    onlyFor: 'render',
+  },
+  'flux-namespace': {
+    type: 'string',
+    usage: '--flux-namespace NS',
+    help: 'render: the namespace of the Flux objects (default flux-system)',
+    onlyFor: 'render',
+  },
+  'flux-interval': {
+    type: 'string',
+    usage: '--flux-interval D',
+    help: 'render: how often Flux fetches and applies (default 1m)',
+    onlyFor: 'render',
+  },
+  'flux-secret': {
+    type: 'string',
+    usage: '--flux-secret NAME',
+    help: 'render: a Secret in that namespace with username and password for the repository',
+    onlyFor: 'render',
+  },
   yes: { type: 'boolean', short: 'y', usage: '--yes', help: 'do not ask for confirmation (destroy)' },
   'purge-registry-config': {
     type: 'boolean',
@@ -195,6 +240,14 @@ export function parseCli(argv: string[]): CliRequest {
     revision: values['argocd-revision'],
     namespace: values['argocd-namespace'],
   };
+  const flux = {
+    repo: values['flux-repo'],
+    path: values['flux-path'],
+    branch: values['flux-branch'],
+    namespace: values['flux-namespace'],
+    interval: values['flux-interval'],
+    secret: values['flux-secret'],
+  };
   if (issues.length > 0) throw new InputError(issues, 'bad command line');
   return {
     command,
@@ -210,6 +263,7 @@ export function parseCli(argv: string[]): CliRequest {
     seal: Boolean(values.seal),
     sealCert: values['seal-cert'],
     argocd: Object.values(argocd).some((v) => v !== undefined) ? argocd : undefined,
+    flux: Object.values(flux).some((v) => v !== undefined) ? flux : undefined,
     purgeRegistryConfig: Boolean(values['purge-registry-config']),
     help: Boolean(values.help),
   };

@@ -3,6 +3,7 @@ import { clusterService, gitlabService } from './extra-services.js';
 import { gitlabRunnerPackageService } from './gitlab-runner.js';
 import { imagesService } from './images-service.js';
 import { registryService } from './registry.js';
+import { fluxService } from './flux.js';
 import { sealedSecretsService } from './sealed-secrets.js';
 import type { TestbedService } from './services.js';
 
@@ -15,8 +16,8 @@ export const DEFAULT_SERVICES: TestbedService[] = [
   clusterService,
 ];
 
-/** Started only when named (`--services …,sealed-secrets`), after the default ones they need. */
-export const OPTIONAL_SERVICES: TestbedService[] = [sealedSecretsService];
+/** Started only when named (`--services …,sealed-secrets,flux`), after the default ones they need. */
+export const OPTIONAL_SERVICES: TestbedService[] = [sealedSecretsService, fluxService];
 
 const ALWAYS_ON = ['registry', gitlabRunnerPackageService.name];
 

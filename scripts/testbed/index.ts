@@ -31,6 +31,7 @@ export { DEFAULT_SERVICES, servicesNamed } from './catalog.js';
 export { clusterService, EXTRA_CLUSTER_NODES, makeClusterService } from './extra-services.js';
 export { GITLAB_REGISTRY, REGISTRY, REGISTRY_NETNS, blackholePathMtu } from './registry.js';
 export { sealedSecretsService } from './sealed-secrets.js';
+export { FLUX_NAMESPACE, fluxService } from './flux.js';
 export {
   makeTestPki,
   startTlsRegistry,

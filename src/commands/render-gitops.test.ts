@@ -143,3 +143,39 @@ describe('render writes the Application into DIR/argocd/', () => {
     expect(readdirSync(out)).toEqual(['argocd']); // nothing written before the refusal
   });
 });
+
+describe('render --flux-*', () => {
+  it('parses the flags for render only; the preflight names a bad one (exit 2)', () => {
+    const req = parseCli([
+      'render',
+      '--out',
+      'x',
+      '--flux-repo',
+      'https://gitlab.lan/ops/r.git',
+      '--flux-path',
+      'fleet',
+    ]);
+    expect(req.flux).toEqual({ repo: 'https://gitlab.lan/ops/r.git', path: 'fleet' });
+    expect(() => parseCli(['apply', '--flux-repo', 'https://gitlab.lan/ops/r.git'])).toThrow(
+      /--flux-repo: only applies to render/,
+    );
+    expect(
+      renderPreflight(inv, { seal: false, flux: { repo: 'https://gitlab.lan/ops/r.git', path: 'fleet' } })
+        .flux,
+    ).toMatchObject({ url: 'https://gitlab.lan/ops/r.git', path: 'fleet', namespace: 'flux-system' });
+    expect(
+      inputError(() => renderPreflight(inv, { seal: false, flux: { repo: 'https://gitlab.lan/ops/r.git' } })),
+    ).toMatch(/--flux-path: is required/);
+  });
+
+  it('the summary tells to hand flux/sync.yaml to Flux once', () => {
+    const text = formatRenderSummary({
+      ok: true,
+      out: '/srv/ops/fleet',
+      files: [{ name: 'flux/sync.yaml', plainSecret: false }],
+      removed: [],
+      fluxSync: '/srv/ops/fleet/flux/sync.yaml',
+    });
+    expect(text).toContain('hand it to Flux once: kubectl apply -f /srv/ops/fleet/flux/sync.yaml');
+  });
+});

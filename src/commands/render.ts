@@ -28,6 +28,14 @@ import {
   type ArgoCdSource,
 } from '../kube/argocd.js';
 import {
+  FLUX_FILE,
+  fluxFile,
+  kustomizeFile,
+  readFlux,
+  type FluxInput,
+  type FluxSource,
+} from '../kube/flux.js';
+import {
   GITIGNORE,
   SECRETS_FILE,
   gitignoreWith,
@@ -55,6 +63,8 @@ export interface RenderOptions {
   sealCert?: string;
   /** also write an Argo CD Application for the folder (--argocd-repo, --argocd-path, …) */
   argocd?: ArgoCdSource;
+  /** also write Flux's GitRepository and Kustomization, and the kustomization.yaml they apply (--flux-*) */
+  flux?: FluxSource;
 }
 
 export interface RenderResult {
@@ -65,6 +75,8 @@ export interface RenderResult {
   secretsFile?: string;
   /** the Argo CD Application, when one was asked for */
   application?: string;
+  /** Flux's objects, when they were asked for */
+  fluxSync?: string;
 }
 
 export interface RenderFlags {
@@ -74,13 +86,14 @@ export interface RenderFlags {
   /** --seal-cert PATH (implies --seal) */
   sealCert?: string;
   argocd?: ArgoCdInput;
+  flux?: FluxInput;
 }
 
 /** Checks that need nothing but the inventory and the flags (exit 2 before anything is contacted). */
 export function renderPreflight(
   inv: Inventory,
   opts: RenderFlags,
-): { kubeseal?: string; sealCert?: string; argocd?: ArgoCdSource } {
+): { kubeseal?: string; sealCert?: string; argocd?: ArgoCdSource; flux?: FluxSource } {
   const issues: string[] = [];
   let sealCert: string | undefined;
   if (opts.sealCert !== undefined) {
@@ -94,6 +107,8 @@ export function renderPreflight(
   const seal = opts.seal || sealCert !== undefined;
   const argo = readArgoCd(opts.argocd ?? {});
   issues.push(...argo.issues);
+  const flux = readFlux(opts.flux ?? {});
+  issues.push(...flux.issues);
   if (opts.out !== undefined) {
     const problem = outputDirProblem(resolve(opts.out), { mayBeMissing: true });
     if (problem) issues.push(`--out: ${problem}`);
@@ -116,7 +131,7 @@ export function renderPreflight(
       );
   }
   if (issues.length > 0) throw new InputError(issues, 'cannot render');
-  return { kubeseal, sealCert, argocd: argo.source };
+  return { kubeseal, sealCert, argocd: argo.source, flux: flux.source };
 }
 
 /** The Sealed Secrets controller kubeseal asks for its certificate (kubernetes.sealedSecrets). */
@@ -394,6 +409,7 @@ export async function runRender(ctx: RunContext, opts: RenderOptions): Promise<R
   const source = `${inv.source}, executor ${executor}`;
   const files = manifestFiles(objects, { source, sealed });
   if (opts.argocd) files.push(applicationFile(opts.argocd, ns, source));
+  if (opts.flux) files.push(fluxFile(opts.flux, ns, source), kustomizeFile(files, source));
 
   // Belt and braces: renderClusterObjects already refuses tokens outside Secrets.
   const tokens = Object.values(desired.tokens).filter((t) => t.length >= 4);
@@ -414,6 +430,12 @@ export async function runRender(ctx: RunContext, opts: RenderOptions): Promise<R
       `${secretsFile} holds the runner tokens in plain text (mode 0600, listed in ${join(out, GITIGNORE)}): never commit it; apply it out of band, or use --seal with kubeseal`,
     );
   }
+  if (opts.flux && secretsFile) {
+    log.warn(
+      'render',
+      `Flux applies only what is in git, and ${SECRETS_FILE} never is: apply it once out of band, or render with --seal so the Secrets go to git sealed`,
+    );
+  }
   if (opts.argocd && secretsFile) {
     log.warn(
       'render',
@@ -428,6 +450,7 @@ export async function runRender(ctx: RunContext, opts: RenderOptions): Promise<R
     removed,
     ...(secretsFile ? { secretsFile } : {}),
     ...(opts.argocd ? { application: join(out, APPLICATION_FILE) } : {}),
+    ...(opts.flux ? { fluxSync: join(out, FLUX_FILE) } : {}),
   };
 }
 
@@ -436,8 +459,10 @@ export function formatRenderSummary(r: RenderResult): string {
     (f) => `  ${f.name}${f.plainSecret ? '   (plain-text Secrets: git-ignored, do not commit)' : ''}`,
   );
   for (const name of r.removed) lines.push(`  ${name}   (removed: no longer rendered)`);
-  const how = r.application
-    ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Argo CD once: kubectl apply -f ${r.application}`
-    : `Apply with: kubectl apply --server-side --field-manager=runner-fleet -f ${r.out}${r.secretsFile ? ` (secrets.yaml included)` : ''}`;
+  const how = r.fluxSync
+    ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Flux once: kubectl apply -f ${r.fluxSync}`
+    : r.application
+      ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Argo CD once: kubectl apply -f ${r.application}`
+      : `Apply with: kubectl apply --server-side --field-manager=runner-fleet -f ${r.out}${r.secretsFile ? ` (secrets.yaml included)` : ''}`;
   return redact(`Rendered into ${r.out}:\n${lines.join('\n')}\n${how}`);
 }

@@ -1,12 +1,18 @@
 // GitOps on real controllers: render --seal against the real Sealed Secrets controller in the test cluster, the
-// rendered tree applied, the controller taking over (and writing) the config Secret, and a real job on the result.
+// rendered tree applied, the controller taking over (and writing) the config Secret, and a real job on the result;
+// then Flux syncing the rendered tree from a repository on the GitLab stand-in (smart HTTP), and a job in that
+// repository whose environment holds no cluster credentials.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify as stringifyYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   clusterBinDir,
   DEFAULT_SERVICES,
   down,
+  FLUX_NAMESPACE,
+  fluxService,
   type FleetInfo,
   runCiJob,
   sealedSecretsService,
@@ -51,7 +57,7 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     fleet = await up({
       nodes: 2,
       kinds: ['apt', 'apt'],
-      services: [...DEFAULT_SERVICES, sealedSecretsService],
+      services: [...DEFAULT_SERVICES, sealedSecretsService, fluxService],
     });
     base = readInventory(fleet.inventory);
     kubeconfig = base.kubernetes.kubeconfig;
@@ -129,5 +135,125 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     });
     expect(job.status, `${job.failureReason}\n${job.trace}`).toBe('success');
     expect(job.pushed).toBe(true);
+  });
+
+  it('Flux syncs the rendered tree from a repository on the stand-in; a job in that repository holds no cluster credentials', async () => {
+    const started = Date.now();
+    const gitlab = base.gitlab.url as string;
+    const control = async (path: string, json: unknown) => {
+      const res = await fetch(`${gitlab}/_standin/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(json),
+      });
+      expect(res.status).toBe(201);
+      return (await res.json()) as { username: string; token: string };
+    };
+    const REPO = 'ops/runners';
+    await control('projects', {
+      path: REPO,
+      files: { 'README.md': 'the fleet, rendered by runner-fleet\n' },
+    });
+    // The operator pushes with a project access token (write_repository); Flux reads with a deploy token.
+    const writer = await control('git-tokens', {
+      project: REPO,
+      kind: 'project',
+      scopes: ['write_repository'],
+    });
+    const reader = await control('git-tokens', {
+      project: REPO,
+      kind: 'deploy',
+      scopes: ['read_repository'],
+    });
+    const repoUrl = `${gitlab}/${REPO}.git`;
+    const git = (args: string[], cwd?: string) =>
+      execFileSync('git', args, {
+        cwd,
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          GIT_CONFIG_NOSYSTEM: '1',
+          GIT_CONFIG_GLOBAL: '/dev/null',
+          GIT_TERMINAL_PROMPT: '0',
+          GIT_AUTHOR_NAME: 'operator',
+          GIT_AUTHOR_EMAIL: 'operator@example.invalid',
+          GIT_COMMITTER_NAME: 'operator',
+          GIT_COMMITTER_EMAIL: 'operator@example.invalid',
+        },
+      }).trim();
+    const checkout = join(fleet.stateDir, 'ops', 'runners');
+    git(['clone', '--quiet', repoUrl.replace('://', `://x:${writer.token}@`), checkout]);
+
+    const render = await runProvision(
+      [
+        'render',
+        ...['--inventory', fleet.inventory, '--executor', 'dood', '--seal', '--out', join(checkout, 'fleet')],
+        ...[
+          '--flux-repo',
+          repoUrl,
+          '--flux-path',
+          'fleet',
+          '--flux-interval',
+          '5s',
+          '--flux-secret',
+          'runners-git',
+        ],
+      ],
+      env,
+    );
+    expect(render.code, render.stderr).toBe(0);
+    git(['add', 'fleet'], checkout);
+    git(['commit', '--quiet', '-m', 'runners: rendered by runner-fleet'], checkout);
+    git(['push', '--quiet', 'origin', 'HEAD:main'], checkout);
+    const sha = git(['rev-parse', 'HEAD'], checkout);
+
+    // Once, where Flux runs: the deploy token as the GitRepository's Secret, then render's Flux objects.
+    k([
+      ...['-n', FLUX_NAMESPACE, 'create', 'secret', 'generic', 'runners-git'],
+      `--from-literal=username=${reader.username}`,
+      `--from-literal=password=${reader.token}`,
+    ]);
+    k(['apply', '--server-side', '-f', join(checkout, 'fleet', 'flux', 'sync.yaml')]);
+    const ready = (kind: string) => () => {
+      const o = get(['-n', FLUX_NAMESPACE, 'get', kind, 'runner-fleet-gitlab-runner']);
+      const c = o.status?.conditions?.find((x: any) => x.type === 'Ready');
+      return c?.status === 'True' ? o : undefined;
+    };
+    const source = await until('the GitRepository to be Ready', ready('gitrepository'), 120_000);
+    expect(source.status.artifact.revision).toBe(`main@sha1:${sha}`);
+    const synced = await until('the Kustomization to be Ready', ready('kustomization'), 120_000);
+    expect(synced.status.lastAppliedRevision).toBe(`main@sha1:${sha}`);
+    // Flux applied the rendered objects (its field manager now holds the DaemonSet's fields too).
+    const ds = get(['-n', NS, 'get', 'daemonset', 'gitlab-runner-dood', '--show-managed-fields']);
+    expect(ds.metadata.managedFields.map((f: any) => f.manager)).toContain('kustomize-controller');
+    console.log(`[gitops] Flux synced ${sha.slice(0, 8)} in ${Math.round((Date.now() - started) / 1000)} s`);
+
+    // A job of that repository: no kubeconfig, no service account token, no KUBE* variable in its environment.
+    const yaml = stringifyYaml({
+      'no-deploy-rights': {
+        image: base.runners.dockerCliImage,
+        tags: ['pi1'],
+        script: [
+          'echo "KUBECONFIG=${KUBECONFIG:-unset}"',
+          'ls ~/.kube/config /var/run/secrets/kubernetes.io/serviceaccount/token 2>&1 || true',
+          'echo "cluster variables: $(env | cut -d= -f1 | grep -ciE \'^kube|k8s\')"',
+          'env | cut -d= -f1 | sort | tr "\\n" " "; echo',
+        ],
+      },
+    });
+    const job = await runCiJob({
+      inventoryPath: fleet.inventory,
+      executor: 'dood',
+      node: 'pi1',
+      project: REPO,
+      custom: { job: 'no-deploy-rights', yaml },
+      timeout: 180,
+    });
+    console.log(`[gitops] the job's environment:\n${job.trace}`);
+    expect(job.status, `${job.failureReason}\n${job.trace}`).toBe('success');
+    expect(job.trace).toContain('KUBECONFIG=unset');
+    expect(job.trace).toMatch(/serviceaccount\/token'?: No such file or directory/);
+    expect(job.trace).toContain('cluster variables: 0');
+    console.log(`[gitops] Flux part: ${Math.round((Date.now() - started) / 1000)} s`);
   });
 });

@@ -1,5 +1,6 @@
 // The running stand-in as its route handlers see it: the GitLab model, its tokens, the registry signer, the URL jobs
 // are given, and the test knobs (answer delay, clock skew, injected failures).
+import type { GitTokens } from './git-http.js';
 import type { Route } from './standin-http.js';
 import type { StandinModel } from './standin-model.js';
 import { resetModel } from './standin-model.js';
@@ -23,6 +24,8 @@ export interface StandinContext {
   readonly model: StandinModel;
   readonly tokens: StandinTokens;
   readonly accessTokens: Map<string, AccessToken>;
+  /** deploy tokens and project access tokens, for git over HTTP (git-http.ts) */
+  readonly gitTokens: GitTokens;
   /** signs registry tokens; null when the stand-in has no registry */
   readonly signer: RegistrySigner | null;
   /** what jobs see as CI_SERVER_URL and clone from; set once the stand-in listens */

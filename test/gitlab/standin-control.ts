@@ -125,6 +125,18 @@ function parseJobVariables(v: unknown): Record<string, JobVariableInput> {
 }
 
 /** POST /_standin/jobs: a pipeline with job `job` of `ciYaml` on the project's head. */
+/** A project's deploy token or project access token (Settings > Repository / Access tokens), for git over HTTP. */
+const addGitToken: Handler = (ctx, { params: p }) => {
+  const project = projectByPath(ctx.model, str(p, 'project') ?? '');
+  if (!project) throw notFound('Project');
+  const scopes = ([] as unknown[]).concat(p.scopes ?? []).map(String);
+  const kind = str(p, 'kind');
+  if (kind === 'deploy') return { status: 201, body: ctx.gitTokens.createDeployToken(project.id, scopes) };
+  if (kind === 'project')
+    return { status: 201, body: ctx.gitTokens.createProjectAccessToken(project.id, scopes) };
+  throw badRequest('kind: deploy or project');
+};
+
 const addJob: Handler = async (ctx, { params: p }) => {
   const projectPath = str(p, 'project');
   const ciYaml = str(p, 'ciYaml');
@@ -212,6 +224,7 @@ export const CONTROL_ROUTES: readonly Route<StandinContext>[] = [
     },
   },
   { method: 'POST', path: '/_standin/projects', handler: pushProject },
+  { method: 'POST', path: '/_standin/git-tokens', handler: addGitToken },
   { method: 'POST', path: '/_standin/jobs', handler: addJob },
   {
     method: 'GET',

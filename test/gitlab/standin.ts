@@ -28,6 +28,7 @@
 // The parts: standin-routes.ts lists every route and standin-control.ts the /_standin/ controls; the model is
 // standin-model.ts (records) with standin-runners.ts and standin-work.ts (what GitLab does to them), standin-auth.ts
 // who a request is, standin-tokens.ts the tokens and scopes, standin-server.ts the request pipeline.
+import { GitTokens } from './git-http.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -135,6 +136,7 @@ function newContext(
     }),
     tokens,
     accessTokens: accessTokensOf(tokens),
+    gitTokens: new GitTokens(),
     signer,
     serverUrl: '',
     delayMs: opts.delayMs ?? 0,
