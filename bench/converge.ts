@@ -32,6 +32,8 @@ import {
 import { median, type Measured } from './lib/measure.js';
 import { ensureToxiproxy, TOXIPROXY_VERSION, withLatency, type Latency } from './lib/latency.js';
 import { reexecInOwnNetns } from './lib/netns.js';
+import { measureFullNoop, type FullNoop } from './lib/full-noop.js';
+import { nodeCpuMeter, type NodeCpuMeter } from './lib/node-cpu.js';
 import { profileRunnerFleet, type Profile } from './lib/profile.js';
 import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from './lib/pyinfra.js';
 import { renderPlot, renderResults } from './lib/results.js';
@@ -46,6 +48,41 @@ export type ToolName =
   | 'ansible-mitogen'
   | 'pyinfra';
 
+const ALL_TOOL_NAMES: ToolName[] = [
+  'runner-fleet',
+  'runner-fleet-compiled',
+  'pyinfra',
+  'ansible-default',
+  'ansible-tuned',
+  'ansible-fastest',
+  'ansible-mitogen',
+];
+/** What `npm run bench` measures: both entries, pyinfra, and Ansible at its defaults and its fastest. */
+const DEFAULT_TOOLS: ToolName[] = [
+  'runner-fleet',
+  'runner-fleet-compiled',
+  'pyinfra',
+  'ansible-default',
+  'ansible-fastest',
+];
+/** Set (to a JSON file) when the full no-op was measured before the re-exec into the benchmark's namespace. */
+const FULL_NOOP_ENV = 'RUNNER_FLEET_BENCH_FULL_NOOP';
+
+function selectTools(values: { tools?: string; ansible?: boolean; peers?: boolean }): ToolName[] {
+  if (values.tools) {
+    const wanted = values.tools.split(',').map((t) => t.trim());
+    const unknown = wanted.filter((t) => !ALL_TOOL_NAMES.includes(t as ToolName));
+    if (unknown.length > 0)
+      throw new Error(`--tools: ${unknown.join(', ')} not among ${ALL_TOOL_NAMES.join(', ')}`);
+    return ALL_TOOL_NAMES.filter((t) => wanted.includes(t));
+  }
+  const extra: ToolName[] = [
+    ...(values.ansible ? (['ansible-tuned'] as const) : []),
+    ...(values.peers ? (['ansible-mitogen'] as const) : []),
+  ];
+  return ALL_TOOL_NAMES.filter((t) => DEFAULT_TOOLS.includes(t) || extra.includes(t));
+}
+
 /** One run of one tool on one fresh fleet: its first converge, then its no-op reruns. */
 export interface ToolRun {
   first: RunSample;
@@ -56,6 +93,8 @@ export interface NoopRun {
   sample: RunSample;
   /** per node, from the nodes' sshd logs during this rerun */
   ssh: Record<string, SshCounts>;
+  /** CPU ms all nodes together spent on this rerun (sshd, sudo, scripts, dockerd), less their idle rate */
+  nodeCpuMs?: number;
   /** what provision.ts itself reported (runner-fleet only), over all nodes */
   selfReported?: { connections: number; roundTrips: number };
 }
@@ -107,10 +146,13 @@ export interface BenchResult {
     concurrency: number;
     ansible: boolean;
     peers?: boolean;
+    tools?: ToolName[];
     variants: { name: string; describe: string }[];
   };
   sizes: SizeResult[];
   profile?: Profile;
+  /** the user's whole no-op (host phase, GitLab, cluster) on the full 3-node test fleet */
+  fullNoop?: FullNoop;
   totalMs: number;
 }
 
@@ -139,6 +181,7 @@ async function runTool(
   noops: number,
   ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined,
   pyinfra?: { bin: string; workDir: string },
+  nodeCpu?: NodeCpuMeter,
 ): Promise<ToolRun> {
   const registries = fleet.inventory.gitlab.registries;
   const once = async (): Promise<{ s: RunSample; self?: { connections: number; roundTrips: number } }> => {
@@ -179,13 +222,21 @@ async function runTool(
   const reruns: NoopRun[] = [];
   for (let i = 0; i < noops; i++) {
     const mark = sshdLogMark(fleet.info);
+    const cpu0 = nodeCpu?.usedMs();
     const noop = await once();
+    // The sessions' last processes exit (and are reaped) just after the tool does.
+    if (nodeCpu) await new Promise((res) => setTimeout(res, 200));
+    const nodeCpuMs =
+      nodeCpu && cpu0 !== undefined
+        ? nodeCpu.usedMs() - cpu0 - (nodeCpu.idlePerS * (noop.s.wallMs + 200)) / 1000
+        : undefined;
     if (!noop.s.ok) log(`${tool}: no-op rerun FAILED: ${noop.s.error}`);
     if (noop.s.changed !== 0)
       log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
     reruns.push({
       sample: noop.s,
       ssh: Object.fromEntries(mark.count()),
+      ...(nodeCpuMs !== undefined ? { nodeCpuMs } : {}),
       ...(noop.self ? { selfReported: noop.self } : {}),
     });
   }
@@ -234,6 +285,7 @@ async function main(): Promise<void> {
       noops: { type: 'string', default: '3' },
       'ansible-noops': { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '10' },
+      'full-noop-runs': { type: 'string', default: '5' },
       ansible: { type: 'boolean', default: false },
       peers: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
@@ -250,15 +302,18 @@ async function main(): Promise<void> {
       .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--rtt 0,5] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
   --runs N    fresh fleets (first runs) per size for runner-fleet
   --noops K   no-op reruns after each first run (on the same fleet)
-  --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on fresh fleets;
-              --ansible-runs M of them per size, each with --ansible-noops reruns (Ansible at 30 nodes
-              takes 2-4 minutes per run on 2 cores)
-  --peers     also run pyinfra (bench/pyinfra/deploy.py, --parallel = node count) and ansible-fastest (forks = node
-              count, strategy free, pipelining, no facts), each on fresh fleets, --ansible-runs/--ansible-noops as Ansible
+  Tools by default: runner-fleet (npx tsx), runner-fleet-compiled (node dist/provision.js), pyinfra
+              (bench/pyinfra/deploy.py, --parallel = node count), ansible-default (the playbook in bench/ansible/ at
+              Ansible's defaults) and ansible-fastest (forks = node count, strategy free, pipelining, no facts); the
+              peers each on fresh fleets, --ansible-runs M of them per size with --ansible-noops reruns each
+  --ansible   also ansible-tuned (forks = --concurrency, pipelining, ControlPersist)
+  --peers     also ansible-mitogen
+  --full-noop-runs N  the user's whole no-op (host phase, GitLab, cluster) on the slot's full 3-node test fleet,
+              N reruns each through the compiled entry and npx tsx (default 5; 0: skip)
   --rtt 0,5,20  round-trip times in ms between the tools and the nodes (toxiproxy per node, bench/lib/latency.ts);
               every size is measured at every RTT (default 0: loopback)
   --rtt-sizes 3,30  the sizes measured at the RTTs above 0 (default: --sizes)
-  --tools a,b only these of the selected tools (e.g. runner-fleet,runner-fleet-compiled,pyinfra for large fleets)
+  --tools a,b exactly these tools (any of ${ALL_TOOL_NAMES.join(', ')})
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
@@ -294,21 +349,35 @@ async function main(): Promise<void> {
   const noops = Number(values.noops);
   const ansibleNoops = Number(values['ansible-noops']);
   const concurrency = Number(values.concurrency);
+  const fullNoopRuns = Number(values['full-noop-runs']);
   const positive = (x: number) => Number.isInteger(x) && x >= 1;
   if (
     [...sizes, ...rttSizes].some((n) => !Number.isInteger(n) || n < 1 || n > 200) ||
-    ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive)
+    ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive) ||
+    !(Number.isInteger(fullNoopRuns) && fullNoopRuns >= 0)
   ) {
     throw new Error(
       '--sizes, --rtt-sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers',
     );
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
+  const tools = selectTools(values);
+  const needsAnsible = tools.some((t) => t.startsWith('ansible-'));
+  const needsPyinfra = tools.includes('pyinfra');
+  if (tools.includes('runner-fleet-compiled') && !existsSync(join(REPO, 'dist', 'provision.js')))
+    throw new Error('runner-fleet-compiled runs the compiled entry: npm run build first');
   // PyPI is reachable only outside the benchmark's network namespace: install first.
-  if (values.ansible || values.peers) await ensureAnsible(log);
-  if (values.peers) ensurePyinfra(log);
+  if (needsAnsible) await ensureAnsible(log);
+  if (needsPyinfra) ensurePyinfra(log);
   // Built outside too (the Go module proxy is not reachable from the benchmark's network namespace).
   if (rtts.some((x) => x > 0)) await ensureToxiproxy(log);
+  // The user's whole no-op (GitLab and the cluster too) needs the slot's full test fleet, outside the namespace.
+  if (fullNoopRuns > 0 && !process.env[FULL_NOOP_ENV]) {
+    const full = await measureFullNoop(fullNoopRuns, concurrency, log);
+    const path = join(tmpdir(), `rf-bench-full-noop-${process.pid}.json`);
+    writeFileSync(path, JSON.stringify(full));
+    process.env[FULL_NOOP_ENV] = path;
+  }
   const outside = await reexecInOwnNetns(log, { keep: Boolean(values.keep) && !values.down });
   if (outside !== undefined) {
     process.exitCode = outside;
@@ -320,33 +389,16 @@ async function main(): Promise<void> {
   }
   const t0 = performance.now();
 
-  const tools: ToolName[] = ['runner-fleet'];
-  let ansibleBin: string | undefined;
+  const ansibleBin = needsAnsible ? await ensureAnsible(log) : undefined;
   const ansibleVariants = variants(concurrency);
-  let pyinfraBin: string | undefined;
-  if (values.peers) {
-    if (!existsSync(join(REPO, 'dist', 'provision.js')))
-      throw new Error('--peers also runs the compiled entry: npm run build first');
-    pyinfraBin = ensurePyinfra(log);
-    tools.push('runner-fleet-compiled', 'pyinfra');
-  }
-  if (values.ansible || values.peers) ansibleBin = await ensureAnsible(log);
-  if (values.ansible) tools.push('ansible-default', 'ansible-tuned');
-  if (values.peers) tools.push('ansible-fastest', 'ansible-mitogen');
-  if (values.tools) {
-    const wanted = values.tools.split(',').map((t) => t.trim());
-    const unknown = wanted.filter((t) => !tools.includes(t as ToolName));
-    if (unknown.length > 0)
-      throw new Error(`--tools: ${unknown.join(', ')} not among the selected tools (${tools.join(', ')})`);
-    tools.splice(0, tools.length, ...tools.filter((t) => wanted.includes(t)));
-  }
+  const pyinfraBin = needsPyinfra ? ensurePyinfra(log) : undefined;
   const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
   // What the run is and where it ran: the same for the partial saves and the final result, so asked for once.
   const machineInfo: BenchResult['machine'] = {
-    ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined),
-    ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}),
+    ...machine(needsAnsible ? ANSIBLE_CORE_VERSION : undefined),
+    ...(needsPyinfra ? { pyinfra: PYINFRA_VERSION } : {}),
     ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}),
   };
   const settings: BenchResult['settings'] = {
@@ -358,8 +410,9 @@ async function main(): Promise<void> {
     noops,
     ansibleNoops,
     concurrency,
-    ansible: Boolean(values.ansible),
-    peers: Boolean(values.peers),
+    ansible: needsAnsible,
+    peers: needsPyinfra,
+    tools,
     variants: ansibleVariants
       .filter((v) => tools.includes(v.name as ToolName))
       .map(({ name, describe }) => ({ name, describe })),
@@ -370,7 +423,7 @@ async function main(): Promise<void> {
     if (values.json)
       writeFileSync(
         values.json,
-        `${JSON.stringify({ date: new Date().toISOString(), machine: machineInfo, settings, sizes: results.filter((x) => Object.keys(x.runs).length > 0), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
+        `${JSON.stringify({ date: new Date().toISOString(), machine: machineInfo, settings, sizes: results.filter((x) => Object.keys(x.runs).length > 0), ...(process.env[FULL_NOOP_ENV] ? { fullNoop: JSON.parse(readFileSync(process.env[FULL_NOOP_ENV], 'utf8')) as FullNoop } : {}), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
       );
   };
   try {
@@ -378,7 +431,7 @@ async function main(): Promise<void> {
       const size: SizeResult = { nodes: n, ...(rtt > 0 ? { rttMs: rtt } : {}), runs: {}, upMs: [] };
       results.push(size);
       const at = rtt > 0 ? `, ${rtt} ms RTT` : '';
-      const peerRuns = values.ansible || values.peers ? ansibleRuns : 0;
+      const peerRuns = needsAnsible || needsPyinfra ? ansibleRuns : 0;
       for (let r = 0; r < Math.max(runs, peerRuns); r++) {
         for (const tool of tools) {
           if (r >= (tool.startsWith('runner-fleet') ? runs : peerRuns)) continue;
@@ -388,6 +441,7 @@ async function main(): Promise<void> {
           const latency: Latency | undefined =
             rtt > 0 ? await withLatency(fresh, rtt, fresh.info.stateDir) : undefined;
           const fleet = latency?.fleet ?? fresh;
+          const nodeCpu = await nodeCpuMeter(fresh.info);
           const variant = variants(concurrency, n).find((v) => v.name === tool);
           const run = await runTool(
             tool,
@@ -396,7 +450,11 @@ async function main(): Promise<void> {
             tool.startsWith('runner-fleet') ? noops : ansibleNoops,
             variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined,
             pyinfraBin ? { bin: pyinfraBin, workDir } : undefined,
-          ).finally(() => latency?.stop());
+            nodeCpu,
+          ).finally(async () => {
+            nodeCpu?.close();
+            await latency?.stop();
+          });
           (size.runs[tool] ??= []).push(run);
           const noopText = run.noops
             .map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`)
@@ -430,6 +488,9 @@ async function main(): Promise<void> {
       settings,
       sizes: results,
       ...(profile ? { profile } : {}),
+      ...(process.env[FULL_NOOP_ENV]
+        ? { fullNoop: JSON.parse(readFileSync(process.env[FULL_NOOP_ENV], 'utf8')) as FullNoop }
+        : {}),
       totalMs: performance.now() - t0,
     };
     const markdown = renderResults(result);

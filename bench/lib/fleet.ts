@@ -25,12 +25,12 @@ import {
   type TestbedService,
 } from '../../scripts/testbed/fleet.js';
 import { portOpen, sshdPid } from '../../scripts/testbed/node.js';
-import { nodeDir, stateRoot } from '../../scripts/testbed/paths.js';
+import { nodeDir, slot, stateRoot } from '../../scripts/testbed/paths.js';
 import { signal, waitFor } from '../../scripts/testbed/procs.js';
 import { REGISTRY } from '../../scripts/testbed/registry.js';
 
 /** The benchmark's own state root, so it never tears down a fleet someone else brought up under the default one. */
-export const BENCH_STATE_ROOT = '/var/tmp/runner-fleet-bench';
+export const BENCH_STATE_ROOT = `/var/tmp/runner-fleet-bench${slot() ? `-${slot()}` : ''}`;
 
 export interface BenchFleet {
   info: FleetInfo;
