@@ -1,7 +1,9 @@
-// Benchmark (issues 2 and 7): runner-fleet's first converge and no-op rerun on the test fleet, optionally against Ansible.
+// Benchmark: runner-fleet's first converge and no-op rerun on the test fleet, against pyinfra and Ansible.
 //
-//   npm run bench                                   3 and 10 nodes, runner-fleet only: 3 fresh fleets, 3 no-op reruns each
-//   npx tsx bench/converge.ts --sizes 3,10,30 --runs 3 --ansible --profile --write
+//   npm run build && npm run bench -- --write      regenerates bench/RESULTS.md, RESULTS.json and noop.svg: the
+//                                                   user's whole no-op (3 nodes, GitLab and cluster), then 3, 10 and
+//                                                   30 nodes on loopback and 30 nodes at 20 and 50 ms RTT, every
+//                                                   default tool (see --help) on fresh fleets
 //
 // "First run" = the first `provision.ts apply` (or playbook run) on a fleet fresh from `testbed up`: apt nodes have
 // docker.io running with no daemon.json, snap nodes the docker snap running with its default daemon.json, `none`
@@ -276,9 +278,10 @@ function machine(ansibleCore?: string): BenchResult['machine'] {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      sizes: { type: 'string', default: '3,10' },
-      rtt: { type: 'string', default: '0' },
-      'rtt-sizes': { type: 'string' },
+      sizes: { type: 'string', default: '3,10,30' },
+      rtt: { type: 'string', default: '0,20,50' },
+      'rtt-sizes': { type: 'string', default: '30' },
+      'rtt-tools': { type: 'string', default: 'runner-fleet-compiled,pyinfra,ansible-fastest' },
       tools: { type: 'string' },
       runs: { type: 'string', default: '3' },
       'ansible-runs': { type: 'string', default: '1' },
@@ -299,7 +302,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout
-      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--rtt 0,5] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
+      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10,30] [--rtt 0,20,50] [--rtt-sizes 30] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
   --runs N    fresh fleets (first runs) per size for runner-fleet
   --noops K   no-op reruns after each first run (on the same fleet)
   Tools by default: runner-fleet (npx tsx), runner-fleet-compiled (node dist/provision.js), pyinfra
@@ -311,8 +314,9 @@ async function main(): Promise<void> {
   --full-noop-runs N  the user's whole no-op (host phase, GitLab, cluster) on the slot's full 3-node test fleet,
               N reruns each through the compiled entry and npx tsx (default 5; 0: skip)
   --rtt 0,5,20  round-trip times in ms between the tools and the nodes (toxiproxy per node, bench/lib/latency.ts);
-              every size is measured at every RTT (default 0: loopback)
-  --rtt-sizes 3,30  the sizes measured at the RTTs above 0 (default: --sizes)
+              the --rtt-sizes are measured at every RTT above 0 (default 0,20,50; 0: loopback)
+  --rtt-sizes 3,30  the sizes measured at the RTTs above 0 (default 30)
+  --rtt-tools a,b  the tools measured at the RTTs above 0 (default: runner-fleet-compiled,pyinfra,ansible-fastest)
   --tools a,b exactly these tools (any of ${ALL_TOOL_NAMES.join(', ')})
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
@@ -343,7 +347,8 @@ async function main(): Promise<void> {
   const rtts = values.rtt.split(',').map((s) => Number(s.trim()));
   if (rtts.some((x) => !Number.isFinite(x) || x < 0 || x > 500))
     throw new Error('--rtt: milliseconds from 0 to 500, comma-separated');
-  const rttSizes = values['rtt-sizes'] ? values['rtt-sizes'].split(',').map((x) => Number(x.trim())) : sizes;
+  const rttSizes = values['rtt-sizes'].split(',').map((x) => Number(x.trim()));
+  const rttTools = values['rtt-tools'].split(',').map((x) => x.trim());
   const runs = Number(values.runs);
   const ansibleRuns = Number(values['ansible-runs']);
   const noops = Number(values.noops);
@@ -372,7 +377,7 @@ async function main(): Promise<void> {
   // Built outside too (the Go module proxy is not reachable from the benchmark's network namespace).
   if (rtts.some((x) => x > 0)) await ensureToxiproxy(log);
   // The user's whole no-op (GitLab and the cluster too) needs the slot's full test fleet, outside the namespace.
-  if (fullNoopRuns > 0 && !process.env[FULL_NOOP_ENV]) {
+  if (fullNoopRuns > 0 && !values.down && !process.env[FULL_NOOP_ENV]) {
     const full = await measureFullNoop(fullNoopRuns, concurrency, log);
     const path = join(tmpdir(), `rf-bench-full-noop-${process.pid}.json`);
     writeFileSync(path, JSON.stringify(full));
@@ -435,6 +440,7 @@ async function main(): Promise<void> {
       for (let r = 0; r < Math.max(runs, peerRuns); r++) {
         for (const tool of tools) {
           if (r >= (tool.startsWith('runner-fleet') ? runs : peerRuns)) continue;
+          if (rtt > 0 && !rttTools.includes(tool)) continue;
           log(`${n} nodes${at}, run ${r + 1}: ${tool}: fresh fleet`);
           const fresh = await freshFleet(n, () => {});
           size.upMs.push(fresh.upMs);
