@@ -128,6 +128,14 @@ describe('docker_info_cached', () => {
     expect(calls()).toBe(2);
   });
 
+  it('a daemon.json stat cannot read (here: a stat without %.9Z): no record is used or written', () => {
+    writeFileSync(join(dir, 'bin', 'stat'), '#!/bin/sh\nexit 1\n');
+    chmodSync(join(dir, 'bin', 'stat'), 0o755);
+    info();
+    info();
+    expect(calls()).toBe(2);
+  });
+
   it('record missing: asks again', () => {
     info();
     rmSync(record);

@@ -4,6 +4,7 @@
 // when dockerd restarts or reloads a changed daemon.json. So the gather keeps the last output in a record on the
 // node, keyed by dockerd's PID and start time and by the inode and ctime (ns) of every daemon.json it could read;
 // any difference, a missing or unreadable record, or a failed `docker info` (never recorded) means asking dockerd.
+// Its variables are prefixed: the gather script is one shell with no locals.
 // The record is in /run: tmpfs (no SD-card write per run) and gone on reboot, when dockerd's PID changes anyway.
 export const DOCKER_INFO_RECORD = '/run/runner-fleet.docker-info';
 
@@ -13,17 +14,21 @@ export const DOCKER_INFO_RECORD = '/run/runner-fleet.docker-info';
  * is written atomically (mv), mode 0600.
  */
 export const dockerInfoCachedFn = (info: string): string => `docker_info_cached() {
-  rec=$1; dpid=$2; shift 2
-  if [ -z "$dpid" ]; then timeout 15 ${info} 2>&1 | head -c 65536; return; fi
-  started=$(sed 's/.*) //' /proc/$dpid/stat 2>/dev/null | cut -d' ' -f20)
-  key="v1 $dpid \${started:--}"
-  for f in "$@"; do key="$key $(stat -c '%i:%.9Z' "$f" 2>/dev/null || echo -)"; done
-  if [ -f "$rec" ] && [ "$(head -n 1 "$rec" 2>/dev/null)" = "$key" ] && [ "$(sed -n 2p "$rec" 2>/dev/null)" = "@@ok" ]; then
-    tail -n +3 "$rec"; return
+  _di_rec=$1; _di_dpid=$2; shift 2
+  if [ -z "$_di_dpid" ]; then timeout 15 ${info} 2>&1 | head -c 65536; return; fi
+  _di_started=$(sed 's/.*) //' /proc/$_di_dpid/stat 2>/dev/null | cut -d' ' -f20)
+  _di_key="v1 $_di_dpid \${_di_started:--}"
+  # A file that exists but cannot be stat'ed (a stat without %.9Z) turns the record off: never a constant key.
+  for _di_f in "$@"; do
+    _di_s=$(stat -c '%i:%.9Z' "$_di_f" 2>/dev/null) || { [ -e "$_di_f" ] && _di_started=; _di_s=-; }
+    _di_key="$_di_key $_di_s"
+  done
+  if [ -n "$_di_started" ] && [ -f "$_di_rec" ] && [ "$(head -n 1 "$_di_rec" 2>/dev/null)" = "$_di_key" ] && [ "$(sed -n 2p "$_di_rec" 2>/dev/null)" = "@@ok" ]; then
+    tail -n +3 "$_di_rec"; return
   fi
-  out=$(timeout 15 ${info} 2>&1); st=$?
-  printf '%s\\n' "$out" | head -c 65536
-  if [ "$st" -eq 0 ] && [ -n "$started" ]; then
-    ( umask 077; printf '%s\\n@@ok\\n%s\\n' "$key" "$out" > "$rec.$$" && mv -f "$rec.$$" "$rec" ) 2>/dev/null || rm -f "$rec.$$"
+  _di_out=$(timeout 15 ${info} 2>&1); _di_st=$?
+  printf '%s\\n' "$_di_out" | head -c 65536
+  if [ "$_di_st" -eq 0 ] && [ -n "$_di_started" ]; then
+    ( umask 077; printf '%s\\n@@ok\\n%s\\n' "$_di_key" "$_di_out" > "$_di_rec.$$" && mv -f "$_di_rec.$$" "$_di_rec" ) 2>/dev/null || rm -f "$_di_rec.$$"
   fi
 }`;
