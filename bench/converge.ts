@@ -1,7 +1,9 @@
-// Benchmark: runner-fleet's first converge and no-op rerun on the test fleet, optionally against Ansible.
+// Benchmark: runner-fleet's first converge and no-op rerun on the test fleet, against pyinfra and Ansible.
 //
-//   npm run bench                                   3 and 10 nodes, runner-fleet only: 3 fresh fleets, 3 no-op reruns each
-//   npx tsx bench/converge.ts --sizes 3,10,30 --runs 3 --ansible --profile --write
+//   npm run build && npm run bench -- --write      regenerates bench/RESULTS.md, RESULTS.json and noop.svg: the
+//                                                   user's whole no-op (3 nodes, GitLab and cluster), then 3, 10 and
+//                                                   30 nodes on loopback and 30 nodes at 20 and 50 ms RTT, every
+//                                                   default tool (see --help) on fresh fleets
 //
 // "First run" = the first `provision.ts apply` (or playbook run) on a fleet fresh from `testbed up`: apt nodes have
 // docker.io running with no daemon.json, snap nodes the docker snap running with its default daemon.json, `none`
@@ -32,11 +34,48 @@ import {
 import { median, type Measured } from './lib/measure.js';
 import { ensureToxiproxy, TOXIPROXY_VERSION, withLatency, type Latency } from './lib/latency.js';
 import { reexecInOwnNetns } from './lib/netns.js';
+import { measureFullNoop, type FullNoop } from './lib/full-noop.js';
+import { nodeCpuMeter, type NodeCpuMeter } from './lib/node-cpu.js';
 import { profileRunnerFleet, type Profile } from './lib/profile.js';
 import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from './lib/pyinfra.js';
 import { renderPlot, renderResults } from './lib/results.js';
 import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName, ToolRun } from './lib/types.js';
 import { REPO, runProvision } from './lib/runner-fleet.js';
+
+const ALL_TOOL_NAMES: ToolName[] = [
+  'runner-fleet',
+  'runner-fleet-compiled',
+  'pyinfra',
+  'ansible-default',
+  'ansible-tuned',
+  'ansible-fastest',
+  'ansible-mitogen',
+];
+/** What `npm run bench` measures: both entries, pyinfra, and Ansible at its defaults and its fastest. */
+const DEFAULT_TOOLS: ToolName[] = [
+  'runner-fleet',
+  'runner-fleet-compiled',
+  'pyinfra',
+  'ansible-default',
+  'ansible-fastest',
+];
+/** Set (to a JSON file) when the full no-op was measured before the re-exec into the benchmark's namespace. */
+const FULL_NOOP_ENV = 'RUNNER_FLEET_BENCH_FULL_NOOP';
+
+function selectTools(values: { tools?: string; ansible?: boolean; peers?: boolean }): ToolName[] {
+  if (values.tools) {
+    const wanted = values.tools.split(',').map((t) => t.trim());
+    const unknown = wanted.filter((t) => !ALL_TOOL_NAMES.includes(t as ToolName));
+    if (unknown.length > 0)
+      throw new Error(`--tools: ${unknown.join(', ')} not among ${ALL_TOOL_NAMES.join(', ')}`);
+    return ALL_TOOL_NAMES.filter((t) => wanted.includes(t));
+  }
+  const extra: ToolName[] = [
+    ...(values.ansible ? (['ansible-tuned'] as const) : []),
+    ...(values.peers ? (['ansible-mitogen'] as const) : []),
+  ];
+  return ALL_TOOL_NAMES.filter((t) => DEFAULT_TOOLS.includes(t) || extra.includes(t));
+}
 
 function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -63,6 +102,7 @@ async function runTool(
   noops: number,
   ansible: { bin: string; variant: AnsibleVariant; workDir: string } | undefined,
   pyinfra?: { bin: string; workDir: string },
+  nodeCpu?: NodeCpuMeter,
 ): Promise<ToolRun> {
   const registries = fleet.inventory.gitlab.registries;
   const once = async (): Promise<{ s: RunSample; self?: { connections: number; roundTrips: number } }> => {
@@ -103,13 +143,21 @@ async function runTool(
   const reruns: NoopRun[] = [];
   for (let i = 0; i < noops; i++) {
     const mark = sshdLogMark(fleet.info);
+    const cpu0 = nodeCpu?.usedMs();
     const noop = await once();
+    // The sessions' last processes exit (and are reaped) just after the tool does.
+    if (nodeCpu) await new Promise((res) => setTimeout(res, 200));
+    const nodeCpuMs =
+      nodeCpu && cpu0 !== undefined
+        ? nodeCpu.usedMs() - cpu0 - (nodeCpu.idlePerS * (noop.s.wallMs + 200)) / 1000
+        : undefined;
     if (!noop.s.ok) log(`${tool}: no-op rerun FAILED: ${noop.s.error}`);
     if (noop.s.changed !== 0)
       log(`${tool}: the no-op rerun changed ${noop.s.changed} thing(s); it should change nothing`);
     reruns.push({
       sample: noop.s,
       ssh: Object.fromEntries(mark.count()),
+      ...(nodeCpuMs !== undefined ? { nodeCpuMs } : {}),
       ...(noop.self ? { selfReported: noop.self } : {}),
     });
   }
@@ -149,15 +197,17 @@ function machine(ansibleCore?: string): BenchResult['machine'] {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      sizes: { type: 'string', default: '3,10' },
-      rtt: { type: 'string', default: '0' },
-      'rtt-sizes': { type: 'string' },
+      sizes: { type: 'string', default: '3,10,30' },
+      rtt: { type: 'string', default: '0,20,50' },
+      'rtt-sizes': { type: 'string', default: '30' },
+      'rtt-tools': { type: 'string', default: 'runner-fleet-compiled,pyinfra,ansible-fastest' },
       tools: { type: 'string' },
       runs: { type: 'string', default: '3' },
       'ansible-runs': { type: 'string', default: '1' },
       noops: { type: 'string', default: '3' },
       'ansible-noops': { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '10' },
+      'full-noop-runs': { type: 'string', default: '5' },
       ansible: { type: 'boolean', default: false },
       peers: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
@@ -171,18 +221,22 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout
-      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10] [--rtt 0,5] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
+      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10,30] [--rtt 0,20,50] [--rtt-sizes 30] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
   --runs N    fresh fleets (first runs) per size for runner-fleet
   --noops K   no-op reruns after each first run (on the same fleet)
-  --ansible   also run the Ansible playbook in bench/ansible/ (default settings, and tuned), each on fresh fleets;
-              --ansible-runs M of them per size, each with --ansible-noops reruns (Ansible at 30 nodes
-              takes 2-4 minutes per run on 2 cores)
-  --peers     also run pyinfra (bench/pyinfra/deploy.py, --parallel = node count) and ansible-fastest (forks = node
-              count, strategy free, pipelining, no facts), each on fresh fleets, --ansible-runs/--ansible-noops as Ansible
+  Tools by default: runner-fleet (npx tsx), runner-fleet-compiled (node dist/provision.js), pyinfra
+              (bench/pyinfra/deploy.py, --parallel = node count), ansible-default (the playbook in bench/ansible/ at
+              Ansible's defaults) and ansible-fastest (forks = node count, strategy free, pipelining, no facts); the
+              peers each on fresh fleets, --ansible-runs M of them per size with --ansible-noops reruns each
+  --ansible   also ansible-tuned (forks = --concurrency, pipelining, ControlPersist)
+  --peers     also ansible-mitogen
+  --full-noop-runs N  the user's whole no-op (host phase, GitLab, cluster) on the slot's full 3-node test fleet,
+              N reruns each through the compiled entry and npx tsx (default 5; 0: skip)
   --rtt 0,5,20  round-trip times in ms between the tools and the nodes (toxiproxy per node, bench/lib/latency.ts);
-              every size is measured at every RTT (default 0: loopback)
-  --rtt-sizes 3,30  the sizes measured at the RTTs above 0 (default: --sizes)
-  --tools a,b only these of the selected tools (e.g. runner-fleet,runner-fleet-compiled,pyinfra for large fleets)
+              the --rtt-sizes are measured at every RTT above 0 (default 0,20,50; 0: loopback)
+  --rtt-sizes 3,30  the sizes measured at the RTTs above 0 (default 30)
+  --rtt-tools a,b  the tools measured at the RTTs above 0 (default: runner-fleet-compiled,pyinfra,ansible-fastest)
+  --tools a,b exactly these tools (any of ${ALL_TOOL_NAMES.join(', ')})
   --profile   break runner-fleet's no-op time down (start-up, connect, gather) on the largest size
   --write     write bench/RESULTS.md (keeping its hand-written analysis) and bench/RESULTS.json
   --keep      leave the last fleet up (state root /var/tmp/runner-fleet-bench, network namespace rf-bench)
@@ -212,27 +266,42 @@ async function main(): Promise<void> {
   const rtts = values.rtt.split(',').map((s) => Number(s.trim()));
   if (rtts.some((x) => !Number.isFinite(x) || x < 0 || x > 500))
     throw new Error('--rtt: milliseconds from 0 to 500, comma-separated');
-  const rttSizes = values['rtt-sizes'] ? values['rtt-sizes'].split(',').map((x) => Number(x.trim())) : sizes;
+  const rttSizes = values['rtt-sizes'].split(',').map((x) => Number(x.trim()));
+  const rttTools = values['rtt-tools'].split(',').map((x) => x.trim());
   const runs = Number(values.runs);
   const ansibleRuns = Number(values['ansible-runs']);
   const noops = Number(values.noops);
   const ansibleNoops = Number(values['ansible-noops']);
   const concurrency = Number(values.concurrency);
+  const fullNoopRuns = Number(values['full-noop-runs']);
   const positive = (x: number) => Number.isInteger(x) && x >= 1;
   if (
     [...sizes, ...rttSizes].some((n) => !Number.isInteger(n) || n < 1 || n > 200) ||
-    ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive)
+    ![runs, ansibleRuns, noops, ansibleNoops, concurrency].every(positive) ||
+    !(Number.isInteger(fullNoopRuns) && fullNoopRuns >= 0)
   ) {
     throw new Error(
       '--sizes, --rtt-sizes: integers 1..200; --runs, --ansible-runs, --noops, --ansible-noops, --concurrency: positive integers',
     );
   }
   if (process.getuid?.() !== 0) throw new Error('the test fleet needs root');
+  const tools = selectTools(values);
+  const needsAnsible = tools.some((t) => t.startsWith('ansible-'));
+  const needsPyinfra = tools.includes('pyinfra');
+  if (tools.includes('runner-fleet-compiled') && !existsSync(join(REPO, 'dist', 'provision.js')))
+    throw new Error('runner-fleet-compiled runs the compiled entry: npm run build first');
   // PyPI is reachable only outside the benchmark's network namespace: install first.
-  if (values.ansible || values.peers) await ensureAnsible(log);
-  if (values.peers) ensurePyinfra(log);
+  if (needsAnsible) await ensureAnsible(log);
+  if (needsPyinfra) ensurePyinfra(log);
   // Built outside too (the Go module proxy is not reachable from the benchmark's network namespace).
   if (rtts.some((x) => x > 0)) await ensureToxiproxy(log);
+  // The user's whole no-op (GitLab and the cluster too) needs the slot's full test fleet, outside the namespace.
+  if (fullNoopRuns > 0 && !values.down && !process.env[FULL_NOOP_ENV]) {
+    const full = await measureFullNoop(fullNoopRuns, concurrency, log);
+    const path = join(tmpdir(), `rf-bench-full-noop-${process.pid}.json`);
+    writeFileSync(path, JSON.stringify(full));
+    process.env[FULL_NOOP_ENV] = path;
+  }
   const outside = await reexecInOwnNetns(log, { keep: Boolean(values.keep) && !values.down });
   if (outside !== undefined) {
     process.exitCode = outside;
@@ -244,33 +313,16 @@ async function main(): Promise<void> {
   }
   const t0 = performance.now();
 
-  const tools: ToolName[] = ['runner-fleet'];
-  let ansibleBin: string | undefined;
+  const ansibleBin = needsAnsible ? await ensureAnsible(log) : undefined;
   const ansibleVariants = variants(concurrency);
-  let pyinfraBin: string | undefined;
-  if (values.peers) {
-    if (!existsSync(join(REPO, 'dist', 'provision.js')))
-      throw new Error('--peers also runs the compiled entry: npm run build first');
-    pyinfraBin = ensurePyinfra(log);
-    tools.push('runner-fleet-compiled', 'pyinfra');
-  }
-  if (values.ansible || values.peers) ansibleBin = await ensureAnsible(log);
-  if (values.ansible) tools.push('ansible-default', 'ansible-tuned');
-  if (values.peers) tools.push('ansible-fastest', 'ansible-mitogen');
-  if (values.tools) {
-    const wanted = values.tools.split(',').map((t) => t.trim());
-    const unknown = wanted.filter((t) => !tools.includes(t as ToolName));
-    if (unknown.length > 0)
-      throw new Error(`--tools: ${unknown.join(', ')} not among the selected tools (${tools.join(', ')})`);
-    tools.splice(0, tools.length, ...tools.filter((t) => wanted.includes(t)));
-  }
+  const pyinfraBin = needsPyinfra ? ensurePyinfra(log) : undefined;
   const workDir = join(tmpdir(), `rf-bench-ansible-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
   // What the run is and where it ran: the same for the partial saves and the final result, so asked for once.
   const machineInfo: BenchResult['machine'] = {
-    ...machine(values.ansible || values.peers ? ANSIBLE_CORE_VERSION : undefined),
-    ...(values.peers ? { pyinfra: PYINFRA_VERSION } : {}),
+    ...machine(needsAnsible ? ANSIBLE_CORE_VERSION : undefined),
+    ...(needsPyinfra ? { pyinfra: PYINFRA_VERSION } : {}),
     ...(rtts.some((x) => x > 0) ? { toxiproxy: TOXIPROXY_VERSION } : {}),
   };
   const settings: BenchResult['settings'] = {
@@ -282,8 +334,9 @@ async function main(): Promise<void> {
     noops,
     ansibleNoops,
     concurrency,
-    ansible: Boolean(values.ansible),
-    peers: Boolean(values.peers),
+    ansible: needsAnsible,
+    peers: needsPyinfra,
+    tools,
     variants: ansibleVariants
       .filter((v) => tools.includes(v.name as ToolName))
       .map(({ name, describe }) => ({ name, describe })),
@@ -294,7 +347,7 @@ async function main(): Promise<void> {
     if (values.json)
       writeFileSync(
         values.json,
-        `${JSON.stringify({ date: new Date().toISOString(), machine: machineInfo, settings, sizes: results.filter((x) => Object.keys(x.runs).length > 0), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
+        `${JSON.stringify({ date: new Date().toISOString(), machine: machineInfo, settings, sizes: results.filter((x) => Object.keys(x.runs).length > 0), ...(process.env[FULL_NOOP_ENV] ? { fullNoop: JSON.parse(readFileSync(process.env[FULL_NOOP_ENV], 'utf8')) as FullNoop } : {}), totalMs: performance.now() - t0, partial: true }, null, 2)}\n`,
       );
   };
   try {
@@ -302,16 +355,18 @@ async function main(): Promise<void> {
       const size: SizeResult = { nodes: n, ...(rtt > 0 ? { rttMs: rtt } : {}), runs: {}, upMs: [] };
       results.push(size);
       const at = rtt > 0 ? `, ${rtt} ms RTT` : '';
-      const peerRuns = values.ansible || values.peers ? ansibleRuns : 0;
+      const peerRuns = needsAnsible || needsPyinfra ? ansibleRuns : 0;
       for (let r = 0; r < Math.max(runs, peerRuns); r++) {
         for (const tool of tools) {
           if (r >= (tool.startsWith('runner-fleet') ? runs : peerRuns)) continue;
+          if (rtt > 0 && !rttTools.includes(tool)) continue;
           log(`${n} nodes${at}, run ${r + 1}: ${tool}: fresh fleet`);
           const fresh = await freshFleet(n, () => {});
           size.upMs.push(fresh.upMs);
           const latency: Latency | undefined =
             rtt > 0 ? await withLatency(fresh, rtt, fresh.info.stateDir) : undefined;
           const fleet = latency?.fleet ?? fresh;
+          const nodeCpu = await nodeCpuMeter(fresh.info);
           const variant = variants(concurrency, n).find((v) => v.name === tool);
           const run = await runTool(
             tool,
@@ -320,7 +375,11 @@ async function main(): Promise<void> {
             tool.startsWith('runner-fleet') ? noops : ansibleNoops,
             variant && ansibleBin ? { bin: ansibleBin, variant, workDir } : undefined,
             pyinfraBin ? { bin: pyinfraBin, workDir } : undefined,
-          ).finally(() => latency?.stop());
+            nodeCpu,
+          ).finally(async () => {
+            nodeCpu?.close();
+            await latency?.stop();
+          });
           (size.runs[tool] ??= []).push(run);
           const noopText = run.noops
             .map((x) => `${(x.sample.wallMs / 1000).toFixed(2)} s (changed ${x.sample.changed})`)
@@ -354,6 +413,9 @@ async function main(): Promise<void> {
       settings,
       sizes: results,
       ...(profile ? { profile } : {}),
+      ...(process.env[FULL_NOOP_ENV]
+        ? { fullNoop: JSON.parse(readFileSync(process.env[FULL_NOOP_ENV], 'utf8')) as FullNoop }
+        : {}),
       totalMs: performance.now() - t0,
     };
     const markdown = renderResults(result);

@@ -3,9 +3,12 @@
 // packages it uses included, is bundled into a few files, so node reads and links a handful of modules instead of
 // some two hundred (measured: 141 -> 96 ms from node's start to the first connect; bench/RESULTS.md). ssh2 is bundled
 // too: its optional native crypto binding and cpu-features stay outside, so the bundle uses ssh2's own JavaScript
-// and node's crypto (ssh2's fallback; the negotiated cipher, aes128-gcm, is node's either way). Left as packages,
-// loaded only when a command needs them:
-// - @kubernetes/client-node and openpgp: large, and imported after the SSH work has started (or never);
+// and node's crypto (ssh2's fallback; the negotiated cipher, aes128-gcm, is node's either way).
+// @kubernetes/client-node is bundled as well, into the chunk that only the runner phases import: as a package it
+// takes ~0.7 s of CPU to load (some 400 modules, its generated API classes included) on every rerun that checks the
+// cluster; minified in one chunk, ~0.1 s. Minified because V8 then pre-parses a third of the text; keepNames because
+// libraries (and our errors' stack traces) read constructor names. Left as packages, loaded only when needed:
+// - openpgp: large, and imported only for host placement when a repository key is checked;
 // - zx: only `render --seal` starts a local process.
 import { chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +28,9 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['*.node', 'cpu-features', '@kubernetes/client-node', 'openpgp', 'zx'],
+  external: ['*.node', 'cpu-features', 'openpgp', 'zx'],
+  minify: true,
+  keepNames: true,
   // CommonJS packages in an ES module bundle still call require() for node's built-ins, and ssh2 reads __dirname.
   banner: {
     js: [

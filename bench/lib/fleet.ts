@@ -30,10 +30,11 @@ import {
   type TestbedService,
   up,
   waitFor,
+  slot,
 } from '#testbed';
 
 /** The benchmark's own state root, so it never tears down a fleet someone else brought up under the default one. */
-export const BENCH_STATE_ROOT = '/var/tmp/runner-fleet-bench';
+export const BENCH_STATE_ROOT = `/var/tmp/runner-fleet-bench${slot() ? `-${slot()}` : ''}`;
 
 export interface BenchFleet {
   info: FleetInfo;

@@ -1,10 +1,12 @@
 // Runs the benchmark inside a network namespace of its own, so its fleet never collides with a test fleet on this machine.
 import { existsSync } from 'node:fs';
 import { $ } from 'zx';
-import { resultOf, sh } from '#testbed';
+import { resultOf, sh, slot } from '#testbed';
 
 const INSIDE = 'RUNNER_FLEET_BENCH_NETNS';
-export const BENCH_NETNS = 'rf-bench';
+// Per slot: node network namespaces (rf<slot>-pi<i>) are machine-wide names, so two benchmarks (or a benchmark and a
+// test fleet) can run side by side only on different slots.
+export const BENCH_NETNS = `rf-bench${slot() ? `-${slot()}` : ''}`;
 
 /**
  * Test fleet nodes always listen on 127.0.0.(10+i):(2200+i), and the end-to-end tests bring a fleet up and down

@@ -1,5 +1,6 @@
 // The benchmark's result records (bench/RESULTS.json), shared by the run (converge.ts) and the report (lib/results.ts).
 import type { SshCounts } from './fleet.js';
+import type { FullNoop } from './full-noop.js';
 import type { Profile } from './profile.js';
 
 export type ToolName =
@@ -21,6 +22,8 @@ export interface NoopRun {
   sample: RunSample;
   /** per node, from the nodes' sshd logs during this rerun */
   ssh: Record<string, SshCounts>;
+  /** CPU ms all nodes together spent on this rerun (sshd, sudo, scripts, dockerd), less their idle rate */
+  nodeCpuMs?: number;
   /** what provision.ts itself reported (runner-fleet only), over all nodes */
   selfReported?: { connections: number; roundTrips: number };
 }
@@ -72,9 +75,12 @@ export interface BenchResult {
     concurrency: number;
     ansible: boolean;
     peers?: boolean;
+    tools?: ToolName[];
     variants: { name: string; describe: string }[];
   };
   sizes: SizeResult[];
   profile?: Profile;
+  /** the user's whole no-op (host phase, GitLab, cluster) on the full 3-node test fleet */
+  fullNoop?: FullNoop;
   totalMs: number;
 }

@@ -1,4 +1,5 @@
 // Host facts: one remote script gathers everything the plan needs, parsed here into HostFacts.
+import { DOCKER_INFO_RECORD, dockerInfoCachedFn } from './docker-info-cache.js';
 import type { ForwardingFacts } from './forwarding.js';
 import { fileFact, shQuote, type FileFact, type GatherOutput } from './gather.js';
 import { mtuGatherScript } from './mtu.js';
@@ -92,6 +93,7 @@ export function gatherScript(registries: string[], extra = ''): string {
   const hostsToml = registries.map((r) => `  emit_file ${shQuote(hostsTomlPath(r))}`).join('\n');
   return `
 ${FILE_FN}
+${dockerInfoCachedFn(DOCKER_INFO)}
 echo "@@os"; ( . /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID" ) || uname -s
 echo "@@arch"; dpkg --print-architecture 2>/dev/null || uname -m
 echo "@@apt"; dpkg-query -W -f='\${Package} \${db:Status-Status}\\n' ${APT_DOCKER_PACKAGES.join(' ')} 2>/dev/null; :
@@ -99,11 +101,11 @@ echo "@@snapd"; command -v snap >/dev/null 2>&1 && echo yes || echo no
 echo "@@snap"; if command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1; then echo installed; else echo no; fi
 echo "@@dockerd"
 # The running dockerd and its own --config-file, read once: that file is the daemon.json it actually reads.
-cf=
+cf=; dpid=
 for pf in /run/docker.pid /var/snap/docker/current/run/docker.pid /run/snap.docker/docker.pid; do
   if [ -f "$pf" ]; then pid=$(cat "$pf" 2>/dev/null); if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     cf=$(tr '\\0' '\\n' < /proc/$pid/cmdline 2>/dev/null | awk 'p{print; exit} /^--config-file=/{sub(/^--config-file=/,""); print; exit} /^--config-file$/{p=1}')
-    echo "$pid"; echo "pidfile=$pf"; [ -n "$cf" ] && echo "--config-file=$cf"
+    dpid=$pid; echo "$pid"; echo "pidfile=$pf"; [ -n "$cf" ] && echo "--config-file=$cf"
     break
   fi; fi
 done
@@ -116,7 +118,7 @@ for p in ${[APT_DAEMON_JSON, registryStatePath(APT_DAEMON_JSON), SNAP_DAEMON_JSO
   if [ -e "$p" ] && [ ! -f "$p" ]; then printf '%s\\t%s\\n' "$p" "$(stat -L -c %F "$p" 2>/dev/null || echo 'not a regular file')"; fi
 done
 echo "@@docker"
-if command -v docker >/dev/null 2>&1; then timeout 15 ${DOCKER_INFO} 2>&1 | head -c 65536; else echo "docker: command not found"; fi
+if command -v docker >/dev/null 2>&1; then docker_info_cached ${DOCKER_INFO_RECORD} "$dpid" ${APT_DAEMON_JSON} ${SNAP_DAEMON_JSON} \${cf:+"$cf"}; else echo "docker: command not found"; fi
 echo
 echo "@@microk8s"; if [ -d /var/snap/microk8s ] || command -v microk8s >/dev/null 2>&1; then echo yes
 ${hostsToml || '  :'}
