@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
   // apply/plan: their graph (with ssh2, the heaviest import) starts loading now, while the inventory is read.
   const converging =
     req.command === 'apply' || req.command === 'plan'
-      ? Promise.all([import('./src/commands/converge.js'), import('./src/ssh.js')])
+      ? Promise.all([import('./src/commands/apply.js'), import('./src/ssh.js')])
       : undefined;
   converging?.catch(() => {}); // awaited below; an inventory error must not leave an unhandled rejection
   const [{ commandTrace, createLogger }, { loadInventory, selectNodes }, { createRunContext }] =

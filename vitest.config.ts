@@ -17,7 +17,7 @@ const E2E = [
   'test/machine-forwarding.test.ts',
   'test/images.test.ts',
   'test/gitlab/real-runner.test.ts',
-  'src/kube/converge.test.ts',
+  'src/kube/cluster-converge.test.ts',
 ];
 
 export default defineConfig({

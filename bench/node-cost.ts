@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { $ } from 'zx';
-import { DOCKER_INFO, FILE_FN } from '../src/host/facts.js';
+import { DOCKER_INFO, FILE_FN } from '../src/docker/facts.js';
 import { mapPool } from '../src/pool.js';
 import { files, type NodeRecord, stateRoot } from '#testbed';
 import { REPO } from './lib/runner-fleet.js';

@@ -69,7 +69,7 @@ async function connect(
   kubeconfigText: () => Promise<string | undefined>,
 ): Promise<KubeClient> {
   // Loaded only when a command needs the cluster.
-  const { connectCluster } = await import('./kube/converge.js');
+  const { connectCluster } = await import('./kube/cluster-converge.js');
   return connectCluster(inv.kubernetes, await kubeconfigText());
 }
 

@@ -5,8 +5,8 @@ const steps: [string, string][] = [
   ['yaml', 'yaml'],
   ['handlebars', 'handlebars'],
   [
-    'the rest of what `apply` loads up front (src/commands/converge.ts and its graph)',
-    '../../src/commands/converge.js',
+    'the rest of what `apply` loads up front (src/commands/apply.ts and its graph)',
+    '../../src/commands/apply.js',
   ],
   // Loaded lazily by `apply` only when the inventory has a GitLab token, overlapping the SSH work; not on our runs.
   ['@kubernetes/client-node (lazy: only with a GitLab token)', '@kubernetes/client-node'],

@@ -101,7 +101,7 @@ export async function profileRunnerFleet(
 
   const t0 = performance.now();
   const { connectNode } = await import('../../src/ssh.js');
-  const { gatherFacts } = await import('../../src/host/converge.js');
+  const { gatherFacts } = await import('../../src/docker/docker-converge.js');
   const { mapPool } = await import('../../src/pool.js');
   const importMs = performance.now() - t0;
   const registries = fleet.inventory.gitlab.registries;
@@ -128,7 +128,7 @@ export async function profileRunnerFleet(
 
   const node = fleet.inventory.nodes[0];
   const conn = await connectNode(node);
-  const { gatherScript, DOCKER_INFO } = await import('../../src/host/facts.js');
+  const { gatherScript, DOCKER_INFO } = await import('../../src/docker/facts.js');
   const rt = async (script: string, sudo: boolean) => {
     const xs: number[] = [];
     for (let i = 0; i < 7; i++) {

@@ -153,7 +153,7 @@ async function startClusterService(
   });
   ctx.log(`kubernetes test cluster on ${cluster.server}`);
   // Real kubelets pull the 155 MB runner image on first use: on a loaded 2-core machine that alone has taken over 60 s.
-  // podCidr: the nodes' real pod range, so runner-fleet's DOCKER-USER rules match the pods (src/host/forwarding.ts).
+  // podCidr: the nodes' real pod range, so runner-fleet's DOCKER-USER rules match the pods (src/docker/forwarding.ts).
   return { kubernetes: { kubeconfig: cluster.kubeconfig, rolloutTimeout: 240, podCidr: POD_SUBNET } };
 }
 

@@ -1,9 +1,9 @@
 // `destroy`: remove the runners from GitLab, runner-fleet's objects from the cluster and its files from the nodes; ask first.
 import type { RunContext } from '../context.js';
 import { InputError } from '../errors.js';
-import { planNodeCleanup, runCleanup } from '../host/cleanup.js';
+import { planNodeCleanup, runCleanup } from '../docker/cleanup.js';
 import { hostRunnerIndexPath, readHostRunnerIndex, type IndexedNode } from '../host-runner/state.js';
-import type { CleanupPlan } from '../host/cleanup-plan.js';
+import type { CleanupPlan } from '../docker/cleanup-plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { KubeClient } from '../kube/client.js';
 import { planTeardown, runTeardown, teardownChanges, type TeardownPlan } from '../kube/teardown.js';
@@ -17,17 +17,17 @@ import {
   type NodeReport,
   type RunReport,
 } from '../report.js';
-import { describeAction, planRegistrations } from '../runners/plan.js';
+import { describeAction, planRegistrations } from '../runners/registration-plan.js';
 import { reconcileRunners } from '../runners/reconcile.js';
 import type { RecordStore, RunnerRecord } from '../runners/records.js';
 import { readInventorySecrets, redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
-import { keyFileIssues } from './converge.js';
-import { clusterConfigured } from '../placement/cluster.js';
-import { removeHostRunners } from '../placement/host.js';
-import { typedStore } from '../placement/records.js';
+import { keyFileIssues } from './apply.js';
+import { clusterConfigured } from '../placement/cluster-placement.js';
+import { removeHostRunners } from '../placement/host-placement.js';
+import { typedStore } from '../placement/records-read.js';
 import { withRunners } from '../gitlab/auth-modes.js';
-import { readVersionedRecords } from '../kube/records.js';
+import { readVersionedRecords } from '../kube/records-secret.js';
 import { acquireFleetLock, LockHeldError, type FleetLock } from '../lock/fleet-lock.js';
 import { guardInterrupts } from '../lock/interrupt.js';
 import { sweepFleetStrays, type SweepInput } from '../runners/sweep.js';

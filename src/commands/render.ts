@@ -50,7 +50,7 @@ import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { readInventorySecrets, redact } from '../secrets.js';
 import { desiredCluster } from '../placement/desired.js';
-import { typedStore } from '../placement/records.js';
+import { typedStore } from '../placement/records-read.js';
 import type { RunContext } from '../context.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 

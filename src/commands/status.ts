@@ -1,7 +1,7 @@
 // `status`: ask every node (one read-only round trip), the cluster and GitLab how the fleet is doing; change nothing.
 import type { RunContext } from '../context.js';
 import { EXECUTOR_SPECS, type ExecutorSpec } from '../executors.js';
-import { gatherFacts } from '../host/converge.js';
+import { gatherFacts } from '../docker/docker-converge.js';
 import type { Executor, Inventory, NodeSpec } from '../inventory/types.js';
 import { selectNodes } from '../inventory/schema.js';
 import { EXECUTOR_LABEL } from '../kube/render.js';
@@ -25,8 +25,8 @@ import {
   type RunnerView,
   type StatusReport,
 } from '../status/health.js';
-import { nodePreflight, preflight, type NodePreflight } from './converge.js';
-import { describeProblems } from '../host/preflight.js';
+import { nodePreflight, preflight, type NodePreflight } from './apply.js';
+import { describeProblems } from '../docker/preflight.js';
 import { AUTH_MODES, authToken, withRunners } from '../gitlab/auth-modes.js';
 import { hostMetricsAddress, metricsGatherScript, metricsTarget } from '../status/metrics.js';
 import { readRunnerView } from '../status/contact.js';
@@ -112,7 +112,10 @@ async function runnerSide(
   try {
     log.progress('cluster', `reading pods and records in ${ns}`);
     // Loaded only when needed: client-node takes over a second to import.
-    const [{ typedStore }, client] = await Promise.all([import('../placement/records.js'), ctx.cluster()]);
+    const [{ typedStore }, client] = await Promise.all([
+      import('../placement/records-read.js'),
+      ctx.cluster(),
+    ]);
     // Every runner-fleet runner pod: what is deployed decides which executor's pods are judged.
     const listed = (await client.listObjects(
       'v1',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseRefresh, refreshScript } from '../host/snap-holds.js';
-import { snapDoodWarning } from './converge.js';
+import { parseRefresh, refreshScript } from '../docker/snap-holds.js';
+import { snapDoodWarning } from './apply.js';
 import { parseInventory } from '../inventory/schema.js';
 import { upgradeSnapsPreflight } from './upgrade-snaps.js';
 import { InputError } from '../errors.js';

@@ -5,7 +5,7 @@
 // snapd then takes to download and restart Docker is not protected (README: executor trade-offs).
 import type { RunContext } from '../context.js';
 import { InputError } from '../errors.js';
-import { parseRefresh, refreshScript, type RefreshOutcome } from '../host/snap-holds.js';
+import { parseRefresh, refreshScript, type RefreshOutcome } from '../docker/snap-holds.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import { selectNodes } from '../inventory/schema.js';
 import type { Logger } from '../log.js';

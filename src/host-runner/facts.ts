@@ -1,5 +1,5 @@
 // Host-runner facts: the gather section (added to the host phase's one round trip) and its parser.
-import { sha256, shQuote, type GatherOutput } from '../host/facts.js';
+import { sha256, shQuote, type GatherOutput } from '../docker/facts.js';
 
 /** Where the host runner lives on a node. config.toml's folder and file names are gitlab-runner's own (system mode). */
 export const RUNNER_DIR = '/etc/gitlab-runner';

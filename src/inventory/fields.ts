@@ -298,7 +298,7 @@ const node = strict({
   docker: v.optional(oneOf(DOCKER_CHOICES), 'auto'),
   /** write containerd's hosts.toml for the registries (microk8s pulls through containerd, not dockerd) */
   microk8s: v.optional(bool(), true),
-  /** the MTU the dind service's dockerd gives its networks; absent: read from the node (src/host/mtu.ts) */
+  /** the MTU the dind service's dockerd gives its networks; absent: read from the node (src/docker/mtu.ts) */
   mtu: v.optional(int(MIN_MTU, 9000)),
 });
 
@@ -363,7 +363,7 @@ const kubernetes = strict({
   ),
   /**
    * The pods' address range on the nodes (microk8s: kube-proxy's --cluster-cidr). Where Docker set the FORWARD policy
-   * to DROP, runner-fleet accepts this range's traffic in DOCKER-USER (src/host/forwarding.ts).
+   * to DROP, runner-fleet accepts this range's traffic in DOCKER-USER (src/docker/forwarding.ts).
    */
   podCidr: v.optional(v.pipe(str(), problem(podCidrProblem)), DEFAULT_POD_CIDR),
   /** the controller render --seal fetches the sealing certificate from (the Helm chart names it sealed-secrets) */

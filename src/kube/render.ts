@@ -2,9 +2,9 @@
 import { parseAllDocuments } from 'yaml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS, identityDir } from '../executors.js';
-import { dockerSocketDir } from '../host/flavours.js';
+import { dockerSocketDir } from '../docker/flavours.js';
 import type { Executor, Inventory, Toleration } from '../inventory/types.js';
-import { CA_FILE_NAME } from '../host/ca.js';
+import { CA_FILE_NAME } from '../docker/ca.js';
 import { redact } from '../secrets.js';
 import { renderTemplate } from '../templates.js';
 import {

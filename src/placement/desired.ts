@@ -39,7 +39,7 @@ export function desiredCluster(opts: {
   executor: Executor;
   records: RunnerRecord[];
   arch: (node: string) => string;
-  /** the MTU each node's job networks can carry (src/host/mtu.ts); absent: Docker's default */
+  /** the MTU each node's job networks can carry (src/docker/mtu.ts); absent: Docker's default */
   mtu?: (node: string) => number | undefined;
   planned?: Set<string>;
 }): DesiredCluster {

@@ -3,14 +3,18 @@
 // old runner in GitLab, through its record, before the new one is registered; records never move, so neither side
 // keeps an orphan.
 import type { RunContext } from '../context.js';
-import type { HostFacts } from '../host/facts.js';
-import { convergeHostRunner, hostRunnerFactsOf, removeHostRunner } from '../host-runner/converge.js';
+import type { HostFacts } from '../docker/facts.js';
+import {
+  convergeHostRunner,
+  hostRunnerFactsOf,
+  removeHostRunner,
+} from '../host-runner/host-runner-converge.js';
 import { indexEntry } from '../host-runner/state.js';
 import type { NodeSpec } from '../inventory/types.js';
 import type { RunnerRecord } from '../runners/records.js';
 import type { Change, ClusterReport, NodeReport } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
-import { convergeRunners } from './cluster.js';
+import { convergeRunners } from './cluster-placement.js';
 import { probeOnHost, proveContact } from './contact.js';
 import { GitlabLog } from './gitlab-log.js';
 import {
@@ -19,7 +23,7 @@ import {
   takeRunnersOutOfCluster,
   updateIndex,
   type HostRunnerResults,
-} from './host.js';
+} from './host-placement.js';
 import { describeBlock, type DeleteCause, type NodeBlock } from './reasons.js';
 
 /** What `apply`/`plan` call around the host phase; see runnerPhase. */

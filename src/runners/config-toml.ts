@@ -2,8 +2,8 @@
 import { parse as parseToml, stringify as stringifyToml, TomlError, type TomlTable } from 'smol-toml';
 import { InputError } from '../errors.js';
 import { EXECUTOR_SPECS } from '../executors.js';
-import { CA_FILE_NAME, HOST_RUNNER_CA } from '../host/ca.js';
-import { insecureRegistries } from '../host/plan.js';
+import { CA_FILE_NAME, HOST_RUNNER_CA } from '../docker/ca.js';
+import { insecureRegistries } from '../docker/docker-plan.js';
 import type {
   CacheConfig,
   DindService,
@@ -57,7 +57,7 @@ export interface ConfigTomlInput {
   executor: Executor;
   /** the node's architecture as host facts report it (arm64, armhf, amd64, or uname -m) */
   arch: string;
-  /** the MTU the node's job networks can carry (src/host/mtu.ts); absent: Docker's default */
+  /** the MTU the node's job networks can carry (src/docker/mtu.ts); absent: Docker's default */
   mtu?: number;
   /** where this config.toml runs: a runner pod, or the gitlab-runner service on the node */
   placement: Placement;
@@ -157,7 +157,7 @@ export function extraHosts(aliases: Record<string, string>): string[] {
 
 /**
  * Where the runner finds the private CA (gitlab.caFile) that config.toml's `tls-ca-file` names: in the pod, the
- * config Secret's copy (mounted at /secrets); on a host, the file the host plan writes (src/host/ca.ts).
+ * config Secret's copy (mounted at /secrets); on a host, the file the host plan writes (src/docker/ca.ts).
  */
 export const RUNNER_CA_FILE: Record<Placement, string> = {
   cluster: `/secrets/${CA_FILE_NAME}`,

@@ -1,6 +1,6 @@
 // The images a runner's first job needs on each node (and its pod's own image), for the host phase to pre-pull.
 import { EXECUTOR_SPECS } from '../executors.js';
-import type { PrepullWant } from '../host/prepull.js';
+import type { PrepullWant } from '../docker/prepull.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 import { helperImageFor } from './config-toml.js';
 

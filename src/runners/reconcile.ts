@@ -4,7 +4,7 @@ import type { GitlabRunnerApi } from '../gitlab/api.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { secretValue } from '../secrets.js';
-import { describeAction, planRegistrations, type RegistrationAction } from './plan.js';
+import { describeAction, planRegistrations, type RegistrationAction } from './registration-plan.js';
 import {
   modeForAuth,
   newSystemId,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { creationMarker, parseCreationMarker } from './plan.js';
+import { creationMarker, parseCreationMarker } from './registration-plan.js';
 import { judgeStray, strayLeftAlone } from './strays.js';
 
 const note = (mark: string) => `Managed by runner-fleet for node pi1. ${mark}`;

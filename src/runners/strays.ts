@@ -1,5 +1,5 @@
 // Pure judgement of a runner found in GitLab with a node's tag and no record: this fleet's lost create, or not ours.
-import { parseCreationMarker } from './plan.js';
+import { parseCreationMarker } from './registration-plan.js';
 
 /** What GitLab says about a runner that no record of this fleet holds. */
 export interface StrayCandidate {

@@ -1,8 +1,8 @@
 // status judgement: which checks apply, what makes a node unhealthy, and a table without escape codes.
 import { describe, expect, it } from 'vitest';
-import type { HostFacts } from '../host/facts.js';
-import { hostFacts } from '../host/facts.fixture.js';
-import { renderHostsToml } from '../host/plan.js';
+import type { HostFacts } from '../docker/facts.js';
+import { hostFacts } from '../docker/facts.fixture.js';
+import { renderHostsToml } from '../docker/docker-plan.js';
 import { parseInventory } from '../inventory/schema.js';
 import type { PodView } from '../kube/rollout.js';
 import {

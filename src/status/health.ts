@@ -1,11 +1,11 @@
 // Pure judgement for `status`: one row per node from gathered facts, pods and GitLab answers; what is unhealthy and why; the table.
-import type { PreflightProblem } from '../host/preflight.js';
+import type { PreflightProblem } from '../docker/preflight.js';
 import { parseJobs } from './metrics.js';
 import { describeDisk, freeCell, parseDisk, type DiskView } from './disk.js';
-import type { HostFacts } from '../host/facts.js';
-import { registryIsInsecure } from '../host/facts.js';
-import { caConsumersWithout } from '../host/ca.js';
-import { renderHostsToml } from '../host/plan.js';
+import type { HostFacts } from '../docker/facts.js';
+import { registryIsInsecure } from '../docker/facts.js';
+import { caConsumersWithout } from '../docker/ca.js';
+import { renderHostsToml } from '../docker/docker-plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { PodView } from '../kube/rollout.js';
 import { describePodDocker, type PodDocker } from './pod-docker.js';
@@ -105,7 +105,7 @@ export function describeMismatch(m: DeployedMismatch): string {
 }
 
 /** What gathering found on one node: facts, or why there are none. */
-/** `preflight`: what stops the node from ever running a job (src/host/preflight.ts), as apply would refuse it. */
+/** `preflight`: what stops the node from ever running a job (src/docker/preflight.ts), as apply would refuse it. */
 export type HostView = { facts: HostFacts; preflight?: PreflightProblem[] } | { error: string };
 
 /** Pods of our DaemonSet, or why they could not be listed; 'n/a' when the runners do not live in the cluster. */

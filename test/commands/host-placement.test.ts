@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TESTBED_REPOSITORY_FINGERPRINT, TESTBED_REPOSITORY_KEY } from '#testbed';
-import { runConverge } from '../../src/commands/converge.js';
+import { runConverge } from '../../src/commands/apply.js';
 import { runDestroy } from '../../src/commands/destroy.js';
 import { CONFIG_TOML, KEYRING_FILE, RECORD_FILE } from '../../src/host-runner/facts.js';
 import { parseInventory } from '../../src/inventory/schema.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { down, execOnNode, type FleetInfo, nodeFile, startNodeSshd, stopNodeSshd, up } from '#testbed';
 import { KubeClient } from '../../src/kube/client.js';
-import { readSecretRecords, writeVersionedRecords } from '../../src/kube/records.js';
+import { readSecretRecords, writeVersionedRecords } from '../../src/kube/records-secret.js';
 import type { RunReport } from '../../src/report.js';
 import {
   readInventory,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '#testbed';
 import { ApiError } from '../../src/errors.js';
 import { KubeClient } from '../../src/kube/client.js';
-import { KubeRecordStore, RecordsConflictError } from '../../src/kube/records.js';
+import { KubeRecordStore, RecordsConflictError } from '../../src/kube/records-secret.js';
 import {
   acquireFleetLock,
   LEASE_NAME,

@@ -15,8 +15,8 @@ import {
   servicesNamed,
   up,
 } from '#testbed';
-import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
-import { PRUNE_TIMER_FILE, PRUNE_UNIT } from '../../src/host/prune.js';
+import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE } from '../../src/docker/forwarding.js';
+import { PRUNE_TIMER_FILE, PRUNE_UNIT } from '../../src/docker/prune.js';
 import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 

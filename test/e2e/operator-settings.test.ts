@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { splitGatherOutput } from '../../src/host/facts.js';
+import { splitGatherOutput } from '../../src/docker/facts.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { renderConfigToml } from '../../src/runners/config-toml.js';
@@ -34,7 +34,7 @@ import { requireRoot } from '../support/requireRoot.js';
 import { runProvision } from '../support/provision.js';
 import { withSecrets } from '../support/secrets.js';
 import { KubeClient } from '../../src/kube/client.js';
-import { convergeCluster } from '../../src/kube/converge.js';
+import { convergeCluster } from '../../src/kube/cluster-converge.js';
 
 const enabled = requireGitlabRunner('operator settings (cache, metrics) with the real gitlab-runner');
 const BUCKET = 'runner-cache';

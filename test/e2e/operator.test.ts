@@ -23,7 +23,7 @@ import {
   stopNodeDockerd,
   up,
 } from '#testbed';
-import { FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
+import { FORWARDING_SYSCTL_FILE } from '../../src/docker/forwarding.js';
 import type { StatusReport } from '../../src/status/health.js';
 import {
   kubectl,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GitlabApi, type GitlabRunnerApi } from '../../src/gitlab/api.js';
 import { parseInventory } from '../../src/inventory/schema.js';
 import type { Inventory } from '../../src/inventory/types.js';
-import { creationMarker } from '../../src/runners/plan.js';
+import { creationMarker } from '../../src/runners/registration-plan.js';
 import { MemoryRecordStore } from '../support/memoryRecordStore.js';
 import { withSecrets } from '../support/secrets.js';
 import type { RunnerRecord } from '../../src/runners/records.js';

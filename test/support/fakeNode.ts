@@ -1,11 +1,11 @@
 // A fake node for command tests: a NodeConnection that answers the gather from its files and applies atomic writes
 // to them, so plan, apply, a no-op rerun, status and destroy run end to end without SSH or root.
-import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, registryStatePath } from '../../src/host/facts.js';
-import { FORWARDING_SYSCTL_FILE } from '../../src/host/forwarding.js';
+import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, registryStatePath } from '../../src/docker/facts.js';
+import { FORWARDING_SYSCTL_FILE } from '../../src/docker/forwarding.js';
 import type { NodeSpec } from '../../src/inventory/types.js';
 import { RemoteCommandError } from '../../src/errors.js';
 import type { ExecOptions, ExecResult, NodeConnection } from '../../src/ssh.js';
-import { sha256 } from '../../src/host/facts.js';
+import { sha256 } from '../../src/docker/facts.js';
 import {
   CONFIG_TOML,
   DROP_IN_FILE,
@@ -27,7 +27,7 @@ export interface FakeNodeState {
   closed: number;
   /** the gitlab-runner package and service, as apt-get and systemctl would leave them */
   runner: { installed: boolean; active: boolean; enabled: boolean; groups: string[]; dockerGroup: boolean };
-  /** the pre-flight section's lines (src/host/preflight.ts); none: the node says nothing, which is never a problem */
+  /** the pre-flight section's lines (src/docker/preflight.ts); none: the node says nothing, which is never a problem */
   preflight: string[];
 }
 
@@ -157,7 +157,7 @@ function gather(state: FakeNodeState, script: string): string {
     '@@microk8s',
     'no',
   ];
-  // Forwarding (src/host/forwarding.ts): on, as dockerd leaves it; runner-fleet's file as the writes left it; no iptables.
+  // Forwarding (src/docker/forwarding.ts): on, as dockerd leaves it; runner-fleet's file as the writes left it; no iptables.
   if (script.includes('echo "@@ip-forward"'))
     lines.push(
       '@@ip-forward',
@@ -173,7 +173,7 @@ function gather(state: FakeNodeState, script: string): string {
   return lines.join('\n');
 }
 
-// A write is `f='path'` … `echo 'base64' | base64 -d` with no other `f=` between (src/host/converge.ts atomicWriteScript).
+// A write is `f='path'` … `echo 'base64' | base64 -d` with no other `f=` between (src/docker/docker-converge.ts atomicWriteScript).
 const WRITE = /^f='([^']*)'\n(?:(?!^f=')[\s\S])*?^echo '([A-Za-z0-9+/=]*)' \| base64 -d/gm;
 const REMOVE = /^f='([^']*)'\nif \[ -e "\$f" \]; then\n\s*cur=/gm;
 

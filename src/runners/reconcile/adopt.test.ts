@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeGitlab } from '../../../test/support/fakeGitlabApi.js';
 import { FLEET, fakeRun, recordOf, settingsFor } from '../../../test/support/reconcileRun.js';
 import { ApiError } from '../../errors.js';
-import { creationMarker, type RegistrationAction } from '../plan.js';
+import { creationMarker, type RegistrationAction } from '../registration-plan.js';
 import { adoptStrays, findStrays, probeStrayLookup, strayLookupDeniedMessage } from './adopt.js';
 
 const note = (mark: string) => `Managed by runner-fleet for node pi-1; edits here are overwritten. ${mark}`;

@@ -1,7 +1,7 @@
 // Strays and adoption: runners an earlier create made without its answer reaching us, found by this fleet's mark and adopted (or deleted).
 import type { GitlabRunnerApi, RunnerDetails } from '../../gitlab/api.js';
 import type { ApiError } from '../../errors.js';
-import type { RegistrationAction } from '../plan.js';
+import type { RegistrationAction } from '../registration-plan.js';
 import { diffSettings, SCOPE_FIELDS, type RunnerRecord, type RunnerSettings } from '../records.js';
 import { judgeStray, strayLeftAlone, type StrayCandidate } from '../strays.js';
 import { unsavedError } from './ledger.js';

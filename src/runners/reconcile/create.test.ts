@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeGitlab } from '../../../test/support/fakeGitlabApi.js';
 import { FLEET, fakeRun, recordOf, settingsFor } from '../../../test/support/reconcileRun.js';
 import { ApiError } from '../../errors.js';
-import { creationMarker } from '../plan.js';
+import { creationMarker } from '../registration-plan.js';
 import { createRunner, explainCreateError, joinSharedRunner, noClearAnswer } from './create.js';
 
 const want = (over = {}) => ({ node: 'pi-1', settings: settingsFor('pi-1'), replacesDead: false, ...over });

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CreateRunnerParams, RunnerCredentials } from '../../gitlab/api.js';
 import { ApiError } from '../../errors.js';
-import { creationMarker, describeMode, type RegistrationAction } from '../plan.js';
+import { creationMarker, describeMode, type RegistrationAction } from '../registration-plan.js';
 import type { RunnerRecord } from '../records.js';
 import { adoptStrays } from './adopt.js';
 import { unsavedError } from './ledger.js';

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeGitlab } from '../../../test/support/fakeGitlabApi.js';
 import { fakeRun, recordOf, settingsFor } from '../../../test/support/reconcileRun.js';
-import type { RegistrationAction } from '../plan.js';
+import type { RegistrationAction } from '../registration-plan.js';
 import type { RunnerRecord } from '../records.js';
 import { updateRunner } from './update.js';
 

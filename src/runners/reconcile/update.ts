@@ -1,5 +1,5 @@
 // The update phase: changed settings put on the node's runner (PUT /runners/:id), or a new runner when the token may not.
-import type { RegistrationAction } from '../plan.js';
+import type { RegistrationAction } from '../registration-plan.js';
 import { createRunner } from './create.js';
 import { updateParams } from './params.js';
 import { isApi, type ReconcileRun } from './run.js';

@@ -11,7 +11,7 @@ import { planNodeLabels, type LabelApply } from './node-labels.js';
 import { otherManager, ownershipProblems } from './ownership.js';
 import { describeBehind } from './rollout.js';
 
-export { KubeRecordStore, readSecretRecords, writeSecretRecords } from './records.js';
+export { KubeRecordStore, readSecretRecords, writeSecretRecords } from './records-secret.js';
 
 export interface ConvergeClusterInput {
   inventory: Inventory;

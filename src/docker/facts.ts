@@ -51,11 +51,11 @@ export interface HostFacts {
   notRegular?: Record<string, string>;
   /** containerd hosts.toml per registry, on microk8s nodes */
   hostsToml: Record<string, FileFact>;
-  /** IPv4 forwarding and the iptables FORWARD policy and DOCKER-USER rules (src/host/forwarding.ts), as gatherFacts reads them */
+  /** IPv4 forwarding and the iptables FORWARD policy and DOCKER-USER rules (src/docker/forwarding.ts), as gatherFacts reads them */
   forwarding?: ForwardingFacts;
-  /** docker.prune's timer as gatherFacts reads it (src/host/prune.ts) */
+  /** docker.prune's timer as gatherFacts reads it (src/docker/prune.ts) */
   prune?: PruneFacts;
-  /** the docker and microk8s snaps and their refresh holds (src/host/snap-holds.ts) */
+  /** the docker and microk8s snaps and their refresh holds (src/docker/snap-holds.ts) */
   snaps?: SnapFacts;
   /** this machine's clock (ms) when the gather returned: the node's own clock, read in it, is compared to it */
   gatheredAt?: number;

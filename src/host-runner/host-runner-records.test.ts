@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { RunnerRecord } from '../runners/records.js';
 import type { ExecResult } from '../ssh.js';
 import { RECORD_FILE } from './facts.js';
-import { HostRecordStore, serialiseRecords } from './records.js';
+import { HostRecordStore, serialiseRecords } from './host-runner-records.js';
 import { hostRunnerIndexPath, readHostRunnerIndex, writeHostRunnerIndex } from './state.js';
 
 const TOKEN = 'glrt-recordstoretest1234';

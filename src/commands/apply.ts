@@ -7,17 +7,17 @@ import type { RunContext } from '../context.js';
 import { EXECUTOR_SPECS } from '../executors.js';
 import type { FleetLock } from '../lock/fleet-lock.js';
 import { guardInterrupts } from '../lock/interrupt.js';
-import { convergeHost, type HostResult } from '../host/converge.js';
-import type { HostFacts } from '../host/facts.js';
+import { convergeHost, type HostResult } from '../docker/docker-converge.js';
+import type { HostFacts } from '../docker/facts.js';
 import {
   PREFLIGHT_GATHER,
   parsePreflight,
   preflightProblems,
   type PreflightProblem,
-} from '../host/preflight.js';
+} from '../docker/preflight.js';
 import { hostRunnerGatherScript } from '../host-runner/facts.js';
-import { planPrepull } from '../host/plan.js';
-import { prepullGatherScript, runPrepull, type PrepullWant } from '../host/prepull.js';
+import { planPrepull } from '../docker/docker-plan.js';
+import { prepullGatherScript, runPrepull, type PrepullWant } from '../docker/prepull.js';
 import { firstJobImages } from '../runners/first-job-images.js';
 import type { DockerFlavour, Inventory, NodeSpec } from '../inventory/types.js';
 import { mapPool } from '../pool.js';

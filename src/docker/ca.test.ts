@@ -12,7 +12,7 @@ import {
 import { planHostCleanup } from './cleanup-plan.js';
 import { TEST_REGISTRY, hostFacts, testNode } from './facts.fixture.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, hostsTomlPath, sha256, type HostFacts } from './facts.js';
-import { NO_SNAP_SETTINGS, planHost, renderHostsToml, type HostStep } from './plan.js';
+import { NO_SNAP_SETTINGS, planHost, renderHostsToml, type HostStep } from './docker-plan.js';
 
 const REG = TEST_REGISTRY;
 const CA: PrivateCa = {

@@ -23,7 +23,13 @@ import {
 } from './forwarding.js';
 import type { DockerFlavour } from '../inventory/types.js';
 import { caGatherLines } from './ca.js';
-import { NO_DOCKER_SETTINGS, insecureRegistries, planHost, type HostPlan, type HostStep } from './plan.js';
+import {
+  NO_DOCKER_SETTINGS,
+  insecureRegistries,
+  planHost,
+  type HostPlan,
+  type HostStep,
+} from './docker-plan.js';
 import { doneSteps, failedStep, stepBlock, tail } from '../remote/steps.js';
 import type { DockerSettings, SnapSettings } from '../inventory/types.js';
 import { logScalars } from './daemon-json.js';
@@ -46,7 +52,7 @@ export class HostVerifyError extends Error {
 
 /**
  * `extra`: more gather sections from other concerns (see gatherScript), so they share this round trip. The
- * forwarding facts (src/host/forwarding.ts) and the CA files runner-fleet may have written (src/host/ca.ts) always
+ * forwarding facts (src/docker/forwarding.ts) and the CA files runner-fleet may have written (src/docker/ca.ts) always
  * join it.
  */
 export async function gatherFacts(
@@ -377,9 +383,9 @@ export async function convergeHost(
     onChange?: (c: Change) => void;
     gatherExtra?: string;
     docker?: DockerSettings;
-    /** snap.holdRefresh (src/host/snap-holds.ts) */
+    /** snap.holdRefresh (src/docker/snap-holds.ts) */
     snap?: SnapSettings;
-    /** where the runners run and the pod CIDR: decides the forwarding steps (src/host/forwarding.ts) */
+    /** where the runners run and the pod CIDR: decides the forwarding steps (src/docker/forwarding.ts) */
     pods?: PodNetwork;
     /** the node's pre-flight problems from the first gather: any refuses the node before a step is planned */
     preflight?: (facts: HostFacts) => Promise<PreflightProblem[]>;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { stepScript } from './converge.js';
+import { stepScript } from './docker-converge.js';
 import { TEST_REGISTRY, fileFact, hostFacts, testNode } from './facts.fixture.js';
 import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE, type ForwardingFacts } from './forwarding.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, parseFacts, sha256, type HostFacts } from './facts.js';
-import { planHost, HostPlanError } from './plan.js';
+import { planHost, HostPlanError } from './docker-plan.js';
 
 const node = testNode;
 const REG = TEST_REGISTRY;

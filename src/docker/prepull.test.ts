@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { hostFacts, testNode } from './facts.fixture.js';
 import { splitGatherOutput } from './facts.js';
-import { planPrepull } from './plan.js';
+import { planPrepull } from './docker-plan.js';
 import {
   normaliseRef,
   parseImageFacts,

@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { RunContext } from '../context.js';
-import type { HostFacts } from '../host/facts.js';
-import { describeJobMtu, jobMtu, mtuValue } from '../host/mtu.js';
+import type { HostFacts } from '../docker/facts.js';
+import { describeJobMtu, jobMtu, mtuValue } from '../docker/mtu.js';
 import type { Inventory } from '../inventory/types.js';
 import type { KubeClient, NodeInfo } from '../kube/client.js';
-import { convergeCluster } from '../kube/converge.js';
+import { convergeCluster } from '../kube/cluster-converge.js';
 import { planNodeLabels } from '../kube/node-labels.js';
 import type { KubeObject } from '../kube/objects.js';
 import { ownershipProblems } from '../kube/ownership.js';
@@ -18,7 +18,7 @@ import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
 import { probeInPod, proveContact, proveDocker } from './contact.js';
 import { describeUnfit } from './reasons.js';
-import { typedStore } from './records.js';
+import { typedStore } from './records-read.js';
 
 export interface RunnerPhaseResult {
   gitlab?: ClusterReport;

@@ -9,10 +9,10 @@ import { ApiError, InputError } from '../errors.js';
 import { parseInventory } from '../inventory/schema.js';
 import type { Executor, Inventory } from '../inventory/types.js';
 import { KubeClient } from './client.js';
-import { convergeCluster, KubeRecordStore } from './converge.js';
+import { convergeCluster, KubeRecordStore } from './cluster-converge.js';
 import { NODE_LABEL_MANAGER, type KubeObject } from './objects.js';
 
-const canRun = requireRoot('src/kube/converge.test.ts (test cluster)');
+const canRun = requireRoot('src/kube/cluster-converge.test.ts (test cluster)');
 
 const FLEET = ['pi1', 'pi2', 'pi3'];
 const EXTRA = 'extra1';

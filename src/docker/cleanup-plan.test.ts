@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { TEST_REGISTRY, fileFact, hostFacts, testNode } from './facts.fixture.js';
 import { IDENTITY_SECTION, identityGatherScript, planHostCleanup } from './cleanup-plan.js';
 import { APT_DAEMON_JSON, SNAP_DAEMON_JSON, type HostFacts } from './facts.js';
-import { renderHostsToml } from './plan.js';
+import { renderHostsToml } from './docker-plan.js';
 import { FORWARDING_SYSCTL_CONTENT, FORWARDING_SYSCTL_FILE, podRules, ruleLine } from './forwarding.js';
 import { cleanupStepScript } from './cleanup.js';
 import { PRUNE_SERVICE_FILE, PRUNE_TIMER_FILE } from './prune.js';

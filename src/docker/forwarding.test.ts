@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { stepScript } from './converge.js';
+import { stepScript } from './docker-converge.js';
 import { FILE_FN, splitGatherOutput, sha256 } from './facts.js';
 import { fileFact, hostFacts } from './facts.fixture.js';
 import {

@@ -6,7 +6,7 @@ import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import type { NodeConnection } from '../ssh.js';
 import { IDENTITY_ROOT } from '../executors.js';
 import { identityGatherScript, planHostCleanup, type CleanupPlan, type CleanupStep } from './cleanup-plan.js';
-import { gatherFacts, removeFileScript, stepScript } from './converge.js';
+import { gatherFacts, removeFileScript, stepScript } from './docker-converge.js';
 import { shQuote } from './facts.js';
 
 /** Gathers (one read-only round trip, the same gather apply makes) and plans. */

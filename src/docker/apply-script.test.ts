@@ -18,8 +18,8 @@ import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { fileFact, hostFacts, testNode } from './facts.fixture.js';
 import { registryStatePath, sha256, type HostFacts } from './facts.js';
-import { applyScript, LOG_CHECK_IMAGE, loadedMarkers, ROLLED_BACK } from './converge.js';
-import { planHost } from './plan.js';
+import { applyScript, LOG_CHECK_IMAGE, loadedMarkers, ROLLED_BACK } from './docker-converge.js';
+import { planHost } from './docker-plan.js';
 
 const REG = 'reg.lan:5000';
 /** A registry the stand-in dockerd refuses (as a real one refuses a conflicting or invalid option). */

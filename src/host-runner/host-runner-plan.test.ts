@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sha256, splitGatherOutput } from '../host/facts.js';
+import { sha256, splitGatherOutput } from '../docker/facts.js';
 import { GITLAB_RUNNER_REPOSITORY, type PackageRepository } from '../inventory/types.js';
 import {
   CONFIG_TOML,
@@ -29,8 +29,8 @@ import {
   sourcesList,
   HostRunnerPlanError,
   type HostRunnerPlanInput,
-} from './plan.js';
-import { hostRunnerStepScript, oneUpgradeAtATime } from './converge.js';
+} from './host-runner-plan.js';
+import { hostRunnerStepScript, oneUpgradeAtATime } from './host-runner-converge.js';
 
 const KEY = readFileSync(
   join(import.meta.dirname, '..', '..', 'scripts', 'testbed', 'repository', 'signing-key.asc'),

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseInventory } from '../inventory/schema.js';
 import type { Inventory } from '../inventory/types.js';
-import { describeAction, planRegistrations, type RegistrationAction } from './plan.js';
+import { describeAction, planRegistrations, type RegistrationAction } from './registration-plan.js';
 import {
   desiredSettings,
   diffSettings,

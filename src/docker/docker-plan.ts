@@ -138,7 +138,7 @@ export const insecureRegistries = (registries: string[], ca: PrivateCa | undefin
 
 /**
  * `pods`: where the runners run and the pod CIDR; on a cluster node (isClusterNode) forwarding steps come first, before
- * Docker is installed, started or restarted (src/host/forwarding.ts). Without it (callers that predate it), none.
+ * Docker is installed, started or restarted (src/docker/forwarding.ts). Without it (callers that predate it), none.
  * `ca` (gitlab.caFile): the registries serve HTTPS; each consumer on the node gets the CA instead of an insecure entry.
  */
 export function planHost(

@@ -1,5 +1,5 @@
 // The pure host-runner plan: from gathered facts and the desired runner, the steps that install, configure or remove it.
-import { sha256 } from '../host/facts.js';
+import { sha256 } from '../docker/facts.js';
 import type { DockerFlavour, PackageRepository } from '../inventory/types.js';
 import { DEFAULT_TERMINATION_GRACE_SECONDS } from '../kube/render.js';
 import { checkPinnedKey, type PinCheck } from './openpgp.js';

@@ -23,7 +23,7 @@ import {
   reloadDockerStep,
   isOurHostsToml,
   type HostStep,
-} from './plan.js';
+} from './docker-plan.js';
 
 /** Gather section (joins the one gather round trip): this fleet's identity dirs, and the shared ones of old versions. */
 export const IDENTITY_SECTION = 'rf-identity';

@@ -1,8 +1,8 @@
 // One node's host runner: register (record on the node), plan, apply in one round trip, verify; or unregister and remove it.
-import { atomicWriteScript } from '../host/converge.js';
-import { DOCKER_FLAVOURS } from '../host/flavours.js';
-import { chooseFlavour } from '../host/plan.js';
-import { FILE_FN, sha256, shQuote, splitGatherOutput, type HostFacts } from '../host/facts.js';
+import { atomicWriteScript } from '../docker/docker-converge.js';
+import { DOCKER_FLAVOURS } from '../docker/flavours.js';
+import { chooseFlavour } from '../docker/docker-plan.js';
+import { FILE_FN, sha256, shQuote, splitGatherOutput, type HostFacts } from '../docker/facts.js';
 import type { RunContext } from '../context.js';
 import type { NodeSpec } from '../inventory/types.js';
 import type { Logger } from '../log.js';
@@ -36,8 +36,8 @@ import {
   type HostRunnerPlan,
   type HostRunnerStep,
   type PackagePin,
-} from './plan.js';
-import { HostRecordStore } from './records.js';
+} from './host-runner-plan.js';
+import { HostRecordStore } from './host-runner-records.js';
 
 export interface HostRunnerOutcome {
   /** what happened in GitLab, for the run's gitlab section */

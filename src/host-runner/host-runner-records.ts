@@ -1,6 +1,6 @@
 // HostRecordStore: the registration record of a host-placed runner, kept in a root-only file on its node.
-import { atomicWriteScript } from '../host/converge.js';
-import { sha256, shQuote } from '../host/facts.js';
+import { atomicWriteScript } from '../docker/docker-converge.js';
+import { sha256, shQuote } from '../docker/facts.js';
 import { parseRecords, type RecordStore, type RunnerRecord } from '../runners/records.js';
 import type { NodeConnection } from '../ssh.js';
 import { RECORD_FILE, RUNNER_DIR } from './facts.js';

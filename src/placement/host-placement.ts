@@ -1,7 +1,7 @@
 // Host placement: gitlab-runner on the Pi with its record on the node; taking runners out of the cluster first,
 // removing host runners (placement cluster, destroy, nodes gone from the inventory), and the index beside the inventory.
 import type { RunContext } from '../context.js';
-import { gatherHostRunnerProbe, removeHostRunner } from '../host-runner/converge.js';
+import { gatherHostRunnerProbe, removeHostRunner } from '../host-runner/host-runner-converge.js';
 import {
   hostRunnerIndexPath,
   indexEntry,
@@ -17,10 +17,10 @@ import { mapPool } from '../pool.js';
 import { changeRecorder, type ClusterReport, type NodeReport } from '../report.js';
 import { reconcileRunners } from '../runners/reconcile.js';
 import { withNode } from '../ssh.js';
-import { clusterToClear, messageOf } from './cluster.js';
+import { clusterToClear, messageOf } from './cluster-placement.js';
 import { GitlabLog } from './gitlab-log.js';
 import type { DeleteCause, NodeBlock } from './reasons.js';
-import { typedStore } from './records.js';
+import { typedStore } from './records-read.js';
 
 /** What one run learnt about a node's host runner, for the index. */
 export type HostRunnerResults = Map<string, { node: IndexedNode; present: boolean }>;

@@ -1,6 +1,6 @@
 // What both placements read from the cluster side: the records Secret, typed.
 import type { KubeClient } from '../kube/client.js';
-import { KubeRecordStore } from '../kube/converge.js';
+import { KubeRecordStore } from '../kube/cluster-converge.js';
 import { parseRecords, type RecordStore, type RunnerRecord } from '../runners/records.js';
 
 /** Records as the store holds them, validated (tokens registered for redaction, never echoed). */
