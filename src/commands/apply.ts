@@ -339,7 +339,7 @@ async function convergeLocked(
     const promise = new Promise<NodeOutcome>((r) => (resolve = r));
     return { promise, resolve };
   });
-  const want = phase ? firstJobImages(inv, inv.runners.executor) : undefined;
+  const want = phase && inv.runners.prepull ? firstJobImages(inv, inv.runners.executor) : undefined;
   if (want) for (const note of want.notes) log.warn('images', note);
   const finished = mapPool(selected.nodes, ctx.concurrency, (node, i) =>
     convergeNode(node, ctx, preflight, runners, want && { want, hostDone: hostDone[i].resolve }),

@@ -600,6 +600,11 @@ const runners = strict({
   /** dind executor: who starts the Docker-in-Docker service (see DIND_SERVICES) */
   dindService: v.optional(oneOf(DIND_SERVICES), 'runner'),
   /**
+   * apply pulls the images the first job needs on every node (beside registration), so that job starts without
+   * pulling; false leaves them to the first job (a small SD card, a metered link)
+   */
+  prepull: v.optional(bool(), true),
+  /**
    * One gitlab-runner version for the fleet: `{version}` in image (default gitlab/gitlab-runner:alpine-v{version}) and
    * the host package gitlab-runner=VERSION-1 (held). Absent: the image as given, hosts keep what apt installed.
    */
