@@ -16,6 +16,7 @@ import {
   standinState,
   writeVariant,
   type InventoryDoc,
+  withoutPrepull,
 } from '../support/fleet.js';
 import { REPO } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -142,6 +143,7 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
 
   beforeAll(async () => {
     fleet = await up({ nodes: 3 });
+    withoutPrepull(fleet.inventory);
     base = readInventory(fleet.inventory);
     base.runners = { ...base.runners, tags: ['arm64', 'pi'], executor: 'dood' };
     // Short limits, so that a slow GitLab and a frozen apiserver show within the test's time.
@@ -238,18 +240,24 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
             .then(() => events.push('gitlab fast again')),
         );
       }
-      // The apiserver freezes for 8 s (longer than kubernetes.requestTimeout) once the cluster phase starts.
+      // The apiserver freezes for 8 s (longer than kubernetes.requestTimeout) once the cluster phase starts, and
+      // once the second apply has read the lock: frozen before, it would fail on the timeout, not on the lock (a
+      // loaded machine can start it later than a short host phase ends).
       if (!froze && /^\S+ cluster +(converging namespace|planning|converging)/.test(line)) {
         froze = true;
-        frozen = pid;
-        process.kill(pid, 'SIGSTOP');
-        events.push('apiserver frozen');
         chaos.push(
-          sleep(8000).then(() => {
-            process.kill(pid, 'SIGCONT');
-            frozen = undefined;
-            events.push('apiserver thawed');
-          }),
+          (second ?? Promise.resolve())
+            .then(() => {
+              frozen = pid;
+              process.kill(pid, 'SIGSTOP');
+              events.push('apiserver frozen');
+              return sleep(8000);
+            })
+            .then(() => {
+              process.kill(pid, 'SIGCONT');
+              frozen = undefined;
+              events.push('apiserver thawed');
+            }),
         );
       }
     });
