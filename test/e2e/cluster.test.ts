@@ -13,7 +13,14 @@ import {
   setNodeReady,
   up,
 } from '#testbed';
-import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  kubectl,
+  kubectlJson,
+  readInventory,
+  writeVariant,
+  type InventoryDoc,
+  withoutPrepull,
+} from '../support/fleet.js';
 import { runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
 
@@ -52,6 +59,7 @@ describe.runIf(canRun)('runner DaemonSets on the cluster', () => {
 
   beforeAll(async () => {
     fleet = await up({ nodes: 3, microk8s: ['pi1'] });
+    withoutPrepull(fleet.inventory);
     base = readInventory(fleet.inventory);
     kubeconfig = base.kubernetes.kubeconfig;
     bin = await clusterBinDir();

@@ -32,6 +32,7 @@ import {
   standinState,
   writeVariant,
   type InventoryDoc,
+  withoutPrepull,
 } from '../support/fleet.js';
 import { REPO, allOutput, runProvision } from '../support/provision.js';
 import { findKubeseal, requireKubeseal } from '../support/kubeseal.js';
@@ -76,6 +77,7 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
 
   beforeAll(async () => {
     fleet = await up({ nodes: 3, microk8s: ['pi1', 'pi2'] });
+    withoutPrepull(fleet.inventory);
     base = readInventory(fleet.inventory);
     base.runners = { ...base.runners, tags: ['pi'], executor: 'dood' };
     inventory = writeVariant(fleet.inventory, base, () => {});

@@ -3,7 +3,13 @@
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { down, execOnNode, type FleetInfo, nodeFile, up } from '#testbed';
-import { readInventory, standinControl, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  readInventory,
+  standinControl,
+  writeVariant,
+  type InventoryDoc,
+  withoutPrepull,
+} from '../support/fleet.js';
 import { runProvision, type ProvisionRun } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
 
@@ -50,6 +56,7 @@ describe.runIf(canRun)('pre-flight refuses only the node that cannot work', () =
 
   beforeAll(async () => {
     fleet = await up({ nodes: 3 });
+    withoutPrepull(fleet.inventory);
     const base: InventoryDoc = readInventory(fleet.inventory);
     full = writeVariant(fleet.inventory, base, () => {});
     hostsOnly = writeVariant(fleet.inventory, base, (inv) => {

@@ -12,6 +12,7 @@ import {
   standinState,
   writeVariant,
   type InventoryDoc,
+  withoutPrepull,
 } from '../support/fleet.js';
 import { allOutput, runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -54,6 +55,7 @@ describe.runIf(canRun)('runners in GitLab, exactly once', () => {
 
   beforeAll(async () => {
     fleet = await up({ nodes: 3 });
+    withoutPrepull(fleet.inventory);
     base = readInventory(fleet.inventory);
     base.runners = { ...base.runners, tags: ['arm64', 'pi'], executor: 'dood' };
     gitlabUrl = base.gitlab.url;

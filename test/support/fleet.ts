@@ -53,3 +53,13 @@ export async function standinControl(
   });
   if (!res.ok) throw new Error(`stand-in ${method} ${path}: ${res.status}`);
 }
+
+/**
+ * Turns apply's pre-pull off in the fleet's own inventory, for suites that run no job: the images would only cost
+ * every apply there a pull into each node's storage. Suites that run jobs keep it, as a user's fleet does.
+ */
+export function withoutPrepull(inventoryPath: string): void {
+  const inv = readInventory(inventoryPath);
+  inv.runners = { ...(inv.runners ?? {}), prepull: false };
+  writeFileSync(inventoryPath, stringify(inv));
+}
