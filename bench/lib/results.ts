@@ -252,7 +252,7 @@ function overloaded(r: BenchResult, loads: number[]): string | undefined {
 const noopLoads = (x: SizeResult, tool: ToolName): number[] =>
   noopsOf(x.runs[tool] ?? []).map((n) => n.sample.load1);
 
-/** Issue 23: runner-fleet ≤ 7 rounds at 50 ms, and pyinfra's extra time ≥ 3× runner-fleet's there. */
+/** Target: runner-fleet ≤ 7 rounds at 50 ms, and pyinfra's extra time ≥ 3× runner-fleet's there. */
 function roundsTargets(r: BenchResult, out: Target[]): void {
   for (const x of r.sizes.filter((z) => rttOf(z) === 50).sort(byRttThenNodes)) {
     const rf = rounds(r, x, 'runner-fleet-compiled');
@@ -340,7 +340,7 @@ function cpuPerNodeTable(r: BenchResult): string {
   ].join('\n');
 }
 
-/** Issue 23 item 0: what a user's rerun costs, GitLab and the cluster included. */
+/** What a user's rerun costs, GitLab and the cluster included. */
 function fullNoopSection(r: BenchResult): string {
   const f = r.fullNoop;
   if (!f) return '';
@@ -389,7 +389,7 @@ function fullNoopTargets(r: BenchResult, out: Target[]): void {
   }
 }
 
-/** Issue 23 item 2: the tool's CPU per node at 30 nodes, through the compiled entry. */
+/** Target: the tool's CPU per node at 30 nodes, through the compiled entry. */
 function cpuTargets(r: BenchResult, out: Target[]): void {
   const x = r.sizes.find((z) => z.nodes === 30 && rttOf(z) === 0);
   const runs = x?.runs['runner-fleet-compiled'];
@@ -401,13 +401,6 @@ function cpuTargets(r: BenchResult, out: Target[]): void {
     value: `${perNode.toFixed(1)} ms per node (${median(noops.map((n) => n.sample.cpuS)).toFixed(2)} s ÷ 30; load ≤ ${Math.max(...noops.map((n) => n.sample.load1)).toFixed(1)})`,
     pass: perNode <= 3,
   });
-}
-
-/** Where prepull's `--first-job` measurement renders (issue 23 item 1). */
-function firstJobSection(): string {
-  return `<!-- first-job: begin -->
-<!-- first-job: end -->
-`;
 }
 
 const COLOURS: Record<ToolName, string> = {
@@ -566,7 +559,6 @@ SSH counts cross-checked against runner-fleet's own \`--json\` \`ssh\` counters 
 ${r.sizes.map(selfReportedCheck).filter(Boolean).join('\n')}
 
 ${fullNoopSection(r)}
-${firstJobSection()}
 ${profileSection(r)}
 ## Method
 
