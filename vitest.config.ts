@@ -39,8 +39,8 @@ export default defineConfig({
         },
       },
       // Three suites at a time, each on its own test fleet slot (test/support/e2e-slot.ts): most of an e2e suite's
-      // time is waiting on rollouts, pulls and jobs, so three overlap on this machine's 2 cores (the whole npm test: 1034 s; four at a time made
-      // every suite slower, the CPU being saturated: an aborted trial).
+      // time is waiting on rollouts, pulls and jobs, so three overlap on this machine's 2 cores (the whole npm test:
+      // 1034 s; four at a time made every suite slower, the CPU being saturated: an aborted trial).
       {
         extends: true,
         test: {
