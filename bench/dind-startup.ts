@@ -16,6 +16,7 @@ import { DEMO_PROJECT, demoDockerfile, down, up } from '#testbed';
 import { readInventory, writeVariant } from '../test/support/fleet.js';
 import { median } from './lib/measure.js';
 import { REPO } from './lib/runner-fleet.js';
+import { standinApi } from './lib/standin-api.js';
 
 const { values: args } = parseArgs({
   options: { runs: { type: 'string', default: '5' }, write: { type: 'boolean', default: false } },
@@ -30,29 +31,19 @@ interface JobView {
   trace: string;
 }
 
-async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
 /** Seconds from queued to finished, and the part before the script (service start-up, pulls, clone). */
 async function timeJob(
   base: string,
   ciYaml: string,
   job: string,
 ): Promise<{ total: number; toScript: number }> {
-  const { id } = await api<{ id: number }>(base, 'POST', '/_standin/jobs', {
+  const { id } = await standinApi<{ id: number }>(base, 'POST', '/_standin/jobs', {
     project: DEMO_PROJECT,
     ciYaml,
     job,
   });
   for (;;) {
-    const j = await api<JobView>(base, 'GET', `/_standin/jobs/${id}`);
+    const j = await standinApi<JobView>(base, 'GET', `/_standin/jobs/${id}`);
     if (j.status === 'success' || j.status === 'failed' || j.status === 'canceled') {
       if (j.status !== 'success') throw new Error(`job ${id} ${j.status}:\n${j.trace.slice(-2000)}`);
       const total = (Date.parse(j.finishedAt!) - Date.parse(j.queuedAt)) / 1000;
@@ -76,7 +67,7 @@ const rows: string[] = [];
 try {
   const base = readInventory(fleet.inventory);
   const url = base.gitlab.url as string;
-  await api(url, 'POST', '/_standin/projects', {
+  await standinApi(url, 'POST', '/_standin/projects', {
     path: DEMO_PROJECT,
     files: { Dockerfile: demoDockerfile(fleet.registry) },
   });

@@ -18,6 +18,7 @@ import { DEMO_PROJECT, demoDockerfile, down, up } from '#testbed';
 import type { Executor } from '../src/inventory/types.js';
 import { readInventory } from '../test/support/fleet.js';
 import { REPO } from './lib/runner-fleet.js';
+import { standinApi } from './lib/standin-api.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -60,20 +61,10 @@ interface ExecutorResult {
 
 const load1 = () => loadavg()[0];
 
-async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
 async function waitJob(base: string, id: number, timeoutMs = 900_000): Promise<JobView> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const j = await api<JobView>(base, 'GET', `/_standin/jobs/${id}`);
+    const j = await standinApi<JobView>(base, 'GET', `/_standin/jobs/${id}`);
     if (j.status === 'success') return j;
     if (j.status === 'failed' || j.status === 'canceled')
       throw new Error(`job ${id} ${j.status}:\n${j.trace.slice(-2000)}`);
@@ -99,14 +90,14 @@ async function measure(executor: Executor): Promise<ExecutorResult> {
   try {
     const base = readInventory(fleet.inventory);
     const url = base.gitlab.url as string;
-    await api(url, 'POST', '/_standin/projects', {
+    await standinApi(url, 'POST', '/_standin/projects', {
       path: DEMO_PROJECT,
       files: { Dockerfile: demoDockerfile(fleet.registry) },
     });
     const ciYaml = jobYaml(base.runners.dockerCliImage as string);
     const queue = async () =>
       (
-        await api<{ id: number }>(url, 'POST', '/_standin/jobs', {
+        await standinApi<{ id: number }>(url, 'POST', '/_standin/jobs', {
           project: DEMO_PROJECT,
           ciYaml,
           job: 'first-job',
