@@ -24,18 +24,7 @@ async function putSettings(run: ReconcileRun, secret: string, a: UpdateAction, i
     return true;
   } catch (err) {
     if (isApi(err, 404)) {
-      await createRunner(
-        run,
-        'access',
-        {
-          node: a.node,
-          settings: a.settings,
-          systemId: a.record.systemId,
-          replaces: a.record,
-          replacesDead: true,
-        },
-        `runner #${id} is gone`,
-      );
+      await replaceRunner(run, a, true, `runner #${id} is gone`);
       return true;
     }
     if (!isApi(err, 401, 403)) throw err;
@@ -61,7 +50,12 @@ export async function updateRunner(run: ReconcileRun, a: UpdateAction): Promise<
   if (!run.verdicts.updateForbidden && secret && id !== undefined) {
     if (await putSettings(run, secret, a, id)) return;
   }
-  await createRunner(
+  await replaceRunner(run, a, false, a.changed.join(', '));
+}
+
+/** A new runner with the wanted settings in place of the recorded one (`dead`: GitLab no longer has it). */
+function replaceRunner(run: ReconcileRun, a: UpdateAction, dead: boolean, reason: string): Promise<unknown> {
+  return createRunner(
     run,
     'access',
     {
@@ -69,8 +63,8 @@ export async function updateRunner(run: ReconcileRun, a: UpdateAction): Promise<
       settings: a.settings,
       systemId: a.record.systemId,
       replaces: a.record,
-      replacesDead: false,
+      replacesDead: dead,
     },
-    a.changed.join(', '),
+    reason,
   );
 }
