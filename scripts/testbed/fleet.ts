@@ -1,6 +1,7 @@
 // The local test fleet's API: up, down, status, and the helpers tests use to run commands on nodes and poke at them.
 import { createHash } from 'node:crypto';
 import {
+  appendFileSync,
   chmodSync,
   existsSync,
   mkdirSync,
@@ -37,6 +38,7 @@ import {
   files,
   nodeDir,
   nodeFile as nodePath,
+  slot,
   stateRoot,
   type NodeKind,
 } from './paths.js';
@@ -137,6 +139,7 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
  */
 export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
   const log = opts.log ?? quiet;
+  const lap = upTimer();
   const kinds = opts.kinds ?? [...NODE_KINDS];
   const withMicrok8s = (name: string) =>
     opts.microk8s === true || (Array.isArray(opts.microk8s) && opts.microk8s.includes(name));
@@ -178,6 +181,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     writeFileSync(files.machineDpkgStatus(root), `${own.dev}:${own.ino}\n`);
     mkdirSync(join(root, 'image'), { recursive: true });
     await buildImageTar(files.imageTar(root));
+    lap('host');
 
     log(`starting ${planned.length} node(s)`);
     const t0 = Date.now();
@@ -202,6 +206,7 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     log(
       `LAN ${t1 - t0} ms; nodes ${Date.now() - t1} ms (summed over workers: dirs ${phase.dir} ms, namespaces ${phase.ns} ms, sshd ${phase.sshd} ms)`,
     );
+    lap('nodes');
     const order = (n: NodeInfo) => planned.findIndex((p) => p.name === n.name);
     state.nodes.sort((a, b) => order(a) - order(b));
     saveState(state, root);
@@ -231,7 +236,9 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
       mkdirSync(ctx.dir, { recursive: true });
       state.services.push(service.name);
       saveState(state, root);
+      if (service === services[0]) lap('dockerd');
       fields.push(await service.start(ctx, await prepared.result(service)));
+      lap(`service ${service.name}`);
     }
     const inventoryText = writeInventory(
       state.inventory,
@@ -251,6 +258,21 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     await down({ services, log }).catch((e: Error) => log(`down after failed up: ${e.message}`));
     throw err;
   }
+}
+
+/**
+ * With RUNNER_FLEET_TESTBED_TIMES=FILE, each step of up() appends `slot step ms` to FILE: where a test run's
+ * fleet time goes, per suite (the tests bring fleets up without a log).
+ */
+function upTimer(): (step: string) => void {
+  const file = process.env.RUNNER_FLEET_TESTBED_TIMES;
+  let t = Date.now();
+  return (step) => {
+    if (!file) return;
+    const now = Date.now();
+    appendFileSync(file, `${slot()} ${step} ${now - t}\n`);
+    t = now;
+  };
 }
 
 function info(state: FleetState): FleetInfo {
