@@ -99,8 +99,17 @@ interface Run {
   report?: RunReport;
 }
 
+/** A run's processes, stopped and continued together. */
+interface ProcessGroup {
+  pause(): void;
+  resume(): void;
+}
+
 /** provision.ts apply, with a callback on every line it prints to stderr (its progress, plain lines without a terminal). */
-function apply(inventory: string, onLine: (line: string) => void = () => {}): Promise<Run> {
+function apply(
+  inventory: string,
+  onLine: (line: string, group: ProcessGroup) => void = () => {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       join(REPO, 'node_modules', '.bin', 'tsx'),
@@ -108,8 +117,14 @@ function apply(inventory: string, onLine: (line: string) => void = () => {}): Pr
       {
         cwd: REPO,
         stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group (tsx and the node it starts), so the test can pause and resume the whole run.
+        detached: true,
       },
     );
+    const group: ProcessGroup = {
+      pause: () => process.kill(-child.pid!, 'SIGSTOP'),
+      resume: () => process.kill(-child.pid!, 'SIGCONT'),
+    };
     let stdout = '';
     let stderr = '';
     let partial = '';
@@ -118,7 +133,7 @@ function apply(inventory: string, onLine: (line: string) => void = () => {}): Pr
       stderr += d;
       const lines = (partial + d.toString()).split('\n');
       partial = lines.pop() ?? '';
-      for (const l of lines) onLine(l);
+      for (const l of lines) onLine(l, group);
     });
     child.on('error', reject);
     child.on('close', (code) => {
@@ -211,11 +226,17 @@ describe.runIf(canRun)('chaos: a converge under fire', () => {
     let slowed = false;
     let froze = false;
 
-    const first = await apply(path, (line) => {
-      // The host phase has begun, so the first run holds the fleet lock: a second apply now must fail fast.
+    const first = await apply(path, (line, firstRun) => {
+      // The host phase has begun, so the first run holds the fleet lock: a second apply now must fail fast. The
+      // first run is paused until the second has ended (well within the lease's 60 s): on a loaded machine the
+      // second's start-up could otherwise outlast the whole first run, and it would find the lock free.
       if (!second && /connecting to/.test(line)) {
-        events.push('second apply');
-        second = apply(path);
+        events.push('second apply (first paused)');
+        firstRun.pause();
+        second = apply(path).finally(() => {
+          firstRun.resume();
+          events.push('first resumed');
+        });
       }
       // pi3 (no Docker yet, the longest apply) drops off while its Docker is being converged.
       if (!dropped && /^\S+ pi3 +converging Docker/.test(line)) {
