@@ -25,6 +25,8 @@ import type { InventoryFields, ServiceContext, TestbedService } from './services
  */
 export const gitlabService: TestbedService = {
   name: 'gitlab',
+  // GitLab's own registry runs in the registry's network namespace.
+  after: ['registry'],
   async start(ctx) {
     const stateFile = join(ctx.dir, 'server.json');
     const tokensDir = join(ctx.dir, 'tokens');
@@ -99,6 +101,8 @@ export function makeClusterService(opts: ClusterServiceOptions = {}): TestbedSer
   const extraNodes = opts.extraNodes ?? EXTRA_CLUSTER_NODES;
   return {
     name: 'cluster',
+    // The nodes' containerd is told about the registry; nothing runs on it before the tests.
+    after: ['registry'],
     // Before the nodes exist: which binaries depends only on whether there are fleet nodes, and `up` has one at least.
     prepare: ({ signal }) =>
       clusterBinDir(clusterBinaries(clusterNodes(['a fleet node'], extraNodes)), signal),

@@ -230,16 +230,8 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
       }
     });
 
-    const fields: InventoryFields[] = [];
-    for (const service of services) {
-      const ctx = serviceContext(service, root, state.nodes, log);
-      mkdirSync(ctx.dir, { recursive: true });
-      state.services.push(service.name);
-      saveState(state, root);
-      if (service === services[0]) lap('dockerd');
-      fields.push(await service.start(ctx, await prepared.result(service)));
-      lap(`service ${service.name}`);
-    }
+    lap('dockerd');
+    const fields = await startServices(services, { root, state, log, prepared, lap });
     const inventoryText = writeInventory(
       state.inventory,
       { nodes: planned, identityFile: files.identity(root), knownHosts: files.knownHosts(root) },
@@ -258,6 +250,46 @@ export async function up(opts: UpOptions = {}): Promise<FleetInfo> {
     await down({ services, log }).catch((e: Error) => log(`down after failed up: ${e.message}`));
     throw err;
   }
+}
+
+interface StartServicesContext {
+  root: string;
+  state: FleetState;
+  log: (msg: string) => void;
+  prepared: Prepared;
+  lap: (step: string) => void;
+}
+
+/**
+ * Starts the services, each as soon as the ones it needs are running (`after`; by default every service listed
+ * before it), so independent ones overlap (the cluster's control plane and kubelets, the GitLab stand-in, the image
+ * pushes). Every start settles before this returns or throws: a failed up never tears down a service mid-start.
+ * The fields come back in the services' order, as the inventory merges them.
+ */
+async function startServices(
+  services: TestbedService[],
+  c: StartServicesContext,
+): Promise<InventoryFields[]> {
+  for (const service of services) c.state.services.push(service.name);
+  saveState(c.state, c.root);
+  const started = new Map<string, Promise<InventoryFields>>();
+  const starts = services.map((service, i) => {
+    const needs = service.after ?? services.slice(0, i).map((s) => s.name);
+    const waits = needs.flatMap((name) => started.get(name) ?? []);
+    const start = Promise.all(waits).then(async () => {
+      const ctx = serviceContext(service, c.root, c.state.nodes, c.log);
+      mkdirSync(ctx.dir, { recursive: true });
+      const fields = await service.start(ctx, await c.prepared.result(service));
+      c.lap(`service ${service.name}`);
+      return fields;
+    });
+    started.set(service.name, start);
+    return start;
+  });
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<InventoryFields>).value);
 }
 
 /**

@@ -126,6 +126,7 @@ export function runnerBinary(which: RunnerBinary): string {
  */
 export const gitlabRunnerPackageService: TestbedService = {
   name: 'gitlab-runner-package',
+  after: [],
   async start(ctx) {
     let bin: string | undefined;
     let why = '';

@@ -6,6 +6,7 @@ import type { TestbedService } from './services.js';
 
 export const imagesService: TestbedService<TestImages> = {
   name: 'images',
+  after: ['registry'],
   // Built (or found in the cache) while the nodes start; only the push needs the registry.
   prepare: ({ log }) => ensureTestImages({ log }),
   async start(ctx, built) {

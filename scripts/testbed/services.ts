@@ -46,6 +46,12 @@ export interface PrepareContext {
 export interface TestbedService<P = unknown> {
   name: string;
   /**
+   * The services whose start this one's start needs finished (by name; those not in the fleet are not waited for).
+   * Default: every service listed before it, one after the other. Services that need nothing of each other start
+   * side by side.
+   */
+  after?: string[];
+  /**
    * Optional: work that needs no running node or earlier service (builds into the cache, image layers), started
    * when `up` begins so that it overlaps the nodes' start and the services before this one. `start` gets its result.
    */
