@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongestFirstSequencer from './test/support/e2e-sequencer.js';
 
 /**
  * Checks the whole machine against itself before and after (sysctls the kubelets change, iptables, links): it must
@@ -27,6 +28,8 @@ export default defineConfig({
     // One file at a time unless a project says otherwise (the e2e-alone suites check the whole machine).
     fileParallelism: false,
     reporters: ['default', './test/support/summary-reporter.ts'],
+    // e2e suites longest first (their measured times), so the three workers end together.
+    sequence: { sequencer: LongestFirstSequencer },
     projects: [
       // `npm run test:unit`: no root, no fleet; seconds.
       {
