@@ -293,7 +293,7 @@ async function startServices(
 }
 
 /**
- * With RUNNER_FLEET_TESTBED_TIMES=FILE, each step of up() appends `slot step ms` to FILE: where a test run's
+ * With RUNNER_FLEET_TESTBED_TIMES=FILE, each step of up() and down() appends `slot step ms` to FILE: where a test run's
  * fleet time goes, per suite (the tests bring fleets up without a log).
  */
 function upTimer(): (step: string) => void {
@@ -352,12 +352,14 @@ export async function down(
   // running fleet must not leave the first one's cluster running. stop() is safe when a service is not running.
   const stopping = [...DEFAULT_SERVICES];
   for (const s of opts.services ?? []) if (!stopping.includes(s)) stopping.push(s);
+  const lap = upTimer();
   for (const service of stopping.reverse()) {
     try {
       await service.stop(serviceContext(service, root, nodes, log));
     } catch (err) {
       errors.push(`${service.name}: ${(err as Error).message}`);
     }
+    lap(`down: service ${service.name}`);
   }
 
   const hostNs = mountNamespace('self');
@@ -382,12 +384,14 @@ export async function down(
     // dockerd gets a moment to stop its containers and containerd; the rest is killed after it.
     await terminate([...victims], 3000);
   }
+  lap('down: processes');
   // The namespaces go once nothing holds them; their veths with them.
   await removeLan();
   // What the cluster service's stop could not remove while processes still ran.
   const cgroupsLeft = removeNodeCgroups();
   if (cgroupsLeft.length > 0) errors.push(`cgroups still in use: ${cgroupsLeft.join(', ')}`);
   restoreSysctls();
+  lap('down: links, cgroups, sysctls');
 
   if (removeStateRoot(root, log) === 'foreign')
     errors.push(
