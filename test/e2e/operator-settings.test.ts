@@ -26,6 +26,7 @@ import {
   type FleetInfo,
   nodeDockerPid,
   nodeFile,
+  servicesNamed,
   startCluster,
   type TestCluster,
   up,
@@ -330,7 +331,8 @@ describe.runIf(canRunFleet)('docker.registryMirrors and docker.logs on a real do
   }) => r.report!.nodes.find((n) => n.name === 'pi1')!.changes;
 
   beforeAll(async () => {
-    fleet = await up({ nodes: 1 });
+    // Docker settings only: the registry (a mirror), no GitLab, no cluster.
+    fleet = await up({ nodes: 1, services: servicesNamed([]) });
     inventory = parse(readFileSync(fleet.inventory, 'utf8'));
     delete inventory.kubernetes;
     for (const k of ['accessToken', 'runnerToken', 'registrationToken']) delete inventory.gitlab[k];
