@@ -165,21 +165,24 @@ export async function convergeRunners(
       !r.retiredAt && r.id !== undefined && facts.has(r.node) && fit.nodes.some((n) => n.name === r.node),
   );
   // Jobs need the node's Docker from the pod: after a dockerd restart (this run's, or anyone's) it must still answer.
-  const docker = await proveDocker(
-    client,
-    inv,
-    executor,
-    records.map((r) => r.node),
-    log,
-  ).catch((err: unknown) => new Map([['cluster', messageOf(err)]]));
+  // Both proofs start once the pods are rolled out, side by side: the contact wait starts no later than before.
+  const [docker, contact] = await Promise.all([
+    proveDocker(
+      client,
+      inv,
+      executor,
+      records.map((r) => r.node),
+      log,
+    ).catch((err: unknown) => new Map([['cluster', messageOf(err)]])),
+    proveContact({
+      ctx,
+      records,
+      site: 'pod',
+      probe: (node) => probeInPod(client, inv, executor, node),
+    }),
+  ]);
   if (docker.size > 0)
     cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
-  const contact = await proveContact({
-    ctx,
-    records,
-    site: 'pod',
-    probe: (node) => probeInPod(client, inv, executor, node),
-  });
   return { gitlab, cluster, contact };
 }
 
