@@ -1,7 +1,8 @@
 // The SSH adapter: one verified connection per node, exec with a per-connection channel bound, `sudo -n`.
-import { createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHmac, createPrivateKey, sign as signWith, type KeyObject } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { NodeSSH } from 'node-ssh';
+import ssh2, { type ParsedKey } from 'ssh2';
 import { RemoteCommandError } from './errors.js';
 import type { NodeSpec } from './inventory/types.js';
 import { commandTrace } from './log.js';
@@ -31,21 +32,43 @@ function globToRegExp(pattern: string): RegExp {
   );
 }
 
-function hostMatches(field: string, name: string): boolean {
+/** A known_hosts host field, compiled once: a hashed name (`|1|salt|hash`) or comma-separated globs, `!` negating. */
+type HostMatcher =
+  | { kind: 'hashed'; salt: Buffer; hash: string }
+  | { kind: 'globs'; globs: { negated: boolean; re: RegExp }[] }
+  | { kind: 'never' };
+
+function hostMatcher(field: string): HostMatcher {
   if (field.startsWith('|1|')) {
     const [, , salt, hash] = field.split('|');
-    if (!salt || !hash) return false;
-    return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
+    if (!salt || !hash) return { kind: 'never' };
+    return { kind: 'hashed', salt: Buffer.from(salt, 'base64'), hash };
   }
-  let matched = false;
-  for (const pattern of field.split(',')) {
-    if (pattern.startsWith('!')) {
-      if (globToRegExp(pattern.slice(1)).test(name)) return false;
-    } else if (globToRegExp(pattern).test(name)) {
-      matched = true;
+  return {
+    kind: 'globs',
+    globs: field.split(',').map((pattern) => {
+      const negated = pattern.startsWith('!');
+      return { negated, re: globToRegExp(negated ? pattern.slice(1) : pattern) };
+    }),
+  };
+}
+
+function hostMatches(matcher: HostMatcher, name: string): boolean {
+  switch (matcher.kind) {
+    case 'never':
+      return false;
+    case 'hashed':
+      return createHmac('sha1', matcher.salt).update(name).digest('base64') === matcher.hash;
+    case 'globs': {
+      let matched = false;
+      for (const { negated, re } of matcher.globs) {
+        if (!re.test(name)) continue;
+        if (negated) return false;
+        matched = true;
+      }
+      return matched;
     }
   }
-  return matched;
 }
 
 type Marker = 'none' | 'cert-authority' | 'revoked';
@@ -67,10 +90,16 @@ function readMarker(fields: string[]): { marker: Marker; rest: string[] } | unde
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
-/** The host keys known_hosts lists for `name`; `revoked` keys must be refused even if listed. */
-export function knownKeysFor(knownHostsText: string, name: string): { keys: Buffer[]; revoked: Buffer[] } {
-  const keys: Buffer[] = [];
-  const revoked: Buffer[] = [];
+/** One usable known_hosts line: CA lines and lines OpenSSH would ignore are left out when the file is read. */
+export interface KnownHostsEntry {
+  hosts: HostMatcher;
+  revoked: boolean;
+  key: Buffer;
+}
+
+/** Reads known_hosts once; `keysFor` then answers for each node without reading or compiling it again. */
+export function parseKnownHosts(knownHostsText: string): KnownHostsEntry[] {
+  const entries: KnownHostsEntry[] = [];
   for (const raw of knownHostsText.split('\n')) {
     // OpenSSH skips leading spaces and tabs only, and splits fields on spaces and tabs.
     const line = raw.replace(/^[ \t]+/, '');
@@ -80,14 +109,83 @@ export function knownKeysFor(knownHostsText: string, name: string): { keys: Buff
     const { marker, rest: parts } = read;
     // Certificates are not offered by ssh2, so CA lines can never vouch for a plain host key.
     if (marker === 'cert-authority' || parts.length < 3) continue;
-    if (!hostMatches(parts[0], name)) continue;
     // A key OpenSSH cannot decode makes the line invalid (ignored), not a key that matches by accident.
     if (!BASE64.test(parts[2])) continue;
-    const key = Buffer.from(parts[2], 'base64');
-    (marker === 'revoked' ? revoked : keys).push(key);
+    entries.push({
+      hosts: hostMatcher(parts[0]),
+      revoked: marker === 'revoked',
+      key: Buffer.from(parts[2], 'base64'),
+    });
   }
+  return entries;
+}
+
+/** The host keys known_hosts lists for `name`; `revoked` keys must be refused even if listed. */
+export function keysFor(entries: KnownHostsEntry[], name: string): { keys: Buffer[]; revoked: Buffer[] } {
+  const keys: Buffer[] = [];
+  const revoked: Buffer[] = [];
+  for (const e of entries) if (hostMatches(e.hosts, name)) (e.revoked ? revoked : keys).push(e.key);
   return { keys, revoked };
 }
+
+export function knownKeysFor(knownHostsText: string, name: string): { keys: Buffer[]; revoked: Buffer[] } {
+  return keysFor(parseKnownHosts(knownHostsText), name);
+}
+
+/**
+ * The client key, parsed once. ssh2 signs with the key's PEM text, which node's crypto parses again for every
+ * signature (OpenSSL's decoders: measured ~4 million instructions per connection, a fifth of a bare ssh2 connect and
+ * exec); this signs with a KeyObject made once. Without a named hash, any key but an EdDSA one (which takes none)
+ * goes to ssh2's own sign, so its default hash per key type stays its own.
+ */
+export function cachedSigner(parsed: ParsedKey): ParsedKey {
+  const pem = parsed.getPrivatePEM();
+  let keyObject: KeyObject | undefined;
+  try {
+    keyObject = pem ? createPrivateKey(pem) : undefined;
+  } catch {
+    keyObject = undefined; // ssh2's own sign reports it, as before
+  }
+  const eddsa = keyObject?.asymmetricKeyType === 'ed25519' || keyObject?.asymmetricKeyType === 'ed448';
+  const sign = (data: Buffer, algo?: string): Buffer | Error => {
+    if (!keyObject || (!algo && !eddsa)) return parsed.sign(data, algo);
+    try {
+      return signWith(algo || null, data, keyObject);
+    } catch (err) {
+      return err as Error;
+    }
+  };
+  // The parsed key stays the prototype: ssh2 recognises it as parsed and reads its public half from it.
+  return Object.create(parsed, { sign: { value: sign } }) as ParsedKey;
+}
+
+/**
+ * What a connect reads from a file, kept for the run: one read and parse per file, not per node. A file that changed
+ * since (inode, size, mtime or ctime) is read again.
+ */
+function readOncePerChange<T>(parse: (text: string) => T): (path: string) => T {
+  const cache = new Map<string, { stamp: string; value: T }>();
+  return (path) => {
+    const st = statSync(path, { bigint: true });
+    const stamp = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const hit = cache.get(path);
+    if (hit?.stamp === stamp) return hit.value;
+    const value = parse(readFileSync(path, 'utf8'));
+    cache.set(path, { stamp, value });
+    return value;
+  };
+}
+
+export const readKnownHosts = readOncePerChange(parseKnownHosts);
+
+/** The identity file's key, ready to sign, or why it cannot be used. */
+export const readIdentity = readOncePerChange((text): ParsedKey | Error => {
+  const parsed = ssh2.utils.parseKey(text);
+  if (parsed instanceof Error) return parsed;
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key?.isPrivateKey()) return new Error('it holds no private key');
+  return cachedSigner(key);
+});
 
 /** Limits concurrent exec channels on one connection: OpenSSH allows 10 sessions per connection by default. */
 class Semaphore {
@@ -201,26 +299,31 @@ export class SshConnectError extends Error {
 /** Opens one SSH connection to a node, refusing any host key that known_hosts does not list. */
 export async function connectNode(node: NodeSpec): Promise<NodeConnection> {
   const where = `${node.user}@${node.host}:${node.port}`;
-  let knownHosts: string;
+  let known: KnownHostsEntry[];
   try {
-    knownHosts = readFileSync(node.knownHosts, 'utf8');
+    known = readKnownHosts(node.knownHosts);
   } catch (err) {
     throw new SshConnectError(
       node.name,
       `cannot read known_hosts ${node.knownHosts} (${(err as NodeJS.ErrnoException).code}); runner-fleet verifies host keys and never accepts unknown ones`,
     );
   }
-  let privateKey: string;
+  let key: ParsedKey | Error;
   try {
-    privateKey = readFileSync(node.identityFile, 'utf8');
+    key = readIdentity(node.identityFile);
   } catch (err) {
     throw new SshConnectError(
       node.name,
       `cannot read identity file ${node.identityFile} (${(err as NodeJS.ErrnoException).code})`,
     );
   }
+  if (key instanceof Error)
+    throw new SshConnectError(
+      node.name,
+      `cannot connect to ${where}: cannot use identity file ${node.identityFile}: ${redact(key.message)}`,
+    );
   const name = knownHostsName(node.host, node.port);
-  const { keys, revoked } = knownKeysFor(knownHosts, name);
+  const { keys, revoked } = keysFor(known, name);
   let refusal: string | undefined;
   const ssh = new NodeSSH();
   try {
@@ -229,9 +332,8 @@ export async function connectNode(node: NodeSpec): Promise<NodeConnection> {
       host: node.host,
       port: node.port,
       username: node.user,
-      privateKey,
       // The key alone: ssh2 would first try "none" to learn the methods, a round trip and the server's failure delay.
-      authHandler: ['publickey'],
+      authHandler: [{ type: 'publickey', username: node.user, key }],
       readyTimeout: node.connectTimeout * 1000,
       keepaliveInterval: 15_000,
       hostVerifier: (key: Buffer) => {

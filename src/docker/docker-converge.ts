@@ -23,6 +23,7 @@ import {
 } from './forwarding.js';
 import type { DockerFlavour } from '../inventory/types.js';
 import { caGatherLines } from './ca.js';
+import { printAtEnd } from './gather.js';
 import {
   NO_DOCKER_SETTINGS,
   insecureRegistries,
@@ -66,7 +67,7 @@ export async function gatherFacts(
     snapHoldsGatherScript,
     caGatherLines(registries),
   ].join('\n');
-  const r = await conn.exec(gatherScript(registries, `${ours}\n${extra}`), {
+  const r = await conn.exec(printAtEnd(gatherScript(registries, `${ours}\n${extra}`)), {
     sudo: true,
     step: 'gather facts',
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { RunContext } from '../context.js';
 import type { HostFacts } from '../docker/facts.js';
 import { describeJobMtu, jobMtu, mtuValue } from '../docker/mtu.js';
-import type { Inventory } from '../inventory/types.js';
+import type { Executor, Inventory } from '../inventory/types.js';
 import type { KubeClient, NodeInfo } from '../kube/client.js';
 import { convergeCluster } from '../kube/cluster-converge.js';
 import { planNodeLabels } from '../kube/node-labels.js';
@@ -14,6 +14,7 @@ import { ownershipProblems } from '../kube/ownership.js';
 import type { Logger } from '../log.js';
 import type { ClusterReport } from '../report.js';
 import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js';
+import type { RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
 import { probeInPod, proveContact, proveDocker } from './contact.js';
@@ -164,23 +165,31 @@ export async function convergeRunners(
     (r) =>
       !r.retiredAt && r.id !== undefined && facts.has(r.node) && fit.nodes.some((n) => n.name === r.node),
   );
-  // Jobs need the node's Docker from the pod: after a dockerd restart (this run's, or anyone's) it must still answer.
-  const docker = await proveDocker(
-    client,
-    inv,
-    executor,
-    records.map((r) => r.node),
-    log,
-  ).catch((err: unknown) => new Map([['cluster', messageOf(err)]]));
+  const { docker, contact } = await provePods(ctx, client, executor, records);
   if (docker.size > 0)
     cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
-  const contact = await proveContact({
-    ctx,
-    records,
-    site: 'pod',
-    probe: (node) => probeInPod(client, inv, executor, node),
-  });
   return { gitlab, cluster, contact };
+}
+
+/**
+ * The rolled-out pods work: each reaches its node's Docker (after a dockerd restart, this run's or anyone's, it must
+ * still answer) and its runner asks GitLab for jobs. Both start once the pods are rolled out, side by side.
+ */
+async function provePods(
+  ctx: RunContext,
+  client: KubeClient,
+  executor: Executor,
+  records: RunnerRecord[],
+): Promise<{ docker: Map<string, string>; contact: Map<string, string> }> {
+  const inv = ctx.inventory;
+  const nodes = records.map((r) => r.node);
+  const [docker, contact] = await Promise.all([
+    proveDocker(client, inv, executor, nodes, ctx.log).catch(
+      (err: unknown) => new Map([['cluster', messageOf(err)]]),
+    ),
+    proveContact({ ctx, records, site: 'pod', probe: (node) => probeInPod(client, inv, executor, node) }),
+  ]);
+  return { docker, contact };
 }
 
 /** Another fleet's node label, or an object or Pod Security level someone else set: refused before any change. */

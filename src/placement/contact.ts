@@ -21,8 +21,17 @@ import {
 import { describePodDocker, parsePodDocker, podDockerScript, type PodDocker } from '../status/pod-docker.js';
 import { parseProbe, probeScript, probeTargets, type ProbeResult, type ProbeSite } from '../status/probe.js';
 
-/** How often each node's manager is asked meanwhile: GitLab's API, not the runners, takes these requests. */
-const POLL_MS = 2000;
+/**
+ * How often each node's manager is asked meanwhile: GitLab's API, not the runners, takes these requests (two per
+ * node and poll). Within a budget of requests per second for the whole fleet, and at most every 2 s a node: a few
+ * nodes are asked often, so that a runner's poll (every checkInterval s) is seen soon after it happens (the no-op's
+ * wall time is mostly this wait); from 15 nodes on, every 2 s as before.
+ */
+export function contactPollMs(nodes: number): number {
+  const REQUESTS_PER_POLL = 2;
+  const REQUESTS_PER_SECOND = 15;
+  return Math.min(2000, Math.max(250, Math.ceil((nodes * REQUESTS_PER_POLL * 1000) / REQUESTS_PER_SECOND)));
+}
 /** The probe's own hops time out after 5–10 s each; this bounds a probe that hangs anyway. */
 const PROBE_TIMEOUT_SECONDS = 60;
 
@@ -63,10 +72,11 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
   const api = input.ctx.gitlab();
   const clock = input.clock ?? systemClock;
   const deadline = clock.now() + timeout * 1000;
+  const pollMs = contactPollMs(records.length);
   log.progress('gitlab', `waiting up to ${timeout} s for ${records.length} runner(s) to ask GitLab for jobs`);
   await Promise.all(
     records.map(async (rec) => {
-      const outcome = await waitForContact(() => readRunnerView(api, token, rec), deadline, POLL_MS, clock);
+      const outcome = await waitForContact(() => readRunnerView(api, token, rec), deadline, pollMs, clock);
       if (outcome.kind === 'contacted') {
         log.progress(rec.node, `its runner asked GitLab for jobs (${outcome.at})`);
         return;
