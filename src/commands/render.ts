@@ -505,7 +505,7 @@ async function retireWhatMay(
   const pending: string[] = [];
   for (const [h, v] of later) {
     if (v.now) continue;
-    const line = `${h.node}: runner #${h.rec.id ?? '?'} stays in GitLab for now: ${v.why}; the next render (or apply) deletes it once that is done`;
+    const line = `${h.node}: runner #${h.rec.id ?? '?'} stays in GitLab for now: ${v.why}; the next render deletes it once that is done (an apply deletes it after its own rollout)`;
     ctx.log.warn('gitlab', line);
     pending.push(line);
   }
