@@ -445,8 +445,8 @@ async function convergeGitlab(ctx: RunContext, client: KubeClient): Promise<Reco
   const inv = ctx.inventory;
   ctx.log.progress('gitlab', `reconciling runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
   const reconciled = await reconcileClusterRunners(ctx, client);
+  // Each error and warning is logged as it lands (RunReport).
   if (reconciled.errors.length > 0) {
-    for (const w of reconciled.warnings) ctx.log.warn('gitlab', `${w.node}: ${w.message}`);
     throw new RunFailedError(
       `GitLab: ${reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ')}; nothing was written (what changed in GitLab is kept: render again)`,
     );
@@ -509,7 +509,8 @@ async function retireWhatMay(
     ctx.log.warn('gitlab', line);
     pending.push(line);
   }
-  for (const e of reconciled.errors) pending.push(`${e.node}: ${e.message}`);
+  for (const e of reconciled.errors)
+    pending.push(`${e.node}: the delete failed (${e.message}); the next render tries again`);
   return pending;
 }
 
@@ -550,7 +551,6 @@ export async function runRender(given: RunContext, opts: RenderOptions): Promise
       desired.inventory.nodes.map((n) => n.name),
     );
     const pending = await retireWhatMay(ctx, client, reconciled);
-    for (const w of reconciled.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
     log.done?.('render', true, `${written.files.length} file(s) in ${out}`);
     return {
       ...written,
