@@ -54,6 +54,17 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
   let env: NodeJS.ProcessEnv;
   const k = (args: string[]) => kubectl(bin, kubeconfig, args);
   const get = (args: string[]) => kubectlJson(bin, kubeconfig, args);
+  /** what the Flux test leaves for the loop: the checkout on the stand-in, and how it renders, pushes and waits */
+  let fluxSide:
+    | {
+        gitlab: string;
+        git: (args: string[], cwd?: string) => string;
+        checkout: string;
+        renderInto: (inventory: string) => ReturnType<typeof runProvision>;
+        push: (message: string) => string;
+        ready: (kind: string) => () => any;
+      }
+    | undefined;
   const secret = () => {
     try {
       return get(['-n', NS, 'get', 'secret', SECRET, '--show-managed-fields']);
@@ -262,7 +273,12 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     expect(job.trace).toMatch(/serviceaccount\/token'?: No such file or directory/);
     expect(job.trace).toContain('cluster variables: 0');
     console.log(`[gitops] Flux part: ${Math.round((Date.now() - started) / 1000)} s`);
+    fluxSide = { gitlab, git, checkout, renderInto, push, ready };
+  });
 
+  it('the loop: edit the inventory, render into the checkout, push; Flux applies it, GitLab and status agree, and a second render changes nothing', async () => {
+    expect(fluxSide, 'the Flux test above ran').toBeDefined();
+    const { gitlab, git, checkout, renderInto, push, ready } = fluxSide!;
     // The loop: a tag for every runner and pi2 gone from the inventory; render converges GitLab and the node label,
     // the commit carries the rest (the config Secret without pi2), Flux applies it.
     const loop = Date.now();
@@ -330,5 +346,5 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     console.log(
       `[gitops] the loop (edit, render, push, Flux, status, render again): ${Math.round((Date.now() - loop) / 1000)} s`,
     );
-  });
+  }, 240_000);
 });
