@@ -292,6 +292,8 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     const idOf = (node: string) => records().find((r) => r.node === node && !r.retiredAt)?.id;
     const [pi1, pi2] = [idOf('pi1')!, idOf('pi2')!];
     expect([pi1, pi2].every((id) => typeof id === 'number')).toBe(true);
+    // The job above committed its .gitlab-ci.yml to the repository: the operator's checkout catches up first.
+    git(['pull', '--quiet', '--rebase', 'origin', 'main'], checkout);
     const edited = writeVariant(fleet.inventory, base, (inv) => {
       inv.runners = { ...inv.runners, tags: [...(inv.runners?.tags ?? []), 'gitops'] };
       inv.nodes = inv.nodes.filter((n: { name: string }) => n.name !== 'pi2');
