@@ -329,6 +329,7 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     expect(report.nodes.map((n) => [n.node, n.healthy, n.gitlab.state, n.gitlab.runnerId])).toEqual([
       ['pi1', true, 'online', pi1],
     ]);
+    expect(report.retiring).toBeUndefined(); // nothing left for runner-fleet to delete in GitLab
 
     // Nothing left to do: GitLab is asked but not changed, the files are the same (sealing kept), git sees nothing.
     const calls = (await standinState(gitlab)).calls.length;
