@@ -126,6 +126,9 @@ describe('render writes the Application into DIR/argocd/', () => {
         files: [],
         removed: [],
         application: join(out, APPLICATION_FILE),
+        gitlab: [],
+        labels: [],
+        pending: [],
       }),
     ).toMatch(/kubectl apply -f .*argocd\/application\.yaml/);
   });
@@ -175,6 +178,9 @@ describe('render --flux-*', () => {
       files: [{ name: 'flux/sync.yaml', plainSecret: false }],
       removed: [],
       fluxSync: '/srv/ops/fleet/flux/sync.yaml',
+      gitlab: [],
+      labels: [],
+      pending: [],
     });
     expect(text).toContain('hand it to Flux once: kubectl apply -f /srv/ops/fleet/flux/sync.yaml');
   });

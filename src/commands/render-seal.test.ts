@@ -23,7 +23,7 @@ import { renderClusterObjects } from '../kube/render.js';
 import { sealCertProblem } from '../kube/seal-cert.js';
 import { runLocal } from '../local.js';
 import { silentLogger } from '../../test/support/logger.js';
-import { renderPreflight, sealSecrets, writeRenderOutput } from './render.js';
+import { previousSealings, renderPreflight, sealSecrets, writeRenderOutput } from './render.js';
 
 const inv = parseInventory(
   `
@@ -163,6 +163,39 @@ describe.runIf(run)('render --seal with the real kubeseal and --seal-cert', () =
     );
     expect(un.code).not.toBe(0);
     expect(un.stdout).not.toContain(Buffer.from(configs.pi1).toString('base64'));
+  });
+
+  it('render again: an unchanged Secret keeps its sealing (same file), a changed one is sealed afresh', async () => {
+    const out = join(base, 'again');
+    const render = async () => {
+      const sealed = await sealSecrets(objects, {
+        kubeseal,
+        cert,
+        log: silentLogger,
+        previous: previousSealings(out),
+      });
+      writeRenderOutput(out, manifestFiles(objects, { source: 'fleet.yaml', sealed }));
+      return readFileSync(join(out, '03-sealedsecret-runner-fleet-config.yaml'), 'utf8');
+    };
+    const first = await render();
+    expect(first.split('\n')[2]).toMatch(/^# Sealed from sha256:[0-9a-f]{64}$/);
+    expect(await render()).toBe(first);
+    // kubeseal alone encrypts afresh every time: without the reuse the file would change on every render.
+    const fresh = await sealSecrets(objects, { kubeseal, cert, log: silentLogger });
+    expect([...fresh.values()][0]).not.toBe(first.slice(first.indexOf('# Sealed from')));
+    const changed = renderClusterObjects({
+      inventory: inv,
+      executor: 'dood',
+      configs: { ...configs, pi1: `${configs.pi1}\n# changed\n` },
+      tokens,
+    });
+    const resealed = await sealSecrets(changed, {
+      kubeseal,
+      cert,
+      log: silentLogger,
+      previous: previousSealings(out),
+    });
+    expect([...resealed.values()][0].split('\n')[0]).not.toBe(first.split('\n')[2]);
   });
 
   it("without a certificate it still asks the inventory's cluster (fails, and says so, when there is none)", async () => {

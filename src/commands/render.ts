@@ -1,5 +1,5 @@
 // `render --out DIR`: the cluster objects exactly as apply would send them, one file per object, for a GitOps repository.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -37,20 +37,26 @@ import {
 } from '../kube/flux.js';
 import {
   GITIGNORE,
+  RENDER_HEADER,
   SECRETS_FILE,
   gitignoreWith,
   manifestFiles,
   staleFiles,
   type ManifestFile,
 } from '../kube/manifest-files.js';
-import { RECORDS_SECRET, objectKey, type KubeObject } from '../kube/objects.js';
+import { CONFIG_SECRET, RECORDS_SECRET, objectKey, type KubeObject } from '../kube/objects.js';
 import { renderClusterObjects } from '../kube/render.js';
 import { sealCertProblem } from '../kube/seal-cert.js';
 import { findOnPath, runLocal } from '../local.js';
 import type { Logger } from '../log.js';
 import { readInventorySecrets, redact } from '../secrets.js';
-import { desiredCluster } from '../placement/desired.js';
-import { typedStore } from '../placement/records-read.js';
+import { desiredCluster, type DesiredCluster } from '../placement/desired.js';
+import { checkBeforeGitlab, reconcileClusterRunners } from '../placement/cluster-placement.js';
+import { describeUnfit } from '../placement/reasons.js';
+import { retireVerdict, waitForPodsGone } from '../placement/render-retire.js';
+import type { KubeClient, NodeInfo } from '../kube/client.js';
+import { planNodeLabels } from '../kube/node-labels.js';
+import type { ReconcileResult } from '../runners/reconcile.js';
 import type { RunContext } from '../context.js';
 import { withRunners } from '../gitlab/auth-modes.js';
 
@@ -77,6 +83,12 @@ export interface RenderResult {
   application?: string;
   /** Flux's objects, when they were asked for */
   fluxSync?: string;
+  /** what changed in GitLab (apply's reconcile: runners registered, settings updated, removed ones deleted) */
+  gitlab: { step: string; detail: string }[];
+  /** node labels set or taken away (kubernetes.nodeLabel: which nodes run a runner pod) */
+  labels: string[];
+  /** deletes left for the next render, and why (a pod still finishing its jobs, say) */
+  pending: string[];
 }
 
 export interface RenderFlags {
@@ -188,17 +200,64 @@ async function fetchSealingCert(opts: SealOptions, dir: string): Promise<string>
   return join(dir, 'cert.pem');
 }
 
+/** The line before each SealedSecret render writes: what it seals, so that an unchanged Secret keeps its sealing. */
+export const SEALED_FROM = '# Sealed from sha256:';
+
 /**
- * kubeseal for every Secret, as a SealedSecret in YAML keyed by objectKey. With a certificate kubeseal encrypts
- * with it; without one the controller's certificate is fetched from the inventory's cluster first.
+ * What a sealing stands for: the certificate and the Secret as rendered. A hash, never the values: the Secret holds
+ * runner tokens (random, so the hash gives nothing away), and kubeseal encrypts afresh on every call, so without this
+ * every render would change the file while nothing changed.
  */
-export async function sealSecrets(objects: KubeObject[], opts: SealOptions): Promise<Map<string, string>> {
+export function sealedFingerprint(certPem: string, o: KubeObject): string {
+  return createHash('sha256').update(certPem).update('\0').update(JSON.stringify(o)).digest('hex');
+}
+
+/**
+ * The SealedSecrets render wrote into `out` before (by fingerprint): text from the SEALED_FROM line on, exactly as
+ * manifestFiles puts it after the header. Links and files without render's header are not render's, so not read.
+ */
+export function previousSealings(out: string): Map<string, string> {
+  const found = new Map<string, string>();
+  let names: { name: string; firstLine: string }[];
+  try {
+    names = firstLines(out);
+  } catch {
+    return found; // no folder yet
+  }
+  for (const { name, firstLine } of names) {
+    if (firstLine !== RENDER_HEADER) continue;
+    const text = readWhole(join(out, name));
+    const at = text.indexOf(`\n${SEALED_FROM}`);
+    if (at < 0) continue;
+    const sealed = text.slice(at + 1);
+    found.set(sealed.slice(SEALED_FROM.length, sealed.indexOf('\n')), sealed);
+  }
+  return found;
+}
+
+/**
+ * kubeseal for every Secret, as a SealedSecret in YAML keyed by objectKey, after its SEALED_FROM line. With a
+ * certificate kubeseal encrypts with it; without one the controller's certificate is fetched from the inventory's
+ * cluster first. A Secret sealed before with the same certificate (`previous`) keeps that sealing.
+ */
+export async function sealSecrets(
+  objects: KubeObject[],
+  opts: SealOptions & { previous?: Map<string, string> },
+): Promise<Map<string, string>> {
   const { log } = opts;
   const sealed = new Map<string, string>();
   const tmp = mkdtempSync(join(tmpdir(), 'runner-fleet-kubeseal-'));
   try {
     const cert = opts.cert ?? (await fetchSealingCert(opts, tmp));
+    const certPem = readWhole(cert);
     for (const o of objects.filter((x) => x.kind === 'Secret')) {
+      const fingerprint = sealedFingerprint(certPem, o);
+      const before = opts.previous?.get(fingerprint);
+      if (before !== undefined) {
+        log.progress('render', `Secret ${o.metadata.name} is unchanged: its sealing stays as it is`);
+        sealed.set(objectKey(o), before);
+        continue;
+      }
       log.progress(
         'render',
         `sealing Secret ${o.metadata.name} with kubeseal${opts.cert ? ` and ${opts.cert}` : ''}`,
@@ -211,7 +270,7 @@ export async function sealSecrets(objects: KubeObject[], opts: SealOptions): Pro
           `kubeseal failed for Secret ${o.metadata.name} (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ') || 'no SealedSecret in its output'}`,
         );
       }
-      sealed.set(objectKey(o), r.stdout);
+      sealed.set(objectKey(o), `${SEALED_FROM}${fingerprint}\n${r.stdout.replace(/^---\n/, '')}`);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -361,52 +420,180 @@ function readWhole(path: string): string {
   }
 }
 
-export async function runRender(ctx: RunContext, opts: RenderOptions): Promise<RenderResult> {
-  const { log } = ctx;
+/** The cluster's nodes and each one's architecture; refuses (nothing changed) what apply would refuse before GitLab. */
+async function checkCluster(
+  ctx: RunContext,
+  client: KubeClient,
+): Promise<{ nodes: NodeInfo[]; archOf: (node: string) => string }> {
+  const inv = ctx.inventory;
+  const nodes = await client.listNodes();
+  const archByNode = new Map(nodes.map((n) => [n.name, n.labels['kubernetes.io/arch']]));
+  const archOf = (node: string) => archByNode.get(node) ?? 'arm64';
+  const issues: string[] = [];
+  const missing = inv.nodes.filter((n) => !nodes.some((c) => c.name === n.name)).map((n) => n.name);
+  if (missing.length > 0) issues.push(`inventory nodes not in the cluster: ${missing.join(', ')}`);
+  const check = await checkBeforeGitlab(client, inv, nodes, archOf);
+  if (check.refused) issues.push(check.refused);
+  for (const [node, why] of check.unfit) issues.push(`${node}: ${describeUnfit(why)}`);
+  if (issues.length > 0)
+    throw new RunFailedError(`${issues.join('; ')}; nothing changed in GitLab and nothing was written`);
+  return { nodes, archOf };
+}
+
+/** GitLab as the inventory says (apply's reconcile): new runners registered, settings updated, deletes held. */
+async function convergeGitlab(ctx: RunContext, client: KubeClient): Promise<ReconcileResult> {
+  const inv = ctx.inventory;
+  ctx.log.progress('gitlab', `reconciling runners at ${inv.gitlab.url} (${inv.gitlab.auth.kind})`);
+  const reconciled = await reconcileClusterRunners(ctx, client);
+  // Each error and warning is logged as it lands (RunReport).
+  if (reconciled.errors.length > 0) {
+    throw new RunFailedError(
+      `GitLab: ${reconciled.errors.map((e) => `${e.node}: ${e.message}`).join('; ')}; nothing was written (what changed in GitLab is kept: render again)`,
+    );
+  }
+  return reconciled;
+}
+
+/** The node label (kubernetes.nodeLabel) on the nodes with a runner, off the others: the DaemonSet follows it. */
+async function labelNodes(
+  ctx: RunContext,
+  client: KubeClient,
+  nodes: NodeInfo[],
+  wanted: string[],
+): Promise<string[]> {
+  const inv = ctx.inventory;
+  const plan = planNodeLabels({
+    nodes,
+    wanted,
+    key: inv.kubernetes.nodeLabel,
+    namespace: inv.kubernetes.namespace,
+  });
+  const done: string[] = [];
+  for (const a of [...plan.before, ...plan.after]) {
+    await client.applyNodeLabels(a);
+    ctx.log.change('cluster', a.detail);
+    done.push(a.detail);
+  }
+  return done;
+}
+
+/**
+ * The held deletes that may run now (see retireVerdict), after waiting (kubernetes.rolloutTimeout at most) for the
+ * pods of removed nodes to finish their jobs and go. Returns what stays for the next render, said plainly.
+ */
+async function retireWhatMay(
+  ctx: RunContext,
+  client: KubeClient,
+  reconciled: ReconcileResult,
+): Promise<string[]> {
+  const inv = ctx.inventory;
+  const ns = inv.kubernetes.namespace;
+  const held = reconciled.held();
+  if (held.length === 0) return [];
+  const inventory = new Set(inv.nodes.map((n) => n.name));
+  const removed = [...new Set(held.filter((h) => !inventory.has(h.node)).map((h) => h.node))];
+  const timeoutSeconds = inv.kubernetes.rolloutTimeout;
+  if (removed.length > 0)
+    ctx.log.progress(
+      'cluster',
+      `waiting up to ${timeoutSeconds}s for the runner pods on ${removed.join(', ')} to finish their jobs and go`,
+    );
+  const podsLeft = await waitForPodsGone(client, ns, removed, { timeoutSeconds });
+  const scene = { inventory, podsLeft, liveConfig: await client.readSecretData(ns, CONFIG_SECRET) };
+  const later = new Map(held.map((h) => [h, retireVerdict(h, scene)]));
+  await reconciled.retire((h) => later.get(h)?.now === true);
+  const pending: string[] = [];
+  for (const [h, v] of later) {
+    if (v.now) continue;
+    const line = `${h.node}: runner #${h.rec.id ?? '?'} stays in GitLab for now: ${v.why}; the next render deletes it once that is done (an apply deletes it after its own rollout)`;
+    ctx.log.warn('gitlab', line);
+    pending.push(line);
+  }
+  for (const e of reconciled.errors)
+    pending.push(`${e.node}: the delete failed (${e.message}); the next render tries again`);
+  return pending;
+}
+
+export async function runRender(given: RunContext, opts: RenderOptions): Promise<RenderResult> {
   // Every secret reference read once, before anything is contacted (bad ones: exit 2).
-  const inv = await readInventorySecrets(ctx.inventory);
-  const executor = inv.runners.executor;
+  const inv = await readInventorySecrets(given.inventory);
+  const ctx: RunContext = { ...given, inventory: inv };
+  const { log } = ctx;
   const out = resolve(opts.out);
   const ns = inv.kubernetes.namespace;
 
-  log.progress('cluster', `reading runner records from Secret ${ns}/${RECORDS_SECRET}`);
+  log.progress(
+    'cluster',
+    `reading the nodes of the cluster and the runner records in Secret ${ns}/${RECORDS_SECRET}`,
+  );
   const client = await ctx.cluster();
-  const records = await typedStore(client, ns, true).load();
-  const live = new Set(records.filter((r) => !r.retiredAt).map((r) => r.node));
-  const missing = inv.nodes.filter((n) => !live.has(n.name)).map((n) => n.name);
-  if (missing.length > 0) {
-    // Registering is apply's job: render never creates runners in GitLab, and without a token there is no config.toml.
-    throw new RunFailedError(
-      `no runner is registered for ${missing.join(', ')} (no record in Secret ${ns}/${RECORDS_SECRET}): run \`provision.ts apply\` first, then render; nothing was written`,
-    );
-  }
-  const archByNode = new Map((await client.listNodes()).map((n) => [n.name, n.labels['kubernetes.io/arch']]));
-  log.done?.('cluster', true, `${records.length} record(s)`);
-
-  // The same function apply uses, then the same renderer convergeCluster uses.
-  const desired = desiredCluster({
-    inventory: inv,
-    executor,
-    records,
-    arch: (node) => archByNode.get(node) ?? 'arm64',
-  });
-  const objects = renderClusterObjects(desired);
+  const { nodes, archOf } = await checkCluster(ctx, client);
+  log.done?.('cluster', true, `${nodes.length} node(s)`);
   const seal = opts.seal || opts.sealCert !== undefined;
-  const sealed = seal
-    ? await sealSecrets(objects, {
-        kubeseal: opts.kubeseal!,
-        cert: opts.sealCert,
-        controller: {
-          name: inv.kubernetes.sealedSecrets.controllerName,
-          namespace: inv.kubernetes.sealedSecrets.controllerNamespace,
-        },
-        kubeconfigText: await ctx.kubeconfigText(),
-        kubeconfig: inv.kubernetes.kubeconfig,
-        context: inv.kubernetes.context,
-        log,
-      })
-    : undefined;
-  const source = `${inv.source}, executor ${executor}`;
+  const tmp =
+    seal && opts.sealCert === undefined ? mkdtempSync(join(tmpdir(), 'runner-fleet-cert-')) : undefined;
+  try {
+    // The controller's certificate before GitLab changes: a controller that is not there fails with nothing changed.
+    const cert = tmp ? await fetchSealingCert(await sealOptions(ctx, opts), tmp) : opts.sealCert;
+    const reconciled = await convergeGitlab(ctx, client);
+    // The same function apply uses, then the same renderer convergeCluster uses.
+    const desired = desiredCluster({
+      inventory: inv,
+      executor: inv.runners.executor,
+      records: reconciled.records,
+      arch: archOf,
+    });
+    const written = await writeFiles(ctx, opts, out, desired, cert);
+    const labels = await labelNodes(
+      ctx,
+      client,
+      nodes,
+      desired.inventory.nodes.map((n) => n.name),
+    );
+    const pending = await retireWhatMay(ctx, client, reconciled);
+    log.done?.('render', true, `${written.files.length} file(s) in ${out}`);
+    return {
+      ...written,
+      gitlab: reconciled.changes.map((c) => ({ step: c.step, detail: c.detail })),
+      labels,
+      pending,
+    };
+  } finally {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function sealOptions(ctx: RunContext, opts: RenderOptions): Promise<SealOptions> {
+  const inv = ctx.inventory;
+  return {
+    kubeseal: opts.kubeseal!,
+    controller: {
+      name: inv.kubernetes.sealedSecrets.controllerName,
+      namespace: inv.kubernetes.sealedSecrets.controllerNamespace,
+    },
+    kubeconfigText: await ctx.kubeconfigText(),
+    kubeconfig: inv.kubernetes.kubeconfig,
+    context: inv.kubernetes.context,
+    log: ctx.log,
+  };
+}
+
+/** The files, sealed or with secrets.yaml, written into `out`; nothing is written when any check fails. */
+async function writeFiles(
+  ctx: RunContext,
+  opts: RenderOptions,
+  out: string,
+  desired: DesiredCluster,
+  cert: string | undefined,
+): Promise<Omit<RenderResult, 'gitlab' | 'labels' | 'pending'>> {
+  const { inventory: inv, log } = ctx;
+  const ns = inv.kubernetes.namespace;
+  const objects = renderClusterObjects(desired);
+  const sealed =
+    cert !== undefined
+      ? await sealSecrets(objects, { kubeseal: opts.kubeseal!, cert, log, previous: previousSealings(out) })
+      : undefined;
+  const source = `${inv.source}, executor ${inv.runners.executor}`;
   const files = manifestFiles(objects, { source, sealed });
   if (opts.argocd) files.push(applicationFile(opts.argocd, ns, source));
   if (opts.flux) files.push(fluxFile(opts.flux, ns, source), kustomizeFile(files, source));
@@ -442,7 +629,6 @@ export async function runRender(ctx: RunContext, opts: RenderOptions): Promise<R
       `Argo CD deploys only what is in git, and ${SECRETS_FILE} never is: apply it once out of band, or render with --seal so the Secrets go to git sealed`,
     );
   }
-  log.done?.('render', true, `${files.length} file(s) in ${out}`);
   return {
     ok: true,
     out,
@@ -459,10 +645,16 @@ export function formatRenderSummary(r: RenderResult): string {
     (f) => `  ${f.name}${f.plainSecret ? '   (plain-text Secrets: git-ignored, do not commit)' : ''}`,
   );
   for (const name of r.removed) lines.push(`  ${name}   (removed: no longer rendered)`);
+  const done = [
+    ...r.gitlab.map((c) => `  GitLab: ${c.detail}`),
+    ...r.labels.map((l) => `  cluster: ${l}`),
+    ...r.pending.map((p) => `  left for the next render: ${p}`),
+  ];
   const how = r.fluxSync
-    ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Flux once: kubectl apply -f ${r.fluxSync}`
+    ? `Commit and push ${r.out} (${SECRETS_FILE} stays out); the first time, hand it to Flux once: kubectl apply -f ${r.fluxSync}`
     : r.application
-      ? `Commit ${r.out} (${SECRETS_FILE} stays out), then hand it to Argo CD once: kubectl apply -f ${r.application}`
+      ? `Commit and push ${r.out} (${SECRETS_FILE} stays out); the first time, hand it to Argo CD once: kubectl apply -f ${r.application}`
       : `Apply with: kubectl apply --server-side --field-manager=runner-fleet -f ${r.out}${r.secretsFile ? ` (secrets.yaml included)` : ''}`;
-  return redact(`Rendered into ${r.out}:\n${lines.join('\n')}\n${how}`);
+  const changed = done.length > 0 ? `${done.join('\n')}\n` : '';
+  return redact(`Rendered into ${r.out}:\n${lines.join('\n')}\n${changed}${how}`);
 }

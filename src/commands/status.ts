@@ -22,6 +22,8 @@ import {
   type DeployedMismatch,
   type HostView,
   type PodsView,
+  retiringRunners,
+  type RetiringRunner,
   type RunnerView,
   type StatusReport,
 } from '../status/health.js';
@@ -87,6 +89,7 @@ interface RunnerSide {
   /** the node's Docker asked from each node's running pod */
   docker?: Map<string, PodDocker>;
   mismatch?: DeployedMismatch[];
+  retiring?: RetiringRunner[];
 }
 
 /** The cluster's pods and records, then each recorded runner's last contact in GitLab. `onPods` hears the pods first. */
@@ -162,7 +165,14 @@ async function runnerSide(
     };
   }
   const side = await runnersInGitlab(ctx, nodes, records);
-  return { pods, ...side, reach: await reach, docker: await docker, mismatch };
+  return {
+    pods,
+    ...side,
+    reach: await reach,
+    docker: await docker,
+    mismatch,
+    retiring: retiringRunners(inv, records),
+  };
 }
 
 /** The host-runner index beside the inventory, or nothing when it cannot be read (status only looks). */
@@ -305,5 +315,6 @@ export async function runStatus(given: RunContext, now: () => number = Date.now)
   return buildStatusReport(rows, {
     ...(sideResult.cluster ? { cluster: sideResult.cluster } : {}),
     ...(sideResult.mismatch?.length ? { mismatch: sideResult.mismatch } : {}),
+    ...(sideResult.retiring?.length ? { retiring: sideResult.retiring } : {}),
   });
 }

@@ -18,7 +18,7 @@ import type { RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
 import { probeInPod, proveContact, proveDocker } from './contact.js';
-import { describeUnfit } from './reasons.js';
+import { describeUnfit, type UnfitNode } from './reasons.js';
 import { typedStore } from './records-read.js';
 
 export interface RunnerPhaseResult {
@@ -71,9 +71,8 @@ export async function convergeRunners(
     return m && mtuValue(m);
   };
   for (const [node, m] of mtus) if (m.kind !== 'default') log.progress(node, describeJobMtu(m));
-  const check = clusterPreflight(inv, executor, archOf);
-  const refused =
-    check.error ?? (check.objects ? await othersInTheWay(client, inv, nodes, check.objects) : undefined);
+  const check = await checkBeforeGitlab(client, inv, nodes, archOf);
+  const refused = check.refused;
   if (refused) {
     log.error('cluster', refused);
     return {
@@ -102,17 +101,7 @@ export async function convergeRunners(
       ? (ctx.only ?? inv.nodes.map((n) => n.name)).filter((n) => !left.has(n))
       : ctx.only;
     // New runners first, the cluster next, deletes last (retireLater): old pods never poll with deleted tokens.
-    reconciled = await reconcileRunners(
-      inv,
-      typedStore(client, inv.kubernetes.namespace, dryRun),
-      ctx.gitlab(),
-      {
-        dryRun,
-        only,
-        log,
-        retireLater: true,
-      },
-    );
+    reconciled = await reconcileClusterRunners(ctx, client, only);
   } catch (err) {
     const error = messageOf(err);
     log.error('gitlab', error);
@@ -192,6 +181,40 @@ async function provePods(
   return { docker, contact };
 }
 
+/**
+ * The GitLab side of cluster placement, apply's and render's alike: the records in the cluster's Secret, new runners
+ * first and every delete held for `retire()` (retireLater), so that no pod ever polls with a deleted token.
+ */
+export function reconcileClusterRunners(
+  ctx: RunContext,
+  client: KubeClient,
+  only?: string[],
+): Promise<ReconcileResult> {
+  const { inventory: inv, dryRun, log } = ctx;
+  return reconcileRunners(inv, typedStore(client, inv.kubernetes.namespace, dryRun), ctx.gitlab(), {
+    dryRun,
+    only,
+    log,
+    retireLater: true,
+  });
+}
+
+/**
+ * What fails cluster placement before GitLab changes anything, apply's and render's alike. `refused`: the objects
+ * cannot be rendered, or a node label or object is someone else's. `unfit`: nodes no runner pod can run on.
+ */
+export async function checkBeforeGitlab(
+  client: KubeClient,
+  inv: Inventory,
+  nodes: NodeInfo[],
+  archOf: (node: string) => string,
+): Promise<{ refused?: string; unfit: Map<string, UnfitNode> }> {
+  const check = clusterPreflight(inv, inv.runners.executor, archOf);
+  const refused =
+    check.error ?? (check.objects ? await othersInTheWay(client, inv, nodes, check.objects) : undefined);
+  return { unfit: check.unfit, ...(refused ? { refused } : {}) };
+}
+
 /** Another fleet's node label, or an object or Pod Security level someone else set: refused before any change. */
 async function othersInTheWay(
   client: KubeClient,
@@ -214,7 +237,7 @@ async function othersInTheWay(
   return problems.length > 0 ? problems.join('; ') : undefined;
 }
 
-function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
+export function gitlabReport(reconciled: ReconcileResult, log: Logger): ClusterReport {
   for (const w of reconciled.warnings) log.warn('gitlab', `${w.node}: ${w.message}`);
   return {
     ok: reconciled.errors.length === 0,

@@ -20,6 +20,7 @@ import {
   eachNodeInOrder,
   fleetIdOnce,
   RunReport,
+  type HeldDelete,
   type ReconcileRun,
   type RunnerChange,
   type RunnerIssue,
@@ -27,7 +28,7 @@ import {
 import { updateRunner } from './reconcile/update.js';
 import { verifyOrReplace } from './reconcile/verify.js';
 
-export type { RunnerChange, RunnerIssue } from './reconcile/run.js';
+export type { HeldDelete, RunnerChange, RunnerIssue } from './reconcile/run.js';
 export { strayLookupDeniedMessage } from './reconcile/adopt.js';
 export { noClearAnswer, registrationDisabledMessage } from './reconcile/create.js';
 
@@ -63,9 +64,11 @@ export interface ReconcileResult {
   actions: RegistrationAction[];
   /**
    * Runs the deletes that `retireLater` held back (nothing otherwise), adding to `changes` and `errors`; returns the
-   * records as saved afterwards.
+   * records as saved afterwards. `which`: only the held deletes it picks; the others stay held for a later call.
    */
-  retire(): Promise<RunnerRecord[]>;
+  retire(which?: (held: HeldDelete) => boolean): Promise<RunnerRecord[]>;
+  /** the deletes `retireLater` holds right now */
+  held(): readonly HeldDelete[];
 }
 
 /** What a dry run reports: the blocked nodes as errors, and each change (and token rotation) the apply would make. */
@@ -153,7 +156,15 @@ export async function reconcileRunners(
 
   if (opts.dryRun) {
     reportPlan(actions, report, () => new Date(now()));
-    return { records: loaded, changes, errors, warnings, actions, retire: async () => loaded };
+    return {
+      records: loaded,
+      changes,
+      errors,
+      warnings,
+      actions,
+      retire: async () => loaded,
+      held: () => [],
+    };
   }
 
   const run: ReconcileRun = {
@@ -177,6 +188,7 @@ export async function reconcileRunners(
     errors,
     warnings,
     actions,
-    retire: () => retireHeld(run, concurrency),
+    retire: (which) => retireHeld(run, concurrency, which),
+    held: () => [...(run.held ?? [])],
   };
 }

@@ -12,6 +12,7 @@ import {
   formatStatusTable,
   gitlabState,
   podState,
+  retiringRunners,
   statusRow,
   type PodsView,
   type RunnerView,
@@ -231,5 +232,37 @@ describe('what is deployed: the contact probe and a mismatch with the inventory'
     expect(formatStatusTable(report, [REG])).toContain(
       'Note: the cluster runs the shell executor, the inventory says dood (the last apply had --executor shell; a plain apply switches to dood); judged as deployed.',
     );
+  });
+});
+
+describe('runners still to be deleted in GitLab', () => {
+  const rec = (node: string, id: number, retiredAt?: string) => ({
+    node,
+    mode: 'access' as const,
+    id,
+    token: `glrt-${node}-${id}-000000000000`,
+    systemId: 's_aaaaaaaaaaaa',
+    settings: null,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    ...(retiredAt ? { retiredAt } : {}),
+  });
+
+  it("names a removed node's runner and a replaced one in a note; the fleet stays healthy", () => {
+    const at = '2026-01-01T11:00:00.000Z';
+    const retiring = retiringRunners(inv, [rec('pi1', 3), rec('pi1', 2, at), rec('pi9', 7, at)]);
+    expect(retiring).toEqual([
+      { node: 'pi1', runnerId: 2, replaced: true },
+      { node: 'pi9', runnerId: 7, replaced: false },
+    ]);
+    const report = buildStatusReport([statusRow(pi1, inv, { facts: facts() }, pods, online, NOW)], {
+      retiring,
+    });
+    expect(report.ok).toBe(true);
+    const text = formatStatusTable(report, [REG]);
+    expect(text).toContain(
+      'Note: runner #7 of pi9 (no longer in the inventory) is still in GitLab: the next render or apply deletes it once its pod has finished its jobs and gone.',
+    );
+    expect(text).toContain('Note: runner #2 of pi1 (replaced) is still in GitLab');
+    expect(retiringRunners(inv, [rec('pi1', 3)])).toEqual([]);
   });
 });

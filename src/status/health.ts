@@ -8,6 +8,7 @@ import { caConsumersWithout } from '../docker/ca.js';
 import { renderHostsToml } from '../docker/docker-plan.js';
 import type { Inventory, NodeSpec } from '../inventory/types.js';
 import type { PodView } from '../kube/rollout.js';
+import type { RunnerRecord } from '../runners/records.js';
 import { describePodDocker, type PodDocker } from './pod-docker.js';
 import { describeProbe, type ProbeResult } from './probe.js';
 
@@ -72,6 +73,37 @@ export interface StatusReport {
   gitlab?: { ok: boolean; error?: string };
   /** what is deployed differs from what the inventory says; status judged what is deployed */
   mismatch?: DeployedMismatch[];
+  /**
+   * Runners runner-fleet still has to delete in GitLab (records kept as retired): a removed node's, kept while its
+   * pod finished its jobs, or a replaced one, kept until the cluster carried its successor's token.
+   */
+  retiring?: RetiringRunner[];
+}
+
+export interface RetiringRunner {
+  node: string;
+  runnerId?: number;
+  /** the node is still in the inventory: the runner was replaced */
+  replaced: boolean;
+}
+
+/** Runners whose records wait to be deleted in GitLab (render or apply keeps them until that is safe). */
+export function retiringRunners(inv: Inventory, records: RunnerRecord[]): RetiringRunner[] {
+  return records
+    .filter((r) => r.retiredAt)
+    .map((r) => ({
+      node: r.node,
+      ...(r.id !== undefined ? { runnerId: r.id } : {}),
+      replaced: inv.nodes.some((n) => n.name === r.node),
+    }));
+}
+
+/** `runner #12 of pi2 (no longer in the inventory) is still in GitLab: …` */
+export function describeRetiring(r: RetiringRunner): string {
+  const which = `runner #${r.runnerId ?? '?'} of ${r.node}`;
+  return r.replaced
+    ? `${which} (replaced) is still in GitLab: the next render or apply deletes it once the cluster gives ${r.node} the new token`
+    : `${which} (no longer in the inventory) is still in GitLab: the next render or apply deletes it once its pod has finished its jobs and gone`;
 }
 
 /** A choice the inventory makes that the fleet does not run (e.g. after `apply --executor shell`). */
@@ -328,7 +360,7 @@ function upkeepOf(inv: Inventory, f: HostFacts, row: StatusRow, problems: string
 
 export function buildStatusReport(
   nodes: StatusRow[],
-  extra: Pick<StatusReport, 'cluster' | 'gitlab' | 'mismatch'> = {},
+  extra: Pick<StatusReport, 'cluster' | 'gitlab' | 'mismatch' | 'retiring'> = {},
 ): StatusReport {
   return {
     ok: nodes.every((n) => n.healthy) && extra.cluster?.ok !== false && extra.gitlab?.ok !== false,
@@ -427,7 +459,10 @@ export function formatStatusTable(
       .trimEnd(),
   );
   const problems = report.nodes.flatMap((r) => r.problems.map((p) => `  ${r.node}: ${p}`));
-  const notes = (report.mismatch ?? []).map((m) => `Note: ${describeMismatch(m)}.`);
+  const notes = [
+    ...(report.mismatch ?? []).map((m) => `Note: ${describeMismatch(m)}.`),
+    ...(report.retiring ?? []).map((r) => `Note: ${describeRetiring(r)}.`),
+  ];
   for (const [name, s] of [
     ['cluster', report.cluster],
     ['gitlab', report.gitlab],

@@ -1,7 +1,8 @@
 // GitOps on real controllers: render --seal against the real Sealed Secrets controller in the test cluster, the
 // rendered tree applied, the controller taking over (and writing) the config Secret, and a real job on the result;
-// then Flux syncing the rendered tree from a repository on the GitLab stand-in (smart HTTP), and a job in that
-// repository whose environment holds no cluster credentials.
+// then Flux syncing the rendered tree from a repository on the GitLab stand-in (smart HTTP), a job in that
+// repository whose environment holds no cluster credentials, and the loop a user runs: edit the inventory, render,
+// commit and push, Flux applies, GitLab and status agree.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,7 +19,15 @@ import {
   sealedSecretsService,
   up,
 } from '#testbed';
-import { kubectl, kubectlJson, readInventory, writeVariant, type InventoryDoc } from '../support/fleet.js';
+import {
+  kubectl,
+  kubectlJson,
+  readInventory,
+  standinState,
+  writeVariant,
+  type InventoryDoc,
+} from '../support/fleet.js';
+import type { StatusReport } from '../../src/status/health.js';
 import { findKubeseal, requireKubeseal } from '../support/kubeseal.js';
 import { runProvision } from '../support/provision.js';
 import { requireRoot } from '../support/requireRoot.js';
@@ -45,6 +54,17 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
   let env: NodeJS.ProcessEnv;
   const k = (args: string[]) => kubectl(bin, kubeconfig, args);
   const get = (args: string[]) => kubectlJson(bin, kubeconfig, args);
+  /** what the Flux test leaves for the loop: the checkout on the stand-in, and how it renders, pushes and waits */
+  let fluxSide:
+    | {
+        gitlab: string;
+        git: (args: string[], cwd?: string) => string;
+        checkout: string;
+        renderInto: (inventory: string) => ReturnType<typeof runProvision>;
+        push: (message: string) => string;
+        ready: (kind: string) => () => any;
+      }
+    | undefined;
   const secret = () => {
     try {
       return get(['-n', NS, 'get', 'secret', SECRET, '--show-managed-fields']);
@@ -184,28 +204,26 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     const checkout = join(fleet.stateDir, 'ops', 'runners');
     git(['clone', '--quiet', repoUrl.replace('://', `://x:${writer.token}@`), checkout]);
 
-    const render = await runProvision(
-      [
-        'render',
-        ...['--inventory', fleet.inventory, '--executor', 'dood', '--seal', '--out', join(checkout, 'fleet')],
-        ...[
-          '--flux-repo',
-          repoUrl,
-          '--flux-path',
-          'fleet',
-          '--flux-interval',
-          '5s',
-          '--flux-secret',
-          'runners-git',
+    // The README's GitOps sequence: render into the checkout, commit, push.
+    const renderInto = (inventory: string) =>
+      runProvision(
+        [
+          'render',
+          ...['--inventory', inventory, '--executor', 'dood', '--seal', '--out', join(checkout, 'fleet')],
+          ...['--flux-repo', repoUrl, '--flux-path', 'fleet', '--flux-interval', '5s'],
+          ...['--flux-secret', 'runners-git', '--json'],
         ],
-      ],
-      env,
-    );
+        env,
+      );
+    const push = (message: string) => {
+      git(['add', '-A', 'fleet'], checkout);
+      git(['commit', '--quiet', '-m', message], checkout);
+      git(['push', '--quiet', 'origin', 'HEAD:main'], checkout);
+      return git(['rev-parse', 'HEAD'], checkout);
+    };
+    const render = await renderInto(fleet.inventory);
     expect(render.code, render.stderr).toBe(0);
-    git(['add', 'fleet'], checkout);
-    git(['commit', '--quiet', '-m', 'runners: rendered by runner-fleet'], checkout);
-    git(['push', '--quiet', 'origin', 'HEAD:main'], checkout);
-    const sha = git(['rev-parse', 'HEAD'], checkout);
+    const sha = push('runners: rendered by runner-fleet');
 
     // Once, where Flux runs: the deploy token as the GitRepository's Secret, then render's Flux objects.
     k([
@@ -255,5 +273,81 @@ describe.runIf(canRun)('GitOps on real controllers', () => {
     expect(job.trace).toMatch(/serviceaccount\/token'?: No such file or directory/);
     expect(job.trace).toContain('cluster variables: 0');
     console.log(`[gitops] Flux part: ${Math.round((Date.now() - started) / 1000)} s`);
+    fluxSide = { gitlab, git, checkout, renderInto, push, ready };
   });
+
+  it('the loop: edit the inventory, render into the checkout, push; Flux applies it, GitLab and status agree, and a second render changes nothing', async () => {
+    expect(fluxSide, 'the Flux test above ran').toBeDefined();
+    const { gitlab, git, checkout, renderInto, push, ready } = fluxSide!;
+    // The loop: a tag for every runner and pi2 gone from the inventory; render converges GitLab and the node label,
+    // the commit carries the rest (the config Secret without pi2), Flux applies it.
+    const loop = Date.now();
+    const records = (): { node: string; id?: number; retiredAt?: string }[] =>
+      JSON.parse(
+        Buffer.from(
+          get(['-n', NS, 'get', 'secret', 'runner-fleet-records']).data['records.json'],
+          'base64',
+        ).toString('utf8'),
+      );
+    const idOf = (node: string) => records().find((r) => r.node === node && !r.retiredAt)?.id;
+    const [pi1, pi2] = [idOf('pi1')!, idOf('pi2')!];
+    expect([pi1, pi2].every((id) => typeof id === 'number')).toBe(true);
+    // The job above committed its .gitlab-ci.yml to the repository: the operator's checkout catches up first.
+    git(['pull', '--quiet', '--rebase', 'origin', 'main'], checkout);
+    const edited = writeVariant(fleet.inventory, base, (inv) => {
+      inv.runners = { ...inv.runners, tags: [...(inv.runners?.tags ?? []), 'gitops'] };
+      inv.nodes = inv.nodes.filter((n: { name: string }) => n.name !== 'pi2');
+    });
+    const again = await renderInto(edited);
+    expect(again.code, again.stderr).toBe(0);
+    const result = JSON.parse(again.stdout) as {
+      gitlab: { step: string; detail: string }[];
+      pending: string[];
+    };
+    expect(result.gitlab.map((c) => c.step).sort()).toEqual(['delete runner', 'update runner']);
+    expect(result.pending).toEqual([]);
+    const next = push('runners: pi2 leaves, tag gitops');
+    await until(
+      'Flux to apply the new commit',
+      () => (ready('kustomization')()?.status.lastAppliedRevision === `main@sha1:${next}` ? true : undefined),
+      120_000,
+    );
+    const runners = (await standinState(gitlab)).runners;
+    expect(runners.find((r) => r.id === pi1)?.tagList).toContain('gitops');
+    expect(runners.some((r) => r.id === pi2)).toBe(false);
+    expect(records().map((r) => r.node)).toEqual(['pi1']);
+    const pods = get(['-n', NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=gitlab-runner']).items as any[];
+    expect(pods.map((p) => p.spec.nodeName)).toEqual(['pi1']);
+    // The controller writes the Secret from the SealedSecret Flux applied: pi2's config.toml goes with it.
+    await until('the config Secret without pi2', () =>
+      Object.keys(secret()?.data ?? { pi2: '' }).some((k) => k.startsWith('pi2')) ? undefined : true,
+    );
+
+    const status = await runProvision(['status', '--inventory', edited, '--executor', 'dood', '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const report = JSON.parse(status.stdout) as StatusReport;
+    expect(report.nodes.map((n) => [n.node, n.healthy, n.gitlab.state, n.gitlab.runnerId])).toEqual([
+      ['pi1', true, 'online', pi1],
+    ]);
+    expect(report.retiring).toBeUndefined(); // nothing left for runner-fleet to delete in GitLab
+
+    // Nothing left to do: GitLab is asked but not changed, the files are the same (sealing kept), git sees nothing.
+    const calls = (await standinState(gitlab)).calls.length;
+    const idle = await renderInto(edited);
+    expect(idle.code, idle.stderr).toBe(0);
+    expect(JSON.parse(idle.stdout)).toMatchObject({ gitlab: [], labels: [], pending: [] });
+    const writes = (await standinState(gitlab)).calls
+      .slice(calls)
+      .filter(
+        (c) =>
+          c.method !== 'GET' &&
+          /^\/api\/v4\/(user\/)?runners(\/|$)/.test(c.path) &&
+          !c.path.endsWith('/verify'),
+      );
+    expect(writes).toEqual([]);
+    expect(git(['status', '--porcelain'], checkout)).toBe('');
+    console.log(
+      `[gitops] the loop (edit, render, push, Flux, status, render again): ${Math.round((Date.now() - loop) / 1000)} s`,
+    );
+  }, 240_000);
 });

@@ -156,4 +156,20 @@ describe('retireRecord and retireHeld', () => {
     expect(run.report.errors).toEqual([{ node: 'pi-1', message: '500 fake' }]);
     expect(left.map((r) => r.retiredAt)).toEqual([run.now()]);
   });
+
+  it('retireHeld with a choice runs only the deletes it picks; the others stay held for a later call', async () => {
+    const api = new FakeGitlab();
+    const a = recordOf(api, 'pi-1');
+    const b = recordOf(api, 'pi-2');
+    const { run, store } = fakeRun({ api, records: [a, b], retireLater: true });
+    await retireRecord(run, 'pi-1', a, 'node left the inventory');
+    await retireRecord(run, 'pi-2', b, 'node left the inventory');
+    const left = await retireHeld(run, 4, (h) => h.node === 'pi-2');
+    expect(api.calls.map((x) => x.args[0])).toEqual([b.token]);
+    expect(left.map((r) => [r.node, r.retiredAt])).toEqual([['pi-1', run.now()]]);
+    expect(run.held?.map((h) => h.node)).toEqual(['pi-1']);
+    await retireHeld(run, 4);
+    expect(api.calls.map((x) => x.args[0])).toEqual([b.token, a.token]);
+    expect(store.current).toEqual([]);
+  });
 });

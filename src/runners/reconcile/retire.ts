@@ -1,6 +1,6 @@
 // The delete phase: a record's runner (or its shared runner's manager) deleted in GitLab, then the record forgotten; with retireLater, held for retire().
 import type { RunnerRecord } from '../records.js';
-import { eachNodeInOrder, isApi, messageOf, type ReconcileRun } from './run.js';
+import { eachNodeInOrder, isApi, messageOf, type HeldDelete, type ReconcileRun } from './run.js';
 
 type DeleteOutcome = 'deleted' | 'gone';
 
@@ -96,9 +96,18 @@ export async function retireRecord(
   run.held.push({ node, rec, why, tokenDead });
 }
 
-/** Runs the deletes held so far (each node's in order, nodes side by side); returns the records as saved afterwards. */
-export async function retireHeld(run: ReconcileRun, concurrency: number): Promise<RunnerRecord[]> {
-  const pending = run.held?.splice(0) ?? [];
+/**
+ * Runs the deletes held so far (each node's in order, nodes side by side); returns the records as saved afterwards.
+ * `which`: only the deletes it picks run; the others stay held (their records stay saved as retired).
+ */
+export async function retireHeld(
+  run: ReconcileRun,
+  concurrency: number,
+  which: (held: HeldDelete) => boolean = () => true,
+): Promise<RunnerRecord[]> {
+  const all = run.held?.splice(0) ?? [];
+  const pending = all.filter(which);
+  run.held?.push(...all.filter((h) => !pending.includes(h)));
   await eachNodeInOrder(pending, concurrency, run.report, (p) =>
     deleteRecord(run, p.node, p.rec, p.why, p.tokenDead),
   );
