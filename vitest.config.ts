@@ -38,11 +38,15 @@ export default defineConfig({
           name: 'unit',
           include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'scripts/**/*.test.ts'],
           exclude: E2E,
-          // No unit file starts a daemon or binds a fixed port (fake nodes, in-memory GitLab, temp folders): two at
-          // a time, one per core, take 45 s where one at a time took 81 s (much of a file's time is waiting).
+          // No unit file starts a daemon or binds a fixed port (fake nodes, in-memory GitLab, temp folders), so they
+          // run in parallel, and in the e2e suites' group: vitest queues the e2e suites first (projects by name), so
+          // the unit files fill the workers the last e2e suites leave idle. The same group and worker count on
+          // purpose: a group of its own would come first, and at the change of groups vitest hands out worker ids
+          // (VITEST_POOL_ID, which picks an e2e suite's fleet slot) that the last group's workers still hold, so
+          // two suites came up on one slot.
           fileParallelism: true,
-          maxWorkers: 2,
-          sequence: { groupOrder: 0 },
+          maxWorkers: 3,
+          sequence: { groupOrder: 1 },
         },
       },
       // Three suites at a time, each on its own test fleet slot (test/support/e2e-slot.ts): most of an e2e suite's
