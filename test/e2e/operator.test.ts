@@ -200,7 +200,7 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     expect(plain).toContain('All 3 node(s) healthy.');
   });
 
-  it('render: the objects apply sends, one file each; tokens only in the git-ignored secrets file; a refusal without records', async () => {
+  it('render: the objects apply sends, one file each; tokens only in the git-ignored secrets file; a node the cluster lacks is refused before GitLab', async () => {
     const out = join(fleet.stateDir, 'gitops');
     const r = await provision('render', '--out', out);
     expect(r.code, r.stderr).toBe(0);
@@ -236,7 +236,7 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.report!.cluster).toEqual({ ok: true, changes: [] });
 
-    // A node without a runner: render says to apply first and writes nothing; it never registers one itself.
+    // A node the cluster does not have: render refuses before GitLab (no runner registered for it) and writes nothing.
     const extra = writeVariant(fleet.inventory, base, (inv) =>
       inv.nodes.push({ name: 'pi9', host: '127.0.6.99', port: 2299 }),
     );
@@ -249,7 +249,9 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
       extra,
     ]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/no runner is registered for pi9 .*run `provision\.ts apply` first/);
+    expect(missing.stderr).toMatch(
+      /inventory nodes not in the cluster: pi9; nothing changed in GitLab and nothing was written/,
+    );
     expect(existsSync(join(fleet.stateDir, 'gitops-2'))).toBe(false);
     expect((await ours()).length).toBe(runnersBefore);
   });
