@@ -120,12 +120,7 @@ async function runnerSide(
       ctx.cluster(),
     ]);
     // Every runner-fleet runner pod: what is deployed decides which executor's pods are judged.
-    const listed = (await client.listObjects(
-      'v1',
-      'Pod',
-      ns,
-      'app.kubernetes.io/name=gitlab-runner',
-    )) as unknown as PodView[];
+    const listed = await client.listRunnerPods(ns);
     const live = listed.filter((p) => !p.metadata.deletionTimestamp);
     const chosen = chooseExecutor(
       live.map((p) => p.metadata.labels?.[EXECUTOR_LABEL]),

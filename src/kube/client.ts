@@ -421,6 +421,16 @@ export class KubeClient {
     }
   }
 
+  /** Every runner-fleet runner pod in the namespace (any executor), running or terminating. */
+  async listRunnerPods(namespace: string): Promise<PodView[]> {
+    return (await this.listObjects(
+      'v1',
+      'Pod',
+      namespace,
+      'app.kubernetes.io/name=gitlab-runner',
+    )) as unknown as PodView[];
+  }
+
   /** Our objects in the namespace (label app.kubernetes.io/managed-by=runner-fleet), of the kinds we create. */
   async listManaged(namespace: string): Promise<KubeObject[]> {
     const out: KubeObject[] = [];

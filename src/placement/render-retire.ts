@@ -2,7 +2,6 @@
 // a replaced runner once the cluster's config Secret gives its node the new token. render never waits for Flux.
 import type { KubeClient } from '../kube/client.js';
 import { CONFIG_SECRET, configKey } from '../kube/objects.js';
-import type { PodView } from '../kube/rollout.js';
 import type { HeldDelete } from '../runners/reconcile.js';
 
 /** What the cluster shows when render decides: the inventory, the nodes that still have a pod, the live Secret. */
@@ -48,12 +47,7 @@ export async function nodesWithPods(
   namespace: string,
   nodes: readonly string[],
 ): Promise<Set<string>> {
-  const pods = (await client.listObjects(
-    'v1',
-    'Pod',
-    namespace,
-    'app.kubernetes.io/name=gitlab-runner',
-  )) as unknown as PodView[];
+  const pods = await client.listRunnerPods(namespace);
   return new Set(pods.map((p) => p.spec?.nodeName).filter((n): n is string => !!n && nodes.includes(n)));
 }
 

@@ -3,6 +3,7 @@
 import { ApiError } from '../../src/errors.js';
 import type { NodeInfo } from '../../src/kube/client.js';
 import { objectKey, type KubeObject } from '../../src/kube/objects.js';
+import type { PodView } from '../../src/kube/rollout.js';
 
 export class FakeCluster {
   readonly server = 'https://fake-cluster:6443';
@@ -91,6 +92,10 @@ export class FakeCluster {
       metadata: { name: `gitlab-runner-${node}`, namespace },
       spec: { nodeName: node },
     }));
+  }
+
+  async listRunnerPods(namespace: string): Promise<PodView[]> {
+    return (await this.listObjects('v1', 'Pod', namespace)) as unknown as PodView[];
   }
 
   async readSecretData(namespace: string, name: string): Promise<Record<string, string> | undefined> {
