@@ -117,13 +117,21 @@ function targets(r: BenchResult): Target[] {
         : 'not measured (ansible-default and ansible-fastest were not in --tools)',
     pass: Number.isFinite(ansibleBest) && rfLarge ? ansibleBest / rfLarge >= 10 : undefined,
   });
-  const rfRuns = sizes.flatMap((x) => x.runs['runner-fleet'] ?? []);
-  const maxConn = Math.max(...noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh).map((c) => c.connections)));
-  const maxSes = Math.max(...noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh).map((c) => c.sessions)));
+  // Both entries run the same code: either one's no-op reruns count.
+  const rfRuns = sizes.flatMap((x) => [
+    ...(x.runs['runner-fleet'] ?? []),
+    ...(x.runs['runner-fleet-compiled'] ?? []),
+  ]);
+  const perNode = noopsOf(rfRuns).flatMap((x) => Object.values(x.ssh));
+  const maxConn = Math.max(...perNode.map((c) => c.connections));
+  const maxSes = Math.max(...perNode.map((c) => c.sessions));
   out.push({
     name: '≤ 1 connection and ≤ 2 round trips per node on a no-op rerun',
-    value: `worst node over all sizes and runs: ${maxConn} connection(s), ${maxSes} session(s)`,
-    pass: maxConn <= 1 && maxSes <= 2,
+    value:
+      perNode.length > 0
+        ? `worst node over all sizes and runs: ${maxConn} connection(s), ${maxSes} session(s)`
+        : 'not measured (no runner-fleet no-op rerun)',
+    pass: perNode.length > 0 ? maxConn <= 1 && maxSes <= 2 : undefined,
   });
   const rfSmall = noopMedian(small, 'runner-fleet');
   // Targets: 30 nodes at most 3× the smallest; 200 nodes at most 4×.
