@@ -270,6 +270,14 @@ async function startServices(
   services: TestbedService[],
   c: StartServicesContext,
 ): Promise<InventoryFields[]> {
+  // A service waits only for services listed before it: one it needs that comes later is a mistake in the list.
+  services.forEach((service, i) => {
+    const later = (service.after ?? []).filter((name) => services.slice(i + 1).some((s) => s.name === name));
+    if (later.length > 0)
+      throw new Error(
+        `service ${service.name} needs ${later.join(', ')}, listed after it: list them before it`,
+      );
+  });
   for (const service of services) c.state.services.push(service.name);
   saveState(c.state, c.root);
   const started = new Map<string, Promise<InventoryFields>>();
