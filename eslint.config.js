@@ -3,7 +3,8 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'dist/', 'bench/RESULTS.json'] },
+  // .e2e-entry-*: the compiled entry an e2e run builds (git-ignored; an interrupted run can leave it behind).
+  { ignores: ['node_modules/', 'coverage/', 'dist/', '.e2e-entry-*/', 'bench/RESULTS.json'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
