@@ -5,7 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2, { type ParsedKey } from 'ssh2';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { cachedSigner, keysFor, knownHostsName, knownKeysFor, readIdentity, readKnownHosts } from './ssh.js';
+import {
+  cachedSigner,
+  keysFor,
+  knownHostsName,
+  parseKnownHosts,
+  readIdentity,
+  readKnownHosts,
+} from './ssh.js';
+
+/** known_hosts text asked about one name, as connectNode asks it (parsed once, then matched). */
+const knownKeysFor = (text: string, name: string) => keysFor(parseKnownHosts(text), name);
 
 const KEY = Buffer.from('key-one').toString('base64');
 const OTHER = Buffer.from('key-two').toString('base64');

@@ -128,10 +128,6 @@ export function keysFor(entries: KnownHostsEntry[], name: string): { keys: Buffe
   return { keys, revoked };
 }
 
-export function knownKeysFor(knownHostsText: string, name: string): { keys: Buffer[]; revoked: Buffer[] } {
-  return keysFor(parseKnownHosts(knownHostsText), name);
-}
-
 /**
  * The client key, parsed once. ssh2 signs with the key's PEM text, which node's crypto parses again for every
  * signature (OpenSSL's decoders: measured ~4 million instructions per connection, a fifth of a bare ssh2 connect and
