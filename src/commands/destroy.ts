@@ -176,9 +176,11 @@ async function takeDestroyLock(ctx: RunContext): Promise<FleetLock | undefined> 
   const ns = inv.kubernetes.namespace;
   try {
     const client = await ctx.cluster();
-    if (!(await client.namespaceExists(ns))) return undefined;
+    const live = await client.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    // Gone or on its way out: no apply can hold a lock in it, and taking one must not bring it back.
+    if (!live || live.metadata.deletionTimestamp) return undefined;
     log.progress('cluster', `taking the fleet lock (Lease ${ns}/runner-fleet-lock)`);
-    return await acquireFleetLock(client, ns, { log });
+    return await acquireFleetLock(client, ns, { log, namespace: 'existing' });
   } catch (err) {
     if (err instanceof LockHeldError) throw err;
     return undefined;

@@ -1,6 +1,9 @@
-// The fleet lock's pure parts: who holds a Lease, when it expires, and MicroTime as the apiserver parses it.
+// The fleet lock: who holds a Lease, when it expires, MicroTime as the apiserver parses it, and where it may be taken.
 import { describe, expect, it } from 'vitest';
-import { judgeLease, LockHeldError, microTime, newHolderIdentity } from './fleet-lock.js';
+import { ApiError } from '../errors.js';
+import type { KubeClient } from '../kube/client.js';
+import type { KubeObject } from '../kube/objects.js';
+import { acquireFleetLock, judgeLease, LockHeldError, microTime, newHolderIdentity } from './fleet-lock.js';
 
 const now = new Date('2026-12-01T12:00:00.000Z');
 
@@ -71,5 +74,43 @@ describe('helpers', () => {
     expect(e.message).toContain('host/pid-1/abcd');
     expect(e.message).toContain('expires at 2026-12-01T12:00:30.000Z');
     expect(e.message).toContain('nothing was changed');
+  });
+});
+
+describe('acquireFleetLock and the namespace', () => {
+  /** A cluster whose namespace finished deleting: the Lease create is refused as the apiserver refuses it. */
+  function goneNamespace() {
+    const applied: string[] = [];
+    let namespace = false;
+    const client = {
+      read: async () => undefined,
+      namespaceExists: async () => namespace,
+      apply: async (o: KubeObject) => {
+        applied.push(`${o.kind}/${o.metadata.name}`);
+        namespace = true;
+        return o;
+      },
+      create: async (o: KubeObject) => {
+        if (!namespace) throw new ApiError('kubernetes', 404, 'namespaces "gitlab-runner" not found');
+        return { ...o, metadata: { ...o.metadata, resourceVersion: '1' } };
+      },
+      replace: async (o: KubeObject) => o,
+    } as unknown as KubeClient;
+    return { client, applied };
+  }
+
+  it("'existing' (destroy) never brings a deleted namespace back; the Lease create fails instead", async () => {
+    const { client, applied } = goneNamespace();
+    await expect(acquireFleetLock(client, 'gitlab-runner', { namespace: 'existing' })).rejects.toThrow(
+      /not found/,
+    );
+    expect(applied).toEqual([]);
+  });
+
+  it("'create' (apply, the default) creates the namespace for its Lease", async () => {
+    const { client, applied } = goneNamespace();
+    const lock = await acquireFleetLock(client, 'gitlab-runner', { durationSeconds: 3600 });
+    expect(applied).toEqual(['Namespace/gitlab-runner']);
+    await lock.release();
   });
 });

@@ -78,7 +78,15 @@ export interface FleetLock {
   release(): Promise<void>;
 }
 
+/**
+ * apply creates the namespace for its Lease (as the records Secret would); destroy must not: a namespace gone (or
+ * terminating) between its check and the Lease is one destroy has nothing left to lock in, not one to bring back.
+ */
+export type LockNamespace = 'create' | 'existing';
+
 export interface LockOptions {
+  /** default 'create' */
+  namespace?: LockNamespace;
   durationSeconds?: number;
   identity?: string;
   now?: () => Date;
@@ -129,7 +137,7 @@ export async function acquireFleetLock(
         );
       try {
         if (!live) {
-          if (!(await client.namespaceExists(namespace))) {
+          if ((opts.namespace ?? 'create') === 'create' && !(await client.namespaceExists(namespace))) {
             await client.apply(
               {
                 apiVersion: 'v1',
