@@ -1,4 +1,5 @@
 // One run's settings and its outside clients: made once per command and passed to every step of it.
+import type { GitlabClock } from './docker/preflight.js';
 import { GitlabApi } from './gitlab/api.js';
 import type { Inventory } from './inventory/types.js';
 import type { KubeClient } from './kube/client.js';
@@ -28,6 +29,8 @@ export interface RunContext extends RunSettings {
   cluster(): Promise<KubeClient>;
   /** the GitLab client */
   gitlab(): GitlabApi;
+  /** GitLab's clock against this machine's: one HEAD per run, shared by pre-flight and the contact proof */
+  gitlabClock(): Promise<GitlabClock | undefined>;
   /** host placement: the checked package repository key (fetched once, only when a node needs it) */
   repositoryKey(): Promise<Buffer>;
 }
@@ -41,12 +44,22 @@ export function createRunContext(settings: RunSettings, clients: RunClients = {}
   let cluster: Promise<KubeClient> | undefined;
   let gitlab: GitlabApi | undefined;
   let key: Promise<Buffer> | undefined;
+  let clock: Promise<GitlabClock | undefined> | undefined;
   const kubeconfigText = () => (kubeconfig ??= (clients.kubeconfigText ?? (() => kubeconfigFromNode(inv)))());
+  const gitlabApi = () => (gitlab ??= clients.gitlab?.() ?? GitlabApi.fromConfig(inv.gitlab));
   return {
     ...settings,
     kubeconfigText,
     cluster: () => (cluster ??= (clients.cluster ?? (() => connect(inv, kubeconfigText)))()),
-    gitlab: () => (gitlab ??= clients.gitlab?.() ?? GitlabApi.fromConfig(inv.gitlab)),
+    gitlab: gitlabApi,
+    gitlabClock: () => {
+      if (!clock) {
+        clock = gitlabApi().serverClock();
+        // Each caller handles a failure its own way; the memo itself is never an unhandled rejection.
+        clock.catch(() => undefined);
+      }
+      return clock;
+    },
     repositoryKey: () => (key ??= (clients.repositoryKey ?? (() => fetchRepositoryKey(inv)))()),
   };
 }

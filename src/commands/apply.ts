@@ -82,16 +82,13 @@ export function nodePreflight(ctx: RunContext): NodePreflight {
   // One HEAD, never retried (serverClock does not retry): a GitLab that does not answer only skips the check.
   const clock = !withRunners(inv.gitlab.auth)
     ? Promise.resolve(undefined)
-    : ctx
-        .gitlab()
-        .serverClock()
-        .catch((err: unknown) => {
-          log.warn(
-            'gitlab',
-            `cannot read GitLab's clock, the nodes' clocks are not checked: ${redact(err instanceof Error ? err.message : String(err))}`,
-          );
-          return undefined;
-        });
+    : ctx.gitlabClock().catch((err: unknown) => {
+        log.warn(
+          'gitlab',
+          `cannot read GitLab's clock, the nodes' clocks are not checked: ${redact(err instanceof Error ? err.message : String(err))}`,
+        );
+        return undefined;
+      });
   return {
     gatherExtra: PREFLIGHT_GATHER,
     check: async (facts) => preflightProblems(parsePreflight(facts.gathered, facts.gatheredAt), await clock),

@@ -37,6 +37,7 @@ import { logScalars } from './daemon-json.js';
 import { PreflightError, type PreflightProblem } from './preflight.js';
 import { PRUNE_UNIT, parsePruneFacts, pruneGatherScript, pruneStepScript } from './prune.js';
 import { parseSnapFacts, snapHoldsGatherScript, snapHoldStepScript } from './snap-holds.js';
+import { parseNodeClock } from '../status/clocks.js';
 
 export interface HostResult {
   facts: HostFacts;
@@ -80,6 +81,7 @@ export async function gatherFacts(
     prune: parsePruneFacts(facts.gathered!),
     snaps: parseSnapFacts(facts.gathered!),
     gatheredAt: Date.now(),
+    nodeClockMs: parseNodeClock(facts.gathered),
   };
 }
 

@@ -5,6 +5,7 @@ import { fileFact, shQuote, type FileFact, type GatherOutput } from './gather.js
 import { mtuGatherScript } from './mtu.js';
 import type { PruneFacts } from './prune.js';
 import type { SnapFacts } from './snap-holds.js';
+import { NODE_CLOCK_GATHER } from '../status/clocks.js';
 
 export { fileFact, sha256, shQuote, type FileFact, type GatherOutput } from './gather.js';
 
@@ -59,6 +60,8 @@ export interface HostFacts {
   snaps?: SnapFacts;
   /** this machine's clock (ms) when the gather returned: the node's own clock, read in it, is compared to it */
   gatheredAt?: number;
+  /** the node's clock (ms) as its gather ended (src/status/clocks.ts); undefined when its `date` cannot say */
+  nodeClockMs?: number;
   /** every section and file the gather printed, for the sections other modules add (src/host-runner/facts.ts) */
   gathered?: GatherOutput;
 }
@@ -125,6 +128,7 @@ ${hostsToml || '  :'}
 else echo no; fi
 ${mtuGatherScript()}
 ${extra}
+${NODE_CLOCK_GATHER}
 echo "@@end"
 `;
 }

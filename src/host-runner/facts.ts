@@ -49,6 +49,12 @@ export function restartOnlyConfig(toml: string): string[] {
   return out;
 }
 
+/**
+ * `started=` the service's main process start on the node's clock, in ms (boot time + its start in clock ticks,
+ * /proc/PID/stat field 22), or empty without one. The fields are counted after the `(comm)`, which may hold spaces.
+ */
+export const SERVICE_STARTED = `echo "started=$(rf_p=$(systemctl show -p MainPID --value ${SERVICE} 2>/dev/null); case "$rf_p" in (''|0|*[!0-9]*) ;; (*) [ -r /proc/$rf_p/stat ] && awk -v hz="$(getconf CLK_TCK)" -v bt="$(awk '$1 == "btime" { print $2 }' /proc/stat)" '{ sub(/^.*\\) /, ""); printf "%.0f", (bt + $20 / hz) * 1000 }' /proc/$rf_p/stat ;; esac)"`;
+
 const RESTART_ONLY_AWK = `awk '{ l = $0; gsub(/^[ \\t]+|[ \\t\\r]+$/, "", l) } l == "" || l ~ /^#/ { next } l ~ /^\\[/ { t = l; if (t == "[session_server]") print l; next } (t == "" && l ~ /^listen_address[ \\t]*=/) || t == "[session_server]" { print l }'`;
 
 /** A small file as gathered: undefined content when absent. Bytes are kept: a keyring may be binary. */
@@ -75,7 +81,7 @@ export interface HostRunnerFacts {
     /** packages apt-mark holds, of PACKAGE and HELPER_PACKAGE */ held?: string[];
   };
   /** `systemctl is-active` / `is-enabled` answers; empty when the unit does not exist */
-  service: { active: string; enabled: string };
+  service: { active: string; enabled: string; /** main process start, node clock, ms */ startedMs?: number };
   /** only the digest: config.toml holds the token and is never sent back; and the lines only a restart applies */
   config: { sha256: string | 'absent'; restartOnly?: string[] } & Partial<FileMode>;
   /** runner-fleet's systemd drop-in for the unit */
@@ -109,7 +115,7 @@ export function hostRunnerGatherScript(mode: HostRunnerGather, repositoryUrl: st
 echo "@@hr-os"; ( . /etc/os-release 2>/dev/null; echo "\${ID:-unknown} \${VERSION_CODENAME:-}" )
 echo "@@hr-package"; dpkg-query -W -f='\${db:Status-Status} \${Version}' ${PACKAGE} 2>/dev/null; echo
 echo "@@hr-held"; apt-mark showhold ${PACKAGE} ${HELPER_PACKAGE} 2>/dev/null; :
-echo "@@hr-service"; echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"; echo "enabled=$(systemctl is-enabled ${SERVICE} 2>/dev/null)"
+echo "@@hr-service"; echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"; echo "enabled=$(systemctl is-enabled ${SERVICE} 2>/dev/null)"; ${SERVICE_STARTED}
 echo "@@hr-config"; if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d' ' -f1; stat -c '%a %U' ${CONFIG_TOML}; else echo absent; fi
 echo "@@hr-config-restart-only"; [ -f ${CONFIG_TOML} ] && ${RESTART_ONLY_AWK} ${CONFIG_TOML}; :
 emit_file ${DROP_IN_FILE}
@@ -142,6 +148,11 @@ function fileMode(line: string | undefined): Partial<FileMode> {
   return m ? { mode: m[1], owner: m[2] } : {};
 }
 
+/** `started=` as a number, when it is one. */
+export function startedMs(value: string | undefined): { startedMs?: number } {
+  return value && /^\d+$/.test(value) ? { startedMs: Number(value) } : {};
+}
+
 /** The host-runner facts in a gather's output, or undefined when the gather had no host-runner section. */
 export function parseHostRunnerFacts(g: GatherOutput | undefined): HostRunnerFacts | undefined {
   if (!g?.sections.has('hr-os')) return undefined;
@@ -154,7 +165,7 @@ export function parseHostRunnerFacts(g: GatherOutput | undefined): HostRunnerFac
     os: { id, codename },
     package:
       status === 'installed' ? { installed: true, version, held: lines('hr-held') } : { installed: false },
-    service: { active: svc.active ?? '', enabled: svc.enabled ?? '' },
+    service: { active: svc.active ?? '', enabled: svc.enabled ?? '', ...startedMs(svc.started) },
     config:
       !configSha || configSha === 'absent'
         ? { sha256: 'absent' }

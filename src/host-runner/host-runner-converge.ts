@@ -24,8 +24,10 @@ import {
   RUNNER_DIR,
   RUNNER_USER,
   SERVICE,
+  SERVICE_STARTED,
   hostRunnerGatherScript,
   parseHostRunnerFacts,
+  startedMs,
   type HostRunnerFacts,
 } from './facts.js';
 import {
@@ -48,6 +50,8 @@ export interface HostRunnerOutcome {
   error?: string;
   /** the node's live record once its runner is up (apply), for the wait for its first contact */
   runner?: RunnerRecord;
+  /** when the runner's process started, on the node's clock (ms), as read after this run's steps */
+  startedMs?: number;
 }
 
 export class HostRunnerVerifyError extends Error {
@@ -127,6 +131,7 @@ systemctl start ${SERVICE}`;
 
 const VERIFY = `echo "@@verify"
 echo "active=$(systemctl is-active ${SERVICE} 2>/dev/null)"
+${SERVICE_STARTED}
 echo "groups=$(id -nG ${RUNNER_USER} 2>/dev/null)"
 echo "config=$(if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d' ' -f1; else echo absent; fi)"
 echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"
@@ -294,7 +299,8 @@ export async function convergeHostRunner(
       plan.steps.forEach((s) => record(toChange(s)));
       return { gitlab: gitlabOf(reconciled), present: true };
     }
-    if (plan.steps.length === 0) return { gitlab: gitlabOf(reconciled), present: true, runner: rec };
+    if (plan.steps.length === 0)
+      return { gitlab: gitlabOf(reconciled), present: true, runner: rec, startedMs: hr.service.startedMs };
 
     const upgrade = plan.steps.find(
       (s): s is Extract<HostRunnerStep, { kind: 'upgrade-package' }> => s.kind === 'upgrade-package',
@@ -317,7 +323,7 @@ export async function convergeHostRunner(
     if (v.config !== sha256(configToml)) problems.push(`${CONFIG_TOML} is not the file runner-fleet wrote`);
     if (v.mode !== '600 root') problems.push(`${CONFIG_TOML} is ${v.mode}, not 600 root`);
     if (problems.length > 0) throw new HostRunnerVerifyError(`after applying: ${problems.join('; ')}`);
-    return { gitlab: gitlabOf(reconciled), present: true, runner: rec };
+    return { gitlab: gitlabOf(reconciled), present: true, runner: rec, ...startedMs(v.started) };
   } catch (err) {
     return { gitlab: gitlabOf(reconciled), present: store?.present ?? true, error: messageOf(err) };
   }

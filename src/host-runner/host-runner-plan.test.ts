@@ -324,6 +324,7 @@ describe('parseHostRunnerFacts', () => {
       '@@hr-service',
       'active=active',
       'enabled=enabled',
+      'started=1796686089680',
       '@@hr-config',
       'abc123',
       '600 root',
@@ -353,7 +354,7 @@ describe('parseHostRunnerFacts', () => {
     const f = parseHostRunnerFacts(splitGatherOutput(out))!;
     expect(f.os).toEqual({ id: 'raspbian', codename: 'bookworm' });
     expect(f.package).toEqual({ installed: true, version: '17.11.0-1', held: [] });
-    expect(f.service).toEqual({ active: 'active', enabled: 'enabled' });
+    expect(f.service).toEqual({ active: 'active', enabled: 'enabled', startedMs: 1796686089680 });
     expect(f.config).toEqual({
       sha256: 'abc123',
       restartOnly: ['listen_address = ":9252"'],

@@ -19,6 +19,8 @@ export interface PodView {
     phase?: string;
     /** for status's metrics read on the node */ podIP?: string;
     conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    /** when each container's current run started (the node's clock, to the second) */
+    containerStatuses?: { name: string; state?: { running?: { startedAt?: string } } }[];
   };
 }
 

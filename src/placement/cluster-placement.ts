@@ -10,6 +10,7 @@ import type { KubeClient, NodeInfo } from '../kube/client.js';
 import { convergeCluster } from '../kube/cluster-converge.js';
 import { planNodeLabels } from '../kube/node-labels.js';
 import type { KubeObject } from '../kube/objects.js';
+import type { PodView } from '../kube/rollout.js';
 import { ownershipProblems } from '../kube/ownership.js';
 import type { Logger } from '../log.js';
 import type { ClusterReport } from '../report.js';
@@ -17,7 +18,14 @@ import { reconcileRunners, type ReconcileResult } from '../runners/reconcile.js'
 import type { RunnerRecord } from '../runners/records.js';
 import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
-import { probeInPod, proveContact, proveDocker } from './contact.js';
+import {
+  probeInPod,
+  proveContact,
+  proveDocker,
+  runnerContainerStarts,
+  runningPods,
+  startsOnGitlabClock,
+} from './contact.js';
 import { describeUnfit, type UnfitNode } from './reasons.js';
 import { typedStore } from './records-read.js';
 
@@ -154,7 +162,7 @@ export async function convergeRunners(
     (r) =>
       !r.retiredAt && r.id !== undefined && facts.has(r.node) && fit.nodes.some((n) => n.name === r.node),
   );
-  const { docker, contact } = await provePods(ctx, client, executor, records);
+  const { docker, contact } = await provePods(ctx, { client, executor, records, facts });
   if (docker.size > 0)
     cluster = { ...cluster, ok: false, error: [...docker].map(([n, why]) => `${n}: ${why}`).join('; ') };
   return { gitlab, cluster, contact };
@@ -166,17 +174,29 @@ export async function convergeRunners(
  */
 async function provePods(
   ctx: RunContext,
-  client: KubeClient,
-  executor: Executor,
-  records: RunnerRecord[],
+  at: { client: KubeClient; executor: Executor; records: RunnerRecord[]; facts: Map<string, HostFacts> },
 ): Promise<{ docker: Map<string, string>; contact: Map<string, string> }> {
+  const { client, executor, records } = at;
   const inv = ctx.inventory;
-  const nodes = records.map((r) => r.node);
+  const wanted = new Set(records.map((r) => r.node));
+  const listed = await runningPods(client, inv, executor).then(
+    (all) => ({ pods: new Map([...all].filter(([node]) => wanted.has(node))), error: undefined }),
+    (err: unknown) => ({ pods: new Map<string, PodView>(), error: messageOf(err) }),
+  );
+  const starts = await startsOnGitlabClock(ctx, runnerContainerStarts(listed.pods), at.facts);
   const [docker, contact] = await Promise.all([
-    proveDocker(client, inv, executor, nodes, ctx.log).catch(
-      (err: unknown) => new Map([['cluster', messageOf(err)]]),
-    ),
-    proveContact({ ctx, records, site: 'pod', probe: (node) => probeInPod(client, inv, executor, node) }),
+    listed.error !== undefined
+      ? new Map([['cluster', listed.error]])
+      : proveDocker(client, inv, executor, listed.pods, ctx.log).catch(
+          (err: unknown) => new Map([['cluster', messageOf(err)]]),
+        ),
+    proveContact({
+      ctx,
+      records,
+      site: 'pod',
+      probe: (node) => probeInPod(client, inv, executor, node),
+      starts,
+    }),
   ]);
   return { docker, contact };
 }

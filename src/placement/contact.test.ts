@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { contactPollMs } from './contact.js';
+import type { PodView } from '../kube/rollout.js';
+import { contactPollMs, runnerContainerStarts } from './contact.js';
 
 describe('contactPollMs: how often the contact wait asks GitLab about each node', () => {
   it('a few nodes: often, so a runner poll is seen soon after it happens (never more than 4 times a second)', () => {
@@ -13,5 +14,27 @@ describe('contactPollMs: how often the contact wait asks GitLab about each node'
   it('from 15 nodes on, every 2 s, as before', () => {
     expect(contactPollMs(15)).toBe(2000);
     expect(contactPollMs(200)).toBe(2000);
+  });
+});
+
+describe('runnerContainerStarts', () => {
+  const pod = (name: string, containers: NonNullable<PodView['status']>['containerStatuses']): PodView => ({
+    metadata: { name },
+    status: { phase: 'Running', containerStatuses: containers },
+  });
+  it("the gitlab-runner container's current run, by node; a container not running (waiting, restarting) has none", () => {
+    const starts = runnerContainerStarts(
+      new Map([
+        [
+          'pi1',
+          pod('a', [
+            { name: 'dind', state: { running: { startedAt: '2026-12-07T10:00:00Z' } } },
+            { name: 'gitlab-runner', state: { running: { startedAt: '2026-12-07T10:00:05Z' } } },
+          ]),
+        ],
+        ['pi2', pod('b', [{ name: 'gitlab-runner', state: {} }])],
+      ]),
+    );
+    expect([...starts]).toEqual([['pi1', Date.parse('2026-12-07T10:00:05Z')]]);
   });
 });

@@ -8,6 +8,8 @@ import type { KubeClient } from '../kube/client.js';
 import { EXECUTOR_LABEL } from '../kube/render.js';
 import type { PodView } from '../kube/rollout.js';
 import type { Logger } from '../log.js';
+import type { HostFacts } from '../docker/facts.js';
+import { gitlabAheadMs, nodeAheadMs, nodeToGitlab } from '../status/clocks.js';
 import type { RunnerRecord } from '../runners/records.js';
 import { redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
@@ -45,12 +47,14 @@ export interface ContactInput {
   site: ProbeSite;
   /** runs the probe where the node's runner runs */
   probe: (node: string) => Promise<ProbeResult>;
+  /** when each node's running runner process started, on GitLab's clock (src/status/clocks.ts), where known */
+  starts: ReadonlyMap<string, number>;
   clock?: ContactClock;
 }
 
 /**
- * Waits, up to runners.contactTimeout for all nodes together, for each record's runner manager to contact GitLab
- * after this moment. Returns the nodes whose runner did not, each with why. Without an access token GitLab cannot
+ * Waits, up to runners.contactTimeout for all nodes together, for each record's running runner process to have
+ * contacted GitLab (waitForContact: since it started, or since this moment). Returns the nodes whose runner did not, each with why. Without an access token GitLab cannot
  * be asked: the wait is skipped with a warning.
  */
 export async function proveContact(input: ContactInput): Promise<Map<string, string>> {
@@ -76,7 +80,8 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
   log.progress('gitlab', `waiting up to ${timeout} s for ${records.length} runner(s) to ask GitLab for jobs`);
   await Promise.all(
     records.map(async (rec) => {
-      const outcome = await waitForContact(() => readRunnerView(api, token, rec), deadline, pollMs, clock);
+      const wait = { deadline, intervalMs: pollMs, startedAt: input.starts.get(rec.node) };
+      const outcome = await waitForContact(() => readRunnerView(api, token, rec), wait, clock);
       if (outcome.kind === 'contacted') {
         log.progress(rec.node, `its runner asked GitLab for jobs (${outcome.at})`);
         return;
@@ -154,7 +159,7 @@ export async function runningPods(
   client: KubeClient,
   inv: Inventory,
   executor: Executor,
-): Promise<Map<string, string>> {
+): Promise<Map<string, PodView>> {
   const selector = `app.kubernetes.io/name=gitlab-runner,${EXECUTOR_LABEL}=${executor}`;
   const pods = (await client.listObjects(
     'v1',
@@ -162,32 +167,56 @@ export async function runningPods(
     inv.kubernetes.namespace,
     selector,
   )) as unknown as PodView[];
-  const out = new Map<string, string>();
+  const out = new Map<string, PodView>();
   for (const p of pods)
     if (p.spec?.nodeName && !p.metadata.deletionTimestamp && p.status?.phase === 'Running')
-      out.set(p.spec.nodeName, p.metadata.name);
+      out.set(p.spec.nodeName, p);
+  return out;
+}
+
+/** When each pod's runner container started its current run, on the node's clock (ms), by node name. */
+export function runnerContainerStarts(pods: ReadonlyMap<string, PodView>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [node, pod] of pods) {
+    const c = pod.status?.containerStatuses?.find((s) => s.name === 'gitlab-runner');
+    const at = Date.parse(c?.state?.running?.startedAt ?? '');
+    if (!Number.isNaN(at)) out.set(node, at);
+  }
+  return out;
+}
+
+/** Node-clock start times on GitLab's clock, through each node's clock as its gather read it. */
+export async function startsOnGitlabClock(
+  ctx: RunContext,
+  nodeStarts: ReadonlyMap<string, number>,
+  facts: ReadonlyMap<string, Pick<HostFacts, 'nodeClockMs' | 'gatheredAt'>>,
+): Promise<Map<string, number>> {
+  const gitlab = gitlabAheadMs(await ctx.gitlabClock().catch(() => undefined));
+  const out = new Map<string, number>();
+  for (const [node, at] of nodeStarts) {
+    const f = facts.get(node);
+    out.set(node, nodeToGitlab(at, nodeAheadMs(f?.nodeClockMs, f?.gatheredAt), gitlab));
+  }
   return out;
 }
 
 /**
- * After a rollout (and whatever this run did to dockerd): each of `nodes`' runner pods still reaches its node's
+ * After a rollout (and whatever this run did to dockerd): each of `pods` (by node) still reaches its node's
  * Docker. Returns the nodes whose pod does not, with why.
  */
 export async function proveDocker(
   client: KubeClient,
   inv: Inventory,
   executor: Executor,
-  nodes: string[],
+  pods: ReadonlyMap<string, PodView>,
   log: Logger,
 ): Promise<Map<string, string>> {
   const failed = new Map<string, string>();
   // Only an executor that gives the pod the node's Docker (the executor registry's pod.nodeDocker) has one to ask.
   if (!EXECUTOR_SPECS[executor].pod.nodeDocker) return failed;
-  const pods = await runningPods(client, inv, executor);
   await Promise.all(
-    nodes.map(async (node) => {
-      const pod = pods.get(node);
-      if (!pod) return;
+    [...pods].map(async ([node, view]) => {
+      const pod = view.metadata.name;
       const d = await podDockerIn(client, inv, pod);
       const why = describePodDocker(pod, d);
       if (why) {

@@ -15,7 +15,7 @@ import type { RunnerRecord } from '../runners/records.js';
 import type { Change, ClusterReport, NodeReport } from '../report.js';
 import type { NodeConnection } from '../ssh.js';
 import { convergeRunners } from './cluster-placement.js';
-import { probeOnHost, proveContact } from './contact.js';
+import { probeOnHost, proveContact, startsOnGitlabClock } from './contact.js';
 import { GitlabLog } from './gitlab-log.js';
 import {
   readIndex,
@@ -60,7 +60,15 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
   const index = readIndex(inv, log);
   const results: HostRunnerResults = new Map();
   /** host placement: the nodes whose runner this run put up, to wait for their first contact */
-  const upNow = new Map<string, { node: NodeSpec; record: RunnerRecord }>();
+  const upNow = new Map<
+    string,
+    {
+      node: NodeSpec;
+      record: RunnerRecord;
+      startedMs?: number;
+      clock: Pick<HostFacts, 'nodeClockMs' | 'gatheredAt'>;
+    }
+  >();
   const host = inv.runners.placement === 'host';
   const cause: DeleteCause = { kind: 'placement', placement: inv.runners.placement };
 
@@ -83,7 +91,7 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
         gitlab.add(outcome.gitlab, inv, cause);
         results.set(node.name, { node: indexEntry(node), present: outcome.present });
         if (outcome.runner && !outcome.error && !dryRun)
-          upNow.set(node.name, { node, record: outcome.runner });
+          upNow.set(node.name, { node, record: outcome.runner, startedMs: outcome.startedMs, clock: facts });
         return outcome.error;
       }
       const hr = hostRunnerFactsOf(node, facts);
@@ -121,11 +129,20 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
       updateIndex(inv, dryRun, log, readIndex(inv, log), results);
       if (host) {
         const cluster = await cleanup;
+        const up = [...upNow.values()];
+        const started = up.flatMap((u) =>
+          u.startedMs === undefined ? [] : [[u.node.name, u.startedMs] as const],
+        );
         const contact = await proveContact({
           ctx,
-          records: [...upNow.values()].map((u) => u.record),
+          records: up.map((u) => u.record),
           site: 'host',
           probe: (name) => probeOnHost(upNow.get(name)!.node, inv),
+          starts: await startsOnGitlabClock(
+            ctx,
+            new Map(started),
+            new Map(up.map((u) => [u.node.name, u.clock])),
+          ),
         });
         return { gitlab: gitlab.report(), ...(cluster ? { cluster } : {}), nodes: departedReports, contact };
       }

@@ -8,6 +8,7 @@ import {
   contactedSince,
   describeNoContact,
   readRunnerView,
+  START_MARGIN_MS,
   waitForContact,
   type ContactClock,
 } from './contact.js';
@@ -40,28 +41,40 @@ describe('contactedSince', () => {
 describe('waitForContact', () => {
   it('the first answer is the baseline: a contact before the wait (an old pod, a verify) proves nothing', async () => {
     const clock = fakeClock();
-    const r = await waitForContact(reads([view(at(1)), view(at(1)), view(at(9))]), 60_000, 3000, clock);
+    const r = await waitForContact(
+      reads([view(at(1)), view(at(1)), view(at(9))]),
+      { deadline: 60_000, intervalMs: 3000 },
+      clock,
+    );
     expect(r).toEqual({ kind: 'contacted', at: at(9) });
     expect(clock.t).toBe(6000);
   });
 
   it('never contacted, then a first contact', async () => {
-    const r = await waitForContact(reads([view(null), view(at(2))]), 60_000, 3000, fakeClock());
+    const r = await waitForContact(
+      reads([view(null), view(at(2))]),
+      { deadline: 60_000, intervalMs: 3000 },
+      fakeClock(),
+    );
     expect(r).toEqual({ kind: 'contacted', at: at(2) });
   });
 
   it('gives up at the deadline with what GitLab said last; the last sleep is cut to the deadline', async () => {
     const clock = fakeClock();
-    const r = await waitForContact(reads([view(at(1))]), 10_000, 3000, clock);
+    const r = await waitForContact(reads([view(at(1))]), { deadline: 10_000, intervalMs: 3000 }, clock);
     expect(r).toEqual({ kind: 'timeout', last: view(at(1)) });
     expect(clock.t).toBe(10_000);
   });
 
   it('a failed question is asked again; the baseline waits for the first real answer', async () => {
     const err: RunnerView = { kind: 'error', id: 7, error: 'HTTP 502' };
-    const r = await waitForContact(reads([err, view(at(1)), view(at(4))]), 60_000, 1000, fakeClock());
+    const r = await waitForContact(
+      reads([err, view(at(1)), view(at(4))]),
+      { deadline: 60_000, intervalMs: 1000 },
+      fakeClock(),
+    );
     expect(r).toEqual({ kind: 'contacted', at: at(4) });
-    const never = await waitForContact(reads([err]), 5000, 1000, fakeClock());
+    const never = await waitForContact(reads([err]), { deadline: 5000, intervalMs: 1000 }, fakeClock());
     expect(never).toEqual({ kind: 'timeout', last: err });
   });
 
@@ -69,12 +82,49 @@ describe('waitForContact', () => {
     const clock = fakeClock();
     const deadline = clock.now() + 9000;
     const [a, b] = await Promise.all([
-      waitForContact(reads([view(null), view(null), view(at(3))]), deadline, 3000, clock),
-      waitForContact(reads([view(null)]), deadline, 3000, clock),
+      waitForContact(reads([view(null), view(null), view(at(3))]), { deadline, intervalMs: 3000 }, clock),
+      waitForContact(reads([view(null)]), { deadline, intervalMs: 3000 }, clock),
     ]);
     expect(a.kind).toBe('contacted');
     expect(b.kind).toBe('timeout');
     expect(clock.t).toBeLessThanOrEqual(deadline + 3000 * 2);
+  });
+
+  // Behind Workhorse an idle runner's contacted_at stays put for up to an hour: its own first contact, already
+  // made when the wait starts, must prove it without a second one.
+  it('a contact no earlier than the running process started proves it at once, though it is the baseline', async () => {
+    const clock = fakeClock();
+    const started = Date.parse(at(5));
+    const r = await waitForContact(
+      reads([view(at(6))]),
+      { deadline: 60_000, intervalMs: 3000, startedAt: started },
+      clock,
+    );
+    expect(r).toEqual({ kind: 'contacted', at: at(6) });
+    expect(clock.t).toBe(0);
+  });
+
+  it("a contact before the process started is the previous process's: the wait goes on (within the margin it counts)", async () => {
+    const started = Date.parse(at(10));
+    const before = await waitForContact(
+      reads([view(at(7))]),
+      { deadline: 9000, intervalMs: 3000, startedAt: started },
+      fakeClock(),
+    );
+    expect(before.kind).toBe('timeout');
+    const late = await waitForContact(
+      reads([view(at(7)), view(at(12))]),
+      { deadline: 9000, intervalMs: 3000, startedAt: started },
+      fakeClock(),
+    );
+    expect(late).toEqual({ kind: 'contacted', at: at(12) });
+    const margin = await waitForContact(
+      reads([view(at(9))]),
+      { deadline: 9000, intervalMs: 3000, startedAt: started },
+      fakeClock(),
+    );
+    expect(margin.kind).toBe('contacted');
+    expect(START_MARGIN_MS).toBe(2000);
   });
 });
 

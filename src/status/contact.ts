@@ -61,29 +61,53 @@ export const systemClock: ContactClock = {
 
 export type ContactOutcome =
   | { kind: 'contacted'; at: string }
-  /** no contact after the baseline by the deadline; `last` is what GitLab said last */
+  /** no contact of the running process by the deadline; `last` is what GitLab said last */
   | { kind: 'timeout'; last: RunnerView };
 
 /**
- * Waits until the runner shows a contact later than the first answer (the baseline: whatever runner-fleet's own
- * verify or an old pod did before now does not count), polling every `intervalMs`, until `deadline` (shared by
- * every node's wait). A failed question is asked again; it never ends the wait early.
+ * How much earlier than a runner process's start a contact may show and still count as that process's own: the
+ * start (kubelet's startedAt, or /proc) and GitLab's Date header are read to the second.
+ */
+export const START_MARGIN_MS = 2000;
+
+/** Whether GitLab shows a contact no earlier than the process started (less the margin), on GitLab's clock. */
+export function contactedAfterStart(view: RunnerView, startedAt: number | undefined): boolean {
+  if (startedAt === undefined || view.kind !== 'runner' || !view.contactedAt) return false;
+  return Date.parse(view.contactedAt) >= startedAt - START_MARGIN_MS;
+}
+
+export interface ContactWait {
+  /** when to give up, on `clock` (one deadline shared by every node's wait) */
+  deadline: number;
+  intervalMs: number;
+  /** when the node's running runner process started, on GitLab's clock (src/status/clocks.ts), if known */
+  startedAt?: number;
+}
+
+/**
+ * Waits until GitLab shows the running runner process's own contact. Behind GitLab's Workhorse an idle runner's
+ * polls are answered without Rails (workhorse/internal/builds/register.go: the runner presents the last_update its
+ * queue still holds, and gets 204 after up to the long-polling duration), so contacted_at moves only when the queue
+ * changes, about once an hour. A process's first request has no last_update and always reaches Rails: a contact no
+ * earlier than the process's start is its own. Without a start time, a contact later than the first answer (the
+ * baseline: runner-fleet's own verify or an old pod before now does not count) proves it. A failed question is asked
+ * again; it never ends the wait early.
  */
 export async function waitForContact(
   read: () => Promise<RunnerView>,
-  deadline: number,
-  intervalMs: number,
+  wait: ContactWait,
   clock: ContactClock = systemClock,
 ): Promise<ContactOutcome> {
   let baseline: string | null | undefined;
   for (;;) {
     const last = await read();
-    if (baseline !== undefined && contactedSince(last, baseline) && last.kind === 'runner')
+    const fresh = baseline !== undefined && contactedSince(last, baseline);
+    if (last.kind === 'runner' && (fresh || contactedAfterStart(last, wait.startedAt)))
       return { kind: 'contacted', at: last.contactedAt! };
     if (baseline === undefined && last.kind === 'runner') baseline = last.contactedAt;
-    const left = deadline - clock.now();
+    const left = wait.deadline - clock.now();
     if (left <= 0) return { kind: 'timeout', last };
-    await clock.sleep(Math.min(intervalMs, left));
+    await clock.sleep(Math.min(wait.intervalMs, left));
   }
 }
 
