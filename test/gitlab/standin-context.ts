@@ -32,6 +32,8 @@ export interface StandinContext {
   serverUrl: string;
   /** delay every API answer (timeout tests) */
   delayMs: number;
+  /** Workhorse's long polling of jobs/request, in seconds (standin-workhorse.ts); 0: off */
+  longPollingSeconds: number;
   /** how far the `Date` of API answers is moved from this machine's clock: a skewed node, as GitLab sees it */
   clockOffsetSeconds: number;
   failRules: (FailRule & { left: number })[];

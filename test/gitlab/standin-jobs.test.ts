@@ -13,7 +13,8 @@ let gl: GitlabStandin;
 
 beforeAll(async () => {
   // A persist interval of 0–0 ms would write every contact; 1 h never does within a test: the default here is GitLab's.
-  gl = await startGitlabStandin();
+  // Workhorse holds a poll for 1 s here, not Omnibus' 50 s.
+  gl = await startGitlabStandin({ longPollingSeconds: 1 });
 });
 afterAll(() => gl.close());
 beforeEach(() => gl.reset());
@@ -179,15 +180,59 @@ describe('projects and the job queue controls', () => {
 });
 
 describe('POST /jobs/request', () => {
-  it('403 for a bad token; 204 with X-GitLab-Last-Update; the same last_update is answered from the queue value', async () => {
-    expect((await request('glrt-wrong')).status).toBe(403);
+  it('403 for a bad token; 204 with X-GitLab-Last-Update; the same last_update is held by Workhorse, Rails never sees it', async () => {
+    expect((await request('glrt-wrong', { last_update: 'x' })).status).toBe(403);
     const first = await request(gl.tokens.runnerToken);
     expect(first.status).toBe(204);
+    expect(first.headers.get('gitlab-ci-builds-polling')).toBe('yes');
     const lu = first.headers.get('x-gitlab-last-update');
     expect(lu).toMatch(/^[0-9a-f]{32}$/);
+    const contacted = gl.state.managers[0].contactedAt;
+    await new Promise((r) => setTimeout(r, 20));
+    const t0 = Date.now();
     const second = await request(gl.tokens.runnerToken, { last_update: lu });
+    // register.go's Timeout: 204 with no X-GitLab-Last-Update after the polling duration, and no heartbeat.
     expect(second.status).toBe(204);
-    expect(second.headers.get('x-gitlab-last-update')).toBe(lu);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(second.headers.get('gitlab-ci-builds-polling')).toBe('yes');
+    expect(second.headers.get('x-gitlab-last-update')).toBeNull();
+    expect(gl.state.managers[0].contactedAt).toBe(contacted);
+  });
+
+  it('Workhorse: a queue that changes during the hold ends it at once (204, the runner asks again); a changed one goes to Rails', async () => {
+    await project();
+    const lu = (await request(gl.tokens.runnerToken)).headers.get('x-gitlab-last-update');
+    const held = request(gl.tokens.runnerToken, { last_update: lu });
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    await queue('build');
+    const seen = await held;
+    expect(seen.status).toBe(204);
+    expect(Date.now() - t0).toBeLessThan(800);
+    const contacted = gl.state.managers[0].contactedAt;
+    await new Promise((r) => setTimeout(r, 20));
+    const got = await request(gl.tokens.runnerToken, { last_update: lu });
+    expect(got.status).toBe(201);
+    expect(gl.state.managers[0].contactedAt).not.toBe(contacted);
+  });
+
+  it('with long polling off, Rails answers the same last_update from the queue value (runner_queue_value_latest?)', async () => {
+    const direct = await startGitlabStandin({ longPollingSeconds: 0 });
+    try {
+      const req = (extra: Record<string, unknown>) =>
+        fetch(`${direct.url}/api/v4/jobs/request`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token: direct.tokens.runnerToken, ...extra }),
+        });
+      const lu = (await req({})).headers.get('x-gitlab-last-update');
+      const again = await req({ last_update: lu });
+      expect(again.status).toBe(204);
+      expect(again.headers.get('x-gitlab-last-update')).toBe(lu);
+      expect(again.headers.get('gitlab-ci-builds-polling')).toBeNull();
+    } finally {
+      await direct.close();
+    }
   });
 
   it('a queued job ticks the queue, so a runner holding the old last_update gets it: 201 with the payload', async () => {

@@ -1,6 +1,7 @@
 // Everything the stand-in serves as GitLab, one row per route: method, path template (standin-http.ts PATH_PARTS), the
 // handler, and which part of GitLab answers. A request no row takes is GitLab's 404 (noRoute); /_standin/ is the
 // tests' own (standin-control.ts).
+import { behindWorkhorse } from './standin-workhorse.js';
 import { appendTrace, registryToken, requestJob, updateJob } from './standin-api-jobs.js';
 import {
   createUserRunner,
@@ -46,7 +47,7 @@ export const GITLAB_ROUTES: readonly GitlabRoute[] = [
   api('POST', '/api/v4/runners/verify', verifyRunner),
   api('POST', '/api/v4/runners/reset_authentication_token', resetOwnToken),
   api('DELETE', '/api/v4/runners/managers', deleteManager),
-  api('POST', '/api/v4/jobs/request', requestJob),
+  api('POST', '/api/v4/jobs/request', behindWorkhorse(requestJob)),
   // lib/api/ci/runner.rb: with a job token
   api('PUT', '/api/v4/jobs/:id', updateJob),
   { ...api('PATCH', '/api/v4/jobs/:id/trace', appendTrace), bodyIsData: true },

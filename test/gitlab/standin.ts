@@ -28,6 +28,7 @@
 // The parts: standin-routes.ts lists every route and standin-control.ts the /_standin/ controls; the model is
 // standin-model.ts (records) with standin-runners.ts and standin-work.ts (what GitLab does to them), standin-auth.ts
 // who a request is, standin-tokens.ts the tokens and scopes, standin-server.ts the request pipeline.
+import { LONG_POLLING_DEFAULT_SECONDS } from './standin-workhorse.js';
 import { GitTokens } from './git-http.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -69,6 +70,8 @@ export interface StandinOptions {
   registrationTokensEnabled?: boolean;
   /** delay every API answer (timeout tests) */
   delayMs?: number;
+  /** Workhorse's long polling of jobs/request in seconds (default: Omnibus' 50); 0 turns it off */
+  longPollingSeconds?: number;
   /** git repositories live here (default: a new temporary directory, removed on close) */
   stateDir?: string;
   /** GitLab's runner_token_expiration_interval in seconds: new and reset runner tokens expire after it */
@@ -140,6 +143,7 @@ function newContext(
     signer,
     serverUrl: '',
     delayMs: opts.delayMs ?? 0,
+    longPollingSeconds: opts.longPollingSeconds ?? LONG_POLLING_DEFAULT_SECONDS,
     clockOffsetSeconds: 0,
     failRules: [],
   };
