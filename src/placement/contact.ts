@@ -14,7 +14,9 @@ import type { RunnerRecord } from '../runners/records.js';
 import { redact, secretValue } from '../secrets.js';
 import { withNode } from '../ssh.js';
 import {
+  describeLostContact,
   describeNoContact,
+  type ContactOutcome,
   readRunnerView,
   systemClock,
   waitForContact,
@@ -54,8 +56,9 @@ export interface ContactInput {
 
 /**
  * Waits, up to runners.contactTimeout for all nodes together, for each record's running runner process to have
- * contacted GitLab (waitForContact: since it started, or since this moment). Returns the nodes whose runner did not, each with why. Without an access token GitLab cannot
- * be asked: the wait is skipped with a warning.
+ * contacted GitLab (waitForContact: since it started, or since this moment), and checks the way there for one whose
+ * contact predates the wait (judgeContact). Returns the nodes whose runner is not proven, each with why. Without an
+ * access token GitLab cannot be asked: the wait is skipped with a warning.
  */
 export async function proveContact(input: ContactInput): Promise<Map<string, string>> {
   const { records } = input;
@@ -82,23 +85,54 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
     records.map(async (rec) => {
       const wait = { deadline, intervalMs: pollMs, startedAt: input.starts.get(rec.node) };
       const outcome = await waitForContact(() => readRunnerView(api, token, rec), wait, clock);
-      if (outcome.kind === 'contacted') {
-        log.progress(rec.node, `its runner asked GitLab for jobs (${outcome.at})`);
-        return;
+      const why = await judgeContact(input, rec.node, outcome);
+      if (why) {
+        log.error(rec.node, why);
+        failed.set(rec.node, why);
       }
-      log.progress(
-        rec.node,
-        `no contact from its runner; probing the way to GitLab from ${input.site === 'pod' ? 'its pod' : 'the node'}`,
-      );
-      const probe = await input
-        .probe(rec.node)
-        .catch((err): ProbeResult => ({ kind: 'unknown', why: messageOf(err) }));
-      const why = describeNoContact(timeout, outcome.last, probe, input.site);
-      log.error(rec.node, why);
-      failed.set(rec.node, why);
     }),
   );
   return failed;
+}
+
+/**
+ * A contact made during the wait proves the runner. One already there (the running process asked before this run,
+ * and behind Workhorse an idle runner's contact stays put) is checked by the probe: the way from where the runner
+ * runs must still pass. No contact: the probe says which hop fails. Undefined: proven.
+ */
+async function judgeContact(
+  input: ContactInput,
+  node: string,
+  outcome: ContactOutcome,
+): Promise<string | undefined> {
+  const { log } = input.ctx;
+  const probe = () =>
+    input.probe(node).catch((err): ProbeResult => ({ kind: 'unknown', why: messageOf(err) }));
+  if (outcome.kind === 'contacted') {
+    if (!outcome.already) {
+      log.progress(node, `its runner asked GitLab for jobs (${outcome.at})`);
+      return undefined;
+    }
+    const now = await probe();
+    if (now.kind === 'failed') return describeLostContact(outcome.at, now, input.site);
+    if (now.kind === 'unknown')
+      log.warn(
+        node,
+        `its runner asked GitLab for jobs (${outcome.at}); the way there now is not known: ${now.why}`,
+      );
+    else log.progress(node, `its runner asked GitLab for jobs (${outcome.at}); the way there still passes`);
+    return undefined;
+  }
+  log.progress(
+    node,
+    `no contact from its runner; probing the way to GitLab from ${input.site === 'pod' ? 'its pod' : 'the node'}`,
+  );
+  return describeNoContact(
+    input.ctx.inventory.runners.contactTimeout,
+    outcome.last,
+    await probe(),
+    input.site,
+  );
 }
 
 /** The probe in the node's runner pod (container gitlab-runner), through the exec subresource. */

@@ -60,7 +60,8 @@ export const systemClock: ContactClock = {
 };
 
 export type ContactOutcome =
-  | { kind: 'contacted'; at: string }
+  /** `already`: the contact was there at the first answer (an unchanged runner, idle behind Workhorse) */
+  | { kind: 'contacted'; at: string; already: boolean }
   /** no contact of the running process by the deadline; `last` is what GitLab said last */
   | { kind: 'timeout'; last: RunnerView };
 
@@ -103,12 +104,21 @@ export async function waitForContact(
     const last = await read();
     const fresh = baseline !== undefined && contactedSince(last, baseline);
     if (last.kind === 'runner' && (fresh || contactedAfterStart(last, wait.startedAt)))
-      return { kind: 'contacted', at: last.contactedAt! };
+      return { kind: 'contacted', at: last.contactedAt!, already: baseline === undefined };
     if (baseline === undefined && last.kind === 'runner') baseline = last.contactedAt;
     const left = wait.deadline - clock.now();
     if (left <= 0) return { kind: 'timeout', last };
     await clock.sleep(Math.min(wait.intervalMs, left));
   }
+}
+
+/** Why a runner whose contact predates the wait is not proven now: the way from where it runs fails. */
+export function describeLostContact(
+  at: string,
+  probe: ProbeResult & { kind: 'failed' },
+  site: ProbeSite,
+): string {
+  return `its runner last asked GitLab for jobs at ${at}; now ${describeProbe(probe, site)}`;
 }
 
 /**

@@ -152,7 +152,10 @@ describe.runIf(canRun)('operator commands: status, render, ci-snippet, destroy',
         ['pi2', true],
         ['pi3', true],
       ]);
-      expect(apply.report!.nodes[0].error).toBe(`its runner did not ask GitLab for jobs within 12 s: ${hop}`);
+      // pi1's runner made its contact before the drop (and behind Workhorse an idle one makes no newer): the way
+      // from its pod, checked now, fails.
+      expect(apply.report!.nodes[0].error).toMatch(/^its runner last asked GitLab for jobs at \S+; now /);
+      expect(apply.report!.nodes[0].error).toContain(hop);
     } finally {
       const del = await execOnNode('pi1', ['iptables', '-D', ...rule]);
       expect(del.code, del.stderr).toBe(0);
