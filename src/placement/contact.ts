@@ -23,7 +23,14 @@ import {
   type ContactClock,
 } from '../status/contact.js';
 import { describePodDocker, parsePodDocker, podDockerScript, type PodDocker } from '../status/pod-docker.js';
-import { parseProbe, probeScript, probeTargets, type ProbeResult, type ProbeSite } from '../status/probe.js';
+import {
+  describeProbe,
+  parseProbe,
+  probeScript,
+  probeTargets,
+  type ProbeResult,
+  type ProbeSite,
+} from '../status/probe.js';
 
 /**
  * How often each node's manager is asked meanwhile: GitLab's API, not the runners, takes these requests (two per
@@ -114,8 +121,11 @@ async function judgeContact(
       return undefined;
     }
     const now = await probe();
-    if (now.kind === 'failed') return describeLostContact(outcome.at, now, input.site);
-    if (now.kind === 'unknown')
+    // The probe stops at the first failing hop, GitLab's first: a registry's hop failing means GitLab's passed.
+    if (now.kind === 'failed' && now.target.kind === 'gitlab')
+      return describeLostContact(outcome.at, now, input.site);
+    if (now.kind === 'failed') log.warn(node, describeProbe(now, input.site));
+    else if (now.kind === 'unknown')
       log.warn(
         node,
         `its runner asked GitLab for jobs (${outcome.at}); the way there now is not known: ${now.why}`,

@@ -112,7 +112,7 @@ export async function waitForContact(
   }
 }
 
-/** Why a runner whose contact predates the wait is not proven now: the way from where it runs fails. */
+/** Why a runner whose contact predates the wait is not proven now: the way to GitLab from where it runs fails. */
 export function describeLostContact(
   at: string,
   probe: ProbeResult & { kind: 'failed' },
