@@ -1,5 +1,5 @@
 // One run's settings and its outside clients: made once per command and passed to every step of it.
-import type { GitlabClock } from './docker/preflight.js';
+import type { GitlabClock } from './status/clocks.js';
 import { GitlabApi } from './gitlab/api.js';
 import type { Inventory } from './inventory/types.js';
 import type { KubeClient } from './kube/client.js';

@@ -1,4 +1,5 @@
 // Pre-flight: read-only checks, in the gather's round trip, naming what stops a node from ever running a job.
+import type { GitlabClock } from '../status/clocks.js';
 import type { GatherOutput } from './facts.js';
 
 /** What the `@@preflight` section reports; undefined where the node could not say (never a problem then). */
@@ -24,10 +25,7 @@ export interface PreflightFacts {
 }
 
 /** GitLab's clock: the `Date` of one of its answers, and this machine's clock (ms) when the answer came. */
-export interface GitlabClock {
-  date: number;
-  receivedAt: number;
-}
+export type { GitlabClock } from '../status/clocks.js';
 
 export type PreflightKind =
   'memory-cgroup' | 'userland-32bit' | 'page-size-16k' | 'clock-skew' | 'disk-space';

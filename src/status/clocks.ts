@@ -1,8 +1,13 @@
 // Three clocks meet in the contact proof: a runner process's start (the node's clock), GitLab's contacted_at (GitLab's)
 // and this machine's. Each remote clock is read against this machine's at the moment it answered, so this machine's own
 // clock cancels out: a process start on the node becomes a moment on GitLab's clock.
-import type { GitlabClock } from '../docker/preflight.js';
 import type { GatherOutput } from '../docker/gather.js';
+
+/** GitLab's clock as one HEAD read it: its `Date` (ms), and this machine's clock when the answer came. */
+export interface GitlabClock {
+  date: number;
+  receivedAt: number;
+}
 
 /** The gather's last section: the node's clock in ms, read as the gather ends (printAtEnd sends its answer then). */
 export const NODE_CLOCK_GATHER = 'echo "@@node-clock"; date +%s%3N';
