@@ -27,6 +27,7 @@ import { withNode, type NodeConnection } from '../ssh.js';
 import { selectNodes } from '../inventory/schema.js';
 import type { RunnerPhase } from '../placement/phase.js';
 import { withRunners } from '../gitlab/auth-modes.js';
+import { probeTargets, reachGatherScript } from '../status/probe.js';
 
 /** The nodes' key files unreadable: the run would fail at every connect (exit 2, nothing contacted). */
 export function keyFileIssues(inv: Inventory): string[] {
@@ -322,10 +323,11 @@ async function convergeLocked(
   // The host-runner facts join each node's one gather: everything for host placement; in cluster placement only
   // what shows a host runner left over from host placement, which must go before the node's cluster runner comes.
   const runners: NodeRunnerStep | undefined = phase && {
-    gatherExtra: hostRunnerGatherScript(
-      inv.runners.placement === 'host' ? 'full' : 'probe',
-      inv.runners.packageRepository.url,
-    ),
+    // Host placement: the contact probe too, as root where the runner runs, for a runner this run leaves alone.
+    gatherExtra:
+      inv.runners.placement === 'host'
+        ? `${hostRunnerGatherScript('full', inv.runners.packageRepository.url)}\n${reachGatherScript(probeTargets(inv))}`
+        : hostRunnerGatherScript('probe', inv.runners.packageRepository.url),
     onNode: async (...args) => (await phase).onNode(...args),
   };
   const preflight = nodePreflight(ctx);

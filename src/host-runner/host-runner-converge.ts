@@ -17,6 +17,13 @@ import {
 import type { RunnerRecord } from '../runners/records.js';
 import { readStepsRun, stepsScript, tail } from '../remote/steps.js';
 import { redact } from '../secrets.js';
+import {
+  parseReach,
+  probeTargets,
+  reachGatherScript,
+  type ProbeResult,
+  type ProbeTarget,
+} from '../status/probe.js';
 import type { NodeConnection } from '../ssh.js';
 import {
   CONFIG_TOML,
@@ -52,6 +59,8 @@ export interface HostRunnerOutcome {
   runner?: RunnerRecord;
   /** when the runner's process started, on the node's clock (ms), as read after this run's steps */
   startedMs?: number;
+  /** the contact probe from the node, as root, after this run's steps (or in the gather, without steps) */
+  reach?: ProbeResult;
 }
 
 export class HostRunnerVerifyError extends Error {
@@ -137,31 +146,38 @@ echo "config=$(if [ -f ${CONFIG_TOML} ]; then sha256sum ${CONFIG_TOML} | cut -d'
 echo "mode=$(stat -c '%a %U' ${CONFIG_TOML} 2>/dev/null)"
 echo "version=$(dpkg-query -W -f='\${Version}' ${PACKAGE} 2>/dev/null)"`;
 
-/** Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it. */
+/**
+ * Runs the steps and the read-back in one round trip; a failure names the step and keeps what was done before it.
+ * With `targets`, the contact probe runs last, as root, where the runner runs: the way to GitLab after the steps.
+ */
 async function applySteps(
   conn: NodeConnection,
   steps: HostRunnerStep[],
   record: (c: Change) => void,
-): Promise<Record<string, string>> {
+  targets?: ProbeTarget[],
+): Promise<{ verify: Record<string, string>; reach?: ProbeResult }> {
+  const reach = targets ? `\n${reachGatherScript(targets)}` : '';
   // exec, not check: stdout is never put into a message; stderr comes back redacted.
-  const r = await conn.exec(`set -e\n${stepsScript(steps, hostRunnerStepScript)}\nset +e\n${VERIFY}`, {
-    sudo: true,
-    step: 'host runner',
-  });
+  const r = await conn.exec(
+    `set -e\n${stepsScript(steps, hostRunnerStepScript)}\nset +e\n${VERIFY}${reach}`,
+    {
+      sudo: true,
+      step: 'host runner',
+    },
+  );
   const run = readStepsRun(steps, r);
   run.done.forEach((s) => record(toChange(s)));
   if (r.code !== 0)
     throw new Error(
       `${run.failed?.detail ?? 'host runner'}: failed (exit ${r.code}): ${tail(r.stderr.trim() || 'no output')}`,
     );
-  const verify = r.stdout.slice(r.stdout.indexOf('@@verify'));
-  return Object.fromEntries(
-    verify
-      .split('\n')
-      .slice(1)
+  const { sections } = splitGatherOutput(r.stdout.slice(r.stdout.indexOf('@@verify')));
+  const verify = Object.fromEntries(
+    (sections.get('verify') ?? [])
       .filter((l) => l.includes('='))
       .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]),
   );
+  return { verify, ...(targets ? { reach: parseReach(sections, targets) } : {}) };
 }
 
 /** For a node that gets no host phase (gone from the inventory, destroy): the probe alone, one round trip. */
@@ -299,17 +315,26 @@ export async function convergeHostRunner(
       plan.steps.forEach((s) => record(toChange(s)));
       return { gitlab: gitlabOf(reconciled), present: true };
     }
-    if (plan.steps.length === 0)
-      return { gitlab: gitlabOf(reconciled), present: true, runner: rec, startedMs: hr.service.startedMs };
+    if (plan.steps.length === 0) {
+      const reach = parseReach(facts.gathered?.sections, probeTargets(inv));
+      return {
+        gitlab: gitlabOf(reconciled),
+        present: true,
+        runner: rec,
+        startedMs: hr.service.startedMs,
+        reach,
+      };
+    }
 
     const upgrade = plan.steps.find(
       (s): s is Extract<HostRunnerStep, { kind: 'upgrade-package' }> => s.kind === 'upgrade-package',
     );
     if (upgrade)
       ctx.log.progress(node.name, `waiting for its turn to upgrade ${PACKAGE} (one node at a time)`);
-    const v = upgrade
-      ? await oneUpgradeAtATime(() => applySteps(conn, plan.steps, record))
-      : await applySteps(conn, plan.steps, record);
+    const targets = probeTargets(inv);
+    const { verify: v, reach } = upgrade
+      ? await oneUpgradeAtATime(() => applySteps(conn, plan.steps, record, targets))
+      : await applySteps(conn, plan.steps, record, targets);
     const problems: string[] = [];
     const pinned = plan.steps.find(
       (s) => s.kind === 'upgrade-package' || (s.kind === 'install-package' && s.pin),
@@ -323,7 +348,7 @@ export async function convergeHostRunner(
     if (v.config !== sha256(configToml)) problems.push(`${CONFIG_TOML} is not the file runner-fleet wrote`);
     if (v.mode !== '600 root') problems.push(`${CONFIG_TOML} is ${v.mode}, not 600 root`);
     if (problems.length > 0) throw new HostRunnerVerifyError(`after applying: ${problems.join('; ')}`);
-    return { gitlab: gitlabOf(reconciled), present: true, runner: rec, ...startedMs(v.started) };
+    return { gitlab: gitlabOf(reconciled), present: true, runner: rec, ...startedMs(v.started), reach };
   } catch (err) {
     return { gitlab: gitlabOf(reconciled), present: store?.present ?? true, error: messageOf(err) };
   }
@@ -368,7 +393,7 @@ export async function removeHostRunner(
       return { gitlab: gitlabOf(reconciled), present: false };
     }
     if (plan.steps.length > 0) {
-      const v = await applySteps(conn, plan.steps, record);
+      const { verify: v } = await applySteps(conn, plan.steps, record);
       if (v.active === 'active')
         throw new HostRunnerVerifyError(`${SERVICE} is still running after systemctl stop`);
       if (v.config !== 'absent') throw new HostRunnerVerifyError(`${CONFIG_TOML} is still there`);

@@ -102,6 +102,7 @@ runners: {contactTimeout: 3}`,
         ['pi4', Date.parse('2026-12-07T10:00:30.000Z')],
       ]),
       clock,
+      runStartedAt: Date.parse('2026-12-07T10:00:01.000Z'),
     });
     expect(probed.sort()).toEqual(['pi2', 'pi3', 'pi4']);
     expect([...failed.keys()].sort()).toEqual(['pi2', 'pi4']);

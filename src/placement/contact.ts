@@ -58,13 +58,15 @@ export interface ContactInput {
   probe: (node: string) => Promise<ProbeResult>;
   /** when each node's running runner process started, on GitLab's clock (src/status/clocks.ts), where known */
   starts: ReadonlyMap<string, number>;
+  /** when this run began, on GitLab's clock (default: this process's start through GitLab's clock) */
+  runStartedAt?: number;
   clock?: ContactClock;
 }
 
 /**
  * Waits, up to runners.contactTimeout for all nodes together, for each record's running runner process to have
  * contacted GitLab (waitForContact: since it started, or since this moment), and checks the way there for one whose
- * contact predates the wait (judgeContact). Returns the nodes whose runner is not proven, each with why. Without an
+ * contact predates this run (judgeContact). Returns the nodes whose runner is not proven, each with why. Without an
  * access token GitLab cannot be asked: the wait is skipped with a warning.
  */
 export async function proveContact(input: ContactInput): Promise<Map<string, string>> {
@@ -86,13 +88,16 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
   const api = input.ctx.gitlab();
   const clock = input.clock ?? systemClock;
   const deadline = clock.now() + timeout * 1000;
+  const runStartedAt =
+    input.runStartedAt ??
+    performance.timeOrigin + gitlabAheadMs(await input.ctx.gitlabClock().catch(() => undefined));
   const pollMs = contactPollMs(records.length);
   log.progress('gitlab', `waiting up to ${timeout} s for ${records.length} runner(s) to ask GitLab for jobs`);
   await Promise.all(
     records.map(async (rec) => {
       const wait = { deadline, intervalMs: pollMs, startedAt: input.starts.get(rec.node) };
       const outcome = await waitForContact(() => readRunnerView(api, token, rec), wait, clock);
-      const why = await judgeContact(input, rec.node, outcome);
+      const why = await judgeContact(input, rec.node, outcome, runStartedAt);
       if (why) {
         log.error(rec.node, why);
         failed.set(rec.node, why);
@@ -102,27 +107,31 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
   return failed;
 }
 
+/** The hops whose failure a probe can be sure of; `http` (no answer, or an odd one) may be the probe's own tools. */
+const SURE_HOPS: ReadonlySet<string> = new Set(['dns', 'tcp', 'tls']);
+
 /**
- * A contact made during the wait proves the runner. One already there (the running process asked before this run,
- * and behind Workhorse an idle runner's contact stays put) is checked by the probe: the way from where the runner
- * runs must still pass. No contact: the probe says which hop fails. Undefined: proven.
+ * A contact made during this run proves the runner. One from before it (an unchanged runner: behind Workhorse an
+ * idle runner's contact stays put) is checked by the probe: the way from where the runner runs to GitLab must still
+ * pass its sure hops; anything else the probe finds is a warning. No contact: the probe says which hop fails.
+ * Undefined: proven.
  */
 async function judgeContact(
   input: ContactInput,
   node: string,
   outcome: ContactOutcome,
+  runStartedAt: number,
 ): Promise<string | undefined> {
   const { log } = input.ctx;
   const probe = () =>
     input.probe(node).catch((err): ProbeResult => ({ kind: 'unknown', why: messageOf(err) }));
   if (outcome.kind === 'contacted') {
-    if (!outcome.already) {
+    if (Date.parse(outcome.at) >= runStartedAt) {
       log.progress(node, `its runner asked GitLab for jobs (${outcome.at})`);
       return undefined;
     }
     const now = await probe();
-    // The probe stops at the first failing hop, GitLab's first: a registry's hop failing means GitLab's passed.
-    if (now.kind === 'failed' && now.target.kind === 'gitlab')
+    if (now.kind === 'failed' && now.target.kind === 'gitlab' && SURE_HOPS.has(now.hop))
       return describeLostContact(outcome.at, now, input.site);
     if (now.kind === 'failed') log.warn(node, describeProbe(now, input.site));
     else if (now.kind === 'unknown')
@@ -275,6 +284,7 @@ export async function proveDocker(
 /** The probe on the node itself (host placement: the runner runs there), over SSH. */
 export async function probeOnHost(node: NodeSpec, inv: Inventory): Promise<ProbeResult> {
   const targets = probeTargets(inv);
-  const r = await withNode(node, (conn) => conn.exec(probeScript(targets)));
+  // As root, as the runner service runs: its tls-ca-file is root's to read.
+  const r = await withNode(node, (conn) => conn.exec(probeScript(targets), { sudo: true }));
   return parseProbe(r.stdout, targets);
 }

@@ -4,6 +4,7 @@
 // keeps an orphan.
 import type { RunContext } from '../context.js';
 import type { HostFacts } from '../docker/facts.js';
+import type { ProbeResult } from '../status/probe.js';
 import {
   convergeHostRunner,
   hostRunnerFactsOf,
@@ -66,6 +67,7 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
       node: NodeSpec;
       record: RunnerRecord;
       startedMs?: number;
+      reach?: ProbeResult;
       clock: Pick<HostFacts, 'nodeClockMs' | 'gatheredAt'>;
     }
   >();
@@ -91,7 +93,13 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
         gitlab.add(outcome.gitlab, inv, cause);
         results.set(node.name, { node: indexEntry(node), present: outcome.present });
         if (outcome.runner && !outcome.error && !dryRun)
-          upNow.set(node.name, { node, record: outcome.runner, startedMs: outcome.startedMs, clock: facts });
+          upNow.set(node.name, {
+            node,
+            record: outcome.runner,
+            startedMs: outcome.startedMs,
+            reach: outcome.reach,
+            clock: facts,
+          });
         return outcome.error;
       }
       const hr = hostRunnerFactsOf(node, facts);
@@ -137,7 +145,8 @@ export function runnerPhase(ctx: RunContext): RunnerPhase {
           ctx,
           records: up.map((u) => u.record),
           site: 'host',
-          probe: (name) => probeOnHost(upNow.get(name)!.node, inv),
+          // The probe this run's gather or steps already ran on the node; a new connection only without one.
+          probe: async (name) => upNow.get(name)!.reach ?? probeOnHost(upNow.get(name)!.node, inv),
           starts: await startsOnGitlabClock(
             ctx,
             new Map(started),
