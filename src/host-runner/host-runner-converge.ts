@@ -59,7 +59,7 @@ export interface HostRunnerOutcome {
   runner?: RunnerRecord;
   /** when the runner's process started, on the node's clock (ms), as read after this run's steps */
   startedMs?: number;
-  /** the contact probe from the node, as root, after this run's steps (or in the gather, without steps) */
+  /** the contact probe from the node, as root, after this run's steps (or the gather's pass, without steps) */
   reach?: ProbeResult;
 }
 
@@ -316,7 +316,9 @@ export async function convergeHostRunner(
       return { gitlab: gitlabOf(reconciled), present: true };
     }
     if (plan.steps.length === 0) {
-      const reach = parseReach(facts.gathered?.sections, probeTargets(inv));
+      // The gather ran before this run's Docker steps (a CA copy put back): only its pass is taken as it is.
+      const gathered = parseReach(facts.gathered?.sections, probeTargets(inv));
+      const reach = gathered?.kind === 'ok' ? gathered : undefined;
       return {
         gitlab: gitlabOf(reconciled),
         present: true,
