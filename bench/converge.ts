@@ -450,6 +450,8 @@ function mergeResults(results: BenchResult[]): BenchResult {
       same.upMs = x.upMs;
       same.fleetMemory = x.fleetMemory ?? same.fleetMemory;
     }
+  // The whole no-op, like a tool's runs, from the last file that measured it.
+  const fullNoop = [...results].reverse().find((r) => r.fullNoop)?.fullNoop;
   return {
     ...first,
     machine: Object.assign({}, ...results.map((r) => r.machine)),
@@ -463,6 +465,7 @@ function mergeResults(results: BenchResult[]): BenchResult {
         .filter((v, i, all) => all.findIndex((w) => w.name === v.name) === i),
     },
     sizes,
+    ...(fullNoop ? { fullNoop } : {}),
     totalMs: results.reduce((a, r) => a + r.totalMs, 0),
   };
 }
