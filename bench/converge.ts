@@ -41,6 +41,7 @@ import { ensurePyinfra, PYINFRA_VERSION, runDeploy, writePyinfraInventory } from
 import { renderPlot, renderResults } from './lib/results.js';
 import type { BenchResult, NoopRun, RunSample, SizeResult, ToolName, ToolRun } from './lib/types.js';
 import { REPO, runProvision } from './lib/runner-fleet.js';
+import { DEFAULT_CONCURRENCY } from '../src/cli.js';
 
 const ALL_TOOL_NAMES: ToolName[] = [
   'runner-fleet',
@@ -206,7 +207,8 @@ async function main(): Promise<void> {
       'ansible-runs': { type: 'string', default: '1' },
       noops: { type: 'string', default: '3' },
       'ansible-noops': { type: 'string', default: '1' },
-      concurrency: { type: 'string', default: '10' },
+      // The tool's own default, so that the tables measure what a user runs.
+      concurrency: { type: 'string', default: String(DEFAULT_CONCURRENCY) },
       'full-noop-runs': { type: 'string', default: '5' },
       ansible: { type: 'boolean', default: false },
       peers: { type: 'boolean', default: false },
@@ -221,7 +223,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout
-      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10,30] [--rtt 0,20,50] [--rtt-sizes 30] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency 10] [--profile] [--write] [--json FILE] [--keep]
+      .write(`Usage: npx tsx bench/converge.ts [--sizes 3,10,30] [--rtt 0,20,50] [--rtt-sizes 30] [--tools …] [--runs 3] [--noops 3] [--ansible [--ansible-runs 1] [--ansible-noops 1]] [--concurrency N] [--profile] [--write] [--json FILE] [--keep]
   --runs N    fresh fleets (first runs) per size for runner-fleet
   --noops K   no-op reruns after each first run (on the same fleet)
   Tools by default: runner-fleet (npx tsx), runner-fleet-compiled (node dist/provision.js), pyinfra
