@@ -1,5 +1,5 @@
 // Pre-flight: read-only checks, in the gather's round trip, naming what stops a node from ever running a job.
-import type { GitlabClock } from '../status/clocks.js';
+import { gitlabAheadMs, nodeAheadMs, type GitlabClock } from '../status/clocks.js';
 import type { GatherOutput } from './facts.js';
 
 /** What the `@@preflight` section reports; undefined where the node could not say (never a problem then). */
@@ -95,9 +95,9 @@ export function parsePreflight(gathered: GatherOutput | undefined, gatheredAt?: 
  */
 export function clockSkewSeconds(facts: PreflightFacts, gitlab: GitlabClock): number | undefined {
   if (facts.epochSeconds === undefined || facts.gatheredAt === undefined) return undefined;
-  const nodeAhead = facts.epochSeconds * 1000 - facts.gatheredAt;
-  const gitlabAhead = gitlab.date - gitlab.receivedAt;
-  return Math.round((nodeAhead - gitlabAhead) / 1000);
+  return Math.round(
+    (nodeAheadMs(facts.epochSeconds * 1000, facts.gatheredAt) - gitlabAheadMs(gitlab)) / 1000,
+  );
 }
 
 const gib = (kib: number) => `${(kib / 1024 / 1024).toFixed(1)} GiB`;

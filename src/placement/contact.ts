@@ -28,6 +28,7 @@ import {
   parseProbe,
   probeScript,
   probeTargets,
+  type Hop,
   type ProbeResult,
   type ProbeSite,
 } from '../status/probe.js';
@@ -108,7 +109,7 @@ export async function proveContact(input: ContactInput): Promise<Map<string, str
 }
 
 /** The hops whose failure a probe can be sure of; `http` (no answer, or an odd one) may be the probe's own tools. */
-const SURE_HOPS: ReadonlySet<string> = new Set(['dns', 'tcp', 'tls']);
+const SURE_HOPS: ReadonlySet<Hop> = new Set<Hop>(['dns', 'tcp', 'tls']);
 
 /**
  * A contact made during this run proves the runner. One from before it (an unchanged runner: behind Workhorse an

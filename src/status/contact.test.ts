@@ -46,7 +46,7 @@ describe('waitForContact', () => {
       { deadline: 60_000, intervalMs: 3000 },
       clock,
     );
-    expect(r).toEqual({ kind: 'contacted', at: at(9), already: false });
+    expect(r).toEqual({ kind: 'contacted', at: at(9) });
     expect(clock.t).toBe(6000);
   });
 
@@ -56,7 +56,7 @@ describe('waitForContact', () => {
       { deadline: 60_000, intervalMs: 3000 },
       fakeClock(),
     );
-    expect(r).toEqual({ kind: 'contacted', at: at(2), already: false });
+    expect(r).toEqual({ kind: 'contacted', at: at(2) });
   });
 
   it('gives up at the deadline with what GitLab said last; the last sleep is cut to the deadline', async () => {
@@ -73,7 +73,7 @@ describe('waitForContact', () => {
       { deadline: 60_000, intervalMs: 1000 },
       fakeClock(),
     );
-    expect(r).toEqual({ kind: 'contacted', at: at(4), already: false });
+    expect(r).toEqual({ kind: 'contacted', at: at(4) });
     const never = await waitForContact(reads([err]), { deadline: 5000, intervalMs: 1000 }, fakeClock());
     expect(never).toEqual({ kind: 'timeout', last: err });
   });
@@ -100,7 +100,7 @@ describe('waitForContact', () => {
       { deadline: 60_000, intervalMs: 3000, startedAt: started },
       clock,
     );
-    expect(r).toEqual({ kind: 'contacted', at: at(6), already: true });
+    expect(r).toEqual({ kind: 'contacted', at: at(6) });
     expect(clock.t).toBe(0);
   });
 
@@ -117,7 +117,7 @@ describe('waitForContact', () => {
       { deadline: 9000, intervalMs: 3000, startedAt: started },
       fakeClock(),
     );
-    expect(late).toEqual({ kind: 'contacted', at: at(12), already: false });
+    expect(late).toEqual({ kind: 'contacted', at: at(12) });
     const margin = await waitForContact(
       reads([view(at(9))]),
       { deadline: 9000, intervalMs: 3000, startedAt: started },

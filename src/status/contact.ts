@@ -60,8 +60,7 @@ export const systemClock: ContactClock = {
 };
 
 export type ContactOutcome =
-  /** `already`: the contact was there at the first answer (an unchanged runner, idle behind Workhorse) */
-  | { kind: 'contacted'; at: string; already: boolean }
+  | { kind: 'contacted'; at: string }
   /** no contact of the running process by the deadline; `last` is what GitLab said last */
   | { kind: 'timeout'; last: RunnerView };
 
@@ -104,7 +103,7 @@ export async function waitForContact(
     const last = await read();
     const fresh = baseline !== undefined && contactedSince(last, baseline);
     if (last.kind === 'runner' && (fresh || contactedAfterStart(last, wait.startedAt)))
-      return { kind: 'contacted', at: last.contactedAt!, already: baseline === undefined };
+      return { kind: 'contacted', at: last.contactedAt! };
     if (baseline === undefined && last.kind === 'runner') baseline = last.contactedAt;
     const left = wait.deadline - clock.now();
     if (left <= 0) return { kind: 'timeout', last };
