@@ -20,6 +20,7 @@ import { redact } from '../secrets.js';
 import { clusterPreflight, desiredCluster } from './desired.js';
 import {
   probeInPod,
+  probePod,
   proveContact,
   proveDocker,
   runnerContainerStarts,
@@ -194,7 +195,11 @@ async function provePods(
       ctx,
       records,
       site: 'pod',
-      probe: (node) => probeInPod(client, inv, executor, node),
+      // The pod listed above (a contact from before this run is probed at once); listed again only without one.
+      probe: (node) => {
+        const pod = listed.pods.get(node);
+        return pod ? probePod(client, inv, pod.metadata.name) : probeInPod(client, inv, executor, node);
+      },
       starts,
     }),
   ]);
